@@ -1,0 +1,1 @@
+"""trio_sandbox: run MCP tool servers in a sandbox, behind a mutual-TLS proxy."""

@@ -1,0 +1,174 @@
+"""The Model Context Protocol: messages, server and client cores, and transports.
+
+This layer knows nothing of sandboxes.
+"""
+
+from ._duplex import serve_duplex as serve_duplex
+from ._http_server import (
+    BoundServer as BoundServer,
+)
+from ._http_server import (
+    HttpSettings as HttpSettings,
+)
+from ._http_server import (
+    McpHttpApp as McpHttpApp,
+)
+from ._http_server import (
+    serve_http as serve_http,
+)
+from ._jsonrpc import (
+    CONNECTION_CLOSED as CONNECTION_CLOSED,
+)
+from ._jsonrpc import (
+    HEADER_MISMATCH as HEADER_MISMATCH,
+)
+from ._jsonrpc import (
+    INTERNAL_ERROR as INTERNAL_ERROR,
+)
+from ._jsonrpc import (
+    INVALID_PARAMS as INVALID_PARAMS,
+)
+from ._jsonrpc import (
+    INVALID_REQUEST as INVALID_REQUEST,
+)
+from ._jsonrpc import (
+    METHOD_NOT_FOUND as METHOD_NOT_FOUND,
+)
+from ._jsonrpc import (
+    PARSE_ERROR as PARSE_ERROR,
+)
+from ._jsonrpc import (
+    RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND,
+)
+from ._jsonrpc import (
+    UNSUPPORTED_PROTOCOL_VERSION as UNSUPPORTED_PROTOCOL_VERSION,
+)
+from ._jsonrpc import (
+    ErrorObject as ErrorObject,
+)
+from ._jsonrpc import (
+    ErrorResponse as ErrorResponse,
+)
+from ._jsonrpc import (
+    JsonObject as JsonObject,
+)
+from ._jsonrpc import (
+    McpError as McpError,
+)
+from ._jsonrpc import (
+    Message as Message,
+)
+from ._jsonrpc import (
+    MessageDecodeError as MessageDecodeError,
+)
+from ._jsonrpc import (
+    Notification as Notification,
+)
+from ._jsonrpc import (
+    Request as Request,
+)
+from ._jsonrpc import (
+    RequestId as RequestId,
+)
+from ._jsonrpc import (
+    Response as Response,
+)
+from ._jsonrpc import (
+    decode_message as decode_message,
+)
+from ._jsonrpc import (
+    dump_message as dump_message,
+)
+from ._jsonrpc import (
+    encode_message as encode_message,
+)
+from ._jsonrpc import (
+    parse_json as parse_json,
+)
+from ._server import (
+    McpServer as McpServer,
+)
+from ._server import (
+    RequestContext as RequestContext,
+)
+from ._server import (
+    ServerSession as ServerSession,
+)
+from ._server import (
+    ToolError as ToolError,
+)
+from ._server import (
+    ToolHandler as ToolHandler,
+)
+from ._server import (
+    ToolReturn as ToolReturn,
+)
+from ._types import (
+    AudioContent as AudioContent,
+)
+from ._types import (
+    CallToolResult as CallToolResult,
+)
+from ._types import (
+    Content as Content,
+)
+from ._types import (
+    EmbeddedResource as EmbeddedResource,
+)
+from ._types import (
+    GetPromptResult as GetPromptResult,
+)
+from ._types import (
+    ImageContent as ImageContent,
+)
+from ._types import (
+    Implementation as Implementation,
+)
+from ._types import (
+    OtherContent as OtherContent,
+)
+from ._types import (
+    Prompt as Prompt,
+)
+from ._types import (
+    PromptArgument as PromptArgument,
+)
+from ._types import (
+    PromptMessage as PromptMessage,
+)
+from ._types import (
+    Resource as Resource,
+)
+from ._types import (
+    ResourceContents as ResourceContents,
+)
+from ._types import (
+    ResourceLink as ResourceLink,
+)
+from ._types import (
+    ResourceTemplate as ResourceTemplate,
+)
+from ._types import (
+    TextContent as TextContent,
+)
+from ._types import (
+    Tool as Tool,
+)
+from ._types import (
+    content_from_json as content_from_json,
+)
+from ._versions import (
+    HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS,
+)
+from ._versions import (
+    LATEST_HANDSHAKE_VERSION as LATEST_HANDSHAKE_VERSION,
+)
+from ._versions import (
+    LATEST_VERSION as LATEST_VERSION,
+)
+from ._versions import (
+    STATELESS_VERSIONS as STATELESS_VERSIONS,
+)
+from ._versions import (
+    SUPPORTED_VERSIONS as SUPPORTED_VERSIONS,
+)

@@ -1,0 +1,122 @@
+"""Serving one MCP session over a message-oriented duplex channel (stdio lines, WebSocket frames).
+
+Both transports carry whole JSON-RPC messages in both directions with no HTTP around them, so the
+session loop is shared: read a message, run requests concurrently in a nursery, answer each on the
+same channel, and cancel everything still running when the channel closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import trio
+
+from ._jsonrpc import (
+    INVALID_REQUEST,
+    ErrorResponse,
+    McpError,
+    Message,
+    MessageDecodeError,
+    Notification,
+    Request,
+    Response,
+    decode_message,
+    dump_message,
+    parse_json,
+)
+from ._server import McpServer, ServerSession, stateless_session
+from ._versions import batches_allowed
+
+
+async def serve_duplex(
+    server: McpServer,
+    incoming: AsyncIterator[bytes | str],
+    send_bytes: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Serve MCP until ``incoming`` ends; returns after every request of the session has ended."""
+    send_lock = trio.Lock()
+
+    async def send(message: Message) -> None:
+        data = dump_message(message)
+        async with send_lock:
+            await send_bytes(data)
+
+    session = server.open_session(send_standalone=send)
+    try:
+        async with trio.open_nursery() as nursery:
+            async for payload in incoming:
+                for item in _decode_payload(payload, session):
+                    if isinstance(item, McpError):
+                        await send(item.response_for(getattr(item, "request_id", None)))
+                    else:
+                        _dispatch(nursery, server, session, item, send)
+            # The peer hung up: nobody is left to read answers.
+            nursery.cancel_scope.cancel()
+    finally:
+        server.close_session(session)
+
+
+def _decode_payload(payload: bytes | str, session: ServerSession) -> list[Message | McpError]:
+    try:
+        raw = parse_json(payload)
+    except McpError as exc:
+        return [exc]
+    if isinstance(raw, list):
+        if not batches_allowed(session.protocol_version) or not raw:
+            return [
+                McpError(
+                    INVALID_REQUEST, "JSON-RPC batches are not allowed in this protocol version"
+                )
+            ]
+        items = raw
+    else:
+        items = [raw]
+    decoded: list[Message | McpError] = []
+    for item in items:
+        try:
+            decoded.append(decode_message(item))
+        except MessageDecodeError as exc:
+            decoded.append(exc)
+    return decoded
+
+
+def _dispatch(
+    nursery: trio.Nursery,
+    server: McpServer,
+    session: ServerSession,
+    message: Message,
+    send: Callable[[Message], Awaitable[None]],
+) -> None:
+    if isinstance(message, Request):
+        nursery.start_soon(_serve_request, server, session, message, send)
+    elif isinstance(message, Notification):
+        session.handle_notification(message)
+    elif isinstance(message, (Response, ErrorResponse)):
+        session.handle_response(message)
+
+
+async def _serve_request(
+    server: McpServer,
+    session: ServerSession,
+    request: Request,
+    send: Callable[[Message], Awaitable[None]],
+) -> None:
+    if request.method == "server/discover" or (
+        session.protocol_version is None
+        and request.method != "initialize"
+        and _has_envelope(request)
+    ):
+        # A stateless-era request on a duplex channel: it carries its own envelope.
+        try:
+            request_session = stateless_session(server, request.params)
+        except McpError as exc:
+            await send(exc.response_for(request.id))
+            return
+        await request_session.handle_request(request, send)
+        return
+    await session.handle_request(request, send)
+
+
+def _has_envelope(request: Request) -> bool:
+    meta = (request.params or {}).get("_meta")
+    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
