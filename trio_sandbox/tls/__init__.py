@@ -1,0 +1,19 @@
+"""Mutual TLS for trio_sandbox: identities, in-memory SSL contexts, hypercorn, the CA block."""
+
+from ._bundle import ClientBundlePaths as ClientBundlePaths
+from ._bundle import load_client_ssl_context as load_client_ssl_context
+from ._ca_block import BEGIN_MARKER as BEGIN_MARKER
+from ._ca_block import END_MARKER as END_MARKER
+from ._ca_block import SERVER_STARTED_PREFIX as SERVER_STARTED_PREFIX
+from ._ca_block import CaBlock as CaBlock
+from ._ca_block import CaBlockError as CaBlockError
+from ._ca_block import CaBlockParser as CaBlockParser
+from ._ca_block import format_ca_block as format_ca_block
+from ._ca_block import read_ca_block as read_ca_block
+from ._hypercorn import InMemoryTlsConfig as InMemoryTlsConfig
+from ._identity import DEFAULT_SERVER_HOSTNAMES as DEFAULT_SERVER_HOSTNAMES
+from ._identity import HTTP_ALPN_PROTOCOLS as HTTP_ALPN_PROTOCOLS
+from ._identity import CertificateChain as CertificateChain
+from ._identity import MtlsIdentity as MtlsIdentity
+from ._x509 import IssuedLeaf as IssuedLeaf
+from ._x509 import LeafRole as LeafRole

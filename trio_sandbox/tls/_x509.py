@@ -1,0 +1,167 @@
+"""Minting a throw-away CA and the leaves it signs (ECDSA P-256, SHA-256)."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import ipaddress
+from collections.abc import Iterable
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Tolerate a sandbox or container whose clock lags the host's a little.
+CLOCK_SKEW_ALLOWANCE = datetime.timedelta(hours=1)
+DEFAULT_LEAF_LIFETIME = datetime.timedelta(days=365)
+
+
+class LeafRole(enum.Enum):
+    """Which side of a TLS connection a leaf certificate authenticates."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@attrs.frozen(eq=False)
+class IssuedLeaf:
+    """A leaf certificate with its private key, plus the CA certificate that signed it."""
+
+    role: LeafRole
+    certificate: x509.Certificate
+    ca_certificate: x509.Certificate
+    private_key: ec.EllipticCurvePrivateKey = attrs.field(repr=False)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def certificate_pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _subject_alternative_name(hostnames: Iterable[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for hostname in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(hostname)))
+        except ValueError:
+            names.append(x509.DNSName(hostname))
+    return x509.SubjectAlternativeName(names)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trio_sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def issue_leaves(
+    *,
+    ca_common_name: str,
+    leaves: Iterable[tuple[LeafRole, str, tuple[str, ...]]],
+    not_valid_before: datetime.datetime | None = None,
+    not_valid_after: datetime.datetime | None = None,
+) -> list[IssuedLeaf]:
+    """Create a fresh CA, sign one leaf per (role, common name, hostnames), drop the CA key.
+
+    The CA private key lives only inside this call: once the leaves are signed nobody can
+    mint another certificate that the returned CA would vouch for.
+    """
+    now = utc_now()
+    leaf_not_before = now - CLOCK_SKEW_ALLOWANCE if not_valid_before is None else not_valid_before
+    leaf_not_after = now + DEFAULT_LEAF_LIFETIME if not_valid_after is None else not_valid_after
+    if leaf_not_after <= leaf_not_before:
+        raise ValueError("not_valid_after must be later than not_valid_before")
+    # The CA outlives every leaf it signs, so a leaf's own dates decide whether it is valid
+    # (an expired client leaf must fail as expired, not as "issuer expired").
+    ca_not_before = min(now - CLOCK_SKEW_ALLOWANCE, leaf_not_before)
+    ca_not_after = max(now + DEFAULT_LEAF_LIFETIME, leaf_not_after)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(ca_common_name)
+    ca_key_identifier = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_certificate = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca_not_before)
+        .not_valid_after(ca_not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_key_identifier, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    authority_key_identifier = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+        ca_key_identifier
+    )
+
+    issued: list[IssuedLeaf] = []
+    for role, common_name, hostnames in leaves:
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        usage = (
+            ExtendedKeyUsageOID.SERVER_AUTH
+            if role is LeafRole.SERVER
+            else ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(ca_name)
+            .public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(leaf_not_before)
+            .not_valid_after(leaf_not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
+            )
+            .add_extension(authority_key_identifier, critical=False)
+        )
+        if hostnames:
+            builder = builder.add_extension(_subject_alternative_name(hostnames), critical=False)
+        issued.append(
+            IssuedLeaf(
+                role=role,
+                certificate=builder.sign(ca_key, hashes.SHA256()),
+                ca_certificate=ca_certificate,
+                private_key=leaf_key,
+            )
+        )
+    return issued
