@@ -1,0 +1,281 @@
+"""The bubblewrap back end (the default): namespaces, read-only root, seccomp, uid 65534.
+
+Settings (DESIGN.md §3) and the three traps of a root launcher, all fixed here:
+- /proc/sys is writable by root unless bound read-only: `--ro-bind /proc/sys /proc/sys`.
+- root-only files (/etc/shadow, ...) are readable by a root sandbox: when the warden is root
+  the sandbox gets no user namespace and the command runs as uid/gid 65534 (bwrap keeps only
+  CAP_SETUID/SETGID/SETPCAP, then `setpriv` drops to 65534 with no capabilities, an empty
+  bounding set and no_new_privs); files of /etc that others may not read are masked as well.
+- bwrap's init (PID 1 inside) keeps the environment bwrap was started with, readable in
+  /proc/1/environ: bwrap itself is started with a scrubbed environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import trio
+
+from ._publish import connect_in_netns, connect_on_host, open_port_listener, serve_published_port
+from ._seccomp import deny_list_fd
+from ._spawn import Child, become_subreaper, reap_orphan, run_child
+from ._spec import WrapSpec, WrapUsageError
+from ._volumes import Mount, resolve_mounts
+
+SANDBOX_UID = 65534  # nobody / nogroup
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What bwrap itself runs with: nothing of the launcher's environment.
+BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+STOP_GRACE_SECONDS = 5.0
+_MERGED_USR_NAMES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def _is_within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def python_bind_paths() -> tuple[list[str], list[tuple[str, str]]]:
+    """What the host image needs besides /usr for this package's own tool server:
+    (real directories to bind read-only, (link target, link path) symlinks to recreate)."""
+    package_dir = str(Path(__file__).resolve().parents[1])
+    real_paths: list[str] = []
+    links: list[tuple[str, str]] = []
+    for wanted in (sys.prefix, sys.base_prefix, package_dir):
+        real = os.path.realpath(wanted)
+        if _is_within(real, "/usr"):
+            continue
+        real_paths.append(real)
+        if wanted != real and os.path.islink(wanted):
+            links.append((os.readlink(wanted), wanted))
+    real_paths.sort(key=len)
+    binds: list[str] = []
+    for path in real_paths:
+        if not any(_is_within(path, bound) for bound in binds):
+            binds.append(path)
+    return binds, links
+
+
+def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
+    """Paths under root/relative that "others" may not read (files) or enter (directories)."""
+    with contextlib.suppress(OSError), os.scandir(os.path.join(root, relative)) as entries:
+        for entry in entries:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            inner = f"{relative}/{entry.name}"
+            if stat.S_ISDIR(mode):
+                if mode & 0o005 != 0o005:
+                    yield "/" + inner
+                else:
+                    yield from _unreadable_by_others(root, inner)
+            elif stat.S_ISREG(mode) and not mode & 0o004:
+                yield "/" + inner
+
+
+def _find_setpriv(root: str) -> str | None:
+    for candidate in ("/usr/bin/setpriv", "/bin/setpriv"):
+        if os.path.exists(os.path.join(root, candidate.lstrip("/"))):
+            return candidate
+    return None
+
+
+def bwrap_argv(
+    spec: WrapSpec, mounts: list[Mount], *, as_root: bool, info_fd: int, seccomp_fd: int
+) -> list[str]:
+    host_image = spec.image == "host"
+    root = "/" if host_image else os.path.abspath(spec.image)
+    argv = ["bwrap", "--die-with-parent", "--new-session"]
+    argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+    if spec.network == "none":
+        argv.append("--unshare-net")
+    if as_root:
+        # No user namespace: uid 65534 inside must be uid 65534 outside (inside a user
+        # namespace bwrap maps the sandbox uid to the launcher's, root).
+        argv += ["--cap-drop", "ALL"]
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
+            argv += ["--cap-add", cap]
+    else:
+        argv += ["--unshare-user", "--cap-drop", "ALL"]
+    argv += ["--hostname", "sandbox", "--clearenv"]
+    for name, value in (("PATH", SANDBOX_PATH), ("HOME", "/tmp"), *spec.env):
+        argv += ["--setenv", name, value]
+
+    if host_image:
+        argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+        for name in _MERGED_USR_NAMES:
+            path = "/" + name
+            if os.path.islink(path):
+                argv += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                argv += ["--ro-bind", path, path]
+    else:
+        argv += ["--ro-bind", root, "/"]
+    for masked in _unreadable_by_others(root):
+        if os.path.isdir(os.path.join(root, masked.lstrip("/"))):
+            argv += ["--perms", "0000", "--tmpfs", masked]
+        else:
+            argv += ["--ro-bind", "/dev/null", masked]
+    argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    if host_image:
+        binds, links = python_bind_paths()
+        for path in binds:
+            argv += ["--ro-bind", path, path]
+        for target, link in links:
+            argv += ["--symlink", target, link]
+    for mount in mounts:
+        if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
+            raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
+        argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path, mount.target]
+    if host_image:
+        argv += ["--remount-ro", "/"]
+    argv += ["--chdir", spec.workdir or "/"]
+    argv += ["--info-fd", str(info_fd), "--seccomp", str(seccomp_fd), "--"]
+    if as_root:
+        setpriv = _find_setpriv(root)
+        if setpriv is None:
+            raise WrapUsageError(
+                f"{root} has no setpriv: refusing to run the sandbox as root (run the warden as"
+                " a normal user, or use an image with util-linux)"
+            )
+        uid = str(SANDBOX_UID)
+        argv += [setpriv, "--reuid", uid, "--regid", uid, "--clear-groups"]
+        argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    argv += spec.command
+    return argv
+
+
+def _children_of(parent: int) -> list[int]:
+    """Host pids whose parent is `parent` (no /proc/PID/task/TID/children on this kernel)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat_file:
+                fields = stat_file.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(name))
+    return found
+
+
+@attrs.define(eq=False)
+class _Sandbox:
+    """What bwrap reports once its namespaces exist (via --info-fd)."""
+
+    ready: trio.Event = attrs.Factory(trio.Event)
+    init_pid: int = 0
+    init_pidfd: int = -1
+    netns_fd: int = -1
+
+    async def reap_init(self) -> None:
+        """bwrap's init dies just after bwrap (parent-death signal); reap it as its subreaper."""
+        if self.init_pidfd >= 0:
+            with trio.CancelScope(shield=True):
+                await reap_orphan(self.init_pidfd, within_seconds=STOP_GRACE_SECONDS)
+
+    def close(self) -> None:
+        for fd in (self.init_pidfd, self.netns_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.init_pidfd = self.netns_fd = -1
+
+    async def read_info(self, info_read_fd: int) -> None:
+        data = b""
+        async with trio.lowlevel.FdStream(info_read_fd) as stream:
+            while chunk := await stream.receive_some():
+                data += chunk
+                with contextlib.suppress(ValueError):
+                    info = json.loads(data)
+                    break
+            else:
+                return  # bwrap failed before creating the sandbox; it reports why itself
+        self.init_pid = int(info["child-pid"])
+        self.init_pidfd = os.pidfd_open(self.init_pid)
+        self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.ready.set()
+
+    async def connect(self, port: int) -> trio.SocketStream:
+        await self.ready.wait()
+        return await connect_in_netns(self.netns_fd, port)
+
+    async def stop(self, bwrap: Child) -> None:
+        """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
+        if self.ready.is_set():
+            for pid in _children_of(self.init_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    if os.getpgid(pid) == pid:
+                        os.killpg(pid, signal.SIGINT)
+                    else:
+                        os.kill(pid, signal.SIGINT)
+            with trio.move_on_after(STOP_GRACE_SECONDS):
+                await bwrap.wait()
+                return
+            # Killing the namespace's init kills every process in it.
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+            with trio.move_on_after(STOP_GRACE_SECONDS):
+                await bwrap.wait()
+                return
+        # --die-with-parent: every sandbox process follows bwrap.
+        bwrap.send_signal(signal.SIGKILL)
+
+
+async def run_bwrap(spec: WrapSpec) -> int:
+    as_root = os.geteuid() == 0
+    if not as_root and spec.ports and spec.network == "none":
+        raise WrapUsageError(
+            "publishing a port into a sandbox with no network needs a root warden (setns);"
+            " use --network host or run as root"
+        )
+    mounts = resolve_mounts(spec.volumes, owner_uid=SANDBOX_UID if as_root else None)
+    listeners = [await open_port_listener(port) for port in spec.ports]
+    sandbox = _Sandbox()
+    become_subreaper()
+    info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
+    seccomp_fd = deny_list_fd()
+    try:
+        argv = bwrap_argv(
+            spec, mounts, as_root=as_root, info_fd=info_write_fd, seccomp_fd=seccomp_fd
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sandbox.read_info, info_read_fd)
+            info_read_fd = -1  # owned by read_info now
+            connect = sandbox.connect if spec.network == "none" else connect_on_host
+            for listener, port in zip(listeners, spec.ports, strict=True):
+                if spec.network == "host" and port.host_port == port.container_port:
+                    listener.socket.close()  # the command binds the host port itself
+                    continue
+                await nursery.start(serve_published_port, listener, connect, port.container_port)
+
+            def close_child_ends(_: Child) -> None:
+                nonlocal info_write_fd, seccomp_fd
+                os.close(info_write_fd)
+                os.close(seccomp_fd)
+                info_write_fd = seccomp_fd = -1
+
+            status = await run_child(
+                argv,
+                env=BWRAP_ENV,
+                stop=sandbox.stop,
+                pass_fds=(info_write_fd, seccomp_fd),
+                on_started=close_child_ends,
+            )
+            nursery.cancel_scope.cancel()
+        return status
+    finally:
+        for fd in (info_read_fd, info_write_fd, seccomp_fd):
+            if fd >= 0:
+                os.close(fd)
+        for listener in listeners:
+            listener.socket.close()
+        await sandbox.reap_init()
+        sandbox.close()

@@ -1,0 +1,162 @@
+"""The podman / docker back end: `run --rm -i --init`, mapped from the same CLI.
+
+Fixes from DESIGN.md §3 for this machine kind: podman's runtime is runc (crun refuses hybrid
+cgroups) and ulimits are explicit (nofile 20000, nproc 32768) because the engines' defaults
+exceed this machine's hard limits. `--init` puts a real PID 1 in front of the command, which
+otherwise ignores SIGTERM/SIGINT. With `--network none` a published port is relayed into the
+container's network namespace exactly as for bubblewrap (the engines cannot publish ports of
+a container without network).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+
+import attrs
+import trio
+
+from ._publish import connect_in_netns, connect_on_host, open_port_listener, serve_published_port
+from ._spawn import Child, run_child
+from ._spec import WrapSpec
+from ._volumes import resolve_mounts
+
+STOP_GRACE_SECONDS = 5.0
+ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+
+
+def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
+    argv = [engine, "run", "--rm", "-i", "--init", "--name", name]
+    if engine == "podman":
+        argv += ["--runtime", "runc"]
+    for ulimit in ULIMITS:
+        argv += ["--ulimit", ulimit]
+    argv += ["--network", spec.network, "--cap-drop", "ALL"]
+    argv += ["--security-opt", "no-new-privileges", "--read-only"]
+    for mount in resolve_mounts(spec.volumes):
+        suffix = ":ro" if mount.read_only else ""
+        argv += ["--volume", f"{mount.host_path}:{mount.target}{suffix}"]
+    for key, value in spec.env:
+        argv += ["--env", f"{key}={value}"]
+    if spec.workdir:
+        argv += ["--workdir", spec.workdir]
+    argv += ["--", spec.image, *spec.command]
+    return argv
+
+
+@attrs.define(eq=False)
+class _Container:
+    engine: str
+    name: str
+    netns_fd: int = -1
+
+    async def _pid(self) -> int:
+        result = await trio.run_process(
+            [self.engine, "inspect", "--format", "{{.State.Pid}}", self.name],
+            capture_stdout=True,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        text = result.stdout.decode().strip()
+        return int(text) if result.returncode == 0 and text.isdigit() else 0
+
+    async def connect(self, port: int) -> trio.SocketStream:
+        if self.netns_fd < 0:
+            pid = await self._pid()
+            if pid <= 0:
+                raise ConnectionRefusedError("the container is not running yet")
+            self.netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        return await connect_in_netns(self.netns_fd, port)
+
+    async def remove(self) -> None:
+        await trio.run_process(
+            [self.engine, "rm", "--force", self.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+
+    async def stop(self, client: Child) -> None:
+        # The engine client proxies SIGINT to the container, whose init passes it on.
+        client.send_signal(signal.SIGINT)
+        with trio.move_on_after(STOP_GRACE_SECONDS):
+            await client.wait()
+            return
+        await self.remove()
+        with trio.move_on_after(STOP_GRACE_SECONDS):
+            await client.wait()
+            return
+        client.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.netns_fd >= 0:
+            os.close(self.netns_fd)
+            self.netns_fd = -1
+
+
+async def _run_guard(
+    container: _Container,
+    pipe_read_fd: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A watchdog in its own session that removes the container once the warden is gone: its
+    stdin reaches EOF when the warden exits, even by SIGKILL (the engine's conmon would
+    otherwise keep the container running)."""
+    script = 'read _ignored; exec "$0" rm --force "$1"'
+    await run_child(
+        ["sh", "-c", script, container.engine, container.name],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        stdin=pipe_read_fd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        on_started=lambda _child: task_status.started(),
+    )
+
+
+async def run_container(engine: str, spec: WrapSpec) -> int:
+    container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}")
+    argv = container_argv(engine, spec, container.name)
+    listeners = [await open_port_listener(port) for port in spec.ports]
+    guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        async with trio.open_nursery() as guard_nursery:
+            await guard_nursery.start(_run_guard, container, guard_read_fd)
+            os.close(guard_read_fd)
+            guard_read_fd = -1
+            try:
+                async with trio.open_nursery() as nursery:
+                    connect = container.connect if spec.network == "none" else connect_on_host
+                    for listener, port in zip(listeners, spec.ports, strict=True):
+                        if spec.network == "host" and port.host_port == port.container_port:
+                            listener.socket.close()
+                            continue
+                        await nursery.start(
+                            serve_published_port, listener, connect, port.container_port
+                        )
+                    status = await run_child(argv, env=dict(os.environ), stop=container.stop)
+                    nursery.cancel_scope.cancel()
+            finally:
+                os.close(guard_write_fd)  # the guard removes the container, then exits
+                guard_write_fd = -1
+        return status
+    finally:
+        for fd in (guard_read_fd, guard_write_fd):
+            if fd >= 0:
+                os.close(fd)
+        for listener in listeners:
+            listener.socket.close()
+        container.close()
+
+
+def engine_reachable(engine: str) -> bool:
+    """podman runs without a daemon; the docker client needs a reachable service."""
+    if engine == "podman":
+        return True
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        probe = subprocess.run([engine, "version"], capture_output=True, timeout=5, check=False)
+        return probe.returncode == 0
+    return False

@@ -1,0 +1,65 @@
+"""The process back end: runs the command directly. NOTHING is isolated; development only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+
+import trio
+
+from ._publish import connect_on_host, open_port_listener, serve_published_port
+from ._spawn import Child, run_child
+from ._spec import WrapSpec
+
+STOP_GRACE_SECONDS = 5.0
+
+WARNING = (
+    "trio-sandbox-warden: WARNING: --backend process runs the command directly on this host.\n"
+    "trio-sandbox-warden: WARNING: NOTHING IS ISOLATED: no file, network or process protection.\n"
+    "trio-sandbox-warden: WARNING: use it for development only.\n"
+)
+
+
+async def _interrupt_then_kill(child: Child) -> None:
+    child.signal_group(signal.SIGINT)
+    with trio.move_on_after(STOP_GRACE_SECONDS):
+        await child.wait()
+        return
+    child.signal_group(signal.SIGKILL)
+
+
+async def run_process(spec: WrapSpec) -> int:
+    sys.stderr.write(WARNING)
+    sys.stderr.flush()
+    if spec.volumes:
+        print(
+            "trio-sandbox-warden: note: volumes are ignored by --backend process"
+            " (the command sees the host's paths)",
+            file=sys.stderr,
+            flush=True,
+        )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    env.update(spec.env)
+    argv = list(spec.command)
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        # Dies with the warden, even after SIGKILL (the command's own children may not).
+        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    listeners = [await open_port_listener(port) for port in spec.ports]
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener, port in zip(listeners, spec.ports, strict=True):
+                if port.host_port == port.container_port:
+                    listener.socket.close()  # the command binds the host port itself
+                    continue
+                await nursery.start(
+                    serve_published_port, listener, connect_on_host, port.container_port
+                )
+            status = await run_child(argv, env=env, stop=_interrupt_then_kill, cwd=spec.workdir)
+            nursery.cancel_scope.cancel()
+        return status
+    finally:
+        for listener in listeners:
+            listener.socket.close()

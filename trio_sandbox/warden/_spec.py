@@ -1,0 +1,111 @@
+"""The wrap request as values: volumes, ports, environment, back end choice."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+Backend = Literal["auto", "bwrap", "podman", "docker", "process"]
+Network = Literal["none", "host"]
+BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process")
+NETWORKS: tuple[Network, ...] = ("none", "host")
+
+_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class WrapUsageError(ValueError):
+    """The command line asks for something the warden cannot do."""
+
+
+@attrs.frozen
+class VolumeSpec:
+    """One `--volume`: `source` is a host path (bind) or a volume name (named)."""
+
+    source: str
+    target: str
+    read_only: bool
+    named: bool
+
+
+@attrs.frozen
+class PortSpec:
+    """One `-p HOST_IP:HOST_PORT:CONTAINER_PORT`."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+@attrs.frozen
+class WrapSpec:
+    """Everything `wrap` was asked to do."""
+
+    image: str
+    command: tuple[str, ...]
+    volumes: tuple[VolumeSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    workdir: str | None = None
+    backend: Backend = "auto"
+    network: Network = "none"
+
+    @property
+    def image_is_root_fs(self) -> bool:
+        """`host` or a directory: something bubblewrap (not a container engine) can run."""
+        return self.image == "host" or ("/" in self.image and Path(self.image).is_dir())
+
+
+def is_named_volume(source: str) -> bool:
+    """The contract's rule: no `/` and not starting with `.`, `/` or `~`."""
+    return "/" not in source and not source.startswith((".", "/", "~"))
+
+
+def parse_volume(text: str, *, home: str | None = None) -> VolumeSpec:
+    parts = text.split(":")
+    read_only = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        read_only = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise WrapUsageError(f"--volume {text!r}: expected HOST:CONTAINER[:ro]")
+    source, target = parts
+    if not target.startswith("/"):
+        raise WrapUsageError(f"--volume {text!r}: the container path must be absolute")
+    if is_named_volume(source):
+        if not _VOLUME_NAME.fullmatch(source):
+            raise WrapUsageError(f"--volume {text!r}: bad volume name {source!r}")
+        return VolumeSpec(source, target, read_only, named=True)
+    if source == "~" or source.startswith("~/"):
+        source = (home if home is not None else os.path.expanduser("~")) + source[1:]
+    return VolumeSpec(os.path.abspath(source), target, read_only, named=False)
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise WrapUsageError(f"--env {text!r}: expected K=V")
+    return name, value
+
+
+def parse_port(text: str) -> PortSpec:
+    fields = text.rsplit(":", 2)
+    if len(fields) == 2:
+        fields.insert(0, "127.0.0.1")
+    if len(fields) != 3:
+        raise WrapUsageError(f"-p {text!r}: expected 127.0.0.1:HOSTPORT:CONTAINERPORT")
+    host_ip = fields[0].strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host_ip).is_loopback
+        host_port, container_port = int(fields[1]), int(fields[2])
+    except ValueError as exc:
+        raise WrapUsageError(f"-p {text!r}: {exc}") from None
+    if not loopback:
+        raise WrapUsageError(f"-p {text!r}: only loopback addresses may be published")
+    if not (0 < host_port < 65536 and 0 < container_port < 65536):
+        raise WrapUsageError(f"-p {text!r}: ports must be 1..65535")
+    return PortSpec(host_ip, host_port, container_port)
