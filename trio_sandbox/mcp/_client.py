@@ -1,0 +1,641 @@
+"""The transport-independent MCP client: ``open_mcp_client`` and :class:`McpClient`.
+
+The client probes the stateless era first (``server/discover`` with the ``_meta`` envelope) and
+falls back to ``initialize`` when the server does not speak it. Transports move messages; this
+module matches responses to requests, answers the server's requests with the callbacks it was
+given, and turns a cancelled caller into a cancelled request on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, Protocol, TypeAlias
+
+import attrs
+import trio
+
+from . import _versions as versions
+from ._jsonrpc import (
+    INTERNAL_ERROR,
+    METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ErrorResponse,
+    JsonObject,
+    McpError,
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+)
+from ._types import (
+    CallToolResult,
+    Implementation,
+    Prompt,
+    Resource,
+    ResourceContents,
+    ResourceTemplate,
+    Tool,
+    content_from_json,
+)
+
+logger = logging.getLogger("trio_sandbox.mcp.client")
+
+ServerRequestHandler: TypeAlias = Callable[[JsonObject], Awaitable[JsonObject]]
+NotificationHandler: TypeAlias = Callable[[Notification], Awaitable[None]]
+ProgressCallback: TypeAlias = Callable[[float, float | None, str | None], Awaitable[None]]
+
+DEFAULT_CLIENT_INFO: Final = Implementation("trio-sandbox-mcp-client", "0.1.0")
+# Bounds a server that keeps answering "input required" (stateless-era multi-round requests).
+_MAX_INPUT_ROUNDS: Final = 16
+_CANCEL_NOTICE_TIMEOUT: Final = 5.0
+# RFC 9110 token characters: what an x-mcp-header name may use.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PRIMITIVE_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
+
+
+class McpConnectionError(Exception):
+    """The transport failed: the server is unreachable, died, or answered outside the protocol."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"MCP connection to {target} failed: {reason}")
+        self.target = target
+        self.reason = reason
+
+
+class McpHttpStatusError(McpConnectionError):
+    """An HTTP answer with an error status and no JSON-RPC error to go with it."""
+
+    def __init__(self, target: str, status: int, body: bytes = b"") -> None:
+        snippet = body[:200].decode("utf-8", "replace")
+        super().__init__(target, f"HTTP {status}" + (f": {snippet}" if snippet else ""))
+        self.status = status
+
+
+class ClientInbox(Protocol):
+    """What a transport hands incoming messages to."""
+
+    async def deliver(self, message: Message) -> None: ...
+
+    def connection_lost(self, error: McpConnectionError) -> None: ...
+
+
+class ClientTransport(Protocol):
+    """Moves messages between a client and one server.
+
+    ``send`` of a request returns once it is on its way; over HTTP it returns only once the
+    request's response was delivered (it reads the response stream in the caller's task, so
+    that cancelling the caller closes that stream). ``headers`` are the stateless era's
+    per-request HTTP headers; message-oriented transports ignore them.
+    """
+
+    target: str
+
+    async def send(self, message: Message, headers: Mapping[str, str]) -> None: ...
+
+    def set_protocol_version(self, version: str | None) -> None: ...
+
+    async def session_ready(self) -> None:
+        """The handshake finished: open whatever carries unsolicited server messages."""
+        ...
+
+
+TransportFactory: TypeAlias = Callable[[ClientInbox], AbstractAsyncContextManager[ClientTransport]]
+
+
+@attrs.define(eq=False)
+class _Pending:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    outcome: Response | ErrorResponse | McpConnectionError | None = None
+
+
+def encode_header_value(value: object) -> str | None:
+    """A tool argument as an ``Mcp-Param-*`` header value; None when it has no header."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if not isinstance(value, str):
+        return None
+    unsafe = any(ord(char) < 0x20 or ord(char) > 0x7E for char in value)
+    if unsafe or value != value.strip():
+        return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+    return value
+
+
+def header_parameters(tool: Tool) -> dict[str, str] | None:
+    """The ``x-mcp-header`` names of a tool's parameters, or None when one is invalid."""
+    properties = tool.input_schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for parameter, schema in properties.items():
+        if not isinstance(schema, Mapping) or "x-mcp-header" not in schema:
+            continue
+        name = schema["x-mcp-header"]
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            return None
+        if schema.get("type") not in _PRIMITIVE_TYPES or name.lower() in seen:
+            return None
+        seen.add(name.lower())
+        found[parameter] = name
+    return found
+
+
+@attrs.define(eq=False)
+class McpClient:
+    """A connected MCP client. Get one from :func:`open_mcp_client`."""
+
+    target: str
+    client_info: Implementation
+    capabilities: JsonObject
+    _nursery: trio.Nursery
+    _sampling: ServerRequestHandler | None = None
+    _elicitation: ServerRequestHandler | None = None
+    _roots: ServerRequestHandler | None = None
+    _on_notification: NotificationHandler | None = None
+    _transport: ClientTransport | None = None
+    protocol_version: str = versions.LATEST_VERSION
+    server_info: Implementation | None = None
+    server_capabilities: JsonObject = attrs.field(factory=dict)
+    instructions: str | None = None
+    _next_id: int = 0
+    _pending: dict[RequestId, _Pending] = attrs.field(factory=dict)
+    _progress: dict[str | int, ProgressCallback] = attrs.field(factory=dict)
+    _server_requests: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
+    _header_params: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    _lost: McpConnectionError | None = None
+    cancel_notifications_sent: int = 0
+
+    @property
+    def stateless(self) -> bool:
+        return versions.is_stateless(self.protocol_version)
+
+    # --- the inbox side ---------------------------------------------------------------------
+
+    async def deliver(self, message: Message) -> None:
+        if isinstance(message, (Response, ErrorResponse)):
+            pending = self._pending.get(message.id) if message.id is not None else None
+            if pending is None:
+                logger.debug("dropping a response to unknown request %r", message.id)
+                return
+            pending.outcome = message
+            pending.done.set()
+        elif isinstance(message, Request):
+            self._nursery.start_soon(self._serve_server_request, message)
+        else:
+            await self._handle_notification(message)
+
+    def connection_lost(self, error: McpConnectionError) -> None:
+        self._lost = error
+        for pending in self._pending.values():
+            if pending.outcome is None:
+                pending.outcome = error
+            pending.done.set()
+
+    async def _handle_notification(self, note: Notification) -> None:
+        params = note.params or {}
+        if note.method == "notifications/progress":
+            callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
+            progress = params.get("progress")
+            if callback is not None and isinstance(progress, (int, float)):
+                total = params.get("total")
+                message = params.get("message")
+                await callback(
+                    float(progress),
+                    float(total) if isinstance(total, (int, float)) else None,
+                    message if isinstance(message, str) else None,
+                )
+            return
+        if note.method == "notifications/cancelled":
+            scope = self._server_requests.get(params.get("requestId"))  # type: ignore[arg-type]
+            if scope is not None:
+                scope.cancel()
+            return
+        if self._on_notification is not None:
+            await self._on_notification(note)
+
+    async def _serve_server_request(self, request: Request) -> None:
+        with trio.CancelScope() as scope:
+            self._server_requests[request.id] = scope
+            try:
+                answer: Message = Response(
+                    request.id, await self.answer_server_request(request.method, request.params)
+                )
+            except McpError as exc:
+                answer = exc.response_for(request.id)
+            except Exception as exc:
+                logger.exception("handling the server's %s failed", request.method)
+                answer = ErrorResponse(
+                    request.id, McpError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}").error
+                )
+            finally:
+                del self._server_requests[request.id]
+            try:
+                await self._require_transport().send(answer, {})
+            except McpConnectionError as exc:
+                logger.warning("could not answer the server's %s: %s", request.method, exc)
+
+    async def answer_server_request(self, method: str, params: JsonObject | None) -> JsonObject:
+        """The answer to a request from the server (sampling, elicitation, roots, ping)."""
+        handler = {
+            "sampling/createMessage": self._sampling,
+            "elicitation/create": self._elicitation,
+            "roots/list": self._roots,
+        }.get(method)
+        if method == "ping":
+            return {}
+        if handler is None:
+            raise McpError(METHOD_NOT_FOUND, f"this client does not handle {method}")
+        return await handler(params or {})
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _require_transport(self) -> ClientTransport:
+        if self._transport is None:
+            raise RuntimeError("the client is not connected")
+        return self._transport
+
+    def _envelope(self, params: JsonObject | None, version: str) -> JsonObject:
+        out = dict(params or {})
+        meta = dict(out.get("_meta") or {})
+        meta[versions.META_PROTOCOL_VERSION] = version
+        meta[versions.META_CLIENT_INFO] = self.client_info.to_json()
+        meta[versions.META_CLIENT_CAPABILITIES] = self.capabilities
+        out["_meta"] = meta
+        return out
+
+    def _stateless_headers(self, method: str, params: JsonObject) -> dict[str, str]:
+        headers = {"Mcp-Method": method}
+        key = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}.get(method)
+        if method.startswith("tasks/"):
+            key = "taskId"
+        target = params.get(key) if key is not None else None
+        if isinstance(target, str):
+            encoded = encode_header_value(target)
+            if encoded is not None:
+                headers["Mcp-Name"] = encoded
+        if method == "tools/call" and isinstance(target, str):
+            arguments = params.get("arguments")
+            mapping = self._header_params.get(target, {})
+            if isinstance(arguments, Mapping):
+                for parameter, header in mapping.items():
+                    value = encode_header_value(arguments.get(parameter))
+                    if value is not None:
+                        headers[f"Mcp-Param-{header}"] = value
+        return headers
+
+    async def _roundtrip(
+        self,
+        method: str,
+        params: JsonObject | None,
+        *,
+        progress: ProgressCallback | None = None,
+        version: str | None = None,
+    ) -> JsonObject:
+        """Send one request and wait for its result; raise McpError for a JSON-RPC error."""
+        if self._lost is not None:
+            raise self._lost
+        transport = self._require_transport()
+        request_id = self._next_id
+        self._next_id += 1
+        version = version or self.protocol_version
+        stateless = versions.is_stateless(version)
+        params = dict(params or {}) if (params or progress or stateless) else None
+        token = f"progress-{request_id}"
+        if progress is not None:
+            assert params is not None
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": token}
+            self._progress[token] = progress
+        headers: dict[str, str] = {}
+        if stateless:
+            params = self._envelope(params, version)
+            headers = self._stateless_headers(method, params)
+        pending = _Pending()
+        self._pending[request_id] = pending
+        try:
+            await transport.send(Request(request_id, method, params), headers)
+            await pending.done.wait()
+        finally:
+            del self._pending[request_id]
+            self._progress.pop(token, None)
+            if not pending.done.is_set() and self._lost is None:
+                await self._send_cancel(request_id, stateless)
+        outcome = pending.outcome
+        if isinstance(outcome, Response):
+            return outcome.result
+        if isinstance(outcome, ErrorResponse):
+            raise McpError(outcome.error.code, outcome.error.message, outcome.error.data)
+        assert outcome is not None
+        raise outcome
+
+    async def _send_cancel(self, request_id: RequestId, stateless: bool) -> None:
+        # In the stateless era the closed response stream is the cancellation (HTTP). Duplex
+        # transports have no stream to close, so they always say it.
+        if stateless and getattr(self._transport, "closes_stream_to_cancel", False):
+            return
+        note = Notification(
+            "notifications/cancelled", {"requestId": request_id, "reason": "cancelled by caller"}
+        )
+        self.cancel_notifications_sent += 1
+        with trio.CancelScope(shield=True), trio.move_on_after(_CANCEL_NOTICE_TIMEOUT):
+            try:
+                await self._require_transport().send(note, {"Mcp-Method": note.method})
+            except McpConnectionError as exc:
+                logger.debug("could not send notifications/cancelled: %s", exc)
+
+    async def request(
+        self,
+        method: str,
+        params: JsonObject | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> JsonObject:
+        """Send a request and return its result, answering any input the server asks for first."""
+        result = await self._roundtrip(method, params, progress=progress)
+        rounds = 0
+        while result.get("resultType") == "input_required":
+            rounds += 1
+            if rounds > _MAX_INPUT_ROUNDS:
+                raise McpError(INTERNAL_ERROR, f"{method}: the server keeps asking for input")
+            retry = dict(params or {})
+            retry["inputResponses"] = await self._answer_inputs(result.get("inputRequests"))
+            retry.pop("requestState", None)
+            if "requestState" in result:
+                retry["requestState"] = result["requestState"]
+            result = await self._roundtrip(method, retry, progress=progress)
+        return result
+
+    async def _answer_inputs(self, requests: object) -> JsonObject:
+        answers: JsonObject = {}
+        if not isinstance(requests, Mapping):
+            return answers
+        for key, asked in requests.items():
+            if not isinstance(asked, Mapping) or not isinstance(asked.get("method"), str):
+                continue
+            params = asked.get("params")
+            answers[key] = await self.answer_server_request(
+                asked["method"], params if isinstance(params, dict) else None
+            )
+        return answers
+
+    async def notify(self, method: str, params: JsonObject | None = None) -> None:
+        if self.stateless:
+            params = self._envelope(params, self.protocol_version)
+        await self._require_transport().send(Notification(method, params), {"Mcp-Method": method})
+
+    # --- connecting ---------------------------------------------------------------------------
+
+    async def _connect(self, pinned: str | None) -> None:
+        transport = self._require_transport()
+        if pinned is None or versions.is_stateless(pinned):
+            version = pinned or versions.LATEST_VERSION
+            if await self._discover(version, pinned is not None):
+                return
+        transport.set_protocol_version(None)
+        await self._initialize(pinned or versions.LATEST_HANDSHAKE_VERSION)
+
+    async def _discover(self, version: str, pinned: bool) -> bool:
+        """Try the stateless era; False means the server wants the handshake instead."""
+        transport = self._require_transport()
+        for _attempt in range(2):
+            transport.set_protocol_version(version)
+            self.protocol_version = version
+            try:
+                result = await self._roundtrip("server/discover", None, version=version)
+            except McpError as exc:
+                supported = exc.data.get("supported") if isinstance(exc.data, dict) else None
+                if exc.code == UNSUPPORTED_PROTOCOL_VERSION and isinstance(supported, list):
+                    usable = [v for v in versions.STATELESS_VERSIONS if v in supported]
+                    if usable:
+                        version = usable[-1]
+                        continue
+                if pinned and exc.code == METHOD_NOT_FOUND:
+                    return True  # a stateless server without discover: nothing more to learn
+                if pinned:
+                    raise
+                return False
+            except McpHttpStatusError as exc:
+                if pinned or not 400 <= exc.status < 500:
+                    raise
+                return False
+            supported = result.get("supportedVersions")
+            if not pinned and not (isinstance(supported, list) and version in supported):
+                return False  # an answer, but not a modern one
+            self._learn_server(result)
+            return True
+        return False
+
+    def _learn_server(self, result: JsonObject) -> None:
+        capabilities = result.get("capabilities")
+        self.server_capabilities = capabilities if isinstance(capabilities, dict) else {}
+        info = result.get("serverInfo")
+        meta = result.get("_meta")
+        if isinstance(meta, dict) and isinstance(meta.get(versions.META_SERVER_INFO), dict):
+            info = meta[versions.META_SERVER_INFO]
+        if isinstance(info, dict) and isinstance(info.get("name"), str):
+            version = info.get("version")
+            title = info.get("title")
+            self.server_info = Implementation(
+                info["name"],
+                version if isinstance(version, str) else "",
+                title if isinstance(title, str) else None,
+            )
+        instructions = result.get("instructions")
+        self.instructions = instructions if isinstance(instructions, str) else None
+
+    async def _initialize(self, version: str) -> None:
+        self.protocol_version = version
+        result = await self._roundtrip(
+            "initialize",
+            {
+                "protocolVersion": version,
+                "capabilities": self.capabilities,
+                "clientInfo": self.client_info.to_json(),
+            },
+        )
+        agreed = result.get("protocolVersion")
+        if agreed not in versions.HANDSHAKE_VERSIONS:
+            raise McpConnectionError(
+                self.target, f"the server offered unsupported protocol version {agreed!r}"
+            )
+        assert isinstance(agreed, str)
+        self.protocol_version = agreed
+        self._learn_server(result)
+        transport = self._require_transport()
+        transport.set_protocol_version(agreed)
+        await self.notify("notifications/initialized")
+        await transport.session_ready()
+
+    # --- MCP methods --------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """A liveness check: ``ping``, or ``server/discover`` in the stateless era (no ping)."""
+        await self.request("server/discover" if self.stateless else "ping")
+
+    async def _list_all(self, method: str, key: str) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            result = await self.request(method, {"cursor": cursor} if cursor else None)
+            page = result.get(key)
+            if isinstance(page, list):
+                items.extend(page)
+            next_cursor = result.get("nextCursor")
+            if not isinstance(next_cursor, str) or not next_cursor or next_cursor in seen:
+                return items
+            seen.add(next_cursor)
+            cursor = next_cursor
+
+    async def list_tools(self) -> list[Tool]:
+        """Every tool, across pages, minus those with invalid ``x-mcp-header`` annotations."""
+        tools: list[Tool] = []
+        for raw in await self._list_all("tools/list", "tools"):
+            tool = Tool.from_json(raw)
+            mapping = header_parameters(tool)
+            if mapping is None:
+                logger.warning("ignoring tool %r: invalid x-mcp-header annotation", tool.name)
+                continue
+            self._header_params[tool.name] = mapping
+            tools.append(tool)
+        return tools
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> CallToolResult:
+        params: JsonObject = {"name": name, "arguments": dict(arguments or {})}
+        if meta:
+            params["_meta"] = dict(meta)
+        result = await self.request("tools/call", params, progress=progress)
+        return CallToolResult.from_json(result)
+
+    async def list_resources(self) -> list[Resource]:
+        return [
+            Resource.from_json(raw) for raw in await self._list_all("resources/list", "resources")
+        ]
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        listed = await self._list_all("resources/templates/list", "resourceTemplates")
+        return [ResourceTemplate.from_json(raw) for raw in listed]
+
+    async def read_resource(self, uri: str) -> list[ResourceContents]:
+        result = await self.request("resources/read", {"uri": uri})
+        contents = result.get("contents")
+        return [
+            ResourceContents.from_json(item)
+            for item in (contents if isinstance(contents, list) else [])
+            if isinstance(item, dict)
+        ]
+
+    async def list_prompts(self) -> list[Prompt]:
+        return [Prompt.from_json(raw) for raw in await self._list_all("prompts/list", "prompts")]
+
+    async def get_prompt(self, name: str, arguments: Mapping[str, str] | None = None) -> JsonObject:
+        """The raw prompts/get result (``messages`` with content, optional ``description``)."""
+        result = await self.request(
+            "prompts/get", {"name": name, "arguments": dict(arguments or {})}
+        )
+        for message in result.get("messages") or []:
+            if isinstance(message, dict):
+                content_from_json(message.get("content"))  # validates the shape
+        return result
+
+
+@asynccontextmanager
+async def open_mcp_client(
+    transport_or_url: str | TransportFactory,
+    *,
+    client_info: Implementation = DEFAULT_CLIENT_INFO,
+    capabilities: JsonObject | None = None,
+    protocol_version: str | None = None,
+    sampling: ServerRequestHandler | None = None,
+    elicitation: ServerRequestHandler | None = None,
+    roots: ServerRequestHandler | None = None,
+    on_notification: NotificationHandler | None = None,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: Any = None,
+) -> AsyncIterator[McpClient]:
+    """Connect to an MCP server and yield a ready client; leaving the block disconnects.
+
+    ``transport_or_url`` is an ``http(s)://`` or ``ws(s)://`` URL, or a transport factory such as
+    :func:`stdio_transport`. ``protocol_version`` pins a version instead of probing. ``headers``
+    and ``ssl_context`` apply to URL targets (bearer tokens, mTLS).
+    """
+    if protocol_version is not None and protocol_version not in versions.SUPPORTED_VERSIONS:
+        raise ValueError(f"unsupported protocol version {protocol_version!r}")
+    factory = _factory_for(transport_or_url, headers, ssl_context)
+    declared: JsonObject = {}
+    if sampling is not None:
+        declared["sampling"] = {}
+    if elicitation is not None:
+        declared["elicitation"] = {}
+    if roots is not None:
+        declared["roots"] = {"listChanged": True}
+    declared.update(capabilities or {})
+    target = transport_or_url if isinstance(transport_or_url, str) else "transport"
+    raised: list[BaseException] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            client = McpClient(
+                target,
+                client_info,
+                declared,
+                nursery,
+                sampling,
+                elicitation,
+                roots,
+                on_notification,
+            )
+            try:
+                async with factory(client) as transport:
+                    client.target = transport.target
+                    client._transport = transport
+                    await client._connect(protocol_version)
+                    yield client
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Callers should see their own exception (or ours), not the nurseries' wrapping.
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _factory_for(
+    target: str | TransportFactory, headers: Mapping[str, str] | None, ssl_context: Any
+) -> TransportFactory:
+    if not isinstance(target, str):
+        return target
+    scheme = target.partition(":")[0].lower()
+    if scheme in ("http", "https"):
+        from ._http_client import http_transport
+
+        return http_transport(target, headers=headers, ssl_context=ssl_context)
+    if scheme in ("ws", "wss"):
+        from ._ws_client import websocket_transport
+
+        return websocket_transport(target, ssl_context=ssl_context)
+    raise ValueError(f"not an MCP server URL: {target!r} (http, https, ws or wss)")

@@ -1,0 +1,67 @@
+"""The WebSocket client transport (trio-websocket, subprotocol ``mcp``)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+import trio_websocket
+
+from ._client import ClientInbox, McpConnectionError, TransportFactory
+from ._duplex_client import DuplexTransport, pump_incoming
+
+WEBSOCKET_SUBPROTOCOL = "mcp"
+
+
+def websocket_transport(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    connect_timeout: float = 10.0,
+    max_message_size: int = 4 * 1024 * 1024,
+) -> TransportFactory:
+    """A WebSocket transport. The connect timeout is short on purpose: trio-websocket's default
+    waits 60 s when a TLS handshake fails."""
+
+    @asynccontextmanager
+    async def open_transport(inbox: ClientInbox) -> AsyncIterator[DuplexTransport]:
+        connected = False
+        try:
+            async with trio_websocket.open_websocket_url(
+                url,
+                ssl_context=ssl_context,
+                subprotocols=[WEBSOCKET_SUBPROTOCOL],
+                connect_timeout=connect_timeout,
+                disconnect_timeout=2,
+                max_message_size=max_message_size,
+            ) as ws:
+                connected = True
+                if ws.subprotocol != WEBSOCKET_SUBPROTOCOL:
+                    raise McpConnectionError(url, "the server did not accept the mcp subprotocol")
+
+                async def send_text(data: bytes) -> None:
+                    try:
+                        await ws.send_message(data.decode())
+                    except trio_websocket.ConnectionClosed as exc:
+                        raise trio.BrokenResourceError(str(exc)) from exc
+
+                async def frames() -> AsyncIterator[bytes | str]:
+                    while True:
+                        try:
+                            yield await ws.get_message()
+                        except trio_websocket.ConnectionClosed:
+                            return
+
+                transport = DuplexTransport(url, send_text)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(pump_incoming, transport, frames(), inbox)
+                    yield transport
+                    nursery.cancel_scope.cancel()
+        except (OSError, trio.TooSlowError, trio_websocket.HandshakeError) as exc:
+            if connected:
+                raise
+            raise McpConnectionError(url, f"{type(exc).__name__}: {exc}") from exc
+
+    return open_transport
