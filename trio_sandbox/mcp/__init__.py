@@ -3,7 +3,28 @@
 This layer knows nothing of sandboxes.
 """
 
+from ._client import (
+    ClientTransport as ClientTransport,
+)
+from ._client import (
+    McpClient as McpClient,
+)
+from ._client import (
+    McpConnectionError as McpConnectionError,
+)
+from ._client import (
+    McpHttpStatusError as McpHttpStatusError,
+)
+from ._client import (
+    TransportFactory as TransportFactory,
+)
+from ._client import (
+    open_mcp_client as open_mcp_client,
+)
 from ._duplex import serve_duplex as serve_duplex
+from ._http_client import (
+    http_transport as http_transport,
+)
 from ._http_server import (
     BoundServer as BoundServer,
 )
@@ -103,6 +124,15 @@ from ._server import (
 from ._server import (
     ToolReturn as ToolReturn,
 )
+from ._stdio import (
+    serve_stdio as serve_stdio,
+)
+from ._stdio import (
+    stdio_transport as stdio_transport,
+)
+from ._stdio import (
+    stop_process_group as stop_process_group,
+)
 from ._types import (
     AudioContent as AudioContent,
 )
@@ -171,4 +201,7 @@ from ._versions import (
 )
 from ._versions import (
     SUPPORTED_VERSIONS as SUPPORTED_VERSIONS,
+)
+from ._ws_client import (
+    websocket_transport as websocket_transport,
 )
