@@ -1,0 +1,83 @@
+"""Tool and prompt names as the proxy shows them: ``PREFIX__NAME``, at most 64 characters.
+
+Many MCP clients cap tool names at 64 characters, so longer names are shortened
+deterministically (a readable head plus a hash of the whole name) and still routed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+SEPARATOR: Final = "__"
+MAX_NAME_LENGTH: Final = 64
+_HASH_LENGTH: Final = 10
+
+
+def exposed_name(prefix: str, name: str) -> str:
+    """The name a client sees for upstream tool ``name`` under ``prefix`` (empty: no prefix)."""
+    full = f"{prefix}{SEPARATOR}{name}" if prefix else name
+    if len(full) <= MAX_NAME_LENGTH:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:_HASH_LENGTH]
+    head = full[: MAX_NAME_LENGTH - _HASH_LENGTH - 1]
+    return f"{head}_{digest}"
+
+
+class NameCollisionError(ValueError):
+    """Two upstreams would show a tool or prompt under the same name."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        super().__init__(
+            f"{kind} name {name!r} is offered by both upstream {first!r} and upstream {second!r}; "
+            "give one of them a distinct prefix"
+        )
+        self.kind = kind
+        self.name = name
+        self.upstreams = (first, second)
+
+
+@attrs.frozen
+class Route:
+    """Where an exposed name leads: the upstream and the name it knows the item by."""
+
+    upstream: str
+    name: str
+
+
+def build_routes(
+    kind: str, listings: Iterable[tuple[str, str, Iterable[str]]]
+) -> tuple[dict[str, Route], list[NameCollisionError]]:
+    """Map exposed names to routes for ``(upstream, prefix, names)`` listings, in the order given.
+
+    A name that collides with one taken earlier is left out, and the collision is reported.
+    """
+    routes: dict[str, Route] = {}
+    collisions: list[NameCollisionError] = []
+    for upstream, prefix, names in listings:
+        for name in names:
+            exposed = exposed_name(prefix, name)
+            taken = routes.get(exposed)
+            if taken is not None:
+                collisions.append(NameCollisionError(kind, exposed, taken.upstream, upstream))
+                continue
+            routes[exposed] = Route(upstream, name)
+    return routes, collisions
+
+
+def check_prefixes(prefixes: Iterable[tuple[str, str]]) -> None:
+    """Refuse two upstreams with the same non-empty prefix before anything starts."""
+    owners: dict[str, str] = {}
+    for upstream, prefix in prefixes:
+        if SEPARATOR in prefix:
+            raise ValueError(
+                f"the prefix {prefix!r} of upstream {upstream!r} contains {SEPARATOR!r}"
+            )
+        if not prefix:
+            continue
+        if prefix in owners:
+            raise NameCollisionError("prefix", prefix, owners[prefix], upstream)
+        owners[prefix] = upstream

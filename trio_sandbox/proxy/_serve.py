@@ -1,0 +1,182 @@
+"""``serve_proxy``: the aggregating proxy as a service started with ``nursery.start``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from ..mcp import HttpSettings, Implementation, McpHttpApp, serve_http
+from ..mcp._client import open_mcp_client
+from ..mcp._memory import memory_transport
+from ..mcp._stdio import serve_stdio, stdio_transport
+from ..tls import CertificateChain
+from ._aggregate import ProxyServer
+from ._auth import require_bearer_token
+from ._names import check_prefixes
+from ._spec import (
+    HttpUpstream,
+    StdioUpstream,
+    UpstreamSpec,
+    WebSocketUpstream,
+    effective_prefix,
+)
+from ._upstream import ClientOpener, Upstream, UpstreamStatus, opener_for_url
+
+PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
+
+
+@attrs.frozen
+class HttpFace:
+    """Streamable HTTP (and WebSocket) for downstream clients; exactly one way to authenticate.
+
+    ``chain``: TLS that requires client certificates from the chain's CA (mutual TLS);
+    ``chain`` with ``token``: TLS without client certificates, a bearer token instead;
+    ``plain=True``: plain HTTP, allowed on a loopback address only.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    chain: CertificateChain | None = None
+    token: str | None = attrs.field(default=None, repr=False)
+    plain: bool = False
+    settings: HttpSettings = attrs.field(factory=HttpSettings)
+
+    def __attrs_post_init__(self) -> None:
+        if self.plain:
+            if self.chain is not None or self.token is not None:
+                raise ValueError("a plain-HTTP face takes no certificate chain or token")
+            if not _is_loopback(self.host):
+                raise ValueError(f"plain HTTP is served on loopback only, not on {self.host!r}")
+        elif self.chain is None:
+            raise ValueError("an HTTPS face needs a certificate chain (or plain=True on loopback)")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.chain is None:
+            return None
+        context = self.chain.server_ssl_context()
+        if self.token is not None:
+            # Token face: clients prove themselves with the token, not with a certificate.
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+@attrs.frozen
+class StdioFace:
+    """MCP on this process's stdin/stdout, for hosts that launch the proxy."""
+
+
+ProxyFace = HttpFace | StdioFace
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.define(eq=False)
+class ProxyHandle:
+    """What :func:`serve_proxy` reports: where it listens, and its upstreams' states."""
+
+    server: ProxyServer
+    url: str | None
+
+    @property
+    def upstreams(self) -> dict[str, Upstream]:
+        return self.server.upstreams
+
+    def statuses(self) -> list[UpstreamStatus]:
+        return [upstream.status for upstream in self.server.upstreams.values()]
+
+
+def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
+    if isinstance(spec, (HttpUpstream, WebSocketUpstream)):
+        headers = spec.headers if isinstance(spec, HttpUpstream) else None
+        return opener_for_url(spec.url, ssl_context=spec.ssl_context, headers=headers)
+    if isinstance(spec, StdioUpstream):
+        factory = stdio_transport(
+            [spec.command, *spec.args], env=_child_env(spec.env), cwd=spec.cwd
+        )
+    else:
+        factory = memory_transport(spec.server, name=spec.name)
+
+    def open_client(on_notification: Any) -> Any:
+        return open_mcp_client(factory, on_notification=on_notification)
+
+    return open_client
+
+
+def _child_env(extra: Mapping[str, str]) -> dict[str, str] | None:
+    # mcpServers "env" adds to the environment rather than replacing it, as MCP hosts do.
+    return {**os.environ, **extra} if extra else None
+
+
+async def serve_proxy(
+    upstreams: Sequence[UpstreamSpec | Upstream],
+    face: ProxyFace,
+    *,
+    list_timeout: float = 10.0,
+    call_wait: float = 10.0,
+    info: Implementation = PROXY_INFO,
+    task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve one MCP face in front of ``upstreams`` until cancelled.
+
+    Specs are connected (and reconnected) by the proxy itself; ready-made :class:`Upstream`
+    objects are driven by their owner (the sandbox attaches and detaches its session). Reports a
+    :class:`ProxyHandle` once every upstream had its first connection attempt and the face
+    listens. With a :class:`StdioFace` it returns when stdin ends.
+    """
+    check_prefixes(
+        (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
+        for item in upstreams
+    )
+    server = ProxyServer(info, list_timeout=list_timeout)
+
+    async def list_changed() -> None:
+        await server.refresh()
+        await server.notify_list_changed("tools")
+        await server.notify_list_changed("prompts")
+
+    async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as first_attempts:
+            for item in upstreams:
+                if isinstance(item, Upstream):
+                    upstream = item
+                else:
+                    upstream = Upstream(item.name, effective_prefix(item), call_wait=call_wait)
+                    opener = opener_for_spec(item)
+                    first_attempts.start_soon(nursery.start, upstream.serve_connection, opener)
+                upstream.on_list_changed = list_changed
+                if upstream.name in server.upstreams:
+                    raise ValueError(f"two upstreams are named {upstream.name!r}")
+                server.upstreams[upstream.name] = upstream
+        await server.refresh()
+        if isinstance(face, StdioFace):
+            task_status.started(ProxyHandle(server, None))
+            await serve_stdio(server)
+            nursery.cancel_scope.cancel()
+            return
+        app: Any = McpHttpApp(server, face.settings)
+        if face.token is not None:
+            app = require_bearer_token(app, face.token)
+        bound = await nursery.start(
+            lambda task_status: serve_http(
+                app,
+                host=face.host,
+                port=face.port,
+                ssl_context=face.ssl_context(),
+                path=face.settings.path,
+                task_status=task_status,
+            )
+        )
+        task_status.started(ProxyHandle(server, bound.url))

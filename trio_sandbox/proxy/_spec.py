@@ -1,0 +1,206 @@
+"""What the proxy fronts: upstream specifications, and reading them from ``mcpServers`` files.
+
+The ``mcpServers`` JSON format is the one MCP hosts use (Claude Desktop, VS Code, Cursor); the
+same keys are accepted in TOML (``[mcpServers.NAME]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import attrs
+
+from ..mcp import McpServer
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _prefix_field() -> Any:
+    # None: the upstream's name is its prefix; "": its tools keep their own names.
+    return attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class HttpUpstream:
+    """A Streamable HTTP(S) server; ``ssl_context`` carries the client identity for mTLS."""
+
+    name: str
+    url: str
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    prefix: str | None = _prefix_field()
+
+
+@attrs.frozen
+class WebSocketUpstream:
+    """An MCP server on a WebSocket (subprotocol ``mcp``), ws:// or wss:// with mTLS."""
+
+    name: str
+    url: str
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    prefix: str | None = _prefix_field()
+
+
+@attrs.frozen
+class StdioUpstream:
+    """A child process speaking MCP on stdin/stdout, run in the proxy's nursery."""
+
+    name: str
+    command: str
+    args: Sequence[str] = attrs.field(default=(), converter=_strings)
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    cwd: str | None = None
+    prefix: str | None = _prefix_field()
+
+
+@attrs.frozen
+class InProcessUpstream:
+    """An :class:`McpServer` in this process, reached through memory rather than a socket."""
+
+    name: str
+    server: McpServer = attrs.field(eq=False)
+    prefix: str | None = _prefix_field()
+
+
+UpstreamSpec: TypeAlias = HttpUpstream | WebSocketUpstream | StdioUpstream | InProcessUpstream
+
+
+def effective_prefix(spec: UpstreamSpec) -> str:
+    return spec.name if spec.prefix is None else spec.prefix
+
+
+class ConfigError(ValueError):
+    """A configuration file or option that cannot be used; the message names the key."""
+
+
+def client_ssl_context(
+    ca_file: str | None, cert_file: str | None = None, key_file: str | None = None
+) -> ssl.SSLContext:
+    """A client context trusting ``ca_file`` (or the system store) and presenting a certificate."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    elif key_file is not None:
+        raise ConfigError("a client key was given without its certificate (upstream-cert)")
+    return context
+
+
+def _expect(value: object, kind: type, where: str, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {what}, got {type(value).__name__}")
+    return value
+
+
+def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> UpstreamSpec:
+    """One ``mcpServers`` entry: ``command``/``args``/``env``/``cwd``, or ``url``/``headers``."""
+    where = f"mcpServers.{name}"
+    known = {
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "url",
+        "headers",
+        "type",
+        "transport",
+        "prefix",
+        "tls",
+    }
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")
+    prefix = entry.get("prefix")
+    if prefix is not None:
+        _expect(prefix, str, f"{where}.prefix", "a string")
+    if "command" in entry:
+        if "url" in entry:
+            raise ConfigError(f"{where}: give either 'command' or 'url', not both")
+        args = _expect(entry.get("args", []), list, f"{where}.args", "a list of strings")
+        env = _expect(entry.get("env", {}), dict, f"{where}.env", "a table of strings")
+        return StdioUpstream(
+            name=name,
+            command=_expect(entry["command"], str, f"{where}.command", "a string"),
+            args=tuple(str(_expect(a, str, f"{where}.args", "strings")) for a in args),
+            env={
+                str(k): str(_expect(v, str, f"{where}.env.{k}", "a string")) for k, v in env.items()
+            },
+            cwd=entry.get("cwd"),
+            prefix=prefix,
+        )
+    if "url" not in entry:
+        raise ConfigError(f"{where}: needs 'command' (a stdio server) or 'url' (an HTTP server)")
+    url = _expect(entry["url"], str, f"{where}.url", "a string")
+    kind = entry.get("type", entry.get("transport"))
+    context = _tls_from_entry(entry.get("tls"), f"{where}.tls", base_dir)
+    if kind in ("ws", "websocket") or url.startswith(("ws://", "wss://")):
+        return WebSocketUpstream(name=name, url=url, ssl_context=context, prefix=prefix)
+    if kind not in (None, "http", "streamable-http", "streamableHttp"):
+        raise ConfigError(f"{where}.type: {kind!r} is not supported; use http or ws")
+    headers = _expect(entry.get("headers", {}), dict, f"{where}.headers", "a table of strings")
+    return HttpUpstream(
+        name=name,
+        url=url,
+        ssl_context=context,
+        headers={str(k): _expand_env(str(v)) for k, v in headers.items()},
+        prefix=prefix,
+    )
+
+
+def _expand_env(value: str) -> str:
+    # Hosts write secrets as ${VAR}; expanding keeps tokens out of the file.
+    return os.path.expandvars(value)
+
+
+def _tls_from_entry(raw: object, where: str, base_dir: Path) -> ssl.SSLContext | None:
+    if raw is None:
+        return None
+    table = _expect(raw, dict, where, "a table with ca, cert, key")
+    unknown = sorted(set(table) - {"ca", "cert", "key"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed: ['ca', 'cert', 'key']")
+
+    def path(key: str) -> str | None:
+        value = table.get(key)
+        return (
+            None
+            if value is None
+            else str(base_dir / _expect(value, str, f"{where}.{key}", "a path"))
+        )
+
+    try:
+        return client_ssl_context(path("ca"), path("cert"), path("key"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_upstreams(path: str | os.PathLike[str]) -> list[UpstreamSpec]:
+    """Read ``mcpServers`` from a JSON or TOML file (by its suffix)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"{file}: not valid {'TOML' if file.suffix == '.toml' else 'JSON'}: {exc}"
+        ) from None
+    return upstreams_from_mapping(data, file.parent, str(file))
+
+
+def upstreams_from_mapping(data: object, base_dir: Path, source: str) -> list[UpstreamSpec]:
+    table = _expect(data, dict, source, "a table")
+    servers = _expect(table.get("mcpServers", {}), dict, f"{source}: mcpServers", "a table")
+    return [
+        upstream_from_entry(name, _expect(entry, dict, f"mcpServers.{name}", "a table"), base_dir)
+        for name, entry in servers.items()
+    ]
