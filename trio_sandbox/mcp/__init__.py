@@ -106,6 +106,21 @@ from ._jsonrpc import (
 from ._jsonrpc import (
     parse_json as parse_json,
 )
+from ._mrtr import (
+    MISSING_CLIENT_CAPABILITY as MISSING_CLIENT_CAPABILITY,
+)
+from ._mrtr import (
+    InputRequest as InputRequest,
+)
+from ._mrtr import (
+    InputRequired as InputRequired,
+)
+from ._mrtr import (
+    RequestStateCodec as RequestStateCodec,
+)
+from ._server import (
+    CacheHint as CacheHint,
+)
 from ._server import (
     McpServer as McpServer,
 )

@@ -10,8 +10,8 @@ resume it with ``GET`` + ``Last-Event-ID``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, NoReturn, TypeAlias
@@ -24,11 +24,15 @@ import trio
 
 from . import _versions as versions
 from ._duplex import serve_duplex
+from ._http_headers import check_param_headers, check_standard_headers
 from ._jsonrpc import (
     CONNECTION_CLOSED,
     HEADER_MISMATCH,
+    INVALID_PARAMS,
     INVALID_REQUEST,
+    METHOD_NOT_FOUND,
     PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
     ErrorResponse,
     McpError,
     Message,
@@ -40,7 +44,8 @@ from ._jsonrpc import (
     dump_message,
     parse_json,
 )
-from ._server import McpServer, ServerSession, stateless_session
+from ._mrtr import MISSING_CLIENT_CAPABILITY
+from ._server import McpServer, ServerSession, stateless_session, unsupported_version_error
 
 logger = logging.getLogger("trio_sandbox.mcp.http")
 
@@ -52,12 +57,21 @@ Send: TypeAlias = Callable[[AsgiMessage], Awaitable[None]]
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 SESSION_HEADER: Final = "mcp-session-id"
 VERSION_HEADER: Final = "mcp-protocol-version"
-METHOD_HEADER: Final = "mcp-method"
-NAME_HEADER: Final = "mcp-name"
 WEBSOCKET_SUBPROTOCOL: Final = "mcp"
 # Events kept per stream and streams kept per session for resumption after a lost connection.
 _MAX_EVENTS_PER_STREAM: Final = 1024
 _MAX_STREAMS_PER_SESSION: Final = 64
+# The id of a session's standalone (GET) stream; POST streams count up from 1.
+_STANDALONE_STREAM: Final = "0"
+# HTTP statuses of stateless-era errors that concern the request as a whole, not its handling.
+_STATELESS_ERROR_STATUS: Final = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    METHOD_NOT_FOUND: 404,
+    HEADER_MISMATCH: 400,
+    MISSING_CLIENT_CAPABILITY: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+}
 
 
 @attrs.frozen
@@ -127,14 +141,36 @@ class _EventStream:
     def since(self, seq: int) -> list[tuple[int, bytes]]:
         return [event for event in self.events if event[0] > seq]
 
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
 
 @attrs.define(eq=False)
 class _HttpSession:
+    """A handshake-era session and the event streams it can resume."""
+
     core: ServerSession
     last_active: float
+    # Messages not tied to a request; kept while no GET stream is open, so that a client that
+    # reconnects with Last-Event-ID misses nothing.
+    standalone: _EventStream = attrs.field(factory=lambda: _EventStream(_STANDALONE_STREAM))
     streams: dict[str, _EventStream] = attrs.field(factory=dict)
     standalone_open: bool = False
     next_stream: int = 0
+
+    @property
+    def priming(self) -> bool:
+        """Empty priming events (id + retry, no data) exist from 2025-11-25 on."""
+        return (self.core.protocol_version or "") >= versions.V2025_11_25
+
+    async def send_standalone(self, message: Message) -> None:
+        self.standalone.append(dump_message(message))
+
+    def find_stream(self, stream_id: str) -> _EventStream | None:
+        if stream_id == _STANDALONE_STREAM:
+            return self.standalone
+        return self.streams.get(stream_id)
 
     def new_stream(self) -> _EventStream:
         self.next_stream += 1
@@ -173,6 +209,7 @@ class _PostResponder:
     stream: _EventStream | None
     priming: bool
     nursery: trio.Nursery
+    stateless: bool = False
     started: bool = False
     streaming: bool = False
     connected: bool = True
@@ -187,7 +224,10 @@ class _PostResponder:
             payload = dump_message(message)
             if not self.started and self.json_ok and is_response and self.expected_responses == 1:
                 self.started = True
-                await self._write_json(payload)
+                status = 200
+                if self.stateless and isinstance(message, ErrorResponse):
+                    status = _STATELESS_ERROR_STATUS.get(message.error.code, 200)
+                await self._write_json(payload, status)
                 return
             if not self.started:
                 self.started = self.streaming = True
@@ -197,6 +237,19 @@ class _PostResponder:
                 seq = self.stream.append(payload)
                 event_id = f"{self.stream.stream_id}:{seq}"
             await self._write(_sse_event(payload, event_id), more=True)
+
+    async def close_stream(self) -> bool:
+        """End the HTTP response now; later events wait in the stream for a resuming GET."""
+        if self.stream is None or not self.priming:
+            # Without a priming event id the client could not resume: keep the stream open.
+            return False
+        async with self.lock:
+            if not self.started:
+                self.started = self.streaming = True
+                await self._start_sse()
+            await self._write(b"", more=False)
+            self.connected = False
+        return True
 
     async def _start_sse(self) -> None:
         await self._safe_send(
@@ -220,13 +273,13 @@ class _PostResponder:
             async with self.lock:
                 await self._write(b": keep-alive\n\n", more=True)
 
-    async def _write_json(self, payload: bytes) -> None:
+    async def _write_json(self, payload: bytes, status: int) -> None:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
             *self.extra_headers,
         ]
-        await self._safe_send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._safe_send({"type": "http.response.start", "status": status, "headers": headers})
         await self._write(payload, more=False)
 
     async def _write(self, body: bytes, *, more: bool) -> None:
@@ -271,6 +324,7 @@ class McpHttpApp:
     def close(self) -> None:
         """End every long-lived stream so that a graceful shutdown can finish."""
         self._closing.set()
+        self.server.listeners.close()
         for session in list(self._sessions.values()):
             self._drop_session(session)
 
@@ -382,6 +436,7 @@ class McpHttpApp:
         core = self.server.open_session(session_id=ServerSession.new_id())
         assert core.session_id is not None
         session = _HttpSession(core, trio.current_time())
+        core.set_standalone(session.send_standalone)
         self._sessions[core.session_id] = session
         extra = [(SESSION_HEADER.encode(), core.session_id.encode())]
         await self._answer(session.core, [request], receive, send, json_ok, extra, None, False)
@@ -404,9 +459,10 @@ class McpHttpApp:
         if not requests:
             await _send_plain(send, 202, b"")
             return
-        priming = (session.core.protocol_version or "") >= versions.V2025_11_25
         stream = session.new_stream()
-        await self._answer(session.core, requests, receive, send, json_ok, [], stream, priming)
+        await self._answer(
+            session.core, requests, receive, send, json_ok, [], stream, session.priming
+        )
 
     async def _post_stateless(
         self, message: Message, headers: dict[str, str], receive: Receive, send: Send, json_ok: bool
@@ -416,14 +472,43 @@ class McpHttpApp:
             await _send_plain(send, 202, b"")
             return
         try:
-            session = stateless_session(self.server, message.params)
+            session = self._stateless_session(message, headers)
         except McpError as exc:
             raise HttpError(
-                400, exc.message, code=exc.code, request_id=message.id, data=exc.data
+                _STATELESS_ERROR_STATUS.get(exc.code, 400),
+                exc.message,
+                code=exc.code,
+                request_id=message.id,
+                data=exc.data,
             ) from None
-        _check_mirrored_headers(message, headers)
         # Closing the response stream cancels a stateless request: nobody could read its answer.
         await self._answer(session, [message], receive, send, json_ok, [], None, False, True)
+
+    def _stateless_session(self, request: Request, headers: dict[str, str]) -> ServerSession:
+        """Check a stateless-era request's envelope and headers, in the order the spec gives."""
+        version_header = headers.get(VERSION_HEADER)
+        if version_header is None:
+            raise McpError(HEADER_MISMATCH, f"missing {VERSION_HEADER} header")
+        meta = (request.params or {}).get("_meta")
+        if not isinstance(meta, dict):
+            raise McpError(INVALID_PARAMS, "params._meta is missing")
+        for key in (versions.META_PROTOCOL_VERSION, versions.META_CLIENT_CAPABILITIES):
+            if key not in meta:
+                raise McpError(INVALID_PARAMS, f"params._meta lacks {key!r}")
+        meta_version = meta[versions.META_PROTOCOL_VERSION]
+        if meta_version != version_header:
+            raise McpError(
+                HEADER_MISMATCH,
+                f"{VERSION_HEADER} header {version_header!r} differs from _meta {meta_version!r}",
+            )
+        if meta_version not in versions.STATELESS_VERSIONS:
+            raise unsupported_version_error(meta_version)
+        check_standard_headers(request, headers)
+        if request.method == "tools/call":
+            tool = self.server.get_tool((request.params or {}).get("name"))
+            if tool is not None:
+                check_param_headers(request, tool.input_schema, headers)
+        return stateless_session(self.server, request.params)
 
     async def _answer(
         self,
@@ -439,8 +524,17 @@ class McpHttpApp:
     ) -> None:
         async with trio.open_nursery() as nursery:
             responder = _PostResponder(
-                send, self.settings, extra_headers, json_ok, len(requests), stream, priming, nursery
+                send,
+                self.settings,
+                extra_headers,
+                json_ok,
+                len(requests),
+                stream,
+                priming,
+                nursery,
+                stateless=session.stateless,
             )
+            close_stream = responder.close_stream if stream is not None else None
 
             async def watch_disconnect() -> None:
                 while (await receive())["type"] != "http.disconnect":
@@ -452,11 +546,20 @@ class McpHttpApp:
             nursery.start_soon(watch_disconnect)
             with trio.CancelScope() as work:
                 if len(requests) == 1:
-                    await session.handle_request(requests[0], responder.emit)
+                    await session.handle_request(
+                        requests[0], responder.emit, close_stream=close_stream
+                    )
                 else:
                     async with trio.open_nursery() as batch:
                         for request in requests:
-                            batch.start_soon(session.handle_request, request, responder.emit)
+                            batch.start_soon(
+                                functools.partial(
+                                    session.handle_request,
+                                    request,
+                                    responder.emit,
+                                    close_stream=close_stream,
+                                )
+                            )
             await responder.finish()
             nursery.cancel_scope.cancel()
 
@@ -471,80 +574,63 @@ class McpHttpApp:
         if "text/event-stream" not in _accepted(headers.get("accept", "")):
             raise HttpError(406, "GET must accept text/event-stream")
         session = self._session(session_id)
+        session.last_active = trio.current_time()
         last_event_id = headers.get("last-event-id")
-        if last_event_id is not None:
-            await self._resume(session, last_event_id, receive, send)
+        if last_event_id is None:
+            # A fresh standalone stream starts with what happens from now on.
+            stream, after = session.standalone, session.standalone.last_seq
         else:
-            await self._standalone(session, receive, send)
-
-    async def _standalone(self, session: _HttpSession, receive: Receive, send: Send) -> None:
-        if session.standalone_open:
-            raise HttpError(409, "this session already has a standalone SSE stream")
-        outbound_send, outbound_receive = trio.open_memory_channel[Message](math.inf)
-
-        async def queue(message: Message) -> None:
-            outbound_send.send_nowait(message)
-
-        session.standalone_open = True
-        session.core.set_standalone(queue)
+            stream_id, _, seq_text = last_event_id.strip().rpartition(":")
+            found = session.find_stream(stream_id)
+            if found is None or not seq_text.isdigit():
+                raise HttpError(404, f"no stream to resume after event {last_event_id!r}")
+            stream, after = found, int(seq_text)
+        if stream is session.standalone:
+            if session.standalone_open:
+                raise HttpError(409, "this session already has a standalone SSE stream")
+            session.standalone_open = True
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            await send(
-                {"type": "http.response.body", "body": b": stream open\n\n", "more_body": True}
-            )
-            await self._pump(outbound_receive, session, receive, send)
+            await self._tail(session, stream, after, receive, send)
         finally:
-            session.standalone_open = False
-            session.core.set_standalone(None)
+            if stream is session.standalone:
+                session.standalone_open = False
 
-    async def _pump(
+    async def _tail(
         self,
-        outbound: trio.MemoryReceiveChannel[Message],
         session: _HttpSession,
+        stream: _EventStream,
+        after: int,
         receive: Receive,
         send: Send,
     ) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            nursery.start_soon(_cancel_on_event, self._closing, nursery.cancel_scope)
-            while not session.core.closed:
-                with trio.move_on_after(self.settings.sse_keepalive_seconds):
-                    message = await outbound.receive()
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": _sse_event(dump_message(message)),
-                            "more_body": True,
-                        }
-                    )
-                    continue
-                await send(
-                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
-                )
-            nursery.cancel_scope.cancel()
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        """Send the events of ``stream`` after ``after``, then new ones until it finishes.
 
-    async def _resume(
-        self, session: _HttpSession, last_event_id: str, receive: Receive, send: Send
-    ) -> None:
-        stream_id, _, seq_text = last_event_id.partition(":")
-        stream = session.streams.get(stream_id)
-        if stream is None or not seq_text.isdigit():
-            raise HttpError(404, f"no stream to resume after event {last_event_id!r}")
-        seq = int(seq_text)
+        The standalone stream finishes with its session; a POST's stream when its last request
+        ends. Disconnecting, or the server closing, ends the response early.
+        """
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        opening = b": stream open\n\n"
+        if session.priming:
+            # Tell the client where it stands, so that it can resume even before any event.
+            event_id = f"{stream.stream_id}:{after}"
+            opening = f"id: {event_id}\nretry: {self.settings.sse_retry_ms}\ndata: \n\n".encode()
+        await send({"type": "http.response.body", "body": opening, "more_body": True})
+        seq = after
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
             nursery.start_soon(_cancel_on_event, self._closing, nursery.cancel_scope)
             while True:
                 for event_seq, payload in stream.since(seq):
                     seq = event_seq
-                    event = _sse_event(payload, f"{stream_id}:{event_seq}")
+                    event = _sse_event(payload, f"{stream.stream_id}:{event_seq}")
                     await send({"type": "http.response.body", "body": event, "more_body": True})
-                if stream.finished:
+                if stream.finished or session.core.closed:
                     break
-                await stream.changed.wait()
+                with trio.move_on_after(self.settings.sse_keepalive_seconds) as idle:
+                    await stream.changed.wait()
+                if idle.cancelled_caught:
+                    keepalive = b": keep-alive\n\n"
+                    await send({"type": "http.response.body", "body": keepalive, "more_body": True})
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -568,6 +654,7 @@ class McpHttpApp:
         if session.core.session_id is not None:
             self._sessions.pop(session.core.session_id, None)
         self.server.close_session(session.core)
+        session.standalone.finish()
         for stream in session.streams.values():
             stream.finish()
 
@@ -634,28 +721,6 @@ def _is_stateless_post(first: Message, version_header: str | None) -> bool:
     if isinstance(first, Request) and first.method == "initialize":
         return False
     return version_header is not None and version_header not in versions.HANDSHAKE_VERSIONS
-
-
-def _check_mirrored_headers(request: Request, headers: dict[str, str]) -> None:
-    """The stateless era mirrors the method and target name into headers; they must agree."""
-    method_header = headers.get(METHOD_HEADER)
-    if method_header is not None and method_header != request.method:
-        raise HttpError(
-            400,
-            f"{METHOD_HEADER} header {method_header!r} does not match the body's method",
-            code=HEADER_MISMATCH,
-            request_id=request.id,
-        )
-    params = request.params or {}
-    key = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}.get(request.method)
-    name_header = headers.get(NAME_HEADER)
-    if key is not None and name_header is not None and name_header != params.get(key):
-        raise HttpError(
-            400,
-            f"{NAME_HEADER} header {name_header!r} does not match params.{key}",
-            code=HEADER_MISMATCH,
-            request_id=request.id,
-        )
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -38,6 +38,14 @@ from ._jsonrpc import (
     RequestId,
     Response,
 )
+from ._mrtr import (
+    InputRequest,
+    InputRequired,
+    InputRound,
+    RequestStateCodec,
+    missing_capability_error,
+)
+from ._subscriptions import ListenRegistry
 from ._types import (
     CallToolResult,
     Content,
@@ -53,6 +61,8 @@ from ._types import (
 logger = logging.getLogger("trio_sandbox.mcp.server")
 
 SendMessage: TypeAlias = Callable[[Message], Awaitable[None]]
+# Ends the HTTP response stream of a request while the request goes on (SSE polling).
+CloseStream: TypeAlias = Callable[[], Awaitable[bool]]
 ToolReturn: TypeAlias = CallToolResult | str | Content | Sequence[Content]
 ToolHandler: TypeAlias = Callable[[dict[str, Any], "RequestContext"], Awaitable[ToolReturn]]
 ResourceReader: TypeAlias = Callable[[str, "RequestContext"], Awaitable[Sequence[ResourceContents]]]
@@ -76,16 +86,28 @@ LOG_LEVELS: Final = (
 )
 
 
-_CACHEABLE_METHODS: Final = frozenset(
-    {
-        "server/discover",
-        "tools/list",
-        "prompts/list",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-    }
+_LIST_METHODS: Final = frozenset(
+    {"server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 )
+# Methods of the handshake era that the stateless era removed (their jobs moved to _meta,
+# server/discover and subscriptions/listen).
+_HANDSHAKE_ONLY_METHODS: Final = frozenset(
+    {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)
+# Requests whose handlers may ask the client for input with an input_required result.
+_INPUT_TARGET_KEY: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+@attrs.frozen
+class CacheHint:
+    """How long (``ttl_ms``) and how widely (``scope``) a client may reuse a result."""
+
+    ttl_ms: int = 0
+    scope: str = "private"  # "public": no user-specific data, shareable across users
+
+    def __attrs_post_init__(self) -> None:
+        if self.ttl_ms < 0 or self.scope not in ("public", "private"):
+            raise ValueError(f"invalid cache hint: {self!r}")
 
 
 class ToolError(Exception):
@@ -188,10 +210,12 @@ class McpServer:
     info: Implementation
     instructions: str | None = None
     page_size: int = 100
-    # Cache hints of stateless-era list results: how long a client may reuse a listing, and
-    # whether it may share it with other users ("public") or not ("private").
-    cache_ttl_ms: int = 0
-    cache_scope: str = "private"
+    # Cache hints of stateless-era results: listings (and server/discover), and resources/read.
+    list_cache: CacheHint = CacheHint()
+    read_cache: CacheHint = CacheHint()
+    # Seals the answers of multi round-trip requests; share its key between replicas.
+    state_codec: RequestStateCodec = attrs.field(factory=RequestStateCodec)
+    listeners: ListenRegistry = attrs.field(factory=ListenRegistry)
     _tools: dict[str, RegisteredTool] = attrs.field(factory=dict)
     _resources: dict[str, tuple[Resource, ResourceReader]] = attrs.field(factory=dict)
     _templates: list[tuple[ResourceTemplate, TemplateReader]] = attrs.field(factory=list)
@@ -249,12 +273,25 @@ class McpServer:
     def tools(self) -> list[Tool]:
         return [registered.tool for registered in self._tools.values()]
 
+    def get_tool(self, name: object) -> Tool | None:
+        registered = self._tools.get(name) if isinstance(name, str) else None
+        return registered.tool if registered is not None else None
+
     def decorate_stateless_result(self, method: str, result: JsonObject) -> JsonObject:
-        """Add the members every 2026-07-28 result carries: resultType, and cache hints on lists."""
+        """Add the members every 2026-07-28 result carries: resultType, and cache hints."""
         result.setdefault("resultType", "complete")
-        if method in _CACHEABLE_METHODS:
-            result.setdefault("ttlMs", self.cache_ttl_ms)
-            result.setdefault("cacheScope", self.cache_scope)
+        if result["resultType"] != "complete":
+            return result
+        hint = (
+            self.list_cache
+            if method in _LIST_METHODS
+            else self.read_cache
+            if method == "resources/read"
+            else None
+        )
+        if hint is not None:
+            result.setdefault("ttlMs", hint.ttl_ms)
+            result.setdefault("cacheScope", hint.scope)
         return result
 
     def capabilities(self) -> JsonObject:
@@ -269,6 +306,15 @@ class McpServer:
         if self._completion is not None:
             capabilities["completions"] = {}
         return capabilities
+
+    def _listen_offer(self) -> frozenset[str]:
+        """The subscriptions/listen filter members this server can honour."""
+        offer = {"toolsListChanged"}
+        if self._prompts:
+            offer.add("promptsListChanged")
+        if self._resources or self._templates:
+            offer.update({"resourcesListChanged", "resourceSubscriptions"})
+        return frozenset(offer)
 
     # --- sessions and broadcast -------------------------------------------------------------
 
@@ -285,16 +331,22 @@ class McpServer:
         session.close()
 
     async def notify_list_changed(self, kind: str) -> None:
-        """Tell every session with a standalone channel that the tools/resources/prompts changed."""
+        """Tell every listener that the tools/resources/prompts changed.
+
+        Listeners are sessions with a standalone channel (handshake era) and open
+        ``subscriptions/listen`` streams that asked for this kind (stateless era).
+        """
         note = Notification(f"notifications/{kind}/list_changed")
         for session in list(self._sessions):
             await session.send_standalone(note)
+        self.listeners.list_changed(kind)
 
     async def notify_resource_updated(self, uri: str) -> None:
         note = Notification("notifications/resources/updated", {"uri": uri})
         for session in list(self._sessions):
             if uri in session.subscriptions:
                 await session.send_standalone(note)
+        self.listeners.resource_updated(uri)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -302,10 +354,16 @@ class McpServer:
         """The result of one request other than initialize; raises McpError for errors."""
         params = request.params or {}
         method = request.method
+        if ctx.session.stateless and method in _HANDSHAKE_ONLY_METHODS:
+            raise McpError(METHOD_NOT_FOUND, f"method not found in the stateless era: {method}")
         if method == "ping":
             return {}
         if method == "server/discover":
             return discover_result(self)
+        if method == "subscriptions/listen" and ctx.session.stateless:
+            return await self.listeners.listen(
+                self._listen_offer(), params, ctx.request_id, ctx.send_notification
+            )
         if method == "tools/list":
             return paginate(
                 [t.tool.to_json() for t in self._tools.values()], "tools", params, self.page_size
@@ -359,7 +417,7 @@ class McpServer:
             return normalize_tool_return(await registered.handler(arguments, ctx))
         except ToolError as exc:
             return CallToolResult.error(str(exc))
-        except McpError:
+        except (McpError, InputRequired):
             raise
         except Exception as exc:
             logger.exception("tool %r failed", name)
@@ -428,6 +486,9 @@ class RequestContext:
     method: str
     meta: Mapping[str, Any]
     _send: SendMessage
+    _close_stream: CloseStream | None = None
+    # Stateless era: the answers this request brought for its handler's questions.
+    input_round: InputRound | None = None
 
     @property
     def server(self) -> McpServer:
@@ -443,6 +504,7 @@ class RequestContext:
         return token if isinstance(token, (str, int)) else None
 
     async def send_notification(self, method: str, params: JsonObject | None = None) -> None:
+        """Send a notification related to this request (on its response stream)."""
         await self._send(Notification(method, params))
 
     async def report_progress(
@@ -462,6 +524,9 @@ class RequestContext:
     async def log(self, level: str, data: Any, logger_name: str | None = None) -> None:
         """Send notifications/message unless the client asked for a higher level."""
         threshold = self.session.log_level
+        if threshold is None and self.session.stateless:
+            # Stateless clients opt in per request with _meta logLevel.
+            return
         if threshold is not None and LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
             return
         params: JsonObject = {"level": level, "data": data}
@@ -470,8 +535,76 @@ class RequestContext:
         await self.send_notification("notifications/message", params)
 
     async def send_request(self, method: str, params: JsonObject | None = None) -> JsonObject:
-        """Ask the client something (sampling, elicitation, roots) and wait for its answer."""
+        """Send the client a request on this request's stream (handshake era only)."""
         return await self.session.request_client(method, params, self._send)
+
+    def client_supports(self, capability: str) -> bool:
+        return isinstance(self.session.client_capabilities.get(capability), dict)
+
+    def require_client_capabilities(self, *capabilities: str) -> None:
+        """Refuse the request with -32021 unless the client declared every capability."""
+        missing = [name for name in capabilities if not self.client_supports(name)]
+        if missing:
+            raise missing_capability_error(missing)
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, JsonObject]:
+        """Ask the client every question in ``requests`` and return its answers by key.
+
+        Handshake era: real server-to-client requests, sent concurrently on this request's
+        stream. Stateless era: answers come from the retried request (``inputResponses``, and
+        earlier rounds sealed in ``requestState``); until all are there this raises
+        :class:`InputRequired`, which ends the handler with an ``input_required`` result, and the
+        retry runs the handler again from the start. Keys must be unique within one request.
+        """
+        needed = sorted({r.required_capability for r in requests.values() if r.required_capability})
+        self.require_client_capabilities(*needed)
+        if self.input_round is not None:
+            answers: dict[str, JsonObject] = {}
+            missing: dict[str, InputRequest] = {}
+            for key, request in requests.items():
+                answer = self.input_round.answer(key, request)
+                if answer is None:
+                    missing[key] = request
+                else:
+                    answers[key] = answer
+            if missing:
+                raise InputRequired(missing)
+            return answers
+        results: dict[str, JsonObject] = {}
+
+        async def ask_one(key: str, request: InputRequest) -> None:
+            results[key] = await self.send_request(request.method, dict(request.params))
+
+        async with trio.open_nursery() as nursery:
+            for key, request in requests.items():
+                nursery.start_soon(ask_one, key, request)
+        return {key: results[key] for key in requests}
+
+    async def elicit(self, message: str, requested_schema: Mapping[str, Any]) -> JsonObject:
+        """Ask the user to fill in a form; the ElicitResult (``action``, ``content``)."""
+        answers = await self.ask({"elicit": InputRequest.elicitation(message, requested_schema)})
+        return answers["elicit"]
+
+    async def sample(self, prompt: str, max_tokens: int = 100) -> JsonObject:
+        """Ask the client's model; the CreateMessageResult."""
+        answers = await self.ask({"sample": InputRequest.sampling_text(prompt, max_tokens)})
+        return answers["sample"]
+
+    async def list_roots(self) -> list[JsonObject]:
+        answers = await self.ask({"roots": InputRequest.roots()})
+        roots = answers["roots"].get("roots")
+        return [root for root in roots if isinstance(root, dict)] if isinstance(roots, list) else []
+
+    async def close_sse_stream(self) -> bool:
+        """End this request's HTTP response stream now; the client resumes it with GET.
+
+        The request goes on and its later messages wait for the client to reconnect with
+        ``Last-Event-ID`` (SSE polling, for long requests behind proxies that cut idle
+        connections). Returns False when the transport has no such stream.
+        """
+        if self._close_stream is None:
+            return False
+        return await self._close_stream()
 
 
 @attrs.define(eq=False)
@@ -539,7 +672,9 @@ class ServerSession:
 
     # --- inbound ----------------------------------------------------------------------------
 
-    async def handle_request(self, request: Request, send: SendMessage) -> None:
+    async def handle_request(
+        self, request: Request, send: SendMessage, *, close_stream: CloseStream | None = None
+    ) -> None:
         """Run one request to completion and send its response (none when it was cancelled)."""
         if request.id in self._in_flight:
             await send(
@@ -548,7 +683,12 @@ class ServerSession:
             return
         meta = (request.params or {}).get("_meta")
         ctx = RequestContext(
-            self, request.id, request.method, meta if isinstance(meta, dict) else {}, send
+            self,
+            request.id,
+            request.method,
+            meta if isinstance(meta, dict) else {},
+            send,
+            close_stream,
         )
         with trio.CancelScope() as scope:
             self._in_flight[request.id] = scope
@@ -561,11 +701,23 @@ class ServerSession:
         await send(response)
 
     async def _respond(self, request: Request, ctx: RequestContext) -> Response | ErrorResponse:
+        target = _input_target(request)
         try:
-            if request.method == "initialize":
+            if request.method == "initialize" and not self.stateless:
                 result = self._initialize(request.params or {})
             else:
-                result = await self.server.handle_request(request, ctx)
+                if self.stateless and target is not None:
+                    ctx.input_round = InputRound.from_params(
+                        request.params or {}, self.server.state_codec, target
+                    )
+                try:
+                    result = await self.server.handle_request(request, ctx)
+                except InputRequired as exc:
+                    assert ctx.input_round is not None
+                    assert target is not None
+                    result = ctx.input_round.input_required_result(
+                        exc.requests, self.server.state_codec, target
+                    )
             if self.stateless:
                 result = self.server.decorate_stateless_result(request.method, result)
         except McpError as exc:
@@ -650,18 +802,24 @@ class ServerSession:
         raise McpError(INTERNAL_ERROR, f"the session closed before the client answered {method}")
 
 
+def _input_target(request: Request) -> str | None:
+    """What a requestState is bound to: the method and its tool, prompt or resource."""
+    key = _INPUT_TARGET_KEY.get(request.method)
+    if key is None:
+        return None
+    return f"{request.method} {(request.params or {}).get(key)}"
+
+
 def stateless_session(server: McpServer, params: JsonObject | None) -> ServerSession:
     """The throwaway session of one stateless-era request, from its ``_meta`` envelope."""
     meta = (params or {}).get("_meta")
     meta = meta if isinstance(meta, dict) else {}
     version = meta.get(versions.META_PROTOCOL_VERSION)
     if not isinstance(version, str) or version not in versions.STATELESS_VERSIONS:
-        raise McpError(
-            UNSUPPORTED_PROTOCOL_VERSION,
-            f"unsupported protocol version: {version!r}",
-            {"supported": list(versions.SUPPORTED_VERSIONS), "requested": version},
-        )
+        raise unsupported_version_error(version)
     session = ServerSession(server, protocol_version=version, initialized=True)
+    log_level = meta.get(versions.META_LOG_LEVEL)
+    session.log_level = log_level if log_level in LOG_LEVELS else None
     capabilities = meta.get(versions.META_CLIENT_CAPABILITIES)
     session.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
     client_info = meta.get(versions.META_CLIENT_INFO)
@@ -669,9 +827,19 @@ def stateless_session(server: McpServer, params: JsonObject | None) -> ServerSes
     return session
 
 
+def unsupported_version_error(requested: object) -> McpError:
+    """-32022, listing the versions a request's ``_meta`` may name instead."""
+    return McpError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        f"unsupported protocol version: {requested!r}",
+        {"supported": list(versions.STATELESS_VERSIONS), "requested": str(requested)},
+    )
+
+
 def discover_result(server: McpServer) -> JsonObject:
+    # Versions a client may name in the _meta envelope of its next requests.
     result: JsonObject = {
-        "supportedVersions": list(versions.SUPPORTED_VERSIONS),
+        "supportedVersions": list(versions.STATELESS_VERSIONS),
         "capabilities": server.capabilities(),
         "_meta": {versions.META_SERVER_INFO: server.info.to_json()},
     }
