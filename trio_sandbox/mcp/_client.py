@@ -76,6 +76,13 @@ class McpHttpStatusError(McpConnectionError):
         self.status = status
 
 
+class McpSessionExpired(McpConnectionError):
+    """The server no longer knows the session (HTTP 404): the request did not reach a handler.
+
+    A caller may open a new session (initialize again) and send the request once more.
+    """
+
+
 class ClientInbox(Protocol):
     """What a transport hands incoming messages to."""
 

@@ -20,7 +20,13 @@ import attrs
 import httpx
 import trio
 
-from ._client import ClientInbox, McpConnectionError, McpHttpStatusError, TransportFactory
+from ._client import (
+    ClientInbox,
+    McpConnectionError,
+    McpHttpStatusError,
+    McpSessionExpired,
+    TransportFactory,
+)
 from ._jsonrpc import (
     ErrorResponse,
     Message,
@@ -81,6 +87,8 @@ class HttpTransport:
             response = await self._client.post(self.target, content=body, headers=all_headers)
         except httpx.HTTPError as exc:
             raise self._fail(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404 and self.session_id is not None:
+            raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
         if response.status_code >= 400:
             raise McpHttpStatusError(self.target, response.status_code, response.content)
 
@@ -98,12 +106,14 @@ class HttpTransport:
                     return
             else:
                 data = await response.aread()
+                if response.status_code == 404 and self.session_id is not None:
+                    # Checked before the body: a 404 for a known session means the server lost
+                    # it, whatever JSON-RPC error it wrote, and the request reached no handler.
+                    raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
                 if "application/json" in content_type and await self._deliver_json(
                     data, request.id, response.status_code
                 ):
                     return
-                if response.status_code == 404 and self.session_id is not None:
-                    raise self._fail("the server ended the session (HTTP 404)")
                 if response.status_code >= 400:
                     raise McpHttpStatusError(self.target, response.status_code, data)
                 status = response.status_code
