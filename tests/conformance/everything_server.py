@@ -39,10 +39,10 @@ from trio_sandbox.mcp import (
 )
 
 PNG: Final = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8j"
+    "x0gAAAABJRU5ErkJggg=="
 )
 WAV: Final = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
-NO_ARGUMENTS: Final = {"type": "object", "properties": {}}
 
 JSON_SCHEMA_2020_12: Final = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
