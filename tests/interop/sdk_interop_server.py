@@ -68,6 +68,6 @@ def build_server() -> McpServer:
 if __name__ == "__main__":
     import trio
 
-    from trio_sandbox.mcp import serve_stdio  # type: ignore[attr-defined]
+    from trio_sandbox.mcp import serve_stdio
 
     trio.run(serve_stdio, build_server())

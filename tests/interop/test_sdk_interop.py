@@ -89,15 +89,15 @@ async def exercise_our_server(client: mcp.Client, server: McpServer, mode: str) 
     listed = await sdk_list_all_tools(client)
     assert listed == [tool.to_json() for tool in server.tools]
 
-    progress: list[tuple[float, float | None, str | None]] = []
+    progress_seen: list[tuple[float, float | None, str | None]] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        progress_seen.append((progress, total, message))
 
     echoed = await client.call_tool("echo", {"text": "héllo"}, progress_callback=on_progress)
     assert not echoed.is_error
     assert [sdk_json(item) for item in echoed.content] == [{"type": "text", "text": "héllo"}]
-    assert progress == [(1, 2, "halfway"), (2, 2, "done")]
+    assert progress_seen == [(1, 2, "halfway"), (2, 2, "done")]
 
     added = await client.call_tool("add", {"a": 2, "b": 40})
     assert not added.is_error
