@@ -1,0 +1,10 @@
+"""The sandbox lifecycle on one cancel scope: spawn, CA exchange, readiness, health, respawn."""
+
+from ._config import SandboxConfig as SandboxConfig
+from ._config import SandboxMode as SandboxMode
+from ._errors import SandboxFailed as SandboxFailed
+from ._errors import SandboxRestarted as SandboxRestarted
+from ._errors import SandboxStartError as SandboxStartError
+from ._health import SandboxHealth as SandboxHealth
+from ._lifecycle import Sandbox as Sandbox
+from ._lifecycle import open_sandbox as open_sandbox

@@ -1,0 +1,79 @@
+"""How a sandbox is made and watched: :class:`SandboxConfig` and :class:`SandboxMode`."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..proxy import UpstreamSpec
+
+
+class SandboxMode(enum.StrEnum):
+    """``persistent``: one monitored sandbox for every client; ``ephemeral``: one per session."""
+
+    PERSISTENT = "persistent"
+    EPHEMERAL = "ephemeral"
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _upstreams(value: Iterable[UpstreamSpec]) -> tuple[UpstreamSpec, ...]:
+    return tuple(value)
+
+
+def _default_warden() -> tuple[str, ...]:
+    return (sys.executable, "-m", "trio_sandbox.warden")
+
+
+def _default_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "trio_sandbox.tools")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class SandboxConfig:
+    """Everything :func:`open_sandbox` needs; every field has a sensible default."""
+
+    # The warden command (before its ``wrap`` subcommand); this package's own by default.
+    warden: Sequence[str] = attrs.field(factory=_default_warden, converter=_strings)
+    # ``host`` (the host's root file system, read-only), a root file system directory, or an image.
+    image: str = "host"
+    # Warden volume specs: HOST:CONTAINER[:ro], or NAME:CONTAINER for a named volume.
+    volumes: Sequence[str] = attrs.field(default=(), converter=_strings)
+    mode: SandboxMode = attrs.field(default=SandboxMode.PERSISTENT, converter=SandboxMode)
+    # The command run in the sandbox; this package's tool server by default.
+    command: Sequence[str] = attrs.field(factory=_default_command, converter=_strings)
+    # Names of host environment variables passed into the sandbox (nothing else is).
+    env_passthrough: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # Extra variables set in the sandbox.
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    # The warden back end (auto, bwrap, podman, docker, process).
+    backend: str = "auto"
+    # Other MCP servers the proxy puts beside the sandbox.
+    upstreams: Sequence[UpstreamSpec] = attrs.field(default=(), converter=_upstreams)
+    # The upstream name (and default tool prefix) of the sandbox itself.
+    sandbox_name: str = "sandbox"
+    # The prefix of the sandbox's tools; empty: its tools keep their own names.
+    sandbox_prefix: str = ""
+    health_interval: float = attrs.field(default=30.0, validator=_positive)
+    health_timeout: float = attrs.field(default=10.0, validator=_positive)
+    respawn_threshold: int = attrs.field(default=3, validator=_positive)
+    max_respawn_attempts: int = attrs.field(default=5, validator=_positive)
+    respawn_backoff: float = attrs.field(default=0.5, validator=_positive)
+    respawn_backoff_max: float = attrs.field(default=30.0, validator=_positive)
+    respawn_wait: float = attrs.field(default=30.0, validator=_positive)
+    ca_timeout: float = attrs.field(default=60.0, validator=_positive)
+    stop_grace: float = attrs.field(default=10.0, validator=_positive)
+    ready_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # How long an ephemeral session's sandbox lives without a request.
+    ephemeral_idle_timeout: float = attrs.field(default=600.0, validator=_positive)

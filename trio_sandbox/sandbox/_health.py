@@ -1,0 +1,52 @@
+"""The sandbox's health as a value, and a cell that publishes every change to it."""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+
+@attrs.frozen
+class SandboxHealth:
+    """A snapshot; :meth:`Sandbox.wait_health_change` hands out the next one."""
+
+    healthy: bool = False
+    consecutive_ok: int = 0
+    consecutive_failures: int = 0
+    last_ok: float | None = None  # trio clock time of the last good probe
+    last_error: str | None = None
+    total_respawn_attempts: int = 0
+    generation: int = 0  # how many sandboxes have been started so far
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "healthy": self.healthy,
+            "consecutive_ok": self.consecutive_ok,
+            "consecutive_failures": self.consecutive_failures,
+            "last_ok": self.last_ok,
+            "last_error": self.last_error,
+            "total_respawn_attempts": self.total_respawn_attempts,
+            "generation": self.generation,
+        }
+
+
+@attrs.define(eq=False)
+class HealthCell:
+    """Holds the current health; waiters wake on every change."""
+
+    value: SandboxHealth = SandboxHealth()
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    def publish(self, value: SandboxHealth) -> None:
+        if value == self.value:
+            return
+        self.value = value
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def update(self, **changes: object) -> None:
+        self.publish(attrs.evolve(self.value, **changes))  # type: ignore[arg-type]
+
+    async def wait_change(self) -> SandboxHealth:
+        await self._changed.wait()
+        return self.value

@@ -1,0 +1,157 @@
+"""``python -m trio_sandbox.tools``: the tool server of the sandbox contract (DESIGN.md §2).
+
+It makes its own server identity, requires client certificates signed by
+``STAKPAK_MCP_CLIENT_CA``, binds its port, and only then prints the CA block and the
+``MCP server started at`` line that the host waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from ..mcp import HttpSettings, McpHttpApp, serve_http
+from ..tls import MtlsIdentity, format_ca_block
+from ._toolset import open_tool_server
+
+logger = logging.getLogger("trio_sandbox.tools")
+
+PORT_VARIABLE = "STAKPAK_MCP_PORT"
+CLIENT_CA_VARIABLE = "STAKPAK_MCP_CLIENT_CA"
+IN_SANDBOX_VARIABLE = "STAKPAK_SKIP_WARDEN"
+# In-flight calls get this long to finish after SIGINT/SIGTERM.
+SHUTDOWN_GRACE = 3.0
+
+
+@attrs.frozen
+class ToolServerOptions:
+    port: int
+    bind: str
+    client_ca_pem: str | None
+    workdir: Path | None
+
+
+class UsageError(Exception):
+    pass
+
+
+def default_bind(environ: Mapping[str, str]) -> str:
+    """All interfaces inside a container or namespace sandbox, where the warden publishes the
+    port; loopback anywhere else."""
+    inside = environ.get(IN_SANDBOX_VARIABLE) == "1" or "container" in environ
+    return "0.0.0.0" if inside else "127.0.0.1"
+
+
+def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServerOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_sandbox.tools",
+        description="The MCP tool server that runs inside the sandbox (mutual TLS).",
+    )
+    parser.add_argument("--port", type=int, help=f"port to bind (default ${PORT_VARIABLE}, or 0)")
+    parser.add_argument("--bind", help="address to bind (default: see the README)")
+    parser.add_argument(
+        "--plain-http",
+        action="store_true",
+        help=f"serve plain HTTP on loopback when ${CLIENT_CA_VARIABLE} is not set (development)",
+    )
+    parser.add_argument("--workdir", type=Path, help="directory relative paths resolve against")
+    args = parser.parse_args(argv)
+    port = args.port
+    if port is None:
+        raw = environ.get(PORT_VARIABLE, "0")
+        if not raw.isdigit() or int(raw) > 65535:
+            raise UsageError(f"${PORT_VARIABLE} must be a port number, not {raw!r}")
+        port = int(raw)
+    client_ca = environ.get(CLIENT_CA_VARIABLE) or None
+    bind = args.bind or default_bind(environ)
+    if client_ca is None:
+        if not args.plain_http:
+            raise UsageError(
+                f"${CLIENT_CA_VARIABLE} is not set: refusing to serve without client certificates "
+                "(pass --plain-http to serve plain HTTP on loopback for development)"
+            )
+        if args.bind is not None and args.bind not in ("127.0.0.1", "::1", "localhost"):
+            raise UsageError("--plain-http serves on loopback only")
+        bind = "127.0.0.1" if args.bind is None else args.bind
+    return ToolServerOptions(port, bind, client_ca, args.workdir)
+
+
+async def serve_tool_server(
+    options: ToolServerOptions,
+    *,
+    announce: trio.abc.SendStream | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the tools until cancelled; prints the CA block once the socket is bound."""
+    ssl_context = None
+    identity = None
+    if options.client_ca_pem is not None:
+        identity = MtlsIdentity.generate_server()
+        ssl_context = identity.server_ssl_context(options.client_ca_pem)
+    async with open_tool_server(workdir=options.workdir) as server:
+        # mTLS authenticates every client; the Host check still guards the plain-HTTP mode.
+        settings = HttpSettings(
+            allowed_hosts=frozenset({"*"}) if identity else HttpSettings().allowed_hosts
+        )
+        app = McpHttpApp(server, settings)
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(
+                lambda task_status: serve_http(
+                    app,
+                    host=options.bind,
+                    port=options.port,
+                    ssl_context=ssl_context,
+                    graceful_timeout=SHUTDOWN_GRACE,
+                    task_status=task_status,
+                )
+            )
+            host = f"[{options.bind}]" if ":" in options.bind else options.bind
+            scheme = "https" if identity is not None else "http"
+            url = f"{scheme}://{host}:{bound.port}/mcp"
+            if identity is not None:
+                text = format_ca_block(identity.ca_cert_pem(), url)
+            else:
+                text = f"MCP server started at {url}\n"
+            await _announce(text, announce)
+            task_status.started(url)
+
+
+async def _announce(text: str, stream: trio.abc.SendStream | None) -> None:
+    if stream is not None:
+        await stream.send_all(text.encode())
+        return
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+async def _run(options: ToolServerOptions) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_tool_server, options)
+            async for signum in signals:
+                logger.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("TRIO_SANDBOX_LOG", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
+    except UsageError as exc:
+        print(f"trio-sandbox-tools: {exc}", file=sys.stderr)
+        return 2
+    trio.run(_run, options)
+    return 0
