@@ -1,13 +1,14 @@
 """The proxy's MCP face: one server whose tools, prompts and resources are its upstreams'.
 
 Names are prefixed per upstream (:mod:`._names`); listings fan out to every upstream at once, each
-bounded by its own timeout, and calls are routed to the upstream that listed the name.
+bounded by its own timeout, and calls are routed to the upstream that listed the name. Lists are
+paginated with the proxy's own cursors over its merged view, whatever the upstreams' page sizes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -16,25 +17,30 @@ import trio
 
 from ..mcp import (
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
     CallToolResult,
     JsonObject,
     McpError,
     McpServer,
+    Notification,
     Prompt,
     Request,
     RequestContext,
     Tool,
 )
-from ..mcp._server import paginate
+from ..mcp._server import _HANDSHAKE_ONLY_METHODS, _match_template, paginate
 from ._names import NameCollisionError, Route, build_routes, exposed_name
 from ._upstream import Upstream, UpstreamUnavailable
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
-_LIST_METHODS: Final = frozenset(
-    {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
-)
+_LIST_METHODS: Final = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
 
 
 @attrs.frozen
@@ -45,10 +51,20 @@ class _Snapshot:
     prompts: Sequence[JsonObject] = ()
     resources: Sequence[JsonObject] = ()
     templates: Sequence[JsonObject] = ()
-    tool_routes: dict[str, Route] = attrs.field(factory=dict)
-    prompt_routes: dict[str, Route] = attrs.field(factory=dict)
-    resource_owners: dict[str, str] = attrs.field(factory=dict)
-    collisions: Sequence[NameCollisionError] = ()
+    tool_routes: Mapping[str, Route] = attrs.field(factory=dict)
+    prompt_routes: Mapping[str, Route] = attrs.field(factory=dict)
+    resource_owners: Mapping[str, str] = attrs.field(factory=dict)
+    template_owners: Sequence[tuple[str, str]] = ()  # (uriTemplate, upstream)
+    # Keyed by (kind, exposed name): names offered by neither of two claimants.
+    collisions: Mapping[tuple[str, str], NameCollisionError] = attrs.field(factory=dict)
+
+    def items(self, key: str) -> Sequence[JsonObject]:
+        return {
+            "tools": self.tools,
+            "prompts": self.prompts,
+            "resources": self.resources,
+            "resourceTemplates": self.templates,
+        }[key]
 
 
 @attrs.define(eq=False)
@@ -58,127 +74,224 @@ class ProxyServer(McpServer):
     upstreams: dict[str, Upstream] = attrs.field(factory=dict)
     list_timeout: float = 10.0
     _snapshot: _Snapshot = attrs.field(factory=_Snapshot)
+    _listing_changed: trio.Event = attrs.field(factory=trio.Event)
 
     def capabilities(self) -> JsonObject:
         return {
             "tools": {"listChanged": True},
             "prompts": {"listChanged": True},
-            "resources": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "completions": {},
             "logging": {},
         }
 
+    def _listen_offer(self) -> frozenset[str]:
+        return frozenset(
+            {
+                "toolsListChanged",
+                "promptsListChanged",
+                "resourcesListChanged",
+                "resourceSubscriptions",
+            }
+        )
+
+    @property
+    def listed_tools(self) -> Sequence[JsonObject]:
+        """The tools as the last listing showed them to clients."""
+        return self._snapshot.tools
+
     @property
     def collisions(self) -> Sequence[NameCollisionError]:
-        return self._snapshot.collisions
+        return list(self._snapshot.collisions.values())
 
-    async def refresh(self) -> None:
-        """Ask every upstream for its listings at once and rebuild the merged view and routes."""
-        ordered = list(self.upstreams.values())
+    # --- the merged view ----------------------------------------------------------------------
+
+    def add_upstream(self, upstream: Upstream) -> None:
+        if upstream.name in self.upstreams:
+            raise ValueError(f"two upstreams are named {upstream.name!r}")
+        upstream.on_listing_changed = self._listing_changed.set
+        upstream.on_unrelated_notification = self._relay_unrelated
+        self.upstreams[upstream.name] = upstream
+
+    async def refresh(self, *, only_stale: bool = False) -> None:
+        """Ask upstreams for their listings at once (each bounded) and rebuild the merged view."""
         async with trio.open_nursery() as nursery:
-            for upstream in ordered:
-                nursery.start_soon(partial(upstream.refresh_listing, limit=self.list_timeout))
-        self._snapshot = _merge(ordered)
-        for collision in self._snapshot.collisions:
+            for upstream in self.upstreams.values():
+                if upstream.listing_stale or not only_stale:
+                    nursery.start_soon(partial(upstream.refresh_listing, limit=self.list_timeout))
+        self.remerge()
+
+    def remerge(self) -> None:
+        self._snapshot = _merge(list(self.upstreams.values()))
+        for upstream in self.upstreams.values():
+            upstream.collisions = tuple(
+                str(c) for c in self._snapshot.collisions.values() if upstream.name in c.upstreams
+            )
+        for collision in self._snapshot.collisions.values():
             logger.warning("%s", collision)
+
+    async def serve_list_changes(self) -> None:
+        """Refresh after an upstream says its lists changed (or reconnected), and tell clients."""
+        while True:
+            await self._listing_changed.wait()
+            self._listing_changed = trio.Event()
+            before = self._snapshot
+            await self.refresh(only_stale=True)
+            after = self._snapshot
+            for kind, key in (
+                ("tools", "tools"),
+                ("prompts", "prompts"),
+                ("resources", "resources"),
+            ):
+                if before.items(key) != after.items(key):
+                    await self.notify_list_changed(kind)
+
+    async def _relay_unrelated(self, note: Notification) -> None:
+        params = note.params or {}
+        if note.method == "notifications/resources/updated":
+            uri = params.get("uri")
+            if isinstance(uri, str):
+                await self.notify_resource_updated(uri)
+            return
+        if note.method == "notifications/message":
+            for session in list(self._sessions):
+                await session.send_standalone(note)
+
+    # --- requests -----------------------------------------------------------------------------
 
     async def handle_request(self, request: Request, ctx: RequestContext) -> JsonObject:
         method = request.method
         params = request.params or {}
+        if ctx.session.stateless and method in _HANDSHAKE_ONLY_METHODS:
+            return await super().handle_request(request, ctx)
         if method in _LIST_METHODS:
             if params.get("cursor") is None:
                 await self.refresh()
-            return self._page(method, params)
+            key = _LIST_METHODS[method]
+            return paginate(self._snapshot.items(key), key, params, self.page_size)
         if method == "tools/call":
-            return (await self._call_tool(params, ctx)).to_json()
+            return await self._call_tool(params, ctx)
         if method == "prompts/get":
             route = self._route(self._snapshot.prompt_routes, params, "prompt")
-            upstream = self.upstreams[route.upstream]
-            forwarded = {**params, "name": route.name}
-            return await upstream.request("prompts/get", forwarded)
+            return await self._forward(route.upstream, method, {**params, "name": route.name}, ctx)
         if method == "resources/read":
-            return await self._read_upstream_resource(params)
+            return await self._read_resource(params, ctx)
         if method in ("resources/subscribe", "resources/unsubscribe"):
-            raise McpError(INVALID_PARAMS, "the proxy does not relay resource subscriptions")
+            return await self._subscription(method, params, ctx)
+        if method == "completion/complete":
+            return await self._complete(params, ctx)
         return await super().handle_request(request, ctx)
 
-    def _page(self, method: str, params: JsonObject) -> JsonObject:
-        snapshot = self._snapshot
-        items, key = {
-            "tools/list": (snapshot.tools, "tools"),
-            "prompts/list": (snapshot.prompts, "prompts"),
-            "resources/list": (snapshot.resources, "resources"),
-            "resources/templates/list": (snapshot.templates, "resourceTemplates"),
-        }[method]
-        return paginate(items, key, params, self.page_size)
-
-    def _route(self, routes: dict[str, Route], params: JsonObject, kind: str) -> Route:
+    def _route(self, routes: Mapping[str, Route], params: JsonObject, kind: str) -> Route:
         name = params.get("name")
         if not isinstance(name, str):
             raise McpError(INVALID_PARAMS, f"missing or invalid parameter 'name' of the {kind}")
         route = routes.get(name)
         if route is None:
+            collision = self._snapshot.collisions.get((kind, name))
+            if collision is not None:
+                raise McpError(INVALID_PARAMS, str(collision))
             raise McpError(INVALID_PARAMS, f"unknown {kind}: {name!r}")
         return route
 
-    async def _call_tool(self, params: JsonObject, ctx: RequestContext) -> CallToolResult:
+    async def _forward(
+        self, upstream: str, method: str, params: JsonObject, ctx: RequestContext
+    ) -> JsonObject:
+        return await self.upstreams[upstream].forward(method, params, ctx)
+
+    async def _call_tool(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         name = params.get("name")
         if isinstance(name, str) and name not in self._snapshot.tool_routes:
             # A client may call a tool it learnt of earlier, before we listed anything.
             await self.refresh()
         route = self._route(self._snapshot.tool_routes, params, "tool")
-        upstream = self.upstreams[route.upstream]
         arguments = params.get("arguments")
-        meta = params.get("_meta")
+        forwarded = {**params, "name": route.name, "arguments": arguments or {}}
         try:
-            return await upstream.call_tool(
-                route.name,
-                arguments if isinstance(arguments, dict) else {},
-                ctx=ctx,
-                meta=meta if isinstance(meta, dict) else None,
-            )
+            return await self._forward(route.upstream, "tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
             # Never an empty success: say which upstream failed and why.
-            return CallToolResult.error(str(exc))
+            return CallToolResult.error(str(exc)).to_json()
 
-    async def _read_upstream_resource(self, params: JsonObject) -> JsonObject:
+    def _owner_of(self, uri: str) -> str | None:
+        owner = self._snapshot.resource_owners.get(uri)
+        if owner is not None:
+            return owner
+        for template, upstream in self._snapshot.template_owners:
+            if _match_template(template, uri) is not None:
+                return upstream
+        return None
+
+    async def _read_resource(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
-        owner = self._snapshot.resource_owners.get(uri)
-        candidates = [owner] if owner is not None else list(self.upstreams)
-        for name in candidates:
-            upstream = self.upstreams[name]
+        owner = self._owner_of(uri)
+        if owner is not None:
+            return await self._forward(owner, "resources/read", params, ctx)
+        # Not listed by anyone (a resource may be readable without being listed): ask each.
+        for name in self.upstreams:
             try:
-                return await upstream.request("resources/read", params)
+                return await self._forward(name, "resources/read", params, ctx)
             except McpError as exc:
-                if owner is not None:
-                    raise
-                if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS):
+                if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS, METHOD_NOT_FOUND):
                     raise
             except UpstreamUnavailable:
-                if owner is not None:
-                    raise
-        raise McpError(RESOURCE_NOT_FOUND, f"resource not found: {uri}", {"uri": uri})
+                continue
+        code = INVALID_PARAMS if ctx.session.stateless else RESOURCE_NOT_FOUND
+        raise McpError(code, f"resource not found: {uri}", {"uri": uri})
+
+    async def _subscription(
+        self, method: str, params: JsonObject, ctx: RequestContext
+    ) -> JsonObject:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
+        owner = self._owner_of(uri)
+        if owner is None:
+            raise McpError(RESOURCE_NOT_FOUND, f"resource not found: {uri}", {"uri": uri})
+        if method == "resources/subscribe":
+            ctx.session.subscriptions.add(uri)
+        else:
+            ctx.session.subscriptions.discard(uri)
+            if any(uri in session.subscriptions for session in self._sessions):
+                return {}  # another client still wants its updates
+        upstream = self.upstreams[owner]
+        client = upstream.client
+        if client is not None and client.stateless:
+            # Stateless upstreams have no subscribe; the proxy keeps the downstream's record.
+            return {}
+        await upstream.forward(method, {"uri": uri}, ctx)
+        return {}
+
+    async def _complete(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
+        ref = params.get("ref")
+        if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
+            route = self._route(self._snapshot.prompt_routes, ref, "prompt")
+            forwarded = {**params, "ref": {**ref, "name": route.name}}
+            return await self._forward(route.upstream, "completion/complete", forwarded, ctx)
+        if isinstance(ref, dict) and isinstance(ref.get("uri"), str):
+            owner = self._owner_of(ref["uri"])
+            if owner is not None:
+                return await self._forward(owner, "completion/complete", params, ctx)
+        return {"completion": {"values": [], "total": 0, "hasMore": False}}
 
 
 def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
-    connected = [u for u in upstreams if u.listing is not None]
+    listed = [(u, u.listing) for u in upstreams if u.listing is not None]
     tool_routes, tool_collisions = build_routes(
-        "tool",
-        ((u.name, u.prefix, [t.name for t in u.listing.tools]) for u in connected),  # type: ignore[union-attr]
+        "tool", ((u.name, u.prefix, [t.name for t in listing.tools]) for u, listing in listed)
     )
     prompt_routes, prompt_collisions = build_routes(
-        "prompt",
-        ((u.name, u.prefix, [p.name for p in u.listing.prompts]) for u in connected),  # type: ignore[union-attr]
+        "prompt", ((u.name, u.prefix, [p.name for p in listing.prompts]) for u, listing in listed)
     )
     tools: list[JsonObject] = []
     prompts: list[JsonObject] = []
     resources: list[JsonObject] = []
     templates: list[JsonObject] = []
     resource_owners: dict[str, str] = {}
-    for upstream in connected:
-        listing = upstream.listing
-        assert listing is not None
+    template_owners: list[tuple[str, str]] = []
+    for upstream, listing in listed:
         for tool in listing.tools:
             exposed = exposed_name(upstream.prefix, tool.name)
             if tool_routes.get(exposed) == Route(upstream.name, tool.name):
@@ -191,7 +304,9 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
             if resource.uri not in resource_owners:
                 resource_owners[resource.uri] = upstream.name
                 resources.append(resource.to_json())
-        templates.extend(template.to_json() for template in listing.templates)
+        for template in listing.templates:
+            template_owners.append((template.uri_template, upstream.name))
+            templates.append(template.to_json())
     # Deterministic order whatever order the upstreams answered in.
     tools.sort(key=lambda item: item["name"])
     prompts.sort(key=lambda item: item["name"])
@@ -203,7 +318,11 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
         tool_routes=tool_routes,
         prompt_routes=prompt_routes,
         resource_owners=resource_owners,
-        collisions=[*tool_collisions, *prompt_collisions],
+        template_owners=template_owners,
+        collisions={
+            (collision.kind, name): collision
+            for name, collision in [*tool_collisions.items(), *prompt_collisions.items()]
+        },
     )
 
 

@@ -2,6 +2,12 @@
 
 Many MCP clients cap tool names at 64 characters, so longer names are shortened
 deterministically (a readable head plus a hash of the whole name) and still routed.
+
+Collisions: two upstreams with the same non-empty prefix are refused at startup. Two upstreams
+whose tools (or prompts) end up under the same exposed name - possible with empty prefixes, or
+with tools that appear later - can only be found at listing time: that name is then offered by
+neither, a call to it fails with an error naming both upstreams, and both upstreams' statuses
+carry the collision.
 """
 
 from __future__ import annotations
@@ -50,21 +56,25 @@ class Route:
 
 def build_routes(
     kind: str, listings: Iterable[tuple[str, str, Iterable[str]]]
-) -> tuple[dict[str, Route], list[NameCollisionError]]:
-    """Map exposed names to routes for ``(upstream, prefix, names)`` listings, in the order given.
+) -> tuple[dict[str, Route], dict[str, NameCollisionError]]:
+    """Map exposed names to routes for ``(upstream, prefix, names)`` listings.
 
-    A name that collides with one taken earlier is left out, and the collision is reported.
+    A name claimed by two upstreams is routed to neither: it is returned among the collisions,
+    keyed by the exposed name, naming the first two claimants in the order given.
     """
     routes: dict[str, Route] = {}
-    collisions: list[NameCollisionError] = []
+    collisions: dict[str, NameCollisionError] = {}
     for upstream, prefix, names in listings:
         for name in names:
             exposed = exposed_name(prefix, name)
-            taken = routes.get(exposed)
-            if taken is not None:
-                collisions.append(NameCollisionError(kind, exposed, taken.upstream, upstream))
+            if exposed in collisions:
                 continue
-            routes[exposed] = Route(upstream, name)
+            taken = routes.get(exposed)
+            if taken is None:
+                routes[exposed] = Route(upstream, name)
+            elif taken.upstream != upstream:
+                collisions[exposed] = NameCollisionError(kind, exposed, taken.upstream, upstream)
+                del routes[exposed]
     return routes, collisions
 
 

@@ -6,13 +6,15 @@ import ipaddress
 import os
 import ssl
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 import attrs
 import trio
 
-from ..mcp import HttpSettings, Implementation, McpHttpApp, serve_http
-from ..mcp._client import open_mcp_client
+from ..mcp import BoundServer, HttpSettings, Implementation, McpHttpApp, serve_http
+from ..mcp._client import McpClient, open_mcp_client
 from ..mcp._memory import memory_transport
 from ..mcp._stdio import serve_stdio, stdio_transport
 from ..tls import CertificateChain
@@ -26,7 +28,7 @@ from ._spec import (
     WebSocketUpstream,
     effective_prefix,
 )
-from ._upstream import ClientOpener, Upstream, UpstreamStatus, opener_for_url
+from ._upstream import ClientHooks, ClientOpener, Upstream, UpstreamStatus, opener_for_url
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
 
@@ -109,8 +111,8 @@ def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
     else:
         factory = memory_transport(spec.server, name=spec.name)
 
-    def open_client(on_notification: Any) -> Any:
-        return open_mcp_client(factory, on_notification=on_notification)
+    def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
+        return open_mcp_client(factory, **hooks.client_options())
 
     return open_client
 
@@ -126,6 +128,8 @@ async def serve_proxy(
     *,
     list_timeout: float = 10.0,
     call_wait: float = 10.0,
+    ping_interval: float = 5.0,
+    page_size: int = 100,
     info: Implementation = PROXY_INFO,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -134,33 +138,35 @@ async def serve_proxy(
     Specs are connected (and reconnected) by the proxy itself; ready-made :class:`Upstream`
     objects are driven by their owner (the sandbox attaches and detaches its session). Reports a
     :class:`ProxyHandle` once every upstream had its first connection attempt and the face
-    listens. With a :class:`StdioFace` it returns when stdin ends.
+    listens. With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
+    service's nursery: when it ends, their process groups are stopped.
     """
     check_prefixes(
         (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
         for item in upstreams
     )
-    server = ProxyServer(info, list_timeout=list_timeout)
-
-    async def list_changed() -> None:
-        await server.refresh()
-        await server.notify_list_changed("tools")
-        await server.notify_list_changed("prompts")
+    server = ProxyServer(info, page_size=page_size, list_timeout=list_timeout)
+    connections: list[tuple[Upstream, ClientOpener]] = []
+    for item in upstreams:
+        if isinstance(item, Upstream):
+            upstream = item
+        else:
+            upstream = Upstream(
+                item.name,
+                effective_prefix(item),
+                call_wait=call_wait,
+                ping_interval=ping_interval,
+                protocol_version=item.protocol_version,
+            )
+            connections.append((upstream, opener_for_spec(item)))
+        server.add_upstream(upstream)
 
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as first_attempts:
-            for item in upstreams:
-                if isinstance(item, Upstream):
-                    upstream = item
-                else:
-                    upstream = Upstream(item.name, effective_prefix(item), call_wait=call_wait)
-                    opener = opener_for_spec(item)
-                    first_attempts.start_soon(nursery.start, upstream.serve_connection, opener)
-                upstream.on_list_changed = list_changed
-                if upstream.name in server.upstreams:
-                    raise ValueError(f"two upstreams are named {upstream.name!r}")
-                server.upstreams[upstream.name] = upstream
+            for upstream, opener in connections:
+                first_attempts.start_soon(nursery.start, upstream.serve_connection, opener)
         await server.refresh()
+        nursery.start_soon(server.serve_list_changes)
         if isinstance(face, StdioFace):
             task_status.started(ProxyHandle(server, None))
             await serve_stdio(server)
@@ -169,14 +175,14 @@ async def serve_proxy(
         app: Any = McpHttpApp(server, face.settings)
         if face.token is not None:
             app = require_bearer_token(app, face.token)
-        bound = await nursery.start(
-            lambda task_status: serve_http(
+        bound: BoundServer = await nursery.start(
+            partial(
+                serve_http,
                 app,
                 host=face.host,
                 port=face.port,
                 ssl_context=face.ssl_context(),
                 path=face.settings.path,
-                task_status=task_status,
             )
         )
         task_status.started(ProxyHandle(server, bound.url))

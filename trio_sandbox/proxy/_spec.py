@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ..mcp import McpServer
+from ..mcp import SUPPORTED_VERSIONS, McpServer
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -25,6 +25,11 @@ def _strings(value: Iterable[str]) -> tuple[str, ...]:
 
 def _prefix_field() -> Any:
     # None: the upstream's name is its prefix; "": its tools keep their own names.
+    return attrs.field(default=None, kw_only=True)
+
+
+def _version_field() -> Any:
+    # None: probe the stateless era first, fall back to initialize; a version pins it.
     return attrs.field(default=None, kw_only=True)
 
 
@@ -37,6 +42,7 @@ class HttpUpstream:
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     headers: Mapping[str, str] = attrs.field(factory=dict)
     prefix: str | None = _prefix_field()
+    protocol_version: str | None = _version_field()
 
 
 @attrs.frozen
@@ -47,6 +53,7 @@ class WebSocketUpstream:
     url: str
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     prefix: str | None = _prefix_field()
+    protocol_version: str | None = _version_field()
 
 
 @attrs.frozen
@@ -59,6 +66,7 @@ class StdioUpstream:
     env: Mapping[str, str] = attrs.field(factory=dict)
     cwd: str | None = None
     prefix: str | None = _prefix_field()
+    protocol_version: str | None = _version_field()
 
 
 @attrs.frozen
@@ -68,6 +76,7 @@ class InProcessUpstream:
     name: str
     server: McpServer = attrs.field(eq=False)
     prefix: str | None = _prefix_field()
+    protocol_version: str | None = _version_field()
 
 
 UpstreamSpec: TypeAlias = HttpUpstream | WebSocketUpstream | StdioUpstream | InProcessUpstream
@@ -112,6 +121,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         "type",
         "transport",
         "prefix",
+        "protocolVersion",
         "tls",
     }
     unknown = sorted(set(entry) - known)
@@ -120,6 +130,11 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     prefix = entry.get("prefix")
     if prefix is not None:
         _expect(prefix, str, f"{where}.prefix", "a string")
+    version = entry.get("protocolVersion")
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        raise ConfigError(
+            f"{where}.protocolVersion: {version!r} is not one of {list(SUPPORTED_VERSIONS)}"
+        )
     if "command" in entry:
         if "url" in entry:
             raise ConfigError(f"{where}: give either 'command' or 'url', not both")
@@ -134,6 +149,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
             },
             cwd=entry.get("cwd"),
             prefix=prefix,
+            protocol_version=version,
         )
     if "url" not in entry:
         raise ConfigError(f"{where}: needs 'command' (a stdio server) or 'url' (an HTTP server)")
@@ -141,7 +157,9 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     kind = entry.get("type", entry.get("transport"))
     context = _tls_from_entry(entry.get("tls"), f"{where}.tls", base_dir)
     if kind in ("ws", "websocket") or url.startswith(("ws://", "wss://")):
-        return WebSocketUpstream(name=name, url=url, ssl_context=context, prefix=prefix)
+        return WebSocketUpstream(
+            name=name, url=url, ssl_context=context, prefix=prefix, protocol_version=version
+        )
     if kind not in (None, "http", "streamable-http", "streamableHttp"):
         raise ConfigError(f"{where}.type: {kind!r} is not supported; use http or ws")
     headers = _expect(entry.get("headers", {}), dict, f"{where}.headers", "a table of strings")
@@ -151,6 +169,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         ssl_context=context,
         headers={str(k): _expand_env(str(v)) for k, v in headers.items()},
         prefix=prefix,
+        protocol_version=version,
     )
 
 

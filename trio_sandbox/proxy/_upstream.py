@@ -1,25 +1,36 @@
 """One upstream MCP server as the proxy sees it: a client session, its listings and its state.
 
 An upstream either connects itself from its spec (:meth:`Upstream.serve_connection`, reconnecting
-with backoff whenever the session breaks) or is driven from outside with :meth:`Upstream.attach`
-and :meth:`Upstream.detach` (the sandbox does this across respawns). Calls wait a bounded time for
-a session, and a call that was in flight when its session went away fails with an error naming
-the upstream: it may or may not have run, so it is never retried behind the caller's back.
+with backoff whenever the session breaks, and pinging it now and then so that a dead server shows
+in the statuses before anyone calls it) or is driven from outside with :meth:`Upstream.attach` and
+:meth:`Upstream.detach` (the sandbox does this across respawns).
+
+Calls wait a bounded time for a session. A call that was in flight when its session went away
+fails with an error naming the upstream: it may or may not have run, so it is never retried behind
+the caller's back. The one retry is for a session the server forgot (HTTP 404): such a request
+reached no handler, so the proxy opens a new session and sends it once more.
+
+What an upstream asks while serving a downstream request (sampling, elicitation, roots, log
+messages) goes back to that request. Over HTTP the upstream's messages arrive in the calling task,
+so a context variable names the request; over message channels (stdio, WebSocket, memory) they
+arrive in the reader task, and they go to the upstream's only call in flight when there is exactly
+one.
 """
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
 
 from ..mcp import (
-    CallToolResult,
+    INVALID_REQUEST,
     JsonObject,
     McpError,
     Notification,
@@ -29,9 +40,19 @@ from ..mcp import (
     ResourceTemplate,
     Tool,
 )
-from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
+from ..mcp import _versions as versions
+from ..mcp._client import McpClient, McpConnectionError, McpSessionExpired, open_mcp_client
+from ..mcp._mrtr import InputRequest
 
 logger = logging.getLogger("trio_sandbox.proxy")
+
+T = TypeVar("T")
+
+# Result members the stateless era adds; the face adds its own for its own clients.
+_ERA_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
+_RESERVED_META_PREFIX: Final = "io.modelcontextprotocol/"
+# What the proxy may relay from an upstream to a downstream client that asked for it.
+_RELAYED_CAPABILITIES: Final[JsonObject] = {"sampling": {}, "elicitation": {}, "roots": {}}
 
 
 class UpstreamState(enum.StrEnum):
@@ -58,14 +79,23 @@ class UpstreamStatus:
     last_error: str | None
     connected_since: float | None
     tools: int
+    protocol_version: str | None = None
+    collisions: tuple[str, ...] = ()
+
+    @property
+    def connected(self) -> bool:
+        return self.state is UpstreamState.CONNECTED
 
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "state": self.state.value,
+            "connected": self.connected,
             "last_error": self.last_error,
             "connected_since": self.connected_since,
             "tools": self.tools,
+            "protocol_version": self.protocol_version,
+            "collisions": list(self.collisions),
         }
 
 
@@ -77,16 +107,53 @@ class Listing:
     templates: tuple[ResourceTemplate, ...] = ()
 
 
-ClientOpener = Callable[
-    [Callable[[Notification], Awaitable[None]]], AbstractAsyncContextManager[McpClient]
-]
+@attrs.frozen
+class ClientHooks:
+    """What the proxy hands ``open_mcp_client`` for one upstream (see :func:`opener_for_url`)."""
+
+    on_notification: Callable[[Notification], Awaitable[None]]
+    answer: Callable[[str, JsonObject], Awaitable[JsonObject]]
+    protocol_version: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        def handler(method: str) -> Callable[[JsonObject], Awaitable[JsonObject]]:
+            async def handle(params: JsonObject) -> JsonObject:
+                return await self.answer(method, params)
+
+            return handle
+
+        return {
+            "on_notification": self.on_notification,
+            "sampling": handler("sampling/createMessage"),
+            "elicitation": handler("elicitation/create"),
+            "roots": handler("roots/list"),
+            "capabilities": dict(_RELAYED_CAPABILITIES),
+            "protocol_version": self.protocol_version,
+        }
+
+
+ClientOpener = Callable[[ClientHooks], AbstractAsyncContextManager[McpClient]]
+
+
+@attrs.define(eq=False)
+class _DownstreamCall:
+    """The downstream request an upstream call serves: where its questions and logs go."""
+
+    ctx: RequestContext
+    asks: int = 0
+
+
+# Set around each upstream call; HTTP transports deliver the upstream's messages in that task.
+_current_call: contextvars.ContextVar[_DownstreamCall | None] = contextvars.ContextVar(
+    "trio_sandbox_proxy_current_call", default=None
+)
 
 
 @attrs.define(eq=False)
 class _Attachment:
     client: McpClient
-    # Cancel scopes of the calls in flight on this session, cancelled when it goes away.
-    calls: set[trio.CancelScope] = attrs.field(factory=set)
+    # The calls in flight on this session, cancelled when it goes away.
+    calls: dict[trio.CancelScope, _DownstreamCall | None] = attrs.field(factory=dict)
     lost_reason: str | None = None
 
 
@@ -96,23 +163,48 @@ class Upstream:
     prefix: str
     # How long a call waits for a session before failing (a respawning sandbox, a reconnect).
     call_wait: float = 10.0
-    on_list_changed: Callable[[], Awaitable[None]] | None = None
+    # A self-connected upstream's liveness check when idle (a ping, or discover when stateless).
+    ping_interval: float = 5.0
+    protocol_version: str | None = None
+    # Told (synchronously) when the listing may have changed; the proxy refreshes in its own task.
+    on_listing_changed: Callable[[], None] | None = None
+    # Where upstream notifications not tied to a request go (resources/updated, stray logs).
+    on_unrelated_notification: Callable[[Notification], Awaitable[None]] | None = None
     state: UpstreamState = UpstreamState.CONNECTING
     last_error: str | None = None
     connected_since: float | None = None
     listing: Listing | None = None
+    listing_stale: bool = True
+    collisions: tuple[str, ...] = ()
     _attachment: _Attachment | None = None
-    _attached: trio.Event = attrs.field(factory=trio.Event)
+    _changed: trio.Event = attrs.field(factory=trio.Event)
     _broken: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def status(self) -> UpstreamStatus:
         tools = len(self.listing.tools) if self.listing is not None else 0
-        return UpstreamStatus(self.name, self.state, self.last_error, self.connected_since, tools)
+        client = self.client
+        return UpstreamStatus(
+            self.name,
+            self.state,
+            self.last_error,
+            self.connected_since,
+            tools,
+            client.protocol_version if client is not None else None,
+            self.collisions,
+        )
 
     @property
     def client(self) -> McpClient | None:
         return self._attachment.client if self._attachment is not None else None
+
+    @property
+    def hooks(self) -> ClientHooks:
+        return ClientHooks(self._notification, self._answer, self.protocol_version)
+
+    def _announce(self) -> None:
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
 
     # --- driven from outside ------------------------------------------------------------------
 
@@ -122,17 +214,20 @@ class Upstream:
         self.state = UpstreamState.CONNECTED
         self.last_error = None
         self.connected_since = trio.current_time()
+        self.listing_stale = True
         self._broken = trio.Event()
-        self._attached.set()
+        self._announce()
+        if self.on_listing_changed is not None:
+            self.on_listing_changed()
 
     def detach(self, reason: str) -> None:
         """The session is gone: fail the calls in flight on it, and make new calls wait."""
         attachment = self._attachment
         self._attachment = None
-        self._attached = trio.Event()
         self.state = UpstreamState.ERROR
         self.last_error = reason
         self.connected_since = None
+        self._announce()
         if attachment is not None:
             attachment.lost_reason = reason
             for scope in attachment.calls:
@@ -161,18 +256,19 @@ class Upstream:
         reported = False
         while True:
             try:
-                async with open_client(self._notification) as client:
+                async with open_client(self.hooks) as client:
                     self.attach(client)
                     delay = backoff
                     await self.refresh_listing(limit=self.call_wait)
                     if not reported:
                         reported = True
                         task_status.started()
-                    await self._broken.wait()
+                    await self._watch(client)
                     self.detach(self.last_error or "the session broke")
-            except (McpConnectionError, McpError, OSError) as exc:
-                self.detach(str(exc))
-                logger.warning("upstream %r: %s", self.name, exc)
+            except Exception as exc:
+                # Whatever an upstream does, the proxy stays up: record it and try again later.
+                self.detach(_describe(exc))
+                logger.warning("upstream %r: %s", self.name, self.last_error)
             if not reported:
                 reported = True
                 task_status.started()
@@ -180,42 +276,130 @@ class Upstream:
             delay = min(delay * 2, backoff_max)
             self.state = UpstreamState.CONNECTING
 
+    async def _watch(self, client: McpClient) -> None:
+        """Return once the session is broken: reported by a call, or found by an idle ping."""
+        while not self._broken.is_set():
+            with trio.move_on_after(self.ping_interval):
+                await self._broken.wait()
+                return
+            with trio.move_on_after(self.call_wait) as deadline:
+                try:
+                    await client.ping()
+                except McpConnectionError as exc:
+                    self.report_broken(f"ping failed: {exc}")
+                except McpError:
+                    pass  # it answered; it just does not like ping
+            if deadline.cancelled_caught:
+                self.report_broken(f"ping got no answer within {self.call_wait:g} s")
+
+    # --- what the upstream sends us -----------------------------------------------------------
+
+    def _related_call(self) -> _DownstreamCall | None:
+        call = _current_call.get()
+        if call is not None:
+            return call
+        attachment = self._attachment
+        if attachment is not None:
+            in_flight = [c for c in attachment.calls.values() if c is not None]
+            if len(in_flight) == 1:
+                return in_flight[0]
+        return None
+
     async def _notification(self, note: Notification) -> None:
+        # Runs in the transport's reader task for message channels: it must not wait on the
+        # upstream itself, so listings are refreshed by the proxy's own task.
         if note.method.endswith("/list_changed"):
-            await self.refresh_listing(limit=self.call_wait)
-            if self.on_list_changed is not None:
-                await self.on_list_changed()
+            self.listing_stale = True
+            if self.on_listing_changed is not None:
+                self.on_listing_changed()
+            return
+        if note.method == "notifications/message":
+            call = self._related_call()
+            params = note.params or {}
+            if call is not None:
+                level = params.get("level")
+                logger_name = params.get("logger")
+                await call.ctx.log(
+                    level if isinstance(level, str) else "info",
+                    params.get("data"),
+                    logger_name if isinstance(logger_name, str) else None,
+                )
+                return
+        if self.on_unrelated_notification is not None:
+            await self.on_unrelated_notification(note)
+
+    async def _answer(self, method: str, params: JsonObject) -> JsonObject:
+        """Relay a question of the upstream (sampling, elicitation, roots) to the downstream."""
+        call = self._related_call()
+        if call is None:
+            raise McpError(
+                INVALID_REQUEST,
+                f"the proxy has no downstream request of upstream {self.name!r} to ask {method}",
+            )
+        key = f"{self.name}-{call.asks}"
+        call.asks += 1
+        answers = await call.ctx.ask({key: InputRequest(method, params)})
+        return answers[key]
 
     # --- using the session --------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[McpClient]:
-        """The current session, waiting for one; a loss while inside becomes UpstreamUnavailable."""
-        if self._attachment is None:
-            with trio.move_on_after(self.call_wait):
-                await self._attached.wait()
+    async def _wait_for_session(self, previous: _Attachment | None) -> _Attachment:
+        with trio.move_on_after(self.call_wait):
+            while self._attachment is None or self._attachment is previous:
+                await self._changed.wait()
         attachment = self._attachment
-        if attachment is None:
+        if attachment is None or attachment is previous:
             raise UpstreamUnavailable(self.name, self.last_error or "not connected")
+        return attachment
+
+    async def _with_session(
+        self,
+        operation: Callable[[McpClient], Awaitable[T]],
+        call: _DownstreamCall | None = None,
+    ) -> T:
+        """Run ``operation`` on the session; a session the server forgot (404) is renewed and
+        the operation retried once."""
+        attachment = await self._wait_for_session(None)
+        try:
+            return await self._on(attachment, operation, call)
+        except McpSessionExpired as exc:
+            self.report_broken(str(exc))
+            logger.info("upstream %r forgot its session; retrying on a new one", self.name)
+        attachment = await self._wait_for_session(attachment)
+        try:
+            return await self._on(attachment, operation, call)
+        except McpSessionExpired as exc:
+            self.report_broken(str(exc))
+            raise UpstreamUnavailable(self.name, f"{exc.reason}, twice in a row") from exc
+
+    async def _on(
+        self,
+        attachment: _Attachment,
+        operation: Callable[[McpClient], Awaitable[T]],
+        call: _DownstreamCall | None,
+    ) -> T:
         with trio.CancelScope() as scope:
-            attachment.calls.add(scope)
+            attachment.calls[scope] = call
+            token = _current_call.set(call)
             try:
-                yield attachment.client
+                return await operation(attachment.client)
+            except McpSessionExpired:
+                raise
             except McpConnectionError as exc:
                 self.report_broken(str(exc))
-                raise UpstreamUnavailable(self.name, str(exc)) from exc
+                raise UpstreamUnavailable(self.name, exc.reason) from exc
             finally:
-                attachment.calls.discard(scope)
-        if scope.cancelled_caught:
-            raise UpstreamUnavailable(
-                self.name, f"{attachment.lost_reason}; the call may or may not have run"
-            )
+                _current_call.reset(token)
+                del attachment.calls[scope]
+        raise UpstreamUnavailable(
+            self.name, f"{attachment.lost_reason}; the call may or may not have run"
+        )
 
     async def refresh_listing(self, *, limit: float) -> None:
-        """Fetch tools, prompts and resources; keeps the last listing when the upstream is slow."""
+        """Fetch tools, prompts and resources; keeps the last listing when the upstream is slow
+        or down, so its tools still route to an error that names it."""
         client = self.client
         if client is None:
-            self.listing = None
             return
         capabilities = client.server_capabilities
         listing: Listing | None = None
@@ -238,43 +422,63 @@ class Upstream:
             self.last_error = f"listing timed out after {limit:g} s"
         if listing is not None:
             self.listing = listing
+            self.listing_stale = False
 
-    async def call_tool(
-        self,
-        name: str,
-        arguments: Mapping[str, Any],
-        *,
-        ctx: RequestContext | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> CallToolResult:
-        """Call ``name`` upstream, relaying progress to the downstream request ``ctx``."""
+    async def forward(
+        self, method: str, params: JsonObject, ctx: RequestContext | None = None
+    ) -> JsonObject:
+        """Send a downstream request upstream, relaying its progress, logs and questions."""
+        forwarded = dict(params)
+        meta = forwarded.pop("_meta", None)
+        forwarded_meta = {
+            key: value
+            for key, value in (meta if isinstance(meta, dict) else {}).items()
+            if not key.startswith(_RESERVED_META_PREFIX) and key != "progressToken"
+        }
         progress = None
-        forwarded_meta = dict(meta or {})
-        # The client makes its own progress token; ours is mapped back in the callback.
-        if forwarded_meta.pop("progressToken", None) is not None and ctx is not None:
-            progress = ctx.report_progress
-        async with self._session() as client:
-            return await client.call_tool(
-                name, arguments, progress=progress, meta=forwarded_meta or None
-            )
+        if ctx is not None:
+            if ctx.progress_token is not None:
+                # The client makes its own progress token; ours is mapped back in the callback.
+                progress = ctx.report_progress
+            # A stateless upstream logs only when asked; the downstream session filters again.
+            level = ctx.session.log_level or "debug"
+            if not (ctx.session.stateless and ctx.session.log_level is None):
+                forwarded_meta[versions.META_LOG_LEVEL] = level
+        call = _DownstreamCall(ctx) if ctx is not None else None
 
-    async def request(self, method: str, params: JsonObject) -> JsonObject:
-        async with self._session() as client:
-            return await client.request(method, params)
+        async def operation(client: McpClient) -> JsonObject:
+            sent = dict(forwarded)
+            wanted_meta = dict(forwarded_meta)
+            if not client.stateless:
+                wanted_meta.pop(versions.META_LOG_LEVEL, None)
+            if wanted_meta:
+                sent["_meta"] = wanted_meta
+            return await client.request(method, sent, progress=progress)
+
+        result = await self._with_session(operation, call)
+        return {key: value for key, value in result.items() if key not in _ERA_RESULT_KEYS}
 
     async def ping(self) -> None:
-        async with self._session() as client:
+        async def operation(client: McpClient) -> None:
             await client.ping()
+
+        await self._with_session(operation)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _describe(exc.exceptions[0])
+    if isinstance(exc, McpConnectionError | McpError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def opener_for_url(
     url: str, *, ssl_context: Any = None, headers: Mapping[str, str] | None = None
 ) -> ClientOpener:
-    def open_client(
-        on_notification: Callable[[Notification], Awaitable[None]],
-    ) -> AbstractAsyncContextManager[McpClient]:
+    def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
         return open_mcp_client(
-            url, ssl_context=ssl_context, headers=headers, on_notification=on_notification
+            url, ssl_context=ssl_context, headers=headers, **hooks.client_options()
         )
 
     return open_client
