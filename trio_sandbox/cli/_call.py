@@ -1,0 +1,66 @@
+"""``trio-sandbox call TOOL [JSON_ARGS]`` and ``trio-sandbox tools``: one-shot uses of a sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import trio
+
+from ..mcp import CallToolResult, Tool
+from ..sandbox import SandboxConfig, open_sandbox
+from ._options import UsageError, add_sandbox_options, sandbox_config
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    call = commands.add_parser("call", help="start a sandbox, call one tool, print the result")
+    add_sandbox_options(call)
+    call.add_argument("tool", metavar="TOOL")
+    call.add_argument("arguments", metavar="JSON_ARGS", nargs="?", default="{}")
+    call.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    call.set_defaults(handler=call_command)
+
+    tools = commands.add_parser("tools", help="list the sandbox's tools")
+    add_sandbox_options(tools)
+    tools.add_argument("--json", action="store_true", help="print the tools as JSON")
+    tools.set_defaults(handler=tools_command)
+
+
+def call_command(args: argparse.Namespace) -> int:
+    config, _ = sandbox_config(args)
+    try:
+        arguments = json.loads(args.arguments)
+    except ValueError as exc:
+        raise UsageError(f"JSON_ARGS is not valid JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise UsageError('JSON_ARGS must be a JSON object, such as \'{"command": "ls"}\'')
+    result: CallToolResult = trio.run(_call, config, args.tool, arguments)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.text_content)
+    return 1 if result.is_error else 0
+
+
+async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+    async with open_sandbox(config) as sandbox:
+        return await sandbox.call_tool(tool, arguments)
+
+
+def tools_command(args: argparse.Namespace) -> int:
+    config, _ = sandbox_config(args)
+    tools: list[Tool] = trio.run(_tools, config)
+    if args.json:
+        print(json.dumps([tool.to_json() for tool in tools], indent=2))
+        return 0
+    width = max((len(tool.name) for tool in tools), default=0)
+    for tool in tools:
+        summary = (tool.description or "").strip().splitlines()
+        print(f"{tool.name:<{width}}  {summary[0] if summary else ''}")
+    return 0
+
+
+async def _tools(config: SandboxConfig) -> list[Tool]:
+    async with open_sandbox(config) as sandbox:
+        return await sandbox.list_tools()

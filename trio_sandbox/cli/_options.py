@@ -1,0 +1,195 @@
+"""The options shared by ``run``, ``stdio``, ``call`` and ``tools``, and the TOML file behind them.
+
+Every option has a key of the same name in the config file; the command line wins over the file.
+Errors name the option or key and say what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, WebSocketUpstream
+from ..proxy._spec import upstreams_from_mapping
+from ..sandbox import SandboxConfig, SandboxMode
+
+# Config keys that map one to one onto SandboxConfig fields, with their expected types.
+_SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "image": (str, "a string"),
+    "mode": (str, "'persistent' or 'ephemeral'"),
+    "backend": (str, "auto, bwrap, podman, docker or process"),
+    "health_interval": ((int, float), "a number of seconds"),
+    "health_timeout": ((int, float), "a number of seconds"),
+    "respawn_threshold": (int, "a whole number"),
+    "max_respawn_attempts": (int, "a whole number"),
+    "respawn_wait": ((int, float), "a number of seconds"),
+    "ca_timeout": ((int, float), "a number of seconds"),
+    "stop_grace": ((int, float), "a number of seconds"),
+}
+_LISTS = {"volumes", "command", "warden", "env_passthrough", "upstream"}
+_TABLES = {"env", "mcpServers"}
+_OTHER = {"listen", "sandbox_prefix"}
+KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
+BACKENDS = ("auto", "bwrap", "podman", "docker", "process")
+
+
+class UsageError(Exception):
+    """A bad option or config value; the CLI prints it and exits with status 2."""
+
+
+@attrs.frozen
+class Listen:
+    host: str
+    port: int
+
+
+def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="a TOML file with the same keys")
+    parser.add_argument(
+        "--image", help="'host' (default), a root file system directory, or an image"
+    )
+    parser.add_argument(
+        "--volume", action="append", metavar="HOST:CONTAINER[:ro]", help="repeatable"
+    )
+    parser.add_argument("--mode", choices=[m.value for m in SandboxMode])
+    parser.add_argument("--backend", choices=BACKENDS, help="the warden back end (default auto)")
+    parser.add_argument(
+        "--upstream", action="append", metavar="NAME=URL", help="another MCP server (repeatable)"
+    )
+    parser.add_argument(
+        "--env-passthrough", action="append", metavar="NAME", help="host variable to pass in"
+    )
+
+
+def parse_listen(value: str, where: str = "--listen") -> Listen:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise UsageError(f"{where}: expected HOST:PORT such as 127.0.0.1:8765, got {value!r}")
+    return Listen(host, int(port))
+
+
+def parse_upstream(value: str, where: str = "--upstream") -> UpstreamSpec:
+    name, sep, url = value.partition("=")
+    if not sep or not name or not url:
+        raise UsageError(f"{where}: expected NAME=URL, got {value!r}")
+    if url.startswith(("ws://", "wss://")):
+        return WebSocketUpstream(name=name, url=url)
+    if url.startswith(("http://", "https://")):
+        return HttpUpstream(name=name, url=url)
+    raise UsageError(f"{where}: {url!r} is not an http(s):// or ws(s):// URL")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except OSError as exc:
+        raise UsageError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config: {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(KNOWN_KEYS))}"
+        )
+    return data
+
+
+def _check(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise UsageError(f"config key {key!r}: expected {what}, got {value!r}")
+    return value
+
+
+def _string_list(data: Mapping[str, Any], key: str) -> list[str]:
+    value = data[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UsageError(f"config key {key!r}: expected a list of strings, got {value!r}")
+    return value
+
+
+def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | None]:
+    """Merge the config file (if any) and the command line into a SandboxConfig."""
+    data = load_config_file(args.config) if args.config else {}
+    base_dir = Path(args.config).parent if args.config else Path.cwd()
+    fields: dict[str, Any] = {}
+    for key, (kind, what) in _SCALARS.items():
+        if key in data:
+            fields[key] = _check(data, key, kind, what)
+    for key in ("volumes", "command", "warden", "env_passthrough"):
+        if key in data:
+            fields[key] = _string_list(data, key)
+    if "env" in data:
+        env = _check(data, "env", dict, "a table of strings")
+        if not all(isinstance(v, str) for v in env.values()):
+            raise UsageError("config key 'env': every value must be a string")
+        fields["env"] = env
+    if "sandbox_prefix" in data:
+        fields["sandbox_prefix"] = _check(data, "sandbox_prefix", str, "a string")
+    upstreams: list[UpstreamSpec] = []
+    if "mcpServers" in data:
+        try:
+            upstreams += upstreams_from_mapping(
+                {"mcpServers": data["mcpServers"]}, base_dir, "config key 'mcpServers'"
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    for item in _string_list(data, "upstream") if "upstream" in data else []:
+        upstreams.append(parse_upstream(item, "config key 'upstream'"))
+    listen = (
+        parse_listen(_check(data, "listen", str, "HOST:PORT"), "config key 'listen'")
+        if ("listen" in data)
+        else None
+    )
+
+    # The command line wins.
+    if args.image is not None:
+        fields["image"] = args.image
+    if args.volume:
+        fields["volumes"] = args.volume
+    if args.mode is not None:
+        fields["mode"] = args.mode
+    if args.backend is not None:
+        fields["backend"] = args.backend
+    if args.env_passthrough:
+        fields["env_passthrough"] = args.env_passthrough
+    for item in args.upstream or []:
+        upstreams.append(parse_upstream(item))
+    if getattr(args, "listen", None):
+        listen = parse_listen(args.listen)
+    if "mode" in fields and fields["mode"] not in [m.value for m in SandboxMode]:
+        raise UsageError(
+            f"config key 'mode': expected 'persistent' or 'ephemeral', got {fields['mode']!r}"
+        )
+    if "backend" in fields and fields["backend"] not in BACKENDS:
+        raise UsageError(f"config key 'backend': expected one of {', '.join(BACKENDS)}")
+    fields["volumes"] = [_expand_volume(v, base_dir) for v in fields.get("volumes", [])]
+    try:
+        config = SandboxConfig(upstreams=upstreams, **fields)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"invalid configuration: {exc}") from None
+    return config, listen
+
+
+def _expand_volume(spec: str, base_dir: Path) -> str:
+    """Relative host paths (./x, ../x) are relative to the config file, as users expect."""
+    host, sep, rest = spec.partition(":")
+    if host.startswith((".", "..")) and sep:
+        return f"{(base_dir / host).resolve()}:{rest}"
+    return spec
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")
+
+
+def split_json_args(raw: Sequence[str]) -> str | None:
+    return raw[0] if raw else None

@@ -1,0 +1,110 @@
+"""``trio-sandbox run``: start the sandbox and its proxy, say how to connect, follow its health."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from ..proxy import HttpFace
+from ..sandbox import SandboxConfig, open_sandbox
+from ..tls import CertificateChain
+from ._options import Listen, UsageError, add_sandbox_options, sandbox_config
+
+
+def default_bundle_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(state) / "trio-sandbox" / "client"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("run", help="start the sandbox and serve its MCP proxy")
+    add_sandbox_options(parser)
+    parser.add_argument(
+        "--listen", metavar="127.0.0.1:PORT", help="proxy address (default: a free port)"
+    )
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--client-cert-dir",
+        metavar="DIR",
+        help=f"where to write the client certificate bundle (default {default_bundle_dir()})",
+    )
+    auth.add_argument("--token-file", metavar="FILE", help="serve TLS + bearer token from FILE")
+    parser.set_defaults(handler=run_command)
+
+
+def say(message: str) -> None:
+    print(f"trio-sandbox: {message}", file=sys.stderr, flush=True)
+
+
+def read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise UsageError("--token-file: the token must be at least 16 characters")
+    return token
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config, listen = sandbox_config(args)
+    token = read_token(args.token_file) if args.token_file else None
+    bundle_dir = Path(args.client_cert_dir) if args.client_cert_dir else default_bundle_dir()
+    trio.run(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir)
+    return 0
+
+
+async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_dir: Path) -> None:
+    say("generating the proxy's certificate chain")
+    chain = CertificateChain.generate()
+    face = HttpFace(host=listen.host, port=listen.port, chain=chain, token=token)
+    say(
+        f"starting the sandbox: image {config.image}, back end {config.backend}, mode {config.mode}"
+    )
+    started = trio.current_time()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_sandbox(config, face=face) as sandbox:
+            elapsed = trio.current_time() - started
+            say(f"sandbox ready in {elapsed:.2f} s: {len(sandbox.tools)} tools")
+            say(f"proxy listening at {sandbox.proxy_url}")
+            written = None
+            if token is None:
+                written = sandbox.write_client_bundle(bundle_dir)
+                say(f"client certificate bundle (0600 files) in {bundle_dir}")
+                say(
+                    "connect with: trio-sandbox status --url "
+                    f"{sandbox.proxy_url} --client-cert-dir {bundle_dir}"
+                )
+            else:
+                ca_file = trio.Path(bundle_dir / "ca.pem")
+                await ca_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                await ca_file.write_text(chain.ca_cert_pem())
+                say(f"clients send 'Authorization: Bearer <token>' and trust {ca_file}")
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_follow_health, sandbox)
+                    async for signum in signals:
+                        say(f"{signal.Signals(signum).name}: shutting down")
+                        nursery.cancel_scope.cancel()
+                        break
+            finally:
+                if written is not None:
+                    # The bundle is good for this run only; leave no key behind.
+                    shutil.rmtree(bundle_dir, ignore_errors=True)
+    say("stopped")
+
+
+async def _follow_health(sandbox: object) -> None:
+    from ..sandbox import Sandbox
+
+    assert isinstance(sandbox, Sandbox)
+    while True:
+        health = await sandbox.wait_health_change()
+        say(f"health {json.dumps(health.to_json(), sort_keys=True)}")

@@ -1,0 +1,34 @@
+"""``trio-sandbox stdio``: MCP on stdin/stdout for hosts that launch servers themselves.
+
+stdout carries nothing but MCP messages; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import trio
+
+from ..mcp import serve_stdio
+from ..sandbox import SandboxConfig, open_sandbox
+from ._options import add_sandbox_options, sandbox_config
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("stdio", help="serve the sandbox's tools on stdin/stdout")
+    add_sandbox_options(parser)
+    parser.set_defaults(handler=stdio_command)
+
+
+def stdio_command(args: argparse.Namespace) -> int:
+    config, _listen = sandbox_config(args)
+    trio.run(_serve, config)
+    return 0
+
+
+async def _serve(config: SandboxConfig) -> None:
+    async with open_sandbox(config) as sandbox:
+        print(f"trio-sandbox: serving {len(sandbox.tools)} tools on stdio", file=sys.stderr)
+        assert sandbox.proxy is not None
+        await serve_stdio(sandbox.proxy.server)
