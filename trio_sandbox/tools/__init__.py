@@ -1,0 +1,37 @@
+"""The tool server that runs inside the sandbox: shell commands, background tasks, file edits.
+
+Tools keep the names and parameters of the original tool server so agents written for it keep
+working. The transport (mTLS, Streamable HTTP, WebSocket) is wired elsewhere.
+"""
+
+from ._files import glob_regex as glob_regex
+from ._files import split_lines as split_lines
+from ._limits import ToolLimits as ToolLimits
+from ._output import TailBuffer as TailBuffer
+from ._passwords import generate_password as generate_password
+from ._process import (
+    ShellExit as ShellExit,
+)
+from ._process import (
+    SpawnError as SpawnError,
+)
+from ._process import (
+    run_shell as run_shell,
+)
+from ._process import (
+    terminate_process_group as terminate_process_group,
+)
+from ._tasks import (
+    BackgroundTask as BackgroundTask,
+)
+from ._tasks import (
+    TaskManager as TaskManager,
+)
+from ._tasks import (
+    TaskStatus as TaskStatus,
+)
+from ._tasks import (
+    open_task_manager as open_task_manager,
+)
+from ._toolset import build_tool_server as build_tool_server
+from ._toolset import open_tool_server as open_tool_server

@@ -1,0 +1,77 @@
+"""The ``run_command`` tool: one shell command, waited for, its output's tail returned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError
+from ._limits import ToolLimits
+from ._output import TailBuffer
+from ._process import SpawnError, run_shell
+from ._schema import object_schema, timeout_property
+
+
+def run_command_tool(limits: ToolLimits) -> Tool:
+    return Tool(
+        name="run_command",
+        description=(
+            "Run a shell command (`sh -c`) in the server's working directory and wait for it."
+            " stdin is /dev/null; stdout and stderr are merged. The result ends with the exit"
+            f" code. Output beyond {limits.command_output_bytes} bytes is cut from the start:"
+            " the tail is kept and the number of dropped bytes is stated. On timeout or when the"
+            " call is cancelled, the command's whole process group is killed (SIGTERM, then"
+            f" SIGKILL after {limits.kill_grace:g} s). Each call starts a fresh shell: `cd` and"
+            " variables do not carry over. Use run_command_task for long-running commands."
+        ),
+        input_schema=object_schema(
+            {
+                "command": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The shell command to run.",
+                },
+                "description": {
+                    "type": "string",
+                    "description": "What the command is for (not used to run it).",
+                },
+                "timeout": timeout_property(
+                    limits,
+                    "Seconds to wait before killing the command's process group"
+                    + (
+                        "; no limit when omitted."
+                        if limits.default_command_timeout is None
+                        else f"; {limits.default_command_timeout:g} when omitted."
+                    ),
+                ),
+            },
+            required=("command",),
+        ),
+        annotations={"destructiveHint": True, "openWorldHint": True},
+    )
+
+
+def register_command_tools(server: McpServer, *, workdir: Path, limits: ToolLimits) -> None:
+    async def run_command(arguments: dict[str, Any], ctx: RequestContext) -> CallToolResult:
+        timeout = arguments.get("timeout", limits.default_command_timeout)
+        output = TailBuffer(limits.command_output_bytes)
+        try:
+            ended = await run_shell(
+                arguments["command"],
+                cwd=workdir,
+                output=output,
+                time_limit=timeout,
+                kill_grace=limits.kill_grace,
+                output_drain=limits.output_drain,
+            )
+        except SpawnError as exc:
+            raise ToolError(str(exc)) from exc
+        text = output.render()
+        if text and not text.endswith("\n"):
+            text += "\n"
+        if ended.timed_out:
+            summary = f"Command timed out after {timeout:g} s; its process group was killed."
+            return CallToolResult.text(f"{text}{summary}", is_error=True)
+        return CallToolResult.text(f"{text}[{ended.describe()}]")
+
+    server.add_tool(run_command_tool(limits), run_command)

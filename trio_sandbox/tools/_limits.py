@@ -1,0 +1,44 @@
+"""The bounds every tool works within: what one call may cost the sandbox or the caller."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class ToolLimits:
+    """Caps and grace periods of the tool server; every field is a tuning knob, not a contract."""
+
+    # run_command returns at most this many bytes of (merged stdout+stderr) output, the tail:
+    # errors and summaries come last, and 100 kB is about 25k tokens, already a lot of context.
+    command_output_bytes: int = 100_000
+    # A background task keeps the tail of its output in memory, for get_task_details.
+    task_output_bytes: int = 1_000_000
+    # Seconds a run_command may take when the caller gives no timeout (None: no limit; the
+    # caller can still cancel the request, which kills the process group).
+    default_command_timeout: float | None = None
+    # The largest timeout a caller may ask for (one day), enforced by the input schemas.
+    max_command_timeout: float = 86_400.0
+    # Between SIGTERM and SIGKILL of a process group: enough for a clean shutdown, short enough
+    # that a cancelled call answers promptly.
+    kill_grace: float = 2.0
+    # After the shell exits, keep reading output this long: its background children may hold the
+    # pipe open forever, and their output is not the command's result.
+    output_drain: float = 0.25
+    max_running_tasks: int = 32
+    # Finished tasks kept for get_task_details/get_all_tasks; the oldest are forgotten first.
+    max_kept_tasks: int = 200
+    # view: lines shown per call, characters per line, and the largest file read at all.
+    view_max_lines: int = 2_000
+    view_max_line_chars: int = 2_000
+    max_file_bytes: int = 10_000_000
+    # Directory listings, trees and globs stop after this many entries.
+    listing_max_entries: int = 1_000
+    # grep stops after this many matching lines, and skips files bigger than this in directories.
+    grep_max_matches: int = 500
+    grep_max_file_bytes: int = 2_000_000
+    max_password_length: int = 1_024
+
+
+# Frozen, so one shared instance is a safe default argument.
+DEFAULT_LIMITS = ToolLimits()

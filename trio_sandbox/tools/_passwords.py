@@ -1,0 +1,61 @@
+"""The ``generate_password`` tool."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from ..mcp import McpServer, RequestContext, Tool
+from ._limits import ToolLimits
+from ._schema import object_schema
+
+DEFAULT_LENGTH = 15  # the original tool server's default
+# Symbols that need no quoting in most shells, URLs' userinfo aside, and config formats.
+SYMBOLS = "!@#$%^&*()-_=+[]{}:,.?~"
+
+
+def generate_password(length: int = DEFAULT_LENGTH, *, no_symbols: bool = False) -> str:
+    """A password from ``secrets``, with at least one character of each class when it fits."""
+    classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits]
+    if not no_symbols:
+        classes.append(SYMBOLS)
+    alphabet = "".join(classes)
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if length < len(classes) or all(any(c in cls for c in password) for cls in classes):
+            return password
+
+
+def password_tool(limits: ToolLimits) -> Tool:
+    return Tool(
+        name="generate_password",
+        description=(
+            "Generate a random password with a cryptographic generator: letters, digits and"
+            f" (unless no_symbols) the symbols {SYMBOLS}, at least one of each kind."
+        ),
+        input_schema=object_schema(
+            {
+                "length": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": limits.max_password_length,
+                    "description": f"Number of characters (default {DEFAULT_LENGTH}).",
+                },
+                "no_symbols": {
+                    "type": "boolean",
+                    "description": "Only letters and digits (default false).",
+                },
+            }
+        ),
+        annotations={"readOnlyHint": True, "idempotentHint": False},
+    )
+
+
+def register_password_tool(server: McpServer, *, limits: ToolLimits) -> None:
+    async def handler(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return generate_password(
+            arguments.get("length", DEFAULT_LENGTH), no_symbols=arguments.get("no_symbols", False)
+        )
+
+    server.add_tool(password_tool(limits), handler)

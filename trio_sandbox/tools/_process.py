@@ -1,0 +1,134 @@
+"""Running one shell command in its own process group, and killing the whole group."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import attrs
+import trio
+
+from ._output import TailBuffer
+
+SHELL = "/bin/sh"
+_READ_CHUNK = 65_536
+
+
+class SpawnError(Exception):
+    """The shell could not be started at all (missing working directory, no /bin/sh...)."""
+
+
+@attrs.frozen
+class ShellExit:
+    """How a command ended: its return code (negative: killed by that signal) or a timeout."""
+
+    returncode: int | None
+    timed_out: bool = False
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return "timed out; its process group was killed"
+        assert self.returncode is not None
+        if self.returncode < 0:
+            return f"killed by signal {_signal_name(-self.returncode)}"
+        return f"exit code {self.returncode}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def signal_process_group(pgid: int, signum: int) -> None:
+    """Signal a whole group; a group that is already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+async def terminate_process_group(process: trio.Process, *, grace: float) -> None:
+    """SIGTERM the process's group, give the leader ``grace`` seconds, then SIGKILL the group.
+
+    The process was started with ``start_new_session=True``, so its pid is its group id. Trio
+    cancels this function as soon as the leader exits, so the SIGKILL sits in ``finally``:
+    grandchildren that ignore SIGTERM must not outlive the shell.
+    """
+    signal_process_group(process.pid, signal.SIGTERM)
+    try:
+        with trio.move_on_after(grace):
+            await process.wait()
+    finally:
+        # The group id cannot be reused while any member lives, so this cannot hit strangers.
+        signal_process_group(process.pid, signal.SIGKILL)
+
+
+async def _pump(
+    stream: trio.lowlevel.FdStream, output: TailBuffer, scope: trio.CancelScope
+) -> None:
+    with scope:
+        while chunk := await stream.receive_some(_READ_CHUNK):
+            output.feed(chunk)
+
+
+async def run_shell(
+    command: str,
+    *,
+    cwd: Path,
+    output: TailBuffer,
+    time_limit: float | None = None,
+    kill_grace: float = 2.0,
+    output_drain: float = 0.25,
+) -> ShellExit:
+    """Run ``sh -c command`` with stdin from /dev/null, feeding stdout and stderr into ``output``.
+
+    On timeout or cancellation the whole process group is terminated before this returns (or
+    re-raises Cancelled). After a normal exit, background children the command left behind are
+    not killed (a command may start a daemon on purpose), but their output is no longer read.
+    """
+    read_fd, write_fd = os.pipe()
+    stream = trio.lowlevel.FdStream(read_fd)
+    spawn_error: OSError | None = None
+    returncode: int | None = None
+    try:
+        with trio.move_on_after(math.inf if time_limit is None else time_limit) as deadline:
+            async with trio.open_nursery() as nursery:
+                try:
+                    process: trio.Process = await nursery.start(
+                        functools.partial(
+                            trio.run_process,
+                            [SHELL, "-c", command],
+                            stdin=subprocess.DEVNULL,
+                            stdout=write_fd,
+                            stderr=write_fd,
+                            cwd=os.fspath(cwd),
+                            start_new_session=True,
+                            check=False,
+                            deliver_cancel=functools.partial(
+                                terminate_process_group, grace=kill_grace
+                            ),
+                        )
+                    )
+                except OSError as exc:
+                    spawn_error = exc
+                finally:
+                    # Only the child may hold the write end, or EOF would never come.
+                    os.close(write_fd)
+                if spawn_error is None:
+                    reader_scope = trio.CancelScope()
+                    nursery.start_soon(_pump, stream, output, reader_scope)
+                    returncode = await process.wait()
+                    reader_scope.deadline = trio.current_time() + output_drain
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+    if spawn_error is not None:
+        raise SpawnError(f"could not start {SHELL}: {spawn_error}") from spawn_error
+    if returncode is None and deadline.cancelled_caught:
+        return ShellExit(None, timed_out=True)
+    return ShellExit(returncode)
