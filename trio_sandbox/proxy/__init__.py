@@ -5,6 +5,7 @@ from ._auth import require_bearer_token as require_bearer_token
 from ._names import MAX_NAME_LENGTH as MAX_NAME_LENGTH
 from ._names import SEPARATOR as SEPARATOR
 from ._names import NameCollisionError as NameCollisionError
+from ._names import check_prefixes as check_prefixes
 from ._names import exposed_name as exposed_name
 from ._serve import HttpFace as HttpFace
 from ._serve import ProxyFace as ProxyFace
@@ -18,7 +19,9 @@ from ._spec import StdioUpstream as StdioUpstream
 from ._spec import UpstreamSpec as UpstreamSpec
 from ._spec import WebSocketUpstream as WebSocketUpstream
 from ._spec import client_ssl_context as client_ssl_context
+from ._spec import effective_prefix as effective_prefix
 from ._spec import load_upstreams as load_upstreams
+from ._upstream import ClientHooks as ClientHooks
 from ._upstream import Upstream as Upstream
 from ._upstream import UpstreamState as UpstreamState
 from ._upstream import UpstreamStatus as UpstreamStatus
