@@ -328,8 +328,9 @@ class McpClient:
         pending = _Pending()
         self._pending[request_id] = pending
         try:
-            await transport.send(Request(request_id, method, params), headers)
-            await pending.done.wait()
+            await _send_until_answered(
+                transport, Request(request_id, method, params), headers, pending
+            )
         finally:
             del self._pending[request_id]
             self._progress.pop(token, None)
@@ -559,6 +560,27 @@ class McpClient:
             if isinstance(message, dict):
                 content_from_json(message.get("content"))  # validates the shape
         return result
+
+
+async def _send_until_answered(
+    transport: ClientTransport, request: Request, headers: Mapping[str, str], pending: _Pending
+) -> None:
+    """Send a request and wait for its answer, which may come on another stream than its own
+    (a resumed or standalone SSE stream): then the request's own stream is closed."""
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_when_answered() -> None:
+                await pending.done.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_when_answered)
+            await transport.send(request, headers)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
 
 
 @asynccontextmanager

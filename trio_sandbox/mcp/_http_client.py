@@ -188,24 +188,38 @@ class HttpTransport:
         return isinstance(message, (Response, ErrorResponse)) and message.id == request_id
 
     async def session_ready(self) -> None:
-        self._nursery.start_soon(self._standalone_stream)
+        # Wait until the server accepted or refused the stream, so that it exists before the
+        # first request (a server may route answers to it).
+        await self._nursery.start(self._standalone_stream)
 
-    async def _standalone_stream(self) -> None:
+    async def _standalone_stream(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """The GET stream for unsolicited server messages, kept open while the session lives."""
         state = _SseState()
         with self._standalone_scope:
-            for _attempt in range(_MAX_RESUMES):
-                extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
-                headers = self._headers(extra, "text/event-stream")
-                try:
-                    async with self._client.stream("GET", self.target, headers=headers) as response:
-                        content_type = response.headers.get("content-type", "").lower()
-                        if response.status_code != 200 or "text/event-stream" not in content_type:
-                            return  # 405 and the like: the server offers no standalone stream
-                        await self._read_sse(response, None, state)
-                except httpx.HTTPError as exc:
-                    logger.debug("standalone stream of %s broke: %r", self.target, exc)
-                await trio.sleep(state.retry_ms / 1000)
+            try:
+                for _attempt in range(_MAX_RESUMES):
+                    extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
+                    headers = self._headers(extra, "text/event-stream")
+                    try:
+                        async with self._client.stream(
+                            "GET", self.target, headers=headers
+                        ) as response:
+                            content_type = response.headers.get("content-type", "").lower()
+                            if (
+                                response.status_code != 200
+                                or "text/event-stream" not in content_type
+                            ):
+                                return  # 405 and the like: the server offers no such stream
+                            task_status.started()
+                            task_status = trio.TASK_STATUS_IGNORED
+                            await self._read_sse(response, None, state)
+                    except httpx.HTTPError as exc:
+                        logger.debug("standalone stream of %s broke: %r", self.target, exc)
+                    await trio.sleep(state.retry_ms / 1000)
+            finally:
+                task_status.started()
 
     async def close(self) -> None:
         self._standalone_scope.cancel()

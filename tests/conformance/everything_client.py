@@ -1,0 +1,175 @@
+"""A client built on trio_sandbox.mcp for the official conformance suite's CLIENT scenarios.
+
+Run by ``conformance client --command 'python tests/conformance/everything_client.py'``: the
+server URL is the last argument; the scenario comes from ``MCP_CONFORMANCE_SCENARIO``, the
+protocol version from ``MCP_CONFORMANCE_PROTOCOL_VERSION`` and scenario data from
+``MCP_CONFORMANCE_CONTEXT``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from trio_sandbox.mcp import (
+    JsonObject,
+    McpClient,
+    McpError,
+    Tool,
+    open_mcp_client,
+)
+from trio_sandbox.mcp import Implementation as Implementation
+
+CLIENT_INFO = Implementation("trio-sandbox-conformance-client", "1.0.0")
+
+
+def sample_value(schema: Mapping[str, Any]) -> Any:
+    """A plausible argument for a JSON schema: its default, else something of its type."""
+    if "default" in schema:
+        return schema["default"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "string":
+        return "us-east1"
+    if kind in ("number", "integer"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    return None
+
+
+def sample_arguments(tool: Tool) -> dict[str, Any]:
+    if tool.name == "add_numbers":
+        return {"a": 2, "b": 3}
+    properties = tool.input_schema.get("properties")
+    required = tool.input_schema.get("required") or []
+    if not isinstance(properties, Mapping):
+        return {}
+    return {
+        name: sample_value(schema)
+        for name, schema in properties.items()
+        if name in required and isinstance(schema, Mapping)
+    }
+
+
+async def accept_with_defaults(params: JsonObject) -> JsonObject:
+    """Accept an elicitation, filling every field that has a default (SEP-1034)."""
+    schema = params.get("requestedSchema")
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    content: JsonObject = {}
+    for name, field in (properties or {}).items():
+        if isinstance(field, dict):
+            value = sample_value(field)
+            if value is not None:
+                content[name] = value
+    return {"action": "accept", "content": content}
+
+
+async def call_every_tool(client: McpClient) -> None:
+    for tool in await client.list_tools():
+        await client.call_tool(tool.name, sample_arguments(tool))
+
+
+async def basic(client: McpClient, context: JsonObject) -> None:
+    tools = await client.list_tools()
+    if tools:
+        await client.call_tool(tools[0].name, sample_arguments(tools[0]))
+
+
+async def list_only(client: McpClient, context: JsonObject) -> None:
+    await client.list_tools()
+
+
+async def every_tool(client: McpClient, context: JsonObject) -> None:
+    await call_every_tool(client)
+
+
+async def standard_headers(client: McpClient, context: JsonObject) -> None:
+    await call_every_tool(client)
+    for resource in await client.list_resources():
+        await client.read_resource(resource.uri)
+    for prompt in await client.list_prompts():
+        arguments = {argument.name: "value" for argument in prompt.arguments}
+        await client.get_prompt(prompt.name, arguments)
+
+
+async def custom_headers(client: McpClient, context: JsonObject) -> None:
+    await client.list_tools()
+    for call in context.get("toolCalls") or []:
+        await client.call_tool(call["name"], call.get("arguments") or {})
+
+
+async def invalid_tool_headers(client: McpClient, context: JsonObject) -> None:
+    # list_tools leaves out tools whose x-mcp-header annotations are invalid.
+    await call_every_tool(client)
+
+
+async def mrtr(client: McpClient, context: JsonObject) -> None:
+    for name in (
+        "test_mrtr_echo_state",
+        "test_mrtr_unrelated",
+        "test_mrtr_no_state",
+        "test_mrtr_no_result_type",
+    ):
+        await client.call_tool(name, {})
+
+
+async def schema_preservation(client: McpClient, context: JsonObject) -> None:
+    tools = {tool.name: tool for tool in await client.list_tools()}
+    focal = tools.get("json_schema_2020_12_tool")
+    if focal is not None and "json_schema_echo" in tools:
+        await client.call_tool("json_schema_echo", {"schema": dict(focal.input_schema)})
+
+
+Scenario = Callable[[McpClient, JsonObject], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "initialize": basic,
+    "tools_call": basic,
+    "tools-call": basic,
+    "elicitation-sep1034-client-defaults": every_tool,
+    "elicitation-defaults": every_tool,
+    "sse-retry": every_tool,
+    "request-metadata": list_only,
+    "json-schema-ref-no-deref": list_only,
+    "json-schema-2020-12-preservation": schema_preservation,
+    "http-standard-headers": standard_headers,
+    "http-custom-headers": custom_headers,
+    "http-invalid-tool-headers": invalid_tool_headers,
+    "sep-2322-client-request-state": mrtr,
+}
+
+
+async def main(url: str, scenario_name: str) -> None:
+    scenario = SCENARIOS.get(scenario_name)
+    if scenario is None:
+        raise SystemExit(f"unsupported scenario: {scenario_name}")
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or None
+    async with open_mcp_client(
+        url,
+        client_info=CLIENT_INFO,
+        protocol_version=version,
+        elicitation=accept_with_defaults,
+    ) as client:
+        await scenario(client, context)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=getattr(logging, os.environ.get("CLIENT_LOG", "WARNING")), stream=sys.stderr)
+    try:
+        trio.run(main, sys.argv[-1], os.environ.get("MCP_CONFORMANCE_SCENARIO", ""))
+    except McpError as exc:
+        print(f"JSON-RPC error {exc.code}: {exc.message}", file=sys.stderr)
+        sys.exit(1)
