@@ -7,6 +7,10 @@ working. The transport (mTLS, Streamable HTTP, WebSocket) is wired elsewhere.
 from ._files import glob_regex as glob_regex
 from ._files import split_lines as split_lines
 from ._limits import ToolLimits as ToolLimits
+from ._main import ToolServerOptions as ToolServerOptions
+from ._main import main as main
+from ._main import parse_options as parse_options
+from ._main import serve_tool_server as serve_tool_server
 from ._output import TailBuffer as TailBuffer
 from ._passwords import generate_password as generate_password
 from ._process import (
