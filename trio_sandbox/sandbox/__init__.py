@@ -5,6 +5,12 @@ from ._config import SandboxMode as SandboxMode
 from ._errors import SandboxFailed as SandboxFailed
 from ._errors import SandboxRestarted as SandboxRestarted
 from ._errors import SandboxStartError as SandboxStartError
+from ._errors import SandboxUnavailable as SandboxUnavailable
 from ._health import SandboxHealth as SandboxHealth
+from ._launcher import Launched as Launched
+from ._launcher import Launcher as Launcher
+from ._launcher import LaunchHooks as LaunchHooks
+from ._launcher import WardenExited as WardenExited
+from ._launcher import warden_launcher as warden_launcher
 from ._lifecycle import Sandbox as Sandbox
 from ._lifecycle import open_sandbox as open_sandbox

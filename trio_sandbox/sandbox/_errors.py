@@ -27,3 +27,7 @@ class SandboxFailed(Exception):
 
 class SandboxRestarted(Exception):
     """A call was in flight on a sandbox that died or was restarted; it may not have completed."""
+
+
+class SandboxUnavailable(Exception):
+    """No sandbox was serving within ``respawn_wait``; the call was not run."""

@@ -17,6 +17,7 @@ class SandboxHealth:
     last_error: str | None = None
     total_respawn_attempts: int = 0
     generation: int = 0  # how many sandboxes have been started so far
+    respawning: bool = False  # between a sandbox's end and its successor's start
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -27,6 +28,7 @@ class SandboxHealth:
             "last_error": self.last_error,
             "total_respawn_attempts": self.total_respawn_attempts,
             "generation": self.generation,
+            "respawning": self.respawning,
         }
 
 

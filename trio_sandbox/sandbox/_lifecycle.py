@@ -3,10 +3,11 @@
     open_sandbox(config)
       nursery (sandbox scope)
       ├─ supervisor ── generation nursery (cancelled and reopened to respawn)
-      │                 ├─ warden child: stdout CA parser then log, stderr log + tail
-      │                 └─ upstream MCP session to the sandbox (mutual TLS)
+      │                 └─ launcher: warden child (CA parser, then log; stderr log + tail)
+      │                              and the upstream MCP session to the sandbox (mutual TLS)
       ├─ proxy server (serve_proxy): the one endpoint clients use, stable across respawns
-      └─ health monitor (persistent mode)
+      ├─ health monitor (persistent mode)
+      └─ per-session sandboxes (ephemeral mode), one generation each
 
 Leaving the ``async with`` cancels the scope: the proxy shuts down gracefully within a bound and
 the warden gets SIGINT, then SIGKILL for its whole process group after ``stop_grace``.
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -25,69 +25,118 @@ from typing import Any
 import attrs
 import trio
 
-from ..mcp import CallToolResult, McpError, Tool
+from ..mcp import CallToolResult, McpError, RequestContext, ServerSession, Tool
 from ..mcp._client import McpClient, McpConnectionError, ProgressCallback, open_mcp_client
 from ..mcp._memory import memory_transport
-from ..proxy import HttpFace, ProxyFace, ProxyHandle, Upstream, serve_proxy
-from ..tls import CertificateChain, MtlsIdentity
+from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
+from ..tls import CertificateChain
 from ._config import SandboxConfig, SandboxMode
-from ._errors import SandboxFailed, SandboxRestarted, SandboxStartError
+from ._errors import SandboxFailed, SandboxRestarted, SandboxStartError, SandboxUnavailable
 from ._groups import single_error
 from ._health import HealthCell, SandboxHealth
-from ._process import WardenStarted, serve_warden
-from ._streams import OutputTail
+from ._launcher import Launched, Launcher, LaunchHooks, WardenExited, warden_launcher
+from ._upstream import RESTARTED_META_KEY, UNAVAILABLE_META_KEY, SandboxUpstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
-CONTAINER_PORT = 8080
-# Readiness: the first attempt right after the CA block, then a short doubling backoff.
-_READY_FIRST_DELAY = 0.005
-_READY_MAX_DELAY = 0.25
+# How often a per-session sandbox looks whether its session ended (the proxy has no hook yet).
+SESSION_END_POLL = 1.0
 
 
 class SessionLost(Exception):
+    """A call found the session to the sandbox broken."""
+
+
+class _RestartRequested(Exception):
     pass
 
 
-class WardenExited(Exception):
-    def __init__(self, status: int, stderr_tail: str) -> None:
-        super().__init__(f"the warden exited with status {status}")
-        self.status = status
-        self.stderr_tail = stderr_tail
+# What ends a generation without being a bug of ours.
+_GENERATION_ENDINGS = (SandboxStartError, WardenExited, SessionLost, McpConnectionError, McpError)
 
 
-def free_loopback_port() -> int:
-    """A port free on 127.0.0.1 right now, for the warden to publish the sandbox on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def respawn_delay(config: SandboxConfig, attempt: int) -> float:
+    """The wait before respawn attempt ``attempt`` (1-based) of a series: none before the first
+    (a sandbox that served died: get it back at once), then ``respawn_backoff`` doubling up to
+    ``respawn_backoff_max``."""
+    if attempt <= 1:
+        return 0.0
+    return float(min(config.respawn_backoff * 2 ** (attempt - 2), config.respawn_backoff_max))
 
 
-def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> list[str]:
-    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``."""
-    argv = [*config.warden, "wrap"]
-    for volume in config.volumes:
-        argv += ["--volume", volume]
-    argv += ["-p", f"127.0.0.1:{host_port}:{CONTAINER_PORT}"]
-    for key, value in sandbox_env(config, client_ca_pem, os.environ).items():
-        argv += ["--env", f"{key}={value}"]
-    if config.backend != "auto":
-        argv += ["--backend", config.backend]
-    return [*argv, config.image, "--", *config.command]
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
-def sandbox_env(
-    config: SandboxConfig, client_ca_pem: str, host_env: Mapping[str, str]
-) -> dict[str, str]:
-    env = {
-        "STAKPAK_SKIP_WARDEN": "1",
-        "STAKPAK_MCP_PORT": str(CONTAINER_PORT),
-        "STAKPAK_MCP_CLIENT_CA": client_ca_pem,
-    }
-    env.update({name: host_env[name] for name in config.env_passthrough if name in host_env})
-    env.update(config.env)
-    return env
+def _generation_ending(error: BaseException) -> Exception | None:
+    """The one error that says why a generation ended, or None when it was something else."""
+    leaves = [leaf for leaf in _leaves(error) if not isinstance(leaf, trio.Cancelled)]
+    if not leaves or not all(isinstance(leaf, _GENERATION_ENDINGS) for leaf in leaves):
+        return None
+    for kind in _GENERATION_ENDINGS:  # the most telling first
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return None  # pragma: no cover
+
+
+def _reraise_cancellation(error: BaseException) -> None:
+    """We are being cancelled: let only the cancellation out, not why the generation ended
+    meanwhile (a sandbox killed during teardown must not turn into an error of its own)."""
+    if isinstance(error, BaseExceptionGroup):
+        cancelled, _ = error.split(trio.Cancelled)
+        if cancelled is not None:
+            raise cancelled from None
+
+
+def _as_start_error(exc: Exception) -> SandboxStartError:
+    if isinstance(exc, SandboxStartError):
+        return exc
+    if isinstance(exc, WardenExited):
+        return SandboxStartError(
+            "ready", "the warden exited", exit_status=exc.status, stderr_tail=exc.stderr_tail
+        )
+    return SandboxStartError("session", str(exc))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@attrs.define(eq=False)
+class _Generation:
+    """One running sandbox: its cancel scope and what its launcher reported."""
+
+    upstream: SandboxUpstream
+    launched: Launched | None = None
+    restart: trio.Event = attrs.field(factory=trio.Event)
+    restart_reason: str = ""
+    down_reason: str | None = None
+    up: bool = False  # it served (passed readiness and listing)
+
+    def went_down(self, reason: str) -> None:
+        if self.down_reason is None:
+            self.down_reason = reason
+            self.upstream.detach(f"the sandbox went down: {reason}")
+
+    def request_restart(self, reason: str) -> None:
+        if not self.restart.is_set():
+            self.restart_reason = reason
+            self.restart.set()
+
+
+@attrs.define(eq=False)
+class _SessionSandbox:
+    """The sandbox of one downstream MCP session (ephemeral mode)."""
+
+    upstream: SandboxUpstream
+    settled: trio.Event = attrs.field(factory=trio.Event)
+    last_used: float = 0.0
+    in_flight: int = 0
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
 
 @attrs.define(eq=False)
@@ -96,20 +145,24 @@ class Sandbox:
 
     config: SandboxConfig
     chain: CertificateChain
-    upstream: Upstream
+    upstream: SandboxUpstream
+    launcher: Launcher
     _nursery: trio.Nursery
     proxy: ProxyHandle | None = None
     _local: McpClient | None = None
     _health: HealthCell = attrs.field(factory=HealthCell)
-    _restart: trio.Event = attrs.field(factory=trio.Event)
+    _generation: _Generation | None = None
     _generation_up: trio.Event = attrs.field(factory=trio.Event)
-    _failures_in_a_row: int = 0
-    _warden_pid: int | None = None
+    # Set when a generation passes a health probe: only then does a death start a new series
+    # of respawn attempts (a sandbox that dies right after each start must end up failing).
+    _proved_healthy: bool = False
+    _sessions: dict[ServerSession, _SessionSandbox] = attrs.field(factory=dict)
 
     # --- what users see -----------------------------------------------------------------------
 
     @property
     def proxy_url(self) -> str:
+        """Where other processes reach the proxy (stable across respawns)."""
         assert self.proxy is not None
         assert self.proxy.url is not None
         return self.proxy.url
@@ -130,7 +183,24 @@ class Sandbox:
 
     @property
     def warden_pid(self) -> int | None:
-        return self._warden_pid
+        """The current generation's warden (its process group has the same id), if any."""
+        generation = self._generation
+        if generation is None or generation.launched is None:
+            return None
+        return generation.launched.warden_pid
+
+    @property
+    def start_timeline(self) -> Mapping[str, float]:
+        """trio clock times of the current generation's start milestones."""
+        generation = self._generation
+        if generation is None or generation.launched is None:
+            return {}
+        return generation.launched.timeline
+
+    @property
+    def session_sandboxes(self) -> int:
+        """How many per-session sandboxes exist now (ephemeral mode)."""
+        return len(self._sessions)
 
     async def list_tools(self) -> list[Tool]:
         return await self._client().list_tools()
@@ -142,14 +212,26 @@ class Sandbox:
         *,
         progress: ProgressCallback | None = None,
     ) -> CallToolResult:
-        """Call a tool through the proxy, as any client would."""
-        return await self._client().call_tool(name, arguments or {}, progress=progress)
+        """Call a tool through the proxy, as any client would.
+
+        Raises :class:`SandboxRestarted` when the sandbox went away while the call was in
+        flight (it may or may not have run; it is not retried), and :class:`SandboxUnavailable`
+        when no sandbox came back within ``respawn_wait``.
+        """
+        result = await self._client().call_tool(name, arguments or {}, progress=progress)
+        meta = result.meta or {}
+        if meta.get(RESTARTED_META_KEY):
+            raise SandboxRestarted(result.text_content)
+        if meta.get(UNAVAILABLE_META_KEY):
+            raise SandboxUnavailable(result.text_content)
+        return result
 
     async def restart(self) -> None:
         """Replace the sandbox with a fresh one; returns once the new one serves."""
-        self._generation_up = trio.Event()
-        self._restart.set()
-        await self._generation_up.wait()
+        up = self._generation_up = trio.Event()
+        if self._generation is not None:
+            self._generation.request_restart("restart requested")
+        await up.wait()
 
     def write_client_bundle(self, directory: str | os.PathLike[str]) -> Any:
         """Write ca.pem, client.pem and client.key (0600) for a client in another process."""
@@ -164,129 +246,90 @@ class Sandbox:
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Keep a sandbox running; respawn on request or death, with backoff, up to a limit."""
         config = self.config
-        attempts = 0
+        failed_attempts = 0  # consecutive respawns that did not lead to a healthy sandbox
         first = True
         while True:
-            reason = "restart requested"
+            generation = _Generation(self.upstream)
+            self._generation = generation
+            self._proved_healthy = False
             try:
-                with single_error():
-                    async with trio.open_nursery() as generation:
-                        await generation.start(self._run_generation)
-                        self._health.update(
-                            healthy=True,
-                            consecutive_ok=self.health.consecutive_ok + 1,
-                            consecutive_failures=0,
-                            last_ok=trio.current_time(),
-                            generation=self.health.generation + 1,
-                        )
-                        self._generation_up.set()
-                        if first:
-                            first = False
-                            task_status.started()
-                        await self._restart.wait()
-                        self._restart = trio.Event()
-                        generation.cancel_scope.cancel()
-            except (
-                SandboxStartError,
-                WardenExited,
-                SessionLost,
-                McpConnectionError,
-                McpError,
-            ) as exc:
-                if first:
-                    raise _as_start_error(exc) from None
-                reason = str(exc).splitlines()[0]
-            self.upstream.detach(f"the sandbox restarted ({reason})")
-            self._warden_pid = None
-            if config.mode is SandboxMode.EPHEMERAL:
-                raise SandboxFailed(f"the ephemeral sandbox ended: {reason}")
-            if self.health.consecutive_ok > 0 or reason == "restart requested":
-                attempts = 0  # it had a healthy period: this is a fresh series of attempts
-            attempts += 1
+                await self._run_generation(generation, on_up=task_status if first else None)
+                reason = generation.restart_reason  # it returned: a restart was asked for
+                user_request = reason == "restart requested"
+            except BaseException as exc:
+                ending = _generation_ending(exc)
+                if ending is None:
+                    raise
+                _reraise_cancellation(exc)
+                if first and not generation.up:
+                    raise _as_start_error(ending) from None
+                reason = generation.down_reason or _first_line(ending)
+                if isinstance(ending, SandboxStartError):
+                    reason = _first_line(ending)
+                user_request = False
+            first = False
+            generation.went_down(reason)
+            if user_request:
+                failed_attempts = 0
+                delay = 0.0
+            else:
+                if self._proved_healthy:
+                    failed_attempts = 0
+                failed_attempts += 1
+                if failed_attempts > config.max_respawn_attempts:
+                    self._health.update(healthy=False, respawning=False, last_error=reason)
+                    raise SandboxFailed(
+                        f"the sandbox failed {failed_attempts - 1} respawn attempts in a row; "
+                        f"last: {reason}"
+                    )
+                delay = respawn_delay(config, failed_attempts)
             self._health.update(
                 healthy=False,
+                respawning=True,
                 consecutive_ok=0,
                 last_error=reason,
                 total_respawn_attempts=self.health.total_respawn_attempts + 1,
             )
-            if attempts > config.max_respawn_attempts:
-                raise SandboxFailed(
-                    f"the sandbox failed {attempts - 1} respawn attempts in a row; last: {reason}"
-                )
-            delay = min(config.respawn_backoff * 2 ** (attempts - 1), config.respawn_backoff_max)
-            logger.warning("sandbox down (%s); respawning in %.2f s", reason, delay)
+            logger.warning("sandbox down (%s); respawning in %.3g s", reason, delay)
             await trio.sleep(delay)
 
-    async def _run_generation(self, *, task_status: trio.TaskStatus[None]) -> None:
-        config = self.config
-        identity = MtlsIdentity.generate_client()
-        host_port = free_loopback_port()
-        argv = warden_argv(config, host_port, identity.ca_cert_pem())
-        tail = OutputTail()
+    async def _run_generation(
+        self, generation: _Generation, *, on_up: trio.TaskStatus[None] | None
+    ) -> None:
+        """Run one generation until it dies (raises) or a restart is asked for (returns)."""
+        upstream = generation.upstream
+        hooks = LaunchHooks(upstream.hooks, generation.went_down)
         async with trio.open_nursery() as nursery:
-            started: WardenStarted = await nursery.start(partial(self._watch_warden, argv, tail))
-            self._warden_pid = started.process.pid
-            ssl_context = identity.client_ssl_context(started.server_ca_pem)
-            url = f"https://127.0.0.1:{host_port}/mcp"
-            client: McpClient = await nursery.start(
-                partial(self._hold_session, url, ssl_context, tail, started.process)
+            launched: Launched = await nursery.start(self.launcher, self.config, hooks)
+            generation.launched = launched
+            upstream.attach(launched.client)
+            await upstream.refresh_listing(limit=self.config.ready_timeout)
+            if upstream.listing is None or upstream.listing_stale:
+                raise SandboxStartError("listing", upstream.last_error or "no tool listing")
+            nursery.start_soon(self._respawn_when_broken, generation)
+            self._health.update(
+                healthy=True,
+                respawning=False,
+                consecutive_ok=1,
+                consecutive_failures=0,
+                last_ok=trio.current_time(),
+                generation=self.health.generation + 1,
             )
-            self.upstream.attach(client)
-            await self.upstream.refresh_listing(limit=config.health_timeout)
-            nursery.start_soon(self._respawn_when_broken)
-            task_status.started()
+            generation.up = True
+            if on_up is not None:
+                on_up.started()
+            self._generation_up.set()
+            await generation.restart.wait()
+            generation.went_down(generation.restart_reason)
+            nursery.cancel_scope.cancel()
 
-    async def _respawn_when_broken(self) -> None:
+    async def _respawn_when_broken(self, generation: _Generation) -> None:
         """A call that lost the session is the earliest sign of a dead sandbox: respawn now
         rather than after ``respawn_threshold`` failed probes."""
-        await self.upstream.wait_broken()
-        raise SessionLost(self.upstream.last_error or "the session to the sandbox broke")
-
-    async def _watch_warden(
-        self, argv: Sequence[str], tail: OutputTail, *, task_status: trio.TaskStatus[WardenStarted]
-    ) -> None:
-        status = await serve_warden(
-            argv,
-            env=os.environ,
-            ca_timeout=self.config.ca_timeout,
-            stop_grace=self.config.stop_grace,
-            stderr_tail=tail,
-            task_status=task_status,
-        )
-        # Calls in flight learn at once that the sandbox went away, not when a probe notices.
-        self.upstream.detach(f"the sandbox restarted (warden exited with status {status})")
-        raise WardenExited(status, tail.text())
-
-    async def _hold_session(
-        self,
-        url: str,
-        ssl_context: Any,
-        tail: OutputTail,
-        process: trio.Process,
-        *,
-        task_status: trio.TaskStatus[McpClient],
-    ) -> None:
-        """Connect as soon as the server answers (no fixed sleeps), then keep the session."""
-        delay = _READY_FIRST_DELAY
-        last_error = "no attempt"
-        with trio.move_on_after(self.config.ready_timeout):
-            while True:
-                try:
-                    async with open_mcp_client(url, ssl_context=ssl_context) as client:
-                        task_status.started(client)
-                        await trio.sleep_forever()
-                except McpConnectionError as exc:
-                    last_error = exc.reason
-                    if process.returncode is not None:
-                        break
-                await trio.sleep(delay)
-                delay = min(delay * 2, _READY_MAX_DELAY)
-        raise SandboxStartError(
-            "ready",
-            f"the tool server did not answer at {url}: {last_error}",
-            exit_status=process.returncode,
-            stderr_tail=tail.text(),
-        )
+        await generation.upstream.wait_broken()
+        reason = generation.upstream.last_error or "the session to the sandbox broke"
+        generation.went_down(reason)
+        raise SessionLost(reason)
 
     # --- health -------------------------------------------------------------------------------
 
@@ -295,19 +338,25 @@ class Sandbox:
         config = self.config
         while True:
             await trio.sleep(config.health_interval)
+            generation = self._generation
             client = self.upstream.client
-            if client is None:
+            if generation is None or client is None:
                 continue  # respawning: the supervisor reports on that
             error: str | None = None
             with trio.move_on_after(config.health_timeout) as deadline:
                 try:
                     await client.ping()
-                except (McpConnectionError, McpError) as exc:
-                    error = str(exc)
+                except McpConnectionError as exc:
+                    error = f"ping failed: {exc.reason}"
+                except McpError:
+                    pass  # it answered; it just does not like ping
             if deadline.cancelled_caught:
                 error = f"no answer to ping within {config.health_timeout:g} s"
+            if generation is not self._generation:
+                continue  # that sandbox is gone already
             health = self.health
             if error is None:
+                self._proved_healthy = True
                 self._health.update(
                     healthy=True,
                     consecutive_ok=health.consecutive_ok + 1,
@@ -321,44 +370,111 @@ class Sandbox:
             )
             if failures >= config.respawn_threshold:
                 logger.warning("sandbox unhealthy %d times in a row: respawning", failures)
-                self._restart.set()
+                generation.request_restart(f"{failures} failed health probes; last: {error}")
 
+    # --- ephemeral mode: one sandbox per downstream session -----------------------------------
 
-def _as_start_error(exc: BaseException) -> SandboxStartError:
-    if isinstance(exc, SandboxStartError):
-        return exc
-    if isinstance(exc, WardenExited):
-        return SandboxStartError(
-            "ready", "the warden exited", exit_status=exc.status, stderr_tail=exc.stderr_tail
-        )
-    return SandboxStartError("ready", str(exc))
+    async def _route_session(self, ctx: RequestContext) -> SandboxUpstream | None:
+        session = ctx.session
+        if session.session_id is None or session.closed:
+            return None  # stateless requests and the embedder's own client use the main one
+        entry = self._sessions.get(session)
+        if entry is None:
+            entry = _SessionSandbox(
+                SandboxUpstream(
+                    self.upstream.name, self.upstream.prefix, call_wait=self.config.respawn_wait
+                )
+            )
+            self._sessions[session] = entry
+            self._nursery.start_soon(self._serve_session_sandbox, session, entry)
+        entry.last_used = trio.current_time()
+        # Fail at once when the session's sandbox cannot start, rather than after call_wait.
+        with trio.move_on_after(self.config.respawn_wait):
+            await entry.settled.wait()
+        return entry.upstream
+
+    async def _serve_session_sandbox(self, session: ServerSession, entry: _SessionSandbox) -> None:
+        generation = _Generation(entry.upstream)
+        try:
+            with entry.scope:
+                async with trio.open_nursery() as nursery:
+                    hooks = LaunchHooks(entry.upstream.hooks, generation.went_down)
+                    launched: Launched = await nursery.start(self.launcher, self.config, hooks)
+                    entry.upstream.attach(launched.client)
+                    entry.settled.set()
+                    await self._wait_session_end(session, entry)
+                    nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            ending = _generation_ending(exc)
+            if ending is None:
+                raise
+            _reraise_cancellation(exc)
+            entry.upstream.failure = f"the session's sandbox ended: {_first_line(ending)}"
+            logger.warning("%s", entry.upstream.failure)
+        finally:
+            generation.went_down("the session ended")
+            entry.settled.set()
+            if self._sessions.get(session) is entry:
+                del self._sessions[session]
+
+    async def _wait_session_end(self, session: ServerSession, entry: _SessionSandbox) -> None:
+        idle_limit = self.config.ephemeral_idle_timeout
+        while not session.closed:
+            idle_for = trio.current_time() - entry.last_used
+            if idle_for >= idle_limit and not entry.upstream.calls_in_flight:
+                logger.info("a session's sandbox idled for %.0f s: stopping it", idle_for)
+                return
+            await trio.sleep(min(SESSION_END_POLL, max(idle_limit - idle_for, SESSION_END_POLL)))
 
 
 @asynccontextmanager
 async def open_sandbox(
-    config: SandboxConfig | None = None, *, face: ProxyFace | None = None
+    config: SandboxConfig | None = None,
+    *,
+    face: ProxyFace | None = None,
+    launcher: Launcher = warden_launcher,
 ) -> AsyncIterator[Sandbox]:
     """Start a sandbox and its proxy; leaving the block tears everything down.
 
     ``face`` defaults to mutual TLS on a free 127.0.0.1 port with a fresh certificate chain
     (``sandbox.write_client_bundle`` exports what another process needs to connect).
+    ``launcher`` starts one sandbox generation; the warden of the contract by default.
+    Raises :class:`SandboxStartError` when the first sandbox does not come up, and
+    :class:`SandboxFailed` (out of the ``async with``) when respawning gave up.
     """
     config = config or SandboxConfig()
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
-    upstream = Upstream(config.sandbox_name, config.sandbox_prefix, call_wait=config.respawn_wait)
+    upstream = SandboxUpstream(
+        config.sandbox_name, config.sandbox_prefix, call_wait=config.respawn_wait
+    )
     with single_error():
         async with trio.open_nursery() as nursery:
-            sandbox = Sandbox(config, chain, upstream, nursery)
+            sandbox = Sandbox(config, chain, upstream, launcher, nursery)
+            if config.mode is SandboxMode.EPHEMERAL:
+                upstream.route = sandbox._route_session
             await nursery.start(sandbox._supervise)
-            sandbox.proxy = await nursery.start(serve_proxy, [upstream, *config.upstreams], face)
+            try:
+                proxy: ProxyHandle = await nursery.start(
+                    partial(
+                        serve_proxy,
+                        [upstream, *config.upstreams],
+                        face,
+                        call_wait=config.respawn_wait,
+                    )
+                )
+            except BaseException as exc:
+                bind_error = [leaf for leaf in _leaves(exc) if isinstance(leaf, OSError)]
+                if not bind_error:
+                    raise
+                raise SandboxStartError(
+                    "proxy", f"the proxy could not start: {bind_error[0]}"
+                ) from None
+            sandbox.proxy = proxy
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(sandbox._monitor)
-            async with open_mcp_client(memory_transport(sandbox.proxy.server)) as local:
+            async with open_mcp_client(memory_transport(proxy.server, name="sandbox")) as local:
                 sandbox._local = local
                 yield sandbox
             nursery.cancel_scope.cancel()
-
-
-__all__ = ["Sandbox", "SandboxRestarted", "open_sandbox"]

@@ -1,0 +1,212 @@
+"""Starting one sandbox generation: the seam between the supervisor and what it supervises.
+
+A launcher is a service: it starts a sandbox, opens the MCP session to its tool server, reports
+:class:`Launched` with that session, and then runs until the sandbox ends (raising
+:class:`WardenExited`) or is cancelled (tearing it down). :func:`warden_launcher` is the real one
+(the contract of DESIGN.md §2); tests hand :func:`open_sandbox` an in-process one so that the
+health and respawn logic runs under a virtual clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
+from ..proxy._upstream import ClientHooks
+from ..tls import MtlsIdentity
+from ._config import SandboxConfig
+from ._errors import SandboxStartError
+from ._process import WardenStarted, serve_warden
+from ._streams import OutputTail
+
+logger = logging.getLogger("trio_sandbox.sandbox")
+
+CONTAINER_PORT = 8080
+# Readiness: the first attempt right after the CA block, then a short doubling backoff.
+READY_FIRST_DELAY = 0.005
+READY_MAX_DELAY = 0.1
+
+
+class WardenExited(Exception):
+    """The sandbox ended on its own after it had started."""
+
+    def __init__(self, status: int | None, stderr_tail: str = "") -> None:
+        what = f"status {status}" if status is not None else "no status"
+        super().__init__(f"the warden exited with {what}")
+        self.status = status
+        self.stderr_tail = stderr_tail
+
+
+@attrs.frozen
+class LaunchHooks:
+    """What the supervisor gives a launcher for one generation."""
+
+    # Options for ``open_mcp_client`` so that the proxy relays the sandbox's questions and logs.
+    client: ClientHooks
+    # Call at the very moment the sandbox is known to be gone, before its session is closed, so
+    # that calls in flight fail with "restarted" and new calls wait for the next generation.
+    went_down: Callable[[str], None]
+
+
+@attrs.frozen
+class Launched:
+    """A generation that serves: its MCP session, and the warden's pid when there is one."""
+
+    client: McpClient
+    warden_pid: int | None = None
+    # trio clock times of the start's milestones (warden_started, ca_block, first_attempt, ready).
+    timeline: Mapping[str, float] = attrs.field(factory=dict)
+
+
+class Launcher(Protocol):
+    def __call__(
+        self,
+        config: SandboxConfig,
+        hooks: LaunchHooks,
+        *,
+        task_status: trio.TaskStatus[Launched],
+    ) -> Awaitable[None]: ...
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 right now, for the warden to publish the sandbox on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def sandbox_env(
+    config: SandboxConfig, client_ca_pem: str, host_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The variables the sandbox gets: the contract's, the allowed host ones, the configured."""
+    env = {
+        "STAKPAK_SKIP_WARDEN": "1",
+        "STAKPAK_MCP_PORT": str(CONTAINER_PORT),
+        "STAKPAK_MCP_CLIENT_CA": client_ca_pem,
+    }
+    env.update({name: host_env[name] for name in config.env_passthrough if name in host_env})
+    env.update(config.env)
+    return env
+
+
+def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> list[str]:
+    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``."""
+    argv = [*config.warden, "wrap"]
+    for volume in config.volumes:
+        argv += ["--volume", volume]
+    argv += ["-p", f"127.0.0.1:{host_port}:{CONTAINER_PORT}"]
+    for key, value in sandbox_env(config, client_ca_pem, os.environ).items():
+        argv += ["--env", f"{key}={value}"]
+    if config.backend != "auto":
+        argv += ["--backend", config.backend]
+    return [*argv, config.image, "--", *config.command]
+
+
+@attrs.define(eq=False)
+class _WardenRun:
+    config: SandboxConfig
+    hooks: LaunchHooks
+    tail: OutputTail = attrs.field(factory=OutputTail)
+    timeline: dict[str, float] = attrs.field(factory=dict)
+    ready: bool = False
+
+
+async def warden_launcher(
+    config: SandboxConfig, hooks: LaunchHooks, *, task_status: trio.TaskStatus[Launched]
+) -> None:
+    """Start the sandbox through the warden (DESIGN.md §2) and hold its MCP session."""
+    run = _WardenRun(config, hooks)
+    try:
+        identity = MtlsIdentity.generate_client()
+    except Exception as exc:  # pragma: no cover - cryptography failing is not expected
+        raise SandboxStartError("identity", f"cannot make the client identity: {exc}") from exc
+    host_port = free_loopback_port()
+    argv = warden_argv(config, host_port, identity.ca_cert_pem())
+    run.timeline["warden_started"] = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        started: WardenStarted = await nursery.start(partial(_watch_warden, run, argv))
+        run.timeline["ca_block"] = trio.current_time()
+        try:
+            ssl_context = identity.client_ssl_context(started.server_ca_pem)
+        except Exception as exc:
+            raise SandboxStartError(
+                "ca",
+                f"the server CA cannot be trusted: {exc}",
+                exit_status=started.process.returncode,
+                stderr_tail=run.tail.text(),
+            ) from exc
+        url = f"https://127.0.0.1:{host_port}/mcp"
+        client: McpClient = await nursery.start(
+            partial(_hold_session, run, url, ssl_context, started.process)
+        )
+        run.ready = True
+        run.timeline["ready"] = trio.current_time()
+        task_status.started(Launched(client, started.process.pid, dict(run.timeline)))
+
+
+async def _watch_warden(
+    run: _WardenRun, argv: list[str], *, task_status: trio.TaskStatus[WardenStarted]
+) -> None:
+    status = await serve_warden(
+        argv,
+        env=os.environ,
+        ca_timeout=run.config.ca_timeout,
+        stop_grace=run.config.stop_grace,
+        stderr_tail=run.tail,
+        task_status=task_status,
+    )
+    # Calls in flight learn at once that the sandbox went away, not when a probe notices.
+    run.hooks.went_down(f"the warden exited with status {status}")
+    if not run.ready:
+        raise SandboxStartError(
+            "ready",
+            "the warden exited before the tool server answered",
+            exit_status=status,
+            stderr_tail=run.tail.text(),
+        )
+    raise WardenExited(status, run.tail.text())
+
+
+async def _hold_session(
+    run: _WardenRun,
+    url: str,
+    ssl_context: Any,
+    process: trio.Process,
+    *,
+    task_status: trio.TaskStatus[McpClient],
+) -> None:
+    """Connect as soon as the server answers (no fixed sleeps), then keep the session."""
+    delay = READY_FIRST_DELAY
+    last_error = "no attempt"
+    with trio.move_on_after(run.config.ready_timeout):
+        while True:
+            run.timeline.setdefault("first_attempt", trio.current_time())
+            try:
+                async with open_mcp_client(
+                    url, ssl_context=ssl_context, **run.hooks.client.client_options()
+                ) as client:
+                    task_status.started(client)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        run.hooks.went_down("the sandbox was stopped")
+            except McpConnectionError as exc:
+                last_error = exc.reason
+            await trio.sleep(delay)
+            delay = min(delay * 2, READY_MAX_DELAY)
+    raise SandboxStartError(
+        "ready",
+        f"the tool server did not answer at {url} within {run.config.ready_timeout:g} s: "
+        f"{last_error}",
+        exit_status=process.returncode,
+        stderr_tail=run.tail.text(),
+    )
