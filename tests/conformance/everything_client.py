@@ -18,13 +18,13 @@ from typing import Any
 import trio
 
 from trio_sandbox.mcp import (
+    Implementation,
     JsonObject,
     McpClient,
     McpError,
     Tool,
     open_mcp_client,
 )
-from trio_sandbox.mcp import Implementation as Implementation
 
 CLIENT_INFO = Implementation("trio-sandbox-conformance-client", "1.0.0")
 
@@ -167,7 +167,9 @@ async def main(url: str, scenario_name: str) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=getattr(logging, os.environ.get("CLIENT_LOG", "WARNING")), stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, os.environ.get("CLIENT_LOG", "WARNING")), stream=sys.stderr
+    )
     try:
         trio.run(main, sys.argv[-1], os.environ.get("MCP_CONFORMANCE_SCENARIO", ""))
     except McpError as exc:
