@@ -109,9 +109,13 @@ class ProxyServer(McpServer):
     def add_upstream(self, upstream: Upstream) -> None:
         if upstream.name in self.upstreams:
             raise ValueError(f"two upstreams are named {upstream.name!r}")
-        upstream.on_listing_changed = self._listing_changed.set
+        upstream.on_listing_changed = self._signal_listing_changed
         upstream.on_unrelated_notification = self._relay_unrelated
         self.upstreams[upstream.name] = upstream
+
+    def _signal_listing_changed(self) -> None:
+        # Looked up on each call: serve_list_changes replaces the event after each wake-up.
+        self._listing_changed.set()
 
     async def refresh(self, *, only_stale: bool = False) -> None:
         """Ask upstreams for their listings at once (each bounded) and rebuild the merged view."""
