@@ -24,6 +24,7 @@ from trio_sandbox.proxy import (
     HttpUpstream,
     InProcessUpstream,
     NameCollisionError,
+    UpstreamSpec,
     UpstreamState,
     exposed_name,
 )
@@ -43,7 +44,7 @@ async def test_tools_are_prefixed_sorted_and_routed_with_bare_names() -> None:
         InProcessUpstream("alpha", alpha),
         InProcessUpstream("gamma", gamma, prefix=""),
     ]
-    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.url) as client:
+    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.http_url) as client:
         names = [tool.name for tool in await client.list_tools()]
         assert names == sorted(names)
         assert {"alpha__zeta", "alpha__echo", "beta__echo", "alpha__wait"} <= set(names)
@@ -76,7 +77,7 @@ async def test_tool_collision_is_withheld_named_and_shown_in_statuses() -> None:
     one, _ = build_upstream("one", tools=("shared", "mine"))
     two, _ = build_upstream("two", tools=("shared", "yours"))
     upstreams = [InProcessUpstream("one", one, prefix=""), InProcessUpstream("two", two, prefix="")]
-    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.url) as client:
+    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.http_url) as client:
         names = {tool.name for tool in await client.list_tools()}
         assert {"mine", "yours"} <= names
         assert "shared" not in names
@@ -95,7 +96,7 @@ async def test_prompts_are_prefixed_and_resources_routed_by_owner() -> None:
     one, _ = build_upstream("one")
     two, _ = build_upstream("two")
     upstreams = [InProcessUpstream("one", one), InProcessUpstream("two", two)]
-    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.url) as client:
+    async with proxy_running(upstreams) as proxy, open_mcp_client(proxy.http_url) as client:
         prompts = [prompt.name for prompt in await client.list_prompts()]
         assert prompts == ["one__greet", "two__greet"]
         rendered = await client.get_prompt("two__greet")
@@ -118,7 +119,7 @@ async def test_pagination_end_to_end_with_the_proxys_own_cursors() -> None:
     upstreams = [InProcessUpstream("one", one), InProcessUpstream("two", two)]
     async with (
         proxy_running(upstreams, page_size=4) as proxy,
-        open_mcp_client(proxy.url) as client,
+        open_mcp_client(proxy.http_url) as client,
     ):
         everything = [tool.name for tool in await client.list_tools()]
         assert len(everything) == 2 * (len(many) + 3)  # + wait, progress, sample
@@ -145,7 +146,7 @@ async def test_progress_reaches_the_right_downstream_request(downstream: str) ->
     async with (
         http_served(one) as (bound, _),
         proxy_running([HttpUpstream("one", bound.url)]) as proxy,
-        open_mcp_client(proxy.url, protocol_version=downstream) as client,
+        open_mcp_client(proxy.http_url, protocol_version=downstream) as client,
     ):
         heard: dict[str, list[str | None]] = {"a": [], "b": []}
 
@@ -174,7 +175,7 @@ async def test_cancellation_crosses_the_proxy_exactly_once(
     async with (
         http_served(one) as (bound, _),
         proxy_running([HttpUpstream("one", bound.url, protocol_version=upstream_era)]) as proxy,
-        open_mcp_client(proxy.url, protocol_version=downstream) as client,
+        open_mcp_client(proxy.http_url, protocol_version=downstream) as client,
     ):
         upstream_client = proxy.upstreams["one"].client
         assert upstream_client is not None
@@ -213,7 +214,7 @@ async def test_cancellation_over_a_message_channel_upstream(upstream_era: str) -
     one, seen = build_upstream("one")
     async with (
         proxy_running([InProcessUpstream("one", one, protocol_version=upstream_era)]) as proxy,
-        open_mcp_client(proxy.url, protocol_version="2025-11-25") as client,
+        open_mcp_client(proxy.http_url, protocol_version="2025-11-25") as client,
     ):
         with trio.move_on_after(0.5):
             await client.call_tool("one__wait", {})
@@ -239,7 +240,7 @@ async def test_list_changed_upstream_refreshes_and_notifies_downstream() -> None
         http_served(one) as (bound, _),
         proxy_running([HttpUpstream("one", bound.url, protocol_version="2025-11-25")]) as proxy,
         open_mcp_client(
-            proxy.url, protocol_version="2025-11-25", on_notification=on_notification
+            proxy.http_url, protocol_version="2025-11-25", on_notification=on_notification
         ) as client,
     ):
         assert "one__late" not in [tool["name"] for tool in proxy.server.listed_tools]
@@ -277,7 +278,9 @@ async def test_sampling_question_goes_to_the_calling_client(
         )
         async with (
             proxy_running([spec]) as proxy,
-            open_mcp_client(proxy.url, protocol_version=downstream, sampling=sampling) as client,
+            open_mcp_client(
+                proxy.http_url, protocol_version=downstream, sampling=sampling
+            ) as client,
         ):
             result = await client.call_tool("one__sample", {"text": "meaning?"})
             assert result.text_content == "one heard 42", result
@@ -297,7 +300,7 @@ async def test_logs_of_a_call_reach_its_caller() -> None:
         http_served(one) as (bound, _),
         proxy_running([HttpUpstream("one", bound.url)]) as proxy,
         open_mcp_client(
-            proxy.url, protocol_version="2025-11-25", on_notification=on_notification
+            proxy.http_url, protocol_version="2025-11-25", on_notification=on_notification
         ) as client,
     ):
         await client.call_tool("one__progress", {"text": "x"})
@@ -309,7 +312,7 @@ async def test_forgotten_upstream_session_is_renewed_and_retried_once() -> None:
     async with (
         http_served(one) as (bound, app),
         proxy_running([HttpUpstream("one", bound.url, protocol_version="2025-11-25")]) as proxy,
-        open_mcp_client(proxy.url) as client,
+        open_mcp_client(proxy.http_url) as client,
     ):
         first = proxy.upstreams["one"].client
         assert app.session_count == 1
@@ -326,10 +329,10 @@ async def test_unreachable_upstream_is_reported_and_others_still_work() -> None:
     async with http_served(one) as (bound, _):
         url = bound.url
     # Nothing listens there any more.
-    upstreams = [HttpUpstream("gone", url), InProcessUpstream("one", one)]
+    upstreams: list[UpstreamSpec] = [HttpUpstream("gone", url), InProcessUpstream("one", one)]
     async with (
         proxy_running(upstreams, call_wait=1.0) as proxy,
-        open_mcp_client(proxy.url) as client,
+        open_mcp_client(proxy.http_url) as client,
     ):
         status = {s.name: s for s in proxy.statuses()}
         assert status["gone"].state is UpstreamState.ERROR

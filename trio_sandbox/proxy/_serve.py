@@ -93,6 +93,13 @@ class ProxyHandle:
     url: str | None
 
     @property
+    def http_url(self) -> str:
+        """The URL of an HTTP face (a stdio face has none)."""
+        if self.url is None:
+            raise RuntimeError("this proxy serves stdio, not HTTP")
+        return self.url
+
+    @property
     def upstreams(self) -> dict[str, Upstream]:
         return self.server.upstreams
 
