@@ -136,6 +136,7 @@ async def serve_proxy(
     list_timeout: float = 10.0,
     call_wait: float = 10.0,
     ping_interval: float = 5.0,
+    reconnect_backoff_max: float = 5.0,
     page_size: int = 100,
     info: Implementation = PROXY_INFO,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
@@ -171,7 +172,10 @@ async def serve_proxy(
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as first_attempts:
             for upstream, opener in connections:
-                first_attempts.start_soon(nursery.start, upstream.serve_connection, opener)
+                connect = partial(
+                    upstream.serve_connection, opener, backoff_max=reconnect_backoff_max
+                )
+                first_attempts.start_soon(nursery.start, connect)
         await server.refresh()
         nursery.start_soon(server.serve_list_changes)
         if isinstance(face, StdioFace):
