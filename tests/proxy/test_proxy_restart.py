@@ -83,6 +83,6 @@ async def test_killed_and_restarted_upstream_is_named_then_picked_up_again() -> 
                         assert "'ev'" in again.text_content
                         await trio.sleep(0.1)
                 assert again.text_content == before.text_content
-                assert proxy.upstreams["ev"].state is UpstreamState.CONNECTED
+                assert proxy.upstreams["ev"].status.connected
                 nursery.cancel_scope.cancel()
         children.cancel_scope.cancel()
