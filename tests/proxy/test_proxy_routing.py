@@ -198,17 +198,7 @@ async def test_cancellation_crosses_the_proxy_exactly_once(
 
 @pytest.mark.parametrize(
     "upstream_era",
-    [
-        "2025-11-25",
-        pytest.param(
-            "2026-07-28",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="mcp/_duplex serves stateless requests in throwaway sessions, so "
-                "notifications/cancelled on the channel finds nothing to cancel",
-            ),
-        ),
-    ],
+    ["2025-11-25", "2026-07-28"],
 )
 async def test_cancellation_over_a_message_channel_upstream(upstream_era: str) -> None:
     one, seen = build_upstream("one")

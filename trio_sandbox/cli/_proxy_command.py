@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import ssl
 import sys
@@ -104,18 +105,12 @@ def _upstream_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise UsageError("--upstream-key: given without --upstream-cert")
     if not (args.upstream_ca or args.upstream_cert):
         return None
+    for kind in ("ca", "cert", "key"):
+        path = getattr(args, f"upstream_{kind}")
+        if path is not None and not os.access(path, os.R_OK):
+            raise UsageError(f"--upstream-{kind}: cannot read {path}")
     try:
         return client_ssl_context(args.upstream_ca, args.upstream_cert, args.upstream_key)
-    except FileNotFoundError as exc:
-        option = next(
-            (
-                f"--upstream-{kind}"
-                for kind in ("ca", "cert", "key")
-                if getattr(args, f"upstream_{kind}") == exc.filename
-            ),
-            "--upstream-ca/--upstream-cert/--upstream-key",
-        )
-        raise UsageError(f"{option}: cannot read {exc.filename}") from None
     except (OSError, ssl.SSLError, ConfigError) as exc:
         raise UsageError(
             f"--upstream-ca/--upstream-cert/--upstream-key: cannot use them: {exc}"
