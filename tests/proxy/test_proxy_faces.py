@@ -45,6 +45,7 @@ INITIALIZE = {
         "clientInfo": {"name": "t", "version": "1"},
     },
 }
+TWO_UPSTREAMS = ["--upstream", "a=http://x", "--upstream", "b=http://y"]
 POST_HEADERS = {"accept": "application/json, text/event-stream"}
 
 
@@ -124,8 +125,7 @@ def _alive_not_zombie(pid: int) -> bool:
         (["--upstream", "a=ftp://x", "--plain-http"], "--upstream"),
         (["--upstream", "a=http://x", "--prefix", "b=p", "--plain-http"], "--prefix"),
         (
-            ["--upstream", "a=http://x", "--upstream", "b=http://y"]
-            + ["--prefix", "a=p", "--prefix", "b=p", "--plain-http"],
+            [*TWO_UPSTREAMS, "--prefix", "a=p", "--prefix", "b=p", "--plain-http"],
             "--prefix",
         ),
         (["--upstream", "a=http://x", "--listen", "0.0.0.0:1", "--plain-http"], "--listen"),
