@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Final
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
+from typing import Final, cast
 
 import attrs
 import httpx
@@ -159,23 +159,26 @@ class HttpTransport:
     ) -> bool:
         """Deliver every message of an SSE stream; True once the response to ``request_id`` came."""
         data_lines: list[str] = []
-        async for line in response.aiter_lines():
-            if line == "":
-                payload = "\n".join(data_lines)
-                data_lines = []
-                if payload.strip() and await self._deliver_event(payload, request_id):
-                    return True
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data_lines.append(value)
-            elif field == "id" and "\0" not in value:
-                state.last_event_id = value
-            elif field == "retry" and value.isdigit():
-                state.retry_ms = int(value)
+        # httpx's own nested generators still trip trio's "garbage collected before exhausted"
+        # ResourceWarning when a stream is left early; ours at least is closed at once.
+        async with aclosing(cast(AsyncGenerator[str, None], response.aiter_lines())) as lines:
+            async for line in lines:
+                if line == "":
+                    payload = "\n".join(data_lines)
+                    data_lines = []
+                    if payload.strip() and await self._deliver_event(payload, request_id):
+                        return True
+                    continue
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "data":
+                    data_lines.append(value)
+                elif field == "id" and "\0" not in value:
+                    state.last_event_id = value
+                elif field == "retry" and value.isdigit():
+                    state.retry_ms = int(value)
         return False
 
     async def _deliver_event(self, payload: str, request_id: RequestId | None) -> bool:
