@@ -35,6 +35,7 @@ SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What bwrap itself runs with: nothing of the launcher's environment.
 BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 STOP_GRACE_SECONDS = 5.0
+_RESIGNAL_INTERVAL_SECONDS = 0.05
 _MERGED_USR_NAMES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
@@ -76,6 +77,18 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                     yield from _unreadable_by_others(root, inner)
             elif stat.S_ISREG(mode) and not mode & 0o004:
                 yield "/" + inner
+
+
+def _missing_parents(paths: list[str]) -> list[str]:
+    """Ancestors of `paths` that the `host` image's tmpfs root does not already provide."""
+    provided = ("/usr", "/etc", "/proc", "/dev", "/tmp")
+    parents: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(path.rstrip("/"))
+        while parent != "/" and not any(_is_within(parent, done) for done in provided):
+            parents.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(parents, key=lambda parent: (parent.count("/"), parent))
 
 
 def _find_setpriv(root: str) -> str | None:
@@ -125,6 +138,11 @@ def bwrap_argv(
     argv += ["--perms", "1777", "--tmpfs", "/tmp"]
     if host_image:
         binds, links = python_bind_paths()
+        # bwrap creates missing parents of a mount point with mode 0700, which uid 65534
+        # could not cross: create them world-traversable first.
+        wanted = [*binds, *(link for _, link in links), *(mount.target for mount in mounts)]
+        for parent in _missing_parents(wanted):
+            argv += ["--perms", "0755", "--dir", parent]
         for path in binds:
             argv += ["--ro-bind", path, path]
         for target, link in links:
@@ -151,9 +169,10 @@ def bwrap_argv(
     return argv
 
 
-def _children_of(parent: int) -> list[int]:
-    """Host pids whose parent is `parent` (no /proc/PID/task/TID/children on this kernel)."""
-    found = []
+def _descendants_of(ancestor: int) -> list[int]:
+    """Host pids below `ancestor`, parents first (one pass over /proc/*/stat: this kernel
+    has no /proc/PID/task/TID/children)."""
+    children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -162,8 +181,13 @@ def _children_of(parent: int) -> list[int]:
                 fields = stat_file.read().rpartition(b")")[2].split()
         except OSError:
             continue
-        if int(fields[1]) == parent:
-            found.append(int(name))
+        children.setdefault(int(fields[1]), []).append(int(name))
+    found: list[int] = []
+    pending = [ancestor]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
     return found
 
 
@@ -210,15 +234,20 @@ class _Sandbox:
     async def stop(self, bwrap: Child) -> None:
         """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
         if self.ready.is_set():
-            for pid in _children_of(self.init_pid):
-                with contextlib.suppress(ProcessLookupError):
-                    if os.getpgid(pid) == pid:
-                        os.killpg(pid, signal.SIGINT)
-                    else:
-                        os.kill(pid, signal.SIGINT)
+            # Like Ctrl-C on a terminal's foreground group: every process in the sandbox but
+            # its init (the command shares init's process group, so killpg cannot single it
+            # out). Processes started during the grace period get it too: a shell that was
+            # between two commands when the first round came would start the next one.
+            signalled: set[int] = set()
             with trio.move_on_after(STOP_GRACE_SECONDS):
-                await bwrap.wait()
-                return
+                while True:
+                    for pid in set(_descendants_of(self.init_pid)) - signalled:
+                        signalled.add(pid)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGINT)
+                    with trio.move_on_after(_RESIGNAL_INTERVAL_SECONDS):
+                        await bwrap.wait()
+                        return
             # Killing the namespace's init kills every process in it.
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)

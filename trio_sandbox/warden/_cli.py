@@ -145,11 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; parses `sys.argv` when `argv` is None."""
     args = list(sys.argv[1:] if argv is None else argv)
     spec = parse_wrap_args(args)
+    failures: tuple[BaseException, ...] = ()
     try:
         return trio.run(wrap, spec)
-    except WrapUsageError as exc:
-        print(f"trio-sandbox-warden: error: {exc}", file=sys.stderr, flush=True)
-        return WARDEN_ERROR_STATUS
-    except OSError as exc:
-        print(f"trio-sandbox-warden: error: {exc}", file=sys.stderr, flush=True)
-        return WARDEN_ERROR_STATUS
+    except* (WrapUsageError, OSError) as group:
+        failures = group.exceptions
+    for failure in failures:
+        print(f"trio-sandbox-warden: error: {failure}", file=sys.stderr, flush=True)
+    return WARDEN_ERROR_STATUS

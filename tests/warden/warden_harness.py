@@ -1,0 +1,119 @@
+"""Drive the real warden CLI as a subprocess, and look at the host's processes from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import trio
+
+WARDEN = (sys.executable, "-m", "trio_sandbox.warden", "wrap")
+# Every escape attempt below is ordinary Python run by the host's interpreter, which the
+# `host` image binds read-only; printing one JSON object lets the test assert on results.
+PYTHON = sys.executable
+
+
+def launcher_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+async def wrap(
+    *options: str,
+    command: Sequence[str],
+    image: str = "host",
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [*WARDEN, *options, image, "--", *command],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=dict(env) if env is not None else None,
+    )
+
+
+async def probe(code: str, *options: str, env: Mapping[str, str] | None = None) -> object:
+    """Run `code` with the sandbox's python; it must print one JSON document last."""
+    result = await wrap(*options, command=[PYTHON, "-c", code], env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
+
+
+def unique_marker() -> str:
+    """A `sleep` duration no other process on this machine uses: a findable command line."""
+    return f"{random.randrange(10**6, 10**7)}.{random.randrange(10**3, 10**4)}"
+
+
+def live_pids_with(marker: str) -> list[int]:
+    """Host pids (zombies excluded: they hold nothing) whose command line contains marker."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            state = Path(f"/proc/{name}/stat").read_bytes().rpartition(b")")[2].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != b"Z":
+            found.append(int(name))
+    return found
+
+
+async def wait_gone(pids: Sequence[int]) -> None:
+    """Wait, without polling, until every pid has exited (a pidfd turns readable)."""
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            trio.lowlevel.notify_closing(pidfd)
+            os.close(pidfd)
+
+
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def read_host_file(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def host_path_exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def start_host_sleep(marker: str) -> subprocess.Popen[bytes]:
+    """A host process the sandbox must not see."""
+    return subprocess.Popen(["sleep", marker])
+
+
+def quote(text: str) -> str:
+    return json.dumps(text)
