@@ -19,6 +19,7 @@ from ._jsonrpc import (
     MessageDecodeError,
     Notification,
     Request,
+    RequestId,
     Response,
     decode_message,
     dump_message,
@@ -42,6 +43,8 @@ async def serve_duplex(
             await send_bytes(data)
 
     session = server.open_session(send_standalone=send)
+    # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
+    stateless_scopes: dict[RequestId, trio.CancelScope] = {}
     try:
         async with trio.open_nursery() as nursery:
             async for payload in incoming:
@@ -49,7 +52,7 @@ async def serve_duplex(
                     if isinstance(item, McpError):
                         await send(item.response_for(getattr(item, "request_id", None)))
                     else:
-                        _dispatch(nursery, server, session, item, send)
+                        _dispatch(nursery, server, session, stateless_scopes, item, send)
             # The peer hung up: nobody is left to read answers.
             nursery.cancel_scope.cancel()
     finally:
@@ -84,13 +87,17 @@ def _dispatch(
     nursery: trio.Nursery,
     server: McpServer,
     session: ServerSession,
+    stateless_scopes: dict[RequestId, trio.CancelScope],
     message: Message,
     send: Callable[[Message], Awaitable[None]],
 ) -> None:
     if isinstance(message, Request):
-        nursery.start_soon(_serve_request, server, session, message, send)
+        nursery.start_soon(_serve_request, server, session, stateless_scopes, message, send)
     elif isinstance(message, Notification):
         session.handle_notification(message)
+        request_id = (message.params or {}).get("requestId")
+        if message.method == "notifications/cancelled" and request_id in stateless_scopes:
+            stateless_scopes[request_id].cancel()
     elif isinstance(message, (Response, ErrorResponse)):
         session.handle_response(message)
 
@@ -98,6 +105,7 @@ def _dispatch(
 async def _serve_request(
     server: McpServer,
     session: ServerSession,
+    stateless_scopes: dict[RequestId, trio.CancelScope],
     request: Request,
     send: Callable[[Message], Awaitable[None]],
 ) -> None:
@@ -112,7 +120,15 @@ async def _serve_request(
         except McpError as exc:
             await send(exc.response_for(request.id))
             return
-        await request_session.handle_request(request, send)
+        if request.id in stateless_scopes:
+            await send(McpError(INVALID_REQUEST, "duplicate request id").response_for(request.id))
+            return
+        with trio.CancelScope() as scope:
+            stateless_scopes[request.id] = scope
+            try:
+                await request_session.handle_request(request, send)
+            finally:
+                del stateless_scopes[request.id]
         return
     await session.handle_request(request, send)
 
