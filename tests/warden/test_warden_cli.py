@@ -1,0 +1,82 @@
+"""Parsing the contract's command line, and the seccomp program's shape."""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+import pytest
+
+from trio_sandbox.warden import PortSpec, VolumeSpec, deny_list_program, parse_wrap_args
+from trio_sandbox.warden._spec import WrapUsageError, parse_port, parse_volume
+
+
+def test_contract_command_line() -> None:
+    spec = parse_wrap_args(
+        [
+            *["wrap", "--volume", "~/work:/work", "--volume", "cache:/cache:ro"],
+            *["-p", "127.0.0.1:4242:8080", "--env", "A=1=2", "--env", "STAKPAK_MCP_PORT=8080"],
+            *["--workdir", "/work", "--network", "none", "host", "--", "cmd", "--flag", "--"],
+        ]
+    )
+    assert spec.image == "host"
+    assert spec.command == ("cmd", "--flag", "--")
+    assert spec.env == (("A", "1=2"), ("STAKPAK_MCP_PORT", "8080"))
+    assert spec.ports == (PortSpec("127.0.0.1", 4242, 8080),)
+    assert spec.volumes[1] == VolumeSpec("cache", "/cache", read_only=True, named=True)
+    assert (spec.workdir, spec.backend, spec.network) == ("/work", "auto", "none")
+
+
+def test_default_command_is_the_tool_server() -> None:
+    spec = parse_wrap_args(["wrap", "host"])
+    assert spec.command == (sys.executable, "-m", "trio_sandbox.tools")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("data:/data", VolumeSpec("data", "/data", read_only=False, named=True)),
+        ("/srv:/srv:ro", VolumeSpec("/srv", "/srv", read_only=True, named=False)),
+        ("~/x:/x", VolumeSpec("/home/me/x", "/x", read_only=False, named=False)),
+        ("~:/home", VolumeSpec("/home/me", "/home", read_only=False, named=False)),
+        (".cfg:/cfg", VolumeSpec("/srv/.cfg", "/cfg", read_only=False, named=False)),
+        ("./rel:/rel", VolumeSpec("/srv/rel", "/rel", read_only=False, named=False)),
+    ],
+)
+def test_volume_rules(text: str, expected: VolumeSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/srv")
+    assert parse_volume(text, home="/home/me") == expected
+
+
+@pytest.mark.parametrize("text", ["nocolon", "a:relative", "../x:/x:maybe", "bad name!:/x"])
+def test_bad_volumes(text: str) -> None:
+    with pytest.raises(WrapUsageError):
+        parse_volume(text)
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0:1:2", "127.0.0.1:0:2", "127.0.0.1:x:2", "1:2:3:4"])
+def test_bad_ports(text: str) -> None:
+    with pytest.raises(WrapUsageError):
+        parse_port(text)
+
+
+def test_short_port_form_defaults_to_loopback() -> None:
+    assert parse_port("4242:8080") == PortSpec("127.0.0.1", 4242, 8080)
+
+
+def test_seccomp_program_is_well_formed() -> None:
+    program = deny_list_program("x86_64")
+    assert len(program) % 8 == 0
+    instructions = [struct.unpack("=HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
+    assert len(instructions) < 4096
+    for index, (code, jt, jf, _k) in enumerate(instructions):
+        if code & 0x07 == 0x05:  # a jump stays inside the program
+            assert index + 1 + max(jt, jf) < len(instructions)
+    assert instructions[-1] == (0x06, 0, 0, 0x7FFF0000)  # default: allow
+
+
+def test_seccomp_refuses_unknown_architectures() -> None:
+    from trio_sandbox.warden._seccomp import SeccompUnsupportedError
+
+    with pytest.raises(SeccompUnsupportedError):
+        deny_list_program("riscv64")
