@@ -124,7 +124,7 @@ class FakeLauncher:
                 **hooks.client.client_options(),
             ) as client:
                 generation.up_at = trio.current_time()
-                task_status.started(Launched(client, None, {"ready": generation.up_at}))
+                task_status.started(Launched(client, None, None, {"ready": generation.up_at}))
                 await generation.died.wait()
                 hooks.went_down("the fake sandbox died")
                 raise WardenExited(137, "fake: killed")

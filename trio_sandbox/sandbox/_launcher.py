@@ -62,6 +62,8 @@ class Launched:
 
     client: McpClient
     warden_pid: int | None = None
+    # Where the tool server is reached (the warden's published port), when it is a URL.
+    url: str | None = None
     # trio clock times of the start's milestones (warden_started, ca_block, first_attempt, ready).
     timeline: Mapping[str, float] = attrs.field(factory=dict)
 
@@ -150,7 +152,7 @@ async def warden_launcher(
         )
         run.ready = True
         run.timeline["ready"] = trio.current_time()
-        task_status.started(Launched(client, started.process.pid, dict(run.timeline)))
+        task_status.started(Launched(client, started.process.pid, url, dict(run.timeline)))
 
 
 async def _watch_warden(

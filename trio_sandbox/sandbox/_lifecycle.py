@@ -190,6 +190,14 @@ class Sandbox:
         return generation.launched.warden_pid
 
     @property
+    def sandbox_url(self) -> str | None:
+        """Where the current generation's tool server is published (behind mutual TLS)."""
+        generation = self._generation
+        if generation is None or generation.launched is None:
+            return None
+        return generation.launched.url
+
+    @property
     def start_timeline(self) -> Mapping[str, float]:
         """trio clock times of the current generation's start milestones."""
         generation = self._generation

@@ -1,0 +1,158 @@
+"""End to end with the real bubblewrap warden and the real tool server (real time, bounded):
+tools listed and called, the tool server killed inside and the next call served after the
+respawn, cancellation in the middle of startup; and after ``open_sandbox`` exits, no child
+process, listening socket, temporary file or task of ours remains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+
+from trio_sandbox.sandbox import SandboxConfig, SandboxRestarted, open_sandbox
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line or environment holds ``marker`` (ours, whatever their parent)."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{entry}/{part}", "rb") as source:
+                    if needle in source.read():
+                        found.append(int(entry))
+                        break
+            except OSError:
+                continue
+    return found
+
+
+def listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[3] == "0A":  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def all_tasks() -> set[trio.lowlevel.Task]:
+    tasks: set[trio.lowlevel.Task] = set()
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        tasks.add(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return tasks
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every temporary file of ours (and of the warden, which inherits TMPDIR) lands here."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setenv("TMPDIR", str(directory))
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    yield directory
+
+
+@pytest.fixture
+def marker() -> str:
+    return f"trio-sandbox-e2e-{uuid.uuid4().hex}"
+
+
+def e2e_config(marker: str) -> SandboxConfig:
+    # The marker lands in the command lines and environments of everything we start.
+    return SandboxConfig(env={"TRIO_SANDBOX_E2E_MARK": marker}, stop_grace=5.0)
+
+
+async def test_tools_calls_respawn_and_a_clean_teardown(private_tmp: Path, marker: str) -> None:
+    tasks_before = all_tasks()
+    with trio.fail_after(90):
+        async with open_sandbox(e2e_config(marker)) as sandbox:
+            names = {tool.name for tool in sandbox.tools}
+            assert {"run_command", "view", "create", "str_replace"} <= names
+            assert {tool.name for tool in await sandbox.list_tools()} == names
+            result = await sandbox.call_tool(
+                "run_command", {"command": "id -u; echo $STAKPAK_MCP_PORT"}
+            )
+            assert not result.is_error
+            assert result.text_content.split()[:2] == ["65534", "8080"]
+            proxy_port = port_of(sandbox.proxy_url)
+            first_url = sandbox.sandbox_url
+            assert first_url is not None
+            first_warden = sandbox.warden_pid
+            assert first_warden is not None
+            assert processes_with(marker)  # the scan can see what we started
+            assert {proxy_port, port_of(first_url)} <= listening_ports()
+
+            # kill -9 the tool server inside: the call doing it fails as restarted, the next
+            # one runs on the respawned sandbox.
+            with pytest.raises(SandboxRestarted):
+                await sandbox.call_tool("run_command", {"command": "kill -9 $PPID; sleep 5"})
+            result = await sandbox.call_tool("run_command", {"command": "echo back"})
+            assert "back" in result.text_content
+            assert sandbox.health.generation == 2 and sandbox.health.healthy
+            assert sandbox.warden_pid != first_warden
+            assert sandbox.proxy_url.endswith(f":{proxy_port}/mcp")
+            second_warden = sandbox.warden_pid
+            second_url = sandbox.sandbox_url
+            assert second_warden is not None and second_url is not None
+        # Nothing of ours remains: processes, listening sockets, temporary files, tasks.
+        for pid in (first_warden, second_warden):
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+        assert processes_with(marker) == []
+        assert not {proxy_port, port_of(first_url), port_of(second_url)} & listening_ports()
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", proxy_port)):
+            pass
+        assert list(private_tmp.iterdir()) == []
+        assert all_tasks() == tasks_before
+
+
+@pytest.mark.parametrize("when", ["warden running", "after 0.4 s", "after 0.8 s"])
+async def test_cancelling_in_the_middle_of_startup_leaves_nothing(
+    private_tmp: Path, marker: str, when: str
+) -> None:
+    tasks_before = all_tasks()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+
+            async def start_then_hang() -> None:
+                async with open_sandbox(e2e_config(marker)):
+                    pytest.fail("it was meant to be cancelled while starting")  # pragma: no cover
+
+            nursery.start_soon(start_then_hang)
+            if when == "warden running":
+                while not processes_with(marker):
+                    await trio.sleep(0.005)
+            else:
+                await trio.sleep(float(when.split()[1]))
+            nursery.cancel_scope.cancel()  # what Ctrl-C does to a trio program
+        assert processes_with(marker) == []
+        assert list(private_tmp.iterdir()) == []
+        assert all_tasks() == tasks_before
