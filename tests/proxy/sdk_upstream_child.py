@@ -13,7 +13,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
 
-from sdk_peer_server import build_sdk_server  # noqa: E402
+from sdk_peer_server import build_sdk_server
 
 
 def main(port: int) -> None:
