@@ -1,7 +1,7 @@
 """Shared pieces of the proxy tests: small upstream servers, and the proxy and servers running.
 
 The helpers of tests/mcp (ASGI driver, fuzz strategies and checks) and tests/conformance (the
-conformance runner's result parsing) are reused from their directories.
+conformance runner's result parsing) are reused from their directories (see conftest.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import functools
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -40,9 +39,6 @@ from trio_sandbox.proxy import HttpFace, ProxyFace, ProxyHandle, UpstreamSpec, s
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
-for _shared in (TESTS / "mcp", TESTS / "conformance"):
-    if str(_shared) not in sys.path:
-        sys.path.insert(0, str(_shared))
 
 NODE_BIN = REPO / ".tools" / "npm" / "node_modules" / ".bin"
 EVERYTHING_SERVER = TESTS / "conformance" / "everything_server.py"
