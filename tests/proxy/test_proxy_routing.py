@@ -196,10 +196,7 @@ async def test_cancellation_crosses_the_proxy_exactly_once(
         assert (await client.call_tool("one__echo", {"text": "ok"})).text_content == "one:echo:ok"
 
 
-@pytest.mark.parametrize(
-    "upstream_era",
-    ["2025-11-25", "2026-07-28"],
-)
+@pytest.mark.parametrize("upstream_era", ERAS)
 async def test_cancellation_over_a_message_channel_upstream(upstream_era: str) -> None:
     one, seen = build_upstream("one")
     async with (
@@ -208,7 +205,7 @@ async def test_cancellation_over_a_message_channel_upstream(upstream_era: str) -
     ):
         with trio.move_on_after(0.5):
             await client.call_tool("one__wait", {})
-        with trio.move_on_after(2):
+        with trio.fail_after(5):
             await seen.was_cancelled.wait()
         upstream_client = proxy.upstreams["one"].client
         assert upstream_client is not None
