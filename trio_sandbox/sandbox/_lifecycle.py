@@ -411,6 +411,8 @@ class Sandbox:
                     entry.upstream.attach(launched.client)
                     entry.settled.set()
                     await self._wait_session_end(session, entry)
+                    # Forget it before stopping it: a late call of the session gets a fresh one.
+                    self._forget_session(session, entry)
                     nursery.cancel_scope.cancel()
         except BaseException as exc:
             ending = _generation_ending(exc)
@@ -422,8 +424,11 @@ class Sandbox:
         finally:
             generation.went_down("the session ended")
             entry.settled.set()
-            if self._sessions.get(session) is entry:
-                del self._sessions[session]
+            self._forget_session(session, entry)
+
+    def _forget_session(self, session: ServerSession, entry: _SessionSandbox) -> None:
+        if self._sessions.get(session) is entry:
+            del self._sessions[session]
 
     async def _wait_session_end(self, session: ServerSession, entry: _SessionSandbox) -> None:
         idle_limit = self.config.ephemeral_idle_timeout
