@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .sandbox import SandboxMode as SandboxMode
     from .sandbox import SandboxRestarted as SandboxRestarted
     from .sandbox import SandboxStartError as SandboxStartError
+    from .sandbox import SandboxUnavailable as SandboxUnavailable
     from .sandbox import open_sandbox as open_sandbox
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "SandboxMode",
     "SandboxRestarted",
     "SandboxStartError",
+    "SandboxUnavailable",
     "open_sandbox",
 ]
 
