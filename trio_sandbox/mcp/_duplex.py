@@ -96,7 +96,12 @@ def _dispatch(
     elif isinstance(message, Notification):
         session.handle_notification(message)
         request_id = (message.params or {}).get("requestId")
-        if message.method == "notifications/cancelled" and request_id in stateless_scopes:
+        # Any JSON may come as requestId (a list is unhashable): only ids can name a request.
+        if (
+            message.method == "notifications/cancelled"
+            and isinstance(request_id, (str, int))
+            and request_id in stateless_scopes
+        ):
             stateless_scopes[request_id].cancel()
     elif isinstance(message, (Response, ErrorResponse)):
         session.handle_response(message)
