@@ -226,15 +226,6 @@ async def exercise_sdk_server(client: McpClient, sdk: MCPServer[Any], pinned: st
     assert "deliberate failure" in failed.text_content
 
 
-# Our HTTP client leaves httpx's async generators for Trio to finalize when it stops reading an
-# SSE stream early (the response arrived, or the GET stream is cancelled at close); see
-# test_our_http_client_finalizes_its_streams below, which fails while that is so.
-OUR_HTTPX_GENERATORS = pytest.mark.filterwarnings(
-    "ignore:Async generator 'http(x|core)[.]:ResourceWarning"
-)
-
-
-@OUR_HTTPX_GENERATORS
 @pytest.mark.parametrize("pinned", OUR_CLIENT_VERSIONS)
 async def test_our_client_against_sdk_server_over_http(pinned: str | None) -> None:
     """The SDK's Starlette app, served by hypercorn under Trio through our serve_http."""
@@ -274,10 +265,6 @@ async def test_our_client_against_sdk_server_over_stdio(pinned: str | None) -> N
         await exercise_sdk_server(client, build_sdk_server(), pinned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_http_client breaks out of response.aiter_lines() without closing httpx's generators",
-)
 async def test_our_http_client_finalizes_its_streams() -> None:
     sdk = build_sdk_server()
     with warnings.catch_warnings(record=True) as caught:

@@ -24,8 +24,6 @@ from trio_sandbox.mcp import (
     serve_http,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:Async generator 'http(x|core)[.]:ResourceWarning")
-
 ERAS = [None, "2025-11-25", "2025-03-26"]  # None: probe, which finds the stateless era
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
-from typing import Final, cast
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Final
 
 import attrs
 import httpx
@@ -159,9 +159,7 @@ class HttpTransport:
     ) -> bool:
         """Deliver every message of an SSE stream; True once the response to ``request_id`` came."""
         data_lines: list[str] = []
-        # httpx's own nested generators still trip trio's "garbage collected before exhausted"
-        # ResourceWarning when a stream is left early; ours at least is closed at once.
-        async with aclosing(cast(AsyncGenerator[str, None], response.aiter_lines())) as lines:
+        async with _finishing(response.aiter_lines()) as lines:
             async for line in lines:
                 if line == "":
                     payload = "\n".join(data_lines)
@@ -233,6 +231,28 @@ class HttpTransport:
                 await self._client.delete(self.target, headers=self._headers({}, "*/*"))
             except httpx.HTTPError as exc:
                 logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
+
+
+@asynccontextmanager
+async def _finishing(lines: AsyncIterator[str]) -> AsyncIterator[AsyncIterator[str]]:
+    """Yield ``lines`` (httpx's ``aiter_lines()``) and finish it however the reader leaves.
+
+    httpx nests async generators several deep (lines -> text -> bytes -> raw -> httpcore), and
+    ``aclose()`` finishes only the outermost: the inner ones would be left for Trio to finalize,
+    with a ResourceWarning. Reading on under a cancelled scope instead consumes what is already
+    buffered, then makes the innermost network read raise Cancelled, which unwinds and finishes
+    every generator of the chain (and httpcore closes or releases the connection).
+    """
+    try:
+        yield lines
+    finally:
+        with trio.CancelScope() as drain:
+            drain.cancel()
+            try:
+                async for _line in lines:
+                    pass
+            except (httpx.HTTPError, httpx.StreamError):
+                pass  # the stream broke or was closed: its generators are finished either way
 
 
 def http_transport(
