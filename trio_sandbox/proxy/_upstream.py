@@ -344,6 +344,9 @@ class Upstream:
     # --- using the session --------------------------------------------------------------------
 
     async def _wait_for_session(self, previous: _Attachment | None) -> _Attachment:
+        attachment = self._attachment
+        if attachment is not None and attachment is not previous:
+            return attachment  # the usual case, without a timeout scope
         with trio.move_on_after(self.call_wait):
             while self._attachment is None or self._attachment is previous:
                 await self._changed.wait()

@@ -1,0 +1,237 @@
+"""Calls per second of a no-op tool through the proxy, beside a direct call and the official SDK.
+
+Legs, each ``--seconds`` long (default 3), with 1 and ``--callers`` (default 20) concurrent
+callers on one connection, all in the same run:
+
+- proxied: our client -> ``python -m trio_sandbox proxy`` (mutual-TLS face, over HTTPS and over
+  WebSocket on the same endpoint) -> the upstream over WebSocket with mutual TLS: two hops, both
+  authenticated;
+- direct: our client -> the same upstream over WebSocket with mutual TLS (one hop);
+- sdk: the official SDK's client (asyncio) -> the SDK's MCPServer on uvicorn, plain HTTP: one
+  hop, the SDK's usual stack.
+
+The upstream, the proxy and the SDK server and client each run in their own child process. The
+goal: the proxied path at least as fast as the SDK's single plain-HTTP hop. Run:
+
+    .venv/bin/python benchmarks/proxy_calls.py --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+# The SDK legs and the child-process plumbing are mcp_calls.py's, so both benchmarks measure
+# the SDK the same way.
+from mcp_calls import NOOP_TOOL, free_port, read_line, start_child, wait_for_port
+
+SCRIPT = os.path.abspath(__file__)
+MCP_CALLS = os.path.join(os.path.dirname(SCRIPT), "mcp_calls.py")
+REPO = Path(SCRIPT).resolve().parent.parent
+GOAL = 1.0  # proxied / sdk
+RUN_DEADLINE = 300.0
+
+
+def serve_upstream(bundle_dir: str) -> None:
+    """The upstream: our server with a no-op tool on wss:// with mutual TLS."""
+    from trio_sandbox.mcp import (
+        BoundServer,
+        Implementation,
+        McpHttpApp,
+        McpServer,
+        RequestContext,
+        serve_http,
+    )
+    from trio_sandbox.tls import CertificateChain
+
+    server = McpServer(Implementation("bench-upstream", "1"))
+
+    @server.tool(NOOP_TOOL, description="Does nothing.")
+    async def noop(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return ""
+
+    chain = CertificateChain.generate()
+    chain.write_client_bundle(bundle_dir)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            bound: BoundServer = await nursery.start(
+                functools.partial(
+                    serve_http, McpHttpApp(server), ssl_context=chain.server_ssl_context()
+                )
+            )
+            print("wss" + bound.url.removeprefix("https"), flush=True)
+
+    trio.run(main)
+
+
+async def our_leg(
+    url: str, context: ssl.SSLContext, seconds: float, callers: int
+) -> dict[str, Any]:
+    from trio_sandbox.mcp import open_mcp_client
+
+    async with open_mcp_client(url, ssl_context=context) as client:
+        await client.call_tool(NOOP_TOOL, {})  # warm up
+
+        async def leg(concurrency: int) -> float:
+            count = 0
+            deadline = trio.current_time() + seconds
+
+            async def caller() -> None:
+                nonlocal count
+                while trio.current_time() < deadline:
+                    result = await client.call_tool(NOOP_TOOL, {})
+                    assert not result.is_error, result
+                    count += 1
+
+            started = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(concurrency):
+                    nursery.start_soon(caller)
+            return count / (time.perf_counter() - started)
+
+        return {
+            "version": client.protocol_version,
+            "sequential": await leg(1),
+            "concurrent": await leg(callers),
+        }
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> str:
+    seen = b""
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise RuntimeError(f"the child ended before saying {marker!r}: {seen!r}")
+        seen += chunk
+    return seen.decode()
+
+
+async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any]]:
+    from trio_sandbox.tls import load_client_ssl_context
+
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as private:
+        upstream_bundle = Path(private) / "upstream"
+        proxy_bundle = Path(private) / "proxy"
+        async with trio.open_nursery() as nursery:
+            upstream = await start_child(
+                nursery,
+                [sys.executable, SCRIPT, "_serve-upstream", str(upstream_bundle)],
+                stdout=subprocess.PIPE,
+            )
+            assert upstream.stdout is not None
+            upstream_url = await read_line(upstream.stdout)
+            proxy = await start_child(
+                nursery,
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_sandbox",
+                    "proxy",
+                    "--upstream",
+                    f"up={upstream_url}",
+                    "--prefix",
+                    "up=",
+                    "--upstream-ca",
+                    str(upstream_bundle / "ca.pem"),
+                    "--upstream-cert",
+                    str(upstream_bundle / "client.pem"),
+                    "--upstream-key",
+                    str(upstream_bundle / "client.key"),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--client-cert-dir",
+                    str(proxy_bundle),
+                ],
+                stderr=subprocess.PIPE,
+                cwd=REPO,
+            )
+            assert proxy.stderr is not None
+            said = await read_until(proxy.stderr, b"or in Python")
+            proxy_url = said.split("listening at ", 1)[1].split()[0]
+            proxy_context = load_client_ssl_context(proxy_bundle)
+            results["proxied https"] = await our_leg(proxy_url, proxy_context, seconds, callers)
+            # The same mTLS face also takes WebSocket connections on the same endpoint.
+            proxy_wss = "wss" + proxy_url.removeprefix("https")
+            results["proxied wss"] = await our_leg(proxy_wss, proxy_context, seconds, callers)
+            results["direct wss mtls"] = await our_leg(
+                upstream_url, load_client_ssl_context(upstream_bundle), seconds, callers
+            )
+
+            port = free_port()
+            await start_child(nursery, [sys.executable, MCP_CALLS, "_serve-sdk", str(port)])
+            await wait_for_port(port)
+            finished = await trio.run_process(
+                [
+                    sys.executable,
+                    MCP_CALLS,
+                    "_client-sdk",
+                    f"http://127.0.0.1:{port}/mcp",
+                    str(seconds),
+                    str(callers),
+                ],
+                capture_stdout=True,
+            )
+            results["sdk http"] = json.loads(finished.stdout.decode().strip().splitlines()[-1])
+            nursery.cancel_scope.cancel()
+    return results
+
+
+def report(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> str:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    lines = [
+        f"no-op tools/call, {seconds:g} s per leg, 1 and {callers} concurrent callers",
+        f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews every leg)",
+        f"{'leg':<18}{'version':<12}{'sequential/s':>14}{'concurrent/s':>14}",
+    ]
+    for name, figures in results.items():
+        lines.append(
+            f"{name:<18}{figures['version']:<12}"
+            f"{figures['sequential']:>14.0f}{figures['concurrent']:>14.0f}"
+        )
+    direct, sdk = results["direct wss mtls"], results["sdk http"]
+    for face in ("proxied https", "proxied wss"):
+        proxied = results[face]
+        for mode in ("sequential", "concurrent"):
+            versus_direct = proxied[mode] / direct[mode] if direct[mode] else math.inf
+            versus_sdk = proxied[mode] / sdk[mode] if sdk[mode] else math.inf
+            verdict = "meets" if versus_sdk >= GOAL else "MISSES"
+            lines.append(
+                f"{face}, {mode}: {versus_direct:.2f}x direct, "
+                f"{versus_sdk:.2f}x sdk http ({verdict} the {GOAL:g}x goal)"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "_serve-upstream":
+        serve_upstream(sys.argv[2])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each leg")
+    parser.add_argument("--callers", type=int, default=20, help="concurrent callers")
+    args = parser.parse_args()
+
+    async def bounded() -> dict[str, dict[str, Any]]:
+        with trio.fail_after(RUN_DEADLINE):
+            return await run_benchmark(args.seconds, args.callers)
+
+    results = trio.run(bounded)
+    print(report(results, args.seconds, args.callers))
+
+
+if __name__ == "__main__":
+    main()
