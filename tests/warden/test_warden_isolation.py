@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 from warden_harness import (
+    HANG_GUARD_SECONDS,
     PYTHON,
     WARDEN,
     host_path_exists,
@@ -249,29 +250,30 @@ async def test_launcher_environment_is_invisible_inside() -> None:
     init (PID 1 inside) does not carry the launcher's variables either."""
     marker = unique_marker()
     env = launcher_env(LAUNCHER_SECRET="warden-launcher-secret")
-    async with trio.open_nursery() as nursery:
-        argv = [
-            *WARDEN,
-            *["--env", "PASSED_IN=visible", "host", "--"],
-            *["sh", "-c", f"{PYTHON} -c '{ENV_SCAN}'; sleep {marker}"],
-        ]
-        run = functools.partial(
-            trio.run_process, argv, env=env, stdout=subprocess.PIPE, check=False
-        )
-        warden: trio.Process = await nursery.start(run)
-        assert warden.stdout is not None
-        output = b""
-        while not output.endswith(b"\n"):
-            output += await warden.stdout.receive_some()
-        # From the host, as root: every process of this sandbox, bwrap included.
-        sandbox_pids = live_pids_with(marker)
-        assert len(sandbox_pids) >= 4  # bwrap, its init, sh, sleep
-        for pid in sandbox_pids:
-            if pid == warden.pid:
-                continue
-            assert b"warden-launcher-secret" not in read_host_file(f"/proc/{pid}/environ")
-        warden.send_signal(2)
-        await warden.wait()
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        async with trio.open_nursery() as nursery:
+            argv = [
+                *WARDEN,
+                *["--env", "PASSED_IN=visible", "host", "--"],
+                *["sh", "-c", f"{PYTHON} -c '{ENV_SCAN}'; sleep {marker}"],
+            ]
+            run = functools.partial(
+                trio.run_process, argv, env=env, stdout=subprocess.PIPE, check=False
+            )
+            warden: trio.Process = await nursery.start(run)
+            assert warden.stdout is not None
+            output = b""
+            while not output.endswith(b"\n"):
+                output += await warden.stdout.receive_some()
+            # From the host, as root: every process of this sandbox, bwrap included.
+            sandbox_pids = live_pids_with(marker)
+            assert len(sandbox_pids) >= 4  # bwrap, its init, sh, sleep
+            for pid in sandbox_pids:
+                if pid == warden.pid:
+                    continue
+                assert b"warden-launcher-secret" not in read_host_file(f"/proc/{pid}/environ")
+            warden.send_signal(2)
+            await warden.wait()
     seen = json.loads(output)
     assert seen.pop("self") is False
     assert seen.pop("passed_in") == "visible"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 from warden_harness import (
+    HANG_GUARD_SECONDS,
     PYTHON,
     WARDEN,
     free_port,
@@ -38,11 +39,15 @@ server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", 8080))
 server.listen()
 print("listening", flush=True)
-while True:
-    client, _ = server.accept()
-    with client:
-        while data := client.recv(65536):
-            client.sendall(data)
+try:
+    while True:
+        client, _ = server.accept()
+        with client:
+            while data := client.recv(65536):
+                client.sendall(data)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
 """
 
 
@@ -57,12 +62,14 @@ async def running_warden(
         warden: trio.Process = await nursery.start(run)
         assert warden.stdout is not None
         first_line = b""
-        while not first_line.endswith(b"\n"):
-            chunk = await warden.stdout.receive_some()
-            assert chunk, "the warden ended before the command was ready"
-            first_line += chunk
+        with trio.fail_after(HANG_GUARD_SECONDS):
+            while not first_line.endswith(b"\n"):
+                chunk = await warden.stdout.receive_some()
+                assert chunk, "the warden ended before the command was ready"
+                first_line += chunk
         assert first_line == b"listening\n"
-        yield warden
+        with trio.fail_after(HANG_GUARD_SECONDS):
+            yield warden
         nursery.cancel_scope.cancel()
 
 
@@ -109,13 +116,19 @@ async def test_published_port_and_nothing_left_after_warden_stops(
 
 @needs_bwrap
 async def test_sigint_reaps_everything_before_the_warden_exits() -> None:
-    """After a SIGINT the warden only exits once every sandbox process is gone."""
+    """SIGINT reaches the command (bwrap forwards no signals), and the warden only exits
+    once every sandbox process is gone."""
     port, marker = free_port(), unique_marker()
     options = ["-p", f"127.0.0.1:{port}:8080"]
     async with running_warden(options, "host", [PYTHON, "-c", ECHO_SERVER, marker]) as warden:
         warden.send_signal(signal.SIGINT)
         assert await warden.wait() == 130
         assert live_pids_with(marker) == []
+        assert warden.stdout is not None
+        rest = b""
+        while chunk := await warden.stdout.receive_some():
+            rest += chunk
+    assert rest == b"interrupted\n"  # the command itself got the SIGINT and could clean up
 
 
 @needs_bwrap
@@ -192,3 +205,12 @@ async def test_auto_never_falls_back_to_no_isolation(tmp_path: Path) -> None:
     assert result.returncode == 125
     assert b"bubblewrap" in result.stderr
     assert not marker.exists()
+
+
+@needs_bwrap
+async def test_sandbox_outlives_idle_worker_threads() -> None:
+    """bwrap's parent-death signal follows the *thread* that forked it; Trio retires idle
+    worker threads after 10 s, so the warden must fork from its main thread. (This test
+    takes 11 s of real time: the trap only shows after Trio's idle timeout.)"""
+    result = await wrap(command=["sh", "-c", "sleep 11; echo alive"])
+    assert (result.returncode, result.stdout) == (0, b"alive\n")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,9 @@ WARDEN = (sys.executable, "-m", "trio_sandbox.warden", "wrap")
 # Every escape attempt below is ordinary Python run by the host's interpreter, which the
 # `host` image binds read-only; printing one JSON object lets the test assert on results.
 PYTHON = sys.executable
+# These tests drive real processes, so virtual time cannot apply; this bound only turns a
+# hang (a protection that fails by leaving a process alive) into a failure. Nothing is timed.
+HANG_GUARD_SECONDS = 60
 
 
 def launcher_env(**extra: str) -> dict[str, str]:
@@ -30,13 +35,14 @@ async def wrap(
     image: str = "host",
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [*WARDEN, *options, image, "--", *command],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        env=dict(env) if env is not None else None,
-    )
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        return await trio.run_process(
+            [*WARDEN, *options, image, "--", *command],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=dict(env) if env is not None else None,
+        )
 
 
 async def probe(code: str, *options: str, env: Mapping[str, str] | None = None) -> object:
@@ -68,17 +74,25 @@ def live_pids_with(marker: str) -> list[int]:
 
 
 async def wait_gone(pids: Sequence[int]) -> None:
-    """Wait, without polling, until every pid has exited (a pidfd turns readable)."""
-    for pid in pids:
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            trio.lowlevel.notify_closing(pidfd)
-            os.close(pidfd)
+    """Wait, without polling, until every pid has exited (a pidfd turns readable). On a hang
+    the survivors are killed, so that a failing test leaves nothing behind either."""
+    try:
+        with trio.fail_after(HANG_GUARD_SECONDS):
+            for pid in pids:
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                try:
+                    await trio.lowlevel.wait_readable(pidfd)
+                finally:
+                    trio.lowlevel.notify_closing(pidfd)
+                    os.close(pidfd)
+    except trio.TooSlowError:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
 
 
 def port_is_free(port: int) -> bool:
