@@ -1,9 +1,10 @@
-"""The warden: `wrap` a command in a sandbox (bubblewrap, podman/docker, or unisolated)."""
+"""The warden: `wrap` a command in a sandbox (bubblewrap, podman/docker, or unisolated).
+
+Importing this package does not import Trio: the CLI starts bubblewrap first."""
 
 from ._cli import choose_backend as choose_backend
 from ._cli import main as main
 from ._cli import parse_wrap_args as parse_wrap_args
-from ._cli import wrap as wrap
 from ._seccomp import deny_list_program as deny_list_program
 from ._spec import PortSpec as PortSpec
 from ._spec import VolumeSpec as VolumeSpec

@@ -13,20 +13,18 @@ Settings (DESIGN.md §3) and the three traps of a root launcher, all fixed here:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
+import socket
 import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
-import trio
 
-from ._publish import connect_in_netns, connect_on_host, open_port_listener, serve_published_port
+from ._launch import Launched, become_subreaper, launch
+from ._ports import bind_published_port
 from ._seccomp import deny_list_fd
-from ._spawn import Child, become_subreaper, reap_orphan, run_child
 from ._spec import WrapSpec, WrapUsageError
 from ._volumes import Mount, resolve_mounts
 
@@ -34,8 +32,6 @@ SANDBOX_UID = 65534  # nobody / nogroup
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What bwrap itself runs with: nothing of the launcher's environment.
 BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-STOP_GRACE_SECONDS = 5.0
-_RESIGNAL_INTERVAL_SECONDS = 0.05
 _MERGED_USR_NAMES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
@@ -169,96 +165,24 @@ def bwrap_argv(
     return argv
 
 
-def _descendants_of(ancestor: int) -> list[int]:
-    """Host pids below `ancestor`, parents first (one pass over /proc/*/stat: this kernel
-    has no /proc/PID/task/TID/children)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat_file:
-                fields = stat_file.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(name))
-    found: list[int] = []
-    pending = [ancestor]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
 @attrs.define(eq=False)
-class _Sandbox:
-    """What bwrap reports once its namespaces exist (via --info-fd)."""
+class LaunchedBwrap:
+    """A started bwrap, with the read end of its --info-fd and the published ports' sockets."""
 
-    ready: trio.Event = attrs.Factory(trio.Event)
-    init_pid: int = 0
-    init_pidfd: int = -1
-    netns_fd: int = -1
-
-    async def reap_init(self) -> None:
-        """bwrap's init dies just after bwrap (parent-death signal); reap it as its subreaper."""
-        if self.init_pidfd >= 0:
-            with trio.CancelScope(shield=True):
-                await reap_orphan(self.init_pidfd, within_seconds=STOP_GRACE_SECONDS)
+    bwrap: Launched
+    info_read_fd: int
+    port_sockets: list[socket.socket]
 
     def close(self) -> None:
-        for fd in (self.init_pidfd, self.netns_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.init_pidfd = self.netns_fd = -1
-
-    async def read_info(self, info_read_fd: int) -> None:
-        data = b""
-        async with trio.lowlevel.FdStream(info_read_fd) as stream:
-            while chunk := await stream.receive_some():
-                data += chunk
-                with contextlib.suppress(ValueError):
-                    info = json.loads(data)
-                    break
-            else:
-                return  # bwrap failed before creating the sandbox; it reports why itself
-        self.init_pid = int(info["child-pid"])
-        self.init_pidfd = os.pidfd_open(self.init_pid)
-        self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.ready.set()
-
-    async def connect(self, port: int) -> trio.SocketStream:
-        await self.ready.wait()
-        return await connect_in_netns(self.netns_fd, port)
-
-    async def stop(self, bwrap: Child) -> None:
-        """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
-        if self.ready.is_set():
-            # Like Ctrl-C on a terminal's foreground group: every process in the sandbox but
-            # its init (the command shares init's process group, so killpg cannot single it
-            # out). Processes started during the grace period get it too: a shell that was
-            # between two commands when the first round came would start the next one.
-            signalled: set[int] = set()
-            with trio.move_on_after(STOP_GRACE_SECONDS):
-                while True:
-                    for pid in set(_descendants_of(self.init_pid)) - signalled:
-                        signalled.add(pid)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGINT)
-                    with trio.move_on_after(_RESIGNAL_INTERVAL_SECONDS):
-                        await bwrap.wait()
-                        return
-            # Killing the namespace's init kills every process in it.
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
-            with trio.move_on_after(STOP_GRACE_SECONDS):
-                await bwrap.wait()
-                return
-        # --die-with-parent: every sandbox process follows bwrap.
-        bwrap.send_signal(signal.SIGKILL)
+        if self.info_read_fd >= 0:
+            os.close(self.info_read_fd)
+            self.info_read_fd = -1
+        for sock in self.port_sockets:
+            sock.close()
 
 
-async def run_bwrap(spec: WrapSpec) -> int:
+def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
+    """Everything up to a running bwrap, with the standard library only (no Trio yet)."""
     as_root = os.geteuid() == 0
     if not as_root and spec.ports and spec.network == "none":
         raise WrapUsageError(
@@ -266,45 +190,24 @@ async def run_bwrap(spec: WrapSpec) -> int:
             " use --network host or run as root"
         )
     mounts = resolve_mounts(spec.volumes, owner_uid=SANDBOX_UID if as_root else None)
-    listeners = [await open_port_listener(port) for port in spec.ports]
-    sandbox = _Sandbox()
-    become_subreaper()
+    sockets: list[socket.socket] = []
     info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
-    seccomp_fd = deny_list_fd()
+    seccomp_fd = -1
     try:
+        sockets += [bind_published_port(port) for port in spec.ports]
+        seccomp_fd = deny_list_fd()
         argv = bwrap_argv(
             spec, mounts, as_root=as_root, info_fd=info_write_fd, seccomp_fd=seccomp_fd
         )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sandbox.read_info, info_read_fd)
-            info_read_fd = -1  # owned by read_info now
-            connect = sandbox.connect if spec.network == "none" else connect_on_host
-            for listener, port in zip(listeners, spec.ports, strict=True):
-                if spec.network == "host" and port.host_port == port.container_port:
-                    listener.socket.close()  # the command binds the host port itself
-                    continue
-                await nursery.start(serve_published_port, listener, connect, port.container_port)
-
-            def close_child_ends(_: Child) -> None:
-                nonlocal info_write_fd, seccomp_fd
-                os.close(info_write_fd)
-                os.close(seccomp_fd)
-                info_write_fd = seccomp_fd = -1
-
-            status = await run_child(
-                argv,
-                env=BWRAP_ENV,
-                stop=sandbox.stop,
-                pass_fds=(info_write_fd, seccomp_fd),
-                on_started=close_child_ends,
-            )
-            nursery.cancel_scope.cancel()
-        return status
+        become_subreaper()
+        bwrap = launch(argv, env=BWRAP_ENV, pass_fds=(info_write_fd, seccomp_fd))
+    except BaseException:
+        os.close(info_read_fd)
+        for sock in sockets:
+            sock.close()
+        raise
     finally:
-        for fd in (info_read_fd, info_write_fd, seccomp_fd):
-            if fd >= 0:
-                os.close(fd)
-        for listener in listeners:
-            listener.socket.close()
-        await sandbox.reap_init()
-        sandbox.close()
+        os.close(info_write_fd)
+        if seccomp_fd >= 0:
+            os.close(seccomp_fd)
+    return LaunchedBwrap(bwrap, info_read_fd, sockets)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
-import trio
-
-from ._bwrap import run_bwrap
-from ._container import engine_reachable, run_container
-from ._process import run_process
 from ._spec import (
     BACKENDS,
     NETWORKS,
@@ -83,6 +81,16 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
         parser.error(str(exc))
 
 
+def _engine_reachable(engine: str) -> bool:
+    """podman runs without a daemon; the docker client needs a reachable service."""
+    if engine == "podman":
+        return True
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        probe = subprocess.run([engine, "version"], capture_output=True, timeout=5, check=False)
+        return probe.returncode == 0
+    return False
+
+
 def choose_backend(spec: WrapSpec) -> Backend:
     """`auto`: bubblewrap for `host` or a root directory, a reachable container engine for an
     OCI image, otherwise an error; never the unisolated process back end."""
@@ -96,7 +104,7 @@ def choose_backend(spec: WrapSpec) -> Backend:
             " 'bubblewrap'); --backend process runs WITHOUT isolation"
         )
     for engine in ("podman", "docker"):
-        if shutil.which(engine) and engine_reachable(engine):
+        if shutil.which(engine) and _engine_reachable(engine):
             return "podman" if engine == "podman" else "docker"
     raise WrapUsageError(
         f"image {spec.image!r} needs a container engine, but neither podman nor a reachable"
@@ -104,41 +112,30 @@ def choose_backend(spec: WrapSpec) -> Backend:
     )
 
 
-async def _run_backend(spec: WrapSpec) -> int:
+def _launch_and_run(spec: WrapSpec) -> int:
     backend = choose_backend(spec)
+    if backend == "bwrap" and not spec.image_is_root_fs:
+        raise WrapUsageError(f"bwrap runs 'host' or a root directory, not {spec.image!r}")
+    # Until Trio takes over, stop signals are only recorded (then honoured at once).
+    early_signals: list[int] = []
+
+    def record(signum: int, _frame: FrameType | None) -> None:
+        early_signals.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, record)
+    launched = None
     if backend == "bwrap":
-        if not spec.image_is_root_fs:
-            raise WrapUsageError(
-                f"bwrap runs 'host' or a root file system directory, not {spec.image!r}"
-            )
-        return await run_bwrap(spec)
-    if backend == "process":
-        return await run_process(spec)
-    return await run_container(backend, spec)
+        # Start bubblewrap before importing Trio: the sandbox boots while the warden's own
+        # imports run.
+        from ._bwrap import launch_bwrap
 
+        launched = launch_bwrap(spec)
+    import trio
 
-async def wrap(spec: WrapSpec) -> int:
-    """Run the sandbox until the command exits (its status) or SIGINT/SIGTERM/SIGHUP arrive
-    (the command is stopped, everything reaped, status 128 + signal number: 130 for SIGINT)."""
-    received: list[int] = []
-    status = WARDEN_ERROR_STATUS
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            backend_scope = trio.CancelScope()
+    from ._run import wrap
 
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    received.append(signum)
-                    backend_scope.cancel()
-                    return
-
-            nursery.start_soon(watch_signals)
-            with backend_scope:
-                status = await _run_backend(spec)
-            nursery.cancel_scope.cancel()
-    if received:
-        return 128 + received[0]
-    return 128 - status if status < 0 else status
+    return trio.run(wrap, backend, spec, launched, early_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = parse_wrap_args(args)
     failures: tuple[BaseException, ...] = ()
     try:
-        return trio.run(wrap, spec)
+        return _launch_and_run(spec)
     except* (WrapUsageError, OSError) as group:
         failures = group.exceptions
     for failure in failures:

@@ -10,7 +10,7 @@ a container without network).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -19,7 +19,8 @@ import subprocess
 import attrs
 import trio
 
-from ._publish import connect_in_netns, connect_on_host, open_port_listener, serve_published_port
+from ._ports import bind_published_port
+from ._publish import connect_in_netns, connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
 from ._volumes import resolve_mounts
@@ -106,21 +107,24 @@ async def _run_guard(
     """A watchdog in its own session that removes the container once the warden is gone: its
     stdin reaches EOF when the warden exits, even by SIGKILL (the engine's conmon would
     otherwise keep the container running)."""
-    script = 'read _ignored; exec "$0" rm --force "$1"'
+    script = (
+        'read _ignored; for attempt in 1 2 3 4 5; do "$0" rm --force "$1"; '
+        '"$0" container inspect "$1" || exit 0; sleep 1; done'
+    )
     await run_child(
         ["sh", "-c", script, container.engine, container.name],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         stdin=pipe_read_fd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        on_started=lambda _child: task_status.started(),
+        on_started=task_status.started,
     )
 
 
 async def run_container(engine: str, spec: WrapSpec) -> int:
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}")
     argv = container_argv(engine, spec, container.name)
-    listeners = [await open_port_listener(port) for port in spec.ports]
+    sockets = [bind_published_port(port) for port in spec.ports]
     guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         async with trio.open_nursery() as guard_nursery:
@@ -129,14 +133,13 @@ async def run_container(engine: str, spec: WrapSpec) -> int:
             guard_read_fd = -1
             try:
                 async with trio.open_nursery() as nursery:
-                    connect = container.connect if spec.network == "none" else connect_on_host
-                    for listener, port in zip(listeners, spec.ports, strict=True):
-                        if spec.network == "host" and port.host_port == port.container_port:
-                            listener.socket.close()
-                            continue
-                        await nursery.start(
-                            serve_published_port, listener, connect, port.container_port
+                    host_network = spec.network == "host"
+                    connect = connect_on_host if host_network else container.connect
+                    nursery.start_soon(
+                        functools.partial(
+                            serve_relays, spec.ports, sockets, connect, host_network=host_network
                         )
+                    )
                     status = await run_child(argv, env=dict(os.environ), stop=container.stop)
                     nursery.cancel_scope.cancel()
             finally:
@@ -147,16 +150,6 @@ async def run_container(engine: str, spec: WrapSpec) -> int:
         for fd in (guard_read_fd, guard_write_fd):
             if fd >= 0:
                 os.close(fd)
-        for listener in listeners:
-            listener.socket.close()
+        for sock in sockets:
+            sock.close()
         container.close()
-
-
-def engine_reachable(engine: str) -> bool:
-    """podman runs without a daemon; the docker client needs a reachable service."""
-    if engine == "podman":
-        return True
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        probe = subprocess.run([engine, "version"], capture_output=True, timeout=5, check=False)
-        return probe.returncode == 0
-    return False

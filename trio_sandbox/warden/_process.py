@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -9,7 +10,8 @@ import sys
 
 import trio
 
-from ._publish import connect_on_host, open_port_listener, serve_published_port
+from ._ports import bind_published_port
+from ._publish import connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
 
@@ -47,19 +49,17 @@ async def run_process(spec: WrapSpec) -> int:
     if setpriv is not None:
         # Dies with the warden, even after SIGKILL (the command's own children may not).
         argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    listeners = [await open_port_listener(port) for port in spec.ports]
+    sockets = [bind_published_port(port) for port in spec.ports]
     try:
         async with trio.open_nursery() as nursery:
-            for listener, port in zip(listeners, spec.ports, strict=True):
-                if port.host_port == port.container_port:
-                    listener.socket.close()  # the command binds the host port itself
-                    continue
-                await nursery.start(
-                    serve_published_port, listener, connect_on_host, port.container_port
+            nursery.start_soon(
+                functools.partial(
+                    serve_relays, spec.ports, sockets, connect_on_host, host_network=True
                 )
+            )
             status = await run_child(argv, env=env, stop=_interrupt_then_kill, cwd=spec.workdir)
             nursery.cancel_scope.cancel()
         return status
     finally:
-        for listener in listeners:
-            listener.socket.close()
+        for sock in sockets:
+            sock.close()

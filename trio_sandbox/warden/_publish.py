@@ -15,7 +15,7 @@ import ctypes
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -73,18 +73,27 @@ async def connect_on_host(port: int) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", port)
 
 
-async def open_port_listener(port: PortSpec) -> trio.SocketListener:
-    """Bind before the sandbox starts, so a taken port fails the wrap at once."""
-    family = socket.AF_INET6 if ":" in port.host_ip else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        await sock.bind((port.host_ip, port.host_port))
-        sock.listen(128)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
+def as_listener(sock: socket.socket) -> trio.SocketListener:
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+async def serve_relays(
+    ports: Sequence[PortSpec],
+    sockets: Sequence[socket.socket],
+    connect: Connector,
+    *,
+    host_network: bool,
+) -> None:
+    """One relay per published port, until cancelled. On the host network a port published
+    under its own number needs none: the command binds it itself (its socket is released)."""
+    async with trio.open_nursery() as nursery:
+        for sock, port in zip(sockets, ports, strict=True):
+            if host_network and port.host_port == port.container_port:
+                sock.close()
+                continue
+            nursery.start_soon(
+                serve_published_port, as_listener(sock), connect, port.container_port
+            )
 
 
 async def _pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:

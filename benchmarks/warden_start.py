@@ -1,0 +1,179 @@
+"""Start-up to the first byte served through the published port, per warden back end.
+
+Each run starts a sandbox whose command is a tiny TCP server (system python3: bind, listen,
+send one byte per connection) and polls 127.0.0.1:HOSTPORT until a byte arrives. Compared in
+the same run, medians of N runs:
+- unsandboxed: the server started directly, on the host port;
+- plain bwrap: bwrap with exactly the warden's flags (built by the same code), except that it
+  shares the host network so the server can bind the host port itself: the warden's cost is
+  the rest (Python + Trio start, argument building, the relay into the sandbox's netns);
+- warden bwrap / warden process / warden podman (when podman and the test image exist).
+
+    .venv/bin/python benchmarks/warden_start.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from trio_sandbox.warden import WrapSpec
+from trio_sandbox.warden._bwrap import BWRAP_ENV, bwrap_argv
+from trio_sandbox.warden._seccomp import deny_list_fd
+
+SERVER = """
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+while True:
+    client, _ = server.accept()
+    client.sendall(b"x")
+    client.close()
+"""
+SERVER_PYTHON = "/usr/bin/python3"
+INNER_PORT = 8080
+PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"
+WARDEN = [sys.executable, "-m", "trio_sandbox.warden", "wrap"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_first_byte(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(1):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise TimeoutError(f"nothing served on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+_close_after_stop: list[int] = []
+
+
+def measure(start: Callable[[int], subprocess.Popen[bytes]], timeout: float = 60) -> float:
+    port = free_port()
+    began = time.perf_counter()
+    process = start(port)
+    try:
+        wait_first_byte(port, time.monotonic() + timeout)
+        return time.perf_counter() - began
+    finally:
+        stop(process)
+        while _close_after_stop:
+            os.close(_close_after_stop.pop())
+
+
+def spawn(
+    argv: list[str], env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+        pass_fds=pass_fds,
+    )
+
+
+def unsandboxed(port: int) -> subprocess.Popen[bytes]:
+    return spawn([SERVER_PYTHON, "-c", SERVER, str(port)])
+
+
+def plain_bwrap(port: int) -> subprocess.Popen[bytes]:
+    spec = WrapSpec(
+        image="host",
+        command=(SERVER_PYTHON, "-c", SERVER, str(port)),
+        network="host",
+    )
+    info_read, info_write = os.pipe()
+    seccomp = deny_list_fd()
+    argv = bwrap_argv(spec, [], as_root=os.geteuid() == 0, info_fd=info_write, seccomp_fd=seccomp)
+    try:
+        return spawn(argv, env=BWRAP_ENV, pass_fds=(info_write, seccomp))
+    finally:
+        os.close(info_write)
+        os.close(seccomp)
+        _close_after_stop.append(info_read)  # bwrap writes its info there: keep a reader
+
+
+def warden(
+    backend: str, image: str, python: str = SERVER_PYTHON
+) -> Callable[[int], subprocess.Popen[bytes]]:
+    def start(port: int) -> subprocess.Popen[bytes]:
+        options = ["--backend", backend, "-p", f"127.0.0.1:{port}:{INNER_PORT}"]
+        return spawn([*WARDEN, *options, image, "--", python, "-c", SERVER, str(INNER_PORT)])
+
+    return start
+
+
+def podman_image_present() -> bool:
+    try:
+        probe = subprocess.run(["podman", "image", "exists", PODMAN_IMAGE], check=False)
+    except OSError:
+        return False
+    return probe.returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    runs = parser.parse_args().runs
+    cases: dict[str, Callable[[int], subprocess.Popen[bytes]]] = {
+        "unsandboxed process": unsandboxed,
+        "plain bwrap": plain_bwrap,
+        "warden bwrap": warden("bwrap", "host"),
+        "warden process": warden("process", "host"),
+    }
+    if podman_image_present():
+        cases["warden podman"] = warden("podman", PODMAN_IMAGE, "python3")
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for start in cases.values():  # warm-up: page cache, podman storage
+        measure(start)
+    for _ in range(runs):  # interleaved, so that drift hits every case alike
+        for name, start in cases.items():
+            samples[name].append(measure(start))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    base = medians["unsandboxed process"]
+    plain = medians["plain bwrap"]
+    print(f"start-up to first byte through the published port, median of {runs} runs")
+    header = ("case", "median ms", "min ms", "x unsandboxed", "+ms vs plain bwrap")
+    print(f"{header[0]:22s} {header[1]:>10s} {header[2]:>8s} {header[3]:>14s} {header[4]:>19s}")
+    for name, median in medians.items():
+        print(
+            f"{name:22s} {median * 1000:10.1f} {min(samples[name]) * 1000:8.1f}"
+            f" {median / base:14.2f} {(median - plain) * 1000:19.1f}"
+        )
+    overhead = (medians["warden bwrap"] - plain) * 1000
+    verdict = "met" if overhead < 100 else "NOT met"
+    print(f"goal: warden bwrap adds < 100 ms over plain bwrap: {overhead:.1f} ms ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Supervising a launched bubblewrap from Trio: its info, the port relays, stopping it."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+
+import attrs
+import trio
+
+from ._bwrap import LaunchedBwrap
+from ._publish import connect_in_netns, connect_on_host, serve_relays
+from ._spawn import Child, reap_orphan, supervise
+from ._spec import WrapSpec
+
+STOP_GRACE_SECONDS = 5.0
+_RESIGNAL_INTERVAL_SECONDS = 0.05
+
+
+def _descendants_of(ancestor: int) -> list[int]:
+    """Host pids below `ancestor`, parents first (one pass over /proc/*/stat: this kernel
+    has no /proc/PID/task/TID/children)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat_file:
+                fields = stat_file.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(name))
+    found: list[int] = []
+    pending = [ancestor]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+@attrs.define(eq=False)
+class _Sandbox:
+    """What bwrap reports once its namespaces exist (via --info-fd)."""
+
+    ready: trio.Event = attrs.Factory(trio.Event)
+    info_done: trio.Event = attrs.Factory(trio.Event)
+    init_pid: int = 0
+    init_pidfd: int = -1
+    netns_fd: int = -1
+
+    async def reap_init(self) -> None:
+        """bwrap's init dies just after bwrap (parent-death signal); reap it as its subreaper."""
+        if self.init_pidfd >= 0:
+            with trio.CancelScope(shield=True):
+                await reap_orphan(self.init_pidfd, within_seconds=STOP_GRACE_SECONDS)
+
+    def close(self) -> None:
+        for fd in (self.init_pidfd, self.netns_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.init_pidfd = self.netns_fd = -1
+
+    async def read_info(self, info_read_fd: int) -> None:
+        """Shielded: bwrap either reports or exits (EOF), and `stop` needs the answer even
+        when a signal came before this task got to run."""
+        try:
+            with trio.CancelScope(shield=True):
+                data = b""
+                async with trio.lowlevel.FdStream(info_read_fd) as stream:
+                    while chunk := await stream.receive_some():
+                        data += chunk
+                        with contextlib.suppress(ValueError):
+                            info = json.loads(data)
+                            break
+                    else:
+                        return  # bwrap failed before creating the sandbox; it says why
+                self.init_pid = int(info["child-pid"])
+                try:
+                    # A short command may be over already: its init is then a zombie of ours
+                    # (kept for reaping) without namespaces, and the sandbox never "ready".
+                    self.init_pidfd = os.pidfd_open(self.init_pid)
+                    netns = f"/proc/{self.init_pid}/ns/net"
+                    self.netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+                except (ProcessLookupError, FileNotFoundError):
+                    return
+                self.ready.set()
+        finally:
+            self.info_done.set()
+
+    async def connect(self, port: int) -> trio.SocketStream:
+        await self.ready.wait()
+        return await connect_in_netns(self.netns_fd, port)
+
+    async def stop(self, bwrap: Child) -> None:
+        """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
+        with trio.move_on_after(STOP_GRACE_SECONDS):
+            await self.info_done.wait()
+        if self.ready.is_set():
+            # Like Ctrl-C on a terminal's foreground group: every process in the sandbox but
+            # its init (the command shares init's process group, so killpg cannot single it
+            # out). Processes started during the grace period get it too: a shell that was
+            # between two commands when the first round came would start the next one.
+            signalled: set[int] = set()
+            with trio.move_on_after(STOP_GRACE_SECONDS):
+                while True:
+                    for pid in set(_descendants_of(self.init_pid)) - signalled:
+                        signalled.add(pid)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGINT)
+                    with trio.move_on_after(_RESIGNAL_INTERVAL_SECONDS):
+                        await bwrap.wait()
+                        return
+            # Killing the namespace's init kills every process in it.
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
+            with trio.move_on_after(STOP_GRACE_SECONDS):
+                await bwrap.wait()
+                return
+        # --die-with-parent: every sandbox process follows bwrap.
+        bwrap.send_signal(signal.SIGKILL)
+
+
+async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec) -> int:
+    """Relay the published ports until bwrap exits; return its (the command's) status."""
+    sandbox = _Sandbox()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sandbox.read_info, launched.info_read_fd)
+            launched.info_read_fd = -1  # owned by read_info now
+            host_network = spec.network == "host"
+            connect = connect_on_host if host_network else sandbox.connect
+            # No checkpoint before `supervise`: a stop signal may already be pending, and
+            # only `supervise` knows how to stop the sandbox gracefully.
+            nursery.start_soon(
+                functools.partial(
+                    serve_relays,
+                    spec.ports,
+                    launched.port_sockets,
+                    connect,
+                    host_network=host_network,
+                )
+            )
+            status = await supervise(launched.bwrap, stop=sandbox.stop)
+            nursery.cancel_scope.cancel()
+        return status
+    finally:
+        launched.close()
+        await sandbox.reap_init()
+        sandbox.close()
