@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeAlias, cast
 
 import attrs
-import jsonschema
-import jsonschema.exceptions
 import trio
 
 from . import _versions as versions
@@ -114,15 +112,21 @@ class ToolError(Exception):
     """Raised by a tool handler for a failure the model should read: becomes ``isError: true``."""
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class RegisteredTool:
     tool: Tool
     handler: ToolHandler
-    validator: Any  # a jsonschema validator for the input schema
+    # The input schema's jsonschema validator, compiled on the first call: importing jsonschema
+    # and compiling every schema would otherwise delay a server's start.
+    _validator: Any = None
 
     def validate(self, arguments: dict[str, Any]) -> str | None:
         """The first schema violation, phrased for a model to act on, or None."""
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
+        import jsonschema.exceptions
+
+        if self._validator is None:
+            self._validator = _validator_for(self.tool.input_schema)
+        error = jsonschema.exceptions.best_match(self._validator.iter_errors(arguments))
         if error is None:
             return None
         where = "/".join(str(part) for part in error.absolute_path)
@@ -132,6 +136,9 @@ class RegisteredTool:
 
 
 def _validator_for(schema: Mapping[str, Any]) -> Any:
+    import jsonschema
+    import jsonschema.exceptions
+
     validator_class = jsonschema.validators.validator_for(
         schema, default=jsonschema.Draft202012Validator
     )
@@ -226,7 +233,7 @@ class McpServer:
     # --- registration -----------------------------------------------------------------------
 
     def add_tool(self, tool: Tool, handler: ToolHandler) -> None:
-        self._tools[tool.name] = RegisteredTool(tool, handler, _validator_for(tool.input_schema))
+        self._tools[tool.name] = RegisteredTool(tool, handler)
 
     def tool(
         self,
@@ -410,7 +417,11 @@ class McpServer:
             arguments = {}
         if not isinstance(arguments, dict):
             return CallToolResult.error(f"arguments for tool {name!r} must be an object")
-        problem = registered.validate(arguments)
+        try:
+            problem = registered.validate(arguments)
+        except ValueError as exc:  # the tool's own inputSchema is broken (checked on first use)
+            logger.error("tool %r: %s", name, exc)
+            return CallToolResult.error(f"tool {name!r} cannot be called: {exc}")
         if problem is not None:
             return CallToolResult.error(problem)
         try:
