@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,8 +13,9 @@ from ._limits import DEFAULT_LIMITS, ToolLimits
 from ._passwords import register_password_tool
 from ._tasks import TaskManager, open_task_manager, register_task_tools
 
-# Looked up once: reading package metadata scans sys.path.
-VERSION = importlib.metadata.version("trio_sandbox")
+# Kept in step with pyproject.toml by hand: importlib.metadata would scan sys.path at every
+# start of the tool server (tests/tools/test_tool_server_main.py checks they agree).
+VERSION = "0.1.0"
 
 INSTRUCTIONS = (
     "Tools that run shell commands and read and edit files inside a sandbox. Relative paths"
