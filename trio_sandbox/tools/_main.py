@@ -8,9 +8,11 @@ It makes its own server identity, requires client certificates signed by
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,6 +67,8 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServer
     parser.add_argument("--workdir", type=Path, help="directory relative paths resolve against")
     args = parser.parse_args(argv)
     port = args.port
+    if port is not None and not 0 <= port <= 65535:
+        raise UsageError(f"--port must be a port number, not {port}")
     if port is None:
         raw = environ.get(PORT_VARIABLE, "0")
         if not raw.isdigit() or int(raw) > 65535:
@@ -84,18 +88,40 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServer
     return ToolServerOptions(port, bind, client_ca, args.workdir)
 
 
+@attrs.frozen
+class ServerTls:
+    """The server's own identity and the context that requires certificates from the client CA."""
+
+    identity: MtlsIdentity
+    ssl_context: ssl.SSLContext
+
+
+def server_tls(options: ToolServerOptions) -> ServerTls | None:
+    """A fresh server identity, or None for plain HTTP; UsageError for an unusable client CA."""
+    if options.client_ca_pem is None:
+        return None
+    identity = MtlsIdentity.generate_server()
+    try:
+        context = identity.server_ssl_context(options.client_ca_pem)
+    except (ValueError, ssl.SSLError) as exc:
+        raise UsageError(f"${CLIENT_CA_VARIABLE} is not a usable CA certificate: {exc}") from None
+    return ServerTls(identity, context)
+
+
 async def serve_tool_server(
     options: ToolServerOptions,
     *,
+    tls: ServerTls | None = None,
     announce: trio.abc.SendStream | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the tools until cancelled; prints the CA block once the socket is bound."""
-    ssl_context = None
-    identity = None
-    if options.client_ca_pem is not None:
-        identity = MtlsIdentity.generate_server()
-        ssl_context = identity.server_ssl_context(options.client_ca_pem)
+    """Serve the tools until cancelled; prints the CA block once the socket is bound.
+
+    ``tls`` defaults to :func:`server_tls` of ``options``."""
+    if tls is None:
+        tls = server_tls(options)
+    identity = tls.identity if tls is not None else None
+    ssl_context = tls.ssl_context if tls is not None else None
     async with open_tool_server(workdir=options.workdir) as server:
         # mTLS authenticates every client; the Host check still guards the plain-HTTP mode.
         settings = HttpSettings(
@@ -132,10 +158,10 @@ async def _announce(text: str, stream: trio.abc.SendStream | None) -> None:
     sys.stdout.flush()
 
 
-async def _run(options: ToolServerOptions) -> None:
+async def _run(options: ToolServerOptions, tls: ServerTls | None) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_tool_server, options)
+            await nursery.start(functools.partial(serve_tool_server, options, tls=tls))
             async for signum in signals:
                 logger.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
@@ -150,8 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
+        tls = server_tls(options)
     except UsageError as exc:
         print(f"trio-sandbox-tools: {exc}", file=sys.stderr)
         return 2
-    trio.run(_run, options)
+    trio.run(_run, options, tls)
     return 0
