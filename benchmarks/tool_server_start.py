@@ -5,7 +5,7 @@ Each round spawns, in turn (interleaved, so that machine noise hits every leg al
 - ``python -c pass`` and ``python -c "import trio"`` (spawn -> exit): the floors;
 - ``python -m trio_sandbox.tools`` with a client CA, as the host runs it (DESIGN.md §2), timing
   spawn -> the ``MCP server started at`` line after the CA block (what the host waits for),
-  spawn -> first answer over mTLS (a stateless ``ping``: what the host really needs), and
+  spawn -> first answer over mTLS (a stateless ``tools/list``: what the host really needs), and
   SIGTERM -> exit 0.
 
 Medians of ``--runs`` rounds (default 15) and ratios against the floors. Run:
@@ -38,19 +38,25 @@ def time_exit(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def ping_over_mtls(port: int, context: ssl.SSLContext) -> None:
+def list_tools_over_mtls(port: int, context: ssl.SSLContext) -> None:
     body = json.dumps(
         {
             "jsonrpc": "2.0",
             "id": 1,
-            "method": "ping",
-            "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": STATELESS_VERSION}},
+            "method": "tools/list",
+            "params": {
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
+                }
+            },
         }
     ).encode()
     request = (
         f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: "
-        f"{STATELESS_VERSION}\r\nMcp-Method: ping\r\nConnection: close\r\n"
+        f"{STATELESS_VERSION}\r\nMcp-Method: tools/list\r\nConnection: close\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     with (
@@ -66,7 +72,7 @@ def ping_over_mtls(port: int, context: ssl.SSLContext) -> None:
             answer += chunk
     status = answer.split(b"\r\n", 1)[0]
     if not status.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"the server answered {status!r}")
+        raise RuntimeError(f"the server answered {answer!r}")
 
 
 def time_tool_server(client: MtlsIdentity, workdir: str) -> tuple[float, float, float]:
@@ -99,7 +105,7 @@ def time_tool_server(client: MtlsIdentity, workdir: str) -> tuple[float, float, 
         block = CaBlock(block.ca_pem, parser.server_url)
         assert block.server_url is not None
         port = int(block.server_url.rsplit(":", 1)[1].split("/", 1)[0])
-        ping_over_mtls(port, client.client_ssl_context(block.ca_pem))
+        list_tools_over_mtls(port, client.client_ssl_context(block.ca_pem))
         answered = time.perf_counter() - started
         stopping = time.perf_counter()
         process.send_signal(signal.SIGTERM)
