@@ -30,7 +30,8 @@ ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
 
 
 def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
-    argv = [engine, "run", "--rm", "-i", "--init", "--name", name]
+    # --pull never: images are local; the warden never reaches a registry on its own.
+    argv = [engine, "run", "--rm", "-i", "--init", "--pull", "never", "--name", name]
     if engine == "podman":
         argv += ["--runtime", "runc"]
     for ulimit in ULIMITS:
