@@ -1,4 +1,4 @@
-"""The Streamable HTTP client transport, on httpx under Trio.
+"""The Streamable HTTP client transport, on our small h11 client (``_http11``) under Trio.
 
 Each request is one POST whose answer (JSON or an SSE stream) is read in the caller's task, so a
 cancelled caller closes its stream. A stream that breaks before the response is resumed with
@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import attrs
-import httpx
 import trio
 
 from ._client import (
@@ -27,6 +26,7 @@ from ._client import (
     McpSessionExpired,
     TransportFactory,
 )
+from ._http11 import HttpError, HttpPool, HttpResponse, LineReader
 from ._jsonrpc import (
     ErrorResponse,
     Message,
@@ -42,6 +42,8 @@ logger = logging.getLogger("trio_sandbox.mcp.http_client")
 
 _MAX_RESUMES: Final = 8
 _DEFAULT_RETRY_MS: Final = 1000
+_ACCEPT_BOTH: Final = b"application/json, text/event-stream"
+_ACCEPT_SSE: Final = b"text/event-stream"
 
 
 @attrs.define
@@ -53,10 +55,10 @@ class _SseState:
 @attrs.define(eq=False)
 class HttpTransport:
     target: str
-    _client: httpx.AsyncClient
+    _pool: HttpPool
     _inbox: ClientInbox
     _nursery: trio.Nursery
-    _base_headers: dict[str, str]
+    _base_headers: list[tuple[bytes, bytes]]
     protocol_version: str | None = None
     session_id: str | None = None
     closes_stream_to_cancel: bool = True
@@ -65,58 +67,60 @@ class HttpTransport:
     def set_protocol_version(self, version: str | None) -> None:
         self.protocol_version = version
 
-    def _headers(self, extra: Mapping[str, str], accept: str) -> dict[str, str]:
-        headers = {**self._base_headers, "Accept": accept, **extra}
+    def _headers(self, extra: Mapping[str, str], accept: bytes) -> list[tuple[bytes, bytes]]:
+        headers = [*self._base_headers, (b"Accept", accept)]
+        headers.extend((name.encode(), value.encode()) for name, value in extra.items())
         if self.protocol_version is not None:
-            headers["MCP-Protocol-Version"] = self.protocol_version
+            headers.append((b"MCP-Protocol-Version", self.protocol_version.encode()))
         if self.session_id is not None:
-            headers["Mcp-Session-Id"] = self.session_id
+            headers.append((b"Mcp-Session-Id", self.session_id.encode()))
         return headers
 
     def _fail(self, reason: str) -> McpConnectionError:
         return McpConnectionError(self.target, reason)
 
     async def send(self, message: Message, headers: Mapping[str, str]) -> None:
-        all_headers = self._headers(headers, "application/json, text/event-stream")
-        all_headers["Content-Type"] = "application/json"
+        all_headers = self._headers(headers, _ACCEPT_BOTH)
+        all_headers.append((b"Content-Type", b"application/json"))
         body = dump_message(message)
         try:
             if isinstance(message, Request):
                 await self._post_request(message, body, all_headers)
                 return
-            response = await self._client.post(self.target, content=body, headers=all_headers)
-        except httpx.HTTPError as exc:
-            raise self._fail(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == 404 and self.session_id is not None:
+            async with self._pool.request(b"POST", all_headers, body) as response:
+                data = await response.read()
+        except HttpError as exc:
+            raise self._fail(str(exc)) from exc
+        if response.status == 404 and self.session_id is not None:
             raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
-        if response.status_code >= 400:
-            raise McpHttpStatusError(self.target, response.status_code, response.content)
+        if response.status >= 400:
+            raise McpHttpStatusError(self.target, response.status, data)
 
-    async def _post_request(self, request: Request, body: bytes, headers: dict[str, str]) -> None:
+    async def _post_request(
+        self, request: Request, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         state = _SseState()
-        async with self._client.stream(
-            "POST", self.target, content=body, headers=headers
-        ) as response:
+        async with self._pool.request(b"POST", headers, body) as response:
             session_id = response.headers.get("mcp-session-id")
             if request.method == "initialize" and session_id:
                 self.session_id = session_id
             content_type = response.headers.get("content-type", "").lower()
-            if response.status_code == 200 and "text/event-stream" in content_type:
+            if response.status == 200 and "text/event-stream" in content_type:
                 if await self._read_sse(response, request.id, state):
                     return
             else:
-                data = await response.aread()
-                if response.status_code == 404 and self.session_id is not None:
+                data = await response.read()
+                if response.status == 404 and self.session_id is not None:
                     # Checked before the body: a 404 for a known session means the server lost
                     # it, whatever JSON-RPC error it wrote, and the request reached no handler.
                     raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
                 if "application/json" in content_type and await self._deliver_json(
-                    data, request.id, response.status_code
+                    data, request.id, response.status
                 ):
                     return
-                if response.status_code >= 400:
-                    raise McpHttpStatusError(self.target, response.status_code, data)
-                status = response.status_code
+                if response.status >= 400:
+                    raise McpHttpStatusError(self.target, response.status, data)
+                status = response.status
                 raise self._fail(f"HTTP {status} without a response to {request.method}")
         await self._resume(request, state)
 
@@ -144,39 +148,42 @@ class HttpTransport:
             if state.last_event_id is None:
                 break
             await trio.sleep(state.retry_ms / 1000)
-            headers = self._headers({"Last-Event-ID": state.last_event_id}, "text/event-stream")
-            async with self._client.stream("GET", self.target, headers=headers) as response:
-                content_type = response.headers.get("content-type", "").lower()
-                if response.status_code != 200 or "text/event-stream" not in content_type:
-                    data = await response.aread()
-                    raise McpHttpStatusError(self.target, response.status_code, data)
-                if await self._read_sse(response, request.id, state):
-                    return
+            headers = self._headers({"Last-Event-ID": state.last_event_id}, _ACCEPT_SSE)
+            try:
+                async with self._pool.request(b"GET", headers) as response:
+                    content_type = response.headers.get("content-type", "").lower()
+                    if response.status != 200 or "text/event-stream" not in content_type:
+                        data = await response.read()
+                        raise McpHttpStatusError(self.target, response.status, data)
+                    if await self._read_sse(response, request.id, state):
+                        return
+            except HttpError as exc:
+                raise self._fail(str(exc)) from exc
         raise self._fail(f"the response stream of {request.method} ended before its response")
 
     async def _read_sse(
-        self, response: httpx.Response, request_id: RequestId | None, state: _SseState
+        self, response: HttpResponse, request_id: RequestId | None, state: _SseState
     ) -> bool:
         """Deliver every message of an SSE stream; True once the response to ``request_id`` came."""
         data_lines: list[str] = []
-        async with _finishing(response.aiter_lines()) as lines:
-            async for line in lines:
-                if line == "":
-                    payload = "\n".join(data_lines)
-                    data_lines = []
-                    if payload.strip() and await self._deliver_event(payload, request_id):
-                        return True
-                    continue
-                if line.startswith(":"):
-                    continue
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "data":
-                    data_lines.append(value)
-                elif field == "id" and "\0" not in value:
-                    state.last_event_id = value
-                elif field == "retry" and value.isdigit():
-                    state.retry_ms = int(value)
+        lines = LineReader(response)
+        while (line := await lines.next_line()) is not None:
+            if line == "":
+                payload = "\n".join(data_lines)
+                data_lines = []
+                if payload.strip() and await self._deliver_event(payload, request_id):
+                    return True
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data_lines.append(value)
+            elif field == "id" and "\0" not in value:
+                state.last_event_id = value
+            elif field == "retry" and value.isdigit():
+                state.retry_ms = int(value)
         return False
 
     async def _deliver_event(self, payload: str, request_id: RequestId | None) -> bool:
@@ -202,22 +209,17 @@ class HttpTransport:
             try:
                 for _attempt in range(_MAX_RESUMES):
                     extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
-                    headers = self._headers(extra, "text/event-stream")
+                    headers = self._headers(extra, _ACCEPT_SSE)
                     try:
-                        async with self._client.stream(
-                            "GET", self.target, headers=headers
-                        ) as response:
+                        async with self._pool.request(b"GET", headers) as response:
                             content_type = response.headers.get("content-type", "").lower()
-                            if (
-                                response.status_code != 200
-                                or "text/event-stream" not in content_type
-                            ):
+                            if response.status != 200 or "text/event-stream" not in content_type:
                                 return  # 405 and the like: the server offers no such stream
                             task_status.started()
                             task_status = trio.TASK_STATUS_IGNORED
                             await self._read_sse(response, None, state)
-                    except httpx.HTTPError as exc:
-                        logger.debug("standalone stream of %s broke: %r", self.target, exc)
+                    except HttpError as exc:
+                        logger.debug("standalone stream of %s broke: %s", self.target, exc)
                     await trio.sleep(state.retry_ms / 1000)
             finally:
                 task_status.started()
@@ -228,31 +230,10 @@ class HttpTransport:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
-                await self._client.delete(self.target, headers=self._headers({}, "*/*"))
-            except httpx.HTTPError as exc:
+                async with self._pool.request(b"DELETE", self._headers({}, b"*/*")) as response:
+                    await response.read()
+            except HttpError as exc:
                 logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
-
-
-@asynccontextmanager
-async def _finishing(lines: AsyncIterator[str]) -> AsyncIterator[AsyncIterator[str]]:
-    """Yield ``lines`` (httpx's ``aiter_lines()``) and finish it however the reader leaves.
-
-    httpx nests async generators several deep (lines -> text -> bytes -> raw -> httpcore), and
-    ``aclose()`` finishes only the outermost: the inner ones would be left for Trio to finalize,
-    with a ResourceWarning. Reading on under a cancelled scope instead consumes what is already
-    buffered, then makes the innermost network read raise Cancelled, which unwinds and finishes
-    every generator of the chain (and httpcore closes or releases the connection).
-    """
-    try:
-        yield lines
-    finally:
-        with trio.CancelScope() as drain:
-            drain.cancel()
-            try:
-                async for _line in lines:
-                    pass
-            except (httpx.HTTPError, httpx.StreamError):
-                pass  # the stream broke or was closed: its generators are finished either way
 
 
 def http_transport(
@@ -266,17 +247,20 @@ def http_transport(
 
     @asynccontextmanager
     async def open_transport(inbox: ClientInbox) -> AsyncIterator[HttpTransport]:
-        timeout = httpx.Timeout(connect_timeout, read=None, write=connect_timeout, pool=None)
-        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        async with (
-            httpx.AsyncClient(verify=verify, timeout=timeout) as client,
-            trio.open_nursery() as nursery,
-        ):
-            transport = HttpTransport(url, client, inbox, nursery, dict(headers or {}))
-            try:
-                yield transport
-            finally:
-                await transport.close()
-                nursery.cancel_scope.cancel()
+        try:
+            pool = HttpPool(url, ssl_context=ssl_context, connect_timeout=connect_timeout)
+        except ValueError as exc:
+            raise McpConnectionError(url, str(exc)) from None
+        base = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        try:
+            async with trio.open_nursery() as nursery:
+                transport = HttpTransport(url, pool, inbox, nursery, base)
+                try:
+                    yield transport
+                finally:
+                    await transport.close()
+                    nursery.cancel_scope.cancel()
+        finally:
+            await pool.aclose()
 
     return open_transport
