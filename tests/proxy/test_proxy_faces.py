@@ -4,6 +4,7 @@ end with the proxy, no leaked tasks, and the ``proxy`` command line."""
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import signal
@@ -11,13 +12,13 @@ import ssl
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 from proxy_harness import (
-    HTTPX_GENERATORS_LEFT_OPEN,
     REPO,
     build_upstream,
     http_served,
@@ -30,8 +31,6 @@ from trio_sandbox.cli import main as cli_main
 from trio_sandbox.mcp import McpConnectionError, open_mcp_client
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, StdioUpstream
 from trio_sandbox.tls import CertificateChain, load_client_ssl_context
-
-pytestmark = pytest.mark.filterwarnings(HTTPX_GENERATORS_LEFT_OPEN)
 
 STDIO_CHILD = Path(__file__).with_name("stdio_upstream_child.py")
 TOKEN = "a-bearer-token-of-some-length"
@@ -62,9 +61,21 @@ async def test_mtls_face_serves_its_client_and_refuses_others() -> None:
         no_certificate = ssl.create_default_context(cadata=chain.ca_cert_pem())
         wrong_ca = stranger.client.client_ssl_context(chain.ca_cert_pem())
         for context in (no_certificate, wrong_ca):
-            with pytest.raises(McpConnectionError):
-                async with open_mcp_client(url, ssl_context=context):
-                    pass
+            with warnings.catch_warnings():
+                # A refused handshake leaves httpx's request-body generator unfinished (the
+                # HTTP client's business, not the proxy's): collected here, where it may warn.
+                warnings.simplefilter("ignore", ResourceWarning)
+                assert await _refused(url, context)
+                gc.collect()
+                await trio.lowlevel.checkpoint()
+
+
+async def _refused(url: str, context: ssl.SSLContext) -> bool:
+    try:
+        async with open_mcp_client(url, ssl_context=context):
+            return False
+    except McpConnectionError:
+        return True
 
 
 async def test_token_face_refuses_a_wrong_token_with_401() -> None:

@@ -8,10 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-import pytest
 import trio
 from proxy_harness import (
-    HTTPX_GENERATORS_LEFT_OPEN,
     NODE_BIN,
     process_exists,
     proxy_running,
@@ -20,8 +18,6 @@ from proxy_harness import (
 
 from trio_sandbox.mcp import HANDSHAKE_VERSIONS, open_mcp_client
 from trio_sandbox.proxy import HttpUpstream, StdioUpstream, UpstreamSpec
-
-pytestmark = pytest.mark.filterwarnings(HTTPX_GENERATORS_LEFT_OPEN)
 
 SDK_CHILD = Path(__file__).with_name("sdk_upstream_child.py")
 EVERYTHING_JS = (

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import sys
 
-import pytest
 import trio
 from proxy_harness import (
     EVERYTHING_SERVER,
-    HTTPX_GENERATORS_LEFT_OPEN,
     build_upstream,
     proxy_running,
     start_url_printing_child,
@@ -21,8 +19,6 @@ from proxy_harness import (
 
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import HttpUpstream, InProcessUpstream, UpstreamSpec, UpstreamState
-
-pytestmark = pytest.mark.filterwarnings(HTTPX_GENERATORS_LEFT_OPEN)
 
 
 async def test_killed_and_restarted_upstream_is_named_then_picked_up_again() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import trio
-from proxy_harness import HTTPX_GENERATORS_LEFT_OPEN, build_upstream, http_served, proxy_running
+from proxy_harness import build_upstream, http_served, proxy_running
 
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
@@ -28,8 +28,6 @@ from trio_sandbox.proxy import (
     UpstreamState,
     exposed_name,
 )
-
-pytestmark = pytest.mark.filterwarnings(HTTPX_GENERATORS_LEFT_OPEN)
 
 ERAS = ["2025-06-18", "2026-07-28"]
 
