@@ -28,7 +28,7 @@ from proxy_harness import (
 )
 
 from trio_sandbox.cli import main as cli_main
-from trio_sandbox.mcp import McpConnectionError, open_mcp_client
+from trio_sandbox.mcp import McpConnectionError, open_mcp_client, stdio_transport
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, StdioUpstream
 from trio_sandbox.tls import CertificateChain, load_client_ssl_context
 
@@ -229,3 +229,16 @@ async def test_proxy_command_serves_mtls_and_writes_a_private_client_bundle(
                 await process.wait()
             assert process.returncode == 0
         assert not bundle.exists()
+
+
+async def test_proxy_command_on_stdio_with_a_toml_mcp_servers_file(tmp_path: Path) -> None:
+    one, _ = build_upstream("one")
+    config = tmp_path / "mcp.toml"
+    async with http_served(one) as (bound, _):
+        config.write_text(f'[mcpServers.toml_one]\nurl = "{bound.url}"\nprefix = "t"\n')
+        argv = [sys.executable, "-m", "trio_sandbox", "proxy", "--stdio", "--config", str(config)]
+        async with open_mcp_client(stdio_transport(argv, cwd=str(REPO))) as client:
+            assert client.server_info is not None
+            assert client.server_info.name == "trio-sandbox-proxy"
+            result = await client.call_tool("t__echo", {"text": "stdio"})
+            assert result.text_content == "one:echo:stdio"
