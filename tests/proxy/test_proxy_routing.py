@@ -15,9 +15,13 @@ from proxy_harness import build_upstream, http_served, proxy_running
 
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
+    Implementation,
     JsonObject,
     McpError,
+    McpServer,
     Notification,
+    Request,
+    RequestContext,
     open_mcp_client,
 )
 from trio_sandbox.proxy import (
@@ -325,3 +329,44 @@ async def test_unreachable_upstream_is_reported_and_others_still_work() -> None:
         assert not status["gone"].connected
         assert status["one"].connected
         assert (await client.call_tool("one__echo", {"text": "x"})).text_content == "one:echo:x"
+
+
+class _SlowLister(McpServer):
+    """Lists its tools only after a long time, once it has answered the first listing."""
+
+    listings: int = 0
+
+    async def handle_request(self, request: Request, ctx: RequestContext) -> JsonObject:
+        if request.method == "tools/list":
+            self.listings += 1
+            if self.listings > 1:
+                await trio.sleep(30)
+        return await super().handle_request(request, ctx)
+
+
+async def test_listing_fans_out_with_a_per_upstream_timeout() -> None:
+    fast, _ = build_upstream("fast")
+    slow = _SlowLister(Implementation("slow", "1"))
+
+    @slow.tool("dawdle")
+    async def dawdle(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return "dawdled"
+
+    upstreams: list[UpstreamSpec] = [
+        InProcessUpstream("slow", slow),
+        InProcessUpstream("fast", fast),
+    ]
+    async with (
+        proxy_running(upstreams, list_timeout=0.5) as proxy,
+        open_mcp_client(proxy.http_url) as client,
+    ):
+        started = trio.current_time()
+        names = [tool.name for tool in await client.list_tools()]
+        assert trio.current_time() - started < 5
+        # The slow upstream keeps its last listing (so its tools still route), and says why.
+        assert "fast__echo" in names
+        assert "slow__dawdle" in names
+        status = {s.name: s for s in proxy.statuses()}["slow"]
+        assert status.last_error is not None
+        assert "timed out" in status.last_error
+        assert (await client.call_tool("slow__dawdle", {})).text_content == "dawdled"
