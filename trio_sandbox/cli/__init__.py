@@ -8,11 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _call, _proxy_command, _run, _stdio_command
+from . import _call, _proxy_command, _run, _status, _stdio_command
 from ._options import UsageError
 
 # Each subcommand lives in its own module and registers its parser and handler.
-_SUBCOMMANDS = (_run, _stdio_command, _call, _proxy_command)
+_SUBCOMMANDS = (_run, _stdio_command, _call, _status, _proxy_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -43,6 +44,20 @@ def say(message: str) -> None:
     print(f"trio-sandbox: {message}", file=sys.stderr, flush=True)
 
 
+class _StageHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        say(record.getMessage())
+
+
+def report_stages() -> None:
+    """Print the sandbox's start-up milestones (identity, warden, CA, ready) as they happen."""
+    stages = logging.getLogger("trio_sandbox.stages")
+    stages.setLevel(logging.INFO)
+    stages.propagate = False
+    if not any(isinstance(handler, _StageHandler) for handler in stages.handlers):
+        stages.addHandler(_StageHandler())
+
+
 def read_token(path: str) -> str:
     try:
         token = Path(path).read_text().strip()
@@ -57,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
     config, listen = sandbox_config(args)
     token = read_token(args.token_file) if args.token_file else None
     bundle_dir = Path(args.client_cert_dir) if args.client_cert_dir else default_bundle_dir()
+    report_stages()
     trio.run(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir)
     return 0
 

@@ -13,6 +13,7 @@ import trio
 from ..mcp import serve_stdio
 from ..sandbox import SandboxConfig, open_sandbox
 from ._options import add_sandbox_options, sandbox_config
+from ._run import report_stages
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +24,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
+    report_stages()
     trio.run(_serve, config)
     return 0
 

@@ -172,7 +172,12 @@ class ProxyServer(McpServer):
             if params.get("cursor") is None:
                 await self.refresh()
             key = _LIST_METHODS[method]
-            return paginate(self._snapshot.items(key), key, params, self.page_size)
+            items = self._snapshot.items(key)
+            if key == "resources" and self._resources:
+                # The proxy's own resources (the sandbox's status) come first.
+                own = [resource.to_json() for resource, _ in self._resources.values()]
+                items = [*own, *items]
+            return paginate(items, key, params, self.page_size)
         if method == "tools/call":
             return await self._call_tool(params, ctx)
         if method == "prompts/get":
@@ -230,6 +235,8 @@ class ProxyServer(McpServer):
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
+        if uri in self._resources:
+            return await super()._read_resource(params, ctx)
         owner = self._owner_of(uri)
         if owner is not None:
             return await self._forward(owner, "resources/read", params, ctx)

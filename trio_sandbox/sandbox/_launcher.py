@@ -28,6 +28,8 @@ from ._process import WardenStarted, serve_warden
 from ._streams import OutputTail
 
 logger = logging.getLogger("trio_sandbox.sandbox")
+# Start-up milestones, one line each, for people watching a start (``trio-sandbox run``).
+stages = logging.getLogger("trio_sandbox.stages")
 
 CONTAINER_PORT = 8080
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.
@@ -131,12 +133,14 @@ async def warden_launcher(
         identity = MtlsIdentity.generate_client()
     except Exception as exc:  # pragma: no cover - cryptography failing is not expected
         raise SandboxStartError("identity", f"cannot make the client identity: {exc}") from exc
+    stages.info("client identity ready (fresh CA and leaf, ECDSA P-256)")
     host_port = free_loopback_port()
     argv = warden_argv(config, host_port, identity.ca_cert_pem())
     run.timeline["warden_started"] = trio.current_time()
     async with trio.open_nursery() as nursery:
         started: WardenStarted = await nursery.start(partial(_watch_warden, run, argv))
         run.timeline["ca_block"] = trio.current_time()
+        stages.info("warden started (pid %d); server CA received", started.process.pid)
         try:
             ssl_context = identity.client_ssl_context(started.server_ca_pem)
         except Exception as exc:
@@ -152,6 +156,7 @@ async def warden_launcher(
         )
         run.ready = True
         run.timeline["ready"] = trio.current_time()
+        stages.info("tool server ready at %s (mutual TLS)", url)
         task_status.started(Launched(client, started.process.pid, url, dict(run.timeline)))
 
 

@@ -15,6 +15,7 @@ the warden gets SIGINT, then SIGKILL for its whole process group after ``stop_gr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -25,7 +26,15 @@ from typing import Any
 import attrs
 import trio
 
-from ..mcp import CallToolResult, McpError, RequestContext, ServerSession, Tool
+from ..mcp import (
+    CallToolResult,
+    McpError,
+    RequestContext,
+    Resource,
+    ResourceContents,
+    ServerSession,
+    Tool,
+)
 from ..mcp._client import McpClient, McpConnectionError, ProgressCallback, open_mcp_client
 from ..mcp._memory import memory_transport
 from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
@@ -234,6 +243,21 @@ class Sandbox:
             raise SandboxUnavailable(result.text_content)
         return result
 
+    def status(self) -> dict[str, object]:
+        """Health and upstream states, as ``trio-sandbox status`` shows them."""
+        assert self.proxy is not None
+        return {
+            "mode": self.config.mode.value,
+            "image": self.config.image,
+            "proxy_url": self.proxy.url,
+            "health": self.health.to_json(),
+            "upstreams": [status.to_json() for status in self.proxy.statuses()],
+        }
+
+    async def _read_status(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:
+        text = json.dumps(self.status(), sort_keys=True)
+        return [ResourceContents(uri=uri, text=text, mime_type="application/json")]
+
     async def restart(self) -> None:
         """Replace the sandbox with a fresh one; returns once the new one serves."""
         up = self._generation_up = trio.Event()
@@ -440,6 +464,16 @@ class Sandbox:
             await trio.sleep(min(SESSION_END_POLL, max(idle_limit - idle_for, SESSION_END_POLL)))
 
 
+STATUS_URI = "trio-sandbox://status"
+STATUS_RESOURCE = Resource(
+    uri=STATUS_URI,
+    name="status",
+    title="Sandbox status",
+    description="Health of the sandbox and the state of every upstream of the proxy (JSON).",
+    mime_type="application/json",
+)
+
+
 @asynccontextmanager
 async def open_sandbox(
     config: SandboxConfig | None = None,
@@ -485,6 +519,7 @@ async def open_sandbox(
                     "proxy", f"the proxy could not start: {bind_error[0]}"
                 ) from None
             sandbox.proxy = proxy
+            proxy.server.add_resource(STATUS_RESOURCE, sandbox._read_status)
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(sandbox._monitor)
             async with open_mcp_client(memory_transport(proxy.server, name="sandbox")) as local:
