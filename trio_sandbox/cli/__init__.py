@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..sandbox import SandboxFailed, SandboxStartError
 from . import _call, _proxy_command, _run, _status, _stdio_command
 from ._options import UsageError
 
@@ -43,4 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except UsageError as exc:
         parser.exit(2, f"trio-sandbox: error: {exc}\n")
+    except (SandboxStartError, SandboxFailed) as exc:
+        # Said in the user's terms (step, warden status, its stderr): a traceback adds nothing.
+        parser.exit(1, f"trio-sandbox: error: {exc}\n")
     return status

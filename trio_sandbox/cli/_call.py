@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import trio
 
-from ..mcp import CallToolResult, Tool
+from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
 from ._options import UsageError, add_sandbox_options, sandbox_config
 
@@ -35,7 +36,12 @@ def call_command(args: argparse.Namespace) -> int:
         raise UsageError(f"JSON_ARGS is not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise UsageError('JSON_ARGS must be a JSON object, such as \'{"command": "ls"}\'')
-    result: CallToolResult = trio.run(_call, config, args.tool, arguments)
+    try:
+        result: CallToolResult = trio.run(_call, config, args.tool, arguments)
+    except McpError as exc:
+        # A protocol-level refusal (an unknown tool, say): no result to print, still a failure.
+        print(f"trio-sandbox: call {args.tool}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -18,6 +18,8 @@ import attrs
 from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, WebSocketUpstream
 from ..proxy._spec import upstreams_from_mapping
 from ..sandbox import SandboxConfig, SandboxMode
+from ..warden import WrapUsageError
+from ..warden._spec import parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -181,6 +183,10 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
 
 def _expand_volume(spec: str, base_dir: Path) -> str:
     """Relative host paths (./x, ../x) are relative to the config file, as users expect."""
+    try:
+        parse_volume(spec)  # the warden's own rule, checked here so the error names the option
+    except WrapUsageError as exc:
+        raise UsageError(str(exc)) from None
     host, sep, rest = spec.partition(":")
     if host.startswith((".", "..")) and sep:
         return f"{(base_dir / host).resolve()}:{rest}"

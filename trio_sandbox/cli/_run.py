@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +15,7 @@ import trio
 
 from ..proxy import HttpFace
 from ..sandbox import SandboxConfig, open_sandbox
-from ..tls import CertificateChain
+from ..tls import CertificateChain, ClientBundlePaths
 from ._options import Listen, UsageError, add_sandbox_options, sandbox_config
 
 
@@ -90,9 +90,12 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
             elapsed = trio.current_time() - started
             say(f"sandbox ready in {elapsed:.2f} s: {len(sandbox.tools)} tools")
             say(f"proxy listening at {sandbox.proxy_url}")
-            written = None
+            # Only the files this run wrote are removed at exit, never other files in the directory.
+            written: list[Path] = []
+            _make_parents(bundle_dir)
             if token is None:
-                written = sandbox.write_client_bundle(bundle_dir)
+                paths: ClientBundlePaths = sandbox.write_client_bundle(bundle_dir)
+                written = [paths.client_key, paths.client_cert, paths.ca_cert]
                 say(f"client certificate bundle (0600 files) in {bundle_dir}")
                 say(
                     "connect with: trio-sandbox status --url "
@@ -102,6 +105,7 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
                 ca_file = trio.Path(bundle_dir / "ca.pem")
                 await ca_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 await ca_file.write_text(chain.ca_cert_pem())
+                written = [Path(ca_file)]
                 say(f"clients send 'Authorization: Bearer <token>' and trust {ca_file}")
             try:
                 async with trio.open_nursery() as nursery:
@@ -111,10 +115,21 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
                         nursery.cancel_scope.cancel()
                         break
             finally:
-                if written is not None:
-                    # The bundle is good for this run only; leave no key behind.
-                    shutil.rmtree(bundle_dir, ignore_errors=True)
+                # The bundle is good for this run only; leave no key behind.
+                _remove_bundle(written, bundle_dir)
     say("stopped")
+
+
+def _make_parents(bundle_dir: Path) -> None:
+    # On a fresh machine ~/.local/state does not exist yet.
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _remove_bundle(written: list[Path], bundle_dir: Path) -> None:
+    for file in written:
+        file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        bundle_dir.rmdir()  # only if nothing else is in it
 
 
 async def _follow_health(sandbox: object) -> None:
