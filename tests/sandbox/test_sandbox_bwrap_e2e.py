@@ -5,6 +5,7 @@ process, listening socket, temporary file or task of ours remains."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -142,25 +143,49 @@ async def test_tools_calls_respawn_and_a_clean_teardown(private_tmp: Path, marke
         assert all_tasks() == tasks_before
 
 
-@pytest.mark.parametrize("when", ["warden running", "after 0.4 s", "after 0.8 s"])
+class _StageEvents(logging.Handler):
+    """Sets an event when the sandbox logs a start-up milestone containing ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.seen.set()  # logging runs in the Trio thread: setting the event is safe
+
+
+# Cancel at each milestone of a start: the warden started, its CA block read, the tool
+# server answering (the proxy not started yet).
+@pytest.mark.parametrize("when", ["warden running", "server CA received", "tool server ready"])
 async def test_cancelling_in_the_middle_of_startup_leaves_nothing(
     private_tmp: Path, marker: str, when: str
 ) -> None:
     tasks_before = all_tasks()
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
+    stages = logging.getLogger("trio_sandbox.stages")
+    milestone = _StageEvents(when)
+    stages.addHandler(milestone)
+    stages.setLevel(logging.INFO)
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
 
-            async def start_then_hang() -> None:
-                async with open_sandbox(e2e_config(marker)):
-                    pytest.fail("it was meant to be cancelled while starting")  # pragma: no cover
+                async def start_then_hang() -> None:
+                    async with open_sandbox(e2e_config(marker)):
+                        pytest.fail(
+                            "it was meant to be cancelled while starting"
+                        )  # pragma: no cover
 
-            nursery.start_soon(start_then_hang)
-            if when == "warden running":
-                while not processes_with(marker):  # noqa: ASYNC110 - a process has no event
-                    await trio.sleep(0.005)
-            else:
-                await trio.sleep(float(when.split()[1]))
-            nursery.cancel_scope.cancel()  # what Ctrl-C does to a trio program
-        assert processes_with(marker) == []
-        assert files_in(private_tmp) == []
-        assert all_tasks() == tasks_before
+                nursery.start_soon(start_then_hang)
+                if when == "warden running":
+                    while not processes_with(marker):  # noqa: ASYNC110 - a process has no event
+                        await trio.sleep(0.005)
+                else:
+                    await milestone.seen.wait()
+                nursery.cancel_scope.cancel()  # what Ctrl-C does to a trio program
+    finally:
+        stages.removeHandler(milestone)
+    assert processes_with(marker) == []
+    assert files_in(private_tmp) == []
+    assert all_tasks() == tasks_before
