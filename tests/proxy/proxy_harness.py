@@ -190,8 +190,3 @@ def process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-# The HTTP client transport's handshake-era session (standalone GET stream, DELETE on close)
-# leaves a socket unclosed when cancelled at shutdown. The client's, not the proxy's (reported).
-HANDSHAKE_SESSION_SOCKET_LEFT_OPEN = "ignore:unclosed <socket.socket:ResourceWarning"

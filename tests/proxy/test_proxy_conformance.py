@@ -16,7 +16,6 @@ import pytest
 import trio
 from proxy_harness import (
     EVERYTHING_SERVER,
-    HANDSHAKE_SESSION_SOCKET_LEFT_OPEN,
     NODE_BIN,
     proxy_running,
     start_url_printing_child,
@@ -36,13 +35,7 @@ RUN_DEADLINE_SECONDS = 120.0
 
 @pytest.mark.parametrize(
     "upstream_era",
-    [
-        None,
-        pytest.param(
-            "2025-11-25",
-            marks=pytest.mark.filterwarnings(HANDSHAKE_SESSION_SOCKET_LEFT_OPEN),
-        ),
-    ],
+    [None, "2025-11-25"],
 )
 @pytest.mark.parametrize("spec_version", ["2025-11-25", "2026-07-28"])
 async def test_conformance_suite_through_the_proxy(
