@@ -1,5 +1,3 @@
-import sys
+from ._main import console_main
 
-from ._main import main
-
-sys.exit(main())
+console_main()

@@ -16,10 +16,12 @@ import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
 
+from .._exit import exit_now
 from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
 from ._toolset import open_tool_server
@@ -182,3 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     trio.run(_run, options, tls)
     return 0
+
+
+def console_main() -> NoReturn:
+    """``python -m trio_sandbox.tools`` and ``trio-sandbox-tools``."""
+    exit_now(main())

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
+from .._exit import exit_now
 from ._spec import (
     BACKENDS,
     NETWORKS,
@@ -150,3 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for failure in failures:
         print(f"trio-sandbox-warden: error: {failure}", file=sys.stderr, flush=True)
     return WARDEN_ERROR_STATUS
+
+
+def console_main() -> NoReturn:
+    """``python -m trio_sandbox.warden`` and ``trio-sandbox-warden``."""
+    exit_now(main())
