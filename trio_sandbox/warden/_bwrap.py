@@ -77,11 +77,15 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
 
 def _missing_parents(paths: list[str]) -> list[str]:
     """Ancestors of `paths` that the `host` image's tmpfs root does not already provide."""
-    provided = ("/usr", "/etc", "/proc", "/dev", "/tmp")
+    # Bound from the host, so everything below them exists already; /tmp is a fresh tmpfs, so
+    # only /tmp itself does (a checkout under /tmp needs its parents made).
+    provided = ("/usr", "/etc", "/proc", "/dev")
     parents: set[str] = set()
     for path in paths:
         parent = os.path.dirname(path.rstrip("/"))
-        while parent != "/" and not any(_is_within(parent, done) for done in provided):
+        while parent not in ("/", "/tmp") and not any(
+            _is_within(parent, done) for done in provided
+        ):
             parents.add(parent)
             parent = os.path.dirname(parent)
     return sorted(parents, key=lambda parent: (parent.count("/"), parent))
