@@ -1,24 +1,19 @@
-"""hypercorn serving an in-memory mTLS context, reached by httpx over a real handshake."""
+"""hypercorn (through serve_http) serving an in-memory mTLS context, reached by httpx."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve
-from hypercorn.typing import (
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    HTTPResponseStartEvent,
-    Scope,
-)
 
-from trio_sandbox.tls import CertificateChain, InMemoryTlsConfig, MtlsIdentity
+from trio_sandbox.mcp import BoundServer, serve_http
+from trio_sandbox.tls import CertificateChain, MtlsIdentity
 
 HANG_GUARD_SECONDS = 10.0
 
@@ -28,7 +23,11 @@ HANG_GUARD_SECONDS = 10.0
 REFUSED = (httpx.RemoteProtocolError, httpx.ReadError)
 
 
-async def hello_app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+async def hello_app(
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
     """Smallest honest ASGI app: lifespan handled, HTTP answers with its scheme."""
     if scope["type"] == "lifespan":
         while True:
@@ -40,48 +39,20 @@ async def hello_app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCa
                 return
     assert scope["type"] == "http"
     body = f"hello over {scope['scheme']}".encode()
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
-    }
-    await send(start)
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 @asynccontextmanager
 async def serving(server_context: ssl.SSLContext) -> AsyncIterator[str]:
-    """Run hypercorn on 127.0.0.1 (any port) with ``server_context``; yield its base URL."""
-    config = InMemoryTlsConfig(server_context)
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
-    shutdown = trio.Event()
+    """Serve ``hello_app`` on 127.0.0.1 (any port) with ``server_context``; yield its base URL."""
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            partial(serve, hello_app, config, shutdown_trigger=shutdown.wait)
+        bound: BoundServer = await nursery.start(
+            partial(serve_http, hello_app, ssl_context=server_context, path="")
         )
-        try:
-            yield binds[0]
-        finally:
-            shutdown.set()
-
-
-def test_config_turns_tls_on_with_the_given_context() -> None:
-    context = CertificateChain.generate().server_ssl_context()
-    config = InMemoryTlsConfig(context)
-    assert config.ssl_enabled
-    assert config.create_ssl_context() is context
-    assert config.certfile is None  # no key file anywhere
-    assert config.ssl_handshake_timeout == 10.0
-    config.bind = ["127.0.0.1:0"]
-    sockets = config.create_sockets()
-    try:
-        assert len(sockets.secure_sockets) == 1
-        assert sockets.insecure_sockets == []
-    finally:
-        for sock in sockets.secure_sockets:
-            sock.close()
+        yield bound.url
+        nursery.cancel_scope.cancel()
 
 
 async def test_httpx_reaches_hypercorn_over_mutual_tls() -> None:

@@ -799,6 +799,8 @@ class _HypercornConfig(hypercorn.config.Config):
     def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
         super().__init__()
         self._ssl_context = ssl_context
+        # hypercorn waits 60 s for a silent peer's handshake; it need not hold a slot that long.
+        self.ssl_handshake_timeout = 10.0
 
     @property
     def ssl_enabled(self) -> bool:

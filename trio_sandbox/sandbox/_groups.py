@@ -8,10 +8,11 @@ from contextlib import contextmanager
 import trio
 
 
-def _leaves(error: BaseException) -> Iterator[BaseException]:
+def leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside ``error``, however deeply its groups nest (``error`` if none)."""
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            yield from _leaves(inner)
+            yield from leaves(inner)
     else:
         yield error
 
@@ -26,7 +27,7 @@ def single_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        real = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
+        real = [leaf for leaf in leaves(group) if not isinstance(leaf, trio.Cancelled)]
         if len(real) == 1:
             raise real[0] from None
         raise

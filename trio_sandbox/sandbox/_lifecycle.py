@@ -41,7 +41,7 @@ from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
 from ..tls import CertificateChain
 from ._config import SandboxConfig, SandboxMode
 from ._errors import SandboxFailed, SandboxRestarted, SandboxStartError, SandboxUnavailable
-from ._groups import single_error
+from ._groups import leaves, single_error
 from ._health import HealthCell, SandboxHealth
 from ._launcher import Launched, Launcher, LaunchHooks, WardenExited, warden_launcher
 from ._upstream import RESTARTED_META_KEY, UNAVAILABLE_META_KEY, SandboxUpstream
@@ -73,19 +73,13 @@ def respawn_delay(config: SandboxConfig, attempt: int) -> float:
     return float(min(config.respawn_backoff * 2 ** (attempt - 2), config.respawn_backoff_max))
 
 
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]
-
-
 def _generation_ending(error: BaseException) -> Exception | None:
     """The one error that says why a generation ended, or None when it was something else."""
-    leaves = [leaf for leaf in _leaves(error) if not isinstance(leaf, trio.Cancelled)]
-    if not leaves or not all(isinstance(leaf, _GENERATION_ENDINGS) for leaf in leaves):
+    found = [leaf for leaf in leaves(error) if not isinstance(leaf, trio.Cancelled)]
+    if not found or not all(isinstance(leaf, _GENERATION_ENDINGS) for leaf in found):
         return None
     for kind in _GENERATION_ENDINGS:  # the most telling first
-        for leaf in leaves:
+        for leaf in found:
             if isinstance(leaf, kind):
                 return leaf
     return None  # pragma: no cover
@@ -512,7 +506,7 @@ async def open_sandbox(
                     )
                 )
             except BaseException as exc:
-                bind_error = [leaf for leaf in _leaves(exc) if isinstance(leaf, OSError)]
+                bind_error = [leaf for leaf in leaves(exc) if isinstance(leaf, OSError)]
                 if not bind_error:
                     raise
                 raise SandboxStartError(
