@@ -69,6 +69,17 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def read_token(path: str) -> str:
+    """The bearer token in ``--token-file``: at least 16 characters, surrounding space dropped."""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise UsageError("--token-file: the token must be at least 16 characters")
+    return token
+
+
 def parse_listen(value: str, where: str = "--listen") -> Listen:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")

@@ -38,7 +38,7 @@ from ..proxy import (
     serve_proxy,
 )
 from ..tls import CertificateChain, ClientBundlePaths
-from ._options import Listen, UsageError, parse_listen, parse_upstream
+from ._options import Listen, UsageError, parse_listen, parse_upstream, read_token
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,16 +117,6 @@ def _upstream_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         ) from None
 
 
-def _read_token(path: str) -> str:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror}") from None
-    if len(token) < 16:
-        raise UsageError("--token-file: the token must be at least 16 characters")
-    return token
-
-
 def proxy_options(args: argparse.Namespace) -> ProxyOptions:
     """Check every option and build what :func:`serve_proxy` needs; UsageError names the option."""
     upstreams: list[UpstreamSpec] = []
@@ -180,7 +170,7 @@ def proxy_options(args: argparse.Namespace) -> ProxyOptions:
     chain: CertificateChain | None = None
     token: str | None = None
     if not args.plain_http:
-        token = _read_token(args.token_file) if args.token_file else None
+        token = read_token(args.token_file) if args.token_file else None
         hostnames: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
         if listen.host not in hostnames:
             hostnames = (listen.host, *hostnames)

@@ -16,7 +16,7 @@ import trio
 from ..proxy import HttpFace
 from ..sandbox import SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
-from ._options import Listen, UsageError, add_sandbox_options, sandbox_config
+from ._options import Listen, add_sandbox_options, read_token, sandbox_config
 
 
 def default_bundle_dir() -> Path:
@@ -56,16 +56,6 @@ def report_stages() -> None:
     stages.propagate = False
     if not any(isinstance(handler, _StageHandler) for handler in stages.handlers):
         stages.addHandler(_StageHandler())
-
-
-def read_token(path: str) -> str:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror}") from None
-    if len(token) < 16:
-        raise UsageError("--token-file: the token must be at least 16 characters")
-    return token
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -18,8 +18,7 @@ from ..mcp import McpError, open_mcp_client
 from ..mcp._client import McpConnectionError
 from ..sandbox._lifecycle import STATUS_URI
 from ..tls import load_client_ssl_context
-from ._options import UsageError
-from ._run import read_token
+from ._options import UsageError, read_token
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
