@@ -18,14 +18,9 @@ from typing import Any, Final, NoReturn, TypeAlias
 from urllib.parse import urlsplit
 
 import attrs
-import h11
 import hypercorn.config
-import hypercorn.protocol
-import hypercorn.protocol.h11
 import hypercorn.trio
 import trio
-from hypercorn.events import RawData
-from hypercorn.typing import H11SendableEvent
 
 from . import _versions as versions
 from ._duplex import serve_duplex
@@ -796,39 +791,6 @@ async def _send_plain(
 
 
 # --- serving ---------------------------------------------------------------------------------
-
-
-class _CoalescingH11Protocol(hypercorn.protocol.h11.H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, writing a sized response's head together with its body.
-
-    hypercorn sends the head at ``http.response.start`` and the body at the next message: two TLS
-    records and two socket sends per JSON answer, and the client wakes twice to read them. A head
-    with a content-length is held until the body (the client needs it anyway); streamed heads
-    (SSE) still go out at once. Empty writes (the end of a sized body) are skipped.
-    """
-
-    _held_head: bytes = b""
-
-    async def _send_h11_event(self, event: H11SendableEvent) -> None:
-        try:
-            data = self.connection.send(event)
-        except h11.LocalProtocolError:
-            if self.connection.their_state != h11.ERROR:
-                raise
-            return
-        if isinstance(event, h11.Response) and any(
-            name.lower() == b"content-length" for name, _ in event.headers
-        ):
-            self._held_head = data
-            return
-        if self._held_head:
-            data, self._held_head = self._held_head + data, b""
-        if data:
-            await self.send(RawData(data=data))
-
-
-# hypercorn builds its HTTP/1.1 protocol by this module-level name; no option selects another.
-hypercorn.protocol.H11Protocol = _CoalescingH11Protocol  # type: ignore[attr-defined]
 
 
 class _HypercornConfig(hypercorn.config.Config):
