@@ -7,9 +7,8 @@ Errors name the option or key and say what is allowed.
 from __future__ import annotations
 
 import argparse
-import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -202,11 +201,3 @@ def _expand_volume(spec: str, base_dir: Path) -> str:
     if host.startswith((".", "..")) and sep:
         return f"{(base_dir / host).resolve()}:{rest}"
     return spec
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")
-
-
-def split_json_args(raw: Sequence[str]) -> str | None:
-    return raw[0] if raw else None

@@ -33,8 +33,3 @@ def is_stateless(version: str) -> bool:
 def batches_allowed(version: str | None) -> bool:
     """JSON-RPC batches exist only in 2025-03-26."""
     return version == V2025_03_26
-
-
-def header_required(version: str) -> bool:
-    """The MCP-Protocol-Version HTTP header is mandatory from 2025-06-18 on."""
-    return version >= V2025_06_18
