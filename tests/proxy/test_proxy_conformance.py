@@ -21,7 +21,7 @@ from proxy_harness import (
     start_url_printing_child,
     stop_group,
 )
-from test_conformance_server import _checks
+from test_conformance_server import assert_suite_passed
 
 from trio_sandbox.mcp import HttpSettings
 from trio_sandbox.proxy import HttpFace, HttpUpstream
@@ -77,16 +77,5 @@ async def test_conformance_suite_through_the_proxy(
                 )
             statuses = proxy.statuses()
         nursery.cancel_scope.cancel()
-    report = run.stdout.decode(errors="replace") + run.stderr.decode(errors="replace")
-    summary = report[report.find("=== SUMMARY ===") :]
-    checks = _checks(output_dir)
-    bad = [
-        f"{scenario}: {check.get('id')} {check.get('status')} {check.get('errorMessage', '')}"
-        for scenario, scenario_checks in sorted(checks.items())
-        for check in scenario_checks
-        if check.get("status") in ("FAILURE", "WARNING")
-    ]
-    assert run.returncode == 0, f"conformance exited {run.returncode}\n{summary}\n" + "\n".join(bad)
-    assert not bad, "\n".join(bad)
-    assert len(checks) >= MIN_SCENARIOS[spec_version], summary
+    assert_suite_passed(run, output_dir, MIN_SCENARIOS[spec_version])
     assert [status.connected for status in statuses] == [True]

@@ -130,3 +130,17 @@ class FakeLauncher:
                 raise WardenExited(137, "fake: killed")
         finally:
             generation.stopped.set()
+
+
+def all_tasks() -> set[trio.lowlevel.Task]:
+    """Every task of this run, to check that a test left none behind."""
+    tasks: set[trio.lowlevel.Task] = set()
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        tasks.add(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return tasks

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+from sandbox_fakes import all_tasks
 
 from trio_sandbox.sandbox import SandboxConfig, SandboxRestarted, open_sandbox
 
@@ -59,19 +60,6 @@ def port_of(url: str) -> int:
     port = urlsplit(url).port
     assert port is not None
     return port
-
-
-def all_tasks() -> set[trio.lowlevel.Task]:
-    tasks: set[trio.lowlevel.Task] = set()
-    pending = [trio.lowlevel.current_root_task()]
-    while pending:
-        task = pending.pop()
-        if task is None:
-            continue
-        tasks.add(task)
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return tasks
 
 
 @pytest.fixture

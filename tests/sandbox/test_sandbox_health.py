@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from sandbox_fakes import FakeLauncher
+from sandbox_fakes import FakeLauncher, all_tasks
 
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import (
@@ -289,19 +289,6 @@ async def test_an_error_in_the_body_comes_out_as_itself(autojump_clock: Any) -> 
         async with fake_sandbox(launcher):
             raise KeyError("mine")
     assert launcher.current.stopped.is_set()
-
-
-def all_tasks() -> set[trio.lowlevel.Task]:
-    tasks: set[trio.lowlevel.Task] = set()
-    pending = [trio.lowlevel.current_root_task()]
-    while pending:
-        task = pending.pop()
-        if task is None:
-            continue
-        tasks.add(task)
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return tasks
 
 
 async def test_no_tasks_remain_after_exit(autojump_clock: Any) -> None:

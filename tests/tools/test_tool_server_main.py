@@ -23,6 +23,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from tools_harness import ORIGINAL_TOOL_NAMES
 
 from trio_sandbox.mcp import open_mcp_client, websocket_transport
 from trio_sandbox.mcp._versions import LATEST_VERSION
@@ -32,19 +33,6 @@ from trio_sandbox.tools._toolset import VERSION as TOOL_SERVER_VERSION
 
 # Generous: two cores, and the whole suite may be running beside us.
 HANG_GUARD_SECONDS = 30.0
-EXPECTED_TOOLS = {
-    "run_command",
-    "run_command_task",
-    "get_task_details",
-    "get_all_tasks",
-    "cancel_task",
-    "wait_for_tasks",
-    "view",
-    "create",
-    "str_replace",
-    "remove",
-    "generate_password",
-}
 PING_BODY = b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}'
 PING_REQUEST = (
     b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -213,7 +201,7 @@ async def test_prints_the_ca_block_with_the_real_port_then_serves_over_mtls(
             assert "PRIVATE KEY" not in child.ca_pem
             async with open_mcp_client(child.url, ssl_context=client_context(child, client)) as mcp:
                 tools = await mcp.list_tools()
-                assert {tool.name for tool in tools} == EXPECTED_TOOLS
+                assert {tool.name for tool in tools} == ORIGINAL_TOOL_NAMES
                 result = await mcp.call_tool(
                     "run_command", {"command": "pwd && echo hello from the sandbox"}
                 )
@@ -230,7 +218,7 @@ async def test_serves_websocket_on_the_same_port(tmp_path: Path) -> None:
             ws_url = child.url.replace("https://", "wss://", 1)
             transport = websocket_transport(ws_url, ssl_context=client_context(child, client))
             async with open_mcp_client(transport) as mcp:
-                assert {tool.name for tool in await mcp.list_tools()} == EXPECTED_TOOLS
+                assert {tool.name for tool in await mcp.list_tools()} == ORIGINAL_TOOL_NAMES
                 result = await mcp.call_tool("run_command", {"command": "echo over websocket"})
             assert "over websocket" in result.text_content
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import trio
 from tools_harness import (
+    ORIGINAL_TOOL_NAMES,
     SPAWN_GRANDCHILDREN,
     ToolClient,
     fast_limits,
@@ -141,19 +142,7 @@ async def test_invalid_arguments_are_error_results_naming_the_problem(
 
 async def test_tools_are_listed_with_closed_schemas(tool_client: ToolClient) -> None:
     names = {tool.name: tool for tool in tool_client.server.tools}
-    assert set(names) == {
-        "run_command",
-        "run_command_task",
-        "get_task_details",
-        "get_all_tasks",
-        "cancel_task",
-        "wait_for_tasks",
-        "view",
-        "create",
-        "str_replace",
-        "remove",
-        "generate_password",
-    }
+    assert set(names) == ORIGINAL_TOOL_NAMES
     for tool in names.values():
         assert tool.input_schema["additionalProperties"] is False, tool.name
         assert tool.description

@@ -136,3 +136,21 @@ SPAWN_GRANDCHILDREN = (
     "sleep 1000 & a=$!; sleep 1000 & b=$!; echo $$ $a $b > pids.tmp && mv pids.tmp pids.txt;"
     " echo pid $a; echo pid $b; wait"
 )
+
+
+# The tool names of the original tool server, which agents written for it call.
+ORIGINAL_TOOL_NAMES = frozenset(
+    {
+        "run_command",
+        "run_command_task",
+        "get_task_details",
+        "get_all_tasks",
+        "cancel_task",
+        "wait_for_tasks",
+        "view",
+        "create",
+        "str_replace",
+        "remove",
+        "generate_password",
+    }
+)
