@@ -233,18 +233,25 @@ async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any
     return results
 
 
-def report(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> str:
+def results_table(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> list[str]:
+    """The header and one row per leg; shared with proxy_calls.py."""
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    width = max(len(name) for name in results) + 2
     lines = [
         f"no-op tools/call, {seconds:g} s per leg, 1 and {callers} concurrent callers",
         f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews every leg)",
-        f"{'leg':<16}{'version':<12}{'sequential/s':>14}{'concurrent/s':>14}",
+        f"{'leg':<{width}}{'version':<12}{'sequential/s':>14}{'concurrent/s':>14}",
     ]
     for name, figures in results.items():
         lines.append(
-            f"{name:<16}{figures['version']:<12}"
+            f"{name:<{width}}{figures['version']:<12}"
             f"{figures['sequential']:>14.0f}{figures['concurrent']:>14.0f}"
         )
+    return lines
+
+
+def report(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> str:
+    lines = results_table(results, seconds, callers)
     sdk = results["sdk http"]
     for face, goal in GOALS.items():
         ours = results[f"ours {face}"]

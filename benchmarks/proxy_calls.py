@@ -35,7 +35,14 @@ import trio
 
 # The SDK legs and the child-process plumbing are mcp_calls.py's, so both benchmarks measure
 # the SDK the same way.
-from mcp_calls import NOOP_TOOL, free_port, read_line, start_child, wait_for_port
+from mcp_calls import (
+    NOOP_TOOL,
+    free_port,
+    read_line,
+    results_table,
+    start_child,
+    wait_for_port,
+)
 
 SCRIPT = os.path.abspath(__file__)
 MCP_CALLS = os.path.join(os.path.dirname(SCRIPT), "mcp_calls.py")
@@ -191,17 +198,7 @@ async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any
 
 
 def report(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> str:
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    lines = [
-        f"no-op tools/call, {seconds:g} s per leg, 1 and {callers} concurrent callers",
-        f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews every leg)",
-        f"{'leg':<18}{'version':<12}{'sequential/s':>14}{'concurrent/s':>14}",
-    ]
-    for name, figures in results.items():
-        lines.append(
-            f"{name:<18}{figures['version']:<12}"
-            f"{figures['sequential']:>14.0f}{figures['concurrent']:>14.0f}"
-        )
+    lines = results_table(results, seconds, callers)
     direct, sdk = results["direct wss mtls"], results["sdk http"]
     for face in ("proxied https", "proxied wss"):
         proxied = results[face]
