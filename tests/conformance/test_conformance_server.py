@@ -9,12 +9,9 @@ each with its reason, in expected-failures-server.yaml.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from child_processes import start_url_printing_child, stop_group
 
 pytestmark = pytest.mark.conformance
 
@@ -34,36 +32,10 @@ MIN_SCENARIOS = {"2025-11-25": 33, "2026-07-28": 40}
 RUN_DEADLINE_SECONDS = 75.0
 
 
-async def _deliver_cancel(process: trio.Process) -> None:
-    """Stop the child's whole process group (node spawns helpers; Python may too)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with trio.move_on_after(5):
-        await process.wait()
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 async def _start_server(nursery: trio.Nursery) -> tuple[trio.Process, str]:
-    process: trio.Process = await nursery.start(
-        functools.partial(
-            trio.run_process,
-            [sys.executable, str(HERE / "everything_server.py"), "--port", "0"],
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            check=False,
-            deliver_cancel=_deliver_cancel,
-        )
+    process, url = await start_url_printing_child(
+        nursery, [sys.executable, str(HERE / "everything_server.py"), "--port", "0"]
     )
-    assert process.stdout is not None
-    seen = b""
-    with trio.fail_after(20):
-        while b"\n" not in seen:
-            chunk = await process.stdout.receive_some()
-            assert chunk, f"the server exited before printing its URL: {seen!r}"
-            seen += chunk
-    url = seen.split(b"\n", 1)[0].decode().strip()
     assert url.startswith("http://127.0.0.1:"), url
     return process, url
 
@@ -108,7 +80,7 @@ async def test_conformance_server_suite(spec_version: str, tmp_path: Path) -> No
                 capture_stderr=True,
                 check=False,
                 start_new_session=True,
-                deliver_cancel=_deliver_cancel,
+                deliver_cancel=stop_group,
                 cwd=tmp_path,
             )
         nursery.cancel_scope.cancel()

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,42 +144,6 @@ async def proxy_running(
         )
         yield handle
         nursery.cancel_scope.cancel()
-
-
-async def stop_group(process: trio.Process) -> None:
-    """A ``deliver_cancel`` that stops the child's whole process group."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with trio.move_on_after(5):
-        await process.wait()
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-async def start_url_printing_child(
-    nursery: trio.Nursery, argv: Sequence[str], *, env: dict[str, str] | None = None
-) -> tuple[trio.Process, str]:
-    """Start a child that prints its URL on its first stdout line; return it and the URL."""
-    process: trio.Process = await nursery.start(
-        functools.partial(
-            trio.run_process,
-            list(argv),
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            check=False,
-            env=env,
-            deliver_cancel=stop_group,
-        )
-    )
-    assert process.stdout is not None
-    seen = b""
-    with trio.fail_after(30):
-        while b"\n" not in seen:
-            chunk = await process.stdout.receive_some()
-            assert chunk, f"{argv[0]} exited before printing its URL: {seen!r}"
-            seen += chunk
-    return process, seen.split(b"\n", 1)[0].decode().strip()
 
 
 def process_exists(pid: int) -> bool:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from child_processes import start_url_printing_child, stop_group
 from proxy_harness import (
     EVERYTHING_SERVER,
     NODE_BIN,
     proxy_running,
-    start_url_printing_child,
-    stop_group,
 )
 from test_conformance_server import assert_suite_passed
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from child_processes import stop_group
 from proxy_harness import (
     REPO,
     build_upstream,
     http_served,
     process_exists,
     proxy_running,
-    stop_group,
 )
 
 from trio_sandbox.cli import main as cli_main

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import trio
+from child_processes import start_url_printing_child
 from proxy_harness import (
     NODE_BIN,
     process_exists,
     proxy_running,
-    start_url_printing_child,
 )
 
 from trio_sandbox.mcp import HANDSHAKE_VERSIONS, open_mcp_client

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 
 import trio
+from child_processes import start_url_printing_child
 from proxy_harness import (
     EVERYTHING_SERVER,
     build_upstream,
     proxy_running,
-    start_url_printing_child,
 )
 
 from trio_sandbox.mcp import open_mcp_client
