@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import trio
 
-from trio_sandbox.mcp import stop_process_group
+from trio_sandbox.concurrency import stopping_process_group
 
 # node spawns helpers, and Python children may too: stop the whole group, SIGKILL after 5 s.
-stop_group = stop_process_group(grace=5.0)
+stop_group = stopping_process_group(grace=5.0)
 
 
 async def start_url_printing_child(

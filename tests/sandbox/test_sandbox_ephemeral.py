@@ -78,15 +78,15 @@ async def test_a_session_sandbox_that_cannot_start_fails_its_calls_at_once() -> 
             async with open_mcp_client(sb.proxy_url, protocol_version=HANDSHAKE) as client:
                 result = await client.call_tool("echo", {"text": "x"})
                 assert result.is_error
-                assert "the session's sandbox ended" in result.text_content
+                assert "the session's sandbox could not start" in result.text_content
                 assert "fake: no CA block" in result.text_content
 
 
 @pytest.mark.parametrize("idle", [0.2])
 async def test_an_idle_session_sandbox_is_stopped(idle: float, monkeypatch: Any) -> None:
-    from trio_sandbox.sandbox import _lifecycle
+    from trio_sandbox.sandbox import _ephemeral
 
-    monkeypatch.setattr(_lifecycle, "SESSION_END_POLL", 0.05)
+    monkeypatch.setattr(_ephemeral, "SESSION_END_POLL", 0.05)
     launcher = FakeLauncher()
     config = SandboxConfig(mode=SandboxMode.EPHEMERAL, ephemeral_idle_timeout=idle)
     with trio.fail_after(20):

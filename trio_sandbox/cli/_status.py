@@ -16,7 +16,7 @@ import trio
 
 from ..mcp import McpError, open_mcp_client
 from ..mcp._client import McpConnectionError
-from ..sandbox._lifecycle import STATUS_URI
+from ..sandbox import STATUS_URI
 from ..tls import load_client_ssl_context
 from ._options import UsageError, read_token
 

@@ -83,7 +83,6 @@ if TYPE_CHECKING:
     from ._http_client import http_transport as http_transport
     from ._stdio import serve_stdio as serve_stdio
     from ._stdio import stdio_transport as stdio_transport
-    from ._stdio import stop_process_group as stop_process_group
     from ._ws_client import websocket_transport as websocket_transport
 
 # Name -> module of the names loaded on first use.
@@ -97,7 +96,6 @@ _LAZY_NAMES: dict[str, str] = {
     "http_transport": "._http_client",
     "serve_stdio": "._stdio",
     "stdio_transport": "._stdio",
-    "stop_process_group": "._stdio",
     "websocket_transport": "._ws_client",
 }
 

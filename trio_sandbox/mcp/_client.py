@@ -9,7 +9,9 @@ given, and turns a cancelled caller into a cancelled request on the wire.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,6 +20,7 @@ from typing import Any, Final, Protocol, TypeAlias
 import attrs
 import trio
 
+from ..concurrency import single_error
 from . import _versions as versions
 from ._jsonrpc import (
     INTERNAL_ERROR,
@@ -53,6 +56,9 @@ DEFAULT_CLIENT_INFO: Final = Implementation("trio-sandbox-mcp-client", "0.1.0")
 # Bounds a server that keeps answering "input required" (stateless-era multi-round requests).
 _MAX_INPUT_ROUNDS: Final = 16
 _CANCEL_NOTICE_TIMEOUT: Final = 5.0
+# Bounds on what waits for a slow handler before further notifications are dropped.
+_MAX_QUEUED_PER_REQUEST: Final = 256
+_MAX_QUEUED_NOTES: Final = 1024
 # RFC 9110 token characters: what an x-mcp-header name may use.
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PRIMITIVE_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
@@ -114,10 +120,64 @@ class ClientTransport(Protocol):
 TransportFactory: TypeAlias = Callable[[ClientInbox], AbstractAsyncContextManager[ClientTransport]]
 
 
+Thunk: TypeAlias = Callable[[], Awaitable[None]]
+
+
+def _thunk_channel() -> tuple[
+    trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]
+]:
+    return trio.open_memory_channel[Thunk | None](math.inf)
+
+
 @attrs.define(eq=False)
 class _Pending:
-    done: trio.Event = attrs.field(factory=trio.Event)
+    """One request waiting for its answer, in the task that sent it.
+
+    What arrives for the request in another task (a message channel's reader, a resumed SSE
+    stream) is queued here and handled by the request's own task, in arrival order: its progress
+    callbacks first, then its answer. So a slow callback delays only its own request, never the
+    reader that delivers everyone's answers. When the answer comes on another stream, the
+    request's own send is cancelled through ``scope``.
+    """
+
+    task: trio.lowlevel.Task = attrs.field(factory=trio.lowlevel.current_task)
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     outcome: Response | ErrorResponse | McpConnectionError | None = None
+    sending: bool = False
+    queued: int = 0
+    _queue: tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]] = (
+        attrs.field(factory=_thunk_channel)
+    )
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome is not None
+
+    def settle(self, outcome: Response | ErrorResponse | McpConnectionError) -> None:
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        self._queue[0].send_nowait(None)
+        if self.sending and trio.lowlevel.current_task() is not self.task:
+            self.scope.cancel()
+
+    async def run_or_queue(self, thunk: Thunk) -> None:
+        """Run ``thunk`` now when in the request's own task, else queue it for that task."""
+        if trio.lowlevel.current_task() is self.task:
+            await thunk()
+        elif self.outcome is None and self.queued < _MAX_QUEUED_PER_REQUEST:
+            self.queued += 1
+            self._queue[0].send_nowait(thunk)
+        else:
+            logger.debug("dropping a notification for a request that is answered or flooded")
+
+    async def wait_answer(self) -> None:
+        """Handle what was queued for the request, until its answer."""
+        async for thunk in self._queue[1]:
+            if thunk is None:
+                return
+            self.queued -= 1
+            await thunk()
 
 
 def encode_header_value(value: object) -> str | None:
@@ -175,7 +235,13 @@ class McpClient:
     instructions: str | None = None
     _next_id: int = 0
     _pending: dict[RequestId, _Pending] = attrs.field(factory=dict)
-    _progress: dict[str | int, ProgressCallback] = attrs.field(factory=dict)
+    _progress: dict[str | int, tuple[_Pending, ProgressCallback]] = attrs.field(factory=dict)
+    # Notifications for the on_notification callback that arrived outside a request's task.
+    _notifications: tuple[
+        trio.MemorySendChannel[Notification], trio.MemoryReceiveChannel[Notification]
+    ] = attrs.field(factory=lambda: trio.open_memory_channel[Notification](_MAX_QUEUED_NOTES))
+    # Tasks sending a request right now: what arrives in them is theirs to handle inline.
+    _requesting: dict[trio.lowlevel.Task, int] = attrs.field(factory=dict)
     _server_requests: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
     _header_params: dict[str, dict[str, str]] = attrs.field(factory=dict)
     _lost: McpConnectionError | None = None
@@ -193,8 +259,7 @@ class McpClient:
             if pending is None:
                 logger.debug("dropping a response to unknown request %r", message.id)
                 return
-            pending.outcome = message
-            pending.done.set()
+            pending.settle(message)
         elif isinstance(message, Request):
             self._nursery.start_soon(self._serve_server_request, message)
         else:
@@ -203,22 +268,24 @@ class McpClient:
     def connection_lost(self, error: McpConnectionError) -> None:
         self._lost = error
         for pending in self._pending.values():
-            if pending.outcome is None:
-                pending.outcome = error
-            pending.done.set()
+            pending.settle(error)
 
     async def _handle_notification(self, note: Notification) -> None:
         params = note.params or {}
         if note.method == "notifications/progress":
-            callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
+            entry = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
             progress = params.get("progress")
-            if callback is not None and isinstance(progress, (int, float)):
+            if entry is not None and isinstance(progress, (int, float)):
+                pending, callback = entry
                 total = params.get("total")
                 message = params.get("message")
-                await callback(
-                    float(progress),
-                    float(total) if isinstance(total, (int, float)) else None,
-                    message if isinstance(message, str) else None,
+                await pending.run_or_queue(
+                    functools.partial(
+                        callback,
+                        float(progress),
+                        float(total) if isinstance(total, (int, float)) else None,
+                        message if isinstance(message, str) else None,
+                    )
                 )
             return
         if note.method == "notifications/cancelled":
@@ -226,7 +293,24 @@ class McpClient:
             if scope is not None:
                 scope.cancel()
             return
-        if self._on_notification is not None:
+        if self._on_notification is None:
+            return
+        if trio.lowlevel.current_task() in self._requesting:
+            # Delivered in a request's own task (over HTTP): its own stream waits for it.
+            await self._on_notification(note)
+            return
+        try:
+            self._notifications[0].send_nowait(note)
+        except trio.WouldBlock:
+            logger.warning(
+                "dropping %s from %s: its handler falls behind", note.method, self.target
+            )
+
+    async def serve_notifications(self) -> None:
+        """Run ``on_notification`` for what arrived outside requests, in order, in one task of
+        the client's own: a slow handler never holds up the reader delivering answers."""
+        assert self._on_notification is not None
+        async for note in self._notifications[1]:
             await self._on_notification(note)
 
     async def _serve_server_request(self, request: Request) -> None:
@@ -320,21 +404,31 @@ class McpClient:
         if progress is not None:
             assert params is not None
             params["_meta"] = {**(params.get("_meta") or {}), "progressToken": token}
-            self._progress[token] = progress
         headers: dict[str, str] = {}
         if stateless:
             params = self._envelope(params, version)
             headers = self._stateless_headers(method, params)
         pending = _Pending()
         self._pending[request_id] = pending
+        if progress is not None:
+            self._progress[token] = (pending, progress)
+        task = trio.lowlevel.current_task()
+        self._requesting[task] = self._requesting.get(task, 0) + 1
         try:
-            await _send_until_answered(
-                transport, Request(request_id, method, params), headers, pending
-            )
+            with pending.scope:
+                pending.sending = True
+                await transport.send(Request(request_id, method, params), headers)
+                pending.sending = False
+                # Message channels return once the request is written: wait for its answer.
+                await pending.wait_answer()
         finally:
+            if self._requesting[task] == 1:
+                del self._requesting[task]
+            else:
+                self._requesting[task] -= 1
             del self._pending[request_id]
             self._progress.pop(token, None)
-            if not pending.done.is_set() and self._lost is None:
+            if not pending.answered and self._lost is None:
                 await self._send_cancel(request_id, stateless)
         outcome = pending.outcome
         if isinstance(outcome, Response):
@@ -562,27 +656,6 @@ class McpClient:
         return result
 
 
-async def _send_until_answered(
-    transport: ClientTransport, request: Request, headers: Mapping[str, str], pending: _Pending
-) -> None:
-    """Send a request and wait for its answer, which may come on another stream than its own
-    (a resumed or standalone SSE stream): then the request's own stream is closed."""
-    try:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_when_answered() -> None:
-                await pending.done.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(stop_when_answered)
-            await transport.send(request, headers)
-    except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
-
-
 @asynccontextmanager
 async def open_mcp_client(
     transport_or_url: str | TransportFactory,
@@ -615,8 +688,8 @@ async def open_mcp_client(
         declared["roots"] = {"listChanged": True}
     declared.update(capabilities or {})
     target = transport_or_url if isinstance(transport_or_url, str) else "transport"
-    raised: list[BaseException] = []
-    try:
+    # Callers see their own exception (or ours), not the nursery's wrapping.
+    with single_error():
         async with trio.open_nursery() as nursery:
             client = McpClient(
                 target,
@@ -628,29 +701,14 @@ async def open_mcp_client(
                 roots,
                 on_notification,
             )
-            try:
-                async with factory(client) as transport:
-                    client.target = transport.target
-                    client._transport = transport
-                    await client._connect(protocol_version)
-                    yield client
-            except BaseException as exc:
-                raised.append(exc)
-                raise
+            if on_notification is not None:
+                nursery.start_soon(client.serve_notifications)
+            async with factory(client) as transport:
+                client.target = transport.target
+                client._transport = transport
+                await client._connect(protocol_version)
+                yield client
             nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # Callers should see their own exception (or ours), not the nurseries' wrapping.
-        leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 def _factory_for(

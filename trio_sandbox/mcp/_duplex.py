@@ -7,7 +7,9 @@ same channel, and cancel everything still running when the channel closes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
 
 import trio
 
@@ -26,7 +28,12 @@ from ._jsonrpc import (
     parse_json,
 )
 from ._server import McpServer, ServerSession, stateless_session
-from ._versions import batches_allowed
+from ._versions import META_PROTOCOL_VERSION, batches_allowed
+
+logger = logging.getLogger("trio_sandbox.mcp.duplex")
+
+# Unsolicited messages queued for a peer before further ones are dropped.
+STANDALONE_BACKLOG: Final = 256
 
 
 async def serve_duplex(
@@ -42,11 +49,26 @@ async def serve_duplex(
         async with send_lock:
             await send_bytes(data)
 
-    session = server.open_session(send_standalone=send)
+    # Messages not tied to a request (list changes, resource updates) are queued, never awaited:
+    # a peer that stops reading must not stall whoever broadcasts to every session.
+    outbox, pending_standalone = trio.open_memory_channel[Message](STANDALONE_BACKLOG)
+
+    async def send_standalone(message: Message) -> None:
+        try:
+            outbox.send_nowait(message)
+        except trio.WouldBlock:
+            logger.warning("dropping an unsolicited %s: the peer is not reading", _method(message))
+
+    async def drain_standalone() -> None:
+        async for message in pending_standalone:
+            await send(message)
+
+    session = server.open_session(send_standalone=send_standalone)
     # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
     stateless_scopes: dict[RequestId, trio.CancelScope] = {}
     try:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain_standalone)
             async for payload in incoming:
                 for item in _decode_payload(payload, session):
                     if isinstance(item, McpError):
@@ -57,6 +79,10 @@ async def serve_duplex(
             nursery.cancel_scope.cancel()
     finally:
         server.close_session(session)
+
+
+def _method(message: Message) -> str:
+    return message.method if isinstance(message, (Request, Notification)) else "message"
 
 
 def _decode_payload(payload: bytes | str, session: ServerSession) -> list[Message | McpError]:
@@ -140,4 +166,4 @@ async def _serve_request(
 
 def _has_envelope(request: Request) -> bool:
     meta = (request.params or {}).get("_meta")
-    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+    return isinstance(meta, dict) and META_PROTOCOL_VERSION in meta

@@ -203,26 +203,34 @@ class HttpTransport:
     async def _standalone_stream(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """The GET stream for unsolicited server messages, kept open while the session lives."""
+        """The GET stream for unsolicited server messages, kept open while the session lives.
+
+        Reports started once the server accepted or refused the stream; a transport failure
+        before that is the session's failure (raised out of ``session_ready``).
+        """
         state = _SseState()
+        reported = False
         with self._standalone_scope:
-            try:
-                for _attempt in range(_MAX_RESUMES):
-                    extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
-                    headers = self._headers(extra, _ACCEPT_SSE)
-                    try:
-                        async with self._pool.request(b"GET", headers) as response:
-                            content_type = response.headers.get("content-type", "").lower()
-                            if response.status != 200 or "text/event-stream" not in content_type:
-                                return  # 405 and the like: the server offers no such stream
+            for _attempt in range(_MAX_RESUMES):
+                extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
+                headers = self._headers(extra, _ACCEPT_SSE)
+                try:
+                    async with self._pool.request(b"GET", headers) as response:
+                        content_type = response.headers.get("content-type", "").lower()
+                        if response.status != 200 or "text/event-stream" not in content_type:
+                            await response.read()
+                            if not reported:
+                                task_status.started()
+                            return  # 405 and the like: the server offers no such stream
+                        if not reported:
+                            reported = True
                             task_status.started()
-                            task_status = trio.TASK_STATUS_IGNORED
-                            await self._read_sse(response, None, state)
-                    except HttpError as exc:
-                        logger.debug("standalone stream of %s broke: %s", self.target, exc)
-                    await trio.sleep(state.retry_ms / 1000)
-            finally:
-                task_status.started()
+                        await self._read_sse(response, None, state)
+                except HttpError as exc:
+                    if not reported:
+                        raise self._fail(f"the standalone stream failed: {exc}") from exc
+                    logger.debug("standalone stream of %s broke: %s", self.target, exc)
+                await trio.sleep(state.retry_ms / 1000)
 
     async def close(self) -> None:
         self._standalone_scope.cancel()

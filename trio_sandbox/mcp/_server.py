@@ -19,6 +19,7 @@ from typing import Any, Final, TypeAlias, cast
 import attrs
 import trio
 
+from ..concurrency import single_error
 from . import _versions as versions
 from ._jsonrpc import (
     INTERNAL_ERROR,
@@ -586,9 +587,11 @@ class RequestContext:
         async def ask_one(key: str, request: InputRequest) -> None:
             results[key] = await self.send_request(request.method, dict(request.params))
 
-        async with trio.open_nursery() as nursery:
-            for key, request in requests.items():
-                nursery.start_soon(ask_one, key, request)
+        # A declined or failed question is the McpError it raised, not a group around it.
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                for key, request in requests.items():
+                    nursery.start_soon(ask_one, key, request)
         return {key: results[key] for key in requests}
 
     async def elicit(self, message: str, requested_schema: Mapping[str, Any]) -> JsonObject:

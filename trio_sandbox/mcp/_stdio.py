@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Final
 
 import trio
 
+from ..concurrency import stopping_process_group
 from ._client import ClientInbox, McpConnectionError, TransportFactory
 from ._duplex import serve_duplex
 from ._duplex_client import DuplexTransport, pump_incoming
@@ -50,23 +50,6 @@ async def read_lines(
             raise LineTooLongError(f"a line longer than {max_line_bytes} bytes")
 
 
-def stop_process_group(grace: float = 2.0) -> Callable[[trio.Process], Awaitable[None]]:
-    """A ``deliver_cancel`` for ``trio.run_process``: SIGTERM the group, SIGKILL after ``grace``."""
-
-    async def deliver_cancel(process: trio.Process) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        with trio.move_on_after(grace):
-            await process.wait()
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    return deliver_cancel
-
-
 def stdio_transport(
     argv: Sequence[str],
     *,
@@ -91,7 +74,7 @@ def stdio_transport(
                         env=dict(env) if env is not None else None,
                         cwd=cwd,
                         start_new_session=True,
-                        deliver_cancel=stop_process_group(grace),
+                        deliver_cancel=stopping_process_group(grace=grace),
                     )
                 )
             except OSError as exc:

@@ -220,6 +220,7 @@ class ProxyServer(McpServer):
             return await self._forward(route.upstream, "tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
             # Never an empty success: say which upstream failed and why.
+            logger.warning("tool call %r failed: %s", params.get("name"), exc)
             return CallToolResult.error(str(exc)).to_json()
 
     def _owner_of(self, uri: str) -> str | None:

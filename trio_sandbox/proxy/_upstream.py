@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
+from ..concurrency import collapse_exception_group
 from ..mcp import (
     INVALID_REQUEST,
     JsonObject,
@@ -251,13 +252,20 @@ class Upstream:
         backoff_max: float = 5.0,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Keep a session open, reconnecting with backoff; reports started after the first try."""
+        """Keep a session open, reconnecting with backoff; reports started after the first try.
+
+        Logs one line when the upstream goes down and one when it is back, not one per retry.
+        """
         delay = backoff
         reported = False
+        down = False
         while True:
             try:
                 async with open_client(self.hooks) as client:
                     self.attach(client)
+                    if down:
+                        logger.warning("upstream %r is back", self.name)
+                        down = False
                     delay = backoff
                     await self.refresh_listing(limit=self.call_wait)
                     if not reported:
@@ -268,7 +276,11 @@ class Upstream:
             except Exception as exc:
                 # Whatever an upstream does, the proxy stays up: record it and try again later.
                 self.detach(_describe(exc))
-                logger.warning("upstream %r: %s", self.name, self.last_error)
+            if not down:
+                logger.warning("upstream %r is down: %s; reconnecting", self.name, self.last_error)
+                down = True
+            else:
+                logger.debug("upstream %r: still down: %s", self.name, self.last_error)
             if not reported:
                 reported = True
                 task_status.started()
@@ -421,6 +433,11 @@ class Upstream:
                 self.last_error = f"listing failed: {exc}"
             except McpError as exc:
                 self.last_error = f"listing failed: {exc.message}"
+            except Exception as exc:
+                # A listing we cannot read (a malformed tool, say) must not end the proxy's
+                # list-change service: keep the last listing and say why.
+                self.last_error = f"listing failed: {_describe(exc)}"
+                logger.warning("upstream %r: %s", self.name, self.last_error)
         if deadline.cancelled_caught:
             self.last_error = f"listing timed out after {limit:g} s"
         if listing is not None:
@@ -469,8 +486,7 @@ class Upstream:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe(exc.exceptions[0])
+    exc = collapse_exception_group(exc)
     if isinstance(exc, McpConnectionError | McpError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -14,3 +14,4 @@ from ._launcher import WardenExited as WardenExited
 from ._launcher import warden_launcher as warden_launcher
 from ._lifecycle import Sandbox as Sandbox
 from ._lifecycle import open_sandbox as open_sandbox
+from ._status import STATUS_URI as STATUS_URI

@@ -12,6 +12,7 @@ from __future__ import annotations
 import compileall
 import functools
 import logging
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from ..concurrency import single_error
 from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
 from ..proxy._upstream import ClientHooks
 from ..tls import MtlsIdentity
@@ -154,27 +156,28 @@ async def warden_launcher(
     host_port = free_loopback_port()
     argv = warden_argv(config, host_port, identity.ca_cert_pem())
     run.timeline["warden_started"] = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        started: WardenStarted = await nursery.start(partial(_watch_warden, run, argv))
-        run.timeline["ca_block"] = trio.current_time()
-        stages.info("warden started (pid %d); server CA received", started.process.pid)
-        try:
-            ssl_context = identity.client_ssl_context(started.server_ca_pem)
-        except Exception as exc:
-            raise SandboxStartError(
-                "ca",
-                f"the server CA cannot be trusted: {exc}",
-                exit_status=started.process.returncode,
-                stderr_tail=run.tail.text(),
-            ) from exc
-        url = f"https://127.0.0.1:{host_port}/mcp"
-        client: McpClient = await nursery.start(
-            partial(_hold_session, run, url, ssl_context, started.process)
-        )
-        run.ready = True
-        run.timeline["ready"] = trio.current_time()
-        stages.info("tool server ready at %s (mutual TLS)", url)
-        task_status.started(Launched(client, started.process.pid, url, dict(run.timeline)))
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            started: WardenStarted = await nursery.start(partial(_watch_warden, run, argv))
+            run.timeline["ca_block"] = trio.current_time()
+            stages.info("warden started (pid %d); server CA received", started.process.pid)
+            try:
+                ssl_context = identity.client_ssl_context(started.server_ca_pem)
+            except Exception as exc:
+                raise SandboxStartError(
+                    "ca",
+                    f"the server CA cannot be trusted: {exc}",
+                    exit_status=started.process.returncode,
+                    stderr_tail=run.tail.text(),
+                ) from exc
+            url = f"https://127.0.0.1:{host_port}/mcp"
+            client: McpClient = await nursery.start(
+                partial(_hold_session, run, url, ssl_context, started.process)
+            )
+            run.ready = True
+            run.timeline["ready"] = trio.current_time()
+            stages.info("tool server ready at %s (mutual TLS)", url)
+            task_status.started(Launched(client, started.process.pid, url, dict(run.timeline)))
 
 
 async def _watch_warden(
@@ -208,22 +211,31 @@ async def _hold_session(
     *,
     task_status: trio.TaskStatus[McpClient],
 ) -> None:
-    """Connect as soon as the server answers (no fixed sleeps), then keep the session."""
+    """Connect as soon as the server answers (no fixed sleeps), then keep the session.
+
+    ``ready_timeout`` bounds the attempts only: once connected, the session lives as long as the
+    sandbox (a deadline left over from the start would tear down a healthy sandbox).
+    """
     delay = READY_FIRST_DELAY
     last_error = "no attempt"
-    with trio.move_on_after(run.config.ready_timeout):
+    connected = False
+    with trio.move_on_after(run.config.ready_timeout) as start_deadline:
         while True:
             run.timeline.setdefault("first_attempt", trio.current_time())
             try:
                 async with open_mcp_client(
                     url, ssl_context=ssl_context, **run.hooks.client.client_options()
                 ) as client:
+                    connected = True
+                    start_deadline.deadline = math.inf
                     task_status.started(client)
                     try:
                         await trio.sleep_forever()
                     finally:
                         run.hooks.went_down("the sandbox was stopped")
             except McpConnectionError as exc:
+                if connected:
+                    raise  # the session broke: this generation is over
                 last_error = exc.reason
             await trio.sleep(delay)
             delay = min(delay * 2, READY_MAX_DELAY)

@@ -6,9 +6,7 @@ sandbox, then SIGKILL to its whole process group so that nothing it started can 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -17,6 +15,7 @@ from functools import partial
 import attrs
 import trio
 
+from ..concurrency import stopping_process_group
 from ..tls import CaBlockError, read_ca_block
 from ._errors import SandboxStartError
 from ._streams import OutputTail, iter_lines, pump_lines_to_log, pump_stderr
@@ -30,23 +29,6 @@ class WardenStarted:
 
     process: trio.Process
     server_ca_pem: str
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
-
-
-async def stop_process_group(process: trio.Process, *, grace: float) -> None:
-    """SIGINT the leader, give it ``grace`` seconds, then SIGKILL the whole group."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
-        with trio.move_on_after(grace):
-            await process.wait()
-    # The group id is the leader's pid (start_new_session): kill stragglers even after it exited.
-    _signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
 
 
 async def serve_warden(
@@ -77,7 +59,9 @@ async def serve_warden(
                     env=dict(env),
                     check=False,
                     start_new_session=True,
-                    deliver_cancel=partial(stop_process_group, grace=stop_grace),
+                    deliver_cancel=stopping_process_group(
+                        grace=stop_grace, first_signal=signal.SIGINT, leader_only=True
+                    ),
                 )
             )
         except OSError as exc:

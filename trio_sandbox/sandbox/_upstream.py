@@ -12,6 +12,7 @@ sandbox of its own, through :attr:`SandboxUpstream.route`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -19,6 +20,8 @@ import attrs
 
 from ..mcp import CallToolResult, JsonObject, RequestContext
 from ..proxy import Upstream, UpstreamUnavailable
+
+logger = logging.getLogger("trio_sandbox.sandbox")
 
 # In the ``_meta`` of a tool result the proxy made up because the sandbox went away.
 RESTARTED_META_KEY: Final = "io.github.trio-sandbox/sandboxRestarted"
@@ -76,6 +79,7 @@ class SandboxUpstream(Upstream):
                     f"({exc.reason}); the call was not run"
                 )
                 key = UNAVAILABLE_META_KEY
+            logger.warning("%s %r failed: %s", method, params.get("name") or "", message)
             if method == "tools/call":
                 result = CallToolResult.error(message).to_json()
                 result["_meta"] = {key: True}

@@ -22,9 +22,6 @@ from ._process import (
 from ._process import (
     run_shell as run_shell,
 )
-from ._process import (
-    terminate_process_group as terminate_process_group,
-)
 from ._tasks import (
     BackgroundTask as BackgroundTask,
 )

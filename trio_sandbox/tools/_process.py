@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..concurrency import stopping_process_group
 from ._output import TailBuffer
 
 SHELL = "/bin/sh"
@@ -44,28 +44,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def signal_process_group(pgid: int, signum: int) -> None:
-    """Signal a whole group; a group that is already gone is not an error."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
-async def terminate_process_group(process: trio.Process, *, grace: float) -> None:
-    """SIGTERM the process's group, give the leader ``grace`` seconds, then SIGKILL the group.
-
-    The process was started with ``start_new_session=True``, so its pid is its group id. Trio
-    cancels this function as soon as the leader exits, so the SIGKILL sits in ``finally``:
-    grandchildren that ignore SIGTERM must not outlive the shell.
-    """
-    signal_process_group(process.pid, signal.SIGTERM)
-    try:
-        with trio.move_on_after(grace):
-            await process.wait()
-    finally:
-        # The group id cannot be reused while any member lives, so this cannot hit strangers.
-        signal_process_group(process.pid, signal.SIGKILL)
 
 
 async def _pump(
@@ -109,9 +87,7 @@ async def run_shell(
                             cwd=os.fspath(cwd),
                             start_new_session=True,
                             check=False,
-                            deliver_cancel=functools.partial(
-                                terminate_process_group, grace=kill_grace
-                            ),
+                            deliver_cancel=stopping_process_group(grace=kill_grace),
                         )
                     )
                 except OSError as exc:

@@ -1,0 +1,124 @@
+"""Ephemeral mode: each downstream MCP session gets a sandbox of its own.
+
+A session's sandbox is made on its first forwarded request and stopped when the session ends or
+idles for ``ephemeral_idle_timeout``; it is one generation, never respawned or probed.
+Stateless-era requests (they have no session), stdio and the embedder's own calls are not routed
+here: they share the ``open_sandbox`` call's sandbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import NoReturn
+
+import attrs
+import trio
+
+from ..mcp import RequestContext, ServerSession
+from ._config import SandboxConfig
+from ._generation import GENERATION_ENDINGS, Generation, first_line, run_generation
+from ._launcher import Launcher
+from ._upstream import SandboxUpstream
+
+logger = logging.getLogger("trio_sandbox.sandbox")
+
+# How often a per-session sandbox looks whether its session ended (the proxy has no hook yet).
+SESSION_END_POLL = 1.0
+_SESSION_ENDED = "the session ended"
+
+
+@attrs.define(eq=False)
+class _SessionSandbox:
+    upstream: SandboxUpstream
+    settled: trio.Event = attrs.field(factory=trio.Event)
+    last_used: float = 0.0
+
+
+@attrs.define(eq=False)
+class SessionSandboxes:
+    """Routes each downstream session to its own sandbox; a service run with ``serve``."""
+
+    config: SandboxConfig
+    launcher: Launcher
+    template: SandboxUpstream  # name and prefix of every per-session upstream
+    _sessions: dict[ServerSession, _SessionSandbox] = attrs.field(factory=dict)
+    _nursery: trio.Nursery | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self._sessions)
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Own the per-session sandboxes until cancelled (which stops them all)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def route(self, ctx: RequestContext) -> SandboxUpstream | None:
+        """The upstream of the request's session, started on first use; None: the main one."""
+        session = ctx.session
+        if session.session_id is None or session.closed or self._nursery is None:
+            return None
+        entry = self._sessions.get(session)
+        if entry is None:
+            entry = _SessionSandbox(
+                SandboxUpstream(
+                    self.template.name, self.template.prefix, call_wait=self.config.respawn_wait
+                )
+            )
+            self._sessions[session] = entry
+            self._nursery.start_soon(self._serve_session, session, entry)
+        entry.last_used = trio.current_time()
+        # Fail at once when the session's sandbox cannot start, rather than after call_wait.
+        with trio.move_on_after(self.config.respawn_wait):
+            await entry.settled.wait()
+        return entry.upstream
+
+    async def _serve_session(self, session: ServerSession, entry: _SessionSandbox) -> None:
+        generation = Generation(entry.upstream)
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(
+                        partial(run_generation, self.launcher, self.config, generation)
+                    )
+                except GENERATION_ENDINGS as exc:
+                    entry.upstream.failure = (
+                        f"the session's sandbox could not start: {first_line(exc)}"
+                    )
+                    logger.warning("%s", entry.upstream.failure)
+                    return
+                finally:
+                    entry.settled.set()
+                await self._wait_session_end(session, entry, generation)
+                # Forget it before stopping it: a late call of the session gets a fresh one.
+                self._forget(session, entry)
+                generation.end(_SESSION_ENDED)
+            if generation.end_reason != _SESSION_ENDED:
+                entry.upstream.failure = f"the session's sandbox ended: {generation.end_reason}"
+                logger.warning("%s", entry.upstream.failure)
+        finally:
+            generation.end(_SESSION_ENDED)
+            entry.settled.set()
+            self._forget(session, entry)
+
+    async def _wait_session_end(
+        self, session: ServerSession, entry: _SessionSandbox, generation: Generation
+    ) -> None:
+        idle_limit = self.config.ephemeral_idle_timeout
+        while not session.closed and not generation.ended.is_set():
+            idle_for = trio.current_time() - entry.last_used
+            if idle_for >= idle_limit and not entry.upstream.calls_in_flight:
+                logger.info("a session's sandbox idled for %.0f s: stopping it", idle_for)
+                return
+            with trio.move_on_after(max(min(SESSION_END_POLL, idle_limit - idle_for), 0.0)):
+                await generation.ended.wait()
+
+    def _forget(self, session: ServerSession, entry: _SessionSandbox) -> None:
+        if self._sessions.get(session) is entry:
+            del self._sessions[session]

@@ -1,0 +1,147 @@
+"""One sandbox generation: launched, attached to its upstream, listed, held until it ends.
+
+A generation ends in exactly one recorded way (:meth:`Generation.end`): its warden exited, a call
+found its session broken, the monitor or the user asked for a restart, or its owner stopped it.
+The tasks that notice an ending record it and cancel the generation's nursery, rather than race
+to raise different errors out of it; so :func:`run_generation` either raises one error (the
+generation never served) or returns (it served, then ended for ``generation.end_reason``).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from ..concurrency import single_error
+from ..mcp import McpConnectionError, McpError
+from ._config import SandboxConfig
+from ._errors import SandboxStartError
+from ._launcher import Launched, Launcher, LaunchHooks, WardenExited
+from ._upstream import SandboxUpstream
+
+logger = logging.getLogger("trio_sandbox.sandbox")
+
+# What ends a generation without being a bug of ours.
+GENERATION_ENDINGS = (SandboxStartError, WardenExited, McpConnectionError, McpError)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def as_start_error(error: BaseException) -> SandboxStartError:
+    """A generation that never served, in the terms of :class:`SandboxStartError`."""
+    if isinstance(error, SandboxStartError):
+        return error
+    if isinstance(error, WardenExited):
+        return SandboxStartError(
+            "ready", "the warden exited", exit_status=error.status, stderr_tail=error.stderr_tail
+        )
+    return SandboxStartError("session", str(error))
+
+
+@attrs.define(eq=False)
+class Generation:
+    """One running sandbox and how it ended."""
+
+    upstream: SandboxUpstream
+    launched: Launched | None = None
+    up: bool = False  # it served: passed readiness and its first listing
+    proved_healthy: bool = False  # a health probe passed while it served
+    ended: trio.Event = attrs.field(factory=trio.Event)
+    end_reason: str | None = None
+    # The end was asked for by the user (Sandbox.restart), not caused by a fault.
+    user_restart: bool = False
+    _down_reason: str | None = None
+
+    def went_down(self, reason: str) -> None:
+        """The sandbox is gone (or going): fail its calls in flight now, with this reason."""
+        if self._down_reason is None:
+            self._down_reason = reason
+            self.upstream.detach(f"the sandbox went down: {reason}")
+
+    def end(self, reason: str, *, user_restart: bool = False) -> None:
+        """Record why the generation ends (the first reason wins) and let it be stopped."""
+        if self.end_reason is None:
+            self.end_reason = self._down_reason or reason
+            self.user_restart = user_restart
+        self.went_down(reason)
+        self.ended.set()
+
+
+@attrs.define
+class _RecordingStatus:
+    """A task status that remembers whether ``started`` was called."""
+
+    inner: trio.TaskStatus[Launched]
+    started_yet: bool = False
+
+    def started(self, value: Any = None) -> None:
+        self.started_yet = True
+        self.inner.started(value)
+
+
+async def _run_launcher(
+    launcher: Launcher,
+    config: SandboxConfig,
+    generation: Generation,
+    *,
+    task_status: trio.TaskStatus[Launched],
+) -> None:
+    """Run the launcher; an ending after it reported is recorded, not raised."""
+    status = _RecordingStatus(task_status)
+    hooks = LaunchHooks(generation.upstream.hooks, generation.went_down)
+    try:
+        with single_error():
+            await launcher(config, hooks, task_status=status)
+    except GENERATION_ENDINGS as exc:
+        if not status.started_yet:
+            raise  # out of nursery.start: the generation never served
+        generation.end(first_line(exc))
+        return
+    generation.end("the launcher returned")
+
+
+async def _end_when_broken(generation: Generation) -> None:
+    """A call that lost the session is the earliest sign of a dead sandbox: end the generation
+    now rather than after ``respawn_threshold`` failed probes."""
+    await generation.upstream.wait_broken()
+    generation.end(generation.upstream.last_error or "the session to the sandbox broke")
+
+
+async def run_generation(
+    launcher: Launcher,
+    config: SandboxConfig,
+    generation: Generation,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start ``generation`` and hold it until it ends; reports started once it serves.
+
+    Raises one of :data:`GENERATION_ENDINGS` when it never served. Every deadline of the start
+    (CA block, readiness, first listing) ends when the start ends.
+    """
+    upstream = generation.upstream
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            launched: Launched = await nursery.start(
+                partial(_run_launcher, launcher, config, generation)
+            )
+            generation.launched = launched
+            upstream.attach(launched.client)
+            await upstream.refresh_listing(limit=config.ready_timeout)
+            if upstream.listing is None or upstream.listing_stale:
+                raise SandboxStartError("listing", upstream.last_error or "no tool listing")
+            if generation.ended.is_set():
+                # It died while being listed: it never served.
+                raise SandboxStartError("listing", generation.end_reason or "the sandbox ended")
+            nursery.start_soon(_end_when_broken, generation)
+            generation.up = True
+            task_status.started()
+            await generation.ended.wait()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,130 @@
+"""Keeping a sandbox running: one generation after another, with backoff and a limit.
+
+Respawning is cancelling the generation's nursery (tearing it down completely) and opening a new
+one. The first respawn after a sandbox that served is immediate, then ``respawn_backoff * 2**n``
+up to ``respawn_backoff_max``; the series resets only after a passed health probe or a restart the
+user asked for, so a sandbox that dies right after each start ends in :class:`SandboxFailed`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import trio
+
+from ._config import SandboxConfig
+from ._errors import SandboxFailed
+from ._generation import GENERATION_ENDINGS, Generation, as_start_error, first_line, run_generation
+from ._health import HealthCell
+from ._launcher import Launcher
+from ._upstream import SandboxUpstream
+
+logger = logging.getLogger("trio_sandbox.sandbox")
+
+RESTART_REQUESTED = "restart requested"
+
+
+def respawn_delay(config: SandboxConfig, attempt: int) -> float:
+    """The wait before respawn attempt ``attempt`` (1-based) of a series: none before the first
+    (a sandbox that served died: get it back at once), then ``respawn_backoff`` doubling up to
+    ``respawn_backoff_max``."""
+    if attempt <= 1:
+        return 0.0
+    return float(min(config.respawn_backoff * 2 ** (attempt - 2), config.respawn_backoff_max))
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    """Runs generations of the sandbox behind one :class:`SandboxUpstream`."""
+
+    config: SandboxConfig
+    launcher: Launcher
+    upstream: SandboxUpstream
+    health: HealthCell = attrs.field(factory=HealthCell)
+    current: Generation | None = None
+    # Set each time a generation starts serving; replaced by whoever waits for the next one.
+    generation_up: trio.Event = attrs.field(factory=trio.Event)
+
+    async def restart(self) -> None:
+        """End the current generation; return once its successor serves."""
+        up = self.generation_up = trio.Event()
+        if self.current is not None:
+            self.current.end(RESTART_REQUESTED, user_restart=True)
+        await up.wait()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a sandbox running until cancelled; reports started once the first one serves.
+
+        Raises :class:`SandboxStartError` when the first generation never serves, and
+        :class:`SandboxFailed` when ``max_respawn_attempts`` respawns in a row did not lead to
+        a healthy sandbox.
+        """
+        failed_attempts = 0  # consecutive respawns that did not lead to a healthy sandbox
+        first = True
+        while True:
+            generation = Generation(self.upstream)
+            self.current = generation
+            try:
+                await run_generation(
+                    self.launcher,
+                    self.config,
+                    generation,
+                    task_status=_UpReporter(self, generation, task_status if first else None),
+                )
+            except GENERATION_ENDINGS as exc:
+                if first:
+                    raise as_start_error(exc) from None
+                generation.end(first_line(exc))
+            first = False
+            reason = generation.end_reason or "the sandbox ended"
+            if generation.user_restart:
+                failed_attempts = 0
+                delay = 0.0
+            else:
+                if generation.proved_healthy:
+                    failed_attempts = 0
+                failed_attempts += 1
+                if failed_attempts > self.config.max_respawn_attempts:
+                    self.health.update(healthy=False, respawning=False, last_error=reason)
+                    raise SandboxFailed(
+                        f"the sandbox failed {failed_attempts - 1} respawn attempts in a row; "
+                        f"last: {reason}"
+                    )
+                delay = respawn_delay(self.config, failed_attempts)
+            self.health.update(
+                healthy=False,
+                respawning=True,
+                consecutive_ok=0,
+                last_error=reason,
+                total_respawn_attempts=self.health.value.total_respawn_attempts + 1,
+            )
+            logger.warning("sandbox down (%s); respawning in %.3g s", reason, delay)
+            await trio.sleep(delay)
+
+    def _generation_serves(self, generation: Generation) -> None:
+        self.health.update(
+            healthy=True,
+            respawning=False,
+            consecutive_ok=1,
+            consecutive_failures=0,
+            last_ok=trio.current_time(),
+            generation=self.health.value.generation + 1,
+        )
+        if self.health.value.generation > 1:
+            logger.warning("sandbox back (generation %d)", self.health.value.generation)
+        self.generation_up.set()
+
+
+@attrs.define
+class _UpReporter:
+    """The task status of one generation: publishes its health, reports the first one up."""
+
+    supervisor: Supervisor
+    generation: Generation
+    outer: trio.TaskStatus[None] | None
+
+    def started(self, value: object = None) -> None:
+        self.supervisor._generation_serves(self.generation)
+        if self.outer is not None:
+            self.outer.started()
