@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 CLI = [sys.executable, "-m", "trio_sandbox"]
@@ -77,6 +79,43 @@ def start_cli(
         deliver_cancel=kill_group,
         **kwargs,
     )
+
+
+class RunningCli:
+    """A CLI child whose stderr lines are collected as they arrive."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.ended = False
+        self._changed = trio.Event()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def collect(self) -> None:
+        assert self.process.stderr is not None
+        pending = b""
+        async for chunk in self.process.stderr:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            self.lines += [line.decode() for line in complete]
+            self._wake()
+        if pending:
+            self.lines.append(pending.decode())
+        self.ended = True
+        self._wake()
+
+    async def wait_for(self, pattern: str) -> re.Match[str]:
+        """The first stderr line matching ``pattern``; fails if stderr ends without one."""
+        while True:
+            for line in self.lines:
+                if found := re.search(pattern, line):
+                    return found
+            if self.ended:
+                pytest.fail(f"no line matching {pattern!r} from the CLI:\n" + "\n".join(self.lines))
+            await self._changed.wait()
 
 
 # --- processes ---------------------------------------------------------------------------------

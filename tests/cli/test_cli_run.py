@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import stat
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from cli_harness import (
     CHILD_LIMIT,
     Finished,
     ProcessInfo,
+    RunningCli,
     all_processes,
     descendants,
     free_port,
@@ -34,43 +34,6 @@ STAGES = [
     "proxy listening at",
 ]
 TOKEN = "a-bearer-token-for-the-cli-tests"
-
-
-class RunningCli:
-    """A ``run`` child whose stderr lines are collected as they arrive."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.ended = False
-        self._changed = trio.Event()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def collect(self) -> None:
-        assert self.process.stderr is not None
-        pending = b""
-        async for chunk in self.process.stderr:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            self.lines += [line.decode() for line in complete]
-            self._wake()
-        if pending:
-            self.lines.append(pending.decode())
-        self.ended = True
-        self._wake()
-
-    async def wait_for(self, pattern: str) -> re.Match[str]:
-        """The first stderr line matching ``pattern``; fails if stderr ends without one."""
-        while True:
-            for line in self.lines:
-                if found := re.search(pattern, line):
-                    return found
-            if self.ended:
-                pytest.fail(f"no line matching {pattern!r} from run:\n" + "\n".join(self.lines))
-            await self._changed.wait()
 
 
 Interact = Callable[[RunningCli, str], Awaitable[None]]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
+import trio
 from mcp_server_harness import (
     ACCEPT_BOTH,
     initialize,
@@ -14,7 +16,15 @@ from mcp_server_harness import (
     sse_messages,
 )
 
-from trio_sandbox.mcp import HttpSettings, Implementation, McpServer, RequestContext, ToolReturn
+from trio_sandbox.mcp import (
+    HttpSettings,
+    Implementation,
+    McpHttpApp,
+    McpServer,
+    RequestContext,
+    ToolReturn,
+    serve_http,
+)
 
 
 def make_server() -> McpServer:
@@ -163,3 +173,16 @@ async def test_stateless_batch_refused() -> None:
         }
         response = await served.client.post(served.url, json=batch, headers=headers)
         assert response.status_code == 400
+
+
+@pytest.mark.parametrize("checkpoints", [0, 1, 2, 3, 5, 8])
+async def test_cancelling_serve_http_while_it_starts_stops_it(checkpoints: int) -> None:
+    """A cancel that lands while hypercorn binds its sockets (Ctrl-C during a sandbox start) must
+    stop the server, not leave it shielded and waiting for a shutdown that never comes."""
+    app = McpHttpApp(McpServer(Implementation("start-cancel", "1")))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(serve_http, app))
+            for _ in range(checkpoints):
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()

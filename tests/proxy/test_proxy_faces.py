@@ -27,7 +27,7 @@ from proxy_harness import (
     proxy_running,
 )
 
-from trio_sandbox.cli import main as cli_main
+from trio_sandbox.cli import run_cli as cli_main
 from trio_sandbox.mcp import McpConnectionError, open_mcp_client, stdio_transport
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, StdioUpstream
 from trio_sandbox.tls import CertificateChain, load_client_ssl_context

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import Any
 
 import trio
@@ -12,6 +13,8 @@ import trio
 from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
 from ._options import UsageError, add_sandbox_options, sandbox_config
+from ._run import report_stages
+from ._signals import run_until_signalled, say
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,12 +39,17 @@ def call_command(args: argparse.Namespace) -> int:
         raise UsageError(f"JSON_ARGS is not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise UsageError('JSON_ARGS must be a JSON object, such as \'{"command": "ls"}\'')
+    report_stages()
     try:
-        result: CallToolResult = trio.run(_call, config, args.tool, arguments)
+        result: CallToolResult | None = trio.run(
+            run_until_signalled, partial(_call, config, args.tool, arguments)
+        )
     except McpError as exc:
         # A protocol-level refusal (an unknown tool, say): no result to print, still a failure.
         print(f"trio-sandbox: call {args.tool}: {exc}", file=sys.stderr)
         return 1
+    if result is None:
+        return 0  # stopped by a signal: nothing ran to completion, nothing to print
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -51,12 +59,16 @@ def call_command(args: argparse.Namespace) -> int:
 
 async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> CallToolResult:
     async with open_sandbox(config) as sandbox:
+        say(f"calling {tool}")
         return await sandbox.call_tool(tool, arguments)
 
 
 def tools_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
-    tools: list[Tool] = trio.run(_tools, config)
+    report_stages()
+    tools: list[Tool] | None = trio.run(run_until_signalled, partial(_tools, config))
+    if tools is None:
+        return 0
     if args.json:
         print(json.dumps([tool.to_json() for tool in tools], indent=2))
         return 0

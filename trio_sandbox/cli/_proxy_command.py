@@ -12,10 +12,10 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -39,6 +39,7 @@ from ..proxy import (
 )
 from ..tls import CertificateChain, ClientBundlePaths
 from ._options import Listen, UsageError, parse_listen, parse_upstream, read_token
+from ._signals import run_until_signalled
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -198,31 +199,32 @@ def proxy_command(args: argparse.Namespace) -> int:
 
 
 async def serve_until_signalled(options: ProxyOptions) -> None:
+    """Serve until SIGINT/SIGTERM (or, on stdio, the end of stdin)."""
+    await run_until_signalled(partial(_serve, options), announce=say)
+
+
+async def _serve(options: ProxyOptions) -> None:
     written: ClientBundlePaths | None = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        try:
-            async with trio.open_nursery() as nursery:
-                handle: ProxyHandle = await nursery.start(
-                    lambda task_status: serve_proxy(
-                        options.upstreams,
-                        options.face,
-                        list_timeout=options.list_timeout,
-                        task_status=task_status,
-                    )
+    say(f"connecting to {len(options.upstreams)} upstream(s)")
+    try:
+        async with trio.open_nursery() as nursery:
+            handle: ProxyHandle = await nursery.start(
+                partial(
+                    serve_proxy,
+                    options.upstreams,
+                    options.face,
+                    list_timeout=options.list_timeout,
                 )
-                for status in handle.statuses():
-                    say(f"upstream {json.dumps(status.to_json(), sort_keys=True)}")
-                if handle.url is None:
-                    say("serving MCP on stdin/stdout")
-                else:
-                    written = _explain(options, handle.url)
-                async for signum in signals:
-                    say(f"{signal.Signals(signum).name}: shutting down")
-                    nursery.cancel_scope.cancel()
-                    break
-        finally:
-            if written is not None:
-                _remove_bundle(written)
+            )
+            for status in handle.statuses():
+                say(f"upstream {json.dumps(status.to_json(), sort_keys=True)}")
+            if handle.url is None:
+                say("serving MCP on stdin/stdout")
+            else:
+                written = _explain(options, handle.url)
+    finally:
+        if written is not None:
+            _remove_bundle(written)
 
 
 def _explain(options: ProxyOptions, url: str) -> ClientBundlePaths | None:

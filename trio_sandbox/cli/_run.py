@@ -7,16 +7,17 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import sys
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
 from ..proxy import HttpFace
-from ..sandbox import SandboxConfig, open_sandbox
+from ..sandbox import Sandbox, SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
 from ._options import Listen, add_sandbox_options, read_token, sandbox_config
+from ._signals import run_until_signalled, say
 
 
 def default_bundle_dir() -> Path:
@@ -40,10 +41,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=run_command)
 
 
-def say(message: str) -> None:
-    print(f"trio-sandbox: {message}", file=sys.stderr, flush=True)
-
-
 class _StageHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         say(record.getMessage())
@@ -63,7 +60,11 @@ def run_command(args: argparse.Namespace) -> int:
     token = read_token(args.token_file) if args.token_file else None
     bundle_dir = Path(args.client_cert_dir) if args.client_cert_dir else default_bundle_dir()
     report_stages()
-    trio.run(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir)
+    trio.run(
+        run_until_signalled,
+        partial(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir),
+    )
+    say("stopped")
     return 0
 
 
@@ -75,39 +76,32 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
         f"starting the sandbox: image {config.image}, back end {config.backend}, mode {config.mode}"
     )
     started = trio.current_time()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_sandbox(config, face=face) as sandbox:
-            elapsed = trio.current_time() - started
-            say(f"sandbox ready in {elapsed:.2f} s: {len(sandbox.tools)} tools")
-            say(f"proxy listening at {sandbox.proxy_url}")
-            # Only the files this run wrote are removed at exit, never other files in the directory.
-            written: list[Path] = []
-            _make_parents(bundle_dir)
-            if token is None:
-                paths: ClientBundlePaths = sandbox.write_client_bundle(bundle_dir)
-                written = [paths.client_key, paths.client_cert, paths.ca_cert]
-                say(f"client certificate bundle (0600 files) in {bundle_dir}")
-                say(
-                    "connect with: trio-sandbox status --url "
-                    f"{sandbox.proxy_url} --client-cert-dir {bundle_dir}"
-                )
-            else:
-                ca_file = trio.Path(bundle_dir / "ca.pem")
-                await ca_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                await ca_file.write_text(chain.ca_cert_pem())
-                written = [Path(ca_file)]
-                say(f"clients send 'Authorization: Bearer <token>' and trust {ca_file}")
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_follow_health, sandbox)
-                    async for signum in signals:
-                        say(f"{signal.Signals(signum).name}: shutting down")
-                        nursery.cancel_scope.cancel()
-                        break
-            finally:
-                # The bundle is good for this run only; leave no key behind.
-                _remove_bundle(written, bundle_dir)
-    say("stopped")
+    async with open_sandbox(config, face=face) as sandbox:
+        elapsed = trio.current_time() - started
+        say(f"sandbox ready in {elapsed:.2f} s: {len(sandbox.tools)} tools")
+        say(f"proxy listening at {sandbox.proxy_url}")
+        # Only the files this run wrote are removed at exit, never other files in the directory.
+        written: list[Path] = []
+        _make_parents(bundle_dir)
+        if token is None:
+            paths: ClientBundlePaths = sandbox.write_client_bundle(bundle_dir)
+            written = [paths.client_key, paths.client_cert, paths.ca_cert]
+            say(f"client certificate bundle (0600 files) in {bundle_dir}")
+            say(
+                "connect with: trio-sandbox status --url "
+                f"{sandbox.proxy_url} --client-cert-dir {bundle_dir}"
+            )
+        else:
+            ca_file = trio.Path(bundle_dir / "ca.pem")
+            await ca_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            await ca_file.write_text(chain.ca_cert_pem())
+            written = [Path(ca_file)]
+            say(f"clients send 'Authorization: Bearer <token>' and trust {ca_file}")
+        try:
+            await _follow_health(sandbox)
+        finally:
+            # The bundle is good for this run only; leave no key behind.
+            _remove_bundle(written, bundle_dir)
 
 
 def _make_parents(bundle_dir: Path) -> None:
@@ -122,10 +116,7 @@ def _remove_bundle(written: list[Path], bundle_dir: Path) -> None:
         bundle_dir.rmdir()  # only if nothing else is in it
 
 
-async def _follow_health(sandbox: object) -> None:
-    from ..sandbox import Sandbox
-
-    assert isinstance(sandbox, Sandbox)
+async def _follow_health(sandbox: Sandbox) -> NoReturn:
     while True:
         health = await sandbox.wait_health_change()
         say(f"health {json.dumps(health.to_json(), sort_keys=True)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 import trio
 
@@ -14,6 +15,7 @@ from ..mcp import serve_stdio
 from ..sandbox import SandboxConfig, open_sandbox
 from ._options import add_sandbox_options, sandbox_config
 from ._run import report_stages
+from ._signals import run_until_signalled
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +27,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
     report_stages()
-    trio.run(_serve, config)
+    trio.run(run_until_signalled, partial(_serve, config))
     return 0
 
 

@@ -843,7 +843,9 @@ async def serve_http(
         config.alpn_protocols = ["http/1.1"]
     endpoint = path or (app.settings.path if isinstance(app, McpHttpApp) else "/")
     shutdown = trio.Event()
-    server_scope = trio.CancelScope(shield=True)
+    # Shielded only once it serves, so that a graceful shutdown can run; cancelling a start
+    # (hypercorn binding its sockets) simply stops it.
+    server_scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:
         with server_scope:
@@ -856,6 +858,7 @@ async def serve_http(
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(run)
+        server_scope.shield = True
         base = binds[0]
         netloc = base.split("://", 1)[1]
         bound_port = int(netloc.rsplit(":", 1)[1])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, TypeVar
@@ -260,22 +261,28 @@ class Upstream:
         reported = False
         down = False
         while True:
-            try:
-                async with open_client(self.hooks) as client:
-                    self.attach(client)
-                    if down:
-                        logger.warning("upstream %r is back", self.name)
-                        down = False
-                    delay = backoff
-                    await self.refresh_listing(limit=self.call_wait)
-                    if not reported:
-                        reported = True
-                        task_status.started()
-                    await self._watch(client)
-                    self.detach(self.last_error or "the session broke")
-            except Exception as exc:
-                # Whatever an upstream does, the proxy stays up: record it and try again later.
-                self.detach(_describe(exc))
+            # A server that never answers its handshake must not hold up the proxy's start:
+            # connecting is bounded by call_wait; the session itself is not.
+            with trio.move_on_after(self.call_wait) as connecting:
+                try:
+                    async with open_client(self.hooks) as client:
+                        connecting.deadline = math.inf
+                        self.attach(client)
+                        if down:
+                            logger.warning("upstream %r is back", self.name)
+                            down = False
+                        delay = backoff
+                        await self.refresh_listing(limit=self.call_wait)
+                        if not reported:
+                            reported = True
+                            task_status.started()
+                        await self._watch(client)
+                        self.detach(self.last_error or "the session broke")
+                except Exception as exc:
+                    # Whatever an upstream does, the proxy stays up: record it, try again later.
+                    self.detach(_describe(exc))
+            if connecting.cancelled_caught:
+                self.detach(f"no answer to the handshake within {self.call_wait:g} s")
             if not down:
                 logger.warning("upstream %r is down: %s; reconnecting", self.name, self.last_error)
                 down = True

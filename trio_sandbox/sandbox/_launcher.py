@@ -29,12 +29,10 @@ from ..proxy._upstream import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
-from ._process import WardenStarted, serve_warden
+from ._process import WardenStarted, serve_warden, stages
 from ._streams import OutputTail
 
 logger = logging.getLogger("trio_sandbox.sandbox")
-# Start-up milestones, one line each, for people watching a start (``trio-sandbox run``).
-stages = logging.getLogger("trio_sandbox.stages")
 
 CONTAINER_PORT = 8080
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.

@@ -21,6 +21,8 @@ from ._errors import SandboxStartError
 from ._streams import OutputTail, iter_lines, pump_lines_to_log, pump_stderr
 
 logger = logging.getLogger("trio_sandbox.sandbox")
+# Start-up milestones, one line each, for people watching a start (``trio-sandbox run``).
+stages = logging.getLogger("trio_sandbox.stages")
 
 
 @attrs.frozen
@@ -66,6 +68,7 @@ async def serve_warden(
             )
         except OSError as exc:
             raise SandboxStartError("warden", f"cannot run {argv[0]!r}: {exc}") from exc
+        stages.info("warden running (pid %d); waiting for its CA block", process.pid)
         assert process.stdout is not None
         assert process.stderr is not None
         nursery.start_soon(pump_stderr, process.stderr, stderr_tail, log, "warden stderr: ")
