@@ -7,8 +7,13 @@ proxy. Other upstreams are unaffected throughout.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
 
+import pytest
 import trio
 from child_processes import start_url_printing_child
 from proxy_harness import (
@@ -18,7 +23,15 @@ from proxy_harness import (
 )
 
 from trio_sandbox.mcp import open_mcp_client
-from trio_sandbox.proxy import HttpUpstream, InProcessUpstream, UpstreamSpec, UpstreamState
+from trio_sandbox.proxy import (
+    HttpUpstream,
+    InProcessUpstream,
+    StdioUpstream,
+    UpstreamSpec,
+    UpstreamState,
+)
+
+STDIO_CHILD = Path(__file__).with_name("stdio_upstream_child.py")
 
 
 async def test_killed_and_restarted_upstream_is_named_then_picked_up_again() -> None:
@@ -82,3 +95,39 @@ async def test_killed_and_restarted_upstream_is_named_then_picked_up_again() -> 
                 assert proxy.upstreams["ev"].status.connected
                 nursery.cancel_scope.cancel()
         children.cancel_scope.cancel()
+
+
+async def test_a_stdio_upstream_killed_is_logged_down_then_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL of a stdio upstream: one line when it dies, one when it is back, the calls in
+    between fail naming it, and the proxy starts a new child by itself."""
+    caplog.set_level(logging.INFO, logger="trio_sandbox.proxy")
+    pid_file = tmp_path / "pids"
+    spec = StdioUpstream("kid", sys.executable, [str(STDIO_CHILD), str(pid_file)])
+    async with (
+        proxy_running([spec], call_wait=1.0, ping_interval=0.2, reconnect_backoff_max=0.5) as proxy,
+        open_mcp_client(proxy.http_url) as client,
+    ):
+        first = await client.call_tool("kid__whoami", {})
+        first_pid, grandchild = (int(pid) for pid in pid_file.read_text().split())
+        assert first.text_content == f"pid {first_pid}"
+        grandchild_exit = os.pidfd_open(grandchild)
+        os.kill(first_pid, signal.SIGKILL)
+        with trio.fail_after(20):
+            while True:
+                again = await client.call_tool("kid__whoami", {})
+                if not again.is_error and again.text_content != first.text_content:
+                    break
+                if again.is_error:
+                    assert "'kid'" in again.text_content
+                await trio.sleep(0.05)
+            # The dead child's process group is SIGKILLed even though its leader is gone.
+            await trio.lowlevel.wait_readable(grandchild_exit)
+        os.close(grandchild_exit)
+    messages = [record.getMessage() for record in caplog.records]
+    downs = [m for m in messages if m.startswith("upstream 'kid' is down")]
+    backs = [m for m in messages if m == "upstream 'kid' is back"]
+    assert len(downs) == 1, messages
+    assert len(backs) == 1, messages
+    assert not [record for record in caplog.records if record.exc_info]

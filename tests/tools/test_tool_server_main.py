@@ -25,9 +25,10 @@ import pytest
 import trio
 from tools_harness import ORIGINAL_TOOL_NAMES
 
+from trio_sandbox.contract import STARTED_LINE_PREFIX
 from trio_sandbox.mcp import open_mcp_client, websocket_transport
 from trio_sandbox.mcp._versions import LATEST_VERSION
-from trio_sandbox.tls import SERVER_STARTED_PREFIX, MtlsIdentity, read_ca_block
+from trio_sandbox.tls import MtlsIdentity, read_ca_block
 from trio_sandbox.tools._main import UsageError, default_bind, parse_options
 from trio_sandbox.tools._toolset import VERSION as TOOL_SERVER_VERSION
 
@@ -136,8 +137,8 @@ async def running_tool_server(
         if "--plain-http" in args:
             url = None
             async for line in stdout:
-                if line.strip().startswith(SERVER_STARTED_PREFIX):
-                    url = line.strip().removeprefix(SERVER_STARTED_PREFIX)
+                if line.strip().startswith(STARTED_LINE_PREFIX):
+                    url = line.strip().removeprefix(STARTED_LINE_PREFIX)
                     break
             assert url is not None, stdout.seen
         else:

@@ -13,6 +13,7 @@ from typing import Final
 
 import trio
 
+from ..concurrency import single_error
 from ._jsonrpc import (
     INVALID_REQUEST,
     ErrorResponse,
@@ -43,11 +44,17 @@ async def serve_duplex(
 ) -> None:
     """Serve MCP until ``incoming`` ends; returns after every request of the session has ended."""
     send_lock = trio.Lock()
+    # Cancelled when the peer is gone: nobody is left to read answers.
+    session_scope = trio.CancelScope()
 
     async def send(message: Message) -> None:
         data = dump_message(message)
         async with send_lock:
-            await send_bytes(data)
+            try:
+                await send_bytes(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                logger.debug("the peer is gone (%s): ending the session", exc)
+                session_scope.cancel()
 
     # Messages not tied to a request (list changes, resource updates) are queued, never awaited:
     # a peer that stops reading must not stall whoever broadcasts to every session.
@@ -67,16 +74,17 @@ async def serve_duplex(
     # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
     stateless_scopes: dict[RequestId, trio.CancelScope] = {}
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drain_standalone)
-            async for payload in incoming:
-                for item in _decode_payload(payload, session):
-                    if isinstance(item, McpError):
-                        await send(item.response_for(getattr(item, "request_id", None)))
-                    else:
-                        _dispatch(nursery, server, session, stateless_scopes, item, send)
-            # The peer hung up: nobody is left to read answers.
-            nursery.cancel_scope.cancel()
+        with session_scope, single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain_standalone)
+                async for payload in incoming:
+                    for item in _decode_payload(payload, session):
+                        if isinstance(item, McpError):
+                            await send(item.response_for(getattr(item, "request_id", None)))
+                        else:
+                            _dispatch(nursery, server, session, stateless_scopes, item, send)
+                # The peer hung up: nobody is left to read answers.
+                nursery.cancel_scope.cancel()
     finally:
         server.close_session(session)
 

@@ -16,7 +16,7 @@ from typing import Final
 
 import trio
 
-from ..concurrency import stopping_process_group
+from ..concurrency import stop_process_group, stopping_process_group
 from ._client import ClientInbox, McpConnectionError, TransportFactory
 from ._duplex import serve_duplex
 from ._duplex_client import DuplexTransport, pump_incoming
@@ -91,11 +91,14 @@ def stdio_transport(
             try:
                 yield transport
             finally:
-                # Closing stdin asks the server to stop; the process group is stopped after a grace.
+                # Closing stdin asks the server to stop; the process group is stopped after a
+                # grace, and SIGKILLed even when the server is gone already (it may have died
+                # and left children behind).
                 with trio.CancelScope(shield=True):
                     await stdin.aclose()
                     with trio.move_on_after(grace):
                         await process.wait()
+                    await stop_process_group(process, grace=grace)
                 nursery.cancel_scope.cancel()
 
     return open_transport

@@ -15,3 +15,5 @@ from ._launcher import warden_launcher as warden_launcher
 from ._lifecycle import Sandbox as Sandbox
 from ._lifecycle import open_sandbox as open_sandbox
 from ._status import STATUS_URI as STATUS_URI
+from ._upstream import RESTARTED_META_KEY as RESTARTED_META_KEY
+from ._upstream import UNAVAILABLE_META_KEY as UNAVAILABLE_META_KEY

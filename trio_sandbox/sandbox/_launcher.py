@@ -24,6 +24,12 @@ import attrs
 import trio
 
 from ..concurrency import single_error
+from ..contract import (
+    CLIENT_CA_VARIABLE,
+    CONTAINER_PORT,
+    MCP_PORT_VARIABLE,
+    SKIP_WARDEN_VARIABLE,
+)
 from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
 from ..proxy._upstream import ClientHooks
 from ..tls import MtlsIdentity
@@ -34,7 +40,6 @@ from ._streams import OutputTail
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
-CONTAINER_PORT = 8080
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.
 READY_FIRST_DELAY = 0.005
 READY_MAX_DELAY = 0.1
@@ -96,9 +101,9 @@ def sandbox_env(
 ) -> dict[str, str]:
     """The variables the sandbox gets: the contract's, the allowed host ones, the configured."""
     env = {
-        "STAKPAK_SKIP_WARDEN": "1",
-        "STAKPAK_MCP_PORT": str(CONTAINER_PORT),
-        "STAKPAK_MCP_CLIENT_CA": client_ca_pem,
+        SKIP_WARDEN_VARIABLE: "1",
+        MCP_PORT_VARIABLE: str(CONTAINER_PORT),
+        CLIENT_CA_VARIABLE: client_ca_pem,
     }
     env.update({name: host_env[name] for name in config.env_passthrough if name in host_env})
     env.update(config.env)

@@ -2,9 +2,6 @@
 
 from ._bundle import ClientBundlePaths as ClientBundlePaths
 from ._bundle import load_client_ssl_context as load_client_ssl_context
-from ._ca_block import BEGIN_MARKER as BEGIN_MARKER
-from ._ca_block import END_MARKER as END_MARKER
-from ._ca_block import SERVER_STARTED_PREFIX as SERVER_STARTED_PREFIX
 from ._ca_block import CaBlock as CaBlock
 from ._ca_block import CaBlockError as CaBlockError
 from ._ca_block import CaBlockParser as CaBlockParser

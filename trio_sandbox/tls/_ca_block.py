@@ -18,9 +18,7 @@ from collections.abc import AsyncIterable
 import attrs
 from cryptography import x509
 
-BEGIN_MARKER = "---BEGIN STAKPAK SERVER CA---"
-END_MARKER = "---END STAKPAK SERVER CA---"
-SERVER_STARTED_PREFIX = "MCP server started at "
+from ..contract import CA_BLOCK_BEGIN, CA_BLOCK_END, STARTED_LINE_PREFIX
 
 _PEM_CERTIFICATE_BEGIN = "-----BEGIN CERTIFICATE-----"
 
@@ -39,7 +37,7 @@ class CaBlock:
 
 def format_ca_block(ca_pem: str, url: str) -> str:
     """The exact text the tool server prints: the block, then the started line."""
-    return f"{BEGIN_MARKER}\n{ca_pem.strip()}\n{END_MARKER}\n{SERVER_STARTED_PREFIX}{url}\n"
+    return f"{CA_BLOCK_BEGIN}\n{ca_pem.strip()}\n{CA_BLOCK_END}\n{STARTED_LINE_PREFIX}{url}\n"
 
 
 def _validated_pem(pem_lines: list[str]) -> str:
@@ -91,13 +89,13 @@ class CaBlockParser:
     def feed_line(self, line: str) -> CaBlock | None:
         line = line.strip()
         if self._state is _State.BEFORE_BLOCK:
-            if line == BEGIN_MARKER:
+            if line == CA_BLOCK_BEGIN:
                 self._state = _State.IN_BLOCK
             return None
         if self._state is _State.IN_BLOCK:
-            if line == BEGIN_MARKER:
+            if line == CA_BLOCK_BEGIN:
                 raise CaBlockError("a second BEGIN marker came inside the server CA block")
-            if line == END_MARKER:
+            if line == CA_BLOCK_END:
                 pem = _validated_pem(self._pem_lines)
                 self._state = _State.AFTER_BLOCK
                 self._pem_lines = []
@@ -105,8 +103,8 @@ class CaBlockParser:
             if line:
                 self._pem_lines.append(line)
             return None
-        if self.server_url is None and line.startswith(SERVER_STARTED_PREFIX):
-            self.server_url = line.removeprefix(SERVER_STARTED_PREFIX).strip() or None
+        if self.server_url is None and line.startswith(STARTED_LINE_PREFIX):
+            self.server_url = line.removeprefix(STARTED_LINE_PREFIX).strip() or None
         return None
 
 
@@ -130,8 +128,8 @@ async def read_ca_block(lines: AsyncIterable[str], *, wait_for_server_url: bool 
     if block is not None:
         raise CaBlockError(
             "the output ended after the server CA block but before "
-            f"the '{SERVER_STARTED_PREFIX.strip()} <url>' line"
+            f"the '{STARTED_LINE_PREFIX.strip()} <url>' line"
         )
     if parser.in_block:
-        raise CaBlockError(f"the output ended inside the server CA block (no {END_MARKER})")
-    raise CaBlockError(f"the output ended before the server CA block began (no {BEGIN_MARKER})")
+        raise CaBlockError(f"the output ended inside the server CA block (no {CA_BLOCK_END})")
+    raise CaBlockError(f"the output ended before the server CA block began (no {CA_BLOCK_BEGIN})")

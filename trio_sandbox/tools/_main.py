@@ -22,15 +22,13 @@ import attrs
 import trio
 
 from .._exit import exit_now
+from ..contract import CLIENT_CA_VARIABLE, MCP_PORT_VARIABLE, SKIP_WARDEN_VARIABLE
 from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
 from ._toolset import open_tool_server
 
 logger = logging.getLogger("trio_sandbox.tools")
 
-PORT_VARIABLE = "STAKPAK_MCP_PORT"
-CLIENT_CA_VARIABLE = "STAKPAK_MCP_CLIENT_CA"
-IN_SANDBOX_VARIABLE = "STAKPAK_SKIP_WARDEN"
 # In-flight calls get this long to finish after SIGINT/SIGTERM.
 SHUTDOWN_GRACE = 3.0
 
@@ -50,7 +48,7 @@ class UsageError(Exception):
 def default_bind(environ: Mapping[str, str]) -> str:
     """All interfaces inside a container or namespace sandbox, where the warden publishes the
     port; loopback anywhere else."""
-    inside = environ.get(IN_SANDBOX_VARIABLE) == "1" or "container" in environ
+    inside = environ.get(SKIP_WARDEN_VARIABLE) == "1" or "container" in environ
     return "0.0.0.0" if inside else "127.0.0.1"
 
 
@@ -59,7 +57,9 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServer
         prog="python -m trio_sandbox.tools",
         description="The MCP tool server that runs inside the sandbox (mutual TLS).",
     )
-    parser.add_argument("--port", type=int, help=f"port to bind (default ${PORT_VARIABLE}, or 0)")
+    parser.add_argument(
+        "--port", type=int, help=f"port to bind (default ${MCP_PORT_VARIABLE}, or 0)"
+    )
     parser.add_argument("--bind", help="address to bind (default: see the README)")
     parser.add_argument(
         "--plain-http",
@@ -72,9 +72,9 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServer
     if port is not None and not 0 <= port <= 65535:
         raise UsageError(f"--port must be a port number, not {port}")
     if port is None:
-        raw = environ.get(PORT_VARIABLE, "0")
+        raw = environ.get(MCP_PORT_VARIABLE, "0")
         if not raw.isdigit() or int(raw) > 65535:
-            raise UsageError(f"${PORT_VARIABLE} must be a port number, not {raw!r}")
+            raise UsageError(f"${MCP_PORT_VARIABLE} must be a port number, not {raw!r}")
         port = int(raw)
     client_ca = environ.get(CLIENT_CA_VARIABLE) or None
     bind = args.bind or default_bind(environ)

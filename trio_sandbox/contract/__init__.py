@@ -1,0 +1,27 @@
+"""The host-to-sandbox contract as names (DESIGN.md §2), one constant per wire string.
+
+An independent root of the package, standard library only: the warden reads these before it
+imports Trio, and the tool server inside the sandbox reads them too.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Variables the host passes into the sandbox.
+SKIP_WARDEN_VARIABLE: Final = "STAKPAK_SKIP_WARDEN"
+MCP_PORT_VARIABLE: Final = "STAKPAK_MCP_PORT"
+CLIENT_CA_VARIABLE: Final = "STAKPAK_MCP_CLIENT_CA"
+# The port the tool server listens on inside; the warden publishes it on the host's loopback.
+CONTAINER_PORT: Final = 8080
+
+# What the tool server prints once it listens (lines are trimmed when parsed).
+CA_BLOCK_BEGIN: Final = "---BEGIN STAKPAK SERVER CA---"
+CA_BLOCK_END: Final = "---END STAKPAK SERVER CA---"
+STARTED_LINE_PREFIX: Final = "MCP server started at "
+
+# Where the warden binds the runtime of this package's own tool server (no volume may go there).
+RUNTIME_ROOT: Final = "/.trio-sandbox"
+# Names the variables that only start that runtime (PYTHONPATH, ...): the tool server removes
+# them from the environment its commands get.
+RUNTIME_VARS_VARIABLE: Final = "TRIO_SANDBOX_RUNTIME_VARS"
