@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from sandbox_users import SandboxUser
 
 CLI = [sys.executable, "-m", "trio_sandbox"]
 # Real-time hang guard for one CLI child: a sandboxed call takes about 2 s on this machine.
@@ -46,17 +47,33 @@ async def kill_group(process: trio.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def user_cli(user: SandboxUser, home: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``python -m trio_sandbox ARGS`` as ``user``."""
+    env = user.env(
+        {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "TRIO_SANDBOX_LOG": "WARNING"}
+    )
+    return user.python_module("trio_sandbox", *args), env
+
+
 async def run_cli(
-    args: Sequence[str], *, home: Path, stdin: bytes = b"", limit: float = CHILD_LIMIT
+    args: Sequence[str],
+    *,
+    home: Path,
+    stdin: bytes = b"",
+    limit: float = CHILD_LIMIT,
+    user: SandboxUser | None = None,
 ) -> Finished:
+    argv, env = (
+        user_cli(user, home, *args) if user is not None else ([*CLI, *args], child_env(home))
+    )
     with trio.fail_after(limit):
         done = await trio.run_process(
-            [*CLI, *args],
+            argv,
             stdin=stdin,
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=child_env(home),
+            env=env,
             cwd=home,
             start_new_session=True,
             deliver_cancel=kill_group,

@@ -7,33 +7,45 @@ from pathlib import Path
 
 import trio
 from cli_harness import run_cli
+from sandbox_users import SandboxUser
 
-SANDBOX_UID = "65534"  # nobody
 TOOL_COUNT = 11
 
 
-async def test_call_runs_inside_bubblewrap_and_cannot_write_etc(tmp_path: Path) -> None:
+async def test_call_runs_inside_bubblewrap_and_cannot_write_etc(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """As root and as an ordinary user, with defaults: the call runs in bubblewrap (PID 1 of its
+    own namespace), cannot write /etc, and writes the workspace as the workspace's owner."""
     marker = trio.Path("/etc/trio-sandbox-cli-test")
     assert not await marker.exists()
     done = await run_cli(
         [
             "call",
+            "--volume",
+            f"{workspace}:/work",
             "run_command",
             json.dumps(
-                {"command": f"id -u; touch {marker}; echo touch=$?; grep -c bwrap /proc/1/cmdline"}
+                {
+                    "command": f"id -u; touch {marker}; echo touch=$?;"
+                    " grep -c bwrap /proc/1/cmdline; echo made > /work/made.txt"
+                }
             ),
         ],
-        home=tmp_path,
+        home=workspace,
+        user=sandbox_user,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == SANDBOX_UID
+    assert lines[0] == str(sandbox_user.uid)
     assert f"touch: cannot touch '{marker}': Read-only file system" in lines
     assert "touch=1" in lines
     # PID 1 of the sandbox's own pid namespace is bubblewrap.
     assert lines[lines.index("touch=1") + 1] == "1"
     assert lines[-1] == "[exit code 0]"
     assert not await marker.exists()
+    made = workspace / "made.txt"
+    assert (made.stat().st_uid, made.stat().st_gid) == (sandbox_user.uid, sandbox_user.gid)
     assert "Traceback" not in done.stderr
 
 

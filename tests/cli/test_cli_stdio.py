@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import mcp
 import trio
-from cli_harness import CHILD_LIMIT, child_env, descendants, start_cli, wait_all_gone
+from cli_harness import CHILD_LIMIT, descendants, start_cli, user_cli, wait_all_gone
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from sandbox_users import SandboxUser
 
 # sh records its pid, runs the CLI as MCP hosts would, then records the CLI's exit status: the
 # SDK kills the process tree when the server is not gone 2 s after stdin closes, and then no
@@ -20,14 +20,16 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 WRAPPER = 'echo $$ > "$2"; "$0" -m trio_sandbox stdio; echo $? > "$1"'
 
 
-async def test_sdk_stdio_client_drives_the_cli(tmp_path: Path) -> None:
-    status_file, pid_file = tmp_path / "status", tmp_path / "pid"
-    params = StdioServerParameters(
-        command="/bin/sh",
-        args=["-c", WRAPPER, sys.executable, str(status_file), str(pid_file)],
-        env=child_env(tmp_path),
-        cwd=tmp_path,
+async def test_sdk_stdio_client_drives_the_cli(
+    tmp_path: Path, sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """What an IDE does: launch `trio-sandbox stdio` as the user, speak MCP, close stdin."""
+    status_file, pid_file = workspace / "status", workspace / "pid"
+    argv = sandbox_user.command(
+        "/bin/sh", "-c", WRAPPER, sandbox_user.python, str(status_file), str(pid_file)
     )
+    _, env = user_cli(sandbox_user, workspace)
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=workspace)
     stray: list[object] = []
 
     async def on_message(message: Any) -> None:
@@ -51,7 +53,7 @@ async def test_sdk_stdio_client_drives_the_cli(tmp_path: Path) -> None:
                 item.text for item in result.content if isinstance(item, mcp.types.TextContent)
             ]
             assert text.splitlines() == [
-                "65534",
+                "65534" if sandbox_user.is_root else str(sandbox_user.uid),
                 "touch: cannot touch '/etc/x': Read-only file system",
                 "touch=1",
                 "[exit code 0]",

@@ -34,13 +34,14 @@ RUN_LIMIT = 120
 
 
 def tool_server_pid(warden_pid: int) -> int | None:
-    """The tool server's host pid: the python below the warden that runs trio_sandbox.tools."""
+    """The tool server's host pid: the python below the warden that runs trio_sandbox.tools
+    (not bwrap, setpriv or the warden's namespace helper, whose command lines name it too)."""
     for info in descendants(warden_pid):
         try:
             argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv[0].endswith(b"python") and b"trio_sandbox.tools" in argv:
+        if argv[1:3] == [b"-m", b"trio_sandbox.tools"]:
             return info.pid
     return None
 

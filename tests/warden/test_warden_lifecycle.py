@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 import trio
+from sandbox_users import SandboxUser, ordinary_user
 from warden_harness import (
     HANG_GUARD_SECONDS,
     PYTHON,
-    WARDEN,
+    ROOT_OR_SELF,
     free_port,
-    launcher_env,
     live_pids_with,
     port_is_free,
+    read_host_file,
     unique_marker,
     wait_gone,
+    warden_argv,
     wrap,
 )
 
@@ -53,12 +55,15 @@ except KeyboardInterrupt:
 
 @asynccontextmanager
 async def running_warden(
-    options: Sequence[str], image: str, command: Sequence[str]
+    options: Sequence[str], image: str, command: Sequence[str], user: SandboxUser | None = None
 ) -> AsyncIterator[trio.Process]:
     """The warden running `command`, once it printed its first line (the server is bound)."""
+    user = user or ROOT_OR_SELF
     async with trio.open_nursery() as nursery:
-        argv = [*WARDEN, *options, image, "--", *command]
-        run = functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False)
+        argv = [*warden_argv(user, *options), image, "--", *command]
+        run = functools.partial(
+            trio.run_process, argv, stdout=subprocess.PIPE, check=False, env=user.env()
+        )
         warden: trio.Process = await nursery.start(run)
         assert warden.stdout is not None
         first_line = b""
@@ -93,17 +98,20 @@ async def test_output_and_exit_status_are_forwarded() -> None:
 @needs_bwrap
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
 async def test_published_port_and_nothing_left_after_warden_stops(
-    stop_signal: signal.Signals,
+    stop_signal: signal.Signals, sandbox_user: SandboxUser
 ) -> None:
-    """The port is served from the sandbox's own loopback; after SIGINT (status 130) or
-    SIGKILL of the warden no process, grandchild, forwarder or listening socket is left."""
+    """The port is served from the sandbox's own loopback (through the namespace helper, for
+    root and for an ordinary user); after SIGINT (status 130) or SIGKILL of the warden no
+    process, grandchild, helper, forwarder or listening socket is left."""
     port, marker = free_port(), unique_marker()
     options = ["-p", f"127.0.0.1:{port}:8080"]
-    async with running_warden(options, "host", [PYTHON, "-c", ECHO_SERVER, marker]) as warden:
+    command = [sandbox_user.python, "-c", ECHO_SERVER, marker]
+    async with running_warden(options, "host", command, sandbox_user) as warden:
         payload = os.urandom(200_000)
         assert await echo_through(port, payload) == payload
         sandbox_pids = live_pids_with(marker)
-        assert len(sandbox_pids) >= 4  # bwrap, its init, the server, the sleeping grandchild
+        # The warden and its namespace helper, bwrap, its init, the server, the grandchild.
+        assert len(sandbox_pids) >= 6
         warden.send_signal(stop_signal)
         status = await warden.wait()
         await wait_gone(sandbox_pids)  # SIGKILL: the kernel delivers the parent-death signals
@@ -115,12 +123,13 @@ async def test_published_port_and_nothing_left_after_warden_stops(
 
 
 @needs_bwrap
-async def test_sigint_reaps_everything_before_the_warden_exits() -> None:
+async def test_sigint_reaps_everything_before_the_warden_exits(sandbox_user: SandboxUser) -> None:
     """SIGINT reaches the command (bwrap forwards no signals), and the warden only exits
     once every sandbox process is gone."""
     port, marker = free_port(), unique_marker()
     options = ["-p", f"127.0.0.1:{port}:8080"]
-    async with running_warden(options, "host", [PYTHON, "-c", ECHO_SERVER, marker]) as warden:
+    command = [sandbox_user.python, "-c", ECHO_SERVER, marker]
+    async with running_warden(options, "host", command, sandbox_user) as warden:
         warden.send_signal(signal.SIGINT)
         assert await warden.wait() == 130
         assert live_pids_with(marker) == []
@@ -132,28 +141,42 @@ async def test_sigint_reaps_everything_before_the_warden_exits() -> None:
 
 
 @needs_bwrap
-async def test_background_processes_die_with_the_sandbox() -> None:
+async def test_background_processes_die_with_the_sandbox(sandbox_user: SandboxUser) -> None:
     """The command exits at once; the daemon it left behind must not outlive the sandbox."""
     marker = unique_marker()
     script = f"setsid sleep {marker} >/dev/null 2>&1 & nohup sleep {marker} >/dev/null 2>&1 &"
-    result = await wrap(command=["sh", "-c", script + " echo started"])
+    result = await wrap(command=["sh", "-c", script + " echo started"], user=sandbox_user)
     assert (result.returncode, result.stdout) == (0, b"started\n")
     assert live_pids_with(marker) == []
 
 
 @needs_bwrap
-async def test_named_volume_is_created_once_and_kept(tmp_path: Path) -> None:
-    env = launcher_env(XDG_DATA_HOME=str(tmp_path))
-    first = await wrap("-v", "cache:/cache", command=["sh", "-c", "echo 1 >> /cache/n"], env=env)
-    second = await wrap("-v", "cache:/cache", command=["cat", "/cache/n"], env=env)
-    assert (first.returncode, second.returncode, second.stdout) == (0, 0, b"1\n")
-    assert (tmp_path / "trio-sandbox" / "volumes" / "cache" / "n").read_text() == "1\n"
+async def test_named_volume_is_created_once_and_kept(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """Kept in the user's data directory, owned by the sandbox user (root: uid 65534 without a
+    workspace), so the sandbox can write it."""
+    env = {"XDG_DATA_HOME": str(workspace)}
+    volume = ["-v", "cache:/cache"]
+    first = await wrap(
+        *volume, command=["sh", "-c", "echo 1 >> /cache/n"], env=env, user=sandbox_user
+    )
+    second = await wrap(*volume, command=["cat", "/cache/n"], env=env, user=sandbox_user)
+    assert (first.returncode, second.returncode, second.stdout) == (0, 0, b"1\n"), first.stderr
+    stored = workspace / "trio-sandbox" / "volumes" / "cache"
+    assert (stored / "n").read_text() == "1\n"
+    expected = (65534, 65534) if sandbox_user.is_root else (sandbox_user.uid, sandbox_user.gid)
+    assert (stored.stat().st_uid, stored.stat().st_gid) == expected
 
 
 @needs_bwrap
-async def test_missing_bind_volume_is_skipped_with_a_note(tmp_path: Path) -> None:
-    missing = tmp_path / "absent"
-    result = await wrap("-v", f"{missing}:/absent", command=["sh", "-c", "test ! -e /absent"])
+async def test_missing_bind_volume_is_skipped_with_a_note(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    missing = workspace / "absent"
+    result = await wrap(
+        "-v", f"{missing}:/absent", command=["sh", "-c", "test ! -e /absent"], user=sandbox_user
+    )
     assert result.returncode == 0
     assert b"skipping volume" in result.stderr
 
@@ -162,7 +185,7 @@ async def test_missing_bind_volume_is_skipped_with_a_note(tmp_path: Path) -> Non
 async def test_home_relative_volume(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a").write_text("from home")
-    env = launcher_env(HOME=str(tmp_path))
+    env = {"HOME": str(tmp_path)}
     result = await wrap("-v", "~/notes:/notes:ro", command=["cat", "/notes/a"], env=env)
     assert (result.returncode, result.stdout) == (0, b"from home")
 
@@ -199,7 +222,7 @@ async def test_process_backend_relays_a_published_port() -> None:
 async def test_auto_never_falls_back_to_no_isolation(tmp_path: Path) -> None:
     """Without bwrap (and no container engine on PATH) `auto` refuses to run."""
     python_dir = os.path.dirname(PYTHON)
-    env = launcher_env(PATH=f"{tmp_path}:{python_dir}")
+    env = {"PATH": f"{tmp_path}:{python_dir}"}
     marker = tmp_path / "ran"
     result = await wrap(command=["/bin/touch", str(marker)], env=env)
     assert result.returncode == 125
@@ -214,3 +237,63 @@ async def test_sandbox_outlives_idle_worker_threads() -> None:
     takes 11 s of real time: the trap only shows after Trio's idle timeout.)"""
     result = await wrap(command=["sh", "-c", "sleep 11; echo alive"])
     assert (result.returncode, result.stdout) == (0, b"alive\n")
+
+
+NO_USER_NAMESPACES = Path(__file__).with_name("without_user_namespaces.py")
+
+
+@needs_bwrap
+async def test_an_ordinary_user_without_user_namespaces_is_told_what_to_change() -> None:
+    """bubblewrap cannot make a user namespace: the warden says which setting refuses it."""
+    user = ordinary_user()
+    argv = user.command(
+        user.python,
+        str(NO_USER_NAMESPACES),
+        *[user.python, "-m", "trio_sandbox.warden", "wrap", "host", "--", "true"],
+    )
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        done = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, check=False, env=user.env()
+        )
+    assert done.returncode != 0
+    assert b"/proc/sys/user/max_user_namespaces is 0" in done.stderr, done.stderr
+    assert b"sysctl user.max_user_namespaces=" in done.stderr
+
+
+@needs_bwrap
+async def test_backend_bwrap_without_bubblewrap_names_the_package(tmp_path: Path) -> None:
+    python_dir = os.path.dirname(PYTHON)
+    result = await wrap(
+        "--backend", "bwrap", command=["true"], env={"PATH": f"{tmp_path}:{python_dir}"}
+    )
+    assert result.returncode == 125
+    assert b"apt-get install bubblewrap" in result.stderr
+
+
+def namespace_helpers_of(warden_pid: int, marker: str) -> list[int]:
+    """The warden's forked helper: its child with the very same command line."""
+    own = read_host_file(f"/proc/{warden_pid}/cmdline")
+    found = []
+    for pid in live_pids_with(marker):
+        stat = read_host_file(f"/proc/{pid}/stat").rpartition(b")")[2].split()
+        child = pid != warden_pid and int(stat[1]) == warden_pid
+        if child and read_host_file(f"/proc/{pid}/cmdline") == own:
+            found.append(pid)
+    return found
+
+
+@needs_bwrap
+async def test_a_dead_namespace_helper_stops_the_sandbox(sandbox_user: SandboxUser) -> None:
+    """Without its helper the warden can open no new connection into the sandbox: it stops the
+    sandbox and exits 125, so that whoever runs it starts a new one (the host respawns)."""
+    port, marker = free_port(), unique_marker()
+    options = ["-p", f"127.0.0.1:{port}:8080"]
+    command = [sandbox_user.python, "-c", ECHO_SERVER, marker]
+    async with running_warden(options, "host", command, sandbox_user) as warden:
+        helpers = namespace_helpers_of(warden.pid, marker)
+        assert len(helpers) == 1, helpers
+        sandbox_pids = [pid for pid in live_pids_with(marker) if pid != warden.pid]
+        os.kill(helpers[0], signal.SIGKILL)
+        assert await warden.wait() == 125
+        await wait_gone(sandbox_pids)
+    assert port_is_free(port)

@@ -13,20 +13,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
+from sandbox_users import SandboxUser, this_process_user
 
 WARDEN = (sys.executable, "-m", "trio_sandbox.warden", "wrap")
-# Every escape attempt below is ordinary Python run by the host's interpreter, which the
-# `host` image binds read-only; printing one JSON object lets the test assert on results.
+# Every escape attempt below is ordinary Python run by the interpreter that runs the warden,
+# which the `host` image binds read-only (under /.trio-sandbox when it is not under /usr);
+# printing one JSON object lets the test assert on results.
 PYTHON = sys.executable
 # These tests drive real processes, so virtual time cannot apply; this bound only turns a
 # hang (a protection that fails by leaving a process alive) into a failure. Nothing is timed.
 HANG_GUARD_SECONDS = 60
+# Whoever runs the tests, for the tests that are not about the kind of user.
+ROOT_OR_SELF = this_process_user()
 
 
-def launcher_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    return env
+def warden_argv(user: SandboxUser, *options: str) -> list[str]:
+    """The warden's `wrap` as ``user`` runs it."""
+    return user.python_module("trio_sandbox.warden", "wrap", *options)
 
 
 async def wrap(
@@ -34,20 +37,26 @@ async def wrap(
     command: Sequence[str],
     image: str = "host",
     env: Mapping[str, str] | None = None,
+    user: SandboxUser | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run the warden as ``user`` (default: whoever runs the tests); ``env`` adds variables."""
+    user = user or ROOT_OR_SELF
     with trio.fail_after(HANG_GUARD_SECONDS):
         return await trio.run_process(
-            [*WARDEN, *options, image, "--", *command],
+            [*warden_argv(user, *options), image, "--", *command],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=dict(env) if env is not None else None,
+            env=user.env(env),
         )
 
 
-async def probe(code: str, *options: str, env: Mapping[str, str] | None = None) -> object:
+async def probe(
+    code: str, *options: str, env: Mapping[str, str] | None = None, user: SandboxUser | None = None
+) -> object:
     """Run `code` with the sandbox's python; it must print one JSON document last."""
-    result = await wrap(*options, command=[PYTHON, "-c", code], env=env)
+    user = user or ROOT_OR_SELF
+    result = await wrap(*options, command=[user.python, "-c", code], env=env, user=user)
     assert result.returncode == 0, result.stderr.decode()
     return json.loads(result.stdout.decode().strip().splitlines()[-1])
 

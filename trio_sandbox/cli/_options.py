@@ -17,14 +17,14 @@ import attrs
 from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, WebSocketUpstream
 from ..proxy._spec import upstreams_from_mapping
 from ..sandbox import SandboxConfig, SandboxMode
-from ..warden import WrapUsageError
-from ..warden._spec import parse_volume
+from ..warden import WrapUsageError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "image": (str, "a string"),
     "mode": (str, "'persistent' or 'ephemeral'"),
     "backend": (str, "auto, bwrap, podman, docker or process"),
+    "user": (str, "UID or UID:GID"),
     "health_interval": ((int, float), "a number of seconds"),
     "health_timeout": ((int, float), "a number of seconds"),
     "respawn_threshold": (int, "a whole number"),
@@ -65,6 +65,11 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--env-passthrough", action="append", metavar="NAME", help="host variable to pass in"
+    )
+    parser.add_argument(
+        "--user",
+        metavar="UID[:GID]",
+        help="run the tools as this uid (default: the owner of the first writable volume)",
     )
 
 
@@ -173,6 +178,8 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["backend"] = args.backend
     if args.env_passthrough:
         fields["env_passthrough"] = args.env_passthrough
+    if args.user is not None:
+        fields["user"] = args.user
     for item in args.upstream or []:
         upstreams.append(parse_upstream(item))
     if getattr(args, "listen", None):

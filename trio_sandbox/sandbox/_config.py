@@ -40,6 +40,14 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise ValueError(f"{attribute.name} must be positive, not {value!r}")
 
 
+def _valid_user(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    uid, sep, gid = value.partition(":")
+    if not uid.isdigit() or (sep and not gid.isdigit()):
+        raise ValueError(f"user must be UID or UID:GID (numbers), not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -59,6 +67,9 @@ class SandboxConfig:
     env: Mapping[str, str] = attrs.field(factory=dict)
     # The warden back end (auto, bwrap, podman, docker, process).
     backend: str = "auto"
+    # ``UID[:GID]`` the tools run as; None: the owner of the first writable volume (as root),
+    # or the user's own uid (as an ordinary user).
+    user: str | None = attrs.field(default=None, validator=_valid_user)
     # Other MCP servers the proxy puts beside the sandbox.
     upstreams: Sequence[UpstreamSpec] = attrs.field(default=(), converter=_upstreams)
     # The upstream name (and default tool prefix) of the sandbox itself.

@@ -10,6 +10,7 @@ health and respawn logic runs under a virtual clock.
 from __future__ import annotations
 
 import compileall
+import contextlib
 import functools
 import logging
 import math
@@ -120,6 +121,8 @@ def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> li
         argv += ["--env", f"{key}={value}"]
     if config.backend != "auto":
         argv += ["--backend", config.backend]
+    if config.user is not None:
+        argv += ["--user", config.user]
     return [*argv, config.image, "--", *config.command]
 
 
@@ -142,7 +145,10 @@ def _compile_package() -> None:
     """
     package_dir = Path(__file__).resolve().parents[1]
     if os.access(package_dir, os.W_OK):
-        compileall.compile_dir(package_dir, quiet=1)
+        # quiet=2: nothing on stdout, which is the MCP channel of `trio-sandbox stdio`. A file
+        # that cannot be written is skipped: the sandbox then compiles it in memory.
+        with contextlib.suppress(OSError):
+            compileall.compile_dir(package_dir, quiet=2)
 
 
 async def warden_launcher(

@@ -39,6 +39,7 @@ from ..mcp._client import ProgressCallback
 from ..mcp._memory import memory_transport
 from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
 from ..tls import CertificateChain
+from ..warden import WrapUsageError, parse_volume
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
@@ -167,6 +168,20 @@ class Sandbox:
         return self._local
 
 
+def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
+    """The contract lets the warden skip a bind volume whose host path does not exist; the
+    user should hear of it, not find an empty directory."""
+    for text in config.volumes:
+        try:
+            volume = parse_volume(text)
+        except WrapUsageError:
+            continue  # the warden refuses it with its own message
+        if not volume.named and not os.path.exists(volume.source):
+            logger.warning(
+                "volume %s is skipped: %s does not exist on this host", text, volume.source
+            )
+
+
 @asynccontextmanager
 async def open_sandbox(
     config: SandboxConfig | None = None,
@@ -183,6 +198,7 @@ async def open_sandbox(
     :class:`SandboxFailed` (out of the ``async with``) when respawning gave up.
     """
     config = config or SandboxConfig()
+    _warn_about_skipped_volumes(config)
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)

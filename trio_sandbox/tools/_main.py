@@ -14,7 +14,7 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,7 +22,12 @@ import attrs
 import trio
 
 from .._exit import exit_now
-from ..contract import CLIENT_CA_VARIABLE, MCP_PORT_VARIABLE, SKIP_WARDEN_VARIABLE
+from ..contract import (
+    CLIENT_CA_VARIABLE,
+    MCP_PORT_VARIABLE,
+    RUNTIME_VARS_VARIABLE,
+    SKIP_WARDEN_VARIABLE,
+)
 from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
 from ._toolset import open_tool_server
@@ -186,6 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def drop_runtime_variables(environ: MutableMapping[str, str]) -> None:
+    """Forget the variables that only started this interpreter (the warden names them), so
+    that the commands the tools run get the sandbox's environment, not the runtime's."""
+    for name in environ.get(RUNTIME_VARS_VARIABLE, "").split(","):
+        if name:
+            environ.pop(name, None)
+
+
 def console_main() -> NoReturn:
     """``python -m trio_sandbox.tools`` and ``trio-sandbox-tools``."""
+    drop_runtime_variables(os.environ)
     exit_now(main())

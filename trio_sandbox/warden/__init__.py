@@ -10,4 +10,5 @@ from ._spec import PortSpec as PortSpec
 from ._spec import VolumeSpec as VolumeSpec
 from ._spec import WrapSpec as WrapSpec
 from ._spec import WrapUsageError as WrapUsageError
+from ._spec import parse_volume as parse_volume
 from ._volumes import named_volume_dir as named_volume_dir

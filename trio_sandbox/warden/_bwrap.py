@@ -1,63 +1,72 @@
-"""The bubblewrap back end (the default): namespaces, read-only root, seccomp, uid 65534.
+"""The bubblewrap back end (the default): namespaces, read-only root, seccomp, no capabilities.
 
-Settings (DESIGN.md §3) and the three traps of a root launcher, all fixed here:
-- /proc/sys is writable by root unless bound read-only: `--ro-bind /proc/sys /proc/sys`.
-- root-only files (/etc/shadow, ...) are readable by a root sandbox: when the warden is root
-  the sandbox gets no user namespace and the command runs as uid/gid 65534 (bwrap keeps only
-  CAP_SETUID/SETGID/SETPCAP, then `setpriv` drops to 65534 with no capabilities, an empty
-  bounding set and no_new_privs); files of /etc that others may not read are masked as well.
-- bwrap's init (PID 1 inside) keeps the environment bwrap was started with, readable in
-  /proc/1/environ: bwrap itself is started with a scrubbed environment.
+Who the command runs as:
+- root warden (containers, CI, VMs): no user namespace (inside one, bwrap would map the sandbox
+  user to host root, which still reads /etc/shadow). The command runs as the owner of the
+  workspace — the first writable bind volume, else the first read-only one — so that its files
+  belong to whoever owns the project and it can write whatever that owner can, a 0700
+  directory included; as uid/gid 65534 without a volume; or as ``--user``. bwrap keeps only
+  CAP_SETUID/SETGID/SETPCAP, then ``setpriv`` drops to that uid with no capabilities, an empty
+  bounding set, locked securebits (so even uid 0 gains nothing at exec) and no_new_privs.
+- ordinary user: a user namespace that maps the user's own uid, so files created in a volume are
+  the user's; ``--user`` changes the uid seen inside only.
+
+The three traps of a root launcher, all fixed here: /proc/sys is bound read-only; files of /etc
+that others may not read are masked (so a uid-0 sandbox cannot read /etc/shadow either); bwrap
+itself is started with a scrubbed environment, so its init (PID 1 inside) carries nothing of the
+launcher's. Kernel interfaces that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys,
+...) are masked or read-only for every sandbox.
+
+The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`._runtime`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import stat
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
 
 from ._launch import Launched, become_subreaper, launch
+from ._netns import NetnsHelper, fork_netns_helper
 from ._ports import bind_published_port
+from ._runtime import RuntimeLayout, is_within, runtime_layout
 from ._seccomp import deny_list_fd
 from ._spec import WrapSpec, WrapUsageError
 from ._volumes import Mount, resolve_mounts
 
-SANDBOX_UID = 65534  # nobody / nogroup
+NOBODY = (65534, 65534)  # nobody / nogroup: the sandbox user when there is no workspace
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What bwrap itself runs with: nothing of the launcher's environment.
 BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 _MERGED_USR_NAMES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# The host's system directories the `host` image binds read-only: no volume may go inside.
+_HOST_SYSTEM_DIRS = ("/usr", "/etc")
+# Kernel interfaces a sandbox never needs (Docker masks the same): hidden, or read-only.
+_MASKED_PROC = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+)
+_READ_ONLY_PROC = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+_LOCKED_SECUREBITS = "+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked"
 
-
-def _is_within(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-def python_bind_paths() -> tuple[list[str], list[tuple[str, str]]]:
-    """What the host image needs besides /usr for this package's own tool server:
-    (real directories to bind read-only, (link target, link path) symlinks to recreate)."""
-    package_dir = str(Path(__file__).resolve().parents[1])
-    real_paths: list[str] = []
-    links: list[tuple[str, str]] = []
-    for wanted in (sys.prefix, sys.base_prefix, package_dir):
-        real = os.path.realpath(wanted)
-        if _is_within(real, "/usr"):
-            continue
-        real_paths.append(real)
-        if wanted != real and os.path.islink(wanted):
-            links.append((os.readlink(wanted), wanted))
-    real_paths.sort(key=len)
-    binds: list[str] = []
-    for path in real_paths:
-        if not any(_is_within(path, bound) for bound in binds):
-            binds.append(path)
-    return binds, links
+_BWRAP_MISSING = (
+    "bubblewrap (bwrap) is not installed: install the 'bubblewrap' package (Debian/Ubuntu:"
+    " apt-get install bubblewrap; Fedora: dnf install bubblewrap), or choose --backend podman"
+)
 
 
 def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
@@ -75,17 +84,19 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                 yield "/" + inner
 
 
-def _missing_parents(paths: list[str]) -> list[str]:
-    """Ancestors of `paths` that the `host` image's tmpfs root does not already provide."""
+def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> list[str]:
+    """Ancestors of ``paths`` that the ``host`` image's tmpfs root does not already provide.
+
+    Directories inside a volume are never made (that would write into the user's volume); a
+    volume nested in another must find its mount point there already (checked elsewhere).
+    """
     # Bound from the host, so everything below them exists already; /tmp is a fresh tmpfs, so
-    # only /tmp itself does (a checkout under /tmp needs its parents made).
-    provided = ("/usr", "/etc", "/proc", "/dev")
+    # only /tmp itself does (a path under /tmp needs its parents made).
+    provided = ("/usr", "/etc", "/proc", "/dev", *inside_volumes)
     parents: set[str] = set()
     for path in paths:
         parent = os.path.dirname(path.rstrip("/"))
-        while parent not in ("/", "/tmp") and not any(
-            _is_within(parent, done) for done in provided
-        ):
+        while parent not in ("/", "/tmp") and not any(is_within(parent, done) for done in provided):
             parents.add(parent)
             parent = os.path.dirname(parent)
     return sorted(parents, key=lambda parent: (parent.count("/"), parent))
@@ -98,25 +109,72 @@ def _find_setpriv(root: str) -> str | None:
     return None
 
 
+def workspace_owner(spec: WrapSpec) -> tuple[int, int] | None:
+    """uid and gid of the workspace — whose project the agent works on: the first writable
+    bind volume, else the first read-only one."""
+    binds = [v for v in spec.volumes if not v.named and os.path.exists(v.source)]
+    for volume in sorted(binds, key=lambda v: v.read_only):
+        info = os.stat(volume.source)
+        return info.st_uid, info.st_gid
+    return None
+
+
+def sandbox_identity(spec: WrapSpec, *, as_root: bool) -> tuple[int, int]:
+    """The uid and gid the command runs as (see the module docstring)."""
+    if spec.user is not None:
+        return spec.user
+    if not as_root:
+        return os.getuid(), os.getgid()
+    return workspace_owner(spec) or NOBODY
+
+
+def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
+    """Refuse volumes bubblewrap would have to make a mount point for inside the user's files
+    (a volume nested in another) or inside the host's read-only system directories."""
+    for mount in mounts:
+        if host_image and any(is_within(mount.target, d) for d in _HOST_SYSTEM_DIRS):
+            raise WrapUsageError(
+                f"volume target {mount.target} is inside the host's read-only /usr or /etc"
+            )
+        for outer in mounts:
+            if outer is mount or not is_within(mount.target, outer.target):
+                continue
+            point = outer.host_path + mount.target[len(outer.target) :]
+            if not os.path.exists(point):
+                raise WrapUsageError(
+                    f"volume target {mount.target} lies inside volume {outer.target} where"
+                    f" {point} does not exist; create it, or mount the volumes side by side"
+                )
+
+
 def bwrap_argv(
-    spec: WrapSpec, mounts: list[Mount], *, as_root: bool, info_fd: int, seccomp_fd: int
+    spec: WrapSpec,
+    mounts: list[Mount],
+    *,
+    as_root: bool,
+    info_fd: int,
+    seccomp_fd: int,
+    runtime: RuntimeLayout | None = None,
 ) -> list[str]:
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
+    uid, gid = sandbox_identity(spec, as_root=as_root)
+    check_volume_targets(mounts, host_image=host_image)
+    if host_image and runtime is None:
+        runtime = runtime_layout()
     argv = ["bwrap", "--die-with-parent", "--new-session"]
     argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     if spec.network == "none":
         argv.append("--unshare-net")
     if as_root:
-        # No user namespace: uid 65534 inside must be uid 65534 outside (inside a user
-        # namespace bwrap maps the sandbox uid to the launcher's, root).
         argv += ["--cap-drop", "ALL"]
         for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
             argv += ["--cap-add", cap]
     else:
-        argv += ["--unshare-user", "--cap-drop", "ALL"]
+        argv += ["--unshare-user", "--cap-drop", "ALL", "--uid", str(uid), "--gid", str(gid)]
     argv += ["--hostname", "sandbox", "--clearenv"]
-    for name, value in (("PATH", SANDBOX_PATH), ("HOME", "/tmp"), *spec.env):
+    runtime_env = runtime.env if runtime is not None else ()
+    for name, value in (("PATH", SANDBOX_PATH), ("HOME", "/tmp"), *runtime_env, *spec.env):
         argv += ["--setenv", name, value]
 
     if host_image:
@@ -134,20 +192,27 @@ def bwrap_argv(
             argv += ["--perms", "0000", "--tmpfs", masked]
         else:
             argv += ["--ro-bind", "/dev/null", masked]
-    argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
-    if host_image:
-        binds, links = python_bind_paths()
-        # bwrap creates missing parents of a mount point with mode 0700, which uid 65534
-        # could not cross: create them world-traversable first.
-        wanted = [*binds, *(link for _, link in links), *(mount.target for mount in mounts)]
-        for parent in _missing_parents(wanted):
-            argv += ["--perms", "0755", "--dir", parent]
-        for path in binds:
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for path in _MASKED_PROC:
+        if os.path.isdir(path):
+            argv += ["--perms", "0555", "--tmpfs", path]
+        elif os.path.exists(path):
+            argv += ["--ro-bind", "/dev/null", path]
+    for path in _READ_ONLY_PROC:
+        if os.path.exists(path):
             argv += ["--ro-bind", path, path]
-        for target, link in links:
-            argv += ["--symlink", target, link]
-    for mount in mounts:
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    volume_targets = [mount.target for mount in mounts]
+    if host_image:
+        assert runtime is not None
+        wanted = [*(inside for _, inside in runtime.binds), *volume_targets]
+        # bwrap would make missing parents of a mount point 0700, which the sandbox user could
+        # not cross: make them world-traversable first (in the tmpfs root, never in a volume).
+        for parent in _missing_parents(wanted, volume_targets):
+            argv += ["--perms", "0755", "--dir", parent]
+        for host_path, inside in runtime.binds:
+            argv += ["--ro-bind", host_path, inside]
+    for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
             raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
         argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path, mount.target]
@@ -162,20 +227,22 @@ def bwrap_argv(
                 f"{root} has no setpriv: refusing to run the sandbox as root (run the warden as"
                 " a normal user, or use an image with util-linux)"
             )
-        uid = str(SANDBOX_UID)
-        argv += [setpriv, "--reuid", uid, "--regid", uid, "--clear-groups"]
+        argv += [setpriv, "--reuid", str(uid), "--regid", str(gid), "--clear-groups"]
+        argv += ["--securebits", _LOCKED_SECUREBITS]
         argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-    argv += spec.command
+    argv += runtime.translate(spec.command) if runtime is not None else spec.command
     return argv
 
 
 @attrs.define(eq=False)
 class LaunchedBwrap:
-    """A started bwrap, with the read end of its --info-fd and the published ports' sockets."""
+    """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
+    the helper that makes sockets inside the sandbox's network namespace."""
 
     bwrap: Launched
     info_read_fd: int
     port_sockets: list[socket.socket]
+    netns_helper: NetnsHelper | None
 
     def close(self) -> None:
         if self.info_read_fd >= 0:
@@ -187,13 +254,15 @@ class LaunchedBwrap:
 
 def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     """Everything up to a running bwrap, with the standard library only (no Trio yet)."""
+    if shutil.which("bwrap") is None:
+        raise WrapUsageError(_BWRAP_MISSING)
     as_root = os.geteuid() == 0
-    if not as_root and spec.ports and spec.network == "none":
-        raise WrapUsageError(
-            "publishing a port into a sandbox with no network needs a root warden (setns);"
-            " use --network host or run as root"
-        )
-    mounts = resolve_mounts(spec.volumes, owner_uid=SANDBOX_UID if as_root else None)
+    host_image = spec.image == "host"
+    # Named volumes belong to the sandbox user, who must be able to write them.
+    owner = sandbox_identity(spec, as_root=as_root)
+    mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
+    # Forked first, while single-threaded, and before any descriptor below exists.
+    helper = fork_netns_helper() if spec.ports and spec.network == "none" else None
     sockets: list[socket.socket] = []
     info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
     seccomp_fd = -1
@@ -201,7 +270,12 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
         argv = bwrap_argv(
-            spec, mounts, as_root=as_root, info_fd=info_write_fd, seccomp_fd=seccomp_fd
+            spec,
+            mounts,
+            as_root=as_root,
+            info_fd=info_write_fd,
+            seccomp_fd=seccomp_fd,
+            runtime=runtime_layout() if host_image else None,
         )
         become_subreaper()
         bwrap = launch(argv, env=BWRAP_ENV, pass_fds=(info_write_fd, seccomp_fd))
@@ -209,9 +283,35 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         os.close(info_read_fd)
         for sock in sockets:
             sock.close()
+        if helper is not None:
+            helper.close()
         raise
     finally:
         os.close(info_write_fd)
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
-    return LaunchedBwrap(bwrap, info_read_fd, sockets)
+    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper)
+
+
+def user_namespace_advice() -> str:
+    """What to do when bubblewrap cannot create a user namespace for an ordinary user."""
+    checks = [
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "sysctl kernel.unprivileged_userns_clone=1",
+        ),
+        ("/proc/sys/user/max_user_namespaces", "0", "sysctl user.max_user_namespaces=15000"),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "allow bwrap in AppArmor (Ubuntu 24.04: install the 'apparmor-profiles' bwrap-userns-"
+            "restrict profile, or add a profile for /usr/bin/bwrap with 'userns,'), or sysctl"
+            " kernel.apparmor_restrict_unprivileged_userns=0",
+        ),
+    ]
+    for path, blocking, fix in checks:
+        with contextlib.suppress(OSError):
+            if Path(path).read_text().strip() == blocking:
+                return f"{path} is {blocking}: unprivileged user namespaces are off; {fix}"
+    return "unprivileged user namespaces seem unavailable (is this a nested container?)"

@@ -7,12 +7,13 @@ import functools
 import json
 import os
 import signal
+import sys
 
 import attrs
 import trio
 
-from ._bwrap import LaunchedBwrap
-from ._publish import connect_in_netns, connect_on_host, serve_relays
+from ._bwrap import LaunchedBwrap, user_namespace_advice
+from ._publish import SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, reap_orphan, supervise
 from ._spec import WrapSpec
 
@@ -46,11 +47,12 @@ def _descendants_of(ancestor: int) -> list[int]:
 class _Sandbox:
     """What bwrap reports once its namespaces exist (via --info-fd)."""
 
+    # Makes sockets in the sandbox's network namespace (None: nothing to publish into it).
+    sockets: SandboxSockets | None = None
     ready: trio.Event = attrs.Factory(trio.Event)
     info_done: trio.Event = attrs.Factory(trio.Event)
     init_pid: int = 0
     init_pidfd: int = -1
-    netns_fd: int = -1
 
     async def reap_init(self) -> None:
         """bwrap's init dies just after bwrap (parent-death signal); reap it as its subreaper."""
@@ -59,10 +61,9 @@ class _Sandbox:
                 await reap_orphan(self.init_pidfd, within_seconds=STOP_GRACE_SECONDS)
 
     def close(self) -> None:
-        for fd in (self.init_pidfd, self.netns_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.init_pidfd = self.netns_fd = -1
+        if self.init_pidfd >= 0:
+            os.close(self.init_pidfd)
+            self.init_pidfd = -1
 
     async def read_info(self, info_read_fd: int) -> None:
         """Shielded: bwrap either reports or exits (EOF), and `stop` needs the answer even
@@ -83,17 +84,18 @@ class _Sandbox:
                     # A short command may be over already: its init is then a zombie of ours
                     # (kept for reaping) without namespaces, and the sandbox never "ready".
                     self.init_pidfd = os.pidfd_open(self.init_pid)
-                    netns = f"/proc/{self.init_pid}/ns/net"
-                    self.netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
                 except (ProcessLookupError, FileNotFoundError):
                     return
+                if self.sockets is not None:
+                    await self.sockets.enter(self.init_pidfd)
                 self.ready.set()
         finally:
             self.info_done.set()
 
     async def connect(self, port: int) -> trio.SocketStream:
         await self.ready.wait()
-        return await connect_in_netns(self.netns_fd, port)
+        assert self.sockets is not None
+        return await self.sockets.connect(port)
 
     async def stop(self, bwrap: Child) -> None:
         """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
@@ -126,7 +128,8 @@ class _Sandbox:
 
 async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec) -> int:
     """Relay the published ports until bwrap exits; return its (the command's) status."""
-    sandbox = _Sandbox()
+    helper = launched.netns_helper
+    sandbox = _Sandbox(SandboxSockets(helper) if helper is not None else None)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sandbox.read_info, launched.info_read_fd)
@@ -146,6 +149,11 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec) -> int:
             )
             status = await supervise(launched.bwrap, stop=sandbox.stop)
             nursery.cancel_scope.cancel()
+        if status != 0 and sandbox.init_pid == 0 and os.geteuid() != 0:
+            # bwrap failed before it made the sandbox; as an ordinary user that is most often
+            # the kernel refusing user namespaces: say what to change.
+            advice = user_namespace_advice()
+            print(f"trio-sandbox-warden: note: {advice}", file=sys.stderr, flush=True)
         return status
     finally:
         launched.close()

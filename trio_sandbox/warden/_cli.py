@@ -16,16 +16,16 @@ from .._exit import exit_now
 from ._spec import (
     BACKENDS,
     NETWORKS,
+    WARDEN_ERROR_STATUS,
     Backend,
     Network,
     WrapSpec,
     WrapUsageError,
     parse_env,
     parse_port,
+    parse_user,
     parse_volume,
 )
-
-WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
 
 
 def default_command() -> tuple[str, ...]:
@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument("--workdir", "-w", default=None, metavar="DIR")
     wrap.add_argument("--backend", choices=BACKENDS, default="auto")
     wrap.add_argument("--network", choices=NETWORKS, default="none")
+    wrap.add_argument(
+        "--user",
+        metavar="UID[:GID]",
+        help="run the command as this uid (default: the owner of the first writable volume)",
+    )
     wrap.add_argument("image", metavar="IMAGE")
     return parser
 
@@ -78,6 +83,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             workdir=options.workdir,
             backend=backend,
             network=network,
+            user=parse_user(options.user) if options.user else None,
         )
     except WrapUsageError as exc:
         parser.error(str(exc))
@@ -126,18 +132,24 @@ def _launch_and_run(spec: WrapSpec) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, record)
-    launched = None
+    from ._prelaunch import Prelaunch
+
+    prelaunch = Prelaunch()
     if backend == "bwrap":
         # Start bubblewrap before importing Trio: the sandbox boots while the warden's own
         # imports run.
         from ._bwrap import launch_bwrap
 
-        launched = launch_bwrap(spec)
+        prelaunch = Prelaunch(bwrap=launch_bwrap(spec))
+    elif backend in ("podman", "docker") and spec.ports and spec.network == "none":
+        from ._netns import fork_netns_helper
+
+        prelaunch = Prelaunch(netns_helper=fork_netns_helper())
     import trio
 
     from ._run import wrap
 
-    return trio.run(wrap, backend, spec, launched, early_signals)
+    return trio.run(wrap, backend, spec, prelaunch, early_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,8 +19,9 @@ import subprocess
 import attrs
 import trio
 
+from ._netns import NetnsHelper
 from ._ports import bind_published_port
-from ._publish import connect_in_netns, connect_on_host, serve_relays
+from ._publish import SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
 from ._volumes import resolve_mounts
@@ -53,7 +54,8 @@ def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
 class _Container:
     engine: str
     name: str
-    netns_fd: int = -1
+    sockets: SandboxSockets | None = None
+    _entering: trio.Lock = attrs.field(factory=trio.Lock)
 
     async def _pid(self) -> int:
         result = await trio.run_process(
@@ -66,12 +68,18 @@ class _Container:
         return int(text) if result.returncode == 0 and text.isdigit() else 0
 
     async def connect(self, port: int) -> trio.SocketStream:
-        if self.netns_fd < 0:
-            pid = await self._pid()
-            if pid <= 0:
-                raise ConnectionRefusedError("the container is not running yet")
-            self.netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        return await connect_in_netns(self.netns_fd, port)
+        assert self.sockets is not None
+        async with self._entering:
+            if not self.sockets.entered.is_set():
+                pid = await self._pid()
+                if pid <= 0:
+                    raise ConnectionRefusedError("the container is not running yet")
+                pidfd = os.pidfd_open(pid)
+                try:
+                    await self.sockets.enter(pidfd)
+                finally:
+                    os.close(pidfd)
+        return await self.sockets.connect(port)
 
     async def remove(self) -> None:
         await trio.run_process(
@@ -92,11 +100,6 @@ class _Container:
             await client.wait()
             return
         client.send_signal(signal.SIGKILL)
-
-    def close(self) -> None:
-        if self.netns_fd >= 0:
-            os.close(self.netns_fd)
-            self.netns_fd = -1
 
 
 async def _run_guard(
@@ -122,8 +125,10 @@ async def _run_guard(
     )
 
 
-async def run_container(engine: str, spec: WrapSpec) -> int:
-    container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}")
+async def run_container(engine: str, spec: WrapSpec, helper: NetnsHelper | None = None) -> int:
+    """``helper`` (forked before Trio) makes the sockets that reach into the container."""
+    into_container = SandboxSockets(helper) if helper is not None else None
+    container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", into_container)
     argv = container_argv(engine, spec, container.name)
     sockets = [bind_published_port(port) for port in spec.ports]
     guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
@@ -153,4 +158,3 @@ async def run_container(engine: str, spec: WrapSpec) -> int:
                 os.close(fd)
         for sock in sockets:
             sock.close()
-        container.close()

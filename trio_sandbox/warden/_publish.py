@@ -1,72 +1,97 @@
 """Port publishing: listen on host loopback, relay each connection to the sandboxed server.
 
 The sandbox has no network but its own loopback, so the warden opens the inner end of each
-connection *inside* the sandbox's network namespace: setns(2) to /proc/PID/ns/net, socket(),
-setns back. A socket keeps the namespace it was created in, so after that it is an ordinary
-socket of the warden, relayed by Trio tasks in the warden's nursery. This needs no helper
-process or tool inside the image and no shared directory; it needs CAP_SYS_ADMIN, i.e. a
-root warden (the rootful case this machine kind runs).
+connection inside the sandbox's network namespace, with a socket the namespace helper made there
+(:mod:`._netns`); the same works as root and as an ordinary user, and needs nothing inside the
+image and no shared directory. After that it is an ordinary socket of the warden, relayed by Trio
+tasks in the warden's nursery.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
-import ctypes
 import os
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+import attrs
 import trio
 
+from ._netns import NamespaceError, NetnsHelper
 from ._spec import PortSpec
 
-CLONE_NEWNET = 0x40000000
 _RELAY_CHUNK = 65536
 
 Connector = Callable[[int], Awaitable[trio.SocketStream]]
 
 
-def _setns(fd: int, nstype: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, nstype)
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, nstype) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
+@attrs.define(eq=False)
+class SandboxSockets:
+    """Asks the namespace helper for sockets that live in the sandbox's network namespace."""
 
+    helper: NetnsHelper
+    _channel: trio.socket.SocketType | None = None
+    _lock: trio.Lock = attrs.field(factory=trio.Lock)
+    entered: trio.Event = attrs.field(factory=trio.Event)
+    failure: str | None = None
 
-def socket_in_netns(netns_fd: int, family: int = socket.AF_INET) -> socket.socket:
-    """A TCP socket that belongs to the network namespace `netns_fd`. Runs synchronously in
-    the calling thread (namespaces are per thread), which is back in its own namespace on
-    return; if it cannot get back, the warden must not go on."""
-    own_netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(netns_fd, CLONE_NEWNET)
+    def _trio_channel(self) -> trio.socket.SocketType:
+        if self._channel is None:
+            self._channel = trio.socket.from_stdlib_socket(self.helper.channel)
+        return self._channel
+
+    async def _ask(self, request: bytes, fds: Sequence[int] = ()) -> tuple[bytes, list[int]]:
+        channel = self._trio_channel()
+        async with self._lock:
+            ancillary = []
+            if fds:
+                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+            await channel.sendmsg([request], ancillary)
+            data, ancdata, _flags, _address = await channel.recvmsg(
+                16, socket.CMSG_SPACE(array.array("i", [0]).itemsize)
+            )
+        received: list[int] = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds_array = array.array("i")
+                fds_array.frombytes(payload[: len(payload) - len(payload) % fds_array.itemsize])
+                received.extend(fds_array)
+        return data, received
+
+    async def enter(self, pidfd: int) -> None:
+        """Have the helper enter the namespaces of the process behind ``pidfd``."""
         try:
-            return socket.socket(family, socket.SOCK_STREAM)
-        finally:
-            try:
-                _setns(own_netns, CLONE_NEWNET)
-            except OSError as exc:  # pragma: no cover - would mean a kernel refusal
-                print(
-                    f"trio-sandbox-warden: cannot leave the sandbox netns: {exc}", file=sys.stderr
-                )
-                os._exit(125)
-    finally:
-        os.close(own_netns)
+            answer, _ = await self._ask(b"N", [pidfd])
+        except OSError as exc:
+            self.failure = f"the namespace helper is gone: {exc}"
+            raise NamespaceError(self.failure) from exc
+        if answer != b"0":
+            code = int(answer) if answer.isdigit() else 0
+            self.failure = f"cannot enter the sandbox's network namespace: {os.strerror(code)}"
+            raise NamespaceError(code, self.failure)
+        self.entered.set()
 
+    async def socket(self, family: int = socket.AF_INET) -> trio.socket.SocketType:
+        """A new TCP socket in the sandbox's network namespace."""
+        await self.entered.wait()
+        answer, fds = await self._ask(b"4" if family == socket.AF_INET else b"6")
+        if answer != b"S" or not fds:
+            for fd in fds:
+                os.close(fd)
+            code = int(answer) if answer.isdigit() else 0
+            raise NamespaceError(code, f"no socket in the sandbox: {os.strerror(code)}")
+        return trio.socket.from_stdlib_socket(socket.socket(fileno=fds[0]))
 
-async def connect_in_netns(netns_fd: int, port: int) -> trio.SocketStream:
-    sock = trio.socket.from_stdlib_socket(socket_in_netns(netns_fd))
-    try:
-        await sock.connect(("127.0.0.1", port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
+    async def connect(self, port: int) -> trio.SocketStream:
+        """A connection to 127.0.0.1:``port`` inside the sandbox."""
+        sock = await self.socket()
+        try:
+            await sock.connect(("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
 
 
 async def connect_on_host(port: int) -> trio.SocketStream:

@@ -10,10 +10,14 @@ from typing import Literal
 
 import attrs
 
+from ..contract import RUNTIME_ROOT
+
 Backend = Literal["auto", "bwrap", "podman", "docker", "process"]
 Network = Literal["none", "host"]
 BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process")
 NETWORKS: tuple[Network, ...] = ("none", "host")
+
+WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
 
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -53,11 +57,17 @@ class WrapSpec:
     workdir: str | None = None
     backend: Backend = "auto"
     network: Network = "none"
+    # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
+    user: tuple[int, int] | None = None
 
     @property
     def image_is_root_fs(self) -> bool:
         """`host` or a directory: something bubblewrap (not a container engine) can run."""
         return self.image == "host" or ("/" in self.image and Path(self.image).is_dir())
+
+
+def _is_within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def is_named_volume(source: str) -> bool:
@@ -76,6 +86,12 @@ def parse_volume(text: str, *, home: str | None = None) -> VolumeSpec:
     source, target = parts
     if not target.startswith("/"):
         raise WrapUsageError(f"--volume {text!r}: the container path must be absolute")
+    target = os.path.normpath(target)
+    if target == "/" or any(_is_within(target, reserved) for reserved in RESERVED_TARGETS):
+        raise WrapUsageError(
+            f"--volume {text!r}: {target} is reserved in the sandbox (the root, /proc, /dev and"
+            f" {RUNTIME_ROOT}, where the tool server's runtime lives)"
+        )
     if is_named_volume(source):
         if not _VOLUME_NAME.fullmatch(source):
             raise WrapUsageError(f"--volume {text!r}: bad volume name {source!r}")
@@ -83,6 +99,23 @@ def parse_volume(text: str, *, home: str | None = None) -> VolumeSpec:
     if source == "~" or source.startswith("~/"):
         source = (home if home is not None else os.path.expanduser("~")) + source[1:]
     return VolumeSpec(os.path.abspath(source), target, read_only, named=False)
+
+
+# Targets a volume may never cover: the sandbox's own runtime and kernel interfaces.
+RESERVED_TARGETS = (RUNTIME_ROOT, "/proc", "/dev")
+
+
+def parse_user(text: str) -> tuple[int, int]:
+    """``UID`` or ``UID:GID`` (numbers: names mean nothing inside an image)."""
+    uid_text, sep, gid_text = text.partition(":")
+    try:
+        uid = int(uid_text)
+        gid = int(gid_text) if sep else uid
+    except ValueError:
+        raise WrapUsageError(f"--user {text!r}: expected UID or UID:GID (numbers)") from None
+    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
+        raise WrapUsageError(f"--user {text!r}: ids must be between 0 and 4294967294")
+    return uid, gid
 
 
 def parse_env(text: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ class Mount:
     host_path: str
     target: str
     read_only: bool
+    named: bool = False
 
 
 def user_data_dir() -> Path:
@@ -33,18 +34,20 @@ def named_volume_dir(name: str) -> Path:
     return user_data_dir() / "trio-sandbox" / "volumes" / name
 
 
-def resolve_mounts(volumes: Iterable[VolumeSpec], *, owner_uid: int | None = None) -> list[Mount]:
-    """Create named volumes on first use (owned by `owner_uid` when given, so an unprivileged
-    sandbox user can write them) and drop bind volumes whose host path is missing."""
+def resolve_mounts(
+    volumes: Iterable[VolumeSpec], *, owner: tuple[int, int] | None = None
+) -> list[Mount]:
+    """Create named volumes on first use (owned by ``owner`` when given: the sandbox user, who
+    must be able to write them) and drop bind volumes whose host path is missing."""
     mounts: list[Mount] = []
     for volume in volumes:
         if volume.named:
             path = named_volume_dir(volume.source)
             if not path.is_dir():
                 path.mkdir(mode=0o700, parents=True)
-                if owner_uid is not None:
-                    os.chown(path, owner_uid, owner_uid)
-            mounts.append(Mount(str(path), volume.target, volume.read_only))
+                if owner is not None:
+                    os.chown(path, *owner)
+            mounts.append(Mount(str(path), volume.target, volume.read_only, named=True))
         elif os.path.exists(volume.source):
             mounts.append(Mount(volume.source, volume.target, volume.read_only))
         else:
