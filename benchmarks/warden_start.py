@@ -7,7 +7,11 @@ the same run, medians of N runs:
 - plain bwrap: bwrap with exactly the warden's flags (built by the same code), except that it
   shares the host network so the server can bind the host port itself: the warden's cost is
   the rest (Python + Trio start, argument building, the relay into the sandbox's netns);
-- warden bwrap / warden process / warden podman (when podman and the test image exist).
+- warden bwrap / warden process / warden podman (when podman and the test image exist);
+- run as root on a machine prepared by .ci/install: the bwrap warden as root and as the
+  ordinary user trio-sandbox-test, both with .venv-user's interpreter (Debian's python3), so
+  that the two differ only in who runs them (for an ordinary user the published port goes
+  through the namespace helper into the sandbox's user namespace).
 
     .venv/bin/python benchmarks/warden_start.py [--runs N]
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import signal
 import socket
 import statistics
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from trio_sandbox.warden import WrapSpec
 from trio_sandbox.warden._bwrap import BWRAP_ENV, bwrap_argv
@@ -43,6 +49,8 @@ SERVER_PYTHON = "/usr/bin/python3"
 INNER_PORT = 8080
 PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"
 WARDEN = [sys.executable, "-m", "trio_sandbox.warden", "wrap"]
+TEST_USER = "trio-sandbox-test"
+USER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-user" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -141,13 +149,41 @@ def plain_bwrap_running(command: tuple[str, ...]) -> subprocess.Popen[bytes]:
 
 
 def warden(
-    backend: str, image: str, python: str = SERVER_PYTHON
+    backend: str,
+    image: str,
+    python: str = SERVER_PYTHON,
+    warden_python: str = sys.executable,
+    as_user: str | None = None,
 ) -> Callable[[int], subprocess.Popen[bytes]]:
     def start(port: int) -> subprocess.Popen[bytes]:
         options = ["--backend", backend, "-p", f"127.0.0.1:{port}:{INNER_PORT}"]
-        return spawn([*WARDEN, *options, image, "--", python, "-c", SERVER, str(INNER_PORT)])
+        command = [python, "-c", SERVER, str(INNER_PORT)]
+        argv = [warden_python, "-m", "trio_sandbox.warden", "wrap", *options, image, "--"]
+        env = None
+        if as_user is not None:
+            entry = pwd.getpwnam(as_user)
+            argv = [
+                "setpriv",
+                f"--reuid={entry.pw_uid}",
+                f"--regid={entry.pw_gid}",
+                "--init-groups",
+                "--",
+                *argv,
+            ]
+            env = {"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir}
+        return spawn([*argv, *command], env=env)
 
     return start
+
+
+def ordinary_user_available() -> bool:
+    if os.geteuid() != 0 or not USER_PYTHON.exists():
+        return False
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        return False
+    return True
 
 
 def warden_tool_server(port: int) -> subprocess.Popen[bytes]:
@@ -178,6 +214,11 @@ def main() -> None:
     }
     if podman_image_present():
         cases["warden podman"] = warden("podman", PODMAN_IMAGE, "python3")
+    if ordinary_user_available():
+        cases["bwrap, root, venv-user"] = warden("bwrap", "host", warden_python=str(USER_PYTHON))
+        cases["bwrap, user, venv-user"] = warden(
+            "bwrap", "host", warden_python=str(USER_PYTHON), as_user=TEST_USER
+        )
     samples: dict[str, list[float]] = {name: [] for name in cases}
     load_before = os.getloadavg()[0]  # other work on the machine inflates every figure
     for start in cases.values():  # warm-up: page cache, podman storage
@@ -208,6 +249,9 @@ def main() -> None:
     overhead = (medians["warden bwrap"] - plain) * 1000
     verdict = "met" if overhead < 100 else "NOT met"
     print(f"goal: warden bwrap adds < 100 ms over plain bwrap: {overhead:.1f} ms ({verdict})")
+    if "bwrap, user, venv-user" in medians:
+        extra = (medians["bwrap, user, venv-user"] - medians["bwrap, root, venv-user"]) * 1000
+        print(f"ordinary user vs root, same interpreter: {extra:+.1f} ms to the first byte")
 
     # The real tool server boots for longer than the warden imports Trio, which the warden does
     # while the sandbox boots: what remains is the warden's work before it starts bwrap.
