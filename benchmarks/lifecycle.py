@@ -11,7 +11,15 @@ of ``--runs`` runs:
 - cold start: ``open_sandbox`` entered until the first ``tools/list`` through the proxy returned;
 - no-op call: a cheap tool call (``get_all_tasks``) through the proxy and the published port;
 - respawn: the tool server killed (SIGKILL from the host) until the next call succeeded;
-- teardown: leaving the ``async with`` until it returned.
+- calls across a respawn: 20 callers making no-op calls while the tool server is killed: the
+  p50 / p99 / max latency of the calls of that second (successes and typed failures alike);
+- memory-limit kill to the next call: with ``memory = 256M``, a command killed for allocating
+  400 MiB, then how long the next call takes (the tool server survives: no respawn);
+- teardown: leaving the ``async with`` until it returned;
+- host SIGKILL to nothing left: a program holding a sandbox is SIGKILLed; until the warden,
+  bubblewrap and the tool server are all gone (the lifeline; goal < 1 s).
+
+The limits in force and what enforces each one are printed for every kind of user.
 
 Goals: cold start < 600 ms, respawn < 1 s, teardown < 300 ms; the ordinary user's cold start no
 more than 100 ms above root's and its no-op call no more than 10 % slower (same interpreter).
@@ -22,9 +30,11 @@ more than 100 ms above root's and its no-op call no more than 10 % slower (same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
+import select
 import signal
 import statistics
 import subprocess
@@ -33,16 +43,27 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from trio_sandbox.sandbox import SandboxConfig, open_sandbox
+from trio_sandbox.sandbox import (
+    SandboxConfig,
+    SandboxRestarted,
+    SandboxUnavailable,
+    open_sandbox,
+)
 from trio_sandbox.sandbox._launcher import free_loopback_port, warden_argv
 from trio_sandbox.sandbox._process import serve_warden
 from trio_sandbox.sandbox._streams import OutputTail
 from trio_sandbox.tls import MtlsIdentity
 
-GOALS = {"cold start": 0.600, "respawn": 1.000, "teardown": 0.300}
+GOALS = {
+    "cold start": 0.600,
+    "respawn": 1.000,
+    "teardown": 0.300,
+    "host SIGKILL to nothing left": 1.000,
+}
 NAMES = [
     "warden alone",
     "cold start",
@@ -53,8 +74,14 @@ NAMES = [
     "  session to first listing (proxy)",
     "no-op call",
     "respawn",
+    "  calls across a respawn, p50",
+    "  calls across a respawn, p99",
+    "  calls across a respawn, max",
+    "memory-limit kill to next call",
     "teardown",
+    "host SIGKILL to nothing left",
 ]
+CALLERS = 20
 NOOP_CALLS = 50
 REPO = Path(__file__).resolve().parents[1]
 TEST_USER = "trio-sandbox-test"
@@ -103,7 +130,7 @@ async def warden_alone(config: SandboxConfig) -> float:
     return elapsed
 
 
-async def one_run(figures: dict[str, list[float]]) -> None:
+async def one_run(figures: dict[str, list[float]]) -> Any:
     marker = f"bench-{uuid.uuid4().hex}"
     config = SandboxConfig(env={"TRIO_SANDBOX_BENCH_MARK": marker})
     figures["warden alone"].append(await warden_alone(config))
@@ -142,18 +169,122 @@ async def one_run(figures: dict[str, list[float]]) -> None:
                 break
         figures["respawn"].append(trio.current_time() - killed)
         assert sandbox.health.generation == 2
+        await respawn_under_load(sandbox, marker, figures)
         leaving = trio.current_time()
+        limits = sandbox.status()["limits"]
     figures["teardown"].append(trio.current_time() - leaving)
+    await memory_kill_then_call(figures)
+    return limits
 
 
-async def measure(runs: int) -> dict[str, float]:
+async def respawn_under_load(sandbox: Any, marker: str, figures: dict[str, list[float]]) -> None:
+    """20 callers; the tool server killed under them; the latencies of the calls around it."""
+    latencies: list[tuple[float, float]] = []  # (start, duration)
+    stop = trio.Event()
+
+    async def caller() -> None:
+        while not stop.is_set():
+            began = trio.current_time()
+            # SandboxRestarted and SandboxUnavailable are typed failures: counted like answers.
+            with contextlib.suppress(SandboxRestarted, SandboxUnavailable):
+                await sandbox.call_tool("get_all_tasks", {})
+            latencies.append((began, trio.current_time() - began))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(CALLERS):
+            nursery.start_soon(caller)
+        await trio.sleep(0.5)
+        killed = trio.current_time()
+        pids = tool_server_pids(marker)
+        os.kill(pids[0], signal.SIGKILL)
+        generation = sandbox.health.generation
+        while sandbox.health.generation == generation:
+            await sandbox.wait_health_change()
+        await trio.sleep(0.5)
+        stop.set()
+    around = sorted(d for began, d in latencies if killed - 0.5 <= began <= killed + 1.0)
+    figures["  calls across a respawn, p50"].append(around[len(around) // 2])
+    figures["  calls across a respawn, p99"].append(
+        around[min(len(around) - 1, len(around) * 99 // 100)]
+    )
+    figures["  calls across a respawn, max"].append(around[-1])
+
+
+async def memory_kill_then_call(figures: dict[str, list[float]]) -> None:
+    async with open_sandbox(SandboxConfig(memory="256M")) as sandbox:
+        killed = await sandbox.call_tool(
+            "run_command", {"command": "python3 -c 'x = bytearray(400 * 1024 * 1024)'"}
+        )
+        began = trio.current_time()
+        after = await sandbox.call_tool("run_command", {"command": "echo ok"})
+        figures["memory-limit kill to next call"].append(trio.current_time() - began)
+        assert "ok" in after.text_content, after.text_content
+        assert "memory limit" in killed.text_content or "MemoryError" in killed.text_content
+
+
+HOLD = """
+import trio
+from trio_sandbox import open_sandbox
+
+async def main():
+    async with open_sandbox() as sandbox:
+        print("ready", flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def host_sigkill_to_nothing_left() -> float:
+    """A program holding a sandbox, SIGKILLed: until every process below it is gone."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE)
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"ready\n"
+    below = _descendants(holder.pid)
+    pidfds = [os.pidfd_open(pid) for pid in below]
+    killed = time.perf_counter()
+    holder.kill()
+    holder.wait()
+    try:
+        for pidfd in pidfds:
+            select.select([pidfd], [], [], 10)
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+    return time.perf_counter() - killed
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_bytes().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(name))
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+async def measure(runs: int) -> dict[str, Any]:
     figures: dict[str, list[float]] = {name: [] for name in NAMES}
+    limits = None
     for _ in range(runs):
-        await one_run(figures)
-    return {name: statistics.median(values) for name, values in figures.items()}
+        limits = await one_run(figures)
+        figures["host SIGKILL to nothing left"].append(
+            await trio.to_thread.run_sync(host_sigkill_to_nothing_left)
+        )
+    medians: dict[str, Any] = {name: statistics.median(values) for name, values in figures.items()}
+    medians["limits"] = limits
+    return medians
 
 
-def child(python: str, runs: int, user: str | None) -> dict[str, float]:
+def child(python: str, runs: int, user: str | None) -> dict[str, Any]:
     """This script's ``--child`` mode, as ``user`` (None: as this process's user)."""
     argv = [python, str(Path(__file__).resolve()), "--child", "--runs", str(runs)]
     env = dict(os.environ)
@@ -163,7 +294,7 @@ def child(python: str, runs: int, user: str | None) -> dict[str, float]:
         argv += ["--", python, str(Path(__file__).resolve()), "--child", "--runs", str(runs)]
         env = {"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir, "LANG": "C.UTF-8"}
     done = subprocess.run(argv, capture_output=True, check=True, env=env, cwd="/")
-    figures: dict[str, float] = json.loads(done.stdout.decode().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
     return figures
 
 
@@ -181,7 +312,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(trio.run(measure, args.runs)))
         return
-    columns: dict[str, dict[str, float]] = {}
+    columns: dict[str, dict[str, Any]] = {}
     me = "root" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
     columns[f"{me}, this python"] = child(sys.executable, args.runs, None)
     both = os.geteuid() == 0 and USER_PYTHON.exists()
@@ -211,6 +342,11 @@ def main() -> None:
             f" {'met' if extra <= 100 else 'NOT met'}), no-op call x{ratio:.2f} (goal <= 1.10:"
             f" {'met' if ratio <= 1.10 else 'NOT met'})"
         )
+    for label, figures in columns.items():
+        enforced = {
+            name: (value or {}).get("enforced_by") for name, value in figures["limits"].items()
+        }
+        print(f"{label}: limits enforced by {json.dumps(enforced)}")
     for label, figures in columns.items():
         verdicts = [
             f"{name} {'met' if figures[name] < goal else 'NOT met'}" for name, goal in GOALS.items()

@@ -82,15 +82,19 @@ async def run_cli(
 
 
 def start_cli(
-    args: Sequence[str], *, home: Path, **kwargs: object
+    args: Sequence[str], *, home: Path, user: SandboxUser | None = None, **kwargs: object
 ) -> Callable[..., Awaitable[object]]:
-    """For ``nursery.start``: the child with piped stderr (and whatever ``kwargs`` add)."""
+    """For ``nursery.start``: the child (as ``user``, when given) with piped stderr (and
+    whatever ``kwargs`` add)."""
+    argv, env = [*CLI, *args], child_env(home)
+    if user is not None:
+        argv, env = user_cli(user, home, *args)
     return functools.partial(
         trio.run_process,
-        [*CLI, *args],
+        argv,
         check=False,
         stderr=subprocess.PIPE,
-        env=child_env(home),
+        env=env,
         cwd=home,
         start_new_session=True,
         deliver_cancel=kill_group,

@@ -6,6 +6,7 @@ ends on its own."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,8 +56,12 @@ async def signal_at(
     try:
         with trio.fail_after(CHILD_LIMIT):
             async with trio.open_nursery() as nursery:
-                extra = {"stdin": -1} if stdin else {}  # a pipe that stays open (stdio)
-                process: trio.Process = await nursery.start(start_cli(args, home=tmp_path, **extra))
+                child = (
+                    start_cli(args, home=tmp_path, stdin=subprocess.PIPE)  # stays open (stdio)
+                    if stdin
+                    else start_cli(args, home=tmp_path)
+                )
+                process: trio.Process = await nursery.start(child)
                 running = RunningCli(process)
                 nursery.start_soon(running.collect)
                 await running.wait_for(moment)

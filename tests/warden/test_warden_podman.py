@@ -99,3 +99,44 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+async def test_podman_limits_memory_pids_and_tmp() -> None:
+    """The same limits, enforced by the engine: a command over the memory limit is killed and the
+    container's own cgroup counts it; forks stop at the pids limit; /tmp fills up."""
+    fork_bomb = (
+        "import errno, os, time\n"
+        "children = []\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(1)\n"
+        "            os._exit(0)\n"
+        "        children.append(pid)\n"
+        "except OSError as exc:\n"
+        "    print('stopped at', len(children), errno.errorcode[exc.errno])\n"
+        "for pid in children:\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    script = (
+        "python3 -c 'x = bytearray(300 * 1024 * 1024)'; echo memory=$?;"
+        " grep oom_kill /sys/fs/cgroup/memory/memory.oom_control;"
+        " dd if=/dev/zero of=/tmp/f bs=1M count=32 2>&1 | grep -c 'No space';"
+        ' python3 -c "$0"'
+    )
+    result = await wrap(
+        "--backend",
+        "podman",
+        *["--memory", "128M", "--pids", "20", "--tmp-size", "8M"],
+        command=["sh", "-c", script, fork_bomb],
+        image=IMAGE,
+    )
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "memory=137", lines
+    assert "oom_kill 1" in lines, lines
+    assert lines[-2] == "1", lines  # one "No space left on device"
+    stopped = lines[-1].split()
+    assert stopped[:2] == ["stopped", "at"], lines
+    assert int(stopped[2]) < 20
+    assert stopped[3] == "EAGAIN"

@@ -25,6 +25,10 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "mode": (str, "'persistent' or 'ephemeral'"),
     "backend": (str, "auto, bwrap, podman, docker or process"),
     "user": (str, "UID or UID:GID"),
+    "memory": ((str, int), "a size such as '2G', or 'unlimited'"),
+    "pids": ((int, str), "a number of processes, or 'unlimited'"),
+    "cpus": ((int, float, str), "a number of CPUs such as 1.5, or 'unlimited'"),
+    "tmp_size": ((str, int), "a size such as '1G', or 'unlimited'"),
     "health_interval": ((int, float), "a number of seconds"),
     "health_timeout": ((int, float), "a number of seconds"),
     "respawn_threshold": (int, "a whole number"),
@@ -66,6 +70,13 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env-passthrough", action="append", metavar="NAME", help="host variable to pass in"
     )
+    for option, what in (
+        ("--memory", "memory for the whole sandbox, e.g. 2G (default: 4G or half the RAM)"),
+        ("--pids", "processes and threads in the sandbox (default 1024)"),
+        ("--cpus", "CPUs the sandbox may use, e.g. 1.5 (default: half of them)"),
+        ("--tmp-size", "size of the sandbox's /tmp (default 1G)"),
+    ):
+        parser.add_argument(option, metavar="VALUE", help=f"{what}; 'unlimited' lifts it")
     parser.add_argument(
         "--user",
         metavar="UID[:GID]",
@@ -180,6 +191,11 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["env_passthrough"] = args.env_passthrough
     if args.user is not None:
         fields["user"] = args.user
+    for key in ("memory", "pids", "cpus", "tmp_size"):
+        if key in fields:
+            fields[key] = str(fields[key])  # numbers in the file are the warden's text too
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
     for item in args.upstream or []:
         upstreams.append(parse_upstream(item))
     if getattr(args, "listen", None):

@@ -38,6 +38,7 @@ from ..proxy import (
     serve_proxy,
 )
 from ..tls import CertificateChain, ClientBundlePaths
+from ._janitor import serve_janitor
 from ._options import Listen, UsageError, parse_listen, parse_upstream, read_token
 from ._signals import run_until_signalled
 
@@ -222,6 +223,9 @@ async def _serve(options: ProxyOptions) -> None:
                 say("serving MCP on stdin/stdout")
             else:
                 written = _explain(options, handle.url)
+            if written is not None:
+                files = [written.client_key, written.client_cert, written.ca_cert]
+                await nursery.start(partial(serve_janitor, files, written.directory))
     finally:
         if written is not None:
             _remove_bundle(written)

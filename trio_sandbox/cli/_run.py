@@ -16,6 +16,7 @@ import trio
 from ..proxy import HttpFace
 from ..sandbox import Sandbox, SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
+from ._janitor import serve_janitor
 from ._options import Listen, add_sandbox_options, read_token, sandbox_config
 from ._signals import run_until_signalled, say
 
@@ -98,7 +99,10 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
             written = [Path(ca_file)]
             say(f"clients send 'Authorization: Bearer <token>' and trust {ca_file}")
         try:
-            await _follow_health(sandbox)
+            async with trio.open_nursery() as nursery:
+                # Removes the bundle should this process be killed; the finally does otherwise.
+                await nursery.start(partial(serve_janitor, written, bundle_dir))
+                await _follow_health(sandbox)
         finally:
             # The bundle is good for this run only; leave no key behind.
             _remove_bundle(written, bundle_dir)

@@ -25,3 +25,12 @@ RUNTIME_ROOT: Final = "/.trio-sandbox"
 # Names the variables that only start that runtime (PYTHONPATH, ...): the tool server removes
 # them from the environment its commands get.
 RUNTIME_VARS_VARIABLE: Final = "TRIO_SANDBOX_RUNTIME_VARS"
+# The sandbox's limits for the tool server (JSON: memory, pids, cpus, tmp_size, what enforces
+# the memory limit, and where the memory cgroup's files are, if they are shown).
+LIMITS_VARIABLE: Final = "TRIO_SANDBOX_LIMITS"
+# The host's pid, set for the warden: the warden stops when that process is gone.
+LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
+# The warden's one-line JSON report on stderr (limits and what enforces them), for the host,
+# printed when the host asks for it by setting REPORT_VARIABLE to 1 in the warden's environment.
+WARDEN_REPORT_PREFIX: Final = "trio-sandbox-warden: report "
+REPORT_VARIABLE: Final = "TRIO_SANDBOX_WARDEN_REPORT"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from ..proxy import UpstreamSpec
+from ..warden import WrapUsageError, check_limit
 
 
 class SandboxMode(enum.StrEnum):
@@ -48,6 +49,17 @@ def _valid_user(instance: object, attribute: attrs.Attribute[Any], value: str | 
         raise ValueError(f"user must be UID or UID:GID (numbers), not {value!r}")
 
 
+def _limit(option: str) -> Callable[[object, attrs.Attribute[Any], str | None], None]:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None:
+            try:
+                check_limit(option, value)
+            except WrapUsageError as exc:
+                raise ValueError(str(exc).replace(option, attribute.name, 1)) from None
+
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -70,6 +82,13 @@ class SandboxConfig:
     # ``UID[:GID]`` the tools run as; None: the owner of the first writable volume (as root),
     # or the user's own uid (as an ordinary user).
     user: str | None = attrs.field(default=None, validator=_valid_user)
+    # Limits for the whole sandbox, in the warden's syntax ("2G", "1024", "1.5", "unlimited");
+    # None: the warden's defaults, which protect a laptop (4 GiB or half the RAM, 1024
+    # processes, half the CPUs, a 1 GiB /tmp).
+    memory: str | None = attrs.field(default=None, validator=_limit("--memory"))
+    pids: str | None = attrs.field(default=None, validator=_limit("--pids"))
+    cpus: str | None = attrs.field(default=None, validator=_limit("--cpus"))
+    tmp_size: str | None = attrs.field(default=None, validator=_limit("--tmp-size"))
     # Other MCP servers the proxy puts beside the sandbox.
     upstreams: Sequence[UpstreamSpec] = attrs.field(default=(), converter=_upstreams)
     # The upstream name (and default tool prefix) of the sandbox itself.

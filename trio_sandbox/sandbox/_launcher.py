@@ -12,6 +12,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -28,8 +29,11 @@ from ..concurrency import single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
+    LIFELINE_VARIABLE,
     MCP_PORT_VARIABLE,
+    REPORT_VARIABLE,
     SKIP_WARDEN_VARIABLE,
+    WARDEN_REPORT_PREFIX,
 )
 from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
 from ..proxy._upstream import ClientHooks
@@ -77,6 +81,8 @@ class Launched:
     url: str | None = None
     # trio clock times of the start's milestones (warden_started, ca_block, first_attempt, ready).
     timeline: Mapping[str, float] = attrs.field(factory=dict)
+    # What the warden reported of the sandbox (its limits and what enforces them), if anything.
+    report: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class Launcher(Protocol):
@@ -123,6 +129,15 @@ def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> li
         argv += ["--backend", config.backend]
     if config.user is not None:
         argv += ["--user", config.user]
+    limits = (
+        ("--memory", config.memory),
+        ("--pids", config.pids),
+        ("--cpus", config.cpus),
+        ("--tmp-size", config.tmp_size),
+    )
+    for option, limit in limits:
+        if limit is not None:
+            argv += [option, limit]
     return [*argv, config.image, "--", *config.command]
 
 
@@ -133,6 +148,15 @@ class _WardenRun:
     tail: OutputTail = attrs.field(factory=OutputTail)
     timeline: dict[str, float] = attrs.field(factory=dict)
     ready: bool = False
+    report: dict[str, Any] = attrs.field(factory=dict)
+
+    def read_report(self, line: str) -> None:
+        """The warden's JSON report line (our warden's; others print none)."""
+        if line.startswith(WARDEN_REPORT_PREFIX):
+            with contextlib.suppress(ValueError):
+                value = json.loads(line.removeprefix(WARDEN_REPORT_PREFIX))
+                if isinstance(value, dict):
+                    self.report.update(value)
 
 
 @functools.cache
@@ -186,7 +210,9 @@ async def warden_launcher(
             run.ready = True
             run.timeline["ready"] = trio.current_time()
             stages.info("tool server ready at %s (mutual TLS)", url)
-            task_status.started(Launched(client, started.process.pid, url, dict(run.timeline)))
+            task_status.started(
+                Launched(client, started.process.pid, url, dict(run.timeline), run.report)
+            )
 
 
 async def _watch_warden(
@@ -194,10 +220,12 @@ async def _watch_warden(
 ) -> None:
     status = await serve_warden(
         argv,
-        env=os.environ,
+        # The warden stops its sandbox when this process is gone, however it died.
+        env={**os.environ, LIFELINE_VARIABLE: str(os.getpid()), REPORT_VARIABLE: "1"},
         ca_timeout=run.config.ca_timeout,
         stop_grace=run.config.stop_grace,
         stderr_tail=run.tail,
+        on_stderr_line=run.read_report,
         task_status=task_status,
     )
     # Calls in flight learn at once that the sandbox went away, not when a probe notices.

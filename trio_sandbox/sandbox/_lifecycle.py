@@ -49,6 +49,7 @@ from ._monitor import serve_health_monitor
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
 from ._upstream import RESTARTED_META_KEY, UNAVAILABLE_META_KEY, SandboxUpstream
+from ._usage import sandbox_usage
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -143,12 +144,21 @@ class Sandbox:
     def status(self) -> dict[str, object]:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
         assert self.proxy is not None
+        launched = self._launched()
+        report = launched.report if launched is not None else {}
+        limits = report.get("limits")
         return {
             "mode": self.config.mode.value,
             "image": self.config.image,
             "proxy_url": self.proxy.url,
             "health": self.health.to_json(),
             "upstreams": [status.to_json() for status in self.proxy.statuses()],
+            "limits": (
+                {k: v for k, v in limits.items() if k != "cgroups"}
+                if isinstance(limits, dict)
+                else None
+            ),
+            "usage": sandbox_usage(report, self.warden_pid),
         }
 
     async def _read_status(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:

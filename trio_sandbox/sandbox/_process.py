@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import attrs
@@ -41,6 +41,7 @@ async def serve_warden(
     stop_grace: float,
     stderr_tail: OutputTail,
     log: logging.Logger = logger,
+    on_stderr_line: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[WardenStarted] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the warden until it exits and return its exit status.
@@ -71,7 +72,9 @@ async def serve_warden(
         stages.info("warden running (pid %d); waiting for its CA block", process.pid)
         assert process.stdout is not None
         assert process.stderr is not None
-        nursery.start_soon(pump_stderr, process.stderr, stderr_tail, log, "warden stderr: ")
+        nursery.start_soon(
+            pump_stderr, process.stderr, stderr_tail, log, "warden stderr: ", on_stderr_line
+        )
         lines = iter_lines(process.stdout)
         block = None
         failure = ""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
 
+WARDEN_WARNING_PREFIX = "trio-sandbox-warden: warning:"
 # A line longer than this is cut: a warden printing garbage must not make us buffer without bound.
 MAX_LINE_BYTES = 64 * 1024
 
@@ -58,8 +59,13 @@ async def pump_lines_to_log(lines: AsyncIterator[str], log: logging.Logger, pref
 
 
 async def pump_stderr(
-    stream: trio.abc.ReceiveStream, tail: OutputTail, log: logging.Logger, prefix: str
+    stream: trio.abc.ReceiveStream,
+    tail: OutputTail,
+    log: logging.Logger,
+    prefix: str,
+    on_line: Callable[[str], None] | None = None,
 ) -> None:
+    """Drain a child's stderr into the log and ``tail``; ``on_line`` sees every line too."""
     pending = bytearray()
     while True:
         chunk = await stream.receive_some(65536)
@@ -69,7 +75,17 @@ async def pump_stderr(
         pending += chunk
         *complete, rest = pending.split(b"\n")
         for line in complete:
-            log.info("%s%s", prefix, line.decode(errors="replace").rstrip("\r"))
+            _log_line(line.decode(errors="replace").rstrip("\r"), log, prefix, on_line)
         pending = bytearray(rest[-MAX_LINE_BYTES:])
     if pending:
-        log.info("%s%s", prefix, pending.decode(errors="replace"))
+        _log_line(pending.decode(errors="replace"), log, prefix, on_line)
+
+
+def _log_line(
+    line: str, log: logging.Logger, prefix: str, on_line: Callable[[str], None] | None
+) -> None:
+    # The warden's own warnings (a limit not enforced, a volume skipped) are for the user.
+    level = logging.WARNING if line.startswith(WARDEN_WARNING_PREFIX) else logging.INFO
+    log.log(level, "%s%s", prefix, line)
+    if on_line is not None:
+        on_line(line)

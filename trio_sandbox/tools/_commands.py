@@ -63,6 +63,7 @@ def register_command_tools(server: McpServer, *, workdir: Path, limits: ToolLimi
                 time_limit=timeout,
                 kill_grace=limits.kill_grace,
                 output_drain=limits.output_drain,
+                sandbox=limits.sandbox,
             )
         except SpawnError as exc:
             raise ToolError(str(exc)) from exc

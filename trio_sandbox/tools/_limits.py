@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
+
 
 @attrs.frozen
 class ToolLimits:
@@ -38,6 +40,8 @@ class ToolLimits:
     grep_max_matches: int = 500
     grep_max_file_bytes: int = 2_000_000
     max_password_length: int = 1_024
+    # What the sandbox around the tool server allows (the warden says so in its environment).
+    sandbox: SandboxLimits = NO_SANDBOX_LIMITS
 
 
 # Frozen, so one shared instance is a safe default argument.

@@ -30,6 +30,8 @@ from ..contract import (
 )
 from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
+from ._limits import ToolLimits
+from ._sandbox_limits import SandboxLimits
 from ._toolset import open_tool_server
 
 logger = logging.getLogger("trio_sandbox.tools")
@@ -129,7 +131,8 @@ async def serve_tool_server(
         tls = server_tls(options)
     identity = tls.identity if tls is not None else None
     ssl_context = tls.ssl_context if tls is not None else None
-    async with open_tool_server(workdir=options.workdir) as server:
+    limits = ToolLimits(sandbox=SandboxLimits.from_environ(os.environ))
+    async with open_tool_server(workdir=options.workdir, limits=limits) as server:
         # mTLS authenticates every client; the Host check still guards the plain-HTTP mode.
         settings = HttpSettings(
             allowed_hosts=frozenset({"*"}) if identity else HttpSettings().allowed_hosts

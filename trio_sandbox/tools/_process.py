@@ -14,6 +14,7 @@ import trio
 
 from ..concurrency import stopping_process_group
 from ._output import TailBuffer
+from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 
 SHELL = "/bin/sh"
 _READ_CHUNK = 65_536
@@ -29,14 +30,25 @@ class ShellExit:
 
     returncode: int | None
     timed_out: bool = False
+    # The sandbox reached this limit while the command ran (e.g. "memory limit 256 MiB") and
+    # the kernel killed ``limit_kills`` of its processes.
+    limit_reached: str | None = None
+    limit_kills: int = 0
 
     def describe(self) -> str:
         if self.timed_out:
             return "timed out; its process group was killed"
         assert self.returncode is not None
+        killed = self.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+        if self.limit_reached is not None and killed:
+            return f"killed: {self.limit_reached} reached"
         if self.returncode < 0:
-            return f"killed by signal {_signal_name(-self.returncode)}"
-        return f"exit code {self.returncode}"
+            ended = f"killed by signal {_signal_name(-self.returncode)}"
+        else:
+            ended = f"exit code {self.returncode}"
+        if self.limit_reached is not None:
+            ended += f"; {self.limit_reached} reached: {self.limit_kills} process(es) killed"
+        return ended
 
 
 def _signal_name(number: int) -> str:
@@ -62,6 +74,7 @@ async def run_shell(
     time_limit: float | None = None,
     kill_grace: float = 2.0,
     output_drain: float = 0.25,
+    sandbox: SandboxLimits = NO_SANDBOX_LIMITS,
 ) -> ShellExit:
     """Run ``sh -c command`` with stdin from /dev/null, feeding stdout and stderr into ``output``.
 
@@ -69,6 +82,7 @@ async def run_shell(
     re-raises Cancelled). After a normal exit, background children the command left behind are
     not killed (a command may start a daemon on purpose), but their output is no longer read.
     """
+    oom_before = sandbox.oom_kills()
     read_fd, write_fd = os.pipe()
     stream = trio.lowlevel.FdStream(read_fd)
     spawn_error: OSError | None = None
@@ -80,7 +94,9 @@ async def run_shell(
                     process: trio.Process = await nursery.start(
                         functools.partial(
                             trio.run_process,
-                            [SHELL, "-c", command],
+                            # The wrapper runs ``command`` as `sh -c command` would, with
+                            # the command's OOM score and limits set first.
+                            [SHELL, "-c", sandbox.shell_wrapper(), SHELL, command],
                             stdin=subprocess.DEVNULL,
                             stdout=write_fd,
                             stderr=write_fd,
@@ -107,4 +123,14 @@ async def run_shell(
         raise SpawnError(f"could not start {SHELL}: {spawn_error}") from spawn_error
     if returncode is None and deadline.cancelled_caught:
         return ShellExit(None, timed_out=True)
+    if oom_before is not None:
+        oom_after = sandbox.oom_kills()
+        if oom_after is not None and oom_after > oom_before:
+            # Another command running at the same time may have been the one killed: the count
+            # is the sandbox's; it only says the limit was reached while this one ran.
+            return ShellExit(
+                returncode,
+                limit_reached=sandbox.describe_memory(),
+                limit_kills=oom_after - oom_before,
+            )
     return ShellExit(returncode)

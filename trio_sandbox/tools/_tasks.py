@@ -115,6 +115,7 @@ class TaskManager:
                         time_limit=task.timeout,
                         kill_grace=self.limits.kill_grace,
                         output_drain=self.limits.output_drain,
+                        sandbox=self.limits.sandbox,
                     )
                 except SpawnError as exc:
                     task.error = str(exc)

@@ -5,6 +5,8 @@ Importing this package does not import Trio: the CLI starts bubblewrap first."""
 from ._cli import choose_backend as choose_backend
 from ._cli import main as main
 from ._cli import parse_wrap_args as parse_wrap_args
+from ._limits import Limits as Limits
+from ._limits import check_limit as check_limit
 from ._seccomp import deny_list_program as deny_list_program
 from ._spec import PortSpec as PortSpec
 from ._spec import VolumeSpec as VolumeSpec

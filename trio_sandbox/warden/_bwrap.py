@@ -32,7 +32,16 @@ from pathlib import Path
 
 import attrs
 
+from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
 from ._launch import Launched, become_subreaper, launch
+from ._limits import (
+    LimitPlan,
+    announce_limits,
+    limits_for_tools,
+    plan_limits,
+    preexec,
+    sweep_stale_cgroups,
+)
 from ._netns import NetnsHelper, fork_netns_helper
 from ._ports import bind_published_port
 from ._runtime import RuntimeLayout, is_within, runtime_layout
@@ -40,6 +49,8 @@ from ._seccomp import deny_list_fd
 from ._spec import WrapSpec, WrapUsageError
 from ._volumes import Mount, resolve_mounts
 
+# Where the sandbox's memory cgroup is shown to the tool server (read-only).
+CGROUP_INSIDE = f"{RUNTIME_ROOT}/cgroup"
 NOBODY = (65534, 65534)  # nobody / nogroup: the sandbox user when there is no workspace
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What bwrap itself runs with: nothing of the launcher's environment.
@@ -102,8 +113,9 @@ def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> li
     return sorted(parents, key=lambda parent: (parent.count("/"), parent))
 
 
-def _find_setpriv(root: str) -> str | None:
-    for candidate in ("/usr/bin/setpriv", "/bin/setpriv"):
+def _find_tool(root: str, name: str) -> str | None:
+    """The path of a util-linux tool inside the sandbox's root file system, if it has one."""
+    for candidate in (f"/usr/bin/{name}", f"/bin/{name}"):
         if os.path.exists(os.path.join(root, candidate.lstrip("/"))):
             return candidate
     return None
@@ -155,6 +167,7 @@ def bwrap_argv(
     info_fd: int,
     seccomp_fd: int,
     runtime: RuntimeLayout | None = None,
+    limits: LimitPlan | None = None,
 ) -> list[str]:
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
@@ -174,7 +187,19 @@ def bwrap_argv(
         argv += ["--unshare-user", "--cap-drop", "ALL", "--uid", str(uid), "--gid", str(gid)]
     argv += ["--hostname", "sandbox", "--clearenv"]
     runtime_env = runtime.env if runtime is not None else ()
-    for name, value in (("PATH", SANDBOX_PATH), ("HOME", "/tmp"), *runtime_env, *spec.env):
+    memory_cgroup = limits.memory_cgroup if limits is not None and host_image else None
+    limits_env = (
+        [(LIMITS_VARIABLE, limits_for_tools(limits, CGROUP_INSIDE if memory_cgroup else None))]
+        if limits is not None
+        else []
+    )
+    for name, value in (
+        ("PATH", SANDBOX_PATH),
+        ("HOME", "/tmp"),
+        *runtime_env,
+        *limits_env,
+        *spec.env,
+    ):
         argv += ["--setenv", name, value]
 
     if host_image:
@@ -201,17 +226,25 @@ def bwrap_argv(
     for path in _READ_ONLY_PROC:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--perms", "1777"]
+    if limits is not None and limits.limits.tmp_size is not None:
+        argv += ["--size", str(limits.limits.tmp_size)]
+    argv += ["--tmpfs", "/tmp"]
     volume_targets = [mount.target for mount in mounts]
     if host_image:
         assert runtime is not None
         wanted = [*(inside for _, inside in runtime.binds), *volume_targets]
+        if memory_cgroup is not None:
+            wanted.append(CGROUP_INSIDE)
         # bwrap would make missing parents of a mount point 0700, which the sandbox user could
         # not cross: make them world-traversable first (in the tmpfs root, never in a volume).
         for parent in _missing_parents(wanted, volume_targets):
             argv += ["--perms", "0755", "--dir", parent]
         for host_path, inside in runtime.binds:
             argv += ["--ro-bind", host_path, inside]
+        if memory_cgroup is not None:
+            # Read-only, for the tool server to tell a command killed by the memory limit.
+            argv += ["--ro-bind", str(memory_cgroup), CGROUP_INSIDE]
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
             raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
@@ -221,7 +254,7 @@ def bwrap_argv(
     argv += ["--chdir", spec.workdir or "/"]
     argv += ["--info-fd", str(info_fd), "--seccomp", str(seccomp_fd), "--"]
     if as_root:
-        setpriv = _find_setpriv(root)
+        setpriv = _find_tool(root, "setpriv")
         if setpriv is None:
             raise WrapUsageError(
                 f"{root} has no setpriv: refusing to run the sandbox as root (run the warden as"
@@ -230,6 +263,8 @@ def bwrap_argv(
         argv += [setpriv, "--reuid", str(uid), "--regid", str(gid), "--clear-groups"]
         argv += ["--securebits", _LOCKED_SECUREBITS]
         argv += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    if limits is not None:
+        argv += limits.inner_prefix
     argv += runtime.translate(spec.command) if runtime is not None else spec.command
     return argv
 
@@ -243,6 +278,7 @@ class LaunchedBwrap:
     info_read_fd: int
     port_sockets: list[socket.socket]
     netns_helper: NetnsHelper | None
+    limits: LimitPlan | None = None
 
     def close(self) -> None:
         if self.info_read_fd >= 0:
@@ -250,6 +286,10 @@ class LaunchedBwrap:
             self.info_read_fd = -1
         for sock in self.port_sockets:
             sock.close()
+
+    def remove_cgroups(self) -> None:
+        if self.limits is not None:
+            self.limits.remove()
 
 
 def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
@@ -261,6 +301,10 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     # Named volumes belong to the sandbox user, who must be able to write them.
     owner = sandbox_identity(spec, as_root=as_root)
     mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
+    root = "/" if host_image else os.path.abspath(spec.image)
+    sweep_stale_cgroups()
+    limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
+    announce_limits(limits)
     # Forked first, while single-threaded, and before any descriptor below exists.
     helper = fork_netns_helper() if spec.ports and spec.network == "none" else None
     sockets: list[socket.socket] = []
@@ -276,21 +320,30 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             info_fd=info_write_fd,
             seccomp_fd=seccomp_fd,
             runtime=runtime_layout() if host_image else None,
+            limits=limits,
         )
         become_subreaper()
-        bwrap = launch(argv, env=BWRAP_ENV, pass_fds=(info_write_fd, seccomp_fd))
+        env = dict(BWRAP_ENV)
+        if limits.outer_prefix:
+            argv = [*limits.outer_prefix, *argv]
+            # What systemd-run needs to reach the (user) service manager.
+            for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
+                if name in os.environ:
+                    env[name] = os.environ[name]
+        bwrap = launch(argv, env=env, pass_fds=(info_write_fd, seccomp_fd), preexec=preexec(limits))
     except BaseException:
         os.close(info_read_fd)
         for sock in sockets:
             sock.close()
         if helper is not None:
             helper.close()
+        limits.remove()
         raise
     finally:
         os.close(info_write_fd)
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
-    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper)
+    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits)
 
 
 def user_namespace_advice() -> str:

@@ -16,8 +16,8 @@ from ._bwrap import LaunchedBwrap, user_namespace_advice
 from ._publish import SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, reap_orphan, supervise
 from ._spec import WrapSpec
+from ._stopping import ORDINARY_GRACE, StopGrace
 
-STOP_GRACE_SECONDS = 5.0
 _RESIGNAL_INTERVAL_SECONDS = 0.05
 
 
@@ -47,6 +47,7 @@ def _descendants_of(ancestor: int) -> list[int]:
 class _Sandbox:
     """What bwrap reports once its namespaces exist (via --info-fd)."""
 
+    grace: StopGrace
     # Makes sockets in the sandbox's network namespace (None: nothing to publish into it).
     sockets: SandboxSockets | None = None
     ready: trio.Event = attrs.Factory(trio.Event)
@@ -58,7 +59,7 @@ class _Sandbox:
         """bwrap's init dies just after bwrap (parent-death signal); reap it as its subreaper."""
         if self.init_pidfd >= 0:
             with trio.CancelScope(shield=True):
-                await reap_orphan(self.init_pidfd, within_seconds=STOP_GRACE_SECONDS)
+                await reap_orphan(self.init_pidfd, within_seconds=ORDINARY_GRACE)
 
     def close(self) -> None:
         if self.init_pidfd >= 0:
@@ -99,7 +100,7 @@ class _Sandbox:
 
     async def stop(self, bwrap: Child) -> None:
         """bwrap forwards no signals: interrupt the command, then end the pid namespace."""
-        with trio.move_on_after(STOP_GRACE_SECONDS):
+        with trio.move_on_after(self.grace.seconds):
             await self.info_done.wait()
         if self.ready.is_set():
             # Like Ctrl-C on a terminal's foreground group: every process in the sandbox but
@@ -107,7 +108,7 @@ class _Sandbox:
             # out). Processes started during the grace period get it too: a shell that was
             # between two commands when the first round came would start the next one.
             signalled: set[int] = set()
-            with trio.move_on_after(STOP_GRACE_SECONDS):
+            with trio.move_on_after(self.grace.seconds):
                 while True:
                     for pid in set(_descendants_of(self.init_pid)) - signalled:
                         signalled.add(pid)
@@ -119,17 +120,17 @@ class _Sandbox:
             # Killing the namespace's init kills every process in it.
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
-            with trio.move_on_after(STOP_GRACE_SECONDS):
+            with trio.move_on_after(self.grace.seconds):
                 await bwrap.wait()
                 return
         # --die-with-parent: every sandbox process follows bwrap.
         bwrap.send_signal(signal.SIGKILL)
 
 
-async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec) -> int:
+async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGrace) -> int:
     """Relay the published ports until bwrap exits; return its (the command's) status."""
     helper = launched.netns_helper
-    sandbox = _Sandbox(SandboxSockets(helper) if helper is not None else None)
+    sandbox = _Sandbox(grace, SandboxSockets(helper) if helper is not None else None)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sandbox.read_info, launched.info_read_fd)
@@ -159,3 +160,4 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec) -> int:
         launched.close()
         await sandbox.reap_init()
         sandbox.close()
+        launched.remove_cgroups()

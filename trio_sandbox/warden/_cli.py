@@ -8,11 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from .._exit import exit_now
+from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
 from ._spec import (
     BACKENDS,
     NETWORKS,
@@ -26,6 +27,9 @@ from ._spec import (
     parse_user,
     parse_volume,
 )
+from ._stopping import ORPHANED, PARENT_GONE_STATUS, open_lifeline
+
+T = TypeVar("T")
 
 
 def default_command() -> tuple[str, ...]:
@@ -53,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument("--workdir", "-w", default=None, metavar="DIR")
     wrap.add_argument("--backend", choices=BACKENDS, default="auto")
     wrap.add_argument("--network", choices=NETWORKS, default="none")
+    limits = wrap.add_argument_group(
+        "limits (for the whole sandbox; 'unlimited' lifts one; defaults protect a laptop)"
+    )
+    limits.add_argument("--memory", metavar="SIZE", help="e.g. 2G (default: 4G or half the RAM)")
+    limits.add_argument("--pids", metavar="N", help="processes and threads (default 1024)")
+    limits.add_argument("--cpus", metavar="N", help="CPUs, may be fractional (default: half)")
+    limits.add_argument("--tmp-size", metavar="SIZE", help="the /tmp tmpfs (default 1G)")
     wrap.add_argument(
         "--user",
         metavar="UID[:GID]",
@@ -84,9 +95,27 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             backend=backend,
             network=network,
             user=parse_user(options.user) if options.user else None,
+            limits=parse_limits(options),
         )
     except WrapUsageError as exc:
         parser.error(str(exc))
+
+
+def parse_limits(options: argparse.Namespace) -> Limits:
+    """The limits asked for on the command line, the defaults for the others."""
+    defaults = Limits.defaults()
+
+    def pick(text: str | None, default: T, parse: Callable[[str], T]) -> T | None:
+        if text is None:
+            return default
+        return None if lifts_limit(text) else parse(text)
+
+    return Limits(
+        memory=pick(options.memory, defaults.memory, lambda t: parse_size(t, "--memory")),
+        pids=pick(options.pids, defaults.pids, parse_pids),
+        cpus=pick(options.cpus, defaults.cpus, parse_cpus),
+        tmp_size=pick(options.tmp_size, defaults.tmp_size, lambda t: parse_size(t, "--tmp-size")),
+    )
 
 
 def _engine_reachable(engine: str) -> bool:
@@ -120,7 +149,7 @@ def choose_backend(spec: WrapSpec) -> Backend:
     )
 
 
-def _launch_and_run(spec: WrapSpec) -> int:
+def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
     backend = choose_backend(spec)
     if backend == "bwrap" and not spec.image_is_root_fs:
         raise WrapUsageError(f"bwrap runs 'host' or a root directory, not {spec.image!r}")
@@ -134,17 +163,17 @@ def _launch_and_run(spec: WrapSpec) -> int:
         signal.signal(signum, record)
     from ._prelaunch import Prelaunch
 
-    prelaunch = Prelaunch()
+    prelaunch = Prelaunch(lifeline=lifeline)
     if backend == "bwrap":
         # Start bubblewrap before importing Trio: the sandbox boots while the warden's own
         # imports run.
         from ._bwrap import launch_bwrap
 
-        prelaunch = Prelaunch(bwrap=launch_bwrap(spec))
+        prelaunch = Prelaunch(bwrap=launch_bwrap(spec), lifeline=lifeline)
     elif backend in ("podman", "docker") and spec.ports and spec.network == "none":
         from ._netns import fork_netns_helper
 
-        prelaunch = Prelaunch(netns_helper=fork_netns_helper())
+        prelaunch = Prelaunch(netns_helper=fork_netns_helper(), lifeline=lifeline)
     import trio
 
     from ._run import wrap
@@ -154,11 +183,20 @@ def _launch_and_run(spec: WrapSpec) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; parses `sys.argv` when `argv` is None."""
+    # First thing: whoever started us may be killed at any moment from now on.
+    lifeline = open_lifeline()
     args = list(sys.argv[1:] if argv is None else argv)
     spec = parse_wrap_args(args)
+    if lifeline == ORPHANED:
+        print(
+            "trio-sandbox-warden: error: the process that started the warden is gone",
+            file=sys.stderr,
+            flush=True,
+        )
+        return PARENT_GONE_STATUS
     failures: tuple[BaseException, ...] = ()
     try:
-        return _launch_and_run(spec)
+        return _launch_and_run(spec, lifeline)
     except* (WrapUsageError, OSError) as group:
         failures = group.exceptions
     for failure in failures:

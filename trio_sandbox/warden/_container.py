@@ -19,14 +19,16 @@ import subprocess
 import attrs
 import trio
 
+from ..contract import LIMITS_VARIABLE
+from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
 from ._publish import SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
+from ._stopping import StopGrace
 from ._volumes import resolve_mounts
 
-STOP_GRACE_SECONDS = 5.0
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
 
 
@@ -39,6 +41,17 @@ def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
         argv += ["--ulimit", ulimit]
     argv += ["--network", spec.network, "--cap-drop", "ALL"]
     argv += ["--security-opt", "no-new-privileges", "--read-only"]
+    limits = spec.limits
+    if limits.memory is not None:
+        argv += ["--memory", str(limits.memory), "--memory-swap", str(limits.memory)]
+    if limits.pids is not None:
+        argv += ["--pids-limit", str(limits.pids)]
+    if limits.cpus is not None:
+        argv += ["--cpus", f"{limits.cpus:g}"]
+    tmp = "rw,mode=1777" + (f",size={limits.tmp_size}" if limits.tmp_size is not None else "")
+    argv += ["--tmpfs", f"/tmp:{tmp}"]
+    plan = engine_limit_plan(engine, limits)
+    argv += ["--env", f"{LIMITS_VARIABLE}={limits_for_tools(plan, None)}"]
     for mount in resolve_mounts(spec.volumes):
         suffix = ":ro" if mount.read_only else ""
         argv += ["--volume", f"{mount.host_path}:{mount.target}{suffix}"]
@@ -54,6 +67,7 @@ def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
 class _Container:
     engine: str
     name: str
+    grace: StopGrace
     sockets: SandboxSockets | None = None
     _entering: trio.Lock = attrs.field(factory=trio.Lock)
 
@@ -92,11 +106,11 @@ class _Container:
     async def stop(self, client: Child) -> None:
         # The engine client proxies SIGINT to the container, whose init passes it on.
         client.send_signal(signal.SIGINT)
-        with trio.move_on_after(STOP_GRACE_SECONDS):
+        with trio.move_on_after(self.grace.seconds):
             await client.wait()
             return
         await self.remove()
-        with trio.move_on_after(STOP_GRACE_SECONDS):
+        with trio.move_on_after(self.grace.seconds):
             await client.wait()
             return
         client.send_signal(signal.SIGKILL)
@@ -125,10 +139,27 @@ async def _run_guard(
     )
 
 
-async def run_container(engine: str, spec: WrapSpec, helper: NetnsHelper | None = None) -> int:
+def engine_limit_plan(engine: str, limits: Limits) -> LimitPlan:
+    """The engine enforces every limit itself (its own cgroup for the container)."""
+    by = f"{engine} (container cgroup)"
+    return LimitPlan(
+        limits,
+        Enforcement(
+            by if limits.memory is not None else None,
+            by if limits.pids is not None else None,
+            by if limits.cpus is not None else None,
+            "tmpfs size" if limits.tmp_size is not None else None,
+        ),
+    )
+
+
+async def run_container(
+    engine: str, spec: WrapSpec, grace: StopGrace, helper: NetnsHelper | None = None
+) -> int:
     """``helper`` (forked before Trio) makes the sockets that reach into the container."""
+    announce_limits(engine_limit_plan(engine, spec.limits))
     into_container = SandboxSockets(helper) if helper is not None else None
-    container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", into_container)
+    container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)
     argv = container_argv(engine, spec, container.name)
     sockets = [bind_published_port(port) for port in spec.ports]
     guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -37,11 +37,14 @@ def launch(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Launched:
     """Start `argv` in a new session; stdin/stdout/stderr are inherited unless given, so the
-    command's output reaches the warden's caller unchanged."""
+    command's output reaches the warden's caller unchanged. ``preexec`` runs in the child before
+    exec (safe only while the warden is single-threaded, i.e. before Trio: bubblewrap's start)."""
     popen = subprocess.Popen(
         list(argv),
+        preexec_fn=preexec,
         env=dict(env),
         pass_fds=tuple(pass_fds),
         cwd=cwd,

@@ -15,3 +15,5 @@ class Prelaunch:
 
     bwrap: LaunchedBwrap | None = None
     netns_helper: NetnsHelper | None = None
+    # A pidfd of the warden's parent (the lifeline), ORPHANED, or None (nothing to watch).
+    lifeline: int | None = None

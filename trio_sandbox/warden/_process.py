@@ -14,8 +14,7 @@ from ._ports import bind_published_port
 from ._publish import connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
-
-STOP_GRACE_SECONDS = 5.0
+from ._stopping import StopGrace
 
 WARNING = (
     "trio-sandbox-warden: WARNING: --backend process runs the command directly on this host.\n"
@@ -24,15 +23,15 @@ WARNING = (
 )
 
 
-async def _interrupt_then_kill(child: Child) -> None:
+async def _interrupt_then_kill(child: Child, grace: StopGrace) -> None:
     child.signal_group(signal.SIGINT)
-    with trio.move_on_after(STOP_GRACE_SECONDS):
+    with trio.move_on_after(grace.seconds):
         await child.wait()
         return
     child.signal_group(signal.SIGKILL)
 
 
-async def run_process(spec: WrapSpec) -> int:
+async def run_process(spec: WrapSpec, grace: StopGrace) -> int:
     sys.stderr.write(WARNING)
     sys.stderr.flush()
     if spec.volumes:
@@ -57,7 +56,12 @@ async def run_process(spec: WrapSpec) -> int:
                     serve_relays, spec.ports, sockets, connect_on_host, host_network=True
                 )
             )
-            status = await run_child(argv, env=env, stop=_interrupt_then_kill, cwd=spec.workdir)
+            status = await run_child(
+                argv,
+                env=env,
+                stop=functools.partial(_interrupt_then_kill, grace=grace),
+                cwd=spec.workdir,
+            )
             nursery.cancel_scope.cancel()
         return status
     finally:

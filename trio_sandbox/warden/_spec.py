@@ -6,11 +6,14 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from ..contract import RUNTIME_ROOT
+
+if TYPE_CHECKING:
+    from ._limits import Limits
 
 Backend = Literal["auto", "bwrap", "podman", "docker", "process"]
 Network = Literal["none", "host"]
@@ -45,6 +48,12 @@ class PortSpec:
     container_port: int
 
 
+def _default_limits() -> Limits:
+    from ._limits import Limits
+
+    return Limits.defaults()
+
+
 @attrs.frozen
 class WrapSpec:
     """Everything `wrap` was asked to do."""
@@ -59,6 +68,7 @@ class WrapSpec:
     network: Network = "none"
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
+    limits: Limits = attrs.field(factory=lambda: _default_limits())
 
     @property
     def image_is_root_fs(self) -> bool:
