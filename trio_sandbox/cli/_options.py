@@ -23,7 +23,7 @@ from ..warden import WrapUsageError, parse_volume
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "image": (str, "a string"),
     "mode": (str, "'persistent' or 'ephemeral'"),
-    "backend": (str, "auto, bwrap, podman, docker or process"),
+    "backend": (str, "auto, bwrap, podman, docker, process or kubernetes"),
     "user": (str, "UID or UID:GID"),
     "memory": ((str, int), "a size such as '2G', or 'unlimited'"),
     "pids": ((int, str), "a number of processes, or 'unlimited'"),
@@ -41,7 +41,7 @@ _LISTS = {"volumes", "command", "warden", "env_passthrough", "upstream"}
 _TABLES = {"env", "mcpServers"}
 _OTHER = {"listen", "sandbox_prefix"}
 KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
-BACKENDS = ("auto", "bwrap", "podman", "docker", "process")
+BACKENDS = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
 
 
 class UsageError(Exception):

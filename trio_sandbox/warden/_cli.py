@@ -13,6 +13,12 @@ from types import FrameType
 from typing import NoReturn, TypeVar
 
 from .._exit import exit_now
+from ._kubernetes_options import (
+    add_kubernetes_options,
+    is_claim_volume,
+    kubernetes_options,
+    parse_claim_volume,
+)
 from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
 from ._spec import (
     BACKENDS,
@@ -69,7 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="UID[:GID]",
         help="run the command as this uid (default: the owner of the first writable volume)",
     )
+    add_kubernetes_options(wrap)
     wrap.add_argument("image", metavar="IMAGE")
+    sweep = commands.add_parser(
+        "sweep",
+        help="delete leftover kubernetes Pods of sandboxes whose warden is gone (or overdue)",
+    )
+    add_kubernetes_options(sweep)
+    sweep.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
     return parser
 
 
@@ -85,10 +98,17 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
     try:
         backend: Backend = options.backend
         network: Network = options.network
+        claims = tuple(parse_claim_volume(text) for text in options.volume if is_claim_volume(text))
+        if claims and backend != "kubernetes":
+            raise WrapUsageError(
+                "--volume pvc:...: a PersistentVolumeClaim needs --backend kubernetes"
+            )
         return WrapSpec(
             image=options.image,
             command=command or default_command(),
-            volumes=tuple(parse_volume(text) for text in options.volume),
+            volumes=tuple(
+                parse_volume(text) for text in options.volume if not is_claim_volume(text)
+            ),
             env=tuple(parse_env(text) for text in options.env),
             ports=tuple(parse_port(text) for text in options.publish),
             workdir=options.workdir,
@@ -96,6 +116,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             network=network,
             user=parse_user(options.user) if options.user else None,
             limits=parse_limits(options),
+            kubernetes=kubernetes_options(options, claims) if backend == "kubernetes" else None,
         )
     except WrapUsageError as exc:
         parser.error(str(exc))
@@ -186,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First thing: whoever started us may be killed at any moment from now on.
     lifeline = open_lifeline()
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sweep"]:
+        from ._kubernetes_sweep import sweep_main
+
+        return sweep_main(_parser().parse_args(args))
     spec = parse_wrap_args(args)
     if lifeline == ORPHANED:
         print(

@@ -28,6 +28,11 @@ async def _run_backend(
         return await supervise_bwrap(prelaunch.bwrap, spec, grace)
     if backend == "process":
         return await run_process(spec, grace)
+    if backend == "kubernetes":
+        # Imported here: its client library must not slow the other back ends down.
+        from ._kubernetes_run import run_kubernetes
+
+        return await run_kubernetes(spec, grace)
     return await run_container(backend, spec, grace, prelaunch.netns_helper)
 
 

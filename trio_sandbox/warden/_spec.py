@@ -13,11 +13,12 @@ import attrs
 from ..contract import RUNTIME_ROOT
 
 if TYPE_CHECKING:
+    from ._kubernetes_options import KubernetesOptions
     from ._limits import Limits
 
-Backend = Literal["auto", "bwrap", "podman", "docker", "process"]
+Backend = Literal["auto", "bwrap", "podman", "docker", "process", "kubernetes"]
 Network = Literal["none", "host"]
-BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process")
+BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
 NETWORKS: tuple[Network, ...] = ("none", "host")
 
 WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
@@ -69,6 +70,8 @@ class WrapSpec:
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
     limits: Limits = attrs.field(factory=lambda: _default_limits())
+    # The ``--k8s-*`` options; set when the back end is kubernetes.
+    kubernetes: KubernetesOptions | None = None
 
     @property
     def image_is_root_fs(self) -> bool:

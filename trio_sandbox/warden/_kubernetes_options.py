@@ -1,0 +1,262 @@
+"""The kubernetes back end's own settings: the ``--k8s-*`` options and the Pod's limits.
+
+Standard library only: the warden parses its command line before it imports Trio, and the
+client library is imported only once the kubernetes back end runs.
+
+Every ``--k8s-X`` option falls back to the variable ``TRIO_SANDBOX_K8S_X`` (``-`` as ``_``), so
+that a host that runs the warden unchanged (``trio-sandbox run --backend kubernetes``) can
+choose the context, namespace or runtime class from its environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+
+from ._spec import WrapUsageError
+
+KubernetesApi = Literal["pods", "agent-sandbox"]
+KUBERNETES_APIS: tuple[KubernetesApi, ...] = ("pods", "agent-sandbox")
+Tunnel = Literal["auto", "portforward"]
+PodNetwork = Literal["none", "allow", "host"]
+
+DEFAULT_DEADLINE_SECONDS = 24 * 3600
+DEFAULT_START_TIMEOUT_SECONDS = 300.0
+DEFAULT_API_GRACE_SECONDS = 30.0
+GIB = 1024**3
+MIB = 1024**2
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+class KubernetesUsageError(WrapUsageError):
+    """A ``--k8s-*`` option or a volume the kubernetes back end cannot use."""
+
+
+@attrs.frozen
+class Toleration:
+    """``--k8s-toleration KEY[=VALUE][:EFFECT]``: ``Exists`` without a value, else ``Equal``."""
+
+    key: str
+    value: str | None = None
+    effect: str | None = None
+
+    def manifest(self) -> dict[str, str]:
+        entry = {"key": self.key, "operator": "Exists" if self.value is None else "Equal"}
+        if self.value is not None:
+            entry["value"] = self.value
+        if self.effect is not None:
+            entry["effect"] = self.effect
+        return entry
+
+
+@attrs.frozen
+class ClaimVolume:
+    """A PersistentVolumeClaim mounted at ``target``: ``pvc:NAME:/work[:ro]`` or ``NAME:/work``."""
+
+    claim: str
+    target: str
+    read_only: bool = False
+
+
+@attrs.frozen
+class KubernetesOptions:
+    """Where and how the Pod runs (everything the ``--k8s-*`` options say)."""
+
+    api: KubernetesApi = "pods"
+    context: str | None = None
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    runtime_class: str | None = None
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+    start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS
+    # How long the API server may be unreachable before the warden gives the sandbox up.
+    api_grace: float = DEFAULT_API_GRACE_SECONDS
+    # The interpreter in the image that stands for this warden's own (the host's default command).
+    python: str = "python3"
+    tunnel: Tunnel = "auto"
+    # agent-sandbox: claim from this SandboxWarmPool (with its SandboxTemplate) instead.
+    warm_pool: str | None = None
+    sandbox_template: str | None = None
+    claims: tuple[ClaimVolume, ...] = ()
+    sweep: bool = True
+
+
+@attrs.frozen
+class EgressDestination:
+    """One allow-list entry: a host (an IP literal, or a name NetworkPolicy cannot express)."""
+
+    host: str
+    port: int | None = None
+
+
+@attrs.frozen
+class PodSettings:
+    """The limits and network of the Pod, whatever back-end options they came from."""
+
+    memory_bytes: int = 2 * GIB
+    cpus: float = 2.0
+    tmp_size_bytes: int = 256 * MIB
+    network: PodNetwork = "none"
+    allow: tuple[EgressDestination, ...] = ()
+
+
+def _env_default(environ: Mapping[str, str], name: str) -> str | None:
+    return environ.get("TRIO_SANDBOX_K8S_" + name.upper().replace("-", "_")) or None
+
+
+def add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
+    """The ``--k8s-*`` options (all optional; their defaults are filled in later)."""
+    group = parser.add_argument_group("kubernetes back end (also TRIO_SANDBOX_K8S_* variables)")
+    group.add_argument("--k8s-api", choices=KUBERNETES_APIS, help="Pods (default) or agent-sandbox")
+    group.add_argument(
+        "--k8s-context", metavar="NAME", help="kubeconfig context (default: current)"
+    )
+    group.add_argument("--k8s-namespace", metavar="NAME", help="default: the context's")
+    group.add_argument(
+        "--k8s-kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config"
+    )
+    group.add_argument("--k8s-runtime-class", metavar="NAME", help="e.g. gvisor, kata")
+    group.add_argument("--k8s-node-selector", action="append", default=[], metavar="KEY=VALUE")
+    group.add_argument(
+        "--k8s-toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]"
+    )
+    group.add_argument("--k8s-deadline", metavar="SECONDS", help="activeDeadlineSeconds (24 h)")
+    group.add_argument("--k8s-start-timeout", metavar="SECONDS", help="until Running (300)")
+    group.add_argument("--k8s-api-grace", metavar="SECONDS", help="API server outage allowed (30)")
+    group.add_argument("--k8s-python", metavar="PATH", help="the image's interpreter (python3)")
+    group.add_argument(
+        "--k8s-tunnel",
+        choices=("auto", "portforward"),
+        help="auto: port-forward, refused under gVisor; portforward: also under gVisor",
+    )
+    group.add_argument("--k8s-warm-pool", metavar="NAME", help="agent-sandbox SandboxWarmPool")
+    group.add_argument("--k8s-sandbox-template", metavar="NAME", help="its SandboxTemplate")
+    group.add_argument("--k8s-no-sweep", action="store_true", help="no sweep of leftovers at start")
+
+
+def _number(text: str, option: str, *, integer: bool) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise KubernetesUsageError(f"{option} {text!r}: expected {kind} of seconds") from None
+    if value <= 0:
+        raise KubernetesUsageError(f"{option} {text!r}: must be positive")
+    return value
+
+
+def parse_node_selector(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+        raise KubernetesUsageError(
+            f"--k8s-node-selector {text!r}: expected KEY=VALUE with a label key and value"
+        )
+    return key, value
+
+
+def parse_toleration(text: str) -> Toleration:
+    head, sep, effect = text.rpartition(":")
+    if not sep:
+        head, effect = text, ""
+    key, has_value, value = head.partition("=")
+    if not _LABEL_KEY.fullmatch(key) or (has_value and not _LABEL_VALUE.fullmatch(value)):
+        raise KubernetesUsageError(f"--k8s-toleration {text!r}: expected KEY[=VALUE][:EFFECT]")
+    if effect and effect not in _TAINT_EFFECTS:
+        raise KubernetesUsageError(
+            f"--k8s-toleration {text!r}: the effect must be one of {', '.join(_TAINT_EFFECTS)}"
+        )
+    return Toleration(key, value if has_value else None, effect or None)
+
+
+def parse_claim_volume(text: str) -> ClaimVolume:
+    """``pvc:NAME:/work[:ro]``, or the contract's named form ``NAME:/work[:ro]``."""
+    parts = text.split(":")
+    if parts[0] == "pvc":
+        parts = parts[1:]
+    read_only = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        read_only = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not _NAME.fullmatch(parts[0]) or not parts[1].startswith("/"):
+        raise KubernetesUsageError(
+            f"--volume {text!r}: expected pvc:CLAIM:/PATH[:ro] with a PersistentVolumeClaim name"
+        )
+    target = os.path.normpath(parts[1])
+    if target in ("/", "/tmp", "/proc", "/dev"):
+        raise KubernetesUsageError(f"--volume {text!r}: {target} cannot be a volume in the Pod")
+    return ClaimVolume(parts[0], target, read_only)
+
+
+def is_claim_volume(text: str) -> bool:
+    return text.startswith("pvc:")
+
+
+def kubernetes_options(
+    args: argparse.Namespace,
+    claims: tuple[ClaimVolume, ...] = (),
+    environ: Mapping[str, str] | None = None,
+) -> KubernetesOptions:
+    """The options from parsed ``--k8s-*`` arguments, falling back to the environment."""
+    env = os.environ if environ is None else environ
+
+    def value(name: str) -> str | None:
+        given: str | None = getattr(args, "k8s_" + name.replace("-", "_"))
+        return given if given is not None else _env_default(env, name)
+
+    api = value("api") or "pods"
+    if api not in KUBERNETES_APIS:
+        raise KubernetesUsageError(
+            f"--k8s-api {api!r}: expected one of {', '.join(KUBERNETES_APIS)}"
+        )
+    tunnel = value("tunnel") or "auto"
+    if tunnel not in ("auto", "portforward"):
+        raise KubernetesUsageError(f"--k8s-tunnel {tunnel!r}: expected auto or portforward")
+    selectors = list(args.k8s_node_selector) or (value("node-selector") or "").split(",")
+    tolerations = list(args.k8s_toleration) or (value("toleration") or "").split(",")
+    deadline, start_timeout, grace = value("deadline"), value("start-timeout"), value("api-grace")
+    warm_pool, template = value("warm-pool"), value("sandbox-template")
+    if (warm_pool or template) and api != "agent-sandbox":
+        raise KubernetesUsageError(
+            "--k8s-warm-pool and --k8s-sandbox-template need --k8s-api agent-sandbox"
+        )
+    if bool(warm_pool) != bool(template):
+        raise KubernetesUsageError(
+            "--k8s-warm-pool and --k8s-sandbox-template go together (a claim names both)"
+        )
+    return KubernetesOptions(
+        api="agent-sandbox" if api == "agent-sandbox" else "pods",
+        context=value("context"),
+        namespace=value("namespace"),
+        kubeconfig=value("kubeconfig"),
+        runtime_class=value("runtime-class"),
+        node_selector=tuple(parse_node_selector(text) for text in selectors if text),
+        tolerations=tuple(parse_toleration(text) for text in tolerations if text),
+        deadline_seconds=int(_number(deadline, "--k8s-deadline", integer=True))
+        if deadline
+        else DEFAULT_DEADLINE_SECONDS,
+        start_timeout=_number(start_timeout, "--k8s-start-timeout", integer=False)
+        if start_timeout
+        else DEFAULT_START_TIMEOUT_SECONDS,
+        api_grace=_number(grace, "--k8s-api-grace", integer=False)
+        if grace
+        else DEFAULT_API_GRACE_SECONDS,
+        python=value("python") or "python3",
+        tunnel="portforward" if tunnel == "portforward" else "auto",
+        warm_pool=warm_pool,
+        sandbox_template=template,
+        claims=claims,
+        sweep=not args.k8s_no_sweep and value("no-sweep") is None,
+    )

@@ -1,0 +1,290 @@
+"""The kubernetes back end: one Pod per sandbox, reached only through the API server.
+
+1. The published ports are bound first (a taken port fails at once), leftovers are swept in
+   the background, the NetworkPolicy is made, then the Pod (or an agent-sandbox Sandbox, or a
+   SandboxClaim on a warm pool).
+2. The Pod is watched until its container runs; errors that will not mend (image pull,
+   forbidden, quota, deadline) end the start with the reason and the Pod's events.
+3. Its log is followed onto stdout (the CA block for the host), each published connection is
+   a port-forward WebSocket, and the Pod's end is the warden's exit status.
+4. Whatever ends the run (the command, SIGINT, an error, cancellation) the Pod is deleted, its
+   end awaited for a few seconds, and only then its NetworkPolicy (so its egress never opens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import sys
+
+import attrs
+import trio
+
+from ..concurrency import single_error
+from ._kubernetes_api import (
+    NETWORK_POLICIES,
+    PODS,
+    SANDBOX_CLAIMS,
+    SANDBOXES,
+    ApiUnreachable,
+    KubeApi,
+    KubernetesError,
+    Resource,
+    open_kube_api,
+)
+from ._kubernetes_logs import LogFollower
+from ._kubernetes_options import KubernetesOptions, KubernetesUsageError, PodSettings
+from ._kubernetes_pod import (
+    LABEL_SANDBOX,
+    JsonObject,
+    PodPlan,
+    claim_manifest,
+    network_policy_manifest,
+    pod_manifest,
+    pod_settings_from_wrap,
+    refuse_host_volumes,
+    refuse_unreachable_tunnel,
+    sandbox_manifest,
+)
+from ._kubernetes_portforward import open_port_forwarder
+from ._kubernetes_status import (
+    PodEnded,
+    ended,
+    fatal_waiting,
+    follow_object,
+    pod_failure,
+    unschedulable_message,
+)
+from ._kubernetes_sweep import sweep_quietly
+from ._ports import bind_published_port
+from ._publish import serve_relays
+from ._spec import WARDEN_ERROR_STATUS, WrapSpec
+
+DELETE_WAIT_SECONDS = 8.0
+LOG_DRAIN_SECONDS = 5.0
+
+
+def _note(text: str) -> None:
+    print(f"trio-sandbox-warden: note: {text}", file=sys.stderr, flush=True)
+
+
+@attrs.define(eq=False)
+class _Created:
+    """What this run made, in the order it must be deleted."""
+
+    top: tuple[Resource, str] | None = None  # the Pod, Sandbox or SandboxClaim
+    policy: str | None = None
+    pod: str | None = None
+
+
+async def _create(
+    kube: KubeApi,
+    plan: PodPlan,
+    spec: WrapSpec,
+    options: KubernetesOptions,
+    settings: PodSettings,
+    created: _Created,
+) -> str:
+    """Make the NetworkPolicy, then the workload; return the Pod's name once known."""
+    policy, skipped = network_policy_manifest(plan, settings)
+    for destination in skipped:
+        _note(
+            f"allow-list entry {destination.host!r} is a name, which a NetworkPolicy cannot"
+            " express: it stays blocked on a cluster (give its address instead)"
+        )
+    await kube.create(NETWORK_POLICIES, policy)
+    created.policy = plan.name
+    if options.api == "pods":
+        await kube.create(PODS, pod_manifest(plan, spec, options, settings))
+        created.top = (PODS, plan.name)
+        return plan.name
+    if options.warm_pool is None:
+        await kube.create(SANDBOXES, sandbox_manifest(plan, spec, options, settings))
+        created.top = (SANDBOXES, plan.name)
+    else:
+        await kube.create(SANDBOX_CLAIMS, claim_manifest(plan, spec, options))
+        created.top = (SANDBOX_CLAIMS, plan.name)
+    return await _find_pod(kube, plan, options)
+
+
+async def _find_pod(kube: KubeApi, plan: PodPlan, options: KubernetesOptions) -> str:
+    """The Pod the agent-sandbox controller made (or adopted) for us, by our sandbox label."""
+    selector = f"{LABEL_SANDBOX}={plan.sandbox_id}"
+    with trio.fail_after(options.start_timeout):
+        pause = 0.05
+        while True:
+            try:
+                pods = await kube.list_objects(PODS, label_selector=selector)
+            except ApiUnreachable:
+                pods = []
+            if pods:
+                return str(pods[0]["metadata"]["name"])
+            await trio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+async def _wait_started(kube: KubeApi, pod: str, options: KubernetesOptions) -> None:
+    """Until the container runs or ended; errors for what will not mend."""
+    last_note: list[str] = []
+
+    async def decide(obj: JsonObject) -> bool | None:
+        failure = pod_failure(obj) or fatal_waiting(obj)
+        if failure is not None:
+            raise failure
+        if ended(obj) is not None or obj.get("status", {}).get("phase") == "Running":
+            return True
+        waiting = unschedulable_message(obj)
+        if waiting is not None and last_note != [waiting]:
+            last_note[:] = [waiting]
+            _note(f"Pod {pod} is not scheduled yet: {waiting}")
+        return None
+
+    try:
+        with trio.fail_after(options.start_timeout):
+            await follow_object(kube, PODS, pod, decide, grace=options.api_grace)
+    except trio.TooSlowError:
+        reason = "Unschedulable" if last_note else "StartTimeout"
+        raise KubernetesError(
+            reason,
+            f"Pod {pod} did not start within {options.start_timeout:g} s"
+            + (f": {last_note[0]}" if last_note else ""),
+        ) from None
+
+
+async def _wait_ended(
+    kube: KubeApi, pod: str, options: KubernetesOptions, done: trio.Event
+) -> PodEnded:
+    async def decide(obj: JsonObject) -> PodEnded | None:
+        failure = pod_failure(obj)
+        if failure is not None:
+            raise failure
+        return ended(obj)
+
+    try:
+        return await follow_object(kube, PODS, pod, decide, grace=options.api_grace)
+    finally:
+        done.set()
+
+
+async def _run_started(
+    kube: KubeApi,
+    pod: str,
+    spec: WrapSpec,
+    options: KubernetesOptions,
+    sockets: list[socket.socket],
+) -> int:
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    follower = LogFollower(kube, pod, stdout)
+    container_done, log_done = trio.Event(), trio.Event()
+
+    async def follow_log() -> None:
+        try:
+            await follower.follow(container_done, grace=options.api_grace)
+        finally:
+            log_done.set()
+
+    async with stdout, open_port_forwarder(kube, pod) as forwarder:
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    functools.partial(
+                        serve_relays, spec.ports, sockets, forwarder.connect, host_network=False
+                    )
+                )
+                nursery.start_soon(follow_log)
+                end = await _wait_ended(kube, pod, options, container_done)
+                # The log's last lines come after the container's end is known.
+                with trio.move_on_after(LOG_DRAIN_SECONDS):
+                    await log_done.wait()
+                nursery.cancel_scope.cancel()
+    if not follower.block_seen.is_set():
+        tail = "\n".join(f"    {line}" for line in follower.tail) or "    (no output)"
+        _note(
+            f"Pod {pod} ended with status {end.exit_code} ({end.reason or 'no reason'}) before"
+            f" its server CA block; its last log lines:\n{tail}"
+        )
+    return end.exit_code
+
+
+async def _delete(kube: KubeApi, created: _Created) -> None:
+    """Delete the workload, wait (a little) for its Pod to go, then the NetworkPolicy."""
+    if created.top is not None:
+        resource, name = created.top
+        try:
+            await kube.delete(resource, name)
+        except KubernetesError as error:
+            _note(f"could not delete {resource[1]}/{name}: {error}; the sweep or its deadline will")
+            return
+    if created.pod is not None:
+        with trio.move_on_after(DELETE_WAIT_SECONDS) as waited:
+            while True:
+                with contextlib.suppress(ApiUnreachable):
+                    if await kube.get(PODS, created.pod) is None:
+                        break
+                await trio.sleep(0.1)
+        if waited.cancelled_caught:
+            _note(f"Pod {created.pod} is still terminating; its NetworkPolicy is left to the sweep")
+            return
+    if created.policy is not None:
+        try:
+            await kube.delete(NETWORK_POLICIES, created.policy)
+        except KubernetesError as error:
+            _note(f"could not delete networkpolicy/{created.policy}: {error}")
+
+
+async def _run_in_cluster(
+    kube: KubeApi,
+    spec: WrapSpec,
+    options: KubernetesOptions,
+    settings: PodSettings,
+    sockets: list[socket.socket],
+) -> int:
+    plan = PodPlan.new(kube.namespace)
+    created = _Created()
+    async with trio.open_nursery() as background:
+        if options.sweep:
+            background.start_soon(sweep_quietly, kube)
+        try:
+            pod = await _create(kube, plan, spec, options, settings, created)
+            created.pod = pod
+            await _wait_started(kube, pod, options)
+            return await _run_started(kube, pod, spec, options, sockets)
+        except KubernetesError as error:
+            if created.pod is None or error.reason == "Unreachable":
+                raise
+            events: list[str] = []
+            with trio.move_on_after(5):
+                events = await kube.events_of(created.pod)
+            raise error.with_events(events) from None
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(DELETE_WAIT_SECONDS + 4):
+                    await _delete(kube, created)
+            background.cancel_scope.cancel()
+
+
+async def run_kubernetes(spec: WrapSpec) -> int:
+    """The wrap on a cluster; API failures are printed with their reason (status 125)."""
+    options = spec.kubernetes or KubernetesOptions()
+    try:
+        refuse_host_volumes(spec)
+        refuse_unreachable_tunnel(spec, options)
+        settings = pod_settings_from_wrap(spec)
+    except KubernetesUsageError as error:
+        print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
+        return WARDEN_ERROR_STATUS
+    sockets = [bind_published_port(port) for port in spec.ports]
+    try:
+        with single_error():
+            async with open_kube_api(
+                kubeconfig=options.kubeconfig, context=options.context, namespace=options.namespace
+            ) as kube:
+                return await _run_in_cluster(kube, spec, options, settings, sockets)
+    except KubernetesError as error:
+        print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
+        return WARDEN_ERROR_STATUS
+    finally:
+        for sock in sockets:
+            sock.close()

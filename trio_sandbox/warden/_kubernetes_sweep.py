@@ -1,0 +1,179 @@
+"""Leftovers: Pods (and NetworkPolicies) of sandboxes whose warden can no longer delete them.
+
+A warden deletes its Pod on every exit it lives through; one killed with SIGKILL (or a host
+that lost power) cannot. The sweep, run by every warden as it starts and by
+``trio-sandbox-warden sweep``, deletes in its namespace, by the labels every sandbox carries:
+
+- a Pod whose owner ran on this host, in this boot, and is gone (its pid is dead or now
+  another process: the start time is part of the owner annotation);
+- a Pod past its deadline (the kubelet should have stopped it) by a margin;
+- a Pod that finished long ago, whoever owned it;
+- a NetworkPolicy whose Pod has been gone for a while (the policy is made first, so a young one
+  may belong to a Pod that is being created).
+
+Owners on other hosts cannot be checked from here: their Pods go by the deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+import attrs
+import trio
+
+from ._kubernetes_api import NETWORK_POLICIES, PODS, KubeApi, KubernetesError, open_kube_api
+from ._kubernetes_options import kubernetes_options
+from ._kubernetes_pod import (
+    ANNOTATION_OWNER,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    MANAGED_BY,
+    JsonObject,
+    host_label,
+    process_identity,
+)
+
+DEADLINE_MARGIN_SECONDS = 300
+FINISHED_KEEP_SECONDS = 600
+YOUNG_POLICY_SECONDS = 300
+SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+@attrs.frozen
+class Leftover:
+    kind: str
+    name: str
+    reason: str
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot_file:
+            return boot_file.read().strip()
+    except OSError:
+        return None
+
+
+def _finished_at(pod: JsonObject) -> datetime.datetime | None:
+    latest = None
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        finished = _parse_time(
+            ((status.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        )
+        if finished is not None and (latest is None or finished > latest):
+            latest = finished
+    return latest
+
+
+def leftover_reason(pod: JsonObject, now: datetime.datetime) -> str | None:
+    """Why this Pod should go, or None to keep it."""
+    metadata = pod.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    owner = (metadata.get("annotations") or {}).get(ANNOTATION_OWNER, "")
+    boot_id, _, pid_text = owner.partition(":")
+    pid_text = pid_text.partition(":")[0]
+    if (
+        labels.get(LABEL_OWNER_HOST) == host_label()
+        and boot_id == _boot_id()
+        and pid_text.isdigit()
+        and labels.get(LABEL_OWNER_PID) == pid_text
+        and process_identity(int(pid_text)) != owner
+    ):
+        return f"its warden (pid {pid_text} on this host) is gone"
+    created = _parse_time(metadata.get("creationTimestamp"))
+    deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
+    if created is not None and isinstance(deadline, int):
+        overdue = (now - created).total_seconds() - deadline
+        if overdue > DEADLINE_MARGIN_SECONDS:
+            return f"past its deadline by {overdue:.0f} s"
+    phase = pod.get("status", {}).get("phase")
+    finished = _finished_at(pod)
+    if phase in ("Succeeded", "Failed") and finished is not None:
+        age = (now - finished).total_seconds()
+        if age > FINISHED_KEEP_SECONDS:
+            return f"finished {age:.0f} s ago"
+    return None
+
+
+async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
+    """Delete (or with ``dry_run`` only list) the leftovers in the API's namespace."""
+    now = datetime.datetime.now(datetime.UTC)
+    found: list[Leftover] = []
+    pods = await kube.list_objects(PODS, label_selector=SELECTOR)
+    live = set()
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        reason = leftover_reason(pod, now)
+        if reason is None:
+            live.add(name)
+            continue
+        found.append(Leftover("Pod", name, reason))
+        if not dry_run:
+            await kube.delete(PODS, name, grace_seconds=0)
+    for policy in await kube.list_objects(NETWORK_POLICIES, label_selector=SELECTOR):
+        name = policy["metadata"]["name"]
+        created = _parse_time(policy["metadata"].get("creationTimestamp"))
+        young = created is not None and (now - created).total_seconds() < YOUNG_POLICY_SECONDS
+        if name in live or young:
+            continue
+        found.append(Leftover("NetworkPolicy", name, "its Pod is gone"))
+        if not dry_run:
+            await kube.delete(NETWORK_POLICIES, name)
+    return found
+
+
+async def sweep_quietly(kube: KubeApi) -> None:
+    """The sweep at start: a note per leftover, a note if it cannot run; never an error."""
+    try:
+        leftovers = await sweep(kube)
+    except KubernetesError as error:
+        print(
+            f"trio-sandbox-warden: note: no sweep of leftovers: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    for leftover in leftovers:
+        print(
+            f"trio-sandbox-warden: note: deleted leftover {leftover.kind} {leftover.name}"
+            f" ({leftover.reason})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def _sweep_command(args: argparse.Namespace) -> int:
+    options = kubernetes_options(args)
+    async with open_kube_api(
+        kubeconfig=options.kubeconfig, context=options.context, namespace=options.namespace
+    ) as kube:
+        leftovers = await sweep(kube, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        for leftover in leftovers:
+            print(f"{verb} {leftover.kind} {kube.namespace}/{leftover.name}: {leftover.reason}")
+        if not leftovers:
+            print(f"no leftovers in namespace {kube.namespace}")
+    return 0
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """``trio-sandbox-warden sweep``: 0 when the sweep ran, 125 when the cluster refused it."""
+    from ._spec import WARDEN_ERROR_STATUS, WrapUsageError
+
+    try:
+        return trio.run(_sweep_command, args)
+    except (KubernetesError, WrapUsageError) as error:
+        print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
+        return WARDEN_ERROR_STATUS
