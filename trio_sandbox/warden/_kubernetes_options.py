@@ -258,5 +258,5 @@ def kubernetes_options(
         warm_pool=warm_pool,
         sandbox_template=template,
         claims=claims,
-        sweep=not args.k8s_no_sweep and value("no-sweep") is None,
+        sweep=not args.k8s_no_sweep and _env_default(env, "no-sweep") is None,
     )
