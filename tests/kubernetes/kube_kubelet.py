@@ -152,7 +152,8 @@ class Kubelet:
             return
         self._event(runtime, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         self._event(runtime, "Normal", "Created", f"Created container {container['name']}")
-        for port in container.get("ports") or [{"containerPort": 8080}]:
+        # Only declared ports are published (the inner warden relays each one into its sandbox).
+        for port in container.get("ports") or []:
             runtime.ports[int(port["containerPort"])] = free_port()
         argv = self._warden_argv(runtime, spec, container)
         if runtime.stop.is_set():
@@ -286,6 +287,8 @@ def _container_status(container: JsonObject, state: JsonObject, *, ready: bool =
     return {
         "name": container["name"],
         "image": container["image"],
+        "imageID": f"kube-double://{container['image']}",
+        "containerID": "kube-double://" + container["name"],
         "state": state,
         "ready": ready and "running" in state,
         "restartCount": 0,

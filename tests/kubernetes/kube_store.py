@@ -63,11 +63,14 @@ class ApiStatusError(Exception):
 
 
 def selector_matches(selector: str, values: Mapping[str, str]) -> bool:
-    """``k=v,k2==v2,k3!=v3`` (equality-based selectors: what the back end and kubectl send)."""
+    """``k=v,k2==v2,k3!=v3,k4,!k5`` (equality and existence: what the clients here send)."""
     for term in filter(None, (part.strip() for part in selector.split(","))):
         if "!=" in term:
             key, value = term.split("!=", 1)
             if values.get(key) == value:
+                return False
+        elif "=" not in term:  # existence: KEY, or !KEY for absence
+            if (term.lstrip("!") in values) == term.startswith("!"):
                 return False
         else:
             key, value = term.replace("==", "=").split("=", 1)

@@ -72,20 +72,21 @@ class LogFollower:
                 await self._write(text)
 
     async def follow(self, container_done: trio.Event, *, grace: float) -> None:
-        """Follow until the stream ends after the container is done; take a cut stream up
-        again while the container runs."""
+        """Follow until a stream that began after the container was done has ended; take a
+        stream that ended before (cut) up again."""
         outage = Outage(grace)
         while True:
+            done_before = container_done.is_set()
             try:
                 await self.follow_once()
                 outage.reset()
             except ApiUnreachable as error:
                 await outage.wait_or_give_up(error)
                 continue
-            if container_done.is_set():
+            if done_before:
                 return
             # The stream ended while the container may still run: wait a moment for the
-            # watch to say it ended, else take the stream up again.
+            # watch to say it ended, then take the stream up again either way.
             with trio.move_on_after(0.5):
                 await container_done.wait()
             self.reconnects += 1

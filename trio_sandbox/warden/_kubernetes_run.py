@@ -22,7 +22,7 @@ import sys
 import attrs
 import trio
 
-from ..concurrency import single_error
+from ..concurrency import exception_leaves, single_error
 from ._kubernetes_api import (
     NETWORK_POLICIES,
     PODS,
@@ -276,15 +276,17 @@ async def run_kubernetes(spec: WrapSpec) -> int:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS
     sockets = [bind_published_port(port) for port in spec.ports]
+    failures: list[BaseException] = []
     try:
-        with single_error():
-            async with open_kube_api(
-                kubeconfig=options.kubeconfig, context=options.context, namespace=options.namespace
-            ) as kube:
-                return await _run_in_cluster(kube, spec, options, settings, sockets)
-    except KubernetesError as error:
-        print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
-        return WARDEN_ERROR_STATUS
+        async with open_kube_api(
+            kubeconfig=options.kubeconfig, context=options.context, namespace=options.namespace
+        ) as kube:
+            return await _run_in_cluster(kube, spec, options, settings, sockets)
+    except* KubernetesError as group:
+        # The watch and the log follower may give up on the same outage together: one report.
+        failures = list(exception_leaves(group))
     finally:
         for sock in sockets:
             sock.close()
+    print(f"trio-sandbox-warden: error: {failures[0]}", file=sys.stderr, flush=True)
+    return WARDEN_ERROR_STATUS

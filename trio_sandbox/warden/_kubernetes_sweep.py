@@ -39,6 +39,7 @@ from ._kubernetes_pod import (
 DEADLINE_MARGIN_SECONDS = 300
 FINISHED_KEEP_SECONDS = 600
 YOUNG_POLICY_SECONDS = 300
+POD_GONE_WAIT_SECONDS = 10.0
 SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
@@ -107,13 +108,25 @@ def leftover_reason(pod: JsonObject, now: datetime.datetime) -> str | None:
     return None
 
 
+async def _wait_gone(kube: KubeApi, names: list[str]) -> set[str]:
+    """Which of the deleted Pods are gone within a few seconds (their policies may go then)."""
+    gone: set[str] = set()
+    with trio.move_on_after(POD_GONE_WAIT_SECONDS):
+        while len(gone) < len(names):
+            for name in names:
+                if name not in gone and await kube.get(PODS, name) is None:
+                    gone.add(name)
+            await trio.sleep(0.1)
+    return gone
+
+
 async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
     """Delete (or with ``dry_run`` only list) the leftovers in the API's namespace."""
     now = datetime.datetime.now(datetime.UTC)
     found: list[Leftover] = []
-    pods = await kube.list_objects(PODS, label_selector=SELECTOR)
-    live = set()
-    for pod in pods:
+    live: set[str] = set()
+    deleted: list[str] = []
+    for pod in await kube.list_objects(PODS, label_selector=SELECTOR):
         name = pod["metadata"]["name"]
         reason = leftover_reason(pod, now)
         if reason is None:
@@ -122,11 +135,14 @@ async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
         found.append(Leftover("Pod", name, reason))
         if not dry_run:
             await kube.delete(PODS, name, grace_seconds=0)
+            deleted.append(name)
+    # A policy goes once its Pod is gone (never while it still runs, whose egress it holds).
+    gone = await _wait_gone(kube, deleted) if deleted else set()
     for policy in await kube.list_objects(NETWORK_POLICIES, label_selector=SELECTOR):
         name = policy["metadata"]["name"]
         created = _parse_time(policy["metadata"].get("creationTimestamp"))
         young = created is not None and (now - created).total_seconds() < YOUNG_POLICY_SECONDS
-        if name in live or young:
+        if name in live or (young and name not in gone) or (name in deleted and name not in gone):
             continue
         found.append(Leftover("NetworkPolicy", name, "its Pod is gone"))
         if not dry_run:
