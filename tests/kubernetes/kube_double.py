@@ -24,7 +24,7 @@ import contextlib
 import json
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ from kube_store import KINDS, ApiStatusError, JsonObject, Store, now_rfc3339, re
 from trio_sandbox.mcp import serve_http
 from trio_sandbox.tls import CertificateChain
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.4", "platform": "linux/amd64"}
 ADMIN_TOKEN = "kube-double-admin-token"
@@ -63,22 +63,71 @@ SANDBOX_ROLE = frozenset(
 _SUBRESOURCES = {"log", "portforward", "exec"}
 _RESOURCE_LISTS: dict[str, list[JsonObject]] = {
     "v1": [
-        {"name": "pods", "namespaced": True, "kind": "Pod", "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["po"]},
+        {
+            "name": "pods",
+            "namespaced": True,
+            "kind": "Pod",
+            "verbs": ["create", "delete", "get", "list", "watch"],
+            "shortNames": ["po"],
+        },
         {"name": "pods/log", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
-        {"name": "pods/portforward", "namespaced": True, "kind": "PodPortForwardOptions", "verbs": ["create", "get"]},
-        {"name": "events", "namespaced": True, "kind": "Event", "verbs": ["list", "get"], "shortNames": ["ev"]},
-        {"name": "persistentvolumeclaims", "namespaced": True, "kind": "PersistentVolumeClaim", "verbs": ["get", "list"], "shortNames": ["pvc"]},
+        {
+            "name": "pods/portforward",
+            "namespaced": True,
+            "kind": "PodPortForwardOptions",
+            "verbs": ["create", "get"],
+        },
+        {
+            "name": "events",
+            "namespaced": True,
+            "kind": "Event",
+            "verbs": ["list", "get"],
+            "shortNames": ["ev"],
+        },
+        {
+            "name": "persistentvolumeclaims",
+            "namespaced": True,
+            "kind": "PersistentVolumeClaim",
+            "verbs": ["get", "list"],
+            "shortNames": ["pvc"],
+        },
     ],
     "networking.k8s.io/v1": [
-        {"name": "networkpolicies", "namespaced": True, "kind": "NetworkPolicy", "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["netpol"]},
+        {
+            "name": "networkpolicies",
+            "namespaced": True,
+            "kind": "NetworkPolicy",
+            "verbs": ["create", "delete", "get", "list", "watch"],
+            "shortNames": ["netpol"],
+        },
     ],
     "agents.x-k8s.io/v1alpha1": [
-        {"name": "sandboxes", "namespaced": True, "kind": "Sandbox", "verbs": ["create", "delete", "get", "list", "watch"]},
+        {
+            "name": "sandboxes",
+            "namespaced": True,
+            "kind": "Sandbox",
+            "verbs": ["create", "delete", "get", "list", "watch"],
+        },
     ],
     "extensions.agents.x-k8s.io/v1alpha1": [
-        {"name": "sandboxclaims", "namespaced": True, "kind": "SandboxClaim", "verbs": ["create", "delete", "get", "list", "watch"]},
-        {"name": "sandboxtemplates", "namespaced": True, "kind": "SandboxTemplate", "verbs": ["create", "delete", "get", "list"]},
-        {"name": "sandboxwarmpools", "namespaced": True, "kind": "SandboxWarmPool", "verbs": ["create", "delete", "get", "list"]},
+        {
+            "name": "sandboxclaims",
+            "namespaced": True,
+            "kind": "SandboxClaim",
+            "verbs": ["create", "delete", "get", "list", "watch"],
+        },
+        {
+            "name": "sandboxtemplates",
+            "namespaced": True,
+            "kind": "SandboxTemplate",
+            "verbs": ["create", "delete", "get", "list"],
+        },
+        {
+            "name": "sandboxwarmpools",
+            "namespaced": True,
+            "kind": "SandboxWarmPool",
+            "verbs": ["create", "delete", "get", "list"],
+        },
     ],
 }
 
@@ -122,12 +171,23 @@ class KubeDouble:
 
     def add_claim(self, name: str, directory: Path, namespace: str = "default") -> None:
         self.kubelet.claims[(namespace, name)] = directory
-        self.store.add("persistentvolumeclaims", namespace, {"metadata": {"name": name}, "spec": {}, "status": {"phase": "Bound"}})
+        self.store.add(
+            "persistentvolumeclaims",
+            namespace,
+            {"metadata": {"name": name}, "spec": {}, "status": {"phase": "Bound"}},
+        )
 
     def add_object(self, plural: str, manifest: JsonObject, namespace: str = "default") -> None:
         self.store.add(plural, namespace, manifest)
 
-    def write_kubeconfig(self, path: Path, *, token: str = ADMIN_TOKEN, namespace: str | None = None, server: str | None = None) -> Path:
+    def write_kubeconfig(
+        self,
+        path: Path,
+        *,
+        token: str = ADMIN_TOKEN,
+        namespace: str | None = None,
+        server: str | None = None,
+    ) -> Path:
         """A kubeconfig (JSON is YAML) with this double as the current context."""
         context: JsonObject = {"cluster": "kube-double", "user": "tester"}
         if namespace is not None:
@@ -140,7 +200,9 @@ class KubeDouble:
                     "name": "kube-double",
                     "cluster": {
                         "server": server or self.url,
-                        "certificate-authority-data": base64.b64encode(self.chain.ca_cert_pem().encode()).decode(),
+                        "certificate-authority-data": base64.b64encode(
+                            self.chain.ca_cert_pem().encode()
+                        ).decode(),
                     },
                 }
             ],
@@ -181,15 +243,30 @@ class KubeDouble:
             raise ApiStatusError(401, "Unauthorized", "Unauthorized")
         return self.tokens[token]
 
-    def _authorize(self, who: tuple[str, frozenset[str] | None], verb: str, resource: str, namespace: str, name: str, group: str) -> None:
+    def _authorize(
+        self,
+        who: tuple[str, frozenset[str] | None],
+        verb: str,
+        resource: str,
+        namespace: str,
+        name: str,
+        group: str,
+    ) -> None:
         user, allowed = who
         self.requests.append(Request(user, verb, resource, namespace, name))
         if allowed is None or f"{verb} {resource}" in allowed:
             return
         plural, _, sub = resource.partition("/")
         what = f'{plural} "{name}"' if name else plural
-        sub_text = f'resource "{plural}" in API group "{group}"' + (f' subresource "{sub}"' if sub else "")
-        raise ApiStatusError(403, "Forbidden", f'{what} is forbidden: User "{user}" cannot {verb} {sub_text} in the namespace "{namespace}"')
+        sub_text = f'resource "{plural}" in API group "{group}"' + (
+            f' subresource "{sub}"' if sub else ""
+        )
+        raise ApiStatusError(
+            403,
+            "Forbidden",
+            f'{what} is forbidden: User "{user}" cannot {verb} {sub_text}'
+            f' in the namespace "{namespace}"',
+        )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/")
@@ -201,7 +278,9 @@ class KubeDouble:
             return
         route = _route(path)
         if route is None:
-            raise ApiStatusError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            raise ApiStatusError(
+                404, "NotFound", f"the server could not find the requested resource ({path})"
+            )
         group, namespace, plural, name, sub = route
         method = scope["method"]
         body = await _read_body(receive) if method in ("POST", "PUT", "PATCH") else b""
@@ -219,13 +298,30 @@ class KubeDouble:
             await self._watch(send, receive, plural, namespace, query)
         elif method == "GET":
             self._authorize(who, "list", plural, namespace, "", group)
-            items = self.store.list(plural, namespace, labels=query.get("labelSelector", ""), fields=query.get("fieldSelector", ""))
+            items = self.store.list(
+                plural,
+                namespace,
+                labels=query.get("labelSelector", ""),
+                fields=query.get("fieldSelector", ""),
+            )
             kind = KINDS[(group, plural)]
-            listing = {"kind": f"{kind}List", "apiVersion": group, "metadata": {"resourceVersion": str(self.store.version)}, "items": items}
+            listing = {
+                "kind": f"{kind}List",
+                "apiVersion": group,
+                "metadata": {"resourceVersion": str(self.store.version)},
+                "items": items,
+            }
             await _send_json(send, 200, listing)
         elif method == "POST" and not name:
             manifest = json.loads(body)
-            self._authorize(who, "create", plural, namespace, manifest.get("metadata", {}).get("name", ""), group)
+            self._authorize(
+                who,
+                "create",
+                plural,
+                namespace,
+                manifest.get("metadata", {}).get("name", ""),
+                group,
+            )
             await _send_json(send, 201, self._create(plural, namespace, manifest))
         elif method == "DELETE" and name:
             self._authorize(who, "delete", plural, namespace, name, group)
@@ -237,7 +333,13 @@ class KubeDouble:
         if path == "/version":
             return VERSION
         if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                ],
+            }
         if path == "/apis":
             groups = []
             for version in _RESOURCE_LISTS:
@@ -246,9 +348,18 @@ class KubeDouble:
                     entry = {"groupVersion": version, "version": number}
                     groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
             return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-        group_version = path.removeprefix("/api/").removeprefix("/apis/") if path.startswith(("/api/", "/apis/")) else None
+        group_version = (
+            path.removeprefix("/api/").removeprefix("/apis/")
+            if path.startswith(("/api/", "/apis/"))
+            else None
+        )
         if group_version in _RESOURCE_LISTS:
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": _RESOURCE_LISTS[group_version]}
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": _RESOURCE_LISTS[group_version],
+            }
         return None
 
     # ---- resources --------------------------------------------------------------------------
@@ -261,7 +372,13 @@ class KubeDouble:
             self.kubelet.admit(namespace, created["metadata"]["name"])
         elif plural == "sandboxes":
             template = manifest["spec"]["podTemplate"]
-            self._controller_pod(namespace, manifest["metadata"]["name"], template.get("metadata") or {}, template["spec"], manifest)
+            self._controller_pod(
+                namespace,
+                manifest["metadata"]["name"],
+                template.get("metadata") or {},
+                template["spec"],
+                manifest,
+            )
         elif plural == "sandboxclaims":
             self._claim(namespace, manifest)
         return created
@@ -271,26 +388,55 @@ class KubeDouble:
         spec = manifest.get("spec") or {}
         containers = spec.get("containers") or []
         if not containers or not all(c.get("name") and c.get("image") for c in containers):
-            raise ApiStatusError(422, "Invalid", f'Pod "{name}" is invalid: spec.containers: every container needs a name and an image')
+            raise ApiStatusError(
+                422,
+                "Invalid",
+                f'Pod "{name}" is invalid: spec.containers: every container needs a name and'
+                " an image",
+            )
         violations = restricted_violations(spec)
         if violations:
-            raise ApiStatusError(403, "Forbidden", f'pods "{name}" is forbidden: violates PodSecurity "restricted:latest": ' + ", ".join(violations))
+            raise ApiStatusError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: violates PodSecurity "restricted:latest": '
+                + ", ".join(violations),
+            )
         runtime_class = spec.get("runtimeClassName")
         if runtime_class is not None and runtime_class not in self.runtime_classes:
-            raise ApiStatusError(403, "Forbidden", f'pods "{name}" is forbidden: pod rejected: RuntimeClass "{runtime_class}" not found')
+            raise ApiStatusError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: pod rejected: RuntimeClass "{runtime_class}"'
+                " not found",
+            )
         quota = self.pod_quota.get(namespace)
         if quota is not None and len(self.store.list("pods", namespace)) >= quota:
             used = len(self.store.list("pods", namespace))
-            raise ApiStatusError(403, "Forbidden", f'pods "{name}" is forbidden: exceeded quota: sandbox-quota, requested: pods=1, used: pods={used}, limited: pods={quota}')
+            raise ApiStatusError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: exceeded quota: sandbox-quota, requested: pods=1,'
+                f" used: pods={used}, limited: pods={quota}",
+            )
 
-    def _controller_pod(self, namespace: str, name: str, metadata: JsonObject, spec: JsonObject, owner: JsonObject) -> None:
+    def _controller_pod(
+        self, namespace: str, name: str, metadata: JsonObject, spec: JsonObject, owner: JsonObject
+    ) -> None:
         """What the agent-sandbox controller does: a Pod from the template, owned by ``owner``."""
         pod = {
             "metadata": {
                 "name": name,
                 "labels": dict(metadata.get("labels") or {}),
                 "annotations": dict(metadata.get("annotations") or {}),
-                "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"], "controller": True}],
+                "ownerReferences": [
+                    {
+                        "apiVersion": owner["apiVersion"],
+                        "kind": owner["kind"],
+                        "name": owner["metadata"]["name"],
+                        "controller": True,
+                    }
+                ],
             },
             "spec": json.loads(json.dumps(spec)),
         }
@@ -308,12 +454,21 @@ class KubeDouble:
         try:
             template = self.store.get("sandboxtemplates", namespace, template_name)
         except ApiStatusError:
-            self.store.event(namespace, claim, "Warning", "TemplateNotFound", f'SandboxTemplate "{template_name}" not found')
+            self.store.event(
+                namespace,
+                claim,
+                "Warning",
+                "TemplateNotFound",
+                f'SandboxTemplate "{template_name}" not found',
+            )
             return
         pod_template = template["spec"]["podTemplate"]
         pod_spec = json.loads(json.dumps(pod_template["spec"]))
         pod_spec["containers"][0].setdefault("env", []).extend(spec.get("env") or [])
-        labels = {**(pod_template.get("metadata") or {}).get("labels", {}), **(spec.get("additionalPodMetadata") or {}).get("labels", {})}
+        labels = {
+            **(pod_template.get("metadata") or {}).get("labels", {}),
+            **(spec.get("additionalPodMetadata") or {}).get("labels", {}),
+        }
         self._claim_serial += 1
         pod_name = f"{spec.get('warmpool') or template_name}-{self._claim_serial:05d}"
         stored = self.store.get("sandboxclaims", namespace, claim["metadata"]["name"])
@@ -321,7 +476,9 @@ class KubeDouble:
         self.store.update("sandboxclaims", namespace, claim["metadata"]["name"])
         self._controller_pod(namespace, pod_name, {"labels": labels}, pod_spec, stored)
 
-    async def _delete(self, plural: str, namespace: str, name: str, query: Mapping[str, str]) -> JsonObject:
+    async def _delete(
+        self, plural: str, namespace: str, name: str, query: Mapping[str, str]
+    ) -> JsonObject:
         obj = self.store.get(plural, namespace, name)
         if plural != "pods":
             self.store.remove(plural, namespace, name)
@@ -329,8 +486,15 @@ class KubeDouble:
                 owners = pod["metadata"].get("ownerReferences") or []
                 if any(owner["name"] == name and owner["kind"] == obj["kind"] for owner in owners):
                     await self._delete("pods", namespace, pod["metadata"]["name"], {})
-            return {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": plural}}
-        grace = float(query.get("gracePeriodSeconds", obj["spec"].get("terminationGracePeriodSeconds", 30)))
+            return {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Success",
+                "details": {"name": name, "kind": plural},
+            }
+        grace = float(
+            query.get("gracePeriodSeconds", obj["spec"].get("terminationGracePeriodSeconds", 30))
+        )
         runtime = self.kubelet.runtimes.get((namespace, name))
         if "deletionTimestamp" not in obj["metadata"]:
             obj["metadata"]["deletionTimestamp"] = now_rfc3339()
@@ -342,7 +506,9 @@ class KubeDouble:
             runtime.request_stop(grace)
         return obj
 
-    async def _watch(self, send: Send, receive: Receive, plural: str, namespace: str, query: Mapping[str, str]) -> None:
+    async def _watch(
+        self, send: Send, receive: Receive, plural: str, namespace: str, query: Mapping[str, str]
+    ) -> None:
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         since = query.get("resourceVersion", "")
         timeout = float(query.get("timeoutSeconds", "1800"))
@@ -356,8 +522,14 @@ class KubeDouble:
                 version = self.store.version
             while True:
                 changed = self.store.changed
-                for change in list(self.store.changes_since(version, plural, namespace, labels=labels, fields=fields)):
-                    await _send_chunk(send, json.dumps({"type": change.kind, "object": change.obj}) + "\n")
+                for change in list(
+                    self.store.changes_since(
+                        version, plural, namespace, labels=labels, fields=fields
+                    )
+                ):
+                    await _send_chunk(
+                        send, json.dumps({"type": change.kind, "object": change.obj}) + "\n"
+                    )
                 version = self.store.version
                 await changed.wait()
 
@@ -365,11 +537,17 @@ class KubeDouble:
             await _until_disconnect(receive, produce)
         await _end_stream(send)
 
-    async def _log(self, send: Send, receive: Receive, namespace: str, name: str, query: Mapping[str, str]) -> None:
+    async def _log(
+        self, send: Send, receive: Receive, namespace: str, name: str, query: Mapping[str, str]
+    ) -> None:
         self.store.get("pods", namespace, name)
         runtime = self.kubelet.runtimes.get((namespace, name))
         if runtime is None or not runtime.started:
-            raise ApiStatusError(400, "BadRequest", f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating')
+            raise ApiStatusError(
+                400,
+                "BadRequest",
+                f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating',
+            )
         follow = query.get("follow") in ("true", "1")
         stamps = query.get("timestamps") in ("true", "1")
         since = query.get("sinceTime")
@@ -412,7 +590,11 @@ class KubeDouble:
             who = self._authenticate(scope)
             route = _route(scope["path"].rstrip("/"))
             if route is None or route[4] != "portforward":
-                raise ApiStatusError(404, "NotFound", f"the server could not find the requested resource ({scope['path']})")
+                raise ApiStatusError(
+                    404,
+                    "NotFound",
+                    f"the server could not find the requested resource ({scope['path']})",
+                )
             _group, namespace, _plural, name, _sub = route
             self._authorize(who, "create", "pods/portforward", namespace, name, "")
             self.store.get("pods", namespace, name)
@@ -421,10 +603,18 @@ class KubeDouble:
                 raise ApiStatusError(400, "BadRequest", f'pod "{name}" is not running')
             ports = [int(port) for text in query.get("ports", []) for port in text.split(",")]
             if len(ports) != 1:
-                raise ApiStatusError(400, "BadRequest", "this double forwards exactly one port per connection")
+                raise ApiStatusError(
+                    400, "BadRequest", "this double forwards exactly one port per connection"
+                )
         except ApiStatusError as error:
             body = json.dumps(error.status()).encode()
-            await send({"type": "websocket.http.response.start", "status": error.code, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": error.code,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": body})
             return
         offered = scope.get("subprotocols") or []
@@ -440,7 +630,9 @@ class KubeDouble:
         with contextlib.suppress(Exception):
             await send({"type": "websocket.close", "code": 1000})
 
-    async def _forward(self, send: Send, receive: Receive, runtime: PodRuntime, name: str, port: int) -> None:
+    async def _forward(
+        self, send: Send, receive: Receive, runtime: PodRuntime, name: str, port: int
+    ) -> None:
         if self.portforward_error is not None:
             error, self.portforward_error = self.portforward_error, None
             await send({"type": "websocket.send", "bytes": b"\x01" + error.encode()})
@@ -451,7 +643,10 @@ class KubeDouble:
                 raise OSError("connect: connection refused")
             stream = await trio.open_tcp_stream("127.0.0.1", target)
         except OSError as error:
-            text = f"error forwarding port {port} to pod {name}: failed to connect to localhost:{port} inside namespace: {error}"
+            text = (
+                f"error forwarding port {port} to pod {name}: failed to connect to"
+                f" localhost:{port} inside namespace: {error}"
+            )
             await send({"type": "websocket.send", "bytes": b"\x01" + text.encode()})
             return
         async with stream, trio.open_nursery() as nursery:
@@ -463,7 +658,9 @@ class KubeDouble:
                         break
                     data = message.get("bytes") or b""
                     if data[:1] == b"\x00" and len(data) > 1:
-                        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        with contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError
+                        ):
                             await stream.send_all(data[1:])
                 nursery.cancel_scope.cancel()
 
@@ -502,19 +699,37 @@ async def _read_body(receive: Receive) -> bytes:
     body = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        body += bytes(message.get("body", b""))
         if not message.get("more_body"):
             return body
 
 
 async def _send_json(send: Send, status: int, obj: JsonObject) -> None:
     body = json.dumps(obj).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 async def _start_stream(send: Send, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type.encode()), (b"transfer-encoding", b"chunked")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"transfer-encoding", b"chunked"),
+            ],
+        }
+    )
 
 
 async def _send_chunk(send: Send, text: str) -> None:
@@ -546,14 +761,19 @@ async def _until_disconnect(receive: Receive, produce: Callable[[], Awaitable[No
 
 @contextlib.asynccontextmanager
 async def open_kube_double(
-    directory: Path, *, images: frozenset[str] = frozenset({"trio-sandbox:test"}), node_labels: Mapping[str, str] | None = None
+    directory: Path,
+    *,
+    images: frozenset[str] = frozenset({"trio-sandbox:test"}),
+    node_labels: Mapping[str, str] | None = None,
 ) -> AsyncIterator[KubeDouble]:
     """Serve the double on 127.0.0.1 (HTTPS); its kubeconfig is ``directory/kubeconfig``."""
     chain = CertificateChain.generate()
     context = chain.server_ssl_context()
     context.verify_mode = ssl.CERT_NONE  # clients authenticate with bearer tokens
     async with trio.open_nursery() as nursery:
-        kubelet = Kubelet(Store(), nursery, images, dict(node_labels or {"kubernetes.io/os": "linux"}), {})
+        kubelet = Kubelet(
+            Store(), nursery, images, dict(node_labels or {"kubernetes.io/os": "linux"}), {}
+        )
         double = KubeDouble(kubelet.store, kubelet, chain)
         double.grant(ADMIN_TOKEN, "admin", None)
         bound = await nursery.start(partial_serve(double, context))
@@ -572,6 +792,13 @@ async def open_kube_double(
 
 def partial_serve(double: KubeDouble, context: ssl.SSLContext) -> Callable[..., Awaitable[None]]:
     async def serve(*, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        await serve_http(double, host="127.0.0.1", port=0, ssl_context=context, graceful_timeout=0.5, task_status=task_status)
+        await serve_http(
+            double,
+            host="127.0.0.1",
+            port=0,
+            ssl_context=context,
+            graceful_timeout=0.5,
+            task_status=task_status,
+        )
 
     return serve

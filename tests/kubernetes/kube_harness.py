@@ -138,7 +138,8 @@ async def start_warden(
                 env=warden_env(double, **env),
             )
         )
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         running = RunningWarden(process, receive, bytearray())
         nursery.start_soon(_pump_lines, process.stdout, send)
         nursery.start_soon(_pump_bytes, process.stderr, running.stderr)
@@ -161,7 +162,9 @@ def contract_env(identity: MtlsIdentity, port: int = 8080) -> list[str]:
     ]
 
 
-async def kubectl(double: KubeDouble, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+async def kubectl(
+    double: KubeDouble, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     """The kubectl binary of this machine against the double."""
     with trio.fail_after(HANG_GUARD_SECONDS):
         result = await trio.run_process(
@@ -185,7 +188,9 @@ async def official_client(double: KubeDouble, use: Callable[[Any], Any]) -> Any:
     def run() -> Any:
         import kubernetes
 
-        api_client = kubernetes.config.new_client_from_config(config_file=str(double.kubeconfig))
+        # Untyped in the package's stubs; it returns a kubernetes.client.ApiClient.
+        new_client: Any = kubernetes.config.new_client_from_config
+        api_client = new_client(config_file=str(double.kubeconfig))
         with api_client:
             return use(api_client)
 
@@ -193,11 +198,11 @@ async def official_client(double: KubeDouble, use: Callable[[Any], Any]) -> Any:
         return await trio.to_thread.run_sync(run)
 
 
-async def wait_until(condition: Callable[[], bool], *, what: str) -> None:
-    """Poll a condition of the double (whose state changes with real processes)."""
+async def wait_until(double: KubeDouble, condition: Callable[[], bool], *, what: str) -> None:
+    """Wait for a condition on the double's objects (checked at each change of its store)."""
     with trio.fail_after(HANG_GUARD_SECONDS):
         while not condition():
-            await trio.sleep(0.02)
+            await double.store.changed.wait()
     assert condition(), what
 
 
@@ -221,19 +226,18 @@ class CuttableRelay:
                 await trio.serve_listeners(self._relay, listeners, handler_nursery=nursery)
 
     async def _relay(self, client: trio.SocketStream) -> None:
-        async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as server:
-            async with trio.open_nursery() as nursery:
+        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        async with client, server, trio.open_nursery() as nursery:
 
-                async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        while data := await source.receive_some(65536):
-                            await sink.send_all(data)
-                    nursery.cancel_scope.cancel()
+            async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    while data := await source.receive_some(65536):
+                        await sink.send_all(data)
+                nursery.cancel_scope.cancel()
 
-                nursery.start_soon(pump, client, server)
-                nursery.start_soon(pump, server, client)
+            nursery.start_soon(pump, client, server)
+            nursery.start_soon(pump, server, client)
 
 
 def named(pods: list[dict[str, Any]]) -> list[str]:
     return sorted(pod["metadata"]["name"] for pod in pods)
-

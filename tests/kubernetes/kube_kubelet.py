@@ -95,7 +95,9 @@ class Kubelet:
     def _unschedulable(self, namespace: str, spec: JsonObject) -> str | None:
         for key, value in (spec.get("nodeSelector") or {}).items():
             if self.node_labels.get(key) != value:
-                return "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+                return (
+                    "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+                )
         for volume in spec.get("volumes") or []:
             claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
             if claim and (namespace, claim) not in self.claims:
@@ -135,9 +137,17 @@ class Kubelet:
             )
             await runtime.stop.wait()
             return
-        self._event(runtime, "Normal", "Scheduled", f"Successfully assigned {runtime.namespace}/{runtime.name} to {NODE_NAME}")
+        self._event(
+            runtime,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {runtime.namespace}/{runtime.name} to {NODE_NAME}",
+        )
         pod["spec"]["nodeName"] = NODE_NAME
-        self._update(runtime, {"conditions": [{"type": "PodScheduled", "status": "True"}], "hostIP": "127.0.0.1"})
+        self._update(
+            runtime,
+            {"conditions": [{"type": "PodScheduled", "status": "True"}], "hostIP": "127.0.0.1"},
+        )
         image = container["image"]
         if image not in self.images:
             message = f'failed to pull and unpack image "{image}": not found'
@@ -147,10 +157,15 @@ class Kubelet:
                 await runtime.stop.wait()
             if not runtime.stop.is_set():
                 self._event(runtime, "Normal", "BackOff", f'Back-off pulling image "{image}"')
-                self._update(runtime, _waiting(container, "ImagePullBackOff", f'Back-off pulling image "{image}"'))
+                self._update(
+                    runtime,
+                    _waiting(container, "ImagePullBackOff", f'Back-off pulling image "{image}"'),
+                )
                 await runtime.stop.wait()
             return
-        self._event(runtime, "Normal", "Pulled", f'Container image "{image}" already present on machine')
+        self._event(
+            runtime, "Normal", "Pulled", f'Container image "{image}" already present on machine'
+        )
         self._event(runtime, "Normal", "Created", f"Created container {container['name']}")
         # Only declared ports are published (the inner warden relays each one into its sandbox).
         for port in container.get("ports") or []:
@@ -160,15 +175,23 @@ class Kubelet:
             return
         await self._run_container(runtime, pod, container, argv)
 
-    def _warden_argv(self, runtime: PodRuntime, spec: JsonObject, container: JsonObject) -> list[str]:
+    def _warden_argv(
+        self, runtime: PodRuntime, spec: JsonObject, container: JsonObject
+    ) -> list[str]:
         argv = [*self.warden, "--backend", "bwrap"]
         for inner, outer in runtime.ports.items():
             argv += ["-p", f"127.0.0.1:{outer}:{inner}"]
         for variable in container.get("env") or []:
             argv += ["--env", f"{variable['name']}={variable.get('value', '')}"]
-        context = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
+        context = {
+            **(spec.get("securityContext") or {}),
+            **(container.get("securityContext") or {}),
+        }
         if "runAsUser" in context:
-            argv += ["--user", f"{context['runAsUser']}:{context.get('runAsGroup', context['runAsUser'])}"]
+            argv += [
+                "--user",
+                f"{context['runAsUser']}:{context.get('runAsGroup', context['runAsUser'])}",
+            ]
         claims = {
             volume["name"]: volume["persistentVolumeClaim"]
             for volume in spec.get("volumes") or []
@@ -216,20 +239,33 @@ class Kubelet:
                         "phase": "Running",
                         "podIP": "127.0.0.1",
                         "startTime": started_at,
-                        "containerStatuses": [_container_status(container, {"running": {"startedAt": started_at}})],
+                        "containerStatuses": [
+                            _container_status(container, {"running": {"startedAt": started_at}})
+                        ],
                     },
                 )
                 nursery.start_soon(self._read_log, runtime, read_fd)
                 read_fd = -1
 
                 async def stop_when_asked() -> None:
-                    with trio.move_on_after(deadline if isinstance(deadline, int) else float("inf")):
+                    with trio.move_on_after(
+                        deadline if isinstance(deadline, int) else float("inf")
+                    ):
                         await runtime.stop.wait()
                     if not runtime.stop.is_set():
                         failed_reason.append("DeadlineExceeded")
-                        self._event(runtime, "Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
-                        runtime.grace = float(pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
-                    self._event(runtime, "Normal", "Killing", f"Stopping container {container['name']}")
+                        self._event(
+                            runtime,
+                            "Normal",
+                            "DeadlineExceeded",
+                            "Pod was active on the node longer than the specified deadline",
+                        )
+                        runtime.grace = float(
+                            pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+                        )
+                    self._event(
+                        runtime, "Normal", "Killing", f"Stopping container {container['name']}"
+                    )
                     _signal_group(process.pid, signal.SIGTERM)
                     with trio.move_on_after(runtime.grace):
                         await process.wait()
@@ -258,7 +294,9 @@ class Kubelet:
         }
         status: dict[str, Any] = {
             "phase": "Succeeded" if exit_code == 0 and not failed_reason else "Failed",
-            "containerStatuses": [_container_status(container, {"terminated": terminated}, ready=False)],
+            "containerStatuses": [
+                _container_status(container, {"terminated": terminated}, ready=False)
+            ],
         }
         if failed_reason:
             status["reason"] = failed_reason[0]
@@ -280,10 +318,18 @@ class Kubelet:
 
 
 def _waiting(container: JsonObject, reason: str, message: str) -> dict[str, Any]:
-    return {"containerStatuses": [_container_status(container, {"waiting": {"reason": reason, "message": message}}, ready=False)]}
+    return {
+        "containerStatuses": [
+            _container_status(
+                container, {"waiting": {"reason": reason, "message": message}}, ready=False
+            )
+        ]
+    }
 
 
-def _container_status(container: JsonObject, state: JsonObject, *, ready: bool = True) -> JsonObject:
+def _container_status(
+    container: JsonObject, state: JsonObject, *, ready: bool = True
+) -> JsonObject:
     return {
         "name": container["name"],
         "image": container["image"],

@@ -81,7 +81,10 @@ def selector_matches(selector: str, values: Mapping[str, str]) -> bool:
 
 def field_values(obj: JsonObject) -> dict[str, str]:
     metadata = obj.get("metadata", {})
-    values = {"metadata.name": metadata.get("name", ""), "metadata.namespace": metadata.get("namespace", "")}
+    values = {
+        "metadata.name": metadata.get("name", ""),
+        "metadata.namespace": metadata.get("namespace", ""),
+    }
     involved = obj.get("involvedObject")
     if involved:
         values["involvedObject.name"] = involved.get("name", "")
@@ -179,7 +182,9 @@ class Store:
                 continue
             yield change
 
-    def event(self, namespace: str, involved: JsonObject, kind: str, reason: str, message: str) -> None:
+    def event(
+        self, namespace: str, involved: JsonObject, kind: str, reason: str, message: str
+    ) -> None:
         """An Event about ``involved`` (a Pod), as the kubelet and scheduler record them."""
         self._event_serial += 1
         stamp = now_rfc3339()
@@ -239,6 +244,7 @@ def restricted_violations(spec: JsonObject) -> list[str]:
             problems.append(f'runAsUser=0 (container "{name}")')
         seccomp = context.get("seccompProfile") or pod_context.get("seccompProfile") or {}
         if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
-            problems.append(f'seccompProfile (container "{name}" must be RuntimeDefault or Localhost)')
+            problems.append(
+                f'seccompProfile (container "{name}" must be RuntimeDefault or Localhost)'
+            )
     return problems
-

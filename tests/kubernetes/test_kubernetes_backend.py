@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -81,7 +81,9 @@ async def test_open_sandbox_on_the_cluster_end_to_end(cluster_env: KubeDouble) -
         assert labels["trio-sandbox.io/owner-pid"] == str(sandbox.warden_pid)
         assert name == f"trio-sandbox-{labels['trio-sandbox.io/sandbox']}"
 
-        listing = await kubectl_json(double, "get", "pods", "-l", "app.kubernetes.io/managed-by=trio-sandbox")
+        listing = await kubectl_json(
+            double, "get", "pods", "-l", "app.kubernetes.io/managed-by=trio-sandbox"
+        )
         assert [item["metadata"]["name"] for item in listing["items"]] == [name]
         assert listing["items"][0]["status"]["phase"] == "Running"
         log = (await kubectl(double, "logs", name)).stdout.decode()
@@ -97,7 +99,8 @@ async def test_open_sandbox_on_the_cluster_end_to_end(cluster_env: KubeDouble) -
 
             core = kubernetes.client.CoreV1Api(api_client)
             pods = core.list_namespaced_pod("default", label_selector="trio-sandbox.io/sandbox")
-            return [p.metadata.name for p in pods.items], core.read_namespaced_pod_log(name, "default")
+            names = [str(p.metadata.name) for p in pods.items if p.metadata is not None]
+            return names, core.read_namespaced_pod_log(name, "default")
 
         pods, official_log = await official_client(double, read)
         assert pods == [name]
@@ -111,13 +114,20 @@ async def test_pod_is_the_restricted_profile_with_the_settings(double: KubeDoubl
     """What the cluster was asked for, read back with kubectl while the Pod runs."""
     identity = MtlsIdentity.generate_client()
     options = [
-        "--k8s-runtime-class", "kata",
-        "--k8s-node-selector", "kubernetes.io/os=linux",
-        "--k8s-toleration", "sandbox=true:NoSchedule",
-        "--k8s-deadline", "600",
-        "-p", f"127.0.0.1:{free_port()}:8080",
+        "--k8s-runtime-class",
+        "kata",
+        "--k8s-node-selector",
+        "kubernetes.io/os=linux",
+        "--k8s-toleration",
+        "sandbox=true:NoSchedule",
+        "--k8s-deadline",
+        "600",
+        "-p",
+        f"127.0.0.1:{free_port()}:8080",
     ]
-    async with start_warden(double, *options, *contract_env(identity), command=TOOL_SERVER) as warden:
+    async with start_warden(
+        double, *options, *contract_env(identity), command=TOOL_SERVER
+    ) as warden:
         await warden.ca_block()
         (pod,) = (await kubectl_json(double, "get", "pods"))["items"]
         spec = pod["spec"]
@@ -128,27 +138,38 @@ async def test_pod_is_the_restricted_profile_with_the_settings(double: KubeDoubl
         assert spec["activeDeadlineSeconds"] == 600
         assert spec["runtimeClassName"] == "kata"
         assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
-        assert spec["tolerations"] == [{"key": "sandbox", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+        assert spec["tolerations"] == [
+            {"key": "sandbox", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        ]
         context = container["securityContext"]
-        assert context["runAsNonRoot"] is True and context["allowPrivilegeEscalation"] is False
+        assert context["runAsNonRoot"] is True
+        assert context["allowPrivilegeEscalation"] is False
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"] == {"drop": ["ALL"]}
         assert context["seccompProfile"] == {"type": "RuntimeDefault"}
         assert container["resources"]["limits"] == container["resources"]["requests"]
-        assert container["command"] == list(TOOL_SERVER)[:0] + [sys.executable, "-m", "trio_sandbox.tools"]
+        assert container["command"] == [
+            sys.executable,
+            "-m",
+            "trio_sandbox.tools",
+        ]
         tmp = next(volume for volume in spec["volumes"] if volume["name"] == "tmp")
-        assert tmp["emptyDir"]["medium"] == "Memory" and int(tmp["emptyDir"]["sizeLimit"]) > 0
+        assert tmp["emptyDir"]["medium"] == "Memory"
+        assert int(tmp["emptyDir"]["sizeLimit"]) > 0
         annotations = pod["metadata"]["annotations"]
         assert annotations["trio-sandbox.io/owner"].split(":")[1] == str(warden.process.pid)
         warden.interrupt()
         assert await warden.wait() == 130
-    assert double.pods() == [] and double.objects("networkpolicies") == []
+    assert double.pods() == []
+    assert double.objects("networkpolicies") == []
 
 
 async def test_sigint_deletes_the_pod_and_then_its_policy(double: KubeDouble) -> None:
     identity = MtlsIdentity.generate_client()
     port = free_port()
-    async with start_warden(double, "-p", f"127.0.0.1:{port}:8080", *contract_env(identity), command=TOOL_SERVER) as warden:
+    async with start_warden(
+        double, "-p", f"127.0.0.1:{port}:8080", *contract_env(identity), command=TOOL_SERVER
+    ) as warden:
         block = await warden.ca_block()
         context = identity.client_ssl_context(block.ca_pem)
         async with open_mcp_client(f"https://127.0.0.1:{port}/mcp", ssl_context=context) as client:
@@ -159,7 +180,8 @@ async def test_sigint_deletes_the_pod_and_then_its_policy(double: KubeDouble) ->
     verbs = [(r.verb, r.resource) for r in double.requests if r.verb in ("create", "delete")]
     assert verbs[:2] == [("create", "networkpolicies"), ("create", "pods")]
     assert verbs[-2:] == [("delete", "pods"), ("delete", "networkpolicies")]
-    assert double.pods() == [] and double.objects("networkpolicies") == []
+    assert double.pods() == []
+    assert double.objects("networkpolicies") == []
 
 
 async def test_kubectl_delete_during_the_sandbox_ends_the_warden(double: KubeDouble) -> None:
@@ -167,8 +189,11 @@ async def test_kubectl_delete_during_the_sandbox_ends_the_warden(double: KubeDou
         assert await warden.line() == "up"
         (name,) = named(double.pods())
         await kubectl(double, "delete", "pod", name, "--wait=true")
-        assert await warden.wait() == 143  # the container got SIGTERM, as on a cluster
-    assert double.pods() == [] and double.objects("networkpolicies") == []
+        assert await warden.wait() == 125
+    assert b"is being deleted by someone else" in bytes(warden.stderr)
+    assert b"(reason: Deleted)" in bytes(warden.stderr)
+    assert double.pods() == []
+    assert double.objects("networkpolicies") == []
 
 
 async def test_command_status_and_output_come_back(double: KubeDouble) -> None:
@@ -184,12 +209,25 @@ async def test_image_pull_error_is_clear_with_events(double: KubeDouble) -> None
     stderr = result.stderr.decode()
     assert result.returncode == 125, stderr
     assert "(reason: ErrImagePull)" in stderr or "(reason: ImagePullBackOff)" in stderr
-    assert "events of the Pod:" in stderr and 'Failed to pull image "registry.invalid/nope:1"' in stderr
-    assert double.pods() == [] and double.objects("networkpolicies") == []
+    assert "events of the Pod:" in stderr
+    assert 'Failed to pull image "registry.invalid/nope:1"' in stderr
+    assert double.pods() == []
+    assert double.objects("networkpolicies") == []
 
 
 async def test_forbidden_names_the_permission(double: KubeDouble, tmp_path: Path) -> None:
-    double.grant("no-pods", "viewer", frozenset({"create networkpolicies", "delete networkpolicies", "list pods", "list networkpolicies"}))
+    double.grant(
+        "no-pods",
+        "viewer",
+        frozenset(
+            {
+                "create networkpolicies",
+                "delete networkpolicies",
+                "list pods",
+                "list networkpolicies",
+            }
+        ),
+    )
     double.write_kubeconfig(double.kubeconfig, token="no-pods")
     result = await run_warden(double, command=["true"])
     stderr = result.stderr.decode()
@@ -203,7 +241,8 @@ async def test_quota_exceeded(double: KubeDouble) -> None:
     double.pod_quota["default"] = 0
     result = await run_warden(double, command=["true"])
     assert result.returncode == 125
-    assert b"exceeded quota: sandbox-quota" in result.stderr and b"(reason: Forbidden)" in result.stderr
+    assert b"exceeded quota: sandbox-quota" in result.stderr
+    assert b"(reason: Forbidden)" in result.stderr
 
 
 async def test_unschedulable_names_the_scheduler_message(double: KubeDouble) -> None:
@@ -219,10 +258,13 @@ async def test_unschedulable_names_the_scheduler_message(double: KubeDouble) -> 
 
 
 async def test_deadline_exceeded(double: KubeDouble) -> None:
-    result = await run_warden(double, "--k8s-deadline", "2", command=["sh", "-c", "echo up; exec sleep 60"])
+    result = await run_warden(
+        double, "--k8s-deadline", "2", command=["sh", "-c", "echo up; exec sleep 60"]
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 125, stderr
-    assert "(reason: DeadlineExceeded)" in stderr and "activeDeadlineSeconds 2" in stderr
+    assert "(reason: DeadlineExceeded)" in stderr
+    assert "activeDeadlineSeconds 2" in stderr
     assert result.stdout == b"up\n"
 
 
@@ -242,15 +284,25 @@ async def test_host_volume_refused_and_claim_mounted(double: KubeDouble, tmp_pat
 
 
 async def test_missing_claim_is_unschedulable(double: KubeDouble) -> None:
-    result = await run_warden(double, "--volume", "data:/work", "--k8s-start-timeout", "1.5", command=["true"])
+    result = await run_warden(
+        double, "--volume", "data:/work", "--k8s-start-timeout", "1.5", command=["true"]
+    )
     assert result.returncode == 125
     assert b'persistentvolumeclaim "data" not found' in result.stderr
 
 
 async def test_gvisor_is_refused_for_a_published_port(double: KubeDouble) -> None:
-    result = await run_warden(double, "--k8s-runtime-class", "gvisor", "-p", f"127.0.0.1:{free_port()}:8080", command=["true"])
+    result = await run_warden(
+        double,
+        "--k8s-runtime-class",
+        "gvisor",
+        "-p",
+        f"127.0.0.1:{free_port()}:8080",
+        command=["true"],
+    )
     assert result.returncode == 125
-    assert b"looks like gVisor" in result.stderr and b"--k8s-tunnel portforward" in result.stderr
+    assert b"looks like gVisor" in result.stderr
+    assert b"--k8s-tunnel portforward" in result.stderr
     assert double.requests == []
 
 
@@ -277,7 +329,9 @@ async def test_log_lines_once_each_across_cuts(double: KubeDouble) -> None:
 async def test_portforward_error_frame_closes_that_connection_only(double: KubeDouble) -> None:
     port = free_port()
     options = ["-p", f"127.0.0.1:{port}:7000"]
-    async with start_warden(double, *options, command=[sys.executable, "-c", ECHO_SERVER, "7000"]) as warden:
+    async with start_warden(
+        double, *options, command=[sys.executable, "-c", ECHO_SERVER, "7000"]
+    ) as warden:
         assert await warden.line() == "READY"
         double.portforward_error = "error forwarding port 7000 to pod: simulated kubelet failure"
         with trio.fail_after(HANG_GUARD_SECONDS):
@@ -296,7 +350,12 @@ async def test_portforward_error_frame_closes_that_connection_only(double: KubeD
 
 async def test_official_client_portforward_reaches_the_pod(double: KubeDouble) -> None:
     """The double's port-forward framing, checked by the official client's own code."""
-    async with start_warden(double, "-p", f"127.0.0.1:{free_port()}:7000", command=[sys.executable, "-c", ECHO_SERVER, "7000"]) as warden:
+    async with start_warden(
+        double,
+        "-p",
+        f"127.0.0.1:{free_port()}:7000",
+        command=[sys.executable, "-c", ECHO_SERVER, "7000"],
+    ) as warden:
         assert await warden.line() == "READY"
         (name,) = named(double.pods())
 
@@ -305,7 +364,9 @@ async def test_official_client_portforward_reaches_the_pod(double: KubeDouble) -
             from kubernetes.stream import portforward
 
             core = kubernetes.client.CoreV1Api(api_client)
-            forwarded = portforward(core.connect_get_namespaced_pod_portforward, name, "default", ports="7000")
+            forwarded = portforward(
+                core.connect_get_namespaced_pod_portforward, name, "default", ports="7000"
+            )
             sock = forwarded.socket(7000)
             sock.settimeout(20)
             sock.sendall(b"official\n")
@@ -329,7 +390,11 @@ async def test_api_server_gone_mid_session_then_swept(double: KubeDouble, tmp_pa
         through_relay = tmp_path / "relay-kubeconfig"
         double.write_kubeconfig(through_relay, server=f"https://127.0.0.1:{relay.port}")
         async with start_warden(
-            double, "--k8s-api-grace", "2", command=["sh", "-c", "echo up; exec sleep 60"], KUBECONFIG=str(through_relay)
+            double,
+            "--k8s-api-grace",
+            "2",
+            command=["sh", "-c", "echo up; exec sleep 60"],
+            KUBECONFIG=str(through_relay),
         ) as warden:
             assert await warden.line() == "up"
             relay.cut()
@@ -337,15 +402,26 @@ async def test_api_server_gone_mid_session_then_swept(double: KubeDouble, tmp_pa
         nursery.cancel_scope.cancel()
     stderr = bytes(warden.stderr).decode()
     assert status == 125, stderr
-    assert "(reason: Unreachable)" in stderr and "unreachable for 2 s" in stderr
+    assert "(reason: Unreachable)" in stderr
+    assert "unreachable for 2 s" in stderr
     (leftover,) = named(double.pods())
     swept = await trio.run_process(
-        [sys.executable, "-m", "trio_sandbox.warden", "sweep", "--k8s-kubeconfig", str(double.kubeconfig)],
+        [
+            sys.executable,
+            "-m",
+            "trio_sandbox.warden",
+            "sweep",
+            "--k8s-kubeconfig",
+            str(double.kubeconfig),
+        ],
         capture_stdout=True,
         check=True,
     )
-    assert f"deleted Pod default/{leftover}: its warden (pid {warden.process.pid} on this host) is gone" in swept.stdout.decode()
-    await wait_until(lambda: double.pods() == [], what="the leftover Pod is deleted")
+    assert (
+        f"deleted Pod default/{leftover}: its warden (pid {warden.process.pid} on this host)"
+        " is gone" in swept.stdout.decode()
+    )
+    await wait_until(double, lambda: double.pods() == [], what="the leftover Pod is deleted")
     assert double.objects("networkpolicies") == []
 
 
@@ -357,15 +433,20 @@ async def test_host_sees_a_start_error_with_the_reason(cluster_env: KubeDouble) 
     assert "ErrImagePull" in str(caught.value) or "ImagePullBackOff" in str(caught.value)
 
 
-async def test_agent_sandbox_sandbox_and_claim(cluster_env: KubeDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_agent_sandbox_sandbox_and_claim(
+    cluster_env: KubeDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
     double = cluster_env
     monkeypatch.setenv("TRIO_SANDBOX_K8S_API", "agent-sandbox")
     async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
-        assert _text(await sandbox.call_tool("run_command", {"command": "echo in-sandbox"})).startswith("in-sandbox")
+        assert _text(
+            await sandbox.call_tool("run_command", {"command": "echo in-sandbox"})
+        ).startswith("in-sandbox")
         (owned,) = double.objects("sandboxes")
         (pod,) = double.pods()
         assert pod["metadata"]["ownerReferences"][0]["name"] == owned["metadata"]["name"]
-    assert double.objects("sandboxes") == [] and double.pods() == []
+    assert double.objects("sandboxes") == []
+    assert double.pods() == []
     template_spec = {
         "containers": [
             {
@@ -383,16 +464,22 @@ async def test_agent_sandbox_sandbox_and_claim(cluster_env: KubeDouble, monkeypa
             }
         ]
     }
-    double.add_object("sandboxtemplates", {"metadata": {"name": "tools"}, "spec": {"podTemplate": {"spec": template_spec}}})
+    double.add_object(
+        "sandboxtemplates",
+        {"metadata": {"name": "tools"}, "spec": {"podTemplate": {"spec": template_spec}}},
+    )
     monkeypatch.setenv("TRIO_SANDBOX_K8S_WARM_POOL", "fast")
     monkeypatch.setenv("TRIO_SANDBOX_K8S_SANDBOX_TEMPLATE", "tools")
     async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
-        assert _text(await sandbox.call_tool("run_command", {"command": "echo claimed"})).startswith("claimed")
+        assert _text(
+            await sandbox.call_tool("run_command", {"command": "echo claimed"})
+        ).startswith("claimed")
         (claim,) = double.objects("sandboxclaims")
         assert claim["spec"]["warmpool"] == "fast"
         (pod,) = double.pods()
         assert pod["metadata"]["name"].startswith("fast-")
-    assert double.objects("sandboxclaims") == [] and double.pods() == []
+    assert double.objects("sandboxclaims") == []
+    assert double.pods() == []
 
 
 async def test_sweep_keeps_live_owners_and_dry_run_lists(double: KubeDouble) -> None:
@@ -404,7 +491,9 @@ async def test_sweep_keeps_live_owners_and_dry_run_lists(double: KubeDouble) -> 
         core = kubernetes.client.CoreV1Api(api_client)
         for name, pid in (("trio-sandbox-dead", 2**22 + 1), ("trio-sandbox-live", os.getpid())):
             identity = process_identity(os.getpid()) or ""
-            owner = identity.replace(f":{os.getpid()}:", f":{pid}:") if pid != os.getpid() else identity
+            owner = (
+                identity.replace(f":{os.getpid()}:", f":{pid}:") if pid != os.getpid() else identity
+            )
             from trio_sandbox.warden._kubernetes_pod import host_label
 
             manifest = {
@@ -434,17 +523,28 @@ async def test_sweep_keeps_live_owners_and_dry_run_lists(double: KubeDouble) -> 
                     ]
                 },
             }
-            core.create_namespaced_pod("default", manifest)
+            core.create_namespaced_pod("default", cast(Any, manifest))  # it takes dicts too
 
     await official_client(double, make)
-    sweep = [sys.executable, "-m", "trio_sandbox.warden", "sweep", "--k8s-kubeconfig", str(double.kubeconfig)]
+    sweep = [
+        sys.executable,
+        "-m",
+        "trio_sandbox.warden",
+        "sweep",
+        "--k8s-kubeconfig",
+        str(double.kubeconfig),
+    ]
     dry = await trio.run_process([*sweep, "--dry-run"], capture_stdout=True, check=True)
     assert dry.stdout.decode().splitlines() == [
         "would delete Pod default/trio-sandbox-dead: its warden (pid 4194305 on this host) is gone"
     ]
     assert named(double.pods()) == ["trio-sandbox-dead", "trio-sandbox-live"]
     await trio.run_process(sweep, capture_stdout=True, check=True)
-    await wait_until(lambda: named(double.pods()) == ["trio-sandbox-live"], what="only the dead owner's Pod goes")
+    await wait_until(
+        double,
+        lambda: named(double.pods()) == ["trio-sandbox-live"],
+        what="only the dead owner's Pod goes",
+    )
     await kubectl(double, "delete", "pod", "trio-sandbox-live")
 
 
@@ -453,7 +553,9 @@ async def test_readme_role_is_enough(double: KubeDouble) -> None:
     double.grant("sandbox-role", "agent-runner", SANDBOX_ROLE)
     double.write_kubeconfig(double.kubeconfig, token="sandbox-role")
     port = free_port()
-    async with start_warden(double, "-p", f"127.0.0.1:{port}:7000", command=[sys.executable, "-c", ECHO_SERVER, "7000"]) as warden:
+    async with start_warden(
+        double, "-p", f"127.0.0.1:{port}:7000", command=[sys.executable, "-c", ECHO_SERVER, "7000"]
+    ) as warden:
         assert await warden.line() == "READY"
         with trio.fail_after(HANG_GUARD_SECONDS):
             stream = await trio.open_tcp_stream("127.0.0.1", port)

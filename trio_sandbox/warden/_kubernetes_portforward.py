@@ -34,6 +34,7 @@ _ERROR_CHANNEL = 1
 _CHUNK = 65536
 _MAX_MESSAGE = 1024 * 1024
 _HANDSHAKE_SECONDS = 30.0
+_CLOSE_WAIT_SECONDS = 5.0
 
 
 class PortForwardError(Exception):
@@ -92,6 +93,17 @@ async def _carry_both_ways(stream: trio.SocketStream, ws: httpx_ws.AsyncWebSocke
         nursery.start_soon(one_way, _ws_to_socket)
 
 
+async def _close_gently(stream: trio.SocketStream) -> None:
+    """EOF first, then close once the relay is done with its end: closing a socket with
+    unread data resets it, and the relay would never tell the client."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        with trio.move_on_after(_CLOSE_WAIT_SECONDS):
+            await stream.send_eof()
+            while await stream.receive_some(_CHUNK):
+                pass
+    await stream.aclose()
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, httpx_ws.WebSocketUpgradeError):
         response = error.response
@@ -128,26 +140,31 @@ class PortForwarder:
     async def _carry(
         self, stream: trio.SocketStream, port: int, *, task_status: trio.TaskStatus[None]
     ) -> None:
+        try:
+            await self._tunnel(stream, port, task_status)
+        finally:
+            stream.socket.close()  # closed already, unless cancelled
+
+    async def _tunnel(
+        self, stream: trio.SocketStream, port: int, task_status: trio.TaskStatus[None]
+    ) -> None:
         started = False
         try:
-            async with stream:
-                websocket = self.kube.websocket(
-                    self.pod,
-                    "portforward",
-                    {"ports": str(port)},
-                    [PORTFORWARD_PROTOCOL],
-                    max_message_size_bytes=_MAX_MESSAGE,
-                )
-                async with websocket as ws:
-                    with trio.fail_after(_HANDSHAKE_SECONDS):
-                        await _handshake(ws, port)
-                    started = True
-                    task_status.started()
-                    await _carry_both_ways(stream, ws)
+            websocket = self.kube.websocket(
+                self.pod,
+                "portforward",
+                {"ports": str(port)},
+                [PORTFORWARD_PROTOCOL],
+                max_message_size_bytes=_MAX_MESSAGE,
+            )
+            async with websocket as ws:
+                with trio.fail_after(_HANDSHAKE_SECONDS):
+                    await _handshake(ws, port)
+                started = True
+                task_status.started()
+                await _carry_both_ways(stream, ws)
         except BaseException as error:
             leaf = collapse_exception_group(error)
-            if isinstance(leaf, (trio.Cancelled, BaseExceptionGroup)):
-                raise
             if not isinstance(leaf, Exception):
                 raise
             self.last_failure = _describe(leaf)
@@ -159,6 +176,7 @@ class PortForwarder:
             if not started:
                 # The client of the published port just sees its connection closed.
                 raise ConnectionRefusedError(self.last_failure) from None
+        await _close_gently(stream)
 
 
 @contextlib.asynccontextmanager

@@ -160,6 +160,12 @@ async def _wait_ended(
         failure = pod_failure(obj)
         if failure is not None:
             raise failure
+        if obj["metadata"].get("deletionTimestamp"):
+            # Not by this warden: it deletes only after this wait is over.
+            raise KubernetesError(
+                "Deleted",
+                f"Pod {pod} is being deleted by someone else (kubectl delete, an operator)",
+            )
         return ended(obj)
 
     try:
