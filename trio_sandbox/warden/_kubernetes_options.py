@@ -224,8 +224,11 @@ def kubernetes_options(
     tunnel = value("tunnel") or "auto"
     if tunnel not in ("auto", "portforward"):
         raise KubernetesUsageError(f"--k8s-tunnel {tunnel!r}: expected auto or portforward")
-    selectors = list(args.k8s_node_selector) or (value("node-selector") or "").split(",")
-    tolerations = list(args.k8s_toleration) or (value("toleration") or "").split(",")
+    # Repeatable options; their variables hold comma-separated lists.
+    selectors = list(args.k8s_node_selector) or (_env_default(env, "node-selector") or "").split(
+        ","
+    )
+    tolerations = list(args.k8s_toleration) or (_env_default(env, "toleration") or "").split(",")
     deadline, start_timeout, grace = value("deadline"), value("start-timeout"), value("api-grace")
     warm_pool, template = value("warm-pool"), value("sandbox-template")
     if (warm_pool or template) and api != "agent-sandbox":
