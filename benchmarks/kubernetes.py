@@ -31,13 +31,21 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kubernetes"))
 
-from kube_double import open_kube_double  # noqa: E402
+from kube_double import open_kube_double
 
-from trio_sandbox.sandbox import Sandbox, SandboxConfig, open_sandbox  # noqa: E402
+from trio_sandbox.sandbox import Sandbox, SandboxConfig, open_sandbox
 
 BACKENDS = ("bwrap", "kubernetes")
 IMAGES = {"bwrap": "host", "kubernetes": "trio-sandbox:test"}
 SLICE_SECONDS = 0.5
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1]
 
 
 def ms(seconds: float) -> str:
@@ -89,10 +97,7 @@ async def main(seconds: float, starts: int) -> None:
     print(f"{seconds:g} s of sequential calls each)")
     print(f"{'':34} {'bwrap':>11} {'kubernetes':>11} {'ratio':>7}")
     print(f"{'start to first call (median)':34} {ms(base):>11} {ms(k8s):>11} {k8s / base:6.2f}x")
-    for label, pick in (
-        ("call latency (median)", lambda xs: statistics.median(xs)),
-        ("call latency (p90)", lambda xs: statistics.quantiles(xs, n=10)[-1]),
-    ):
+    for label, pick in (("call latency (median)", median), ("call latency (p90)", p90)):
         b, k = pick(latencies["bwrap"]), pick(latencies["kubernetes"])
         print(f"{label:34} {ms(b):>11} {ms(k):>11} {k / b:6.2f}x")
     rates = {backend: len(latencies[backend]) / seconds for backend in BACKENDS}

@@ -186,7 +186,7 @@ async def official_client(double: KubeDouble, use: Callable[[Any], Any]) -> Any:
     """Run ``use(api_client)`` with the official ``kubernetes`` client (synchronous) in a thread."""
 
     def run() -> Any:
-        import kubernetes
+        import kubernetes.config
 
         # Untyped in the package's stubs; it returns a kubernetes.client.ApiClient.
         new_client: Any = kubernetes.config.new_client_from_config
