@@ -33,6 +33,7 @@ from kube_harness import (
     run_warden,
     start_warden,
     wait_until,
+    warden_env,
 )
 
 from trio_sandbox.mcp import open_mcp_client
@@ -575,4 +576,17 @@ async def test_other_stop_signals(double: KubeDouble, stop: signal.Signals) -> N
         assert await warden.line() == "up"
         warden.process.send_signal(stop)
         assert await warden.wait() == 128 + stop
+    assert double.pods() == []
+
+
+async def test_trio_sandbox_cli_call_on_the_cluster(double: KubeDouble) -> None:
+    """``trio-sandbox call --backend kubernetes --image IMAGE``: nothing above the warden knows."""
+    argv = [sys.executable, "-m", "trio_sandbox", "call", "--backend", "kubernetes"]
+    argv += ["--image", IMAGE, "--json", "run_command", '{"command": "echo via-cli"}']
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        result = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, check=False, env=warden_env(double)
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "via-cli" in result.stdout.decode()
     assert double.pods() == []

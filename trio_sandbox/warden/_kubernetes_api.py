@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -73,7 +73,7 @@ def _server_error(error: kr8s.ServerError) -> KubernetesError:
 
 
 @contextlib.contextmanager
-def api_errors(what: str) -> Any:
+def api_errors(what: str) -> Iterator[None]:
     """Turn kr8s and transport failures of ``what`` into KubernetesError."""
     try:
         yield
@@ -92,7 +92,6 @@ class KubeApi:
 
     api: Any  # kr8s.asyncio.Api: untyped
     namespace: str
-    server: str
 
     def _path(self, resource: Resource, name: str | None = None, sub: str | None = None) -> str:
         plural = resource[1]
@@ -274,7 +273,7 @@ async def open_kube_api(
             f"no usable cluster configuration (kubeconfig or service account): {error}",
         ) from None
     try:
-        yield KubeApi(api, namespace or str(api.namespace), str(api.auth.server))
+        yield KubeApi(api, namespace or str(api.namespace))
     finally:
         session = getattr(api, "_session", None)
         if session is not None:

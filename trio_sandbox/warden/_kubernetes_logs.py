@@ -44,7 +44,6 @@ class LogFollower:
     block_seen: trio.Event = attrs.field(factory=trio.Event)
     tail: collections.deque[str] = attrs.field(factory=lambda: collections.deque(maxlen=TAIL_LINES))
     last_stamp: str | None = None
-    reconnects: int = 0
 
     async def _write(self, text: str) -> None:
         self.tail.append(text)
@@ -89,4 +88,3 @@ class LogFollower:
             # watch to say it ended, then take the stream up again either way.
             with trio.move_on_after(0.5):
                 await container_done.wait()
-            self.reconnects += 1

@@ -121,8 +121,6 @@ class PortForwarder:
     kube: KubeApi
     pod: str
     nursery: trio.Nursery
-    # The most recent reason a connection failed (the run reports it if the sandbox fails).
-    last_failure: str | None = None
 
     async def connect(self, port: int) -> trio.SocketStream:
         ours, theirs = socket.socketpair()
@@ -167,15 +165,15 @@ class PortForwarder:
             leaf = collapse_exception_group(error)
             if not isinstance(leaf, Exception):
                 raise
-            self.last_failure = _describe(leaf)
+            reason = _describe(leaf)
             print(
-                f"trio-sandbox-warden: note: port-forward to Pod {self.pod}: {self.last_failure}",
+                f"trio-sandbox-warden: note: port-forward to Pod {self.pod}: {reason}",
                 file=sys.stderr,
                 flush=True,
             )
             if not started:
                 # The client of the published port just sees its connection closed.
-                raise ConnectionRefusedError(self.last_failure) from None
+                raise ConnectionRefusedError(reason) from None
         await _close_gently(stream)
 
 
