@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ from kube_harness import (
     start_warden,
     wait_until,
     warden_env,
+    wrap_argv,
 )
 
 from trio_sandbox.mcp import open_mcp_client
@@ -590,3 +592,28 @@ async def test_trio_sandbox_cli_call_on_the_cluster(double: KubeDouble) -> None:
     assert result.returncode == 0, result.stderr.decode()
     assert "via-cli" in result.stdout.decode()
     assert double.pods() == []
+
+
+async def test_lifeline_parent_killed_deletes_the_pod(double: KubeDouble) -> None:
+    """The warden's parent dies by SIGKILL: the warden (lifeline) deletes the Pod and then its
+    NetworkPolicy, with no grace period, and exits."""
+    launcher = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(120)"
+    argv = [sys.executable, "-c", launcher]
+    argv += wrap_argv(command=["sh", "-c", "echo up; exec sleep 120"])
+    async with trio.open_nursery() as nursery:
+        parent: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, check=False, env=warden_env(double))
+        )
+
+        def running() -> bool:
+            pods = double.pods()
+            return len(pods) == 1 and pods[0].get("status", {}).get("phase") == "Running"
+
+        await wait_until(double, running, what="the Pod runs")
+        parent.kill()
+    await wait_until(double, lambda: double.pods() == [], what="the lifeline deleted the Pod")
+    await wait_until(
+        double, lambda: double.objects("networkpolicies") == [], what="and then its policy"
+    )
+    deletes = [r for r in double.requests if r.verb == "delete" and r.resource == "pods"]
+    assert len(deletes) == 1

@@ -33,6 +33,7 @@ from trio_sandbox.warden._kubernetes_pod import (
     network_policy_manifest,
     pod_command,
     pod_manifest,
+    pod_settings_from_wrap,
     refuse_host_volumes,
     refuse_unreachable_tunnel,
 )
@@ -48,9 +49,12 @@ def _spec(*options: str, command: tuple[str, ...] = ("sleep", "1")) -> Any:
 
 
 def test_pod_is_restricted_and_bounded() -> None:
-    spec = _spec("-p", "127.0.0.1:4000:8080", "--env", "A=b", "--workdir", "/work")
+    options = ["-p", "127.0.0.1:4000:8080", "--env", "A=b", "--workdir", "/work"]
+    spec = _spec(*options, "--memory", "2G", "--cpus", "2", "--tmp-size", "64M")
     assert spec.kubernetes is not None
-    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, PodSettings())
+    settings = pod_settings_from_wrap(spec)
+    assert settings == PodSettings(memory_bytes=2 * 1024**3, cpus=2.0, tmp_size_bytes=64 * 1024**2)
+    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, settings)
     assert restricted_violations(manifest["spec"]) == []
     (container,) = manifest["spec"]["containers"]
     assert container["env"] == [{"name": "A", "value": "b"}]
@@ -58,6 +62,17 @@ def test_pod_is_restricted_and_bounded() -> None:
     assert container["resources"]["limits"] == {"memory": str(2 * 1024**3), "cpu": "2000m"}
     assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
     assert manifest["metadata"]["namespace"] == "ns"
+    tmp = manifest["spec"]["volumes"][0]
+    assert tmp == {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": str(64 * 1024**2)}}
+
+
+def test_unlimited_means_no_bound_in_the_pod() -> None:
+    spec = _spec("--memory", "unlimited", "--cpus", "unlimited", "--tmp-size", "unlimited")
+    assert spec.kubernetes is not None
+    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, pod_settings_from_wrap(spec))
+    (container,) = manifest["spec"]["containers"]
+    assert container["resources"] == {"limits": {}, "requests": {}}
+    assert manifest["spec"]["volumes"][0]["emptyDir"] == {"medium": "Memory"}
 
 
 def test_root_user_is_refused() -> None:

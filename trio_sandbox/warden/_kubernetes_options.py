@@ -104,11 +104,12 @@ class EgressDestination:
 
 @attrs.frozen
 class PodSettings:
-    """The limits and network of the Pod, whatever back-end options they came from."""
+    """The limits and network of the Pod, whatever back-end options they came from.
+    None: no bound (the namespace's LimitRange, if any, applies)."""
 
-    memory_bytes: int = 2 * GIB
-    cpus: float = 2.0
-    tmp_size_bytes: int = 256 * MIB
+    memory_bytes: int | None = 2 * GIB
+    cpus: float | None = 2.0
+    tmp_size_bytes: int | None = 256 * MIB
     network: PodNetwork = "none"
     allow: tuple[EgressDestination, ...] = ()
 

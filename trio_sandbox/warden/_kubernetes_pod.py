@@ -51,12 +51,18 @@ _LABEL_VALUE_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def pod_settings_from_wrap(spec: WrapSpec) -> PodSettings:
-    """The Pod's limits and network from the wrap request.
-
-    The warden's limits (memory, cpus, tmp_size) and the allow-list come with the limits work;
-    until WrapSpec has them the defaults of PodSettings apply. Network ``host`` means no egress
-    rule on a cluster (a Pod never gets the node's network)."""
-    return PodSettings(network=spec.network)
+    """The Pod's limits and network from the wrap request: the warden's limits as they are
+    (``--memory``, ``--cpus``, ``--tmp-size``; their defaults too). ``pids`` has no Pod field
+    (the node's podPidsLimit applies). Network ``host`` means no egress rule on a cluster (a Pod
+    never gets the node's network); the egress allow-list, when WrapSpec has one, goes into
+    ``allow``."""
+    limits = spec.limits
+    return PodSettings(
+        memory_bytes=limits.memory,
+        cpus=limits.cpus,
+        tmp_size_bytes=limits.tmp_size,
+        network=spec.network,
+    )
 
 
 def host_label() -> str:
@@ -166,11 +172,17 @@ def _sandbox_user(spec: WrapSpec) -> tuple[int, int]:
 def pod_spec(spec: WrapSpec, options: KubernetesOptions, settings: PodSettings) -> JsonObject:
     """The Pod's ``spec`` (also the pod template of an agent-sandbox Sandbox)."""
     uid, gid = _sandbox_user(spec)
-    resources = {"memory": str(settings.memory_bytes), "cpu": _cpu_quantity(settings.cpus)}
+    resources: dict[str, str] = {}
+    if settings.memory_bytes is not None:
+        resources["memory"] = str(settings.memory_bytes)
+    if settings.cpus is not None:
+        resources["cpu"] = _cpu_quantity(settings.cpus)
+    # In memory, like the other back ends' tmpfs: it counts toward the memory limit.
+    tmp: JsonObject = {"medium": "Memory"}
+    if settings.tmp_size_bytes is not None:
+        tmp["sizeLimit"] = str(settings.tmp_size_bytes)
     mounts: list[JsonObject] = [{"name": "tmp", "mountPath": "/tmp"}]
-    volumes: list[JsonObject] = [
-        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": str(settings.tmp_size_bytes)}}
-    ]
+    volumes: list[JsonObject] = [{"name": "tmp", "emptyDir": tmp}]
     claims = list(options.claims)
     claims += [
         ClaimVolume(volume.source, volume.target, volume.read_only)

@@ -61,8 +61,10 @@ from ._kubernetes_sweep import sweep_quietly
 from ._ports import bind_published_port
 from ._publish import serve_relays
 from ._spec import WARDEN_ERROR_STATUS, WrapSpec
+from ._stopping import ORDINARY_GRACE, StopGrace
 
 DELETE_WAIT_SECONDS = 8.0
+HURRIED_DELETE_WAIT_SECONDS = 2.0
 LOG_DRAIN_SECONDS = 5.0
 
 
@@ -214,17 +216,21 @@ async def _run_started(
     return end.exit_code
 
 
-async def _delete(kube: KubeApi, created: _Created) -> None:
-    """Delete the workload, wait (a little) for its Pod to go, then the NetworkPolicy."""
+async def _delete(kube: KubeApi, created: _Created, grace: StopGrace) -> None:
+    """Delete the workload, wait (a little) for its Pod to go, then the NetworkPolicy. After
+    the lifeline broke (nobody waits for a graceful end) the Pod gets no grace period."""
+    hurried = grace.seconds < ORDINARY_GRACE
     if created.top is not None:
         resource, name = created.top
         try:
-            await kube.delete(resource, name)
+            await kube.delete(resource, name, grace_seconds=0 if hurried else None)
         except KubernetesError as error:
             _note(f"could not delete {resource[1]}/{name}: {error}; the sweep or its deadline will")
             return
     if created.pod is not None:
-        with trio.move_on_after(DELETE_WAIT_SECONDS) as waited:
+        with trio.move_on_after(
+            HURRIED_DELETE_WAIT_SECONDS if hurried else DELETE_WAIT_SECONDS
+        ) as waited:
             while True:
                 with contextlib.suppress(ApiUnreachable):
                     if await kube.get(PODS, created.pod) is None:
@@ -246,6 +252,7 @@ async def _run_in_cluster(
     options: KubernetesOptions,
     settings: PodSettings,
     sockets: list[socket.socket],
+    grace: StopGrace,
 ) -> int:
     plan = PodPlan.new(kube.namespace)
     created = _Created()
@@ -267,12 +274,14 @@ async def _run_in_cluster(
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(DELETE_WAIT_SECONDS + 4):
-                    await _delete(kube, created)
+                    await _delete(kube, created, grace)
             background.cancel_scope.cancel()
 
 
-async def run_kubernetes(spec: WrapSpec) -> int:
-    """The wrap on a cluster; API failures are printed with their reason (status 125)."""
+async def run_kubernetes(spec: WrapSpec, grace: StopGrace | None = None) -> int:
+    """The wrap on a cluster; API failures are printed with their reason (status 125).
+    ``grace`` is shortened when the warden's parent died (the lifeline)."""
+    grace = grace or StopGrace()
     options = spec.kubernetes or KubernetesOptions()
     try:
         refuse_host_volumes(spec)
@@ -287,7 +296,7 @@ async def run_kubernetes(spec: WrapSpec) -> int:
         async with open_kube_api(
             kubeconfig=options.kubeconfig, context=options.context, namespace=options.namespace
         ) as kube:
-            return await _run_in_cluster(kube, spec, options, settings, sockets)
+            return await _run_in_cluster(kube, spec, options, settings, sockets, grace)
     except* KubernetesError as group:
         # The watch and the log follower may give up on the same outage together: one report.
         failures = list(exception_leaves(group))
