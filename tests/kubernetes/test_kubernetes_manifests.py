@@ -4,6 +4,7 @@ log's timestamps and the outage clock (virtual time)."""
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 from typing import Any
 
@@ -57,7 +58,15 @@ def test_pod_is_restricted_and_bounded() -> None:
     manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, settings)
     assert restricted_violations(manifest["spec"]) == []
     (container,) = manifest["spec"]["containers"]
-    assert container["env"] == [{"name": "A", "value": "b"}]
+    assert container["env"][0] == {"name": "A", "value": "b"}
+    assert container["env"][1]["name"] == "TRIO_SANDBOX_LIMITS"
+    limits = json.loads(container["env"][1]["value"])
+    assert (limits["memory"], limits["cpus"], limits["tmp_size"]) == (
+        2 * 1024**3,
+        2.0,
+        64 * 1024**2,
+    )
+    assert limits["memory_enforced_by"] == "kubernetes (the Pod's resources.limits)"
     assert container["workingDir"] == "/work"
     assert container["resources"]["limits"] == {"memory": str(2 * 1024**3), "cpu": "2000m"}
     assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]

@@ -57,8 +57,9 @@ class LogFollower:
             # The host's own parser fails the start with the same reason; nothing to add here.
             print(f"trio-sandbox-warden: note: {error}", file=sys.stderr, flush=True)
 
-    async def follow_once(self) -> None:
-        """One log request, until its stream ends."""
+    async def follow_once(self) -> int:
+        """One log request, until its stream ends; how many new lines it brought."""
+        new = 0
         since = since_time(self.last_stamp) if self.last_stamp is not None else None
         last_key = timestamp_key(self.last_stamp) if self.last_stamp is not None else None
         async with self.kube.log_lines(self.pod, since_time=since) as lines:
@@ -69,21 +70,25 @@ class LogFollower:
                     continue  # written before the stream was cut
                 self.last_stamp, last_key = stamp, key
                 await self._write(text)
+                new += 1
+        return new
 
     async def follow(self, container_done: trio.Event, *, grace: float) -> None:
-        """Follow until a stream that began after the container was done has ended; take a
-        stream that ended before (cut) up again."""
+        """Follow until a stream that began after the container was done brought nothing new
+        (a stream can be cut at any time, even then); take a cut stream up again."""
         outage = Outage(grace)
         while True:
             done_before = container_done.is_set()
             try:
-                await self.follow_once()
+                new = await self.follow_once()
                 outage.reset()
             except ApiUnreachable as error:
                 await outage.wait_or_give_up(error)
                 continue
             if done_before:
-                return
+                if new == 0:
+                    return
+                continue
             # The stream ended while the container may still run: wait a moment for the
             # watch to say it ended, then take the stream up again either way.
             with trio.move_on_after(0.5):

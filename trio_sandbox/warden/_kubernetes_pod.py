@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from ..contract import LIMITS_VARIABLE
 from ._kubernetes_options import (
     ClaimVolume,
     EgressDestination,
@@ -27,6 +28,7 @@ from ._kubernetes_options import (
     KubernetesUsageError,
     PodSettings,
 )
+from ._limits import Enforcement, LimitPlan, Limits, limits_for_tools
 from ._spec import WrapSpec
 
 JsonObject = dict[str, Any]
@@ -62,6 +64,20 @@ def pod_settings_from_wrap(spec: WrapSpec) -> PodSettings:
         cpus=limits.cpus,
         tmp_size_bytes=limits.tmp_size,
         network=spec.network,
+    )
+
+
+def kubernetes_limit_plan(limits: Limits) -> LimitPlan:
+    """Who enforces each limit on a cluster: the kubelet, with the Pod's cgroup on the node."""
+    by = "kubernetes (the Pod's resources.limits)"
+    return LimitPlan(
+        limits,
+        Enforcement(
+            by if limits.memory is not None else None,
+            "the node's podPidsLimit (no Pod field)" if limits.pids is not None else None,
+            by if limits.cpus is not None else None,
+            "emptyDir sizeLimit (evicted past it)" if limits.tmp_size is not None else None,
+        ),
     )
 
 
@@ -203,7 +219,13 @@ def pod_spec(spec: WrapSpec, options: KubernetesOptions, settings: PodSettings) 
         "name": CONTAINER_NAME,
         "image": spec.image,
         "command": pod_command(spec.command, options),
-        "env": [{"name": key, "value": value} for key, value in spec.env],
+        "env": [
+            {"name": key, "value": value}
+            for key, value in (
+                *spec.env,
+                (LIMITS_VARIABLE, limits_for_tools(kubernetes_limit_plan(spec.limits), None)),
+            )
+        ],
         "ports": [{"containerPort": port.container_port, "protocol": "TCP"} for port in spec.ports],
         "resources": {"limits": resources, "requests": dict(resources)},
         "securityContext": {

@@ -25,7 +25,7 @@ import attrs
 import httpx_ws
 import trio
 
-from ..concurrency import collapse_exception_group
+from ..concurrency import exception_leaves
 from ._kubernetes_api import KubeApi
 
 PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
@@ -104,6 +104,19 @@ async def _close_gently(stream: trio.SocketStream) -> None:
     await stream.aclose()
 
 
+def _primary(error: BaseException) -> Exception | None:
+    """The error to report (the kubelet's own word first), None for cancellation and the like.
+    Both directions may fail as the tunnel breaks: the send side's error is only an echo."""
+    leaves = [leaf for leaf in exception_leaves(error) if not isinstance(leaf, trio.Cancelled)]
+    if not leaves or not all(isinstance(leaf, Exception) for leaf in leaves):
+        return None
+    for leaf in leaves:
+        if isinstance(leaf, PortForwardError):
+            return leaf
+    first = leaves[0]
+    return first if isinstance(first, Exception) else None
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, httpx_ws.WebSocketUpgradeError):
         response = error.response
@@ -162,8 +175,8 @@ class PortForwarder:
                 task_status.started()
                 await _carry_both_ways(stream, ws)
         except BaseException as error:
-            leaf = collapse_exception_group(error)
-            if not isinstance(leaf, Exception):
+            leaf = _primary(error)
+            if leaf is None:
                 raise
             reason = _describe(leaf)
             print(

@@ -41,6 +41,7 @@ from ._kubernetes_pod import (
     JsonObject,
     PodPlan,
     claim_manifest,
+    kubernetes_limit_plan,
     network_policy_manifest,
     pod_manifest,
     pod_settings_from_wrap,
@@ -58,6 +59,7 @@ from ._kubernetes_status import (
     unschedulable_message,
 )
 from ._kubernetes_sweep import sweep_quietly
+from ._limits import announce_limits
 from ._ports import bind_published_port
 from ._publish import serve_relays
 from ._spec import WARDEN_ERROR_STATUS, WrapSpec
@@ -290,6 +292,7 @@ async def run_kubernetes(spec: WrapSpec, grace: StopGrace | None = None) -> int:
     except KubernetesUsageError as error:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS
+    announce_limits(kubernetes_limit_plan(spec.limits))
     sockets = [bind_published_port(port) for port in spec.ports]
     failures: list[BaseException] = []
     try:
