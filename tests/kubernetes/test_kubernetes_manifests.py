@@ -357,3 +357,18 @@ async def test_outage_gives_up_after_its_grace(autojump_clock: trio.testing.Mock
     assert trio.current_time() - start == pytest.approx(5.1)
     assert caught.value.reason == "Unreachable"
     assert "unreachable for 5 s (cannot watch)" in str(caught.value)
+
+
+async def test_other_back_ends_never_import_the_client() -> None:
+    """kr8s (and httpx) stay out of a warden that runs another back end."""
+    argv = [sys.executable, "-X", "importtime", "-m", "trio_sandbox.warden", "wrap"]
+    result = await trio.run_process(
+        [*argv, "--backend", "process", "host", "--", "true"],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.decode().splitlines()}
+    assert "trio" in imported
+    assert not {"kr8s", "httpx", "httpx_ws", "trio_sandbox.warden._kubernetes_api"} & imported
