@@ -617,3 +617,14 @@ async def test_lifeline_parent_killed_deletes_the_pod(double: KubeDouble) -> Non
     )
     deletes = [r for r in double.requests if r.verb == "delete" and r.resource == "pods"]
     assert len(deletes) == 1
+
+
+async def test_claim_on_a_missing_template_times_out_clearly(double: KubeDouble) -> None:
+    options = ["--k8s-api", "agent-sandbox", "--k8s-warm-pool", "fast"]
+    options += ["--k8s-sandbox-template", "absent", "--k8s-start-timeout", "1"]
+    result = await run_warden(double, *options, command=["true"])
+    assert result.returncode == 125
+    assert b"(reason: StartTimeout)" in result.stderr
+    assert b"is the agent-sandbox controller running" in result.stderr
+    assert double.objects("sandboxclaims") == []
+    assert double.objects("networkpolicies") == []

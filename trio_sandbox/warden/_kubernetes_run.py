@@ -116,17 +116,20 @@ async def _create(
 async def _find_pod(kube: KubeApi, plan: PodPlan, options: KubernetesOptions) -> str:
     """The Pod the agent-sandbox controller made (or adopted) for us, by our sandbox label."""
     selector = f"{LABEL_SANDBOX}={plan.sandbox_id}"
-    with trio.fail_after(options.start_timeout):
+    with trio.move_on_after(options.start_timeout):
         pause = 0.05
         while True:
-            try:
+            with contextlib.suppress(ApiUnreachable):
                 pods = await kube.list_objects(PODS, label_selector=selector)
-            except ApiUnreachable:
-                pods = []
-            if pods:
-                return str(pods[0]["metadata"]["name"])
+                if pods:
+                    return str(pods[0]["metadata"]["name"])
             await trio.sleep(pause)
             pause = min(pause * 2, 1.0)
+    raise KubernetesError(
+        "StartTimeout",
+        f"no Pod appeared for {plan.name} within {options.start_timeout:g} s (is the"
+        " agent-sandbox controller running, and does the template exist?)",
+    )
 
 
 async def _wait_started(kube: KubeApi, pod: str, options: KubernetesOptions) -> None:
