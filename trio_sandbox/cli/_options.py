@@ -14,8 +14,13 @@ from typing import Any
 
 import attrs
 
-from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, WebSocketUpstream
-from ..proxy._spec import upstreams_from_mapping
+from ..proxy import (
+    ConfigError,
+    HttpUpstream,
+    UpstreamSpec,
+    WebSocketUpstream,
+    upstreams_from_mapping,
+)
 from ..sandbox import SandboxConfig, SandboxMode
 from ..warden import WrapUsageError, parse_volume
 

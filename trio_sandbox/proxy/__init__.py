@@ -2,6 +2,7 @@
 
 from ._aggregate import ProxyServer as ProxyServer
 from ._auth import require_bearer_token as require_bearer_token
+from ._client_hooks import ClientHooks as ClientHooks
 from ._names import MAX_NAME_LENGTH as MAX_NAME_LENGTH
 from ._names import SEPARATOR as SEPARATOR
 from ._names import NameCollisionError as NameCollisionError
@@ -21,8 +22,8 @@ from ._spec import WebSocketUpstream as WebSocketUpstream
 from ._spec import client_ssl_context as client_ssl_context
 from ._spec import effective_prefix as effective_prefix
 from ._spec import load_upstreams as load_upstreams
-from ._upstream import ClientHooks as ClientHooks
+from ._spec import upstreams_from_mapping as upstreams_from_mapping
 from ._upstream import Upstream as Upstream
-from ._upstream import UpstreamState as UpstreamState
-from ._upstream import UpstreamStatus as UpstreamStatus
-from ._upstream import UpstreamUnavailable as UpstreamUnavailable
+from ._upstream_state import UpstreamState as UpstreamState
+from ._upstream_state import UpstreamStatus as UpstreamStatus
+from ._upstream_state import UpstreamUnavailable as UpstreamUnavailable

@@ -13,13 +13,21 @@ from typing import Any
 import attrs
 import trio
 
-from ..mcp import BoundServer, HttpSettings, Implementation, McpHttpApp, serve_http
-from ..mcp._client import McpClient, open_mcp_client
-from ..mcp._memory import memory_transport
-from ..mcp._stdio import serve_stdio, stdio_transport
+from ..mcp import (
+    BoundServer,
+    HttpSettings,
+    Implementation,
+    McpClient,
+    McpHttpApp,
+    memory_transport,
+    serve_http,
+    serve_stdio,
+    stdio_transport,
+)
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
+from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
 from ._names import check_prefixes
 from ._spec import (
     HttpUpstream,
@@ -28,7 +36,8 @@ from ._spec import (
     WebSocketUpstream,
     effective_prefix,
 )
-from ._upstream import ClientHooks, ClientOpener, Upstream, UpstreamStatus, opener_for_url
+from ._upstream import Upstream
+from ._upstream_state import UpstreamStatus
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
 
@@ -119,7 +128,7 @@ def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
         factory = memory_transport(spec.server, name=spec.name)
 
     def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
-        return open_mcp_client(factory, **hooks.client_options())
+        return hooks.open_client(factory)
 
     return open_client
 
@@ -180,10 +189,10 @@ async def serve_proxy(
         nursery.start_soon(server.serve_list_changes)
         if isinstance(face, StdioFace):
             task_status.started(ProxyHandle(server, None))
-            await serve_stdio(server)
+            await serve_stdio(server.mcp)
             nursery.cancel_scope.cancel()
             return
-        app: Any = McpHttpApp(server, face.settings)
+        app: Any = McpHttpApp(server.mcp, face.settings)
         if face.token is not None:
             app = require_bearer_token(app, face.token)
         bound: BoundServer = await nursery.start(

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -35,8 +36,8 @@ from ..contract import (
     SKIP_WARDEN_VARIABLE,
     WARDEN_REPORT_PREFIX,
 )
-from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
-from ..proxy._upstream import ClientHooks
+from ..mcp import McpClient, McpConnectionError
+from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
@@ -243,7 +244,7 @@ async def _watch_warden(
 async def _hold_session(
     run: _WardenRun,
     url: str,
-    ssl_context: Any,
+    ssl_context: ssl.SSLContext,
     process: trio.Process,
     *,
     task_status: trio.TaskStatus[McpClient],
@@ -260,9 +261,7 @@ async def _hold_session(
         while True:
             run.timeline.setdefault("first_attempt", trio.current_time())
             try:
-                async with open_mcp_client(
-                    url, ssl_context=ssl_context, **run.hooks.client.client_options()
-                ) as client:
+                async with run.hooks.client.open_client(url, ssl_context=ssl_context) as client:
                     connected = True
                     start_deadline.deadline = math.inf
                     task_status.started(client)

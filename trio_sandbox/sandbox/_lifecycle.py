@@ -30,13 +30,13 @@ from ..concurrency import exception_leaves, single_error
 from ..mcp import (
     CallToolResult,
     McpClient,
+    ProgressCallback,
     RequestContext,
     ResourceContents,
     Tool,
+    memory_transport,
     open_mcp_client,
 )
-from ..mcp._client import ProgressCallback
-from ..mcp._memory import memory_transport
 from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
 from ..tls import CertificateChain
 from ..warden import WrapUsageError, parse_volume
@@ -212,18 +212,23 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
+    sessions = (
+        SessionSandboxes(config, launcher, config.sandbox_name, config.sandbox_prefix)
+        if config.mode is SandboxMode.EPHEMERAL
+        else None
+    )
     upstream = SandboxUpstream(
-        config.sandbox_name, config.sandbox_prefix, call_wait=config.respawn_wait
+        config.sandbox_name,
+        config.sandbox_prefix,
+        call_wait=config.respawn_wait,
+        route=sessions.route if sessions is not None else None,
     )
     supervisor = Supervisor(config, launcher, upstream)
-    sandbox = Sandbox(config, chain, supervisor)
+    sandbox = Sandbox(config, chain, supervisor, sessions)
     with single_error():
         async with trio.open_nursery() as nursery:
-            if config.mode is SandboxMode.EPHEMERAL:
-                sessions = SessionSandboxes(config, launcher, upstream)
+            if sessions is not None:
                 await nursery.start(sessions.serve)
-                sandbox._session_sandboxes = sessions
-                upstream.route = sessions.route
             await nursery.start(supervisor.serve)
             try:
                 proxy: ProxyHandle = await nursery.start(
@@ -242,10 +247,10 @@ async def open_sandbox(
                     "proxy", f"the proxy could not start: {bind_error[0]}"
                 ) from None
             sandbox.proxy = proxy
-            proxy.server.add_resource(STATUS_RESOURCE, sandbox._read_status)
+            proxy.server.mcp.add_resource(STATUS_RESOURCE, sandbox._read_status)
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
-            async with open_mcp_client(memory_transport(proxy.server, name="sandbox")) as local:
+            async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
                 sandbox._local = local
                 yield sandbox
             nursery.cancel_scope.cancel()

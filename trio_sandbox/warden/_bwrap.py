@@ -33,7 +33,7 @@ from pathlib import Path
 import attrs
 
 from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
-from ._launch import Launched, become_subreaper, launch
+from ._launch import LaunchedChild, become_subreaper, launch
 from ._limits import (
     LimitPlan,
     announce_limits,
@@ -274,7 +274,7 @@ class LaunchedBwrap:
     """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
     the helper that makes sockets inside the sandbox's network namespace."""
 
-    bwrap: Launched
+    bwrap: LaunchedChild
     info_read_fd: int
     port_sockets: list[socket.socket]
     netns_helper: NetnsHelper | None

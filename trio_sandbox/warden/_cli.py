@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn, TypeVar
 
-from .._exit import exit_now
+from ..concurrency import exit_now
 from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
 from ._spec import (
     BACKENDS,
