@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http
-import socket
+import select
 from typing import Final
 
 import attrs
@@ -111,16 +111,13 @@ def refusal_response(refusal: Refused, *, close: bool) -> bytes:
 
 
 def _still_open(upstream: Upstream) -> bool:
-    """Whether a kept upstream connection can carry another request: nothing unread, no EOF."""
+    """Whether a kept upstream connection can carry another request: an idle connection has
+    nothing to read, so readable means closed (or unsolicited bytes): not reusable."""
     if upstream.socket.buffer:
         return False
-    try:
-        upstream.socket.stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False
+    poller = select.poll()
+    poller.register(upstream.socket.stream.socket.fileno(), select.POLLIN | select.POLLRDHUP)
+    return not poller.poll(0)
 
 
 @attrs.define(eq=False)
