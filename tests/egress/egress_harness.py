@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import trio
@@ -41,6 +42,20 @@ LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 PACKAGE = "egress-probe"
 WHEEL = "egress_probe-1.0-py3-none-any.whl"
 HELLO = b"hello through the egress proxy\n"
+
+Argument = TypeVar("Argument")
+Result = TypeVar("Result")
+Failure = TypeVar("Failure", bound=Exception)
+
+
+def result_or_error(
+    error_type: type[Failure], function: Callable[[Argument], Result], argument: Argument
+) -> Result | Failure:
+    """``function(argument)``, or the ``error_type`` it raised; any other exception escapes."""
+    try:
+        return function(argument)
+    except error_type as error:
+        return error
 
 
 def map_resolver(names: Mapping[str, Sequence[IPAddress]]) -> Resolver:
@@ -80,6 +95,12 @@ class RunningProxy:
     def lines(self) -> list[str]:
         return [event.line() for event in self.events]
 
+    async def wait_until_idle(self) -> None:
+        """Until the proxy has seen every close: no client connection or tunnel open."""
+        with trio.fail_after(10):
+            while self.stats.connections_open or self.stats.tunnels_open:  # noqa: ASYNC110 - counters
+                await trio.sleep(0.005)
+
 
 @asynccontextmanager
 async def running_proxy(
@@ -89,6 +110,7 @@ async def running_proxy(
     handshake_timeout: float = 10.0,
     idle_timeout: float = 60.0,
     connect_timeout: float = 10.0,
+    max_connections: int = 1024,
     zero_copy: bool = True,
 ) -> AsyncIterator[RunningProxy]:
     """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving."""
@@ -106,6 +128,7 @@ async def running_proxy(
                 handshake_timeout=handshake_timeout,
                 idle_timeout=idle_timeout,
                 connect_timeout=connect_timeout,
+                max_connections=max_connections,
                 zero_copy=zero_copy,
             )
         )

@@ -298,3 +298,18 @@ async def test_node_fetch_with_node_use_env_proxy_and_its_refusals(
         "connect",
         "http",
     ]
+
+
+def test_the_recommended_environment_names_the_proxy_in_every_spelling() -> None:
+    environment = proxy_environment(3128)
+    url = "http://127.0.0.1:3128"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert environment[name] == url
+    assert environment["NO_PROXY"] == environment["no_proxy"] == "localhost,127.0.0.1,::1"
+    assert environment["NODE_USE_ENV_PROXY"] == "1"
+    assert environment["npm_config_proxy"] == environment["npm_config_https_proxy"] == url
+    assert environment["YARN_HTTP_PROXY"] == environment["YARN_HTTPS_PROXY"] == url
+    assert "ALL_PROXY" not in environment
+    with_socks = proxy_environment(1080, host="::1", socks=True)
+    assert with_socks["ALL_PROXY"] == with_socks["all_proxy"] == "socks5h://[::1]:1080"
+    assert with_socks["HTTP_PROXY"] == "http://[::1]:1080"

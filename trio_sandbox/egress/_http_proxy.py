@@ -39,6 +39,8 @@ from ._relay import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
 from ._upstream import Dialer, Upstream
 
 CONNECTION_ESTABLISHED: Final = b"HTTP/1.1 200 Connection established\r\n\r\n"
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 1 << 20
 _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, StreamEnded)
 
 
@@ -167,12 +169,12 @@ class HttpFrontEnd:
                     keep, upstream = await self._forward(client, head, upstream)
                 except HttpError as error:
                     logger.info("refused a malformed request: %s %s", error.status, error.reason)
-                    with contextlib.suppress(*_BROKEN):
-                        await client.stream.send_all(
-                            error_response(
-                                error.status, error.reason, proxy_error="bad-request", close=True
-                            )
-                        )
+                    await _answer_and_close(
+                        client,
+                        error_response(
+                            error.status, error.reason, proxy_error="bad-request", close=True
+                        ),
+                    )
                     return
                 if not keep:
                     return
@@ -217,7 +219,7 @@ class HttpFrontEnd:
             else await self.dialer.open("connect", decision)
         )
         if isinstance(outcome, Refused):
-            await client.stream.send_all(refusal_response(outcome, close=True))
+            await _answer_and_close(client, refusal_response(outcome, close=True))
             return
         async with outcome:
             await client.stream.send_all(CONNECTION_ESTABLISHED)
@@ -234,12 +236,10 @@ class HttpFrontEnd:
         keep_after_refusal = body.framing is Framing.NONE and not head.wants_close
         decision = self.dialer.judge("http", target.host, target.port)
         if isinstance(decision, Refused):
-            await client.stream.send_all(refusal_response(decision, close=not keep_after_refusal))
-            return keep_after_refusal, upstream
+            return await _refuse(client, decision, keep=keep_after_refusal), upstream
         opened = await self._upstream_for(decision, upstream)
         if isinstance(opened, Refused):
-            await client.stream.send_all(refusal_response(opened, close=not keep_after_refusal))
-            return keep_after_refusal, None
+            return await _refuse(client, opened, keep=keep_after_refusal), None
         upstream = opened
         outcome = await self._exchange(client, head, target, body, upstream)
         if outcome.error is not None and not outcome.head_sent:
@@ -249,8 +249,7 @@ class HttpFrontEnd:
                 proxy_error="upstream-error" if outcome.error.status == 502 else None,
                 close=True,
             )
-            with contextlib.suppress(*_BROKEN):
-                await client.stream.send_all(failure)
+            await _answer_and_close(client, failure)
         if not outcome.keep_upstream:
             await upstream.aclose()
             return outcome.keep_client, None
@@ -341,6 +340,29 @@ class HttpFrontEnd:
         except (HttpError, *_BROKEN):
             return  # part of the response went out: only closing both ends can tell the client
         state.response_done = True
+
+
+async def _refuse(client: BufferedSocket, refusal: Refused, *, keep: bool) -> bool:
+    """Answer a refused request; whether the connection goes on."""
+    response = refusal_response(refusal, close=not keep)
+    if keep:
+        await client.stream.send_all(response)
+    else:
+        await _answer_and_close(client, response)
+    return keep
+
+
+async def _answer_and_close(client: BufferedSocket, response: bytes) -> None:
+    """Send a final error response, then close without losing it: closing a socket with
+    unread input makes the kernel send RST, which can destroy the response in flight, so
+    the rest of the request is read and dropped first (bounded in time and size)."""
+    with contextlib.suppress(*_BROKEN):
+        await client.stream.send_all(response)
+        await client.stream.send_eof()
+        with trio.move_on_after(LINGER_SECONDS):
+            drained = 0
+            while drained < LINGER_BYTES and (data := await client.stream.receive_some()):
+                drained += len(data)
 
 
 async def _relay_body(

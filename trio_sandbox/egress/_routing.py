@@ -8,6 +8,7 @@ check and the connect cannot lead anywhere the check did not see.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeAlias
@@ -109,6 +110,6 @@ async def dial(route: Route) -> Connected | Refused:
         RefusalKind.UNREACHABLE,
         f"cannot connect to {format_destination(address, port)}"
         + (f" (tried {tried})" if len(route.addresses) > 1 else "")
-        + f": {error.strerror or error}",
+        + f": {os.strerror(error.errno) if error.errno else error}",
         error_code=error.errno,
     )
