@@ -9,6 +9,7 @@ import functools
 import hashlib
 import io
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -98,7 +99,7 @@ class RunningProxy:
     async def wait_until_idle(self) -> None:
         """Until the proxy has seen every close: no client connection or tunnel open."""
         with trio.fail_after(10):
-            while self.stats.connections_open or self.stats.tunnels_open:  # noqa: ASYNC110 - counters
+            while self.stats.connections_open or self.stats.upstreams_open:  # noqa: ASYNC110 - counters
                 await trio.sleep(0.005)
 
 
@@ -217,8 +218,8 @@ def _run(*argv: str, cwd: Path) -> None:
 
 
 def build_site(root: Path) -> None:
-    """hello.txt, a PEP 503 simple index with one wheel, and a bare git repository prepared
-    for the dumb HTTP protocol."""
+    """hello.txt, a PEP 503 simple index with one wheel, an npm registry document, and a bare
+    git repository prepared for the dumb HTTP protocol."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "hello.txt").write_bytes(HELLO)
     wheel = build_wheel()
@@ -234,6 +235,17 @@ def build_site(root: Path) -> None:
         "<!DOCTYPE html><html><body>"
         f'<a href="../../packages/{WHEEL}#sha256={digest}">{WHEEL}</a>'
         "</body></html>\n"
+    )
+    # An npm registry's document for one package (what `npm view` reads).
+    (root / "npm").mkdir()
+    (root / "npm" / PACKAGE).write_text(
+        json.dumps(
+            {
+                "name": PACKAGE,
+                "dist-tags": {"latest": "1.0.0"},
+                "versions": {"1.0.0": {"name": PACKAGE, "version": "1.0.0"}},
+            }
+        )
     )
     work = root.parent / "git-work"
     work.mkdir()

@@ -80,7 +80,7 @@ async def test_cancelling_the_proxy_closes_every_connection_and_leaves_no_task(
             silent = await open_connection(proxy.port)
             clients = [busy, socks, kept, partial, silent]
             await trio.testing.wait_all_tasks_blocked()
-            assert proxy.stats.tunnels_open == 3
+            assert proxy.stats.upstreams_open == 3
             assert proxy.stats.connections_open == 5
             assert open_descriptors()["pipe"] > descriptors_before["pipe"]
         # The proxy is gone: every client sees its connection end.
@@ -95,5 +95,5 @@ async def test_cancelling_the_proxy_closes_every_connection_and_leaves_no_task(
                 await trio.sleep(0.01)
         assert open_descriptors() == descriptors_before
         assert proxy.stats.connections_open == 0
-        assert proxy.stats.tunnels_open == 0
+        assert proxy.stats.upstreams_open == 0
         servers.cancel_scope.cancel()

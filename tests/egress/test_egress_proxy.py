@@ -273,6 +273,7 @@ async def test_socks5_refusals_use_the_rfc_reply_codes() -> None:
         assert await code_for(bytes((5, 3, 0, 1)) + bytes(6)) == 0x07  # UDP ASSOCIATE
         assert await code_for(bytes((5, 1, 0, 9)) + bytes(6)) == 0x08
         assert await code_for(socks_connect(3, b"\x03a b", 80)) == 0x04
+        assert await code_for(b"\x09\x09\x09\x09\x09\x09") == 0x01  # garbage after a greeting
         # Authentication only: "no acceptable methods", then the connection ends.
         assert await socks_reply(proxy.port, b"\x05\x01\x02") == b"\x05\xff"
         # SOCKS4: rejected in its own format.
@@ -328,7 +329,7 @@ async def test_keep_alive_requests_are_each_judged_and_forwarded_in_origin_form(
             head, body = await read_response(client)
             assert body == b"hello through the egress proxy\n"
         # One upstream connection served every allowed request.
-        assert proxy.stats.tunnels_open == 1
+        assert proxy.stats.upstreams_open == 1
         await client.aclose()
     assert [line.split(" ")[0] for line in proxy.lines()] == [
         "allowed",
@@ -453,7 +454,7 @@ async def test_a_bad_upstream_answer_is_a_502_with_the_reason(answer: bytes, rea
     assert response.partition(b"\r\n\r\n")[2].startswith(
         f"failed bad.test:{port} (".encode() + reason
     )
-    assert proxy.stats.tunnels_open == 0
+    assert proxy.stats.upstreams_open == 0
 
 
 async def test_a_close_delimited_response_is_relayed_and_ends_the_client_connection() -> None:

@@ -10,6 +10,7 @@ body, the ``X-Proxy-Error`` header, or the SOCKS reply code.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -241,6 +242,38 @@ async def test_git_clone_over_dumb_http_and_its_refusal(
     # git shows a text/plain error body of the refs request as "remote: ..." lines.
     assert f"remote: {refusal_text('blocked.test', http_origin)}" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+async def test_npm_view_from_a_local_registry_and_its_refusal(
+    http_origin: Origin, https_origin: Origin, tmp_path: Path
+) -> None:
+    policy = EgressPolicy.parse([f"registry.test:{http_origin.port}"])
+    async with running_proxy(policy) as proxy:
+        env = environment(proxy, tmp_path)
+
+        async def npm_view(name: str) -> tuple[int, str]:
+            result = await run_tool(
+                [
+                    "npm",
+                    "view",
+                    PACKAGE,
+                    "version",
+                    "--registry",
+                    f"http://{name}:{http_origin.port}/npm/",
+                    "--fetch-retries",
+                    "0",
+                ],
+                env,
+                cwd=tmp_path,
+            )
+            return result.returncode, result.output
+
+        assert await npm_view("registry.test") == (0, "1.0.0\n")
+        code, output = await npm_view("blocked.test")
+    assert code == 1
+    assert f"403 Forbidden - GET http://blocked.test:{http_origin.port}/npm/{PACKAGE}" in output
+    assert proxy.lines()[-1] == refusal_text("blocked.test", http_origin)
 
 
 NODE_FETCH = """

@@ -70,11 +70,14 @@ class DestinationCounters:
 
 @attrs.define(eq=False)
 class EgressStats:
-    """Live counters of one proxy; ``snapshot()`` is what a status page shows."""
+    """Live counters of one proxy; ``snapshot()`` is what a status page shows.
+
+    ``connections_open``: clients being served; ``upstreams_open``: connections to destinations
+    (tunnels, and HTTP connections kept for the next request)."""
 
     max_destinations: int = MAX_DESTINATIONS
     connections_open: int = 0
-    tunnels_open: int = 0
+    upstreams_open: int = 0
     _destinations: dict[str, DestinationCounters] = attrs.field(factory=dict)
 
     def counters(self, target: str) -> DestinationCounters:
@@ -110,7 +113,7 @@ class EgressStats:
         }
         return {
             "connections_open": self.connections_open,
-            "tunnels_open": self.tunnels_open,
+            "upstreams_open": self.upstreams_open,
             "totals": totals,
             "destinations": destinations,
         }

@@ -246,7 +246,7 @@ class HttpFrontEnd:
             failure = error_response(
                 outcome.error.status,
                 f"failed {upstream.destination} ({outcome.error.reason})",
-                proxy_error="upstream-error" if outcome.error.status == 502 else None,
+                proxy_error="upstream-error" if outcome.error.status == 502 else "bad-request",
                 close=True,
             )
             await _answer_and_close(client, failure)

@@ -168,8 +168,7 @@ class Pump:
                     raise StreamEnded
                 return
             if moved:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                await trio.lowlevel.checkpoint_if_cancelled()
+                await trio.lowlevel.checkpoint()  # a busy pump never blocks: stay cancellable
             elif in_pipe:
                 await trio.lowlevel.wait_writable(sink.socket)
             else:

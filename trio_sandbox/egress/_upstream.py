@@ -48,7 +48,7 @@ class Upstream:
     async def aclose(self) -> None:
         if self._open:
             self._open = False
-            self._stats.tunnels_open -= 1
+            self._stats.upstreams_open -= 1
         await self.socket.stream.aclose()
 
     async def __aenter__(self) -> Upstream:
@@ -96,7 +96,7 @@ class Dialer:
             self.events.emit(EgressEvent(protocol, str(destination), refusal=outcome))
             return outcome
         counters = self.events.emit(EgressEvent(protocol, str(destination), outcome.address))
-        self.events.stats.tunnels_open += 1
+        self.events.stats.upstreams_open += 1
         return Upstream(
             BufferedSocket(outcome.stream),
             destination,
