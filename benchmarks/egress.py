@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -28,11 +27,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
+
+# The child-process plumbing is mcp_calls.py's.
+from mcp_calls import read_line, start_child
 
 SCRIPT = os.path.abspath(__file__)
 # The checkout this script is in, so that its children import this trio_sandbox, not another.
@@ -164,45 +165,16 @@ async def memory_kib(pid: int, proxy_port: int, origin_port: int) -> dict[str, i
 # --- orchestration ------------------------------------------------------------------------------
 
 
-def _stop_group(process: trio.Process) -> Callable[[], Awaitable[None]]:
-    async def deliver_cancel() -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        with trio.move_on_after(3):
-            await process.wait()
-            return
-        os.killpg(process.pid, signal.SIGKILL)
-
-    return deliver_cancel
-
-
-async def start_child(nursery: trio.Nursery, argv: list[str]) -> tuple[trio.Process, int]:
-    """A child of this script that prints the port it listens on."""
-
-    async def deliver_cancel(process: trio.Process) -> None:
-        await _stop_group(process)()
-
-    process: trio.Process = await nursery.start(
-        functools.partial(
-            trio.run_process,
-            [sys.executable, SCRIPT, *argv],
-            start_new_session=True,
-            check=False,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": REPO},
-            deliver_cancel=deliver_cancel,
-        )
+async def start_port_child(nursery: trio.Nursery, argv: list[str]) -> tuple[trio.Process, int]:
+    """A child of this script that prints the port it listens on (mcp_calls.py's plumbing)."""
+    process = await start_child(
+        nursery,
+        [sys.executable, SCRIPT, *argv],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": REPO},
     )
     assert process.stdout is not None
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = await process.stdout.receive_some(1)
-        if not chunk:
-            raise RuntimeError(f"{argv[0]} ended before printing its port")
-        line += chunk
-    return process, int(line)
+    return process, int(await read_line(process.stdout))
 
 
 async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
@@ -213,7 +185,7 @@ async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
             for _ in range(megabytes):
                 file.write(os.urandom(1 << 20))
         async with trio.open_nursery() as nursery:
-            _, origin_port = await start_child(nursery, ["_origin", str(big)])
+            _, origin_port = await start_port_child(nursery, ["_origin", str(big)])
             url = f"http://127.0.0.1:{origin_port}/big"
 
             def median_of(*extra: str) -> float:
@@ -222,7 +194,7 @@ async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
 
             results["direct"] = await trio.to_thread.run_sync(median_of)
             for mode, zero_copy in (("splice", True), ("copy", False)):
-                proxy, proxy_port = await start_child(
+                proxy, proxy_port = await start_port_child(
                     nursery, ["_proxy", str(origin_port), "1" if zero_copy else "0"]
                 )
                 proxy_url = f"http://127.0.0.1:{proxy_port}"

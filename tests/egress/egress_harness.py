@@ -1,6 +1,7 @@
 """Shared pieces of the egress tests: the proxy running on 127.0.0.1, a resolver that maps the
 tests' ``*.test`` names, real origin servers (HTTP and HTTPS child processes) over a site with a
-package index and a git repository, and the environment the tools run in."""
+package index, an npm registry document and a git repository, and the environment the tools run
+in. Each test makes its own site and origins (no session fixtures, so no conftest)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import socket
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,6 +44,8 @@ LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 PACKAGE = "egress-probe"
 WHEEL = "egress_probe-1.0-py3-none-any.whl"
 HELLO = b"hello through the egress proxy\n"
+# The names the HTTPS origin's certificate is for (the tests' resolver maps *.test to loopback).
+HTTPS_NAMES = ("secure.test", "pypi.test", "blocked.test")
 
 Argument = TypeVar("Argument")
 Result = TypeVar("Result")
@@ -220,7 +223,7 @@ def _run(*argv: str, cwd: Path) -> None:
 def build_site(root: Path) -> None:
     """hello.txt, a PEP 503 simple index with one wheel, an npm registry document, and a bare
     git repository prepared for the dumb HTTP protocol."""
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True)
     (root / "hello.txt").write_bytes(HELLO)
     wheel = build_wheel()
     (root / "packages").mkdir()
@@ -257,29 +260,47 @@ def build_site(root: Path) -> None:
     _run("git", "update-server-info", cwd=root / "repo.git")
 
 
-@attrs.frozen
-class Origin:
-    port: int
-    process: subprocess.Popen[bytes]
-
-
-@contextmanager
-def origin_server(root: Path, certificates: Certificates | None = None) -> Iterator[Origin]:
+async def start_origin(
+    nursery: trio.Nursery, root: Path, certificates: Certificates | None = None
+) -> int:
+    """origin_server.py serving ``root`` (over TLS with ``certificates``): its port."""
     argv = [sys.executable, str(ORIGIN_SERVER), str(root)]
     if certificates is not None:
         argv += [str(certificates.cert), str(certificates.key)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
+    process: trio.Process = await nursery.start(
+        functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False)
+    )
+    assert process.stdout is not None
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = await process.stdout.receive_some(64)
+        if not chunk:
             raise RuntimeError("the origin server ended before printing its port")
-        yield Origin(int(line), process)
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        line += chunk
+    return int(line)
+
+
+@attrs.frozen
+class Origins:
+    """The site served over HTTP on port ``http`` and over HTTPS on port ``https``."""
+
+    site: Path
+    certificates: Certificates
+    http: int
+    https: int
+
+
+@asynccontextmanager
+async def serving_site(directory: Path) -> AsyncIterator[Origins]:
+    """A fresh site under ``directory`` and both origin servers, stopped on leaving."""
+    site = directory / "site"
+    await trio.to_thread.run_sync(build_site, site)
+    certificates = await trio.to_thread.run_sync(make_certificates, directory, HTTPS_NAMES)
+    async with trio.open_nursery() as nursery:
+        http = await start_origin(nursery, site)
+        https = await start_origin(nursery, site, certificates)
+        yield Origins(site, certificates, http, https)
+        nursery.cancel_scope.cancel()
 
 
 # --- tools ------------------------------------------------------------------------------------

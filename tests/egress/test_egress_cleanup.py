@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import collections
 import os
+from pathlib import Path
 
 import trio
 from egress_harness import (
     LOOPBACK,
-    Origin,
     map_resolver,
     open_connection,
     receive_until,
     running_proxy,
+    serving_site,
 )
 from sandbox_fakes import all_tasks
 
@@ -44,16 +45,16 @@ async def echo_or_flood(stream: trio.SocketStream) -> None:
 
 
 async def test_cancelling_the_proxy_closes_every_connection_and_leaves_no_task(
-    http_origin: Origin,
+    tmp_path: Path,
 ) -> None:
     (upstream_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     echo_port = upstream_listener.socket.getsockname()[1]
-    async with trio.open_nursery() as servers:
+    async with serving_site(tmp_path) as origins, trio.open_nursery() as servers:
         servers.start_soon(trio.serve_listeners, echo_or_flood, [upstream_listener])
         await trio.testing.wait_all_tasks_blocked()
         tasks_before = all_tasks()
         descriptors_before = open_descriptors()
-        policy = EgressPolicy.parse([f"echo.test:{echo_port}", f"files.test:{http_origin.port}"])
+        policy = EgressPolicy.parse([f"echo.test:{echo_port}", f"files.test:{origins.http}"])
         resolver = map_resolver({"echo.test": [LOOPBACK], "files.test": [LOOPBACK]})
         clients: list[trio.SocketStream] = []
         async with running_proxy(policy, resolver) as proxy:
@@ -72,7 +73,7 @@ async def test_cancelling_the_proxy_closes_every_connection_and_leaves_no_task(
             assert await receive_until(socks, bytes(6)) == b"\x05\x00\x05\x00\x00\x01" + bytes(6)
             kept = await open_connection(proxy.port)
             await kept.send_all(
-                f"GET http://files.test:{http_origin.port}/hello.txt HTTP/1.1\r\n\r\n".encode()
+                f"GET http://files.test:{origins.http}/hello.txt HTTP/1.1\r\n\r\n".encode()
             )
             assert (await receive_until(kept, b"egress proxy\n")).endswith(b"egress proxy\n")
             partial = await open_connection(proxy.port)

@@ -9,17 +9,19 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 from egress_harness import (
-    Origin,
+    Origins,
     map_resolver,
     open_connection,
     receive_all,
     receive_until,
     running_proxy,
+    serving_site,
 )
 
 from trio_sandbox.egress import EgressPolicy, IPAddress
@@ -291,17 +293,19 @@ async def test_socks5_refusals_use_the_rfc_reply_codes() -> None:
 # --- absolute-form requests -------------------------------------------------------------------
 
 
-def origin_policy(origin: Origin, *names: str) -> EgressPolicy:
-    return EgressPolicy.parse([f"{name}:{origin.port}" for name in names])
+def files_policy(origins: Origins) -> EgressPolicy:
+    return EgressPolicy.parse([f"files.test:{origins.http}"])
 
 
 async def test_keep_alive_requests_are_each_judged_and_forwarded_in_origin_form(
-    http_origin: Origin,
+    tmp_path: Path,
 ) -> None:
-    policy = origin_policy(http_origin, "files.test")
-    async with running_proxy(policy, resolver_to_loopback("files.test")) as proxy:
+    async with (
+        serving_site(tmp_path) as origins,
+        running_proxy(files_policy(origins), resolver_to_loopback("files.test")) as proxy,
+    ):
         client = await open_connection(proxy.port)
-        base = f"http://files.test:{http_origin.port}"
+        base = f"http://files.test:{origins.http}"
         await client.send_all(
             get_head(
                 f"{base}/headers",
@@ -315,15 +319,15 @@ async def test_keep_alive_requests_are_each_judged_and_forwarded_in_origin_form(
         head, body = await read_response(client)
         assert head.startswith(b"HTTP/1.1 200 OK")
         forwarded = body.decode().splitlines()
-        assert f"Host: files.test:{http_origin.port}" in forwarded
+        assert f"Host: files.test:{origins.http}" in forwarded
         assert "X-End: kept" in forwarded
         assert not [line for line in forwarded if line.lower().startswith(("proxy-", "x-hop"))]
 
         # The same connection: a refused request, then allowed ones again.
-        await client.send_all(get_head(f"http://other.test:{http_origin.port}/hello.txt"))
+        await client.send_all(get_head(f"http://other.test:{origins.http}/hello.txt"))
         head, body = await read_response(client)
         assert head.startswith(b"HTTP/1.1 403 Forbidden")
-        assert body == f"refused other.test:{http_origin.port} (not in allow_domains)\n".encode()
+        assert body == f"refused other.test:{origins.http} (not in allow_domains)\n".encode()
         for _ in range(2):
             await client.send_all(get_head(f"{base}/hello.txt"))
             head, body = await read_response(client)
@@ -341,14 +345,16 @@ async def test_keep_alive_requests_are_each_judged_and_forwarded_in_origin_form(
 
 @pytest.mark.parametrize("zero_copy", [True, False])
 async def test_request_and_response_bodies_stream_with_length_or_chunked(
-    http_origin: Origin, zero_copy: bool
+    tmp_path: Path, zero_copy: bool
 ) -> None:
-    policy = origin_policy(http_origin, "files.test")
-    async with running_proxy(policy, resolver_to_loopback("files.test"), zero_copy=zero_copy) as (
-        proxy
+    async with (
+        serving_site(tmp_path) as origins,
+        running_proxy(
+            files_policy(origins), resolver_to_loopback("files.test"), zero_copy=zero_copy
+        ) as proxy,
     ):
         client = await open_connection(proxy.port)
-        url = f"http://files.test:{http_origin.port}"
+        url = f"http://files.test:{origins.http}"
         body = bytes(range(256)) * 8192  # 2 MiB
         await client.send_all(
             f"POST {url}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -413,10 +419,12 @@ async def test_request_and_response_bodies_stream_with_length_or_chunked(
     ],
 )
 async def test_bad_requests_get_a_clear_error_and_the_proxy_serves_on(
-    http_origin: Origin, request_bytes: bytes, status: str, reason: bytes
+    tmp_path: Path, request_bytes: bytes, status: str, reason: bytes
 ) -> None:
-    policy = origin_policy(http_origin, "files.test")
-    async with running_proxy(policy, resolver_to_loopback("files.test")) as proxy:
+    async with (
+        serving_site(tmp_path) as origins,
+        running_proxy(files_policy(origins), resolver_to_loopback("files.test")) as proxy,
+    ):
         client = await open_connection(proxy.port)
         await client.send_all(request_bytes)
         answer = await receive_all(client)
@@ -426,7 +434,7 @@ async def test_bad_requests_get_a_clear_error_and_the_proxy_serves_on(
         assert reason in answer.partition(b"\r\n\r\n")[2]
         # Another client is served as ever.
         other = await open_connection(proxy.port)
-        await other.send_all(get_head(f"http://files.test:{http_origin.port}/hello.txt"))
+        await other.send_all(get_head(f"http://files.test:{origins.http}/hello.txt"))
         assert (await read_response(other))[1] == b"hello through the egress proxy\n"
         await other.aclose()
 

@@ -19,25 +19,25 @@ from egress_harness import (
     HELLO,
     PACKAGE,
     WHEEL,
-    Certificates,
-    Origin,
+    Origins,
     RunningProxy,
     node_with_env_proxy,
     run_tool,
     running_proxy,
+    serving_site,
     tool_environment,
 )
 
 from trio_sandbox.egress import EgressPolicy, proxy_environment
 
 
-def tools_policy(http_origin: Origin, https_origin: Origin) -> EgressPolicy:
+def tools_policy(origins: Origins) -> EgressPolicy:
     return EgressPolicy.parse(
         [
-            f"files.test:{http_origin.port}",
-            f"git.test:{http_origin.port}",
-            f"secure.test:{https_origin.port}",
-            f"pypi.test:{https_origin.port}",
+            f"files.test:{origins.http}",
+            f"git.test:{origins.http}",
+            f"secure.test:{origins.https}",
+            f"pypi.test:{origins.https}",
         ]
     )
 
@@ -46,42 +46,38 @@ def environment(proxy: RunningProxy, home: Path, **extra: str) -> dict[str, str]
     return tool_environment(home, {**proxy_environment(proxy.port), **extra})
 
 
-def refusal_text(name: str, origin: Origin) -> str:
-    return f"refused {name}:{origin.port} (not in allow_domains)"
+def refusal_text(name: str, port: int) -> str:
+    return f"refused {name}:{port} (not in allow_domains)"
 
 
-async def test_curl_absolute_form_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_curl_absolute_form_and_its_refusal(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         env = environment(proxy, tmp_path)
         fetched = await run_tool(
-            ["curl", "-sS", "--fail", f"http://files.test:{http_origin.port}/hello.txt"], env
+            ["curl", "-sS", "--fail", f"http://files.test:{origins.http}/hello.txt"], env
         )
         assert fetched.returncode == 0, fetched.output
         assert fetched.stdout.encode() == HELLO
 
         refused = await run_tool(
-            ["curl", "-sS", "-i", f"http://blocked.test:{http_origin.port}/hello.txt"], env
+            ["curl", "-sS", "-i", f"http://blocked.test:{origins.http}/hello.txt"], env
         )
     assert refused.returncode == 0, refused.output
     assert refused.stdout.startswith("HTTP/1.1 403 Forbidden\r\n")
     assert "X-Proxy-Error: blocked-by-allowlist\r\n" in refused.stdout
-    assert refused.stdout.endswith(refusal_text("blocked.test", http_origin) + "\n")
+    assert refused.stdout.endswith(refusal_text("blocked.test", origins.http) + "\n")
     assert proxy.lines() == [
-        f"allowed files.test:{http_origin.port} (127.0.0.1)",
-        refusal_text("blocked.test", http_origin),
+        f"allowed files.test:{origins.http} (127.0.0.1)",
+        refusal_text("blocked.test", origins.http),
     ]
 
 
-async def test_curl_https_through_connect_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, certificates: Certificates, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_curl_https_through_connect_and_its_refusal(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         env = environment(proxy, tmp_path)
-        url = f"https://secure.test:{https_origin.port}/hello.txt"
+        url = f"https://secure.test:{origins.https}/hello.txt"
         fetched = await run_tool(
-            ["curl", "-sS", "--fail", "--cacert", str(certificates.ca), url], env
+            ["curl", "-sS", "--fail", "--cacert", str(origins.certificates.ca), url], env
         )
         assert fetched.returncode == 0, fetched.output
         assert fetched.stdout.encode() == HELLO
@@ -92,8 +88,8 @@ async def test_curl_https_through_connect_and_its_refusal(
                 "-sS",
                 "-v",
                 "--cacert",
-                str(certificates.ca),
-                f"https://blocked.test:{https_origin.port}/hello.txt",
+                str(origins.certificates.ca),
+                f"https://blocked.test:{origins.https}/hello.txt",
             ],
             env,
         )
@@ -101,41 +97,39 @@ async def test_curl_https_through_connect_and_its_refusal(
     assert "CONNECT tunnel failed, response 403" in refused.stderr
     assert "< X-Proxy-Error: blocked-by-allowlist" in refused.stderr
     assert proxy.lines() == [
-        f"allowed secure.test:{https_origin.port} (127.0.0.1)",
-        refusal_text("blocked.test", https_origin),
+        f"allowed secure.test:{origins.https} (127.0.0.1)",
+        refusal_text("blocked.test", origins.https),
     ]
     # Bytes are counted per destination: the whole TLS exchange went through the tunnel.
-    counters = proxy.stats.snapshot()["destinations"][f"secure.test:{https_origin.port}"]
+    counters = proxy.stats.snapshot()["destinations"][f"secure.test:{origins.https}"]
     assert counters["allowed"] == 1
     assert counters["bytes_received"] > len(HELLO)
 
 
-async def test_curl_socks5h_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, certificates: Certificates, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_curl_socks5h_and_its_refusal(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         env = environment(proxy, tmp_path)
         socks = ["curl", "-sS", "--fail", "-x", f"socks5h://127.0.0.1:{proxy.port}"]
-        plain = await run_tool([*socks, f"http://files.test:{http_origin.port}/hello.txt"], env)
+        plain = await run_tool([*socks, f"http://files.test:{origins.http}/hello.txt"], env)
         assert plain.returncode == 0, plain.output
         assert plain.stdout.encode() == HELLO
         tls = await run_tool(
             [
                 *socks,
                 "--cacert",
-                str(certificates.ca),
-                f"https://secure.test:{https_origin.port}/hello.txt",
+                str(origins.certificates.ca),
+                f"https://secure.test:{origins.https}/hello.txt",
             ],
             env,
         )
         assert tls.returncode == 0, tls.output
         assert tls.stdout.encode() == HELLO
 
-        refused = await run_tool([*socks, f"http://blocked.test:{http_origin.port}/"], env)
+        refused = await run_tool([*socks, f"http://blocked.test:{origins.http}/"], env)
     assert refused.returncode == 97  # CURLE_PROXY
     # curl shows the SOCKS5 reply code: 2, "connection not allowed by ruleset".
     assert "Can't complete SOCKS5 connection to blocked.test. (2)" in refused.stderr
-    assert proxy.lines()[-1] == refusal_text("blocked.test", http_origin)
+    assert proxy.lines()[-1] == refusal_text("blocked.test", origins.http)
     assert [event.protocol for event in proxy.events] == ["socks5"] * 3
 
 
@@ -152,35 +146,33 @@ except OSError as error:
 """
 
 
-async def test_urllib_with_proxy_variables_and_its_refusals(
-    http_origin: Origin, https_origin: Origin, certificates: Certificates, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_urllib_with_proxy_variables_and_its_refusals(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         env = environment(proxy, tmp_path)
 
         async def fetch(url: str) -> str:
             result = await run_tool(
-                [sys.executable, "-c", URLLIB_FETCH, url, str(certificates.ca)], env
+                [sys.executable, "-c", URLLIB_FETCH, url, str(origins.certificates.ca)], env
             )
             assert result.returncode == 0, result.output
             return result.stdout
 
-        assert await fetch(f"http://files.test:{http_origin.port}/hello.txt") == HELLO.decode()
-        assert await fetch(f"https://secure.test:{https_origin.port}/hello.txt") == HELLO.decode()
-        refused_http = await fetch(f"http://blocked.test:{http_origin.port}/hello.txt")
-        refused_https = await fetch(f"https://blocked.test:{https_origin.port}/hello.txt")
-    assert refused_http == f"403 blocked-by-allowlist {refusal_text('blocked.test', http_origin)}\n"
+        assert await fetch(f"http://files.test:{origins.http}/hello.txt") == HELLO.decode()
+        assert await fetch(f"https://secure.test:{origins.https}/hello.txt") == HELLO.decode()
+        refused_http = await fetch(f"http://blocked.test:{origins.http}/hello.txt")
+        refused_https = await fetch(f"https://blocked.test:{origins.https}/hello.txt")
+    assert (
+        refused_http == f"403 blocked-by-allowlist {refusal_text('blocked.test', origins.http)}\n"
+    )
     assert refused_https == "OSError <urlopen error Tunnel connection failed: 403 Forbidden>\n"
     assert [event.protocol for event in proxy.events] == ["http", "connect", "http", "connect"]
 
 
-async def test_pip_download_from_a_local_index_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, certificates: Certificates, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_pip_download_from_a_local_index_and_its_refusal(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         # pip (26.3 here) verifies a proxied HTTPS index with its truststore context, which
         # ignores --cert but reads OpenSSL's SSL_CERT_FILE.
-        env = environment(proxy, tmp_path, SSL_CERT_FILE=str(certificates.ca))
+        env = environment(proxy, tmp_path, SSL_CERT_FILE=str(origins.certificates.ca))
 
         async def pip_download(name: str, destination: Path) -> tuple[int, str]:
             result = await run_tool(
@@ -196,7 +188,7 @@ async def test_pip_download_from_a_local_index_and_its_refusal(
                     "--timeout",
                     "20",
                     "--index-url",
-                    f"https://{name}:{https_origin.port}/simple/",
+                    f"https://{name}:{origins.https}/simple/",
                     "-d",
                     str(destination),
                     PACKAGE,
@@ -213,16 +205,14 @@ async def test_pip_download_from_a_local_index_and_its_refusal(
     assert code != 0
     assert "Tunnel connection failed: 403 Forbidden" in output
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
-    assert refusal_text("blocked.test", https_origin) in proxy.lines()
+    assert refusal_text("blocked.test", origins.https) in proxy.lines()
 
 
-async def test_git_clone_over_dumb_http_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, tmp_path: Path
-) -> None:
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
+async def test_git_clone_over_dumb_http_and_its_refusal(tmp_path: Path) -> None:
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
         env = environment(proxy, tmp_path)
         cloned = await run_tool(
-            ["git", "clone", "-q", f"http://git.test:{http_origin.port}/repo.git", "clone"],
+            ["git", "clone", "-q", f"http://git.test:{origins.http}/repo.git", "clone"],
             env,
             cwd=tmp_path,
         )
@@ -233,23 +223,23 @@ async def test_git_clone_over_dumb_http_and_its_refusal(
         assert len(allowed) >= 3
 
         refused = await run_tool(
-            ["git", "clone", "-q", f"http://blocked.test:{http_origin.port}/repo.git", "other"],
+            ["git", "clone", "-q", f"http://blocked.test:{origins.http}/repo.git", "other"],
             env,
             cwd=tmp_path,
         )
     assert refused.returncode == 128
     assert "403" in refused.stderr
     # git shows a text/plain error body of the refs request as "remote: ..." lines.
-    assert f"remote: {refusal_text('blocked.test', http_origin)}" in refused.stderr
+    assert f"remote: {refusal_text('blocked.test', origins.http)}" in refused.stderr
     assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
-async def test_npm_view_from_a_local_registry_and_its_refusal(
-    http_origin: Origin, https_origin: Origin, tmp_path: Path
-) -> None:
-    policy = EgressPolicy.parse([f"registry.test:{http_origin.port}"])
-    async with running_proxy(policy) as proxy:
+async def test_npm_view_from_a_local_registry_and_its_refusal(tmp_path: Path) -> None:
+    async with (
+        serving_site(tmp_path) as origins,
+        running_proxy(EgressPolicy.parse([f"registry.test:{origins.http}"])) as proxy,
+    ):
         env = environment(proxy, tmp_path)
 
         async def npm_view(name: str) -> tuple[int, str]:
@@ -260,7 +250,7 @@ async def test_npm_view_from_a_local_registry_and_its_refusal(
                     PACKAGE,
                     "version",
                     "--registry",
-                    f"http://{name}:{http_origin.port}/npm/",
+                    f"http://{name}:{origins.http}/npm/",
                     "--fetch-retries",
                     "0",
                 ],
@@ -272,8 +262,8 @@ async def test_npm_view_from_a_local_registry_and_its_refusal(
         assert await npm_view("registry.test") == (0, "1.0.0\n")
         code, output = await npm_view("blocked.test")
     assert code == 1
-    assert f"403 Forbidden - GET http://blocked.test:{http_origin.port}/npm/{PACKAGE}" in output
-    assert proxy.lines()[-1] == refusal_text("blocked.test", http_origin)
+    assert f"403 Forbidden - GET http://blocked.test:{origins.http}/npm/{PACKAGE}" in output
+    assert proxy.lines()[-1] == refusal_text("blocked.test", origins.http)
 
 
 NODE_FETCH = """
@@ -295,14 +285,12 @@ require("http").get(process.argv[1], (response) => {
 """
 
 
-async def test_node_fetch_with_node_use_env_proxy_and_its_refusals(
-    http_origin: Origin, https_origin: Origin, certificates: Certificates, tmp_path: Path
-) -> None:
+async def test_node_fetch_with_node_use_env_proxy_and_its_refusals(tmp_path: Path) -> None:
     node = node_with_env_proxy()
     if node is None:
         pytest.skip("no Node.js 22.21+ / 24.5+ (NODE_USE_ENV_PROXY); .ci/install provides one")
-    async with running_proxy(tools_policy(http_origin, https_origin)) as proxy:
-        env = environment(proxy, tmp_path, NODE_EXTRA_CA_CERTS=str(certificates.ca))
+    async with serving_site(tmp_path) as origins, running_proxy(tools_policy(origins)) as proxy:
+        env = environment(proxy, tmp_path, NODE_EXTRA_CA_CERTS=str(origins.certificates.ca))
 
         async def node_run(script: str, url: str) -> str:
             result = await run_tool([node, "-e", script, url], env)
@@ -310,20 +298,20 @@ async def test_node_fetch_with_node_use_env_proxy_and_its_refusals(
             return result.stdout
 
         hello = HELLO.decode()
-        assert await node_run(NODE_FETCH, f"https://secure.test:{https_origin.port}/hello.txt") == (
+        assert await node_run(NODE_FETCH, f"https://secure.test:{origins.https}/hello.txt") == (
             f"200 {hello}"
         )
         # fetch() tunnels plain http:// through CONNECT as well; http.get uses absolute form.
-        assert await node_run(NODE_FETCH, f"http://files.test:{http_origin.port}/hello.txt") == (
+        assert await node_run(NODE_FETCH, f"http://files.test:{origins.http}/hello.txt") == (
             f"200 {hello}"
         )
-        assert await node_run(NODE_HTTP_GET, f"http://files.test:{http_origin.port}/hello.txt") == (
+        assert await node_run(NODE_HTTP_GET, f"http://files.test:{origins.http}/hello.txt") == (
             f"200 {hello}"
         )
-        refused_fetch = await node_run(NODE_FETCH, f"https://blocked.test:{https_origin.port}/")
-        refused_get = await node_run(NODE_HTTP_GET, f"http://blocked.test:{http_origin.port}/")
+        refused_fetch = await node_run(NODE_FETCH, f"https://blocked.test:{origins.https}/")
+        refused_get = await node_run(NODE_HTTP_GET, f"http://blocked.test:{origins.http}/")
     assert refused_fetch == "error Proxy response (403) !== 200 when HTTP Tunneling"
-    assert refused_get == f"403 {refusal_text('blocked.test', http_origin)}\n"
+    assert refused_get == f"403 {refusal_text('blocked.test', origins.http)}\n"
     assert [event.protocol for event in proxy.events] == [
         "connect",
         "connect",
