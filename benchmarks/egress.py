@@ -187,23 +187,26 @@ async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             _, origin_port = await start_port_child(nursery, ["_origin", str(big)])
             url = f"http://127.0.0.1:{origin_port}/big"
-
-            def median_of(*extra: str) -> float:
-                curl_download(url, *extra)  # warm the page cache and the processes
-                return statistics.median(curl_download(url, *extra) for _ in range(runs))
-
-            results["direct"] = await trio.to_thread.run_sync(median_of)
-            for mode, zero_copy in (("splice", True), ("copy", False)):
-                proxy, proxy_port = await start_port_child(
+            proxies = {
+                mode: await start_port_child(
                     nursery, ["_proxy", str(origin_port), "1" if zero_copy else "0"]
                 )
-                proxy_url = f"http://127.0.0.1:{proxy_port}"
-                results[f"{mode} connect"] = await trio.to_thread.run_sync(
-                    median_of, "-p", "-x", proxy_url
-                )
-                results[f"{mode} absolute"] = await trio.to_thread.run_sync(
-                    median_of, "-x", proxy_url
-                )
+                for mode, zero_copy in (("splice", True), ("copy", False))
+            }
+            legs: dict[str, tuple[str, ...]] = {"direct": ()}
+            for mode, (_, proxy_port) in proxies.items():
+                legs[f"{mode} connect"] = ("-p", "-x", f"http://127.0.0.1:{proxy_port}")
+                legs[f"{mode} absolute"] = ("-x", f"http://127.0.0.1:{proxy_port}")
+            # Legs take turns within each round, so a change in the machine's load falls on
+            # the baseline and the proxied legs alike.
+            times: dict[str, list[float]] = {leg: [] for leg in legs}
+            for round_number in range(runs + 1):
+                for leg, extra in legs.items():
+                    seconds = await trio.to_thread.run_sync(curl_download, url, *extra)
+                    if round_number:  # the first round warms the page cache and the processes
+                        times[leg].append(seconds)
+            results.update({leg: statistics.median(values) for leg, values in times.items()})
+            for mode, (proxy, proxy_port) in proxies.items():
                 results[f"{mode} setup"] = await tunnel_setup_ms(proxy_port, origin_port)
                 results[f"{mode} memory"] = await memory_kib(proxy.pid, proxy_port, origin_port)
             nursery.cancel_scope.cancel()
