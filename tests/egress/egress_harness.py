@@ -31,6 +31,7 @@ from trio_sandbox.egress import (
     EgressEvent,
     EgressPolicy,
     EgressStats,
+    EventCallback,
     IPAddress,
     Resolver,
     serve_egress_proxy,
@@ -116,9 +117,17 @@ async def running_proxy(
     connect_timeout: float = 10.0,
     max_connections: int = 1024,
     zero_copy: bool = True,
+    also_on_event: EventCallback | None = None,
 ) -> AsyncIterator[RunningProxy]:
-    """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving."""
+    """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events are
+    collected (and passed to ``also_on_event``)."""
     events: list[EgressEvent] = []
+
+    def on_event(event: EgressEvent) -> None:
+        events.append(event)
+        if also_on_event is not None:
+            also_on_event(event)
+
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
@@ -128,7 +137,7 @@ async def running_proxy(
                 listener,
                 policy,
                 resolver=resolver or dot_test_resolver(),
-                on_event=events.append,
+                on_event=on_event,
                 handshake_timeout=handshake_timeout,
                 idle_timeout=idle_timeout,
                 connect_timeout=connect_timeout,

@@ -24,7 +24,7 @@ from egress_harness import (
     serving_site,
 )
 
-from trio_sandbox.egress import EgressPolicy, IPAddress
+from trio_sandbox.egress import EgressEvent, EgressPolicy, IPAddress
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
@@ -592,6 +592,25 @@ async def test_every_decision_is_logged_on_one_line(caplog: pytest.LogCaptureFix
         await receive_all(client)
         await client.aclose()
     assert "refused pypi.example.org:443 (not in allow_domains)" in caplog.messages
+
+
+async def test_a_fault_in_one_connection_is_logged_and_the_proxy_serves_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def fail_for_one(event: EgressEvent) -> None:
+        if event.target == "crash.test:443":
+            raise RuntimeError("a broken event callback")
+
+    async with running_proxy(EgressPolicy(), also_on_event=fail_for_one) as proxy:
+        for target in ("crash.test:443", "other.test:443"):
+            async with await open_connection(proxy.port) as client:
+                await client.send_all(connect_head(target))
+                answers = await receive_all(client)
+        await proxy.wait_until_idle()
+    assert answers.startswith(b"HTTP/1.1 403 Forbidden")  # the second client was served
+    (record,) = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "a broken event callback"
 
 
 async def test_a_tls_client_hello_is_dropped_with_a_hint_in_the_log(
