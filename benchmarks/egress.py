@@ -6,6 +6,8 @@ In one run, on 127.0.0.1 only:
   answers with ``sendfile``), by curl: directly (the baseline), through the proxy via CONNECT
   (``curl -p -x``), and via an absolute-form request (``curl -x``); each ``--runs`` times (median),
   once with the proxy relaying through splice(2) and once copying through Python;
+- the same download by curl inside a real bubblewrap sandbox (``trio-sandbox-warden wrap
+  --network allow``), through the warden's proxy in the sandbox's network namespace;
 - the time to open a tunnel (TCP connect + CONNECT + ``200``), beside a direct TCP connect;
 - the proxy process's resident memory idle, with 100 tunnels open, and with 100 tunnels whose
   client has stopped reading a download (the worst case for buffering).
@@ -39,6 +41,8 @@ SCRIPT = os.path.abspath(__file__)
 # The checkout this script is in, so that its children import this trio_sandbox, not another.
 REPO = os.path.dirname(os.path.dirname(SCRIPT))
 GOAL = 0.8
+# The host's loopback as the sandbox's allow-list names it (127.0.0.1 is the sandbox's own).
+ORIGIN_HOST = "127.0.0.2"
 TUNNELS = 100
 
 
@@ -46,7 +50,7 @@ TUNNELS = 100
 
 
 def serve_origin(path: str) -> None:
-    """HTTP/1.1 on 127.0.0.1: every request gets the file at ``path`` (sendfile); a connection
+    """HTTP/1.1 on ORIGIN_HOST: every request gets the file at ``path`` (sendfile); a connection
     that sends nothing is simply held open."""
     size = os.path.getsize(path)
     head = f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode()
@@ -65,7 +69,7 @@ def serve_origin(path: str) -> None:
             except OSError:
                 return
 
-    server = socket.create_server(("127.0.0.1", 0), backlog=512)
+    server = socket.create_server((ORIGIN_HOST, 0), backlog=512)
     print(server.getsockname()[1], flush=True)
     while True:
         connection, _ = server.accept()
@@ -79,7 +83,7 @@ def serve_proxy(origin_port: int, zero_copy: bool) -> None:
     from trio_sandbox.egress import EgressPolicy, serve_egress_proxy
 
     async def main() -> None:
-        policy = EgressPolicy.parse([f"127.0.0.1:{origin_port}"])
+        policy = EgressPolicy.parse([f"{ORIGIN_HOST}:{origin_port}"])
         (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=512)
         port = listener.socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -105,9 +109,24 @@ def curl_download(url: str, *extra: str) -> float:
     return float(finished.stdout)
 
 
+def sandboxed_download(url: str, origin_port: int) -> float:
+    """curl's own time for ``url`` inside a bubblewrap sandbox whose only way out is the
+    warden's egress proxy (the sandbox's start-up excluded)."""
+    warden = [sys.executable, "-m", "trio_sandbox.warden", "wrap", "--backend", "bwrap"]
+    warden += ["--network", "allow", f"--allow-domain={ORIGIN_HOST}:{origin_port}", "host"]
+    curl = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{time_total}", url]
+    finished = subprocess.run(
+        [*warden, "--", *curl],
+        env={**os.environ, "PYTHONPATH": REPO},
+        check=True,
+        capture_output=True,
+    )
+    return float(finished.stdout)
+
+
 async def open_tunnel(proxy_port: int, origin_port: int) -> trio.SocketStream:
     stream = await trio.open_tcp_stream("127.0.0.1", proxy_port)
-    authority = f"127.0.0.1:{origin_port}"
+    authority = f"{ORIGIN_HOST}:{origin_port}"
     await stream.send_all(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
     answer = b""
     while b"\r\n\r\n" not in answer:
@@ -125,7 +144,7 @@ async def tunnel_setup_ms(proxy_port: int, origin_port: int, count: int = 50) ->
     tunnel: list[float] = []
     for _ in range(count):
         started = time.perf_counter()
-        stream = await trio.open_tcp_stream("127.0.0.1", origin_port)
+        stream = await trio.open_tcp_stream(ORIGIN_HOST, origin_port)
         direct.append(time.perf_counter() - started)
         await stream.aclose()
         started = time.perf_counter()
@@ -150,7 +169,7 @@ async def memory_kib(pid: int, proxy_port: int, origin_port: int) -> dict[str, i
     tunnels = [await open_tunnel(proxy_port, origin_port) for _ in range(TUNNELS)]
     await trio.sleep(0.5)
     figures["open"] = resident_kib(pid)
-    request = b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    request = f"GET /big HTTP/1.1\r\nHost: {ORIGIN_HOST}\r\n\r\n".encode()
     for stream in tunnels:
         await stream.send_all(request)
     await trio.sleep(2)  # every download fills every buffer on its path, then stalls
@@ -186,7 +205,7 @@ async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
                 file.write(os.urandom(1 << 20))
         async with trio.open_nursery() as nursery:
             _, origin_port = await start_port_child(nursery, ["_origin", str(big)])
-            url = f"http://127.0.0.1:{origin_port}/big"
+            url = f"http://{ORIGIN_HOST}:{origin_port}/big"
             proxies = {
                 mode: await start_port_child(
                     nursery, ["_proxy", str(origin_port), "1" if zero_copy else "0"]
@@ -199,12 +218,15 @@ async def run_benchmark(megabytes: int, runs: int) -> dict[str, Any]:
                 legs[f"{mode} absolute"] = ("-x", f"http://127.0.0.1:{proxy_port}")
             # Legs take turns within each round, so a change in the machine's load falls on
             # the baseline and the proxied legs alike.
-            times: dict[str, list[float]] = {leg: [] for leg in legs}
+            times: dict[str, list[float]] = {leg: [] for leg in [*legs, "sandbox"]}
             for round_number in range(runs + 1):
                 for leg, extra in legs.items():
                     seconds = await trio.to_thread.run_sync(curl_download, url, *extra)
                     if round_number:  # the first round warms the page cache and the processes
                         times[leg].append(seconds)
+                seconds = await trio.to_thread.run_sync(sandboxed_download, url, origin_port)
+                if round_number:
+                    times["sandbox"].append(seconds)
             results.update({leg: statistics.median(values) for leg, values in times.items()})
             for mode, (proxy, proxy_port) in proxies.items():
                 results[f"{mode} setup"] = await tunnel_setup_ms(proxy_port, origin_port)
@@ -218,7 +240,8 @@ def report(results: dict[str, Any], megabytes: int, runs: int) -> str:
     direct = results["direct"]
     rate = megabytes / direct
     lines = [
-        f"{megabytes} MB download by curl from a sendfile server on 127.0.0.1, median of {runs}",
+        f"{megabytes} MB download by curl from a sendfile server on {ORIGIN_HOST},"
+        f" median of {runs}",
         f"machine: {os.cpu_count()} CPUs, load average {load}",
         f"{'leg':<24}{'seconds':>9}{'MB/s':>9}{'vs direct':>11}",
         f"{'direct':<24}{direct:>9.3f}{rate:>9.0f}{1.0:>10.2f}x",
@@ -237,6 +260,15 @@ def report(results: dict[str, Any], megabytes: int, runs: int) -> str:
                 verdicts.append(
                     f"through/direct, {form}: {ratio:.2f}x ({verdict} the {GOAL}x goal)"
                 )
+    sandboxed = results["sandbox"]
+    lines.append(
+        f"{'in bwrap, warden proxy':<24}{sandboxed:>9.3f}{megabytes / sandboxed:>9.0f}"
+        f"{direct / sandboxed:>10.2f}x"
+    )
+    verdict = "meets" if direct / sandboxed >= GOAL else "MISSES"
+    verdicts.append(
+        f"in a sandbox/direct on the host: {direct / sandboxed:.2f}x ({verdict} the {GOAL}x goal)"
+    )
     lines.append("")
     lines.append(f"{'tunnel set-up (ms, median of 50)':<40}{'direct TCP':>12}{'CONNECT':>10}")
     for mode in ("splice", "copy"):

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "trio_sandbox"
 LAYERS = {
     "contract": 0,  # independent roots: the contract's names; shared Trio helpers
     "concurrency": 0,
+    "egress": 0,  # the egress proxy and its policy (stdlib, trio and attrs only)
     "mcp": 1,
     "tls": 2,
     "tools": 3,

@@ -270,14 +270,19 @@ def build_site(root: Path) -> None:
 
 
 async def start_origin(
-    nursery: trio.Nursery, root: Path, certificates: Certificates | None = None
+    nursery: trio.Nursery,
+    root: Path,
+    certificates: Certificates | None = None,
+    host: str = "127.0.0.1",
 ) -> int:
-    """origin_server.py serving ``root`` (over TLS with ``certificates``): its port."""
+    """origin_server.py serving ``root`` on ``host`` (over TLS with ``certificates``): its
+    port."""
     argv = [sys.executable, str(ORIGIN_SERVER), str(root)]
     if certificates is not None:
         argv += [str(certificates.cert), str(certificates.key)]
+    env = {**os.environ, "ORIGIN_HOST": host}
     process: trio.Process = await nursery.start(
-        functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False)
+        functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False, env=env)
     )
     assert process.stdout is not None
     line = b""
@@ -300,14 +305,15 @@ class Origins:
 
 
 @asynccontextmanager
-async def serving_site(directory: Path) -> AsyncIterator[Origins]:
-    """A fresh site under ``directory`` and both origin servers, stopped on leaving."""
+async def serving_site(directory: Path, host: str = "127.0.0.1") -> AsyncIterator[Origins]:
+    """A fresh site under ``directory`` and both origin servers on ``host``, stopped on
+    leaving (the certificate names ``host`` too)."""
     site = directory / "site"
     await trio.to_thread.run_sync(build_site, site)
-    certificates = await trio.to_thread.run_sync(make_certificates, directory, HTTPS_NAMES)
+    certificates = await trio.to_thread.run_sync(make_certificates, directory, (*HTTPS_NAMES, host))
     async with trio.open_nursery() as nursery:
-        http = await start_origin(nursery, site)
-        https = await start_origin(nursery, site, certificates)
+        http = await start_origin(nursery, site, host=host)
+        https = await start_origin(nursery, site, certificates, host=host)
         yield Origins(site, certificates, http, https)
         nursery.cancel_scope.cancel()
 

@@ -13,6 +13,7 @@ is on (HTTP/1.1). Besides files:
 from __future__ import annotations
 
 import http.server
+import os
 import ssl
 import sys
 from functools import partial
@@ -66,7 +67,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
 def main() -> None:
     root = sys.argv[1]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=root))
+    host = os.environ.get("ORIGIN_HOST", "127.0.0.1")
+    server = http.server.ThreadingHTTPServer((host, 0), partial(Handler, directory=root))
     if len(sys.argv) == 4:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(sys.argv[2], sys.argv[3])

@@ -21,7 +21,7 @@ from ..proxy import (
     WebSocketUpstream,
     upstreams_from_mapping,
 )
-from ..sandbox import SandboxConfig, SandboxMode
+from ..sandbox import NETWORK_MODES, SandboxConfig, SandboxMode
 from ..warden import WrapUsageError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
@@ -30,6 +30,7 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "mode": (str, "'persistent' or 'ephemeral'"),
     "backend": (str, "auto, bwrap, podman, docker or process"),
     "user": (str, "UID or UID:GID"),
+    "network": (str, "'none', 'allow' or 'host'"),
     "memory": ((str, int), "a size such as '2G', or 'unlimited'"),
     "pids": ((int, str), "a number of processes, or 'unlimited'"),
     "cpus": ((int, float, str), "a number of CPUs such as 1.5, or 'unlimited'"),
@@ -42,7 +43,15 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "ca_timeout": ((int, float), "a number of seconds"),
     "stop_grace": ((int, float), "a number of seconds"),
 }
-_LISTS = {"volumes", "command", "warden", "env_passthrough", "upstream"}
+_LISTS = {
+    "volumes",
+    "command",
+    "warden",
+    "env_passthrough",
+    "upstream",
+    "allow_domains",
+    "deny_domains",
+}
 _TABLES = {"env", "mcpServers"}
 _OTHER = {"listen", "sandbox_prefix"}
 KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
@@ -86,6 +95,25 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--user",
         metavar="UID[:GID]",
         help="run the tools as this uid (default: the owner of the first writable volume)",
+    )
+    parser.add_argument(
+        "--network",
+        choices=NETWORK_MODES,
+        help="none (default: the sandbox's own loopback only), allow (only --allow-domain"
+        " destinations, through an egress proxy), host (the host's network: NOT isolated)",
+    )
+    parser.add_argument(
+        "--allow-domain",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="with --network allow: pypi.org, *.example.com (subdomains), 10.0.0.5:8080;"
+        " without a port, 80 and 443 (repeatable)",
+    )
+    parser.add_argument(
+        "--deny-domain",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="refused even if allowed; without a port, every port (repeatable)",
     )
 
 
@@ -157,7 +185,7 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
     for key, (kind, what) in _SCALARS.items():
         if key in data:
             fields[key] = _check(data, key, kind, what)
-    for key in ("volumes", "command", "warden", "env_passthrough"):
+    for key in ("volumes", "command", "warden", "env_passthrough", "allow_domains", "deny_domains"):
         if key in data:
             fields[key] = _string_list(data, key)
     if "env" in data:
@@ -196,6 +224,12 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["env_passthrough"] = args.env_passthrough
     if args.user is not None:
         fields["user"] = args.user
+    if args.network is not None:
+        fields["network"] = args.network
+    if args.allow_domain:
+        fields["allow_domains"] = args.allow_domain
+    if args.deny_domain:
+        fields["deny_domains"] = args.deny_domain
     for key in ("memory", "pids", "cpus", "tmp_size"):
         if key in fields:
             fields[key] = str(fields[key])  # numbers in the file are the warden's text too

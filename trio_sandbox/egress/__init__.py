@@ -25,6 +25,8 @@ from ._policy import PolicyError as PolicyError
 from ._policy import RefusalKind as RefusalKind
 from ._policy import Refused as Refused
 from ._policy import RuleKind as RuleKind
+from ._refusals import REFUSALS_PATH as REFUSALS_PATH
+from ._refusals import ask_refusals as ask_refusals
 from ._routing import Resolver as Resolver
 from ._routing import Route as Route
 from ._routing import find_route as find_route

@@ -8,9 +8,11 @@ endless distinct names cannot grow the proxy's memory.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -23,6 +25,8 @@ logger = logging.getLogger("trio_sandbox.egress")
 MAX_DESTINATIONS: Final = 1000
 OTHER_DESTINATIONS: Final = "(other)"
 INVALID_DESTINATIONS: Final = "(invalid)"
+# Refusals kept for the sandbox to ask about (the tool server names them in a command's result).
+MAX_RECENT_REFUSALS: Final = 100
 
 
 class Verdict(enum.Enum):
@@ -79,6 +83,10 @@ class EgressStats:
     connections_open: int = 0
     upstreams_open: int = 0
     _destinations: dict[str, DestinationCounters] = attrs.field(factory=dict)
+    # (wall-clock time, event line) of the latest refusals and failures, oldest first.
+    _recent_refusals: collections.deque[tuple[float, str]] = attrs.field(
+        factory=lambda: collections.deque(maxlen=MAX_RECENT_REFUSALS)
+    )
 
     def counters(self, target: str) -> DestinationCounters:
         counters = self._destinations.get(target)
@@ -101,7 +109,13 @@ class EgressStats:
             counters.failed += 1
         if refusal is not None:
             counters.last_refusal = refusal.reason
+            self._recent_refusals.append((time.time(), event.line()))
         return counters
+
+    def refusals_since(self, since: float) -> Sequence[str]:
+        """The event lines of refusals and failures at or after ``since`` (``time.time()``):
+        wall-clock time, because the sandbox that asks runs on the same host clock."""
+        return [line for at, line in self._recent_refusals if at >= since]
 
     def snapshot(self) -> dict[str, Any]:
         destinations = {

@@ -35,6 +35,7 @@ from ._http_head import (
 )
 from ._names import DestinationError, parse_port, split_host_port
 from ._policy import Allowed, RefusalKind, Refused
+from ._refusals import REFUSALS_PATH, RefusalQueryError, parse_refusals_query, refusals_answer
 from ._relay import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
 from ._upstream import Dialer, Upstream
 
@@ -230,6 +231,14 @@ class HttpFrontEnd:
     ) -> tuple[bool, Upstream | None]:
         """One absolute-form request; whether the client connection goes on, and the upstream
         connection to keep for the next request."""
+        if head.method == "GET" and head.target.partition("?")[0] == REFUSALS_PATH:
+            try:
+                since = parse_refusals_query(head.target)
+            except RefusalQueryError as error:
+                raise HttpError(400, str(error)) from None
+            refusals = self.dialer.events.stats.refusals_since(since)
+            await client.stream.send_all(refusals_answer(refusals))
+            return not head.wants_close and request_body(head).framing is Framing.NONE, upstream
         target = parse_absolute_target(head.target)
         body = request_body(head)
         # A refused request's body is never read, so the connection cannot go on after one.

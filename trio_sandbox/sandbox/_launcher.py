@@ -30,6 +30,7 @@ from ..concurrency import single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
+    EGRESS_LINE_PREFIX,
     LIFELINE_VARIABLE,
     MCP_PORT_VARIABLE,
     REPORT_VARIABLE,
@@ -40,6 +41,7 @@ from ..mcp import McpClient, McpConnectionError
 from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
+from ._egress_counts import count_egress_line
 from ._errors import SandboxStartError
 from ._process import WardenStarted, serve_warden, stages
 from ._streams import OutputTail
@@ -130,6 +132,10 @@ def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> li
         argv += ["--backend", config.backend]
     if config.user is not None:
         argv += ["--user", config.user]
+    if config.network != "none":
+        argv += ["--network", config.network]
+    argv += [f"--allow-domain={entry}" for entry in config.allow_domains]
+    argv += [f"--deny-domain={entry}" for entry in config.deny_domains]
     limits = (
         ("--memory", config.memory),
         ("--pids", config.pids),
@@ -152,8 +158,11 @@ class _WardenRun:
     report: dict[str, Any] = attrs.field(factory=dict)
 
     def read_report(self, line: str) -> None:
-        """The warden's JSON report line (our warden's; others print none)."""
-        if line.startswith(WARDEN_REPORT_PREFIX):
+        """The warden's JSON report line and egress decisions (our warden's; others print
+        none)."""
+        if line.startswith(EGRESS_LINE_PREFIX):
+            count_egress_line(self.report, line.removeprefix(EGRESS_LINE_PREFIX))
+        elif line.startswith(WARDEN_REPORT_PREFIX):
             with contextlib.suppress(ValueError):
                 value = json.loads(line.removeprefix(WARDEN_REPORT_PREFIX))
                 if isinstance(value, dict):

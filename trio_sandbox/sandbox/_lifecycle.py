@@ -159,6 +159,13 @@ class Sandbox:
                 else None
             ),
             "usage": sandbox_usage(report, self.warden_pid),
+            "network": {
+                "mode": self.config.network,
+                "allow_domains": list(self.config.allow_domains),
+                "deny_domains": list(self.config.deny_domains),
+                # Decisions of the egress proxy since this sandbox started, per destination.
+                "destinations": dict(report.get("egress", {})),
+            },
         }
 
     async def _read_status(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:
