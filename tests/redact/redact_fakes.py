@@ -129,7 +129,9 @@ def touchable_secret(draw: st.DrawFn) -> str:
 # Text around secrets: printable ASCII plus a little Unicode, with the separators that matter
 # to the rules (spaces, newlines, quotes, '=' and ':').
 filler_text = st.text(
-    alphabet=st.sampled_from(list(string.ascii_letters + string.digits + " \n\t=:'\"-_./,;") + ["é", "━", "\u2028"]),
+    alphabet=st.sampled_from(
+        [*(string.ascii_letters + string.digits + " \n\t=:'\"-_./,;"), "é", "━", "\u2028"]
+    ),
     max_size=80,
 )
 
@@ -144,7 +146,7 @@ def text_with_secrets(draw: st.DrawFn, known: list[str]) -> tuple[str, list[str]
     delimiters = st.sampled_from([" ", "\n", '"', "'"])
     for _ in range(draw(st.integers(0, 5))):
         parts.append(draw(filler_text))
-        if known and draw(st.booleans()):
+        if draw(st.booleans()) and known:
             parts.append(draw(st.sampled_from(["", " ", "=", "token: "])))
             secret = draw(st.sampled_from(known))
             parts.append(secret)

@@ -3,8 +3,10 @@ comes through unchanged."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 import redact_fakes as fakes
@@ -61,8 +63,6 @@ def test_gcp_service_account_json_private_key(redactor: SecretRedactor, seed: in
     assert '"type": "service_account"' in redacted
     assert redactor.restore_text(redacted) == document
     # As a JSON value (a tool's structured result): the leaf holds the PEM itself.
-    import json
-
     value = redactor.redact_json(json.loads(document))
     assert isinstance(value, dict)
     assert value["private_key"] != key
@@ -70,7 +70,9 @@ def test_gcp_service_account_json_private_key(redactor: SecretRedactor, seed: in
     assert redactor.restore_json(value) == json.loads(document)
 
 
-@pytest.mark.parametrize("kind", ["RSA PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY", "EC PRIVATE KEY"])
+@pytest.mark.parametrize(
+    "kind", ["RSA PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY", "EC PRIVATE KEY"]
+)
 def test_pem_private_key_whole_block(redactor: SecretRedactor, kind: str) -> None:
     key = fakes.pem_private_key(random.Random(7), kind)
     text = f"$ cat id_test\n{key}\n$ echo done\ndone\n"
@@ -103,7 +105,7 @@ def test_azure_ad_client_secret(redactor: SecretRedactor) -> None:
 )
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 def test_token_shapes(
-    redactor: SecretRedactor, make: fakes.Callable[[random.Random], str], rule: str, seed: int
+    redactor: SecretRedactor, make: Callable[[random.Random], str], rule: str, seed: int
 ) -> None:
     token = make(random.Random(seed))
     for text in (token, f"Authorization: Bearer {token}\n", f'{{"token": "{token}"}}'):
@@ -197,7 +199,8 @@ Collecting certifi>=2017.4.17 (from requests>=2.31)
 Requirement already satisfied: idna<4,>=2.5 in ./.venv/lib/python3.11/site-packages
 Installing collected packages: charset-normalizer, certifi, requests
 Successfully installed certifi-2024.8.30 charset-normalizer-3.4.0 requests-2.32.3
-  Created wheel for keyring: filename=keyring-25.5.0-py3-none-any.whl size=39123 sha256=3b2f7a6c9d0e1f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2
+  Created wheel for keyring: filename=keyring-25.5.0-py3-none-any.whl size=39123 \
+sha256=3b2f7a6c9d0e1f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2
 """,
     "npm install": """\
 npm WARN deprecated inflight@1.0.6: This module is not supported, and leaks memory.
@@ -207,7 +210,8 @@ added 248 packages, and audited 249 packages in 6s
   run `npm fund` for details
 found 0 vulnerabilities
 npm notice New minor version of npm available! 10.8.2 -> 10.9.0
-"integrity": "sha512-Xf3Cq1XzO0mJH6JPVnzKEqdJG2xjBQWo5JXUt8pvm4FzFGvvCL0zLEz6EGBrTaLk4Qyw09UdI5XpvXYCgTcdxg=="
+"integrity": "sha512-Xf3Cq1XzO0mJH6JPVnzKEqdJG2xjBQWo5JXUt8pvm4FzFGvvCL0zLEz6EGBrTaLk4Qyw09UdI5\
+XpvXYCgTcdxg=="
 """,
     "ls -l": """\
 total 48

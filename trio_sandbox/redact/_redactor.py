@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Final, TypeAlias, TypeVar
 
 import attrs
@@ -33,6 +33,10 @@ from ._rules import RuleSet, default_rules
 logger = logging.getLogger("trio_sandbox.redact")
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+# What the JSON helpers accept: any sequence (not str) or mapping of such values.
+JsonLike: TypeAlias = (
+    "bool | int | float | str | Sequence[JsonLike] | Mapping[str, JsonLike] | None"
+)
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED_SECRET:([A-Za-z0-9_.:-]{1,64}):([0-9a-f]{12})\]")
 MIN_KNOWN_SECRET_LENGTH: Final = 8
@@ -119,17 +123,18 @@ class SecretRedactor:
 
     # -- JSON ----------------------------------------------------------------------------
 
-    def redact_json(self, value: JsonValue) -> JsonValue:
-        """A copy of a JSON value (dicts, lists, str, numbers, bools, None) with every string
-        in it, keys included, redacted on its own. A secret found in one string gets the same
+    def redact_json(self, value: JsonLike) -> JsonValue:
+        """A copy of a JSON value (dicts, lists, str, numbers, bools, None; tuples and other
+        mappings are taken as lists and dicts) with every string in it, keys included, redacted
+        on its own. A secret found in one string gets the same
         placeholder in every other."""
         return _run(self._json_steps(value, self._redact_steps, "$"))
 
-    async def redact_json_async(self, value: JsonValue) -> JsonValue:
+    async def redact_json_async(self, value: JsonLike) -> JsonValue:
         """:meth:`redact_json` in steps, like :meth:`redact_text_async`."""
         return await _run_async(self._json_steps(value, self._redact_steps, "$"))
 
-    def restore_json(self, value: JsonValue) -> JsonValue:
+    def restore_json(self, value: JsonLike) -> JsonValue:
         """A copy of a JSON value (e.g. tool-call arguments) with every string restored."""
         return _run(self._json_steps(value, self._restore_steps, "$"))
 
@@ -150,18 +155,18 @@ class SecretRedactor:
         return self.restore_text(text)
 
     def _json_steps(
-        self, value: JsonValue, text_steps: _TextSteps, path: str
+        self, value: JsonLike, text_steps: _TextSteps, path: str
     ) -> Generator[None, None, JsonValue]:
         if isinstance(value, str):
             return (yield from text_steps(value))
         if value is None or isinstance(value, bool | int | float):
             return value
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             items: list[JsonValue] = []
             for index, item in enumerate(value):
                 items.append((yield from self._json_steps(item, text_steps, f"{path}[{index}]")))
             return items
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             copy: dict[str, JsonValue] = {}
             for key, item in value.items():
                 if not isinstance(key, str):
