@@ -139,6 +139,11 @@ def test_generic_assignments_with_entropy(redactor: SecretRedactor, template: st
     assert redacted.split("[REDACTED_SECRET")[0] == text.split(secret)[0]
 
 
+def test_generic_value_on_the_next_line_of_yaml(redactor: SecretRedactor) -> None:
+    secret = fakes.generic_password(random.Random(12))
+    assert_redacted(redactor, f"db:\n  password:\n    {secret}\n", secret, "generic-api-key")
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -188,6 +193,10 @@ ORDINARY_OUTPUT = {
         + __import__("base64").b64encode(random.Random(i).randbytes(90)).decode()
         for i in range(20)
     ),
+    # A keyword inside base64, "=" padding, then a hash on the next line: not an assignment.
+    "base64 then sha256sum": "data: AAAAG8etNewBfgD4DVEFHtTFh7+mZ8Vp5yxkTC0uFq4kx4qkeyicYeiNeVCEQ==\n"
+    "fe22e24ae7a179210003d65bf6eee885d6f9496bb06b6c4db595da60fe99025f  dist/pkg.tar.gz\n",
+    "empty assignments": "GITHUB_TOKEN=\nHOME_DIRECTORY_FOR_BUILDS=/home/dev/builds/x86_64\n",
     "pip install": """\
 Collecting requests>=2.31
   Downloading requests-2.32.3-py3-none-any.whl.metadata (4.6 kB)

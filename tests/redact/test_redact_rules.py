@@ -210,3 +210,18 @@ def test_string_index_finds_every_occurrence(
 ) -> None:
     index = StringIndex.build(strings, case_sensitive=sensitive)
     assert _run(index.occurrences(text)) == _naive(index.strings, text)
+
+
+def test_string_index_across_its_windows() -> None:
+    # Strings that straddle the 64 KiB windows of a pass, at every offset around the edges.
+    strings = ("xoxb-", "-----begin", "ey", "api_key")
+    pieces = []
+    for edge in (1, 2, 3):
+        for shift in range(-12, 4):
+            pieces.append((edge * 65536 + shift, strings[shift % len(strings)]))
+    text = list("." * (3 * 65536 + 64))
+    for position, string in pieces:
+        text[position : position + len(string)] = string
+    joined = "".join(text)[: 3 * 65536 + 64]
+    index = StringIndex.build(strings, case_sensitive=False)
+    assert _run(index.occurrences(joined)) == _naive(index.strings, joined)

@@ -37,7 +37,8 @@ _FREQUENCY: Final = {
 # One more pass over the text costs about as much as visiting 2 % of its characters.
 _PASS_COST: Final = 20.0
 _RARE: Final = 0.5
-# Hits handled between two yields of a scan (bounds the work of one step).
+# Work between two yields of a scan: characters searched in one pass, hits handled.
+_WINDOW: Final = 64 * 1024
 _HITS_PER_STEP: Final = 512
 
 
@@ -85,19 +86,26 @@ class StringIndex:
         that yields between bounded steps and returns the lists)."""
         starts: list[list[int]] = [[] for _ in self.strings]
         strings = self.strings
+        reach = max(map(len, strings), default=0)
         for search in self.searches:
             markers = search.markers
             companions = search.companions
-            for hits, match in enumerate(search.pattern.finditer(text), 1):
-                index, anchor = markers[match.lastindex or 0]
-                start = match.start() - anchor
-                starts[index].append(start)
-                for other, offset, check in companions.get(index, ()):
-                    if not check or text.startswith(strings[other], start + offset):
-                        starts[other].append(start + offset)
-                if hits % _HITS_PER_STEP == 0:
-                    yield
-            yield
+            # Windows of anchor positions; the look-ahead may read `reach` characters past one.
+            for low in range(0, len(text), _WINDOW):
+                high = low + _WINDOW
+                matches = search.pattern.finditer(text, low, high + reach)
+                for hits, match in enumerate(matches, 1):
+                    if match.start() >= high:
+                        break
+                    index, anchor = markers[match.lastindex or 0]
+                    start = match.start() - anchor
+                    starts[index].append(start)
+                    for other, offset, check in companions.get(index, ()):
+                        if not check or text.startswith(strings[other], start + offset):
+                            starts[other].append(start + offset)
+                    if hits % _HITS_PER_STEP == 0:
+                        yield
+                yield
         return starts
 
 

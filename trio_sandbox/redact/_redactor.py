@@ -44,7 +44,7 @@ _RULE_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Rounds of re-scanning the pieces between new placeholders; one or two suffice in practice.
 _MAX_ROUNDS: Final = 8
 # An async scan lets other tasks run at least this often (seconds of work between checkpoints).
-_STEP_BUDGET: Final = 0.004
+_STEP_BUDGET: Final = 0.002
 
 _Steps: TypeAlias = Generator[None, None, str]
 _TextSteps: TypeAlias = Callable[[str], _Steps]
