@@ -26,7 +26,6 @@ import json
 import random
 import re
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -41,11 +40,52 @@ from trio_sandbox.redact._detect import lower_aligned
 from trio_sandbox.redact._redactor import _run
 
 WORDS = (
-    "the build for module parser config server client request response value files update "
-    "install package version error warning info debug test tests passed failed collected "
-    "running started finished download cache layer image container network user project "
-    "source target output input default option settings handler context"
-).split()
+    "the",
+    "build",
+    "for",
+    "module",
+    "parser",
+    "config",
+    "server",
+    "client",
+    "request",
+    "response",
+    "value",
+    "files",
+    "update",
+    "install",
+    "package",
+    "version",
+    "error",
+    "warning",
+    "info",
+    "debug",
+    "test",
+    "tests",
+    "passed",
+    "failed",
+    "collected",
+    "running",
+    "started",
+    "finished",
+    "download",
+    "cache",
+    "layer",
+    "image",
+    "container",
+    "network",
+    "user",
+    "project",
+    "source",
+    "target",
+    "output",
+    "input",
+    "default",
+    "option",
+    "settings",
+    "handler",
+    "context",
+)
 
 
 def _hex(rng: random.Random, count: int) -> str:
@@ -64,8 +104,9 @@ def _chunk(rng: random.Random) -> str:
         )
     if kind == 1:
         return "".join(
-            f"-rw-r--r--  1 dev dev {rng.randrange(100, 99999):6d} Nov 26 10:{rng.randrange(60):02d}"
-            f" {word(WORDS)}_{rng.randrange(100)}.{word(['py', 'txt', 'json', 'md'])}\n"
+            f"-rw-r--r--  1 dev dev {rng.randrange(100, 99999):6d} Nov 26 "
+            f"10:{rng.randrange(60):02d} {word(WORDS)}_{rng.randrange(100)}."
+            f"{word(['py', 'txt', 'json', 'md'])}\n"
             for _ in range(5)
         )
     if kind == 2:
@@ -96,7 +137,8 @@ def _chunk(rng: random.Random) -> str:
         return f"{_hex(rng, 64)}  dist/{word(WORDS)}-1.{rng.randrange(9)}.tar.gz\n"
     if kind == 6:
         return (
-            f"#{rng.randrange(20)} sha256:{_hex(rng, 64)} {rng.randrange(99)}MB 1.{rng.randrange(9)}s\n"
+            f"#{rng.randrange(20)} sha256:{_hex(rng, 64)} {rng.randrange(99)}MB "
+            f"1.{rng.randrange(9)}s\n"
             f"docker.io/library/python@sha256:{_hex(rng, 64)}\n"
         )
     if kind == 7:
@@ -210,18 +252,18 @@ def main() -> None:
         label = f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
         row(
             f"redact_text, ordinary output, {label}",
-            timed(lambda: redactor.redact_text(text), seconds),
+            timed(partial(redactor.redact_text, text), seconds),
             size,
             goal,
         )
         row(
             f"  baseline: one str.replace, {label}",
-            timed(lambda: text.replace("hunter2-correct-horse", "x"), seconds),
+            timed(partial(text.replace, "hunter2-correct-horse", "x"), seconds),
             size,
         )
         row(
             f"  baseline: one regex sub, {label}",
-            timed(lambda: simple_regex.sub("x", text), seconds),
+            timed(partial(simple_regex.sub, "x", text), seconds),
             size,
         )
     secret_text = with_secrets(megabyte, 20)
@@ -259,7 +301,8 @@ def main() -> None:
         partial(longest_pause, partial(redactor.redact_text, megabyte), blocking=True)
     )
     print(
-        f"longest event-loop pause, redact_text_async(1 MiB): {max(pauses) * 1e3:.1f} ms (worst of 5; goal <= 20 ms)"
+        f"longest event-loop pause, redact_text_async(1 MiB): {max(pauses) * 1e3:.1f} ms"
+        " (worst of 5; goal <= 20 ms)"
     )
     print(f"  for contrast, blocking redact_text(1 MiB) in the loop: {blocking * 1e3:.1f} ms")
     if args.compare:
@@ -338,7 +381,8 @@ def compare(text: str, seconds: float) -> None:
         flagged = detect_secrets_scan(lines)
         ours = len(PLACEHOLDER.findall(redactor.redact_text(text)))
         print(
-            f"false positives on 1 MiB of ordinary output: ours {ours}, detect-secrets {len(flagged)}"
+            "false positives on 1 MiB of ordinary output:"
+            f" ours {ours}, detect-secrets {len(flagged)}"
         )
         kinds = sorted({secret.type for secret in flagged})
         print(f"  detect-secrets flagged: {', '.join(kinds)}")
@@ -351,4 +395,4 @@ def compare(text: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -194,7 +194,8 @@ ORDINARY_OUTPUT = {
         for i in range(20)
     ),
     # A keyword inside base64, "=" padding, then a hash on the next line: not an assignment.
-    "base64 then sha256sum": "data: AAAAG8etNewBfgD4DVEFHtTFh7+mZ8Vp5yxkTC0uFq4kx4qkeyicYeiNeVCEQ==\n"
+    "base64 then sha256sum": "data: AAAAG8etNewBfgD4DVEFHtTFh7+mZ8Vp5yxkTC0uFq4kx4qkeyicYeiNeVC"
+    "EQ==\n"
     "fe22e24ae7a179210003d65bf6eee885d6f9496bb06b6c4db595da60fe99025f  dist/pkg.tar.gz\n",
     "empty assignments": "GITHUB_TOKEN=\nHOME_DIRECTORY_FOR_BUILDS=/home/dev/builds/x86_64\n",
     "pip install": """\
