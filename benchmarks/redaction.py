@@ -378,14 +378,13 @@ def compare(text: str, seconds: float) -> None:
             per_call,
             sum(map(len, sample)) + len(sample),
         )
-        flagged = detect_secrets_scan(lines)
+        flagged = [line for line in lines if detect_secrets_scan([line])]
+        kinds = sorted({secret.type for secret in detect_secrets_scan(flagged)})
         ours = len(PLACEHOLDER.findall(redactor.redact_text(text)))
         print(
-            "false positives on 1 MiB of ordinary output:"
-            f" ours {ours}, detect-secrets {len(flagged)}"
+            f"false positives on 1 MiB of ordinary output ({len(lines)} lines):"
+            f" ours {ours} spans, detect-secrets {len(flagged)} lines ({', '.join(kinds)})"
         )
-        kinds = sorted({secret.type for secret in flagged})
-        print(f"  detect-secrets flagged: {', '.join(kinds)}")
         secrets = fake_secrets(random.Random(3))
         missed = [s[:12] for s in secrets if not detect_secrets_scan(s.splitlines())]
         ours_missed = [s[:12] for s in secrets if s in redactor.redact_text(s)]

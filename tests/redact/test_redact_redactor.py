@@ -102,7 +102,7 @@ def test_bad_inputs_are_typed_errors() -> None:
     redactor = SecretRedactor()
     with pytest.raises(TypeError, match="known secret is a str, not bytes"):
         redactor.add_known_secret(b"long-enough-value")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="text to redact is a str, not int"):
+    with pytest.raises(TypeError, match="text to redact or restore is a str, not int"):
         redactor.redact_text(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"not a JSON value at \$\.a\[1\]: set"):
         redactor.redact_json({"a": [1, set()]})  # type: ignore[list-item]

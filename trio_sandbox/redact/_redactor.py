@@ -16,6 +16,7 @@ which is why a second ``redact_text`` leaves it as it is.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import time
@@ -78,10 +79,11 @@ class SecretRedactor:
     def add_known_secret(self, value: str, rule: str = "known") -> str | None:
         """Redact ``value`` wherever it appears from now on, even where no rule would match.
 
-        ``rule`` names it in the placeholder (``password``, ``env:GITHUB_TOKEN``). Returns the
-        value's placeholder, or None when the value is ignored because it is shorter than
-        :data:`MIN_KNOWN_SECRET_LENGTH` (redacting every "a" of a text would hide the text, not
-        the secret); that is logged with the rule name, never the value.
+        ``rule`` names it in the placeholder (``password``, ``env:GITHUB_TOKEN``); a value that
+        already has a placeholder keeps it. Returns the value's placeholder, or None when the
+        value is ignored because it is shorter than :data:`MIN_KNOWN_SECRET_LENGTH` (redacting
+        every "a" of a text would hide the text, not the secret); that is logged with the rule
+        name, never the value.
         """
         if not isinstance(value, str):
             raise TypeError(f"a known secret is a str, not {type(value).__name__}")
@@ -119,15 +121,16 @@ class SecretRedactor:
         pass: a restored value that looks like a placeholder stays as it is. Placeholders it
         never issued pass unchanged."""
         values = self._values
-        return PLACEHOLDER.sub(lambda match: values.get(match.group(0), match.group(0)), text)
+        return PLACEHOLDER.sub(
+            lambda match: values.get(match.group(0), match.group(0)), _checked_str(text)
+        )
 
     # -- JSON ----------------------------------------------------------------------------
 
     def redact_json(self, value: JsonLike) -> JsonValue:
         """A copy of a JSON value (dicts, lists, str, numbers, bools, None; tuples and other
         mappings are taken as lists and dicts) with every string in it, keys included, redacted
-        on its own. A secret found in one string gets the same
-        placeholder in every other."""
+        on its own. A secret found in one string gets the same placeholder in every other."""
         return _run(self._json_steps(value, self._redact_steps, "$"))
 
     async def redact_json_async(self, value: JsonLike) -> JsonValue:
@@ -299,28 +302,28 @@ def _detector_for(rules: RuleSet) -> Detector:
 
 def _checked_str(text: object) -> str:
     if not isinstance(text, str):
-        raise TypeError(f"text to redact is a str, not {type(text).__name__}")
+        raise TypeError(f"text to redact or restore is a str, not {type(text).__name__}")
     return text
 
 
-def _run(steps: Generator[None, None, _T]) -> _T:
+def _advance(steps: Generator[None, None, _T], until: float) -> list[_T]:
+    """Run `steps` until they finish (``[result]``) or the clock passes `until` (``[]``)."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
             result: _T = done.value
-            return result
+            return [result]
+        if time.perf_counter() >= until:
+            return []
+
+
+def _run(steps: Generator[None, None, _T]) -> _T:
+    return _advance(steps, math.inf)[0]
 
 
 async def _run_async(steps: Generator[None, None, _T]) -> _T:
     await trio.lowlevel.checkpoint()
-    deadline = time.perf_counter() + _STEP_BUDGET
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: _T = done.value
-            return result
-        if time.perf_counter() >= deadline:
-            await trio.lowlevel.checkpoint()
-            deadline = time.perf_counter() + _STEP_BUDGET
+    while not (finished := _advance(steps, time.perf_counter() + _STEP_BUDGET)):
+        await trio.lowlevel.checkpoint()
+    return finished[0]
