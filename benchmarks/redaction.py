@@ -10,6 +10,7 @@ the Trio event loop, seen by a task that ticks while a 1 MiB text is redacted wi
 Goals: <= 0.5 ms for 1 KiB, <= 10 ms for 64 KiB, >= 30 MB/s for 1 MiB, no pause over 20 ms.
 
     .venv/bin/python benchmarks/redaction.py --seconds 2
+    .venv/bin/python benchmarks/redaction.py --false-positives 16    # placeholders: should be 0
 
 ``--compare`` also times the alternatives that were considered, when they are importable (they
 are not dependencies: install them in a scratch environment): detect-secrets (its default
@@ -232,7 +233,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--compare", action="store_true", help="time the alternatives too")
+    parser.add_argument(
+        "--false-positives",
+        type=int,
+        default=0,
+        metavar="MIB",
+        help="only count placeholders in MIB MiB of ordinary output (one seed per MiB)",
+    )
     args = parser.parse_args()
+    if args.false_positives:
+        count_false_positives(args.false_positives)
+        return
     seconds = args.seconds
 
     started = time.perf_counter()
@@ -307,6 +318,17 @@ def main() -> None:
     print(f"  for contrast, blocking redact_text(1 MiB) in the loop: {blocking * 1e3:.1f} ms")
     if args.compare:
         compare(megabyte, seconds)
+
+
+def count_false_positives(mebibytes: int) -> None:
+    redactor = SecretRedactor()
+    total = 0
+    for seed in range(mebibytes):
+        redacted = redactor.redact_text(ordinary_output(1 << 20, seed))
+        for match in PLACEHOLDER.finditer(redacted):
+            total += 1
+            print(f"seed {seed}: {match.group(1)} at {match.start()}")
+    print(f"false positives in {mebibytes} MiB of ordinary output: {total}")
 
 
 def compare(text: str, seconds: float) -> None:
