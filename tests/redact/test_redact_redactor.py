@@ -10,7 +10,7 @@ import pytest
 import redact_fakes as fakes
 import trio
 
-from trio_sandbox.redact import MIN_KNOWN_SECRET_LENGTH, JsonLike, SecretRedactor
+from trio_sandbox.redact import MIN_KNOWN_SECRET_LENGTH, JsonLike, RedactionTimeout, SecretRedactor
 
 TOKEN = fakes.github_pat(random.Random(1))
 OTHER_TOKEN = fakes.gitlab_pat(random.Random(2))
@@ -188,3 +188,27 @@ async def test_redact_json_async_matches_sync() -> None:
     redactor = SecretRedactor()
     value = {"content": [{"type": "text", "text": f"{TOKEN} and {OTHER_TOKEN}"}] * 3}
     assert await redactor.redact_json_async(value) == redactor.redact_json(value)
+
+
+# Thousands of "curl" on one line make gitleaks' curl rules backtrack quadratically.
+SLOW_TEXT = "curl " * 5000
+SLOW_MESSAGE = r"redacting 250[0-9]{2} characters took more than 0\.0 s of scanning"
+
+
+def test_text_that_is_slow_to_scan_is_refused() -> None:
+    redactor = SecretRedactor(seconds_per_mib=0.01)
+    with pytest.raises(RedactionTimeout, match=SLOW_MESSAGE):
+        redactor.redact_text(SLOW_TEXT + TOKEN)
+    # Nothing was assigned: the token has no placeholder yet.
+    placeholder = redactor.add_known_secret(TOKEN, "known")
+    assert placeholder is not None
+    assert placeholder.startswith("[REDACTED_SECRET:known:")
+    # With the default limit, the same rules scan ordinary curl commands at once.
+    assert (
+        SecretRedactor().redact_text("curl -sS https://example.com/\n" * 100).count("curl") == 100
+    )
+
+
+async def test_slow_text_is_refused_by_the_async_scan_too() -> None:
+    with pytest.raises(RedactionTimeout, match=SLOW_MESSAGE):
+        await SecretRedactor(seconds_per_mib=0.01).redact_text_async(SLOW_TEXT)

@@ -15,6 +15,7 @@ from ._redactor import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._redactor import PLACEHOLDER as PLACEHOLDER
 from ._redactor import JsonLike as JsonLike
 from ._redactor import JsonValue as JsonValue
+from ._redactor import RedactionTimeout as RedactionTimeout
 from ._redactor import SecretRedactor as SecretRedactor
 from ._rules import Allowlist as Allowlist
 from ._rules import Rule as Rule

@@ -35,6 +35,9 @@ RANK_GENERIC: Final = 2
 
 _WINDOW: Final = 32 * 1024
 _ATTEMPTS_PER_STEP: Final = 256
+# How far one match attempt of a rule with no longest match may look (a PEM key of 16 kbit is
+# under 13 KiB). A longer match is still found, by a second, unbounded attempt.
+_UNBOUNDED_REACH: Final = 16 * 1024
 
 Scan = Generator[None, None, "list[Finding]"]
 
@@ -47,6 +50,10 @@ class Finding:
     end: int
     rule: str
     rank: int = RANK_RULE
+
+
+def _reach(rule: Rule) -> int:
+    return _UNBOUNDED_REACH if rule.max_width is None else rule.max_width
 
 
 def shannon_entropy(text: str) -> float:
@@ -153,17 +160,24 @@ class Detector:
         self, rule: Rule, text: str, candidates: Sequence[int], findings: list[Finding]
     ) -> Generator[None, None, None]:
         match_at = rule.pattern.match
+        reach = _reach(rule)
+        size = len(text)
         last_end = 0
-        for attempt, position in enumerate(candidates):
+        for attempt, position in enumerate(candidates, 1):
+            if attempt % _ATTEMPTS_PER_STEP == 0:
+                yield
             if position < last_end:
                 continue
-            match = match_at(text, position)
+            # Bounded, so that one attempt costs at most `reach` characters of backtracking.
+            end = min(size, position + reach)
+            match = match_at(text, position, end)
+            if match is not None and match.end() == end < size:
+                # It may have stopped at the bound ($ matches there): ask again without it.
+                match = match_at(text, position)
             if match is None or match.end() == position:
                 continue
             self._found(rule, text, match, last_end, findings)
             last_end = match.end()
-            if attempt % _ATTEMPTS_PER_STEP == _ATTEMPTS_PER_STEP - 1:
-                yield
 
     def _scan_windows(
         self, rule: Rule, text: str, findings: list[Finding]
@@ -171,15 +185,15 @@ class Detector:
         """``finditer`` in windows of ``_WINDOW`` characters (plus the longest possible match),
         so that no single search runs over the whole of a large text."""
         search = rule.pattern.search
-        width = rule.max_width
+        reach = _reach(rule)
         size = len(text)
         position = 0
         last_end = 0
         found = 0
         while position <= size:
-            end = size if width is None else min(size, position + _WINDOW + width)
+            end = min(size, position + _WINDOW + reach)
             # A match that starts by `sure` fits in the window; a later one may be cut short.
-            sure = end if end == size or width is None else end - width
+            sure = end if end == size else end - reach
             match = search(text, position, end)
             if match is not None and match.start() > sure:
                 match = None

@@ -52,6 +52,29 @@ _TextSteps: TypeAlias = Callable[[str], _Steps]
 _T = TypeVar("_T")
 
 
+class RedactionTimeout(Exception):
+    """Scanning one text took longer than the redactor allows. Python's regex engine
+    backtracks, and some rules are slow on some texts (thousands of "curl" on one line): a text
+    can be made slow to scan. The text was not redacted; do not pass it on."""
+
+
+@attrs.define(eq=False)
+class _Budget:
+    """Scanning time left for one text, counting only the scan's own steps."""
+
+    size: int
+    limit: float
+    spent: float = 0.0
+
+    def spend(self, seconds: float) -> None:
+        self.spent += seconds
+        if self.spent > self.limit:
+            raise RedactionTimeout(
+                f"redacting {self.size} characters took more than {self.limit:.1f} s of"
+                " scanning; the text was not redacted"
+            )
+
+
 @attrs.frozen
 class _Span:
     start: int
@@ -65,6 +88,9 @@ class SecretRedactor:
     thread (a Trio program's); its async methods may interleave freely."""
 
     rules: RuleSet = attrs.field(factory=default_rules)
+    # Scanning time allowed for one text: this many seconds per MiB, and for at least 1 MiB.
+    # Ordinary output scans at 20-40 MB/s, so the default leaves a margin of about 50x.
+    seconds_per_mib: float = 2.0
     _detector: Detector = attrs.field(init=False)
     _placeholders: dict[str, str] = attrs.field(init=False, factory=dict)  # value -> placeholder
     _values: dict[str, str] = attrs.field(init=False, factory=dict)  # placeholder -> value
@@ -108,7 +134,9 @@ class SecretRedactor:
 
     def redact_text(self, text: str) -> str:
         """``text`` with every secret found replaced by its placeholder (blocks the thread: for
-        large text in a Trio program use :meth:`redact_text_async`)."""
+        large text in a Trio program use :meth:`redact_text_async`). Raises
+        :class:`RedactionTimeout` when scanning takes longer than :attr:`seconds_per_mib`
+        allows."""
         return _run(self._redact_steps(_checked_str(text)))
 
     async def redact_text_async(self, text: str) -> str:
@@ -184,6 +212,7 @@ class SecretRedactor:
         shortest = self._detector.min_width
         if known_index is not None:
             shortest = min(shortest, MIN_KNOWN_SECRET_LENGTH)
+        budget = _Budget(len(text), self.seconds_per_mib * max(1.0, len(text) / 2**20))
         pieces: list[tuple[str, list[_Span]]] = []  # plain text and its secrets, placeholders
         position = 0
         for placeholder in [*PLACEHOLDER.finditer(text), None]:
@@ -191,7 +220,7 @@ class SecretRedactor:
             plain = text[position:end]
             spans: list[_Span] = []
             if len(plain) >= shortest:
-                spans = yield from self._scan_plain(plain, known_index)
+                spans = yield from _metered(self._scan_plain(plain, known_index), budget)
             pieces.append((plain, spans))
             if placeholder is not None:
                 pieces.append((placeholder.group(0), []))
@@ -304,6 +333,21 @@ def _checked_str(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError(f"text to redact or restore is a str, not {type(text).__name__}")
     return text
+
+
+def _metered(steps: Generator[None, None, _T], budget: _Budget) -> Generator[None, None, _T]:
+    """`steps`, each timed against `budget` (time between steps, when other tasks may run, is
+    not counted)."""
+    while True:
+        started = time.perf_counter()
+        try:
+            next(steps)
+        except StopIteration as done:
+            budget.spend(time.perf_counter() - started)
+            result: _T = done.value
+            return result
+        budget.spend(time.perf_counter() - started)
+        yield
 
 
 def _advance(steps: Generator[None, None, _T], until: float) -> list[_T]:
