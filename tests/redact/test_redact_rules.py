@@ -225,3 +225,33 @@ def test_string_index_across_its_windows() -> None:
     joined = "".join(text)[: 3 * 65536 + 64]
     index = StringIndex.build(strings, case_sensitive=False)
     assert _run(index.occurrences(joined)) == _naive(index.strings, joined)
+
+
+def test_unanchored_rules_find_matches_across_their_windows() -> None:
+    # The pattern starts with a class, so it cannot be anchored at its keyword: it is scanned
+    # in 32 KiB windows. Matches sit astride every window edge, and one ends the text ($).
+    toml = """
+[[rules]]
+id = "hex-secret"
+regex = '''[0-9a-f]{8}-secret-[0-9a-f]{8}(?:\\s|$)'''
+keywords = ["-secret-"]
+"""
+    rules = load_rules(toml)
+    assert not rules.rules[0].anchored
+    values = [f"{i:08x}-secret-{i * 7:08x}" for i in range(40)]
+    text = list("." * (3 * 32768 + 200))
+    positions = [edge * 32768 + shift for edge in (1, 2, 3) for shift in range(-30, 10, 3)]
+    placed = []
+    for position, value in zip(positions, values, strict=False):
+        if position + len(value) + 1 <= len(text) and all(
+            abs(position - other) > len(value) + 1 for other, _ in placed
+        ):
+            text[position : position + len(value) + 1] = value + " "
+            placed.append((position, value))
+    tail = "cafebabe-secret-deadbeef"
+    joined = "".join(text) + tail
+    redacted = SecretRedactor(rules).redact_text(joined)
+    for _, value in placed:
+        assert value not in redacted
+    assert tail not in redacted
+    assert len(PLACEHOLDER.findall(redacted)) == len(placed) + 1
