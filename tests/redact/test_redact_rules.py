@@ -241,7 +241,7 @@ keywords = ["-secret-"]
     values = [f"{i:08x}-secret-{i * 7:08x}" for i in range(40)]
     text = list("." * (3 * 32768 + 200))
     positions = [edge * 32768 + shift for edge in (1, 2, 3) for shift in range(-30, 10, 3)]
-    placed = []
+    placed: list[tuple[int, str]] = []
     for position, value in zip(positions, values, strict=False):
         if position + len(value) + 1 <= len(text) and all(
             abs(position - other) > len(value) + 1 for other, _ in placed
