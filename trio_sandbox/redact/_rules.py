@@ -4,7 +4,8 @@ A gitleaks rule is a regex with ``keywords`` (the rule only runs on text that co
 them, case-insensitively), an optional Shannon ``entropy`` floor for the secret, an optional
 ``secretGroup`` and allowlists (regexes on the secret, the match or the line; stopwords; paths and
 commits, which tool output does not have). The default set is the one gitleaks ships, vendored
-beside this module as ``gitleaks.toml`` (MIT, credited in that file).
+beside this module as ``gitleaks.toml`` (MIT, credited in that file), plus one allowlist of our
+own for a false positive that tool output has and source code rarely does (``_OUR_ALLOWLISTS``).
 
 Loading also prepares each rule for a fast scan (see ``_detect``):
 
