@@ -3,9 +3,11 @@ comes through unchanged."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -176,7 +178,7 @@ ORDINARY_OUTPUT = {
         for i in range(30)
     ),
     "uuids": "\n".join(
-        f"job {i}: id={__import__('uuid').UUID(int=random.Random(i).getrandbits(128))} status=done"
+        f"job {i}: id={uuid.UUID(int=random.Random(i).getrandbits(128))} status=done"
         for i in range(30)
     ),
     "sha256sum": "\n".join(
@@ -190,7 +192,7 @@ ORDINARY_OUTPUT = {
     ),
     "base64 in a build log": "\n".join(
         "[build] inlining asset logo.png as data:image/png;base64,"
-        + __import__("base64").b64encode(random.Random(i).randbytes(90)).decode()
+        + base64.b64encode(random.Random(i).randbytes(90)).decode()
         for i in range(20)
     ),
     # A keyword inside base64, "=" padding, then a hash on the next line: not an assignment.
