@@ -7,6 +7,10 @@ output; no secrets) and on 1 MiB with 20 fake secrets in it; as baselines over t
 the Trio event loop, seen by a task that ticks while a 1 MiB text is redacted with
 ``redact_text_async`` (and, for contrast, with the blocking ``redact_text``).
 
+Last, the cost a tool call pays for redaction: calls through a real proxy (``serve_proxy``, an
+in-process upstream that returns the text, our client over the in-memory transport) with the
+upstream's redaction on and off, in the same run; the difference is redaction's share.
+
 Goals: <= 0.5 ms for 1 KiB, <= 10 ms for 64 KiB, >= 30 MB/s for 1 MiB, no pause over 20 ms.
 
     .venv/bin/python benchmarks/redaction.py --seconds 2
@@ -316,8 +320,53 @@ def main() -> None:
         " (worst of 5; goal <= 20 ms)"
     )
     print(f"  for contrast, blocking redact_text(1 MiB) in the loop: {blocking * 1e3:.1f} ms")
+    print()
+    print(f"{'a tool call through the proxy':46} {'redact on':>12} {'redact off':>12} {'cost':>10}")
+    for size in (1 << 10, 64 << 10, 1 << 20):
+        on, off = trio.run(proxied_calls, ordinary_output(size), seconds)
+        label = f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
+        print(
+            f"{'output of ' + label:46} {on * 1e3:9.3f} ms {off * 1e3:9.3f} ms"
+            f" {(on - off) * 1e3:7.3f} ms"
+        )
     if args.compare:
         compare(megabyte, seconds)
+
+
+async def proxied_calls(text: str, seconds: float) -> tuple[float, float]:
+    """Median seconds per call of a tool returning ``text``, through a proxy whose upstream
+    redacts, and through one whose upstream does not (legs alternate)."""
+    from trio_sandbox.mcp import Implementation, McpServer, memory_transport, open_mcp_client
+    from trio_sandbox.proxy import HttpFace, InProcessUpstream, serve_proxy
+
+    server = McpServer(Implementation("echo", "1"))
+
+    @server.tool("emit", input_schema={"type": "object"})
+    async def emit(arguments: dict[str, Any], ctx: Any) -> str:
+        return text
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    async with trio.open_nursery() as nursery:
+        clients = {}
+        for redact in (True, False):
+            upstream = InProcessUpstream("echo", server, prefix="", redact=redact)
+            proxy = await nursery.start(partial(serve_proxy, [upstream], HttpFace(plain=True)))
+            client_cm = open_mcp_client(memory_transport(proxy.server.mcp))
+            clients[redact] = await nursery.start(_hold_client, client_cm)
+        end = time.perf_counter() + 2 * seconds
+        while len(times[False]) < 5 or time.perf_counter() < end:
+            for redact in (True, False):
+                started = time.perf_counter()
+                await clients[redact].call_tool("emit", {})
+                times[redact].append(time.perf_counter() - started)
+        nursery.cancel_scope.cancel()
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
+async def _hold_client(client_cm: Any, *, task_status: Any) -> None:
+    async with client_cm as client:
+        task_status.started(client)
+        await trio.sleep_forever()
 
 
 def count_false_positives(mebibytes: int) -> None:

@@ -20,6 +20,7 @@ LAYERS = {
     "contract": 0,  # independent roots: the contract's names; shared Trio helpers
     "concurrency": 0,
     "egress": 0,  # the egress proxy and its policy (stdlib, trio and attrs only)
+    "redact": 0,  # secret detection and placeholders (stdlib, trio and attrs only)
     "mcp": 1,
     "tls": 2,
     "tools": 3,

@@ -85,6 +85,7 @@ from ._versions import META_PROTOCOL_VERSION as META_PROTOCOL_VERSION
 from ._versions import META_RESERVED_PREFIX as META_RESERVED_PREFIX
 from ._versions import STATELESS_VERSIONS as STATELESS_VERSIONS
 from ._versions import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
+from ._versions import has_resource_links as has_resource_links
 from ._versions import is_stateless as is_stateless
 
 if TYPE_CHECKING:

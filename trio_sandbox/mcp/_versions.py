@@ -35,6 +35,11 @@ def is_stateless(version: str) -> bool:
     return version in STATELESS_VERSIONS
 
 
+def has_resource_links(version: str) -> bool:
+    """``resource_link`` content exists from 2025-06-18 on."""
+    return version not in (V2024_11_05, V2025_03_26)
+
+
 def batches_allowed(version: str | None) -> bool:
     """JSON-RPC batches exist only in 2025-03-26."""
     return version == V2025_03_26

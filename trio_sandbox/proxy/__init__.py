@@ -8,6 +8,9 @@ from ._names import SEPARATOR as SEPARATOR
 from ._names import NameCollisionError as NameCollisionError
 from ._names import check_prefixes as check_prefixes
 from ._names import exposed_name as exposed_name
+from ._output_guard import OUTPUT_URI_PREFIX as OUTPUT_URI_PREFIX
+from ._output_guard import OutputGuard as OutputGuard
+from ._output_guard import OutputLimits as OutputLimits
 from ._serve import HttpFace as HttpFace
 from ._serve import ProxyFace as ProxyFace
 from ._serve import ProxyHandle as ProxyHandle

@@ -38,6 +38,7 @@ from ..mcp import (
     paginate,
 )
 from ._names import NameCollisionError, Route, build_routes, exposed_name
+from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard
 from ._upstream import Upstream
 from ._upstream_state import UpstreamUnavailable
 
@@ -87,6 +88,8 @@ class ProxyServer:
     page_size: int = 100
     list_timeout: float = 10.0
     upstreams: dict[str, Upstream] = attrs.field(factory=dict)
+    # Redaction and large outputs, between every upstream and the clients.
+    guard: OutputGuard = attrs.field(factory=OutputGuard)
     mcp: McpServer = attrs.field(init=False)
     _snapshot: _Snapshot = attrs.field(factory=_Snapshot)
     _listing_changed: trio.Event = attrs.field(factory=trio.Event)
@@ -217,14 +220,20 @@ class ProxyServer:
             # A client may call a tool it learnt of earlier, before we listed anything.
             await self.refresh()
         route = self._route(self._snapshot.tool_routes, params, "tool")
-        arguments = params.get("arguments")
-        forwarded = {**params, "name": route.name, "arguments": arguments or {}}
+        upstream = self.upstreams[route.upstream]
+        arguments = params.get("arguments") or {}
+        if upstream.redact and isinstance(arguments, dict):
+            arguments = self.guard.restore_arguments(arguments)
+        forwarded = {**params, "name": route.name, "arguments": arguments}
         try:
-            return await self._forward(route.upstream, "tools/call", forwarded, ctx)
+            result = await self._forward(route.upstream, "tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
             # Never an empty success: say which upstream failed and why.
             logger.warning("tool call %r failed: %s", params.get("name"), exc)
             return CallToolResult.error(str(exc)).to_json()
+        return await self.guard.tool_result(
+            route.name, result, redact=upstream.redact, protocol_version=ctx.protocol_version
+        )
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
@@ -241,13 +250,23 @@ class ProxyServer:
             raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
         if uri in {resource.uri for resource in self.mcp.resources}:
             return await self._read_own_resource(params, ctx)
+        if uri.startswith(OUTPUT_URI_PREFIX):
+            output = self.guard.read_output(uri)
+            if output is None:
+                raise McpError(
+                    RESOURCE_NOT_FOUND,
+                    f"output not found: {uri} (outputs are kept in memory, oldest dropped"
+                    f" first, and are gone when the proxy stops)",
+                    {"uri": uri},
+                )
+            return output
         owner = self._owner_of(uri)
         if owner is not None:
-            return await self._forward(owner, "resources/read", params, ctx)
+            return await self._read_upstream_resource(owner, params, ctx)
         # Not listed by anyone (a resource may be readable without being listed): ask each.
         for name in self.upstreams:
             try:
-                return await self._forward(name, "resources/read", params, ctx)
+                return await self._read_upstream_resource(name, params, ctx)
             except McpError as exc:
                 if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS, METHOD_NOT_FOUND):
                     raise
@@ -255,6 +274,12 @@ class ProxyServer:
                 continue
         code = INVALID_PARAMS if ctx.session.stateless else RESOURCE_NOT_FOUND
         raise McpError(code, f"resource not found: {uri}", {"uri": uri})
+
+    async def _read_upstream_resource(
+        self, name: str, params: JsonObject, ctx: RequestContext
+    ) -> JsonObject:
+        result = await self._forward(name, "resources/read", params, ctx)
+        return await self.guard.resource_result(result, redact=self.upstreams[name].redact)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext

@@ -29,6 +29,7 @@ from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
 from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
 from ._names import check_prefixes
+from ._output_guard import OutputGuard
 from ._spec import (
     HttpUpstream,
     StdioUpstream,
@@ -148,6 +149,7 @@ async def serve_proxy(
     reconnect_backoff_max: float = 5.0,
     page_size: int = 100,
     info: Implementation = PROXY_INFO,
+    guard: OutputGuard | None = None,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve one MCP face in front of ``upstreams`` until cancelled.
@@ -155,14 +157,17 @@ async def serve_proxy(
     Specs are connected (and reconnected) by the proxy itself; ready-made :class:`Upstream`
     objects are driven by their owner (the sandbox attaches and detaches its session). Reports a
     :class:`ProxyHandle` once every upstream had its first connection attempt and the face
-    listens. With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
+    listens. ``guard`` redacts secrets and shortens large outputs (a fresh one by default).
+    With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
     service's nursery: when it ends, their process groups are stopped.
     """
     check_prefixes(
         (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
         for item in upstreams
     )
-    server = ProxyServer(info, page_size=page_size, list_timeout=list_timeout)
+    server = ProxyServer(
+        info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
+    )
     connections: list[tuple[Upstream, ClientOpener]] = []
     for item in upstreams:
         if isinstance(item, Upstream):
@@ -174,6 +179,7 @@ async def serve_proxy(
                 call_wait=call_wait,
                 ping_interval=ping_interval,
                 protocol_version=item.protocol_version,
+                redact=item.redact,
             )
             connections.append((upstream, opener_for_spec(item)))
         server.add_upstream(upstream)

@@ -23,4 +23,5 @@ from ._rules import RuleSet as RuleSet
 from ._rules import RuleSetError as RuleSetError
 from ._rules import SkippedRule as SkippedRule
 from ._rules import default_rules as default_rules
+from ._rules import default_rules_loaded as default_rules_loaded
 from ._rules import load_rules as load_rules

@@ -185,6 +185,11 @@ def default_rules() -> RuleSet:
     return load_rules(data, extra_allowlists=_OUR_ALLOWLISTS)
 
 
+def default_rules_loaded() -> bool:
+    """Whether :func:`default_rules` has been compiled in this process (then it is instant)."""
+    return default_rules.cache_info().currsize > 0
+
+
 class _Skip(Exception):
     pass
 

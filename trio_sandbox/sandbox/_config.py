@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ..egress import EgressPolicy, PolicyError
-from ..proxy import UpstreamSpec
+from ..proxy import OutputLimits, UpstreamSpec
 from ..warden import WrapUsageError, check_limit
 
 
@@ -118,6 +118,12 @@ class SandboxConfig:
     network: str = attrs.field(default="none", validator=_network_mode)
     allow_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
     deny_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # Secrets in the sandbox's results become placeholders, restored in its calls' arguments.
+    redact: bool = True
+    # Host variables passed into the sandbox whose values are always redacted (tokens).
+    secret_env: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # When a tool result is large (lines, bytes after redaction), and how much is kept.
+    output_limits: OutputLimits = attrs.field(factory=OutputLimits)
     # Other MCP servers the proxy puts beside the sandbox.
     upstreams: Sequence[UpstreamSpec] = attrs.field(default=(), converter=_upstreams)
     # The upstream name (and default tool prefix) of the sandbox itself.

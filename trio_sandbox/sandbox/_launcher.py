@@ -115,9 +115,19 @@ def sandbox_env(
         MCP_PORT_VARIABLE: str(CONTAINER_PORT),
         CLIENT_CA_VARIABLE: client_ca_pem,
     }
-    env.update({name: host_env[name] for name in config.env_passthrough if name in host_env})
+    passed = (*config.env_passthrough, *config.secret_env)
+    env.update({name: host_env[name] for name in passed if name in host_env})
     env.update(config.env)
     return env
+
+
+def secret_environment(config: SandboxConfig, host_env: Mapping[str, str]) -> dict[str, str]:
+    """The values of the ``secret_env`` variables the sandbox gets (always redacted)."""
+    values = sandbox_env(config, "", host_env)
+    found = {name: values[name] for name in config.secret_env if name in values}
+    for name in sorted(set(config.secret_env) - set(found)):
+        logger.warning("secret_env %s is not set on this host: nothing to pass or redact", name)
+    return found
 
 
 def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> list[str]:

@@ -37,14 +37,14 @@ from ..mcp import (
     memory_transport,
     open_mcp_client,
 )
-from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
+from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
 from ..tls import CertificateChain
 from ..warden import WrapUsageError, parse_volume
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
 from ._health import SandboxHealth
-from ._launcher import Launcher, warden_launcher
+from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
@@ -141,6 +141,11 @@ class Sandbox:
             raise SandboxUnavailable(result.text_content)
         return result
 
+    async def read_resource(self, uri: str) -> list[ResourceContents]:
+        """Read a resource through the proxy: an upstream's, the status, or the whole of a
+        shortened output (the ``resource_link`` of a large result)."""
+        return await self._client().read_resource(uri)
+
     def status(self) -> dict[str, object]:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
         assert self.proxy is not None
@@ -228,12 +233,19 @@ async def open_sandbox(
         config.sandbox_name,
         config.sandbox_prefix,
         call_wait=config.respawn_wait,
+        redact=config.redact,
         route=sessions.route if sessions is not None else None,
     )
+    guard = OutputGuard(config.output_limits)
+    for name, value in secret_environment(config, os.environ).items():
+        guard.add_known_secret(value, f"env:{name}")
     supervisor = Supervisor(config, launcher, upstream)
     sandbox = Sandbox(config, chain, supervisor, sessions)
     with single_error():
         async with trio.open_nursery() as nursery:
+            if config.redact or any(spec.redact for spec in config.upstreams):
+                # The rules compile in a thread while the sandbox boots, not on the first call.
+                nursery.start_soon(guard.redactor)
             if sessions is not None:
                 await nursery.start(sessions.serve)
             await nursery.start(supervisor.serve)
@@ -244,6 +256,7 @@ async def open_sandbox(
                         [upstream, *config.upstreams],
                         face,
                         call_wait=config.respawn_wait,
+                        guard=guard,
                     )
                 )
             except BaseException as exc:
