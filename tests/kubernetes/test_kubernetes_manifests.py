@@ -372,3 +372,21 @@ async def test_other_back_ends_never_import_the_client() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.decode().splitlines()}
     assert "trio" in imported
     assert not {"kr8s", "httpx", "httpx_ws", "trio_sandbox.warden._kubernetes_api"} & imported
+
+
+def test_the_allow_list_becomes_network_policy_destinations_without_a_proxy() -> None:
+    """On a cluster there is no egress proxy (the warden cannot listen in a remote Pod): the
+    allow-list's addresses become NetworkPolicy rules, ports 80 and 443 for a portless entry,
+    denied addresses none; names are kept apart (the policy cannot express them)."""
+    spec = _spec(
+        *("--network", "allow", "--allow-domain", "10.1.2.3:8443", "--allow-domain", "10.0.0.9"),
+        *("--allow-domain", "pypi.org", "--allow-domain", "[fd00::5]:5000"),
+        *("--deny-domain", "10.0.0.9"),
+    )
+    assert not any(name.lower().endswith("_proxy") for name, _ in spec.env)
+    assert pod_settings_from_wrap(spec).allow == (
+        EgressDestination("10.1.2.3", 8443),
+        EgressDestination("pypi.org", 80),
+        EgressDestination("pypi.org", 443),
+        EgressDestination("fd00::5", 5000),
+    )

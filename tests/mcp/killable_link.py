@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from trio_sandbox.mcp import McpServer, TransportFactory, serve_duplex
-from trio_sandbox.mcp._client import ClientInbox
+from trio_sandbox.mcp import ClientInbox, McpServer, TransportFactory, serve_duplex
 from trio_sandbox.mcp._duplex_client import DuplexTransport, pump_incoming
 
 

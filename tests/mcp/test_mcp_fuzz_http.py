@@ -109,8 +109,8 @@ def chunked(body: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def check_sessions_idle(app: McpHttpApp) -> None:
-    for session in app._sessions.values():
-        assert session.core.in_flight == frozenset(), "a request outlived its POST"
+    for session in app.sessions:
+        assert session.in_flight == frozenset(), "a request outlived its POST"
 
 
 @FAST

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from trio_sandbox.mcp import (
     CallToolResult,
+    ClientInbox,
     Implementation,
     McpConnectionError,
     McpError,
@@ -32,7 +33,6 @@ from trio_sandbox.mcp import (
     ToolReturn,
     open_mcp_client,
 )
-from trio_sandbox.mcp._client import ClientInbox
 from trio_sandbox.proxy import Upstream, UpstreamUnavailable
 
 
@@ -53,6 +53,7 @@ class InlineTransport:
     server: McpServer
     inbox: ClientInbox
     target: str = "inline://upstream"
+    closes_stream_to_cancel: bool = True
     killed: trio.Event = attrs.field(factory=trio.Event)
     list_delay: float = 0.0
 

@@ -40,7 +40,7 @@ async def with_proxy_app(scenario: Callable[[McpHttpApp], Awaitable[None]]) -> N
         await nursery.start(upstream.serve_connection, opener_for_spec(spec))
         await server.refresh()
         nursery.start_soon(server.serve_list_changes)
-        app = McpHttpApp(server, HttpSettings(max_body_bytes=2048))
+        app = McpHttpApp(server.mcp, HttpSettings(max_body_bytes=2048))
         await scenario(app)
         check_sessions_idle(app)
         app.close()

@@ -12,9 +12,14 @@ from typing import Any
 import attrs
 import trio
 
-from trio_sandbox.mcp import Implementation, JsonObject, McpServer, Request, RequestContext
-from trio_sandbox.mcp._client import open_mcp_client
-from trio_sandbox.mcp._memory import memory_transport
+from trio_sandbox.mcp import (
+    Implementation,
+    JsonObject,
+    McpServer,
+    Request,
+    RequestContext,
+    memory_transport,
+)
 from trio_sandbox.sandbox import (
     Launched,
     LaunchHooks,
@@ -119,9 +124,8 @@ class FakeLauncher:
                 raise SandboxStartError(
                     "ca", "fake: no CA block", exit_status=3, stderr_tail="fake warden stderr"
                 )
-            async with open_mcp_client(
-                memory_transport(server, name=f"fake-{generation.number}"),
-                **hooks.client.client_options(),
+            async with hooks.client.open_client(
+                memory_transport(server, name=f"fake-{generation.number}")
             ) as client:
                 generation.up_at = trio.current_time()
                 task_status.started(Launched(client, None, None, {"ready": generation.up_at}))

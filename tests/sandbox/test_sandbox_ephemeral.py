@@ -4,14 +4,12 @@ in-process sandboxes; real time, bounded."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import trio
 import trio.lowlevel
 from sandbox_fakes import FakeLauncher
 
-from trio_sandbox.mcp._client import open_mcp_client
+from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import SandboxConfig, SandboxMode, open_sandbox
 
@@ -83,10 +81,7 @@ async def test_a_session_sandbox_that_cannot_start_fails_its_calls_at_once() -> 
 
 
 @pytest.mark.parametrize("idle", [0.2])
-async def test_an_idle_session_sandbox_is_stopped(idle: float, monkeypatch: Any) -> None:
-    from trio_sandbox.sandbox import _ephemeral
-
-    monkeypatch.setattr(_ephemeral, "SESSION_END_POLL", 0.05)
+async def test_an_idle_session_sandbox_is_stopped(idle: float) -> None:
     launcher = FakeLauncher()
     config = SandboxConfig(mode=SandboxMode.EPHEMERAL, ephemeral_idle_timeout=idle)
     with trio.fail_after(20):

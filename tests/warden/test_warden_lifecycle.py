@@ -297,3 +297,15 @@ async def test_a_dead_namespace_helper_stops_the_sandbox(sandbox_user: SandboxUs
         assert await warden.wait() == 125
         await wait_gone(sandbox_pids)
     assert port_is_free(port)
+
+
+async def test_a_command_over_before_its_port_is_published_keeps_its_status(
+    sandbox_user: SandboxUser,
+) -> None:
+    """A command that exits before the warden enters its namespaces is not a warden failure:
+    its own status comes back (it was 125 when entering the gone namespace raised)."""
+    for _ in range(5):
+        result = await wrap(
+            "-p", f"127.0.0.1:{free_port()}:8080", command=["sh", "-c", "exit 3"], user=sandbox_user
+        )
+        assert result.returncode == 3, result.stderr

@@ -8,6 +8,7 @@ import functools
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,13 +62,16 @@ async def test_podman_forwards_output_status_env_and_volumes(tmp_path: Path) -> 
     assert await trio.Path(tmp_path / "rw" / "file").read_text() == "kept\n"
 
 
+@pytest.mark.parametrize("network", ["none", "allow"])
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
-async def test_podman_published_port_and_cleanup(stop_signal: signal.Signals) -> None:
-    """The port is relayed into the container's own network namespace (--network none);
-    after SIGINT (status 130) or SIGKILL of the warden the container is removed."""
+async def test_podman_published_port_and_cleanup(stop_signal: signal.Signals, network: str) -> None:
+    """The port is relayed into the container's own network namespace (--network none, and
+    allow, where the container is created, initialised and then started); after SIGINT (status
+    130) or SIGKILL of the warden the container is removed."""
     before = container_names()
+    directories_before = engine_directories()
     port, marker = free_port(), unique_marker()
-    argv = [*WARDEN, "-p", f"127.0.0.1:{port}:8080", IMAGE, "--"]
+    argv = [*WARDEN, "--network", network, "-p", f"127.0.0.1:{port}:8080", IMAGE, "--"]
     argv += ["python3", "-c", ECHO_SERVER, marker]
     async with trio.open_nursery() as nursery:
         run = functools.partial(trio.run_process, argv, stdout=subprocess.PIPE, check=False)
@@ -92,6 +96,12 @@ async def test_podman_published_port_and_cleanup(stop_signal: signal.Signals) ->
     assert name not in container_names()
     assert live_pids_with(marker) == []
     assert port_is_free(port)
+    assert engine_directories() == directories_before  # the engine's working directory too
+
+
+def engine_directories() -> set[str]:
+    """The warden runs the engine in a temporary directory of its own (conmon's `oom` file)."""
+    return {path.name for path in Path(tempfile.gettempdir()).glob("trio-sandbox-engine-*")}
 
 
 def _cmdline(pid: int) -> bytes:
@@ -134,6 +144,8 @@ async def test_podman_limits_memory_pids_and_tmp() -> None:
     )
     lines = result.stdout.decode().splitlines()
     assert lines[0] == "memory=137", lines
+    # conmon's `oom` marker went to the engine's own directory, not the caller's.
+    assert not (Path.cwd() / "oom").exists()
     assert "oom_kill 1" in lines, lines
     assert lines[-2] == "1", lines  # one "No space left on device"
     stopped = lines[-1].split()

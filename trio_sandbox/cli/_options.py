@@ -14,9 +14,15 @@ from typing import Any
 
 import attrs
 
-from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, WebSocketUpstream
-from ..proxy._spec import upstreams_from_mapping
-from ..sandbox import SandboxConfig, SandboxMode
+from ..proxy import (
+    ConfigError,
+    HttpUpstream,
+    OutputLimits,
+    UpstreamSpec,
+    WebSocketUpstream,
+    upstreams_from_mapping,
+)
+from ..sandbox import NETWORK_MODES, SandboxConfig, SandboxMode
 from ..warden import WrapUsageError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
@@ -25,6 +31,8 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "mode": (str, "'persistent' or 'ephemeral'"),
     "backend": (str, "auto, bwrap, podman, docker, process or kubernetes"),
     "user": (str, "UID or UID:GID"),
+    "network": (str, "'none', 'allow' or 'host'"),
+    "redact": (bool, "true or false"),
     "memory": ((str, int), "a size such as '2G', or 'unlimited'"),
     "pids": ((int, str), "a number of processes, or 'unlimited'"),
     "cpus": ((int, float, str), "a number of CPUs such as 1.5, or 'unlimited'"),
@@ -37,9 +45,18 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "ca_timeout": ((int, float), "a number of seconds"),
     "stop_grace": ((int, float), "a number of seconds"),
 }
-_LISTS = {"volumes", "command", "warden", "env_passthrough", "upstream"}
+_LISTS = {
+    "volumes",
+    "command",
+    "warden",
+    "env_passthrough",
+    "upstream",
+    "allow_domains",
+    "deny_domains",
+    "secret_env",
+}
 _TABLES = {"env", "mcpServers"}
-_OTHER = {"listen", "sandbox_prefix"}
+_OTHER = {"listen", "sandbox_prefix", "output_max_lines", "output_max_bytes"}
 KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
 BACKENDS = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
 
@@ -82,6 +99,37 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         metavar="UID[:GID]",
         help="run the tools as this uid (default: the owner of the first writable volume)",
     )
+    parser.add_argument(
+        "--no-redact",
+        action="store_true",
+        default=None,
+        help="pass secrets in the sandbox's (and --upstream servers') results through unredacted",
+    )
+    parser.add_argument(
+        "--secret-env",
+        action="append",
+        metavar="NAME",
+        help="host variable passed into the sandbox whose value is always redacted (repeatable)",
+    )
+    parser.add_argument(
+        "--network",
+        choices=NETWORK_MODES,
+        help="none (default: the sandbox's own loopback only), allow (only --allow-domain"
+        " destinations, through an egress proxy), host (the host's network: NOT isolated)",
+    )
+    parser.add_argument(
+        "--allow-domain",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="with --network allow: pypi.org, *.example.com (subdomains), 10.0.0.5:8080;"
+        " without a port, 80 and 443 (repeatable)",
+    )
+    parser.add_argument(
+        "--deny-domain",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="refused even if allowed; without a port, every port (repeatable)",
+    )
 
 
 def read_token(path: str) -> str:
@@ -103,14 +151,14 @@ def parse_listen(value: str, where: str = "--listen") -> Listen:
     return Listen(host, int(port))
 
 
-def parse_upstream(value: str, where: str = "--upstream") -> UpstreamSpec:
+def parse_upstream(value: str, where: str = "--upstream", *, redact: bool = True) -> UpstreamSpec:
     name, sep, url = value.partition("=")
     if not sep or not name or not url:
         raise UsageError(f"{where}: expected NAME=URL, got {value!r}")
     if url.startswith(("ws://", "wss://")):
-        return WebSocketUpstream(name=name, url=url)
+        return WebSocketUpstream(name=name, url=url, redact=redact)
     if url.startswith(("http://", "https://")):
-        return HttpUpstream(name=name, url=url)
+        return HttpUpstream(name=name, url=url, redact=redact)
     raise UsageError(f"{where}: {url!r} is not an http(s):// or ws(s):// URL")
 
 
@@ -132,7 +180,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 def _check(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise UsageError(f"config key {key!r}: expected {what}, got {value!r}")
     return value
 
@@ -152,7 +200,15 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
     for key, (kind, what) in _SCALARS.items():
         if key in data:
             fields[key] = _check(data, key, kind, what)
-    for key in ("volumes", "command", "warden", "env_passthrough"):
+    for key in (
+        "volumes",
+        "command",
+        "warden",
+        "env_passthrough",
+        "allow_domains",
+        "deny_domains",
+        "secret_env",
+    ):
         if key in data:
             fields[key] = _string_list(data, key)
     if "env" in data:
@@ -162,6 +218,16 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["env"] = env
     if "sandbox_prefix" in data:
         fields["sandbox_prefix"] = _check(data, "sandbox_prefix", str, "a string")
+    output_limits = {
+        field: _check(data, key, int, "a positive whole number")
+        for key, field in (("output_max_lines", "max_lines"), ("output_max_bytes", "max_bytes"))
+        if key in data
+    }
+    for field, value in output_limits.items():
+        if value <= 0:
+            raise UsageError(f"config key 'output_{field}': expected a positive whole number")
+    if output_limits:
+        fields["output_limits"] = OutputLimits(**output_limits)
     upstreams: list[UpstreamSpec] = []
     if "mcpServers" in data:
         try:
@@ -191,13 +257,23 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["env_passthrough"] = args.env_passthrough
     if args.user is not None:
         fields["user"] = args.user
+    if args.no_redact:
+        fields["redact"] = False
+    if args.secret_env:
+        fields["secret_env"] = args.secret_env
+    if args.network is not None:
+        fields["network"] = args.network
+    if args.allow_domain:
+        fields["allow_domains"] = args.allow_domain
+    if args.deny_domain:
+        fields["deny_domains"] = args.deny_domain
     for key in ("memory", "pids", "cpus", "tmp_size"):
         if key in fields:
             fields[key] = str(fields[key])  # numbers in the file are the warden's text too
         if getattr(args, key) is not None:
             fields[key] = getattr(args, key)
     for item in args.upstream or []:
-        upstreams.append(parse_upstream(item))
+        upstreams.append(parse_upstream(item, redact=not args.no_redact))
     if getattr(args, "listen", None):
         listen = parse_listen(args.listen)
     if "mode" in fields and fields["mode"] not in [m.value for m in SandboxMode]:

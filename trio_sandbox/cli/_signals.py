@@ -14,8 +14,7 @@ from typing import TypeVar
 
 import trio
 
-from .._exit import exit_now
-from ..concurrency import single_error
+from ..concurrency import exit_now, single_error
 from . import _early_signals as early_signals
 
 T = TypeVar("T")

@@ -14,8 +14,7 @@ from typing import Any
 
 import trio
 
-from ..mcp import McpError, open_mcp_client
-from ..mcp._client import McpConnectionError
+from ..mcp import McpConnectionError, McpError, open_mcp_client
 from ..sandbox import STATUS_URI
 from ..tls import load_client_ssl_context
 from ._options import UsageError, read_token

@@ -35,4 +35,4 @@ async def _serve(config: SandboxConfig) -> None:
     async with open_sandbox(config) as sandbox:
         print(f"trio-sandbox: serving {len(sandbox.tools)} tools on stdio", file=sys.stderr)
         assert sandbox.proxy is not None
-        await serve_stdio(sandbox.proxy.server)
+        await serve_stdio(sandbox.proxy.server.mcp)

@@ -1,12 +1,36 @@
-"""Small Trio helpers every layer shares: one error policy for exception groups, and one way to
-stop a child's process group.
+"""Small helpers every layer shares: one error policy for exception groups, one way to stop a
+child's process group, and leaving a process that has cleaned up.
 
-This package is an independent root: it imports nothing else of trio_sandbox.
+This package is an independent root: it imports nothing else of trio_sandbox. ``exit_now`` needs
+only the standard library, and the warden takes it before it imports Trio: the Trio-based names
+load on first use (PEP 562).
 """
 
-from ._groups import collapse_exception_group as collapse_exception_group
-from ._groups import exception_leaves as exception_leaves
-from ._groups import single_error as single_error
-from ._process_group import signal_process_group as signal_process_group
-from ._process_group import stop_process_group as stop_process_group
-from ._process_group import stopping_process_group as stopping_process_group
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._exit import exit_now as exit_now
+from ._lazy import lazy_exports as lazy_exports
+
+if TYPE_CHECKING:
+    from ._groups import collapse_exception_group as collapse_exception_group
+    from ._groups import exception_leaves as exception_leaves
+    from ._groups import single_error as single_error
+    from ._process_group import GroupLeader as GroupLeader
+    from ._process_group import signal_process_group as signal_process_group
+    from ._process_group import stop_process_group as stop_process_group
+    from ._process_group import stopping_process_group as stopping_process_group
+
+_LAZY_NAMES: dict[str, str] = {
+    "collapse_exception_group": "._groups",
+    "exception_leaves": "._groups",
+    "single_error": "._groups",
+    "GroupLeader": "._process_group",
+    "signal_process_group": "._process_group",
+    "stop_process_group": "._process_group",
+    "stopping_process_group": "._process_group",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES)

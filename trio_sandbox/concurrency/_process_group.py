@@ -13,8 +13,23 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
+
+
+class GroupLeader(Protocol):
+    """A child that leads its own process group: ``trio.Process``, or the warden's pidfd child."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    async def wait(self) -> int: ...
 
 
 def signal_process_group(pgid: int, signum: int) -> None:
@@ -24,7 +39,7 @@ def signal_process_group(pgid: int, signum: int) -> None:
 
 
 async def stop_process_group(
-    process: trio.Process,
+    process: GroupLeader,
     *,
     grace: float,
     first_signal: int = signal.SIGTERM,
@@ -51,10 +66,10 @@ async def stop_process_group(
 
 def stopping_process_group(
     *, grace: float, first_signal: int = signal.SIGTERM, leader_only: bool = False
-) -> Callable[[trio.Process], Awaitable[None]]:
+) -> Callable[[GroupLeader], Awaitable[None]]:
     """:func:`stop_process_group` with its options bound, for ``deliver_cancel=``."""
 
-    async def deliver_cancel(process: trio.Process) -> None:
+    async def deliver_cancel(process: GroupLeader) -> None:
         await stop_process_group(
             process, grace=grace, first_signal=first_signal, leader_only=leader_only
         )

@@ -34,3 +34,9 @@ LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
 # printed when the host asks for it by setting REPORT_VARIABLE to 1 in the warden's environment.
 WARDEN_REPORT_PREFIX: Final = "trio-sandbox-warden: report "
 REPORT_VARIABLE: Final = "TRIO_SANDBOX_WARDEN_REPORT"
+# With ``network = allow``: the sandbox's egress proxy as HOST:PORT (its own loopback), which the
+# tool server asks for the refusals a command met; and the warden's stderr line per decision,
+# which the host counts for ``status``.
+EGRESS_PROXY_VARIABLE: Final = "TRIO_SANDBOX_EGRESS_PROXY"
+EGRESS_PORT: Final = 3128
+EGRESS_LINE_PREFIX: Final = "trio-sandbox-warden: egress: "

@@ -8,20 +8,16 @@ given, and turns a cancelled caller into a cancelled request on the wire.
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
-import math
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Protocol, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeAlias
 
 import attrs
 import trio
 
-from ..concurrency import single_error
 from . import _versions as versions
+from ._http_headers import encode_header_value, header_parameters
 from ._jsonrpc import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -34,6 +30,12 @@ from ._jsonrpc import (
     Request,
     RequestId,
     Response,
+)
+from ._pending import PendingRequest
+from ._transport import (
+    ClientTransport,
+    McpConnectionError,
+    McpHttpStatusError,
 )
 from ._types import (
     CallToolResult,
@@ -56,164 +58,8 @@ DEFAULT_CLIENT_INFO: Final = Implementation("trio-sandbox-mcp-client", "0.1.0")
 # Bounds a server that keeps answering "input required" (stateless-era multi-round requests).
 _MAX_INPUT_ROUNDS: Final = 16
 _CANCEL_NOTICE_TIMEOUT: Final = 5.0
-# Bounds on what waits for a slow handler before further notifications are dropped.
-_MAX_QUEUED_PER_REQUEST: Final = 256
+# Bounds the notifications waiting for a slow handler before further ones are dropped.
 _MAX_QUEUED_NOTES: Final = 1024
-# RFC 9110 token characters: what an x-mcp-header name may use.
-_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_PRIMITIVE_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
-
-
-class McpConnectionError(Exception):
-    """The transport failed: the server is unreachable, died, or answered outside the protocol."""
-
-    def __init__(self, target: str, reason: str) -> None:
-        super().__init__(f"MCP connection to {target} failed: {reason}")
-        self.target = target
-        self.reason = reason
-
-
-class McpHttpStatusError(McpConnectionError):
-    """An HTTP answer with an error status and no JSON-RPC error to go with it."""
-
-    def __init__(self, target: str, status: int, body: bytes = b"") -> None:
-        snippet = body[:200].decode("utf-8", "replace")
-        super().__init__(target, f"HTTP {status}" + (f": {snippet}" if snippet else ""))
-        self.status = status
-
-
-class McpSessionExpired(McpConnectionError):
-    """The server no longer knows the session (HTTP 404): the request did not reach a handler.
-
-    A caller may open a new session (initialize again) and send the request once more.
-    """
-
-
-class ClientInbox(Protocol):
-    """What a transport hands incoming messages to."""
-
-    async def deliver(self, message: Message) -> None: ...
-
-    def connection_lost(self, error: McpConnectionError) -> None: ...
-
-
-class ClientTransport(Protocol):
-    """Moves messages between a client and one server.
-
-    ``send`` of a request returns once it is on its way; over HTTP it returns only once the
-    request's response was delivered (it reads the response stream in the caller's task, so
-    that cancelling the caller closes that stream). ``headers`` are the stateless era's
-    per-request HTTP headers; message-oriented transports ignore them.
-    """
-
-    target: str
-
-    async def send(self, message: Message, headers: Mapping[str, str]) -> None: ...
-
-    def set_protocol_version(self, version: str | None) -> None: ...
-
-    async def session_ready(self) -> None:
-        """The handshake finished: open whatever carries unsolicited server messages."""
-        ...
-
-
-TransportFactory: TypeAlias = Callable[[ClientInbox], AbstractAsyncContextManager[ClientTransport]]
-
-
-Thunk: TypeAlias = Callable[[], Awaitable[None]]
-
-
-def _thunk_channel() -> tuple[
-    trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]
-]:
-    return trio.open_memory_channel[Thunk | None](math.inf)
-
-
-@attrs.define(eq=False)
-class _Pending:
-    """One request waiting for its answer, in the task that sent it.
-
-    What arrives for the request in another task (a message channel's reader, a resumed SSE
-    stream) is queued here and handled by the request's own task, in arrival order: its progress
-    callbacks first, then its answer. So a slow callback delays only its own request, never the
-    reader that delivers everyone's answers. When the answer comes on another stream, the
-    request's own send is cancelled through ``scope``.
-    """
-
-    task: trio.lowlevel.Task = attrs.field(factory=trio.lowlevel.current_task)
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    outcome: Response | ErrorResponse | McpConnectionError | None = None
-    sending: bool = False
-    queued: int = 0
-    _queue: tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]] = (
-        attrs.field(factory=_thunk_channel)
-    )
-
-    @property
-    def answered(self) -> bool:
-        return self.outcome is not None
-
-    def settle(self, outcome: Response | ErrorResponse | McpConnectionError) -> None:
-        if self.outcome is not None:
-            return
-        self.outcome = outcome
-        self._queue[0].send_nowait(None)
-        if self.sending and trio.lowlevel.current_task() is not self.task:
-            self.scope.cancel()
-
-    async def run_or_queue(self, thunk: Thunk) -> None:
-        """Run ``thunk`` now when in the request's own task, else queue it for that task."""
-        if trio.lowlevel.current_task() is self.task:
-            await thunk()
-        elif self.outcome is None and self.queued < _MAX_QUEUED_PER_REQUEST:
-            self.queued += 1
-            self._queue[0].send_nowait(thunk)
-        else:
-            logger.debug("dropping a notification for a request that is answered or flooded")
-
-    async def wait_answer(self) -> None:
-        """Handle what was queued for the request, until its answer."""
-        async for thunk in self._queue[1]:
-            if thunk is None:
-                return
-            self.queued -= 1
-            await thunk()
-
-
-def encode_header_value(value: object) -> str | None:
-    """A tool argument as an ``Mcp-Param-*`` header value; None when it has no header."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if not isinstance(value, str):
-        return None
-    unsafe = any(ord(char) < 0x20 or ord(char) > 0x7E for char in value)
-    if unsafe or value != value.strip():
-        return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
-    return value
-
-
-def header_parameters(tool: Tool) -> dict[str, str] | None:
-    """The ``x-mcp-header`` names of a tool's parameters, or None when one is invalid."""
-    properties = tool.input_schema.get("properties")
-    if not isinstance(properties, Mapping):
-        return {}
-    found: dict[str, str] = {}
-    seen: set[str] = set()
-    for parameter, schema in properties.items():
-        if not isinstance(schema, Mapping) or "x-mcp-header" not in schema:
-            continue
-        name = schema["x-mcp-header"]
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            return None
-        if schema.get("type") not in _PRIMITIVE_TYPES or name.lower() in seen:
-            return None
-        seen.add(name.lower())
-        found[parameter] = name
-    return found
 
 
 @attrs.define(eq=False)
@@ -234,8 +80,8 @@ class McpClient:
     server_capabilities: JsonObject = attrs.field(factory=dict)
     instructions: str | None = None
     _next_id: int = 0
-    _pending: dict[RequestId, _Pending] = attrs.field(factory=dict)
-    _progress: dict[str | int, tuple[_Pending, ProgressCallback]] = attrs.field(factory=dict)
+    _pending: dict[RequestId, PendingRequest] = attrs.field(factory=dict)
+    _progress: dict[str | int, tuple[PendingRequest, ProgressCallback]] = attrs.field(factory=dict)
     # Notifications for the on_notification callback that arrived outside a request's task.
     _notifications: tuple[
         trio.MemorySendChannel[Notification], trio.MemoryReceiveChannel[Notification]
@@ -408,7 +254,7 @@ class McpClient:
         if stateless:
             params = self._envelope(params, version)
             headers = self._stateless_headers(method, params)
-        pending = _Pending()
+        pending = PendingRequest()
         self._pending[request_id] = pending
         if progress is not None:
             self._progress[token] = (pending, progress)
@@ -441,7 +287,7 @@ class McpClient:
     async def _send_cancel(self, request_id: RequestId, stateless: bool) -> None:
         # In the stateless era the closed response stream is the cancellation (HTTP). Duplex
         # transports have no stream to close, so they always say it.
-        if stateless and getattr(self._transport, "closes_stream_to_cancel", False):
+        if stateless and self._require_transport().closes_stream_to_cancel:
             return
         note = Notification(
             "notifications/cancelled", {"requestId": request_id, "reason": "cancelled by caller"}
@@ -654,75 +500,3 @@ class McpClient:
             if isinstance(message, dict):
                 content_from_json(message.get("content"))  # validates the shape
         return result
-
-
-@asynccontextmanager
-async def open_mcp_client(
-    transport_or_url: str | TransportFactory,
-    *,
-    client_info: Implementation = DEFAULT_CLIENT_INFO,
-    capabilities: JsonObject | None = None,
-    protocol_version: str | None = None,
-    sampling: ServerRequestHandler | None = None,
-    elicitation: ServerRequestHandler | None = None,
-    roots: ServerRequestHandler | None = None,
-    on_notification: NotificationHandler | None = None,
-    headers: Mapping[str, str] | None = None,
-    ssl_context: Any = None,
-) -> AsyncIterator[McpClient]:
-    """Connect to an MCP server and yield a ready client; leaving the block disconnects.
-
-    ``transport_or_url`` is an ``http(s)://`` or ``ws(s)://`` URL, or a transport factory such as
-    :func:`stdio_transport`. ``protocol_version`` pins a version instead of probing. ``headers``
-    and ``ssl_context`` apply to URL targets (bearer tokens, mTLS).
-    """
-    if protocol_version is not None and protocol_version not in versions.SUPPORTED_VERSIONS:
-        raise ValueError(f"unsupported protocol version {protocol_version!r}")
-    factory = _factory_for(transport_or_url, headers, ssl_context)
-    declared: JsonObject = {}
-    if sampling is not None:
-        declared["sampling"] = {}
-    if elicitation is not None:
-        declared["elicitation"] = {}
-    if roots is not None:
-        declared["roots"] = {"listChanged": True}
-    declared.update(capabilities or {})
-    target = transport_or_url if isinstance(transport_or_url, str) else "transport"
-    # Callers see their own exception (or ours), not the nursery's wrapping.
-    with single_error():
-        async with trio.open_nursery() as nursery:
-            client = McpClient(
-                target,
-                client_info,
-                declared,
-                nursery,
-                sampling,
-                elicitation,
-                roots,
-                on_notification,
-            )
-            if on_notification is not None:
-                nursery.start_soon(client.serve_notifications)
-            async with factory(client) as transport:
-                client.target = transport.target
-                client._transport = transport
-                await client._connect(protocol_version)
-                yield client
-            nursery.cancel_scope.cancel()
-
-
-def _factory_for(
-    target: str | TransportFactory, headers: Mapping[str, str] | None, ssl_context: Any
-) -> TransportFactory:
-    if not isinstance(target, str):
-        return target
-    scheme = target.partition(":")[0].lower()
-    if scheme in ("http", "https"):
-        from ._http_client import http_transport
-
-        return http_transport(target, headers=headers, ssl_context=ssl_context)
-    if scheme in ("ws", "wss"):
-        from ._ws_client import websocket_transport
-
-        return websocket_transport(target, ssl_context=ssl_context)
-    raise ValueError(f"not an MCP server URL: {target!r} (http, https, ws or wss)")

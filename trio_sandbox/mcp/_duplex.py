@@ -28,7 +28,8 @@ from ._jsonrpc import (
     dump_message,
     parse_json,
 )
-from ._server import McpServer, ServerSession, stateless_session
+from ._server import McpServer
+from ._session import ServerSession, stateless_session
 from ._versions import META_PROTOCOL_VERSION, batches_allowed
 
 logger = logging.getLogger("trio_sandbox.mcp.duplex")

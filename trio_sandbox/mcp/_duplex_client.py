@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import attrs
 import trio
 
-from ._client import ClientInbox, McpConnectionError
 from ._jsonrpc import Message, MessageDecodeError, decode_message, dump_message, parse_json
+from ._transport import ClientInbox, McpConnectionError
 
 logger = logging.getLogger("trio_sandbox.mcp.duplex_client")
 
@@ -24,6 +24,8 @@ class DuplexTransport:
     _send_bytes: Callable[[bytes], Awaitable[None]]
     protocol_version: str | None = None
     closed: bool = False
+    # A message channel has no response stream to close: cancellation is always said.
+    closes_stream_to_cancel: bool = False
     _lock: trio.Lock = attrs.field(factory=trio.Lock)
 
     def set_protocol_version(self, version: str | None) -> None:

@@ -28,7 +28,7 @@ _USER_AGENT: Final = b"trio-sandbox-mcp"
 _LINE_END: Final = re.compile("\r\n|\r|\n")
 
 
-class HttpError(Exception):
+class HttpClientError(Exception):
     """The exchange failed below HTTP semantics: connect, TLS, broken stream, protocol error."""
 
 
@@ -83,7 +83,7 @@ class HttpResponse:
             elif isinstance(event, h11.EndOfMessage):
                 self.complete = True
             else:
-                raise HttpError(f"unexpected HTTP event {type(event).__name__}")
+                raise HttpClientError(f"unexpected HTTP event {type(event).__name__}")
         return b""
 
     async def read(self) -> bytes:
@@ -140,11 +140,11 @@ class HttpPool:
                         raise
                     stream = tls
         except trio.TooSlowError:
-            raise HttpError(
+            raise HttpClientError(
                 f"ConnectTimeout: no connection within {self.connect_timeout} s"
             ) from None
         except (OSError, trio.BrokenResourceError) as exc:
-            raise HttpError(f"ConnectError: {exc}") from exc
+            raise HttpClientError(f"ConnectError: {exc}") from exc
         return _Connection(stream)
 
     async def _take(self) -> _Connection:
@@ -180,15 +180,15 @@ class HttpPool:
                 await connection.stream.send_all(b"".join(piece for piece in pieces if piece))
                 response = await _receive_head(connection)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise HttpError(f"{type(exc).__name__}: {exc}") from exc
+                raise HttpClientError(f"{type(exc).__name__}: {exc}") from exc
             except h11.ProtocolError as exc:
-                raise HttpError(f"RemoteProtocolError: {exc}") from exc
+                raise HttpClientError(f"RemoteProtocolError: {exc}") from exc
             try:
                 yield response
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise HttpError(f"ReadError: {type(exc).__name__}: {exc}") from exc
+                raise HttpClientError(f"ReadError: {type(exc).__name__}: {exc}") from exc
             except h11.ProtocolError as exc:
-                raise HttpError(f"RemoteProtocolError: {exc}") from exc
+                raise HttpClientError(f"RemoteProtocolError: {exc}") from exc
             reusable = (
                 response.complete
                 and protocol.our_state is h11.DONE
@@ -216,7 +216,7 @@ async def _receive_head(connection: _Connection) -> HttpResponse:
         if event is h11.NEED_DATA:
             data = bytes(await connection.stream.receive_some(_RECEIVE_SIZE))
             if not data and protocol.their_state is h11.SEND_RESPONSE:
-                raise HttpError("RemoteProtocolError: the server closed without a response")
+                raise HttpClientError("RemoteProtocolError: the server closed without a response")
             protocol.receive_data(data)
         elif isinstance(event, h11.InformationalResponse):
             continue
@@ -226,7 +226,7 @@ async def _receive_head(connection: _Connection) -> HttpResponse:
             }
             return HttpResponse(event.status_code, headers, connection)
         else:
-            raise HttpError(f"RemoteProtocolError: unexpected {type(event).__name__}")
+            raise HttpClientError(f"RemoteProtocolError: unexpected {type(event).__name__}")
 
 
 @attrs.define(eq=False)

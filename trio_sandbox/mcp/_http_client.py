@@ -19,14 +19,8 @@ from typing import Final
 import attrs
 import trio
 
-from ._client import (
-    ClientInbox,
-    McpConnectionError,
-    McpHttpStatusError,
-    McpSessionExpired,
-    TransportFactory,
-)
-from ._http11 import HttpError, HttpPool, HttpResponse, LineReader
+from ._asgi import SESSION_HEADER, VERSION_HEADER
+from ._http11 import HttpClientError, HttpPool, HttpResponse, LineReader
 from ._jsonrpc import (
     ErrorResponse,
     Message,
@@ -36,6 +30,13 @@ from ._jsonrpc import (
     Response,
     decode_message,
     dump_message,
+)
+from ._transport import (
+    ClientInbox,
+    McpConnectionError,
+    McpHttpStatusError,
+    McpSessionExpired,
+    TransportFactory,
 )
 
 logger = logging.getLogger("trio_sandbox.mcp.http_client")
@@ -71,9 +72,9 @@ class HttpTransport:
         headers = [*self._base_headers, (b"Accept", accept)]
         headers.extend((name.encode(), value.encode()) for name, value in extra.items())
         if self.protocol_version is not None:
-            headers.append((b"MCP-Protocol-Version", self.protocol_version.encode()))
+            headers.append((VERSION_HEADER.encode(), self.protocol_version.encode()))
         if self.session_id is not None:
-            headers.append((b"Mcp-Session-Id", self.session_id.encode()))
+            headers.append((SESSION_HEADER.encode(), self.session_id.encode()))
         return headers
 
     def _fail(self, reason: str) -> McpConnectionError:
@@ -89,7 +90,7 @@ class HttpTransport:
                 return
             async with self._pool.request(b"POST", all_headers, body) as response:
                 data = await response.read()
-        except HttpError as exc:
+        except HttpClientError as exc:
             raise self._fail(str(exc)) from exc
         if response.status == 404 and self.session_id is not None:
             raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
@@ -101,7 +102,7 @@ class HttpTransport:
     ) -> None:
         state = _SseState()
         async with self._pool.request(b"POST", headers, body) as response:
-            session_id = response.headers.get("mcp-session-id")
+            session_id = response.headers.get(SESSION_HEADER)
             if request.method == "initialize" and session_id:
                 self.session_id = session_id
             content_type = response.headers.get("content-type", "").lower()
@@ -157,7 +158,7 @@ class HttpTransport:
                         raise McpHttpStatusError(self.target, response.status, data)
                     if await self._read_sse(response, request.id, state):
                         return
-            except HttpError as exc:
+            except HttpClientError as exc:
                 raise self._fail(str(exc)) from exc
         raise self._fail(f"the response stream of {request.method} ended before its response")
 
@@ -226,7 +227,7 @@ class HttpTransport:
                             reported = True
                             task_status.started()
                         await self._read_sse(response, None, state)
-                except HttpError as exc:
+                except HttpClientError as exc:
                     if not reported:
                         raise self._fail(f"the standalone stream failed: {exc}") from exc
                     logger.debug("standalone stream of %s broke: %s", self.target, exc)
@@ -240,7 +241,7 @@ class HttpTransport:
             try:
                 async with self._pool.request(b"DELETE", self._headers({}, b"*/*")) as response:
                     await response.read()
-            except HttpError as exc:
+            except HttpClientError as exc:
                 logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._jsonrpc import HEADER_MISMATCH, McpError, Request
+from ._types import Tool
 
 METHOD_HEADER: Final = "mcp-method"
 NAME_HEADER: Final = "mcp-name"
@@ -122,3 +123,46 @@ def check_param_headers(
             raise _mismatch(request, f"Mcp-Param-{suffix}: {exc}") from None
         if decoded != expected:
             raise _mismatch(request, f"Mcp-Param-{suffix} does not match argument {name!r}")
+
+
+# --- the client's side: the headers a stateless-era request carries ----------------------------
+
+# RFC 9110 token characters: what an x-mcp-header name may use.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PRIMITIVE_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
+
+
+def encode_header_value(value: object) -> str | None:
+    """A tool argument as an ``Mcp-Param-*`` header value; None when it has no header."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if not isinstance(value, str):
+        return None
+    unsafe = any(ord(char) < 0x20 or ord(char) > 0x7E for char in value)
+    if unsafe or value != value.strip():
+        return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+    return value
+
+
+def header_parameters(tool: Tool) -> dict[str, str] | None:
+    """The ``x-mcp-header`` names of a tool's parameters, or None when one is invalid."""
+    properties = tool.input_schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    for parameter, schema in properties.items():
+        if not isinstance(schema, Mapping) or "x-mcp-header" not in schema:
+            continue
+        name = schema["x-mcp-header"]
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            return None
+        if schema.get("type") not in _PRIMITIVE_TYPES or name.lower() in seen:
+            return None
+        seen.add(name.lower())
+        found[parameter] = name
+    return found

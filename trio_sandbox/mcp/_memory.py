@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ._client import ClientInbox, TransportFactory
 from ._duplex import serve_duplex
 from ._duplex_client import DuplexTransport, pump_incoming
 from ._server import McpServer
+from ._transport import ClientInbox, TransportFactory
 
 
 async def _drain(channel: trio.MemoryReceiveChannel[bytes]) -> AsyncIterator[bytes]:

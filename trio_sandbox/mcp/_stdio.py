@@ -17,10 +17,10 @@ from typing import Final
 import trio
 
 from ..concurrency import stop_process_group, stopping_process_group
-from ._client import ClientInbox, McpConnectionError, TransportFactory
 from ._duplex import serve_duplex
 from ._duplex_client import DuplexTransport, pump_incoming
 from ._server import McpServer
+from ._transport import ClientInbox, McpConnectionError, TransportFactory
 
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 

@@ -9,10 +9,9 @@ from contextlib import asynccontextmanager
 import trio
 import trio_websocket
 
-from ._client import ClientInbox, McpConnectionError, TransportFactory
 from ._duplex_client import DuplexTransport, pump_incoming
-
-WEBSOCKET_SUBPROTOCOL = "mcp"
+from ._transport import ClientInbox, McpConnectionError, TransportFactory
+from ._versions import WEBSOCKET_SUBPROTOCOL
 
 
 def websocket_transport(

@@ -2,11 +2,15 @@
 
 from ._aggregate import ProxyServer as ProxyServer
 from ._auth import require_bearer_token as require_bearer_token
+from ._client_hooks import ClientHooks as ClientHooks
 from ._names import MAX_NAME_LENGTH as MAX_NAME_LENGTH
 from ._names import SEPARATOR as SEPARATOR
 from ._names import NameCollisionError as NameCollisionError
 from ._names import check_prefixes as check_prefixes
 from ._names import exposed_name as exposed_name
+from ._output_guard import OUTPUT_URI_PREFIX as OUTPUT_URI_PREFIX
+from ._output_guard import OutputGuard as OutputGuard
+from ._output_guard import OutputLimits as OutputLimits
 from ._serve import HttpFace as HttpFace
 from ._serve import ProxyFace as ProxyFace
 from ._serve import ProxyHandle as ProxyHandle
@@ -21,8 +25,8 @@ from ._spec import WebSocketUpstream as WebSocketUpstream
 from ._spec import client_ssl_context as client_ssl_context
 from ._spec import effective_prefix as effective_prefix
 from ._spec import load_upstreams as load_upstreams
-from ._upstream import ClientHooks as ClientHooks
+from ._spec import upstreams_from_mapping as upstreams_from_mapping
 from ._upstream import Upstream as Upstream
-from ._upstream import UpstreamState as UpstreamState
-from ._upstream import UpstreamStatus as UpstreamStatus
-from ._upstream import UpstreamUnavailable as UpstreamUnavailable
+from ._upstream_state import UpstreamState as UpstreamState
+from ._upstream_state import UpstreamStatus as UpstreamStatus
+from ._upstream_state import UpstreamUnavailable as UpstreamUnavailable

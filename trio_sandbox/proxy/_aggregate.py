@@ -1,5 +1,9 @@
-"""The proxy's MCP face: one server whose tools, prompts and resources are its upstreams'.
+"""The proxy's MCP face: an :class:`McpServer` whose tools, prompts and resources are its
+upstreams'.
 
+The proxy does not subclass the server: it routes the methods it answers itself (listings,
+calls, reads, subscriptions, completions) through the server's method table and leaves the rest
+(the handshake, ping, logging, the proxy's own resources) to the server's built-in handlers.
 Names are prefixed per upstream (:mod:`._names`); listings fan out to every upstream at once, each
 bounded by its own timeout, and calls are routed to the upstream that listed the name. Lists are
 paginated with the proxy's own cursors over its merged view, whatever the upstreams' page sizes.
@@ -17,30 +21,39 @@ import trio
 
 from ..mcp import (
     INVALID_PARAMS,
+    LIST_RESULT_KEYS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
     CallToolResult,
+    Implementation,
     JsonObject,
     McpError,
     McpServer,
+    MethodHandler,
     Notification,
     Prompt,
-    Request,
     RequestContext,
     Tool,
+    match_uri_template,
+    paginate,
 )
-from ..mcp._server import _HANDSHAKE_ONLY_METHODS, _match_template, paginate
 from ._names import NameCollisionError, Route, build_routes, exposed_name
-from ._upstream import Upstream, UpstreamUnavailable
+from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard
+from ._upstream import Upstream
+from ._upstream_state import UpstreamUnavailable
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
-_LIST_METHODS: Final = {
-    "tools/list": "tools",
-    "prompts/list": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resourceTemplates",
+_CAPABILITIES: Final[JsonObject] = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "completions": {},
+    "logging": {},
 }
+_LISTEN_OFFER: Final = frozenset(
+    {"toolsListChanged", "promptsListChanged", "resourcesListChanged", "resourceSubscriptions"}
+)
 
 
 @attrs.frozen
@@ -68,32 +81,37 @@ class _Snapshot:
 
 
 @attrs.define(eq=False)
-class ProxyServer(McpServer):
-    """An :class:`McpServer` whose offerings come from upstream MCP servers."""
+class ProxyServer:
+    """The aggregation behind the proxy's face; ``mcp`` is the server that transports serve."""
 
-    upstreams: dict[str, Upstream] = attrs.field(factory=dict)
+    info: Implementation
+    page_size: int = 100
     list_timeout: float = 10.0
+    upstreams: dict[str, Upstream] = attrs.field(factory=dict)
+    # Redaction and large outputs, between every upstream and the clients.
+    guard: OutputGuard = attrs.field(factory=OutputGuard)
+    mcp: McpServer = attrs.field(init=False)
     _snapshot: _Snapshot = attrs.field(factory=_Snapshot)
     _listing_changed: trio.Event = attrs.field(factory=trio.Event)
+    _read_own_resource: MethodHandler = attrs.field(init=False)
 
-    def capabilities(self) -> JsonObject:
-        return {
-            "tools": {"listChanged": True},
-            "prompts": {"listChanged": True},
-            "resources": {"subscribe": True, "listChanged": True},
-            "completions": {},
-            "logging": {},
-        }
-
-    def _listen_offer(self) -> frozenset[str]:
-        return frozenset(
-            {
-                "toolsListChanged",
-                "promptsListChanged",
-                "resourcesListChanged",
-                "resourceSubscriptions",
-            }
+    def __attrs_post_init__(self) -> None:
+        self.mcp = McpServer(self.info, page_size=self.page_size)
+        own_read = self.mcp.handler_for("resources/read")
+        assert own_read is not None
+        self._read_own_resource = own_read
+        for method in LIST_RESULT_KEYS:
+            self.mcp.route(method, partial(self._list, method))
+        self.mcp.route("tools/call", self._call_tool)
+        self.mcp.route("prompts/get", self._get_prompt)
+        self.mcp.route("resources/read", self._read_resource)
+        self.mcp.route("resources/subscribe", partial(self._subscription, "resources/subscribe"))
+        self.mcp.route(
+            "resources/unsubscribe", partial(self._subscription, "resources/unsubscribe")
         )
+        self.mcp.route("completion/complete", self._complete)
+        self.mcp.set_capabilities(lambda: dict(_CAPABILITIES))
+        self.mcp.set_listen_offer(lambda: _LISTEN_OFFER)
 
     @property
     def listed_tools(self) -> Sequence[JsonObject]:
@@ -148,48 +166,36 @@ class ProxyServer(McpServer):
                 ("resources", "resources"),
             ):
                 if before.items(key) != after.items(key):
-                    await self.notify_list_changed(kind)
+                    await self.mcp.notify_list_changed(kind)
 
     async def _relay_unrelated(self, note: Notification) -> None:
         params = note.params or {}
         if note.method == "notifications/resources/updated":
             uri = params.get("uri")
             if isinstance(uri, str):
-                await self.notify_resource_updated(uri)
+                await self.mcp.notify_resource_updated(uri)
             return
         if note.method == "notifications/message":
-            for session in list(self._sessions):
+            for session in self.mcp.sessions:
                 await session.send_standalone(note)
 
     # --- requests -----------------------------------------------------------------------------
 
-    async def handle_request(self, request: Request, ctx: RequestContext) -> JsonObject:
-        method = request.method
-        params = request.params or {}
-        if ctx.session.stateless and method in _HANDSHAKE_ONLY_METHODS:
-            return await super().handle_request(request, ctx)
-        if method in _LIST_METHODS:
-            if params.get("cursor") is None:
-                await self.refresh()
-            key = _LIST_METHODS[method]
-            items = self._snapshot.items(key)
-            if key == "resources" and self._resources:
-                # The proxy's own resources (the sandbox's status) come first.
-                own = [resource.to_json() for resource, _ in self._resources.values()]
-                items = [*own, *items]
-            return paginate(items, key, params, self.page_size)
-        if method == "tools/call":
-            return await self._call_tool(params, ctx)
-        if method == "prompts/get":
-            route = self._route(self._snapshot.prompt_routes, params, "prompt")
-            return await self._forward(route.upstream, method, {**params, "name": route.name}, ctx)
-        if method == "resources/read":
-            return await self._read_resource(params, ctx)
-        if method in ("resources/subscribe", "resources/unsubscribe"):
-            return await self._subscription(method, params, ctx)
-        if method == "completion/complete":
-            return await self._complete(params, ctx)
-        return await super().handle_request(request, ctx)
+    async def _list(self, method: str, params: JsonObject, ctx: RequestContext) -> JsonObject:
+        if params.get("cursor") is None:
+            await self.refresh()
+        key = LIST_RESULT_KEYS[method]
+        items = self._snapshot.items(key)
+        if key == "resources" and self.mcp.resources:
+            # The proxy's own resources (the sandbox's status) come first.
+            items = [*(resource.to_json() for resource in self.mcp.resources), *items]
+        return paginate(items, key, params, self.page_size)
+
+    async def _get_prompt(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
+        route = self._route(self._snapshot.prompt_routes, params, "prompt")
+        return await self._forward(
+            route.upstream, "prompts/get", {**params, "name": route.name}, ctx
+        )
 
     def _route(self, routes: Mapping[str, Route], params: JsonObject, kind: str) -> Route:
         name = params.get("name")
@@ -214,21 +220,27 @@ class ProxyServer(McpServer):
             # A client may call a tool it learnt of earlier, before we listed anything.
             await self.refresh()
         route = self._route(self._snapshot.tool_routes, params, "tool")
-        arguments = params.get("arguments")
-        forwarded = {**params, "name": route.name, "arguments": arguments or {}}
+        upstream = self.upstreams[route.upstream]
+        arguments = params.get("arguments") or {}
+        if upstream.redact and isinstance(arguments, dict):
+            arguments = self.guard.restore_arguments(arguments)
+        forwarded = {**params, "name": route.name, "arguments": arguments}
         try:
-            return await self._forward(route.upstream, "tools/call", forwarded, ctx)
+            result = await self._forward(route.upstream, "tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
             # Never an empty success: say which upstream failed and why.
             logger.warning("tool call %r failed: %s", params.get("name"), exc)
             return CallToolResult.error(str(exc)).to_json()
+        return await self.guard.tool_result(
+            route.name, result, redact=upstream.redact, protocol_version=ctx.protocol_version
+        )
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
         if owner is not None:
             return owner
         for template, upstream in self._snapshot.template_owners:
-            if _match_template(template, uri) is not None:
+            if match_uri_template(template, uri) is not None:
                 return upstream
         return None
 
@@ -236,15 +248,25 @@ class ProxyServer(McpServer):
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
-        if uri in self._resources:
-            return await super()._read_resource(params, ctx)
+        if uri in {resource.uri for resource in self.mcp.resources}:
+            return await self._read_own_resource(params, ctx)
+        if uri.startswith(OUTPUT_URI_PREFIX):
+            output = self.guard.read_output(uri)
+            if output is None:
+                raise McpError(
+                    RESOURCE_NOT_FOUND,
+                    f"output not found: {uri} (outputs are kept in memory, oldest dropped"
+                    f" first, and are gone when the proxy stops)",
+                    {"uri": uri},
+                )
+            return output
         owner = self._owner_of(uri)
         if owner is not None:
-            return await self._forward(owner, "resources/read", params, ctx)
+            return await self._read_upstream_resource(owner, params, ctx)
         # Not listed by anyone (a resource may be readable without being listed): ask each.
         for name in self.upstreams:
             try:
-                return await self._forward(name, "resources/read", params, ctx)
+                return await self._read_upstream_resource(name, params, ctx)
             except McpError as exc:
                 if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS, METHOD_NOT_FOUND):
                     raise
@@ -252,6 +274,12 @@ class ProxyServer(McpServer):
                 continue
         code = INVALID_PARAMS if ctx.session.stateless else RESOURCE_NOT_FOUND
         raise McpError(code, f"resource not found: {uri}", {"uri": uri})
+
+    async def _read_upstream_resource(
+        self, name: str, params: JsonObject, ctx: RequestContext
+    ) -> JsonObject:
+        result = await self._forward(name, "resources/read", params, ctx)
+        return await self.guard.resource_result(result, redact=self.upstreams[name].redact)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext
@@ -266,7 +294,7 @@ class ProxyServer(McpServer):
             ctx.session.subscriptions.add(uri)
         else:
             ctx.session.subscriptions.discard(uri)
-            if any(uri in session.subscriptions for session in self._sessions):
+            if any(uri in session.subscriptions for session in self.mcp.sessions):
                 return {}  # another client still wants its updates
         upstream = self.upstreams[owner]
         client = upstream.client

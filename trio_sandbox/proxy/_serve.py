@@ -13,14 +13,23 @@ from typing import Any
 import attrs
 import trio
 
-from ..mcp import BoundServer, HttpSettings, Implementation, McpHttpApp, serve_http
-from ..mcp._client import McpClient, open_mcp_client
-from ..mcp._memory import memory_transport
-from ..mcp._stdio import serve_stdio, stdio_transport
+from ..mcp import (
+    BoundServer,
+    HttpSettings,
+    Implementation,
+    McpClient,
+    McpHttpApp,
+    memory_transport,
+    serve_http,
+    serve_stdio,
+    stdio_transport,
+)
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
+from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
 from ._names import check_prefixes
+from ._output_guard import OutputGuard
 from ._spec import (
     HttpUpstream,
     StdioUpstream,
@@ -28,7 +37,8 @@ from ._spec import (
     WebSocketUpstream,
     effective_prefix,
 )
-from ._upstream import ClientHooks, ClientOpener, Upstream, UpstreamStatus, opener_for_url
+from ._upstream import Upstream
+from ._upstream_state import UpstreamStatus
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
 
@@ -119,7 +129,7 @@ def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
         factory = memory_transport(spec.server, name=spec.name)
 
     def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
-        return open_mcp_client(factory, **hooks.client_options())
+        return hooks.open_client(factory)
 
     return open_client
 
@@ -139,6 +149,7 @@ async def serve_proxy(
     reconnect_backoff_max: float = 5.0,
     page_size: int = 100,
     info: Implementation = PROXY_INFO,
+    guard: OutputGuard | None = None,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve one MCP face in front of ``upstreams`` until cancelled.
@@ -146,14 +157,17 @@ async def serve_proxy(
     Specs are connected (and reconnected) by the proxy itself; ready-made :class:`Upstream`
     objects are driven by their owner (the sandbox attaches and detaches its session). Reports a
     :class:`ProxyHandle` once every upstream had its first connection attempt and the face
-    listens. With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
+    listens. ``guard`` redacts secrets and shortens large outputs (a fresh one by default).
+    With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
     service's nursery: when it ends, their process groups are stopped.
     """
     check_prefixes(
         (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
         for item in upstreams
     )
-    server = ProxyServer(info, page_size=page_size, list_timeout=list_timeout)
+    server = ProxyServer(
+        info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
+    )
     connections: list[tuple[Upstream, ClientOpener]] = []
     for item in upstreams:
         if isinstance(item, Upstream):
@@ -165,6 +179,7 @@ async def serve_proxy(
                 call_wait=call_wait,
                 ping_interval=ping_interval,
                 protocol_version=item.protocol_version,
+                redact=item.redact,
             )
             connections.append((upstream, opener_for_spec(item)))
         server.add_upstream(upstream)
@@ -180,10 +195,10 @@ async def serve_proxy(
         nursery.start_soon(server.serve_list_changes)
         if isinstance(face, StdioFace):
             task_status.started(ProxyHandle(server, None))
-            await serve_stdio(server)
+            await serve_stdio(server.mcp)
             nursery.cancel_scope.cancel()
             return
-        app: Any = McpHttpApp(server, face.settings)
+        app: Any = McpHttpApp(server.mcp, face.settings)
         if face.token is not None:
             app = require_bearer_token(app, face.token)
         bound: BoundServer = await nursery.start(

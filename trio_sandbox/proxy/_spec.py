@@ -28,6 +28,11 @@ def _prefix_field() -> Any:
     return attrs.field(default=None, kw_only=True)
 
 
+def _redact_field() -> Any:
+    # Secrets in its results become placeholders (and are restored in its calls' arguments).
+    return attrs.field(default=True, kw_only=True)
+
+
 def _version_field() -> Any:
     # None: probe the stateless era first, fall back to initialize; a version pins it.
     return attrs.field(default=None, kw_only=True)
@@ -43,6 +48,7 @@ class HttpUpstream:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     prefix: str | None = _prefix_field()
     protocol_version: str | None = _version_field()
+    redact: bool = _redact_field()
 
 
 @attrs.frozen
@@ -54,6 +60,7 @@ class WebSocketUpstream:
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     prefix: str | None = _prefix_field()
     protocol_version: str | None = _version_field()
+    redact: bool = _redact_field()
 
 
 @attrs.frozen
@@ -67,6 +74,7 @@ class StdioUpstream:
     cwd: str | None = None
     prefix: str | None = _prefix_field()
     protocol_version: str | None = _version_field()
+    redact: bool = _redact_field()
 
 
 @attrs.frozen
@@ -77,6 +85,7 @@ class InProcessUpstream:
     server: McpServer = attrs.field(eq=False)
     prefix: str | None = _prefix_field()
     protocol_version: str | None = _version_field()
+    redact: bool = _redact_field()
 
 
 UpstreamSpec: TypeAlias = HttpUpstream | WebSocketUpstream | StdioUpstream | InProcessUpstream
@@ -123,6 +132,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         "prefix",
         "protocolVersion",
         "tls",
+        "redact",
     }
     unknown = sorted(set(entry) - known)
     if unknown:
@@ -130,6 +140,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     prefix = entry.get("prefix")
     if prefix is not None:
         _expect(prefix, str, f"{where}.prefix", "a string")
+    redact = _expect(entry.get("redact", True), bool, f"{where}.redact", "true or false")
     version = entry.get("protocolVersion")
     if version is not None and version not in SUPPORTED_VERSIONS:
         raise ConfigError(
@@ -150,6 +161,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
             cwd=entry.get("cwd"),
             prefix=prefix,
             protocol_version=version,
+            redact=redact,
         )
     if "url" not in entry:
         raise ConfigError(f"{where}: needs 'command' (a stdio server) or 'url' (an HTTP server)")
@@ -158,7 +170,12 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     context = _tls_from_entry(entry.get("tls"), f"{where}.tls", base_dir)
     if kind in ("ws", "websocket") or url.startswith(("ws://", "wss://")):
         return WebSocketUpstream(
-            name=name, url=url, ssl_context=context, prefix=prefix, protocol_version=version
+            name=name,
+            url=url,
+            ssl_context=context,
+            prefix=prefix,
+            protocol_version=version,
+            redact=redact,
         )
     if kind not in (None, "http", "streamable-http", "streamableHttp"):
         raise ConfigError(f"{where}.type: {kind!r} is not supported; use http or ws")
@@ -170,6 +187,7 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         headers={str(k): _expand_env(str(v)) for k, v in headers.items()},
         prefix=prefix,
         protocol_version=version,
+        redact=redact,
     )
 
 

@@ -20,12 +20,10 @@ one.
 from __future__ import annotations
 
 import contextvars
-import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import attrs
 import trio
@@ -33,18 +31,21 @@ import trio
 from ..concurrency import collapse_exception_group
 from ..mcp import (
     INVALID_REQUEST,
+    META_LOG_LEVEL,
+    META_RESERVED_PREFIX,
+    InputRequest,
     JsonObject,
+    McpClient,
+    McpConnectionError,
     McpError,
+    McpSessionExpired,
     Notification,
-    Prompt,
     RequestContext,
     Resource,
     ResourceTemplate,
-    Tool,
 )
-from ..mcp import _versions as versions
-from ..mcp._client import McpClient, McpConnectionError, McpSessionExpired, open_mcp_client
-from ..mcp._mrtr import InputRequest
+from ._client_hooks import ClientHooks, ClientOpener
+from ._upstream_state import Listing, UpstreamState, UpstreamStatus, UpstreamUnavailable
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -52,89 +53,6 @@ T = TypeVar("T")
 
 # Result members the stateless era adds; the face adds its own for its own clients.
 _ERA_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
-_RESERVED_META_PREFIX: Final = "io.modelcontextprotocol/"
-# What the proxy may relay from an upstream to a downstream client that asked for it.
-_RELAYED_CAPABILITIES: Final[JsonObject] = {"sampling": {}, "elicitation": {}, "roots": {}}
-
-
-class UpstreamState(enum.StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    ERROR = "error"
-
-
-class UpstreamUnavailable(Exception):
-    """The upstream has no working session, or lost it while a call was in flight."""
-
-    def __init__(self, upstream: str, reason: str) -> None:
-        super().__init__(f"upstream {upstream!r} is unavailable: {reason}")
-        self.upstream = upstream
-        self.reason = reason
-
-
-@attrs.frozen
-class UpstreamStatus:
-    """What the health monitor and ``status`` see of one upstream."""
-
-    name: str
-    state: UpstreamState
-    last_error: str | None
-    connected_since: float | None
-    tools: int
-    protocol_version: str | None = None
-    collisions: tuple[str, ...] = ()
-
-    @property
-    def connected(self) -> bool:
-        return self.state is UpstreamState.CONNECTED
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "connected": self.connected,
-            "last_error": self.last_error,
-            "connected_since": self.connected_since,
-            "tools": self.tools,
-            "protocol_version": self.protocol_version,
-            "collisions": list(self.collisions),
-        }
-
-
-@attrs.frozen
-class Listing:
-    tools: tuple[Tool, ...] = ()
-    prompts: tuple[Prompt, ...] = ()
-    resources: tuple[Resource, ...] = ()
-    templates: tuple[ResourceTemplate, ...] = ()
-
-
-@attrs.frozen
-class ClientHooks:
-    """What the proxy hands ``open_mcp_client`` for one upstream (see :func:`opener_for_url`)."""
-
-    on_notification: Callable[[Notification], Awaitable[None]]
-    answer: Callable[[str, JsonObject], Awaitable[JsonObject]]
-    protocol_version: str | None = None
-
-    def client_options(self) -> dict[str, Any]:
-        def handler(method: str) -> Callable[[JsonObject], Awaitable[JsonObject]]:
-            async def handle(params: JsonObject) -> JsonObject:
-                return await self.answer(method, params)
-
-            return handle
-
-        return {
-            "on_notification": self.on_notification,
-            "sampling": handler("sampling/createMessage"),
-            "elicitation": handler("elicitation/create"),
-            "roots": handler("roots/list"),
-            "capabilities": dict(_RELAYED_CAPABILITIES),
-            "protocol_version": self.protocol_version,
-        }
-
-
-ClientOpener = Callable[[ClientHooks], AbstractAsyncContextManager[McpClient]]
 
 
 @attrs.define(eq=False)
@@ -168,6 +86,8 @@ class Upstream:
     # A self-connected upstream's liveness check when idle (a ping, or discover when stateless).
     ping_interval: float = 5.0
     protocol_version: str | None = None
+    # Secrets in its results become placeholders, which its calls' arguments get back restored.
+    redact: bool = True
     # Told (synchronously) when the listing may have changed; the proxy refreshes in its own task.
     on_listing_changed: Callable[[], None] | None = None
     # Where upstream notifications not tied to a request go (resources/updated, stray logs).
@@ -460,7 +380,7 @@ class Upstream:
         forwarded_meta = {
             key: value
             for key, value in (meta if isinstance(meta, dict) else {}).items()
-            if not key.startswith(_RESERVED_META_PREFIX) and key != "progressToken"
+            if not key.startswith(META_RESERVED_PREFIX) and key != "progressToken"
         }
         progress = None
         if ctx is not None:
@@ -470,14 +390,14 @@ class Upstream:
             # A stateless upstream logs only when asked; the downstream session filters again.
             level = ctx.session.log_level or "debug"
             if not (ctx.session.stateless and ctx.session.log_level is None):
-                forwarded_meta[versions.META_LOG_LEVEL] = level
+                forwarded_meta[META_LOG_LEVEL] = level
         call = _DownstreamCall(ctx) if ctx is not None else None
 
         async def operation(client: McpClient) -> JsonObject:
             sent = dict(forwarded)
             wanted_meta = dict(forwarded_meta)
             if not client.stateless:
-                wanted_meta.pop(versions.META_LOG_LEVEL, None)
+                wanted_meta.pop(META_LOG_LEVEL, None)
             if wanted_meta:
                 sent["_meta"] = wanted_meta
             return await client.request(method, sent, progress=progress)
@@ -497,14 +417,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, McpConnectionError | McpError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def opener_for_url(
-    url: str, *, ssl_context: Any = None, headers: Mapping[str, str] | None = None
-) -> ClientOpener:
-    def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
-        return open_mcp_client(
-            url, ssl_context=ssl_context, headers=headers, **hooks.client_options()
-        )
-
-    return open_client

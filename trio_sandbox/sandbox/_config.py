@@ -9,7 +9,8 @@ from typing import Any
 
 import attrs
 
-from ..proxy import UpstreamSpec
+from ..egress import EgressPolicy, PolicyError
+from ..proxy import OutputLimits, UpstreamSpec
 from ..warden import WrapUsageError, check_limit
 
 
@@ -60,6 +61,28 @@ def _limit(option: str) -> Callable[[object, attrs.Attribute[Any], str | None], 
     return check
 
 
+NETWORK_MODES = ("none", "allow", "host")
+
+
+def _network_mode(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in NETWORK_MODES:
+        raise ValueError(f"network must be one of {', '.join(NETWORK_MODES)}, not {value!r}")
+
+
+def _egress_entries(config: SandboxConfig) -> None:
+    """Bad allow/deny entries are refused at start, the entry named (exit 2 on the CLI)."""
+    if config.network != "allow":
+        if config.allow_domains or config.deny_domains:
+            raise ValueError(
+                f"allow_domains and deny_domains need network = 'allow' (not {config.network!r})"
+            )
+        return
+    try:
+        EgressPolicy.parse(allow=config.allow_domains, deny=config.deny_domains)
+    except PolicyError as error:
+        raise ValueError(str(error)) from None
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -89,6 +112,18 @@ class SandboxConfig:
     pids: str | None = attrs.field(default=None, validator=_limit("--pids"))
     cpus: str | None = attrs.field(default=None, validator=_limit("--cpus"))
     tmp_size: str | None = attrs.field(default=None, validator=_limit("--tmp-size"))
+    # ``none``: the sandbox's own loopback only; ``allow``: and the destinations listed in
+    # ``allow_domains`` (not in ``deny_domains``), through the warden's egress proxy; ``host``:
+    # the host's network, without any isolation of it.
+    network: str = attrs.field(default="none", validator=_network_mode)
+    allow_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
+    deny_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # Secrets in the sandbox's results become placeholders, restored in its calls' arguments.
+    redact: bool = True
+    # Host variables passed into the sandbox whose values are always redacted (tokens).
+    secret_env: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # When a tool result is large (lines, bytes after redaction), and how much is kept.
+    output_limits: OutputLimits = attrs.field(factory=OutputLimits)
     # Other MCP servers the proxy puts beside the sandbox.
     upstreams: Sequence[UpstreamSpec] = attrs.field(default=(), converter=_upstreams)
     # The upstream name (and default tool prefix) of the sandbox itself.
@@ -107,3 +142,6 @@ class SandboxConfig:
     ready_timeout: float = attrs.field(default=30.0, validator=_positive)
     # How long an ephemeral session's sandbox lives without a request.
     ephemeral_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        _egress_entries(self)

@@ -9,6 +9,7 @@ here: they share the ``open_sandbox`` call's sandbox.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import NoReturn
 
@@ -23,8 +24,6 @@ from ._upstream import SandboxUpstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
-# How often a per-session sandbox looks whether its session ended (the proxy has no hook yet).
-SESSION_END_POLL = 1.0
 _SESSION_ENDED = "the session ended"
 
 
@@ -41,7 +40,9 @@ class SessionSandboxes:
 
     config: SandboxConfig
     launcher: Launcher
-    template: SandboxUpstream  # name and prefix of every per-session upstream
+    # The upstream name and tool prefix of every per-session sandbox (the main one's).
+    name: str
+    prefix: str
     _sessions: dict[ServerSession, _SessionSandbox] = attrs.field(factory=dict)
     _nursery: trio.Nursery | None = None
 
@@ -67,9 +68,7 @@ class SessionSandboxes:
         entry = self._sessions.get(session)
         if entry is None:
             entry = _SessionSandbox(
-                SandboxUpstream(
-                    self.template.name, self.template.prefix, call_wait=self.config.respawn_wait
-                )
+                SandboxUpstream(self.name, self.prefix, call_wait=self.config.respawn_wait)
             )
             self._sessions[session] = entry
             self._nursery.start_soon(self._serve_session, session, entry)
@@ -110,15 +109,31 @@ class SessionSandboxes:
     async def _wait_session_end(
         self, session: ServerSession, entry: _SessionSandbox, generation: Generation
     ) -> None:
+        """Until the session closes, its sandbox ends, or it idles for the idle timeout."""
         idle_limit = self.config.ephemeral_idle_timeout
-        while not session.closed and not generation.ended.is_set():
+        while True:
             idle_for = trio.current_time() - entry.last_used
             if idle_for >= idle_limit and not entry.upstream.calls_in_flight:
                 logger.info("a session's sandbox idled for %.0f s: stopping it", idle_for)
                 return
-            with trio.move_on_after(max(min(SESSION_END_POLL, idle_limit - idle_for), 0.0)):
-                await generation.ended.wait()
+            # Wake at the idle deadline (again later when calls were still running then).
+            remaining = idle_limit - idle_for if idle_for < idle_limit else idle_limit
+            with trio.move_on_after(remaining):
+                await _first_of(session.wait_closed, generation.ended.wait)
+                return
 
     def _forget(self, session: ServerSession, entry: _SessionSandbox) -> None:
         if self._sessions.get(session) is entry:
             del self._sessions[session]
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)

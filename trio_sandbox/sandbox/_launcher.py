@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -29,16 +30,18 @@ from ..concurrency import single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
+    EGRESS_LINE_PREFIX,
     LIFELINE_VARIABLE,
     MCP_PORT_VARIABLE,
     REPORT_VARIABLE,
     SKIP_WARDEN_VARIABLE,
     WARDEN_REPORT_PREFIX,
 )
-from ..mcp._client import McpClient, McpConnectionError, open_mcp_client
-from ..proxy._upstream import ClientHooks
+from ..mcp import McpClient, McpConnectionError
+from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
+from ._egress_counts import count_egress_line
 from ._errors import SandboxStartError
 from ._process import WardenStarted, serve_warden, stages
 from ._streams import OutputTail
@@ -112,9 +115,19 @@ def sandbox_env(
         MCP_PORT_VARIABLE: str(CONTAINER_PORT),
         CLIENT_CA_VARIABLE: client_ca_pem,
     }
-    env.update({name: host_env[name] for name in config.env_passthrough if name in host_env})
+    passed = (*config.env_passthrough, *config.secret_env)
+    env.update({name: host_env[name] for name in passed if name in host_env})
     env.update(config.env)
     return env
+
+
+def secret_environment(config: SandboxConfig, host_env: Mapping[str, str]) -> dict[str, str]:
+    """The values of the ``secret_env`` variables the sandbox gets (always redacted)."""
+    values = sandbox_env(config, "", host_env)
+    found = {name: values[name] for name in config.secret_env if name in values}
+    for name in sorted(set(config.secret_env) - set(found)):
+        logger.warning("secret_env %s is not set on this host: nothing to pass or redact", name)
+    return found
 
 
 def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> list[str]:
@@ -129,6 +142,10 @@ def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> li
         argv += ["--backend", config.backend]
     if config.user is not None:
         argv += ["--user", config.user]
+    if config.network != "none":
+        argv += ["--network", config.network]
+    argv += [f"--allow-domain={entry}" for entry in config.allow_domains]
+    argv += [f"--deny-domain={entry}" for entry in config.deny_domains]
     limits = (
         ("--memory", config.memory),
         ("--pids", config.pids),
@@ -151,8 +168,11 @@ class _WardenRun:
     report: dict[str, Any] = attrs.field(factory=dict)
 
     def read_report(self, line: str) -> None:
-        """The warden's JSON report line (our warden's; others print none)."""
-        if line.startswith(WARDEN_REPORT_PREFIX):
+        """The warden's JSON report line and egress decisions (our warden's; others print
+        none)."""
+        if line.startswith(EGRESS_LINE_PREFIX):
+            count_egress_line(self.report, line.removeprefix(EGRESS_LINE_PREFIX))
+        elif line.startswith(WARDEN_REPORT_PREFIX):
             with contextlib.suppress(ValueError):
                 value = json.loads(line.removeprefix(WARDEN_REPORT_PREFIX))
                 if isinstance(value, dict):
@@ -243,7 +263,7 @@ async def _watch_warden(
 async def _hold_session(
     run: _WardenRun,
     url: str,
-    ssl_context: Any,
+    ssl_context: ssl.SSLContext,
     process: trio.Process,
     *,
     task_status: trio.TaskStatus[McpClient],
@@ -260,9 +280,7 @@ async def _hold_session(
         while True:
             run.timeline.setdefault("first_attempt", trio.current_time())
             try:
-                async with open_mcp_client(
-                    url, ssl_context=ssl_context, **run.hooks.client.client_options()
-                ) as client:
+                async with run.hooks.client.open_client(url, ssl_context=ssl_context) as client:
                     connected = True
                     start_deadline.deadline = math.inf
                     task_status.started(client)

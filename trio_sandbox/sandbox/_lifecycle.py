@@ -30,21 +30,21 @@ from ..concurrency import exception_leaves, single_error
 from ..mcp import (
     CallToolResult,
     McpClient,
+    ProgressCallback,
     RequestContext,
     ResourceContents,
     Tool,
+    memory_transport,
     open_mcp_client,
 )
-from ..mcp._client import ProgressCallback
-from ..mcp._memory import memory_transport
-from ..proxy import HttpFace, ProxyFace, ProxyHandle, serve_proxy
+from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
 from ..tls import CertificateChain
 from ..warden import WrapUsageError, parse_volume
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
 from ._health import SandboxHealth
-from ._launcher import Launcher, warden_launcher
+from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
@@ -141,6 +141,11 @@ class Sandbox:
             raise SandboxUnavailable(result.text_content)
         return result
 
+    async def read_resource(self, uri: str) -> list[ResourceContents]:
+        """Read a resource through the proxy: an upstream's, the status, or the whole of a
+        shortened output (the ``resource_link`` of a large result)."""
+        return await self._client().read_resource(uri)
+
     def status(self) -> dict[str, object]:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
         assert self.proxy is not None
@@ -159,6 +164,13 @@ class Sandbox:
                 else None
             ),
             "usage": sandbox_usage(report, self.warden_pid),
+            "network": {
+                "mode": self.config.network,
+                "allow_domains": list(self.config.allow_domains),
+                "deny_domains": list(self.config.deny_domains),
+                # Decisions of the egress proxy since this sandbox started, per destination.
+                "destinations": dict(report.get("egress", {})),
+            },
         }
 
     async def _read_status(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:
@@ -212,18 +224,30 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
-    upstream = SandboxUpstream(
-        config.sandbox_name, config.sandbox_prefix, call_wait=config.respawn_wait
+    sessions = (
+        SessionSandboxes(config, launcher, config.sandbox_name, config.sandbox_prefix)
+        if config.mode is SandboxMode.EPHEMERAL
+        else None
     )
+    upstream = SandboxUpstream(
+        config.sandbox_name,
+        config.sandbox_prefix,
+        call_wait=config.respawn_wait,
+        redact=config.redact,
+        route=sessions.route if sessions is not None else None,
+    )
+    guard = OutputGuard(config.output_limits)
+    for name, value in secret_environment(config, os.environ).items():
+        guard.add_known_secret(value, f"env:{name}")
     supervisor = Supervisor(config, launcher, upstream)
-    sandbox = Sandbox(config, chain, supervisor)
+    sandbox = Sandbox(config, chain, supervisor, sessions)
     with single_error():
         async with trio.open_nursery() as nursery:
-            if config.mode is SandboxMode.EPHEMERAL:
-                sessions = SessionSandboxes(config, launcher, upstream)
+            if config.redact or any(spec.redact for spec in config.upstreams):
+                # The rules compile in a thread while the sandbox boots, not on the first call.
+                nursery.start_soon(guard.redactor)
+            if sessions is not None:
                 await nursery.start(sessions.serve)
-                sandbox._session_sandboxes = sessions
-                upstream.route = sessions.route
             await nursery.start(supervisor.serve)
             try:
                 proxy: ProxyHandle = await nursery.start(
@@ -232,6 +256,7 @@ async def open_sandbox(
                         [upstream, *config.upstreams],
                         face,
                         call_wait=config.respawn_wait,
+                        guard=guard,
                     )
                 )
             except BaseException as exc:
@@ -242,10 +267,10 @@ async def open_sandbox(
                     "proxy", f"the proxy could not start: {bind_error[0]}"
                 ) from None
             sandbox.proxy = proxy
-            proxy.server.add_resource(STATUS_RESOURCE, sandbox._read_status)
+            proxy.server.mcp.add_resource(STATUS_RESOURCE, sandbox._read_status)
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
-            async with open_mcp_client(memory_transport(proxy.server, name="sandbox")) as local:
+            async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
                 sandbox._local = local
                 yield sandbox
             nursery.cancel_scope.cancel()

@@ -4,8 +4,8 @@ Tools keep the names and parameters of the original tool server so agents writte
 working. The transport (mTLS, Streamable HTTP, WebSocket) is wired elsewhere.
 """
 
-from ._files import glob_regex as glob_regex
-from ._files import split_lines as split_lines
+from ._file_common import split_lines as split_lines
+from ._file_view import glob_regex as glob_regex
 from ._limits import ToolLimits as ToolLimits
 from ._main import ToolServerOptions as ToolServerOptions
 from ._main import main as main

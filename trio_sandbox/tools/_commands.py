@@ -7,6 +7,7 @@ from typing import Any
 
 from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError
 from ._limits import ToolLimits
+from ._network_notes import NetworkNotes
 from ._output import TailBuffer
 from ._process import SpawnError, run_shell
 from ._schema import object_schema, timeout_property
@@ -52,9 +53,12 @@ def run_command_tool(limits: ToolLimits) -> Tool:
 
 
 def register_command_tools(server: McpServer, *, workdir: Path, limits: ToolLimits) -> None:
+    notes = NetworkNotes.from_environment()
+
     async def run_command(arguments: dict[str, Any], ctx: RequestContext) -> CallToolResult:
         timeout = arguments.get("timeout", limits.default_command_timeout)
         output = TailBuffer(limits.command_output_bytes)
+        started = notes.now()
         try:
             ended = await run_shell(
                 arguments["command"],
@@ -70,9 +74,10 @@ def register_command_tools(server: McpServer, *, workdir: Path, limits: ToolLimi
         text = output.render()
         if text and not text.endswith("\n"):
             text += "\n"
+        network = await notes.since(started)
         if ended.timed_out:
             summary = f"Command timed out after {timeout:g} s; its process group was killed."
-            return CallToolResult.text(f"{text}{summary}", is_error=True)
-        return CallToolResult.text(f"{text}[{ended.describe()}]")
+            return CallToolResult.text(f"{text}{summary}\n{network}".rstrip("\n"), is_error=True)
+        return CallToolResult.text(f"{text}[{ended.describe()}]\n{network}".rstrip("\n"))
 
     server.add_tool(run_command_tool(limits), run_command)

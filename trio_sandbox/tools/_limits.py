@@ -12,8 +12,10 @@ class ToolLimits:
     """Caps and grace periods of the tool server; every field is a tuning knob, not a contract."""
 
     # run_command returns at most this many bytes of (merged stdout+stderr) output, the tail:
-    # errors and summaries come last, and 100 kB is about 25k tokens, already a lot of context.
-    command_output_bytes: int = 100_000
+    # errors and summaries come last. The proxy shows the model a short tail of anything over
+    # 300 lines or 64 KiB and keeps the whole for resources/read, so this bounds memory, not
+    # context.
+    command_output_bytes: int = 1_048_576
     # A background task keeps the tail of its output in memory, for get_task_details.
     task_output_bytes: int = 1_000_000
     # Seconds a run_command may take when the caller gives no timeout (None: no limit; the

@@ -21,7 +21,7 @@ from typing import NoReturn
 import attrs
 import trio
 
-from .._exit import exit_now
+from ..concurrency import exit_now
 from ..contract import (
     CLIENT_CA_VARIABLE,
     MCP_PORT_VARIABLE,

@@ -33,7 +33,7 @@ from pathlib import Path
 import attrs
 
 from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
-from ._launch import Launched, become_subreaper, launch
+from ._launch import LaunchedChild, become_subreaper, launch
 from ._limits import (
     LimitPlan,
     announce_limits,
@@ -168,6 +168,7 @@ def bwrap_argv(
     seccomp_fd: int,
     runtime: RuntimeLayout | None = None,
     limits: LimitPlan | None = None,
+    block_fd: int | None = None,
 ) -> list[str]:
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
@@ -177,7 +178,7 @@ def bwrap_argv(
         runtime = runtime_layout()
     argv = ["bwrap", "--die-with-parent", "--new-session"]
     argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-    if spec.network == "none":
+    if spec.network != "host":
         argv.append("--unshare-net")
     if as_root:
         argv += ["--cap-drop", "ALL"]
@@ -252,7 +253,11 @@ def bwrap_argv(
     if host_image:
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", spec.workdir or "/"]
-    argv += ["--info-fd", str(info_fd), "--seccomp", str(seccomp_fd), "--"]
+    argv += ["--info-fd", str(info_fd), "--seccomp", str(seccomp_fd)]
+    if block_fd is not None:
+        # The command waits (after the namespaces exist) until the warden writes here.
+        argv += ["--block-fd", str(block_fd)]
+    argv.append("--")
     if as_root:
         setpriv = _find_tool(root, "setpriv")
         if setpriv is None:
@@ -274,16 +279,28 @@ class LaunchedBwrap:
     """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
     the helper that makes sockets inside the sandbox's network namespace."""
 
-    bwrap: Launched
+    bwrap: LaunchedChild
     info_read_fd: int
     port_sockets: list[socket.socket]
     netns_helper: NetnsHelper | None
     limits: LimitPlan | None = None
+    # The write end of bwrap's --block-fd (-1: the command was not held back).
+    block_write_fd: int = -1
+
+    def release_command(self) -> None:
+        """Let the held-back command start (the sandbox's egress proxy listens now)."""
+        if self.block_write_fd >= 0:
+            os.write(self.block_write_fd, b"go")
+            os.close(self.block_write_fd)
+            self.block_write_fd = -1
 
     def close(self) -> None:
         if self.info_read_fd >= 0:
             os.close(self.info_read_fd)
             self.info_read_fd = -1
+        if self.block_write_fd >= 0:
+            os.close(self.block_write_fd)
+            self.block_write_fd = -1
         for sock in self.port_sockets:
             sock.close()
 
@@ -306,9 +323,11 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
     announce_limits(limits)
     # Forked first, while single-threaded, and before any descriptor below exists.
-    helper = fork_netns_helper() if spec.ports and spec.network == "none" else None
+    helper = fork_netns_helper() if spec.reaches_into_netns else None
     sockets: list[socket.socket] = []
     info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
+    # With the egress proxy, the command waits until the proxy listens inside.
+    block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
     seccomp_fd = -1
     try:
         sockets += [bind_published_port(port) for port in spec.ports]
@@ -321,6 +340,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             seccomp_fd=seccomp_fd,
             runtime=runtime_layout() if host_image else None,
             limits=limits,
+            block_fd=block_read_fd if block_read_fd >= 0 else None,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -330,9 +350,12 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
                 if name in os.environ:
                     env[name] = os.environ[name]
-        bwrap = launch(argv, env=env, pass_fds=(info_write_fd, seccomp_fd), preexec=preexec(limits))
+        passed = (info_write_fd, seccomp_fd, *([block_read_fd] if block_read_fd >= 0 else []))
+        bwrap = launch(argv, env=env, pass_fds=passed, preexec=preexec(limits))
     except BaseException:
         os.close(info_read_fd)
+        if block_write_fd >= 0:
+            os.close(block_write_fd)
         for sock in sockets:
             sock.close()
         if helper is not None:
@@ -341,9 +364,11 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         raise
     finally:
         os.close(info_write_fd)
+        if block_read_fd >= 0:
+            os.close(block_read_fd)
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
-    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits)
+    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
 
 
 def user_namespace_advice() -> str:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import select
 import signal
 import sys
 
@@ -13,12 +14,21 @@ import attrs
 import trio
 
 from ._bwrap import LaunchedBwrap, user_namespace_advice
-from ._publish import SandboxSockets, connect_on_host, serve_relays
+from ._egress import SandboxEgress, egress_policy
+from ._netns import NamespaceError
+from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, reap_orphan, supervise
 from ._spec import WrapSpec
 from ._stopping import ORDINARY_GRACE, StopGrace
 
 _RESIGNAL_INTERVAL_SECONDS = 0.05
+
+
+def _has_exited(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _descendants_of(ancestor: int) -> list[int]:
@@ -88,7 +98,12 @@ class _Sandbox:
                 except (ProcessLookupError, FileNotFoundError):
                     return
                 if self.sockets is not None:
-                    await self.sockets.enter(self.init_pidfd)
+                    try:
+                        await self.sockets.enter(self.init_pidfd)
+                    except NamespaceError:
+                        if _has_exited(self.init_pidfd):
+                            return  # the command was over before its namespaces were entered
+                        raise
                 self.ready.set()
         finally:
             self.info_done.set()
@@ -127,6 +142,11 @@ class _Sandbox:
         bwrap.send_signal(signal.SIGKILL)
 
 
+async def _release_when_listening(egress: SandboxEgress, launched: LaunchedBwrap) -> None:
+    await egress.listening.wait()
+    launched.release_command()
+
+
 async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGrace) -> int:
     """Relay the published ports until bwrap exits; return its (the command's) status."""
     helper = launched.netns_helper
@@ -136,7 +156,13 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGr
             nursery.start_soon(sandbox.read_info, launched.info_read_fd)
             launched.info_read_fd = -1  # owned by read_info now
             host_network = spec.network == "host"
-            connect = connect_on_host if host_network else sandbox.connect
+            connect: Connector = connect_on_host if host_network else sandbox.connect
+            policy = egress_policy(spec)
+            if policy is not None and sandbox.sockets is not None:
+                egress = SandboxEgress(policy)
+                nursery.start_soon(egress.serve, sandbox.sockets, sandbox.ready.wait)
+                nursery.start_soon(_release_when_listening, egress, launched)
+                connect = egress.after_listening(connect)
             # No checkpoint before `supervise`: a stop signal may already be pending, and
             # only `supervise` knows how to stop the sandbox gracefully.
             nursery.start_soon(

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn, TypeVar
 
-from .._exit import exit_now
+import attrs
+
+from ..concurrency import exit_now
 from ._kubernetes_options import (
     add_kubernetes_options,
     is_claim_volume,
@@ -36,6 +38,12 @@ from ._spec import (
 from ._stopping import ORPHANED, PARENT_GONE_STATUS, open_lifeline
 
 T = TypeVar("T")
+
+_HOST_NETWORK_WARNING = (
+    "trio-sandbox-warden: WARNING: --network host: the sandbox shares this host's network.\n"
+    "trio-sandbox-warden: WARNING: it reaches every host and port this machine reaches, its"
+    " loopback services included; --network allow lets through only listed destinations.\n"
+)
 
 
 def default_command() -> tuple[str, ...]:
@@ -62,7 +70,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     wrap.add_argument("--workdir", "-w", default=None, metavar="DIR")
     wrap.add_argument("--backend", choices=BACKENDS, default="auto")
-    wrap.add_argument("--network", choices=NETWORKS, default="none")
+    wrap.add_argument(
+        "--network",
+        choices=NETWORKS,
+        default="none",
+        help="none (default: loopback only), allow (only the --allow-domain destinations,"
+        " through a proxy the warden serves inside), host (the host's network: NO isolation)",
+    )
+    wrap.add_argument(
+        "--allow-domain",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="with --network allow: a destination (pypi.org, *.example.com, 10.0.0.5:8080;"
+        " without a port: 80 and 443), repeatable",
+    )
+    wrap.add_argument(
+        "--deny-domain",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="with --network allow: refused even when allowed (without a port: every port)",
+    )
     limits = wrap.add_argument_group(
         "limits (for the whole sandbox; 'unlimited' lifts one; defaults protect a laptop)"
     )
@@ -103,7 +132,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             raise WrapUsageError(
                 "--volume pvc:...: a PersistentVolumeClaim needs --backend kubernetes"
             )
-        return WrapSpec(
+        spec = WrapSpec(
             image=options.image,
             command=command or default_command(),
             volumes=tuple(
@@ -114,10 +143,23 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             workdir=options.workdir,
             backend=backend,
             network=network,
+            allow_domains=tuple(options.allow_domain),
+            deny_domains=tuple(options.deny_domain),
             user=parse_user(options.user) if options.user else None,
             limits=parse_limits(options),
             kubernetes=kubernetes_options(options, claims) if backend == "kubernetes" else None,
         )
+        if spec.network == "allow":
+            # Imports Trio (the proxy's package) before the launch: allow mode only.
+            from ._egress import egress_environment, egress_policy
+
+            egress_policy(spec)
+            if spec.backend != "kubernetes":  # a Pod's egress is its NetworkPolicy: no proxy
+                # After the caller's own variables, so that they win.
+                spec = attrs.evolve(spec, env=spec.env + egress_environment())
+        elif spec.allow_domains or spec.deny_domains:
+            raise WrapUsageError("--allow-domain and --deny-domain need --network allow")
+        return spec
     except WrapUsageError as exc:
         parser.error(str(exc))
 
@@ -182,6 +224,8 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, record)
+    if spec.network == "host" and backend != "process":
+        print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
     from ._prelaunch import Prelaunch
 
     prelaunch = Prelaunch(lifeline=lifeline)
@@ -191,7 +235,7 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
         from ._bwrap import launch_bwrap
 
         prelaunch = Prelaunch(bwrap=launch_bwrap(spec), lifeline=lifeline)
-    elif backend in ("podman", "docker") and spec.ports and spec.network == "none":
+    elif backend in ("podman", "docker") and spec.reaches_into_netns:
         from ._netns import fork_netns_helper
 
         prelaunch = Prelaunch(netns_helper=fork_netns_helper(), lifeline=lifeline)

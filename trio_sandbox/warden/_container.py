@@ -13,33 +13,42 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import attrs
 import trio
 
 from ..contract import LIMITS_VARIABLE
+from ._egress import SandboxEgress, egress_policy
 from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
-from ._publish import SandboxSockets, connect_on_host, serve_relays
+from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, run_child
 from ._spec import WrapSpec
 from ._stopping import StopGrace
 from ._volumes import resolve_mounts
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+# How often to ask the engine whether the container runs yet (for the egress proxy, which must
+# listen before the first tool call; `podman inspect` takes tens of milliseconds itself).
+_RUNNING_POLL_SECONDS = 0.05
 
 
-def container_argv(engine: str, spec: WrapSpec, name: str) -> list[str]:
+def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") -> list[str]:
+    """``ENGINE run ...`` (or ``create`` with the same options, to start it later)."""
     # --pull never: images are local; the warden never reaches a registry on its own.
-    argv = [engine, "run", "--rm", "-i", "--init", "--pull", "never", "--name", name]
+    argv = [engine, verb, "--rm", "-i", "--init", "--pull", "never", "--name", name]
     if engine == "podman":
         argv += ["--runtime", "runc"]
     for ulimit in ULIMITS:
         argv += ["--ulimit", ulimit]
-    argv += ["--network", spec.network, "--cap-drop", "ALL"]
+    # allow: no network either; the warden's egress proxy listens in the container's loopback.
+    network = "host" if spec.network == "host" else "none"
+    argv += ["--network", network, "--cap-drop", "ALL"]
     argv += ["--security-opt", "no-new-privileges", "--read-only"]
     limits = spec.limits
     if limits.memory is not None:
@@ -81,19 +90,42 @@ class _Container:
         text = result.stdout.decode().strip()
         return int(text) if result.returncode == 0 and text.isdigit() else 0
 
-    async def connect(self, port: int) -> trio.SocketStream:
+    async def _enter(self) -> bool:
+        """Have the namespace helper enter the container, if it runs; whether it did."""
         assert self.sockets is not None
         async with self._entering:
             if not self.sockets.entered.is_set():
                 pid = await self._pid()
                 if pid <= 0:
-                    raise ConnectionRefusedError("the container is not running yet")
+                    return False
                 pidfd = os.pidfd_open(pid)
                 try:
                     await self.sockets.enter(pidfd)
                 finally:
                     os.close(pidfd)
+        return True
+
+    async def running(self) -> None:
+        """Return once the helper has entered the running container (polling the engine)."""
+        while True:
+            if await self._enter():
+                return
+            await trio.sleep(_RUNNING_POLL_SECONDS)
+
+    async def connect(self, port: int) -> trio.SocketStream:
+        if not await self._enter():
+            raise ConnectionRefusedError("the container is not running yet")
+        assert self.sockets is not None
         return await self.sockets.connect(port)
+
+    async def initialize(self, create_argv: list[str], cwd: str) -> int | None:
+        """Create the container and make its namespaces, its command not started; the
+        engine's status if that failed (its message is on stderr)."""
+        for argv in (create_argv, [self.engine, "init", self.name]):
+            done = await trio.run_process(argv, stdout=subprocess.DEVNULL, cwd=cwd, check=False)
+            if done.returncode != 0:
+                return done.returncode
+        return None
 
     async def remove(self) -> None:
         await trio.run_process(
@@ -119,18 +151,19 @@ class _Container:
 async def _run_guard(
     container: _Container,
     pipe_read_fd: int,
+    engine_cwd: str,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """A watchdog in its own session that removes the container once the warden is gone: its
-    stdin reaches EOF when the warden exits, even by SIGKILL (the engine's conmon would
-    otherwise keep the container running)."""
+    """A watchdog in its own session that removes the container (and the engine's working
+    directory) once the warden is gone: its stdin reaches EOF when the warden exits, even by
+    SIGKILL (the engine's conmon would otherwise keep the container running)."""
     script = (
         'read _ignored; for attempt in 1 2 3 4 5; do "$0" rm --force "$1"; '
-        '"$0" container inspect "$1" || exit 0; sleep 1; done'
+        '"$0" container inspect "$1" || break; sleep 1; done; rm -rf -- "$2"'
     )
     await run_child(
-        ["sh", "-c", script, container.engine, container.name],
+        ["sh", "-c", script, container.engine, container.name, engine_cwd],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         stdin=pipe_read_fd,
         stdout=subprocess.DEVNULL,
@@ -160,24 +193,46 @@ async def run_container(
     announce_limits(engine_limit_plan(engine, spec.limits))
     into_container = SandboxSockets(helper) if helper is not None else None
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)
-    argv = container_argv(engine, spec, container.name)
+    policy = egress_policy(spec)
+    # podman can make a container's namespaces without starting its command (`init`): the
+    # egress proxy then listens before the command runs, as with bubblewrap's --block-fd.
+    # docker cannot; there, tool calls still wait for the proxy (after_listening).
+    held = policy is not None and engine == "podman"
+    argv = container_argv(engine, spec, container.name, "create" if held else "run")
     sockets = [bind_published_port(port) for port in spec.ports]
     guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
+    # The engine runs in a directory of its own: conmon before 2.1.13 creates a file named
+    # `oom` in its working directory when the memory limit kills (containers/conmon#504),
+    # which would otherwise land in the user's project.
+    engine_cwd = tempfile.mkdtemp(prefix="trio-sandbox-engine-")
     try:
         async with trio.open_nursery() as guard_nursery:
-            await guard_nursery.start(_run_guard, container, guard_read_fd)
+            await guard_nursery.start(_run_guard, container, guard_read_fd, engine_cwd)
             os.close(guard_read_fd)
             guard_read_fd = -1
             try:
                 async with trio.open_nursery() as nursery:
                     host_network = spec.network == "host"
-                    connect = connect_on_host if host_network else container.connect
+                    connect: Connector = connect_on_host if host_network else container.connect
+                    if policy is not None and into_container is not None:
+                        egress = SandboxEgress(policy)
+                        if held:
+                            failed = await container.initialize(argv, engine_cwd)
+                            if failed is not None:
+                                return failed
+                            argv = [engine, "start", "--attach", "--interactive", container.name]
+                        nursery.start_soon(egress.serve, into_container, container.running)
+                        if held:
+                            await egress.listening.wait()
+                        connect = egress.after_listening(connect)
                     nursery.start_soon(
                         functools.partial(
                             serve_relays, spec.ports, sockets, connect, host_network=host_network
                         )
                     )
-                    status = await run_child(argv, env=dict(os.environ), stop=container.stop)
+                    status = await run_child(
+                        argv, env=dict(os.environ), cwd=engine_cwd, stop=container.stop
+                    )
                     nursery.cancel_scope.cancel()
             finally:
                 os.close(guard_write_fd)  # the guard removes the container, then exits
@@ -189,3 +244,4 @@ async def run_container(
                 os.close(fd)
         for sock in sockets:
             sock.close()
+        shutil.rmtree(engine_cwd, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from ..contract import LIMITS_VARIABLE
+from ..egress import DEFAULT_PORTS, EgressPolicy, Refused, RuleKind
 from ._kubernetes_options import (
     ClaimVolume,
     EgressDestination,
@@ -64,7 +65,23 @@ def pod_settings_from_wrap(spec: WrapSpec) -> PodSettings:
         cpus=limits.cpus,
         tmp_size_bytes=limits.tmp_size,
         network=spec.network,
+        allow=egress_destinations(spec) if spec.network == "allow" else (),
     )
+
+
+def egress_destinations(spec: WrapSpec) -> tuple[EgressDestination, ...]:
+    """The allow-list as NetworkPolicy destinations: each allowed entry with its port (80 and
+    443 without one), less what the deny list refuses. Names stay names here: the policy cannot
+    express them, and the caller says so."""
+    policy = EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
+    found: list[EgressDestination] = []
+    for rule in policy.allow:
+        host = str(rule.host) if rule.kind is not RuleKind.WILDCARD else f"*.{rule.host}"
+        for port in (rule.port,) if rule.port is not None else sorted(DEFAULT_PORTS):
+            if rule.kind is RuleKind.ADDRESS and isinstance(policy.decide(host, port), Refused):
+                continue  # denied: no rule for it
+            found.append(EgressDestination(host, port))
+    return tuple(found)
 
 
 def kubernetes_limit_plan(limits: Limits) -> LimitPlan:

@@ -93,7 +93,7 @@ async def _create(
 ) -> str:
     """Make the NetworkPolicy, then the workload; return the Pod's name once known."""
     policy, skipped = network_policy_manifest(plan, settings)
-    for destination in skipped:
+    for destination in {destination.host: destination for destination in skipped}.values():
         _note(
             f"allow-list entry {destination.host!r} is a name, which a NetworkPolicy cannot"
             " express: it stays blocked on a cluster (give its address instead)"

@@ -21,7 +21,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 @attrs.define(eq=False)
-class Launched:
+class LaunchedChild:
     """A started child and a pidfd to await its exit without polling."""
 
     popen: subprocess.Popen[bytes]
@@ -38,7 +38,7 @@ def launch(
     stdout: int | None = None,
     stderr: int | None = None,
     preexec: Callable[[], None] | None = None,
-) -> Launched:
+) -> LaunchedChild:
     """Start `argv` in a new session; stdin/stdout/stderr are inherited unless given, so the
     command's output reaches the warden's caller unchanged. ``preexec`` runs in the child before
     exec (safe only while the warden is single-threaded, i.e. before Trio: bubblewrap's start)."""
@@ -54,7 +54,7 @@ def launch(
         start_new_session=True,
         close_fds=True,
     )
-    return Launched(popen, os.pidfd_open(popen.pid))
+    return LaunchedChild(popen, os.pidfd_open(popen.pid))
 
 
 def become_subreaper() -> None:

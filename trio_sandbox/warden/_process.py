@@ -10,6 +10,7 @@ import sys
 
 import trio
 
+from ..concurrency import stop_process_group
 from ._ports import bind_published_port
 from ._publish import connect_on_host, serve_relays
 from ._spawn import Child, run_child
@@ -24,11 +25,7 @@ WARNING = (
 
 
 async def _interrupt_then_kill(child: Child, grace: StopGrace) -> None:
-    child.signal_group(signal.SIGINT)
-    with trio.move_on_after(grace.seconds):
-        await child.wait()
-        return
-    child.signal_group(signal.SIGKILL)
+    await stop_process_group(child, grace=grace.seconds, first_signal=signal.SIGINT)
 
 
 async def run_process(spec: WrapSpec, grace: StopGrace) -> int:

@@ -10,14 +10,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import attrs
 import trio
 
-from ._launch import Launched, launch
+from ..concurrency import stop_process_group
+from ._launch import LaunchedChild, launch
 
 
 @attrs.define(eq=False)
 class Child:
     """A running child; `wait()` may be called from several places, one at a time."""
 
-    launched: Launched
+    launched: LaunchedChild
 
     @property
     def pid(self) -> int:
@@ -46,12 +47,12 @@ class Child:
 
 
 async def kill_group(child: Child) -> None:
-    child.signal_group(signal.SIGKILL)
+    await stop_process_group(child, grace=0, first_signal=signal.SIGKILL)
     await child.wait()
 
 
 async def supervise(
-    launched: Launched, *, stop: Callable[[Child], Awaitable[object]] = kill_group
+    launched: LaunchedChild, *, stop: Callable[[Child], Awaitable[object]] = kill_group
 ) -> int:
     """Return the child's exit status. On cancellation `stop` runs, shielded, and must leave
     the child exited; then Cancelled propagates."""

@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from ._limits import Limits
 
 Backend = Literal["auto", "bwrap", "podman", "docker", "process", "kubernetes"]
-Network = Literal["none", "host"]
+# none: the sandbox's own loopback only; allow: that, plus the egress proxy (the allow-list);
+# host: the host's network, no isolation of it at all.
+Network = Literal["none", "allow", "host"]
 BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
-NETWORKS: tuple[Network, ...] = ("none", "host")
+NETWORKS: tuple[Network, ...] = ("none", "allow", "host")
 
 WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
 
@@ -67,11 +69,22 @@ class WrapSpec:
     workdir: str | None = None
     backend: Backend = "auto"
     network: Network = "none"
+    # The egress policy's entries (network "allow" only), as given: --allow-domain/--deny-domain.
+    allow_domains: tuple[str, ...] = ()
+    deny_domains: tuple[str, ...] = ()
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
     limits: Limits = attrs.field(factory=lambda: _default_limits())
     # The ``--k8s-*`` options; set when the back end is kubernetes.
     kubernetes: KubernetesOptions | None = None
+
+    @property
+    def reaches_into_netns(self) -> bool:
+        """Whether the warden makes sockets in the sandbox's own network namespace: to publish
+        a port of a sandbox without network, or to listen there for its egress proxy."""
+        if self.backend == "kubernetes":
+            return False  # a Pod on a cluster: reached through the API server only
+        return self.network != "host" and (bool(self.ports) or self.network == "allow")
 
     @property
     def image_is_root_fs(self) -> bool:

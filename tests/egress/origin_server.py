@@ -1,0 +1,81 @@
+"""A real HTTP/1.1 origin server for the egress tests, run as a child process.
+
+``python origin_server.py ROOT [CERT KEY]`` serves the files under ROOT on 127.0.0.1 (a free
+port, printed on stdout once listening), over TLS when given a certificate and key. Keep-alive
+is on (HTTP/1.1). Besides files:
+
+- ``GET /chunked?n=N``: N chunks of 1000 bytes, with Transfer-Encoding: chunked;
+- ``POST /echo``: answers with the request body (Content-Length or chunked) and
+  ``X-Body-Length``;
+- ``GET /headers``: the request's header fields as text, to see what the proxy forwarded.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import ssl
+import sys
+from functools import partial
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/chunked"):
+            count = int(self.path.partition("n=")[2] or "3")
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for index in range(count):
+                chunk = bytes([65 + index % 26]) * 1000
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/headers":
+            body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Body-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    root = sys.argv[1]
+    host = os.environ.get("ORIGIN_HOST", "127.0.0.1")
+    server = http.server.ThreadingHTTPServer((host, 0), partial(Handler, directory=root))
+    if len(sys.argv) == 4:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

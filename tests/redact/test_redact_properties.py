@@ -1,0 +1,123 @@
+"""Properties of redaction over generated text with generated secrets mixed in."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redact_fakes import filler_text, text_with_secrets, touchable_secret
+
+from trio_sandbox.redact import PLACEHOLDER, SecretRedactor
+
+KNOWN = ["hunter2-correct-horse", "Tr0ub4dor&3xyz", "s3cret with spaces", "ünïcode-sécret"]
+# Regex work varies with the text; a deadline would only measure the machine.
+no_deadline = settings(deadline=None)
+
+
+def redactor_with_known() -> SecretRedactor:
+    redactor = SecretRedactor()
+    for value in KNOWN:
+        redactor.add_known_secret(value, "password")
+    return redactor
+
+
+@no_deadline
+@given(text_with_secrets(KNOWN))
+def test_restore_inverts_redact(case: tuple[str, list[str]]) -> None:
+    text, _ = case
+    redactor = redactor_with_known()
+    assert redactor.restore_text(redactor.redact_text(text)) == text
+
+
+@no_deadline
+@given(text_with_secrets(KNOWN))
+def test_no_secret_survives(case: tuple[str, list[str]]) -> None:
+    text, secrets = case
+    redacted = redactor_with_known().redact_text(text)
+    for secret in secrets:
+        assert secret not in redacted
+
+
+@no_deadline
+@given(st.one_of(text_with_secrets(KNOWN).map(lambda case: case[0]), st.text(max_size=300)))
+def test_redact_is_idempotent(text: str) -> None:
+    redactor = redactor_with_known()
+    once = redactor.redact_text(text)
+    assert redactor.redact_text(once) == once
+
+
+@no_deadline
+@given(
+    st.lists(st.sampled_from(KNOWN[:2]) | touchable_secret(), min_size=2, max_size=4), filler_text
+)
+def test_touching_secrets_leave_nothing_and_nothing_broken(secrets: list[str], tail: str) -> None:
+    text = " " + "".join(secrets) + " " + tail
+    redactor = redactor_with_known()
+    redacted = redactor.redact_text(text)
+    for secret in secrets:
+        assert secret not in redacted
+    assert redactor.restore_text(redacted) == text
+    # Where the touching secrets were there are whole placeholders only: none nested or cut.
+    run = redacted[1:].split(" ", 1)[0]
+    assert re.fullmatch(f"(?:{PLACEHOLDER.pattern})+", run), redacted
+
+
+@no_deadline
+@given(st.lists(st.sampled_from(KNOWN), min_size=2, max_size=5))
+def test_adjacent_known_values_each_keep_their_placeholder(values: list[str]) -> None:
+    redactor = redactor_with_known()
+    placeholders = [redactor.add_known_secret(value, "password") for value in values]
+    assert redactor.redact_text("".join(values)) == "".join(str(p) for p in placeholders)
+
+
+@no_deadline
+@given(st.lists(st.integers(0, 10_000), max_size=4), text_with_secrets(KNOWN))
+def test_json_leaves_are_independent(cuts: list[int], case: tuple[str, list[str]]) -> None:
+    text, _ = case
+    points = sorted({cut % (len(text) + 1) for cut in cuts})
+    leaves = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    redactor = redactor_with_known()
+    redacted = redactor.redact_json(
+        {"content": [{"type": "text", "text": leaf} for leaf in leaves]}
+    )
+    # Each leaf is what redacting it alone gives (the same placeholders, one map).
+    assert redacted == {
+        "content": [{"type": "text", "text": redactor.redact_text(leaf)} for leaf in leaves]
+    }
+    assert redactor.restore_json(redacted) == {
+        "content": [{"type": "text", "text": leaf} for leaf in leaves]
+    }
+
+
+@no_deadline
+@given(text_with_secrets(KNOWN), st.lists(st.integers(0, 10_000), min_size=1, max_size=3))
+def test_placeholders_split_across_leaves_are_not_restored(
+    case: tuple[str, list[str]], cuts: list[int]
+) -> None:
+    text, secrets = case
+    redactor = redactor_with_known()
+    redacted = redactor.redact_text(text)
+    points = sorted({cut % (len(redacted) + 1) for cut in cuts})
+    pieces = [redacted[a:b] for a, b in zip([0, *points], [*points, len(redacted)], strict=True)]
+    restored = redactor.restore_json(pieces)
+    assert restored == [redactor.restore_text(piece) for piece in pieces]
+    assert isinstance(restored, list)
+    for piece, leaf in zip(pieces, restored, strict=True):
+        whole = {match.group(0) for match in PLACEHOLDER.finditer(piece)}
+        for secret in secrets:
+            if secret in str(leaf):
+                # Only a placeholder that is whole in this leaf gives its secret back.
+                assert any(secret in redactor.restore_text(p) for p in whole) or secret in piece
+
+
+@no_deadline
+@given(st.integers(0, 2**32))
+def test_same_value_same_placeholder_ids_not_derived_from_value(seed: int) -> None:
+    token = "ghp_" + "".join(random.Random(seed).choices("abcdefghXYZ0123456789", k=36))
+    first, second = SecretRedactor(), SecretRedactor()
+    once = first.redact_text(f"a {token} b")
+    assert first.redact_text(f"c {token}") == "c " + once[2:-2]
+    # Another redactor gives the same value another id (random per value, not a hash).
+    assert second.redact_text(f"a {token} b") != once

@@ -1,0 +1,35 @@
+"""The egress proxy of ``network = allow``: policy on the host, SOCKS5 and HTTP inside the sandbox.
+
+The sandbox has no network but its loopback; the warden listens inside its network namespace and
+serves :func:`serve_egress_proxy` on that socket. Every destination is judged by an
+:class:`EgressPolicy`, resolved on the host, its addresses vetted (no loopback, LAN or cloud
+metadata unless listed), and dialed by address. Depends only on the stdlib, trio and attrs.
+"""
+
+from ._environment import proxy_environment as proxy_environment
+from ._events import DestinationCounters as DestinationCounters
+from ._events import EgressEvent as EgressEvent
+from ._events import EgressStats as EgressStats
+from ._events import EventCallback as EventCallback
+from ._events import Verdict as Verdict
+from ._names import DestinationError as DestinationError
+from ._names import IPAddress as IPAddress
+from ._policy import ALLOW_SETTING as ALLOW_SETTING
+from ._policy import DEFAULT_PORTS as DEFAULT_PORTS
+from ._policy import DENY_SETTING as DENY_SETTING
+from ._policy import Allowed as Allowed
+from ._policy import Decision as Decision
+from ._policy import Destination as Destination
+from ._policy import DestinationRule as DestinationRule
+from ._policy import EgressPolicy as EgressPolicy
+from ._policy import PolicyError as PolicyError
+from ._policy import RefusalKind as RefusalKind
+from ._policy import Refused as Refused
+from ._policy import RuleKind as RuleKind
+from ._refusals import REFUSALS_PATH as REFUSALS_PATH
+from ._refusals import ask_refusals as ask_refusals
+from ._routing import Resolver as Resolver
+from ._routing import Route as Route
+from ._routing import find_route as find_route
+from ._routing import system_resolver as system_resolver
+from ._server import serve_egress_proxy as serve_egress_proxy

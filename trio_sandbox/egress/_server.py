@@ -1,0 +1,143 @@
+"""``serve_egress_proxy``: accept connections, tell SOCKS5 from HTTP, serve each one.
+
+The first byte decides: 0x05 is a SOCKS5 greeting, anything else is read as HTTP/1.1. A client
+that says nothing within the handshake timeout is dropped; a client error ends only that client's
+connection. Cancelling the service closes the listener and every connection and tunnel it
+opened, and leaves no task behind.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Final, NoReturn
+
+import trio
+
+from ._events import EgressStats, EventCallback, EventSink, logger
+from ._http_proxy import HttpFrontEnd
+from ._policy import EgressPolicy
+from ._relay import CAN_SPLICE, BufferedSocket
+from ._routing import Resolver, system_resolver
+from ._socks import SocksError, connect_socks, read_socks_request
+from ._upstream import Dialer
+
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+DEFAULT_IDLE_TIMEOUT: Final = 60.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_MAX_CONNECTIONS: Final = 1024
+# accept(2) failures that mean "out of resources for now" (as in trio.serve_listeners).
+_ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+_SOCKS4_REJECTED: Final = bytes((0, 0x5B)) + bytes(6)
+_TLS_HANDSHAKE: Final = 0x16
+_BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+async def serve_egress_proxy(
+    listener: trio.abc.Listener[trio.SocketStream],
+    policy: EgressPolicy,
+    *,
+    resolver: Resolver = system_resolver,
+    on_event: EventCallback | None = None,
+    stats: EgressStats | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    zero_copy: bool = True,
+    task_status: trio.TaskStatus[EgressStats] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve the egress proxy on ``listener`` until cancelled; the listener is closed then.
+
+    ``resolver`` resolves names on the host (default: ``getaddrinfo``); ``on_event`` is called
+    with every decision (it must not raise); ``stats`` collects counters (one is made if not
+    given) and is what ``task_status.started`` reports. A client must send its whole request
+    head within ``handshake_timeout`` seconds; an idle keep-alive connection is closed after
+    ``idle_timeout``; resolving and connecting take at most ``connect_timeout``. At most
+    ``max_connections`` clients are served at once (more wait in the listen backlog).
+    ``zero_copy``: relay with splice(2) where the kernel offers it.
+    """
+    stats = EgressStats() if stats is None else stats
+    dialer = Dialer(policy, resolver, EventSink(stats, on_event), connect_timeout)
+    zero_copy = zero_copy and CAN_SPLICE
+    http = HttpFrontEnd(dialer, handshake_timeout, idle_timeout, zero_copy)
+    slots = trio.Semaphore(max_connections)
+
+    async def serve_connection(stream: trio.SocketStream) -> None:
+        stats.connections_open += 1
+        try:
+            async with stream:
+                await _serve_client(BufferedSocket(stream), dialer, http, handshake_timeout)
+        except _BROKEN as error:
+            logger.debug("client connection ended: %r", error)
+        except Exception:
+            # A fault in one connection must not take egress away from every other one.
+            logger.exception("egress proxy: internal error serving a connection")
+        finally:
+            stats.connections_open -= 1
+            slots.release()
+
+    async with listener, trio.open_nursery() as nursery:
+        task_status.started(stats)
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                slots.release()
+                if error.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                logger.error("egress proxy: cannot accept (%s); retrying", error)
+                await trio.sleep(0.1)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            nursery.start_soon(serve_connection, stream)
+
+
+async def _serve_client(
+    client: BufferedSocket, dialer: Dialer, http: HttpFrontEnd, handshake_timeout: float
+) -> None:
+    accepted_at = trio.current_time()
+    with trio.move_on_at(accepted_at + handshake_timeout) as waited:
+        if not await client.fill():
+            return
+    if waited.cancelled_caught:
+        logger.info("dropped a client that sent nothing within %g s", handshake_timeout)
+        return
+    first = client.buffer[0]
+    if first == 5:
+        await _serve_socks(client, dialer, accepted_at + handshake_timeout, http.zero_copy)
+    elif first == 4:
+        logger.info("refused a SOCKS4 client: only SOCKS5 is served (use socks5h://)")
+        await client.stream.send_all(_SOCKS4_REJECTED)
+    elif first == _TLS_HANDSHAKE:
+        logger.info(
+            "dropped a client that started TLS: the proxy speaks plain HTTP and SOCKS5 "
+            "(use an http:// proxy URL)"
+        )
+    else:
+        await http.serve(client, accepted_at)
+
+
+async def _serve_socks(
+    client: BufferedSocket, dialer: Dialer, deadline: float, zero_copy: bool
+) -> None:
+    try:
+        with trio.move_on_at(deadline) as waited:
+            request = await read_socks_request(client)
+    except SocksError as error:
+        logger.info("SOCKS5 client refused: %s", error.reason)
+        return
+    if waited.cancelled_caught:
+        logger.info("dropped a SOCKS5 client whose request did not arrive in time")
+        return
+    if request is None:
+        return
+    upstream = await connect_socks(client, request, dialer)
+    if upstream is None:
+        return
+    async with upstream:
+        await upstream.tunnel(client, zero_copy=zero_copy)

@@ -1,0 +1,74 @@
+"""The WebSocket face: MCP messages as text frames, on the same endpoint as Streamable HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import trio
+
+from ._asgi import (
+    HttpRefusal,
+    HttpSettings,
+    Receive,
+    Scope,
+    Send,
+    cancel_on_event,
+    check_host_and_origin,
+    headers_of,
+)
+from ._duplex import serve_duplex
+from ._jsonrpc import INVALID_REQUEST, McpError, dump_message
+from ._server import McpServer
+from ._versions import WEBSOCKET_SUBPROTOCOL
+
+
+async def serve_websocket(
+    server: McpServer,
+    settings: HttpSettings,
+    closing: trio.Event,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """One WebSocket connection (subprotocol ``mcp``): the duplex session loop over its frames,
+    until the peer leaves or ``closing`` is set."""
+    headers = headers_of(scope)
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    try:
+        check_host_and_origin(headers, settings)
+    except HttpRefusal:
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    if scope["path"].rstrip("/") != settings.path.rstrip("/") or (
+        WEBSOCKET_SUBPROTOCOL not in scope.get("subprotocols", [])
+    ):
+        await send({"type": "websocket.close", "code": 1002})
+        return
+    await send({"type": "websocket.accept", "subprotocol": WEBSOCKET_SUBPROTOCOL})
+
+    async def frames() -> AsyncIterator[bytes | str]:
+        while True:
+            event = await receive()
+            if event["type"] != "websocket.receive":
+                return
+            data = event.get("text") if event.get("text") is not None else event.get("bytes")
+            if data is not None and len(data) > settings.max_body_bytes:
+                error = McpError(INVALID_REQUEST, "message too large")
+                await send_text(dump_message(error.response_for(None)))
+                continue
+            if data is not None:
+                yield data
+
+    async def send_text(data: bytes) -> None:
+        await send({"type": "websocket.send", "text": data.decode()})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cancel_on_event, closing, nursery.cancel_scope)
+        await serve_duplex(server, frames(), send_text)
+        nursery.cancel_scope.cancel()
+    # The peer may be gone already.
+    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": 1000})

@@ -1,0 +1,27 @@
+"""Secret redaction: secrets in text become ``[REDACTED_SECRET:<rule>:<id>]`` placeholders.
+
+The detection rules are gitleaks' (vendored, MIT), translated from Go RE2 to Python ``re`` at
+load time; values the host already knows to be secret (generated passwords, secret environment
+variables) are redacted wherever they appear. A :class:`SecretRedactor` keeps the map from
+placeholders back to values in memory, so that placeholders in an agent's tool-call arguments
+can be restored. This package depends on nothing else of trio_sandbox.
+"""
+
+from __future__ import annotations
+
+from ._re2 import UntranslatableRegex as UntranslatableRegex
+from ._re2 import translate_re2 as translate_re2
+from ._redactor import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
+from ._redactor import PLACEHOLDER as PLACEHOLDER
+from ._redactor import JsonLike as JsonLike
+from ._redactor import JsonValue as JsonValue
+from ._redactor import RedactionTimeout as RedactionTimeout
+from ._redactor import SecretRedactor as SecretRedactor
+from ._rules import Allowlist as Allowlist
+from ._rules import Rule as Rule
+from ._rules import RuleSet as RuleSet
+from ._rules import RuleSetError as RuleSetError
+from ._rules import SkippedRule as SkippedRule
+from ._rules import default_rules as default_rules
+from ._rules import default_rules_loaded as default_rules_loaded
+from ._rules import load_rules as load_rules

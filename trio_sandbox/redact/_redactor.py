@@ -1,0 +1,373 @@
+"""The live redactor: secrets in text become ``[REDACTED_SECRET:<rule>:<id>]`` and back.
+
+One secret value keeps one placeholder for the redactor's life; the id is random (48 bits), so
+nobody can work it out from the value. The map lives in this object's memory only.
+
+``redact_text`` splits the text at placeholders (issued or not, they are never scanned, so
+redacting redacted text changes nothing) and scans each piece in between on its own: known
+values (exact, case-sensitive), then the rules. Overlapping findings merge into one span, named
+after the longest (then known values before rules, then specific rules before generic ones);
+touching findings stay separate placeholders. Cutting secrets out can make the text around them
+look different to a rule (an end of text, a word boundary), so the pieces left between new
+placeholders are scanned again, on their own, until none changes: the result is a fixed point,
+which is why a second ``redact_text`` leaves it as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Final, TypeAlias, TypeVar
+
+import attrs
+import trio
+
+from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned
+from ._keywords import StringIndex
+from ._rules import RuleSet, default_rules
+
+logger = logging.getLogger("trio_sandbox.redact")
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+# What the JSON helpers accept: any sequence (not str) or mapping of such values.
+JsonLike: TypeAlias = (
+    "bool | int | float | str | Sequence[JsonLike] | Mapping[str, JsonLike] | None"
+)
+
+PLACEHOLDER: Final = re.compile(r"\[REDACTED_SECRET:([A-Za-z0-9_.:-]{1,64}):([0-9a-f]{12})\]")
+MIN_KNOWN_SECRET_LENGTH: Final = 8
+_RULE_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Rounds of re-scanning the pieces between new placeholders; one or two suffice in practice.
+_MAX_ROUNDS: Final = 8
+# An async scan lets other tasks run at least this often (seconds of work between checkpoints).
+_STEP_BUDGET: Final = 0.002
+
+_Steps: TypeAlias = Generator[None, None, str]
+_TextSteps: TypeAlias = Callable[[str], _Steps]
+_T = TypeVar("_T")
+
+
+class RedactionTimeout(Exception):
+    """Scanning one text took longer than the redactor allows. Python's regex engine
+    backtracks, and some rules are slow on some texts (thousands of "curl" on one line): a text
+    can be made slow to scan. The text was not redacted; do not pass it on."""
+
+
+@attrs.define(eq=False)
+class _Budget:
+    """Scanning time left for one text, counting only the scan's own steps."""
+
+    size: int
+    limit: float
+    spent: float = 0.0
+
+    def spend(self, seconds: float) -> None:
+        self.spent += seconds
+        if self.spent > self.limit:
+            raise RedactionTimeout(
+                f"redacting {self.size} characters took more than {self.limit:.1f} s of"
+                " scanning; the text was not redacted"
+            )
+
+
+@attrs.frozen
+class _Span:
+    start: int
+    end: int
+    rule: str
+
+
+@attrs.define(eq=False)
+class SecretRedactor:
+    """Replaces secrets with placeholders and puts them back. Not thread-safe: use it from one
+    thread (a Trio program's); its async methods may interleave freely."""
+
+    rules: RuleSet = attrs.field(factory=default_rules)
+    # Scanning time allowed for one text: this many seconds per MiB, and for at least 1 MiB.
+    # Ordinary output scans at 20-40 MB/s, so the default leaves a margin of about 50x.
+    seconds_per_mib: float = 2.0
+    _detector: Detector = attrs.field(init=False)
+    _placeholders: dict[str, str] = attrs.field(init=False, factory=dict)  # value -> placeholder
+    _values: dict[str, str] = attrs.field(init=False, factory=dict)  # placeholder -> value
+    _known: dict[str, str] = attrs.field(init=False, factory=dict)  # known value -> rule name
+    _known_index: StringIndex | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self._detector = _detector_for(self.rules)
+
+    # -- known values --------------------------------------------------------------------
+
+    def add_known_secret(self, value: str, rule: str = "known") -> str | None:
+        """Redact ``value`` wherever it appears from now on, even where no rule would match.
+
+        ``rule`` names it in the placeholder (``password``, ``env:GITHUB_TOKEN``); a value that
+        already has a placeholder keeps it. Returns the value's placeholder, or None when the
+        value is ignored because it is shorter than :data:`MIN_KNOWN_SECRET_LENGTH` (redacting
+        every "a" of a text would hide the text, not the secret); that is logged with the rule
+        name, never the value.
+        """
+        if not isinstance(value, str):
+            raise TypeError(f"a known secret is a str, not {type(value).__name__}")
+        if not isinstance(rule, str) or not _RULE_NAME.fullmatch(rule):
+            raise ValueError(
+                f"rule name {rule!r} must be 1-64 characters of letters, digits and _ . : -"
+            )
+        if len(value) < MIN_KNOWN_SECRET_LENGTH:
+            logger.warning(
+                "known secret %s ignored: %d characters, fewer than %d, would redact ordinary text",
+                rule,
+                len(value),
+                MIN_KNOWN_SECRET_LENGTH,
+            )
+            return None
+        if value not in self._known:
+            self._known[value] = rule
+            self._known_index = None
+        return self._placeholder(value, rule)
+
+    # -- text ----------------------------------------------------------------------------
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with every secret found replaced by its placeholder (blocks the thread: for
+        large text in a Trio program use :meth:`redact_text_async`). Raises
+        :class:`RedactionTimeout` when scanning takes longer than :attr:`seconds_per_mib`
+        allows."""
+        return _run(self._redact_steps(_checked_str(text)))
+
+    async def redact_text_async(self, text: str) -> str:
+        """:meth:`redact_text` in steps of a few milliseconds, letting other tasks run between
+        them. Cancelling it leaves the redactor as it was."""
+        return await _run_async(self._redact_steps(_checked_str(text)))
+
+    def restore_text(self, text: str) -> str:
+        """``text`` with each placeholder this redactor issued replaced by its value, in one
+        pass: a restored value that looks like a placeholder stays as it is. Placeholders it
+        never issued pass unchanged."""
+        values = self._values
+        return PLACEHOLDER.sub(
+            lambda match: values.get(match.group(0), match.group(0)), _checked_str(text)
+        )
+
+    # -- JSON ----------------------------------------------------------------------------
+
+    def redact_json(self, value: JsonLike) -> JsonValue:
+        """A copy of a JSON value (dicts, lists, str, numbers, bools, None; tuples and other
+        mappings are taken as lists and dicts) with every string in it, keys included, redacted
+        on its own. A secret found in one string gets the same placeholder in every other."""
+        return _run(self._json_steps(value, self._redact_steps, "$"))
+
+    async def redact_json_async(self, value: JsonLike) -> JsonValue:
+        """:meth:`redact_json` in steps, like :meth:`redact_text_async`."""
+        return await _run_async(self._json_steps(value, self._redact_steps, "$"))
+
+    def restore_json(self, value: JsonLike) -> JsonValue:
+        """A copy of a JSON value (e.g. tool-call arguments) with every string restored."""
+        return _run(self._json_steps(value, self._restore_steps, "$"))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _placeholder(self, value: str, rule: str) -> str:
+        placeholder = self._placeholders.get(value)
+        if placeholder is None:
+            placeholder = f"[REDACTED_SECRET:{rule}:{secrets.token_hex(6)}]"
+            while placeholder in self._values:  # pragma: no cover - a 48-bit collision
+                placeholder = f"[REDACTED_SECRET:{rule}:{secrets.token_hex(6)}]"
+            self._placeholders[value] = placeholder
+            self._values[placeholder] = value
+        return placeholder
+
+    def _restore_steps(self, text: str) -> _Steps:
+        yield from ()  # a generator, like _redact_steps, for the shared JSON walk
+        return self.restore_text(text)
+
+    def _json_steps(
+        self, value: JsonLike, text_steps: _TextSteps, path: str
+    ) -> Generator[None, None, JsonValue]:
+        if isinstance(value, str):
+            return (yield from text_steps(value))
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, list | tuple):
+            items: list[JsonValue] = []
+            for index, item in enumerate(value):
+                items.append((yield from self._json_steps(item, text_steps, f"{path}[{index}]")))
+            return items
+        if isinstance(value, Mapping):
+            copy: dict[str, JsonValue] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"JSON object key at {path} is a {type(key).__name__}, not str")
+                new_key = yield from text_steps(key)
+                copy[new_key] = yield from self._json_steps(item, text_steps, f"{path}.{key}")
+            return copy
+        raise TypeError(f"not a JSON value at {path}: {type(value).__name__}")
+
+    def _redact_steps(self, text: str) -> _Steps:
+        known_index = self._known_index_now()
+        shortest = self._detector.min_width
+        if known_index is not None:
+            shortest = min(shortest, MIN_KNOWN_SECRET_LENGTH)
+        budget = _Budget(len(text), self.seconds_per_mib * max(1.0, len(text) / 2**20))
+        pieces: list[tuple[str, list[_Span]]] = []  # plain text and its secrets, placeholders
+        position = 0
+        for placeholder in [*PLACEHOLDER.finditer(text), None]:
+            end = len(text) if placeholder is None else placeholder.start()
+            plain = text[position:end]
+            spans: list[_Span] = []
+            if len(plain) >= shortest:
+                spans = yield from _metered(self._scan_plain(plain, known_index), budget)
+            pieces.append((plain, spans))
+            if placeholder is not None:
+                pieces.append((placeholder.group(0), []))
+                position = placeholder.end()
+        # No yield from here on: the map changes only once the whole text is scanned, so a
+        # cancelled scan leaves no trace.
+        out: list[str] = []
+        count = 0
+        for plain, spans in pieces:
+            position = 0
+            for span in spans:
+                out.append(plain[position : span.start])
+                out.append(self._placeholder(plain[span.start : span.end], span.rule))
+                position = span.end
+            out.append(plain[position:])
+            count += len(spans)
+        if count:
+            logger.debug("redacted %d secrets in %d characters", count, len(text))
+        return "".join(out)
+
+    def _scan_plain(
+        self, text: str, known_index: StringIndex | None
+    ) -> Generator[None, None, list[_Span]]:
+        """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
+        detector = self._detector
+        keyword_starts = yield from detector.keyword_starts(lower_aligned(text))
+        known_starts: list[list[int]] = []
+        if known_index is not None:
+            known_starts = yield from known_index.occurrences(text)
+        result: list[_Span] = []
+        pending = [(0, len(text))]
+        for _ in range(_MAX_ROUNDS):
+            next_pending: list[tuple[int, int]] = []
+            for begin, end in pending:
+                piece = text[begin:end]
+                findings = yield from detector.scan(
+                    piece, detector.restrict(keyword_starts, begin, end)
+                )
+                if known_index is not None:
+                    findings.extend(self._known_findings(known_index, known_starts, begin, end))
+                spans = _merge(findings)
+                result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
+                # Re-scan what is left between the new placeholders (and at the piece's ends).
+                edges = [0, *(x for s in spans for x in (s.start, s.end)), len(piece)]
+                if spans:
+                    next_pending.extend(
+                        (begin + a, begin + b)
+                        for a, b in zip(edges[::2], edges[1::2], strict=True)
+                        if b > a
+                    )
+            pending = next_pending
+            if not pending:
+                break
+        else:
+            logger.warning(
+                "redaction did not settle in %d rounds; redacting again may redact more",
+                _MAX_ROUNDS,
+            )
+        result.sort(key=lambda span: span.start)
+        return result
+
+    def _known_findings(
+        self, index: StringIndex, starts: Sequence[Sequence[int]], begin: int, end: int
+    ) -> Iterable[Finding]:
+        for value, positions in zip(index.strings, starts, strict=True):
+            rule = self._known[value]
+            for position in positions:
+                if begin <= position and position + len(value) <= end:
+                    yield Finding(position - begin, position - begin + len(value), rule, RANK_KNOWN)
+
+    def _known_index_now(self) -> StringIndex | None:
+        if self._known and self._known_index is None:
+            self._known_index = StringIndex.build(self._known, case_sensitive=True)
+        return self._known_index
+
+
+def _merge(findings: list[Finding]) -> list[_Span]:
+    """Overlapping findings become one span named after the best of them (longest, then by
+    rank, then earliest, then by rule name); touching ones stay apart."""
+    findings.sort(key=lambda f: (f.start, f.end))
+    spans: list[_Span] = []
+    cluster: list[Finding] = []
+    cluster_end = -1
+    for finding in [*findings, None]:
+        if finding is not None and finding.start < cluster_end:
+            cluster.append(finding)
+            cluster_end = max(cluster_end, finding.end)
+            continue
+        if cluster:
+            best = min(cluster, key=lambda f: (f.start - f.end, f.rank, f.start, f.rule))
+            spans.append(_Span(cluster[0].start, cluster_end, best.rule))
+        if finding is not None:
+            cluster = [finding]
+            cluster_end = finding.end
+    return spans
+
+
+_detectors: weakref.WeakKeyDictionary[RuleSet, Detector] = weakref.WeakKeyDictionary()
+
+
+def _detector_for(rules: RuleSet) -> Detector:
+    """One detector (keyword index) per rule set, shared by the redactors that use it."""
+    detector = _detectors.get(rules)
+    if detector is None:
+        detector = _detectors[rules] = Detector.build(rules)
+    return detector
+
+
+def _checked_str(text: object) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text to redact or restore is a str, not {type(text).__name__}")
+    return text
+
+
+def _metered(steps: Generator[None, None, _T], budget: _Budget) -> Generator[None, None, _T]:
+    """`steps`, each timed against `budget` (time between steps, when other tasks may run, is
+    not counted)."""
+    while True:
+        started = time.perf_counter()
+        try:
+            next(steps)
+        except StopIteration as done:
+            budget.spend(time.perf_counter() - started)
+            result: _T = done.value
+            return result
+        budget.spend(time.perf_counter() - started)
+        yield
+
+
+def _advance(steps: Generator[None, None, _T], until: float) -> list[_T]:
+    """Run `steps` until they finish (``[result]``) or the clock passes `until` (``[]``)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: _T = done.value
+            return [result]
+        if time.perf_counter() >= until:
+            return []
+
+
+def _run(steps: Generator[None, None, _T]) -> _T:
+    return _advance(steps, math.inf)[0]
+
+
+async def _run_async(steps: Generator[None, None, _T]) -> _T:
+    await trio.lowlevel.checkpoint()
+    while not (finished := _advance(steps, time.perf_counter() + _STEP_BUDGET)):
+        await trio.lowlevel.checkpoint()
+    return finished[0]

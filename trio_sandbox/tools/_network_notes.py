@@ -1,0 +1,54 @@
+"""``[network] refused: ...`` lines for a command's result (``network = allow`` only).
+
+A refused destination reaches the command as a 403 or a SOCKS refusal, which many tools print
+vaguely ("CONNECT tunnel failed") or not at all. After each command the tool server asks the
+sandbox's egress proxy which destinations it refused or could not reach since the command
+started, and names them at the end of the result, so the agent learns why and which setting
+would allow it. Commands running at the same time see each other's refusals (the proxy cannot
+tell which process opened a connection).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import attrs
+import trio
+
+from ..contract import EGRESS_PROXY_VARIABLE
+from ..egress import ask_refusals
+
+_ASK_TIMEOUT_SECONDS = 2.0
+
+
+@attrs.frozen
+class NetworkNotes:
+    """Where the egress proxy listens (``HOST:PORT``); None: the sandbox has no such proxy."""
+
+    proxy: str | None
+
+    @classmethod
+    def from_environment(cls) -> NetworkNotes:
+        return cls(os.environ.get(EGRESS_PROXY_VARIABLE) or None)
+
+    @staticmethod
+    def now() -> float:
+        """The moment a command starts, on the clock the proxy (outside) stamps refusals with."""
+        return time.time()
+
+    async def since(self, started: float) -> str:
+        """The note lines (each ending in a newline) for refusals since ``started``."""
+        if self.proxy is None:
+            return ""
+        host, _, port = self.proxy.rpartition(":")
+        try:
+            with trio.fail_after(_ASK_TIMEOUT_SECONDS):
+                lines = await ask_refusals(host, int(port), started)
+        except (OSError, ValueError, trio.TooSlowError) as error:
+            return f"[network] could not ask the egress proxy for refusals: {error!r}\n"
+        notes = []
+        for line in lines:
+            verdict, _, rest = line.partition(" ")
+            notes.append(f"[network] {verdict}: {rest}\n")
+        return "".join(notes)

@@ -1,0 +1,104 @@
+"""``--network allow``: the egress proxy, listening inside the sandbox, judging on the host.
+
+The sandbox keeps only its loopback. Once its namespaces exist, the warden makes a socket in the
+sandbox's network namespace the same way it publishes a port (:mod:`._publish`), binds it to
+``127.0.0.1:EGRESS_PORT`` there and serves :func:`trio_sandbox.egress.serve_egress_proxy` on it
+from the warden's own nursery: policy, name resolution and dialing happen in the warden, on the
+host, and no relay process runs inside. Connections through a published port wait until the
+proxy listens, so no tool call can run a command before its proxy exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from ..contract import EGRESS_LINE_PREFIX, EGRESS_PORT, EGRESS_PROXY_VARIABLE
+from ..egress import EgressEvent, EgressPolicy, PolicyError, proxy_environment, serve_egress_proxy
+from ._publish import Connector, SandboxSockets
+from ._spec import WrapSpec, WrapUsageError
+
+_LISTEN_BACKLOG = 128
+
+
+def egress_policy(spec: WrapSpec) -> EgressPolicy | None:
+    """The policy of ``--network allow`` (None in the other modes)."""
+    if spec.network != "allow":
+        return None
+    if spec.backend == "process":
+        raise WrapUsageError(
+            "--network allow needs an isolating back end (bwrap, podman, docker): the process"
+            " back end cannot keep a command off the network"
+        )
+    try:
+        return EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
+    except PolicyError as error:
+        option = "--allow-domain" if error.setting == "allow_domains" else "--deny-domain"
+        raise WrapUsageError(f"{option}: {error}") from None
+
+
+def egress_environment() -> tuple[tuple[str, str], ...]:
+    """What every command in the sandbox gets: the proxy variables its tools read, and where
+    the tool server asks for refusals."""
+    variables = proxy_environment(EGRESS_PORT)
+    variables[EGRESS_PROXY_VARIABLE] = f"127.0.0.1:{EGRESS_PORT}"
+    return tuple(variables.items())
+
+
+def print_event(event: EgressEvent) -> None:
+    """One line per decision on the warden's stderr (the host counts them for ``status``)."""
+    print(f"{EGRESS_LINE_PREFIX}{event.line()}", file=sys.stderr, flush=True)
+
+
+@attrs.define(eq=False)
+class SandboxEgress:
+    """The egress proxy of one sandbox; ``listening`` is set once it accepts connections."""
+
+    policy: EgressPolicy
+    listening: trio.Event = attrs.Factory(trio.Event)
+
+    async def serve(
+        self, sockets: SandboxSockets, sandbox_exists: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Wait for the sandbox's namespaces, listen in them and serve until cancelled."""
+        await sandbox_exists()
+        listening_socket = await sockets.socket()
+        try:
+            listening_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                await listening_socket.bind(("127.0.0.1", EGRESS_PORT))
+            except OSError as error:
+                raise OSError(
+                    error.errno,
+                    f"cannot listen for the egress proxy on 127.0.0.1:{EGRESS_PORT} in the"
+                    f" sandbox: {error.strerror}",
+                ) from None
+            listening_socket.listen(_LISTEN_BACKLOG)
+        except BaseException:
+            listening_socket.close()
+            raise
+        listener = trio.SocketListener(listening_socket)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(serve_egress_proxy, listener, self.policy, on_event=print_event)
+            )
+            self.listening.set()
+
+    def after_listening(self, connect: Connector) -> Connector:
+        """``connect`` that hands over its connection only once the proxy listens."""
+
+        async def connect_when_listening(port: int) -> trio.SocketStream:
+            stream = await connect(port)
+            try:
+                await self.listening.wait()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return stream
+
+        return connect_when_listening
