@@ -37,6 +37,7 @@ from kube_harness import (
     warden_env,
     wrap_argv,
 )
+from sandbox_users import SandboxUser
 
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.sandbox import SandboxConfig, SandboxStartError, open_sandbox
@@ -591,6 +592,37 @@ async def test_trio_sandbox_cli_call_on_the_cluster(double: KubeDouble) -> None:
         )
     assert result.returncode == 0, result.stderr.decode()
     assert "via-cli" in result.stdout.decode()
+    assert double.pods() == []
+
+
+async def test_cli_call_on_the_cluster_as_each_kind_of_user(
+    double: KubeDouble, sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """The host side as root and as an ordinary user (an IDE's user with a kubeconfig of their
+    own): the warden's kubernetes back end runs as that user; the cluster is the same."""
+    kubeconfig = workspace / "kubeconfig"
+    shutil.copyfile(double.kubeconfig, kubeconfig)
+    os.chown(kubeconfig, sandbox_user.uid, sandbox_user.gid)
+    kubeconfig.chmod(0o600)
+    env = sandbox_user.env(
+        {
+            "HOME": str(workspace),
+            "KUBECONFIG": str(kubeconfig),
+            # The Pods' interpreter: the double's kubelet (this process's user) runs them.
+            "TRIO_SANDBOX_K8S_PYTHON": sys.executable,
+            "TRIO_SANDBOX_K8S_START_TIMEOUT": "30",
+        }
+    )
+    argv = sandbox_user.python_module(
+        "trio_sandbox", "call", "--backend", "kubernetes", "--image", IMAGE, "run_command"
+    )
+    argv.append('{"command": "echo via-cli-as-$(id -u)"}')
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        result = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, check=False, env=env, cwd=workspace
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "via-cli-as-" in result.stdout.decode()
     assert double.pods() == []
 
 
