@@ -15,6 +15,7 @@ Goals: <= 0.5 ms for 1 KiB, <= 10 ms for 64 KiB, >= 30 MB/s for 1 MiB, no pause 
 
     .venv/bin/python benchmarks/redaction.py --seconds 2
     .venv/bin/python benchmarks/redaction.py --false-positives 16    # placeholders: should be 0
+    .venv/bin/python benchmarks/redaction.py --cold-start 8     # open_sandbox, redact on vs off
 
 ``--compare`` also times the alternatives that were considered, when they are importable (they
 are not dependencies: install them in a scratch environment): detect-secrets (its default
@@ -244,7 +245,17 @@ def main() -> None:
         metavar="MIB",
         help="only count placeholders in MIB MiB of ordinary output (one seed per MiB)",
     )
+    parser.add_argument(
+        "--cold-start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time open_sandbox to ready with redaction on and off, N fresh processes each",
+    )
     args = parser.parse_args()
+    if args.cold_start:
+        cold_start(args.cold_start)
+        return
     if args.false_positives:
         count_false_positives(args.false_positives)
         return
@@ -462,6 +473,43 @@ def compare(text: str, seconds: float) -> None:
         print(
             f"fake secrets missed (of {len(secrets)}): ours {ours_missed}, detect-secrets {missed}"
         )
+
+
+COLD_START = """
+import time, trio
+from trio_sandbox.sandbox import SandboxConfig, open_sandbox
+async def main():
+    start = time.perf_counter()
+    async with open_sandbox(SandboxConfig(redact={redact})) as sandbox:
+        ready = time.perf_counter()
+        await sandbox.call_tool("run_command", {{"command": "true"}})
+        print(ready - start, time.perf_counter() - ready)
+trio.run(main)
+"""
+
+
+def cold_start(runs: int) -> None:
+    """``open_sandbox`` entered to ready, and the first call, in fresh processes (the rules
+    compile beside the sandbox's boot), with redaction on and off, alternating."""
+    import subprocess
+    import sys
+
+    times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(runs):
+        for redact in (True, False):
+            done = subprocess.run(
+                [sys.executable, "-c", COLD_START.format(redact=redact)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            ready, first_call = (float(value) for value in done.stdout.split())
+            times[redact].append((ready, first_call))
+    for redact, values in times.items():
+        ready = statistics.median(value[0] for value in values) * 1e3
+        first_call = statistics.median(value[1] for value in values) * 1e3
+        label = "redaction on " if redact else "redaction off"
+        print(f"{label}: open_sandbox to ready {ready:.0f} ms, first call {first_call:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -117,9 +117,10 @@ class OutputGuard:
         """The redactor, made on first use: compiling the rules takes a few hundred ms."""
         async with self._making:
             if self._redactor is None:
-                loaded = default_rules_loaded()
-                rules = default_rules() if loaded else await trio.to_thread.run_sync(default_rules)
-                redactor = SecretRedactor(rules)
+                if default_rules_loaded():
+                    redactor = _make_redactor()
+                else:
+                    redactor = await trio.to_thread.run_sync(_make_redactor)
                 for value, rule in self._known:
                     redactor.add_known_secret(value, rule)
                 self._redactor = redactor
@@ -222,6 +223,10 @@ class OutputGuard:
                 }
             )
         return {**result, "content": shortened}
+
+
+def _make_redactor() -> SecretRedactor:
+    return SecretRedactor(default_rules())  # the rules, and the redactor's keyword index
 
 
 def _is_text(block: object) -> bool:

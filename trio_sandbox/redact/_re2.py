@@ -277,7 +277,11 @@ def translate_re2(pattern: str) -> str:
 
 def compile_re2(pattern: str) -> re.Pattern[str]:
     """Translate and compile; any failure is an :class:`UntranslatableRegex`."""
-    translated = translate_re2(pattern)
+    return compile_translated(translate_re2(pattern), pattern)
+
+
+def compile_translated(translated: str, pattern: str) -> re.Pattern[str]:
+    """Compile what :func:`translate_re2` made of ``pattern``."""
     try:
         return re.compile(translated, FLAGS)
     except re.error as exc:

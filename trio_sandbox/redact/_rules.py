@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._re2 import FLAGS, UntranslatableRegex, compile_re2, translate_re2
+from ._re2 import FLAGS, UntranslatableRegex, compile_re2, compile_translated, translate_re2
 
 logger = logging.getLogger("trio_sandbox.redact")
 
@@ -217,14 +217,16 @@ def _rule(table: Mapping[str, Any], rule_id: str, *, extra_allowlists: Iterable[
     allowlists.extend(extra_allowlists)
     rest, prefix_class, prefix_max = _split_lazy_prefix(regex)
     try:
-        pattern = compile_re2(rest)
+        translated = translate_re2(rest)  # once: translating is a third of loading the rules
+        pattern = compile_translated(translated, rest)
         prefix = compile_re2(prefix_class) if prefix_class else None
     except UntranslatableRegex as exc:
         raise _Skip(f"untranslatable: {exc}") from None
     if secret_group > pattern.groups:
         raise RuleSetError(f"{where}: secretGroup {secret_group} but the regex has fewer groups")
-    min_width, max_width = _widths(translate_re2(rest))
-    starts = _literal_starts(translate_re2(rest))
+    parsed = _parsed(translated)  # once, for both analyses
+    min_width, max_width = _widths(parsed)
+    starts = _literal_starts(parsed)
     anchored = (
         starts is not None
         and bool(keywords)
@@ -351,22 +353,32 @@ def _parser() -> Any:
         return None
 
 
-def _widths(translated: str) -> tuple[int, int | None]:
-    parser = _parser()
-    try:
-        low, high = parser.parse(translated, FLAGS).getwidth()
-    except Exception:  # pragma: no cover - see _parser
-        return 0, None
-    return int(low), None if high >= parser.MAXREPEAT else int(high)
-
-
-def _literal_starts(translated: str) -> frozenset[str] | None:
-    """Lower-cased strings one of which every match starts with, or None if that is unknown."""
+def _parsed(translated: str) -> Any:
+    """The private parser's tree of ``translated`` (None if it cannot say)."""
     parser = _parser()
     if parser is None:  # pragma: no cover - see _parser
         return None
     try:
-        parsed = parser.parse(translated, FLAGS)
+        return parser.parse(translated, FLAGS)
+    except Exception:  # pragma: no cover - see _parser
+        return None
+
+
+def _widths(parsed: Any) -> tuple[int, int | None]:
+    if parsed is None:  # pragma: no cover - see _parser
+        return 0, None
+    try:
+        low, high = parsed.getwidth()
+    except Exception:  # pragma: no cover - see _parser
+        return 0, None
+    return int(low), None if high >= _parser().MAXREPEAT else int(high)
+
+
+def _literal_starts(parsed: Any) -> frozenset[str] | None:
+    """Lower-cased strings one of which every match starts with, or None if that is unknown."""
+    if parsed is None:  # pragma: no cover - see _parser
+        return None
+    try:
         constants = importlib.import_module("re._constants")
         starts = _Starts(constants).of(list(parsed))
     except Exception:  # pragma: no cover - see _parser
