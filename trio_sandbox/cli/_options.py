@@ -22,8 +22,8 @@ from ..proxy import (
     WebSocketUpstream,
     upstreams_from_mapping,
 )
-from ..sandbox import NETWORK_MODES, SandboxConfig, SandboxMode
-from ..warden import WrapUsageError, parse_volume
+from ..sandbox import SandboxConfig, SandboxMode
+from ..warden import NETWORKS, WrapUsageError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -113,7 +113,7 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--network",
-        choices=NETWORK_MODES,
+        choices=NETWORKS,
         help="none (default: the sandbox's own loopback only), allow (only --allow-domain"
         " destinations, through an egress proxy), host (the host's network: NOT isolated)",
     )

@@ -1,6 +1,5 @@
 """The sandbox lifecycle on one cancel scope: spawn, CA exchange, readiness, health, respawn."""
 
-from ._config import NETWORK_MODES as NETWORK_MODES
 from ._config import SandboxConfig as SandboxConfig
 from ._config import SandboxMode as SandboxMode
 from ._errors import SandboxFailed as SandboxFailed

@@ -11,7 +11,7 @@ import attrs
 
 from ..egress import EgressPolicy, PolicyError
 from ..proxy import OutputLimits, UpstreamSpec
-from ..warden import WrapUsageError, check_limit
+from ..warden import NETWORKS, WrapUsageError, check_limit
 
 
 class SandboxMode(enum.StrEnum):
@@ -61,12 +61,9 @@ def _limit(option: str) -> Callable[[object, attrs.Attribute[Any], str | None], 
     return check
 
 
-NETWORK_MODES = ("none", "allow", "host")
-
-
 def _network_mode(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in NETWORK_MODES:
-        raise ValueError(f"network must be one of {', '.join(NETWORK_MODES)}, not {value!r}")
+    if value not in NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {value!r}")
 
 
 def _egress_entries(config: SandboxConfig) -> None:

@@ -8,6 +8,7 @@ from ._cli import parse_wrap_args as parse_wrap_args
 from ._limits import Limits as Limits
 from ._limits import check_limit as check_limit
 from ._seccomp import deny_list_program as deny_list_program
+from ._spec import NETWORKS as NETWORKS
 from ._spec import PortSpec as PortSpec
 from ._spec import VolumeSpec as VolumeSpec
 from ._spec import WrapSpec as WrapSpec
