@@ -11,7 +11,7 @@ from egress_harness import open_connection, receive_all, running_proxy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_sandbox.egress import REFUSALS_PATH, EgressPolicy, ask_refusals
+from trio_sandbox.egress import REFUSALS_PATH, EgressPolicy, EventLine, Verdict, ask_refusals
 from trio_sandbox.egress._refusals import (
     RefusalQueryError,
     parse_refusals_query,
@@ -85,3 +85,23 @@ def test_the_query_parser_accepts_finite_numbers_or_raises_its_error(query: str)
     except RefusalQueryError:
         return
     assert math.isfinite(since)
+
+
+@given(
+    st.sampled_from(list(Verdict)),
+    st.text(
+        alphabet=st.characters(blacklist_characters=" \n", blacklist_categories=["Cs"]), min_size=1
+    ),
+    st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=["Cs"])),
+)
+def test_event_lines_read_back(verdict: Verdict, target: str, detail: str) -> None:
+    assert EventLine.parse(f"{verdict.value} {target} ({detail})") == EventLine(
+        verdict, target, detail
+    )
+
+
+@pytest.mark.parametrize(
+    "line", ["", "allowed", "allowed x.test:80", "maybe x.test:80 (why)", "refused  (why)"]
+)
+def test_other_lines_are_not_event_lines(line: str) -> None:
+    assert EventLine.parse(line) is None

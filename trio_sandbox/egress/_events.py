@@ -57,6 +57,26 @@ class EgressEvent:
         return f"{self.verdict.value} {self.target} ({detail})"
 
 
+@attrs.frozen
+class EventLine:
+    """An :meth:`EgressEvent.line` read back: by the host, which counts the warden's lines, and
+    by the tool server, which names refusals in a command's result."""
+
+    verdict: Verdict
+    target: str
+    detail: str
+
+    @classmethod
+    def parse(cls, line: str) -> EventLine | None:
+        """``allowed example.com:443 (93.184.215.14)``; None if the line is not one."""
+        verdict_text, _, rest = line.partition(" ")
+        target, _, detail = rest.partition(" ")
+        verdict = next((v for v in Verdict if v.value == verdict_text), None)
+        if verdict is None or not target or not (detail.startswith("(") and detail.endswith(")")):
+            return None
+        return cls(verdict, target, detail[1:-1])
+
+
 EventCallback: TypeAlias = Callable[[EgressEvent], None]
 
 

@@ -7,23 +7,21 @@ in the generation's report, which ``status`` shows. Bounded like the proxy's own
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-MAX_DESTINATIONS: Final = 1000
-OTHER_DESTINATIONS: Final = "(other)"
-VERDICTS: Final = ("allowed", "refused", "failed")
+from ..egress import MAX_DESTINATIONS, OTHER_DESTINATIONS, EventLine, Verdict
 
 
 def count_egress_line(report: dict[str, Any], line: str) -> None:
     """Count one decision line into ``report["egress"]`` (destination -> counters)."""
-    verdict, _, rest = line.partition(" ")
-    target, _, detail = rest.partition(" ")
-    if verdict not in VERDICTS or not target:
+    event = EventLine.parse(line)
+    if event is None:
         return
     destinations: dict[str, dict[str, Any]] = report.setdefault("egress", {})
+    target = event.target
     if target not in destinations and len(destinations) >= MAX_DESTINATIONS:
         target = OTHER_DESTINATIONS
-    counters = destinations.setdefault(target, {name: 0 for name in VERDICTS})
-    counters[verdict] += 1
-    if verdict != "allowed":
-        counters["last_refusal"] = detail.removeprefix("(").removesuffix(")")
+    counters = destinations.setdefault(target, {verdict.value: 0 for verdict in Verdict})
+    counters[event.verdict.value] += 1
+    if event.verdict is not Verdict.ALLOWED:
+        counters["last_refusal"] = event.detail

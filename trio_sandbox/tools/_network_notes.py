@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from ..contract import EGRESS_PROXY_VARIABLE
-from ..egress import ask_refusals
+from ..egress import EventLine, ask_refusals
 
 _ASK_TIMEOUT_SECONDS = 2.0
 
@@ -49,6 +49,7 @@ class NetworkNotes:
             return f"[network] could not ask the egress proxy for refusals: {error!r}\n"
         notes = []
         for line in lines:
-            verdict, _, rest = line.partition(" ")
-            notes.append(f"[network] {verdict}: {rest}\n")
+            event = EventLine.parse(line)
+            if event is not None:
+                notes.append(f"[network] {event.verdict.value}: {event.target} ({event.detail})\n")
         return "".join(notes)
