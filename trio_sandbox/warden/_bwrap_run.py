@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from ._bwrap import LaunchedBwrap, user_namespace_advice
-from ._egress import SandboxEgress, egress_policy
+from ._egress import SandboxEgress
 from ._netns import NamespaceError
 from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
 from ._spawn import Child, reap_orphan, supervise
@@ -157,7 +157,7 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGr
             launched.info_read_fd = -1  # owned by read_info now
             host_network = spec.network == "host"
             connect: Connector = connect_on_host if host_network else sandbox.connect
-            policy = egress_policy(spec)
+            policy = spec.egress
             if policy is not None and sandbox.sockets is not None:
                 egress = SandboxEgress(policy)
                 nursery.start_soon(egress.serve, sandbox.sockets, sandbox.ready.wait)

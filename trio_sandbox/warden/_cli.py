@@ -153,7 +153,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             # Imports Trio (the proxy's package) before the launch: allow mode only.
             from ._egress import egress_environment, egress_policy
 
-            egress_policy(spec)
+            spec = attrs.evolve(spec, egress=egress_policy(spec))
             if spec.backend != "kubernetes":  # a Pod's egress is its NetworkPolicy: no proxy
                 # After the caller's own variables, so that they win.
                 spec = attrs.evolve(spec, env=spec.env + egress_environment())

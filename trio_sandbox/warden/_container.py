@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from ..contract import LIMITS_VARIABLE
-from ._egress import SandboxEgress, egress_policy
+from ._egress import SandboxEgress
 from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
@@ -193,7 +193,7 @@ async def run_container(
     announce_limits(engine_limit_plan(engine, spec.limits))
     into_container = SandboxSockets(helper) if helper is not None else None
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)
-    policy = egress_policy(spec)
+    policy = spec.egress
     # podman can make a container's namespaces without starting its command (`init`): the
     # egress proxy then listens before the command runs, as with bubblewrap's --block-fd.
     # docker cannot; there, tool calls still wait for the proxy (after_listening).

@@ -26,10 +26,8 @@ from ._spec import WrapSpec, WrapUsageError
 _LISTEN_BACKLOG = 128
 
 
-def egress_policy(spec: WrapSpec) -> EgressPolicy | None:
-    """The policy of ``--network allow`` (None in the other modes)."""
-    if spec.network != "allow":
-        return None
+def egress_policy(spec: WrapSpec) -> EgressPolicy:
+    """The policy of ``--network allow``, from its entries (the command line's check)."""
     if spec.backend == "process":
         raise WrapUsageError(
             "--network allow needs an isolating back end (bwrap, podman, docker): the process"

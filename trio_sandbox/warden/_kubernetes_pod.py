@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from ..contract import LIMITS_VARIABLE
-from ..egress import DEFAULT_PORTS, EgressPolicy, Refused, RuleKind
+from ..egress import DEFAULT_PORTS, Refused, RuleKind
 from ._kubernetes_options import (
     ClaimVolume,
     EgressDestination,
@@ -65,7 +65,7 @@ def pod_settings_from_wrap(spec: WrapSpec) -> PodSettings:
         cpus=limits.cpus,
         tmp_size_bytes=limits.tmp_size,
         network=spec.network,
-        allow=egress_destinations(spec) if spec.network == "allow" else (),
+        allow=egress_destinations(spec),
     )
 
 
@@ -73,7 +73,9 @@ def egress_destinations(spec: WrapSpec) -> tuple[EgressDestination, ...]:
     """The allow-list as NetworkPolicy destinations: each allowed entry with its port (80 and
     443 without one), less what the deny list refuses. Names stay names here: the policy cannot
     express them, and the caller says so."""
-    policy = EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
+    policy = spec.egress
+    if policy is None:
+        return ()
     found: list[EgressDestination] = []
     for rule in policy.allow:
         host = str(rule.host) if rule.kind is not RuleKind.WILDCARD else f"*.{rule.host}"

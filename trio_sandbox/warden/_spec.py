@@ -13,6 +13,7 @@ import attrs
 from ..contract import RUNTIME_ROOT
 
 if TYPE_CHECKING:
+    from ..egress import EgressPolicy
     from ._kubernetes_options import KubernetesOptions
     from ._limits import Limits
 
@@ -72,6 +73,8 @@ class WrapSpec:
     # The egress policy's entries (network "allow" only), as given: --allow-domain/--deny-domain.
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
+    # Those entries parsed, once, when the command line is read (None: not network "allow").
+    egress: EgressPolicy | None = None
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
     limits: Limits = attrs.field(factory=lambda: _default_limits())
