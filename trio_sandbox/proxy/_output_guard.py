@@ -57,24 +57,28 @@ class OutputStore:
     """Whole outputs by URI, bounded in count and bytes; gone with the proxy."""
 
     limits: OutputLimits
-    _outputs: collections.OrderedDict[str, str] = attrs.field(factory=collections.OrderedDict)
+    # URI -> (text, its size in UTF-8 bytes)
+    _outputs: collections.OrderedDict[str, tuple[str, int]] = attrs.field(
+        factory=collections.OrderedDict
+    )
     _bytes: int = 0
 
-    def add(self, text: str) -> str:
+    def add(self, text: str, size: int) -> str:
+        """Keep ``text`` (``size`` bytes in UTF-8, as the caller measured it); its URI."""
         uri = f"{OUTPUT_URI_PREFIX}{secrets.token_hex(8)}"
-        size = len(text.encode())
-        self._outputs[uri] = text
+        self._outputs[uri] = (text, size)
         self._bytes += size
         while len(self._outputs) > 1 and (
             len(self._outputs) > self.limits.max_outputs
             or self._bytes > self.limits.max_stored_bytes
         ):
-            _, dropped = self._outputs.popitem(last=False)
-            self._bytes -= len(dropped.encode())
+            _, (_, dropped_size) = self._outputs.popitem(last=False)
+            self._bytes -= dropped_size
         return uri
 
     def get(self, uri: str) -> str | None:
-        return self._outputs.get(uri)
+        stored = self._outputs.get(uri)
+        return stored[0] if stored is not None else None
 
 
 def _text_size(text: str) -> tuple[int, int]:
@@ -198,7 +202,7 @@ class OutputGuard:
         lines, size = _text_size(whole)
         if lines <= self.limits.max_lines and size <= self.limits.max_bytes:
             return result
-        uri = self.store.add(whole)
+        uri = self.store.add(whole, size)
         limits = self.limits
         tail = tail_preview(
             whole,
