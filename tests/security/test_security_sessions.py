@@ -1,0 +1,390 @@
+"""Bounded work per client on the proxy's face: an authenticated client (or another local user
+holding the run's client bundle) floods sessions, requests, streams, WebSocket connections, slow
+bodies and idle connections; each flood is bounded with a clear, typed refusal, and a new client
+still gets served meanwhile. Real mutual TLS on 127.0.0.1 through the real proxy face.
+
+Every local client of one run shares one client certificate (the run's bundle) or one bearer
+token, so the bounds per client are bounds per proxy face.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+from typing import Any
+
+import httpx2
+import mcp
+import trio
+import trio.testing
+import trio_websocket
+from asgi_harness import call_http
+from mcp.client.streamable_http import streamable_http_client
+from sessions_harness import (
+    ACCEPT_BOTH,
+    PER_SESSION,
+    Face,
+    call_echo,
+    mtls_face,
+    open_session,
+    post_initialize,
+    refusal,
+    rpc,
+    session_headers,
+)
+
+from trio_sandbox.mcp import (
+    LIMIT_REACHED,
+    Implementation,
+    McpHttpApp,
+    McpServer,
+    open_mcp_client,
+)
+
+
+async def _sdk_echo(face: Face, text: str) -> str:
+    """The official MCP SDK as the next client: a session of its own, one call."""
+    http = httpx2.AsyncClient(verify=face.chain.client_ssl_context(), timeout=30)
+    async with (
+        http,
+        mcp.Client(streamable_http_client(face.url, http_client=http), mode="legacy") as client,
+    ):
+        result = await client.call_tool("one__echo", {"text": text})
+        return "".join(getattr(item, "text", "") for item in result.content)
+
+
+async def test_a_session_flood_does_not_keep_the_next_client_out() -> None:
+    """Forty idle sessions against a table of eight: the least recently active ones make room,
+    a new client (the official SDK) gets a session and works, and so does the flooder's own next
+    initialize; the sessions that made room answer 404, which tells a client to initialize."""
+    async with mtls_face(max_sessions=8) as face, face.client() as flooder:
+        flood = [await open_session(flooder, face.url) for _ in range(40)]
+        assert face.session_count == 8
+        assert await _sdk_echo(face, "new client") == "one:echo:new client"
+        assert face.session_count <= 8
+        again = await open_session(flooder, face.url)
+        assert await call_echo(flooder, face.url, again, "again") == "one:echo:again"
+        oldest = await flooder.post(
+            face.url, json=rpc(1, "ping"), headers=session_headers(flood[0])
+        )
+        assert oldest.status_code == 404
+        assert "initialize again" in refusal(oldest)[2]
+        assert face.session_count <= 8
+
+
+async def test_when_every_session_is_busy_a_new_one_is_refused_clearly_then_served() -> None:
+    """Every session holds a stream open: nothing may be taken away, so a new session is refused
+    with 503, Retry-After and a JSON-RPC error saying why; once a stream ends, it is served."""
+    async with (
+        mtls_face(max_sessions=4) as face,
+        face.client() as flooder,
+        contextlib.AsyncExitStack() as streams,
+    ):
+        held = []
+        for _ in range(4):
+            session_id = await open_session(flooder, face.url)
+            headers = {**session_headers(session_id), "accept": "text/event-stream"}
+            stream = flooder.stream("GET", face.url, headers=headers)
+            held.append(await streams.enter_async_context(stream))
+        assert [response.status_code for response in held] == [200] * 4
+        refused = await post_initialize(flooder, face.url)
+        status, code, message = refusal(refused)
+        assert (status, code) == (503, LIMIT_REACHED)
+        assert "too many sessions" in message
+        assert "stream open" in message
+        assert refused.headers["retry-after"] == "1"
+        await held[0].aclose()  # that session is idle now: it makes room
+        assert await _sdk_echo(face, "after") == "one:echo:after"
+
+
+async def test_a_session_cannot_queue_unbounded_requests() -> None:
+    """A session with the maximum of requests running gets 429 for one more; another session
+    is served meanwhile, and the same session is served again once its requests end."""
+    async with mtls_face() as face, face.client() as flooder:
+        session_id = await open_session(flooder, face.url)
+        ended: list[int] = []
+
+        async def wait_call(request_id: int) -> None:
+            params = {"name": "one__hold", "arguments": {}}
+            response = await flooder.post(
+                face.url,
+                json=rpc(request_id, "tools/call", params),
+                headers=session_headers(session_id),
+            )
+            ended.append(response.status_code)
+
+        face.holds.target = PER_SESSION
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for request_id in range(PER_SESSION):
+                    nursery.start_soon(wait_call, request_id + 100)
+                await face.holds.reached.wait()
+                one_more = await flooder.post(
+                    face.url,
+                    json=rpc(1, "tools/call", {"name": "one__echo", "arguments": {}}),
+                    headers=session_headers(session_id),
+                )
+                status, code, message = refusal(one_more)
+                assert (status, code) == (429, LIMIT_REACHED)
+                assert f"at most {PER_SESSION}" in message
+                assert one_more.headers["retry-after"] == "1"
+                async with face.client() as other:
+                    other_id = await open_session(other, face.url)
+                    assert await call_echo(other, face.url, other_id, "b") == "one:echo:b"
+                face.holds.release.set()
+        assert ended == [200] * PER_SESSION
+        assert await call_echo(flooder, face.url, session_id, "a") == "one:echo:a"
+
+
+async def test_a_stream_has_one_reader_at_a_time() -> None:
+    """A newer GET of a stream (standalone, or resumed by Last-Event-ID) ends the older reader's
+    response: a session holds one reader per stream however many GETs its client sends, and a
+    client that reconnects before its old connection was seen to end is served."""
+    async with mtls_face() as face, face.client() as client:
+        session_id = await open_session(client, face.url)
+        headers = {**session_headers(session_id), "accept": "text/event-stream"}
+        with trio.fail_after(10):
+            async with contextlib.AsyncExitStack() as readers:
+                responses = []
+                for extra in ({}, {"last-event-id": "0:0"}, {}):
+                    stream = client.stream("GET", face.url, headers={**headers, **extra})
+                    responses.append(await readers.enter_async_context(stream))
+                assert [response.status_code for response in responses] == [200] * 3
+                for older in responses[:2]:
+                    await older.aread()  # ends: a newer reader took the stream
+                assert await call_echo(client, face.url, session_id, "x") == "one:echo:x"
+                assert not responses[2].is_stream_consumed
+
+
+async def test_a_batch_larger_than_the_bound_is_refused_whole() -> None:
+    """A 2025-03-26 batch of more requests than a session may run is refused before any runs."""
+    async with mtls_face() as face, face.client() as client:
+        params = {
+            "protocolVersion": "2025-03-26",
+            "capabilities": {},
+            "clientInfo": {"name": "batch", "version": "1"},
+        }
+        headers = {"content-type": "application/json", "accept": ACCEPT_BOTH}
+        opened = await client.post(face.url, json=rpc(0, "initialize", params), headers=headers)
+        session_id = opened.headers["mcp-session-id"]
+        batch_headers = {**session_headers(session_id), "mcp-protocol-version": "2025-03-26"}
+        echo = {"name": "one__echo", "arguments": {"text": "x"}}
+        batch = [rpc(i, "tools/call", echo) for i in range(PER_SESSION + 1)]
+        refused = await client.post(face.url, json=batch, headers=batch_headers)
+        assert refusal(refused)[:2] == (429, LIMIT_REACHED)
+        assert face.holds.started == 0
+        ok = await client.post(face.url, json=batch[:2], headers=batch_headers)
+        assert ok.status_code == 200
+        assert face.holds.started == 2
+
+
+# ---- WebSocket -------------------------------------------------------------------------------
+
+
+def _ws_url(face: Face) -> str:
+    return face.url.replace("https://", "wss://")
+
+
+async def test_websocket_connections_are_bounded_with_a_clear_refusal() -> None:
+    """Beyond the maximum of WebSocket connections the upgrade is refused with 503 and a JSON-RPC
+    error body; once one closes, a new one is served."""
+    async with mtls_face(max_websockets=2) as face:
+        context = face.chain.client_ssl_context()
+
+        def connect() -> Any:
+            return trio_websocket.open_websocket_url(
+                _ws_url(face), context, subprotocols=["mcp"], connect_timeout=10
+            )
+
+        upgrade = {
+            "connection": "Upgrade",
+            "upgrade": "websocket",
+            "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-protocol": "mcp",
+        }
+        async with connect(), connect() as second, face.client() as http:
+            refused = await http.get(face.url, headers=upgrade)
+            status, code, message = refusal(refused)
+            assert (status, code) == (503, LIMIT_REACHED)
+            assert "too many WebSocket connections" in message
+            await second.aclose()
+            async with open_mcp_client(_ws_url(face), ssl_context=context) as client:
+                result = await client.call_tool("one__echo", {"text": "ws"})
+                assert result.text_content == "one:echo:ws"
+
+
+async def test_a_websocket_session_cannot_queue_unbounded_requests() -> None:
+    """Requests beyond the bound on one WebSocket are answered with an error at once; the
+    connection goes on, and serves again once its requests end."""
+    async with mtls_face() as face:
+        context = face.chain.client_ssl_context()
+        async with trio_websocket.open_websocket_url(
+            _ws_url(face), context, subprotocols=["mcp"], connect_timeout=10
+        ) as ws:
+            init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
+            init["clientInfo"] = {"name": "ws", "version": "1"}
+            await ws.send_message(json.dumps(rpc(0, "initialize", init)))
+            assert json.loads(await ws.get_message())["id"] == 0
+            await ws.send_message(
+                json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            )
+            wait = {"name": "one__hold", "arguments": {}}
+            for request_id in range(1, PER_SESSION + 4):
+                await ws.send_message(json.dumps(rpc(request_id, "tools/call", wait)))
+            refused = [json.loads(await ws.get_message()) for _ in range(3)]
+            assert [answer["error"]["code"] for answer in refused] == [LIMIT_REACHED] * 3
+            assert "too many requests in flight" in refused[0]["error"]["message"]
+            face.holds.release.set()
+            finished = [json.loads(await ws.get_message()) for _ in range(PER_SESSION)]
+            assert all("result" in answer for answer in finished)
+            echo = {"name": "one__echo", "arguments": {"text": "after"}}
+            await ws.send_message(json.dumps(rpc(999, "tools/call", echo)))
+            answer = json.loads(await ws.get_message())
+            assert answer["result"]["content"][0]["text"] == "one:echo:after"
+
+
+# ---- slow and silent peers -----------------------------------------------------------------
+
+
+async def _tls_stream(face: Face, context: ssl.SSLContext) -> trio.SSLStream[trio.SocketStream]:
+    port = int(face.url.rsplit(":", 1)[1].split("/")[0])
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
+    await stream.do_handshake()
+    return stream
+
+
+async def _read_until_closed(stream: trio.abc.Stream) -> bytes:
+    data = b""
+    with contextlib.suppress(trio.BrokenResourceError):
+        while chunk := await stream.receive_some():
+            data += chunk
+    return data
+
+
+async def test_a_body_that_trickles_in_is_refused_and_the_next_request_served() -> None:
+    async with mtls_face(body_timeout=1.0) as face, face.client() as client:
+        stream = await _tls_stream(face, face.chain.client_ssl_context())
+        head = (
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Accept: {ACCEPT_BOTH}\r\nContent-Length: 100\r\n\r\n"
+        )
+        async with stream:
+            await stream.send_all(head.encode() + b'{"jsonrpc":')
+            with trio.fail_after(10):
+                reply = b""
+                while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                    reply += await stream.receive_some()
+        assert reply.startswith(b"HTTP/1.1 408")
+        body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert "did not arrive within 1 s" in body["error"]["message"]
+        session_id = await open_session(client, face.url)
+        assert await call_echo(client, face.url, session_id, "next") == "one:echo:next"
+
+
+async def test_silent_and_slow_connections_are_closed_while_a_client_is_served() -> None:
+    """Fifty connections that never start TLS, and one that sends its request head a byte at a
+    time: the face closes each within its bound (10 s for a handshake, 5 s for a request head),
+    and serves a real client meanwhile."""
+    async with mtls_face() as face, face.client() as client:
+        port = int(face.url.rsplit(":", 1)[1].split("/")[0])
+        silent = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(50)]
+        slow = await _tls_stream(face, face.chain.client_ssl_context())
+        closed_after: dict[str, float] = {}
+        start = trio.current_time()
+
+        async def trickle() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for byte in b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60:
+                    await slow.send_all(bytes([byte]))
+                    await trio.sleep(0.25)
+            closed_after["slow"] = trio.current_time() - start
+
+        async def wait_closed(name: str, stream: trio.abc.Stream) -> None:
+            await _read_until_closed(stream)
+            closed_after[name] = trio.current_time() - start
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                nursery.start_soon(wait_closed, "slow-read", slow)
+                for index, tcp in enumerate(silent):
+                    nursery.start_soon(wait_closed, f"silent-{index}", tcp)
+                session_id = await open_session(client, face.url)
+                assert await call_echo(client, face.url, session_id, "meanwhile") == (
+                    "one:echo:meanwhile"
+                )
+        assert closed_after["slow-read"] < 8
+        assert max(closed_after[f"silent-{i}"] for i in range(50)) < 13
+        for tcp in silent:
+            await tcp.aclose()
+        with contextlib.suppress(trio.BrokenResourceError):
+            await slow.aclose()
+        assert await call_echo(client, face.url, session_id, "after") == "one:echo:after"
+
+
+# ---- idle sessions, in virtual time ------------------------------------------------------------
+
+
+def _server() -> McpServer:
+    return McpServer(Implementation("idle", "1"))
+
+
+async def _initialize(app: McpHttpApp) -> str:
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}}
+    params["clientInfo"] = {"name": "idle", "version": "1"}
+    result = await call_http(
+        app,
+        headers=[
+            ("host", "127.0.0.1"),
+            ("content-type", "application/json"),
+            ("accept", ACCEPT_BOTH),
+        ],
+        body_chunks=[json.dumps(rpc(0, "initialize", params)).encode()],
+    )
+    assert result.status == 200, result.body
+    return result.headers["mcp-session-id"]
+
+
+async def _ping(app: McpHttpApp, session_id: str) -> int | None:
+    headers = [("host", "127.0.0.1"), *session_headers(session_id).items()]
+    result = await call_http(
+        app, headers=headers, body_chunks=[json.dumps(rpc(1, "ping")).encode()]
+    )
+    return result.status
+
+
+async def test_idle_sessions_end_after_ten_minutes_busy_ones_do_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The default idle timeout is ten minutes: a session idle for longer ends (404), one used
+    meanwhile lives on, and one with a stream open is never ended for idling."""
+    app = McpHttpApp(_server())
+    assert app.settings.session_idle_timeout == 600.0
+    idle, used, streaming = [await _initialize(app) for _ in range(3)]
+    stream_open = trio.Event()
+
+    async def hold_stream(cancel: trio.CancelScope) -> None:
+        headers = [("host", "127.0.0.1"), *session_headers(streaming).items()]
+        headers.append(("accept", "text/event-stream"))
+        with cancel:
+            stream_open.set()
+            await call_http(app, method="GET", headers=headers)
+
+    async with trio.open_nursery() as nursery:
+        cancel = trio.CancelScope()
+        nursery.start_soon(hold_stream, cancel)
+        await stream_open.wait()
+        await trio.sleep(400)
+        assert await _ping(app, used) == 200
+        await trio.sleep(300)  # idle: 700 s; used: 300 s; streaming: a stream open all along
+        assert await _ping(app, idle) == 404
+        assert await _ping(app, used) == 200
+        assert await _ping(app, streaming) == 200
+        assert app.session_count == 2
+        cancel.cancel()
+    await trio.sleep(601)
+    assert await _ping(app, streaming) == 404  # idle since its stream ended
+    assert app.session_count == 0
