@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
 import trio
+from cli_harness import descendants
 
 from trio_sandbox.mcp import HttpSettings, Implementation, McpServer, RequestContext
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, ProxyHandle, serve_proxy
@@ -154,3 +157,43 @@ def refusal(response: httpx.Response) -> tuple[int, int, str]:
     """An HTTP refusal's status and the code and message of its JSON-RPC error body."""
     error = response.json()["error"]
     return response.status_code, int(error["code"]), str(error["message"])
+
+
+# ---- sandboxes below a CLI process ---------------------------------------------------------
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def sandbox_ports(root: int) -> set[int]:
+    """The sandboxes running below ``root``: the ports their wardens publish (``-p``)."""
+    ports = set()
+    for info in descendants(root):
+        for flag, value in itertools.pairwise(_cmdline(info.pid)):
+            if flag == b"-p" and b"trio_sandbox.warden" in b" ".join(_cmdline(info.pid)):
+                ports.add(int(value.split(b":")[1]))
+    return ports
+
+
+async def wait_for_sleep(root: int, marker: str) -> None:
+    """Until a ``sleep MARKER`` runs below ``root`` (a command of a call is in flight)."""
+    with trio.fail_after(30):
+        while True:
+            if any(
+                _cmdline(info.pid)[:2] == [b"sleep", marker.encode()] for info in descendants(root)
+            ):
+                return
+            await trio.sleep(0.05)
+
+
+async def wait_for_sandboxes(root: int, ports: set[int], within: float) -> None:
+    """Until exactly the sandboxes on ``ports`` run below ``root``."""
+    with trio.fail_after(within):
+        while True:
+            if sandbox_ports(root) == ports:
+                return
+            await trio.sleep(0.05)

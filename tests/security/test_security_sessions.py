@@ -10,20 +10,38 @@ token, so the bounds per client are bounds per proxy face.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
+import signal
 import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import mcp
+import pytest
 import trio
 import trio.testing
 import trio_websocket
 from asgi_harness import call_http
+from cli_harness import (
+    RunningCli,
+    all_processes,
+    descendants,
+    free_port,
+    kill_group,
+    listening_on,
+    start_cli,
+    wait_all_gone,
+)
 from mcp.client.streamable_http import streamable_http_client
+from sandbox_users import SandboxUser
 from sessions_harness import (
     ACCEPT_BOTH,
     PER_SESSION,
+    VERSION,
     Face,
     call_echo,
     mtls_face,
@@ -31,16 +49,24 @@ from sessions_harness import (
     post_initialize,
     refusal,
     rpc,
+    sandbox_ports,
     session_headers,
+    wait_for_sandboxes,
+    wait_for_sleep,
 )
 
 from trio_sandbox.mcp import (
     LIMIT_REACHED,
     Implementation,
+    McpError,
     McpHttpApp,
     McpServer,
     open_mcp_client,
 )
+from trio_sandbox.sandbox import UNAVAILABLE_META_KEY
+from trio_sandbox.tls import load_client_ssl_context
+
+EPHEMERAL_CHILD = Path(__file__).with_name("sessions_ephemeral_child.py")
 
 
 async def _sdk_echo(face: Face, text: str) -> str:
@@ -73,9 +99,9 @@ async def test_a_session_flood_does_not_keep_the_next_client_out() -> None:
         assert face.session_count <= 8
 
 
-async def test_when_every_session_is_busy_a_new_one_is_refused_clearly_then_served() -> None:
-    """Every session holds a stream open: nothing may be taken away, so a new session is refused
-    with 503, Retry-After and a JSON-RPC error saying why; once a stream ends, it is served."""
+async def test_sessions_holding_streams_make_room_for_a_new_one() -> None:
+    """Every session holds a stream open (a flooder's cheapest way to pin them): a new session
+    still gets in, in place of the least recently active one, whose stream ends."""
     async with (
         mtls_face(max_sessions=4) as face,
         face.client() as flooder,
@@ -88,13 +114,37 @@ async def test_when_every_session_is_busy_a_new_one_is_refused_clearly_then_serv
             stream = flooder.stream("GET", face.url, headers=headers)
             held.append(await streams.enter_async_context(stream))
         assert [response.status_code for response in held] == [200] * 4
-        refused = await post_initialize(flooder, face.url)
-        status, code, message = refusal(refused)
-        assert (status, code) == (503, LIMIT_REACHED)
-        assert "too many sessions" in message
-        assert "stream open" in message
-        assert refused.headers["retry-after"] == "1"
-        await held[0].aclose()  # that session is idle now: it makes room
+        assert await _sdk_echo(face, "new client") == "one:echo:new client"
+        with trio.fail_after(10):
+            await held[0].aread()  # the oldest session ended, and its stream with it
+        assert face.session_count <= 4
+
+
+async def test_when_every_session_has_requests_in_flight_a_new_one_is_refused_clearly() -> None:
+    """Nothing may be taken away while every session runs a request: a new session is refused
+    with 503, Retry-After and a JSON-RPC error saying why; once a request ends, it is served."""
+    async with mtls_face(max_sessions=4) as face, face.client() as flooder:
+        face.holds.target = 4
+        sessions = [await open_session(flooder, face.url) for _ in range(4)]
+
+        async def hold(session_id: str) -> None:
+            params = {"name": "one__hold", "arguments": {}}
+            response = await flooder.post(
+                face.url, json=rpc(5, "tools/call", params), headers=session_headers(session_id)
+            )
+            assert response.status_code == 200
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for session_id in sessions:
+                    nursery.start_soon(hold, session_id)
+                await face.holds.reached.wait()
+                refused = await post_initialize(flooder, face.url)
+                status, code, message = refusal(refused)
+                assert (status, code) == (503, LIMIT_REACHED)
+                assert "too many sessions: all 4 have requests in flight" in message
+                assert refused.headers["retry-after"] == "1"
+                face.holds.release.set()
         assert await _sdk_echo(face, "after") == "one:echo:after"
 
 
@@ -135,6 +185,46 @@ async def test_a_session_cannot_queue_unbounded_requests() -> None:
                 face.holds.release.set()
         assert ended == [200] * PER_SESSION
         assert await call_echo(flooder, face.url, session_id, "a") == "one:echo:a"
+
+
+async def test_the_face_bounds_its_requests_in_flight_across_sessions() -> None:
+    """Sessions each under their own bound still meet the face's: a request beyond it is refused
+    with 503 (stateless-era ones too), and served once the others end."""
+    async with mtls_face(max_requests_in_flight=4) as face, face.client() as flooder:
+        face.holds.target = 4
+        sessions = [await open_session(flooder, face.url) for _ in range(3)]
+
+        async def hold(session_id: str, request_id: int) -> None:
+            params = {"name": "one__hold", "arguments": {}}
+            response = await flooder.post(
+                face.url,
+                json=rpc(request_id, "tools/call", params),
+                headers=session_headers(session_id),
+            )
+            assert response.status_code == 200
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for request_id, session_id in enumerate([sessions[0]] * 2 + [sessions[1]] * 2):
+                    nursery.start_soon(hold, session_id, request_id + 10)
+                await face.holds.reached.wait()
+                refused = await flooder.post(
+                    face.url,
+                    json=rpc(1, "tools/call", {"name": "one__echo", "arguments": {}}),
+                    headers=session_headers(sessions[2]),
+                )
+                status, code, message = refusal(refused)
+                assert (status, code) == (503, LIMIT_REACHED)
+                assert "this server runs at most 4 at once" in message
+                context = face.chain.client_ssl_context()
+                with pytest.raises(McpError, match="this server runs at most 4") as stateless:
+                    async with open_mcp_client(
+                        face.url, ssl_context=context, protocol_version="2026-07-28"
+                    ) as client:
+                        await client.call_tool("one__echo", {"text": "s"})
+                assert stateless.value.code == LIMIT_REACHED
+                face.holds.release.set()
+        assert await call_echo(flooder, face.url, sessions[2], "after") == "one:echo:after"
 
 
 async def test_a_stream_has_one_reader_at_a_time() -> None:
@@ -388,3 +478,133 @@ async def test_idle_sessions_end_after_ten_minutes_busy_ones_do_not(
     await trio.sleep(601)
     assert await _ping(app, streaming) == 404  # idle since its stream ended
     assert app.session_count == 0
+
+
+# ---- ephemeral mode: sandboxes per proxy, real bubblewrap, both users ---------------------------
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(item, "text", "") for item in result.content)
+
+
+async def test_ephemeral_sandboxes_are_bounded_per_proxy(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """``run --mode ephemeral --max-sandboxes 2``: a third session's sandbox takes the place of
+    the least recently used idle one; while both have calls running, a session gets a clear
+    tool error (and the next call, once one ended, works); the sandboxes of ended sessions stop
+    at once; nothing is left after Ctrl-C. Real bubblewrap, as root and as an ordinary user."""
+    port = free_port()
+    bundle = workspace / "bundle"
+    args = ["run", "--mode", "ephemeral", "--max-sandboxes", "2"]
+    args += ["--listen", f"127.0.0.1:{port}", "--client-cert-dir", str(bundle)]
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                start_cli(args, home=workspace, user=sandbox_user)
+            )
+            running = RunningCli(process)
+            nursery.start_soon(running.collect)
+            await running.wait_for("client certificate bundle")
+            url = (await running.wait_for(r"proxy listening at (\S+)"))[1]
+            context = load_client_ssl_context(bundle)
+            shared = sandbox_ports(process.pid)
+            assert len(shared) == 1  # the open_sandbox call's own
+
+            def client() -> Any:
+                return open_mcp_client(url, ssl_context=context, protocol_version=VERSION)
+
+            async with client() as a, client() as b, client() as c:
+                for name, session in (("a", a), ("b", b)):
+                    result = await session.call_tool("run_command", {"command": f"echo {name}"})
+                    assert _text(result).startswith(name)
+                assert len(sandbox_ports(process.pid) - shared) == 2
+                # c's sandbox takes the place of a's (the least recently used, idle).
+                result = await c.call_tool("run_command", {"command": "echo c"})
+                assert _text(result).startswith("c")
+                assert len(sandbox_ports(process.pid) - shared) == 2
+                # a comes back: b's sandbox is now the least recently used idle one.
+                result = await a.call_tool("run_command", {"command": "echo a-again"})
+                assert _text(result).startswith("a-again")
+                assert len(sandbox_ports(process.pid) - shared) == 2
+
+                # Both sandboxes busy: b is refused clearly, and served once a call ended.
+                async def busy(session: Any, marker: str) -> None:
+                    done = await session.call_tool("run_command", {"command": f"sleep {marker}"})
+                    assert not done.is_error, _text(done)
+
+                async with trio.open_nursery() as calls:
+                    calls.start_soon(busy, a, "3.101")
+                    calls.start_soon(busy, c, "3.202")
+                    await wait_for_sleep(process.pid, "3.101")
+                    await wait_for_sleep(process.pid, "3.202")
+                    refused = await b.call_tool("run_command", {"command": "echo b"})
+                    assert refused.is_error
+                    assert "max_sandboxes" in _text(refused)
+                    assert "retry when one ends" in _text(refused)
+                    assert (refused.meta or {}).get(UNAVAILABLE_META_KEY) is True
+                    assert len(sandbox_ports(process.pid) - shared) == 2
+                result = await b.call_tool("run_command", {"command": "echo b-served"})
+                assert _text(result).startswith("b-served")
+                assert len(sandbox_ports(process.pid) - shared) == 2
+            # The sessions ended (DELETE): their sandboxes stop at once (bwrap stops in ~50 ms).
+            await wait_for_sandboxes(process.pid, shared, within=5)
+            below = descendants(process.pid)
+            os.kill(process.pid, signal.SIGINT)
+    assert process.returncode == 0, "\n".join(running.lines)
+    assert await wait_all_gone(below) == []
+    assert [info for info in all_processes() if info.pgid == process.pid] == []
+    assert not listening_on(port)
+    assert "Traceback" not in "\n".join(running.lines)
+
+
+async def test_a_session_the_table_ends_for_a_new_one_has_its_sandbox_stopped_at_once(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """The face holds two sessions: a third one ends the least recently active idle session,
+    whose sandbox stops at once; the new session is served. Real bubblewrap, both users."""
+    argv = sandbox_user.command(sandbox_user.python, str(EPHEMERAL_CHILD))
+    env = sandbox_user.env({"HOME": str(workspace), "TRIO_SANDBOX_LOG": "WARNING"})
+    reader, writer = os.pipe()
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    argv,
+                    stdin=reader,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                    cwd=workspace,
+                    start_new_session=True,
+                    deliver_cancel=kill_group,
+                )
+            )
+            os.close(reader)
+            assert process.stdout is not None
+            first = b""
+            while not first.endswith(b"\n"):
+                chunk = await process.stdout.receive_some()
+                assert chunk, f"the child ended before its URL: {first!r}"
+                first += chunk
+            url = first.decode().split()[1]
+            shared = sandbox_ports(process.pid)
+
+            def client() -> Any:
+                return open_mcp_client(url, protocol_version=VERSION)
+
+            async with client() as a, client() as b:
+                await a.call_tool("run_command", {"command": "echo a"})
+                a_port = sandbox_ports(process.pid) - shared
+                await b.call_tool("run_command", {"command": "echo b"})
+                b_port = sandbox_ports(process.pid) - shared - a_port
+                assert len(a_port) == len(b_port) == 1
+                async with client() as c:  # a's session ends for c's, and a's sandbox stops
+                    await wait_for_sandboxes(process.pid, shared | b_port, within=5)
+                    result = await c.call_tool("run_command", {"command": "echo c"})
+                    assert _text(result).startswith("c")
+            await wait_for_sandboxes(process.pid, shared, within=5)
+            below = descendants(process.pid)
+            os.close(writer)  # the child's stdin ends: it stops
+    assert process.returncode == 0
+    assert await wait_all_gone(below) == []

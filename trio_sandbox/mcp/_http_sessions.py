@@ -2,9 +2,12 @@
 that finds, expires and drops them.
 
 The table is bounded (``HttpSettings.max_sessions``): at the bound, a new session takes the place
-of the least recently active idle one (no request in flight, no stream being read), so that a
-flood of sessions cannot keep the next client out; only when every session is busy is a new one
-refused (503). Idle sessions also expire after ``session_idle_timeout``.
+of the least recently active idle one (no request in flight, no stream being read), else of the
+least recently active one that only holds a stream open (the stream ends; its client's next
+request gets 404, which tells it to initialize again), so that a flood of sessions, with or
+without streams, cannot keep the next client out. Only when every session has a request in
+flight is a new one refused (503); a face whose requests in flight are bounded below
+``max_sessions`` never gets there. Idle sessions also expire after ``session_idle_timeout``.
 """
 
 from __future__ import annotations
@@ -108,16 +111,19 @@ class SessionTable:
         return [session.core for session in self._sessions.values()]
 
     def open(self) -> HttpSession:
-        """A new session; at the maximum, in place of the least recently active idle one (503
-        when every session is busy)."""
+        """A new session; at the maximum, in place of another (503 when every session has
+        requests in flight)."""
         self.expire_idle()
         if len(self._sessions) >= self.settings.max_sessions:
-            idle = next((s for s in self._sessions.values() if not s.busy), None)
+            sessions = self._sessions.values()
+            idle = next((s for s in sessions if not s.busy), None) or next(
+                (s for s in sessions if not s.requests.used), None
+            )
             if idle is None:
                 raise HttpRefusal(
                     503,
-                    f"too many sessions: all {self.settings.max_sessions} have a request in "
-                    "flight or a stream open; retry when one ends",
+                    f"too many sessions: all {self.settings.max_sessions} have requests in "
+                    "flight; retry when one ends",
                     code=LIMIT_REACHED,
                     headers=[(b"retry-after", b"1")],
                 )
