@@ -33,9 +33,12 @@ from cli_harness import (
     free_port,
     kill_group,
     listening_on,
+    run_cli,
     start_cli,
     wait_all_gone,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp.client.streamable_http import streamable_http_client
 from sandbox_users import SandboxUser
 from sessions_harness import (
@@ -57,12 +60,15 @@ from sessions_harness import (
 
 from trio_sandbox.mcp import (
     LIMIT_REACHED,
+    HttpRefusal,
+    HttpSettings,
     Implementation,
     McpError,
     McpHttpApp,
     McpServer,
     open_mcp_client,
 )
+from trio_sandbox.mcp._http_sessions import HttpSession, SessionTable
 from trio_sandbox.sandbox import UNAVAILABLE_META_KEY
 from trio_sandbox.tls import load_client_ssl_context
 
@@ -608,3 +614,99 @@ async def test_a_session_the_table_ends_for_a_new_one_has_its_sandbox_stopped_at
             os.close(writer)  # the child's stdin ends: it stops
     assert process.returncode == 0
     assert await wait_all_gone(below) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "expected"),
+    [
+        (None, ["run", "--max-sandboxes", "0"], "max_sandboxes must be positive, not 0"),
+        (None, ["run", "--max-sandboxes", "many"], "argument --max-sandboxes: invalid int"),
+        ("max_sandboxes = -2\n", ["run"], "max_sandboxes must be positive, not -2"),
+        ('max_sandboxes = "8"\n', ["run"], "config key 'max_sandboxes': expected a whole number"),
+    ],
+    ids=["option-zero", "option-not-a-number", "config-negative", "config-string"],
+)
+async def test_a_bad_bound_on_sandboxes_is_a_usage_error(
+    tmp_path: Path, config: str | None, argv: list[str], expected: str
+) -> None:
+    """The bound cannot be switched off or mistyped into something else: exit 2, one clear
+    message, nothing started."""
+    if config is not None:
+        config_file = tmp_path / "trio-sandbox.toml"
+        config_file.write_text(config)
+        argv = [argv[0], "--config", str(config_file), *argv[1:]]
+    done = await run_cli(argv, home=tmp_path, limit=15)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "Traceback" not in done.stderr
+    assert expected in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+# ---- the session table's choices, as a property ------------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.just(0)),
+        st.tuples(
+            st.sampled_from(["touch", "request", "done", "stream", "unstream"]), st.integers(0, 5)
+        ),
+        st.tuples(st.just("wait"), st.integers(1, 8)),
+    ),
+    max_size=60,
+)
+
+
+@given(ops=_OPS)
+@settings(max_examples=200, deadline=None)
+def test_the_session_table_ends_only_what_it_may(ops: list[tuple[str, int]]) -> None:
+    """Whatever a client does: the table never holds more than its maximum; a new session is
+    refused only when every session has requests in flight; it takes the place of the least
+    recently active idle session, else of the least recently active one that only reads a
+    stream; a session with requests in flight is never ended; idle ones end after the timeout."""
+    limit, timeout = 3, 10.0
+    table = SessionTable(
+        McpServer(Implementation("t", "1")),
+        HttpSettings(max_sessions=limit, session_idle_timeout=timeout),
+    )
+    clock = trio.testing.MockClock()
+
+    async def run() -> None:
+        live: list[HttpSession] = []  # the model: least recently active first
+        for op, index in ops:
+            now = trio.current_time()
+            # What may expire before any open: idle and older than the timeout.
+            if op == "wait":
+                clock.jump(index)
+                continue
+            if op == "open":
+                table.expire_idle()
+                expired = [s for s in live if not s.busy and now - s.last_active > timeout]
+                assert all(s.core.closed for s in expired)
+                live = [s for s in live if s not in expired]
+                idle = [s for s in live if not s.busy] or [s for s in live if not s.requests.used]
+                if len(live) >= limit and not idle:
+                    with pytest.raises(HttpRefusal) as refused:
+                        table.open()
+                    assert refused.value.status == 503
+                    continue
+                live.append(table.open())
+                if len(live) > limit:
+                    live.remove(idle[0])
+                    assert idle[0].core.closed
+            elif live:
+                session = live[index % len(live)]
+                if op == "touch":
+                    table.touch(session)
+                    live.remove(session)
+                    live.append(session)
+                elif op == "request":
+                    session.requests.used += 1
+                elif op == "done" and session.requests.used:
+                    session.requests.used -= 1
+                elif op == "stream":
+                    session.tailing[str(index)] = trio.CancelScope()
+                elif op == "unstream":
+                    session.tailing.clear()
+            assert len(table) == len(live) <= limit
+            assert all(not s.core.closed for s in live)
+
+    trio.run(run, clock=clock)
