@@ -128,6 +128,8 @@ class SessionSandboxes:
         try:
             if after is not None:
                 await after.wait()  # the sandbox whose place this one takes has stopped
+                if session.closed:
+                    return
             async with trio.open_nursery() as nursery:
                 try:
                     await nursery.start(
