@@ -14,7 +14,7 @@
 Each Pod's container runs in the local bubblewrap sandbox (:mod:`kube_kubelet`), so the real
 tool server, the real mutual TLS and the real tunnel code run end to end. Faults on request:
 ``cut_log_streams`` (end the next log streams after N lines), ``portforward_error`` (an error
-frame instead of a connection).
+frame instead of a connection), ``kubelet.coarse_log_clock`` (log timestamps in whole seconds).
 """
 
 from __future__ import annotations

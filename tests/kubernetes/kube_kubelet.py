@@ -53,9 +53,11 @@ class PodRuntime:
     grace: float = DEFAULT_GRACE_SECONDS
     gone: trio.Event = attrs.field(factory=trio.Event)
     pid: int | None = None
+    # A coarse node clock: whole seconds, so that lines read together share their timestamp.
+    coarse_clock: bool = False
 
     def append_log(self, line: str) -> None:
-        self.log.append((now_rfc3339(precise=True), line))
+        self.log.append((now_rfc3339(precise=not self.coarse_clock), line))
         self.log_changed.set()
         self.log_changed = trio.Event()
 
@@ -73,10 +75,11 @@ class Kubelet:
     # (namespace, claim name) -> the directory behind it.
     claims: dict[tuple[str, str], Path]
     runtimes: dict[tuple[str, str], PodRuntime] = attrs.field(factory=dict)
+    coarse_log_clock: bool = False
     warden: tuple[str, ...] = (sys.executable, "-m", "trio_sandbox.warden", "wrap")
 
     def admit(self, namespace: str, name: str) -> PodRuntime:
-        runtime = PodRuntime(namespace, name)
+        runtime = PodRuntime(namespace, name, coarse_clock=self.coarse_log_clock)
         self.runtimes[(namespace, name)] = runtime
         self.nursery.start_soon(self._run, runtime)
         return runtime

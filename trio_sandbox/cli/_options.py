@@ -44,6 +44,7 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "respawn_wait": ((int, float), "a number of seconds"),
     "ca_timeout": ((int, float), "a number of seconds"),
     "stop_grace": ((int, float), "a number of seconds"),
+    "max_sandboxes": (int, "a whole number"),
 }
 _LISTS = {
     "volumes",
@@ -80,6 +81,12 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--volume", action="append", metavar="HOST:CONTAINER[:ro]", help="repeatable"
     )
     parser.add_argument("--mode", choices=[m.value for m in SandboxMode])
+    parser.add_argument(
+        "--max-sandboxes",
+        type=int,
+        metavar="N",
+        help="ephemeral mode: per-session sandboxes running at once (default 8)",
+    )
     parser.add_argument("--backend", choices=BACKENDS, help="the warden back end (default auto)")
     parser.add_argument(
         "--upstream", action="append", metavar="NAME=URL", help="another MCP server (repeatable)"
@@ -251,6 +258,8 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["volumes"] = args.volume
     if args.mode is not None:
         fields["mode"] = args.mode
+    if args.max_sandboxes is not None:
+        fields["max_sandboxes"] = args.max_sandboxes
     if args.backend is not None:
         fields["backend"] = args.backend
     if args.env_passthrough:

@@ -23,6 +23,7 @@ from ._jsonrpc import HEADER_MISMATCH as HEADER_MISMATCH
 from ._jsonrpc import INTERNAL_ERROR as INTERNAL_ERROR
 from ._jsonrpc import INVALID_PARAMS as INVALID_PARAMS
 from ._jsonrpc import INVALID_REQUEST as INVALID_REQUEST
+from ._jsonrpc import LIMIT_REACHED as LIMIT_REACHED
 from ._jsonrpc import METHOD_NOT_FOUND as METHOD_NOT_FOUND
 from ._jsonrpc import PARSE_ERROR as PARSE_ERROR
 from ._jsonrpc import RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND

@@ -32,10 +32,20 @@ class HttpSettings:
     # Browser origins allowed besides the loopback ones (403 otherwise).
     allowed_origins: frozenset[str] = frozenset()
     max_body_bytes: int = 4 * 1024 * 1024
+    # A POST's whole body must arrive within this (a slow sender holds a connection otherwise).
+    body_timeout: float = 30.0
     sse_keepalive_seconds: float = 15.0
     sse_retry_ms: int = 1000
-    session_idle_timeout: float | None = 3600.0
+    # Handshake-era sessions: idle ones end after this, and at most ``max_sessions`` are kept
+    # (the least recently active idle one makes room for a new one; see ``._http_sessions``).
+    session_idle_timeout: float | None = 600.0
     max_sessions: int = 1000
+    # WebSocket connections open at once (each is a session of its own).
+    max_websockets: int = 100
+    # Requests running at once in one session (HTTP or WebSocket), and on the whole face; None:
+    # unbounded, for a server whose one client is a proxy that bounds its own clients.
+    max_requests_per_session: int | None = None
+    max_requests_in_flight: int | None = None
 
 
 # Frozen, so one shared instance is a safe default.
@@ -79,23 +89,26 @@ def accepted_types(accept: str) -> set[str]:
     return {part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()}
 
 
-async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+async def read_body(headers: dict[str, str], receive: Receive, limit: int, seconds: float) -> bytes:
+    """The whole body: at most ``limit`` bytes (413), within ``seconds`` (408)."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HttpRefusal(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpRefusal(400, "the client disconnected while sending the body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise HttpRefusal(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.move_on_after(seconds):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HttpRefusal(400, "the client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HttpRefusal(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise HttpRefusal(408, f"the body did not arrive within {seconds:g} s")
 
 
 async def send_plain(

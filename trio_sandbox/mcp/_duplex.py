@@ -8,12 +8,13 @@ same channel, and cancel everything still running when the channel closes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 import trio
 
 from ..concurrency import single_error
+from ._budget import RequestBudget, first_spent, give, take
 from ._jsonrpc import (
     INVALID_REQUEST,
     ErrorResponse,
@@ -42,8 +43,11 @@ async def serve_duplex(
     server: McpServer,
     incoming: AsyncIterator[bytes | str],
     send_bytes: Callable[[bytes], Awaitable[None]],
+    *,
+    budgets: Sequence[RequestBudget] = (),
 ) -> None:
-    """Serve MCP until ``incoming`` ends; returns after every request of the session has ended."""
+    """Serve MCP until ``incoming`` ends; returns after every request of the session has ended.
+    A request that one of ``budgets`` has no room for is refused at once."""
     send_lock = trio.Lock()
     # Cancelled when the peer is gone: nobody is left to read answers.
     session_scope = trio.CancelScope()
@@ -82,8 +86,14 @@ async def serve_duplex(
                     for item in _decode_payload(payload, session):
                         if isinstance(item, McpError):
                             await send(item.response_for(getattr(item, "request_id", None)))
+                        elif isinstance(item, Request) and (spent := first_spent(budgets, 1)):
+                            # Answered here, before the next message is read: a peer that
+                            # floods requests without reading waits on its own answers.
+                            await send(spent.refusal().response_for(item.id))
                         else:
-                            _dispatch(nursery, server, session, stateless_scopes, item, send)
+                            _dispatch(
+                                nursery, server, session, stateless_scopes, item, send, budgets
+                            )
                 # The peer hung up: nobody is left to read answers.
                 nursery.cancel_scope.cancel()
     finally:
@@ -125,9 +135,18 @@ def _dispatch(
     stateless_scopes: dict[RequestId, trio.CancelScope],
     message: Message,
     send: Callable[[Message], Awaitable[None]],
+    budgets: Sequence[RequestBudget],
 ) -> None:
     if isinstance(message, Request):
-        nursery.start_soon(_serve_request, server, session, stateless_scopes, message, send)
+        take(budgets, 1)  # now, so that the next message read counts this request
+
+        async def serve_counted() -> None:
+            try:
+                await _serve_request(server, session, stateless_scopes, message, send)
+            finally:
+                give(budgets, 1)
+
+        nursery.start_soon(serve_counted)
     elif isinstance(message, Notification):
         session.handle_notification(message)
         request_id = (message.params or {}).get("requestId")

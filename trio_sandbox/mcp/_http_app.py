@@ -30,12 +30,14 @@ from ._asgi import (
     read_body,
     send_plain,
 )
+from ._budget import RequestBudget, first_spent, give, take
 from ._http_headers import check_param_headers, check_standard_headers
 from ._http_post import STATELESS_ERROR_STATUS, PostReply, answer_post
 from ._http_sessions import HttpSession, SessionTable
 from ._jsonrpc import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
+    LIMIT_REACHED,
     PARSE_ERROR,
     ErrorResponse,
     McpError,
@@ -61,9 +63,13 @@ class McpHttpApp:
     settings: HttpSettings = DEFAULT_HTTP_SETTINGS
     _sessions: SessionTable = attrs.field(init=False)
     _closing: trio.Event = attrs.field(factory=trio.Event)
+    _websockets: int = 0
+    # Requests running on the whole face (HTTP and WebSocket).
+    _requests: RequestBudget = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._sessions = SessionTable(self.server, self.settings)
+        self._requests = RequestBudget(self.settings.max_requests_in_flight, "this server")
 
     def close(self) -> None:
         """End every long-lived stream so that a graceful shutdown can finish."""
@@ -85,7 +91,21 @@ class McpHttpApp:
         if kind == "http":
             await self._serve_http(scope, receive, send)
         elif kind == "websocket":
-            await serve_websocket(self.server, self.settings, self._closing, scope, receive, send)
+            self._websockets += 1
+            try:
+                full = self._websockets > self.settings.max_websockets
+                await serve_websocket(
+                    self.server,
+                    self.settings,
+                    self._closing,
+                    scope,
+                    receive,
+                    send,
+                    full=full,
+                    face_requests=self._requests,
+                )
+            finally:
+                self._websockets -= 1
         elif kind == "lifespan":
             await _serve_lifespan(receive, send)
 
@@ -93,6 +113,7 @@ class McpHttpApp:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
+        self._sessions.expire_idle()
         try:
             check_host_and_origin(headers, self.settings)
             if scope["path"].rstrip("/") != self.settings.path.rstrip("/"):
@@ -122,7 +143,9 @@ class McpHttpApp:
         sse_ok = "text/event-stream" in accepts or "*/*" in accepts
         if not (json_ok and sse_ok):
             raise HttpRefusal(406, "Accept must list both application/json and text/event-stream")
-        body = await read_body(headers, receive, self.settings.max_body_bytes)
+        body = await read_body(
+            headers, receive, self.settings.max_body_bytes, self.settings.body_timeout
+        )
         try:
             raw = parse_json(body)
         except McpError as exc:
@@ -169,11 +192,43 @@ class McpHttpApp:
     async def _post_initialize(
         self, request: Request, receive: Receive, send: Send, json_ok: bool
     ) -> None:
+        self._admit((), 1)  # before a session is made (or another one ended) for nothing
         session = self._sessions.open()
         assert session.core.session_id is not None
         extra = ((SESSION_HEADER.encode(), session.core.session_id.encode()),)
         reply = PostReply(json_ok, extra_headers=extra)
-        await answer_post(session.core, [request], receive, send, self.settings, reply)
+        await self._answer(session, [request], receive, send, reply)
+
+    def _admit(self, budgets: tuple[RequestBudget, ...], count: int) -> tuple[RequestBudget, ...]:
+        """``budgets`` and the face's, when they have room for ``count`` more requests: 429 when
+        a session's is spent, 503 when the face's is."""
+        budgets = (*budgets, self._requests)
+        spent = first_spent(budgets, count)
+        if spent is not None:
+            raise HttpRefusal(
+                503 if spent is self._requests else 429,
+                spent.refusal().message,
+                code=LIMIT_REACHED,
+                headers=[(b"retry-after", b"1")],
+            )
+        return budgets
+
+    async def _answer(
+        self,
+        session: HttpSession,
+        requests: list[Request],
+        receive: Receive,
+        send: Send,
+        reply: PostReply,
+    ) -> None:
+        """Answer a session's requests; it is busy meanwhile, and active when they end."""
+        budgets = self._admit((session.requests,), len(requests))
+        take(budgets, len(requests))
+        try:
+            await answer_post(session.core, requests, receive, send, self.settings, reply)
+        finally:
+            give(budgets, len(requests))
+            self._sessions.touch(session)
 
     async def _post_messages(
         self,
@@ -183,7 +238,7 @@ class McpHttpApp:
         send: Send,
         json_ok: bool,
     ) -> None:
-        session.last_active = trio.current_time()
+        self._sessions.touch(session)
         requests = [m for m in messages if isinstance(m, Request)]
         for message in messages:
             if isinstance(message, Notification):
@@ -193,9 +248,10 @@ class McpHttpApp:
         if not requests:
             await send_plain(send, 202, b"")
             return
+        self._admit((session.requests,), len(requests))  # before a stream is made for them
         stream = session.new_stream()
         reply = PostReply(json_ok, stream=stream, priming=session.priming)
-        await answer_post(session.core, requests, receive, send, self.settings, reply)
+        await self._answer(session, requests, receive, send, reply)
 
     async def _post_stateless(
         self, message: Message, headers: dict[str, str], receive: Receive, send: Send, json_ok: bool
@@ -216,7 +272,12 @@ class McpHttpApp:
             ) from None
         # Closing the response stream cancels a stateless request: nobody could read its answer.
         reply = PostReply(json_ok, cancel_on_disconnect=True)
-        await answer_post(session, [message], receive, send, self.settings, reply)
+        budgets = self._admit((), 1)
+        take(budgets, 1)
+        try:
+            await answer_post(session, [message], receive, send, self.settings, reply)
+        finally:
+            give(budgets, 1)
 
     def _stateless_session(self, request: Request, headers: dict[str, str]) -> ServerSession:
         """Check a stateless-era request's envelope and headers, in the order the spec gives."""
@@ -255,7 +316,7 @@ class McpHttpApp:
         if "text/event-stream" not in accepted_types(headers.get("accept", "")):
             raise HttpRefusal(406, "GET must accept text/event-stream")
         session = self._sessions.get(session_id)
-        session.last_active = trio.current_time()
+        self._sessions.touch(session)
         last_event_id = headers.get("last-event-id")
         if last_event_id is None:
             # A fresh standalone stream starts with what happens from now on.
@@ -266,15 +327,10 @@ class McpHttpApp:
             if found is None or not seq_text.isdigit():
                 raise HttpRefusal(404, f"no stream to resume after event {last_event_id!r}")
             stream, after = found, int(seq_text)
-        if stream is session.standalone:
-            if session.standalone_open:
-                raise HttpRefusal(409, "this session already has a standalone SSE stream")
-            session.standalone_open = True
         try:
             await self._tail(session, stream, after, receive, send)
         finally:
-            if stream is session.standalone:
-                session.standalone_open = False
+            self._sessions.touch(session)  # idle from the end of its stream on
 
     async def _tail(
         self,
@@ -287,7 +343,8 @@ class McpHttpApp:
         """Send the events of ``stream`` after ``after``, then new ones until it finishes.
 
         The standalone stream finishes with its session; a POST's stream when its last request
-        ends. Disconnecting, or the server closing, ends the response early.
+        ends. Disconnecting, the server closing, or a newer reader of the stream (a client that
+        reconnected before its old connection was seen to end) ends the response early.
         """
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         opening = b": stream open\n\n"
@@ -300,18 +357,20 @@ class McpHttpApp:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
             nursery.start_soon(cancel_on_event, self._closing, nursery.cancel_scope)
-            while True:
-                for event_seq, payload in stream.since(seq):
-                    seq = event_seq
-                    event = sse_event(payload, f"{stream.stream_id}:{event_seq}")
-                    await send({"type": "http.response.body", "body": event, "more_body": True})
-                if stream.finished or session.core.closed:
-                    break
-                with trio.move_on_after(self.settings.sse_keepalive_seconds) as idle:
-                    await stream.changed.wait()
-                if idle.cancelled_caught:
-                    keepalive = b": keep-alive\n\n"
-                    await send({"type": "http.response.body", "body": keepalive, "more_body": True})
+            with session.reading(stream, nursery.cancel_scope):
+                while True:
+                    for event_seq, payload in stream.since(seq):
+                        seq = event_seq
+                        event = sse_event(payload, f"{stream.stream_id}:{event_seq}")
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                    if stream.finished or session.core.closed:
+                        break
+                    with trio.move_on_after(self.settings.sse_keepalive_seconds) as idle:
+                        await stream.changed.wait()
+                    if idle.cancelled_caught:
+                        keepalive = b": keep-alive\n\n"
+                        more = {"type": "http.response.body", "body": keepalive, "more_body": True}
+                        await send(more)
             nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await send({"type": "http.response.body", "body": b"", "more_body": False})

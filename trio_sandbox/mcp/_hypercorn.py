@@ -27,6 +27,9 @@ class _HypercornConfig(hypercorn.config.Config):
         self._ssl_context = ssl_context
         # hypercorn waits 60 s for a silent peer's handshake; it need not hold a slot that long.
         self.ssl_handshake_timeout = 10.0
+        # An idle connection closes after this; so does one whose request head trickles in (the
+        # timer stops only once a whole head has arrived): a slow sender holds no slot for long.
+        self.keep_alive_timeout = 5.0
 
     @property
     def ssl_enabled(self) -> bool:

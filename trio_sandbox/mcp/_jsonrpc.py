@@ -29,6 +29,9 @@ HEADER_MISMATCH: Final = -32020
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 CONNECTION_CLOSED: Final = -32000
 REQUEST_TIMEOUT: Final = -32001
+# Ours (implementation-defined server error): a bound on sessions, requests or connections was
+# reached; retrying later can succeed.
+LIMIT_REACHED: Final = -32030
 
 
 @attrs.frozen

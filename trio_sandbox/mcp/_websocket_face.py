@@ -17,8 +17,9 @@ from ._asgi import (
     check_host_and_origin,
     headers_of,
 )
+from ._budget import RequestBudget
 from ._duplex import serve_duplex
-from ._jsonrpc import INVALID_REQUEST, McpError, dump_message
+from ._jsonrpc import INVALID_REQUEST, LIMIT_REACHED, McpError, dump_message
 from ._server import McpServer
 from ._versions import WEBSOCKET_SUBPROTOCOL
 
@@ -30,9 +31,14 @@ async def serve_websocket(
     scope: Scope,
     receive: Receive,
     send: Send,
+    *,
+    full: bool = False,
+    face_requests: RequestBudget | None = None,
 ) -> None:
     """One WebSocket connection (subprotocol ``mcp``): the duplex session loop over its frames,
-    until the peer leaves or ``closing`` is set."""
+    until the peer leaves or ``closing`` is set. ``full``: the face holds its maximum of
+    WebSocket connections already; the upgrade is refused with 503. Requests count against the
+    connection's own bound and ``face_requests``."""
     headers = headers_of(scope)
     connect = await receive()
     if connect["type"] != "websocket.connect":
@@ -46,6 +52,15 @@ async def serve_websocket(
         WEBSOCKET_SUBPROTOCOL not in scope.get("subprotocols", [])
     ):
         await send({"type": "websocket.close", "code": 1002})
+        return
+    if full:
+        refusal = HttpRefusal(
+            503,
+            f"too many WebSocket connections: this face serves at most {settings.max_websockets}"
+            " at once; retry when one ends",
+            code=LIMIT_REACHED,
+        )
+        await _deny(scope, send, refusal)
         return
     await send({"type": "websocket.accept", "subprotocol": WEBSOCKET_SUBPROTOCOL})
 
@@ -67,8 +82,27 @@ async def serve_websocket(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(cancel_on_event, closing, nursery.cancel_scope)
-        await serve_duplex(server, frames(), send_text)
+        budgets = [RequestBudget(settings.max_requests_per_session, "a session")]
+        if face_requests is not None:
+            budgets.append(face_requests)
+        await serve_duplex(server, frames(), send_text, budgets=budgets)
         nursery.cancel_scope.cancel()
     # The peer may be gone already.
     with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
         await send({"type": "websocket.close", "code": 1000})
+
+
+async def _deny(scope: Scope, send: Send, refusal: HttpRefusal) -> None:
+    """Refuse an upgrade with an HTTP status and a JSON-RPC error body where the server can
+    (the ASGI ``websocket.http.response`` extension), else close it with 1013 (try again later)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    headers = [
+        *refusal.headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(refusal.body)).encode()),
+    ]
+    start = {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+    await send(start)
+    await send({"type": "websocket.http.response.body", "body": refusal.body, "more_body": False})

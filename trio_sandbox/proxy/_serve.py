@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -43,6 +43,12 @@ from ._upstream_state import UpstreamStatus
 PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
 
 
+# Every client of a face shares one identity (the run's client bundle or token), so the bounds per
+# client are bounds per face: requests per session, and on the whole face (the tool server's own
+# HTTP face leaves them unbounded: its one client is this proxy, which multiplexes its clients).
+FACE_SETTINGS: Final = HttpSettings(max_requests_per_session=64, max_requests_in_flight=256)
+
+
 @attrs.frozen
 class HttpFace:
     """Streamable HTTP (and WebSocket) for downstream clients; exactly one way to authenticate.
@@ -57,7 +63,7 @@ class HttpFace:
     chain: CertificateChain | None = None
     token: str | None = attrs.field(default=None, repr=False)
     plain: bool = False
-    settings: HttpSettings = attrs.field(factory=HttpSettings)
+    settings: HttpSettings = FACE_SETTINGS
 
     def __attrs_post_init__(self) -> None:
         if self.plain:

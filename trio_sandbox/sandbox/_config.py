@@ -139,6 +139,10 @@ class SandboxConfig:
     ready_timeout: float = attrs.field(default=30.0, validator=_positive)
     # How long an ephemeral session's sandbox lives without a request.
     ephemeral_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
+    # Ephemeral mode: per-session sandboxes running at once (the shared one not counted). At
+    # the bound the least recently used idle one is stopped for a new session's; a session
+    # whose sandbox cannot be had gets a clear error instead while every one has calls running.
+    max_sandboxes: int = attrs.field(default=8, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)

@@ -4,6 +4,11 @@ A session's sandbox is made on its first forwarded request and stopped when the 
 idles for ``ephemeral_idle_timeout``; it is one generation, never respawned or probed.
 Stateless-era requests (they have no session), stdio and the embedder's own calls are not routed
 here: they share the ``open_sandbox`` call's sandbox.
+
+At most ``max_sandboxes`` run at once. At the bound, a new session's sandbox takes the place of
+the least recently used idle one (no call running or waiting for it), and starts once that one
+has stopped; while every one has calls running, the new session's requests fail at once with
+:class:`~trio_sandbox.proxy.UpstreamUnavailable` (a tool error for ``tools/call``), saying so.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ from ._upstream import SandboxUpstream
 logger = logging.getLogger("trio_sandbox.sandbox")
 
 _SESSION_ENDED = "the session ended"
+_RECLAIMED = "stopped for another session's sandbox (max_sandboxes reached)"
 
 
 @attrs.define(eq=False)
 class _SessionSandbox:
     upstream: SandboxUpstream
+    generation: Generation
     settled: trio.Event = attrs.field(factory=trio.Event)
+    stopped: trio.Event = attrs.field(factory=trio.Event)
     last_used: float = 0.0
+    # Requests waiting in ``route`` for this sandbox to settle.
+    routing: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.settled.is_set() and not self.upstream.calls_in_flight and not self.routing
 
 
 @attrs.define(eq=False)
@@ -67,20 +81,55 @@ class SessionSandboxes:
             return None
         entry = self._sessions.get(session)
         if entry is None:
-            entry = _SessionSandbox(
-                SandboxUpstream(self.name, self.prefix, call_wait=self.config.respawn_wait)
-            )
+            after: trio.Event | None = None
+            if len(self._sessions) >= self.config.max_sandboxes:
+                after = self._reclaim()
+                if after is None:
+                    return self._refusal()
+            upstream = SandboxUpstream(self.name, self.prefix, call_wait=self.config.respawn_wait)
+            entry = _SessionSandbox(upstream, Generation(upstream))
             self._sessions[session] = entry
-            self._nursery.start_soon(self._serve_session, session, entry)
+            self._nursery.start_soon(self._serve_session, session, entry, after)
         entry.last_used = trio.current_time()
-        # Fail at once when the session's sandbox cannot start, rather than after call_wait.
-        with trio.move_on_after(self.config.respawn_wait):
-            await entry.settled.wait()
+        entry.routing += 1
+        try:
+            # Fail at once when the session's sandbox cannot start, rather than after call_wait.
+            with trio.move_on_after(self.config.respawn_wait):
+                await entry.settled.wait()
+        finally:
+            entry.routing -= 1
         return entry.upstream
 
-    async def _serve_session(self, session: ServerSession, entry: _SessionSandbox) -> None:
-        generation = Generation(entry.upstream)
+    def _reclaim(self) -> trio.Event | None:
+        """Stop the least recently used idle sandbox; when it has stopped (None: none is idle)."""
+        idle = [(e.last_used, s, e) for s, e in self._sessions.items() if e.idle]
+        if not idle:
+            return None
+        _last_used, session, entry = min(idle, key=lambda item: item[0])
+        logger.info("max_sandboxes (%d) reached: %s", self.config.max_sandboxes, _RECLAIMED)
+        # Forgotten at once: a later call of that session gets a fresh sandbox.
+        self._forget(session, entry)
+        entry.generation.end(_RECLAIMED)
+        return entry.stopped
+
+    def _refusal(self) -> SandboxUpstream:
+        """An upstream that fails every request with the reason (nothing is started)."""
+        reason = (
+            f"no sandbox for this session: all {self.config.max_sandboxes} session sandboxes "
+            "(max_sandboxes) have calls running; retry when one ends"
+        )
+        logger.warning("%s", reason)
+        return SandboxUpstream(self.name, self.prefix, failure=reason)
+
+    async def _serve_session(
+        self, session: ServerSession, entry: _SessionSandbox, after: trio.Event | None
+    ) -> None:
+        generation = entry.generation
         try:
+            if after is not None:
+                await after.wait()  # the sandbox whose place this one takes has stopped
+                if session.closed:
+                    return
             async with trio.open_nursery() as nursery:
                 try:
                     await nursery.start(
@@ -98,13 +147,14 @@ class SessionSandboxes:
                 # Forget it before stopping it: a late call of the session gets a fresh one.
                 self._forget(session, entry)
                 generation.end(_SESSION_ENDED)
-            if generation.end_reason != _SESSION_ENDED:
+            if generation.end_reason not in (_SESSION_ENDED, _RECLAIMED):
                 entry.upstream.failure = f"the session's sandbox ended: {generation.end_reason}"
                 logger.warning("%s", entry.upstream.failure)
         finally:
             generation.end(_SESSION_ENDED)
             entry.settled.set()
             self._forget(session, entry)
+            entry.stopped.set()
 
     async def _wait_session_end(
         self, session: ServerSession, entry: _SessionSandbox, generation: Generation
