@@ -96,6 +96,12 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+def _is_resource_limit(error: BaseException) -> bool:
+    return _is_process_limit(error) or (
+        isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)
+    )
+
+
 def _is_process_limit(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno == errno.EAGAIN
@@ -189,35 +195,40 @@ class CommandProcesses:
     async def spawn(
         self, nursery: trio.Nursery, script: bytes, *, cwd: Path, output_fd: int, kill_grace: float
     ) -> trio.Process:
-        """Start the keeper of ``script`` in ``nursery``; on the process limit, reclaim and try
+        """Start the keeper of ``script`` in ``nursery``; on a resource limit, reclaim and try
         once more. Raises :class:`SpawnError` naming the limit."""
         async with self._lock:
             try:
                 return await self._spawn_once(nursery, script, cwd, output_fd, kill_grace)
             except (OSError, RuntimeError) as error:
-                if not _is_process_limit(error) or not self.subreaper:
-                    raise SpawnError(self._cannot_start(error)) from error
+                if not (self.subreaper and _is_resource_limit(error)):
+                    raise self.failure(error) from error
             reclaimed = await self.reclaim()
             try:
                 return await self._spawn_once(nursery, script, cwd, output_fd, kill_grace)
             except (OSError, RuntimeError) as error:
-                message = self._cannot_start(error)
-                if reclaimed:
-                    message += f" ({reclaimed} processes left by earlier commands were killed)"
-                if self.keepers:
-                    message += (
-                        f"; {len(self.keepers)} running command(s) or task(s) hold the rest:"
-                        " cancel some (get_all_tasks lists the tasks)"
-                    )
-                elif _is_process_limit(error):
-                    # Nothing of the commands' is left, and still no process can start: only a
-                    # fresh sandbox helps. The tool server's owner ends it (see wait_wedged).
-                    self.wedged = message
-                    self._wedged_event.set()
-                raise SpawnError(message) from error
+                raise self.failure(error, reclaimed) from error
 
-    def _cannot_start(self, error: BaseException) -> str:
-        return f"could not start {SHELL}: {self.describe_spawn_error(error)}"
+    def failure(self, error: BaseException, reclaimed: int = 0) -> SpawnError:
+        """The error for a command that could not start; a resource limit hit with no command
+        running means the tool server is wedged (see :meth:`wait_wedged`)."""
+        message = f"could not start {SHELL}: {self.describe_spawn_error(error)}"
+        if not (self.subreaper and _is_resource_limit(error)):
+            return SpawnError(message)
+        if reclaimed:
+            message += f" ({reclaimed} processes left by earlier commands were killed)"
+        if self.keepers:
+            message += (
+                f"; {len(self.keepers)} running command(s) or task(s) hold the rest:"
+                " cancel some (get_all_tasks lists the tasks)"
+            )
+        elif self.wedged is None:
+            # Nothing of the commands' is left, and still nothing can start: the limit is the
+            # tool server's own (a command may have lowered it with prlimit). Only a fresh
+            # sandbox helps; the tool server's owner ends it.
+            self.wedged = message
+            self._wedged_event.set()
+        return SpawnError(message)
 
     async def _spawn_once(
         self, nursery: trio.Nursery, script: bytes, cwd: Path, output_fd: int, kill_grace: float
@@ -307,7 +318,7 @@ async def run_shell(
     try:
         read_fd, write_fd = os.pipe()
     except OSError as error:
-        raise SpawnError(processes._cannot_start(error)) from error
+        raise processes.failure(error) from error
     stream = trio.lowlevel.FdStream(read_fd)
     returncode: int | None = None
     process: trio.Process | None = None

@@ -18,7 +18,7 @@ from ..concurrency import single_error
 from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError, ToolHandler
 from ._commands import command_property, command_script
 from ._limits import DEFAULT_LIMITS, ToolLimits
-from ._output import TailBuffer
+from ._output import TailBuffer, clean_text
 from ._process import CommandProcesses, ShellExit, SpawnError, run_shell
 from ._schema import object_schema, timeout_property
 
@@ -234,7 +234,7 @@ def render_task_table(tasks: Sequence[BackgroundTask]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for task in tasks:
-        tail = task.output.kept.decode("utf-8", errors="replace").rstrip("\n").rpartition("\n")[2]
+        tail = clean_text(task.output.kept).rstrip("\n").rpartition("\n")[2]
         cells = [
             task.task_id,
             task.status.value,
