@@ -24,8 +24,9 @@ class ToolLimits:
     # The largest timeout a caller may ask for (one day), enforced by the input schemas.
     max_command_timeout: float = 86_400.0
     # The largest command (its script, UTF-8): it reaches the shell through a memfd, so only
-    # this bound applies, not the kernel's 128 KiB per argument.
-    max_command_bytes: int = 4_194_304
+    # this bound applies, not the kernel's 128 KiB per argument. Well below the transports'
+    # 4 MiB per message (mcp.HttpSettings.max_body_bytes), so that the refusal is a tool error.
+    max_command_bytes: int = 1_048_576
     # Between SIGTERM and SIGKILL of a command's processes: enough for a clean shutdown, short
     # enough that a cancelled call answers promptly.
     kill_grace: float = 2.0

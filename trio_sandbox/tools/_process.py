@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from ..concurrency import single_error
+from ..concurrency import signal_process_group, single_error
 from ._output import TailBuffer
 from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 from ._tree import (
@@ -147,7 +147,10 @@ class CommandProcesses:
         """Kill what finished commands left running; returns how many processes that was."""
         if not self.subreaper:
             return 0
-        killed = await kill_tree(self._leftovers)
+        try:
+            killed = await kill_tree(self._leftovers)
+        except OSError:  # /proc cannot be read (out of file descriptors): nothing to reclaim
+            return 0
         # Their pids are free only once reaped; SIGKILL takes effect within a few ms.
         with trio.move_on_after(1.0):
             await poll_until(lambda: self.reap() == 0)
@@ -160,7 +163,11 @@ class CommandProcesses:
             return 0
         me = os.getpid()
         left = 0
-        for pid, (ppid, state) in process_table().items():
+        try:
+            table = process_table()
+        except OSError:
+            return 0
+        for pid, (ppid, state) in table.items():
             if ppid != me or pid in self.keepers:
                 continue
             if state in "ZX":
@@ -275,11 +282,16 @@ async def stop_keeper(process: trio.Process, *, grace: float) -> None:
             signal_descendants(keeper, signal.SIGTERM)
             with trio.move_on_after(grace):
                 await poll_until(lambda: not _live_below(keeper), 0.01)
-    except ProcessLookupError:
-        pass
+    except OSError:
+        pass  # gone already, or /proc cannot be read: on to the kill
     finally:
         with trio.CancelScope(shield=True):
-            await kill_process_tree(keeper)
+            try:
+                await kill_process_tree(keeper)
+            except OSError:
+                # /proc cannot be read (out of file descriptors): the keeper's session is the
+                # best left, and the tool server is about to be replaced anyway.
+                signal_process_group(keeper, signal.SIGKILL)
 
 
 def _live_below(root: int) -> bool:
