@@ -271,12 +271,16 @@ async def test_hostile_output_input_and_commands_do_not_stop_the_next_call(
             command("exec >&- 2>&- <&-; sleep 0.1"),
             command(f"x='{'a' * BIG}'; echo ${{#x}}"),
             command("#" + "a" * limits.max_command_bytes),
+            command("(sleep 0.2 &); setsid -f sleep 0.2; echo orphans"),
+            {"sleep": 1.0},
             {**PROCS, "within": 0},
             NEXT,
         ],
     }
     report = await run_child(sandbox_user, workspace, plan)
-    hostile, flood, background, stdin, closed, big, too_big, left, next_ = report["results"]
+    hostile, flood, background, stdin, closed, big, too_big, orphans, _, left, next_ = report[
+        "results"
+    ]
     assert worked(hostile) == {
         "text": "ared\\x00b\ufffd\ncd\\x0dx\\u202ey\n[exit code 0]",
         "is_error": False,
@@ -297,8 +301,11 @@ async def test_hostile_output_input_and_commands_do_not_stop_the_next_call(
         f" {limits.max_command_bytes}: write long scripts to a file with the create tool and"
         " run that"
     )
-    # What a command leaves in the background keeps running (a dev server, say).
+    # What a command leaves in the background keeps running (a dev server, say); orphans that
+    # end are reaped (no zombie holds a pid: bwrap, the tool server and the sleep are all).
+    assert worked(orphans) == {"text": "orphans\n[exit code 0]", "is_error": False}
     assert left["left"] == ["sleep 1000"]
+    assert len(left["all"]) == 3
     assert worked(next_) == NEXT_WORKED
 
 
