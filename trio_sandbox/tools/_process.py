@@ -30,11 +30,11 @@ from ..concurrency import signal_process_group, single_error
 from ._output import TailBuffer
 from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 from ._tree import (
-    _libc,
     become_subreaper,
     descendants,
     kill_process_tree,
     kill_tree,
+    load_prctl,
     poll_until,
     process_table,
     signal_descendants,
@@ -129,7 +129,7 @@ class CommandProcesses:
     _wedged_event: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
-        _libc()  # loaded here: the keeper's preexec_fn runs between fork and exec
+        load_prctl()  # here: the keeper's preexec_fn runs between fork and exec
         if self.subreaper:
             become_subreaper()
 
@@ -182,9 +182,11 @@ class CommandProcesses:
         if not self.subreaper:
             return
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
-            self.reap()
             async for _ in signals:
-                self.reap()
+                # Not while a spawn is under way: its keeper may already be a zombie, and is
+                # Trio's to reap (it would read exit status 0) until it is registered.
+                async with self._lock:
+                    self.reap()
 
     def describe_spawn_error(self, error: BaseException) -> str:
         number = error.errno if isinstance(error, OSError) else None

@@ -21,6 +21,7 @@ import functools
 import os
 import signal
 from collections.abc import Callable, Collection, Iterable
+from typing import Any
 
 import trio
 
@@ -34,17 +35,21 @@ _POLL = 0.002
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+def load_prctl() -> Any:
+    """prctl(2) from the C library, looked up once: between fork and exec a lookup could wait
+    on a lock that another thread of the parent held when it forked."""
+    function = ctypes.CDLL(None, use_errno=True).prctl
+    function.restype = ctypes.c_int
+    return function
 
 
 def become_subreaper() -> None:
     """Make the calling process a child subreaper; kept across execve, not inherited by fork.
 
-    Also safe between fork and exec (``preexec_fn``) once :func:`_libc` has been loaded: it only
-    calls prctl(2).
+    Safe between fork and exec (``preexec_fn``) once :func:`load_prctl` has run in the parent.
     """
-    if _libc().prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0) != 0:
+    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+    if load_prctl()(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) != 0:
         number = ctypes.get_errno()
         raise OSError(number, f"PR_SET_CHILD_SUBREAPER: {os.strerror(number)}")
 
