@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sandbox_users import SandboxUser
 from tools_harness import ToolClient, fast_limits
 
-from trio_sandbox.tools import ToolLimits, open_tool_server
+from trio_sandbox.tools import ToolLimits, clean_text, open_tool_server
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -341,3 +343,48 @@ async def test_commands_no_shell_can_hold_are_refused_and_the_next_call_works(
         assert await client.error("run_command", {"command": text}) == error
         assert await client.error("run_command_task", {"command": text}) == error
         assert await client.text("run_command", {"command": "echo next"}) == "next\n[exit code 0]"
+
+
+_ALLOWED_CONTROLS = {"\n", "\t"}
+
+
+def _shown(text: str) -> bool:
+    """No character a terminal would act on: C0, DEL, C1, bidirectional overrides."""
+    return not any(
+        (ord(c) < 0x20 and c not in _ALLOWED_CONTROLS)
+        or 0x7F <= ord(c) <= 0x9F
+        or 0x202A <= ord(c) <= 0x202E
+        or 0x2066 <= ord(c) <= 0x2069
+        for c in text
+    )
+
+
+@given(st.binary(max_size=2000))
+def test_any_output_is_shown_without_control_characters(data: bytes) -> None:
+    assert _shown(clean_text(data))
+
+
+_PLAIN = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Co", "Cn")) | st.sampled_from("\n\t"),
+    max_size=3000,
+)
+
+
+@given(_PLAIN)
+def test_plain_output_is_shown_as_it_was_written(text: str) -> None:
+    assert clean_text(text.encode()) == text
+
+
+# The working directory is only where the shell starts: nothing is written to it.
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=_PLAIN)
+async def test_any_script_reaches_the_shell_intact(tmp_path: Path, text: str) -> None:
+    # A here-document echoes the script's body back: what the shell read is what was sent.
+    delimiter = "END_OF_TEXT_7f3a"
+    script = f"cat <<'{delimiter}'\n{text}\n{delimiter}\necho \"[$?]\""
+    async with open_tool_server(workdir=tmp_path, limits=fast_limits()) as server:
+        client = ToolClient(server, server.open_session())
+        output = await client.text("run_command", {"command": script})
+    assert output == f"{text}\n[0]\n[exit code 0]"
