@@ -46,12 +46,10 @@ _READ_CHUNK = 65_536
 # stderr is set in a subshell, so that the keeper's own "Killed" goes to /dev/null. The keeper
 # waits for the shell and passes its status on; a shell killed by a terminating signal is killed
 # by it again, so that the caller sees the signal and not 128+N (core dumps off: the working
-# directory is the user's).
+# directory is the user's). A shell cannot tell `exit 137` from a SIGKILL: both read as SIGKILL.
 _KEEPER_RUN = (
     f"(exec {SHELL} /dev/fd/3 2>&4 4>&-); s=$?;"
-    " case $s in 129|13[0-9]|14[0-3]) ulimit -c 0;"
-    ' trap - HUP INT QUIT TERM PIPE ALRM USR1 USR2; kill -s "$(kill -l $s)" $$;; esac;'
-    " exit $s"
+    ' case $s in 129|13[0-9]|14[0-3]) ulimit -c 0; kill -s "$(kill -l $s)" $$;; esac; exit $s'
 )
 # Prepended to every script (on its first line, so line numbers hold): the script's own fd is
 # the shell's business, not the command's.
