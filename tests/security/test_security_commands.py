@@ -24,7 +24,7 @@ from tools_harness import ToolClient, fast_limits
 
 from trio_sandbox.tools import ToolLimits, clean_text, open_tool_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 CHILD = Path(__file__).with_name("commands_child.py")
 
@@ -85,6 +85,7 @@ def worked(result: dict[str, Any]) -> dict[str, Any]:
     return {key: result.get(key) for key in ("text", "is_error")}
 
 
+@needs_bwrap
 async def test_a_fork_bomb_left_running_is_reclaimed_by_the_next_command(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -107,6 +108,7 @@ async def test_a_fork_bomb_left_running_is_reclaimed_by_the_next_command(
     assert report["generation"] == 1
 
 
+@needs_bwrap
 async def test_a_running_fork_bomb_is_named_in_the_error_and_cancelling_it_frees_the_sandbox(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -133,6 +135,7 @@ async def test_a_running_fork_bomb_is_named_in_the_error_and_cancelling_it_frees
     assert report["generation"] == 1
 
 
+@needs_bwrap
 async def test_processes_that_leave_the_session_die_on_timeout_and_on_cancel(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -166,6 +169,7 @@ async def test_processes_that_leave_the_session_die_on_timeout_and_on_cancel(
     assert worked(next_) == NEXT_WORKED
 
 
+@needs_bwrap
 async def test_memory_and_tmp_limits_are_named_and_the_next_call_works(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -199,6 +203,7 @@ async def test_memory_and_tmp_limits_are_named_and_the_next_call_works(
     assert report["generation"] == 1
 
 
+@needs_bwrap
 async def test_a_tool_server_whose_limits_a_command_lowers_is_replaced(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -231,6 +236,7 @@ async def test_a_tool_server_whose_limits_a_command_lowers_is_replaced(
     assert report["generation"] == 3  # each time a fresh sandbox
 
 
+@needs_bwrap
 async def test_killing_everything_or_stopping_the_tool_server_is_survived(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
@@ -260,6 +266,7 @@ HOSTILE_OUTPUT = r"printf 'a\033[31mred\033[0m\0b\377\r\nc\033]0;title\007d\rx\3
 BIG = 300 * 1024
 
 
+@needs_bwrap
 async def test_hostile_output_input_and_commands_do_not_stop_the_next_call(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
