@@ -102,10 +102,11 @@ async def test_tools_calls_respawn_and_a_clean_teardown(private_tmp: Path, marke
             assert processes_with(marker)  # the scan can see what we started
             assert {proxy_port, port_of(first_url)} <= listening_ports()
 
-            # kill -9 the tool server inside: the call doing it fails as restarted, the next
-            # one runs on the respawned sandbox.
+            # kill -9 the tool server inside (the parent of the command's keeper): the call
+            # doing it fails as restarted, the next one runs on the respawned sandbox.
+            kill = 'kill -9 "$(cut -d" " -f4 /proc/$PPID/stat)"; sleep 5'
             with pytest.raises(SandboxRestarted):
-                await sandbox.call_tool("run_command", {"command": "kill -9 $PPID; sleep 5"})
+                await sandbox.call_tool("run_command", {"command": kill})
             result = await sandbox.call_tool("run_command", {"command": "echo back"})
             assert "back" in result.text_content
             assert sandbox.health.generation == 2

@@ -70,8 +70,10 @@ async def test_refusals_in_results_counted_in_status_and_kept_across_a_respawn(
                     "last_refusal": "not in allow_domains",
                 }
 
+                # The tool server is the parent of the command's keeper.
+                kill = 'kill -9 "$(cut -d" " -f4 /proc/$PPID/stat)"; sleep 5'
                 with pytest.raises(SandboxRestarted):
-                    await sandbox.call_tool("run_command", {"command": "kill -9 $PPID; sleep 5"})
+                    await sandbox.call_tool("run_command", {"command": kill})
                 result = await sandbox.call_tool("run_command", {"command": fetch})
                 assert result.text_content == HELLO.decode() + "[exit code 0]"
                 assert sandbox.health.generation == 2

@@ -59,7 +59,7 @@ async def test_timeout_kills_the_shell_and_its_grandchildren(tool_client: ToolCl
     result = await tool_client.call("run_command", {"command": SPAWN_GRANDCHILDREN, "timeout": 1})
     assert result.is_error
     assert result.text_content.endswith(
-        "Command timed out after 1 s; its process group was killed."
+        "Command timed out after 1 s; the command and every process it started were killed."
     )
     grandchildren = pids_in(result.text_content)
     assert len(grandchildren) == 2

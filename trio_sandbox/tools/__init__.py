@@ -12,6 +12,7 @@ from ._main import main as main
 from ._main import parse_options as parse_options
 from ._main import serve_tool_server as serve_tool_server
 from ._output import TailBuffer as TailBuffer
+from ._output import clean_text as clean_text
 from ._passwords import generate_password as generate_password
 from ._process import (
     ShellExit as ShellExit,

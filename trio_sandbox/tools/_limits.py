@@ -18,13 +18,17 @@ class ToolLimits:
     command_output_bytes: int = 1_048_576
     # A background task keeps the tail of its output in memory, for get_task_details.
     task_output_bytes: int = 1_000_000
-    # Seconds a run_command may take when the caller gives no timeout (None: no limit; the
-    # caller can still cancel the request, which kills the process group).
-    default_command_timeout: float | None = None
+    # Seconds a run_command may take when the caller gives no timeout: a command that never
+    # ends must not hold the call (and the caller) forever. Long jobs belong in run_command_task.
+    default_command_timeout: float | None = 600.0
     # The largest timeout a caller may ask for (one day), enforced by the input schemas.
     max_command_timeout: float = 86_400.0
-    # Between SIGTERM and SIGKILL of a process group: enough for a clean shutdown, short enough
-    # that a cancelled call answers promptly.
+    # The largest command (its script, UTF-8): it reaches the shell through a memfd, so only
+    # this bound applies, not the kernel's 128 KiB per argument. Well below the transports'
+    # 4 MiB per message (mcp.HttpSettings.max_body_bytes), so that the refusal is a tool error.
+    max_command_bytes: int = 1_048_576
+    # Between SIGTERM and SIGKILL of a command's processes: enough for a clean shutdown, short
+    # enough that a cancelled call answers promptly.
     kill_grace: float = 2.0
     # After the shell exits, keep reading output this long: its background children may hold the
     # pipe open forever, and their output is not the command's result.

@@ -21,7 +21,7 @@ from typing import NoReturn
 import attrs
 import trio
 
-from ..concurrency import exit_now
+from ..concurrency import exit_now, single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     MCP_PORT_VARIABLE,
@@ -32,6 +32,7 @@ from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
 from ._limits import ToolLimits
 from ._sandbox_limits import SandboxLimits
+from ._tasks import ToolServerWedged
 from ._toolset import open_tool_server
 
 logger = logging.getLogger("trio_sandbox.tools")
@@ -122,17 +123,22 @@ async def serve_tool_server(
     *,
     tls: ServerTls | None = None,
     announce: trio.abc.SendStream | None = None,
+    subreaper: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the tools until cancelled; prints the CA block once the socket is bound.
 
-    ``tls`` defaults to :func:`server_tls` of ``options``."""
+    ``tls`` defaults to :func:`server_tls` of ``options``. ``subreaper`` is for a process of its
+    own (``main``): then it raises :class:`ToolServerWedged` when no process can start any more,
+    so that the sandbox is replaced."""
     if tls is None:
         tls = server_tls(options)
     identity = tls.identity if tls is not None else None
     ssl_context = tls.ssl_context if tls is not None else None
     limits = ToolLimits(sandbox=SandboxLimits.from_environ(os.environ))
-    async with open_tool_server(workdir=options.workdir, limits=limits) as server:
+    async with open_tool_server(
+        workdir=options.workdir, limits=limits, subreaper=subreaper
+    ) as server:
         # mTLS authenticates every client; the Host check still guards the plain-HTTP mode.
         settings = HttpSettings(
             allowed_hosts=frozenset({"*"}) if identity else HttpSettings().allowed_hosts
@@ -169,9 +175,11 @@ async def _announce(text: str, stream: trio.abc.SendStream | None) -> None:
 
 
 async def _run(options: ToolServerOptions, tls: ServerTls | None) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, single_error():
         async with trio.open_nursery() as nursery:
-            await nursery.start(functools.partial(serve_tool_server, options, tls=tls))
+            await nursery.start(
+                functools.partial(serve_tool_server, options, tls=tls, subreaper=True)
+            )
             async for signum in signals:
                 logger.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
@@ -190,7 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"trio-sandbox-tools: {exc}", file=sys.stderr)
         return 2
-    trio.run(_run, options, tls)
+    try:
+        trio.run(_run, options, tls)
+    except ToolServerWedged as exc:
+        print(f"trio-sandbox-tools: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

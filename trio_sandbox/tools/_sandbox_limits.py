@@ -29,6 +29,7 @@ class SandboxLimits:
     memory: int | None = None
     memory_enforced_by: str | None = None
     memory_cgroup: Path | None = None
+    pids: int | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SandboxLimits:
@@ -41,18 +42,22 @@ class SandboxLimits:
         memory = raw.get("memory")
         by = raw.get("memory_enforced_by")
         cgroup = raw.get("memory_cgroup")
+        pids = raw.get("pids")
         return cls(
             memory if isinstance(memory, int) else None,
             by if isinstance(by, str) else None,
             Path(cgroup) if isinstance(cgroup, str) else None,
+            pids if isinstance(pids, int) else None,
         )
 
-    def shell_wrapper(self) -> str:
-        """A ``sh -c`` script that prepares the command's process, then runs ``$1``."""
-        steps = ["echo 1000 > /proc/self/oom_score_adj 2>/dev/null"]
+    def keeper_script(self, run: str) -> str:
+        """A ``sh -c`` script that moves the command's script from stdin to fd 3 and stderr to
+        fd 4 (the keeper's own messages, such as "Killed", are not the command's output),
+        prepares the command's processes, then does ``run``."""
+        steps = ["exec 3<&0 </dev/null 4>&2 2>/dev/null", "echo 1000 > /proc/self/oom_score_adj"]
         if self.memory is not None and self.memory_enforced_by == PER_COMMAND_RLIMIT:
             steps.append(f"ulimit -v {self.memory // 1024}")
-        return "; ".join([*steps, 'exec /bin/sh -c "$1"'])
+        return "; ".join([*steps, run])
 
     def oom_kills(self) -> int | None:
         """How many processes the memory limit killed so far, where that can be read."""
@@ -65,6 +70,11 @@ class SandboxLimits:
                         if key == "oom_kill":
                             return int(value)
         return None
+
+    def describe_processes(self) -> str:
+        if self.pids is None:
+            return "the process limit"
+        return f"the process limit ({self.pids})"
 
     def describe_memory(self) -> str:
         if self.memory is None:

@@ -14,10 +14,12 @@ from typing import Any
 import attrs
 import trio
 
+from ..concurrency import single_error
 from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError, ToolHandler
+from ._commands import command_property, command_script
 from ._limits import DEFAULT_LIMITS, ToolLimits
-from ._output import TailBuffer
-from ._process import ShellExit, SpawnError, run_shell
+from ._output import TailBuffer, clean_text
+from ._process import CommandProcesses, ShellExit, SpawnError, run_shell
 from ._schema import object_schema, timeout_property
 
 
@@ -60,7 +62,7 @@ class BackgroundTask:
         if self.error is not None:
             return self.error
         if self.status is TaskStatus.CANCELLED:
-            return "cancelled; its process group was killed"
+            return "cancelled; the command and every process it started were killed"
         if self.exit is not None:
             return self.exit.describe()
         return "still running"
@@ -73,6 +75,7 @@ class TaskManager:
     _nursery: trio.Nursery
     workdir: Path
     limits: ToolLimits
+    processes: CommandProcesses
     _tasks: dict[str, BackgroundTask] = attrs.field(factory=dict)
     closed: bool = False
 
@@ -115,7 +118,7 @@ class TaskManager:
                         time_limit=task.timeout,
                         kill_grace=self.limits.kill_grace,
                         output_drain=self.limits.output_drain,
-                        sandbox=self.limits.sandbox,
+                        processes=self.processes,
                     )
                 except SpawnError as exc:
                     task.error = str(exc)
@@ -155,21 +158,46 @@ class TaskManager:
         return task
 
 
+class ToolServerWedged(Exception):
+    """The tool server cannot start processes even with nothing of the commands' left running."""
+
+
+async def _end_when_wedged(processes: CommandProcesses) -> None:
+    reason = await processes.wait_wedged()
+    # The call that found it gets its answer first.
+    await trio.sleep(WEDGED_EXIT_DELAY)
+    raise ToolServerWedged(f"{reason}: the tool server stops so that the sandbox is replaced")
+
+
+# Between finding that no process can start and raising ToolServerWedged.
+WEDGED_EXIT_DELAY = 0.5
+
+
 @asynccontextmanager
 async def open_task_manager(
-    *, workdir: Path | None = None, limits: ToolLimits = DEFAULT_LIMITS
+    *, workdir: Path | None = None, limits: ToolLimits = DEFAULT_LIMITS, subreaper: bool = False
 ) -> AsyncIterator[TaskManager]:
     """A task manager whose background commands live no longer than this block.
 
-    On exit every still-running command is cancelled, which kills its whole process group.
+    On exit every still-running command is cancelled, which kills it and every process it
+    started. With ``subreaper`` (the tool server's own process only, see
+    :class:`CommandProcesses`) orphans are reaped here, and the block raises
+    :class:`ToolServerWedged` when no process can be started any more.
     """
-    async with trio.open_nursery() as nursery:
-        manager = TaskManager(nursery, Path.cwd() if workdir is None else workdir, limits)
-        try:
-            yield manager
-        finally:
-            manager.closed = True
-            nursery.cancel_scope.cancel()
+    processes = CommandProcesses(limits.sandbox, subreaper=subreaper)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            manager = TaskManager(
+                nursery, Path.cwd() if workdir is None else workdir, limits, processes
+            )
+            nursery.start_soon(processes.serve_reaper)
+            if subreaper:
+                nursery.start_soon(_end_when_wedged, processes)
+            try:
+                yield manager
+            finally:
+                manager.closed = True
+                nursery.cancel_scope.cancel()
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -206,7 +234,7 @@ def render_task_table(tasks: Sequence[BackgroundTask]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for task in tasks:
-        tail = task.output.kept.decode("utf-8", errors="replace").rstrip("\n").rpartition("\n")[2]
+        tail = clean_text(task.output.kept).rstrip("\n").rpartition("\n")[2]
         cells = [
             task.task_id,
             task.status.value,
@@ -230,20 +258,15 @@ def task_tools(limits: ToolLimits) -> dict[str, Tool]:
         "run_command_task": Tool(
             name="run_command_task",
             description=(
-                "Start a shell command (`sh -c`) in the background and return at once with its"
+                "Start a shell command (`sh`) in the background and return at once with its"
                 " task id. Use it for servers, watchers, long builds. Follow it with"
-                " get_task_details, wait_for_tasks or cancel_task. The command runs in its own"
-                " process group, which is killed on cancel_task, on its timeout, and when the"
-                f" tool server shuts down. The last {limits.task_output_bytes} bytes of its"
-                " output are kept."
+                " get_task_details, wait_for_tasks or cancel_task. The command and every process"
+                " it starts are killed on cancel_task, on its timeout, and when the tool server"
+                f" shuts down. The last {limits.task_output_bytes} bytes of its output are kept."
             ),
             input_schema=object_schema(
                 {
-                    "command": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "The shell command.",
-                    },
+                    "command": command_property(limits, "The shell command."),
                     "description": {
                         "type": "string",
                         "description": "What the command is for (not used to run it).",
@@ -285,8 +308,9 @@ def task_tools(limits: ToolLimits) -> dict[str, Tool]:
         "cancel_task": Tool(
             name="cancel_task",
             description=(
-                "Cancel a running background task: its whole process group gets SIGTERM, then"
-                f" SIGKILL after {limits.kill_grace:g} s. Returns once the processes are gone."
+                "Cancel a running background task: the command and every process it started get"
+                f" SIGTERM, then SIGKILL after {limits.kill_grace:g} s. Returns once they are"
+                " killed."
             ),
             input_schema=object_schema({"task_id": _TASK_ID}, required=("task_id",)),
             annotations={"destructiveHint": True},
@@ -323,7 +347,7 @@ def register_task_tools(server: McpServer, *, manager: TaskManager, limits: Tool
 
     async def run_command_task(arguments: dict[str, Any], ctx: RequestContext) -> str:
         task = manager.start(
-            arguments["command"],
+            command_script(arguments["command"], limits),
             description=arguments.get("description"),
             timeout=arguments.get("timeout"),
         )
@@ -347,8 +371,8 @@ def register_task_tools(server: McpServer, *, manager: TaskManager, limits: Tool
         manager.cancel(task.task_id)
         await task.finished.wait()
         return (
-            f"Task {task.task_id} cancelled; its process group was killed.\n\n"
-            + render_task_details(task)
+            f"Task {task.task_id} cancelled; the command and every process it started were"
+            " killed.\n\n" + render_task_details(task)
         )
 
     async def wait_for_tasks(arguments: dict[str, Any], ctx: RequestContext) -> CallToolResult:

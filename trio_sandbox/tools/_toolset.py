@@ -36,7 +36,7 @@ def build_tool_server(
         Implementation("trio-sandbox-tools", VERSION),
         instructions=INSTRUCTIONS,
     )
-    register_command_tools(server, workdir=root, limits=limits)
+    register_command_tools(server, workdir=root, limits=limits, processes=tasks.processes)
     register_task_tools(server, manager=tasks, limits=limits)
     register_file_tools(server, workdir=root, limits=limits)
     register_password_tool(server, limits=limits)
@@ -45,9 +45,11 @@ def build_tool_server(
 
 @asynccontextmanager
 async def open_tool_server(
-    *, workdir: Path | None = None, limits: ToolLimits = DEFAULT_LIMITS
+    *, workdir: Path | None = None, limits: ToolLimits = DEFAULT_LIMITS, subreaper: bool = False
 ) -> AsyncIterator[McpServer]:
-    """The tool server and the nursery of its background commands, which it cancels on exit."""
+    """The tool server and the nursery of its background commands, which it cancels on exit.
+
+    ``subreaper``: for the tool server's own process only (see :func:`open_task_manager`)."""
     root = Path.cwd() if workdir is None else workdir
-    async with open_task_manager(workdir=root, limits=limits) as tasks:
+    async with open_task_manager(workdir=root, limits=limits, subreaper=subreaper) as tasks:
         yield build_tool_server(tasks=tasks, workdir=root, limits=limits)
