@@ -178,11 +178,28 @@ _OUR_ALLOWLISTS: Final = {
 }
 
 
+# Ours too: gitleaks' private-key rule needs the END line, but the first lines of a key are a
+# secret on their own (`head -3 key.pem`, a file viewer's line range). From the BEGIN line on,
+# every line of key material (base64, the Proc-Type / DEK-Info headers of an encrypted key,
+# blank lines; each may start with a line number, as `cat -n`, `grep -n` and the view tool
+# print them) is taken, to the END line, the end of the text, or the first other line. A body
+# without its BEGIN line (`sed -n 5,10p key.pem`) is not recognised: its lines look like any
+# base64 in a build log, and finding them backwards from an END line costs a pass per line.
+_OUR_RULES: Final = """
+[[rules]]
+id = "private-key"
+description = "The beginning of a private key, with as much of its body as follows."
+regex = '''(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?[A-Za-z-]{1,32}:[^\\r\\n]{0,200})*(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?)?[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?[A-Za-z0-9+/=]{16,128}(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?(?:[A-Za-z-]{1,32}:[^\\r\\n]{0,200}|[A-Za-z0-9+/=]{1,128})?)*(?:(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?)?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)?'''
+keywords = ["-----begin"]
+"""
+
+
 @functools.cache
 def default_rules() -> RuleSet:
-    """The vendored gitleaks rule set (with our allowlist above), loaded once per process."""
-    data = importlib.resources.files(__package__).joinpath("gitleaks.toml").read_bytes()
-    return load_rules(data, extra_allowlists=_OUR_ALLOWLISTS)
+    """The vendored gitleaks rule set (with our allowlist and rule above), loaded once per
+    process."""
+    data = importlib.resources.files(__package__).joinpath("gitleaks.toml").read_text()
+    return load_rules(data + _OUR_RULES, extra_allowlists=_OUR_ALLOWLISTS)
 
 
 def default_rules_loaded() -> bool:
