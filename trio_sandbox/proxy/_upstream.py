@@ -116,6 +116,11 @@ class Upstream:
             self.collisions,
         )
 
+    def source_key(self, ctx: RequestContext | None) -> str:
+        """Who placeholders of this upstream's values are restored towards when it serves
+        ``ctx``'s request: the upstream itself, by name."""
+        return self.name
+
     @property
     def client(self) -> McpClient | None:
         return self._attachment.client if self._attachment is not None else None

@@ -136,6 +136,14 @@ class SecretRedactor:
         :data:`MIN_KNOWN_SECRET_LENGTH` (redacting every "a" of a text would hide the text, not
         the secret); the message names the rule, never the value.
         """
+        self.check_known_secret(value, rule)
+        placeholder = self._placeholder(value, rule)
+        self._owners[placeholder].add(source)
+        return placeholder
+
+    @staticmethod
+    def check_known_secret(value: str, rule: str = "known") -> None:
+        """Raise what :meth:`add_known_secret` would raise for ``value`` and ``rule``."""
         if not isinstance(value, str):
             raise TypeError(f"a known secret is a str, not {type(value).__name__}")
         if not isinstance(rule, str) or not _RULE_NAME.fullmatch(rule):
@@ -147,9 +155,6 @@ class SecretRedactor:
                 f"known secret {rule} has {len(value)} characters, fewer than"
                 f" {MIN_KNOWN_SECRET_LENGTH}: it cannot be redacted without hiding ordinary text"
             )
-        placeholder = self._placeholder(value, rule)
-        self._owners[placeholder].add(source)
-        return placeholder
 
     # -- text ----------------------------------------------------------------------------
 
@@ -294,7 +299,9 @@ class SecretRedactor:
             return copy
         raise TypeError(f"not a JSON value at {path}: {type(value).__name__}")
 
-    def _scan_steps(self, text: str, budget: _Budget, rules: bool) -> Generator[None, None, _Scanned]:
+    def _scan_steps(
+        self, text: str, budget: _Budget, rules: bool
+    ) -> Generator[None, None, _Scanned]:
         """The pieces of ``text`` between placeholders, each with its secrets' spans."""
         known_index = self._known_index_now()
         shortest = self._detector.min_width if rules else math.inf

@@ -185,11 +185,21 @@ _OUR_ALLOWLISTS: Final = {
 # print them) is taken, to the END line, the end of the text, or the first other line. A body
 # without its BEGIN line (`sed -n 5,10p key.pem`) is not recognised: its lines look like any
 # base64 in a build log, and finding them backwards from an END line costs a pass per line.
-_OUR_RULES: Final = """
+# A line break, and the line number `cat -n`, `grep -n` or the view tool may start a line with.
+_PEM_LINE: Final = r"[ \t]*\r?\n[ \t]*(?:[0-9]{1,9}[:\t-][ \t]*)?"
+_PEM_HEADER: Final = r"[A-Za-z-]{1,32}:[^\r\n]{0,200}"
+_PEM_MARK: Final = r"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+_PRIVATE_KEY_START: Final = (
+    rf"(?i)-----BEGIN{_PEM_MARK}(?:{_PEM_LINE}{_PEM_HEADER})*(?:{_PEM_LINE})?"
+    rf"{_PEM_LINE}[A-Za-z0-9+/=]{{16,128}}"
+    rf"(?:{_PEM_LINE}(?:{_PEM_HEADER}|[A-Za-z0-9+/=]{{1,128}})?)*"
+    rf"(?:(?:{_PEM_LINE})?-----END{_PEM_MARK})?"
+)
+_OUR_RULES: Final = f"""
 [[rules]]
 id = "private-key"
 description = "The beginning of a private key, with as much of its body as follows."
-regex = '''(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?[A-Za-z-]{1,32}:[^\\r\\n]{0,200})*(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?)?[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?[A-Za-z0-9+/=]{16,128}(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?(?:[A-Za-z-]{1,32}:[^\\r\\n]{0,200}|[A-Za-z0-9+/=]{1,128})?)*(?:(?:[ \\t]*\\r?\\n[ \\t]*(?:[0-9]{1,9}[:\\t-][ \\t]*)?)?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)?'''
+regex = '''{_PRIVATE_KEY_START}'''
 keywords = ["-----begin"]
 """
 
