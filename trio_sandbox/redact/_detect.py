@@ -131,7 +131,7 @@ class Detector:
     def scan(self, text: str, starts: Sequence[Sequence[int]]) -> Scan:
         """The rule findings in ``text``, given where its keywords start."""
         findings: list[Finding] = []
-        if len(text) < self.min_width:
+        if len(text) < self.min_width or not any(starts):
             return findings
         triggered = sorted(
             {

@@ -44,6 +44,9 @@ MIN_KNOWN_SECRET_LENGTH: Final = 8
 # Known values are indexed by this many first characters, then compared whole: the index's
 # patterns grow with the strings' length (a PEM key in an environment variable would not build).
 _KNOWN_PREFIX: Final = 64
+# Characters each string of a JSON value counts at least, for the scanning budget: at the default
+# 2 s per MiB, 2 ms, some 25 times what scanning a short string costs.
+_MIN_STRING_SIZE: Final = 1024
 # JSON nested deeper than this is not walked (withheld): no MCP message needs it, and a walk
 # that deep is a way to make the check fail rather than a message.
 MAX_JSON_DEPTH: Final = 64
@@ -451,15 +454,17 @@ def _detector_for(rules: RuleSet) -> Detector:
 
 
 def _string_size(value: JsonLike) -> int:
-    """Characters in every string of a JSON value, keys included (for its scanning budget)."""
+    """The size a JSON value's scanning budget is for: its strings' characters, keys included,
+    each string counting at least :data:`_MIN_STRING_SIZE` (a scan has a fixed cost per string,
+    about 80 us, which thousands of small strings add up to)."""
     size = 0
     stack: list[JsonLike] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            size += len(item)
+            size += max(len(item), _MIN_STRING_SIZE)
         elif isinstance(item, Mapping):
-            size += sum(len(key) for key in item if isinstance(key, str))
+            size += sum(max(len(key), _MIN_STRING_SIZE) for key in item if isinstance(key, str))
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
