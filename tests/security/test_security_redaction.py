@@ -52,7 +52,7 @@ from trio_sandbox.proxy import (
     ProxyHandle,
     exposed_name,
 )
-from trio_sandbox.redact import PLACEHOLDER
+from trio_sandbox.redact import PLACEHOLDER, SecretRedactor, default_rules
 
 HANDSHAKE = "2025-11-25"
 CHILD = Path(__file__).with_name("redaction_child.py")
@@ -169,6 +169,63 @@ async def test_a_generated_password_goes_back_only_to_its_generator() -> None:
             await call(client, tool("pw", "echo"), {"p": password})
             assert seen.arguments_of("echo") == [{"p": "kT9#vQ2mZ7pL4xW8"}]
             assert "kT9#vQ2mZ7pL4xW8" not in wire.text()
+
+
+async def test_a_too_short_generated_password_is_withheld_not_passed() -> None:
+    """An upstream (old, or malicious) whose generate_password returns a value too short to be
+    redacted wherever it appears: the result is withheld, never passed in clear."""
+    server = McpServer(Implementation("pw", "1"))
+
+    @server.tool("generate_password", input_schema={"type": "object"})
+    async def generate(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return "abc123"
+
+    wire = Wire()
+    with trio.fail_after(30):
+        async with (
+            proxy_running([InProcessUpstream("pw", server)], guard=OutputGuard()) as proxy,
+            recording_client(proxy.server.mcp, wire) as client,
+        ):
+            refused = await call(client, tool("pw", "generate_password"), {})
+            assert refused.is_error
+            assert "cannot be kept secret" in refused.text_content
+            assert "abc123" not in wire.text()
+            again = await call(client, tool("pw", "generate_password"), {})
+            assert again.is_error
+
+
+# --- finding 3: the beginning of a private key is a secret on its own ----------------------------
+
+KEY_BODY = [
+    "MIIEowIBAAKCAQEAvP3kXq9Lr2W8nT5cY1mZ0aB7dF4gH6jK8lN2pQ5sU9wX3yA1",
+    "c2Ve4Gh6Jk8Lm0Np2Qr4St6Uv8Wx0Yz2Ab4Cd6Ef8Gh0Ij2Kl4Mn6Op8Qr0St2U",
+    "v4Wx6Yz8Ab0Cd2Ef4Gh6Ij8Kl0Mn2Op4Qr6St8Uv0Wx2Yz4Ab6Cd8Ef0Gh2Ij4K",
+]
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(KEY_BODY[:2]) + "\n",
+        "$ head -2 key.pem\n-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n$ echo done\n",
+        "/w/key.pem: lines 1-4 of 27\n     1\t-----BEGIN EC PRIVATE KEY-----\n"
+        + "".join(f"{n:6}\t{line}\n" for n, line in enumerate(KEY_BODY, 2)),
+        "1:-----BEGIN OPENSSH PRIVATE KEY-----\n2:" + KEY_BODY[0] + "\n3:" + KEY_BODY[1],
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\n"
+        "DEK-Info: AES-128-CBC,0A1B2C3D\r\n\r\n" + "\r\n".join(KEY_BODY),
+    ],
+)
+def test_a_private_key_shown_in_part_is_redacted(shown: str) -> None:
+    redacted = SecretRedactor(default_rules()).redact_text(shown)
+    for line in KEY_BODY:
+        assert line not in redacted
+    assert "[REDACTED_SECRET:private-key:" in redacted
+
+
+def test_the_begin_line_alone_is_ordinary_text() -> None:
+    # Code that handles keys names the marker; with no key material after it, nothing is hidden.
+    code = 'if line == "-----BEGIN PRIVATE KEY-----":\n    return parse(rest)\n'
+    assert SecretRedactor(default_rules()).redact_text(code) == code
 
 
 # --- finding 2 and 6: every channel is redacted, once, at the proxy's outgoing filter ------------
