@@ -48,13 +48,15 @@ async def pem(workspace: Path) -> dict[str, Any]:
             "cat -n /work/key.pem | head -5",
             "grep -n . /work/key.pem | head -4",
             "echo before; head -2 /work/key.pem; echo after",
+            "tail -4 /work/key.pem",
         ):
             result = await sandbox.call_tool("run_command", {"command": command})
             shown.append({"how": command, "text": result.text_content})
         viewed = await sandbox.call_tool("view", {"path": "/work/key.pem", "view_range": [1, 4]})
         shown.append({"how": "view 1-4", "text": viewed.text_content})
         nxt = await sandbox.call_tool("run_command", {"command": "echo next"})
-    return {"shown": shown, "body_lines": text.splitlines()[1:4], "next": nxt.text_content}
+    lines = text.splitlines()
+    return {"shown": shown, "body_lines": lines[1:4] + lines[-4:-1], "next": nxt.text_content}
 
 
 async def short(workspace: Path) -> dict[str, Any]:

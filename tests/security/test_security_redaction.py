@@ -213,6 +213,10 @@ KEY_BODY = [
         "1:-----BEGIN OPENSSH PRIVATE KEY-----\n2:" + KEY_BODY[0] + "\n3:" + KEY_BODY[1],
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\n"
         "DEK-Info: AES-128-CBC,0A1B2C3D\r\n\r\n" + "\r\n".join(KEY_BODY),
+        # Its end without its beginning (tail -4 key.pem), with line numbers too.
+        "$ tail -4 key.pem\n" + "\n".join(KEY_BODY) + "\n-----END RSA PRIVATE KEY-----\n$ ls\n",
+        "".join(f"{n:6}\t{line}\n" for n, line in enumerate(KEY_BODY, 25))
+        + "    28\t-----END PRIVATE KEY-----\n",
     ],
 )
 def test_a_private_key_shown_in_part_is_redacted(shown: str) -> None:
@@ -222,10 +226,15 @@ def test_a_private_key_shown_in_part_is_redacted(shown: str) -> None:
     assert "[REDACTED_SECRET:private-key:" in redacted
 
 
-def test_the_begin_line_alone_is_ordinary_text() -> None:
+def test_begin_and_end_lines_alone_are_ordinary_text() -> None:
     # Code that handles keys names the marker; with no key material after it, nothing is hidden.
-    code = 'if line == "-----BEGIN PRIVATE KEY-----":\n    return parse(rest)\n'
-    assert SecretRedactor(default_rules()).redact_text(code) == code
+    redactor = SecretRedactor(default_rules())
+    for code in (
+        'if line == "-----BEGIN PRIVATE KEY-----":\n    return parse(rest)\n',
+        'footer = "-----END PRIVATE KEY-----"\n',
+        "done\n-----END PRIVATE KEY-----\n",
+    ):
+        assert redactor.redact_text(code) == code
 
 
 # --- finding 2 and 6: every channel is redacted, once, at the proxy's outgoing filter ------------

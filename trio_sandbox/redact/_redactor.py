@@ -27,7 +27,7 @@ from typing import Final, TypeAlias, TypeVar
 import attrs
 import trio
 
-from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned
+from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
 from ._keywords import StringIndex
 from ._rules import RuleSet, default_rules
 
@@ -365,6 +365,7 @@ class SecretRedactor:
                     findings = yield from detector.scan(
                         piece, detector.restrict(keyword_starts, begin, end)
                     )
+                    findings.extend(private_key_tails(piece))
                 if known_index is not None:
                     findings.extend(
                         self._known_findings(text, known_index, known_starts, begin, end)
