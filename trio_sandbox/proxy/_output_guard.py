@@ -235,7 +235,7 @@ class OutputGuard:
         source = self._sources.get(ctx) if ctx is not None else None
         try:
             return await self._redacted(message, ctx, source)
-        except RedactionError as error:
+        except (RedactionError, TypeError) as error:  # TypeError: not JSON, cannot be walked
             return _withheld_message(message, ctx, source, str(error))
 
     async def _redacted(
