@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -50,6 +51,7 @@ from trio_sandbox.proxy import (
     OutputGuard,
     OutputLimits,
     ProxyHandle,
+    StdioUpstream,
     exposed_name,
 )
 from trio_sandbox.redact import PLACEHOLDER, SecretRedactor, default_rules
@@ -436,6 +438,34 @@ async def test_a_result_built_to_time_the_scan_out_is_withheld_and_the_next_call
             assert "curl curl" not in wire.text()
             shown = await call(client, tool("vault", "show"), {})
             assert placeholders(shown.text_content)
+
+
+async def test_json_nested_past_any_limit_from_an_upstream_never_passes() -> None:
+    """A hand-written upstream in a child process answers with JSON nested 500 levels (past the
+    redactor's walk: withheld) and 100,000 levels (past the JSON parser: the proxy cannot read
+    it, so that call gets no answer, as from a hung server, until the client gives up). Nothing
+    of the secret shows, and the next call works."""
+    upstream = StdioUpstream(
+        name="raw",
+        command=sys.executable,
+        args=[str(Path(__file__).with_name("redaction_raw_upstream.py")), VAULT_TOKEN],
+        prefix="",
+    )
+    wire = Wire()
+    with trio.fail_after(60):
+        async with (
+            proxy_running([upstream], guard=OutputGuard()) as proxy,
+            recording_client(proxy.server.mcp, wire) as client,
+        ):
+            deep = await client.request("tools/call", {"name": "deep"})
+            assert deep["isError"] is True
+            assert "nested deeper than" in deep["content"][0]["text"]
+            with trio.move_on_after(2) as gave_up:
+                await client.request("tools/call", {"name": "abyss"})
+            assert gave_up.cancelled_caught
+            fine = await call(client, "ok", {})
+            assert placeholders(fine.text_content)
+            assert VAULT_TOKEN not in wire.text()
 
 
 async def test_a_slow_notification_is_dropped_and_a_slow_error_withheld() -> None:
