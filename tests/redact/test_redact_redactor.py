@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 
@@ -10,7 +9,13 @@ import pytest
 import redact_fakes as fakes
 import trio
 
-from trio_sandbox.redact import MIN_KNOWN_SECRET_LENGTH, JsonLike, RedactionTimeout, SecretRedactor
+from trio_sandbox.redact import (
+    MIN_KNOWN_SECRET_LENGTH,
+    JsonLike,
+    KnownSecretTooShort,
+    RedactionTimeout,
+    SecretRedactor,
+)
 
 TOKEN = fakes.github_pat(random.Random(1))
 OTHER_TOKEN = fakes.gitlab_pat(random.Random(2))
@@ -83,12 +88,13 @@ def test_a_known_value_inside_a_rule_match_is_hidden_with_it() -> None:
     assert "github-pat" in redacted
 
 
-def test_short_known_values_are_ignored_with_a_reason(caplog: pytest.LogCaptureFixture) -> None:
+def test_short_known_values_are_refused_with_a_reason() -> None:
+    # Never silently left in clear: the caller refuses the value (a start, a tool result).
     redactor = SecretRedactor()
-    with caplog.at_level(logging.WARNING, logger="trio_sandbox.redact"):
-        assert redactor.add_known_secret("a" * (MIN_KNOWN_SECRET_LENGTH - 1), "password") is None
-    assert "known secret password ignored: 7 characters, fewer than 8" in caplog.text
-    assert "aaaaaaa" not in caplog.text
+    with pytest.raises(KnownSecretTooShort) as refused:
+        redactor.add_known_secret("a" * (MIN_KNOWN_SECRET_LENGTH - 1), "password")
+    assert "known secret password has 7 characters, fewer than 8" in str(refused.value)
+    assert "aaaaaaa" not in str(refused.value)
     assert redactor.redact_text("a banana") == "a banana"
 
 

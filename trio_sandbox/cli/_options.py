@@ -110,7 +110,10 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--no-redact",
         action="store_true",
         default=None,
-        help="pass secrets in the sandbox's (and --upstream servers') results through unredacted",
+        help=(
+            "do not run the secret rules on what the sandbox (and --upstream servers) send;"
+            " --secret-env values and generated passwords are redacted all the same"
+        ),
     )
     parser.add_argument(
         "--secret-env",

@@ -13,6 +13,7 @@ from ..concurrency import lazy_exports
 from ._asgi import HttpRefusal as HttpRefusal
 from ._asgi import HttpSettings as HttpSettings
 from ._context import LOG_LEVELS as LOG_LEVELS
+from ._context import OutgoingFilter as OutgoingFilter
 from ._context import RequestContext as RequestContext
 from ._duplex import serve_duplex as serve_duplex
 from ._http_app import McpHttpApp as McpHttpApp

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ._session import ServerSession
 
 SendMessage: TypeAlias = Callable[[Message], Awaitable[None]]
+# What a server lets leave towards its client: the message (changed or not), or None for nothing.
+OutgoingFilter: TypeAlias = Callable[[Message, "RequestContext | None"], Awaitable[Message | None]]
 # Ends the HTTP response stream of a request while the request goes on (SSE polling).
 CloseStream: TypeAlias = Callable[[], Awaitable[bool]]
 

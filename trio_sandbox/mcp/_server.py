@@ -17,13 +17,14 @@ from typing import Any, TypeAlias
 import attrs
 
 from . import _versions as versions
-from ._context import LOG_LEVELS, RequestContext, SendMessage
+from ._context import LOG_LEVELS, OutgoingFilter, RequestContext, SendMessage
 from ._jsonrpc import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
     JsonObject,
     McpError,
+    Message,
     Notification,
     Request,
 )
@@ -110,6 +111,7 @@ class McpServer:
     _methods: dict[str, MethodHandler] = attrs.field(factory=dict)
     _capabilities: Callable[[], JsonObject] | None = None
     _listen_offer: Callable[[], frozenset[str]] | None = None
+    _outgoing: OutgoingFilter | None = None
 
     def __attrs_post_init__(self) -> None:
         builtin: dict[str, MethodHandler] = {
@@ -147,6 +149,19 @@ class McpServer:
     def set_listen_offer(self, offer: Callable[[], frozenset[str]]) -> None:
         """The ``subscriptions/listen`` filter members this server honours."""
         self._listen_offer = offer
+
+    def set_outgoing_filter(self, outgoing: OutgoingFilter) -> None:
+        """Pass every message a session sends its client through ``outgoing`` first: responses
+        (errors included), notifications and requests of a request (with its context), and
+        messages not tied to a request (with None). It returns the message to send, or None to
+        send nothing; for a response it must return one."""
+        self._outgoing = outgoing
+
+    async def outgoing(self, message: Message, ctx: RequestContext | None) -> Message | None:
+        """``message`` as the outgoing filter lets it leave (see :meth:`set_outgoing_filter`)."""
+        if self._outgoing is None:
+            return message
+        return await self._outgoing(message, ctx)
 
     @property
     def sessions(self) -> frozenset[ServerSession]:

@@ -88,7 +88,9 @@ class ServerSession:
     async def send_standalone(self, message: Message) -> None:
         """Send a message not tied to a request (GET stream, stdio); dropped when none is open."""
         if self._send_standalone is not None and not self.closed:
-            await self._send_standalone(message)
+            filtered = await self.server.outgoing(message, None)
+            if filtered is not None and self._send_standalone is not None and not self.closed:
+                await self._send_standalone(filtered)
 
     def set_standalone(self, send: SendMessage | None) -> None:
         self._send_standalone = send
@@ -118,12 +120,19 @@ class ServerSession:
             )
             return
         meta = (request.params or {}).get("_meta")
+
+        async def send_out(message: Message) -> None:
+            # Everything of this request leaves through the server's outgoing filter.
+            filtered = await self.server.outgoing(message, ctx)
+            if filtered is not None:
+                await send(filtered)
+
         ctx = RequestContext(
             self,
             request.id,
             request.method,
             meta if isinstance(meta, dict) else {},
-            send,
+            send_out,
             close_stream,
         )
         with trio.CancelScope() as scope:
@@ -134,7 +143,7 @@ class ServerSession:
                 del self._in_flight[request.id]
         if scope.cancelled_caught:
             return
-        await send(response)
+        await send_out(response)
 
     async def _respond(self, request: Request, ctx: RequestContext) -> Response | ErrorResponse:
         target = _input_target(request)

@@ -38,7 +38,7 @@ from ..mcp import (
     paginate,
 )
 from ._names import NameCollisionError, Route, build_routes, exposed_name
-from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard
+from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream
 from ._upstream_state import UpstreamUnavailable
 
@@ -112,6 +112,8 @@ class ProxyServer:
         self.mcp.route("completion/complete", self._complete)
         self.mcp.set_capabilities(lambda: dict(_CAPABILITIES))
         self.mcp.set_listen_offer(lambda: _LISTEN_OFFER)
+        # Everything the proxy sends a client is redacted there, once, whatever its channel.
+        self.mcp.set_outgoing_filter(self.guard.outgoing)
 
     @property
     def listed_tools(self) -> Sequence[JsonObject]:
@@ -193,9 +195,15 @@ class ProxyServer:
 
     async def _get_prompt(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         route = self._route(self._snapshot.prompt_routes, params, "prompt")
+        self._attribute(ctx, route.upstream)
         return await self._forward(
             route.upstream, "prompts/get", {**params, "name": route.name}, ctx
         )
+
+    def _attribute(self, ctx: RequestContext, upstream: str, tool: str | None = None) -> None:
+        """What ``ctx``'s request sends its client from now on comes from ``upstream``."""
+        owner = self.upstreams[upstream]
+        self.guard.attribute(ctx, Source(owner.source_key(ctx), owner.redact, tool))
 
     def _route(self, routes: Mapping[str, Route], params: JsonObject, kind: str) -> Route:
         name = params.get("name")
@@ -221,9 +229,11 @@ class ProxyServer:
             await self.refresh()
         route = self._route(self._snapshot.tool_routes, params, "tool")
         upstream = self.upstreams[route.upstream]
+        self._attribute(ctx, route.upstream, route.name)
         arguments = params.get("arguments") or {}
-        if upstream.redact and isinstance(arguments, dict):
-            arguments = self.guard.restore_arguments(arguments)
+        if isinstance(arguments, dict):
+            # Only what this upstream itself showed: another's secrets stay placeholders.
+            arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
         forwarded = {**params, "name": route.name, "arguments": arguments}
         try:
             result = await self._forward(route.upstream, "tools/call", forwarded, ctx)
@@ -231,9 +241,7 @@ class ProxyServer:
             # Never an empty success: say which upstream failed and why.
             logger.warning("tool call %r failed: %s", params.get("name"), exc)
             return CallToolResult.error(str(exc)).to_json()
-        return await self.guard.tool_result(
-            route.name, result, redact=upstream.redact, protocol_version=ctx.protocol_version
-        )
+        return result
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
@@ -251,7 +259,7 @@ class ProxyServer:
         if uri in {resource.uri for resource in self.mcp.resources}:
             return await self._read_own_resource(params, ctx)
         if uri.startswith(OUTPUT_URI_PREFIX):
-            output = self.guard.read_output(uri)
+            output = self.guard.read_output(uri, ctx)
             if output is None:
                 raise McpError(
                     RESOURCE_NOT_FOUND,
@@ -278,8 +286,8 @@ class ProxyServer:
     async def _read_upstream_resource(
         self, name: str, params: JsonObject, ctx: RequestContext
     ) -> JsonObject:
-        result = await self._forward(name, "resources/read", params, ctx)
-        return await self.guard.resource_result(result, redact=self.upstreams[name].redact)
+        self._attribute(ctx, name)
+        return await self._forward(name, "resources/read", params, ctx)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext
@@ -309,10 +317,12 @@ class ProxyServer:
         if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
             route = self._route(self._snapshot.prompt_routes, ref, "prompt")
             forwarded = {**params, "ref": {**ref, "name": route.name}}
+            self._attribute(ctx, route.upstream)
             return await self._forward(route.upstream, "completion/complete", forwarded, ctx)
         if isinstance(ref, dict) and isinstance(ref.get("uri"), str):
             owner = self._owner_of(ref["uri"])
             if owner is not None:
+                self._attribute(ctx, owner)
                 return await self._forward(owner, "completion/complete", params, ctx)
         return {"completion": {"values": [], "total": 0, "hasMore": False}}
 

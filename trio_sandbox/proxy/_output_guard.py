@@ -1,30 +1,62 @@
-"""What stands between upstream results and the model: secret redaction and large outputs.
+"""What stands between the upstreams and the clients: secret redaction and large outputs.
 
-Tool results of a redacting upstream have their secrets replaced by placeholders
-(``[REDACTED_SECRET:<rule>:<id>]``) in text content, embedded resources' text and every string
-of ``structuredContent``; resource contents read through the proxy likewise. Placeholders in a
-later call's arguments to a redacting upstream are restored to the real values before
-forwarding, so a command can use a secret the model never saw. One redactor serves the whole
-proxy, so a value keeps one placeholder for the proxy's life; the map lives in this process's
-memory only.
+Every message the proxy's server sends a client (results, errors, notifications, requests such
+as sampling and elicitation, listings, the proxy's own resources) passes :meth:`OutputGuard.
+outgoing` once, at the one place the server lets messages leave (``McpServer.
+set_outgoing_filter``): each of its strings, keys included, has its secrets replaced by
+placeholders (``[REDACTED_SECRET:<rule>:<id>]``), and base64 blobs are decoded and scanned too.
+
+A placeholder is restored (in a later call's arguments) only towards the source whose message
+held its value: the upstream a request was routed to (a per-session sandbox in ephemeral mode,
+see :attr:`Source.key`), never another. What the proxy says itself, and merged listings, belong
+to no source: their placeholders are never restored. A placeholder written by an upstream (forged
+or seen) gives it nothing: placeholders are never taken for values. ``redact = false`` on an
+upstream turns the rules off for what it sends; values the host knows are secret (secret
+environment variables, generated passwords, values found before) are redacted whatever the
+source. One redactor serves the whole proxy, so a value keeps one placeholder for the proxy's
+life; the map lives in this process's memory only.
 
 A tool result whose text is over ``max_lines`` or ``max_bytes`` (after redaction) reaches the
 client as a tail preview plus a ``resource_link`` to the whole text, which ``resources/read``
-of that URI returns from a bounded in-memory store (oldest outputs dropped first).
+of that URI returns from a bounded in-memory store (oldest outputs dropped first), to the session
+that made it only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import logging
 import secrets
+import weakref
 from typing import Any, Final
 
 import attrs
 import trio
 
-from ..mcp import JsonObject, has_resource_links
-from ..redact import RedactionTimeout, SecretRedactor, default_rules, default_rules_loaded
+from ..mcp import (
+    INTERNAL_ERROR,
+    RESOURCE_NOT_FOUND,
+    ErrorObject,
+    ErrorResponse,
+    JsonObject,
+    McpError,
+    Message,
+    Notification,
+    Request,
+    RequestContext,
+    Response,
+    has_resource_links,
+)
+from ..redact import (
+    JsonValue,
+    KnownSecretTooShort,
+    RedactionError,
+    SecretRedactor,
+    default_rules,
+    default_rules_loaded,
+)
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -52,33 +84,64 @@ class OutputLimits:
                 raise ValueError(f"{name} must be positive, not {value!r}")
 
 
+@attrs.frozen
+class Source:
+    """Where a message the proxy sends comes from: the upstream a request was routed to."""
+
+    # Who may have the placeholders of this source's values restored: the upstream's name, or
+    # one per-session sandbox's (see ``Upstream.source_key``).
+    key: str
+    # False: the upstream's user opted out of rule-based redaction (``redact = false``).
+    redact: bool = True
+    # The tool called, for a tools/call.
+    tool: str | None = None
+
+
+@attrs.frozen
+class _Stored:
+    text: str
+    size: int  # UTF-8 bytes
+    # The downstream session whose call made it (None: session-less clients, which share the
+    # open_sandbox call's sandbox: stateless HTTP, stdio, the embedder's own calls).
+    session: str | None
+
+
 @attrs.define(eq=False)
 class OutputStore:
     """Whole outputs by URI, bounded in count and bytes; gone with the proxy."""
 
     limits: OutputLimits
-    # URI -> (text, its size in UTF-8 bytes)
-    _outputs: collections.OrderedDict[str, tuple[str, int]] = attrs.field(
-        factory=collections.OrderedDict
-    )
+    _outputs: collections.OrderedDict[str, _Stored] = attrs.field(factory=collections.OrderedDict)
     _bytes: int = 0
 
-    def add(self, text: str, size: int) -> str:
-        """Keep ``text`` (``size`` bytes in UTF-8, as the caller measured it); its URI."""
+    def add(self, text: str, size: int, session: str | None = None) -> str:
+        """Keep ``text`` (``size`` bytes in UTF-8, as the caller measured it) for ``session``;
+        its URI."""
         uri = f"{OUTPUT_URI_PREFIX}{secrets.token_hex(8)}"
-        self._outputs[uri] = (text, size)
+        self._outputs[uri] = _Stored(text, size, session)
         self._bytes += size
         while len(self._outputs) > 1 and (
             len(self._outputs) > self.limits.max_outputs
             or self._bytes > self.limits.max_stored_bytes
         ):
-            _, (_, dropped_size) = self._outputs.popitem(last=False)
-            self._bytes -= dropped_size
+            _, dropped = self._outputs.popitem(last=False)
+            self._bytes -= dropped.size
         return uri
 
-    def get(self, uri: str) -> str | None:
+    def get(self, uri: str, session: str | None = None) -> str | None:
+        """The output at ``uri``; None when there is none. Raises :class:`McpError` when it was
+        made in another session than ``session``."""
         stored = self._outputs.get(uri)
-        return stored[0] if stored is not None else None
+        if stored is None:
+            return None
+        if stored.session != session:
+            raise McpError(
+                RESOURCE_NOT_FOUND,
+                f"output {uri} was made by a call of another session: a stored output is"
+                " readable only from the session whose call made it",
+                {"uri": uri},
+            )
+        return stored.text
 
 
 def _text_size(text: str) -> tuple[int, int]:
@@ -105,14 +168,18 @@ def tail_preview(text: str, max_lines: int, max_bytes: int) -> str:
 
 @attrs.define(eq=False)
 class OutputGuard:
-    """One per proxy: redaction (rules compiled on first use, off the event loop) and the
-    store of large outputs."""
+    """One per proxy: redaction of everything sent to clients (rules compiled on first use, off
+    the event loop), which source each request's messages come from, and the store of large
+    outputs."""
 
     limits: OutputLimits = attrs.field(factory=OutputLimits)
     store: OutputStore = attrs.field(init=False)
     _redactor: SecretRedactor | None = None
     _making: trio.Lock = attrs.field(factory=trio.Lock)
-    _known: list[tuple[str, str]] = attrs.field(factory=list)
+    _known: list[tuple[str, str, str | None]] = attrs.field(factory=list)
+    _sources: weakref.WeakKeyDictionary[RequestContext, Source] = attrs.field(
+        factory=weakref.WeakKeyDictionary
+    )
 
     def __attrs_post_init__(self) -> None:
         self.store = OutputStore(self.limits)
@@ -125,72 +192,100 @@ class OutputGuard:
                     redactor = _make_redactor()
                 else:
                     redactor = await trio.to_thread.run_sync(_make_redactor)
-                for value, rule in self._known:
-                    redactor.add_known_secret(value, rule)
+                for value, rule, source in self._known:
+                    redactor.add_known_secret(value, rule, source=source)
                 self._redactor = redactor
             return self._redactor
 
-    def add_known_secret(self, value: str, rule: str) -> None:
-        """Redact ``value`` wherever it appears (a secret environment variable, a password)."""
+    def add_known_secret(self, value: str, rule: str, *, source: str | None = None) -> None:
+        """Redact ``value`` wherever it appears (a secret environment variable, a password);
+        restore it towards ``source`` only. Raises ``KnownSecretTooShort`` for a value too short
+        to be redacted."""
         if self._redactor is not None:
-            self._redactor.add_known_secret(value, rule)
+            self._redactor.add_known_secret(value, rule, source=source)
         else:
-            self._known.append((value, rule))
+            SecretRedactor.check_known_secret(value, rule)
+            self._known.append((value, rule, source))
 
-    def restore_arguments(self, arguments: JsonObject) -> JsonObject:
-        """Placeholders this proxy issued, in every string of ``arguments``, back to values."""
+    def attribute(self, ctx: RequestContext, source: Source) -> None:
+        """What ``ctx``'s request sends its client from now on comes from ``source``."""
+        self._sources[ctx] = source
+
+    def restore_arguments(self, arguments: JsonObject, source: str) -> JsonObject:
+        """Placeholders of values ``source`` showed, in every string of ``arguments``, back to
+        values; every other placeholder stays as it is."""
         if self._redactor is None:
             return arguments  # nothing was issued yet
-        restored = self._redactor.restore_json(arguments)
+        restored = self._redactor.restore_json(arguments, source=source)
         assert isinstance(restored, dict)
         return restored
 
-    async def tool_result(
-        self, tool: str, result: JsonObject, *, redact: bool, protocol_version: str
-    ) -> JsonObject:
-        """``result`` of ``tool`` as the client may see it."""
-        if redact:
-            try:
-                result = await self._redact_tool_result(tool, result)
-            except RedactionTimeout as error:
-                logger.warning("tool %r: %s", tool, error)
-                return _withheld(str(error))
-        return self._shorten(result, protocol_version)
-
-    async def resource_result(self, result: JsonObject, *, redact: bool) -> JsonObject:
-        if not redact:
-            return result
-        redactor = await self.redactor()
-        contents = []
-        for item in result.get("contents") or []:
-            if isinstance(item, dict) and isinstance(item.get("text"), str):
-                item = {**item, "text": await redactor.redact_text_async(item["text"])}
-            contents.append(item)
-        return {**result, "contents": contents}
-
-    def read_output(self, uri: str) -> JsonObject | None:
-        """``resources/read`` of a stored output; None if ``uri`` is not (or no longer) one."""
-        text = self.store.get(uri)
+    def read_output(self, uri: str, ctx: RequestContext) -> JsonObject | None:
+        """``resources/read`` of a stored output; None if ``uri`` is not (or no longer) one.
+        Raises :class:`McpError` for an output another session made."""
+        text = self.store.get(uri, ctx.session.session_id)
         if text is None:
             return None
         return {"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}
 
-    async def _redact_tool_result(self, tool: str, result: JsonObject) -> JsonObject:
-        redactor = await self.redactor()
-        content = result.get("content")
-        if tool in KNOWN_SECRET_TOOLS and not result.get("isError") and isinstance(content, list):
-            for block in content:
-                if isinstance(block, dict) and isinstance(block.get("text"), str):
-                    redactor.add_known_secret(block["text"].strip(), "password")
-        redacted = dict(result)
-        if isinstance(content, list):
-            redacted["content"] = [await _redact_block(redactor, block) for block in content]
-        structured = result.get("structuredContent")
-        if structured is not None:
-            redacted["structuredContent"] = await redactor.redact_json_async(structured)
-        return redacted
+    # --- the outgoing filter ----------------------------------------------------------------
 
-    def _shorten(self, result: JsonObject, protocol_version: str) -> JsonObject:
+    async def outgoing(self, message: Message, ctx: RequestContext | None) -> Message | None:
+        """``message`` as the client may see it (the proxy server's outgoing filter)."""
+        source = self._sources.get(ctx) if ctx is not None else None
+        try:
+            return await self._redacted(message, ctx, source)
+        except (RedactionError, TypeError) as error:  # TypeError: not JSON, cannot be walked
+            return _withheld_message(message, ctx, source, str(error))
+
+    async def _redacted(
+        self, message: Message, ctx: RequestContext | None, source: Source | None
+    ) -> Message | None:
+        redactor = await self.redactor()
+        key = source.key if source is not None else None
+        rules = source.redact if source is not None else True
+
+        async def redact(value: Any) -> Any:
+            redacted = await redactor.redact_json_async(value, source=key, rules=rules)
+            return await _redact_blobs(redactor, redacted, key, rules)
+
+        if isinstance(message, Response):
+            result = message.result
+            tool_result = _is_tool_result(message, ctx, source)
+            if tool_result and source is not None:
+                refused = self._register_known_values(redactor, source, result)
+                if refused is not None:
+                    return Response(message.id, _withheld(refused))
+            result = await redact(result)
+            if tool_result and ctx is not None:
+                result = self._shorten(result, ctx)
+            return Response(message.id, result)
+        if isinstance(message, ErrorResponse):
+            error = message.error
+            parts = await redact({"message": error.message, "data": error.data})
+            return ErrorResponse(
+                message.id, ErrorObject(error.code, parts["message"], parts["data"])
+            )
+        if isinstance(message, Notification):
+            return Notification(message.method, await redact(message.params))
+        return Request(message.id, message.method, await redact(message.params))
+
+    def _register_known_values(
+        self, redactor: SecretRedactor, source: Source, result: JsonObject
+    ) -> str | None:
+        """Register a generated password as a known secret; why the result is refused, if."""
+        content = result.get("content")
+        if source.tool not in KNOWN_SECRET_TOOLS or result.get("isError"):
+            return None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                try:
+                    redactor.add_known_secret(block["text"].strip(), "password", source=source.key)
+                except KnownSecretTooShort as exc:
+                    return f"{source.tool} returned a value that cannot be kept secret: {exc}"
+        return None
+
+    def _shorten(self, result: JsonObject, ctx: RequestContext) -> JsonObject:
         content = result.get("content")
         if not isinstance(content, list):
             return result
@@ -202,7 +297,7 @@ class OutputGuard:
         lines, size = _text_size(whole)
         if lines <= self.limits.max_lines and size <= self.limits.max_bytes:
             return result
-        uri = self.store.add(whole, size)
+        uri = self.store.add(whole, size, ctx.session.session_id)
         limits = self.limits
         tail = tail_preview(
             whole,
@@ -216,7 +311,7 @@ class OutputGuard:
         )
         shortened: list[Any] = [{"type": "text", "text": note + tail}]
         shortened += [block for block in content if not _is_text(block)]
-        if has_resource_links(protocol_version):
+        if has_resource_links(ctx.protocol_version):
             shortened.append(
                 {
                     "type": "resource_link",
@@ -237,17 +332,44 @@ def _is_text(block: object) -> bool:
     return isinstance(block, dict) and block.get("type") == "text" and "text" in block
 
 
-async def _redact_block(redactor: SecretRedactor, block: Any) -> Any:
-    """Text, and the text of an embedded resource; images and audio are left alone."""
-    if not isinstance(block, dict):
-        return block
-    if _is_text(block) and isinstance(block["text"], str):
-        return {**block, "text": await redactor.redact_text_async(block["text"])}
-    resource = block.get("resource") if block.get("type") == "resource" else None
-    if isinstance(resource, dict) and isinstance(resource.get("text"), str):
-        text = await redactor.redact_text_async(resource["text"])
-        return {**block, "resource": {**resource, "text": text}}
-    return block
+def _is_tool_result(message: Response, ctx: RequestContext | None, source: Source | None) -> bool:
+    """Whether ``message`` answers a tools/call routed to an upstream with its tool result."""
+    return (
+        ctx is not None
+        and source is not None
+        and ctx.method == "tools/call"
+        and message.id == ctx.request_id
+        and isinstance(message.result.get("content"), list)
+    )
+
+
+async def _redact_blobs(
+    redactor: SecretRedactor, value: JsonValue, source: str | None, rules: bool
+) -> JsonValue:
+    """Base64 content (a resource's ``blob``, an image's or audio's ``data``) decoded and
+    scanned as text (UTF-8, else Latin-1 so that any bytes are text), re-encoded only when a
+    secret was cut out of it: a client may show the model what the bytes say."""
+    if isinstance(value, list):
+        return [await _redact_blobs(redactor, item, source, rules) for item in value]
+    if not isinstance(value, dict):
+        return value
+    copy = {key: await _redact_blobs(redactor, item, source, rules) for key, item in value.items()}
+    for key in ("blob", "data"):
+        encoded = copy.get(key)
+        if not isinstance(encoded, str) or (key == "data" and "mimeType" not in copy):
+            continue
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = raw.decode("latin-1"), "latin-1"
+        redacted = await redactor.redact_text_async(text, source=source, rules=rules)
+        if redacted != text:
+            copy[key] = base64.b64encode(redacted.encode(encoding, "replace")).decode("ascii")
+    return copy
 
 
 def _withheld(reason: str) -> JsonObject:
@@ -260,3 +382,29 @@ def _withheld(reason: str) -> JsonObject:
         ],
         "isError": True,
     }
+
+
+def _withheld_message(
+    message: Message, ctx: RequestContext | None, source: Source | None, reason: str
+) -> Message | None:
+    """What goes instead of a message that could not be checked: never the message."""
+    logger.warning("a message to a client was withheld: %s", reason)
+    if isinstance(message, Response):
+        if _is_tool_result(message, ctx, source):
+            return Response(message.id, _withheld(reason))
+        error = McpError(
+            INTERNAL_ERROR,
+            f"the answer was withheld: it could not be checked for secrets ({reason})",
+        )
+        return error.response_for(message.id)
+    if isinstance(message, ErrorResponse):
+        error = McpError(
+            message.error.code,
+            f"the error was withheld: it could not be checked for secrets ({reason})",
+        )
+        return error.response_for(message.id)
+    if isinstance(message, Request):
+        raise McpError(
+            INTERNAL_ERROR, f"{message.method} was not sent: it could not be checked for secrets"
+        )
+    return None  # a notification: dropped

@@ -29,7 +29,8 @@ def _prefix_field() -> Any:
 
 
 def _redact_field() -> Any:
-    # Secrets in its results become placeholders (and are restored in its calls' arguments).
+    # Secrets the rules find in what it sends become placeholders (restored in its own calls'
+    # arguments only). False: the rules do not run on it; known secrets are still redacted.
     return attrs.field(default=True, kw_only=True)
 
 

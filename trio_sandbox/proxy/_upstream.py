@@ -86,7 +86,7 @@ class Upstream:
     # A self-connected upstream's liveness check when idle (a ping, or discover when stateless).
     ping_interval: float = 5.0
     protocol_version: str | None = None
-    # Secrets in its results become placeholders, which its calls' arguments get back restored.
+    # False: the rules do not run on what it sends (known secrets are redacted all the same).
     redact: bool = True
     # Told (synchronously) when the listing may have changed; the proxy refreshes in its own task.
     on_listing_changed: Callable[[], None] | None = None
@@ -115,6 +115,11 @@ class Upstream:
             client.protocol_version if client is not None else None,
             self.collisions,
         )
+
+    def source_key(self, ctx: RequestContext | None) -> str:
+        """Who placeholders of this upstream's values are restored towards when it serves
+        ``ctx``'s request: the upstream itself, by name."""
+        return self.name
 
     @property
     def client(self) -> McpClient | None:

@@ -131,7 +131,7 @@ class Detector:
     def scan(self, text: str, starts: Sequence[Sequence[int]]) -> Scan:
         """The rule findings in ``text``, given where its keywords start."""
         findings: list[Finding] = []
-        if len(text) < self.min_width:
+        if len(text) < self.min_width or not any(starts):
             return findings
         triggered = sorted(
             {
@@ -257,3 +257,40 @@ class Detector:
                 return None
         rank = RANK_GENERIC if "generic" in rule.id else RANK_RULE
         return Finding(secret_start, secret_end, rule.id, rank)
+
+
+# The end of a private key shown without its beginning (`tail -5 key.pem`): the key material
+# on the lines just before an END ... PRIVATE KEY line. Found by walking back from each END
+# line, one line at a time, while lines look like key material; a walk stops at a line holding
+# "-----", so each line is walked at most once (linear). Lines of key material without their
+# BEGIN or END line (`sed -n 5,10p key.pem`) are not recognised: they look like any base64.
+_PEM_END: Final = re.compile(r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----", re.I)
+# What may start a line before its content: blanks, and a line number (cat -n, grep -n, view).
+_PREFIX: Final = r"[ \t]*(?:[0-9]{1,9}[:\t-][ \t]*)?"
+_LINE_PREFIX: Final = re.compile(_PREFIX, re.A)
+# A line of key material: base64, or a header of an encrypted key (Proc-Type, DEK-Info).
+_KEY_LINE: Final = re.compile(
+    _PREFIX + r"([A-Za-z0-9+/=]{1,128}|[A-Za-z-]{1,32}:[^\r\n]{0,200})[ \t]*\r?", re.A
+)
+# Key material before an END line is at least this long (one line of a key is 64 characters).
+_MIN_KEY_TAIL: Final = 16
+
+
+def private_key_tails(text: str) -> list[Finding]:
+    """The key material just before each END ... PRIVATE KEY line of ``text``, with that line."""
+    findings: list[Finding] = []
+    for end in _PEM_END.finditer(text):
+        line_start = text.rfind("\n", 0, end.start()) + 1
+        if not _LINE_PREFIX.fullmatch(text, line_start, end.start()):
+            continue  # the marker inside other text (source code naming it), not a key's end
+        position, material = line_start, 0
+        while position > 0:
+            previous = text.rfind("\n", 0, position - 1) + 1
+            line = _KEY_LINE.fullmatch(text, previous, position - 1)
+            if line is None or "-----" in line.group(1):
+                break
+            material += len(line.group(1))
+            position = previous
+        if material >= _MIN_KEY_TAIL:
+            findings.append(Finding(position, end.end(), "private-key"))
+    return findings

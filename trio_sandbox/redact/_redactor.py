@@ -27,7 +27,7 @@ from typing import Final, TypeAlias, TypeVar
 import attrs
 import trio
 
-from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned
+from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
 from ._keywords import StringIndex
 from ._rules import RuleSet, default_rules
 
@@ -41,6 +41,15 @@ JsonLike: TypeAlias = (
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED_SECRET:([A-Za-z0-9_.:-]{1,64}):([0-9a-f]{12})\]")
 MIN_KNOWN_SECRET_LENGTH: Final = 8
+# Known values are indexed by this many first characters, then compared whole: the index's
+# patterns grow with the strings' length (a PEM key in an environment variable would not build).
+_KNOWN_PREFIX: Final = 64
+# Characters each string of a JSON value counts at least, for the scanning budget: at the default
+# 2 s per MiB, 2 ms, some 25 times what scanning a short string costs.
+_MIN_STRING_SIZE: Final = 1024
+# JSON nested deeper than this is not walked (withheld): no MCP message needs it, and a walk
+# that deep is a way to make the check fail rather than a message.
+MAX_JSON_DEPTH: Final = 64
 _RULE_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Rounds of re-scanning the pieces between new placeholders; one or two suffice in practice.
 _MAX_ROUNDS: Final = 8
@@ -48,19 +57,32 @@ _MAX_ROUNDS: Final = 8
 _STEP_BUDGET: Final = 0.002
 
 _Steps: TypeAlias = Generator[None, None, str]
+# A text cut at its placeholders: each plain piece with its secrets' spans (none for a placeholder)
+_Scanned: TypeAlias = "list[tuple[str, list[_Span]]]"
 _TextSteps: TypeAlias = Callable[[str], _Steps]
 _T = TypeVar("_T")
 
 
-class RedactionTimeout(Exception):
-    """Scanning one text took longer than the redactor allows. Python's regex engine
-    backtracks, and some rules are slow on some texts (thousands of "curl" on one line): a text
-    can be made slow to scan. The text was not redacted; do not pass it on."""
+class RedactionError(Exception):
+    """A text or JSON value could not be checked for secrets; do not pass it on."""
+
+
+class RedactionTimeout(RedactionError):
+    """Scanning one text (or every string of one JSON value) took longer than the redactor
+    allows. Python's regex engine backtracks, and some rules are slow on some texts (thousands
+    of "curl" on one line): a text can be made slow to scan. The text was not redacted; do not
+    pass it on."""
+
+
+class KnownSecretTooShort(ValueError):
+    """A value given as a known secret is shorter than :data:`MIN_KNOWN_SECRET_LENGTH`: it cannot
+    be redacted wherever it appears without hiding ordinary text, so it is refused, never
+    silently left in clear."""
 
 
 @attrs.define(eq=False)
 class _Budget:
-    """Scanning time left for one text, counting only the scan's own steps."""
+    """Scanning time left for one text or JSON value, counting only the scan's own steps."""
 
     size: int
     limit: float
@@ -96,21 +118,35 @@ class SecretRedactor:
     _values: dict[str, str] = attrs.field(init=False, factory=dict)  # placeholder -> value
     _known: dict[str, str] = attrs.field(init=False, factory=dict)  # known value -> rule name
     _known_index: StringIndex | None = attrs.field(init=False, default=None)
+    _known_by_prefix: dict[str, list[str]] = attrs.field(init=False, factory=dict)
+    # placeholder -> the sources whose text held its value (see redact_text's `source`)
+    _owners: dict[str, set[str | None]] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._detector = _detector_for(self.rules)
 
     # -- known values --------------------------------------------------------------------
 
-    def add_known_secret(self, value: str, rule: str = "known") -> str | None:
+    def add_known_secret(
+        self, value: str, rule: str = "known", *, source: str | None = None
+    ) -> str:
         """Redact ``value`` wherever it appears from now on, even where no rule would match.
 
         ``rule`` names it in the placeholder (``password``, ``env:GITHUB_TOKEN``); a value that
-        already has a placeholder keeps it. Returns the value's placeholder, or None when the
-        value is ignored because it is shorter than :data:`MIN_KNOWN_SECRET_LENGTH` (redacting
-        every "a" of a text would hide the text, not the secret); that is logged with the rule
-        name, never the value.
+        already has a placeholder keeps it. ``source`` is who may have it restored (as if its
+        text had held the value). Returns the value's placeholder. Raises
+        :class:`KnownSecretTooShort` when the value is shorter than
+        :data:`MIN_KNOWN_SECRET_LENGTH` (redacting every "a" of a text would hide the text, not
+        the secret); the message names the rule, never the value.
         """
+        self.check_known_secret(value, rule)
+        placeholder = self._placeholder(value, rule)
+        self._owners[placeholder].add(source)
+        return placeholder
+
+    @staticmethod
+    def check_known_secret(value: str, rule: str = "known") -> None:
+        """Raise what :meth:`add_known_secret` would raise for ``value`` and ``rule``."""
         if not isinstance(value, str):
             raise TypeError(f"a known secret is a str, not {type(value).__name__}")
         if not isinstance(rule, str) or not _RULE_NAME.fullmatch(rule):
@@ -118,56 +154,76 @@ class SecretRedactor:
                 f"rule name {rule!r} must be 1-64 characters of letters, digits and _ . : -"
             )
         if len(value) < MIN_KNOWN_SECRET_LENGTH:
-            logger.warning(
-                "known secret %s ignored: %d characters, fewer than %d, would redact ordinary text",
-                rule,
-                len(value),
-                MIN_KNOWN_SECRET_LENGTH,
+            raise KnownSecretTooShort(
+                f"known secret {rule} has {len(value)} characters, fewer than"
+                f" {MIN_KNOWN_SECRET_LENGTH}: it cannot be redacted without hiding ordinary text"
             )
-            return None
-        if value not in self._known:
-            self._known[value] = rule
-            self._known_index = None
-        return self._placeholder(value, rule)
 
     # -- text ----------------------------------------------------------------------------
 
-    def redact_text(self, text: str) -> str:
+    def redact_text(self, text: str, *, source: str | None = None, rules: bool = True) -> str:
         """``text`` with every secret found replaced by its placeholder (blocks the thread: for
         large text in a Trio program use :meth:`redact_text_async`). Raises
         :class:`RedactionTimeout` when scanning takes longer than :attr:`seconds_per_mib`
-        allows."""
-        return _run(self._redact_steps(_checked_str(text)))
+        allows.
 
-    async def redact_text_async(self, text: str) -> str:
+        ``source`` names who wrote the text: each value found in it may be restored towards that
+        source from then on (:meth:`restore_text`), and towards no other that did not show it
+        too. Placeholders already in the text (issued or forged) give their source nothing.
+        ``rules=False`` redacts known values and values found before only (the rules do not run).
+        """
+        return _run(self._text_steps(_checked_str(text), source, rules))
+
+    async def redact_text_async(
+        self, text: str, *, source: str | None = None, rules: bool = True
+    ) -> str:
         """:meth:`redact_text` in steps of a few milliseconds, letting other tasks run between
         them. Cancelling it leaves the redactor as it was."""
-        return await _run_async(self._redact_steps(_checked_str(text)))
+        return await _run_async(self._text_steps(_checked_str(text), source, rules))
 
-    def restore_text(self, text: str) -> str:
-        """``text`` with each placeholder this redactor issued replaced by its value, in one
-        pass: a restored value that looks like a placeholder stays as it is. Placeholders it
-        never issued pass unchanged."""
+    def restore_text(self, text: str, *, source: str | None = None) -> str:
+        """``text`` with each placeholder whose value ``source`` showed (in a text redacted with
+        that source, or a known secret added for it) replaced by its value, in one pass: a
+        restored value that looks like a placeholder stays as it is. Every other placeholder
+        passes unchanged."""
         values = self._values
-        return PLACEHOLDER.sub(
-            lambda match: values.get(match.group(0), match.group(0)), _checked_str(text)
-        )
+        owners = self._owners
+
+        def value(match: re.Match[str]) -> str:
+            placeholder = match.group(0)
+            if source in owners.get(placeholder, ()):
+                return values[placeholder]
+            return placeholder
+
+        return PLACEHOLDER.sub(value, _checked_str(text))
 
     # -- JSON ----------------------------------------------------------------------------
 
-    def redact_json(self, value: JsonLike) -> JsonValue:
+    def redact_json(
+        self, value: JsonLike, *, source: str | None = None, rules: bool = True
+    ) -> JsonValue:
         """A copy of a JSON value (dicts, lists, str, numbers, bools, None; tuples and other
         mappings are taken as lists and dicts) with every string in it, keys included, redacted
-        on its own. A secret found in one string gets the same placeholder in every other."""
-        return _run(self._json_steps(value, self._redact_steps, "$"))
+        on its own. A secret found in one string gets the same placeholder in every other. The
+        scanning time allowed is for all its strings together; a value nested deeper than
+        :data:`MAX_JSON_DEPTH` raises :class:`RedactionError`."""
+        return _run(self._json_redact_steps(value, source, rules))
 
-    async def redact_json_async(self, value: JsonLike) -> JsonValue:
+    async def redact_json_async(
+        self, value: JsonLike, *, source: str | None = None, rules: bool = True
+    ) -> JsonValue:
         """:meth:`redact_json` in steps, like :meth:`redact_text_async`."""
-        return await _run_async(self._json_steps(value, self._redact_steps, "$"))
+        return await _run_async(self._json_redact_steps(value, source, rules))
 
-    def restore_json(self, value: JsonLike) -> JsonValue:
-        """A copy of a JSON value (e.g. tool-call arguments) with every string restored."""
-        return _run(self._json_steps(value, self._restore_steps, "$"))
+    def restore_json(self, value: JsonLike, *, source: str | None = None) -> JsonValue:
+        """A copy of a JSON value (e.g. tool-call arguments) with every string restored towards
+        ``source`` (see :meth:`restore_text`)."""
+
+        def restore(text: str) -> _Steps:
+            yield from ()  # a generator, like the redacting steps, for the shared JSON walk
+            return self.restore_text(text, source=source)
+
+        return _run(self._json_steps(value, restore, "$", 0))
 
     # -- internals -----------------------------------------------------------------------
 
@@ -179,23 +235,60 @@ class SecretRedactor:
                 placeholder = f"[REDACTED_SECRET:{rule}:{secrets.token_hex(6)}]"
             self._placeholders[value] = placeholder
             self._values[placeholder] = value
+            self._owners[placeholder] = set()
+            # A value found once is found again wherever it appears, whatever surrounds it: an
+            # upstream given the value back (restored) cannot echo it bare, past the rule that
+            # needed its context. Shorter ones would redact ordinary text.
+            if len(value) >= MIN_KNOWN_SECRET_LENGTH and value not in self._known:
+                self._known[value] = rule
+                self._known_index = None
         return placeholder
 
-    def _restore_steps(self, text: str) -> _Steps:
-        yield from ()  # a generator, like _redact_steps, for the shared JSON walk
-        return self.restore_text(text)
+    def _budget(self, size: int) -> _Budget:
+        return _Budget(size, self.seconds_per_mib * max(1.0, size / 2**20))
+
+    def _text_steps(self, text: str, source: str | None, rules: bool) -> _Steps:
+        spans = yield from self._scan_steps(text, self._budget(len(text)), rules)
+        return self._apply(spans, source)
+
+    def _json_redact_steps(
+        self, value: JsonLike, source: str | None, rules: bool
+    ) -> Generator[None, None, JsonValue]:
+        budget = self._budget(_string_size(value))
+        scanned: list[_Scanned] = []
+
+        def scan(text: str) -> _Steps:
+            scanned.append((yield from self._scan_steps(text, budget, rules)))
+            return ""
+
+        # First every string is scanned, then the copy is made: the map changes only once the
+        # whole value is scanned, so a cancelled or timed-out scan leaves no trace.
+        yield from self._json_steps(value, scan, "$", 0)
+        results = iter([self._apply(one, source) for one in scanned])
+
+        def apply(text: str) -> _Steps:
+            yield from ()
+            return next(results)
+
+        return (yield from self._json_steps(value, apply, "$", 0))
 
     def _json_steps(
-        self, value: JsonLike, text_steps: _TextSteps, path: str
+        self, value: JsonLike, text_steps: _TextSteps, path: str, depth: int
     ) -> Generator[None, None, JsonValue]:
         if isinstance(value, str):
             return (yield from text_steps(value))
         if value is None or isinstance(value, bool | int | float):
             return value
+        if depth >= MAX_JSON_DEPTH:
+            raise RedactionError(
+                f"JSON nested deeper than {MAX_JSON_DEPTH} levels at {path[:200]}: not checked"
+            )
         if isinstance(value, list | tuple):
             items: list[JsonValue] = []
             for index, item in enumerate(value):
-                items.append((yield from self._json_steps(item, text_steps, f"{path}[{index}]")))
+                items.append(
+                    (yield from self._json_steps(item, text_steps, f"{path}[{index}]", depth + 1))
+                )
             return items
         if isinstance(value, Mapping):
             copy: dict[str, JsonValue] = {}
@@ -203,50 +296,61 @@ class SecretRedactor:
                 if not isinstance(key, str):
                     raise TypeError(f"JSON object key at {path} is a {type(key).__name__}, not str")
                 new_key = yield from text_steps(key)
-                copy[new_key] = yield from self._json_steps(item, text_steps, f"{path}.{key}")
+                copy[new_key] = yield from self._json_steps(
+                    item, text_steps, f"{path}.{key}", depth + 1
+                )
             return copy
         raise TypeError(f"not a JSON value at {path}: {type(value).__name__}")
 
-    def _redact_steps(self, text: str) -> _Steps:
+    def _scan_steps(
+        self, text: str, budget: _Budget, rules: bool
+    ) -> Generator[None, None, _Scanned]:
+        """The pieces of ``text`` between placeholders, each with its secrets' spans."""
         known_index = self._known_index_now()
-        shortest = self._detector.min_width
+        shortest = self._detector.min_width if rules else math.inf
         if known_index is not None:
             shortest = min(shortest, MIN_KNOWN_SECRET_LENGTH)
-        budget = _Budget(len(text), self.seconds_per_mib * max(1.0, len(text) / 2**20))
-        pieces: list[tuple[str, list[_Span]]] = []  # plain text and its secrets, placeholders
+        pieces: _Scanned = []  # plain text and its secrets, placeholders
         position = 0
         for placeholder in [*PLACEHOLDER.finditer(text), None]:
             end = len(text) if placeholder is None else placeholder.start()
             plain = text[position:end]
             spans: list[_Span] = []
             if len(plain) >= shortest:
-                spans = yield from _metered(self._scan_plain(plain, known_index), budget)
+                spans = yield from _metered(self._scan_plain(plain, known_index, rules), budget)
             pieces.append((plain, spans))
             if placeholder is not None:
                 pieces.append((placeholder.group(0), []))
                 position = placeholder.end()
-        # No yield from here on: the map changes only once the whole text is scanned, so a
-        # cancelled scan leaves no trace.
+        return pieces
+
+    def _apply(self, pieces: _Scanned, source: str | None) -> str:
+        """The text of scanned ``pieces`` with placeholders for their secrets (no yield: the map
+        changes at once, after the scan)."""
         out: list[str] = []
         count = 0
         for plain, spans in pieces:
             position = 0
             for span in spans:
                 out.append(plain[position : span.start])
-                out.append(self._placeholder(plain[span.start : span.end], span.rule))
+                placeholder = self._placeholder(plain[span.start : span.end], span.rule)
+                self._owners[placeholder].add(source)
+                out.append(placeholder)
                 position = span.end
             out.append(plain[position:])
             count += len(spans)
         if count:
-            logger.debug("redacted %d secrets in %d characters", count, len(text))
+            logger.debug("redacted %d secrets", count)
         return "".join(out)
 
     def _scan_plain(
-        self, text: str, known_index: StringIndex | None
+        self, text: str, known_index: StringIndex | None, rules: bool = True
     ) -> Generator[None, None, list[_Span]]:
         """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
         detector = self._detector
-        keyword_starts = yield from detector.keyword_starts(lower_aligned(text))
+        keyword_starts: list[list[int]] = [[] for _ in detector.keywords.strings]
+        if rules:
+            keyword_starts = yield from detector.keyword_starts(lower_aligned(text))
         known_starts: list[list[int]] = []
         if known_index is not None:
             known_starts = yield from known_index.occurrences(text)
@@ -256,11 +360,16 @@ class SecretRedactor:
             next_pending: list[tuple[int, int]] = []
             for begin, end in pending:
                 piece = text[begin:end]
-                findings = yield from detector.scan(
-                    piece, detector.restrict(keyword_starts, begin, end)
-                )
+                findings: list[Finding] = []
+                if rules:
+                    findings = yield from detector.scan(
+                        piece, detector.restrict(keyword_starts, begin, end)
+                    )
+                    findings.extend(private_key_tails(piece))
                 if known_index is not None:
-                    findings.extend(self._known_findings(known_index, known_starts, begin, end))
+                    findings.extend(
+                        self._known_findings(text, known_index, known_starts, begin, end)
+                    )
                 spans = _merge(findings)
                 result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
                 # Re-scan what is left between the new placeholders (and at the piece's ends).
@@ -283,17 +392,33 @@ class SecretRedactor:
         return result
 
     def _known_findings(
-        self, index: StringIndex, starts: Sequence[Sequence[int]], begin: int, end: int
+        self,
+        text: str,
+        index: StringIndex,
+        starts: Sequence[Sequence[int]],
+        begin: int,
+        end: int,
     ) -> Iterable[Finding]:
-        for value, positions in zip(index.strings, starts, strict=True):
-            rule = self._known[value]
-            for position in positions:
-                if begin <= position and position + len(value) <= end:
-                    yield Finding(position - begin, position - begin + len(value), rule, RANK_KNOWN)
+        for prefix, positions in zip(index.strings, starts, strict=True):
+            for value in self._known_by_prefix[prefix]:
+                rule = self._known[value]
+                for position in positions:
+                    if (
+                        begin <= position
+                        and position + len(value) <= end
+                        and text.startswith(value, position)
+                    ):
+                        yield Finding(
+                            position - begin, position - begin + len(value), rule, RANK_KNOWN
+                        )
 
     def _known_index_now(self) -> StringIndex | None:
         if self._known and self._known_index is None:
-            self._known_index = StringIndex.build(self._known, case_sensitive=True)
+            by_prefix: dict[str, list[str]] = {}
+            for value in self._known:
+                by_prefix.setdefault(value[:_KNOWN_PREFIX], []).append(value)
+            self._known_by_prefix = by_prefix
+            self._known_index = StringIndex.build(by_prefix, case_sensitive=True)
         return self._known_index
 
 
@@ -327,6 +452,24 @@ def _detector_for(rules: RuleSet) -> Detector:
     if detector is None:
         detector = _detectors[rules] = Detector.build(rules)
     return detector
+
+
+def _string_size(value: JsonLike) -> int:
+    """The size a JSON value's scanning budget is for: its strings' characters, keys included,
+    each string counting at least :data:`_MIN_STRING_SIZE` (a scan has a fixed cost per string,
+    about 80 us, which thousands of small strings add up to)."""
+    size = 0
+    stack: list[JsonLike] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += max(len(item), _MIN_STRING_SIZE)
+        elif isinstance(item, Mapping):
+            size += sum(max(len(key), _MIN_STRING_SIZE) for key in item if isinstance(key, str))
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return size
 
 
 def _checked_str(text: object) -> str:

@@ -178,11 +178,38 @@ _OUR_ALLOWLISTS: Final = {
 }
 
 
+# Ours too: gitleaks' private-key rule needs the END line, but the first lines of a key are a
+# secret on their own (`head -3 key.pem`, a file viewer's line range). From the BEGIN line on,
+# every line of key material (base64, the Proc-Type / DEK-Info headers of an encrypted key,
+# blank lines; each may start with a line number, as `cat -n`, `grep -n` and the view tool
+# print them) is taken, to the END line, the end of the text, or the first other line. A body
+# without its BEGIN line (`sed -n 5,10p key.pem`) is not recognised: its lines look like any
+# base64 in a build log, and finding them backwards from an END line costs a pass per line.
+# A line break, and the line number `cat -n`, `grep -n` or the view tool may start a line with.
+_PEM_LINE: Final = r"[ \t]*\r?\n[ \t]*(?:[0-9]{1,9}[:\t-][ \t]*)?"
+_PEM_HEADER: Final = r"[A-Za-z-]{1,32}:[^\r\n]{0,200}"
+_PEM_MARK: Final = r"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+_PRIVATE_KEY_START: Final = (
+    rf"(?i)-----BEGIN{_PEM_MARK}(?:{_PEM_LINE}{_PEM_HEADER})*(?:{_PEM_LINE})?"
+    rf"{_PEM_LINE}[A-Za-z0-9+/=]{{16,128}}"
+    rf"(?:{_PEM_LINE}(?:{_PEM_HEADER}|[A-Za-z0-9+/=]{{1,128}})?)*"
+    rf"(?:(?:{_PEM_LINE})?-----END{_PEM_MARK})?"
+)
+_OUR_RULES: Final = f"""
+[[rules]]
+id = "private-key"
+description = "The beginning of a private key, with as much of its body as follows."
+regex = '''{_PRIVATE_KEY_START}'''
+keywords = ["-----begin"]
+"""
+
+
 @functools.cache
 def default_rules() -> RuleSet:
-    """The vendored gitleaks rule set (with our allowlist above), loaded once per process."""
-    data = importlib.resources.files(__package__).joinpath("gitleaks.toml").read_bytes()
-    return load_rules(data, extra_allowlists=_OUR_ALLOWLISTS)
+    """The vendored gitleaks rule set (with our allowlist and rule above), loaded once per
+    process."""
+    data = importlib.resources.files(__package__).joinpath("gitleaks.toml").read_text()
+    return load_rules(data + _OUR_RULES, extra_allowlists=_OUR_ALLOWLISTS)
 
 
 def default_rules_loaded() -> bool:

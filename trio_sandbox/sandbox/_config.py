@@ -115,7 +115,9 @@ class SandboxConfig:
     network: str = attrs.field(default="none", validator=_network_mode)
     allow_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
     deny_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
-    # Secrets in the sandbox's results become placeholders, restored in its calls' arguments.
+    # Secrets the rules find in what the sandbox sends become placeholders, restored only in
+    # its own calls' arguments. False: the rules do not run on it; known secrets (secret_env,
+    # generated passwords, values found before) are redacted whatever this says.
     redact: bool = True
     # Host variables passed into the sandbox whose values are always redacted (tokens).
     secret_env: Sequence[str] = attrs.field(default=(), converter=_strings)

@@ -38,6 +38,7 @@ from ..mcp import (
     open_mcp_client,
 )
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
+from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
 from ..warden import WrapUsageError, parse_volume
 from ._config import SandboxConfig, SandboxMode
@@ -238,14 +239,23 @@ async def open_sandbox(
     )
     guard = OutputGuard(config.output_limits)
     for name, value in secret_environment(config, os.environ).items():
-        guard.add_known_secret(value, f"env:{name}")
+        try:
+            guard.add_known_secret(value, f"env:{name}", source=upstream.source_key(None))
+        except KnownSecretTooShort:
+            # Never passed in clear: a value this short cannot be redacted, so no start.
+            raise SandboxStartError(
+                "secret_env",
+                f"secret_env {name} has a value of {len(value)} characters, fewer than"
+                f" {MIN_KNOWN_SECRET_LENGTH}: too short to be redacted wherever it appears;"
+                " use a longer secret or pass it with env_passthrough instead",
+            ) from None
     supervisor = Supervisor(config, launcher, upstream)
     sandbox = Sandbox(config, chain, supervisor, sessions)
     with single_error():
         async with trio.open_nursery() as nursery:
-            if config.redact or any(spec.redact for spec in config.upstreams):
-                # The rules compile in a thread while the sandbox boots, not on the first call.
-                nursery.start_soon(guard.redactor)
+            # The rules compile in a thread while the sandbox boots, not on the first message
+            # (every message to a client is redacted, whatever the upstreams' settings).
+            nursery.start_soon(guard.redactor)
             if sessions is not None:
                 await nursery.start(sessions.serve)
             await nursery.start(supervisor.serve)

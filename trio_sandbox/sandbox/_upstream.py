@@ -40,6 +40,13 @@ class SandboxUpstream(Upstream):
     # Bumped on every attach: tells a call that lost its session from one that never had one.
     attached_generation: int = 0
 
+    def source_key(self, ctx: RequestContext | None) -> str:
+        """In ephemeral mode a session's sandbox is a source of its own: what one session's
+        sandbox printed is never restored into another's."""
+        if self.route is not None and ctx is not None and ctx.session.session_id is not None:
+            return f"{self.name} session {ctx.session.session_id}"
+        return self.name
+
     def attach(self, client: object) -> None:
         self.attached_generation += 1
         super().attach(client)  # type: ignore[arg-type]

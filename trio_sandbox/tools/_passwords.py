@@ -7,23 +7,32 @@ import string
 from typing import Any
 
 from ..mcp import McpServer, RequestContext, Tool
+from ..redact import MIN_KNOWN_SECRET_LENGTH
 from ._limits import ToolLimits
 from ._schema import object_schema
 
 DEFAULT_LENGTH = 15  # the original tool server's default
+# The proxy redacts a generated password wherever it appears, which it can do only for values
+# this long (a shorter one would hide ordinary text): shorter passwords are refused, not made.
+MIN_LENGTH = MIN_KNOWN_SECRET_LENGTH
 # Symbols that need no quoting in most shells, URLs' userinfo aside, and config formats.
 SYMBOLS = "!@#$%^&*()-_=+[]{}:,.?~"
 
 
 def generate_password(length: int = DEFAULT_LENGTH, *, no_symbols: bool = False) -> str:
-    """A password from ``secrets``, with at least one character of each class when it fits."""
+    """A password from ``secrets``, with at least one character of each class."""
+    if length < MIN_LENGTH:
+        raise ValueError(
+            f"length {length} is below the minimum of {MIN_LENGTH}: a shorter password could"
+            " not be kept from the model"
+        )
     classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits]
     if not no_symbols:
         classes.append(SYMBOLS)
     alphabet = "".join(classes)
     while True:
         password = "".join(secrets.choice(alphabet) for _ in range(length))
-        if length < len(classes) or all(any(c in cls for c in password) for cls in classes):
+        if all(any(c in cls for c in password) for cls in classes):
             return password
 
 
@@ -38,9 +47,12 @@ def password_tool(limits: ToolLimits) -> Tool:
             {
                 "length": {
                     "type": "integer",
-                    "minimum": 1,
+                    "minimum": MIN_LENGTH,
                     "maximum": limits.max_password_length,
-                    "description": f"Number of characters (default {DEFAULT_LENGTH}).",
+                    "description": (
+                        f"Number of characters (default {DEFAULT_LENGTH}, at least {MIN_LENGTH}:"
+                        " shorter passwords could not be redacted)."
+                    ),
                 },
                 "no_symbols": {
                     "type": "boolean",
