@@ -10,6 +10,7 @@ sandbox's pid namespace — and that the next call works. The program that drive
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,27 @@ async def test_hostile_output_input_and_commands_do_not_stop_the_next_call(
     assert left["left"] == ["sleep 1000"]
     assert len(left["all"]) == 3
     assert worked(next_) == NEXT_WORKED
+
+
+@needs_bwrap
+async def test_a_request_over_the_message_bound_fails_alone_and_the_sandbox_stays(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    # The tool server closes the connection on a message over its bound; sent as it was, a model
+    # could restart the sandbox (and lose every background task) with one oversized argument.
+    oversized = 5 * 1024 * 1024
+    plan = {"steps": [command("#" + "a" * oversized), NEXT]}
+    report = await run_child(sandbox_user, workspace, plan)
+    refused, next_ = report["results"]
+    assert refused["exception"] == "McpError"
+    sent = re.fullmatch(
+        r"message of (\d+) bytes is over the (\d+)-byte limit of one message; it was not sent",
+        refused["text"],
+    )
+    assert sent is not None, refused
+    assert int(sent[1]) > oversized > int(sent[2])
+    assert worked(next_) == NEXT_WORKED
+    assert report["generation"] == 1
 
 
 # --- in-process: the tool server alone, on virtual time -----------------------------------------

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from ._jsonrpc import INVALID_REQUEST, ErrorResponse, McpError, dump_message
+from ._jsonrpc import INVALID_REQUEST, MAX_MESSAGE_BYTES, ErrorResponse, McpError, dump_message
 
 Scope: TypeAlias = MutableMapping[str, Any]
 AsgiMessage: TypeAlias = MutableMapping[str, Any]
@@ -31,7 +31,7 @@ class HttpSettings:
     allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
     # Browser origins allowed besides the loopback ones (403 otherwise).
     allowed_origins: frozenset[str] = frozenset()
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = MAX_MESSAGE_BYTES
     # A POST's whole body must arrive within this (a slow sender holds a connection otherwise).
     body_timeout: float = 30.0
     sse_keepalive_seconds: float = 15.0

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import attrs
 import trio
 
-from ._jsonrpc import Message, MessageDecodeError, decode_message, dump_message, parse_json
+from ._jsonrpc import (
+    MAX_MESSAGE_BYTES,
+    Message,
+    MessageDecodeError,
+    decode_message,
+    dump_bounded,
+    parse_json,
+)
 from ._transport import ClientInbox, McpConnectionError
 
 logger = logging.getLogger("trio_sandbox.mcp.duplex_client")
@@ -26,6 +33,8 @@ class DuplexTransport:
     closed: bool = False
     # A message channel has no response stream to close: cancellation is always said.
     closes_stream_to_cancel: bool = False
+    # The server's bound on one message: over it, the request fails here, the channel stays.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     _lock: trio.Lock = attrs.field(factory=trio.Lock)
 
     def set_protocol_version(self, version: str | None) -> None:
@@ -37,7 +46,7 @@ class DuplexTransport:
     async def send(self, message: Message, headers: Mapping[str, str]) -> None:
         if self.closed:
             raise McpConnectionError(self.target, "the connection is closed")
-        data = dump_message(message)
+        data = dump_bounded(message, self.max_message_bytes)
         async with self._lock:
             try:
                 await self._send_bytes(data)

@@ -22,6 +22,7 @@ import trio
 from ._asgi import SESSION_HEADER, VERSION_HEADER
 from ._http11 import HttpClientError, HttpPool, HttpResponse, LineReader
 from ._jsonrpc import (
+    MAX_MESSAGE_BYTES,
     ErrorResponse,
     Message,
     MessageDecodeError,
@@ -29,7 +30,7 @@ from ._jsonrpc import (
     RequestId,
     Response,
     decode_message,
-    dump_message,
+    dump_bounded,
 )
 from ._transport import (
     ClientInbox,
@@ -63,6 +64,8 @@ class HttpTransport:
     protocol_version: str | None = None
     session_id: str | None = None
     closes_stream_to_cancel: bool = True
+    # The server's bound on one message: over it, the request fails here, the connection stays.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     _standalone_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def set_protocol_version(self, version: str | None) -> None:
@@ -83,7 +86,7 @@ class HttpTransport:
     async def send(self, message: Message, headers: Mapping[str, str]) -> None:
         all_headers = self._headers(headers, _ACCEPT_BOTH)
         all_headers.append((b"Content-Type", b"application/json"))
-        body = dump_message(message)
+        body = dump_bounded(message, self.max_message_bytes)
         try:
             if isinstance(message, Request):
                 await self._post_request(message, body, all_headers)
@@ -251,8 +254,10 @@ def http_transport(
     headers: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10.0,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> TransportFactory:
-    """A Streamable HTTP transport; ``headers`` for bearer tokens, ``ssl_context`` for (m)TLS."""
+    """A Streamable HTTP transport; ``headers`` for bearer tokens, ``ssl_context`` for (m)TLS,
+    ``max_message_bytes`` the server's bound on one request."""
 
     @asynccontextmanager
     async def open_transport(inbox: ClientInbox) -> AsyncIterator[HttpTransport]:
@@ -264,6 +269,7 @@ def http_transport(
         try:
             async with trio.open_nursery() as nursery:
                 transport = HttpTransport(url, pool, inbox, nursery, base)
+                transport.max_message_bytes = max_message_bytes
                 try:
                     yield transport
                 finally:

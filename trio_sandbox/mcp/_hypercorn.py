@@ -17,6 +17,7 @@ import trio
 
 from ._asgi import Receive, Scope, Send
 from ._http_app import McpHttpApp
+from ._jsonrpc import MAX_MESSAGE_BYTES
 
 
 class _HypercornConfig(hypercorn.config.Config):
@@ -66,7 +67,7 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = logging.getLogger("trio_sandbox.mcp.hypercorn")
     config.websocket_max_message_size = (
-        app.settings.max_body_bytes if isinstance(app, McpHttpApp) else 4 * 1024 * 1024
+        app.settings.max_body_bytes if isinstance(app, McpHttpApp) else MAX_MESSAGE_BYTES
     )
     if ssl_context is not None:
         config.alpn_protocols = ["http/1.1"]

@@ -203,3 +203,20 @@ def dumps(value: object) -> bytes:
 
 def dump_message(message: Message) -> bytes:
     return dumps(encode_message(message))
+
+
+# What one message may weigh on every face and transport, by default (HTTP body, WebSocket frame).
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+
+
+def dump_bounded(message: Message, limit: int) -> bytes:
+    """``message`` encoded, or an McpError when it is over ``limit``: a peer refuses such a
+    message by closing the connection, which would look like a dead server."""
+    data = dump_message(message)
+    if len(data) > limit:
+        raise McpError(
+            INVALID_PARAMS,
+            f"message of {len(data)} bytes is over the {limit}-byte limit of one message;"
+            " it was not sent",
+        )
+    return data

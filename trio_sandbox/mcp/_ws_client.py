@@ -10,6 +10,7 @@ import trio
 import trio_websocket
 
 from ._duplex_client import DuplexTransport, pump_incoming
+from ._jsonrpc import MAX_MESSAGE_BYTES
 from ._transport import ClientInbox, McpConnectionError, TransportFactory
 from ._versions import WEBSOCKET_SUBPROTOCOL
 
@@ -19,7 +20,7 @@ def websocket_transport(
     *,
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10.0,
-    max_message_size: int = 4 * 1024 * 1024,
+    max_message_size: int = MAX_MESSAGE_BYTES,
 ) -> TransportFactory:
     """A WebSocket transport. The connect timeout is short on purpose: trio-websocket's default
     waits 60 s when a TLS handshake fails."""
@@ -53,7 +54,7 @@ def websocket_transport(
                         except trio_websocket.ConnectionClosed:
                             return
 
-                transport = DuplexTransport(url, send_text)
+                transport = DuplexTransport(url, send_text, max_message_bytes=max_message_size)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(pump_incoming, transport, frames(), inbox)
                     yield transport
