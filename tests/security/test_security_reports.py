@@ -12,10 +12,8 @@ the ordinary user; podman (root) for the warden's channel.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,10 @@ from reports_probes import (
     HELLO,
     serving_hello,
 )
+from reports_warden import run_warden_with_report_fd
 from sandbox_users import SandboxUser
 from test_warden_podman import IMAGE, _image_present
-from warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, warden_argv, wrap
+from warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, wrap
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -112,39 +111,6 @@ async def test_forged_reports_change_neither_status_nor_warnings(
     assert after["text"] == "next\n[exit code 0]"
     assert second_fetch["text"] == HELLO.decode() + "[exit code 0]"
     assert report["generation"] == 1
-
-
-async def run_warden_with_report_fd(
-    user: SandboxUser, *options: str, image: str = "host", command: list[str]
-) -> tuple[subprocess.CompletedProcess[bytes], list[str], int]:
-    """The warden as ``user`` with a report pipe: its result, the report lines, the pipe's
-    inode."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    inode = os.fstat(read_fd).st_ino
-    lines: list[str] = []
-    argv = [*warden_argv(user, "--report-fd", str(write_fd), *options), image, "--", *command]
-    async with trio.lowlevel.FdStream(read_fd) as reading, trio.open_nursery() as nursery:
-
-        async def read_reports() -> None:
-            data = b""
-            while chunk := await reading.receive_some():
-                data += chunk
-            lines.extend(data.decode().splitlines())
-
-        nursery.start_soon(read_reports)
-        try:
-            with trio.fail_after(HANG_GUARD_SECONDS):
-                result = await trio.run_process(
-                    argv,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    pass_fds=(write_fd,),
-                    env=user.env(),
-                )
-        finally:
-            os.close(write_fd)  # the warden's copy is gone with it: the reader sees EOF
-    return result, lines, inode
 
 
 def assert_only_the_wardens_reports(lines: list[str], enforced_by: str) -> None:
