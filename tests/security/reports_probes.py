@@ -47,12 +47,15 @@ FORGED_LINES = "\n".join(
 FORGE = (
     r"""
 import os, sys
-host_workspace = sys.argv[1]
-os.makedirs("/work/forged-cgroup", exist_ok=True)
-for name, value in (("memory.usage_in_bytes", MEMORY), ("memory.current", MEMORY),
-                    ("pids.current", PIDS)):
-    with open("/work/forged-cgroup/" + name, "w") as out:
-        out.write("%d\n" % value)
+host_workspace = sys.argv[1] if len(sys.argv) > 1 else "/nowhere"
+try:  # a cgroup directory of the sandbox's making, where it has a workspace
+    os.makedirs("/work/forged-cgroup", exist_ok=True)
+    for name, value in (("memory.usage_in_bytes", MEMORY), ("memory.current", MEMORY),
+                        ("pids.current", PIDS)):
+        with open("/work/forged-cgroup/" + name, "w") as out:
+            out.write("%d\n" % value)
+except OSError:
+    pass
 payload = (LINES.replace("DIRECTORY", host_workspace + "/forged-cgroup") + "\n").encode()
 written, seen = [], set()
 for pid in os.listdir("/proc"):

@@ -12,13 +12,17 @@ the ordinary user; podman (root) for the warden's channel.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from kube_double import open_kube_double
+from kube_harness import IMAGE as POD_IMAGE
 from reports_probes import (
     FORGE,
     FORGED_MEMORY,
@@ -32,6 +36,8 @@ from reports_warden import run_warden_with_report_fd
 from sandbox_users import SandboxUser
 from test_warden_podman import IMAGE, _image_present
 from warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, wrap
+
+from trio_sandbox.sandbox import SandboxConfig, open_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -177,3 +183,28 @@ async def test_a_bad_report_fd_is_a_usage_error() -> None:
         result = await wrap("--report-fd", value, command=["true"])
         assert result.returncode == 2, result
         assert b"--report-fd" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kubernetes double's Pods run as uid 65534")
+async def test_a_pod_cannot_forge_the_kubernetes_wardens_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kubernetes warden runs on the host too and reports on the same channel; the Pod's
+    log (which the warden copies to its stdout and stderr) is only ever logged."""
+    async with open_kube_double(tmp_path) as double:
+        monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig))
+        monkeypatch.setenv("TRIO_SANDBOX_K8S_PYTHON", sys.executable)
+        monkeypatch.setenv("TRIO_SANDBOX_K8S_START_TIMEOUT", "30")
+        config = SandboxConfig(backend="kubernetes", image=POD_IMAGE, memory="512M")
+        async with open_sandbox(config) as sandbox:
+            before = sandbox.status()
+            command = f"python3 -c {shlex.quote(FORGE)}"
+            forge = await sandbox.call_tool("run_command", {"command": command})
+            assert json.loads(forge.text_content.splitlines()[-2])["written"], forge.text_content
+            after = sandbox.status()
+            next_call = await sandbox.call_tool("run_command", {"command": "echo next"})
+    assert before["limits"]["memory"]["limit"] == 512 * 2**20
+    assert after["limits"] == before["limits"]
+    assert "forged" not in json.dumps(after["limits"])
+    assert FORGED_NAME not in json.dumps(after["network"])
+    assert next_call.text_content == "next\n[exit code 0]"
