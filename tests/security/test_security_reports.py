@@ -197,7 +197,7 @@ async def test_a_pod_cannot_forge_the_kubernetes_wardens_reports(
         monkeypatch.setenv("TRIO_SANDBOX_K8S_START_TIMEOUT", "30")
         config = SandboxConfig(backend="kubernetes", image=POD_IMAGE, memory="512M")
         async with open_sandbox(config) as sandbox:
-            before = sandbox.status()
+            before: dict[str, Any] = json.loads(json.dumps(sandbox.status()))
             command = f"python3 -c {shlex.quote(FORGE)}"
             forge = await sandbox.call_tool("run_command", {"command": command})
             assert json.loads(forge.text_content.splitlines()[-2])["written"], forge.text_content
