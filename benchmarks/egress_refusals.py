@@ -8,9 +8,13 @@ Measured over the loop: the CPU seconds of the warden process (where the egress 
 of this process (the host: the sandbox's supervisor and its log, with an INFO handler that
 formats every record), the requests the sandbox got answered, and the lines the host logged.
 
-Run (the figures of NOTES.md; ``PYTHONPATH=<another checkout>`` measures that code instead):
+Run (the figures of NOTES.md):
 
     .venv/bin/python benchmarks/egress_refusals.py --seconds 10 --cpus 0.2
+
+To measure another checkout (an older commit), run this file from that checkout's directory with
+``PYTHONPATH`` naming it: the warden is started with ``python -m``, which puts the working
+directory first on its path.
 """
 
 from __future__ import annotations
@@ -70,13 +74,13 @@ def pipelined(index, until):
             with socket.create_connection(("127.0.0.1", 3128), timeout=5) as s:
                 while time.monotonic() < until:
                     s.sendall(batch)
-                    answers = 0
-                    while answers < 100:
+                    answers = b""
+                    while answers.count(b"HTTP/1.1 403") < 100:
                         chunk = s.recv(1 << 16)
                         if not chunk:
                             raise OSError("closed")
-                        answers += chunk.count(b"HTTP/1.1 403")
-                    done += answers
+                        answers += chunk
+                    done += 100
         except OSError:
             pass
     return done
