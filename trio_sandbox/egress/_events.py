@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -197,7 +198,7 @@ class EgressStats:
             "connections_open": self.connections_open,
             "upstreams_open": self.upstreams_open,
         }
-        for table, key in list(self._changed)[:limit]:
+        for table, key in list(itertools.islice(self._changed, limit)):
             counters = self._changed.pop((table, key))
             changes.setdefault(table, {})[key] = attrs.asdict(counters)
         if not self._changed:
