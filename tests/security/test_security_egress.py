@@ -433,6 +433,19 @@ async def test_huge_heads_are_refused_and_the_next_request_is_served() -> None:
         ([b"\x05\x01\x00", b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x00"], b"\x05\x00\x05\x04"),
         ([b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00"], b"\x00\x5b"),  # SOCKS4
     ],
+    ids=[
+        "no-method",
+        "auth-only",
+        "bind",
+        "udp-associate",
+        "reserved-byte",
+        "address-type-9",
+        "empty-name",
+        "nul-in-name",
+        "name-not-utf8",
+        "port-0",
+        "socks4",
+    ],
 )
 async def test_socks_oddities_are_refused_and_nothing_is_dialed(
     messages: list[bytes], reply: bytes
