@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -92,6 +92,9 @@ class RunningProxy:
     port: int
     stats: EgressStats
     events: list[EgressEvent]
+    # The decision log's lines, and the audit's changes as published.
+    log_lines: list[str] = attrs.field(factory=list)
+    changes: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
     def url(self) -> str:
@@ -118,10 +121,16 @@ async def running_proxy(
     max_connections: int = 1024,
     zero_copy: bool = True,
     also_on_event: EventCallback | None = None,
+    decisions_per_second: float = 1e6,
+    decision_burst: int = 1_000_000,
+    log_window: float = 1.0,
 ) -> AsyncIterator[RunningProxy]:
-    """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events are
-    collected (and passed to ``also_on_event``)."""
+    """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events,
+    log lines and published changes are collected (events passed to ``also_on_event`` too).
+    Not throttled unless asked (the throttle's own tests ask)."""
     events: list[EgressEvent] = []
+    log_lines: list[str] = []
+    changes: list[dict[str, Any]] = []
 
     def on_event(event: EgressEvent) -> None:
         events.append(event)
@@ -138,6 +147,11 @@ async def running_proxy(
                 policy,
                 resolver=resolver or dot_test_resolver(),
                 on_event=on_event,
+                on_log=log_lines.append,
+                on_changes=changes.append,
+                decisions_per_second=decisions_per_second,
+                decision_burst=decision_burst,
+                log_window=log_window,
                 handshake_timeout=handshake_timeout,
                 idle_timeout=idle_timeout,
                 connect_timeout=connect_timeout,
@@ -145,7 +159,7 @@ async def running_proxy(
                 zero_copy=zero_copy,
             )
         )
-        yield RunningProxy(port, stats, events)
+        yield RunningProxy(port, stats, events, log_lines, changes)
         nursery.cancel_scope.cancel()
 
 

@@ -17,6 +17,7 @@ from trio_sandbox.egress._refusals import (
     parse_refusals_query,
     refusals_target,
 )
+from trio_sandbox.tools._network_notes import NetworkNotes
 
 
 async def refuse(port: int, host: str) -> None:
@@ -39,6 +40,19 @@ async def test_refusals_since_a_moment_and_only_those() -> None:
         assert len(await ask_refusals("127.0.0.1", proxy.port, 0.0)) == 3
         # Asking is not a decision: nothing was logged or counted for it.
         assert len(proxy.events) == 3
+
+
+async def test_the_notes_name_a_repeated_refusal_once_with_its_count() -> None:
+    async with running_proxy(EgressPolicy.parse([])) as proxy:
+        started = NetworkNotes.now()
+        for _ in range(40):
+            await refuse(proxy.port, "loop.test")
+        await refuse(proxy.port, "once.test")
+        notes = await NetworkNotes(f"127.0.0.1:{proxy.port}").since(started)
+    assert notes == (
+        "[network] refused: loop.test:80 (not in allow_domains) (40 times)\n"
+        "[network] refused: once.test:80 (not in allow_domains)\n"
+    )
 
 
 async def test_the_list_is_bounded() -> None:

@@ -105,24 +105,29 @@ async def test_an_allowed_public_name_gets_every_address_it_resolved_to() -> Non
     assert found.addresses == (ip("151.101.0.223"), ip("2a04:4e42::223"))
 
 
-async def test_a_rebound_name_is_refused_naming_the_address_and_what_would_allow_it() -> None:
+async def test_a_rebound_name_is_refused_naming_the_class_and_what_would_allow_it() -> None:
+    """The reason goes to the sandbox: it names the address's class, not the address; the host's
+    log gets the address in ``detail``."""
     refused = await route("rebound.example.com", 443)
     assert refused == Refused(
         "rebound.example.com:443",
         RefusalKind.BLOCKED_ADDRESS,
-        "resolves to 127.0.0.1 (loopback); list '127.0.0.1' or 'rebound.example.com:443' in "
-        "allow_domains to allow it",
+        "resolves to a special address (loopback); list 'rebound.example.com:443' (the name with"
+        " its port) in allow_domains to allow it",
+        detail="resolves to 127.0.0.1 (loopback)",
     )
     mapped = await route("mapped.example.com", 80)
     assert isinstance(mapped, Refused)
-    assert mapped.reason.startswith("resolves to ::ffff:7f00:1 (loopback: embeds 127.0.0.1)")
+    assert mapped.reason.startswith("resolves to a special address (loopback);")
+    assert mapped.detail == "resolves to ::ffff:7f00:1 (loopback: embeds 127.0.0.1)"
 
 
 async def test_one_bad_address_among_good_ones_refuses_the_destination() -> None:
     refused = await route("mixed.example.com")
     assert isinstance(refused, Refused)
     assert refused.kind is RefusalKind.BLOCKED_ADDRESS
-    assert "10.0.0.7 (private (RFC 1918))" in refused.reason
+    assert "(private (RFC 1918))" in refused.reason
+    assert refused.detail == "resolves to 10.0.0.7 (private (RFC 1918))"
 
 
 async def test_metadata_is_refused_even_for_an_exact_name_and_port() -> None:
@@ -130,8 +135,9 @@ async def test_metadata_is_refused_even_for_an_exact_name_and_port() -> None:
     assert refused == Refused(
         "metadata.example.com:80",
         RefusalKind.BLOCKED_ADDRESS,
-        "resolves to 169.254.169.254 (cloud metadata); only '169.254.169.254' itself in "
-        "allow_domains allows it",
+        "resolves to a special address (cloud metadata); only an allow_domains entry naming that"
+        " address allows it",
+        detail="resolves to 169.254.169.254 (cloud metadata)",
     )
     listed = EgressPolicy.parse(["metadata.example.com:80", "169.254.169.254:80"])
     found = await route("metadata.example.com", 80, listed)
@@ -155,7 +161,8 @@ async def test_a_resolved_address_on_the_deny_list_is_denied() -> None:
     assert refused == Refused(
         "pypi.org:443",
         RefusalKind.DENIED,
-        "resolves to 2a04:4e42::223, denied by deny_domains entry '2a04:4e42::223'",
+        "resolves to an address in deny_domains",
+        detail="resolves to 2a04:4e42::223, denied by deny_domains entry '2a04:4e42::223'",
     )
 
 

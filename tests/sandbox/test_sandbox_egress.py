@@ -61,14 +61,19 @@ async def test_refusals_in_results_counted_in_status_and_kept_across_a_respawn(
                 assert isinstance(network, dict)
                 assert network["mode"] == "allow"
                 assert network["allow_domains"] == [allowed]
-                destinations = network["destinations"]
-                assert destinations[allowed] == {"allowed": 1, "refused": 0, "failed": 0}
-                assert destinations["nope.invalid:80"] == {
+                # The audit comes on the warden's report channel: allowed destinations, refused
+                # ones and allow-list entries in tables of their own.
+                assert network["destinations"][allowed]["allowed"] == 1
+                assert network["rules"][allowed]["allowed"] == 1
+                assert network["refused"]["nope.invalid:80"] == {
                     "allowed": 0,
                     "refused": 1,
                     "failed": 0,
+                    "bytes_sent": 0,
+                    "bytes_received": 0,
                     "last_refusal": "not in allow_domains",
                 }
+                assert network["totals"]["refused"] == 2
 
                 # The tool server is the parent of the command's keeper.
                 kill = 'kill -9 "$(cut -d" " -f4 /proc/$PPID/stat)"; sleep 5'

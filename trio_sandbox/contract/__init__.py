@@ -30,13 +30,15 @@ RUNTIME_VARS_VARIABLE: Final = "TRIO_SANDBOX_RUNTIME_VARS"
 LIMITS_VARIABLE: Final = "TRIO_SANDBOX_LIMITS"
 # The host's pid, set for the warden: the warden stops when that process is gone.
 LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
-# The warden's one-line JSON report on stderr (limits and what enforces them), for the host,
-# printed when the host asks for it by setting REPORT_VARIABLE to 1 in the warden's environment.
-WARDEN_REPORT_PREFIX: Final = "trio-sandbox-warden: report "
-REPORT_VARIABLE: Final = "TRIO_SANDBOX_WARDEN_REPORT"
+# Our warden's extension of the command line: the write end of a pipe the host passes, where the
+# warden writes its reports (JSON lines: limits, warnings, the egress audit). The warden's stdout
+# and stderr carry the sandbox's output too, so the host trusts nothing read there.
+REPORT_FD_OPTION: Final = "--report-fd"
+# The longest report line the host reads (a longer one is dropped); the warden splits its reports.
+REPORT_MAX_LINE_BYTES: Final = 64 * 1024
 # With ``network = allow``: the sandbox's egress proxy as HOST:PORT (its own loopback), which the
-# tool server asks for the refusals a command met; and the warden's stderr line per decision,
-# which the host counts for ``status``.
+# tool server asks for the refusals a command met; and the prefix of the warden's log lines about
+# its decisions on stderr (for people: the host counts decisions from the report channel).
 EGRESS_PROXY_VARIABLE: Final = "TRIO_SANDBOX_EGRESS_PROXY"
 EGRESS_PORT: Final = 3128
 EGRESS_LINE_PREFIX: Final = "trio-sandbox-warden: egress: "

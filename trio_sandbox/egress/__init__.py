@@ -7,14 +7,17 @@ metadata unless listed), and dialed by address. Depends only on the stdlib, trio
 """
 
 from ._environment import proxy_environment as proxy_environment
+from ._events import AUDIT_TABLES as AUDIT_TABLES
 from ._events import MAX_DESTINATIONS as MAX_DESTINATIONS
 from ._events import OTHER_DESTINATIONS as OTHER_DESTINATIONS
+from ._events import ChangesCallback as ChangesCallback
 from ._events import DestinationCounters as DestinationCounters
 from ._events import EgressEvent as EgressEvent
 from ._events import EgressStats as EgressStats
 from ._events import EventCallback as EventCallback
 from ._events import EventLine as EventLine
 from ._events import Verdict as Verdict
+from ._events import audit_totals as audit_totals
 from ._names import DestinationError as DestinationError
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING

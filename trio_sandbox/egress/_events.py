@@ -1,22 +1,27 @@
-"""What the proxy tells the host: one event and one log line per decision, and counters.
+"""What the proxy tells the host: one event per decision, an audit of counters, a bounded log.
 
 ``allowed example.com:443 (93.184.215.14)``, ``refused pypi.example.org:443 (not in
-allow_domains)``, ``failed example.com:443 (cannot connect ...)``. Counters are kept per
-destination and read as a JSON-able snapshot; their number is bounded, so a client that asks for
-endless distinct names cannot grow the proxy's memory.
+allow_domains)``, ``failed example.com:443 (cannot connect: ...)``. The audit keeps three tables
+so that no kind of decision can push another out: per allow-list entry (as many as the policy
+has), per destination the policy allowed, and per refused destination; the last two are bounded,
+and a destination past the bound is counted under ``(other)`` in its own table. So a sandbox that
+asks for endless distinct names grows neither the proxy's memory nor hides where it did go.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
 import attrs
+import trio
 
+from ._decision_log import DecisionLog
 from ._names import IPAddress
 from ._policy import RefusalKind, Refused
 
@@ -27,6 +32,8 @@ OTHER_DESTINATIONS: Final = "(other)"
 INVALID_DESTINATIONS: Final = "(invalid)"
 # Refusals kept for the sandbox to ask about (the tool server names them in a command's result).
 MAX_RECENT_REFUSALS: Final = 100
+# The audit's tables: per allow-list entry, per allowed destination, per refused destination.
+AUDIT_TABLES: Final = ("rules", "destinations", "refused")
 
 
 class Verdict(enum.Enum):
@@ -37,12 +44,14 @@ class Verdict(enum.Enum):
 
 @attrs.frozen
 class EgressEvent:
-    """One decision. ``protocol``: ``"connect"``, ``"http"`` or ``"socks5"``."""
+    """One decision. ``protocol``: ``"connect"``, ``"http"`` or ``"socks5"``; ``rule``: the
+    allow-list entry that allowed the destination (None when the policy refused it)."""
 
     protocol: str
     target: str
     address: IPAddress | None = None
     refusal: Refused | None = None
+    rule: str | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -52,15 +61,21 @@ class EgressEvent:
             return Verdict.FAILED
         return Verdict.REFUSED
 
-    def line(self) -> str:
+    def public_line(self) -> str:
+        """The line the sandbox may read (no address a name resolved to)."""
         detail = str(self.address) if self.refusal is None else self.refusal.reason
         return f"{self.verdict.value} {self.target} ({detail})"
+
+    def line(self) -> str:
+        """The host's log line: the public line and, for a refusal, its host-only detail."""
+        extra = self.refusal.detail if self.refusal is not None else None
+        return self.public_line() + (f" [{extra}]" if extra else "")
 
 
 @attrs.frozen
 class EventLine:
-    """An :meth:`EgressEvent.line` read back: by the host, which counts the warden's lines, and
-    by the tool server, which names refusals in a command's result."""
+    """An :meth:`EgressEvent.public_line` read back by the tool server, which names refusals in
+    a command's result."""
 
     verdict: Verdict
     target: str
@@ -92,9 +107,19 @@ class DestinationCounters:
     last_refusal: str | None = None
 
 
+@attrs.frozen
+class AuditEntry:
+    """One entry of the audit: its table, its key there, and its (live) counters."""
+
+    table: str
+    key: str
+    counters: DestinationCounters
+
+
 @attrs.define(eq=False)
 class EgressStats:
-    """Live counters of one proxy; ``snapshot()`` is what a status page shows.
+    """Live counters of one proxy; ``snapshot()`` is what a status page shows, and
+    ``take_changes()`` what changed since it was last called (for a host that mirrors them).
 
     ``connections_open``: clients being served; ``upstreams_open``: connections to destinations
     (tunnels, and HTTP connections kept for the next request)."""
@@ -102,67 +127,146 @@ class EgressStats:
     max_destinations: int = MAX_DESTINATIONS
     connections_open: int = 0
     upstreams_open: int = 0
-    _destinations: dict[str, DestinationCounters] = attrs.field(factory=dict)
-    # (wall-clock time, event line) of the latest refusals and failures, oldest first.
+    _tables: dict[str, dict[str, DestinationCounters]] = attrs.field(
+        factory=lambda: {table: {} for table in AUDIT_TABLES}
+    )
+    # (wall-clock time, public event line) of the latest refusals and failures, oldest first.
     _recent_refusals: collections.deque[tuple[float, str]] = attrs.field(
         factory=lambda: collections.deque(maxlen=MAX_RECENT_REFUSALS)
     )
+    # Entries changed since take_changes() last ran, and an event set when there are some.
+    _changed: dict[tuple[str, str], DestinationCounters] = attrs.field(factory=dict)
+    _change: trio.Event = attrs.field(factory=trio.Event)
 
-    def counters(self, target: str) -> DestinationCounters:
-        counters = self._destinations.get(target)
+    def _entry(self, table: str, key: str) -> AuditEntry:
+        entries = self._tables[table]
+        counters = entries.get(key)
         if counters is None:
-            if len(self._destinations) >= self.max_destinations:
-                target = OTHER_DESTINATIONS
-            counters = self._destinations.setdefault(target, DestinationCounters())
-        return counters
+            # Rules are bounded by the policy; destinations by max_destinations each.
+            if table != "rules" and len(entries) >= self.max_destinations:
+                key = OTHER_DESTINATIONS
+            counters = entries.setdefault(key, DestinationCounters())
+        return AuditEntry(table, key, counters)
 
-    def record(self, event: EgressEvent) -> DestinationCounters:
+    def changed(self, entry: AuditEntry) -> None:
+        """Mark an entry changed (bytes counted on a connection that closed, say)."""
+        self._changed[(entry.table, entry.key)] = entry.counters
+        self._change.set()
+
+    def record(self, event: EgressEvent) -> AuditEntry:
+        """Count ``event``; returns the entry of its destination."""
         refusal = event.refusal
-        invalid = refusal is not None and refusal.kind is RefusalKind.BAD_DESTINATION
-        counters = self.counters(INVALID_DESTINATIONS if invalid else event.target)
         verdict = event.verdict
-        if verdict is Verdict.ALLOWED:
-            counters.allowed += 1
-        elif verdict is Verdict.REFUSED:
-            counters.refused += 1
+        if verdict is Verdict.REFUSED:
+            invalid = refusal is not None and refusal.kind is RefusalKind.BAD_DESTINATION
+            table, key = "refused", INVALID_DESTINATIONS if invalid else event.target
         else:
-            counters.failed += 1
+            table, key = "destinations", event.target
+        entries = [self._entry(table, key)]
+        if event.rule is not None:
+            entries.append(self._entry("rules", event.rule))
+        for entry in entries:
+            counters = entry.counters
+            if verdict is Verdict.ALLOWED:
+                counters.allowed += 1
+            elif verdict is Verdict.REFUSED:
+                counters.refused += 1
+            else:
+                counters.failed += 1
+            if refusal is not None:
+                counters.last_refusal = refusal.reason
+            self.changed(entry)
         if refusal is not None:
-            counters.last_refusal = refusal.reason
-            self._recent_refusals.append((time.time(), event.line()))
-        return counters
+            self._recent_refusals.append((time.time(), event.public_line()))
+        return entries[0]
 
     def refusals_since(self, since: float) -> Sequence[str]:
-        """The event lines of refusals and failures at or after ``since`` (``time.time()``):
-        wall-clock time, because the sandbox that asks runs on the same host clock."""
+        """The public event lines of refusals and failures at or after ``since``
+        (``time.time()``): wall-clock time, because the sandbox that asks runs on the same host
+        clock."""
         return [line for at, line in self._recent_refusals if at >= since]
 
-    def snapshot(self) -> dict[str, Any]:
-        destinations = {
-            target: attrs.asdict(counters) for target, counters in self._destinations.items()
+    async def wait_changed(self) -> None:
+        await self._change.wait()
+
+    def take_changes(self, limit: int) -> dict[str, Any] | None:
+        """At most ``limit`` changed entries (the rest stay for the next call) and the open
+        counts, or None when nothing changed."""
+        if not self._changed:
+            return None
+        changes: dict[str, Any] = {
+            "connections_open": self.connections_open,
+            "upstreams_open": self.upstreams_open,
         }
-        totals = {
-            key: sum(counters[key] for counters in destinations.values())
-            for key in ("allowed", "refused", "failed", "bytes_sent", "bytes_received")
+        for table, key in list(itertools.islice(self._changed, limit)):
+            counters = self._changed.pop((table, key))
+            changes.setdefault(table, {})[key] = attrs.asdict(counters)
+        if not self._changed:
+            self._change = trio.Event()
+        return changes
+
+    def snapshot(self) -> dict[str, Any]:
+        tables = {
+            table: {key: attrs.asdict(counters) for key, counters in entries.items()}
+            for table, entries in self._tables.items()
         }
         return {
             "connections_open": self.connections_open,
             "upstreams_open": self.upstreams_open,
-            "totals": totals,
-            "destinations": destinations,
+            "totals": audit_totals(tables),
+            **tables,
         }
+
+
+def audit_totals(tables: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
+    """Every decision and byte once: the destination tables (rules count them again)."""
+    return {
+        key: sum(
+            counters.get(key, 0)
+            for table in ("destinations", "refused")
+            for counters in tables.get(table, {}).values()
+        )
+        for key in ("allowed", "refused", "failed", "bytes_sent", "bytes_received")
+    }
+
+
+ChangesCallback: TypeAlias = Callable[[dict[str, Any]], None]
+# Audit entries per call of a ChangesCallback (one report line each, well under 64 KiB).
+CHANGES_PER_CALL: Final = 32
 
 
 @attrs.define(eq=False)
 class EventSink:
-    """Where every decision goes: the stats, the log, and the embedder's callback."""
+    """Where every decision goes: the stats, the (bounded) log, and the embedder's callback;
+    ``on_changes`` gets the audit's changes when :meth:`publish` runs."""
 
     stats: EgressStats
+    log: DecisionLog
     callback: EventCallback | None = None
+    on_changes: ChangesCallback | None = None
 
-    def emit(self, event: EgressEvent) -> DestinationCounters:
-        counters = self.stats.record(event)
-        logger.info("%s", event.line())
+    def publish(self) -> None:
+        """Hand every change of the audit to ``on_changes`` now."""
+        if self.on_changes is None:
+            return
+        while (changes := self.stats.take_changes(CHANGES_PER_CALL)) is not None:
+            self.on_changes(changes)
+
+    async def serve_publishing(self, interval: float) -> None:
+        """Publish changes as they come, at most once per ``interval`` (their first at once)."""
+        if self.on_changes is None:
+            return
+        try:
+            while True:
+                await self.stats.wait_changed()
+                self.publish()
+                await trio.sleep(interval)
+        finally:
+            self.publish()  # the last counts, as the proxy stops
+
+    def emit(self, event: EgressEvent) -> AuditEntry:
+        entry = self.stats.record(event)
+        self.log.add(event.line())
         if self.callback is not None:
             self.callback(event)
-        return counters
+        return entry

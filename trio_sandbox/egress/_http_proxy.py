@@ -37,6 +37,7 @@ from ._names import DestinationError, parse_port, split_host_port
 from ._policy import Allowed, RefusalKind, Refused
 from ._refusals import REFUSALS_PATH, RefusalQueryError, parse_refusals_query, refusals_answer
 from ._relay import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
+from ._throttle import Throttle
 from ._upstream import Dialer, Upstream
 
 CONNECTION_ESTABLISHED: Final = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -149,6 +150,7 @@ class HttpFrontEnd:
     handshake_timeout: float
     idle_timeout: float
     zero_copy: bool
+    throttle: Throttle
 
     async def serve(self, client: BufferedSocket, accepted_at: float) -> None:
         """Requests until the client closes, a request says close, or one becomes a tunnel."""
@@ -161,6 +163,8 @@ class HttpFrontEnd:
                     head = await self._read_head(client, first_byte_deadline, head_deadline)
                     if head is None:
                         return
+                    if head_deadline is None:  # the connection's first request paid at accept
+                        await self.throttle.take()
                     if head.method == "CONNECT":
                         if upstream is not None:
                             await upstream.aclose()
@@ -237,6 +241,8 @@ class HttpFrontEnd:
             except RefusalQueryError as error:
                 raise HttpError(400, str(error)) from None
             refusals = self.dialer.events.stats.refusals_since(since)
+            # A command just ended: the host's counts are brought up to date with its answer.
+            self.dialer.events.publish()
             await client.stream.send_all(refusals_answer(refusals))
             return not head.wants_close and request_body(head).framing is Framing.NONE, upstream
         target = parse_absolute_target(head.target)
@@ -267,7 +273,10 @@ class HttpFrontEnd:
     async def _upstream_for(self, allowed: Allowed, kept: Upstream | None) -> Upstream | Refused:
         if kept is not None:
             if kept.destination == allowed.destination and _still_open(kept):
-                self.dialer.events.emit(EgressEvent("http", str(allowed.destination), kept.address))
+                event = EgressEvent(
+                    "http", str(allowed.destination), kept.address, rule=allowed.rule.entry
+                )
+                self.dialer.events.emit(event)
                 return kept
             await kept.aclose()
         return await self.dialer.open("http", allowed)

@@ -3,8 +3,13 @@
 Rules come in three kinds: an exact host name (``pypi.org``), a wildcard over the subdomains of a
 name (``*.example.com``: ``a.example.com`` and ``a.b.example.com``, not ``example.com``), and an
 IP literal (``127.0.0.2:8080``, ``[::1]:8443``). A rule without ``:PORT`` allows ports 80 and 443
-only; in the deny list it denies every port. Deny wins over allow. IP destinations are allowed
-only by an IP rule (never by a name or a wildcard).
+only; in the deny list it denies every port. A name in the deny list denies its subdomains too
+(denying ``bad.example`` while ``x.bad.example`` stays open would surprise). Deny wins over allow.
+IP destinations are allowed only by an IP rule (never by a name or a wildcard).
+
+Refusal reasons go back to the sandbox, so they never name an address a name resolved to (which
+would tell the sandbox what the host's DNS says about a name it may not reach); ``Refused.detail``
+carries that, for the host's log only.
 """
 
 from __future__ import annotations
@@ -100,9 +105,13 @@ class DestinationRule:
             )
         return cls(entry, RuleKind.WILDCARD, base, port)
 
-    def covers_host(self, host: Host) -> bool:
-        if self.kind is RuleKind.WILDCARD:
-            return isinstance(host, str) and host.endswith("." + str(self.host))
+    def covers_host(self, host: Host, *, subdomains: bool = False) -> bool:
+        """``subdomains``: an exact name covers the names under it too (a deny rule's reach)."""
+        if self.kind is RuleKind.WILDCARD or (subdomains and self.kind is RuleKind.NAME):
+            if isinstance(host, str) and host.endswith("." + str(self.host)):
+                return True
+            if self.kind is RuleKind.WILDCARD:
+                return False
         return host == self.host
 
     def covers_port(self, port: int, *, portless: frozenset[int] | None) -> bool:
@@ -154,12 +163,15 @@ class Allowed:
 @attrs.frozen
 class Refused:
     """``target``: the destination as shown in messages (the raw text if it did not parse);
-    ``error_code``: the errno of a failed connection, if that is what refused it."""
+    ``reason``: why, as the sandbox may read it (no resolved address); ``detail``: what only the
+    host's log shows (the addresses involved); ``error_code``: the errno of a failed
+    connection, if that is what refused it."""
 
     target: str
     kind: RefusalKind
     reason: str
     error_code: int | None = None
+    detail: str | None = None
 
     def __str__(self) -> str:
         return f"{self.target} ({self.reason})"
@@ -192,7 +204,9 @@ class EgressPolicy:
         if not 0 < port <= 65535:
             return Refused(str(destination), RefusalKind.BAD_DESTINATION, f"bad port {port}")
         for rule in self.deny:
-            if rule.covers_host(destination.host) and rule.covers_port(port, portless=None):
+            if rule.covers_host(destination.host, subdomains=True) and rule.covers_port(
+                port, portless=None
+            ):
                 return Refused(
                     str(destination),
                     RefusalKind.DENIED,
@@ -221,6 +235,7 @@ class EgressPolicy:
         """Refusal if ``allowed``'s destination resolved to ``address`` must not be dialed."""
         destination = allowed.destination
         port = destination.port
+        resolved = f"resolves to {address}"
         for rule in self.deny:
             if (
                 rule.kind is RuleKind.ADDRESS
@@ -230,26 +245,31 @@ class EgressPolicy:
                 return Refused(
                     str(destination),
                     RefusalKind.DENIED,
-                    f"resolves to {address}, denied by {DENY_SETTING} entry {rule.entry!r}",
+                    f"resolves to an address in {DENY_SETTING}",
+                    detail=f"{resolved}, denied by {DENY_SETTING} entry {rule.entry!r}",
                 )
         kind = special_kind(address)
         if kind is None or self._lists_address(address, port):
             return None
-        exact = Destination(address, port).as_entry()
+        # The class without the address an IPv6 form embeds (the sandbox sees this).
+        shown_kind = kind.split(": embeds ", 1)[0]
         if is_metadata(address):
             return Refused(
                 str(destination),
                 RefusalKind.BLOCKED_ADDRESS,
-                f"resolves to {address} ({kind}); only {exact!r} itself in {ALLOW_SETTING} "
-                "allows it",
+                f"resolves to a special address ({shown_kind}); only an {ALLOW_SETTING} entry"
+                " naming that address allows it",
+                detail=f"{resolved} ({kind})",
             )
         if self._lists_name_and_port(destination):
             return None
-        named = "" if not isinstance(destination.host, str) else f" or {str(destination)!r}"
+        # An allowed IP destination is listed itself: only names get here.
         return Refused(
             str(destination),
             RefusalKind.BLOCKED_ADDRESS,
-            f"resolves to {address} ({kind}); list {exact!r}{named} in {ALLOW_SETTING} to allow it",
+            f"resolves to a special address ({shown_kind}); list {str(destination)!r} (the name"
+            f" with its port) in {ALLOW_SETTING} to allow it",
+            detail=f"{resolved} ({kind})",
         )
 
     def _lists_address(self, address: IPAddress, port: int) -> bool:

@@ -105,11 +105,12 @@ async def dial(route: Route) -> Connected | Refused:
         return winner
     address, error = failures[-1]
     tried = ", ".join(str(address) for address in route.addresses)
+    # The sandbox learns that it failed and how, not where the name led (the host's log does).
     return Refused(
         str(route.allowed.destination),
         RefusalKind.UNREACHABLE,
-        f"cannot connect to {format_destination(address, port)}"
-        + (f" (tried {tried})" if len(route.addresses) > 1 else "")
-        + f": {os.strerror(error.errno) if error.errno else error}",
+        f"cannot connect: {os.strerror(error.errno) if error.errno else error}",
         error_code=error.errno,
+        detail=f"to {format_destination(address, port)}"
+        + (f" (tried {tried})" if len(route.addresses) > 1 else ""),
     )

@@ -9,22 +9,27 @@ opened, and leaves no task behind.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import Final, NoReturn
 
 import trio
 
-from ._events import EgressStats, EventCallback, EventSink, logger
+from ._decision_log import DEFAULT_WINDOW, DecisionLog
+from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
 from ._http_proxy import HttpFrontEnd
 from ._policy import EgressPolicy
 from ._relay import CAN_SPLICE, BufferedSocket
 from ._routing import Resolver, system_resolver
 from ._socks import SocksError, connect_socks, read_socks_request
+from ._throttle import DEFAULT_BURST, DEFAULT_RATE, Throttle
 from ._upstream import Dialer
 
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_IDLE_TIMEOUT: Final = 60.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-DEFAULT_MAX_CONNECTIONS: Final = 1024
+DEFAULT_MAX_CONNECTIONS: Final = 256
+# How often the audit's changes are handed over at most (the first of a quiet spell at once).
+DEFAULT_PUBLISH_INTERVAL: Final = 0.1
 # accept(2) failures that mean "out of resources for now" (as in trio.serve_listeners).
 _ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -40,28 +45,42 @@ async def serve_egress_proxy(
     *,
     resolver: Resolver = system_resolver,
     on_event: EventCallback | None = None,
+    on_log: Callable[[str], None] | None = None,
+    on_changes: ChangesCallback | None = None,
     stats: EgressStats | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    decisions_per_second: float = DEFAULT_RATE,
+    decision_burst: int = DEFAULT_BURST,
+    log_window: float = DEFAULT_WINDOW,
+    publish_interval: float = DEFAULT_PUBLISH_INTERVAL,
     zero_copy: bool = True,
     task_status: trio.TaskStatus[EgressStats] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the egress proxy on ``listener`` until cancelled; the listener is closed then.
 
     ``resolver`` resolves names on the host (default: ``getaddrinfo``); ``on_event`` is called
-    with every decision (it must not raise); ``stats`` collects counters (one is made if not
-    given) and is what ``task_status.started`` reports. A client must send its whole request
-    head within ``handshake_timeout`` seconds; an idle keep-alive connection is closed after
-    ``idle_timeout``; resolving and connecting take at most ``connect_timeout``. At most
-    ``max_connections`` clients are served at once (more wait in the listen backlog).
+    with every decision (it must not raise); ``on_log`` gets the decision log's lines (default:
+    this package's logger at INFO), at most ``2 * 20 + 1`` per ``log_window`` seconds;
+    ``on_changes`` gets the audit's changed entries (:meth:`EgressStats.take_changes`) at most
+    every ``publish_interval`` seconds, and whenever the sandbox asks for its refusals; ``stats``
+    collects counters (one is made if not given) and is what ``task_status.started`` reports.
+    A client must send its whole request head within ``handshake_timeout`` seconds; an idle
+    keep-alive connection is closed after ``idle_timeout``; resolving and connecting take at most
+    ``connect_timeout``. At most ``max_connections`` clients are served at once (more wait in
+    the listen backlog), and new connections and requests are taken at most
+    ``decisions_per_second`` (after a burst of ``decision_burst``): faster clients wait.
     ``zero_copy``: relay with splice(2) where the kernel offers it.
     """
     stats = EgressStats() if stats is None else stats
-    dialer = Dialer(policy, resolver, EventSink(stats, on_event), connect_timeout)
+    log = DecisionLog(on_log or _log_info, log_window)
+    events = EventSink(stats, log, on_event, on_changes)
+    dialer = Dialer(policy, resolver, events, connect_timeout)
     zero_copy = zero_copy and CAN_SPLICE
-    http = HttpFrontEnd(dialer, handshake_timeout, idle_timeout, zero_copy)
+    throttle = Throttle(decisions_per_second, decision_burst)
+    http = HttpFrontEnd(dialer, handshake_timeout, idle_timeout, zero_copy, throttle)
     slots = trio.Semaphore(max_connections)
 
     async def serve_connection(stream: trio.SocketStream) -> None:
@@ -79,8 +98,11 @@ async def serve_egress_proxy(
             slots.release()
 
     async with listener, trio.open_nursery() as nursery:
+        nursery.start_soon(log.serve)
+        nursery.start_soon(events.serve_publishing, publish_interval)
         task_status.started(stats)
         while True:
+            await throttle.take()
             await slots.acquire()
             try:
                 stream = await listener.accept()
@@ -95,6 +117,10 @@ async def serve_egress_proxy(
                 slots.release()
                 raise
             nursery.start_soon(serve_connection, stream)
+
+
+def _log_info(line: str) -> None:
+    logger.info("%s", line)
 
 
 async def _serve_client(

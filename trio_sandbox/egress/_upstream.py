@@ -11,7 +11,7 @@ import types
 import attrs
 import trio
 
-from ._events import DestinationCounters, EgressEvent, EgressStats, EventSink
+from ._events import AuditEntry, EgressEvent, EgressStats, EventSink
 from ._names import IPAddress
 from ._policy import Allowed, Destination, EgressPolicy, RefusalKind, Refused
 from ._relay import BufferedSocket, relay_tunnel
@@ -23,17 +23,21 @@ class Upstream:
     """A connection to a vetted address of an allowed destination; counted while open."""
 
     socket: BufferedSocket
-    destination: Destination
+    allowed: Allowed
     address: IPAddress
-    counters: DestinationCounters
+    entry: AuditEntry
     _stats: EgressStats
     _open: bool = True
 
+    @property
+    def destination(self) -> Destination:
+        return self.allowed.destination
+
     def count_sent(self, size: int) -> None:
-        self.counters.bytes_sent += size
+        self.entry.counters.bytes_sent += size
 
     def count_received(self, size: int) -> None:
-        self.counters.bytes_received += size
+        self.entry.counters.bytes_received += size
 
     async def tunnel(self, client: BufferedSocket, *, zero_copy: bool) -> None:
         """Relay both ways between ``client`` and this connection until both have closed."""
@@ -49,6 +53,7 @@ class Upstream:
         if self._open:
             self._open = False
             self._stats.upstreams_open -= 1
+            self._stats.changed(self.entry)  # its bytes, now final
         await self.socket.stream.aclose()
 
     async def __aenter__(self) -> Upstream:
@@ -85,6 +90,7 @@ class Dialer:
         with trio.move_on_after(self.connect_timeout):
             route = await find_route(self.policy, allowed, self.resolver)
             outcome = route if isinstance(route, Refused) else await dial(route)
+        rule = allowed.rule.entry
         if outcome is None:
             outcome = Refused(
                 str(destination),
@@ -93,14 +99,12 @@ class Dialer:
                 + f" within {self.connect_timeout:g} s",
             )
         if isinstance(outcome, Refused):
-            self.events.emit(EgressEvent(protocol, str(destination), refusal=outcome))
+            self.events.emit(EgressEvent(protocol, str(destination), refusal=outcome, rule=rule))
             return outcome
-        counters = self.events.emit(EgressEvent(protocol, str(destination), outcome.address))
+        entry = self.events.emit(
+            EgressEvent(protocol, str(destination), outcome.address, rule=rule)
+        )
         self.events.stats.upstreams_open += 1
         return Upstream(
-            BufferedSocket(outcome.stream),
-            destination,
-            outcome.address,
-            counters,
-            self.events.stats,
+            BufferedSocket(outcome.stream), allowed, outcome.address, entry, self.events.stats
         )

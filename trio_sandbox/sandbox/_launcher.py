@@ -12,7 +12,6 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
-import json
 import logging
 import math
 import os
@@ -21,7 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import trio
@@ -30,20 +29,18 @@ from ..concurrency import single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
-    EGRESS_LINE_PREFIX,
     LIFELINE_VARIABLE,
     MCP_PORT_VARIABLE,
-    REPORT_VARIABLE,
+    REPORT_FD_OPTION,
     SKIP_WARDEN_VARIABLE,
-    WARDEN_REPORT_PREFIX,
 )
 from ..mcp import McpClient, McpConnectionError
 from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
-from ._egress_counts import count_egress_line
 from ._errors import SandboxStartError
 from ._process import WardenStarted, serve_warden, stages
+from ._report import WardenReport
 from ._streams import OutputTail
 
 logger = logging.getLogger("trio_sandbox.sandbox")
@@ -84,8 +81,8 @@ class Launched:
     url: str | None = None
     # trio clock times of the start's milestones (warden_started, ca_block, first_attempt, ready).
     timeline: Mapping[str, float] = attrs.field(factory=dict)
-    # What the warden reported of the sandbox (its limits and what enforces them), if anything.
-    report: Mapping[str, Any] = attrs.field(factory=dict)
+    # What the warden reported on its report channel (limits, egress audit), never on stderr.
+    report: WardenReport = attrs.field(factory=WardenReport)
 
 
 class Launcher(Protocol):
@@ -130,9 +127,14 @@ def secret_environment(config: SandboxConfig, host_env: Mapping[str, str]) -> di
     return found
 
 
-def warden_argv(config: SandboxConfig, host_port: int, client_ca_pem: str) -> list[str]:
-    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``."""
+def warden_argv(
+    config: SandboxConfig, host_port: int, client_ca_pem: str, report_fd: int | None = None
+) -> list[str]:
+    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``;
+    ``report_fd``: the descriptor the warden writes its reports to (our warden's extension)."""
     argv = [*config.warden, "wrap"]
+    if report_fd is not None:
+        argv += [REPORT_FD_OPTION, str(report_fd)]
     for volume in config.volumes:
         argv += ["--volume", volume]
     argv += ["-p", f"127.0.0.1:{host_port}:{CONTAINER_PORT}"]
@@ -165,18 +167,7 @@ class _WardenRun:
     tail: OutputTail = attrs.field(factory=OutputTail)
     timeline: dict[str, float] = attrs.field(factory=dict)
     ready: bool = False
-    report: dict[str, Any] = attrs.field(factory=dict)
-
-    def read_report(self, line: str) -> None:
-        """The warden's JSON report line and egress decisions (our warden's; others print
-        none)."""
-        if line.startswith(EGRESS_LINE_PREFIX):
-            count_egress_line(self.report, line.removeprefix(EGRESS_LINE_PREFIX))
-        elif line.startswith(WARDEN_REPORT_PREFIX):
-            with contextlib.suppress(ValueError):
-                value = json.loads(line.removeprefix(WARDEN_REPORT_PREFIX))
-                if isinstance(value, dict):
-                    self.report.update(value)
+    report: WardenReport = attrs.field(factory=WardenReport)
 
 
 @functools.cache
@@ -207,11 +198,16 @@ async def warden_launcher(
         raise SandboxStartError("identity", f"cannot make the client identity: {exc}") from exc
     stages.info("client identity ready (fresh CA and leaf, ECDSA P-256)")
     host_port = free_loopback_port()
-    argv = warden_argv(config, host_port, identity.ca_cert_pem())
+    # The report channel: a pipe only this process and the warden hold.
+    report_read_fd, report_write_fd = os.pipe2(os.O_CLOEXEC)
+    reports = trio.lowlevel.FdStream(report_read_fd)
+    argv = warden_argv(config, host_port, identity.ca_cert_pem(), report_write_fd)
     run.timeline["warden_started"] = trio.current_time()
     with single_error():
-        async with trio.open_nursery() as nursery:
-            started: WardenStarted = await nursery.start(partial(_watch_warden, run, argv))
+        async with reports, trio.open_nursery() as nursery:
+            started: WardenStarted = await nursery.start(
+                partial(_watch_warden, run, argv, report_write_fd, reports)
+            )
             run.timeline["ca_block"] = trio.current_time()
             stages.info("warden started (pid %d); server CA received", started.process.pid)
             try:
@@ -236,16 +232,23 @@ async def warden_launcher(
 
 
 async def _watch_warden(
-    run: _WardenRun, argv: list[str], *, task_status: trio.TaskStatus[WardenStarted]
+    run: _WardenRun,
+    argv: list[str],
+    report_fd: int,
+    reports: trio.lowlevel.FdStream,
+    *,
+    task_status: trio.TaskStatus[WardenStarted],
 ) -> None:
     status = await serve_warden(
         argv,
         # The warden stops its sandbox when this process is gone, however it died.
-        env={**os.environ, LIFELINE_VARIABLE: str(os.getpid()), REPORT_VARIABLE: "1"},
+        env={**os.environ, LIFELINE_VARIABLE: str(os.getpid())},
         ca_timeout=run.config.ca_timeout,
         stop_grace=run.config.stop_grace,
         stderr_tail=run.tail,
-        on_stderr_line=run.read_report,
+        report_fd=report_fd,
+        reports=reports,
+        on_report_line=run.report.read_line,
         task_status=task_status,
     )
     # Calls in flight learn at once that the sandbox went away, not when a probe notices.

@@ -47,6 +47,7 @@ from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
 from ._health import SandboxHealth
 from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
+from ._report import WardenReport
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
 from ._upstream import RESTARTED_META_KEY, UNAVAILABLE_META_KEY, SandboxUpstream
@@ -151,8 +152,8 @@ class Sandbox:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
         assert self.proxy is not None
         launched = self._launched()
-        report = launched.report if launched is not None else {}
-        limits = report.get("limits")
+        report = launched.report if launched is not None else WardenReport()
+        limits = report.limits
         return {
             "mode": self.config.mode.value,
             "image": self.config.image,
@@ -164,13 +165,14 @@ class Sandbox:
                 if isinstance(limits, dict)
                 else None
             ),
-            "usage": sandbox_usage(report, self.warden_pid),
+            "usage": sandbox_usage(limits, self.warden_pid),
             "network": {
                 "mode": self.config.network,
                 "allow_domains": list(self.config.allow_domains),
                 "deny_domains": list(self.config.deny_domains),
-                # Decisions of the egress proxy since this sandbox started, per destination.
-                "destinations": dict(report.get("egress", {})),
+                # The egress audit since this sandbox started: per allow-list entry, per
+                # allowed destination, per refused destination (the warden's report channel).
+                **report.network_status(),
             },
         }
 

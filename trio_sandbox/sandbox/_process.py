@@ -7,6 +7,7 @@ sandbox, then SIGKILL to its whole process group so that nothing it started can 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ import trio
 from ..concurrency import stopping_process_group
 from ..tls import CaBlockError, read_ca_block
 from ._errors import SandboxStartError
-from ._streams import OutputTail, iter_lines, pump_lines_to_log, pump_stderr
+from ._streams import OutputTail, iter_lines, pump_lines_to_log, pump_reports, pump_stderr
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 # Start-up milestones, one line each, for people watching a start (``trio-sandbox run``).
@@ -41,14 +42,19 @@ async def serve_warden(
     stop_grace: float,
     stderr_tail: OutputTail,
     log: logging.Logger = logger,
-    on_stderr_line: Callable[[str], None] | None = None,
+    report_fd: int | None = None,
+    reports: trio.abc.ReceiveStream | None = None,
+    on_report_line: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[WardenStarted] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the warden until it exits and return its exit status.
 
     Reports :class:`WardenStarted` once the CA block has been read; raises
     :class:`SandboxStartError` when the block does not come (exit, garbage, timeout). Its output is
-    drained into ``log`` for the warden's whole life.
+    drained into ``log`` for the warden's whole life, as untrusted text (the sandbox writes there
+    too). ``report_fd``: the write end of the report channel, passed to the warden alone and
+    closed here once it runs; ``on_report_line`` gets each line read from ``reports``, its read
+    end.
     """
     async with trio.open_nursery() as nursery:
         try:
@@ -60,6 +66,7 @@ async def serve_warden(
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=dict(env),
+                    pass_fds=() if report_fd is None else (report_fd,),
                     check=False,
                     start_new_session=True,
                     deliver_cancel=stopping_process_group(
@@ -69,12 +76,15 @@ async def serve_warden(
             )
         except OSError as exc:
             raise SandboxStartError("warden", f"cannot run {argv[0]!r}: {exc}") from exc
+        finally:
+            if report_fd is not None:
+                os.close(report_fd)  # the warden's now: its exit is the channel's end
         stages.info("warden running (pid %d); waiting for its CA block", process.pid)
         assert process.stdout is not None
         assert process.stderr is not None
-        nursery.start_soon(
-            pump_stderr, process.stderr, stderr_tail, log, "warden stderr: ", on_stderr_line
-        )
+        nursery.start_soon(pump_stderr, process.stderr, stderr_tail, log, "warden stderr: ")
+        if reports is not None and on_report_line is not None:
+            nursery.start_soon(pump_reports, reports, on_report_line)
         lines = iter_lines(process.stdout)
         block = None
         failure = ""

@@ -1,20 +1,34 @@
-"""Reading a child's output: lines for the CA parser and the log, a tail kept for error reports."""
+"""Reading a child's output: lines for the CA parser and the log, a tail kept for error reports.
+
+The warden's stdout and stderr carry whatever the sandbox writes there (its processes inherit
+them), so they are only ever logged, as untrusted text, and at a bounded rate: a sandbox that
+floods them costs the host a read and a split per chunk, not a log record per line. The
+warden's reports come on a channel of their own (:func:`pump_reports`).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import attrs
 import trio
 
-WARDEN_WARNING_PREFIX = "trio-sandbox-warden: warning:"
+from ..contract import REPORT_MAX_LINE_BYTES
+
 # A line longer than this is cut: a warden printing garbage must not make us buffer without bound.
-MAX_LINE_BYTES = 64 * 1024
+MAX_LINE_BYTES: Final = 64 * 1024
+# Lines of a child's output logged per second at most; the rest are counted in one line.
+LOG_LINES_PER_SECOND: Final = 100
 
 
-async def iter_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
-    """Decoded lines of ``stream`` without their line ends; the last one even if unterminated."""
+async def iter_lines(
+    stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
+) -> AsyncIterator[str]:
+    """Decoded lines of ``stream`` without their line ends; the last one even if unterminated.
+    A line longer than ``max_line`` bytes comes in pieces of that size."""
     pending = bytearray()
     while True:
         chunk = await stream.receive_some(65536)
@@ -24,11 +38,11 @@ async def iter_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
         while True:
             end = pending.find(b"\n")
             if end < 0:
-                if len(pending) > MAX_LINE_BYTES:
-                    yield pending[:MAX_LINE_BYTES].decode(errors="replace")
-                    del pending[:MAX_LINE_BYTES]
+                if len(pending) > max_line:
+                    yield pending[:max_line].decode(errors="replace")
+                    del pending[:max_line]
                 break
-            yield pending[: min(end, MAX_LINE_BYTES)].decode(errors="replace").rstrip("\r")
+            yield pending[: min(end, max_line)].decode(errors="replace").rstrip("\r")
             del pending[: end + 1]
     if pending:
         yield pending.decode(errors="replace")
@@ -52,40 +66,70 @@ class OutputTail:
         self._data.clear()
 
 
+@attrs.define(eq=False)
+class LineLog:
+    """Logs a child's lines at INFO, at most ``per_second`` in each second; says how many it
+    left out when the next second's first line comes, or the stream ends."""
+
+    log: logging.Logger
+    prefix: str
+    per_second: int = LOG_LINES_PER_SECOND
+    _second_ends: float = -math.inf
+    _logged: int = 0
+    _skipped: int = 0
+
+    def line(self, text: str) -> None:
+        now = trio.current_time()
+        if now >= self._second_ends:
+            self.flush()
+            self._second_ends, self._logged = now + 1.0, 0
+        if self._logged < self.per_second:
+            self._logged += 1
+            self.log.info("%s%s", self.prefix, text)
+        else:
+            self._skipped += 1
+
+    def flush(self) -> None:
+        if self._skipped:
+            self.log.info("%s(%d more lines not logged)", self.prefix, self._skipped)
+            self._skipped = 0
+
+
 async def pump_lines_to_log(lines: AsyncIterator[str], log: logging.Logger, prefix: str) -> None:
     """Drain the rest of a child's output into the log: a pipe nobody reads blocks the child."""
-    async for line in lines:
-        log.info("%s%s", prefix, line)
+    line_log = LineLog(log, prefix)
+    try:
+        async for line in lines:
+            line_log.line(line)
+    finally:
+        line_log.flush()
 
 
 async def pump_stderr(
-    stream: trio.abc.ReceiveStream,
-    tail: OutputTail,
-    log: logging.Logger,
-    prefix: str,
-    on_line: Callable[[str], None] | None = None,
+    stream: trio.abc.ReceiveStream, tail: OutputTail, log: logging.Logger, prefix: str
 ) -> None:
-    """Drain a child's stderr into the log and ``tail``; ``on_line`` sees every line too."""
+    """Drain a child's stderr into the log and ``tail``."""
+    line_log = LineLog(log, prefix)
     pending = bytearray()
-    while True:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
-        tail.add(chunk)
-        pending += chunk
-        *complete, rest = pending.split(b"\n")
-        for line in complete:
-            _log_line(line.decode(errors="replace").rstrip("\r"), log, prefix, on_line)
-        pending = bytearray(rest[-MAX_LINE_BYTES:])
-    if pending:
-        _log_line(pending.decode(errors="replace"), log, prefix, on_line)
+    try:
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            tail.add(chunk)
+            pending += chunk
+            *complete, rest = pending.split(b"\n")
+            for line in complete:
+                line_log.line(line[:MAX_LINE_BYTES].decode(errors="replace").rstrip("\r"))
+            pending = bytearray(rest[-MAX_LINE_BYTES:])
+        if pending:
+            line_log.line(pending.decode(errors="replace"))
+    finally:
+        line_log.flush()
 
 
-def _log_line(
-    line: str, log: logging.Logger, prefix: str, on_line: Callable[[str], None] | None
-) -> None:
-    # The warden's own warnings (a limit not enforced, a volume skipped) are for the user.
-    level = logging.WARNING if line.startswith(WARDEN_WARNING_PREFIX) else logging.INFO
-    log.log(level, "%s%s", prefix, line)
-    if on_line is not None:
+async def pump_reports(stream: trio.abc.ReceiveStream, on_line: Callable[[str], None]) -> None:
+    """Every line of the warden's report channel to ``on_line`` (a line too long is dropped in
+    pieces that do not parse)."""
+    async for line in iter_lines(stream, REPORT_MAX_LINE_BYTES):
         on_line(line)

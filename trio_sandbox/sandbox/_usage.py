@@ -1,8 +1,9 @@
 """What the sandbox uses right now (memory, processes), for ``status``.
 
 Read on the host, never asked of the (untrusted) sandbox: from the cgroups the warden reported
-when there are any, else by walking the warden's descendants in /proc (their resident memory
-summed, which counts shared pages more than once but never hides a process).
+on its report channel when there are any (and only under /sys/fs/cgroup), else by walking the
+warden's descendants in /proc (their resident memory summed, which counts shared pages more than
+once but never hides a process).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def _read_int(path: Path) -> int | None:
@@ -39,15 +41,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def sandbox_usage(report: Mapping[str, Any], warden_pid: int | None) -> dict[str, object]:
-    """``{"memory_bytes", "pids", "source"}``, each None when it cannot be told."""
-    limits = report.get("limits")
-    cgroups = limits.get("cgroups", {}) if isinstance(limits, dict) else {}
+def _cgroup_directory(directory: object) -> Path | None:
+    """``directory`` if it is a cgroup's (the host reads nothing else on a report's word)."""
+    if not isinstance(directory, str) or not os.path.isabs(directory):
+        return None
+    path = Path(os.path.normpath(directory))
+    return path if path.is_relative_to(CGROUP_ROOT) and path != CGROUP_ROOT else None
+
+
+def sandbox_usage(limits: Mapping[str, Any] | None, warden_pid: int | None) -> dict[str, object]:
+    """``{"memory_bytes", "pids", "source"}``, each None when it cannot be told; ``limits``:
+    the warden's limits report."""
+    cgroups = limits.get("cgroups") if limits is not None else None
     memory: int | None = None
     pids: int | None = None
     source = "cgroup"
-    for controller, directory in cgroups.items():
-        base = Path(directory)
+    for controller, directory in (cgroups if isinstance(cgroups, dict) else {}).items():
+        base = _cgroup_directory(directory)
+        if base is None:
+            continue
         if controller in ("memory", "unified") and memory is None:
             memory = _read_int(base / "memory.usage_in_bytes") or _read_int(base / "memory.current")
         if controller in ("pids", "unified") and pids is None:

@@ -6,6 +6,10 @@ sandbox's egress proxy which destinations it refused or could not reach since th
 started, and names them at the end of the result, so the agent learns why and which setting
 would allow it. Commands running at the same time see each other's refusals (the proxy cannot
 tell which process opened a connection).
+
+The proxy answers with its own sandbox's refusals only, in the words the sandbox may read (no
+address a name resolved to); the notes are part of a command's result, which the host treats as
+the sandbox's output like any other: nothing here is trusted by the host.
 """
 
 from __future__ import annotations
@@ -47,9 +51,14 @@ class NetworkNotes:
                 lines = await ask_refusals(host, int(port), started)
         except (OSError, ValueError, trio.TooSlowError) as error:
             return f"[network] could not ask the egress proxy for refusals: {error!r}\n"
-        notes = []
+        # The same refusal repeated (a retry loop) is one note with its count.
+        counts: dict[str, int] = {}
         for line in lines:
             event = EventLine.parse(line)
             if event is not None:
-                notes.append(f"[network] {event.verdict.value}: {event.target} ({event.detail})\n")
-        return "".join(notes)
+                note = f"[network] {event.verdict.value}: {event.target} ({event.detail})"
+                counts[note] = counts.get(note, 0) + 1
+        return "".join(
+            f"{note} ({count} times)\n" if count > 1 else f"{note}\n"
+            for note, count in counts.items()
+        )

@@ -321,7 +321,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     root = "/" if host_image else os.path.abspath(spec.image)
     sweep_stale_cgroups()
     limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
-    announce_limits(limits)
+    announce_limits(limits, spec.report)
     # Forked first, while single-threaded, and before any descriptor below exists.
     helper = fork_netns_helper() if spec.reaches_into_netns else None
     sockets: list[socket.socket] = []

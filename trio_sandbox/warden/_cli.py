@@ -15,6 +15,7 @@ from typing import NoReturn, TypeVar
 import attrs
 
 from ..concurrency import exit_now
+from ..contract import REPORT_FD_OPTION
 from ._kubernetes_options import (
     add_kubernetes_options,
     is_claim_volume,
@@ -22,6 +23,7 @@ from ._kubernetes_options import (
     parse_claim_volume,
 )
 from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
+from ._report import Reporter, ReportFdError, open_report_fd
 from ._spec import (
     BACKENDS,
     NETWORKS,
@@ -104,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="UID[:GID]",
         help="run the command as this uid (default: the owner of the first writable volume)",
     )
+    wrap.add_argument(
+        REPORT_FD_OPTION,
+        metavar="N",
+        help="write the warden's reports (limits, warnings, egress audit; JSON lines) to this"
+        " inherited pipe, which no sandboxed process can reach",
+    )
     add_kubernetes_options(wrap)
     wrap.add_argument("image", metavar="IMAGE")
     sweep = commands.add_parser(
@@ -148,6 +156,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             user=parse_user(options.user) if options.user else None,
             limits=parse_limits(options),
             kubernetes=kubernetes_options(options, claims) if backend == "kubernetes" else None,
+            report=Reporter(open_report_fd(options.report_fd) if options.report_fd else None),
         )
         if spec.network == "allow":
             # Imports Trio (the proxy's package) before the launch: allow mode only.
@@ -160,7 +169,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
         elif spec.allow_domains or spec.deny_domains:
             raise WrapUsageError("--allow-domain and --deny-domain need --network allow")
         return spec
-    except WrapUsageError as exc:
+    except (WrapUsageError, ReportFdError) as exc:
         parser.error(str(exc))
 
 

@@ -190,7 +190,7 @@ async def run_container(
     engine: str, spec: WrapSpec, grace: StopGrace, helper: NetnsHelper | None = None
 ) -> int:
     """``helper`` (forked before Trio) makes the sockets that reach into the container."""
-    announce_limits(engine_limit_plan(engine, spec.limits))
+    announce_limits(engine_limit_plan(engine, spec.limits), spec.report)
     into_container = SandboxSockets(helper) if helper is not None else None
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)
     policy = spec.egress
@@ -215,7 +215,7 @@ async def run_container(
                     host_network = spec.network == "host"
                     connect: Connector = connect_on_host if host_network else container.connect
                     if policy is not None and into_container is not None:
-                        egress = SandboxEgress(policy)
+                        egress = SandboxEgress(policy, spec.report)
                         if held:
                             failed = await container.initialize(argv, engine_cwd)
                             if failed is not None:

@@ -19,8 +19,9 @@ import attrs
 import trio
 
 from ..contract import EGRESS_LINE_PREFIX, EGRESS_PORT, EGRESS_PROXY_VARIABLE
-from ..egress import EgressEvent, EgressPolicy, PolicyError, proxy_environment, serve_egress_proxy
+from ..egress import EgressPolicy, PolicyError, proxy_environment, serve_egress_proxy
 from ._publish import Connector, SandboxSockets
+from ._report import Reporter
 from ._spec import WrapSpec, WrapUsageError
 
 _LISTEN_BACKLOG = 128
@@ -48,9 +49,10 @@ def egress_environment() -> tuple[tuple[str, str], ...]:
     return tuple(variables.items())
 
 
-def print_event(event: EgressEvent) -> None:
-    """One line per decision on the warden's stderr (the host counts them for ``status``)."""
-    print(f"{EGRESS_LINE_PREFIX}{event.line()}", file=sys.stderr, flush=True)
+def print_log_line(line: str) -> None:
+    """The proxy's decision log on the warden's stderr, for people (bounded per second): the
+    host counts decisions from the audit on the report channel, never from these lines."""
+    print(f"{EGRESS_LINE_PREFIX}{line}", file=sys.stderr, flush=True)
 
 
 @attrs.define(eq=False)
@@ -58,6 +60,7 @@ class SandboxEgress:
     """The egress proxy of one sandbox; ``listening`` is set once it accepts connections."""
 
     policy: EgressPolicy
+    report: Reporter
     listening: trio.Event = attrs.Factory(trio.Event)
 
     async def serve(
@@ -83,7 +86,13 @@ class SandboxEgress:
         listener = trio.SocketListener(listening_socket)
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                functools.partial(serve_egress_proxy, listener, self.policy, on_event=print_event)
+                functools.partial(
+                    serve_egress_proxy,
+                    listener,
+                    self.policy,
+                    on_log=print_log_line,
+                    on_changes=functools.partial(self.report.send, "egress"),
+                )
             )
             self.listening.set()
 

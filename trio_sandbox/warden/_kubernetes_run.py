@@ -295,7 +295,7 @@ async def run_kubernetes(spec: WrapSpec, grace: StopGrace | None = None) -> int:
     except KubernetesUsageError as error:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS
-    announce_limits(kubernetes_limit_plan(spec.limits))
+    announce_limits(kubernetes_limit_plan(spec.limits), spec.report)
     sockets = [bind_published_port(port) for port in spec.ports]
     failures: list[BaseException] = []
     try:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import attrs
 
-from ..contract import REPORT_VARIABLE, WARDEN_REPORT_PREFIX
+from ._report import Reporter
 from ._spec import WrapUsageError
 
 _SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*")
@@ -435,16 +435,16 @@ def limits_for_tools(plan: LimitPlan, memory_cgroup_inside: str | None) -> str:
     )
 
 
-def announce_limits(plan: LimitPlan) -> None:
-    """One warning on stderr for what is not enforced; and, when the host asked for it, the
-    limits in force and the JSON report line it reads them from."""
+def announce_limits(plan: LimitPlan, report: Reporter) -> None:
+    """One warning on stderr for what is not enforced; and, when the host asked for reports,
+    the limits in force on stderr for its log, and on the report channel the limits and the
+    warning it trusts (stderr is the sandbox's too)."""
     summary, *warnings = describe(plan)
-    reporting = os.environ.get(REPORT_VARIABLE) == "1"
-    for line in [summary, *warnings] if reporting else warnings:
+    for line in [summary, *warnings] if report.enabled else warnings:
         print(f"trio-sandbox-warden: {line}", file=sys.stderr, flush=True)
-    if reporting:
-        report = json.dumps({"limits": plan.report()}, sort_keys=True)
-        print(f"{WARDEN_REPORT_PREFIX}{report}", file=sys.stderr, flush=True)
+    report.send("limits", plan.report())
+    for line in warnings:
+        report.send("warning", line.removeprefix("warning: "))
 
 
 def describe(plan: LimitPlan) -> Sequence[str]:

@@ -111,6 +111,11 @@ def fork_netns_helper() -> NetnsHelper:
     if pid == 0:  # pragma: no cover - the child; covered by the tests that publish ports
         try:
             ours.close()
+            # Nothing of the warden's but the channel: the helper enters the sandbox's
+            # namespaces, and the warden's descriptors (its report channel) stay out of them.
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() == 1:

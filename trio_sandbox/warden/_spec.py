@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from ..contract import RUNTIME_ROOT
+from ._report import Reporter
 
 if TYPE_CHECKING:
     from ..egress import EgressPolicy
@@ -80,6 +81,8 @@ class WrapSpec:
     limits: Limits = attrs.field(factory=lambda: _default_limits())
     # The ``--k8s-*`` options; set when the back end is kubernetes.
     kubernetes: KubernetesOptions | None = None
+    # Where the host reads the warden's reports (``--report-fd``), out of the sandbox's reach.
+    report: Reporter = attrs.field(factory=Reporter)
 
     @property
     def reaches_into_netns(self) -> bool:

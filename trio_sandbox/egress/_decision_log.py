@@ -1,0 +1,72 @@
+"""The proxy's log of its decisions, bounded whatever the sandbox asks for.
+
+One line per decision let a sandbox that sent refused requests in a loop make the proxy (and the
+host that read its lines) write tens of thousands of lines. Here a line is written the first time
+it occurs in a window (so a person watching sees it at once); repeats are only counted and summed
+up in one line when the window ends; past ``max_lines`` distinct lines in a window, decisions are
+only counted, and one line at the window's end says how many went unlisted. So at most
+``2 * max_lines + 1`` lines per window, and each decision costs a dictionary update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+import trio
+
+DEFAULT_WINDOW: Final = 1.0
+DEFAULT_MAX_LINES: Final = 20
+
+
+@attrs.define(eq=False)
+class DecisionLog:
+    """Call :meth:`add` per decision; run :meth:`serve` to write the windows' summaries."""
+
+    write: Callable[[str], None]
+    window: float = DEFAULT_WINDOW
+    max_lines: int = DEFAULT_MAX_LINES
+    # The current window's end (inf: no window open), its lines with their repeats, and the
+    # decisions past max_lines.
+    _ends_at: float = math.inf
+    _repeats: dict[str, int] = attrs.field(factory=dict)
+    _unlisted: int = 0
+    _opened: trio.Event = attrs.field(factory=trio.Event)
+
+    def add(self, line: str) -> None:
+        if self._ends_at == math.inf:
+            self._ends_at = trio.current_time() + self.window
+            self._opened.set()
+        if line in self._repeats:
+            self._repeats[line] += 1
+        elif len(self._repeats) < self.max_lines:
+            self._repeats[line] = 0
+            self.write(line)
+        else:
+            self._unlisted += 1
+
+    def close_window(self) -> None:
+        """Write the window's summary lines and start afresh."""
+        span = f"in the last {self.window:g} s"
+        for line, repeats in self._repeats.items():
+            if repeats:
+                self.write(f"{line} and {repeats} more time(s) {span}")
+        if self._unlisted:
+            self.write(f"and {self._unlisted} more decision(s) {span} (not listed one by one)")
+        self._repeats.clear()
+        self._unlisted = 0
+        self._ends_at = math.inf
+        self._opened = trio.Event()
+
+    async def serve(self) -> None:
+        """Close each window when it ends (and the last one when cancelled)."""
+        try:
+            while True:
+                await self._opened.wait()
+                await trio.sleep_until(self._ends_at)
+                self.close_window()
+        finally:
+            if self._ends_at != math.inf:
+                self.close_window()
