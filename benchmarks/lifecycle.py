@@ -53,7 +53,12 @@ from trio_sandbox.sandbox import (
     SandboxUnavailable,
     open_sandbox,
 )
-from trio_sandbox.sandbox._launcher import free_loopback_port, warden_argv
+from trio_sandbox.sandbox._launcher import (
+    environment_fd,
+    free_loopback_port,
+    sandbox_env,
+    warden_argv,
+)
 from trio_sandbox.sandbox._process import serve_warden
 from trio_sandbox.sandbox._streams import OutputTail
 from trio_sandbox.tls import MtlsIdentity
@@ -112,13 +117,15 @@ def tool_server_pids(marker: str) -> list[int]:
 
 async def warden_alone(config: SandboxConfig) -> float:
     identity = MtlsIdentity.generate_client()
-    argv = warden_argv(config, free_loopback_port(), identity.ca_cert_pem())
+    env_fd = environment_fd(sandbox_env(config, identity.ca_cert_pem(), os.environ))
+    argv = warden_argv(config, free_loopback_port(), env_fd=env_fd)
     async with trio.open_nursery() as nursery:
         started = trio.current_time()
         await nursery.start(
             lambda task_status: serve_warden(
                 argv,
                 env=os.environ,
+                handed_fds=(env_fd,),
                 ca_timeout=60,
                 stop_grace=10,
                 stderr_tail=OutputTail(),

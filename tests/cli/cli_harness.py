@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -82,13 +82,19 @@ async def run_cli(
 
 
 def start_cli(
-    args: Sequence[str], *, home: Path, user: SandboxUser | None = None, **kwargs: object
+    args: Sequence[str],
+    *,
+    home: Path,
+    user: SandboxUser | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    **kwargs: object,
 ) -> Callable[..., Awaitable[object]]:
-    """For ``nursery.start``: the child (as ``user``, when given) with piped stderr (and
-    whatever ``kwargs`` add)."""
+    """For ``nursery.start``: the child (as ``user``, when given) with piped stderr, the
+    variables of ``extra_env`` (and whatever ``kwargs`` add)."""
     argv, env = [*CLI, *args], child_env(home)
     if user is not None:
         argv, env = user_cli(user, home, *args)
+    env.update(extra_env or {})
     return functools.partial(
         trio.run_process,
         argv,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from trio_sandbox.sandbox._launcher import environment_fd
 from trio_sandbox.warden import PortSpec, VolumeSpec, deny_list_program, parse_wrap_args
-from trio_sandbox.warden._spec import WrapUsageError, parse_port, parse_volume
+from trio_sandbox.warden._spec import WrapUsageError, parse_port, parse_volume, read_env_fd
 
 
 def test_contract_command_line() -> None:
@@ -80,3 +84,55 @@ def test_seccomp_refuses_unknown_architectures() -> None:
 
     with pytest.raises(SeccompUnsupportedError):
         deny_list_program("riscv64")
+
+
+def _descriptor(data: bytes) -> int:
+    fd = os.memfd_create("test-env")
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def test_env_fd_variables_come_before_the_command_lines() -> None:
+    fd = _descriptor(b"A=from fd\0MULTI=line one\nline=two\0EMPTY=\0")
+    spec = parse_wrap_args(["wrap", "--env-fd", str(fd), "--env", "A=from argv", "host"])
+    assert spec.env == (
+        ("A", "from fd"),
+        ("MULTI", "line one\nline=two"),
+        ("EMPTY", ""),
+        ("A", "from argv"),  # later wins, as with repeated --env
+    )
+    with pytest.raises(OSError, match="Bad file descriptor"):  # read and closed: not inherited
+        os.fstat(fd)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"A=1", "the last record is not ended by a NUL byte"),
+        (b"NOEQUALS\0", "a record is not K=V"),
+        (b"=value\0", "a record is not K=V"),
+        (b"A=\xff\0", "a record is not UTF-8"),
+    ],
+)
+def test_bad_env_fd_records_are_usage_errors(data: bytes, message: str) -> None:
+    fd = _descriptor(data)
+    with pytest.raises(WrapUsageError, match=message):
+        read_env_fd(str(fd))
+
+
+@pytest.mark.parametrize("text", ["x", "1", "99999"])
+def test_bad_env_fd_numbers_are_usage_errors(text: str) -> None:
+    with pytest.raises(WrapUsageError, match="--env-fd"):
+        read_env_fd(text)
+
+
+@given(
+    st.dictionaries(
+        st.text(st.characters(exclude_characters="=\0", exclude_categories=["Cs"]), min_size=1),
+        st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"])),
+        max_size=8,
+    )
+)
+def test_the_hosts_env_fd_is_what_the_warden_reads(variables: dict[str, str]) -> None:
+    assert read_env_fd(str(environment_fd(variables))) == tuple(variables.items())

@@ -34,6 +34,12 @@ LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
 # warden writes its reports (JSON lines: limits, warnings, the egress audit). The warden's stdout
 # and stderr carry the sandbox's output too, so the host trusts nothing read there.
 REPORT_FD_OPTION: Final = "--report-fd"
+# Our warden's extension for the sandbox's variables: a descriptor (a sealed memfd) holding
+# ``K=V`` records, each ended by a NUL byte, read to its end. A value on the command line
+# (``--env K=V``) is readable by every local user in /proc/PID/cmdline; this is not.
+ENV_FD_OPTION: Final = "--env-fd"
+# The most the warden reads from it.
+ENV_FD_MAX_BYTES: Final = 4 * 1024 * 1024
 # The longest report line the host reads (a longer one is dropped); the warden splits its reports.
 REPORT_MAX_LINE_BYTES: Final = 64 * 1024
 # With ``network = allow``: the sandbox's egress proxy as HOST:PORT (its own loopback), which the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import fcntl
 import functools
 import logging
 import math
@@ -29,6 +30,7 @@ from ..concurrency import single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
+    ENV_FD_OPTION,
     LIFELINE_VARIABLE,
     MCP_PORT_VARIABLE,
     REPORT_FD_OPTION,
@@ -127,19 +129,39 @@ def secret_environment(config: SandboxConfig, host_env: Mapping[str, str]) -> di
     return found
 
 
+def environment_fd(variables: Mapping[str, str]) -> int:
+    """A sealed memfd holding ``variables`` as ``K=V`` records ended by NUL bytes, positioned at
+    0, for ``--env-fd``: values on a command line are readable by every local user."""
+    fd = os.memfd_create("trio-sandbox-env", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        data = b"".join(f"{key}={value}".encode() + b"\0" for key, value in variables.items())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
 def warden_argv(
-    config: SandboxConfig, host_port: int, client_ca_pem: str, report_fd: int | None = None
+    config: SandboxConfig, host_port: int, *, env_fd: int, report_fd: int | None = None
 ) -> list[str]:
-    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``;
-    ``report_fd``: the descriptor the warden writes its reports to (our warden's extension)."""
+    """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``, with our
+    warden's extensions: ``env_fd``, the sandbox's variables (:func:`environment_fd`), and
+    ``report_fd``, the descriptor the warden writes its reports to."""
     argv = [*config.warden, "wrap"]
     if report_fd is not None:
         argv += [REPORT_FD_OPTION, str(report_fd)]
+    argv += [ENV_FD_OPTION, str(env_fd)]
     for volume in config.volumes:
         argv += ["--volume", volume]
     argv += ["-p", f"127.0.0.1:{host_port}:{CONTAINER_PORT}"]
-    for key, value in sandbox_env(config, client_ca_pem, os.environ).items():
-        argv += ["--env", f"{key}={value}"]
     if config.backend != "auto":
         argv += ["--backend", config.backend]
     if config.user is not None:
@@ -201,12 +223,13 @@ async def warden_launcher(
     # The report channel: a pipe only this process and the warden hold.
     report_read_fd, report_write_fd = os.pipe2(os.O_CLOEXEC)
     reports = trio.lowlevel.FdStream(report_read_fd)
-    argv = warden_argv(config, host_port, identity.ca_cert_pem(), report_write_fd)
+    env_fd = environment_fd(sandbox_env(config, identity.ca_cert_pem(), os.environ))
+    argv = warden_argv(config, host_port, env_fd=env_fd, report_fd=report_write_fd)
     run.timeline["warden_started"] = trio.current_time()
     with single_error():
         async with reports, trio.open_nursery() as nursery:
             started: WardenStarted = await nursery.start(
-                partial(_watch_warden, run, argv, report_write_fd, reports)
+                partial(_watch_warden, run, argv, (report_write_fd, env_fd), reports)
             )
             run.timeline["ca_block"] = trio.current_time()
             stages.info("warden started (pid %d); server CA received", started.process.pid)
@@ -234,7 +257,7 @@ async def warden_launcher(
 async def _watch_warden(
     run: _WardenRun,
     argv: list[str],
-    report_fd: int,
+    handed_fds: tuple[int, ...],
     reports: trio.lowlevel.FdStream,
     *,
     task_status: trio.TaskStatus[WardenStarted],
@@ -246,7 +269,7 @@ async def _watch_warden(
         ca_timeout=run.config.ca_timeout,
         stop_grace=run.config.stop_grace,
         stderr_tail=run.tail,
-        report_fd=report_fd,
+        handed_fds=handed_fds,
         reports=reports,
         on_report_line=run.report.read_line,
         task_status=task_status,

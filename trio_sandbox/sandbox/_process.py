@@ -42,7 +42,7 @@ async def serve_warden(
     stop_grace: float,
     stderr_tail: OutputTail,
     log: logging.Logger = logger,
-    report_fd: int | None = None,
+    handed_fds: Sequence[int] = (),
     reports: trio.abc.ReceiveStream | None = None,
     on_report_line: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[WardenStarted] = trio.TASK_STATUS_IGNORED,
@@ -52,9 +52,9 @@ async def serve_warden(
     Reports :class:`WardenStarted` once the CA block has been read; raises
     :class:`SandboxStartError` when the block does not come (exit, garbage, timeout). Its output is
     drained into ``log`` for the warden's whole life, as untrusted text (the sandbox writes there
-    too). ``report_fd``: the write end of the report channel, passed to the warden alone and
-    closed here once it runs; ``on_report_line`` gets each line read from ``reports``, its read
-    end.
+    too). ``handed_fds``: descriptors for the warden alone (the write end of the report channel,
+    the sandbox's variables), closed here once it runs; ``on_report_line`` gets each line read
+    from ``reports``, the report channel's read end.
     """
     async with trio.open_nursery() as nursery:
         try:
@@ -66,7 +66,7 @@ async def serve_warden(
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=dict(env),
-                    pass_fds=() if report_fd is None else (report_fd,),
+                    pass_fds=tuple(handed_fds),
                     check=False,
                     start_new_session=True,
                     deliver_cancel=stopping_process_group(
@@ -77,8 +77,8 @@ async def serve_warden(
         except OSError as exc:
             raise SandboxStartError("warden", f"cannot run {argv[0]!r}: {exc}") from exc
         finally:
-            if report_fd is not None:
-                os.close(report_fd)  # the warden's now: its exit is the channel's end
+            for fd in handed_fds:
+                os.close(fd)  # the warden's now: its exit is the report channel's end
         stages.info("warden running (pid %d); waiting for its CA block", process.pid)
         assert process.stdout is not None
         assert process.stderr is not None

@@ -15,7 +15,7 @@ from typing import NoReturn, TypeVar
 import attrs
 
 from ..concurrency import exit_now
-from ..contract import REPORT_FD_OPTION
+from ..contract import ENV_FD_OPTION, REPORT_FD_OPTION
 from ._kubernetes_options import (
     add_kubernetes_options,
     is_claim_volume,
@@ -36,6 +36,7 @@ from ._spec import (
     parse_port,
     parse_user,
     parse_volume,
+    read_env_fd,
 )
 from ._stopping import ORPHANED, PARENT_GONE_STATUS, open_lifeline
 
@@ -107,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the command as this uid (default: the owner of the first writable volume)",
     )
     wrap.add_argument(
+        ENV_FD_OPTION,
+        metavar="N",
+        help="read more K=V variables from this inherited descriptor (records ended by NUL"
+        " bytes), where other local users cannot see them, unlike the command line",
+    )
+    wrap.add_argument(
         REPORT_FD_OPTION,
         metavar="N",
         help="write the warden's reports (limits, warnings, egress audit; JSON lines) to this"
@@ -146,7 +153,11 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             volumes=tuple(
                 parse_volume(text) for text in options.volume if not is_claim_volume(text)
             ),
-            env=tuple(parse_env(text) for text in options.env),
+            # The descriptor's first, then the command line's: a later value wins.
+            env=(
+                *(read_env_fd(options.env_fd) if options.env_fd else ()),
+                *(parse_env(text) for text in options.env),
+            ),
             ports=tuple(parse_port(text) for text in options.publish),
             workdir=options.workdir,
             backend=backend,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from ..contract import RUNTIME_ROOT
+from ..contract import ENV_FD_MAX_BYTES, RUNTIME_ROOT
 from ._report import Reporter
 
 if TYPE_CHECKING:
@@ -155,6 +156,40 @@ def parse_env(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise WrapUsageError(f"--env {text!r}: expected K=V")
     return name, value
+
+
+def read_env_fd(text: str) -> tuple[tuple[str, str], ...]:
+    """The variables of ``--env-fd N``: ``K=V`` records ended by NUL bytes, read to the end of
+    the descriptor, which is closed (it holds secrets: no child may inherit it)."""
+    if not text.isdigit() or int(text) <= 2:
+        raise WrapUsageError(f"--env-fd {text!r}: expected a descriptor number above 2")
+    fd = int(text)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := os.read(fd, 65536):
+            size += len(chunk)
+            if size > ENV_FD_MAX_BYTES:
+                raise WrapUsageError(f"--env-fd {fd}: more than {ENV_FD_MAX_BYTES} bytes")
+            chunks.append(chunk)
+    except OSError as error:
+        raise WrapUsageError(f"--env-fd {fd}: {error.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    data = b"".join(chunks)
+    if data and not data.endswith(b"\0"):
+        raise WrapUsageError(f"--env-fd {fd}: the last record is not ended by a NUL byte")
+    variables = []
+    for record in data.split(b"\0")[:-1]:
+        try:
+            name, sep, value = record.decode().partition("=")
+        except UnicodeDecodeError:
+            raise WrapUsageError(f"--env-fd {fd}: a record is not UTF-8") from None
+        if not sep or not name:
+            raise WrapUsageError(f"--env-fd {fd}: a record is not K=V")
+        variables.append((name, value))
+    return tuple(variables)
 
 
 def parse_port(text: str) -> PortSpec:
