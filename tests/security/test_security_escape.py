@@ -1,0 +1,359 @@
+"""The code in the sandbox tries to escape: setuid/setgid files left for the host, socket
+families no network namespace isolates (vsock reaches the hypervisor), root-only host files,
+unbounded in-memory file systems, and what else a uid-0 or ordinary sandbox can reach.
+
+Every sandbox attack runs in a real bubblewrap sandbox as root and as an ordinary user (the
+``sandbox_user`` fixture), and in a real podman container where that back end applies; each
+asserts that the attack fails as seen from the host and that the next call still works. The
+seccomp rules are also run, instruction by instruction, on generated system calls."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from escape_bpf import RET_ALLOW, RET_KILL_PROCESS, Call, errno_of, profile_errno, run_filter
+from escape_probes import SETID_ROUTES, SOCKET_FAMILIES
+from hypothesis import given
+from hypothesis import strategies as st
+from sandbox_users import SandboxUser
+from warden_harness import wrap
+
+from trio_sandbox.warden import deny_list_program
+from trio_sandbox.warden._seccomp import (
+    ALLOWED_FAMILIES,
+    ALLOWED_NETLINK_PROTOCOLS,
+    CREATING_FLAGS,
+    DENIED_SYSCALLS_X86_64,
+    FAMILIES_BOUND,
+    MODE_RULES_X86_64,
+    NETLINK_PROTOCOLS_BOUND,
+    SETID_BITS,
+    SOCKET_SYSCALLS_X86_64,
+    UNINSPECTABLE_SYSCALLS_X86_64,
+    ModeRule,
+    container_profile,
+)
+
+PROGRAM = deny_list_program("x86_64")
+PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"
+ENGINE_DEFAULT_PROFILE = Path("/usr/share/containers/seccomp.json")
+U64 = st.integers(min_value=0, max_value=2**64 - 1)
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+def _podman_image_present() -> bool:
+    if shutil.which("podman") is None:
+        return False
+    found = subprocess.run(["podman", "image", "exists", PODMAN_IMAGE], check=False)
+    return found.returncode == 0
+
+
+needs_podman = pytest.mark.skipif(
+    not _podman_image_present(), reason=f"needs podman and {PODMAN_IMAGE} (.ci/install-podman)"
+)
+
+
+# --- The seccomp program, run on generated calls ------------------------------------------------
+
+
+def expected_mode_errno(rule: ModeRule, args: list[int]) -> int | None:
+    """What the rule table says: EPERM for a set-id mode (when the call creates, if it can
+    also open without creating), else allowed. The kernel reads the low 32 bits or fewer."""
+    if rule.flags_arg is not None and not args[rule.flags_arg] & CREATING_FLAGS:
+        return None
+    return errno.EPERM if args[rule.mode_arg] & SETID_BITS else None
+
+
+@given(st.sampled_from(MODE_RULES_X86_64), st.lists(U64, min_size=6, max_size=6), st.data())
+def test_mode_rules_refuse_exactly_the_set_id_bits(
+    rule: ModeRule, args: list[int], data: st.DataObject
+) -> None:
+    # Half the time, a mode made of ordinary permission bits plus (maybe) set-id bits.
+    if data.draw(st.booleans()):
+        args[rule.mode_arg] = data.draw(st.integers(0, 0o7777)) | data.draw(
+            st.sampled_from([0, stat.S_ISUID, stat.S_ISGID, SETID_BITS, stat.S_IFREG])
+        )
+    if rule.flags_arg is not None and data.draw(st.booleans()):
+        args[rule.flags_arg] = data.draw(
+            st.sampled_from([os.O_RDONLY, os.O_WRONLY | os.O_CREAT, os.O_TMPFILE | os.O_RDWR])
+        ) | data.draw(st.sampled_from([0, os.O_CLOEXEC, os.O_EXCL, os.O_DIRECTORY]))
+    verdict = run_filter(PROGRAM, Call(rule.number, tuple(args)))
+    assert errno_of(verdict) == expected_mode_errno(rule, args)
+
+
+def test_mode_rules_by_example() -> None:
+    chmod, openat = 90, 257
+    assert errno_of(run_filter(PROGRAM, Call(chmod, (0, 0o4755)))) == errno.EPERM
+    assert errno_of(run_filter(PROGRAM, Call(chmod, (0, 0o2775)))) == errno.EPERM
+    assert errno_of(run_filter(PROGRAM, Call(chmod, (0, 0o1777)))) is None  # sticky: harmless
+    assert errno_of(run_filter(PROGRAM, Call(chmod, (0, 0o755)))) is None
+    creating = os.O_CREAT | os.O_WRONLY
+    assert errno_of(run_filter(PROGRAM, Call(openat, (0, 0, creating, 0o4755)))) == errno.EPERM
+    assert errno_of(run_filter(PROGRAM, Call(openat, (0, 0, os.O_RDONLY, 0o4755)))) is None
+    tmpfile = os.O_TMPFILE | os.O_WRONLY
+    assert errno_of(run_filter(PROGRAM, Call(openat, (0, 0, tmpfile, 0o2700)))) == errno.EPERM
+
+
+def expected_socket_errno(family: int, protocol: int) -> int | None:
+    family, protocol = family & 0xFFFFFFFF, protocol & 0xFFFFFFFF  # the kernel takes ints
+    if family == socket.AF_NETLINK:
+        return None if protocol in ALLOWED_NETLINK_PROTOCOLS else errno.EPROTONOSUPPORT
+    return None if family in ALLOWED_FAMILIES else errno.EAFNOSUPPORT
+
+
+@given(
+    st.sampled_from(sorted(SOCKET_SYSCALLS_X86_64.values())),
+    st.one_of(st.integers(0, 64), U64),
+    U64,
+    st.one_of(st.sampled_from([0, 4, 9, 15]), U64),
+)
+def test_socket_families_are_an_allow_list(
+    number: int, family: int, kind: int, protocol: int
+) -> None:
+    verdict = run_filter(PROGRAM, Call(number, (family, kind, protocol)))
+    assert errno_of(verdict) == expected_socket_errno(family, protocol)
+
+
+def test_vsock_is_refused_by_example() -> None:
+    for number in SOCKET_SYSCALLS_X86_64.values():
+        for family in (socket.AF_VSOCK, socket.AF_VSOCK | 1 << 32):
+            verdict = run_filter(PROGRAM, Call(number, (family, socket.SOCK_STREAM, 0)))
+            assert errno_of(verdict) == errno.EAFNOSUPPORT
+
+
+@given(st.integers(0, 600), st.lists(U64, min_size=6, max_size=6))
+def test_every_other_call_keeps_its_verdict(number: int, args: list[int]) -> None:
+    """The deny-list, the calls whose arguments seccomp cannot read, and everything else."""
+    verdict = run_filter(PROGRAM, Call(number, tuple(args)))
+    if number in DENIED_SYSCALLS_X86_64.values():
+        assert errno_of(verdict) == errno.EPERM
+    elif number in UNINSPECTABLE_SYSCALLS_X86_64.values():
+        assert errno_of(verdict) == errno.ENOSYS
+    elif number == 56:  # clone: only a new namespace is refused
+        assert (errno_of(verdict) == errno.EPERM) == bool(args[0] & 0x7E020000 & 0xFFFFFFFF)
+    elif number == 16:  # ioctl: TIOCSTI and TIOCLINUX are refused
+        assert (errno_of(verdict) == errno.EPERM) == (args[1] & 0xFFFFFFFF in (0x5412, 0x541C))
+    elif number in SOCKET_SYSCALLS_X86_64.values():
+        assert errno_of(verdict) == expected_socket_errno(args[0], args[2])
+    elif number in {rule.number for rule in MODE_RULES_X86_64}:
+        (rule,) = [rule for rule in MODE_RULES_X86_64 if rule.number == number]
+        assert errno_of(verdict) == expected_mode_errno(rule, args)
+    else:
+        assert verdict == RET_ALLOW
+
+
+def test_other_entry_points_are_killed() -> None:
+    assert run_filter(PROGRAM, Call(90, (0, 0o4755), arch=0x40000003)) == RET_KILL_PROCESS  # i386
+    assert errno_of(run_filter(PROGRAM, Call(0x40000000 | 90, (0, 0o4755)))) == errno.EPERM  # x32
+
+
+# --- The container engine's profile: the same table, merged into the engine's allow-list -------
+
+
+def engine_default() -> dict[str, Any]:
+    """podman's own default profile where installed, else a small one of the same shape."""
+    if ENGINE_DEFAULT_PROFILE.exists():
+        loaded: dict[str, Any] = json.loads(ENGINE_DEFAULT_PROFILE.read_text())
+        return loaded
+    everything = ["chmod", "fchmod", "fchmodat", "open", "openat", "openat2", "socket"]
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": errno.ENOSYS,
+        "syscalls": [{"names": [*everything, "read", "clone3"], "action": "SCMP_ACT_ALLOW"}],
+    }
+
+
+PROFILE = container_profile(engine_default())
+NAMES = {
+    **{rule.number: rule.name for rule in MODE_RULES_X86_64},
+    **{number: name for name, number in SOCKET_SYSCALLS_X86_64.items()},
+    **{number: name for name, number in DENIED_SYSCALLS_X86_64.items()},
+    **{number: name for name, number in UNINSPECTABLE_SYSCALLS_X86_64.items()},
+}
+
+
+INTERESTING = st.sampled_from(
+    [0, 1, 2, 4, 9, 10, 15, 16, 40, 1 << 32 | 40, 0o4755, 0o2755, 0o755, os.O_CREAT, 0o20000000]
+)
+
+
+@given(
+    st.sampled_from(sorted(NAMES)),
+    st.lists(st.one_of(INTERESTING, st.integers(0, 0o20007777), U64), min_size=6, max_size=6),
+)
+def test_container_profile_agrees_with_the_bpf_program(number: int, args: list[int]) -> None:
+    """The profile allows exactly what the BPF program allows, and refuses the rest with the
+    same errno, or for a family or netlink protocol no kernel knows, the engine's default."""
+    verdict = errno_of(run_filter(PROGRAM, Call(number, tuple(args))))
+    answer = profile_errno(PROFILE, NAMES[number], tuple(args))
+    if verdict is None:
+        assert answer is None
+        return
+    beyond = number in SOCKET_SYSCALLS_X86_64.values() and (
+        args[0] & 0xFFFFFFFF >= FAMILIES_BOUND or args[2] & 0xFFFFFFFF >= NETLINK_PROTOCOLS_BOUND
+    )
+    assert answer in ((verdict, PROFILE["defaultErrnoRet"]) if beyond else (verdict,))
+
+
+def test_container_profile_keeps_the_engine_rules_it_does_not_filter() -> None:
+    default = engine_default()
+    filtered = {name for entry in PROFILE["syscalls"][-200:] for name in entry["names"]}
+    filtered &= set(NAMES.values())
+    for entry in default["syscalls"]:
+        for name in set(entry["names"]) - filtered:
+            assert any(name in kept["names"] for kept in PROFILE["syscalls"]), name
+    assert PROFILE["architectures"] == ["SCMP_ARCH_X86_64"]
+    assert PROFILE["defaultAction"] == default["defaultAction"]
+
+
+# --- Real sandboxes ------------------------------------------------------------------------------
+
+
+def set_id_files(directory: Path, *, planted: Path) -> list[str]:
+    """What the host sees: files under ``directory`` with a set-id bit or a file capability."""
+    found = []
+    for path in [directory, *directory.rglob("*")]:
+        if path == planted:
+            continue
+        if path.lstat().st_mode & SETID_BITS:
+            found.append(f"{path}: {oct(path.lstat().st_mode)}")
+        if not path.is_symlink() and "security.capability" in os.listxattr(path):
+            found.append(f"{path}: security.capability")
+    return found
+
+
+def plant_setuid_file(workspace: Path, owner: SandboxUser) -> Path:
+    """A setuid executable of the workspace owner's, put there by the host: what cp -p, tar -xp
+    and shutil.copy2 would carry over (mode set after chown, which clears set-id bits)."""
+    planted = workspace / "planted"
+    planted.write_text("#!/bin/sh\nid\n")
+    os.chown(planted, owner.uid, owner.gid)
+    planted.chmod(0o4755)
+    return planted
+
+
+async def next_call_works(*options: str, user: SandboxUser, image: str = "host") -> None:
+    result = await wrap(*options, command=["sh", "-c", "echo next"], image=image, user=user)
+    assert (result.returncode, result.stdout) == (0, b"next\n"), result.stderr.decode()
+
+
+def assert_setid_routes_fail(outcome: dict[str, Any]) -> None:
+    for route, result in outcome.items():
+        if route.endswith("(allowed)"):
+            assert result == "ok", route
+        elif route == "openat2(2)":
+            assert result == errno.ENOSYS, route
+        elif "(2)" in route or route.startswith(("os.", "shutil.", "setxattr", "O_", "mkdir")):
+            assert result == errno.EPERM, (route, result)
+        else:  # a tool: it may report the refusal or carry on without the bits
+            assert result in ("ok", "failed") or "not permitted" in result, (route, result)
+
+
+async def run_setid_routes(
+    workspace: Path, user: SandboxUser, *options: str, image: str = "host", python: str = ""
+) -> dict[str, Any]:
+    result = await wrap(
+        *options,
+        *["--volume", f"{workspace}:/ws", "--env", "WS=/ws", "--env", "PLANTED=/ws/planted"],
+        command=[python or user.python, "-c", SETID_ROUTES],
+        image=image,
+        user=user,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    outcome: dict[str, Any] = json.loads(result.stdout.decode().splitlines()[-1])
+    return outcome
+
+
+@needs_bwrap
+async def test_no_setuid_or_setgid_file_reaches_the_host(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """The workspace owner's uid (0 for a root-owned workspace) tries every route to a set-id
+    or file-capability executable; the host sees none, and ordinary modes still work."""
+    planted = plant_setuid_file(workspace, sandbox_user)
+    outcome = await run_setid_routes(workspace, sandbox_user)
+    assert_setid_routes_fail(outcome)
+    assert set_id_files(workspace, planted=planted) == []
+    assert (workspace / "z").stat().st_mode & 0o7777 == 0o755
+    assert (workspace / "t1").stat().st_mode & 0o7777 == 0o1777
+    assert (workspace / "z").stat().st_uid == sandbox_user.uid
+    await next_call_works("--volume", f"{workspace}:/ws", user=sandbox_user)
+
+
+def assert_socket_families_refused(outcome: dict[str, Any]) -> None:
+    names = outcome.pop("if_nameindex (allowed)")
+    assert "lo" in names
+    for route, result in outcome.items():
+        if route.endswith("(allowed)"):
+            assert result == "ok", route
+        elif route.startswith("AF_NETLINK"):
+            assert result == errno.EPROTONOSUPPORT, (route, result)
+        else:
+            assert result == errno.EAFNOSUPPORT, (route, result)
+
+
+@needs_bwrap
+async def test_vsock_and_other_socket_families_fail(sandbox_user: SandboxUser) -> None:
+    """vsock reaches the hypervisor's host side whatever the network namespace: refused, like
+    every family but unix, IPv4, IPv6 and route/diagnostics netlink (which getifaddrs uses)."""
+    result = await wrap(command=[sandbox_user.python, "-c", SOCKET_FAMILIES], user=sandbox_user)
+    assert result.returncode == 0, result.stderr.decode()
+    assert_socket_families_refused(json.loads(result.stdout.decode().splitlines()[-1]))
+    await next_call_works(user=sandbox_user)
+
+
+# The test image's python3-minimal lacks json and ctypes, which the probes need: the host's
+# Debian Python (the same release) lends its standard library, read-only.
+HOST_STDLIB = Path("/usr/lib/python3.11")
+needs_host_stdlib = pytest.mark.skipif(
+    not (HOST_STDLIB / "ctypes").is_dir(), reason=f"needs Debian's Python 3.11 in {HOST_STDLIB}"
+)
+
+
+def podman_options() -> list[str]:
+    path = "/opt/host-stdlib:/opt/host-stdlib/lib-dynload"
+    volume = f"{HOST_STDLIB}:/opt/host-stdlib:ro"
+    return ["--backend", "podman", "--env", f"PYTHONPATH={path}", "--volume", volume]
+
+
+@needs_podman
+@needs_host_stdlib
+async def test_podman_no_setuid_or_setgid_file_reaches_the_host(tmp_path: Path) -> None:
+    """The same routes in a rootful podman container (uid 0, the host's root): the rules are in
+    the seccomp profile the warden hands podman, merged into podman's own."""
+    from sandbox_users import this_process_user
+
+    root = this_process_user()
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    planted = plant_setuid_file(workspace, root)
+    podman = podman_options()
+    outcome = await run_setid_routes(workspace, root, *podman, image=PODMAN_IMAGE, python="python3")
+    assert_setid_routes_fail(outcome)
+    assert set_id_files(workspace, planted=planted) == []
+    await next_call_works(*podman, user=root, image=PODMAN_IMAGE)
+
+
+@needs_podman
+@needs_host_stdlib
+async def test_podman_vsock_and_other_socket_families_fail() -> None:
+    from sandbox_users import this_process_user
+
+    root = this_process_user()
+    podman = podman_options()
+    result = await wrap(
+        *podman, command=["python3", "-c", SOCKET_FAMILIES], image=PODMAN_IMAGE, user=root
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert_socket_families_refused(json.loads(result.stdout.decode().splitlines()[-1]))
+    await next_call_works(*podman, user=root, image=PODMAN_IMAGE)
