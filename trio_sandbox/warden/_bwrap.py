@@ -42,6 +42,7 @@ from ._limits import (
     preexec,
     sweep_stale_cgroups,
 )
+from ._memfs import SHM_SIZE, shm_size
 from ._netns import NetnsHelper, fork_netns_helper
 from ._ports import bind_published_port
 from ._runtime import RuntimeLayout, is_within, runtime_layout
@@ -93,6 +94,12 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                     yield from _unreadable_by_others(root, inner)
             elif stat.S_ISREG(mode) and not mode & 0o004:
                 yield "/" + inner
+
+
+def _empty_read_only_dir(path: str, perms: str) -> list[str]:
+    """An empty directory over ``path``: a tmpfs that is then made read-only, or the sandbox
+    (its owner, as uid 0 or in its user namespace) could chmod it and fill it without bound."""
+    return ["--perms", perms, "--size", "4096", "--tmpfs", path, "--remount-ro", path]
 
 
 def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> list[str]:
@@ -215,13 +222,16 @@ def bwrap_argv(
         argv += ["--ro-bind", root, "/"]
     for masked in _unreadable_by_others(root):
         if os.path.isdir(os.path.join(root, masked.lstrip("/"))):
-            argv += ["--perms", "0000", "--tmpfs", masked]
+            argv += _empty_read_only_dir(masked, "0000")
         else:
             argv += ["--ro-bind", "/dev/null", masked]
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    # /dev read-only (its devices still work), with a bounded /dev/shm that every uid may use.
+    shm = shm_size(limits.limits) if limits is not None else SHM_SIZE
+    argv += ["--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for path in _MASKED_PROC:
         if os.path.isdir(path):
-            argv += ["--perms", "0555", "--tmpfs", path]
+            argv += _empty_read_only_dir(path, "0555")
         elif os.path.exists(path):
             argv += ["--ro-bind", "/dev/null", path]
     for path in _READ_ONLY_PROC:

@@ -11,6 +11,7 @@ a container without network).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -24,22 +25,51 @@ import trio
 from ..contract import LIMITS_VARIABLE
 from ._egress import SandboxEgress
 from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
+from ._memfs import shm_size
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
 from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
+from ._seccomp import container_profile
 from ._spawn import Child, run_child
-from ._spec import WrapSpec
+from ._spec import WrapSpec, WrapUsageError
 from ._stopping import StopGrace
 from ._volumes import resolve_mounts
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+# podman's default seccomp profile (an allow-list), which the warden's rules are merged into.
+ENGINE_SECCOMP_PROFILES = ("/etc/containers/seccomp.json", "/usr/share/containers/seccomp.json")
 # How often to ask the engine whether the container runs yet (for the egress proxy, which must
 # listen before the first tool call; `podman inspect` takes tens of milliseconds itself).
 _RUNNING_POLL_SECONDS = 0.05
 
 
-def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") -> list[str]:
-    """``ENGINE run ...`` (or ``create`` with the same options, to start it later)."""
+def write_seccomp_profile(directory: str) -> str:
+    """podman's default profile with the sandbox's seccomp rules merged in, as a file in
+    ``directory``; refuses when podman's own profile cannot be found (rather than run a
+    container without the rules, or without podman's)."""
+    for path in ENGINE_SECCOMP_PROFILES:
+        try:
+            with open(path, encoding="utf-8") as default:
+                profile = container_profile(json.load(default))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise WrapUsageError(f"cannot read podman's seccomp profile {path}: {exc}") from None
+        written = os.path.join(directory, "seccomp.json")
+        with open(written, "w", encoding="utf-8") as out:
+            json.dump(profile, out)
+        return written
+    raise WrapUsageError(
+        "podman's default seccomp profile was not found (looked for"
+        f" {' and '.join(ENGINE_SECCOMP_PROFILES)}); install containers-common"
+    )
+
+
+def container_argv(
+    engine: str, spec: WrapSpec, name: str, verb: str = "run", seccomp_profile: str | None = None
+) -> list[str]:
+    """``ENGINE run ...`` (or ``create`` with the same options, to start it later);
+    ``seccomp_profile``: the profile file for ``--security-opt seccomp=`` (podman)."""
     # --pull never: images are local; the warden never reaches a registry on its own.
     argv = [engine, verb, "--rm", "-i", "--init", "--pull", "never", "--name", name]
     if engine == "podman":
@@ -50,6 +80,13 @@ def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") ->
     network = "host" if spec.network == "host" else "none"
     argv += ["--network", network, "--cap-drop", "ALL"]
     argv += ["--security-opt", "no-new-privileges", "--read-only"]
+    if seccomp_profile is not None:
+        argv += ["--security-opt", f"seccomp={seccomp_profile}"]
+    # No writable /run or /var/tmp (podman's --read-only would add unbounded ones); /dev is the
+    # engine's own 64 MiB tmpfs, /dev/shm is bounded like bubblewrap's.
+    if engine == "podman":
+        argv.append("--read-only-tmpfs=false")
+    argv += ["--shm-size", str(shm_size(spec.limits))]
     limits = spec.limits
     if limits.memory is not None:
         argv += ["--memory", str(limits.memory), "--memory-swap", str(limits.memory)]
@@ -198,13 +235,18 @@ async def run_container(
     # egress proxy then listens before the command runs, as with bubblewrap's --block-fd.
     # docker cannot; there, tool calls still wait for the proxy (after_listening).
     held = policy is not None and engine == "podman"
-    argv = container_argv(engine, spec, container.name, "create" if held else "run")
-    sockets = [bind_published_port(port) for port in spec.ports]
-    guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     # The engine runs in a directory of its own: conmon before 2.1.13 creates a file named
     # `oom` in its working directory when the memory limit kills (containers/conmon#504),
-    # which would otherwise land in the user's project.
+    # which would otherwise land in the user's project. The seccomp profile is kept there too.
     engine_cwd = tempfile.mkdtemp(prefix="trio-sandbox-engine-")
+    try:
+        profile = write_seccomp_profile(engine_cwd) if engine == "podman" else None
+    except BaseException:
+        shutil.rmtree(engine_cwd, ignore_errors=True)
+        raise
+    argv = container_argv(engine, spec, container.name, "create" if held else "run", profile)
+    sockets = [bind_published_port(port) for port in spec.ports]
+    guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         async with trio.open_nursery() as guard_nursery:
             await guard_nursery.start(_run_guard, container, guard_read_fd, engine_cwd)
