@@ -133,3 +133,46 @@ attempt("AF_NETLINK sock_diag (allowed)", 16, RAW, 4)
 results["if_nameindex (allowed)"] = [name for _, name in socket.if_nameindex()]
 print(json.dumps(results))
 """
+
+# Fill every in-memory file system the sandbox might write, 1 MiB at a time, until refused;
+# list the mounts that are writable at all. argv: the directories to fill.
+FILL_MEMORY_FILE_SYSTEMS = r"""
+import errno, json, os, sys
+results = {}
+chunk = b"x" * (1 << 20)
+for directory in sys.argv[1:]:
+    written = 0
+    try:
+        try:
+            os.chmod(directory, 0o777)  # the owner of a masking tmpfs would do this first
+        except OSError:
+            pass
+        with open(os.path.join(directory, "fill"), "wb", buffering=0) as out:
+            while written < (1 << 30):
+                written += out.write(chunk)
+        results[directory] = ["unbounded", written]
+    except OSError as error:
+        results[directory] = [errno.errorcode[error.errno], written]
+writable = []
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    if "rw" in fields[5].split(","):
+        writable.append(fields[4])
+results["writable mounts"] = writable
+print(json.dumps(results))
+"""
+
+# POSIX shared memory and semaphores, which live in /dev/shm.
+SHARED_MEMORY = r"""
+import json, multiprocessing, multiprocessing.shared_memory
+block = multiprocessing.shared_memory.SharedMemory(create=True, size=1 << 20)
+block.buf[:5] = b"hello"
+again = multiprocessing.shared_memory.SharedMemory(name=block.name)
+lock = multiprocessing.Lock()
+with lock:
+    seen = bytes(again.buf[:5]).decode()
+again.close()
+block.close()
+block.unlink()
+print(json.dumps({"shared memory": seen}))
+"""

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from escape_bpf import RET_ALLOW, RET_KILL_PROCESS, Call, errno_of, profile_errno, run_filter
-from escape_probes import SETID_ROUTES, SOCKET_FAMILIES
+from escape_probes import FILL_MEMORY_FILE_SYSTEMS, SETID_ROUTES, SHARED_MEMORY, SOCKET_FAMILIES
 from hypothesis import given
 from hypothesis import strategies as st
 from sandbox_users import SandboxUser
@@ -357,3 +357,85 @@ async def test_podman_vsock_and_other_socket_families_fail() -> None:
     assert result.returncode == 0, result.stderr.decode()
     assert_socket_families_refused(json.loads(result.stdout.decode().splitlines()[-1]))
     await next_call_works(*podman, user=root, image=PODMAN_IMAGE)
+
+
+def masking_directories() -> list[str]:
+    """The empty directories the sandbox gets over host directories it may not see: /etc's
+    that others may not enter, and the /proc ones Docker masks too (where this host has them)."""
+    found = [path for path in ("/proc/acpi", "/proc/asound", "/proc/scsi") if os.path.isdir(path)]
+    for directory, subdirectories, _files in os.walk("/etc"):
+        for name in list(subdirectories):
+            path = os.path.join(directory, name)
+            if not os.path.islink(path) and os.stat(path).st_mode & 0o005 != 0o005:
+                found.append(path)
+                subdirectories.remove(name)
+    return found
+
+
+DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]
+
+
+@needs_bwrap
+async def test_dev_and_dev_shm_are_bounded_and_masks_stay_empty(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """/dev is read-only, /dev/shm stops at its bound (here --tmp-size, smaller than 64 MiB),
+    the tmpfs that mask host directories cannot be chmod-ed and filled, and the only writable
+    mounts are /tmp, /dev/shm, the volume, and kernel file systems (devices, ptys, /proc)."""
+    targets = ["/dev", "/dev/shm", *masking_directories()]
+    result = await wrap(
+        *["--tmp-size", "16M", "--memory", "128M", "--volume", f"{workspace}:/ws"],
+        command=[sandbox_user.python, "-c", FILL_MEMORY_FILE_SYSTEMS, *targets],
+        user=sandbox_user,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    outcome = json.loads(result.stdout.decode().splitlines()[-1])
+    writable = set(outcome.pop("writable mounts"))
+    assert outcome.pop("/dev") == ["EROFS", 0]
+    assert outcome.pop("/dev/shm") == ["ENOSPC", 16 << 20]
+    for masked, (code, written) in outcome.items():
+        assert (code, written) in (("EROFS", 0), ("EACCES", 0)), masked
+    assert writable <= {"/tmp", "/dev/shm", "/ws", "/proc", "/dev/pts", *DEVICES}, writable
+    await next_call_works(user=sandbox_user)
+
+
+@needs_bwrap
+async def test_dev_shm_works_for_every_user(sandbox_user: SandboxUser, workspace: Path) -> None:
+    """POSIX shared memory and semaphores (multiprocessing) work for the workspace owner,
+    whoever that is (the sandbox's /dev/shm is mode 1777)."""
+    result = await wrap(
+        "--volume",
+        f"{workspace}:/ws",
+        command=[sandbox_user.python, "-c", SHARED_MEMORY],
+        user=sandbox_user,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout.decode().splitlines()[-1]) == {"shared memory": "hello"}
+
+
+@needs_podman
+@needs_host_stdlib
+async def test_podman_dev_shm_is_bounded_and_nothing_else_is_writable() -> None:
+    """podman's /dev/shm has the same bound (--shm-size); its /dev is the engine's own 64 MiB
+    tmpfs; no /run or /var/tmp tmpfs (podman --read-only would add unbounded ones)."""
+    from sandbox_users import this_process_user
+
+    root = this_process_user()
+    result = await wrap(
+        *podman_options(),
+        *["--tmp-size", "16M", "--memory", "128M"],
+        command=["python3", "-c", FILL_MEMORY_FILE_SYSTEMS, "/dev/shm", "/run", "/var/tmp"],
+        image=PODMAN_IMAGE,
+        user=root,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    outcome = json.loads(result.stdout.decode().splitlines()[-1])
+    assert outcome["/dev/shm"] == ["ENOSPC", 16 << 20]
+    assert outcome["/run"] == ["EROFS", 0]
+    assert outcome["/var/tmp"] == ["EROFS", 0]
+    assert "/run" not in outcome["writable mounts"]
+    assert "/var/tmp" not in outcome["writable mounts"]
+    result = await wrap(
+        *podman_options(), command=["python3", "-c", SHARED_MEMORY], image=PODMAN_IMAGE, user=root
+    )
+    assert json.loads(result.stdout.decode().splitlines()[-1]) == {"shared memory": "hello"}
