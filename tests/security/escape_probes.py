@@ -176,3 +176,16 @@ block.close()
 block.unlink()
 print(json.dumps({"shared memory": seen}))
 """
+
+# Read each file named in argv; print what was read or the error.
+READ_FILES = r"""
+import json, sys
+results = {}
+for path in sys.argv[1:]:
+    try:
+        with open(path) as handle:
+            results[path] = handle.read()
+    except OSError as error:
+        results[path] = error.strerror
+print(json.dumps(results))
+"""

@@ -9,6 +9,7 @@ seccomp rules are also run, instruction by instruction, on generated system call
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -16,18 +17,27 @@ import shutil
 import socket
 import stat
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from escape_bpf import RET_ALLOW, RET_KILL_PROCESS, Call, errno_of, profile_errno, run_filter
-from escape_probes import FILL_MEMORY_FILE_SYSTEMS, SETID_ROUTES, SHARED_MEMORY, SOCKET_FAMILIES
+from escape_probes import (
+    FILL_MEMORY_FILE_SYSTEMS,
+    READ_FILES,
+    SETID_ROUTES,
+    SHARED_MEMORY,
+    SOCKET_FAMILIES,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from sandbox_users import SandboxUser
 from warden_harness import wrap
 
 from trio_sandbox.warden import deny_list_program
+from trio_sandbox.warden._idmap import IdmapUnavailableError, id_map_without, idmap_trees
 from trio_sandbox.warden._seccomp import (
     ALLOWED_FAMILIES,
     ALLOWED_NETLINK_PROTOCOLS,
@@ -439,3 +449,99 @@ async def test_podman_dev_shm_is_bounded_and_nothing_else_is_writable() -> None:
         *podman_options(), command=["python3", "-c", SHARED_MEMORY], image=PODMAN_IMAGE, user=root
     )
     assert json.loads(result.stdout.decode().splitlines()[-1]) == {"shared memory": "hello"}
+
+
+@contextlib.contextmanager
+def private_host_files(owner: tuple[int, int], runtime: Path) -> Iterator[list[Path]]:
+    """Files only ``owner`` may read, in trees the sandbox sees read-only: under /usr/local (a
+    0600 file, a 0640 one, one in a 0700 directory) and in the tool server's runtime."""
+    tag = uuid.uuid4().hex
+    directory = Path(f"/usr/local/share/trio-sandbox-escape-{tag}")
+    files = [
+        Path(f"/usr/local/share/trio-sandbox-escape-{tag}-0600"),
+        Path(f"/usr/local/share/trio-sandbox-escape-{tag}-0640"),
+        directory / "inside-0700",
+        runtime / f"trio-sandbox-escape-{tag}-0600",
+    ]
+    directory.mkdir(mode=0o700)
+    os.chown(directory, *owner)
+    try:
+        for path in files:
+            path.write_text(f"secret {tag}")
+            os.chown(path, *owner)
+            path.chmod(0o640 if path.name.endswith("0640") else 0o600)
+        yield files
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+@needs_bwrap
+@pytest.mark.parametrize("with_workspace", [False, True], ids=["no-volume", "own-workspace"])
+async def test_files_only_the_sandbox_uid_may_read_stay_unreadable(
+    sandbox_user: SandboxUser, workspace: Path, with_workspace: bool
+) -> None:
+    """As root, the sandbox runs as the workspace owner (uid 0 for root's own workspace) and the
+    host's trees are bound id-mapped so that this uid owns nothing in them: root's private
+    files under /usr and in the runtime are unreadable, not just /etc's; files it creates in
+    the workspace still belong to the workspace owner on the host."""
+    volume = ["--volume", f"{workspace}:/ws"] if with_workspace else []
+    uid = sandbox_user.uid if with_workspace else 65534
+    runtime = site_directory(sandbox_user)
+    host_mounts = host_mount_table()
+    for owner in {(0, 0), (uid, uid)} if sandbox_user.is_root else {(0, 0)}:
+        with private_host_files(owner, runtime) as files:
+            inside = [runtime_path(path, runtime) for path in files]
+            script = (
+                READ_FILES + "\nopen('/ws/made', 'w').close()" if with_workspace else READ_FILES
+            )
+            result = await wrap(
+                *volume, command=[sandbox_user.python, "-c", script, *inside], user=sandbox_user
+            )
+            assert result.returncode == 0, result.stderr.decode()
+            outcome = json.loads(result.stdout.decode().splitlines()[-1])
+            assert set(outcome.values()) == {"Permission denied"}, (owner, outcome)
+        if with_workspace:
+            made = workspace / "made"
+            assert (made.stat().st_uid, made.stat().st_gid) == (sandbox_user.uid, sandbox_user.gid)
+            made.unlink()
+    assert host_mount_table() == host_mounts  # nothing was mounted on the host
+    await next_call_works(*volume, user=sandbox_user)
+
+
+def host_mount_table() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def site_directory(user: SandboxUser) -> Path:
+    """The site-packages of the interpreter ``user`` runs the sandbox's tool server with."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    found = subprocess.run([user.python, "-c", code], capture_output=True, check=True)
+    return Path(found.stdout.decode().strip())
+
+
+def runtime_path(path: Path, runtime: Path) -> str:
+    """Where the sandbox sees a host file: the runtime's site directory is bound elsewhere."""
+    if path.parent == runtime and not str(runtime).startswith("/usr/"):
+        return f"/.trio-sandbox/site/0/{path.name}"
+    return str(path)
+
+
+@given(st.integers(0, 2**32 - 2))
+def test_the_id_map_leaves_out_exactly_the_sandbox_id(own: int) -> None:
+    covered = []
+    for line in id_map_without(own).splitlines():
+        inside, outside, count = map(int, line.split())
+        assert inside == outside
+        covered.append((inside, inside + count))
+    covered.sort()
+    assert sum(end - start for start, end in covered) == 2**32 - 2  # every id but own and -1
+    assert all(not start <= own < end for start, end in covered)
+    assert len(covered) <= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="id-mapped mounts need root")
+def test_a_file_system_without_id_maps_is_refused_with_its_reason() -> None:
+    with pytest.raises(IdmapUnavailableError, match="/sys/fs/cgroup"):
+        idmap_trees(["/usr", "/sys/fs/cgroup"], uid=0, gid=0, also_bound=[])

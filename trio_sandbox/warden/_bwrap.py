@@ -11,11 +11,14 @@ Who the command runs as:
 - ordinary user: a user namespace that maps the user's own uid, so files created in a volume are
   the user's; ``--user`` changes the uid seen inside only.
 
-The three traps of a root launcher, all fixed here: /proc/sys is bound read-only; files of /etc
-that others may not read are masked (so a uid-0 sandbox cannot read /etc/shadow either); bwrap
-itself is started with a scrubbed environment, so its init (PID 1 inside) carries nothing of the
-launcher's. Kernel interfaces that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys,
-...) are masked or read-only for every sandbox.
+The three traps of a root launcher, all fixed here: /proc/sys is bound read-only; the host's
+trees are bound id-mapped so that the sandbox's uid owns nothing in them (:mod:`._idmap`: a
+uid-0 sandbox reads root's files as others do, under /usr as well as /etc), and files of /etc
+that others may not read are masked besides; bwrap itself is started with a scrubbed
+environment, so its init (PID 1 inside) carries nothing of the launcher's. Kernel interfaces
+that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys, ...) are masked or read-only
+for every sandbox. /dev is read-only but for a bounded /dev/shm (mode 1777), and the tmpfs that
+mask directories are read-only: nothing in-memory is writable beyond /tmp and /dev/shm.
 
 The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`._runtime`).
 """
@@ -27,12 +30,14 @@ import os
 import shutil
 import socket
 import stat
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
+from ._idmap import IdmappedTrees, IdmapUnavailableError, idmap_trees
 from ._launch import LaunchedChild, become_subreaper, launch
 from ._limits import (
     LimitPlan,
@@ -100,6 +105,49 @@ def _empty_read_only_dir(path: str, perms: str) -> list[str]:
     """An empty directory over ``path``: a tmpfs that is then made read-only, or the sandbox
     (its owner, as uid 0 or in its user namespace) could chmod it and fill it without bound."""
     return ["--perms", perms, "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+
+
+def _host_system_trees() -> list[str]:
+    """What the ``host`` image binds of the host's root: /usr, /etc, and the top-level library
+    directories that are not merged-usr symlinks."""
+    trees = ["/usr", "/etc"]
+    for name in _MERGED_USR_NAMES:
+        path = "/" + name
+        if not os.path.islink(path) and os.path.isdir(path):
+            trees.append(path)
+    return trees
+
+
+def read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
+    """Every host tree bubblewrap binds read-only besides volumes: the system's, or an image's
+    root directory, and the tool server's runtime."""
+    trees = _host_system_trees() if spec.image == "host" else [os.path.abspath(spec.image)]
+    if runtime is not None:
+        trees += [host_path for host_path, _ in runtime.binds]
+    return trees
+
+
+def _idmapped_view(
+    spec: WrapSpec, runtime: RuntimeLayout | None, mounts: Sequence[Mount], owner: tuple[int, int]
+) -> IdmappedTrees | None:
+    """The read-only trees id-mapped so that the sandbox's uid and gid own nothing in them
+    (root warden); None, with a warning, where the kernel or a file system cannot."""
+    try:
+        return idmap_trees(
+            read_only_trees(spec, runtime),
+            uid=owner[0],
+            gid=owner[1],
+            also_bound=[mount.host_path for mount in mounts],
+        )
+    except IdmapUnavailableError as exc:
+        print(
+            f"trio-sandbox-warden: warning: the host's files are bound without an id map ({exc}):"
+            f" the sandbox, as uid {owner[0]}, can read files outside /etc that only uid"
+            f" {owner[0]} may read",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
 
 
 def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> list[str]:
@@ -176,7 +224,11 @@ def bwrap_argv(
     runtime: RuntimeLayout | None = None,
     limits: LimitPlan | None = None,
     block_fd: int | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> list[str]:
+    """``sources``: where to bind a host tree from instead of its own path (its id-mapped
+    view, :mod:`._idmap`)."""
+    sources = sources or {}
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
     uid, gid = sandbox_identity(spec, as_root=as_root)
@@ -211,15 +263,14 @@ def bwrap_argv(
         argv += ["--setenv", name, value]
 
     if host_image:
-        argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
         for name in _MERGED_USR_NAMES:
             path = "/" + name
             if os.path.islink(path):
                 argv += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
+        for path in _host_system_trees():
+            argv += ["--ro-bind", sources.get(path, path), path]
     else:
-        argv += ["--ro-bind", root, "/"]
+        argv += ["--ro-bind", sources.get(root, root), "/"]
     for masked in _unreadable_by_others(root):
         if os.path.isdir(os.path.join(root, masked.lstrip("/"))):
             argv += _empty_read_only_dir(masked, "0000")
@@ -252,7 +303,7 @@ def bwrap_argv(
         for parent in _missing_parents(wanted, volume_targets):
             argv += ["--perms", "0755", "--dir", parent]
         for host_path, inside in runtime.binds:
-            argv += ["--ro-bind", host_path, inside]
+            argv += ["--ro-bind", sources.get(host_path, host_path), inside]
         if memory_cgroup is not None:
             # Read-only, for the tool server to tell a command killed by the memory limit.
             argv += ["--ro-bind", str(memory_cgroup), CGROUP_INSIDE]
@@ -339,18 +390,23 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     # With the egress proxy, the command waits until the proxy listens inside.
     block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
     seccomp_fd = -1
+    idmapped: IdmappedTrees | None = None
     try:
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
+        runtime = runtime_layout() if host_image else None
+        if as_root:
+            idmapped = _idmapped_view(spec, runtime, mounts, owner)
         argv = bwrap_argv(
             spec,
             mounts,
             as_root=as_root,
             info_fd=info_write_fd,
             seccomp_fd=seccomp_fd,
-            runtime=runtime_layout() if host_image else None,
+            runtime=runtime,
             limits=limits,
             block_fd=block_read_fd if block_read_fd >= 0 else None,
+            sources=idmapped.sources if idmapped is not None else None,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -361,7 +417,8 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
                 if name in os.environ:
                     env[name] = os.environ[name]
         passed = (info_write_fd, seccomp_fd, *([block_read_fd] if block_read_fd >= 0 else []))
-        bwrap = launch(argv, env=env, pass_fds=passed, preexec=preexec(limits))
+        steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
+        bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
     except BaseException:
         os.close(info_read_fd)
         if block_write_fd >= 0:
@@ -378,7 +435,22 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             os.close(block_read_fd)
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
+        if idmapped is not None:
+            idmapped.close()  # bubblewrap's process has attached them
     return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
+
+
+def _in_order(steps: Sequence[Callable[[], None] | None]) -> Callable[[], None] | None:
+    """One pre-exec function running the given ones (None: nothing to run)."""
+    present = [step for step in steps if step is not None]
+    if not present:
+        return None
+
+    def run_all() -> None:
+        for step in present:
+            step()
+
+    return run_all
 
 
 def user_namespace_advice() -> str:
