@@ -92,9 +92,10 @@ def _user_namespace(uid: int, gid: int) -> int:
         try:
             os.close(ready_read)
             os.close(done_write)
+            # On failure, exiting closes the pipe: the parent reads EOF rather than waiting.
             if _libc.unshare(_CLONE_NEWUSER) == 0:
                 os.write(ready_write, b"x")
-            os.read(done_read, 1)
+                os.read(done_read, 1)
         finally:
             os._exit(0)
     os.close(ready_write)
