@@ -189,3 +189,60 @@ for path in sys.argv[1:]:
         results[path] = error.strerror
 print(json.dumps(results))
 """
+
+# Other ways out: argv[1] names an abstract unix socket the host listens on, and $WS holds a
+# device node the host made (/dev/null's numbers).
+OTHER_WAYS_OUT = r"""
+import ctypes, errno, fcntl, json, os, socket, sys, termios
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+results = {}
+
+def attempt(name, action):
+    try:
+        action()
+        results[name] = "ok"
+    except OSError as error:
+        results[name] = errno.errorcode.get(error.errno, error.errno)
+
+def syscall(number, *args):
+    if libc.syscall(number, *[ctypes.c_long(a) for a in args]) < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+def connect_abstract():
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect("\0" + sys.argv[1])
+
+attempt("connect to the host's abstract socket", connect_abstract)
+def inject():
+    leader, follower = os.openpty()
+    try:
+        fcntl.ioctl(follower, termios.TIOCSTI, b"x")
+    finally:
+        os.close(leader)
+        os.close(follower)
+attempt("TIOCSTI on a pty", inject)
+attempt("open /dev/tty", lambda: os.close(os.open("/dev/tty", os.O_RDWR)))
+attempt("add_key", lambda: syscall(248, 0, 0, 0, 0, 0))
+attempt("keyctl join session keyring", lambda: syscall(250, 1, 0))
+ws = os.environ["WS"]
+attempt("mknod a character device", lambda: os.mknod(ws + "/mem", 0o20600, os.makedev(1, 1)))
+attempt("open a device node in a volume", lambda: os.close(os.open(ws + "/null", os.O_RDWR)))
+attempt("hard link to a host binary", lambda: os.link("/usr/bin/su", ws + "/su"))
+attempt("ptrace", lambda: syscall(101, 16, 1, 0, 0))
+attempt("userfaultfd", lambda: syscall(323, 0))
+attempt("io_uring_setup", lambda: syscall(425, 1, 0))
+attempt("perf_event_open", lambda: syscall(298, 0, 0, -1, -1, 0))
+attempt("list /sys", lambda: os.listdir("/sys/kernel"))
+targets = {}
+for name in os.listdir("/proc/self/fd"):  # the listing's own descriptor is gone once read
+    try:
+        targets[name] = os.readlink(f"/proc/self/fd/{name}")
+    except FileNotFoundError:
+        pass
+results["inherited descriptors"] = sorted(int(name) for name in targets if int(name) > 2)
+results["descriptor targets"] = targets
+results["ordinary socket (allowed)"] = socket.socket().family.name
+print(json.dumps(results))
+"""

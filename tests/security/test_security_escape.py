@@ -26,6 +26,7 @@ import pytest
 from escape_bpf import RET_ALLOW, RET_KILL_PROCESS, Call, errno_of, profile_errno, run_filter
 from escape_probes import (
     FILL_MEMORY_FILE_SYSTEMS,
+    OTHER_WAYS_OUT,
     READ_FILES,
     SETID_ROUTES,
     SHARED_MEMORY,
@@ -545,3 +546,86 @@ def test_the_id_map_leaves_out_exactly_the_sandbox_id(own: int) -> None:
 def test_a_file_system_without_id_maps_is_refused_with_its_reason() -> None:
     with pytest.raises(IdmapUnavailableError, match="/sys/fs/cgroup"):
         idmap_trees(["/usr", "/sys/fs/cgroup"], uid=0, gid=0, also_bound=[])
+
+
+@contextlib.contextmanager
+def host_abstract_listener() -> Iterator[str]:
+    """An abstract unix socket listening in the host's network namespace."""
+    name = f"trio-sandbox-escape-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("\0" + name)
+        listener.listen()
+        yield name
+
+
+def plant_device_node(workspace: Path, owner: SandboxUser) -> None:
+    """A character device with /dev/null's numbers, as a volume could hold one."""
+    node = workspace / "null"
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.chown(node, owner.uid, owner.gid)
+
+
+def assert_no_other_way_out(outcome: dict[str, Any], *, bwrap: bool) -> None:
+    assert outcome.pop("ordinary socket (allowed)") == "AF_INET"
+    inherited = outcome.pop("inherited descriptors")
+    targets = outcome.pop("descriptor targets")
+    assert inherited == [], targets
+    expected = {
+        "connect to the host's abstract socket": {"ECONNREFUSED"},
+        "TIOCSTI on a pty": {"EPERM"},
+        "open /dev/tty": {"ENXIO"},
+        "add_key": {"EPERM"},
+        "keyctl join session keyring": {"EPERM"},
+        "mknod a character device": {"EPERM"},
+        "open a device node in a volume": {"EACCES"},
+        "hard link to a host binary": {"EXDEV", "EPERM", "ENOENT"},
+        "ptrace": {"EPERM"},
+        "userfaultfd": {"EPERM"},
+        "io_uring_setup": {"EPERM"},
+        "perf_event_open": {"EPERM"},
+        "list /sys": {"ENOENT"} if bwrap else {"ENOENT", "ok"},
+    }
+    for route, result in outcome.items():
+        assert result in expected.pop(route), (route, result)
+    assert not expected, expected
+
+
+@needs_bwrap
+async def test_no_other_way_out(sandbox_user: SandboxUser, workspace: Path) -> None:
+    """Abstract unix sockets belong to the network namespace (the host's are out of reach);
+    no terminal to inject into; no keyrings, devices (nodev volumes, no mknod), hard links to
+    host files, ptrace, userfaultfd, io_uring or perf; no /sys; no descriptor of the warden's."""
+    plant_device_node(workspace, sandbox_user)
+    with host_abstract_listener() as name:
+        result = await wrap(
+            *["--volume", f"{workspace}:/ws", "--env", "WS=/ws"],
+            command=[sandbox_user.python, "-c", OTHER_WAYS_OUT, name],
+            user=sandbox_user,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert_no_other_way_out(json.loads(result.stdout.decode().splitlines()[-1]), bwrap=True)
+    assert not (workspace / "su").exists()
+    assert not (workspace / "mem").exists()
+    await next_call_works(user=sandbox_user)
+
+
+@needs_podman
+@needs_host_stdlib
+async def test_podman_no_other_way_out(tmp_path: Path) -> None:
+    from sandbox_users import this_process_user
+
+    root = this_process_user()
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    plant_device_node(workspace, root)
+    with host_abstract_listener() as name:
+        result = await wrap(
+            *podman_options(),
+            *["--volume", f"{workspace}:/ws", "--env", "WS=/ws"],
+            command=["python3", "-c", OTHER_WAYS_OUT, name],
+            image=PODMAN_IMAGE,
+            user=root,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    assert_no_other_way_out(json.loads(result.stdout.decode().splitlines()[-1]), bwrap=False)
+    await next_call_works(*podman_options(), user=root, image=PODMAN_IMAGE)

@@ -99,7 +99,12 @@ def container_argv(
     plan = engine_limit_plan(engine, limits)
     argv += ["--env", f"{LIMITS_VARIABLE}={limits_for_tools(plan, None)}"]
     for mount in resolve_mounts(spec.volumes):
-        suffix = ":ro" if mount.read_only else ""
+        options = ["ro"] if mount.read_only else []
+        if engine == "podman":
+            # No device or set-id file in a volume works inside (bubblewrap's binds are alike;
+            # docker's --volume has no such options).
+            options += ["nosuid", "nodev"]
+        suffix = f":{','.join(options)}" if options else ""
         argv += ["--volume", f"{mount.host_path}:{mount.target}{suffix}"]
     for key, value in spec.env:
         argv += ["--env", f"{key}={value}"]
