@@ -81,6 +81,11 @@ tar = "tar -cf archive.tar planted && mkdir out && tar -xpf archive.tar -C out"
 run("tar -xp", ["sh", "-c", f"cd {ws} && {tar}"])
 if shutil.which("rsync"):
     run("rsync -p", ["rsync", "-p", os.environ["PLANTED"], path("y")])
+# Writing into an existing set-id file clears its bits (no CAP_FSETID): nothing to reuse.
+def overwrite():
+    with open(os.environ["PLANTED"], "r+b") as handle:
+        handle.write(b"#!/bin/sh\necho replaced\n")
+attempt("overwrite the planted file (allowed, bits cleared)", overwrite)
 # What still works: an ordinary mode, and a directory's sticky bit.
 attempt("os.chmod 755 (allowed)", lambda: os.chmod(fresh("z"), 0o755))
 attempt("os.open O_CREAT 644 (allowed)", lambda: os.close(os.open(path("z2"), CREATE, 0o644)))
@@ -131,6 +136,12 @@ attempt("AF_INET6 (allowed)", 10, DGRAM)
 attempt("AF_NETLINK route (allowed)", 16, RAW, 0)
 attempt("AF_NETLINK sock_diag (allowed)", 16, RAW, 4)
 results["if_nameindex (allowed)"] = [name for _, name in socket.if_nameindex()]
+import shutil, subprocess
+for tool in (["ip", "-o", "link", "show"], ["ss", "-tln"]):
+    if shutil.which(tool[0]) is None:
+        continue  # not in this image
+    done = subprocess.run(tool, capture_output=True)
+    results[f"{tool[0]} (allowed)"] = "ok" if done.returncode == 0 else done.stderr.decode()
 print(json.dumps(results))
 """
 
