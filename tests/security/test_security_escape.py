@@ -632,3 +632,14 @@ async def test_podman_no_other_way_out(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()
     assert_no_other_way_out(json.loads(result.stdout.decode().splitlines()[-1]), bwrap=False)
     await next_call_works(*podman_options(), user=root, image=PODMAN_IMAGE)
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="the id-mapped view is the root warden's")
+async def test_without_an_id_map_the_warden_says_what_is_readable() -> None:
+    """A volume of the whole root leaves no directory to stage the id-mapped trees in: the
+    sandbox still runs, and the warden warns that uid 0 can read root's files."""
+    result = await wrap("--volume", "/:/host:ro", command=["sh", "-c", "echo ran"])
+    assert (result.returncode, result.stdout) == (0, b"ran\n"), result.stderr.decode()
+    assert b"bound without an id map (no free directory to stage them in" in result.stderr
+    assert b"the sandbox, as uid 0, can read files outside /etc that only uid 0" in result.stderr

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 
 import attrs
@@ -36,6 +37,10 @@ from ._stopping import StopGrace
 from ._volumes import resolve_mounts
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+_DOCKER_SECCOMP_WARNING = (
+    "trio-sandbox-warden: warning: docker runs with its own default seccomp profile: set-id"
+    " modes and socket families such as AF_VSOCK are not refused (use podman or bubblewrap)"
+)
 # podman's default seccomp profile (an allow-list), which the warden's rules are merged into.
 ENGINE_SECCOMP_PROFILES = ("/etc/containers/seccomp.json", "/usr/share/containers/seccomp.json")
 # How often to ask the engine whether the container runs yet (for the egress proxy, which must
@@ -246,6 +251,8 @@ async def run_container(
     engine_cwd = tempfile.mkdtemp(prefix="trio-sandbox-engine-")
     try:
         profile = write_seccomp_profile(engine_cwd) if engine == "podman" else None
+        if engine != "podman":
+            print(_DOCKER_SECCOMP_WARNING, file=sys.stderr, flush=True)
     except BaseException:
         shutil.rmtree(engine_cwd, ignore_errors=True)
         raise

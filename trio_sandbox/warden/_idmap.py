@@ -222,5 +222,5 @@ def idmap_trees(
         for tree in trees.values():
             with contextlib.suppress(OSError):
                 os.close(tree)
-        raise IdmapUnavailableError(exc.errno, str(exc)) from None
+        raise IdmapUnavailableError(exc.errno, exc.strerror or str(exc)) from None
     return IdmappedTrees(staging, trees)
