@@ -493,7 +493,6 @@ async def test_files_only_the_sandbox_uid_may_read_stay_unreadable(
     volume = ["--volume", f"{workspace}:/ws"] if with_workspace else []
     uid = sandbox_user.uid if with_workspace else 65534
     runtime = site_directory(sandbox_user)
-    host_mounts = host_mount_table()
     for owner in {(0, 0), (uid, uid)} if sandbox_user.is_root else {(0, 0)}:
         with private_host_files(owner, runtime) as files:
             inside = [runtime_path(path, runtime) for path in files]
@@ -510,7 +509,7 @@ async def test_files_only_the_sandbox_uid_may_read_stay_unreadable(
             made = workspace / "made"
             assert (made.stat().st_uid, made.stat().st_gid) == (sandbox_user.uid, sandbox_user.gid)
             made.unlink()
-    assert host_mount_table() == host_mounts  # nothing was mounted on the host
+    assert "idmapped" not in host_mount_table()  # nothing was mounted on the host
     await next_call_works(*volume, user=sandbox_user)
 
 
@@ -643,3 +642,56 @@ async def test_without_an_id_map_the_warden_says_what_is_readable() -> None:
     assert (result.returncode, result.stdout) == (0, b"ran\n"), result.stderr.decode()
     assert b"bound without an id map (no free directory to stage them in" in result.stderr
     assert b"the sandbox, as uid 0, can read files outside /etc that only uid 0" in result.stderr
+
+
+# (the volume's source below the workspace, the link the sandbox plants, where it points)
+PLANTED_LINKS = [
+    pytest.param("cache", "cache", None, id="last-component"),
+    pytest.param("sub/share", "sub", "/usr/local", id="middle-component-read-only"),
+]
+
+
+@needs_bwrap
+@pytest.mark.parametrize(("source", "link", "target"), PLANTED_LINKS)
+async def test_a_link_planted_in_a_volume_never_redirects_the_next_launch(
+    sandbox_user: SandboxUser, workspace: Path, source: str, link: str, target: str | None
+) -> None:
+    """Two volumes, one inside the other: the sandbox replaces a directory on the inner one's
+    path with a symbolic link to a host directory it was not given (its user's home, or
+    /usr/local). The next launch refuses the volume instead of binding that directory (or
+    running as its owner); the same workspace alone still works."""
+    target = target or str(sandbox_user.home)
+    inner = workspace / source
+    inner.mkdir(parents=True)
+    for path in (inner, *inner.relative_to(workspace).parents):
+        os.chown(workspace / path, sandbox_user.uid, sandbox_user.gid)
+    suffix = ":ro" if target.startswith("/usr") else ""
+    volumes = ["--volume", f"{workspace}:/work", "--volume", f"{inner}:/inner{suffix}"]
+    plant = f"rm -rf /work/{link} && ln -s {target} /work/{link} && echo planted"
+    result = await wrap(*volumes, command=["sh", "-c", plant], user=sandbox_user)
+    assert (result.returncode, result.stdout) == (0, b"planted\n"), result.stderr.decode()
+    result = await wrap(*volumes, command=["ls", "-a", "/inner"], user=sandbox_user)
+    assert result.returncode == 125, result.stdout
+    assert b"is a symbolic link inside a writable volume" in result.stderr
+    assert result.stdout == b""
+    await next_call_works("--volume", f"{workspace}:/work", user=sandbox_user)
+
+
+@needs_podman
+async def test_podman_a_link_planted_in_a_volume_never_redirects_the_next_launch(
+    tmp_path: Path,
+) -> None:
+    from sandbox_users import this_process_user
+
+    root = this_process_user()
+    workspace = tmp_path / "workspace"
+    (workspace / "cache").mkdir(parents=True)
+    volumes = ["--volume", f"{workspace}:/work", "--volume", f"{workspace}/cache:/cache"]
+    podman = ("--backend", "podman")
+    plant = "rmdir /work/cache && ln -s /root /work/cache && echo planted"
+    result = await wrap(*podman, *volumes, command=["sh", "-c", plant], image=PODMAN_IMAGE)
+    assert (result.returncode, result.stdout) == (0, b"planted\n"), result.stderr.decode()
+    result = await wrap(*podman, *volumes, command=["ls", "-a", "/cache"], image=PODMAN_IMAGE)
+    assert result.returncode == 125
+    assert b"is a symbolic link inside a writable volume" in result.stderr
+    await next_call_works(*podman, "--volume", f"{workspace}:/work", user=root, image=PODMAN_IMAGE)

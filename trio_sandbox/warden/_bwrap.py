@@ -53,7 +53,7 @@ from ._ports import bind_published_port
 from ._runtime import RuntimeLayout, is_within, runtime_layout
 from ._seccomp import deny_list_fd
 from ._spec import WrapSpec, WrapUsageError
-from ._volumes import Mount, resolve_mounts
+from ._volumes import Mount, open_source, resolve_mounts, writable_trees
 
 # Where the sandbox's memory cgroup is shown to the tool server (read-only).
 CGROUP_INSIDE = f"{RUNTIME_ROOT}/cgroup"
@@ -176,23 +176,29 @@ def _find_tool(root: str, name: str) -> str | None:
     return None
 
 
-def workspace_owner(spec: WrapSpec) -> tuple[int, int] | None:
+def workspace_owner(
+    spec: WrapSpec, sources: Mapping[str, int] | None = None
+) -> tuple[int, int] | None:
     """uid and gid of the workspace — whose project the agent works on: the first writable
-    bind volume, else the first read-only one."""
+    bind volume, else the first read-only one (``sources``: their opened descriptors)."""
+    sources = sources or {}
     binds = [v for v in spec.volumes if not v.named and os.path.exists(v.source)]
     for volume in sorted(binds, key=lambda v: v.read_only):
-        info = os.stat(volume.source)
+        opened = sources.get(volume.source)
+        info = os.stat(volume.source) if opened is None else os.fstat(opened)
         return info.st_uid, info.st_gid
     return None
 
 
-def sandbox_identity(spec: WrapSpec, *, as_root: bool) -> tuple[int, int]:
+def sandbox_identity(
+    spec: WrapSpec, *, as_root: bool, sources: Mapping[str, int] | None = None
+) -> tuple[int, int]:
     """The uid and gid the command runs as (see the module docstring)."""
     if spec.user is not None:
         return spec.user
     if not as_root:
         return os.getuid(), os.getgid()
-    return workspace_owner(spec) or NOBODY
+    return workspace_owner(spec, sources) or NOBODY
 
 
 def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
@@ -225,13 +231,15 @@ def bwrap_argv(
     limits: LimitPlan | None = None,
     block_fd: int | None = None,
     sources: Mapping[str, str] | None = None,
+    volume_fds: Mapping[str, int] | None = None,
 ) -> list[str]:
     """``sources``: where to bind a host tree from instead of its own path (its id-mapped
-    view, :mod:`._idmap`)."""
+    view, :mod:`._idmap`); ``volume_fds``: volumes' host paths opened (passed to bwrap)."""
     sources = sources or {}
+    volume_fds = volume_fds or {}
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
-    uid, gid = sandbox_identity(spec, as_root=as_root)
+    uid, gid = sandbox_identity(spec, as_root=as_root, sources=volume_fds)
     check_volume_targets(mounts, host_image=host_image)
     if host_image and runtime is None:
         runtime = runtime_layout()
@@ -310,7 +318,12 @@ def bwrap_argv(
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
             raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
-        argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path, mount.target]
+        opened = volume_fds.get(mount.host_path)
+        if opened is not None:
+            argv += ["--ro-bind-fd" if mount.read_only else "--bind-fd", str(opened)]
+        else:
+            argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path]
+        argv.append(mount.target)
     if host_image:
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", spec.workdir or "/"]
@@ -376,9 +389,6 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         raise WrapUsageError(_BWRAP_MISSING)
     as_root = os.geteuid() == 0
     host_image = spec.image == "host"
-    # Named volumes belong to the sandbox user, who must be able to write them.
-    owner = sandbox_identity(spec, as_root=as_root)
-    mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
     root = "/" if host_image else os.path.abspath(spec.image)
     sweep_stale_cgroups()
     limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
@@ -391,7 +401,20 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
     seccomp_fd = -1
     idmapped: IdmappedTrees | None = None
+    volume_fds: dict[str, int] = {}
     try:
+        # Every volume is opened first, refusing links the sandbox could have planted, and
+        # bound (and its owner read) from that descriptor.
+        writable = writable_trees(spec.volumes)
+        for volume in spec.volumes:
+            if not volume.named and os.path.exists(volume.source):
+                volume_fds[volume.source] = open_source(volume.source, writable)
+        # Named volumes belong to the sandbox user, who must be able to write them.
+        owner = sandbox_identity(spec, as_root=as_root, sources=volume_fds)
+        mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
+        for mount in mounts:
+            if mount.named:
+                volume_fds[mount.host_path] = open_source(mount.host_path, writable)
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
         runtime = runtime_layout() if host_image else None
@@ -407,6 +430,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             limits=limits,
             block_fd=block_read_fd if block_read_fd >= 0 else None,
             sources=idmapped.sources if idmapped is not None else None,
+            volume_fds=volume_fds,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -417,6 +441,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
                 if name in os.environ:
                     env[name] = os.environ[name]
         passed = (info_write_fd, seccomp_fd, *([block_read_fd] if block_read_fd >= 0 else []))
+        passed += tuple(volume_fds.values())
         steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
         bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
     except BaseException:
@@ -437,6 +462,8 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             os.close(seccomp_fd)
         if idmapped is not None:
             idmapped.close()  # bubblewrap's process has attached them
+        for fd in volume_fds.values():
+            os.close(fd)  # bubblewrap has them (and closes them before the command runs)
     return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
 
 

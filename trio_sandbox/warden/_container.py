@@ -34,7 +34,7 @@ from ._seccomp import container_profile
 from ._spawn import Child, run_child
 from ._spec import WrapSpec, WrapUsageError
 from ._stopping import StopGrace
-from ._volumes import resolve_mounts
+from ._volumes import open_source, resolve_mounts, writable_trees
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
 _DOCKER_SECCOMP_WARNING = (
@@ -103,14 +103,22 @@ def container_argv(
     argv += ["--tmpfs", f"/tmp:{tmp}"]
     plan = engine_limit_plan(engine, limits)
     argv += ["--env", f"{LIMITS_VARIABLE}={limits_for_tools(plan, None)}"]
+    writable = writable_trees(spec.volumes)
     for mount in resolve_mounts(spec.volumes):
+        # The engine takes a path: the real one, found without following a link the sandbox
+        # could have planted in a writable volume.
+        opened = open_source(mount.host_path, writable)
+        try:
+            host_path = os.readlink(f"/proc/self/fd/{opened}")
+        finally:
+            os.close(opened)
         options = ["ro"] if mount.read_only else []
         if engine == "podman":
             # No device or set-id file in a volume works inside (bubblewrap's binds are alike;
             # docker's --volume has no such options).
             options += ["nosuid", "nodev"]
         suffix = f":{','.join(options)}" if options else ""
-        argv += ["--volume", f"{mount.host_path}:{mount.target}{suffix}"]
+        argv += ["--volume", f"{host_path}:{mount.target}{suffix}"]
     for key, value in spec.env:
         argv += ["--env", f"{key}={value}"]
     if spec.workdir:
