@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from sandbox_users import SandboxUser
 from warden_harness import wrap
 
-from trio_sandbox.warden import deny_list_program
+from trio_sandbox.warden import WrapUsageError, deny_list_program
 from trio_sandbox.warden._idmap import IdmapUnavailableError, id_map_without, idmap_trees
 from trio_sandbox.warden._seccomp import (
     ALLOWED_FAMILIES,
@@ -53,6 +53,7 @@ from trio_sandbox.warden._seccomp import (
     ModeRule,
     container_profile,
 )
+from trio_sandbox.warden._volumes import open_source
 
 PROGRAM = deny_list_program("x86_64")
 PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"
@@ -695,3 +696,32 @@ async def test_podman_a_link_planted_in_a_volume_never_redirects_the_next_launch
     assert result.returncode == 125
     assert b"is a symbolic link inside a writable volume" in result.stderr
     await next_call_works(*podman, "--volume", f"{workspace}:/work", user=root, image=PODMAN_IMAGE)
+
+
+def opened_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def test_volume_sources_follow_the_hosts_links_only(tmp_path: Path) -> None:
+    """Links outside writable volumes (the host's own) are followed, with .. and absolute
+    targets as the kernel would; a link inside a writable volume is refused, wherever on the
+    path; a loop of links ends in an error."""
+    work = tmp_path / "work"
+    (work / "real").mkdir(parents=True)
+    (tmp_path / "host-link").symlink_to(work)
+    (work / "planted").symlink_to("/usr")
+    (work / "loop").symlink_to("loop")
+    writable = [str(work)]
+    assert opened_path(open_source(f"{tmp_path}/host-link/real", writable)) == f"{work}/real"
+    assert opened_path(open_source(f"{work}/real/../real", writable)) == f"{work}/real"
+    assert opened_path(open_source(f"{work}/planted/share", [])) == "/usr/share"
+    for path in (f"{work}/planted/share", f"{tmp_path}/host-link/planted", f"{work}/loop"):
+        with pytest.raises(WrapUsageError, match="symbolic link inside a writable volume"):
+            open_source(path, writable)
+    with pytest.raises(WrapUsageError, match="too many levels"):
+        open_source(f"{work}/loop", [])
+    with pytest.raises(OSError, match=f"cannot open volume {work}/missing"):
+        open_source(f"{work}/missing", writable)
