@@ -489,14 +489,15 @@ async def test_files_only_the_sandbox_uid_may_read_stay_unreadable(
 ) -> None:
     """As root, the sandbox runs as the workspace owner (uid 0 for root's own workspace) and the
     host's trees are bound id-mapped so that this uid owns nothing in them: root's private
-    files under /usr and in the runtime are unreadable, not just /etc's; files it creates in
-    the workspace still belong to the workspace owner on the host."""
+    files under /usr and in the runtime are unreadable, not just /etc's, and /proc's root-only
+    files are masked; files it creates in the workspace still belong to the workspace owner on
+    the host."""
     volume = ["--volume", f"{workspace}:/ws"] if with_workspace else []
     uid = sandbox_user.uid if with_workspace else 65534
     runtime = site_directory(sandbox_user)
     for owner in {(0, 0), (uid, uid)} if sandbox_user.is_root else {(0, 0)}:
         with private_host_files(owner, runtime) as files:
-            inside = [runtime_path(path, runtime) for path in files]
+            inside = [runtime_path(path, runtime) for path in files] + root_only_proc_files()
             script = (
                 READ_FILES + "\nopen('/ws/made', 'w').close()" if with_workspace else READ_FILES
             )
@@ -512,6 +513,17 @@ async def test_files_only_the_sandbox_uid_may_read_stay_unreadable(
             made.unlink()
     assert "idmapped" not in host_mount_table()  # nothing was mounted on the host
     await next_call_works(*volume, user=sandbox_user)
+
+
+def root_only_proc_files() -> list[str]:
+    """The kernel's own files in /proc that only root may read (slabinfo, vmallocinfo, ...)."""
+    found = []
+    for path in Path("/proc").iterdir():
+        mode = path.lstat().st_mode
+        if not path.name.isdigit() and stat.S_ISREG(mode) and not mode & 0o004:
+            found.append(str(path))
+    assert "/proc/slabinfo" in found
+    return found
 
 
 def host_mount_table() -> str:

@@ -101,6 +101,22 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                 yield "/" + inner
 
 
+def _root_only_proc_files() -> list[str]:
+    """/proc's own files that others may not read (slabinfo, vmallocinfo, pagetypeinfo, ...):
+    /proc cannot be id-mapped, so a uid-0 sandbox would read them as their owner. (/proc/sys,
+    bound read-only, is not scanned: its walk costs 20 ms a launch, for a few sysctls.)"""
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISREG(mode) and not mode & 0o004:
+                    found.append(entry.path)
+    return sorted(found)
+
+
 def _empty_read_only_dir(path: str, perms: str) -> list[str]:
     """An empty directory over ``path``: a tmpfs that is then made read-only, or the sandbox
     (its owner, as uid 0 or in its user namespace) could chmod it and fill it without bound."""
@@ -288,7 +304,7 @@ def bwrap_argv(
     # /dev read-only (its devices still work), with a bounded /dev/shm that every uid may use.
     shm = shm_size(limits.limits) if limits is not None else SHM_SIZE
     argv += ["--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
-    for path in _MASKED_PROC:
+    for path in dict.fromkeys([*_MASKED_PROC, *_root_only_proc_files()]):
         if os.path.isdir(path):
             argv += _empty_read_only_dir(path, "0555")
         elif os.path.exists(path):
