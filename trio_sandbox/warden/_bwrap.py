@@ -17,8 +17,10 @@ uid-0 sandbox reads root's files as others do, under /usr as well as /etc), and 
 that others may not read are masked besides; bwrap itself is started with a scrubbed
 environment, so its init (PID 1 inside) carries nothing of the launcher's. Kernel interfaces
 that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys, ...) are masked or read-only
-for every sandbox. /dev is read-only but for a bounded /dev/shm (mode 1777), and the tmpfs that
-mask directories are read-only: nothing in-memory is writable beyond /tmp and /dev/shm.
+for every sandbox, and so are /proc's root-only files. /dev is read-only but for a bounded
+/dev/shm (mode 1777), and the tmpfs that mask directories are read-only: nothing in-memory is
+writable beyond /tmp and /dev/shm. Volumes are bound from descriptors opened without following
+a symbolic link inside a writable volume (:func:`._volumes.open_source`).
 
 The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`._runtime`).
 """

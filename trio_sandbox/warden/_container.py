@@ -6,6 +6,9 @@ exceed this machine's hard limits. `--init` puts a real PID 1 in front of the co
 otherwise ignores SIGTERM/SIGINT. With `--network none` a published port is relayed into the
 container's network namespace exactly as for bubblewrap (the engines cannot publish ports of
 a container without network).
+
+podman gets the sandbox's seccomp rules (:mod:`._seccomp`) merged into its own default profile,
+a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, and nosuid,nodev volumes.
 """
 
 from __future__ import annotations
