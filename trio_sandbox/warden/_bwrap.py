@@ -136,7 +136,7 @@ def _host_system_trees() -> list[str]:
     return trees
 
 
-def read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
+def _read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
     """Every host tree bubblewrap binds read-only besides volumes: the system's, or an image's
     root directory, and the tool server's runtime."""
     trees = _host_system_trees() if spec.image == "host" else [os.path.abspath(spec.image)]
@@ -152,7 +152,7 @@ def _idmapped_view(
     (root warden); None, with a warning, where the kernel or a file system cannot."""
     try:
         return idmap_trees(
-            read_only_trees(spec, runtime),
+            _read_only_trees(spec, runtime),
             uid=owner[0],
             gid=owner[1],
             also_bound=[mount.host_path for mount in mounts],
