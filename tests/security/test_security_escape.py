@@ -737,3 +737,24 @@ def test_volume_sources_follow_the_hosts_links_only(tmp_path: Path) -> None:
         open_source(f"{work}/loop", [])
     with pytest.raises(OSError, match=f"cannot open volume {work}/missing"):
         open_source(f"{work}/missing", writable)
+
+
+@needs_podman
+@needs_host_stdlib
+async def test_podman_root_only_proc_files_are_masked() -> None:
+    """A podman container's root is the host's root (rootful, no user namespace): /proc's
+    root-only files are masked there too; it sees no host tree but its image and volumes."""
+    from sandbox_users import this_process_user
+
+    files = root_only_proc_files()
+    result = await wrap(
+        *podman_options(),
+        command=["python3", "-c", READ_FILES, *files],
+        image=PODMAN_IMAGE,
+        user=this_process_user(),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    outcome = json.loads(result.stdout.decode().splitlines()[-1])
+    assert set(outcome) == set(files)
+    for path, text in outcome.items():
+        assert text in ("", "Permission denied", "Operation not permitted"), (path, text[:80])

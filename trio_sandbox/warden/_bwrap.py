@@ -52,6 +52,7 @@ from ._limits import (
 from ._memfs import SHM_SIZE, shm_size
 from ._netns import NetnsHelper, fork_netns_helper
 from ._ports import bind_published_port
+from ._procfs import root_only_proc_files
 from ._runtime import RuntimeLayout, is_within, runtime_layout
 from ._seccomp import deny_list_fd
 from ._spec import WrapSpec, WrapUsageError
@@ -101,22 +102,6 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                     yield from _unreadable_by_others(root, inner)
             elif stat.S_ISREG(mode) and not mode & 0o004:
                 yield "/" + inner
-
-
-def _root_only_proc_files() -> list[str]:
-    """/proc's own files that others may not read (slabinfo, vmallocinfo, pagetypeinfo, ...):
-    /proc cannot be id-mapped, so a uid-0 sandbox would read them as their owner. (/proc/sys,
-    bound read-only, is not scanned: its walk costs 20 ms a launch, for a few sysctls.)"""
-    found = []
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISREG(mode) and not mode & 0o004:
-                    found.append(entry.path)
-    return sorted(found)
 
 
 def _empty_read_only_dir(path: str, perms: str) -> list[str]:
@@ -306,7 +291,7 @@ def bwrap_argv(
     # /dev read-only (its devices still work), with a bounded /dev/shm that every uid may use.
     shm = shm_size(limits.limits) if limits is not None else SHM_SIZE
     argv += ["--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
-    for path in dict.fromkeys([*_MASKED_PROC, *_root_only_proc_files()]):
+    for path in dict.fromkeys([*_MASKED_PROC, *root_only_proc_files()]):
         if os.path.isdir(path):
             argv += _empty_read_only_dir(path, "0555")
         elif os.path.exists(path):

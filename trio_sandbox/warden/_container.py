@@ -8,7 +8,8 @@ container's network namespace exactly as for bubblewrap (the engines cannot publ
 a container without network).
 
 podman gets the sandbox's seccomp rules (:mod:`._seccomp`) merged into its own default profile,
-a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, and nosuid,nodev volumes.
+a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, nosuid,nodev volumes, and
+/proc's root-only files masked.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for
 from ._memfs import shm_size
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
+from ._procfs import root_only_proc_files
 from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
 from ._seccomp import container_profile
 from ._spawn import Child, run_child
@@ -90,6 +92,9 @@ def container_argv(
     argv += ["--security-opt", "no-new-privileges", "--read-only"]
     if seccomp_profile is not None:
         argv += ["--security-opt", f"seccomp={seccomp_profile}"]
+    if engine == "podman":
+        # The container's root is the host's: hide /proc's root-only files from it too.
+        argv += ["--security-opt", f"mask={':'.join(root_only_proc_files())}"]
     # No writable /run or /var/tmp (podman's --read-only would add unbounded ones); /dev is the
     # engine's own 64 MiB tmpfs, /dev/shm is bounded like bubblewrap's.
     if engine == "podman":
