@@ -758,3 +758,30 @@ async def test_podman_root_only_proc_files_are_masked() -> None:
     assert set(outcome) == set(files)
     for path, text in outcome.items():
         assert text in ("", "Permission denied", "Operation not permitted"), (path, text[:80])
+
+
+@needs_bwrap
+async def test_a_link_planted_at_a_nested_mount_point_is_refused(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """A volume mounted inside another: the sandbox replaces its mount point (in the outer
+    volume) with a link, for bubblewrap to mount the inner volume wherever it points next time.
+    The next launch refuses; the outer volume alone still works."""
+    inner = workspace.parent / f"{workspace.name}-inner"
+    inner.mkdir()
+    os.chown(inner, sandbox_user.uid, sandbox_user.gid)
+    (workspace / "inner").mkdir()
+    os.chown(workspace / "inner", sandbox_user.uid, sandbox_user.gid)
+    volumes = ["--volume", f"{workspace}:/work", "--volume", f"{inner}:/work/inner"]
+    try:
+        plant = "rmdir /work/inner && ln -s ../../../../usr/bin /work/inner"
+        result = await wrap(
+            "--volume", f"{workspace}:/work", command=["sh", "-c", plant], user=sandbox_user
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        result = await wrap(*volumes, command=["ls", "/work/inner"], user=sandbox_user)
+        assert result.returncode == 125, result.stdout
+        assert b"is a symbolic link inside volume /work" in result.stderr
+        await next_call_works("--volume", f"{workspace}:/work", user=sandbox_user)
+    finally:
+        shutil.rmtree(inner)

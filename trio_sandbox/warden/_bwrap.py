@@ -206,7 +206,8 @@ def sandbox_identity(
 
 def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
     """Refuse volumes bubblewrap would have to make a mount point for inside the user's files
-    (a volume nested in another) or inside the host's read-only system directories."""
+    (a volume nested in another), or mount through a link there, or inside the host's read-only
+    system directories."""
     for mount in mounts:
         if host_image and any(is_within(mount.target, d) for d in _HOST_SYSTEM_DIRS):
             raise WrapUsageError(
@@ -215,7 +216,16 @@ def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
         for outer in mounts:
             if outer is mount or not is_within(mount.target, outer.target):
                 continue
-            point = outer.host_path + mount.target[len(outer.target) :]
+            point = outer.host_path
+            for name in mount.target[len(outer.target) :].strip("/").split("/"):
+                point = os.path.join(point, name)
+                if os.path.islink(point):
+                    # bubblewrap would mount wherever it points (within its own namespace).
+                    raise WrapUsageError(
+                        f"volume target {mount.target}: {point} is a symbolic link inside"
+                        f" volume {outer.target} (the sandbox may have made it); refusing to"
+                        " mount there"
+                    )
             if not os.path.exists(point):
                 raise WrapUsageError(
                     f"volume target {mount.target} lies inside volume {outer.target} where"
