@@ -11,11 +11,16 @@ Who the command runs as:
 - ordinary user: a user namespace that maps the user's own uid, so files created in a volume are
   the user's; ``--user`` changes the uid seen inside only.
 
-The three traps of a root launcher, all fixed here: /proc/sys is bound read-only; files of /etc
-that others may not read are masked (so a uid-0 sandbox cannot read /etc/shadow either); bwrap
-itself is started with a scrubbed environment, so its init (PID 1 inside) carries nothing of the
-launcher's. Kernel interfaces that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys,
-...) are masked or read-only for every sandbox.
+The three traps of a root launcher, all fixed here: /proc/sys is bound read-only; the host's
+trees are bound id-mapped so that the sandbox's uid owns nothing in them (:mod:`._idmap`: a
+uid-0 sandbox reads root's files as others do, under /usr as well as /etc), and files of /etc
+that others may not read are masked besides; bwrap itself is started with a scrubbed
+environment, so its init (PID 1 inside) carries nothing of the launcher's. Kernel interfaces
+that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys, ...) are masked or read-only
+for every sandbox, and so are /proc's root-only files. /dev is read-only but for a bounded
+/dev/shm (mode 1777), and the tmpfs that mask directories are read-only: nothing in-memory is
+writable beyond /tmp and /dev/shm. Volumes are bound from descriptors opened without following
+a symbolic link inside a writable volume (:func:`._volumes.open_source`).
 
 The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`._runtime`).
 """
@@ -27,12 +32,14 @@ import os
 import shutil
 import socket
 import stat
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
+from ._idmap import IdmappedTrees, IdmapUnavailableError, idmap_trees
 from ._launch import LaunchedChild, become_subreaper, launch
 from ._limits import (
     LimitPlan,
@@ -42,12 +49,14 @@ from ._limits import (
     preexec,
     sweep_stale_cgroups,
 )
+from ._memfs import SHM_SIZE, shm_size
 from ._netns import NetnsHelper, fork_netns_helper
 from ._ports import bind_published_port
+from ._procfs import root_only_proc_files
 from ._runtime import RuntimeLayout, is_within, runtime_layout
 from ._seccomp import deny_list_fd
 from ._spec import WrapSpec, WrapUsageError
-from ._volumes import Mount, resolve_mounts
+from ._volumes import Mount, open_source, resolve_mounts, writable_trees
 
 # Where the sandbox's memory cgroup is shown to the tool server (read-only).
 CGROUP_INSIDE = f"{RUNTIME_ROOT}/cgroup"
@@ -95,6 +104,55 @@ def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
                 yield "/" + inner
 
 
+def _empty_read_only_dir(path: str, perms: str) -> list[str]:
+    """An empty directory over ``path``: a tmpfs that is then made read-only, or the sandbox
+    (its owner, as uid 0 or in its user namespace) could chmod it and fill it without bound."""
+    return ["--perms", perms, "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+
+
+def _host_system_trees() -> list[str]:
+    """What the ``host`` image binds of the host's root: /usr, /etc, and the top-level library
+    directories that are not merged-usr symlinks."""
+    trees = ["/usr", "/etc"]
+    for name in _MERGED_USR_NAMES:
+        path = "/" + name
+        if not os.path.islink(path) and os.path.isdir(path):
+            trees.append(path)
+    return trees
+
+
+def _read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
+    """Every host tree bubblewrap binds read-only besides volumes: the system's, or an image's
+    root directory, and the tool server's runtime."""
+    trees = _host_system_trees() if spec.image == "host" else [os.path.abspath(spec.image)]
+    if runtime is not None:
+        trees += [host_path for host_path, _ in runtime.binds]
+    return trees
+
+
+def _idmapped_view(
+    spec: WrapSpec, runtime: RuntimeLayout | None, mounts: Sequence[Mount], owner: tuple[int, int]
+) -> IdmappedTrees | None:
+    """The read-only trees id-mapped so that the sandbox's uid and gid own nothing in them
+    (root warden); None, with a warning, where the kernel or a file system cannot."""
+    try:
+        return idmap_trees(
+            _read_only_trees(spec, runtime),
+            uid=owner[0],
+            gid=owner[1],
+            also_bound=[mount.host_path for mount in mounts],
+        )
+    except IdmapUnavailableError as exc:
+        print(
+            f"trio-sandbox-warden: warning: the host's files are bound without an id map ({exc}):"
+            f" the sandbox, as uid {owner[0]}, can read files outside /etc that only uid"
+            f" {owner[0]} may read",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+
+
 def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> list[str]:
     """Ancestors of ``paths`` that the ``host`` image's tmpfs root does not already provide.
 
@@ -121,28 +179,35 @@ def _find_tool(root: str, name: str) -> str | None:
     return None
 
 
-def workspace_owner(spec: WrapSpec) -> tuple[int, int] | None:
+def workspace_owner(
+    spec: WrapSpec, sources: Mapping[str, int] | None = None
+) -> tuple[int, int] | None:
     """uid and gid of the workspace — whose project the agent works on: the first writable
-    bind volume, else the first read-only one."""
+    bind volume, else the first read-only one (``sources``: their opened descriptors)."""
+    sources = sources or {}
     binds = [v for v in spec.volumes if not v.named and os.path.exists(v.source)]
     for volume in sorted(binds, key=lambda v: v.read_only):
-        info = os.stat(volume.source)
+        opened = sources.get(volume.source)
+        info = os.stat(volume.source) if opened is None else os.fstat(opened)
         return info.st_uid, info.st_gid
     return None
 
 
-def sandbox_identity(spec: WrapSpec, *, as_root: bool) -> tuple[int, int]:
+def sandbox_identity(
+    spec: WrapSpec, *, as_root: bool, sources: Mapping[str, int] | None = None
+) -> tuple[int, int]:
     """The uid and gid the command runs as (see the module docstring)."""
     if spec.user is not None:
         return spec.user
     if not as_root:
         return os.getuid(), os.getgid()
-    return workspace_owner(spec) or NOBODY
+    return workspace_owner(spec, sources) or NOBODY
 
 
 def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
     """Refuse volumes bubblewrap would have to make a mount point for inside the user's files
-    (a volume nested in another) or inside the host's read-only system directories."""
+    (a volume nested in another), or mount through a link there, or inside the host's read-only
+    system directories."""
     for mount in mounts:
         if host_image and any(is_within(mount.target, d) for d in _HOST_SYSTEM_DIRS):
             raise WrapUsageError(
@@ -151,7 +216,16 @@ def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
         for outer in mounts:
             if outer is mount or not is_within(mount.target, outer.target):
                 continue
-            point = outer.host_path + mount.target[len(outer.target) :]
+            point = outer.host_path
+            for name in mount.target[len(outer.target) :].strip("/").split("/"):
+                point = os.path.join(point, name)
+                if os.path.islink(point):
+                    # bubblewrap would mount wherever it points (within its own namespace).
+                    raise WrapUsageError(
+                        f"volume target {mount.target}: {point} is a symbolic link inside"
+                        f" volume {outer.target} (the sandbox may have made it); refusing to"
+                        " mount there"
+                    )
             if not os.path.exists(point):
                 raise WrapUsageError(
                     f"volume target {mount.target} lies inside volume {outer.target} where"
@@ -169,10 +243,16 @@ def bwrap_argv(
     runtime: RuntimeLayout | None = None,
     limits: LimitPlan | None = None,
     block_fd: int | None = None,
+    sources: Mapping[str, str] | None = None,
+    volume_fds: Mapping[str, int] | None = None,
 ) -> list[str]:
+    """``sources``: where to bind a host tree from instead of its own path (its id-mapped
+    view, :mod:`._idmap`); ``volume_fds``: volumes' host paths opened (passed to bwrap)."""
+    sources = sources or {}
+    volume_fds = volume_fds or {}
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
-    uid, gid = sandbox_identity(spec, as_root=as_root)
+    uid, gid = sandbox_identity(spec, as_root=as_root, sources=volume_fds)
     check_volume_targets(mounts, host_image=host_image)
     if host_image and runtime is None:
         runtime = runtime_layout()
@@ -204,24 +284,26 @@ def bwrap_argv(
         argv += ["--setenv", name, value]
 
     if host_image:
-        argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
         for name in _MERGED_USR_NAMES:
             path = "/" + name
             if os.path.islink(path):
                 argv += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
+        for path in _host_system_trees():
+            argv += ["--ro-bind", sources.get(path, path), path]
     else:
-        argv += ["--ro-bind", root, "/"]
+        argv += ["--ro-bind", sources.get(root, root), "/"]
     for masked in _unreadable_by_others(root):
         if os.path.isdir(os.path.join(root, masked.lstrip("/"))):
-            argv += ["--perms", "0000", "--tmpfs", masked]
+            argv += _empty_read_only_dir(masked, "0000")
         else:
             argv += ["--ro-bind", "/dev/null", masked]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    for path in _MASKED_PROC:
+    # /dev read-only (its devices still work), with a bounded /dev/shm that every uid may use.
+    shm = shm_size(limits.limits) if limits is not None else SHM_SIZE
+    argv += ["--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    for path in dict.fromkeys([*_MASKED_PROC, *root_only_proc_files()]):
         if os.path.isdir(path):
-            argv += ["--perms", "0555", "--tmpfs", path]
+            argv += _empty_read_only_dir(path, "0555")
         elif os.path.exists(path):
             argv += ["--ro-bind", "/dev/null", path]
     for path in _READ_ONLY_PROC:
@@ -242,14 +324,19 @@ def bwrap_argv(
         for parent in _missing_parents(wanted, volume_targets):
             argv += ["--perms", "0755", "--dir", parent]
         for host_path, inside in runtime.binds:
-            argv += ["--ro-bind", host_path, inside]
+            argv += ["--ro-bind", sources.get(host_path, host_path), inside]
         if memory_cgroup is not None:
             # Read-only, for the tool server to tell a command killed by the memory limit.
             argv += ["--ro-bind", str(memory_cgroup), CGROUP_INSIDE]
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
             raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
-        argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path, mount.target]
+        opened = volume_fds.get(mount.host_path)
+        if opened is not None:
+            argv += ["--ro-bind-fd" if mount.read_only else "--bind-fd", str(opened)]
+        else:
+            argv += ["--ro-bind" if mount.read_only else "--bind", mount.host_path]
+        argv.append(mount.target)
     if host_image:
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", spec.workdir or "/"]
@@ -315,9 +402,6 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         raise WrapUsageError(_BWRAP_MISSING)
     as_root = os.geteuid() == 0
     host_image = spec.image == "host"
-    # Named volumes belong to the sandbox user, who must be able to write them.
-    owner = sandbox_identity(spec, as_root=as_root)
-    mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
     root = "/" if host_image else os.path.abspath(spec.image)
     sweep_stale_cgroups()
     limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
@@ -329,18 +413,37 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     # With the egress proxy, the command waits until the proxy listens inside.
     block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
     seccomp_fd = -1
+    idmapped: IdmappedTrees | None = None
+    volume_fds: dict[str, int] = {}
     try:
+        # Every volume is opened first, refusing links the sandbox could have planted, and
+        # bound (and its owner read) from that descriptor.
+        writable = writable_trees(spec.volumes)
+        for volume in spec.volumes:
+            if not volume.named and os.path.exists(volume.source):
+                volume_fds[volume.source] = open_source(volume.source, writable)
+        # Named volumes belong to the sandbox user, who must be able to write them.
+        owner = sandbox_identity(spec, as_root=as_root, sources=volume_fds)
+        mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
+        for mount in mounts:
+            if mount.named:
+                volume_fds[mount.host_path] = open_source(mount.host_path, writable)
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
+        runtime = runtime_layout() if host_image else None
+        if as_root:
+            idmapped = _idmapped_view(spec, runtime, mounts, owner)
         argv = bwrap_argv(
             spec,
             mounts,
             as_root=as_root,
             info_fd=info_write_fd,
             seccomp_fd=seccomp_fd,
-            runtime=runtime_layout() if host_image else None,
+            runtime=runtime,
             limits=limits,
             block_fd=block_read_fd if block_read_fd >= 0 else None,
+            sources=idmapped.sources if idmapped is not None else None,
+            volume_fds=volume_fds,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -351,7 +454,9 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
                 if name in os.environ:
                     env[name] = os.environ[name]
         passed = (info_write_fd, seccomp_fd, *([block_read_fd] if block_read_fd >= 0 else []))
-        bwrap = launch(argv, env=env, pass_fds=passed, preexec=preexec(limits))
+        passed += tuple(volume_fds.values())
+        steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
+        bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
     except BaseException:
         os.close(info_read_fd)
         if block_write_fd >= 0:
@@ -368,7 +473,24 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             os.close(block_read_fd)
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
+        if idmapped is not None:
+            idmapped.close()  # bubblewrap's process has attached them
+        for fd in volume_fds.values():
+            os.close(fd)  # bubblewrap has them (and closes them before the command runs)
     return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
+
+
+def _in_order(steps: Sequence[Callable[[], None] | None]) -> Callable[[], None] | None:
+    """One pre-exec function running the given ones (None: nothing to run)."""
+    present = [step for step in steps if step is not None]
+    if not present:
+        return None
+
+    def run_all() -> None:
+        for step in present:
+            step()
+
+    return run_all
 
 
 def user_namespace_advice() -> str:

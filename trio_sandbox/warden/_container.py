@@ -6,16 +6,22 @@ exceed this machine's hard limits. `--init` puts a real PID 1 in front of the co
 otherwise ignores SIGTERM/SIGINT. With `--network none` a published port is relayed into the
 container's network namespace exactly as for bubblewrap (the engines cannot publish ports of
 a container without network).
+
+podman gets the sandbox's seccomp rules (:mod:`._seccomp`) merged into its own default profile,
+a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, nosuid,nodev volumes, and
+/proc's root-only files masked.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 
 import attrs
@@ -24,22 +30,56 @@ import trio
 from ..contract import LIMITS_VARIABLE
 from ._egress import SandboxEgress
 from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
+from ._memfs import shm_size
 from ._netns import NetnsHelper
 from ._ports import bind_published_port
+from ._procfs import root_only_proc_files
 from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
+from ._seccomp import container_profile
 from ._spawn import Child, run_child
-from ._spec import WrapSpec
+from ._spec import WrapSpec, WrapUsageError
 from ._stopping import StopGrace
-from ._volumes import resolve_mounts
+from ._volumes import open_source, resolve_mounts, writable_trees
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
+_DOCKER_SECCOMP_WARNING = (
+    "trio-sandbox-warden: warning: docker runs with its own default seccomp profile: set-id"
+    " modes and socket families such as AF_VSOCK are not refused (use podman or bubblewrap)"
+)
+# podman's default seccomp profile (an allow-list), which the warden's rules are merged into.
+ENGINE_SECCOMP_PROFILES = ("/etc/containers/seccomp.json", "/usr/share/containers/seccomp.json")
 # How often to ask the engine whether the container runs yet (for the egress proxy, which must
 # listen before the first tool call; `podman inspect` takes tens of milliseconds itself).
 _RUNNING_POLL_SECONDS = 0.05
 
 
-def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") -> list[str]:
-    """``ENGINE run ...`` (or ``create`` with the same options, to start it later)."""
+def write_seccomp_profile(directory: str) -> str:
+    """podman's default profile with the sandbox's seccomp rules merged in, as a file in
+    ``directory``; refuses when podman's own profile cannot be found (rather than run a
+    container without the rules, or without podman's)."""
+    for path in ENGINE_SECCOMP_PROFILES:
+        try:
+            with open(path, encoding="utf-8") as default:
+                profile = container_profile(json.load(default))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise WrapUsageError(f"cannot read podman's seccomp profile {path}: {exc}") from None
+        written = os.path.join(directory, "seccomp.json")
+        with open(written, "w", encoding="utf-8") as out:
+            json.dump(profile, out)
+        return written
+    raise WrapUsageError(
+        "podman's default seccomp profile was not found (looked for"
+        f" {' and '.join(ENGINE_SECCOMP_PROFILES)}); install containers-common"
+    )
+
+
+def container_argv(
+    engine: str, spec: WrapSpec, name: str, verb: str = "run", seccomp_profile: str | None = None
+) -> list[str]:
+    """``ENGINE run ...`` (or ``create`` with the same options, to start it later);
+    ``seccomp_profile``: the profile file for ``--security-opt seccomp=`` (podman)."""
     # --pull never: images are local; the warden never reaches a registry on its own.
     argv = [engine, verb, "--rm", "-i", "--init", "--pull", "never", "--name", name]
     if engine == "podman":
@@ -50,6 +90,16 @@ def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") ->
     network = "host" if spec.network == "host" else "none"
     argv += ["--network", network, "--cap-drop", "ALL"]
     argv += ["--security-opt", "no-new-privileges", "--read-only"]
+    if seccomp_profile is not None:
+        argv += ["--security-opt", f"seccomp={seccomp_profile}"]
+    if engine == "podman":
+        # The container's root is the host's: hide /proc's root-only files from it too.
+        argv += ["--security-opt", f"mask={':'.join(root_only_proc_files())}"]
+    # No writable /run or /var/tmp (podman's --read-only would add unbounded ones); /dev is the
+    # engine's own 64 MiB tmpfs, /dev/shm is bounded like bubblewrap's.
+    if engine == "podman":
+        argv.append("--read-only-tmpfs=false")
+    argv += ["--shm-size", str(shm_size(spec.limits))]
     limits = spec.limits
     if limits.memory is not None:
         argv += ["--memory", str(limits.memory), "--memory-swap", str(limits.memory)]
@@ -61,9 +111,22 @@ def container_argv(engine: str, spec: WrapSpec, name: str, verb: str = "run") ->
     argv += ["--tmpfs", f"/tmp:{tmp}"]
     plan = engine_limit_plan(engine, limits)
     argv += ["--env", f"{LIMITS_VARIABLE}={limits_for_tools(plan, None)}"]
+    writable = writable_trees(spec.volumes)
     for mount in resolve_mounts(spec.volumes):
-        suffix = ":ro" if mount.read_only else ""
-        argv += ["--volume", f"{mount.host_path}:{mount.target}{suffix}"]
+        # The engine takes a path: the real one, found without following a link the sandbox
+        # could have planted in a writable volume.
+        opened = open_source(mount.host_path, writable)
+        try:
+            host_path = os.readlink(f"/proc/self/fd/{opened}")
+        finally:
+            os.close(opened)
+        options = ["ro"] if mount.read_only else []
+        if engine == "podman":
+            # No device or set-id file in a volume works inside (bubblewrap's binds are alike;
+            # docker's --volume has no such options).
+            options += ["nosuid", "nodev"]
+        suffix = f":{','.join(options)}" if options else ""
+        argv += ["--volume", f"{host_path}:{mount.target}{suffix}"]
     for key, value in spec.env:
         argv += ["--env", f"{key}={value}"]
     if spec.workdir:
@@ -198,13 +261,20 @@ async def run_container(
     # egress proxy then listens before the command runs, as with bubblewrap's --block-fd.
     # docker cannot; there, tool calls still wait for the proxy (after_listening).
     held = policy is not None and engine == "podman"
-    argv = container_argv(engine, spec, container.name, "create" if held else "run")
-    sockets = [bind_published_port(port) for port in spec.ports]
-    guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     # The engine runs in a directory of its own: conmon before 2.1.13 creates a file named
     # `oom` in its working directory when the memory limit kills (containers/conmon#504),
-    # which would otherwise land in the user's project.
+    # which would otherwise land in the user's project. The seccomp profile is kept there too.
     engine_cwd = tempfile.mkdtemp(prefix="trio-sandbox-engine-")
+    try:
+        profile = write_seccomp_profile(engine_cwd) if engine == "podman" else None
+        if engine != "podman":
+            print(_DOCKER_SECCOMP_WARNING, file=sys.stderr, flush=True)
+    except BaseException:
+        shutil.rmtree(engine_cwd, ignore_errors=True)
+        raise
+    argv = container_argv(engine, spec, container.name, "create" if held else "run", profile)
+    sockets = [bind_published_port(port) for port in spec.ports]
+    guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         async with trio.open_nursery() as guard_nursery:
             await guard_nursery.start(_run_guard, container, guard_read_fd, engine_cwd)

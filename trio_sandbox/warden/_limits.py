@@ -247,6 +247,13 @@ def _systemd_available(as_root: bool) -> bool:
     return bool(runtime) and os.path.exists(os.path.join(runtime, "systemd", "private"))
 
 
+def _warden_alive(cgroup_name: str) -> bool:
+    """Whether the warden that named a cgroup (``trio-sandbox-PID-...``) still runs: a live
+    warden's cgroup is empty between its creation and bubblewrap joining it."""
+    pid = cgroup_name[len(CGROUP_PREFIX) :].partition("-")[0]
+    return pid.isdigit() and os.path.exists(f"/proc/{pid}")
+
+
 def sweep_stale_cgroups() -> None:
     """Remove empty ``trio-sandbox-*`` cgroups a killed warden left behind (best effort)."""
     for controller in ("memory", "pids", "cpu"):
@@ -255,6 +262,8 @@ def sweep_stale_cgroups() -> None:
             continue
         with contextlib.suppress(OSError):
             for entry in base.iterdir():
+                if _warden_alive(entry.name):
+                    continue
                 if entry.name.startswith(CGROUP_PREFIX) and entry.is_dir():
                     with contextlib.suppress(OSError):
                         if not (entry / "cgroup.procs").read_text().strip():
