@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import compileall
 import contextlib
-import fcntl
 import functools
 import logging
 import math
@@ -26,7 +25,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..concurrency import single_error
+from ..concurrency import memfd_holding, single_error
 from ..contract import (
     CLIENT_CA_VARIABLE,
     CONTAINER_PORT,
@@ -130,23 +129,10 @@ def secret_environment(config: SandboxConfig, host_env: Mapping[str, str]) -> di
 
 
 def environment_fd(variables: Mapping[str, str]) -> int:
-    """A sealed memfd holding ``variables`` as ``K=V`` records ended by NUL bytes, positioned at
-    0, for ``--env-fd``: values on a command line are readable by every local user."""
-    fd = os.memfd_create("trio-sandbox-env", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        data = b"".join(f"{key}={value}".encode() + b"\0" for key, value in variables.items())
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    """The sandbox's variables for ``--env-fd``: ``K=V`` records ended by NUL bytes, in memory
+    (values on a command line are readable by every local user)."""
+    data = b"".join(f"{key}={value}".encode() + b"\0" for key, value in variables.items())
+    return memfd_holding("trio-sandbox-env", data)
 
 
 def warden_argv(

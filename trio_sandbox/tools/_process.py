@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from ..concurrency import signal_process_group, single_error
+from ..concurrency import memfd_holding, signal_process_group, single_error
 from ._output import TailBuffer
 from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 from ._tree import (
@@ -240,13 +240,8 @@ class CommandProcesses:
     async def _spawn_once(
         self, nursery: trio.Nursery, script: bytes, cwd: Path, output_fd: int, kill_grace: float
     ) -> trio.Process:
-        script_fd = os.memfd_create("command", 0)
+        script_fd = memfd_holding("command", _SCRIPT_PREFIX + script)
         try:
-            os.write(script_fd, _SCRIPT_PREFIX)
-            view = memoryview(script)
-            while view:
-                view = view[os.write(script_fd, view) :]
-            os.lseek(script_fd, 0, os.SEEK_SET)
             with single_error():
                 process: trio.Process = await nursery.start(
                     functools.partial(

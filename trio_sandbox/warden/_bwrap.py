@@ -38,6 +38,7 @@ from pathlib import Path
 
 import attrs
 
+from ..concurrency import memfd_holding
 from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
 from ._idmap import IdmappedTrees, IdmapUnavailableError, idmap_trees
 from ._launch import LaunchedChild, become_subreaper, launch
@@ -233,6 +234,38 @@ def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
                 )
 
 
+def _memory_cgroup(spec: WrapSpec, limits: LimitPlan | None) -> Path | None:
+    """The memory cgroup the tool server sees (read-only) to tell an OOM kill, if any."""
+    return limits.memory_cgroup if limits is not None and spec.image == "host" else None
+
+
+def bwrap_setenv(
+    spec: WrapSpec, runtime: RuntimeLayout | None, limits: LimitPlan | None
+) -> list[str]:
+    """The sandbox's variables as bwrap's ``--setenv NAME VALUE`` options."""
+    runtime_env = runtime.env if runtime is not None else ()
+    limits_env = (
+        [
+            (
+                LIMITS_VARIABLE,
+                limits_for_tools(limits, CGROUP_INSIDE if _memory_cgroup(spec, limits) else None),
+            )
+        ]
+        if limits is not None
+        else []
+    )
+    options = []
+    for name, value in (
+        ("PATH", SANDBOX_PATH),
+        ("HOME", "/tmp"),
+        *runtime_env,
+        *limits_env,
+        *spec.env,
+    ):
+        options += ["--setenv", name, value]
+    return options
+
+
 def bwrap_argv(
     spec: WrapSpec,
     mounts: list[Mount],
@@ -245,9 +278,12 @@ def bwrap_argv(
     block_fd: int | None = None,
     sources: Mapping[str, str] | None = None,
     volume_fds: Mapping[str, int] | None = None,
+    env_fd: int | None = None,
 ) -> list[str]:
     """``sources``: where to bind a host tree from instead of its own path (its id-mapped
-    view, :mod:`._idmap`); ``volume_fds``: volumes' host paths opened (passed to bwrap)."""
+    view, :mod:`._idmap`); ``volume_fds``: volumes' host paths opened (passed to bwrap);
+    ``env_fd``: a descriptor holding :func:`bwrap_setenv` (NUL-separated, for ``--args``), so
+    that no value is on bwrap's command line, which every local user can read."""
     sources = sources or {}
     volume_fds = volume_fds or {}
     host_image = spec.image == "host"
@@ -267,21 +303,11 @@ def bwrap_argv(
     else:
         argv += ["--unshare-user", "--cap-drop", "ALL", "--uid", str(uid), "--gid", str(gid)]
     argv += ["--hostname", "sandbox", "--clearenv"]
-    runtime_env = runtime.env if runtime is not None else ()
-    memory_cgroup = limits.memory_cgroup if limits is not None and host_image else None
-    limits_env = (
-        [(LIMITS_VARIABLE, limits_for_tools(limits, CGROUP_INSIDE if memory_cgroup else None))]
-        if limits is not None
-        else []
-    )
-    for name, value in (
-        ("PATH", SANDBOX_PATH),
-        ("HOME", "/tmp"),
-        *runtime_env,
-        *limits_env,
-        *spec.env,
-    ):
-        argv += ["--setenv", name, value]
+    if env_fd is not None:
+        argv += ["--args", str(env_fd)]  # after --clearenv: bwrap reads them in place
+    else:
+        argv += bwrap_setenv(spec, runtime, limits)
+    memory_cgroup = _memory_cgroup(spec, limits)
 
     if host_image:
         for name in _MERGED_USR_NAMES:
@@ -412,7 +438,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
     # With the egress proxy, the command waits until the proxy listens inside.
     block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
-    seccomp_fd = -1
+    seccomp_fd = env_fd = -1
     idmapped: IdmappedTrees | None = None
     volume_fds: dict[str, int] = {}
     try:
@@ -431,6 +457,8 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
         runtime = runtime_layout() if host_image else None
+        setenv = bwrap_setenv(spec, runtime, limits)
+        env_fd = memfd_holding("trio-sandbox-env", b"".join(o.encode() + b"\0" for o in setenv))
         if as_root:
             idmapped = _idmapped_view(spec, runtime, mounts, owner)
         argv = bwrap_argv(
@@ -444,6 +472,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             block_fd=block_read_fd if block_read_fd >= 0 else None,
             sources=idmapped.sources if idmapped is not None else None,
             volume_fds=volume_fds,
+            env_fd=env_fd,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -453,8 +482,8 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
                 if name in os.environ:
                     env[name] = os.environ[name]
-        passed = (info_write_fd, seccomp_fd, *([block_read_fd] if block_read_fd >= 0 else []))
-        passed += tuple(volume_fds.values())
+        passed = (info_write_fd, seccomp_fd, env_fd, *volume_fds.values())
+        passed += (block_read_fd,) if block_read_fd >= 0 else ()
         steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
         bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
     except BaseException:
@@ -471,8 +500,9 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         os.close(info_write_fd)
         if block_read_fd >= 0:
             os.close(block_read_fd)
-        if seccomp_fd >= 0:
-            os.close(seccomp_fd)
+        for fd in (seccomp_fd, env_fd):
+            if fd >= 0:
+                os.close(fd)
         if idmapped is not None:
             idmapped.close()  # bubblewrap's process has attached them
         for fd in volume_fds.values():

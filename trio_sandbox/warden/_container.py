@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 
 import attrs
 import trio
@@ -73,6 +74,25 @@ def write_seccomp_profile(directory: str) -> str:
         "podman's default seccomp profile was not found (looked for"
         f" {' and '.join(ENGINE_SECCOMP_PROFILES)}); install containers-common"
     )
+
+
+# The sandbox's values reach the engine through its environment (``--env NAME``), where other
+# local users cannot read them as they can a command line; except the variables the engine
+# itself reads (its own PATH, proxies, runtime directories), which stay ``--env K=V``.
+_ENGINE_VARIABLES = frozenset({"PATH", "HOME", "TMPDIR", "TZ", "NO_PROXY", "SSL_CERT_FILE"})
+_ENGINE_PREFIXES = ("LD_", "XDG_", "CONTAINERS_", "DOCKER_", "PODMAN_", "BUILDAH_", "GO")
+
+
+def _engine_reads(name: str) -> bool:
+    upper = name.upper()
+    return (
+        upper in _ENGINE_VARIABLES or upper.endswith("_PROXY") or upper.startswith(_ENGINE_PREFIXES)
+    )
+
+
+def engine_environment(spec: WrapSpec) -> dict[str, str]:
+    """The engine's environment: this process's, with the values ``--env NAME`` takes."""
+    return {**os.environ, **{key: value for key, value in spec.env if not _engine_reads(key)}}
 
 
 def container_argv(
@@ -128,7 +148,7 @@ def container_argv(
         suffix = f":{','.join(options)}" if options else ""
         argv += ["--volume", f"{host_path}:{mount.target}{suffix}"]
     for key, value in spec.env:
-        argv += ["--env", f"{key}={value}"]
+        argv += ["--env", f"{key}={value}" if _engine_reads(key) else key]
     if spec.workdir:
         argv += ["--workdir", spec.workdir]
     argv += ["--", spec.image, *spec.command]
@@ -181,11 +201,15 @@ class _Container:
         assert self.sockets is not None
         return await self.sockets.connect(port)
 
-    async def initialize(self, create_argv: list[str], cwd: str) -> int | None:
+    async def initialize(
+        self, create_argv: list[str], cwd: str, env: Mapping[str, str]
+    ) -> int | None:
         """Create the container and make its namespaces, its command not started; the
         engine's status if that failed (its message is on stderr)."""
         for argv in (create_argv, [self.engine, "init", self.name]):
-            done = await trio.run_process(argv, stdout=subprocess.DEVNULL, cwd=cwd, check=False)
+            done = await trio.run_process(
+                argv, stdout=subprocess.DEVNULL, cwd=cwd, env=env, check=False
+            )
             if done.returncode != 0:
                 return done.returncode
         return None
@@ -287,7 +311,9 @@ async def run_container(
                     if policy is not None and into_container is not None:
                         egress = SandboxEgress(policy, spec.report)
                         if held:
-                            failed = await container.initialize(argv, engine_cwd)
+                            failed = await container.initialize(
+                                argv, engine_cwd, engine_environment(spec)
+                            )
                             if failed is not None:
                                 return failed
                             argv = [engine, "start", "--attach", "--interactive", container.name]
@@ -301,7 +327,7 @@ async def run_container(
                         )
                     )
                     status = await run_child(
-                        argv, env=dict(os.environ), cwd=engine_cwd, stop=container.stop
+                        argv, env=engine_environment(spec), cwd=engine_cwd, stop=container.stop
                     )
                     nursery.cancel_scope.cancel()
             finally:

@@ -29,6 +29,8 @@ from typing import Any
 
 import attrs
 
+from ..concurrency import memfd_holding
+
 # BPF opcodes (linux/filter.h) and seccomp return values (linux/seccomp.h).
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
@@ -265,14 +267,7 @@ def deny_list_program(machine: str | None = None) -> bytes:
 
 def deny_list_fd() -> int:
     """A memfd holding the program, positioned at 0; the caller passes it on and closes it."""
-    fd = os.memfd_create("trio-sandbox-seccomp", 0)
-    try:
-        os.write(fd, deny_list_program())
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return memfd_holding("trio-sandbox-seccomp", deny_list_program())
 
 
 # The container engines' profile format (OCI runtime spec, as podman reads it). libseccomp
