@@ -31,7 +31,7 @@ REQUEST = (
 def processes_holding(secret: bytes) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {"cmdline": [], "environ": []}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if not name.isdigit() or int(name) == os.getpid():  # its own plan names the secret
             continue
         for part in found:
             try:
@@ -43,16 +43,36 @@ def processes_holding(secret: bytes) -> dict[str, list[int]]:
     return found
 
 
-def published_ports() -> list[int]:
-    ports = []
+def _parents() -> dict[int, int]:
+    parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                with open(f"/proc/{name}/cmdline", "rb") as file:
-                    argv = file.read().decode(errors="replace").split("\0")
+                with open(f"/proc/{name}/stat", "rb") as file:
+                    stat = file.read()
             except OSError:
                 continue
-            ports += [int(m[1]) for a in argv if (m := re.fullmatch(r"127\.0\.0\.1:(\d+):8080", a))]
+            parents[int(name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    return parents
+
+
+def published_ports(owner: int) -> list[int]:
+    """The ports published by the wardens below ``owner`` (their command lines name them)."""
+    parents = _parents()
+    below, pending = set(), [owner]
+    while pending:
+        parent = pending.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        below.update(children)
+        pending += children
+    ports = []
+    for pid in below:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                argv = file.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        ports += [int(m[1]) for a in argv if (m := re.fullmatch(r"127\.0\.0\.1:(\d+):8080", a))]
     return sorted(set(ports))
 
 
@@ -94,13 +114,14 @@ def main() -> None:
         listing = "listed"
     except OSError as exc:
         listing = type(exc).__name__
-    ports = [plan["proxy_port"], *published_ports()]
+    published = published_ports(plan["owner"])
+    ports = [plan["proxy_port"], *published]
     report = {
         "uid": os.getuid(),
         "holding": processes_holding(plan["secret"].encode()),
         "bundle": bundle,
         "bundle_listing": listing,
-        "published": published_ports(),
+        "published": published,
         "no_cert": {str(port): https_request(port, None, None) for port in ports},
         "own_ca": {str(port): https_request(port, cert, key) for port in ports},
     }

@@ -84,6 +84,7 @@ async def test_another_local_user_gets_nothing_from_a_running_sandbox(
                 "secret": SECRET,
                 "bundle": str(bundle),
                 "proxy_port": port,
+                "owner": process.pid,
                 "cert": strangers.client_cert.read_text(),
                 "key": strangers.client_key.read_text(),
             }
@@ -105,11 +106,11 @@ async def test_another_local_user_gets_nothing_from_a_running_sandbox(
     # Neither the proxy nor the sandbox's published port serves anyone without the owner's key.
     ports = report["no_cert"]
     assert isinstance(ports, dict)
-    assert len(ports) == 2, report  # the proxy and the one published port
+    assert len(ports) == 2, report  # the proxy and the sandbox's one published port
     assert all(outcome.startswith("refused") for outcome in ports.values()), report
     own_ca = report["own_ca"]
     assert isinstance(own_ca, dict)
     assert all(outcome.startswith("refused") for outcome in own_ca.values()), report
     # The owner's next call works.
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["healthy"] is True
+    assert json.loads(status.stdout)["health"]["healthy"] is True
