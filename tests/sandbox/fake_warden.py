@@ -37,6 +37,11 @@ def parse(argv: list[str]) -> tuple[dict[str, str], int, list[str]]:
         if option == "--env":
             key, _, val = value.partition("=")
             env[key] = val
+        elif option == "--env-fd":  # K=V records ended by NUL bytes, read to the end
+            with os.fdopen(int(value), "rb") as records:
+                for record in records.read().split(b"\0")[:-1]:
+                    key, _, val = record.decode().partition("=")
+                    env[key] = val
         elif option == "-p":
             port = int(value.split(":")[1])
         index += 2

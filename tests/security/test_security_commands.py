@@ -55,18 +55,7 @@ ALLOCATE = 'python3 -c "x = bytearray(400 * 1024 * 1024); print(len(x))"'
 
 
 async def run_child(user: SandboxUser, home: Path, plan: dict[str, Any]) -> Any:
-    with trio.fail_after(240):
-        done = await trio.run_process(
-            user.command(user.python, str(CHILD)),
-            stdin=json.dumps(plan).encode(),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=user.env({"HOME": str(home)}),
-            cwd=home,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    return json.loads(done.stdout.decode().splitlines()[-1])
+    return await user.run_json(str(CHILD), home=home, stdin=json.dumps(plan).encode(), limit=240)
 
 
 def call(tool: str, **args: Any) -> dict[str, Any]:

@@ -671,17 +671,7 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bu
 
 
 async def run_child(user: SandboxUser, workspace: Path, scenario: str) -> Any:
-    with trio.fail_after(180):
-        done = await trio.run_process(
-            user.command(user.python, str(CHILD), scenario, str(workspace)),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=user.env({"HOME": str(workspace)}),
-            cwd=workspace,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    return json.loads(done.stdout.decode().splitlines()[-1])
+    return await user.run_json(str(CHILD), scenario, str(workspace), home=workspace, limit=180)
 
 
 @needs_bwrap

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from kube_double import open_kube_double
 from kube_harness import IMAGE as POD_IMAGE
 from reports_probes import (
@@ -49,17 +48,13 @@ async def run_host(
     user: SandboxUser, home: Path, config: dict[str, Any], *commands: str
 ) -> dict[str, Any]:
     """``reports_child.py`` as ``user``: a host embedding open_sandbox."""
-    with trio.fail_after(HANG_GUARD_SECONDS * 2):
-        done = await trio.run_process(
-            user.command(user.python, str(CHILD), json.dumps({"config": config}), *commands),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=user.env({"HOME": str(home)}),
-            cwd=home,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    report: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
+    report: dict[str, Any] = await user.run_json(
+        str(CHILD),
+        json.dumps({"config": config}),
+        *commands,
+        home=home,
+        limit=HANG_GUARD_SECONDS * 2,
+    )
     return report
 
 

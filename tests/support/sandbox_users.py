@@ -13,6 +13,7 @@ project, and what the sandbox must be able to write without any chmod.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -20,9 +21,11 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
+import trio
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_USER = "trio-sandbox-test"
@@ -62,6 +65,22 @@ class SandboxUser:
 
     def python_module(self, module: str, *args: str) -> list[str]:
         return self.command(self.python, "-m", module, *args)
+
+    async def run_json(self, *args: str, home: Path, stdin: bytes = b"", limit: float) -> Any:
+        """``python ARGS`` as this user in ``home`` (also its HOME): the JSON of the last line
+        it prints. Fails the test with the end of its stderr if it exits non-zero."""
+        with trio.fail_after(limit):
+            done = await trio.run_process(
+                self.command(self.python, *args),
+                stdin=stdin,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=self.env({"HOME": str(home)}),
+                cwd=home,
+            )
+        assert done.returncode == 0, done.stderr.decode()[-4000:]
+        return json.loads(done.stdout.decode().splitlines()[-1])
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """This user's environment (their HOME, nothing of root's state), plus ``extra``."""
