@@ -62,6 +62,21 @@ def test_known_values_are_redacted_where_no_rule_matches() -> None:
     assert redactor.redact_text("PLAIN WORDS HERE") == "PLAIN WORDS HERE"
 
 
+def test_a_text_found_clean_is_scanned_again_once_a_known_value_is_added() -> None:
+    # Short clean texts are remembered (every message repeats its keys); a value made known
+    # later must still be found in them, with the rules and without.
+    redactor = SecretRedactor()
+    text = "deploy with hunter2-but-longer"
+    for rules in (True, False):
+        assert redactor.redact_json({"k": text}, rules=rules) == {"k": text}
+    placeholder = redactor.add_known_secret("hunter2-but-longer", "password")
+    for rules in (True, False):
+        assert redactor.redact_json({"k": text}, rules=rules) == {"k": f"deploy with {placeholder}"}
+    # A value a rule found becomes known the same way.
+    assert redactor.redact_text(f"token {TOKEN}") != f"token {TOKEN}"
+    assert TOKEN not in str(redactor.redact_json({"k": TOKEN}, rules=False))
+
+
 def test_known_values_longest_first() -> None:
     redactor = SecretRedactor()
     short = redactor.add_known_secret("abcdefgh12", "password")

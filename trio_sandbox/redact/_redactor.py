@@ -104,6 +104,11 @@ class _Span:
     rule: str
 
 
+# The clean-text memo: texts of at most this many characters, at most this many of them.
+_CLEAN_TEXT_MAX = 256
+_CLEAN_TEXTS = 4096
+
+
 @attrs.define(eq=False)
 class SecretRedactor:
     """Replaces secrets with placeholders and puts them back. Not thread-safe: use it from one
@@ -121,6 +126,10 @@ class SecretRedactor:
     _known_by_prefix: dict[str, list[str]] = attrs.field(init=False, factory=dict)
     # placeholder -> the sources whose text held its value (see redact_text's `source`)
     _owners: dict[str, set[str | None]] = attrs.field(init=False, factory=dict)
+    # Short texts found clean (with the rules, or without), oldest first: every message repeats
+    # its keys and small values ("content", "type", "text"), and a scan has a fixed cost. The
+    # rules never change; the known values do, and then this is emptied.
+    _clean: dict[tuple[str, bool], None] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._detector = _detector_for(self.rules)
@@ -316,8 +325,12 @@ class SecretRedactor:
             end = len(text) if placeholder is None else placeholder.start()
             plain = text[position:end]
             spans: list[_Span] = []
-            if len(plain) >= shortest:
+            if len(plain) >= shortest and not self._known_clean(plain, rules):
                 spans = yield from _metered(self._scan_plain(plain, known_index, rules), budget)
+                if not spans and len(plain) <= _CLEAN_TEXT_MAX:
+                    self._clean[plain, rules] = None
+                    if len(self._clean) > _CLEAN_TEXTS:
+                        del self._clean[next(iter(self._clean))]
             pieces.append((plain, spans))
             if placeholder is not None:
                 pieces.append((placeholder.group(0), []))
@@ -412,8 +425,13 @@ class SecretRedactor:
                             position - begin, position - begin + len(value), rule, RANK_KNOWN
                         )
 
+    def _known_clean(self, text: str, rules: bool) -> bool:
+        # Clean with the rules is clean without them too.
+        return (text, True) in self._clean or (not rules and (text, False) in self._clean)
+
     def _known_index_now(self) -> StringIndex | None:
         if self._known and self._known_index is None:
+            self._clean.clear()  # a new known value may be in a text found clean before
             by_prefix: dict[str, list[str]] = {}
             for value in self._known:
                 by_prefix.setdefault(value[:_KNOWN_PREFIX], []).append(value)
