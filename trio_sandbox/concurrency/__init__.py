@@ -1,10 +1,10 @@
 """Small helpers every layer shares: one error policy for exception groups, one way to stop a
-child's process group, data handed to a child in memory, and leaving a process that has
-cleaned up.
+child's process group, the host's processes by parentage, data handed to a child in memory, and
+leaving a process that has cleaned up.
 
-This package is an independent root: it imports nothing else of trio_sandbox. ``exit_now`` and
-``memfd_holding`` need only the standard library, and the warden takes them before it imports
-Trio: the Trio-based names load on first use (PEP 562).
+This package is an independent root: it imports nothing else of trio_sandbox. ``exit_now``,
+``memfd_holding``, ``process_table`` and ``descendants`` need only the standard library, and the
+warden takes them before it imports Trio: the Trio-based names load on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from ._exit import exit_now as exit_now
 from ._lazy import lazy_exports as lazy_exports
 from ._memfd import memfd_holding as memfd_holding
+from ._processes import descendants as descendants
+from ._processes import process_table as process_table
 
 if TYPE_CHECKING:
     from ._groups import collapse_exception_group as collapse_exception_group

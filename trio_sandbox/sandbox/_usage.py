@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..concurrency import descendants
+
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -22,23 +24,6 @@ def _read_int(path: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(path.read_text().split()[0])
     return None
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{name}/stat").read_bytes().rpartition(b")")[2].split()
-            children.setdefault(int(fields[1]), []).append(int(name))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 def _cgroup_directory(directory: object) -> Path | None:
@@ -66,7 +51,7 @@ def sandbox_usage(limits: Mapping[str, Any] | None, warden_pid: int | None) -> d
             pids = _read_int(base / "pids.current")
     if (memory is None or pids is None) and warden_pid is not None:
         source = "processes" if memory is None and pids is None else "cgroup and processes"
-        below = _descendants(warden_pid)
+        below = descendants([warden_pid])
         if pids is None:
             pids = len(below)
         if memory is None:

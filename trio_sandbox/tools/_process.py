@@ -26,17 +26,21 @@ from pathlib import Path
 import attrs
 import trio
 
-from ..concurrency import memfd_holding, signal_process_group, single_error
+from ..concurrency import (
+    descendants,
+    memfd_holding,
+    process_table,
+    signal_process_group,
+    single_error,
+)
 from ._output import TailBuffer
 from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 from ._tree import (
     become_subreaper,
-    descendants,
     kill_process_tree,
     kill_tree,
     load_prctl,
     poll_until,
-    process_table,
     signal_descendants,
 )
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import trio
 
+from ..concurrency import descendants, process_table
+
 _PR_SET_CHILD_SUBREAPER = 36
 # Stopped (by a signal or a tracer), dead, or a zombie: none of these can start a process.
 _INERT_STATES = frozenset("tTZXx")
@@ -52,38 +54,6 @@ def become_subreaper() -> None:
     if load_prctl()(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) != 0:
         number = ctypes.get_errno()
         raise OSError(number, f"PR_SET_CHILD_SUBREAPER: {os.strerror(number)}")
-
-
-def process_table() -> dict[int, tuple[int, str]]:
-    """Every visible process: its parent's pid and its state letter."""
-    table: dict[int, tuple[int, str]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue  # gone meanwhile
-        # The command name may hold spaces and parentheses: the fields follow the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 2:
-            table[int(name)] = (int(fields[1]), fields[0].decode())
-    return table
-
-
-def descendants(roots: Iterable[int], table: dict[int, tuple[int, str]]) -> list[int]:
-    """The processes below ``roots`` (not the roots themselves), parents before children."""
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found: list[int] = []
-    pending = [child for root in roots for child in children.get(root, ())]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(children.get(pid, ()))
-    return found
 
 
 async def poll_until(done: Callable[[], bool], interval: float = _POLL) -> None:

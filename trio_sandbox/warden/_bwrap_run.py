@@ -13,6 +13,7 @@ import sys
 import attrs
 import trio
 
+from ..concurrency import descendants
 from ._bwrap import LaunchedBwrap, user_namespace_advice
 from ._egress import SandboxEgress
 from ._netns import NamespaceError
@@ -29,28 +30,6 @@ def _has_exited(pidfd: int) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _descendants_of(ancestor: int) -> list[int]:
-    """Host pids below `ancestor`, parents first (one pass over /proc/*/stat: this kernel
-    has no /proc/PID/task/TID/children)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat_file:
-                fields = stat_file.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(name))
-    found: list[int] = []
-    pending = [ancestor]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 @attrs.define(eq=False)
@@ -125,7 +104,7 @@ class _Sandbox:
             signalled: set[int] = set()
             with trio.move_on_after(self.grace.seconds):
                 while True:
-                    for pid in set(_descendants_of(self.init_pid)) - signalled:
+                    for pid in set(descendants([self.init_pid])) - signalled:
                         signalled.add(pid)
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGINT)
