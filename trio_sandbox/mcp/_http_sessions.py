@@ -168,8 +168,11 @@ class SessionTable:
         if timeout is None:
             return
         now = trio.current_time()
-        for session in list(self._sessions.values()):
+        expired = []
+        for session in self._sessions.values():  # the front only: not a copy of the table
             if now - session.last_active <= timeout:
                 break
             if not session.busy:
-                self.drop(session)
+                expired.append(session)
+        for session in expired:
+            self.drop(session)
