@@ -1,6 +1,6 @@
-"""Small helpers every layer shares: one error policy for exception groups, one way to stop a
-child's process group, the host's processes by parentage, data handed to a child in memory, and
-leaving a process that has cleaned up.
+"""Small helpers every layer shares: one error policy for exception groups, one broadcast value
+(AsyncValue), one way to stop a child's process group, the host's processes by parentage, data
+handed to a child in memory, and leaving a process that has cleaned up.
 
 This package is an independent root: it imports nothing else of trio_sandbox. ``exit_now``,
 ``memfd_holding``, ``process_table`` and ``descendants`` need only the standard library, and the
@@ -18,6 +18,7 @@ from ._processes import descendants as descendants
 from ._processes import process_table as process_table
 
 if TYPE_CHECKING:
+    from ._broadcast import AsyncValue as AsyncValue
     from ._groups import collapse_exception_group as collapse_exception_group
     from ._groups import exception_leaves as exception_leaves
     from ._groups import single_error as single_error
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ._process_group import stopping_process_group as stopping_process_group
 
 _LAZY_NAMES: dict[str, str] = {
+    "AsyncValue": "._broadcast",
     "collapse_exception_group": "._groups",
     "exception_leaves": "._groups",
     "single_error": "._groups",

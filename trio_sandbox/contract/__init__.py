@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ._errors import SandboxError as SandboxError
+
 # Variables the host passes into the sandbox.
 SKIP_WARDEN_VARIABLE: Final = "STAKPAK_SKIP_WARDEN"
 MCP_PORT_VARIABLE: Final = "STAKPAK_MCP_PORT"
