@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trio_sandbox.warden import WrapSpec
-from trio_sandbox.warden._bwrap import BWRAP_ENV, bwrap_argv
 from trio_sandbox.warden._seccomp import deny_list_fd
+from trio_sandbox.warden.bwrap._command import BWRAP_ENV, bwrap_argv
 
 SERVER = """
 import socket, sys

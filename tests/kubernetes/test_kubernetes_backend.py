@@ -487,7 +487,7 @@ async def test_agent_sandbox_sandbox_and_claim(
 
 
 async def test_sweep_keeps_live_owners_and_dry_run_lists(double: KubeDouble) -> None:
-    from trio_sandbox.warden._kubernetes_pod import process_identity
+    from trio_sandbox.warden.kubernetes._pod import process_identity
 
     def make(api_client: Any) -> None:
         import kubernetes
@@ -498,7 +498,7 @@ async def test_sweep_keeps_live_owners_and_dry_run_lists(double: KubeDouble) -> 
             owner = (
                 identity.replace(f":{os.getpid()}:", f":{pid}:") if pid != os.getpid() else identity
             )
-            from trio_sandbox.warden._kubernetes_pod import host_label
+            from trio_sandbox.warden.kubernetes._pod import host_label
 
             manifest = {
                 "metadata": {

@@ -23,8 +23,8 @@ from kube_double import KubeDouble, open_kube_double
 from kube_harness import IMAGE, run_warden
 
 from trio_sandbox import SandboxConfig, open_sandbox
-from trio_sandbox.warden._kubernetes_api import KubeApi
-from trio_sandbox.warden._kubernetes_logs import LogFollower
+from trio_sandbox.warden.kubernetes._api import KubeApi
+from trio_sandbox.warden.kubernetes._logs import LogFollower
 
 _EPOCH = datetime.datetime(2026, 12, 7, 1, 0, 0, tzinfo=datetime.UTC)
 

@@ -16,20 +16,19 @@ from hypothesis import strategies as st
 from kube_store import restricted_violations
 
 from trio_sandbox.warden import parse_wrap_args
-from trio_sandbox.warden._kubernetes_api import ApiUnreachable, KubernetesError
-from trio_sandbox.warden._kubernetes_logs import since_time
-from trio_sandbox.warden._kubernetes_options import (
+from trio_sandbox.warden._errors import ApiUnreachable, KubernetesError, KubernetesRequestError
+from trio_sandbox.warden.kubernetes._logs import since_time
+from trio_sandbox.warden.kubernetes._options import (
     ClaimVolume,
     EgressDestination,
     KubernetesOptions,
-    KubernetesUsageError,
     PodSettings,
     Toleration,
     parse_claim_volume,
     parse_node_selector,
     parse_toleration,
 )
-from trio_sandbox.warden._kubernetes_pod import (
+from trio_sandbox.warden.kubernetes._pod import (
     PodPlan,
     network_policy_manifest,
     pod_command,
@@ -38,8 +37,8 @@ from trio_sandbox.warden._kubernetes_pod import (
     refuse_host_volumes,
     refuse_unreachable_tunnel,
 )
-from trio_sandbox.warden._kubernetes_status import Outage, fatal_waiting, pod_failure
-from trio_sandbox.warden._kubernetes_sweep import leftover_reason
+from trio_sandbox.warden.kubernetes._status import Outage, fatal_waiting, pod_failure
+from trio_sandbox.warden.kubernetes._sweep import leftover_reason
 
 _label = st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?", fullmatch=True)
 _value = st.from_regex(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,20}[A-Za-z0-9])?)?", fullmatch=True)
@@ -52,10 +51,10 @@ def _spec(*options: str, command: tuple[str, ...] = ("sleep", "1")) -> Any:
 def test_pod_is_restricted_and_bounded() -> None:
     options = ["-p", "127.0.0.1:4000:8080", "--env", "A=b", "--workdir", "/work"]
     spec = _spec(*options, "--memory", "2G", "--cpus", "2", "--tmp-size", "64M")
-    assert spec.kubernetes is not None
+    assert isinstance(spec.backend_options, KubernetesOptions)
     settings = pod_settings_from_wrap(spec)
     assert settings == PodSettings(memory_bytes=2 * 1024**3, cpus=2.0, tmp_size_bytes=64 * 1024**2)
-    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, settings)
+    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.backend_options, settings)
     assert restricted_violations(manifest["spec"]) == []
     (container,) = manifest["spec"]["containers"]
     assert container["env"][0] == {"name": "A", "value": "b"}
@@ -77,8 +76,10 @@ def test_pod_is_restricted_and_bounded() -> None:
 
 def test_unlimited_means_no_bound_in_the_pod() -> None:
     spec = _spec("--memory", "unlimited", "--cpus", "unlimited", "--tmp-size", "unlimited")
-    assert spec.kubernetes is not None
-    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, pod_settings_from_wrap(spec))
+    assert isinstance(spec.backend_options, KubernetesOptions)
+    manifest = pod_manifest(
+        PodPlan.new("ns"), spec, spec.backend_options, pod_settings_from_wrap(spec)
+    )
     (container,) = manifest["spec"]["containers"]
     assert container["resources"] == {"limits": {}, "requests": {}}
     assert manifest["spec"]["volumes"][0]["emptyDir"] == {"medium": "Memory"}
@@ -86,9 +87,9 @@ def test_unlimited_means_no_bound_in_the_pod() -> None:
 
 def test_root_user_is_refused() -> None:
     spec = _spec("--user", "0")
-    assert spec.kubernetes is not None
-    with pytest.raises(KubernetesUsageError, match="non-root"):
-        pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, PodSettings())
+    assert isinstance(spec.backend_options, KubernetesOptions)
+    with pytest.raises(KubernetesRequestError, match="non-root"):
+        pod_manifest(PodPlan.new("ns"), spec, spec.backend_options, PodSettings())
 
 
 def test_the_hosts_interpreter_becomes_the_images() -> None:
@@ -131,13 +132,13 @@ def test_network_policy_for_each_network() -> None:
 
 
 def test_volumes_binds_refused_claims_kept() -> None:
-    with pytest.raises(KubernetesUsageError, match="PersistentVolumeClaim"):
+    with pytest.raises(KubernetesRequestError, match="PersistentVolumeClaim"):
         refuse_host_volumes(_spec("--volume", "/tmp:/work"))
     spec = _spec("--volume", "data:/data:ro", "--volume", "pvc:work:/work")
     refuse_host_volumes(spec)
-    assert spec.kubernetes is not None
-    assert spec.kubernetes.claims == (ClaimVolume("work", "/work"),)
-    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.kubernetes, PodSettings())
+    assert isinstance(spec.backend_options, KubernetesOptions)
+    assert spec.backend_options.claims == (ClaimVolume("work", "/work"),)
+    manifest = pod_manifest(PodPlan.new("ns"), spec, spec.backend_options, PodSettings())
     claims = [
         v["persistentVolumeClaim"]
         for v in manifest["spec"]["volumes"]
@@ -158,17 +159,17 @@ def test_pvc_needs_the_kubernetes_backend(capsys: pytest.CaptureFixture[str]) ->
 
 def test_gvisor_refused_only_with_a_port() -> None:
     spec = _spec("--k8s-runtime-class", "gvisor", "-p", "127.0.0.1:4000:8080")
-    assert spec.kubernetes is not None
-    with pytest.raises(KubernetesUsageError, match="gVisor"):
-        refuse_unreachable_tunnel(spec, spec.kubernetes)
+    assert isinstance(spec.backend_options, KubernetesOptions)
+    with pytest.raises(KubernetesRequestError, match="gVisor"):
+        refuse_unreachable_tunnel(spec, spec.backend_options)
     forced = _spec(
         "--k8s-runtime-class", "runsc", "--k8s-tunnel", "portforward", "-p", "127.0.0.1:4000:8080"
     )
-    assert forced.kubernetes is not None
-    refuse_unreachable_tunnel(forced, forced.kubernetes)
+    assert isinstance(forced.backend_options, KubernetesOptions)
+    refuse_unreachable_tunnel(forced, forced.backend_options)
     portless = _spec("--k8s-runtime-class", "gvisor")
-    assert portless.kubernetes is not None
-    refuse_unreachable_tunnel(portless, portless.kubernetes)
+    assert isinstance(portless.backend_options, KubernetesOptions)
+    refuse_unreachable_tunnel(portless, portless.backend_options)
 
 
 def test_options_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,9 +177,9 @@ def test_options_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TRIO_SANDBOX_K8S_CONTEXT", "prod")
     monkeypatch.setenv("TRIO_SANDBOX_K8S_NODE_SELECTOR", "pool=sandbox,zone=a")
     spec = _spec("--k8s-context", "staging")
-    assert spec.kubernetes is not None
-    assert (spec.kubernetes.namespace, spec.kubernetes.context) == ("agents", "staging")
-    assert spec.kubernetes.node_selector == (("pool", "sandbox"), ("zone", "a"))
+    assert isinstance(spec.backend_options, KubernetesOptions)
+    assert (spec.backend_options.namespace, spec.backend_options.context) == ("agents", "staging")
+    assert spec.backend_options.node_selector == (("pool", "sandbox"), ("zone", "a"))
 
 
 @pytest.mark.parametrize(
@@ -370,7 +371,7 @@ async def test_other_back_ends_never_import_the_client() -> None:
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.decode().splitlines()}
     assert "trio" in imported
-    assert not {"kr8s", "httpx", "httpx_ws", "trio_sandbox.warden._kubernetes_api"} & imported
+    assert not {"kr8s", "httpx", "httpx_ws", "trio_sandbox.warden.kubernetes._api"} & imported
 
 
 def test_the_allow_list_becomes_network_policy_destinations_without_a_proxy() -> None:

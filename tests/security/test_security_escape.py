@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 from sandbox_users import SandboxUser
 from warden_harness import wrap
 
-from trio_sandbox.warden import WrapUsageError, deny_list_program
-from trio_sandbox.warden._idmap import IdmapUnavailableError, id_map_without, idmap_trees
+from trio_sandbox.warden import WrapRequestError, deny_list_program
+from trio_sandbox.warden._errors import IdmapUnavailableError
 from trio_sandbox.warden._seccomp import (
     ALLOWED_FAMILIES,
     ALLOWED_NETLINK_PROTOCOLS,
@@ -54,6 +54,7 @@ from trio_sandbox.warden._seccomp import (
     container_profile,
 )
 from trio_sandbox.warden._volumes import open_source
+from trio_sandbox.warden.bwrap._idmap import id_map_without, idmap_trees
 
 PROGRAM = deny_list_program("x86_64")
 PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"
@@ -731,9 +732,9 @@ def test_volume_sources_follow_the_hosts_links_only(tmp_path: Path) -> None:
     assert opened_path(open_source(f"{work}/real/../real", writable)) == f"{work}/real"
     assert opened_path(open_source(f"{work}/planted/share", [])) == "/usr/share"
     for path in (f"{work}/planted/share", f"{tmp_path}/host-link/planted", f"{work}/loop"):
-        with pytest.raises(WrapUsageError, match="symbolic link inside a writable volume"):
+        with pytest.raises(WrapRequestError, match="symbolic link inside a writable volume"):
             open_source(path, writable)
-    with pytest.raises(WrapUsageError, match="too many levels"):
+    with pytest.raises(WrapRequestError, match="too many levels"):
         open_source(f"{work}/loop", [])
     with pytest.raises(OSError, match=f"cannot open volume {work}/missing"):
         open_source(f"{work}/missing", writable)

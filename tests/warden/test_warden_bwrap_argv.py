@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trio_sandbox.warden._bwrap import _missing_parents
+from trio_sandbox.warden.bwrap._command import _missing_parents
 
 
 def test_parents_under_tmp_are_made_traversable() -> None:

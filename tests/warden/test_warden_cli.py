@@ -11,8 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_sandbox.sandbox._launcher import environment_fd
-from trio_sandbox.warden import PortSpec, VolumeSpec, deny_list_program, parse_wrap_args
-from trio_sandbox.warden._spec import WrapUsageError, parse_port, parse_volume, read_env_fd
+from trio_sandbox.warden import (
+    PortSpec,
+    VolumeSpec,
+    WrapRequestError,
+    deny_list_program,
+    parse_wrap_args,
+)
+from trio_sandbox.warden._spec import parse_port, parse_volume, read_env_fd
 
 
 def test_contract_command_line() -> None:
@@ -54,13 +60,13 @@ def test_volume_rules(text: str, expected: VolumeSpec, monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("text", ["nocolon", "a:relative", "../x:/x:maybe", "bad name!:/x"])
 def test_bad_volumes(text: str) -> None:
-    with pytest.raises(WrapUsageError):
+    with pytest.raises(WrapRequestError):
         parse_volume(text)
 
 
 @pytest.mark.parametrize("text", ["0.0.0.0:1:2", "127.0.0.1:0:2", "127.0.0.1:x:2", "1:2:3:4"])
 def test_bad_ports(text: str) -> None:
-    with pytest.raises(WrapUsageError):
+    with pytest.raises(WrapRequestError):
         parse_port(text)
 
 
@@ -80,7 +86,7 @@ def test_seccomp_program_is_well_formed() -> None:
 
 
 def test_seccomp_refuses_unknown_architectures() -> None:
-    from trio_sandbox.warden._seccomp import SeccompUnsupportedError
+    from trio_sandbox.warden._errors import SeccompUnsupportedError
 
     with pytest.raises(SeccompUnsupportedError):
         deny_list_program("riscv64")
@@ -117,13 +123,13 @@ def test_env_fd_variables_come_before_the_command_lines() -> None:
 )
 def test_bad_env_fd_records_are_usage_errors(data: bytes, message: str) -> None:
     fd = _descriptor(data)
-    with pytest.raises(WrapUsageError, match=message):
+    with pytest.raises(WrapRequestError, match=message):
         read_env_fd(str(fd))
 
 
 @pytest.mark.parametrize("text", ["x", "1", "99999"])
 def test_bad_env_fd_numbers_are_usage_errors(text: str) -> None:
-    with pytest.raises(WrapUsageError, match="--env-fd"):
+    with pytest.raises(WrapRequestError, match="--env-fd"):
         read_env_fd(text)
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_sandbox.warden import _limits
+from trio_sandbox.warden import WrapRequestError, _limits
 from trio_sandbox.warden._limits import Limits, describe, parse_cpus, parse_pids, parse_size
-from trio_sandbox.warden._spec import WrapUsageError
 
 LIMITS = Limits(memory=256 * 2**20, pids=100, cpus=1.5, tmp_size=64 * 2**20)
 
@@ -26,14 +25,14 @@ def test_sizes(text: str, size: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "two", "-1G", "0", "1Q"])
 def test_bad_sizes_name_the_option(text: str) -> None:
-    with pytest.raises(WrapUsageError, match="--memory"):
+    with pytest.raises(WrapRequestError, match="--memory"):
         parse_size(text, "--memory")
 
 
 def test_bad_cpus_and_pids() -> None:
-    with pytest.raises(WrapUsageError, match="--cpus"):
+    with pytest.raises(WrapRequestError, match="--cpus"):
         parse_cpus("0")
-    with pytest.raises(WrapUsageError, match="--pids"):
+    with pytest.raises(WrapRequestError, match="--pids"):
         parse_pids("3")
 
 

@@ -23,7 +23,7 @@ from ..proxy import (
     upstreams_from_mapping,
 )
 from ..sandbox import SandboxConfig, SandboxMode
-from ..warden import NETWORKS, WrapUsageError, parse_volume
+from ..warden import NETWORKS, WrapRequestError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -306,7 +306,7 @@ def _expand_volume(spec: str, base_dir: Path) -> str:
     """Relative host paths (./x, ../x) are relative to the config file, as users expect."""
     try:
         parse_volume(spec)  # the warden's own rule, checked here so the error names the option
-    except WrapUsageError as exc:
+    except WrapRequestError as exc:
         raise UsageError(str(exc)) from None
     host, sep, rest = spec.partition(":")
     if host.startswith((".", "..")) and sep:

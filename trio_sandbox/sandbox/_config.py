@@ -11,7 +11,7 @@ import attrs
 
 from ..egress import EgressPolicy, PolicyError
 from ..proxy import OutputLimits, UpstreamSpec
-from ..warden import NETWORKS, WrapUsageError, check_limit
+from ..warden import NETWORKS, WrapRequestError, check_limit
 
 
 class SandboxMode(enum.StrEnum):
@@ -55,7 +55,7 @@ def _limit(option: str) -> Callable[[object, attrs.Attribute[Any], str | None], 
         if value is not None:
             try:
                 check_limit(option, value)
-            except WrapUsageError as exc:
+            except WrapRequestError as exc:
                 raise ValueError(str(exc).replace(option, attribute.name, 1)) from None
 
     return check

@@ -40,7 +40,7 @@ from ..mcp import (
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
-from ..warden import WrapUsageError, parse_volume
+from ..warden import WrapRequestError, parse_volume
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
@@ -199,7 +199,7 @@ def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
     for text in config.volumes:
         try:
             volume = parse_volume(text)
-        except WrapUsageError:
+        except WrapRequestError:
             continue  # the warden refuses it with its own message
         if not volume.named and not os.path.exists(volume.source):
             logger.warning(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -16,22 +13,16 @@ import attrs
 
 from ..concurrency import exit_now
 from ..contract import ENV_FD_OPTION, REPORT_FD_OPTION
-from ._kubernetes_options import (
-    add_kubernetes_options,
-    is_claim_volume,
-    kubernetes_options,
-    parse_claim_volume,
-)
+from ._choice import BACKEND_CHOICES, BACKENDS, choose_backend
+from ._errors import ReportFdError, WrapRequestError
 from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
-from ._report import Reporter, ReportFdError, open_report_fd
+from ._report import Reporter, open_report_fd
 from ._spec import (
-    BACKENDS,
     NETWORKS,
     WARDEN_ERROR_STATUS,
-    Backend,
+    BackendName,
     Network,
     WrapSpec,
-    WrapUsageError,
     parse_env,
     parse_port,
     parse_user,
@@ -72,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--publish", "-p", action="append", default=[], metavar="127.0.0.1:HOSTPORT:CONTAINERPORT"
     )
     wrap.add_argument("--workdir", "-w", default=None, metavar="DIR")
-    wrap.add_argument("--backend", choices=BACKENDS, default="auto")
+    wrap.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     wrap.add_argument(
         "--network",
         choices=NETWORKS,
@@ -119,14 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the warden's reports (limits, warnings, egress audit; JSON lines) to this"
         " inherited pipe, which no sandboxed process can reach",
     )
-    add_kubernetes_options(wrap)
+    for backend in BACKENDS.values():
+        backend.add_arguments(wrap)
     wrap.add_argument("image", metavar="IMAGE")
-    sweep = commands.add_parser(
-        "sweep",
-        help="delete leftover kubernetes Pods of sandboxes whose warden is gone (or overdue)",
-    )
-    add_kubernetes_options(sweep)
-    sweep.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+    for backend in BACKENDS.values():
+        backend.add_subcommands(commands)
     return parser
 
 
@@ -140,19 +128,21 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
     parser = _parser()
     options = parser.parse_args(argv)
     try:
-        backend: Backend = options.backend
+        backend: BackendName = options.backend
         network: Network = options.network
-        claims = tuple(parse_claim_volume(text) for text in options.volume if is_claim_volume(text))
-        if claims and backend != "kubernetes":
-            raise WrapUsageError(
-                "--volume pvc:...: a PersistentVolumeClaim needs --backend kubernetes"
-            )
+        # Volumes only one back end understands (a kubernetes "pvc:..."): left to that one.
+        theirs: dict[str, tuple[str, ...]] = {}
+        for name, other in BACKENDS.items():
+            for prefix, kind in other.volume_kinds.items():
+                texts = tuple(text for text in options.volume if text.startswith(prefix))
+                if texts and backend != name:
+                    raise WrapRequestError(f"--volume {prefix}...: {kind} needs --backend {name}")
+                theirs[name] = theirs.get(name, ()) + texts
+        foreign = {text for texts in theirs.values() for text in texts}
         spec = WrapSpec(
             image=options.image,
             command=command or default_command(),
-            volumes=tuple(
-                parse_volume(text) for text in options.volume if not is_claim_volume(text)
-            ),
+            volumes=tuple(parse_volume(text) for text in options.volume if text not in foreign),
             # The descriptor's first, then the command line's: a later value wins.
             env=(
                 *(read_env_fd(options.env_fd) if options.env_fd else ()),
@@ -166,21 +156,23 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             deny_domains=tuple(options.deny_domain),
             user=parse_user(options.user) if options.user else None,
             limits=parse_limits(options),
-            kubernetes=kubernetes_options(options, claims) if backend == "kubernetes" else None,
             report=Reporter(open_report_fd(options.report_fd) if options.report_fd else None),
         )
+        chosen = BACKENDS.get(backend)  # None: "auto", never a back end with options of its own
+        if chosen is not None:
+            spec = chosen.configure(spec, options, theirs.get(backend, ()))
         if spec.network == "allow":
             # Imports Trio (the proxy's package) before the launch: allow mode only.
             from ._egress import egress_environment, egress_policy
 
-            spec = attrs.evolve(spec, egress=egress_policy(spec))
-            if spec.backend != "kubernetes":  # a Pod's egress is its NetworkPolicy: no proxy
+            spec = attrs.evolve(spec, egress=egress_policy(spec, chosen))
+            if chosen is None or chosen.proxies_egress:
                 # After the caller's own variables, so that they win.
                 spec = attrs.evolve(spec, env=spec.env + egress_environment())
         elif spec.allow_domains or spec.deny_domains:
-            raise WrapUsageError("--allow-domain and --deny-domain need --network allow")
+            raise WrapRequestError("--allow-domain and --deny-domain need --network allow")
         return spec
-    except (WrapUsageError, ReportFdError) as exc:
+    except (WrapRequestError, ReportFdError) as exc:
         parser.error(str(exc))
 
 
@@ -201,41 +193,8 @@ def parse_limits(options: argparse.Namespace) -> Limits:
     )
 
 
-def _engine_reachable(engine: str) -> bool:
-    """podman runs without a daemon; the docker client needs a reachable service."""
-    if engine == "podman":
-        return True
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        probe = subprocess.run([engine, "version"], capture_output=True, timeout=5, check=False)
-        return probe.returncode == 0
-    return False
-
-
-def choose_backend(spec: WrapSpec) -> Backend:
-    """`auto`: bubblewrap for `host` or a root directory, a reachable container engine for an
-    OCI image, otherwise an error; never the unisolated process back end."""
-    if spec.backend != "auto":
-        return spec.backend
-    if spec.image_is_root_fs:
-        if shutil.which("bwrap"):
-            return "bwrap"
-        raise WrapUsageError(
-            f"image {spec.image!r} needs bubblewrap, which is not installed (Debian package"
-            " 'bubblewrap'); --backend process runs WITHOUT isolation"
-        )
-    for engine in ("podman", "docker"):
-        if shutil.which(engine) and _engine_reachable(engine):
-            return "podman" if engine == "podman" else "docker"
-    raise WrapUsageError(
-        f"image {spec.image!r} needs a container engine, but neither podman nor a reachable"
-        " docker was found; use IMAGE 'host' or a root file system directory with bubblewrap"
-    )
-
-
 def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
-    backend = choose_backend(spec)
-    if backend == "bwrap" and not spec.image_is_root_fs:
-        raise WrapUsageError(f"bwrap runs 'host' or a root directory, not {spec.image!r}")
+    backend = BACKENDS[choose_backend(spec)]
     # Until Trio takes over, stop signals are only recorded (then honoured at once).
     early_signals: list[int] = []
 
@@ -244,26 +203,16 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, record)
-    if spec.network == "host" and backend != "process":
+    if spec.network == "host" and backend.isolates:
         print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
-    from ._prelaunch import Prelaunch
-
-    prelaunch = Prelaunch(lifeline=lifeline)
-    if backend == "bwrap":
-        # Start bubblewrap before importing Trio: the sandbox boots while the warden's own
-        # imports run.
-        from ._bwrap import launch_bwrap
-
-        prelaunch = Prelaunch(bwrap=launch_bwrap(spec), lifeline=lifeline)
-    elif backend in ("podman", "docker") and spec.reaches_into_netns:
-        from ._netns import fork_netns_helper
-
-        prelaunch = Prelaunch(netns_helper=fork_netns_helper(), lifeline=lifeline)
+    # Before importing Trio: bubblewrap boots while the warden's own imports run, and a
+    # namespace helper must be forked while the warden is single-threaded.
+    launched = backend.launch(spec)
     import trio
 
-    from ._run import wrap
+    from ._supervisor import supervise_sandbox
 
-    return trio.run(wrap, backend, spec, prelaunch, early_signals)
+    return trio.run(supervise_sandbox, launched, spec, lifeline, early_signals)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,10 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First thing: whoever started us may be killed at any moment from now on.
     lifeline = open_lifeline()
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["sweep"]:
-        from ._kubernetes_sweep import sweep_main
-
-        return sweep_main(_parser().parse_args(args))
+    if args[:1] != ["wrap"]:
+        # A back end's own subcommand (or bad usage, which argparse reports).
+        command = _parser().parse_args(args)
+        status: int = command.run_command(command)
+        return status
     spec = parse_wrap_args(args)
     if lifeline == ORPHANED:
         print(
@@ -286,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: tuple[BaseException, ...] = ()
     try:
         return _launch_and_run(spec, lifeline)
-    except* (WrapUsageError, OSError) as group:
+    except* (WrapRequestError, OSError) as group:
         failures = group.exceptions
     for failure in failures:
         print(f"trio-sandbox-warden: error: {failure}", file=sys.stderr, flush=True)

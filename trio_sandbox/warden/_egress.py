@@ -20,17 +20,20 @@ import trio
 
 from ..contract import EGRESS_LINE_PREFIX, EGRESS_PORT, EGRESS_PROXY_VARIABLE
 from ..egress import EgressPolicy, PolicyError, proxy_environment, serve_egress_proxy
+from ._backend import Backend
+from ._errors import WrapRequestError
 from ._publish import Connector, SandboxSockets
 from ._report import Reporter
-from ._spec import WrapSpec, WrapUsageError
+from ._spec import WrapSpec
 
 _LISTEN_BACKLOG = 128
 
 
-def egress_policy(spec: WrapSpec) -> EgressPolicy:
-    """The policy of ``--network allow``, from its entries (the command line's check)."""
-    if spec.backend == "process":
-        raise WrapUsageError(
+def egress_policy(spec: WrapSpec, backend: Backend | None) -> EgressPolicy:
+    """The policy of ``--network allow``, from its entries (the command line's check);
+    ``backend`` None: not chosen yet (``auto`` chooses an isolating one)."""
+    if backend is not None and not backend.isolates:
+        raise WrapRequestError(
             "--network allow needs an isolating back end (bwrap, podman, docker): the process"
             " back end cannot keep a command off the network"
         )
@@ -38,7 +41,7 @@ def egress_policy(spec: WrapSpec) -> EgressPolicy:
         return EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
     except PolicyError as error:
         option = "--allow-domain" if error.setting == "allow_domains" else "--deny-domain"
-        raise WrapUsageError(f"{option}: {error}") from None
+        raise WrapRequestError(f"{option}: {error}") from None
 
 
 def egress_environment() -> tuple[tuple[str, str], ...]:

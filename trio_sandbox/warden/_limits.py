@@ -31,8 +31,8 @@ from pathlib import Path
 
 import attrs
 
+from ._errors import WrapRequestError
 from ._report import Reporter
-from ._spec import WrapUsageError
 
 _SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*")
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -45,10 +45,10 @@ def parse_size(text: str, option: str) -> int:
     """``512M``, ``2G``, ``1.5GiB``, ``1048576``: bytes (binary units)."""
     match = _SIZE.fullmatch(text)
     if match is None:
-        raise WrapUsageError(f"{option} {text!r}: expected a size such as 512M or 2G")
+        raise WrapRequestError(f"{option} {text!r}: expected a size such as 512M or 2G")
     size = int(float(match[1]) * _UNITS[match[2].lower()])
     if size <= 0:
-        raise WrapUsageError(f"{option} {text!r}: must be more than 0")
+        raise WrapRequestError(f"{option} {text!r}: must be more than 0")
     return size
 
 
@@ -56,9 +56,9 @@ def parse_cpus(text: str) -> float:
     try:
         cpus = float(text)
     except ValueError:
-        raise WrapUsageError(f"--cpus {text!r}: expected a number of CPUs such as 1.5") from None
+        raise WrapRequestError(f"--cpus {text!r}: expected a number of CPUs such as 1.5") from None
     if not 0.01 <= cpus <= 4096:
-        raise WrapUsageError(f"--cpus {text!r}: must be between 0.01 and 4096")
+        raise WrapRequestError(f"--cpus {text!r}: must be between 0.01 and 4096")
     return cpus
 
 
@@ -68,7 +68,7 @@ def lifts_limit(text: str) -> bool:
 
 
 def check_limit(option: str, text: str) -> None:
-    """Raise WrapUsageError unless ``text`` is a valid value of ``--memory``, ``--pids``,
+    """Raise WrapRequestError unless ``text`` is a valid value of ``--memory``, ``--pids``,
     ``--cpus`` or ``--tmp-size`` (``unlimited`` included)."""
     if lifts_limit(text):
         return
@@ -84,7 +84,7 @@ def check_limit(option: str, text: str) -> None:
 
 def parse_pids(text: str) -> int:
     if not text.isdigit() or not 8 <= int(text) <= 4_194_304:
-        raise WrapUsageError(f"--pids {text!r}: expected a whole number from 8 to 4194304")
+        raise WrapRequestError(f"--pids {text!r}: expected a whole number from 8 to 4194304")
     return int(text)
 
 

@@ -34,10 +34,6 @@ CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
 
 
-class NamespaceError(OSError):
-    """The helper could not enter the sandbox's namespaces or make a socket there."""
-
-
 @attrs.define(eq=False)
 class NetnsHelper:
     """The warden's end of a forked helper process."""

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from ._netns import NamespaceError, NetnsHelper
+from ._errors import NamespaceError
+from ._netns import NetnsHelper
 from ._spec import PortSpec
 
 _RELAY_CHUNK = 65536

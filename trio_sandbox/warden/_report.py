@@ -21,10 +21,7 @@ import stat
 import attrs
 
 from ..contract import REPORT_MAX_LINE_BYTES
-
-
-class ReportFdError(ValueError):
-    """``--report-fd N`` does not name a pipe or socket this process holds."""
+from ._errors import ReportFdError
 
 
 def open_report_fd(text: str) -> int:

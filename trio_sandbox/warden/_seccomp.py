@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from ..concurrency import memfd_holding
+from ._errors import SeccompUnsupportedError
 
 # BPF opcodes (linux/filter.h) and seccomp return values (linux/seccomp.h).
 _LD_W_ABS = 0x20
@@ -161,10 +162,6 @@ ALLOWED_NETLINK_PROTOCOLS = (0, 4)
 # BPF program gives; values beyond get the engine's default errno (refused all the same).
 FAMILIES_BOUND = 64
 NETLINK_PROTOCOLS_BOUND = 32
-
-
-class SeccompUnsupportedError(RuntimeError):
-    """No deny-list for this CPU architecture: refuse rather than run unfiltered."""
 
 
 def _insn(code: int, jt: int, jf: int, k: int) -> bytes:

@@ -12,27 +12,23 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from ..contract import ENV_FD_MAX_BYTES, RUNTIME_ROOT
+from ._errors import WrapRequestError
 from ._report import Reporter
 
 if TYPE_CHECKING:
     from ..egress import EgressPolicy
-    from ._kubernetes_options import KubernetesOptions
     from ._limits import Limits
 
-Backend = Literal["auto", "bwrap", "podman", "docker", "process", "kubernetes"]
+# "auto" or a name of the back-end table (:mod:`._choice`).
+BackendName = Literal["auto", "bwrap", "podman", "docker", "process", "kubernetes"]
 # none: the sandbox's own loopback only; allow: that, plus the egress proxy (the allow-list);
 # host: the host's network, no isolation of it at all.
 Network = Literal["none", "allow", "host"]
-BACKENDS: tuple[Backend, ...] = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
 NETWORKS: tuple[Network, ...] = ("none", "allow", "host")
 
 WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
 
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-class WrapUsageError(ValueError):
-    """The command line asks for something the warden cannot do."""
 
 
 @attrs.frozen
@@ -70,7 +66,7 @@ class WrapSpec:
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[PortSpec, ...] = ()
     workdir: str | None = None
-    backend: Backend = "auto"
+    backend: BackendName = "auto"
     network: Network = "none"
     # The egress policy's entries (network "allow" only), as given: --allow-domain/--deny-domain.
     allow_domains: tuple[str, ...] = ()
@@ -80,8 +76,8 @@ class WrapSpec:
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
     limits: Limits = attrs.field(factory=lambda: _default_limits())
-    # The ``--k8s-*`` options; set when the back end is kubernetes.
-    kubernetes: KubernetesOptions | None = None
+    # The chosen back end's own settings (from its own options), set by its ``configure``.
+    backend_options: object = None
     # Where the host reads the warden's reports (``--report-fd``), out of the sandbox's reach.
     report: Reporter = attrs.field(factory=Reporter)
 
@@ -89,8 +85,6 @@ class WrapSpec:
     def reaches_into_netns(self) -> bool:
         """Whether the warden makes sockets in the sandbox's own network namespace: to publish
         a port of a sandbox without network, or to listen there for its egress proxy."""
-        if self.backend == "kubernetes":
-            return False  # a Pod on a cluster: reached through the API server only
         return self.network != "host" and (bool(self.ports) or self.network == "allow")
 
     @property
@@ -115,19 +109,19 @@ def parse_volume(text: str, *, home: str | None = None) -> VolumeSpec:
         read_only = parts[2] == "ro"
         parts = parts[:2]
     if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise WrapUsageError(f"--volume {text!r}: expected HOST:CONTAINER[:ro]")
+        raise WrapRequestError(f"--volume {text!r}: expected HOST:CONTAINER[:ro]")
     source, target = parts
     if not target.startswith("/"):
-        raise WrapUsageError(f"--volume {text!r}: the container path must be absolute")
+        raise WrapRequestError(f"--volume {text!r}: the container path must be absolute")
     target = os.path.normpath(target)
     if target == "/" or any(_is_within(target, reserved) for reserved in RESERVED_TARGETS):
-        raise WrapUsageError(
+        raise WrapRequestError(
             f"--volume {text!r}: {target} is reserved in the sandbox (the root, /proc, /dev and"
             f" {RUNTIME_ROOT}, where the tool server's runtime lives)"
         )
     if is_named_volume(source):
         if not _VOLUME_NAME.fullmatch(source):
-            raise WrapUsageError(f"--volume {text!r}: bad volume name {source!r}")
+            raise WrapRequestError(f"--volume {text!r}: bad volume name {source!r}")
         return VolumeSpec(source, target, read_only, named=True)
     if source == "~" or source.startswith("~/"):
         source = (home if home is not None else os.path.expanduser("~")) + source[1:]
@@ -145,16 +139,16 @@ def parse_user(text: str) -> tuple[int, int]:
         uid = int(uid_text)
         gid = int(gid_text) if sep else uid
     except ValueError:
-        raise WrapUsageError(f"--user {text!r}: expected UID or UID:GID (numbers)") from None
+        raise WrapRequestError(f"--user {text!r}: expected UID or UID:GID (numbers)") from None
     if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
-        raise WrapUsageError(f"--user {text!r}: ids must be between 0 and 4294967294")
+        raise WrapRequestError(f"--user {text!r}: ids must be between 0 and 4294967294")
     return uid, gid
 
 
 def parse_env(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise WrapUsageError(f"--env {text!r}: expected K=V")
+        raise WrapRequestError(f"--env {text!r}: expected K=V")
     return name, value
 
 
@@ -162,7 +156,7 @@ def read_env_fd(text: str) -> tuple[tuple[str, str], ...]:
     """The variables of ``--env-fd N``: ``K=V`` records ended by NUL bytes, read to the end of
     the descriptor, which is closed (it holds secrets: no child may inherit it)."""
     if not text.isdigit() or int(text) <= 2:
-        raise WrapUsageError(f"--env-fd {text!r}: expected a descriptor number above 2")
+        raise WrapRequestError(f"--env-fd {text!r}: expected a descriptor number above 2")
     fd = int(text)
     chunks: list[bytes] = []
     size = 0
@@ -170,24 +164,24 @@ def read_env_fd(text: str) -> tuple[tuple[str, str], ...]:
         while chunk := os.read(fd, 65536):
             size += len(chunk)
             if size > ENV_FD_MAX_BYTES:
-                raise WrapUsageError(f"--env-fd {fd}: more than {ENV_FD_MAX_BYTES} bytes")
+                raise WrapRequestError(f"--env-fd {fd}: more than {ENV_FD_MAX_BYTES} bytes")
             chunks.append(chunk)
     except OSError as error:
-        raise WrapUsageError(f"--env-fd {fd}: {error.strerror}") from None
+        raise WrapRequestError(f"--env-fd {fd}: {error.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
     data = b"".join(chunks)
     if data and not data.endswith(b"\0"):
-        raise WrapUsageError(f"--env-fd {fd}: the last record is not ended by a NUL byte")
+        raise WrapRequestError(f"--env-fd {fd}: the last record is not ended by a NUL byte")
     variables = []
     for record in data.split(b"\0")[:-1]:
         try:
             name, sep, value = record.decode().partition("=")
         except UnicodeDecodeError:
-            raise WrapUsageError(f"--env-fd {fd}: a record is not UTF-8") from None
+            raise WrapRequestError(f"--env-fd {fd}: a record is not UTF-8") from None
         if not sep or not name:
-            raise WrapUsageError(f"--env-fd {fd}: a record is not K=V")
+            raise WrapRequestError(f"--env-fd {fd}: a record is not K=V")
         variables.append((name, value))
     return tuple(variables)
 
@@ -197,15 +191,15 @@ def parse_port(text: str) -> PortSpec:
     if len(fields) == 2:
         fields.insert(0, "127.0.0.1")
     if len(fields) != 3:
-        raise WrapUsageError(f"-p {text!r}: expected 127.0.0.1:HOSTPORT:CONTAINERPORT")
+        raise WrapRequestError(f"-p {text!r}: expected 127.0.0.1:HOSTPORT:CONTAINERPORT")
     host_ip = fields[0].strip("[]")
     try:
         loopback = ipaddress.ip_address(host_ip).is_loopback
         host_port, container_port = int(fields[1]), int(fields[2])
     except ValueError as exc:
-        raise WrapUsageError(f"-p {text!r}: {exc}") from None
+        raise WrapRequestError(f"-p {text!r}: {exc}") from None
     if not loopback:
-        raise WrapUsageError(f"-p {text!r}: only loopback addresses may be published")
+        raise WrapRequestError(f"-p {text!r}: only loopback addresses may be published")
     if not (0 < host_port < 65536 and 0 < container_port < 65536):
-        raise WrapUsageError(f"-p {text!r}: ports must be 1..65535")
+        raise WrapRequestError(f"-p {text!r}: ports must be 1..65535")
     return PortSpec(host_ip, host_port, container_port)

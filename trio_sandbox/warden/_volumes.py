@@ -11,8 +11,9 @@ from pathlib import Path
 
 import attrs
 
+from ._errors import WrapRequestError
 from ._runtime import is_within
-from ._spec import VolumeSpec, WrapUsageError
+from ._spec import VolumeSpec
 
 # As many symbolic links as the kernel follows in one path lookup (MAXSYMLINKS).
 _MAX_LINKS = 40
@@ -102,13 +103,13 @@ def open_source(path: str, writable: Sequence[str]) -> int:
             os.close(child)
             link = os.path.join(current, name)
             if any(is_within(current, tree) for tree in writable):
-                raise WrapUsageError(
+                raise WrapRequestError(
                     f"volume {path}: {link} is a symbolic link inside a writable volume (the"
                     " sandbox may have made it): refusing to follow it; give the real path"
                 )
             links += 1
             if links > _MAX_LINKS:
-                raise WrapUsageError(f"volume {path}: too many levels of symbolic links")
+                raise WrapRequestError(f"volume {path}: too many levels of symbolic links")
             target = os.readlink(name, dir_fd=fd)
             if target.startswith("/"):
                 os.close(fd)

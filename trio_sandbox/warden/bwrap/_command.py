@@ -29,35 +29,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import attrs
-
-from ..concurrency import memfd_holding
-from ..contract import LIMITS_VARIABLE, RUNTIME_ROOT
-from ._idmap import IdmappedTrees, IdmapUnavailableError, idmap_trees
-from ._launch import LaunchedChild, become_subreaper, launch
-from ._limits import (
+from ...contract import LIMITS_VARIABLE, RUNTIME_ROOT
+from .._errors import IdmapUnavailableError, WrapRequestError
+from .._limits import (
     LimitPlan,
-    announce_limits,
     limits_for_tools,
-    plan_limits,
-    preexec,
-    sweep_stale_cgroups,
 )
-from ._memfs import SHM_SIZE, shm_size
-from ._netns import NetnsHelper, fork_netns_helper
-from ._ports import bind_published_port
-from ._procfs import root_only_proc_files
-from ._runtime import RuntimeLayout, is_within, runtime_layout
-from ._seccomp import deny_list_fd
-from ._spec import WrapSpec, WrapUsageError
-from ._volumes import Mount, open_source, resolve_mounts, writable_trees
+from .._memfs import SHM_SIZE, shm_size
+from .._procfs import root_only_proc_files
+from .._runtime import RuntimeLayout, is_within, runtime_layout
+from .._spec import WrapSpec
+from .._volumes import Mount
+from ._idmap import IdmappedTrees, idmap_trees
 
 # Where the sandbox's memory cgroup is shown to the tool server (read-only).
 CGROUP_INSIDE = f"{RUNTIME_ROOT}/cgroup"
@@ -211,7 +199,7 @@ def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
     system directories."""
     for mount in mounts:
         if host_image and any(is_within(mount.target, d) for d in _HOST_SYSTEM_DIRS):
-            raise WrapUsageError(
+            raise WrapRequestError(
                 f"volume target {mount.target} is inside the host's read-only /usr or /etc"
             )
         for outer in mounts:
@@ -222,13 +210,13 @@ def check_volume_targets(mounts: Sequence[Mount], *, host_image: bool) -> None:
                 point = os.path.join(point, name)
                 if os.path.islink(point):
                     # bubblewrap would mount wherever it points (within its own namespace).
-                    raise WrapUsageError(
+                    raise WrapRequestError(
                         f"volume target {mount.target}: {point} is a symbolic link inside"
                         f" volume {outer.target} (the sandbox may have made it); refusing to"
                         " mount there"
                     )
             if not os.path.exists(point):
-                raise WrapUsageError(
+                raise WrapRequestError(
                     f"volume target {mount.target} lies inside volume {outer.target} where"
                     f" {point} does not exist; create it, or mount the volumes side by side"
                 )
@@ -356,7 +344,7 @@ def bwrap_argv(
             argv += ["--ro-bind", str(memory_cgroup), CGROUP_INSIDE]
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if not host_image and not os.path.exists(os.path.join(root, mount.target.lstrip("/"))):
-            raise WrapUsageError(f"volume target {mount.target} does not exist in {root}")
+            raise WrapRequestError(f"volume target {mount.target} does not exist in {root}")
         opened = volume_fds.get(mount.host_path)
         if opened is not None:
             argv += ["--ro-bind-fd" if mount.read_only else "--bind-fd", str(opened)]
@@ -374,7 +362,7 @@ def bwrap_argv(
     if as_root:
         setpriv = _find_tool(root, "setpriv")
         if setpriv is None:
-            raise WrapUsageError(
+            raise WrapRequestError(
                 f"{root} has no setpriv: refusing to run the sandbox as root (run the warden as"
                 " a normal user, or use an image with util-linux)"
             )
@@ -385,163 +373,3 @@ def bwrap_argv(
         argv += limits.inner_prefix
     argv += runtime.translate(spec.command) if runtime is not None else spec.command
     return argv
-
-
-@attrs.define(eq=False)
-class LaunchedBwrap:
-    """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
-    the helper that makes sockets inside the sandbox's network namespace."""
-
-    bwrap: LaunchedChild
-    info_read_fd: int
-    port_sockets: list[socket.socket]
-    netns_helper: NetnsHelper | None
-    limits: LimitPlan | None = None
-    # The write end of bwrap's --block-fd (-1: the command was not held back).
-    block_write_fd: int = -1
-
-    def release_command(self) -> None:
-        """Let the held-back command start (the sandbox's egress proxy listens now)."""
-        if self.block_write_fd >= 0:
-            os.write(self.block_write_fd, b"go")
-            os.close(self.block_write_fd)
-            self.block_write_fd = -1
-
-    def close(self) -> None:
-        if self.info_read_fd >= 0:
-            os.close(self.info_read_fd)
-            self.info_read_fd = -1
-        if self.block_write_fd >= 0:
-            os.close(self.block_write_fd)
-            self.block_write_fd = -1
-        for sock in self.port_sockets:
-            sock.close()
-
-    def remove_cgroups(self) -> None:
-        if self.limits is not None:
-            self.limits.remove()
-
-
-def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
-    """Everything up to a running bwrap, with the standard library only (no Trio yet)."""
-    if shutil.which("bwrap") is None:
-        raise WrapUsageError(_BWRAP_MISSING)
-    as_root = os.geteuid() == 0
-    host_image = spec.image == "host"
-    root = "/" if host_image else os.path.abspath(spec.image)
-    sweep_stale_cgroups()
-    limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
-    announce_limits(limits, spec.report)
-    # Forked first, while single-threaded, and before any descriptor below exists.
-    helper = fork_netns_helper() if spec.reaches_into_netns else None
-    sockets: list[socket.socket] = []
-    info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
-    # With the egress proxy, the command waits until the proxy listens inside.
-    block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
-    seccomp_fd = env_fd = -1
-    idmapped: IdmappedTrees | None = None
-    volume_fds: dict[str, int] = {}
-    try:
-        # Every volume is opened first, refusing links the sandbox could have planted, and
-        # bound (and its owner read) from that descriptor.
-        writable = writable_trees(spec.volumes)
-        for volume in spec.volumes:
-            if not volume.named and os.path.exists(volume.source):
-                volume_fds[volume.source] = open_source(volume.source, writable)
-        # Named volumes belong to the sandbox user, who must be able to write them.
-        owner = sandbox_identity(spec, as_root=as_root, sources=volume_fds)
-        mounts = resolve_mounts(spec.volumes, owner=owner if as_root else None)
-        for mount in mounts:
-            if mount.named:
-                volume_fds[mount.host_path] = open_source(mount.host_path, writable)
-        sockets += [bind_published_port(port) for port in spec.ports]
-        seccomp_fd = deny_list_fd()
-        runtime = runtime_layout() if host_image else None
-        setenv = bwrap_setenv(spec, runtime, limits)
-        env_fd = memfd_holding("trio-sandbox-env", b"".join(o.encode() + b"\0" for o in setenv))
-        if as_root:
-            idmapped = _idmapped_view(spec, runtime, mounts, owner)
-        argv = bwrap_argv(
-            spec,
-            mounts,
-            as_root=as_root,
-            info_fd=info_write_fd,
-            seccomp_fd=seccomp_fd,
-            runtime=runtime,
-            limits=limits,
-            block_fd=block_read_fd if block_read_fd >= 0 else None,
-            sources=idmapped.sources if idmapped is not None else None,
-            volume_fds=volume_fds,
-            env_fd=env_fd,
-        )
-        become_subreaper()
-        env = dict(BWRAP_ENV)
-        if limits.outer_prefix:
-            argv = [*limits.outer_prefix, *argv]
-            # What systemd-run needs to reach the (user) service manager.
-            for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
-                if name in os.environ:
-                    env[name] = os.environ[name]
-        passed = (info_write_fd, seccomp_fd, env_fd, *volume_fds.values())
-        passed += (block_read_fd,) if block_read_fd >= 0 else ()
-        steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
-        bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
-    except BaseException:
-        os.close(info_read_fd)
-        if block_write_fd >= 0:
-            os.close(block_write_fd)
-        for sock in sockets:
-            sock.close()
-        if helper is not None:
-            helper.close()
-        limits.remove()
-        raise
-    finally:
-        os.close(info_write_fd)
-        if block_read_fd >= 0:
-            os.close(block_read_fd)
-        for fd in (seccomp_fd, env_fd):
-            if fd >= 0:
-                os.close(fd)
-        if idmapped is not None:
-            idmapped.close()  # bubblewrap's process has attached them
-        for fd in volume_fds.values():
-            os.close(fd)  # bubblewrap has them (and closes them before the command runs)
-    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
-
-
-def _in_order(steps: Sequence[Callable[[], None] | None]) -> Callable[[], None] | None:
-    """One pre-exec function running the given ones (None: nothing to run)."""
-    present = [step for step in steps if step is not None]
-    if not present:
-        return None
-
-    def run_all() -> None:
-        for step in present:
-            step()
-
-    return run_all
-
-
-def user_namespace_advice() -> str:
-    """What to do when bubblewrap cannot create a user namespace for an ordinary user."""
-    checks = [
-        (
-            "/proc/sys/kernel/unprivileged_userns_clone",
-            "0",
-            "sysctl kernel.unprivileged_userns_clone=1",
-        ),
-        ("/proc/sys/user/max_user_namespaces", "0", "sysctl user.max_user_namespaces=15000"),
-        (
-            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-            "1",
-            "allow bwrap in AppArmor (Ubuntu 24.04: install the 'apparmor-profiles' bwrap-userns-"
-            "restrict profile, or add a profile for /usr/bin/bwrap with 'userns,'), or sysctl"
-            " kernel.apparmor_restrict_unprivileged_userns=0",
-        ),
-    ]
-    for path, blocking, fix in checks:
-        with contextlib.suppress(OSError):
-            if Path(path).read_text().strip() == blocking:
-                return f"{path} is {blocking}: unprivileged user namespaces are off; {fix}"
-    return "unprivileged user namespaces seem unavailable (is this a nested container?)"

@@ -1,4 +1,5 @@
-"""Supervise children started by `_launch` from Trio: wait on a pidfd, stop on cancel."""
+"""Supervise children started by :mod:`._child_start` from Trio: wait on their pidfd, stop them
+on cancel."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import attrs
 import trio
 
 from ..concurrency import stop_process_group
-from ._launch import LaunchedChild, launch
+from ._child_start import LaunchedChild, launch
+from ._pidfd import close_pidfd, wait_exited
 
 
 @attrs.define(eq=False)
@@ -30,7 +32,7 @@ class Child:
 
     async def wait(self) -> int:
         if self.launched.popen.returncode is None:
-            await trio.lowlevel.wait_readable(self.launched.pidfd)
+            await wait_exited(self.launched.pidfd)
         return self.launched.popen.wait()
 
     def send_signal(self, signum: int) -> None:
@@ -71,8 +73,7 @@ async def supervise(
             child.signal_group(signal.SIGKILL)
             child.send_signal(signal.SIGKILL)
             popen.wait()
-        trio.lowlevel.notify_closing(launched.pidfd)
-        os.close(launched.pidfd)
+        close_pidfd(launched.pidfd)
 
 
 async def run_child(
@@ -96,6 +97,6 @@ async def run_child(
 async def reap_orphan(pidfd: int, *, within_seconds: float) -> None:
     """Wait for the process behind `pidfd` to exit and reap it if it became our child."""
     with trio.move_on_after(within_seconds):
-        await trio.lowlevel.wait_readable(pidfd)
+        await wait_exited(pidfd)
         with contextlib.suppress(ChildProcessError):
             os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222 - exited

@@ -23,9 +23,10 @@ import sys
 import attrs
 import trio
 
-from ._kubernetes_api import NETWORK_POLICIES, PODS, KubeApi, KubernetesError, open_kube_api
-from ._kubernetes_options import kubernetes_options
-from ._kubernetes_pod import (
+from .._errors import KubernetesError, WrapRequestError
+from ._api import NETWORK_POLICIES, PODS, KubeApi, open_kube_api
+from ._options import kubernetes_options
+from ._pod import (
     ANNOTATION_OWNER,
     LABEL_MANAGED_BY,
     LABEL_OWNER_HOST,
@@ -186,10 +187,10 @@ async def _sweep_command(args: argparse.Namespace) -> int:
 
 def sweep_main(args: argparse.Namespace) -> int:
     """``trio-sandbox-warden sweep``: 0 when the sweep ran, 125 when the cluster refused it."""
-    from ._spec import WARDEN_ERROR_STATUS, WrapUsageError
+    from .._spec import WARDEN_ERROR_STATUS
 
     try:
         return trio.run(_sweep_command, args)
-    except (KubernetesError, WrapUsageError) as error:
+    except (KubernetesError, WrapRequestError) as error:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS

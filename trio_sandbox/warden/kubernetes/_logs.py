@@ -20,9 +20,10 @@ import sys
 import attrs
 import trio
 
-from ..tls import CaBlockError, CaBlockParser
-from ._kubernetes_api import ApiUnreachable, KubeApi
-from ._kubernetes_status import Outage
+from ...tls import CaBlockError, CaBlockParser
+from .._errors import ApiUnreachable
+from ._api import KubeApi
+from ._status import Outage
 
 TAIL_LINES = 20
 # How far before the newest line's second a cut stream is taken up again.

@@ -13,8 +13,9 @@ from typing import TypeVar
 import attrs
 import trio
 
-from ._kubernetes_api import ApiUnreachable, KubeApi, KubernetesError, Resource
-from ._kubernetes_pod import CONTAINER_NAME, JsonObject
+from .._errors import ApiUnreachable, KubernetesError
+from ._api import KubeApi, Resource
+from ._pod import CONTAINER_NAME, JsonObject
 
 T = TypeVar("T")
 _FIRST_PAUSE = 0.1

@@ -10,12 +10,12 @@ import sys
 
 import trio
 
-from ..concurrency import stop_process_group
-from ._ports import bind_published_port
-from ._publish import connect_on_host, serve_relays
-from ._spawn import Child, run_child
-from ._spec import WrapSpec
-from ._stopping import StopGrace
+from ...concurrency import stop_process_group
+from .._children import Child, run_child
+from .._ports import bind_published_port
+from .._publish import connect_on_host, serve_relays
+from .._spec import WrapSpec
+from .._stopping import StopGrace
 
 WARNING = (
     "trio-sandbox-warden: WARNING: --backend process runs the command directly on this host.\n"
@@ -28,7 +28,7 @@ async def _interrupt_then_kill(child: Child, grace: StopGrace) -> None:
     await stop_process_group(child, grace=grace.seconds, first_signal=signal.SIGINT)
 
 
-async def run_process(spec: WrapSpec, grace: StopGrace) -> int:
+async def run_unisolated(spec: WrapSpec, grace: StopGrace) -> int:
     sys.stderr.write(WARNING)
     sys.stderr.flush()
     if spec.volumes:

@@ -20,17 +20,12 @@ from typing import Any
 
 import attrs
 
-from ..contract import LIMITS_VARIABLE
-from ..egress import DEFAULT_PORTS, Refused, RuleKind
-from ._kubernetes_options import (
-    ClaimVolume,
-    EgressDestination,
-    KubernetesOptions,
-    KubernetesUsageError,
-    PodSettings,
-)
-from ._limits import Enforcement, LimitPlan, Limits, limits_for_tools
-from ._spec import WrapSpec
+from ...contract import LIMITS_VARIABLE
+from ...egress import DEFAULT_PORTS, Refused, RuleKind
+from .._errors import KubernetesRequestError
+from .._limits import Enforcement, LimitPlan, Limits, limits_for_tools
+from .._spec import WrapSpec
+from ._options import ClaimVolume, EgressDestination, KubernetesOptions, PodSettings
 
 JsonObject = dict[str, Any]
 
@@ -161,7 +156,7 @@ def refuse_host_volumes(spec: WrapSpec) -> None:
     """A host directory means nothing on a remote node."""
     for volume in spec.volumes:
         if not volume.named:
-            raise KubernetesUsageError(
+            raise KubernetesRequestError(
                 f"--volume {volume.source}:{volume.target}: a host directory cannot be mounted"
                 " into a Pod on a cluster node; use a PersistentVolumeClaim instead:"
                 f" --volume pvc:CLAIM:{volume.target}[:ro] (or CLAIM:{volume.target})"
@@ -174,7 +169,7 @@ def is_gvisor(runtime_class: str | None) -> bool:
 
 def refuse_unreachable_tunnel(spec: WrapSpec, options: KubernetesOptions) -> None:
     if spec.ports and options.tunnel == "auto" and is_gvisor(options.runtime_class):
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             f"runtime class {options.runtime_class!r} looks like gVisor, where the API server's"
             " port-forward cannot reach the Pod (gVisor keeps its own network stack), so the"
             " published port would never connect; use another runtime class (e.g. kata), or"
@@ -200,7 +195,7 @@ def _cpu_quantity(cpus: float) -> str:
 def _sandbox_user(spec: WrapSpec) -> tuple[int, int]:
     uid, gid = spec.user if spec.user is not None else (NOBODY, NOBODY)
     if uid == 0:
-        raise KubernetesUsageError("--user 0: the kubernetes back end runs the Pod as non-root")
+        raise KubernetesRequestError("--user 0: the kubernetes back end runs the Pod as non-root")
     return uid, gid
 
 

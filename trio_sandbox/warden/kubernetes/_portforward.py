@@ -25,8 +25,9 @@ import attrs
 import httpx_ws
 import trio
 
-from ..concurrency import exception_leaves
-from ._kubernetes_api import KubeApi
+from ...concurrency import exception_leaves
+from .._errors import PortForwardError
+from ._api import KubeApi
 
 PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
 _DATA_CHANNEL = 0
@@ -35,10 +36,6 @@ _CHUNK = 65536
 _MAX_MESSAGE = 1024 * 1024
 _HANDSHAKE_SECONDS = 30.0
 _CLOSE_WAIT_SECONDS = 5.0
-
-
-class PortForwardError(Exception):
-    """The API server or the kubelet refused or ended a forwarded connection."""
 
 
 async def _handshake(ws: httpx_ws.AsyncWebSocketSession, port: int) -> None:

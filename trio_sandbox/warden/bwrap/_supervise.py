@@ -6,30 +6,24 @@ import contextlib
 import functools
 import json
 import os
-import select
 import signal
 import sys
+from pathlib import Path
 
 import attrs
 import trio
 
-from ..concurrency import descendants
-from ._bwrap import LaunchedBwrap, user_namespace_advice
-from ._egress import SandboxEgress
-from ._netns import NamespaceError
-from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
-from ._spawn import Child, reap_orphan, supervise
-from ._spec import WrapSpec
-from ._stopping import ORDINARY_GRACE, StopGrace
+from ...concurrency import descendants
+from .._children import Child, reap_orphan, supervise
+from .._egress import SandboxEgress
+from .._errors import NamespaceError
+from .._pidfd import close_pidfd, has_exited
+from .._publish import Connector, SandboxSockets, connect_on_host, serve_relays
+from .._spec import WrapSpec
+from .._stopping import ORDINARY_GRACE, StopGrace
+from ._start import LaunchedBwrap
 
 _RESIGNAL_INTERVAL_SECONDS = 0.05
-
-
-def _has_exited(pidfd: int) -> bool:
-    """A pidfd polls readable once its process has exited."""
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 @attrs.define(eq=False)
@@ -52,7 +46,7 @@ class _Sandbox:
 
     def close(self) -> None:
         if self.init_pidfd >= 0:
-            os.close(self.init_pidfd)
+            close_pidfd(self.init_pidfd)
             self.init_pidfd = -1
 
     async def read_info(self, info_read_fd: int) -> None:
@@ -80,7 +74,7 @@ class _Sandbox:
                     try:
                         await self.sockets.enter(self.init_pidfd)
                     except NamespaceError:
-                        if _has_exited(self.init_pidfd):
+                        if has_exited(self.init_pidfd):
                             return  # the command was over before its namespaces were entered
                         raise
                 self.ready.set()
@@ -166,3 +160,27 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGr
         await sandbox.reap_init()
         sandbox.close()
         launched.remove_cgroups()
+
+
+def user_namespace_advice() -> str:
+    """What to do when bubblewrap cannot create a user namespace for an ordinary user."""
+    checks = [
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "sysctl kernel.unprivileged_userns_clone=1",
+        ),
+        ("/proc/sys/user/max_user_namespaces", "0", "sysctl user.max_user_namespaces=15000"),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "allow bwrap in AppArmor (Ubuntu 24.04: install the 'apparmor-profiles' bwrap-userns-"
+            "restrict profile, or add a profile for /usr/bin/bwrap with 'userns,'), or sysctl"
+            " kernel.apparmor_restrict_unprivileged_userns=0",
+        ),
+    ]
+    for path, blocking, fix in checks:
+        with contextlib.suppress(OSError):
+            if Path(path).read_text().strip() == blocking:
+                return f"{path} is {blocking}: unprivileged user namespaces are off; {fix}"
+    return "unprivileged user namespaces seem unavailable (is this a nested container?)"

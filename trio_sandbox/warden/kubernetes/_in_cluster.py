@@ -22,21 +22,25 @@ import sys
 import attrs
 import trio
 
-from ..concurrency import exception_leaves, single_error
-from ._kubernetes_api import (
+from ...concurrency import exception_leaves, single_error
+from .._errors import ApiUnreachable, KubernetesError, KubernetesRequestError
+from .._limits import announce_limits
+from .._ports import bind_published_port
+from .._publish import serve_relays
+from .._spec import WARDEN_ERROR_STATUS, WrapSpec
+from .._stopping import ORDINARY_GRACE, StopGrace
+from ._api import (
     NETWORK_POLICIES,
     PODS,
     SANDBOX_CLAIMS,
     SANDBOXES,
-    ApiUnreachable,
     KubeApi,
-    KubernetesError,
     Resource,
     open_kube_api,
 )
-from ._kubernetes_logs import LogFollower
-from ._kubernetes_options import KubernetesOptions, KubernetesUsageError, PodSettings
-from ._kubernetes_pod import (
+from ._logs import LogFollower
+from ._options import KubernetesOptions, PodSettings
+from ._pod import (
     LABEL_SANDBOX,
     JsonObject,
     PodPlan,
@@ -49,8 +53,8 @@ from ._kubernetes_pod import (
     refuse_unreachable_tunnel,
     sandbox_manifest,
 )
-from ._kubernetes_portforward import open_port_forwarder
-from ._kubernetes_status import (
+from ._portforward import open_port_forwarder
+from ._status import (
     PodEnded,
     ended,
     fatal_waiting,
@@ -58,12 +62,7 @@ from ._kubernetes_status import (
     pod_failure,
     unschedulable_message,
 )
-from ._kubernetes_sweep import sweep_quietly
-from ._limits import announce_limits
-from ._ports import bind_published_port
-from ._publish import serve_relays
-from ._spec import WARDEN_ERROR_STATUS, WrapSpec
-from ._stopping import ORDINARY_GRACE, StopGrace
+from ._sweep import sweep_quietly
 
 DELETE_WAIT_SECONDS = 8.0
 HURRIED_DELETE_WAIT_SECONDS = 2.0
@@ -287,12 +286,14 @@ async def run_kubernetes(spec: WrapSpec, grace: StopGrace | None = None) -> int:
     """The wrap on a cluster; API failures are printed with their reason (status 125).
     ``grace`` is shortened when the warden's parent died (the lifeline)."""
     grace = grace or StopGrace()
-    options = spec.kubernetes or KubernetesOptions()
+    options = spec.backend_options
+    if not isinstance(options, KubernetesOptions):
+        options = KubernetesOptions()
     try:
         refuse_host_volumes(spec)
         refuse_unreachable_tunnel(spec, options)
         settings = pod_settings_from_wrap(spec)
-    except KubernetesUsageError as error:
+    except KubernetesRequestError as error:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS
     announce_limits(kubernetes_limit_plan(spec.limits), spec.report)

@@ -18,7 +18,7 @@ from typing import Literal
 
 import attrs
 
-from ._spec import WrapUsageError
+from .._errors import KubernetesRequestError
 
 KubernetesApi = Literal["pods", "agent-sandbox"]
 KUBERNETES_APIS: tuple[KubernetesApi, ...] = ("pods", "agent-sandbox")
@@ -37,10 +37,6 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-
-
-class KubernetesUsageError(WrapUsageError):
-    """A ``--k8s-*`` option or a volume the kubernetes back end cannot use."""
 
 
 @attrs.frozen
@@ -153,16 +149,16 @@ def _number(text: str, option: str, *, integer: bool) -> float:
         value = int(text) if integer else float(text)
     except ValueError:
         kind = "a whole number" if integer else "a number"
-        raise KubernetesUsageError(f"{option} {text!r}: expected {kind} of seconds") from None
+        raise KubernetesRequestError(f"{option} {text!r}: expected {kind} of seconds") from None
     if value <= 0:
-        raise KubernetesUsageError(f"{option} {text!r}: must be positive")
+        raise KubernetesRequestError(f"{option} {text!r}: must be positive")
     return value
 
 
 def parse_node_selector(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             f"--k8s-node-selector {text!r}: expected KEY=VALUE with a label key and value"
         )
     return key, value
@@ -174,9 +170,9 @@ def parse_toleration(text: str) -> Toleration:
         head, effect = text, ""
     key, has_value, value = head.partition("=")
     if not _LABEL_KEY.fullmatch(key) or (has_value and not _LABEL_VALUE.fullmatch(value)):
-        raise KubernetesUsageError(f"--k8s-toleration {text!r}: expected KEY[=VALUE][:EFFECT]")
+        raise KubernetesRequestError(f"--k8s-toleration {text!r}: expected KEY[=VALUE][:EFFECT]")
     if effect and effect not in _TAINT_EFFECTS:
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             f"--k8s-toleration {text!r}: the effect must be one of {', '.join(_TAINT_EFFECTS)}"
         )
     return Toleration(key, value if has_value else None, effect or None)
@@ -192,17 +188,13 @@ def parse_claim_volume(text: str) -> ClaimVolume:
         read_only = parts[2] == "ro"
         parts = parts[:2]
     if len(parts) != 2 or not _NAME.fullmatch(parts[0]) or not parts[1].startswith("/"):
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             f"--volume {text!r}: expected pvc:CLAIM:/PATH[:ro] with a PersistentVolumeClaim name"
         )
     target = os.path.normpath(parts[1])
     if target in ("/", "/tmp", "/proc", "/dev"):
-        raise KubernetesUsageError(f"--volume {text!r}: {target} cannot be a volume in the Pod")
+        raise KubernetesRequestError(f"--volume {text!r}: {target} cannot be a volume in the Pod")
     return ClaimVolume(parts[0], target, read_only)
-
-
-def is_claim_volume(text: str) -> bool:
-    return text.startswith("pvc:")
 
 
 def kubernetes_options(
@@ -219,12 +211,12 @@ def kubernetes_options(
 
     api = value("api") or "pods"
     if api not in KUBERNETES_APIS:
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             f"--k8s-api {api!r}: expected one of {', '.join(KUBERNETES_APIS)}"
         )
     tunnel = value("tunnel") or "auto"
     if tunnel not in ("auto", "portforward"):
-        raise KubernetesUsageError(f"--k8s-tunnel {tunnel!r}: expected auto or portforward")
+        raise KubernetesRequestError(f"--k8s-tunnel {tunnel!r}: expected auto or portforward")
     # Repeatable options; their variables hold comma-separated lists.
     selectors = list(args.k8s_node_selector) or (_env_default(env, "node-selector") or "").split(
         ","
@@ -233,11 +225,11 @@ def kubernetes_options(
     deadline, start_timeout, grace = value("deadline"), value("start-timeout"), value("api-grace")
     warm_pool, template = value("warm-pool"), value("sandbox-template")
     if (warm_pool or template) and api != "agent-sandbox":
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             "--k8s-warm-pool and --k8s-sandbox-template need --k8s-api agent-sandbox"
         )
     if bool(warm_pool) != bool(template):
-        raise KubernetesUsageError(
+        raise KubernetesRequestError(
             "--k8s-warm-pool and --k8s-sandbox-template go together (a claim names both)"
         )
     return KubernetesOptions(

@@ -1,9 +1,8 @@
-"""The warden's Trio side: run the chosen back end until the command exits, a signal comes, the
-warden's parent dies (the lifeline) or its namespace helper does."""
+"""The warden's Trio side: supervise the launched back end until the command exits, a signal
+comes, the warden's parent dies (the lifeline) or its namespace helper does."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,29 +10,12 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ._bwrap_run import supervise_bwrap
-from ._container import run_container
-from ._prelaunch import Prelaunch
-from ._process import run_process
-from ._spec import WARDEN_ERROR_STATUS, Backend, WrapSpec
+from ._backend import Launched
+from ._pidfd import close_pidfd, wait_exited, wait_pid_exited
+from ._spec import WARDEN_ERROR_STATUS, WrapSpec
 from ._stopping import PARENT_GONE_STATUS, StopGrace
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-async def _run_backend(
-    backend: Backend, spec: WrapSpec, prelaunch: Prelaunch, grace: StopGrace
-) -> int:
-    if prelaunch.bwrap is not None:
-        return await supervise_bwrap(prelaunch.bwrap, spec, grace)
-    if backend == "process":
-        return await run_process(spec, grace)
-    if backend == "kubernetes":
-        # Imported here: its client library must not slow the other back ends down.
-        from ._kubernetes_run import run_kubernetes
-
-        return await run_kubernetes(spec, grace)
-    return await run_container(backend, spec, grace, prelaunch.netns_helper)
 
 
 @attrs.define(eq=False)
@@ -71,26 +53,15 @@ class _Stop:
         return 128 - backend_status if backend_status < 0 else backend_status
 
 
-async def _wait_exit(pidfd: int) -> None:
-    try:
-        await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        trio.lowlevel.notify_closing(pidfd)
-
-
 async def _watch_helper(pid: int, stop: _Stop) -> None:
     """Without its namespace helper the warden cannot reach into the sandbox any more: stop it,
     so that whoever runs the warden starts a new one."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        await _wait_exit(pidfd)
-    finally:
-        os.close(pidfd)
+    await wait_pid_exited(pid)
     stop.by_failure("the namespace helper died: the sandbox's ports cannot be reached any more")
 
 
 async def _watch_parent(pidfd: int, stop: _Stop) -> None:
-    await _wait_exit(pidfd)
+    await wait_exited(pidfd)
     print(
         "trio-sandbox-warden: the warden's parent is gone: stopping the sandbox",
         file=sys.stderr,
@@ -99,19 +70,18 @@ async def _watch_parent(pidfd: int, stop: _Stop) -> None:
     stop.by_lifeline()
 
 
-async def wrap(
-    backend: Backend,
+async def supervise_sandbox(
+    launched: Launched,
     spec: WrapSpec,
-    prelaunch: Prelaunch | None = None,
+    lifeline: int | None = None,
     early_signals: Sequence[int] = (),
 ) -> int:
-    """Run the sandbox until the command exits (its status) or SIGINT/SIGTERM/SIGHUP arrive
-    (the command is stopped, everything reaped, status 128 + signal number: 130 for SIGINT),
-    or the warden's parent dies (stopped at once, status 129). `early_signals` arrived before
-    Trio was running (bwrap starts first)."""
-    prelaunch = prelaunch or Prelaunch()
-    helper = prelaunch.netns_helper or (prelaunch.bwrap.netns_helper if prelaunch.bwrap else None)
-    lifeline = prelaunch.lifeline
+    """Run the launched sandbox until the command exits (its status) or SIGINT/SIGTERM/SIGHUP
+    arrive (the command is stopped, everything reaped, status 128 + signal number: 130 for
+    SIGINT), or the warden's parent dies (stopped at once, status 129). ``lifeline``: a pidfd
+    of the warden's parent, or None (nothing to watch); `early_signals` arrived before Trio was
+    running (the back end launched first)."""
+    helper = launched.netns_helper
     stop = _Stop()
     for signum in early_signals:
         stop.by_signal(signum)
@@ -131,11 +101,11 @@ async def wrap(
                 if lifeline is not None and lifeline >= 0:
                     nursery.start_soon(_watch_parent, lifeline, stop)
                 with stop.scope:
-                    status = await _run_backend(backend, spec, prelaunch, stop.grace)
+                    status = await launched.run(spec, stop.grace)
                 nursery.cancel_scope.cancel()
     finally:
         if helper is not None:
             helper.close()
         if lifeline is not None and lifeline >= 0:
-            os.close(lifeline)
+            close_pidfd(lifeline)
     return stop.status(status)

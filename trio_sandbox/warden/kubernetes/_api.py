@@ -23,7 +23,8 @@ import kr8s
 import kr8s.asyncio
 import trio
 
-from ._kubernetes_pod import JsonObject
+from .._errors import ApiUnreachable, KubernetesError
+from ._pod import JsonObject
 
 # (API version, plural) of the resources the back end touches.
 PODS = ("v1", "pods")
@@ -34,32 +35,6 @@ SANDBOX_CLAIMS = ("extensions.agents.x-k8s.io/v1alpha1", "sandboxclaims")
 Resource = tuple[str, str]
 
 _UNREACHABLE = (httpx.TransportError, OSError, trio.BrokenResourceError)
-
-
-class KubernetesError(Exception):
-    """The cluster refused or failed something; ``reason`` is the API's word for why."""
-
-    def __init__(self, reason: str, message: str, events: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.events = tuple(events)
-
-    def with_events(self, events: Sequence[str]) -> KubernetesError:
-        return type(self)(self.reason, self.message, events)
-
-    def __str__(self) -> str:
-        text = f"{self.message} (reason: {self.reason})"
-        if self.events:
-            text += "\n  events of the Pod:\n" + "\n".join(f"    {line}" for line in self.events)
-        return text
-
-
-class ApiUnreachable(KubernetesError):
-    """The API server could not be reached (or the connection broke)."""
-
-    def __init__(self, reason: str, message: str, events: Sequence[str] = ()) -> None:
-        super().__init__(reason, message, events)
 
 
 def _server_error(error: kr8s.ServerError) -> KubernetesError:

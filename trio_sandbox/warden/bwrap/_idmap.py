@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from ._runtime import is_within
+from .._errors import IdmapUnavailableError
+from .._runtime import is_within
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -147,10 +148,6 @@ def _staging_dir(bound: Sequence[str]) -> str | None:
             continue
         return candidate
     return None
-
-
-class IdmapUnavailableError(OSError):
-    """The kernel or a file system cannot give the sandbox id-mapped trees."""
 
 
 @attrs.define(eq=False)

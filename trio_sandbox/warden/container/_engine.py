@@ -28,19 +28,20 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from ..contract import LIMITS_VARIABLE
-from ._egress import SandboxEgress
-from ._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
-from ._memfs import shm_size
-from ._netns import NetnsHelper
-from ._ports import bind_published_port
-from ._procfs import root_only_proc_files
-from ._publish import Connector, SandboxSockets, connect_on_host, serve_relays
-from ._seccomp import container_profile
-from ._spawn import Child, run_child
-from ._spec import WrapSpec, WrapUsageError
-from ._stopping import StopGrace
-from ._volumes import open_source, resolve_mounts, writable_trees
+from ...contract import LIMITS_VARIABLE
+from .._children import Child, run_child
+from .._egress import SandboxEgress
+from .._errors import WrapRequestError
+from .._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
+from .._memfs import shm_size
+from .._netns import NetnsHelper
+from .._ports import bind_published_port
+from .._procfs import root_only_proc_files
+from .._publish import Connector, SandboxSockets, connect_on_host, serve_relays
+from .._seccomp import container_profile
+from .._spec import WrapSpec
+from .._stopping import StopGrace
+from .._volumes import open_source, resolve_mounts, writable_trees
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
 _DOCKER_SECCOMP_WARNING = (
@@ -65,12 +66,12 @@ def write_seccomp_profile(directory: str) -> str:
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
-            raise WrapUsageError(f"cannot read podman's seccomp profile {path}: {exc}") from None
+            raise WrapRequestError(f"cannot read podman's seccomp profile {path}: {exc}") from None
         written = os.path.join(directory, "seccomp.json")
         with open(written, "w", encoding="utf-8") as out:
             json.dump(profile, out)
         return written
-    raise WrapUsageError(
+    raise WrapRequestError(
         "podman's default seccomp profile was not found (looked for"
         f" {' and '.join(ENGINE_SECCOMP_PROFILES)}); install containers-common"
     )

@@ -1,0 +1,35 @@
+"""The podman and docker back ends as the core sees them (their Backend values)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._backend import Backend, Launched
+from .._netns import fork_netns_helper
+
+if TYPE_CHECKING:
+    from .._netns import NetnsHelper
+    from .._spec import WrapSpec
+    from .._stopping import StopGrace
+
+
+async def _run(engine: str, helper: NetnsHelper | None, spec: WrapSpec, grace: StopGrace) -> int:
+    from ._engine import run_container  # imports Trio: only once it runs
+
+    return await run_container(engine, spec, grace, helper)
+
+
+def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
+    def launch(spec: WrapSpec) -> Launched:
+        # Forked while the warden is single-threaded (before Trio): it enters the container's
+        # user namespace, which only a single-threaded process may do.
+        helper = fork_netns_helper() if spec.reaches_into_netns else None
+        return Launched(functools.partial(_run, engine, helper), helper)
+
+    return launch
+
+
+PODMAN_BACKEND = Backend(launch=_launcher("podman"))
+DOCKER_BACKEND = Backend(launch=_launcher("docker"))
