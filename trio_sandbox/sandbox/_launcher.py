@@ -40,7 +40,7 @@ from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
-from ._process import WardenStarted, serve_warden, stages
+from ._warden_child import WardenStarted, serve_warden, stages
 from ._report import WardenReport
 from ._streams import OutputTail
 

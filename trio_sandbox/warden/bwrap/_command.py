@@ -1,4 +1,4 @@
-"""The bubblewrap back end (the default): namespaces, read-only root, seccomp, no capabilities.
+"""bubblewrap's command line: namespaces, read-only root, seccomp, no capabilities.
 
 Who the command runs as:
 - root warden (containers, CI, VMs): no user namespace (inside one, bwrap would map the sandbox
@@ -20,9 +20,9 @@ that matter to a uid-0 sandbox (/proc/sysrq-trigger, kcore, keys, ...) are maske
 for every sandbox, and so are /proc's root-only files. /dev is read-only but for a bounded
 /dev/shm (mode 1777), and the tmpfs that mask directories are read-only: nothing in-memory is
 writable beyond /tmp and /dev/shm. Volumes are bound from descriptors opened without following
-a symbolic link inside a writable volume (:func:`._volumes.open_source`).
+a symbolic link inside a writable volume (:func:`.._volumes.open_source`).
 
-The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`._runtime`).
+The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`.._runtime`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ otherwise ignores SIGTERM/SIGINT. With `--network none` a published port is rela
 container's network namespace exactly as for bubblewrap (the engines cannot publish ports of
 a container without network).
 
-podman gets the sandbox's seccomp rules (:mod:`._seccomp`) merged into its own default profile,
+podman gets the sandbox's seccomp rules (:mod:`.._seccomp`) merged into its own default profile,
 a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, nosuid,nodev volumes, and
 /proc's root-only files masked.
 """
