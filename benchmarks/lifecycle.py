@@ -59,8 +59,8 @@ from trio_sandbox.sandbox._launcher import (
     sandbox_env,
     warden_argv,
 )
-from trio_sandbox.sandbox._warden_child import serve_warden
 from trio_sandbox.sandbox._streams import OutputTail
+from trio_sandbox.sandbox._warden_child import serve_warden
 from trio_sandbox.tls import MtlsIdentity
 
 GOALS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import trio
@@ -12,27 +11,27 @@ from trio_sandbox.warden._pidfd import close_pidfd, has_exited, wait_exited, wai
 
 
 async def test_wait_exited_returns_once_the_process_exits() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    child = await trio.lowlevel.open_process([sys.executable, "-c", "import time; time.sleep(0.2)"])
     pidfd = os.pidfd_open(child.pid)
     try:
         assert not has_exited(pidfd)
         with trio.fail_after(10):
             await wait_exited(pidfd)
         assert has_exited(pidfd)
-        assert child.wait() == 0  # waiting does not reap: the status is still there
+        assert await child.wait() == 0  # waiting did not reap: the status is still there
     finally:
         close_pidfd(pidfd)
 
 
 async def test_wait_pid_exited_by_pid() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child = await trio.lowlevel.open_process([sys.executable, "-c", "pass"])
     with trio.fail_after(10):
         await wait_pid_exited(child.pid)
-    assert child.wait() == 0
+    assert await child.wait() == 0
 
 
 async def test_closing_wakes_a_waiter() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = await trio.lowlevel.open_process([sys.executable, "-c", "import time; time.sleep(30)"])
     pidfd = os.pidfd_open(child.pid)
     try:
         async with trio.open_nursery() as nursery:
@@ -50,4 +49,4 @@ async def test_closing_wakes_a_waiter() -> None:
         assert woken == [trio.ClosedResourceError]
     finally:
         child.kill()
-        child.wait()
+        await child.wait()

@@ -40,9 +40,9 @@ from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
-from ._warden_child import WardenStarted, serve_warden, stages
 from ._report import WardenReport
 from ._streams import OutputTail
+from ._warden_child import WardenStarted, serve_warden, stages
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
