@@ -30,12 +30,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ...contract import LIMITS_VARIABLE, RUNTIME_ROOT
-from .._errors import IdmapUnavailableError, WrapRequestError
+from .._errors import WrapRequestError
 from .._limits import (
     LimitPlan,
     limits_for_tools,
@@ -45,7 +44,6 @@ from .._procfs import root_only_proc_files
 from .._runtime import RuntimeLayout, is_within, runtime_layout
 from .._spec import WrapSpec
 from .._volumes import Mount
-from ._idmap import IdmappedTrees, idmap_trees
 
 # Where the sandbox's memory cgroup is shown to the tool server (read-only).
 CGROUP_INSIDE = f"{RUNTIME_ROOT}/cgroup"
@@ -71,11 +69,6 @@ _MASKED_PROC = (
 )
 _READ_ONLY_PROC = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 _LOCKED_SECUREBITS = "+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked"
-
-_BWRAP_MISSING = (
-    "bubblewrap (bwrap) is not installed: install the 'bubblewrap' package (Debian/Ubuntu:"
-    " apt-get install bubblewrap; Fedora: dnf install bubblewrap), or choose --backend podman"
-)
 
 
 def _unreadable_by_others(root: str, relative: str = "etc") -> Iterator[str]:
@@ -110,36 +103,13 @@ def _host_system_trees() -> list[str]:
     return trees
 
 
-def _read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
+def read_only_trees(spec: WrapSpec, runtime: RuntimeLayout | None) -> list[str]:
     """Every host tree bubblewrap binds read-only besides volumes: the system's, or an image's
     root directory, and the tool server's runtime."""
     trees = _host_system_trees() if spec.image == "host" else [os.path.abspath(spec.image)]
     if runtime is not None:
         trees += [host_path for host_path, _ in runtime.binds]
     return trees
-
-
-def _idmapped_view(
-    spec: WrapSpec, runtime: RuntimeLayout | None, mounts: Sequence[Mount], owner: tuple[int, int]
-) -> IdmappedTrees | None:
-    """The read-only trees id-mapped so that the sandbox's uid and gid own nothing in them
-    (root warden); None, with a warning, where the kernel or a file system cannot."""
-    try:
-        return idmap_trees(
-            _read_only_trees(spec, runtime),
-            uid=owner[0],
-            gid=owner[1],
-            also_bound=[mount.host_path for mount in mounts],
-        )
-    except IdmapUnavailableError as exc:
-        print(
-            f"trio-sandbox-warden: warning: the host's files are bound without an id map ({exc}):"
-            f" the sandbox, as uid {owner[0]}, can read files outside /etc that only uid"
-            f" {owner[0]} may read",
-            file=sys.stderr,
-            flush=True,
-        )
-        return None
 
 
 def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> list[str]:
@@ -160,7 +130,7 @@ def _missing_parents(paths: list[str], inside_volumes: Sequence[str] = ()) -> li
     return sorted(parents, key=lambda parent: (parent.count("/"), parent))
 
 
-def _find_tool(root: str, name: str) -> str | None:
+def find_tool(root: str, name: str) -> str | None:
     """The path of a util-linux tool inside the sandbox's root file system, if it has one."""
     for candidate in (f"/usr/bin/{name}", f"/bin/{name}"):
         if os.path.exists(os.path.join(root, candidate.lstrip("/"))):
@@ -360,7 +330,7 @@ def bwrap_argv(
         argv += ["--block-fd", str(block_fd)]
     argv.append("--")
     if as_root:
-        setpriv = _find_tool(root, "setpriv")
+        setpriv = find_tool(root, "setpriv")
         if setpriv is None:
             raise WrapRequestError(
                 f"{root} has no setpriv: refusing to run the sandbox as root (run the warden as"

@@ -7,30 +7,58 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from ...concurrency import memfd_holding
 from .._child_start import LaunchedChild, become_subreaper, launch
-from .._errors import WrapRequestError
+from .._errors import IdmapUnavailableError, WrapRequestError
 from .._limits import LimitPlan, announce_limits, plan_limits, preexec, sweep_stale_cgroups
 from .._netns import NetnsHelper, fork_netns_helper
 from .._ports import bind_published_port
-from .._runtime import runtime_layout
+from .._runtime import RuntimeLayout, runtime_layout
 from .._seccomp import deny_list_fd
 from .._spec import WrapSpec
-from .._volumes import open_source, resolve_mounts, writable_trees
+from .._volumes import Mount, open_source, resolve_mounts, writable_trees
 from ._command import (
-    _BWRAP_MISSING,
     BWRAP_ENV,
-    _find_tool,
-    _idmapped_view,
     bwrap_argv,
     bwrap_setenv,
+    find_tool,
+    read_only_trees,
     sandbox_identity,
 )
-from ._idmap import IdmappedTrees
+from ._idmap import IdmappedTrees, idmap_trees
+
+_BWRAP_MISSING = (
+    "bubblewrap (bwrap) is not installed: install the 'bubblewrap' package (Debian/Ubuntu:"
+    " apt-get install bubblewrap; Fedora: dnf install bubblewrap), or choose --backend podman"
+)
+
+
+def _idmapped_view(
+    spec: WrapSpec, runtime: RuntimeLayout | None, mounts: Sequence[Mount], owner: tuple[int, int]
+) -> IdmappedTrees | None:
+    """The read-only trees id-mapped so that the sandbox's uid and gid own nothing in them
+    (root warden); None, with a warning, where the kernel or a file system cannot."""
+    try:
+        return idmap_trees(
+            read_only_trees(spec, runtime),
+            uid=owner[0],
+            gid=owner[1],
+            also_bound=[mount.host_path for mount in mounts],
+        )
+    except IdmapUnavailableError as exc:
+        print(
+            f"trio-sandbox-warden: warning: the host's files are bound without an id map ({exc}):"
+            f" the sandbox, as uid {owner[0]}, can read files outside /etc that only uid"
+            f" {owner[0]} may read",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
 
 
 @attrs.define(eq=False)
@@ -76,7 +104,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     host_image = spec.image == "host"
     root = "/" if host_image else os.path.abspath(spec.image)
     sweep_stale_cgroups()
-    limits = plan_limits(spec.limits, as_root=as_root, prlimit=_find_tool(root, "prlimit"))
+    limits = plan_limits(spec.limits, as_root=as_root, prlimit=find_tool(root, "prlimit"))
     announce_limits(limits, spec.report)
     # Forked first, while single-threaded, and before any descriptor below exists.
     helper = fork_netns_helper() if spec.reaches_into_netns else None
