@@ -83,8 +83,9 @@ class WrapSpec:
 
     @property
     def reaches_into_netns(self) -> bool:
-        """Whether the warden makes sockets in the sandbox's own network namespace: to publish
-        a port of a sandbox without network, or to listen there for its egress proxy."""
+        """Whether the warden makes sockets in the sandbox's own network namespace (a sandbox on
+        this host): to publish a port of a sandbox without network, or to listen there for its
+        egress proxy."""
         return self.network != "host" and (bool(self.ports) or self.network == "allow")
 
     @property

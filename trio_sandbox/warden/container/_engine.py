@@ -1,4 +1,5 @@
-"""The podman / docker back end: `run --rm -i --init`, mapped from the same CLI.
+"""A container engine running the sandbox: `podman|docker run --rm -i --init`, mapped from the
+warden's command line.
 
 Fixes from DESIGN.md §3 for this machine kind: podman's runtime is runc (crun refuses hybrid
 cgroups) and ulimits are explicit (nofile 20000, nproc 32768) because the engines' defaults

@@ -1,4 +1,4 @@
-"""The kubernetes back end: one Pod per sandbox, reached only through the API server.
+"""One sandbox's whole run in the cluster: one Pod, reached only through the API server.
 
 1. The published ports are bound first (a taken port fails at once), leftovers are swept in
    the background, the NetworkPolicy is made, then the Pod (or an agent-sandbox Sandbox, or a

@@ -1,4 +1,5 @@
-"""The process back end: runs the command directly. NOTHING is isolated; development only."""
+"""The command as a plain process of this host (``--backend process``). NOTHING is isolated;
+development only."""
 
 from __future__ import annotations
 
