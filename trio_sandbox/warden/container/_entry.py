@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._backend import Backend, Launched
-from .._netns import fork_netns_helper
 
 if TYPE_CHECKING:
     from .._netns import NetnsHelper
@@ -23,6 +22,8 @@ async def _run(engine: str, helper: NetnsHelper | None, spec: WrapSpec, grace: S
 
 def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
     def launch(spec: WrapSpec) -> Launched:
+        from .._netns import fork_netns_helper
+
         # Forked while the warden is single-threaded (before Trio): it enters the container's
         # user namespace, which only a single-threaded process may do.
         helper = fork_netns_helper() if spec.reaches_into_netns else None
