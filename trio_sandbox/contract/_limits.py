@@ -43,7 +43,7 @@ UNLIMITED: Final = Unlimited.UNLIMITED
 _UNLIMITED_WORDS = ("unlimited", "none")
 
 _NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", re.ASCII)
-_WHOLE = re.compile(r"\s*(\d+)\s*", re.ASCII)
+_WHOLE = re.compile(r"\s*0*(\d{1,12})\s*", re.ASCII)
 MIN_PIDS: Final = 8
 MAX_PIDS: Final = 4_194_304
 MIN_CPUS: Final = 0.01
@@ -85,6 +85,9 @@ class LimitKind(Generic[V]):
     number_types: tuple[type, ...]
     # What a setting may hold, for messages.
     expected: str
+    # For the command lines' help: the value's placeholder, and what the limit bounds.
+    metavar: str
+    help: str
 
     def parse(self, text: str, where: str | None = None) -> V | Unlimited:
         """The value of ``text``; LimitError naming ``where`` (by default the option)."""
@@ -113,21 +116,44 @@ class LimitKind(Generic[V]):
 
 
 MEMORY: Final = LimitKind[int](
-    "memory", "--memory", parse_size, format_size, (int,), "a size such as '2G', or 'unlimited'"
+    name="memory",
+    option="--memory",
+    parse_value=parse_size,
+    format_value=format_size,
+    number_types=(int,),
+    expected="a size such as '2G', or 'unlimited'",
+    metavar="SIZE",
+    help="memory for the whole sandbox, e.g. 2G (default: 4G or half the RAM)",
 )
 PIDS: Final = LimitKind[int](
-    "pids", "--pids", _parse_pids, str, (int,), "a number of processes, or 'unlimited'"
+    name="pids",
+    option="--pids",
+    parse_value=_parse_pids,
+    format_value=str,
+    number_types=(int,),
+    expected="a number of processes, or 'unlimited'",
+    metavar="N",
+    help="processes and threads in the sandbox (default 1024)",
 )
 CPUS: Final = LimitKind[float](
-    "cpus",
-    "--cpus",
-    _parse_cpus,
-    _format_cpus,
-    (int, float),
-    "a number of CPUs such as 1.5, or 'unlimited'",
+    name="cpus",
+    option="--cpus",
+    parse_value=_parse_cpus,
+    format_value=_format_cpus,
+    number_types=(int, float),
+    expected="a number of CPUs such as 1.5, or 'unlimited'",
+    metavar="N",
+    help="CPUs the sandbox may use, e.g. 1.5 (default: half of them)",
 )
 TMP_SIZE: Final = LimitKind[int](
-    "tmp_size", "--tmp-size", parse_size, format_size, (int,), "a size such as '1G', or 'unlimited'"
+    name="tmp_size",
+    option="--tmp-size",
+    parse_value=parse_size,
+    format_value=format_size,
+    number_types=(int,),
+    expected="a size such as '1G', or 'unlimited'",
+    metavar="SIZE",
+    help="size of the sandbox's /tmp (default 1G; it counts toward the memory)",
 )
 # Every limit, in the order the warden's command line and its reports name them.
 LIMIT_KINDS: Final[tuple[LimitKind[Any], ...]] = (MEMORY, PIDS, CPUS, TMP_SIZE)
@@ -179,9 +205,9 @@ class LimitRequest:
         values: dict[str, Any] = {}
         for kind in LIMIT_KINDS:
             asked = getattr(self, kind.name)
-            values[kind.name] = (
-                getattr(defaults, kind.name) if asked is None else None if asked is UNLIMITED else asked
-            )
+            if asked is None:
+                asked = getattr(defaults, kind.name)
+            values[kind.name] = None if asked is UNLIMITED else asked
         return ResourceLimits(**values)
 
 
