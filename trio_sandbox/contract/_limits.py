@@ -77,8 +77,8 @@ def _format_cpus(cpus: float) -> str:
 class LimitKind(Generic[V]):
     """One kind of limit: its name, the warden's option, and its grammar."""
 
+    # The setting, the JSON key and the field of the values below (the option is made of it).
     name: str
-    option: str
     parse_value: Callable[[str, str], V]
     format_value: Callable[[V], str]
     # The types a setting may hold besides text (a number in a TOML file, or in Python).
@@ -88,6 +88,11 @@ class LimitKind(Generic[V]):
     # For the command lines' help: the value's placeholder, and what the limit bounds.
     metavar: str
     help: str
+
+    @property
+    def option(self) -> str:
+        """The warden's option: ``--memory``, ``--tmp-size``."""
+        return "--" + self.name.replace("_", "-")
 
     def parse(self, text: str, where: str | None = None) -> V | Unlimited:
         """The value of ``text``; LimitError naming ``where`` (by default the option)."""
@@ -115,45 +120,34 @@ class LimitKind(Generic[V]):
         raise LimitError(where, value, f"expected {self.expected}")
 
 
-MEMORY: Final = LimitKind[int](
-    name="memory",
-    option="--memory",
-    parse_value=parse_size,
-    format_value=format_size,
-    number_types=(int,),
-    expected="a size such as '2G', or 'unlimited'",
-    metavar="SIZE",
-    help="memory for the whole sandbox, e.g. 2G (default: 4G or half the RAM)",
+def _size_limit(name: str, example: str, help: str) -> LimitKind[int]:
+    expected = f"a size such as {example!r}, or 'unlimited'"
+    return LimitKind(name, parse_size, format_size, (int,), expected, "SIZE", help)
+
+
+MEMORY: Final = _size_limit(
+    "memory", "2G", "memory for the whole sandbox, e.g. 2G (default: 4G or half the RAM)"
+)
+TMP_SIZE: Final = _size_limit(
+    "tmp_size", "1G", "size of the sandbox's /tmp (default 1G; it counts toward the memory)"
 )
 PIDS: Final = LimitKind[int](
-    name="pids",
-    option="--pids",
-    parse_value=_parse_pids,
-    format_value=str,
-    number_types=(int,),
-    expected="a number of processes, or 'unlimited'",
-    metavar="N",
-    help="processes and threads in the sandbox (default 1024)",
+    "pids",
+    _parse_pids,
+    str,
+    (int,),
+    "a number of processes, or 'unlimited'",
+    "N",
+    "processes and threads in the sandbox (default 1024)",
 )
 CPUS: Final = LimitKind[float](
-    name="cpus",
-    option="--cpus",
-    parse_value=_parse_cpus,
-    format_value=_format_cpus,
-    number_types=(int, float),
-    expected="a number of CPUs such as 1.5, or 'unlimited'",
-    metavar="N",
-    help="CPUs the sandbox may use, e.g. 1.5 (default: half of them)",
-)
-TMP_SIZE: Final = LimitKind[int](
-    name="tmp_size",
-    option="--tmp-size",
-    parse_value=parse_size,
-    format_value=format_size,
-    number_types=(int,),
-    expected="a size such as '1G', or 'unlimited'",
-    metavar="SIZE",
-    help="size of the sandbox's /tmp (default 1G; it counts toward the memory)",
+    "cpus",
+    _parse_cpus,
+    _format_cpus,
+    (int, float),
+    "a number of CPUs such as 1.5, or 'unlimited'",
+    "N",
+    "CPUs the sandbox may use, e.g. 1.5 (default: half of them)",
 )
 # Every limit, in the order the warden's command line and its reports name them.
 LIMIT_KINDS: Final[tuple[LimitKind[Any], ...]] = (MEMORY, PIDS, CPUS, TMP_SIZE)

@@ -88,8 +88,9 @@ def _egress_entries(config: SandboxConfig) -> None:
     """Bad allow/deny entries are refused at start, the entry named (exit 2 on the CLI)."""
     if config.network != "allow":
         if config.allow_domains or config.deny_domains:
+            mode = config.network.value
             raise ValueError(
-                f"allow_domains and deny_domains need network = 'allow' (not {config.network!r})"
+                f"allow_domains and deny_domains need network = 'allow' (not {mode!r})"
             )
         return
     try:

@@ -67,10 +67,10 @@ def default_limits() -> ResourceLimits:
 class Enforcement:
     """How each limit is enforced here (``None``: not at all)."""
 
-    memory: str | None
-    pids: str | None
-    cpus: str | None
-    tmp_size: str | None
+    memory: str | None = None
+    pids: str | None = None
+    cpus: str | None = None
+    tmp_size: str | None = None
 
     def unenforced(self, limits: ResourceLimits) -> list[str]:
         missing = []
