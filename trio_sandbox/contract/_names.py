@@ -22,8 +22,8 @@ RUNTIME_ROOT: Final = "/.trio-sandbox"
 # Names the variables that only start that runtime (PYTHONPATH, ...): the tool server removes
 # them from the environment its commands get.
 RUNTIME_VARS_VARIABLE: Final = "TRIO_SANDBOX_RUNTIME_VARS"
-# The sandbox's limits for the tool server (JSON: memory, pids, cpus, tmp_size, what enforces
-# the memory limit, and where the memory cgroup's files are, if they are shown): LimitsInForce.
+# The sandbox's limits for the tool server (JSON: each limit, what enforces the memory limit,
+# and where the memory cgroup's files are, if they are shown): contract.LimitsInForce.
 LIMITS_VARIABLE: Final = "TRIO_SANDBOX_LIMITS"
 # The host's pid, set for the warden: the warden stops when that process is gone.
 LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
