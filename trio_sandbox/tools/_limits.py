@@ -47,7 +47,8 @@ class ToolLimits:
     grep_max_matches: int = 500
     grep_max_file_bytes: int = 2_000_000
     max_password_length: int = 1_024
-    # What the sandbox around the tool server allows (the warden says so in its environment).
+    # Not a knob: the sandbox's limits the tools run within, as the warden told them (the
+    # contract's LIMITS_VARIABLE).
     sandbox: LimitsInForce = NO_LIMITS_SAID
 
 
