@@ -10,15 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_sandbox.contract import Volume, VolumeError
 from trio_sandbox.sandbox._launcher import environment_fd
-from trio_sandbox.warden import (
-    PortSpec,
-    VolumeSpec,
-    WrapRequestError,
-    deny_list_program,
-    parse_wrap_args,
-)
-from trio_sandbox.warden._spec import parse_port, parse_volume, read_env_fd
+from trio_sandbox.warden import PortSpec, WrapRequestError, deny_list_program, parse_wrap_args
+from trio_sandbox.warden._spec import parse_port, read_env_fd
 
 
 def test_contract_command_line() -> None:
@@ -33,7 +28,7 @@ def test_contract_command_line() -> None:
     assert spec.command == ("cmd", "--flag", "--")
     assert spec.env == (("A", "1=2"), ("STAKPAK_MCP_PORT", "8080"))
     assert spec.ports == (PortSpec("127.0.0.1", 4242, 8080),)
-    assert spec.volumes[1] == VolumeSpec("cache", "/cache", read_only=True, named=True)
+    assert spec.volumes[1] == Volume("cache", "/cache", read_only=True)
     assert (spec.workdir, spec.backend, spec.network) == ("/work", "auto", "none")
 
 
@@ -45,23 +40,23 @@ def test_default_command_is_the_tool_server() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("data:/data", VolumeSpec("data", "/data", read_only=False, named=True)),
-        ("/srv:/srv:ro", VolumeSpec("/srv", "/srv", read_only=True, named=False)),
-        ("~/x:/x", VolumeSpec("/home/me/x", "/x", read_only=False, named=False)),
-        ("~:/home", VolumeSpec("/home/me", "/home", read_only=False, named=False)),
-        (".cfg:/cfg", VolumeSpec("/srv/.cfg", "/cfg", read_only=False, named=False)),
-        ("./rel:/rel", VolumeSpec("/srv/rel", "/rel", read_only=False, named=False)),
+        ("data:/data", Volume("data", "/data", read_only=False)),
+        ("/srv:/srv:ro", Volume("/srv", "/srv", read_only=True)),
+        ("~/x:/x", Volume("/home/me/x", "/x", read_only=False)),
+        ("~:/home", Volume("/home/me", "/home", read_only=False)),
+        (".cfg:/cfg", Volume("/srv/.cfg", "/cfg", read_only=False)),
+        ("./rel:/rel", Volume("/srv/rel", "/rel", read_only=False)),
     ],
 )
-def test_volume_rules(text: str, expected: VolumeSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_volume_rules(text: str, expected: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir("/srv")
-    assert parse_volume(text, home="/home/me") == expected
+    assert Volume.parse(text).resolved(home="/home/me") == expected
 
 
 @pytest.mark.parametrize("text", ["nocolon", "a:relative", "../x:/x:maybe", "bad name!:/x"])
 def test_bad_volumes(text: str) -> None:
-    with pytest.raises(WrapRequestError):
-        parse_volume(text)
+    with pytest.raises(VolumeError):
+        Volume.parse(text)
 
 
 @pytest.mark.parametrize("text", ["0.0.0.0:1:2", "127.0.0.1:0:2", "127.0.0.1:x:2", "1:2:3:4"])

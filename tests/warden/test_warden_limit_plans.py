@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from trio_sandbox.warden import WrapRequestError, _limits
-from trio_sandbox.warden._limits import Limits, describe, parse_cpus, parse_pids, parse_size
+from trio_sandbox.contract import CPUS, PIDS, LimitError, ResourceLimits, parse_size
+from trio_sandbox.warden import _limits
+from trio_sandbox.warden._limits import describe
 
-LIMITS = Limits(memory=256 * 2**20, pids=100, cpus=1.5, tmp_size=64 * 2**20)
+LIMITS = ResourceLimits(memory=256 * 2**20, pids=100, cpus=1.5, tmp_size=64 * 2**20)
 
 
 @pytest.mark.parametrize(
@@ -25,19 +26,19 @@ def test_sizes(text: str, size: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "two", "-1G", "0", "1Q"])
 def test_bad_sizes_name_the_option(text: str) -> None:
-    with pytest.raises(WrapRequestError, match="--memory"):
+    with pytest.raises(LimitError, match="--memory"):
         parse_size(text, "--memory")
 
 
 def test_bad_cpus_and_pids() -> None:
-    with pytest.raises(WrapRequestError, match="--cpus"):
-        parse_cpus("0")
-    with pytest.raises(WrapRequestError, match="--pids"):
-        parse_pids("3")
+    with pytest.raises(LimitError, match="--cpus"):
+        CPUS.parse("0")
+    with pytest.raises(LimitError, match="--pids"):
+        PIDS.parse("3")
 
 
 def test_defaults_are_bounded() -> None:
-    defaults = Limits.defaults()
+    defaults = _limits.default_limits()
     assert defaults.memory is not None
     assert defaults.memory <= 4 * 2**30
     assert defaults.pids == 1024
@@ -111,7 +112,7 @@ def test_unlimited_is_not_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     nothing_v1(monkeypatch)
     monkeypatch.setattr(_limits, "_v2_dir", lambda: None)
     monkeypatch.setattr(_limits, "_systemd_available", lambda as_root: False)
-    unlimited = Limits(memory=None, pids=None, cpus=None, tmp_size=None)
+    unlimited = ResourceLimits(memory=None, pids=None, cpus=None, tmp_size=None)
     plan = _limits.plan_limits(unlimited, as_root=False, prlimit=None)
     assert describe(plan) == [
         "limits: memory unlimited, pids unlimited, cpus unlimited, /tmp unlimited"

@@ -7,6 +7,7 @@ Errors name the option or key and say what is allowed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ..contract import LIMIT_KINDS, NetworkMode, Volume, VolumeError
 from ..proxy import (
     ConfigError,
     HttpUpstream,
@@ -23,7 +25,6 @@ from ..proxy import (
     upstreams_from_mapping,
 )
 from ..sandbox import SandboxConfig, SandboxMode
-from ..warden import NETWORKS, WrapRequestError, parse_volume
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -33,10 +34,7 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "user": (str, "UID or UID:GID"),
     "network": (str, "'none', 'allow' or 'host'"),
     "redact": (bool, "true or false"),
-    "memory": ((str, int), "a size such as '2G', or 'unlimited'"),
-    "pids": ((int, str), "a number of processes, or 'unlimited'"),
-    "cpus": ((int, float, str), "a number of CPUs such as 1.5, or 'unlimited'"),
-    "tmp_size": ((str, int), "a size such as '1G', or 'unlimited'"),
+    **{kind.name: ((str, *kind.number_types), kind.expected) for kind in LIMIT_KINDS},
     "health_interval": ((int, float), "a number of seconds"),
     "health_timeout": ((int, float), "a number of seconds"),
     "respawn_threshold": (int, "a whole number"),
@@ -94,13 +92,10 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env-passthrough", action="append", metavar="NAME", help="host variable to pass in"
     )
-    for option, what in (
-        ("--memory", "memory for the whole sandbox, e.g. 2G (default: 4G or half the RAM)"),
-        ("--pids", "processes and threads in the sandbox (default 1024)"),
-        ("--cpus", "CPUs the sandbox may use, e.g. 1.5 (default: half of them)"),
-        ("--tmp-size", "size of the sandbox's /tmp (default 1G)"),
-    ):
-        parser.add_argument(option, metavar="VALUE", help=f"{what}; 'unlimited' lifts it")
+    for kind in LIMIT_KINDS:
+        parser.add_argument(
+            kind.option, metavar=kind.metavar, help=f"{kind.help}; 'unlimited' lifts it"
+        )
     parser.add_argument(
         "--user",
         metavar="UID[:GID]",
@@ -123,7 +118,7 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--network",
-        choices=NETWORKS,
+        choices=[mode.value for mode in NetworkMode],
         help="none (default: the sandbox's own loopback only), allow (only --allow-domain"
         " destinations, through an egress proxy), host (the host's network: NOT isolated)",
     )
@@ -279,11 +274,9 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["allow_domains"] = args.allow_domain
     if args.deny_domain:
         fields["deny_domains"] = args.deny_domain
-    for key in ("memory", "pids", "cpus", "tmp_size"):
-        if key in fields:
-            fields[key] = str(fields[key])  # numbers in the file are the warden's text too
-        if getattr(args, key) is not None:
-            fields[key] = getattr(args, key)
+    for limit in LIMIT_KINDS:
+        if getattr(args, limit.name) is not None:
+            fields[limit.name] = getattr(args, limit.name)
     for item in args.upstream or []:
         upstreams.append(parse_upstream(item, redact=not args.no_redact))
     if getattr(args, "listen", None):
@@ -302,13 +295,12 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
     return config, listen
 
 
-def _expand_volume(spec: str, base_dir: Path) -> str:
+def _expand_volume(spec: str, base_dir: Path) -> Volume:
     """Relative host paths (./x, ../x) are relative to the config file, as users expect."""
     try:
-        parse_volume(spec)  # the warden's own rule, checked here so the error names the option
-    except WrapRequestError as exc:
+        volume = Volume.parse(spec)  # here, so that the error names the option
+    except VolumeError as exc:
         raise UsageError(str(exc)) from None
-    host, sep, rest = spec.partition(":")
-    if host.startswith((".", "..")) and sep:
-        return f"{(base_dir / host).resolve()}:{rest}"
-    return spec
+    if volume.source.startswith("."):  # never a named volume's
+        return dataclasses.replace(volume, source=str((base_dir / volume.source).resolve()))
+    return volume

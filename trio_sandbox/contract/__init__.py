@@ -1,52 +1,61 @@
-"""The host-to-sandbox contract as names (DESIGN.md §2), one constant per wire string.
+"""The host-to-sandbox contract (DESIGN.md §2): its names, and the grammar of its values.
 
-An independent root of the package, standard library only: the warden reads these before it
-imports Trio, and the tool server inside the sandbox reads them too.
+An independent root of the package, standard library only: the warden reads it before it
+imports Trio, and the tool server inside the sandbox reads it too. Every value that crosses
+the contract as text (a limit, a volume, a network mode) is parsed here once into a frozen
+value, and written back from it in one canonical form that parses to the same value.
+
+- ``_names``: one constant per wire string (variables, markers, options);
+- ``_sizes``: ``512M``, ``2G``;
+- ``_limits``: the sandbox's resource limits (what the host asks, what the warden decides,
+  what the tool server is told);
+- ``_volumes``: ``HOST:CONTAINER[:ro]`` and its rules;
+- ``_network``: the network modes;
+- ``_errors``: SandboxError, the root of every error a user sees, and the grammar's errors.
 """
 
-from __future__ import annotations
-
-from typing import Final
-
+from ._errors import ContractValueError as ContractValueError
+from ._errors import LimitError as LimitError
+from ._errors import NetworkModeError as NetworkModeError
 from ._errors import SandboxError as SandboxError
-
-# Variables the host passes into the sandbox.
-SKIP_WARDEN_VARIABLE: Final = "STAKPAK_SKIP_WARDEN"
-MCP_PORT_VARIABLE: Final = "STAKPAK_MCP_PORT"
-CLIENT_CA_VARIABLE: Final = "STAKPAK_MCP_CLIENT_CA"
-# The port the tool server listens on inside; the warden publishes it on the host's loopback.
-CONTAINER_PORT: Final = 8080
-
-# What the tool server prints once it listens (lines are trimmed when parsed).
-CA_BLOCK_BEGIN: Final = "---BEGIN STAKPAK SERVER CA---"
-CA_BLOCK_END: Final = "---END STAKPAK SERVER CA---"
-STARTED_LINE_PREFIX: Final = "MCP server started at "
-
-# Where the warden binds the runtime of this package's own tool server (no volume may go there).
-RUNTIME_ROOT: Final = "/.trio-sandbox"
-# Names the variables that only start that runtime (PYTHONPATH, ...): the tool server removes
-# them from the environment its commands get.
-RUNTIME_VARS_VARIABLE: Final = "TRIO_SANDBOX_RUNTIME_VARS"
-# The sandbox's limits for the tool server (JSON: memory, pids, cpus, tmp_size, what enforces
-# the memory limit, and where the memory cgroup's files are, if they are shown).
-LIMITS_VARIABLE: Final = "TRIO_SANDBOX_LIMITS"
-# The host's pid, set for the warden: the warden stops when that process is gone.
-LIFELINE_VARIABLE: Final = "TRIO_SANDBOX_LIFELINE_PID"
-# Our warden's extension of the command line: the write end of a pipe the host passes, where the
-# warden writes its reports (JSON lines: limits, warnings, the egress audit). The warden's stdout
-# and stderr carry the sandbox's output too, so the host trusts nothing read there.
-REPORT_FD_OPTION: Final = "--report-fd"
-# Our warden's extension for the sandbox's variables: a descriptor (a sealed memfd) holding
-# ``K=V`` records, each ended by a NUL byte, read to its end. A value on the command line
-# (``--env K=V``) is readable by every local user in /proc/PID/cmdline; this is not.
-ENV_FD_OPTION: Final = "--env-fd"
-# The most the warden reads from it.
-ENV_FD_MAX_BYTES: Final = 4 * 1024 * 1024
-# The longest report line the host reads (a longer one is dropped); the warden splits its reports.
-REPORT_MAX_LINE_BYTES: Final = 64 * 1024
-# With ``network = allow``: the sandbox's egress proxy as HOST:PORT (its own loopback), which the
-# tool server asks for the refusals a command met; and the prefix of the warden's log lines about
-# its decisions on stderr (for people: the host counts decisions from the report channel).
-EGRESS_PROXY_VARIABLE: Final = "TRIO_SANDBOX_EGRESS_PROXY"
-EGRESS_PORT: Final = 3128
-EGRESS_LINE_PREFIX: Final = "trio-sandbox-warden: egress: "
+from ._errors import VolumeError as VolumeError
+from ._limits import CPUS as CPUS
+from ._limits import LIMIT_KINDS as LIMIT_KINDS
+from ._limits import MEMORY as MEMORY
+from ._limits import PER_COMMAND_RLIMIT as PER_COMMAND_RLIMIT
+from ._limits import PIDS as PIDS
+from ._limits import TMP_SIZE as TMP_SIZE
+from ._limits import UNLIMITED as UNLIMITED
+from ._limits import LimitKind as LimitKind
+from ._limits import LimitRequest as LimitRequest
+from ._limits import LimitsInForce as LimitsInForce
+from ._limits import ResourceLimits as ResourceLimits
+from ._limits import Unlimited as Unlimited
+from ._names import CA_BLOCK_BEGIN as CA_BLOCK_BEGIN
+from ._names import CA_BLOCK_END as CA_BLOCK_END
+from ._names import CLIENT_CA_VARIABLE as CLIENT_CA_VARIABLE
+from ._names import CONTAINER_PORT as CONTAINER_PORT
+from ._names import EGRESS_LINE_PREFIX as EGRESS_LINE_PREFIX
+from ._names import EGRESS_PORT as EGRESS_PORT
+from ._names import EGRESS_PROXY_VARIABLE as EGRESS_PROXY_VARIABLE
+from ._names import ENV_FD_MAX_BYTES as ENV_FD_MAX_BYTES
+from ._names import ENV_FD_OPTION as ENV_FD_OPTION
+from ._names import LIFELINE_VARIABLE as LIFELINE_VARIABLE
+from ._names import LIMITS_VARIABLE as LIMITS_VARIABLE
+from ._names import MCP_PORT_VARIABLE as MCP_PORT_VARIABLE
+from ._names import REPORT_FD_OPTION as REPORT_FD_OPTION
+from ._names import REPORT_MAX_LINE_BYTES as REPORT_MAX_LINE_BYTES
+from ._names import RUNTIME_ROOT as RUNTIME_ROOT
+from ._names import RUNTIME_VARS_VARIABLE as RUNTIME_VARS_VARIABLE
+from ._names import SKIP_WARDEN_VARIABLE as SKIP_WARDEN_VARIABLE
+from ._names import STARTED_LINE_PREFIX as STARTED_LINE_PREFIX
+from ._names import TOOL_SERVER_MODULE as TOOL_SERVER_MODULE
+from ._names import default_tool_server_command as default_tool_server_command
+from ._network import NetworkMode as NetworkMode
+from ._sizes import MAX_SIZE as MAX_SIZE
+from ._sizes import format_size as format_size
+from ._sizes import parse_size as parse_size
+from ._volumes import RESERVED_TARGETS as RESERVED_TARGETS
+from ._volumes import Volume as Volume
+from ._volumes import is_claim_volume as is_claim_volume
+from ._volumes import is_named_volume as is_named_volume

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from ..contract import (
+    CPUS,
+    MEMORY,
+    PIDS,
+    TMP_SIZE,
+    LimitRequest,
+    NetworkMode,
+    Unlimited,
+    Volume,
+    default_tool_server_command,
+)
 from ..egress import EgressPolicy, PolicyError
 from ..proxy import OutputLimits, UpstreamSpec
-from ..warden import NETWORKS, WrapRequestError, check_limit
 
 
 class SandboxMode(enum.StrEnum):
@@ -33,10 +43,6 @@ def _default_warden() -> tuple[str, ...]:
     return (sys.executable, "-m", "trio_sandbox.warden")
 
 
-def _default_command() -> tuple[str, ...]:
-    return (sys.executable, "-m", "trio_sandbox.tools")
-
-
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, not {value!r}")
@@ -50,28 +56,41 @@ def _valid_user(instance: object, attribute: attrs.Attribute[Any], value: str | 
         raise ValueError(f"user must be UID or UID:GID (numbers), not {value!r}")
 
 
-def _limit(option: str) -> Callable[[object, attrs.Attribute[Any], str | None], None]:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-        if value is not None:
-            try:
-                check_limit(option, value)
-            except WrapRequestError as exc:
-                raise ValueError(str(exc).replace(option, attribute.name, 1)) from None
-
-    return check
+# Converters from what a user gives for a limit ("2G", 1024, "unlimited", None) to its value;
+# LimitError (a ValueError) naming the setting.
+def _memory(value: object) -> int | Unlimited | None:
+    return MEMORY.convert(value)
 
 
-def _network_mode(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in NETWORKS:
-        raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {value!r}")
+def _pids(value: object) -> int | Unlimited | None:
+    return PIDS.convert(value)
+
+
+def _cpus(value: object) -> float | Unlimited | None:
+    return CPUS.convert(value)
+
+
+def _tmp_size(value: object) -> int | Unlimited | None:
+    return TMP_SIZE.convert(value)
+
+
+def _volumes(value: Iterable[str | Volume]) -> tuple[Volume, ...]:
+    return tuple(
+        item if isinstance(item, Volume) else Volume.parse(item, where="volume") for item in value
+    )
+
+
+def _network_mode(value: str) -> NetworkMode:
+    return NetworkMode.parse(value, where="network")
 
 
 def _egress_entries(config: SandboxConfig) -> None:
     """Bad allow/deny entries are refused at start, the entry named (exit 2 on the CLI)."""
     if config.network != "allow":
         if config.allow_domains or config.deny_domains:
+            mode = config.network.value
             raise ValueError(
-                f"allow_domains and deny_domains need network = 'allow' (not {config.network!r})"
+                f"allow_domains and deny_domains need network = 'allow' (not {mode!r})"
             )
         return
     try:
@@ -88,11 +107,11 @@ class SandboxConfig:
     warden: Sequence[str] = attrs.field(factory=_default_warden, converter=_strings)
     # ``host`` (the host's root file system, read-only), a root file system directory, or an image.
     image: str = "host"
-    # Warden volume specs: HOST:CONTAINER[:ro], or NAME:CONTAINER for a named volume.
-    volumes: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # Volumes: HOST:CONTAINER[:ro], or NAME:CONTAINER for a named volume (text or Volume).
+    volumes: Sequence[Volume] = attrs.field(default=(), converter=_volumes)
     mode: SandboxMode = attrs.field(default=SandboxMode.PERSISTENT, converter=SandboxMode)
     # The command run in the sandbox; this package's tool server by default.
-    command: Sequence[str] = attrs.field(factory=_default_command, converter=_strings)
+    command: Sequence[str] = attrs.field(factory=default_tool_server_command, converter=_strings)
     # Names of host environment variables passed into the sandbox (nothing else is).
     env_passthrough: Sequence[str] = attrs.field(default=(), converter=_strings)
     # Extra variables set in the sandbox.
@@ -102,17 +121,18 @@ class SandboxConfig:
     # ``UID[:GID]`` the tools run as; None: the owner of the first writable volume (as root),
     # or the user's own uid (as an ordinary user).
     user: str | None = attrs.field(default=None, validator=_valid_user)
-    # Limits for the whole sandbox, in the warden's syntax ("2G", "1024", "1.5", "unlimited");
+    # Limits for the whole sandbox, given as the contract writes them ("2G", "1024", "1.5",
+    # "unlimited") or as numbers (bytes, processes, CPUs), kept parsed (bytes, ..., UNLIMITED);
     # None: the warden's defaults, which protect a laptop (4 GiB or half the RAM, 1024
     # processes, half the CPUs, a 1 GiB /tmp).
-    memory: str | None = attrs.field(default=None, validator=_limit("--memory"))
-    pids: str | None = attrs.field(default=None, validator=_limit("--pids"))
-    cpus: str | None = attrs.field(default=None, validator=_limit("--cpus"))
-    tmp_size: str | None = attrs.field(default=None, validator=_limit("--tmp-size"))
+    memory: int | Unlimited | None = attrs.field(default=None, converter=_memory)
+    pids: int | Unlimited | None = attrs.field(default=None, converter=_pids)
+    cpus: float | Unlimited | None = attrs.field(default=None, converter=_cpus)
+    tmp_size: int | Unlimited | None = attrs.field(default=None, converter=_tmp_size)
     # ``none``: the sandbox's own loopback only; ``allow``: and the destinations listed in
     # ``allow_domains`` (not in ``deny_domains``), through the warden's egress proxy; ``host``:
     # the host's network, without any isolation of it.
-    network: str = attrs.field(default="none", validator=_network_mode)
+    network: NetworkMode = attrs.field(default=NetworkMode.NONE, converter=_network_mode)
     allow_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
     deny_domains: Sequence[str] = attrs.field(default=(), converter=_strings)
     # Secrets the rules find in what the sandbox sends become placeholders, restored only in
@@ -148,3 +168,10 @@ class SandboxConfig:
 
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)
+
+    @property
+    def limit_request(self) -> LimitRequest:
+        """The limits asked for, as one value (its ``to_argv`` is the warden's options)."""
+        return LimitRequest(
+            memory=self.memory, pids=self.pids, cpus=self.cpus, tmp_size=self.tmp_size
+        )

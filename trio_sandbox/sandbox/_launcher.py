@@ -146,25 +146,17 @@ def warden_argv(
         argv += [REPORT_FD_OPTION, str(report_fd)]
     argv += [ENV_FD_OPTION, str(env_fd)]
     for volume in config.volumes:
-        argv += ["--volume", volume]
+        argv += ["--volume", volume.format()]
     argv += ["-p", f"127.0.0.1:{host_port}:{CONTAINER_PORT}"]
     if config.backend != "auto":
         argv += ["--backend", config.backend]
     if config.user is not None:
         argv += ["--user", config.user]
     if config.network != "none":
-        argv += ["--network", config.network]
+        argv += ["--network", config.network.value]
     argv += [f"--allow-domain={entry}" for entry in config.allow_domains]
     argv += [f"--deny-domain={entry}" for entry in config.deny_domains]
-    limits = (
-        ("--memory", config.memory),
-        ("--pids", config.pids),
-        ("--cpus", config.cpus),
-        ("--tmp-size", config.tmp_size),
-    )
-    for option, limit in limits:
-        if limit is not None:
-            argv += [option, limit]
+    argv += config.limit_request.to_argv()
     return [*argv, config.image, "--", *config.command]
 
 

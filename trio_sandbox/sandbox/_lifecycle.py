@@ -40,7 +40,6 @@ from ..mcp import (
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
-from ..warden import WrapRequestError, parse_volume
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
@@ -167,7 +166,7 @@ class Sandbox:
             ),
             "usage": sandbox_usage(limits, self.warden_pid),
             "network": {
-                "mode": self.config.network,
+                "mode": self.config.network.value,
                 "allow_domains": list(self.config.allow_domains),
                 "deny_domains": list(self.config.deny_domains),
                 # The egress audit since this sandbox started: per allow-list entry, per
@@ -196,14 +195,13 @@ class Sandbox:
 def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
     """The contract lets the warden skip a bind volume whose host path does not exist; the
     user should hear of it, not find an empty directory."""
-    for text in config.volumes:
-        try:
-            volume = parse_volume(text)
-        except WrapRequestError:
-            continue  # the warden refuses it with its own message
-        if not volume.named and not os.path.exists(volume.source):
+    for volume in config.volumes:
+        if volume.named or volume.claim:
+            continue
+        source = volume.resolved().source
+        if not os.path.exists(source):
             logger.warning(
-                "volume %s is skipped: %s does not exist on this host", text, volume.source
+                "volume %s is skipped: %s does not exist on this host", volume.format(), source
             )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
+from ..contract import LimitsInForce
+from ._sandbox_limits import NO_LIMITS_SAID
 
 
 @attrs.frozen
@@ -46,8 +47,9 @@ class ToolLimits:
     grep_max_matches: int = 500
     grep_max_file_bytes: int = 2_000_000
     max_password_length: int = 1_024
-    # What the sandbox around the tool server allows (the warden says so in its environment).
-    sandbox: SandboxLimits = NO_SANDBOX_LIMITS
+    # Not a knob: the sandbox's limits the tools run within, as the warden told them (the
+    # contract's LIMITS_VARIABLE).
+    sandbox: LimitsInForce = NO_LIMITS_SAID
 
 
 # Frozen, so one shared instance is a safe default argument.

@@ -31,7 +31,7 @@ from ..contract import (
 from ..mcp import HttpSettings, McpHttpApp, serve_http
 from ..tls import MtlsIdentity, format_ca_block
 from ._limits import ToolLimits
-from ._sandbox_limits import SandboxLimits
+from ._sandbox_limits import limits_from_environ
 from ._tasks import ToolServerWedged
 from ._toolset import open_tool_server
 
@@ -135,7 +135,7 @@ async def serve_tool_server(
         tls = server_tls(options)
     identity = tls.identity if tls is not None else None
     ssl_context = tls.ssl_context if tls is not None else None
-    limits = ToolLimits(sandbox=SandboxLimits.from_environ(os.environ))
+    limits = ToolLimits(sandbox=limits_from_environ(os.environ))
     async with open_tool_server(
         workdir=options.workdir, limits=limits, subreaper=subreaper
     ) as server:

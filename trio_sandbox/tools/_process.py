@@ -33,8 +33,15 @@ from ..concurrency import (
     signal_process_group,
     single_error,
 )
+from ..contract import LimitsInForce
 from ._output import TailBuffer
-from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
+from ._sandbox_limits import (
+    NO_LIMITS_SAID,
+    describe_memory,
+    describe_processes,
+    keeper_script,
+    oom_kills,
+)
 from ._tree import (
     become_subreaper,
     kill_process_tree,
@@ -46,7 +53,7 @@ from ._tree import (
 
 SHELL = "/bin/sh"
 _READ_CHUNK = 65_536
-# The keeper's script, after the sandbox's steps (SandboxLimits.keeper_script). The shell's
+# The keeper's script, after the sandbox's steps (_sandbox_limits.keeper_script). The shell's
 # stderr is set in a subshell, so that the keeper's own "Killed" goes to /dev/null. The keeper
 # waits for the shell and passes its status on; a shell killed by a terminating signal is killed
 # by it again, so that the caller sees the signal and not 128+N (core dumps off: the working
@@ -121,7 +128,7 @@ class CommandProcesses:
     (its other children are not ours to reap or kill).
     """
 
-    sandbox: SandboxLimits = NO_SANDBOX_LIMITS
+    sandbox: LimitsInForce = NO_LIMITS_SAID
     subreaper: bool = False
     keepers: set[int] = attrs.field(factory=set)
     # Spawns and reclaims take turns: a keeper forked but not yet registered is not a leftover.
@@ -193,12 +200,12 @@ class CommandProcesses:
     def describe_spawn_error(self, error: BaseException) -> str:
         number = error.errno if isinstance(error, OSError) else None
         if _is_process_limit(error):
-            return f"{self.sandbox.describe_processes()} reached"
+            return f"{describe_processes(self.sandbox)} reached"
         if number in (errno.EMFILE, errno.ENFILE):
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             return f"the tool server's open-file limit ({soft}) reached"
         if number == errno.ENOMEM:
-            return f"{self.sandbox.describe_memory()} reached"
+            return f"{describe_memory(self.sandbox)} reached"
         if number == errno.ENOSPC:
             return "no space left on device"
         return str(error)
@@ -250,7 +257,7 @@ class CommandProcesses:
                 process: trio.Process = await nursery.start(
                     functools.partial(
                         trio.run_process,
-                        [SHELL, "-c", self.sandbox.keeper_script(_KEEPER_RUN)],
+                        [SHELL, "-c", keeper_script(self.sandbox, _KEEPER_RUN)],
                         stdin=script_fd,
                         stdout=output_fd,
                         stderr=output_fd,
@@ -325,7 +332,7 @@ async def run_shell(
     """
     processes = processes or CommandProcesses()
     sandbox = processes.sandbox
-    oom_before = sandbox.oom_kills()
+    oom_before = oom_kills(sandbox)
     try:
         read_fd, write_fd = os.pipe()
     except OSError as error:
@@ -360,13 +367,13 @@ async def run_shell(
     if returncode is None and deadline.cancelled_caught:
         return ShellExit(None, timed_out=True)
     if oom_before is not None:
-        oom_after = sandbox.oom_kills()
+        oom_after = oom_kills(sandbox)
         if oom_after is not None and oom_after > oom_before:
             # Another command running at the same time may have been the one killed: the count
             # is the sandbox's; it only says the limit was reached while this one ran.
             return ShellExit(
                 returncode,
-                limit_reached=sandbox.describe_memory(),
+                limit_reached=describe_memory(sandbox),
                 limit_kills=oom_after - oom_before,
             )
     return ShellExit(returncode)

@@ -18,12 +18,7 @@ from ._choice import choose_backend as choose_backend
 from ._cli import main as main
 from ._cli import parse_wrap_args as parse_wrap_args
 from ._errors import WrapRequestError as WrapRequestError
-from ._limits import Limits as Limits
-from ._limits import check_limit as check_limit
 from ._seccomp import deny_list_program as deny_list_program
-from ._spec import NETWORKS as NETWORKS
 from ._spec import PortSpec as PortSpec
-from ._spec import VolumeSpec as VolumeSpec
 from ._spec import WrapSpec as WrapSpec
-from ._spec import parse_volume as parse_volume
 from ._volumes import named_volume_dir as named_volume_dir

@@ -5,44 +5,44 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import attrs
 
 from ..concurrency import exit_now
-from ..contract import ENV_FD_OPTION, REPORT_FD_OPTION
+from ..contract import (
+    ENV_FD_OPTION,
+    LIMIT_KINDS,
+    REPORT_FD_OPTION,
+    ContractValueError,
+    LimitRequest,
+    NetworkMode,
+    ResourceLimits,
+    Volume,
+    default_tool_server_command,
+)
 from ._choice import BACKEND_CHOICES, BACKENDS, choose_backend
 from ._errors import ReportFdError, WrapRequestError
-from ._limits import Limits, lifts_limit, parse_cpus, parse_pids, parse_size
+from ._limits import default_limits
 from ._report import Reporter, open_report_fd
 from ._spec import (
-    NETWORKS,
     WARDEN_ERROR_STATUS,
     BackendName,
-    Network,
     WrapSpec,
     parse_env,
     parse_port,
     parse_user,
-    parse_volume,
     read_env_fd,
 )
 from ._stopping import ORPHANED, PARENT_GONE_STATUS, open_lifeline
-
-T = TypeVar("T")
 
 _HOST_NETWORK_WARNING = (
     "trio-sandbox-warden: WARNING: --network host: the sandbox shares this host's network.\n"
     "trio-sandbox-warden: WARNING: it reaches every host and port this machine reaches, its"
     " loopback services included; --network allow lets through only listed destinations.\n"
 )
-
-
-def default_command() -> tuple[str, ...]:
-    """This package's own tool server, run by the interpreter running the warden."""
-    return (sys.executable, "-m", "trio_sandbox.tools")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     wrap.add_argument(
         "--network",
-        choices=NETWORKS,
+        choices=[mode.value for mode in NetworkMode],
         default="none",
         help="none (default: loopback only), allow (only the --allow-domain destinations,"
         " through a proxy the warden serves inside), host (the host's network: NO isolation)",
@@ -89,10 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     limits = wrap.add_argument_group(
         "limits (for the whole sandbox; 'unlimited' lifts one; defaults protect a laptop)"
     )
-    limits.add_argument("--memory", metavar="SIZE", help="e.g. 2G (default: 4G or half the RAM)")
-    limits.add_argument("--pids", metavar="N", help="processes and threads (default 1024)")
-    limits.add_argument("--cpus", metavar="N", help="CPUs, may be fractional (default: half)")
-    limits.add_argument("--tmp-size", metavar="SIZE", help="the /tmp tmpfs (default 1G)")
+    for kind in LIMIT_KINDS:
+        limits.add_argument(kind.option, metavar=kind.metavar, help=kind.help)
     wrap.add_argument(
         "--user",
         metavar="UID[:GID]",
@@ -129,7 +127,7 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
     options = parser.parse_args(argv)
     try:
         backend: BackendName = options.backend
-        network: Network = options.network
+        network = NetworkMode(options.network)
         # Volumes only one back end understands (a kubernetes "pvc:..."): left to that one.
         theirs: dict[str, tuple[str, ...]] = {}
         for name, other in BACKENDS.items():
@@ -141,8 +139,10 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
         foreign = {text for texts in theirs.values() for text in texts}
         spec = WrapSpec(
             image=options.image,
-            command=command or default_command(),
-            volumes=tuple(parse_volume(text) for text in options.volume if text not in foreign),
+            command=command or default_tool_server_command(),
+            volumes=tuple(
+                Volume.parse(text).resolved() for text in options.volume if text not in foreign
+            ),
             # The descriptor's first, then the command line's: a later value wins.
             env=(
                 *(read_env_fd(options.env_fd) if options.env_fd else ()),
@@ -172,25 +172,14 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
         elif spec.allow_domains or spec.deny_domains:
             raise WrapRequestError("--allow-domain and --deny-domain need --network allow")
         return spec
-    except (WrapRequestError, ReportFdError) as exc:
+    except (WrapRequestError, ContractValueError, ReportFdError) as exc:
         parser.error(str(exc))
 
 
-def parse_limits(options: argparse.Namespace) -> Limits:
+def parse_limits(options: argparse.Namespace) -> ResourceLimits:
     """The limits asked for on the command line, the defaults for the others."""
-    defaults = Limits.defaults()
-
-    def pick(text: str | None, default: T, parse: Callable[[str], T]) -> T | None:
-        if text is None:
-            return default
-        return None if lifts_limit(text) else parse(text)
-
-    return Limits(
-        memory=pick(options.memory, defaults.memory, lambda t: parse_size(t, "--memory")),
-        pids=pick(options.pids, defaults.pids, parse_pids),
-        cpus=pick(options.cpus, defaults.cpus, parse_cpus),
-        tmp_size=pick(options.tmp_size, defaults.tmp_size, lambda t: parse_size(t, "--tmp-size")),
-    )
+    request = LimitRequest.parse({kind.name: getattr(options, kind.name) for kind in LIMIT_KINDS})
+    return request.resolve(default_limits())
 
 
 def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:

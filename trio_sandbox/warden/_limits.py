@@ -14,15 +14,15 @@ none is unlimited by default. What enforces them depends on the host, tried in t
   the sandbox as a whole); CPU cannot be bounded that way.
 
 /tmp is a tmpfs with bubblewrap's ``--size`` everywhere. One warning names each limit that is not
-enforced as asked. Standard library only: the warden sets this up before it imports Trio.
+enforced as asked. Standard library only: the warden sets this up before it imports Trio. The
+limits' grammar and values are the contract's (``contract.ResourceLimits``); this module decides
+their defaults on this host and how they are enforced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -31,61 +31,12 @@ from pathlib import Path
 
 import attrs
 
-from ._errors import WrapRequestError
+from ..contract import LIMIT_KINDS, PER_COMMAND_RLIMIT, LimitsInForce, ResourceLimits
 from ._report import Reporter
 
-_SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*")
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 CGROUP_PREFIX = "trio-sandbox-"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CPU_PERIOD_US = 100_000
-
-
-def parse_size(text: str, option: str) -> int:
-    """``512M``, ``2G``, ``1.5GiB``, ``1048576``: bytes (binary units)."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise WrapRequestError(f"{option} {text!r}: expected a size such as 512M or 2G")
-    size = int(float(match[1]) * _UNITS[match[2].lower()])
-    if size <= 0:
-        raise WrapRequestError(f"{option} {text!r}: must be more than 0")
-    return size
-
-
-def parse_cpus(text: str) -> float:
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise WrapRequestError(f"--cpus {text!r}: expected a number of CPUs such as 1.5") from None
-    if not 0.01 <= cpus <= 4096:
-        raise WrapRequestError(f"--cpus {text!r}: must be between 0.01 and 4096")
-    return cpus
-
-
-def lifts_limit(text: str) -> bool:
-    """``unlimited`` (or ``none``) asks for no bound at all."""
-    return text.strip().lower() in ("unlimited", "none")
-
-
-def check_limit(option: str, text: str) -> None:
-    """Raise WrapRequestError unless ``text`` is a valid value of ``--memory``, ``--pids``,
-    ``--cpus`` or ``--tmp-size`` (``unlimited`` included)."""
-    if lifts_limit(text):
-        return
-    if option in ("--memory", "--tmp-size"):
-        parse_size(text, option)
-    elif option == "--pids":
-        parse_pids(text)
-    elif option == "--cpus":
-        parse_cpus(text)
-    else:
-        raise ValueError(f"not a limit option: {option}")
-
-
-def parse_pids(text: str) -> int:
-    if not text.isdigit() or not 8 <= int(text) <= 4_194_304:
-        raise WrapRequestError(f"--pids {text!r}: expected a whole number from 8 to 4194304")
-    return int(text)
 
 
 def describe_size(size: int) -> str:
@@ -104,51 +55,38 @@ def _total_memory() -> int:
     return 8 * 2**30
 
 
-@attrs.frozen
-class Limits:
-    """What the whole sandbox may use. None: no bound (only when asked for explicitly)."""
-
-    memory: int | None
-    pids: int | None
-    cpus: float | None
-    tmp_size: int | None
-
-    @classmethod
-    def defaults(cls) -> Limits:
-        """Bounds that protect a laptop: 4 GiB or half the RAM, 1024 processes, half the CPUs
-        (at least one), and a 1 GiB /tmp (which counts toward the memory)."""
-        memory = min(4 * 2**30, _total_memory() // 2)
-        cpus = max(1.0, (os.cpu_count() or 2) / 2)
-        return cls(memory=memory, pids=1024, cpus=cpus, tmp_size=min(2**30, memory // 2))
+def default_limits() -> ResourceLimits:
+    """Bounds that protect a laptop: 4 GiB or half the RAM, 1024 processes, half the CPUs (at
+    least one), and a 1 GiB /tmp (which counts toward the memory)."""
+    memory = min(4 * 2**30, _total_memory() // 2)
+    cpus = max(1.0, (os.cpu_count() or 2) / 2)
+    return ResourceLimits(memory=memory, pids=1024, cpus=cpus, tmp_size=min(2**30, memory // 2))
 
 
 @attrs.frozen
 class Enforcement:
     """How each limit is enforced here (``None``: not at all)."""
 
-    memory: str | None
-    pids: str | None
-    cpus: str | None
-    tmp_size: str | None
+    memory: str | None = None
+    pids: str | None = None
+    cpus: str | None = None
+    tmp_size: str | None = None
 
-    def unenforced(self, limits: Limits) -> list[str]:
+    def unenforced(self, limits: ResourceLimits) -> list[str]:
         missing = []
-        for name in ("memory", "pids", "cpus", "tmp_size"):
-            if getattr(limits, name) is not None and getattr(self, name) is None:
-                missing.append(name)
-        if limits.memory is not None and self.memory == RLIMIT_PER_PROCESS:
+        for kind in LIMIT_KINDS:
+            if getattr(limits, kind.name) is not None and getattr(self, kind.name) is None:
+                missing.append(kind.name)
+        if limits.memory is not None and self.memory == PER_COMMAND_RLIMIT:
             missing.append("memory for the sandbox as a whole (per command only)")
         return missing
-
-
-RLIMIT_PER_PROCESS = "rlimit, per command"
 
 
 @attrs.define(eq=False)
 class LimitPlan:
     """What the back end does to enforce the limits, decided before the sandbox starts."""
 
-    limits: Limits
+    limits: ResourceLimits
     enforcement: Enforcement
     # Host directories of the sandbox's cgroups by controller (removed after the sandbox).
     cgroups: dict[str, Path] = attrs.field(factory=dict)
@@ -176,10 +114,10 @@ class LimitPlan:
     def report(self) -> dict[str, object]:
         """The limits and what enforces them, for the warden's ``limits:`` line."""
         out: dict[str, object] = {}
-        for name in ("memory", "pids", "cpus", "tmp_size"):
-            out[name] = {
-                "limit": getattr(self.limits, name),
-                "enforced_by": getattr(self.enforcement, name),
+        for kind in LIMIT_KINDS:
+            out[kind.name] = {
+                "limit": getattr(self.limits, kind.name),
+                "enforced_by": getattr(self.enforcement, kind.name),
             }
         out["cgroups"] = {name: str(path) for name, path in self.cgroups.items()}
         return out
@@ -281,7 +219,7 @@ def _write(directory: Path, name: str, value: str) -> bool:
     return True
 
 
-def _settings(limits: Limits, version: int) -> list[tuple[str, str, list[tuple[str, str]]]]:
+def _settings(limits: ResourceLimits, version: int) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """(limit, controller, [(file, value), ...]) for each limit that is set; the first file
     must be written for the limit to count as enforced (the others are refinements)."""
     out: list[tuple[str, str, list[tuple[str, str]]]] = []
@@ -316,7 +254,7 @@ def _apply(directory: Path, files: list[tuple[str, str]]) -> bool:
     return True
 
 
-def _plan_v1(limits: Limits, name: str) -> LimitPlan | None:
+def _plan_v1(limits: ResourceLimits, name: str) -> LimitPlan | None:
     cgroups: dict[str, Path] = {}
     enforced: dict[str, str | None] = {"memory": None, "pids": None, "cpus": None}
     for limit, controller, files in _settings(limits, 1):
@@ -340,7 +278,7 @@ def _plan_v1(limits: Limits, name: str) -> LimitPlan | None:
     )
 
 
-def _plan_v2(limits: Limits, name: str) -> LimitPlan | None:
+def _plan_v2(limits: ResourceLimits, name: str) -> LimitPlan | None:
     found = _v2_dir()
     if found is None:
         return None
@@ -361,7 +299,7 @@ def _plan_v2(limits: Limits, name: str) -> LimitPlan | None:
     )
 
 
-def _plan_systemd(limits: Limits, as_root: bool) -> LimitPlan:
+def _plan_systemd(limits: ResourceLimits, as_root: bool) -> LimitPlan:
     prefix = ["systemd-run", "--scope", "--quiet", "--collect"]
     if not as_root:
         prefix.append("--user")
@@ -384,18 +322,18 @@ def _plan_systemd(limits: Limits, as_root: bool) -> LimitPlan:
     )
 
 
-def _plan_rlimits(limits: Limits, prlimit: str | None) -> LimitPlan:
+def _plan_rlimits(limits: ResourceLimits, prlimit: str | None) -> LimitPlan:
     prefix: list[str] = []
     pids = None
     if limits.pids is not None and prlimit is not None:
         prefix = [prlimit, f"--nproc={limits.pids}", "--"]
         pids = "rlimit (RLIMIT_NPROC, set inside)"
-    memory = RLIMIT_PER_PROCESS if limits.memory is not None else None
+    memory = PER_COMMAND_RLIMIT if limits.memory is not None else None
     return LimitPlan(limits, Enforcement(memory, pids, None, None), inner_prefix=prefix)
 
 
 def plan_limits(
-    limits: Limits, *, as_root: bool, prlimit: str | None, tmpfs_size: bool = True
+    limits: ResourceLimits, *, as_root: bool, prlimit: str | None, tmpfs_size: bool = True
 ) -> LimitPlan:
     """Decide how the limits are enforced here, creating cgroups where that is the way.
 
@@ -415,7 +353,7 @@ def plan_limits(
         plan.inner_prefix = [prlimit, f"--nproc={limits.pids}", "--"]
         plan.enforcement = attrs.evolve(plan.enforcement, pids="rlimit (RLIMIT_NPROC, set inside)")
     if plan.enforcement.memory is None and limits.memory is not None:
-        plan.enforcement = attrs.evolve(plan.enforcement, memory=RLIMIT_PER_PROCESS)
+        plan.enforcement = attrs.evolve(plan.enforcement, memory=PER_COMMAND_RLIMIT)
     tmp = "tmpfs size" if tmpfs_size and limits.tmp_size is not None else None
     plan.enforcement = attrs.evolve(plan.enforcement, tmp_size=tmp)
     return plan
@@ -430,18 +368,7 @@ def preexec(plan: LimitPlan) -> Callable[[], None] | None:
 
 def limits_for_tools(plan: LimitPlan, memory_cgroup_inside: str | None) -> str:
     """The value of the contract's LIMITS_VARIABLE for the tool server."""
-    limits = plan.limits
-    return json.dumps(
-        {
-            "memory": limits.memory,
-            "pids": limits.pids,
-            "cpus": limits.cpus,
-            "tmp_size": limits.tmp_size,
-            "memory_enforced_by": plan.enforcement.memory,
-            "memory_cgroup": memory_cgroup_inside,
-        },
-        sort_keys=True,
-    )
+    return LimitsInForce(plan.limits, plan.enforcement.memory, memory_cgroup_inside).to_json()
 
 
 def announce_limits(plan: LimitPlan, report: Reporter) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._limits import Limits
+    from ..contract import ResourceLimits
 
 SHM_SIZE = 64 * 1024 * 1024
 
 
-def shm_size(limits: Limits) -> int:
+def shm_size(limits: ResourceLimits) -> int:
     """The size of /dev/shm in bytes."""
     if limits.tmp_size is None:
         return SHM_SIZE

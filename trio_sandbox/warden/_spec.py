@@ -5,40 +5,22 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from ..contract import ENV_FD_MAX_BYTES, RUNTIME_ROOT
+from ..contract import ENV_FD_MAX_BYTES, NetworkMode, ResourceLimits, Volume
 from ._errors import WrapRequestError
 from ._report import Reporter
 
 if TYPE_CHECKING:
     from ..egress import EgressPolicy
-    from ._limits import Limits
 
 # "auto" or a name of the back-end table (:mod:`._choice`).
 BackendName = Literal["auto", "bwrap", "podman", "docker", "process", "kubernetes"]
-# none: the sandbox's own loopback only; allow: that, plus the egress proxy (the allow-list);
-# host: the host's network, no isolation of it at all.
-Network = Literal["none", "allow", "host"]
-NETWORKS: tuple[Network, ...] = ("none", "allow", "host")
 
 WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
-
-_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-@attrs.frozen
-class VolumeSpec:
-    """One `--volume`: `source` is a host path (bind) or a volume name (named)."""
-
-    source: str
-    target: str
-    read_only: bool
-    named: bool
 
 
 @attrs.frozen
@@ -50,10 +32,10 @@ class PortSpec:
     container_port: int
 
 
-def _default_limits() -> Limits:
-    from ._limits import Limits
+def _default_limits() -> ResourceLimits:
+    from ._limits import default_limits
 
-    return Limits.defaults()
+    return default_limits()
 
 
 @attrs.frozen
@@ -62,12 +44,13 @@ class WrapSpec:
 
     image: str
     command: tuple[str, ...]
-    volumes: tuple[VolumeSpec, ...] = ()
+    # Bind sources are absolute here (Volume.resolved).
+    volumes: tuple[Volume, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[PortSpec, ...] = ()
     workdir: str | None = None
     backend: BackendName = "auto"
-    network: Network = "none"
+    network: NetworkMode = attrs.field(default=NetworkMode.NONE, converter=NetworkMode)
     # The egress policy's entries (network "allow" only), as given: --allow-domain/--deny-domain.
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
@@ -75,7 +58,7 @@ class WrapSpec:
     egress: EgressPolicy | None = None
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
-    limits: Limits = attrs.field(factory=lambda: _default_limits())
+    limits: ResourceLimits = attrs.field(factory=lambda: _default_limits())
     # The chosen back end's own settings (from its own options), set by its ``configure``.
     backend_options: object = None
     # Where the host reads the warden's reports (``--report-fd``), out of the sandbox's reach.
@@ -92,45 +75,6 @@ class WrapSpec:
     def image_is_root_fs(self) -> bool:
         """`host` or a directory: something bubblewrap (not a container engine) can run."""
         return self.image == "host" or ("/" in self.image and Path(self.image).is_dir())
-
-
-def _is_within(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-def is_named_volume(source: str) -> bool:
-    """The contract's rule: no `/` and not starting with `.`, `/` or `~`."""
-    return "/" not in source and not source.startswith((".", "/", "~"))
-
-
-def parse_volume(text: str, *, home: str | None = None) -> VolumeSpec:
-    parts = text.split(":")
-    read_only = False
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        read_only = parts[2] == "ro"
-        parts = parts[:2]
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise WrapRequestError(f"--volume {text!r}: expected HOST:CONTAINER[:ro]")
-    source, target = parts
-    if not target.startswith("/"):
-        raise WrapRequestError(f"--volume {text!r}: the container path must be absolute")
-    target = os.path.normpath(target)
-    if target == "/" or any(_is_within(target, reserved) for reserved in RESERVED_TARGETS):
-        raise WrapRequestError(
-            f"--volume {text!r}: {target} is reserved in the sandbox (the root, /proc, /dev and"
-            f" {RUNTIME_ROOT}, where the tool server's runtime lives)"
-        )
-    if is_named_volume(source):
-        if not _VOLUME_NAME.fullmatch(source):
-            raise WrapRequestError(f"--volume {text!r}: bad volume name {source!r}")
-        return VolumeSpec(source, target, read_only, named=True)
-    if source == "~" or source.startswith("~/"):
-        source = (home if home is not None else os.path.expanduser("~")) + source[1:]
-    return VolumeSpec(os.path.abspath(source), target, read_only, named=False)
-
-
-# Targets a volume may never cover: the sandbox's own runtime and kernel interfaces.
-RESERVED_TARGETS = (RUNTIME_ROOT, "/proc", "/dev")
 
 
 def parse_user(text: str) -> tuple[int, int]:

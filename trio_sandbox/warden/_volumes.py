@@ -1,5 +1,6 @@
 """Turn `--volume` specs into host directories: named volumes are created, missing binds skipped,
-and each is opened without following a symbolic link the sandbox could have made."""
+and each is opened without following a symbolic link the sandbox could have made. (What a
+volume's text means is the contract's: ``contract.Volume``.)"""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import attrs
 
+from ..contract import Volume
 from ._errors import WrapRequestError
 from ._runtime import is_within
-from ._spec import VolumeSpec
 
 # As many symbolic links as the kernel follows in one path lookup (MAXSYMLINKS).
 _MAX_LINKS = 40
@@ -42,7 +43,7 @@ def named_volume_dir(name: str) -> Path:
 
 
 def resolve_mounts(
-    volumes: Iterable[VolumeSpec], *, owner: tuple[int, int] | None = None
+    volumes: Iterable[Volume], *, owner: tuple[int, int] | None = None
 ) -> list[Mount]:
     """Create named volumes on first use (owned by ``owner`` when given: the sandbox user, who
     must be able to write them) and drop bind volumes whose host path is missing."""
@@ -67,7 +68,7 @@ def resolve_mounts(
     return mounts
 
 
-def writable_trees(volumes: Iterable[VolumeSpec]) -> list[str]:
+def writable_trees(volumes: Iterable[Volume]) -> list[str]:
     """The real paths of every host tree the sandbox may write: its writable volumes."""
     return [
         os.path.realpath(named_volume_dir(v.source) if v.named else v.source)

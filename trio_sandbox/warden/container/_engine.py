@@ -29,11 +29,11 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from ...contract import LIMITS_VARIABLE
+from ...contract import LIMITS_VARIABLE, ResourceLimits
 from .._children import Child, run_child
 from .._egress import SandboxEgress
 from .._errors import WrapRequestError
-from .._limits import Enforcement, LimitPlan, Limits, announce_limits, limits_for_tools
+from .._limits import Enforcement, LimitPlan, announce_limits, limits_for_tools
 from .._memfs import shm_size
 from .._netns import NetnsHelper
 from .._ports import bind_published_port
@@ -261,7 +261,7 @@ async def _run_guard(
     )
 
 
-def engine_limit_plan(engine: str, limits: Limits) -> LimitPlan:
+def engine_limit_plan(engine: str, limits: ResourceLimits) -> LimitPlan:
     """The engine enforces every limit itself (its own cgroup for the container)."""
     by = f"{engine} (container cgroup)"
     return LimitPlan(

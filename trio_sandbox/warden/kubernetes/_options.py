@@ -18,12 +18,12 @@ from typing import Literal
 
 import attrs
 
+from ...contract import NetworkMode
 from .._errors import KubernetesRequestError
 
 KubernetesApi = Literal["pods", "agent-sandbox"]
 KUBERNETES_APIS: tuple[KubernetesApi, ...] = ("pods", "agent-sandbox")
 Tunnel = Literal["auto", "portforward"]
-PodNetwork = Literal["none", "allow", "host"]
 
 DEFAULT_DEADLINE_SECONDS = 24 * 3600
 DEFAULT_START_TIMEOUT_SECONDS = 300.0
@@ -106,7 +106,7 @@ class PodSettings:
     memory_bytes: int | None = 2 * GIB
     cpus: float | None = 2.0
     tmp_size_bytes: int | None = 256 * MIB
-    network: PodNetwork = "none"
+    network: NetworkMode = attrs.field(default=NetworkMode.NONE, converter=NetworkMode)
     allow: tuple[EgressDestination, ...] = ()
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import attrs
 
-from ...contract import LIMITS_VARIABLE
+from ...contract import LIMITS_VARIABLE, ResourceLimits
 from ...egress import DEFAULT_PORTS, Refused, RuleKind
 from .._errors import KubernetesRequestError
-from .._limits import Enforcement, LimitPlan, Limits, limits_for_tools
+from .._limits import Enforcement, LimitPlan, limits_for_tools
 from .._spec import WrapSpec
 from ._options import ClaimVolume, EgressDestination, KubernetesOptions, PodSettings
 
@@ -81,7 +81,7 @@ def egress_destinations(spec: WrapSpec) -> tuple[EgressDestination, ...]:
     return tuple(found)
 
 
-def kubernetes_limit_plan(limits: Limits) -> LimitPlan:
+def kubernetes_limit_plan(limits: ResourceLimits) -> LimitPlan:
     """Who enforces each limit on a cluster: the kubelet, with the Pod's cgroup on the node."""
     by = "kubernetes (the Pod's resources.limits)"
     return LimitPlan(
