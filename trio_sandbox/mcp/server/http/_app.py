@@ -367,7 +367,7 @@ class McpHttpApp:
                     if stream.finished or session.core.closed:
                         break
                     with trio.move_on_after(self.settings.sse_keepalive_seconds) as idle:
-                        await stream.changed.wait()
+                        await stream.wait_past(seq)
                     if idle.cancelled_caught:
                         keepalive = b": keep-alive\n\n"
                         more = {"type": "http.response.body", "body": keepalive, "more_body": True}

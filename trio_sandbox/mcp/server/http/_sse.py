@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 import attrs
-import trio
+
+from ....concurrency import AsyncValue
 
 # Events kept per stream for resumption after a lost connection.
 MAX_EVENTS_PER_STREAM: Final = 1024
@@ -17,32 +18,34 @@ class EventStream:
 
     stream_id: str
     events: list[tuple[int, bytes]] = attrs.field(factory=list)
-    finished: bool = False
-    changed: trio.Event = attrs.field(factory=trio.Event)
-    next_seq: int = 1
+    # The sequence number of the last event, and whether the stream is finished: what readers
+    # wait on.
+    progress: AsyncValue[tuple[int, bool]] = attrs.field(factory=lambda: AsyncValue((0, False)))
 
     def append(self, payload: bytes) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
+        seq = self.last_seq + 1
         self.events.append((seq, payload))
         del self.events[:-MAX_EVENTS_PER_STREAM]
-        self._wake()
+        self.progress.value = (seq, self.finished)
         return seq
 
     def finish(self) -> None:
-        self.finished = True
-        self._wake()
-
-    def _wake(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
+        self.progress.value = (self.last_seq, True)
 
     def since(self, seq: int) -> list[tuple[int, bytes]]:
         return [event for event in self.events if event[0] > seq]
 
+    async def wait_past(self, seq: int) -> None:
+        """Return once the stream has an event after ``seq``, or is finished."""
+        await self.progress.wait_value(lambda progress: progress[0] > seq or progress[1])
+
     @property
     def last_seq(self) -> int:
-        return self.next_seq - 1
+        return self.progress.value[0]
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.value[1]
 
 
 def sse_event(payload: bytes, event_id: str | None = None, retry_ms: int | None = None) -> bytes:
