@@ -1,6 +1,7 @@
-"""The contract between the MCP client and its transports, and the errors they raise.
+"""The contract between the MCP client and its transports (their errors are in
+``protocol._errors``).
 
-A leaf of the package: the client core and every transport (HTTP, WebSocket, stdio, memory)
+A leaf of the client: the client core and every transport (HTTP, WebSocket, stdio, memory)
 import it; it imports none of them.
 """
 

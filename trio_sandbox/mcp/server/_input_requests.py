@@ -1,4 +1,5 @@
-"""Asking the client for input in the middle of a request (sampling, elicitation, roots).
+"""Input requests: asking the client for input in the middle of a request (sampling, elicitation,
+roots).
 
 In the handshake era a handler's question is a real server-to-client request on the response
 stream. The stateless era (2026-07-28) has no such channel: the server answers the request with an

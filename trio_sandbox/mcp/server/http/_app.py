@@ -2,9 +2,9 @@
 
 A POST with no session id is stateless-era when its ``_meta`` or its ``MCP-Protocol-Version``
 header says so, and admitted after the header checks of that era; ``initialize`` opens a
-handshake-era session (``._http_sessions``). Answers are written by ``._http_post``; a GET tails a
-session's standalone stream or resumes a POST's (``._sse``); DELETE ends a session. WebSocket
-upgrades go to ``._websocket_face``. Served by hypercorn (``._hypercorn``).
+handshake-era session (``._sessions``). Answers are written by ``._post``; a GET tails a session's
+standalone stream or resumes a POST's (``._sse``); DELETE ends a session. WebSocket upgrades go to
+``._websocket``. Served by hypercorn (``._hypercorn``).
 """
 
 from __future__ import annotations

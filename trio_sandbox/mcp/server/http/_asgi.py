@@ -36,7 +36,7 @@ class HttpSettings:
     sse_keepalive_seconds: float = 15.0
     sse_retry_ms: int = 1000
     # Handshake-era sessions: idle ones end after this, and at most ``max_sessions`` are kept
-    # (the least recently active idle one makes room for a new one; see ``._http_sessions``).
+    # (the least recently active idle one makes room for a new one; see ``._sessions``).
     session_idle_timeout: float | None = 600.0
     max_sessions: int = 1000
     # WebSocket connections open at once (each is a session of its own).
