@@ -50,7 +50,6 @@ from .protocol import McpError as McpError
 from .protocol import McpHttpStatusError as McpHttpStatusError
 from .protocol import McpSessionExpired as McpSessionExpired
 from .protocol import Message as Message
-from .protocol import MessageDecodeError as MessageDecodeError
 from .protocol import Notification as Notification
 from .protocol import OtherContent as OtherContent
 from .protocol import Prompt as Prompt

@@ -11,6 +11,7 @@ from .protocol import META_LOG_LEVEL as META_LOG_LEVEL
 from .protocol import META_PROTOCOL_VERSION as META_PROTOCOL_VERSION
 from .protocol import META_RESERVED_PREFIX as META_RESERVED_PREFIX
 from .protocol import HttpRefusal as HttpRefusal
+from .protocol import MessageDecodeError as MessageDecodeError
 from .protocol import decode_message as decode_message
 from .protocol import dump_message as dump_message
 from .protocol import encode_message as encode_message

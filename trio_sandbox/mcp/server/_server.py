@@ -1,9 +1,10 @@
 """The MCP server core: what a server offers, the method table that answers requests, and the
 sessions that broadcasts reach.
 
-A transport turns what it receives into messages and hands each one to a :class:`ServerSession` (``._session``)
-with a ``send`` function for messages related to it; the session runs the request in its own
-cancel scope and asks :meth:`McpServer.handle_request`, which looks the method up in the table.
+A transport turns what it receives into messages and hands each one to a
+:class:`ServerSession` (``._session``) with a ``send`` function for messages related to it; the
+session runs the request in its own cancel scope and asks :meth:`McpServer.handle_request`,
+which looks the method up in the table.
 Extensions (the aggregating proxy) route methods of their own with :meth:`McpServer.route`
 rather than subclassing. Transports own the tasks; this module starts none of its own.
 """
