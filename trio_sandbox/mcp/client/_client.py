@@ -1,4 +1,4 @@
-"""The transport-independent MCP client: ``open_mcp_client`` and :class:`McpClient`.
+"""The transport-independent MCP client, :class:`McpClient` (``._connect`` opens one).
 
 The client probes the stateless era first (``server/discover`` with the ``_meta`` envelope) and
 falls back to ``initialize`` when the server does not speak it. Transports move messages; this
