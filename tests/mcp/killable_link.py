@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from trio_sandbox.mcp import ClientInbox, McpServer, TransportFactory, serve_duplex
-from trio_sandbox.mcp._duplex_client import DuplexTransport, pump_incoming
+from trio_sandbox.mcp.client._duplex import ChannelTransport, json_channel_transport, pump_incoming
 
 
 async def _drain(channel: trio.MemoryReceiveChannel[bytes]) -> AsyncIterator[bytes]:
@@ -38,7 +38,7 @@ class KillableLink:
 
     def factory(self) -> TransportFactory:
         @asynccontextmanager
-        async def open_transport(inbox: ClientInbox) -> AsyncIterator[DuplexTransport]:
+        async def open_transport(inbox: ClientInbox) -> AsyncIterator[ChannelTransport]:
             to_server, server_inbox = trio.open_memory_channel[bytes](math.inf)
             to_client, client_inbox = trio.open_memory_channel[bytes](math.inf)
 
@@ -65,7 +65,7 @@ class KillableLink:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_server)
                 nursery.start_soon(cut_when_killed)
-                transport = DuplexTransport("memory://killable", send_to_server)
+                transport = json_channel_transport("memory://killable", send_to_server)
                 nursery.start_soon(pump_incoming, transport, _drain(client_inbox), inbox)
                 try:
                     yield transport

@@ -21,9 +21,9 @@ from trio_sandbox.mcp import (
     McpError,
     McpServer,
     RequestContext,
-    RequestStateCodec,
     ToolReturn,
 )
+from trio_sandbox.mcp.lowlevel import RequestStateCodec
 
 NAME_FORM = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 

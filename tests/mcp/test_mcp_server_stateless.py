@@ -20,7 +20,6 @@ from mcp_server_harness import (
 )
 
 from trio_sandbox.mcp import (
-    CacheHint,
     Implementation,
     McpServer,
     Prompt,
@@ -31,7 +30,8 @@ from trio_sandbox.mcp import (
     TextContent,
     ToolReturn,
 )
-from trio_sandbox.mcp._http_headers import decode_param_header, header_text
+from trio_sandbox.mcp.lowlevel import CacheHint
+from trio_sandbox.mcp.protocol._headers import decode_param_header, header_text
 
 
 def make_server() -> McpServer:

@@ -60,7 +60,6 @@ from sessions_harness import (
 
 from trio_sandbox.mcp import (
     LIMIT_REACHED,
-    HttpRefusal,
     HttpSettings,
     Implementation,
     McpError,
@@ -68,7 +67,8 @@ from trio_sandbox.mcp import (
     McpServer,
     open_mcp_client,
 )
-from trio_sandbox.mcp._http_sessions import HttpSession, SessionTable
+from trio_sandbox.mcp.lowlevel import HttpRefusal
+from trio_sandbox.mcp.server.http._sessions import HttpSession, SessionTable
 from trio_sandbox.sandbox import UNAVAILABLE_META_KEY
 from trio_sandbox.tls import load_client_ssl_context
 

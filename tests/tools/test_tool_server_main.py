@@ -26,8 +26,7 @@ import trio
 from tools_harness import ORIGINAL_TOOL_NAMES
 
 from trio_sandbox.contract import STARTED_LINE_PREFIX
-from trio_sandbox.mcp import open_mcp_client, websocket_transport
-from trio_sandbox.mcp._versions import LATEST_VERSION
+from trio_sandbox.mcp import LATEST_VERSION, open_mcp_client, websocket_transport
 from trio_sandbox.tls import MtlsIdentity, read_ca_block
 from trio_sandbox.tools._main import UsageError, default_bind, parse_options
 from trio_sandbox.tools._toolset import VERSION as TOOL_SERVER_VERSION

@@ -18,8 +18,8 @@ from trio_sandbox.mcp import (
     Notification,
     Request,
     Response,
-    ServerSession,
 )
+from trio_sandbox.mcp.lowlevel import ServerSession
 from trio_sandbox.tools import ToolLimits
 
 

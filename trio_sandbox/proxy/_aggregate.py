@@ -21,7 +21,6 @@ import trio
 
 from ..mcp import (
     INVALID_PARAMS,
-    LIST_RESULT_KEYS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
     CallToolResult,
@@ -29,14 +28,12 @@ from ..mcp import (
     JsonObject,
     McpError,
     McpServer,
-    MethodHandler,
     Notification,
     Prompt,
     RequestContext,
     Tool,
-    match_uri_template,
-    paginate,
 )
+from ..mcp.lowlevel import LIST_RESULT_KEYS, MethodHandler, match_uri_template, paginate
 from ._names import NameCollisionError, Route, build_routes, exposed_name
 from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream

@@ -6,7 +6,8 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeAlias
 
-from ..mcp import INVALID_REQUEST, McpError, dump_message
+from ..mcp import INVALID_REQUEST, McpError
+from ..mcp.lowlevel import dump_message
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -47,8 +47,8 @@ from ..mcp import (
     Request,
     RequestContext,
     Response,
-    has_resource_links,
 )
+from ..mcp.lowlevel import has_resource_links
 from ..redact import (
     JsonValue,
     KnownSecretTooShort,

@@ -31,8 +31,6 @@ import trio
 from ..concurrency import collapse_exception_group
 from ..mcp import (
     INVALID_REQUEST,
-    META_LOG_LEVEL,
-    META_RESERVED_PREFIX,
     InputRequest,
     JsonObject,
     McpClient,
@@ -44,6 +42,7 @@ from ..mcp import (
     Resource,
     ResourceTemplate,
 )
+from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
 from ._client_hooks import ClientHooks, ClientOpener
 from ._upstream_state import Listing, UpstreamState, UpstreamStatus, UpstreamUnavailable
 

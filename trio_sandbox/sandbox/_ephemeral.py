@@ -21,7 +21,8 @@ from typing import NoReturn
 import attrs
 import trio
 
-from ..mcp import RequestContext, ServerSession
+from ..mcp import RequestContext
+from ..mcp.lowlevel import ServerSession
 from ._config import SandboxConfig
 from ._generation import GENERATION_ENDINGS, Generation, first_line, run_generation
 from ._launcher import Launcher

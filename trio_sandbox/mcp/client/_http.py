@@ -1,0 +1,273 @@
+"""The Streamable HTTP client transport, on our small h11 client (``_http11``) under Trio.
+
+Each request is one POST whose answer (JSON or an SSE stream) is read in the caller's task, so a
+cancelled caller closes its stream. A stream that breaks before the response is resumed with
+``GET`` + ``Last-Event-ID`` after the server's ``retry:`` delay. In the handshake era the
+transport keeps the ``Mcp-Session-Id``, opens the standalone GET stream when the server offers
+one, and ends the session with DELETE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Final
+
+import attrs
+import trio
+
+from ..protocol._errors import (
+    HttpClientError,
+    McpConnectionError,
+    McpHttpStatusError,
+    McpSessionExpired,
+    MessageDecodeError,
+)
+from ..protocol._headers import SESSION_HEADER, VERSION_HEADER
+from ..protocol._jsonrpc import MAX_MESSAGE_BYTES, decode_message, dump_bounded
+from ..protocol._messages import ErrorResponse, Message, Request, RequestId, Response
+from ._http11 import HttpPool, HttpResponse, LineReader
+from ._transport import ClientInbox, TransportFactory
+
+logger = logging.getLogger("trio_sandbox.mcp.http_client")
+
+_MAX_RESUMES: Final = 8
+_DEFAULT_RETRY_MS: Final = 1000
+_ACCEPT_BOTH: Final = b"application/json, text/event-stream"
+_ACCEPT_SSE: Final = b"text/event-stream"
+
+
+@attrs.define
+class _SseState:
+    last_event_id: str | None = None
+    retry_ms: int = _DEFAULT_RETRY_MS
+
+
+@attrs.define(eq=False)
+class HttpTransport:
+    target: str
+    _pool: HttpPool
+    _inbox: ClientInbox
+    _nursery: trio.Nursery
+    _base_headers: list[tuple[bytes, bytes]]
+    protocol_version: str | None = None
+    session_id: str | None = None
+    closes_stream_to_cancel: bool = True
+    # The server's bound on one message: over it, the request fails here, the connection stays.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    _standalone_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    def set_protocol_version(self, version: str | None) -> None:
+        self.protocol_version = version
+
+    def _headers(self, extra: Mapping[str, str], accept: bytes) -> list[tuple[bytes, bytes]]:
+        headers = [*self._base_headers, (b"Accept", accept)]
+        headers.extend((name.encode(), value.encode()) for name, value in extra.items())
+        if self.protocol_version is not None:
+            headers.append((VERSION_HEADER.encode(), self.protocol_version.encode()))
+        if self.session_id is not None:
+            headers.append((SESSION_HEADER.encode(), self.session_id.encode()))
+        return headers
+
+    def _fail(self, reason: str) -> McpConnectionError:
+        return McpConnectionError(self.target, reason)
+
+    async def send(self, message: Message, headers: Mapping[str, str]) -> None:
+        all_headers = self._headers(headers, _ACCEPT_BOTH)
+        all_headers.append((b"Content-Type", b"application/json"))
+        body = dump_bounded(message, self.max_message_bytes)
+        try:
+            if isinstance(message, Request):
+                await self._post_request(message, body, all_headers)
+                return
+            async with self._pool.request(b"POST", all_headers, body) as response:
+                data = await response.read()
+        except HttpClientError as exc:
+            raise self._fail(str(exc)) from exc
+        if response.status == 404 and self.session_id is not None:
+            raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
+        if response.status >= 400:
+            raise McpHttpStatusError(self.target, response.status, data)
+
+    async def _post_request(
+        self, request: Request, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        state = _SseState()
+        async with self._pool.request(b"POST", headers, body) as response:
+            session_id = response.headers.get(SESSION_HEADER)
+            if request.method == "initialize" and session_id:
+                self.session_id = session_id
+            content_type = response.headers.get("content-type", "").lower()
+            if response.status == 200 and "text/event-stream" in content_type:
+                if await self._read_sse(response, request.id, state):
+                    return
+            else:
+                data = await response.read()
+                if response.status == 404 and self.session_id is not None:
+                    # Checked before the body: a 404 for a known session means the server lost
+                    # it, whatever JSON-RPC error it wrote, and the request reached no handler.
+                    raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
+                if "application/json" in content_type and await self._deliver_json(
+                    data, request.id, response.status
+                ):
+                    return
+                if response.status >= 400:
+                    raise McpHttpStatusError(self.target, response.status, data)
+                status = response.status
+                raise self._fail(f"HTTP {status} without a response to {request.method}")
+        await self._resume(request, state)
+
+    async def _deliver_json(self, data: bytes, request_id: RequestId, status: int) -> bool:
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            raise self._fail(f"HTTP {status} with a body that is not JSON") from None
+        answered = False
+        for item in raw if isinstance(raw, list) else [raw]:
+            try:
+                message = decode_message(item)
+            except MessageDecodeError as exc:
+                raise self._fail(f"invalid JSON-RPC from the server: {exc.message}") from None
+            if isinstance(message, ErrorResponse) and message.id is None and status >= 400:
+                # A refusal that could not name the request: it is about this one.
+                message = ErrorResponse(request_id, message.error)
+            if isinstance(message, (Response, ErrorResponse)) and message.id == request_id:
+                answered = True
+            await self._inbox.deliver(message)
+        return answered
+
+    async def _resume(self, request: Request, state: _SseState) -> None:
+        for _attempt in range(_MAX_RESUMES):
+            if state.last_event_id is None:
+                break
+            await trio.sleep(state.retry_ms / 1000)
+            headers = self._headers({"Last-Event-ID": state.last_event_id}, _ACCEPT_SSE)
+            try:
+                async with self._pool.request(b"GET", headers) as response:
+                    content_type = response.headers.get("content-type", "").lower()
+                    if response.status != 200 or "text/event-stream" not in content_type:
+                        data = await response.read()
+                        raise McpHttpStatusError(self.target, response.status, data)
+                    if await self._read_sse(response, request.id, state):
+                        return
+            except HttpClientError as exc:
+                raise self._fail(str(exc)) from exc
+        raise self._fail(f"the response stream of {request.method} ended before its response")
+
+    async def _read_sse(
+        self, response: HttpResponse, request_id: RequestId | None, state: _SseState
+    ) -> bool:
+        """Deliver every message of an SSE stream; True once the response to ``request_id`` came."""
+        data_lines: list[str] = []
+        lines = LineReader(response)
+        while (line := await lines.next_line()) is not None:
+            if line == "":
+                payload = "\n".join(data_lines)
+                data_lines = []
+                if payload.strip() and await self._deliver_event(payload, request_id):
+                    return True
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data_lines.append(value)
+            elif field == "id" and "\0" not in value:
+                state.last_event_id = value
+            elif field == "retry" and value.isdigit():
+                state.retry_ms = int(value)
+        return False
+
+    async def _deliver_event(self, payload: str, request_id: RequestId | None) -> bool:
+        try:
+            message = decode_message(json.loads(payload))
+        except (ValueError, MessageDecodeError):
+            logger.warning("ignoring an SSE event that is not a JSON-RPC message")
+            return False
+        await self._inbox.deliver(message)
+        return isinstance(message, (Response, ErrorResponse)) and message.id == request_id
+
+    async def session_ready(self) -> None:
+        # Wait until the server accepted or refused the stream, so that it exists before the
+        # first request (a server may route answers to it).
+        await self._nursery.start(self._standalone_stream)
+
+    async def _standalone_stream(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The GET stream for unsolicited server messages, kept open while the session lives.
+
+        Reports started once the server accepted or refused the stream; a transport failure
+        before that is the session's failure (raised out of ``session_ready``).
+        """
+        state = _SseState()
+        reported = False
+        with self._standalone_scope:
+            for _attempt in range(_MAX_RESUMES):
+                extra = {"Last-Event-ID": state.last_event_id} if state.last_event_id else {}
+                headers = self._headers(extra, _ACCEPT_SSE)
+                try:
+                    async with self._pool.request(b"GET", headers) as response:
+                        content_type = response.headers.get("content-type", "").lower()
+                        if response.status != 200 or "text/event-stream" not in content_type:
+                            await response.read()
+                            if not reported:
+                                task_status.started()
+                            return  # 405 and the like: the server offers no such stream
+                        if not reported:
+                            reported = True
+                            task_status.started()
+                        await self._read_sse(response, None, state)
+                except HttpClientError as exc:
+                    if not reported:
+                        raise self._fail(f"the standalone stream failed: {exc}") from exc
+                    logger.debug("standalone stream of %s broke: %s", self.target, exc)
+                await trio.sleep(state.retry_ms / 1000)
+
+    async def close(self) -> None:
+        self._standalone_scope.cancel()
+        if self.session_id is None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                async with self._pool.request(b"DELETE", self._headers({}, b"*/*")) as response:
+                    await response.read()
+            except HttpClientError as exc:
+                logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
+
+
+def http_transport(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    connect_timeout: float = 10.0,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+) -> TransportFactory:
+    """A Streamable HTTP transport; ``headers`` for bearer tokens, ``ssl_context`` for (m)TLS,
+    ``max_message_bytes`` the server's bound on one request."""
+
+    @asynccontextmanager
+    async def open_transport(inbox: ClientInbox) -> AsyncIterator[HttpTransport]:
+        try:
+            pool = HttpPool(url, ssl_context=ssl_context, connect_timeout=connect_timeout)
+        except ValueError as exc:
+            raise McpConnectionError(url, str(exc)) from None
+        base = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        try:
+            async with trio.open_nursery() as nursery:
+                transport = HttpTransport(url, pool, inbox, nursery, base)
+                transport.max_message_bytes = max_message_bytes
+                try:
+                    yield transport
+                finally:
+                    await transport.close()
+                    nursery.cancel_scope.cancel()
+        finally:
+            await pool.aclose()
+
+    return open_transport
