@@ -12,7 +12,8 @@ import trio
 
 from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
-from ._options import UsageError, add_sandbox_options, sandbox_config
+from ._errors import UsageError
+from ._options import add_sandbox_options, sandbox_config
 from ._run import report_stages
 from ._signals import run_until_signalled, say
 

@@ -38,8 +38,9 @@ from ..proxy import (
     serve_proxy,
 )
 from ..tls import CertificateChain, ClientBundlePaths
+from ._errors import UsageError
 from ._janitor import serve_janitor
-from ._options import Listen, UsageError, parse_listen, parse_upstream, read_token
+from ._options import Listen, parse_listen, parse_upstream, read_token
 from ._signals import run_until_signalled
 
 

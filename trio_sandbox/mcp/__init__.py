@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..concurrency import lazy_exports
+from ..program import lazy_exports
 from ._asgi import HttpRefusal as HttpRefusal
 from ._asgi import HttpSettings as HttpSettings
 from ._context import LOG_LEVELS as LOG_LEVELS

@@ -33,6 +33,7 @@ from ..concurrency import (
     signal_process_group,
     single_error,
 )
+from ._errors import SpawnError
 from ._output import TailBuffer
 from ._sandbox_limits import NO_SANDBOX_LIMITS, SandboxLimits
 from ._tree import (
@@ -58,10 +59,6 @@ _KEEPER_RUN = (
 # Prepended to every script (on its first line, so line numbers hold): the script's own fd is
 # the shell's business, not the command's.
 _SCRIPT_PREFIX = b"exec 3<&-; "
-
-
-class SpawnError(Exception):
-    """The shell could not be started; the message says why, naming the limit that was hit."""
 
 
 @attrs.frozen

@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import NoReturn, TypeVar
 
 import attrs
 
-from ..concurrency import exit_now
+from ..concurrency import record_early_signals
 from ..contract import ENV_FD_OPTION, REPORT_FD_OPTION
+from ..program import exit_now
 from ._kubernetes_options import (
     add_kubernetes_options,
     is_claim_volume,
@@ -237,13 +237,7 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
     if backend == "bwrap" and not spec.image_is_root_fs:
         raise WrapUsageError(f"bwrap runs 'host' or a root directory, not {spec.image!r}")
     # Until Trio takes over, stop signals are only recorded (then honoured at once).
-    early_signals: list[int] = []
-
-    def record(signum: int, _frame: FrameType | None) -> None:
-        early_signals.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, record)
+    early_signals = record_early_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     if spec.network == "host" and backend != "process":
         print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
     from ._prelaunch import Prelaunch

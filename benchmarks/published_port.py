@@ -1,0 +1,172 @@
+"""100 MB through the published port of a real warden (bubblewrap): throughput and the warden's CPU.
+
+A tiny server inside the sandbox (system python3) listens on the contract's CONTAINER_PORT; the
+warden publishes it on a free 127.0.0.1 port. Per connection the server reads one byte: ``p``
+(a probe, answered with one byte, until the server is up) or ``g`` (answered with 100 MB, then
+closed). The host reads the 100 MB to the end of stream through the published port and reports
+MB/s and the CPU seconds the warden process spent meanwhile (its own user + system time from
+/proc: the relay runs there). For reference, the same transfer from the server run directly on
+the host port (no relay). Uses only the warden's command line and the contract's names, so it
+runs unchanged against older revisions of the package.
+
+    .venv/bin/python benchmarks/published_port.py [--runs N] [--megabytes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from trio_sandbox.contract import CONTAINER_PORT
+
+SERVER = """
+import socket, sys
+size = int(sys.argv[2])
+block = bytes(range(256)) * 4096  # 1 MiB
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+while True:
+    client, _ = server.accept()
+    with client:
+        request = client.recv(1)
+        if request == b"p":
+            client.sendall(b"x")
+        elif request == b"g":
+            left = size
+            while left:
+                chunk = block[: min(left, len(block))]
+                client.sendall(chunk)
+                left -= len(chunk)
+"""
+SERVER_PYTHON = "/usr/bin/python3"
+MEGABYTE = 1_000_000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"p")
+                if sock.recv(1):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"nothing served on port {port} (exit status {process.poll()})")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of the process ``pid`` itself (not its children)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def transfer(port: int, size: int) -> float:
+    """Seconds to read ``size`` bytes to the end of stream."""
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    received = 0
+    began = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"g")
+        while read := sock.recv_into(view):
+            received += read
+    elapsed = time.perf_counter() - began
+    if received != size:
+        raise RuntimeError(f"received {received} bytes of {size}")
+    return elapsed
+
+
+def measure(argv_for: list[str], port: int, size: int, runs: int) -> list[tuple[float, float]]:
+    """(MB/s, CPU seconds of the process started) for each run, one process for all runs."""
+    process = spawn(argv_for)
+    try:
+        wait_ready(port, process)
+        results = []
+        for _ in range(runs):
+            cpu_before = cpu_seconds(process.pid)
+            elapsed = transfer(port, size)
+            results.append((size / MEGABYTE / elapsed, cpu_seconds(process.pid) - cpu_before))
+        return results
+    finally:
+        stop(process)
+
+
+def main() -> None:
+    # A shell's background job starts with SIGINT ignored, and children inherit that: the
+    # stop above would then hang. A Python handler is reset by exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--megabytes", type=int, default=100)
+    options = parser.parse_args()
+    size = options.megabytes * MEGABYTE
+    port = free_port()
+    direct = measure([SERVER_PYTHON, "-c", SERVER, str(port), str(size)], port, size, options.runs)
+    port = free_port()
+    warden_argv = [
+        sys.executable,
+        "-m",
+        "trio_sandbox.warden",
+        "wrap",
+        "--backend",
+        "bwrap",
+        "-p",
+        f"127.0.0.1:{port}:{CONTAINER_PORT}",
+        "host",
+        "--",
+        SERVER_PYTHON,
+        "-c",
+        SERVER,
+        str(CONTAINER_PORT),
+        str(size),
+    ]
+    relayed = measure(warden_argv, port, size, options.runs)
+    print(f"{options.megabytes} MB through 127.0.0.1, median of {options.runs} runs")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    for name, results in (("direct (no relay)", direct), ("warden bwrap published", relayed)):
+        rates = [rate for rate, _cpu in results]
+        cpus = [cpu for _rate, cpu in results]
+        print(
+            f"{name:24s} {statistics.median(rates):9.1f} MB/s"
+            f"  (runs: {', '.join(f'{rate:.0f}' for rate in rates)})"
+            f"  server-side process CPU {statistics.median(cpus):.2f} s"
+        )
+    print("(the CPU figure of the warden line is the warden's own; of the direct line, the server)")
+
+
+if __name__ == "__main__":
+    main()
