@@ -23,16 +23,15 @@ import subprocess
 import sys
 import time
 
+from warden_start import free_port, stop, wait_first_byte
+
 from trio_sandbox.contract import CONTAINER_PORT
 
 SERVER = """
 import socket, sys
 size = int(sys.argv[2])
 block = bytes(range(256)) * 4096  # 1 MiB
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", int(sys.argv[1])))
-server.listen()
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))  # SO_REUSEADDR set
 while True:
     client, _ = server.accept()
     with client:
@@ -51,40 +50,10 @@ MEGABYTE = 1_000_000
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"p")
-                if sock.recv(1):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"nothing served on port {port} (exit status {process.poll()})")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,7 +83,7 @@ def measure(argv_for: list[str], port: int, size: int, runs: int) -> list[tuple[
     """(MB/s, CPU seconds of the process started) for each run, one process for all runs."""
     process = spawn(argv_for)
     try:
-        wait_ready(port, process)
+        wait_first_byte(port, time.monotonic() + 60, process, b"p")
         results = []
         for _ in range(runs):
             cpu_before = cpu_seconds(process.pid)
