@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
-from ..concurrency import run_until_signalled as run_until_signal
+from ..concurrency import run_until_signalled
 from ..program import exit_now
 
 T = TypeVar("T")
@@ -21,7 +21,7 @@ def say(message: str) -> None:
     print(f"trio-sandbox: {message}", file=sys.stderr, flush=True)
 
 
-async def run_until_signalled(
+async def stop_on_signals(
     main: Callable[[], Awaitable[T]], *, announce: Callable[[str], None] = say
 ) -> T | None:
     """``await main()``, or stop it at the first SIGINT/SIGTERM; None when a signal stopped it.
@@ -38,4 +38,4 @@ async def run_until_signalled(
         announce(f"{signal.Signals(signum).name} again: exiting now")
         exit_now(130)
 
-    return await run_until_signal(main, on_signal=stopping, on_again=exit_at_once)
+    return await run_until_signalled(main, on_signal=stopping, on_again=exit_at_once)

@@ -17,7 +17,6 @@ from ..program import lazy_exports
 from ._early_signals import STOP_SIGNALS as STOP_SIGNALS
 from ._early_signals import early_signals as early_signals
 from ._early_signals import record_early_signals as record_early_signals
-from ._errors import CannotSplice as CannotSplice
 from ._errors import LineTooLong as LineTooLong
 from ._errors import StreamEnded as StreamEnded
 from ._memfd import memfd_holding as memfd_holding
