@@ -2,12 +2,13 @@
 
 A tiny server inside the sandbox (system python3) listens on the contract's CONTAINER_PORT; the
 warden publishes it on a free 127.0.0.1 port. Per connection the server reads one byte: ``p``
-(a probe, answered with one byte, until the server is up) or ``g`` (answered with 100 MB, then
-closed). The host reads the 100 MB to the end of stream through the published port and reports
-MB/s and the CPU seconds the warden process spent meanwhile (its own user + system time from
-/proc: the relay runs there). For reference, the same transfer from the server run directly on
-the host port (no relay). Uses only the warden's command line and the contract's names, so it
-runs unchanged against older revisions of the package.
+(a probe, answered with one byte, until the server is up), ``g`` (answered with 100 MB, then
+closed) or ``e`` (an echo, what a tool call looks like: small messages both ways). The host reads
+the 100 MB to the end of stream through the published port and reports MB/s and the CPU seconds
+the warden process spent meanwhile (its own user + system time from /proc: the relay runs
+there), then the median time of one round trip of 1 KiB. For reference, the same from the
+server run directly on the host port (no relay). Uses only the warden's command line and the
+contract's names, so it runs unchanged against older revisions of the package.
 
     .venv/bin/python benchmarks/published_port.py [--runs N] [--megabytes M]
 """
@@ -38,6 +39,9 @@ while True:
         request = client.recv(1)
         if request == b"p":
             client.sendall(b"x")
+        elif request == b"e":
+            while data := client.recv(65536):
+                client.sendall(data)
         elif request == b"g":
             left = size
             while left:
@@ -79,8 +83,28 @@ def transfer(port: int, size: int) -> float:
     return elapsed
 
 
-def measure(argv_for: list[str], port: int, size: int, runs: int) -> list[tuple[float, float]]:
-    """(MB/s, CPU seconds of the process started) for each run, one process for all runs."""
+def round_trips(port: int, count: int = 2000, size: int = 1024) -> float:
+    """The median seconds of one round trip of ``size`` bytes, on one connection."""
+    message = b"m" * size
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"e")
+        for _ in range(count):
+            began = time.perf_counter()
+            sock.sendall(message)
+            left = size
+            while left:
+                left -= len(sock.recv(left))
+            times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def measure(
+    argv_for: list[str], port: int, size: int, runs: int
+) -> tuple[list[tuple[float, float]], float]:
+    """(MB/s, CPU seconds of the process started) for each run, one process for all runs, and
+    the median round trip."""
     process = spawn(argv_for)
     try:
         wait_first_byte(port, time.monotonic() + 60, process, b"p")
@@ -89,7 +113,7 @@ def measure(argv_for: list[str], port: int, size: int, runs: int) -> list[tuple[
             cpu_before = cpu_seconds(process.pid)
             elapsed = transfer(port, size)
             results.append((size / MEGABYTE / elapsed, cpu_seconds(process.pid) - cpu_before))
-        return results
+        return results, round_trips(port)
     finally:
         stop(process)
 
@@ -126,13 +150,17 @@ def main() -> None:
     relayed = measure(warden_argv, port, size, options.runs)
     print(f"{options.megabytes} MB through 127.0.0.1, median of {options.runs} runs")
     print(f"load average: {os.getloadavg()[0]:.2f}")
-    for name, results in (("direct (no relay)", direct), ("warden bwrap published", relayed)):
+    for name, (results, round_trip) in (
+        ("direct (no relay)", direct),
+        ("warden bwrap published", relayed),
+    ):
         rates = [rate for rate, _cpu in results]
         cpus = [cpu for _rate, cpu in results]
         print(
             f"{name:24s} {statistics.median(rates):9.1f} MB/s"
             f"  (runs: {', '.join(f'{rate:.0f}' for rate in rates)})"
             f"  server-side process CPU {statistics.median(cpus):.2f} s"
+            f"  1 KiB round trip {round_trip * 1e6:.0f} us"
         )
     print("(the CPU figure of the warden line is the warden's own; of the direct line, the server)")
 

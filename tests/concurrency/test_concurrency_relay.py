@@ -11,12 +11,14 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 
 from trio_sandbox.concurrency import (
     CAN_SPLICE,
+    PIPE_KEPT_IDLE,
     BufferedSocket,
     Pump,
     StreamEnded,
@@ -192,3 +194,32 @@ async def test_a_pump_whose_source_ends_early_raises_stream_ended(zero_copy: boo
                 await pump.move(BufferedSocket(source), sink, lambda _n: None, 100)
         finally:
             pump.close()
+
+
+def open_pipes() -> int:
+    return sum(
+        os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        for fd in open_fds()
+        if os.path.exists(f"/proc/self/fd/{fd}")
+    )
+
+
+@pytest.mark.skipif(not CAN_SPLICE, reason="no splice(2) here: no pipes")
+async def test_a_tunnel_keeps_its_pipes_through_a_pause_and_gives_them_back_when_idle(
+    autojump_clock: Any,
+) -> None:
+    pipes_before = open_pipes()
+    async with tunnel(True, [], []) as (client, server, nursery):
+        for message in (b"one", b"two"):
+            await client.send_all(message)
+            assert await server.receive_some(10) == message
+            await server.send_all(message)
+            assert await client.receive_some(10) == message
+            await trio.sleep(PIPE_KEPT_IDLE / 10)  # a pause within a conversation
+            assert open_pipes() == pipes_before + 4  # each way's pump holds its pipe (2 ends)
+        await trio.sleep(PIPE_KEPT_IDLE * 2)
+        assert open_pipes() == pipes_before  # idle: no pipe held
+        await client.send_all(b"three")
+        assert await server.receive_some(10) == b"three"  # and a new one when bytes come
+        nursery.cancel_scope.cancel()
+    assert open_pipes() == pipes_before

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._process_group import stop_process_group as stop_process_group
     from ._process_group import stopping_process_group as stopping_process_group
     from ._relay import CAN_SPLICE as CAN_SPLICE
+    from ._relay import PIPE_KEPT_IDLE as PIPE_KEPT_IDLE
     from ._relay import RELAY_CHUNK as RELAY_CHUNK
     from ._relay import BufferedSocket as BufferedSocket
     from ._relay import ByteCounter as ByteCounter
@@ -51,6 +52,7 @@ _LAZY_NAMES: dict[str, str] = {
     "stop_process_group": "._process_group",
     "stopping_process_group": "._process_group",
     "CAN_SPLICE": "._relay",
+    "PIPE_KEPT_IDLE": "._relay",
     "RELAY_CHUNK": "._relay",
     "BufferedSocket": "._relay",
     "ByteCounter": "._relay",

@@ -25,6 +25,7 @@ from ._errors import CannotSplice, LineTooLong, StreamEnded
 RECEIVE_CHUNK: Final = 65536  # reads while looking for a request head or a chunk line
 RELAY_CHUNK: Final = 262144  # the most a copying pump holds at once
 PIPE_SIZE: Final = 1 << 20  # what a splicing pump asks the kernel for (pipe-max-size)
+PIPE_KEPT_IDLE: Final = 1.0  # seconds an idle splicing pump keeps its pipe
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CAN_SPLICE: Final = hasattr(os, "splice")
@@ -35,6 +36,13 @@ _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 def _uncounted(_count: int) -> None:
     pass
+
+
+async def _readable_within(sock: trio.socket.SocketType, seconds: float) -> bool:
+    with trio.move_on_after(seconds):
+        await trio.lowlevel.wait_readable(sock)
+        return True
+    return False
 
 
 @attrs.define(eq=False)
@@ -166,9 +174,11 @@ class Pump:
                 await trio.lowlevel.checkpoint()  # a busy pump never blocks: stay cancellable
             elif in_pipe:
                 await trio.lowlevel.wait_writable(sink.socket)
-            else:
+            elif not await _readable_within(source.socket, PIPE_KEPT_IDLE):
                 # An idle tunnel holds no pipe: pipes count against the user's pipe quota
-                # (pipe-user-pages-soft), and a hundred idle tunnels must not exhaust it.
+                # (pipe-user-pages-soft), and a hundred idle tunnels must not exhaust it. A
+                # short pause keeps it: a conversation of small messages (a tool call) would
+                # otherwise make and resize a pipe for every message.
                 self.close()
                 await trio.lowlevel.wait_readable(source.socket)
                 read_end, write_end = self._pipe_fds()
