@@ -17,18 +17,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "trio_sandbox"
 # Lower numbers are lower layers; a package may import only packages of lower layers. Packages
 # of one layer are independent of each other (tools and warden are siblings).
 LAYERS = {
-    "contract": 0,  # independent roots: the contract's names; shared Trio helpers
-    "concurrency": 0,
-    "egress": 0,  # the egress proxy and its policy (stdlib, trio and attrs only)
-    "redact": 0,  # secret detection and placeholders (stdlib, trio and attrs only)
-    "mcp": 1,
-    "tls": 2,
-    "tools": 3,
-    "warden": 3,
-    "proxy": 4,
-    "sandbox": 5,
-    "cli": 6,
-    "": 7,  # trio_sandbox/__init__.py and __main__.py: the embedding API, the entry point
+    "contract": 0,  # independent roots, stdlib only: the contract's names and SandboxError;
+    "program": 0,  # the package as a program: its version, lazy names, exit without teardown
+    "concurrency": 1,  # shared Trio helpers: broadcast value, byte relay, signals, processes
+    "egress": 2,  # the egress proxy and its policy (stdlib, trio, attrs and concurrency only)
+    "redact": 2,  # secret detection and placeholders (stdlib, trio and attrs only)
+    "mcp": 3,
+    "tls": 4,
+    "tools": 5,
+    "warden": 5,
+    "proxy": 6,
+    "sandbox": 7,
+    "cli": 8,
+    "": 9,  # trio_sandbox/__init__.py and __main__.py: the embedding API, the entry point
 }
 
 

@@ -10,10 +10,10 @@ from egress_harness import result_or_error
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_sandbox.egress._errors import HttpError, SocksError
 from trio_sandbox.egress._http_head import (
     Body,
     Framing,
-    HttpError,
     RequestHead,
     ResponseHead,
     end_to_end,
@@ -33,7 +33,6 @@ from trio_sandbox.egress._socks import (
     REPLY_ADDRESS_TYPE_NOT_SUPPORTED,
     REPLY_COMMAND_NOT_SUPPORTED,
     REPLY_GENERAL_FAILURE,
-    SocksError,
     SocksRequest,
     parse_greeting,
     parse_request,

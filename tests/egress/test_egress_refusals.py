@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_sandbox.egress import REFUSALS_PATH, EgressPolicy, EventLine, Verdict, ask_refusals
+from trio_sandbox.egress._errors import RefusalQueryError
 from trio_sandbox.egress._refusals import (
-    RefusalQueryError,
     parse_refusals_query,
     refusals_target,
 )

@@ -28,7 +28,8 @@ from tools_harness import ORIGINAL_TOOL_NAMES
 from trio_sandbox.contract import STARTED_LINE_PREFIX
 from trio_sandbox.mcp import LATEST_VERSION, open_mcp_client, websocket_transport
 from trio_sandbox.tls import MtlsIdentity, read_ca_block
-from trio_sandbox.tools._main import UsageError, default_bind, parse_options
+from trio_sandbox.tools import ToolServerOptionsError
+from trio_sandbox.tools._main import default_bind, parse_options
 from trio_sandbox.tools._toolset import VERSION as TOOL_SERVER_VERSION
 
 # Generous: two cores, and the whole suite may be running beside us.
@@ -369,7 +370,7 @@ def test_binds_all_interfaces_only_inside_a_sandbox() -> None:
     assert (options.bind, options.port, options.client_ca_pem) == ("0.0.0.0", 8080, "pem")
     assert parse_options(["--bind", "::1"], environ).bind == "::1"
     assert parse_options(["--port", "9"], environ).port == 9
-    with pytest.raises(UsageError):
+    with pytest.raises(ToolServerOptionsError):
         parse_options([], {"STAKPAK_MCP_PORT": "8080"})
 
 

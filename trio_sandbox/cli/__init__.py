@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._early_signals import record_early_signals
+from ..concurrency import record_early_signals
 
 
 def main(argv: Sequence[str] | None = None) -> int:

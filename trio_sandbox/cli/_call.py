@@ -12,9 +12,10 @@ import trio
 
 from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
-from ._options import UsageError, add_sandbox_options, sandbox_config
+from ._errors import UsageError
+from ._options import add_sandbox_options, sandbox_config
 from ._run import report_stages
-from ._signals import run_until_signalled, say
+from ._signals import say, stop_on_signals
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +43,7 @@ def call_command(args: argparse.Namespace) -> int:
     report_stages()
     try:
         result: CallToolResult | None = trio.run(
-            run_until_signalled, partial(_call, config, args.tool, arguments)
+            stop_on_signals, partial(_call, config, args.tool, arguments)
         )
     except McpError as exc:
         # A protocol-level refusal (an unknown tool, say): no result to print, still a failure.
@@ -66,7 +67,7 @@ async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> 
 def tools_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
     report_stages()
-    tools: list[Tool] | None = trio.run(run_until_signalled, partial(_tools, config))
+    tools: list[Tool] | None = trio.run(stop_on_signals, partial(_tools, config))
     if tools is None:
         return 0
     if args.json:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ..sandbox import SandboxFailed, SandboxStartError
 from . import _call, _proxy_command, _run, _status, _stdio_command
-from ._options import UsageError
+from ._errors import UsageError
 
 # Each subcommand lives in its own module and registers its parser and handler.
 _SUBCOMMANDS = (_run, _stdio_command, _call, _status, _proxy_command)

@@ -25,6 +25,7 @@ from ..proxy import (
     upstreams_from_mapping,
 )
 from ..sandbox import SandboxConfig, SandboxMode
+from ._errors import UsageError
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -58,10 +59,6 @@ _TABLES = {"env", "mcpServers"}
 _OTHER = {"listen", "sandbox_prefix", "output_max_lines", "output_max_bytes"}
 KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
 BACKENDS = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
-
-
-class UsageError(Exception):
-    """A bad option or config value; the CLI prints it and exits with status 2."""
 
 
 @attrs.frozen

@@ -38,9 +38,10 @@ from ..proxy import (
     serve_proxy,
 )
 from ..tls import CertificateChain, ClientBundlePaths
+from ._errors import UsageError
 from ._janitor import serve_janitor
-from ._options import Listen, UsageError, parse_listen, parse_upstream, read_token
-from ._signals import run_until_signalled
+from ._options import Listen, parse_listen, parse_upstream, read_token
+from ._signals import stop_on_signals
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -201,7 +202,7 @@ def proxy_command(args: argparse.Namespace) -> int:
 
 async def serve_until_signalled(options: ProxyOptions) -> None:
     """Serve until SIGINT/SIGTERM (or, on stdio, the end of stdin)."""
-    await run_until_signalled(partial(_serve, options), announce=say)
+    await stop_on_signals(partial(_serve, options), announce=say)
 
 
 async def _serve(options: ProxyOptions) -> None:

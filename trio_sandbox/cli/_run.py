@@ -18,7 +18,7 @@ from ..sandbox import Sandbox, SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
 from ._janitor import serve_janitor
 from ._options import Listen, add_sandbox_options, read_token, sandbox_config
-from ._signals import run_until_signalled, say
+from ._signals import say, stop_on_signals
 
 
 def default_bundle_dir() -> Path:
@@ -62,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     bundle_dir = Path(args.client_cert_dir) if args.client_cert_dir else default_bundle_dir()
     report_stages()
     trio.run(
-        run_until_signalled,
+        stop_on_signals,
         partial(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir),
     )
     say("stopped")

@@ -17,7 +17,8 @@ import trio
 from ..mcp import McpConnectionError, McpError, open_mcp_client
 from ..sandbox import STATUS_URI
 from ..tls import load_client_ssl_context
-from ._options import UsageError, read_token
+from ._errors import UsageError
+from ._options import read_token
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

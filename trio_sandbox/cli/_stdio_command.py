@@ -15,7 +15,7 @@ from ..mcp import serve_stdio
 from ..sandbox import SandboxConfig, open_sandbox
 from ._options import add_sandbox_options, sandbox_config
 from ._run import report_stages
-from ._signals import run_until_signalled
+from ._signals import stop_on_signals
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
     report_stages()
-    trio.run(run_until_signalled, partial(_serve, config))
+    trio.run(stop_on_signals, partial(_serve, config))
     return 0
 
 

@@ -8,7 +8,7 @@ information, so under ``mypy --strict`` its values would be ``Any``.)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Generic, TypeVar
 
 import trio
@@ -50,7 +50,7 @@ class AsyncValue(Generic[T]):
         await self._changed.wait()
         return self._value
 
-    async def eventual_values(self) -> AsyncIterator[T]:
+    async def eventual_values(self) -> AsyncGenerator[T, None]:
         """The current value, then the latest one after each change (a slow reader skips)."""
         while True:
             seen = self._value

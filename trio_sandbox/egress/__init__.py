@@ -3,10 +3,13 @@
 The sandbox has no network but its loopback; the warden listens inside its network namespace and
 serves :func:`serve_egress_proxy` on that socket. Every destination is judged by an
 :class:`EgressPolicy`, resolved on the host, its addresses vetted (no loopback, LAN or cloud
-metadata unless listed), and dialed by address. Depends only on the stdlib, trio and attrs.
+metadata unless listed), and dialed by address. Depends only on the stdlib, trio, attrs and
+:mod:`trio_sandbox.concurrency` (its byte relay and broadcast value).
 """
 
 from ._environment import proxy_environment as proxy_environment
+from ._errors import DestinationError as DestinationError
+from ._errors import PolicyError as PolicyError
 from ._events import AUDIT_TABLES as AUDIT_TABLES
 from ._events import MAX_DESTINATIONS as MAX_DESTINATIONS
 from ._events import OTHER_DESTINATIONS as OTHER_DESTINATIONS
@@ -18,7 +21,6 @@ from ._events import EventCallback as EventCallback
 from ._events import EventLine as EventLine
 from ._events import Verdict as Verdict
 from ._events import audit_totals as audit_totals
-from ._names import DestinationError as DestinationError
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING
 from ._policy import DEFAULT_PORTS as DEFAULT_PORTS
@@ -28,7 +30,6 @@ from ._policy import Decision as Decision
 from ._policy import Destination as Destination
 from ._policy import DestinationRule as DestinationRule
 from ._policy import EgressPolicy as EgressPolicy
-from ._policy import PolicyError as PolicyError
 from ._policy import RefusalKind as RefusalKind
 from ._policy import Refused as Refused
 from ._policy import RuleKind as RuleKind

@@ -17,6 +17,8 @@ from typing import Final
 import attrs
 import trio
 
+from ..concurrency import AsyncValue
+
 DEFAULT_WINDOW: Final = 1.0
 DEFAULT_MAX_LINES: Final = 20
 
@@ -30,15 +32,13 @@ class DecisionLog:
     max_lines: int = DEFAULT_MAX_LINES
     # The current window's end (inf: no window open), its lines with their repeats, and the
     # decisions past max_lines.
-    _ends_at: float = math.inf
+    _ends_at: AsyncValue[float] = attrs.field(factory=lambda: AsyncValue(math.inf))
     _repeats: dict[str, int] = attrs.field(factory=dict)
     _unlisted: int = 0
-    _opened: trio.Event = attrs.field(factory=trio.Event)
 
     def add(self, line: str) -> None:
-        if self._ends_at == math.inf:
-            self._ends_at = trio.current_time() + self.window
-            self._opened.set()
+        if self._ends_at.value == math.inf:
+            self._ends_at.value = trio.current_time() + self.window
         if line in self._repeats:
             self._repeats[line] += 1
         elif len(self._repeats) < self.max_lines:
@@ -57,16 +57,15 @@ class DecisionLog:
             self.write(f"and {self._unlisted} more decision(s) {span} (not listed one by one)")
         self._repeats.clear()
         self._unlisted = 0
-        self._ends_at = math.inf
-        self._opened = trio.Event()
+        self._ends_at.value = math.inf
 
     async def serve(self) -> None:
         """Close each window when it ends (and the last one when cancelled)."""
         try:
             while True:
-                await self._opened.wait()
-                await trio.sleep_until(self._ends_at)
+                ends_at = await self._ends_at.wait_value(lambda end: end != math.inf)
+                await trio.sleep_until(ends_at)
                 self.close_window()
         finally:
-            if self._ends_at != math.inf:
+            if self._ends_at.value != math.inf:
                 self.close_window()

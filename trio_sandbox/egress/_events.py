@@ -21,6 +21,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import trio
 
+from ..concurrency import AsyncValue
 from ._decision_log import DecisionLog
 from ._names import IPAddress
 from ._policy import RefusalKind, Refused
@@ -134,9 +135,9 @@ class EgressStats:
     _recent_refusals: collections.deque[tuple[float, str]] = attrs.field(
         factory=lambda: collections.deque(maxlen=MAX_RECENT_REFUSALS)
     )
-    # Entries changed since take_changes() last ran, and an event set when there are some.
+    # Entries changed since take_changes() last ran, and whether there are some.
     _changed: dict[tuple[str, str], DestinationCounters] = attrs.field(factory=dict)
-    _change: trio.Event = attrs.field(factory=trio.Event)
+    _pending: AsyncValue[bool] = attrs.field(factory=lambda: AsyncValue(False))
 
     def _entry(self, table: str, key: str) -> AuditEntry:
         entries = self._tables[table]
@@ -151,7 +152,7 @@ class EgressStats:
     def changed(self, entry: AuditEntry) -> None:
         """Mark an entry changed (bytes counted on a connection that closed, say)."""
         self._changed[(entry.table, entry.key)] = entry.counters
-        self._change.set()
+        self._pending.value = True
 
     def record(self, event: EgressEvent) -> AuditEntry:
         """Count ``event``; returns the entry of its destination."""
@@ -187,7 +188,8 @@ class EgressStats:
         return [line for at, line in self._recent_refusals if at >= since]
 
     async def wait_changed(self) -> None:
-        await self._change.wait()
+        """Until some entry changed since :meth:`take_changes` last took them all."""
+        await self._pending.wait_value(bool)
 
     def take_changes(self, limit: int) -> dict[str, Any] | None:
         """At most ``limit`` changed entries (the rest stay for the next call) and the open
@@ -201,8 +203,7 @@ class EgressStats:
         for table, key in list(itertools.islice(self._changed, limit)):
             counters = self._changed.pop((table, key))
             changes.setdefault(table, {})[key] = attrs.asdict(counters)
-        if not self._changed:
-            self._change = trio.Event()
+        self._pending.value = bool(self._changed)
         return changes
 
     def snapshot(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from ._errors import HttpError
+
 MAX_HEAD_BYTES: Final = 65536
 MAX_CHUNK_LINE: Final = 4096
 
@@ -36,15 +38,6 @@ _DIGITS: Final = re.compile(r"[0-9]{1,18}")
 HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"}
 )
-
-
-class HttpError(Exception):
-    """A message this proxy will not pass on: ``status`` is what the client is answered."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status}: {reason}")
-        self.status = status
-        self.reason = reason
 
 
 def field_values(fields: Fields, name: str) -> list[str]:

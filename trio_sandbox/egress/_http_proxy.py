@@ -17,13 +17,14 @@ from typing import Final
 import attrs
 import trio
 
+from ..concurrency import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
+from ._errors import DestinationError, HttpError, RefusalQueryError
 from ._events import EgressEvent, logger
 from ._http_head import (
     MAX_CHUNK_LINE,
     MAX_HEAD_BYTES,
     Body,
     Framing,
-    HttpError,
     RequestHead,
     end_to_end,
     parse_chunk_size,
@@ -33,10 +34,9 @@ from ._http_head import (
     response_body,
     write_head,
 )
-from ._names import DestinationError, parse_port, split_host_port
+from ._names import parse_port, split_host_port
 from ._policy import Allowed, RefusalKind, Refused
-from ._refusals import REFUSALS_PATH, RefusalQueryError, parse_refusals_query, refusals_answer
-from ._relay import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
+from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
 from ._throttle import Throttle
 from ._upstream import Dialer, Upstream
 

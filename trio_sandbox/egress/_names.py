@@ -13,6 +13,8 @@ import re
 import socket
 from typing import Final, TypeAlias
 
+from ._errors import DestinationError
+
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Host: TypeAlias = str | IPAddress  # str: a normalised host name
 
@@ -22,21 +24,6 @@ _PORT = re.compile(r"[0-9]{1,5}")
 # Characters that IDNA 2003 (the stdlib codec) maps away but IDNA 2008 keeps, so the two
 # standards send such a name to different hosts; refused rather than guessed.
 _IDNA_DEVIATIONS: Final = frozenset("\u00df\u03c2\u200c\u200d")
-
-
-class DestinationError(ValueError):
-    """A host, port or address that is not well formed; ``reason`` says what is wrong."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(f"{shown(text)}: {reason}")
-        self.text = text
-        self.reason = reason
-
-
-def shown(text: str, limit: int = 80) -> str:
-    """``text`` quoted for a log line or an error: escaped, and cut if long."""
-    quoted = repr(text[:limit])
-    return quoted if len(text) <= limit else quoted + "..."
 
 
 def parse_host(text: str) -> Host:

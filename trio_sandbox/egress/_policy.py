@@ -21,15 +21,14 @@ from typing import Final, TypeAlias
 import attrs
 
 from ._addresses import is_metadata, special_kind
+from ._errors import DestinationError, PolicyError, shown
 from ._names import (
-    DestinationError,
     Host,
     IPAddress,
     format_destination,
     format_host,
     parse_host,
     parse_port,
-    shown,
     split_host_port,
 )
 from ._suffixes import public_suffixes
@@ -38,17 +37,6 @@ ALLOW_SETTING: Final = "allow_domains"
 DENY_SETTING: Final = "deny_domains"
 DEFAULT_PORTS: Final = frozenset({80, 443})
 _URL_HINT: Final = "write just the host, e.g. 'pypi.org' or 'pypi.org:8443', not a URL"
-
-
-class PolicyError(ValueError):
-    """An entry of ``allow_domains`` or ``deny_domains`` that cannot be a rule, and why."""
-
-    def __init__(self, setting: str, entry: object, reason: str) -> None:
-        text = shown(entry) if isinstance(entry, str) else repr(entry)
-        super().__init__(f"{setting} entry {text}: {reason}")
-        self.setting = setting
-        self.entry = entry
-        self.reason = reason
 
 
 class RuleKind(enum.Enum):

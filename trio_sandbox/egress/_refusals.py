@@ -16,14 +16,11 @@ from typing import Final
 
 import trio
 
+from ._errors import RefusalQueryError
 from ._http_head import write_head
 
 REFUSALS_PATH: Final = "/.well-known/trio-sandbox/egress-refusals"
 _MAX_ANSWER_BYTES: Final = 1 << 16
-
-
-class RefusalQueryError(ValueError):
-    """The query of a refusals request is not ``since=<seconds since the epoch>``."""
 
 
 def refusals_target(since: float) -> str:

@@ -14,13 +14,14 @@ from typing import Final, NoReturn
 
 import trio
 
+from ..concurrency import CAN_SPLICE, BufferedSocket
 from ._decision_log import DEFAULT_WINDOW, DecisionLog
+from ._errors import SocksError
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
 from ._http_proxy import HttpFrontEnd
 from ._policy import EgressPolicy
-from ._relay import CAN_SPLICE, BufferedSocket
 from ._routing import Resolver, system_resolver
-from ._socks import SocksError, connect_socks, read_socks_request
+from ._socks import connect_socks, read_socks_request
 from ._throttle import DEFAULT_BURST, DEFAULT_RATE, Throttle
 from ._upstream import Dialer
 

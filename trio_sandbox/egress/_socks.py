@@ -14,8 +14,9 @@ from typing import Final
 
 import attrs
 
+from ..concurrency import BufferedSocket
+from ._errors import SocksError
 from ._policy import RefusalKind, Refused
-from ._relay import BufferedSocket
 from ._upstream import Dialer, Upstream
 
 VERSION: Final = 5
@@ -36,16 +37,6 @@ REPLY_COMMAND_NOT_SUPPORTED: Final = 0x07
 REPLY_ADDRESS_TYPE_NOT_SUPPORTED: Final = 0x08
 
 _COMMANDS: Final = {0x01: "CONNECT", 0x02: "BIND", 0x03: "UDP ASSOCIATE"}
-
-
-class SocksError(Exception):
-    """A SOCKS message the proxy refuses; ``reply`` is the code to answer with, or None when
-    the peer does not speak SOCKS5 and gets no answer at all."""
-
-    def __init__(self, reply: int | None, reason: str) -> None:
-        super().__init__(reason)
-        self.reply = reply
-        self.reason = reason
 
 
 @attrs.frozen

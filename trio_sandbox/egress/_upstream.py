@@ -11,10 +11,10 @@ import types
 import attrs
 import trio
 
+from ..concurrency import BufferedSocket, relay_tunnel
 from ._events import AuditEntry, EgressEvent, EgressStats, EventSink
 from ._names import IPAddress
 from ._policy import Allowed, Destination, EgressPolicy, RefusalKind, Refused
-from ._relay import BufferedSocket, relay_tunnel
 from ._routing import Connected, Resolver, Route, dial, find_route
 
 

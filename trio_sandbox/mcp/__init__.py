@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..concurrency import lazy_exports
+from ..program import lazy_exports
 from .protocol import CONNECTION_CLOSED as CONNECTION_CLOSED
 from .protocol import HANDSHAKE_VERSIONS as HANDSHAKE_VERSIONS
 from .protocol import HEADER_MISMATCH as HEADER_MISMATCH

@@ -24,6 +24,7 @@ from ..mcp import (
     serve_stdio,
     stdio_transport,
 )
+from ..program import VERSION
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
@@ -40,7 +41,7 @@ from ._spec import (
 from ._upstream import Upstream
 from ._upstream_state import UpstreamStatus
 
-PROXY_INFO = Implementation("trio-sandbox-proxy", "0.1.0")
+PROXY_INFO = Implementation("trio-sandbox-proxy", VERSION)
 
 
 # Every client of a face shares one identity (the run's client bundle or token), so the bounds per

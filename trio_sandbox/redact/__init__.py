@@ -9,21 +9,21 @@ can be restored. This package depends on nothing else of trio_sandbox.
 
 from __future__ import annotations
 
-from ._re2 import UntranslatableRegex as UntranslatableRegex
+from ._errors import KnownSecretTooShort as KnownSecretTooShort
+from ._errors import RedactionError as RedactionError
+from ._errors import RedactionTimeout as RedactionTimeout
+from ._errors import RuleSetError as RuleSetError
+from ._errors import UntranslatableRegex as UntranslatableRegex
 from ._re2 import translate_re2 as translate_re2
 from ._redactor import MAX_JSON_DEPTH as MAX_JSON_DEPTH
 from ._redactor import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._redactor import PLACEHOLDER as PLACEHOLDER
 from ._redactor import JsonLike as JsonLike
 from ._redactor import JsonValue as JsonValue
-from ._redactor import KnownSecretTooShort as KnownSecretTooShort
-from ._redactor import RedactionError as RedactionError
-from ._redactor import RedactionTimeout as RedactionTimeout
 from ._redactor import SecretRedactor as SecretRedactor
 from ._rules import Allowlist as Allowlist
 from ._rules import Rule as Rule
 from ._rules import RuleSet as RuleSet
-from ._rules import RuleSetError as RuleSetError
 from ._rules import SkippedRule as SkippedRule
 from ._rules import default_rules as default_rules
 from ._rules import default_rules_loaded as default_rules_loaded

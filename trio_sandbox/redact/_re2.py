@@ -24,6 +24,8 @@ from typing import Final
 
 import attrs
 
+from ._errors import UntranslatableRegex
+
 FLAGS: Final = re.ASCII
 
 _POSIX_CLASSES: Final = {
@@ -49,10 +51,6 @@ _CONTROLS: Final = {"a": "\a", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": 
 _REPEAT: Final = re.compile(r"\{(\d+)(,(\d*))?\}")
 _FLAG_GROUP: Final = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
 _NAMED_GROUP: Final = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
-
-
-class UntranslatableRegex(ValueError):
-    """An RE2 pattern that has no Python ``re`` equivalent; the message says which part."""
 
 
 @attrs.define(eq=False)

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
+from ._errors import KnownSecretTooShort, RedactionError, RedactionTimeout
 from ._keywords import StringIndex
 from ._rules import RuleSet, default_rules
 
@@ -61,23 +62,6 @@ _Steps: TypeAlias = Generator[None, None, str]
 _Scanned: TypeAlias = "list[tuple[str, list[_Span]]]"
 _TextSteps: TypeAlias = Callable[[str], _Steps]
 _T = TypeVar("_T")
-
-
-class RedactionError(Exception):
-    """A text or JSON value could not be checked for secrets; do not pass it on."""
-
-
-class RedactionTimeout(RedactionError):
-    """Scanning one text (or every string of one JSON value) took longer than the redactor
-    allows. Python's regex engine backtracks, and some rules are slow on some texts (thousands
-    of "curl" on one line): a text can be made slow to scan. The text was not redacted; do not
-    pass it on."""
-
-
-class KnownSecretTooShort(ValueError):
-    """A value given as a known secret is shorter than :data:`MIN_KNOWN_SECRET_LENGTH`: it cannot
-    be redacted wherever it appears without hiding ordinary text, so it is refused, never
-    silently left in clear."""
 
 
 @attrs.define(eq=False)

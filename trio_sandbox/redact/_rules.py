@@ -34,7 +34,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._re2 import FLAGS, UntranslatableRegex, compile_re2, compile_translated, translate_re2
+from ._errors import RuleSetError, UntranslatableRegex
+from ._re2 import FLAGS, compile_re2, compile_translated, translate_re2
 
 logger = logging.getLogger("trio_sandbox.redact")
 
@@ -46,10 +47,6 @@ _BARE_FLAGS: Final = re.compile(r"\(\?[ims]+\)")
 _FLAG_GROUP_OPEN: Final = re.compile(r"\(\?[ims]*(?:-[ims]+)?:")
 _MAX_PREFIXES: Final = 64
 _TARGETS: Final[dict[str, AllowlistTarget]] = {"secret": "secret", "match": "match", "line": "line"}
-
-
-class RuleSetError(ValueError):
-    """A rule-set file that is not valid TOML or not shaped like a gitleaks configuration."""
 
 
 @attrs.frozen

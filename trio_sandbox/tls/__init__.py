@@ -3,10 +3,13 @@
 from ._bundle import ClientBundlePaths as ClientBundlePaths
 from ._bundle import load_client_ssl_context as load_client_ssl_context
 from ._ca_block import CaBlock as CaBlock
-from ._ca_block import CaBlockError as CaBlockError
 from ._ca_block import CaBlockParser as CaBlockParser
 from ._ca_block import format_ca_block as format_ca_block
 from ._ca_block import read_ca_block as read_ca_block
+from ._errors import CaBlockError as CaBlockError
+from ._errors import NotAPrivateDirectoryError as NotAPrivateDirectoryError
+from ._errors import UnsafeKeyPlaceError as UnsafeKeyPlaceError
+from ._errors import UnusableCaError as UnusableCaError
 from ._identity import DEFAULT_SERVER_HOSTNAMES as DEFAULT_SERVER_HOSTNAMES
 from ._identity import HTTP_ALPN_PROTOCOLS as HTTP_ALPN_PROTOCOLS
 from ._identity import CertificateChain as CertificateChain

@@ -12,6 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ._errors import NotAPrivateDirectoryError, UnsafeKeyPlaceError
+
 CA_FILE_NAME = "ca.pem"
 CLIENT_CERT_FILE_NAME = "client.pem"
 CLIENT_KEY_FILE_NAME = "client.key"
@@ -43,9 +45,9 @@ def _make_private_directory(directory: pathlib.Path) -> None:
     except FileExistsError:
         info = os.lstat(directory)
         if not stat.S_ISDIR(info.st_mode):
-            raise NotADirectoryError(f"{directory} exists and is not a directory") from None
+            raise NotAPrivateDirectoryError(f"{directory} exists and is not a directory") from None
         if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-            raise PermissionError(
+            raise UnsafeKeyPlaceError(
                 f"{directory} already exists but is not a private directory "
                 "(it must be ours with mode 0700) - refusing to put a private key there"
             ) from None
@@ -94,7 +96,7 @@ def load_client_ssl_context(bundle_directory: str | os.PathLike[str]) -> ssl.SSL
     paths = ClientBundlePaths.in_directory(bundle_directory)
     key_mode = stat.S_IMODE(os.stat(paths.client_key).st_mode)
     if key_mode & 0o077:
-        raise PermissionError(
+        raise UnsafeKeyPlaceError(
             f"{paths.client_key} has mode {key_mode:04o}; a private key must be 0600 or stricter"
         )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

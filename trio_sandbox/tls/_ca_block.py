@@ -19,12 +19,9 @@ import attrs
 from cryptography import x509
 
 from ..contract import CA_BLOCK_BEGIN, CA_BLOCK_END, STARTED_LINE_PREFIX
+from ._errors import CaBlockError
 
 _PEM_CERTIFICATE_BEGIN = "-----BEGIN CERTIFICATE-----"
-
-
-class CaBlockError(ValueError):
-    """The CA block is missing, unfinished, empty, nested or does not hold a certificate."""
 
 
 @attrs.frozen

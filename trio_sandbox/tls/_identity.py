@@ -10,6 +10,7 @@ import attrs
 from cryptography import x509
 
 from ._bundle import ClientBundlePaths, write_client_bundle
+from ._errors import UnusableCaError
 from ._key_loading import load_leaf_into_context
 from ._x509 import IssuedLeaf, LeafRole, certificate_pem, issue_leaves
 
@@ -25,14 +26,14 @@ def _checked_ca_pem(ca_pem: str) -> str:
     try:
         certificates = x509.load_pem_x509_certificates(ca_pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as error:
-        raise ValueError(f"trusted CA is not a PEM X.509 certificate: {error}") from None
+        raise UnusableCaError(f"trusted CA is not a PEM X.509 certificate: {error}") from None
     for certificate in certificates:
         try:
             constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
         except x509.ExtensionNotFound:
             continue  # legacy CA without the extension; OpenSSL decides
         if not constraints.value.ca:
-            raise ValueError("trusted CA certificate is not a CA (basicConstraints CA:false)")
+            raise UnusableCaError("trusted CA certificate is not a CA (basicConstraints CA:false)")
     return ca_pem
 
 

@@ -4,6 +4,9 @@ Tools keep the names and parameters of the original tool server so agents writte
 working. The transport (mTLS, Streamable HTTP, WebSocket) is wired elsewhere.
 """
 
+from ._errors import SpawnError as SpawnError
+from ._errors import ToolServerOptionsError as ToolServerOptionsError
+from ._errors import ToolServerWedged as ToolServerWedged
 from ._file_common import split_lines as split_lines
 from ._file_view import glob_regex as glob_regex
 from ._limits import ToolLimits as ToolLimits
@@ -16,9 +19,6 @@ from ._output import clean_text as clean_text
 from ._passwords import generate_password as generate_password
 from ._process import (
     ShellExit as ShellExit,
-)
-from ._process import (
-    SpawnError as SpawnError,
 )
 from ._process import (
     run_shell as run_shell,

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError
+from ._errors import SpawnError
 from ._limits import ToolLimits
 from ._network_notes import NetworkNotes
 from ._output import TailBuffer
-from ._process import CommandProcesses, SpawnError, run_shell
+from ._process import CommandProcesses, run_shell
 from ._schema import object_schema, timeout_property
 
 

@@ -21,7 +21,7 @@ from typing import NoReturn
 import attrs
 import trio
 
-from ..concurrency import exit_now, single_error
+from ..concurrency import run_until_signalled
 from ..contract import (
     CLIENT_CA_VARIABLE,
     MCP_PORT_VARIABLE,
@@ -29,10 +29,11 @@ from ..contract import (
     SKIP_WARDEN_VARIABLE,
 )
 from ..mcp import HttpSettings, McpHttpApp, serve_http
+from ..program import exit_now
 from ..tls import MtlsIdentity, format_ca_block
+from ._errors import ToolServerOptionsError, ToolServerWedged
 from ._limits import ToolLimits
 from ._sandbox_limits import limits_from_environ
-from ._tasks import ToolServerWedged
 from ._toolset import open_tool_server
 
 logger = logging.getLogger("trio_sandbox.tools")
@@ -47,10 +48,6 @@ class ToolServerOptions:
     bind: str
     client_ca_pem: str | None
     workdir: Path | None
-
-
-class UsageError(Exception):
-    pass
 
 
 def default_bind(environ: Mapping[str, str]) -> str:
@@ -78,22 +75,22 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> ToolServer
     args = parser.parse_args(argv)
     port = args.port
     if port is not None and not 0 <= port <= 65535:
-        raise UsageError(f"--port must be a port number, not {port}")
+        raise ToolServerOptionsError(f"--port must be a port number, not {port}")
     if port is None:
         raw = environ.get(MCP_PORT_VARIABLE, "0")
         if not raw.isdigit() or int(raw) > 65535:
-            raise UsageError(f"${MCP_PORT_VARIABLE} must be a port number, not {raw!r}")
+            raise ToolServerOptionsError(f"${MCP_PORT_VARIABLE} must be a port number, not {raw!r}")
         port = int(raw)
     client_ca = environ.get(CLIENT_CA_VARIABLE) or None
     bind = args.bind or default_bind(environ)
     if client_ca is None:
         if not args.plain_http:
-            raise UsageError(
+            raise ToolServerOptionsError(
                 f"${CLIENT_CA_VARIABLE} is not set: refusing to serve without client certificates "
                 "(pass --plain-http to serve plain HTTP on loopback for development)"
             )
         if args.bind is not None and args.bind not in ("127.0.0.1", "::1", "localhost"):
-            raise UsageError("--plain-http serves on loopback only")
+            raise ToolServerOptionsError("--plain-http serves on loopback only")
         bind = "127.0.0.1" if args.bind is None else args.bind
     return ToolServerOptions(port, bind, client_ca, args.workdir)
 
@@ -107,14 +104,17 @@ class ServerTls:
 
 
 def server_tls(options: ToolServerOptions) -> ServerTls | None:
-    """A fresh server identity, or None for plain HTTP; UsageError for an unusable client CA."""
+    """A fresh server identity, or None for plain HTTP; ToolServerOptionsError for an unusable
+    client CA."""
     if options.client_ca_pem is None:
         return None
     identity = MtlsIdentity.generate_server()
     try:
         context = identity.server_ssl_context(options.client_ca_pem)
     except (ValueError, ssl.SSLError) as exc:
-        raise UsageError(f"${CLIENT_CA_VARIABLE} is not a usable CA certificate: {exc}") from None
+        raise ToolServerOptionsError(
+            f"${CLIENT_CA_VARIABLE} is not a usable CA certificate: {exc}"
+        ) from None
     return ServerTls(identity, context)
 
 
@@ -175,15 +175,19 @@ async def _announce(text: str, stream: trio.abc.SendStream | None) -> None:
 
 
 async def _run(options: ToolServerOptions, tls: ServerTls | None) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, single_error():
+    async def serve() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                functools.partial(serve_tool_server, options, tls=tls, subreaper=True)
-            )
-            async for signum in signals:
-                logger.info("%s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+            # A stop signal waits for the start: the host then reads a whole announcement.
+            with trio.CancelScope(shield=True):
+                await nursery.start(
+                    functools.partial(serve_tool_server, options, tls=tls, subreaper=True)
+                )
+            await trio.sleep_forever()
+
+    def stopping(signum: int) -> None:
+        logger.info("%s: shutting down", signal.Signals(signum).name)
+
+    await run_until_signalled(serve, on_signal=stopping)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
         tls = server_tls(options)
-    except UsageError as exc:
+    except ToolServerOptionsError as exc:
         print(f"trio-sandbox-tools: {exc}", file=sys.stderr)
         return 2
     try:

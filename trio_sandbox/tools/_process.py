@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from ..concurrency import (
+    AsyncValue,
     descendants,
     memfd_holding,
     process_table,
@@ -34,6 +35,7 @@ from ..concurrency import (
     single_error,
 )
 from ..contract import LimitsInForce
+from ._errors import SpawnError
 from ._output import TailBuffer
 from ._sandbox_limits import (
     NO_LIMITS_SAID,
@@ -65,10 +67,6 @@ _KEEPER_RUN = (
 # Prepended to every script (on its first line, so line numbers hold): the script's own fd is
 # the shell's business, not the command's.
 _SCRIPT_PREFIX = b"exec 3<&-; "
-
-
-class SpawnError(Exception):
-    """The shell could not be started; the message says why, naming the limit that was hit."""
 
 
 @attrs.frozen
@@ -134,8 +132,7 @@ class CommandProcesses:
     # Spawns and reclaims take turns: a keeper forked but not yet registered is not a leftover.
     _lock: trio.Lock = attrs.field(factory=trio.Lock)
     # Why this tool server cannot start processes any more, once it knows it cannot.
-    wedged: str | None = None
-    _wedged_event: trio.Event = attrs.field(factory=trio.Event)
+    _wedged: AsyncValue[str | None] = attrs.field(factory=lambda: AsyncValue(None))
 
     def __attrs_post_init__(self) -> None:
         load_prctl()  # here: the keeper's preexec_fn runs between fork and exec
@@ -143,9 +140,9 @@ class CommandProcesses:
             become_subreaper()
 
     async def wait_wedged(self) -> str:
-        await self._wedged_event.wait()
-        assert self.wedged is not None
-        return self.wedged
+        reason = await self._wedged.wait_value(lambda reason: reason is not None)
+        assert reason is not None
+        return reason
 
     def _leftovers(self, table: dict[int, tuple[int, str]]) -> Collection[int]:
         me = os.getpid()
@@ -240,12 +237,11 @@ class CommandProcesses:
                 f"; {len(self.keepers)} running command(s) or task(s) hold the rest:"
                 " cancel some (get_all_tasks lists the tasks)"
             )
-        elif self.wedged is None:
+        elif self._wedged.value is None:
             # Nothing of the commands' is left, and still nothing can start: the limit is the
             # tool server's own (a command may have lowered it with prlimit). Only a fresh
             # sandbox helps; the tool server's owner ends it.
-            self.wedged = message
-            self._wedged_event.set()
+            self._wedged.value = message
         return SpawnError(message)
 
     async def _spawn_once(

@@ -17,9 +17,10 @@ import trio
 from ..concurrency import single_error
 from ..mcp import CallToolResult, McpServer, RequestContext, Tool, ToolError, ToolHandler
 from ._commands import command_property, command_script
+from ._errors import SpawnError, ToolServerWedged
 from ._limits import DEFAULT_LIMITS, ToolLimits
 from ._output import TailBuffer, clean_text
-from ._process import CommandProcesses, ShellExit, SpawnError, run_shell
+from ._process import CommandProcesses, ShellExit, run_shell
 from ._schema import object_schema, timeout_property
 
 
@@ -156,10 +157,6 @@ class TaskManager:
         task = self.get(task_id)
         task.cancel_scope.cancel()
         return task
-
-
-class ToolServerWedged(Exception):
-    """The tool server cannot start processes even with nothing of the commands' left running."""
 
 
 async def _end_when_wedged(processes: CommandProcesses) -> None:

@@ -7,15 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..mcp import Implementation, McpServer
+from ..program import VERSION as VERSION  # the tool server names it in its handshake
 from ._commands import register_command_tools
 from ._files import register_file_tools
 from ._limits import DEFAULT_LIMITS, ToolLimits
 from ._passwords import register_password_tool
 from ._tasks import TaskManager, open_task_manager, register_task_tools
-
-# Kept in step with pyproject.toml by hand: importlib.metadata would scan sys.path at every
-# start of the tool server (tests/tools/test_tool_server_main.py checks they agree).
-VERSION = "0.1.0"
 
 INSTRUCTIONS = (
     "Tools that run shell commands and read and edit files inside a sandbox. Relative paths"

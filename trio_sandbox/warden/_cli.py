@@ -6,12 +6,11 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import NoReturn
 
 import attrs
 
-from ..concurrency import exit_now
+from ..concurrency import record_early_signals
 from ..contract import (
     ENV_FD_OPTION,
     LIMIT_KINDS,
@@ -23,6 +22,7 @@ from ..contract import (
     Volume,
     default_tool_server_command,
 )
+from ..program import exit_now
 from ._choice import BACKEND_CHOICES, BACKENDS, choose_backend
 from ._errors import ReportFdError, WrapRequestError
 from ._limits import default_limits
@@ -185,13 +185,7 @@ def parse_limits(options: argparse.Namespace) -> ResourceLimits:
 def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
     backend = BACKENDS[choose_backend(spec)]
     # Until Trio takes over, stop signals are only recorded (then honoured at once).
-    early_signals: list[int] = []
-
-    def record(signum: int, _frame: FrameType | None) -> None:
-        early_signals.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, record)
+    early_signals = record_early_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     if spec.network == "host" and backend.isolates:
         print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
     # Before importing Trio: bubblewrap boots while the warden's own imports run, and a

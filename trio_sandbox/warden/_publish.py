@@ -4,13 +4,13 @@ The sandbox has no network but its own loopback, so the warden opens the inner e
 connection inside the sandbox's network namespace, with a socket the namespace helper made there
 (:mod:`._netns`); the same works as root and as an ordinary user, and needs nothing inside the
 image and no shared directory. After that it is an ordinary socket of the warden, relayed by Trio
-tasks in the warden's nursery.
+tasks in the warden's nursery, through the package's one byte relay (splicing where the kernel
+allows, as the egress proxy's tunnels do).
 """
 
 from __future__ import annotations
 
 import array
-import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,11 +18,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
+from ..concurrency import BufferedSocket, relay_tunnel
 from ._errors import NamespaceError
 from ._netns import NetnsHelper
 from ._spec import PortSpec
-
-_RELAY_CHUNK = 65536
 
 Connector = Callable[[int], Awaitable[trio.SocketStream]]
 
@@ -122,22 +121,14 @@ async def serve_relays(
             )
 
 
-async def _pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        while data := await source.receive_some(_RELAY_CHUNK):
-            await sink.send_all(data)
-        await sink.send_eof()
-
-
 async def _relay(client: trio.SocketStream, connect: Connector, container_port: int) -> None:
     async with client:
         try:
             inner = await connect(container_port)
         except OSError:
             return  # nothing listens inside (yet): the client sees a closed connection
-        async with inner, trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, client, inner)
-            nursery.start_soon(_pump, inner, client)
+        async with inner:
+            await relay_tunnel(BufferedSocket(client), BufferedSocket(inner))
 
 
 async def serve_published_port(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...concurrency import lazy_exports
+from ...program import lazy_exports
 from ._client import McpClient as McpClient
 from ._client import NotificationHandler as NotificationHandler
 from ._client import ProgressCallback as ProgressCallback

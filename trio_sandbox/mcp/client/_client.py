@@ -16,6 +16,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import trio
 
+from ...program import VERSION
 from ..protocol import _versions as versions
 from ..protocol._errors import McpConnectionError, McpError, McpHttpStatusError
 from ..protocol._headers import encode_header_value, header_parameters
@@ -50,7 +51,7 @@ ServerRequestHandler: TypeAlias = Callable[[JsonObject], Awaitable[JsonObject]]
 NotificationHandler: TypeAlias = Callable[[Notification], Awaitable[None]]
 ProgressCallback: TypeAlias = Callable[[float, float | None, str | None], Awaitable[None]]
 
-DEFAULT_CLIENT_INFO: Final = Implementation("trio-sandbox-mcp-client", "0.1.0")
+DEFAULT_CLIENT_INFO: Final = Implementation("trio-sandbox-mcp-client", VERSION)
 # Bounds a server that keeps answering "input required" (stateless-era multi-round requests).
 _MAX_INPUT_ROUNDS: Final = 16
 _CANCEL_NOTICE_TIMEOUT: Final = 5.0

@@ -1,5 +1,6 @@
-"""Moving bytes: a socket with a read-ahead buffer, bounded pumps, and the two-way tunnel.
+"""The one byte relay: a socket with a read-ahead buffer, bounded pumps, the two-way tunnel.
 
+The egress proxy's tunnels and bodies and the warden's published ports all move bytes here.
 Every pump holds at most one bounded chunk in the process at a time, so memory per tunnel does
 not depend on how fast either side reads. On Linux the pumps move data with ``splice(2)`` through
 a pipe the kernel owns (socket -> pipe -> socket), which skips two copies through Python and is
@@ -19,9 +20,12 @@ from typing import Final
 import attrs
 import trio
 
+from ._errors import CannotSplice, LineTooLong, StreamEnded
+
 RECEIVE_CHUNK: Final = 65536  # reads while looking for a request head or a chunk line
 RELAY_CHUNK: Final = 262144  # the most a copying pump holds at once
 PIPE_SIZE: Final = 1 << 20  # what a splicing pump asks the kernel for (pipe-max-size)
+PIPE_KEPT_IDLE: Final = 1.0  # seconds an idle splicing pump keeps its pipe
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CAN_SPLICE: Final = hasattr(os, "splice")
@@ -30,12 +34,15 @@ ByteCounter = Callable[[int], None]
 _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-class StreamEnded(Exception):
-    """The peer closed its side before the bytes that had to come."""
+def _uncounted(_count: int) -> None:
+    pass
 
 
-class LineTooLong(Exception):
-    """No delimiter within the allowed length."""
+async def _readable_within(sock: trio.socket.SocketType, seconds: float) -> bool:
+    with trio.move_on_after(seconds):
+        await trio.lowlevel.wait_readable(sock)
+        return True
+    return False
 
 
 @attrs.define(eq=False)
@@ -79,10 +86,6 @@ class BufferedSocket:
         return self.take(size)
 
 
-class _CannotSplice(Exception):
-    """splice(2) refused this pair of sockets before moving anything."""
-
-
 @attrs.define(eq=False)
 class Pump:
     """Moves bytes from one socket (its buffer first) to another, splicing where it can."""
@@ -107,7 +110,7 @@ class Pump:
             try:
                 await self._splice(source.stream, sink, count, left)
                 return
-            except _CannotSplice:
+            except CannotSplice:
                 self.zero_copy = False
         while left is None or left > 0:
             data = await source.stream.receive_some(
@@ -147,7 +150,7 @@ class Pump:
                     pass
                 except OSError as error:
                     if not spliced and error.errno in (errno.EINVAL, errno.ENOSYS):
-                        raise _CannotSplice from error
+                        raise CannotSplice from error
                     raise
                 else:
                     spliced = moved = True
@@ -171,9 +174,11 @@ class Pump:
                 await trio.lowlevel.checkpoint()  # a busy pump never blocks: stay cancellable
             elif in_pipe:
                 await trio.lowlevel.wait_writable(sink.socket)
-            else:
+            elif not await _readable_within(source.socket, PIPE_KEPT_IDLE):
                 # An idle tunnel holds no pipe: pipes count against the user's pipe quota
-                # (pipe-user-pages-soft), and a hundred idle tunnels must not exhaust it.
+                # (pipe-user-pages-soft), and a hundred idle tunnels must not exhaust it. A
+                # short pause keeps it: a conversation of small messages (a tool call) would
+                # otherwise make and resize a pipe for every message.
                 self.close()
                 await trio.lowlevel.wait_readable(source.socket)
                 read_end, write_end = self._pipe_fds()
@@ -197,12 +202,13 @@ async def relay_tunnel(
     client: BufferedSocket,
     upstream: BufferedSocket,
     *,
-    sent: ByteCounter,
-    received: ByteCounter,
-    zero_copy: bool,
+    sent: ByteCounter = _uncounted,
+    received: ByteCounter = _uncounted,
+    zero_copy: bool = True,
 ) -> None:
     """Both directions until both ends have closed; an end of stream is passed on as a
-    half-close, and a broken side ends both directions."""
+    half-close, and a broken side ends both directions. ``sent`` counts the bytes from
+    ``client`` to ``upstream``, ``received`` the other way."""
 
     async def one_way(source: BufferedSocket, sink: BufferedSocket, count: ByteCounter) -> None:
         pump = Pump(zero_copy and CAN_SPLICE)
