@@ -15,6 +15,7 @@ from typing import Final, NoReturn
 import trio
 
 from ._decision_log import DEFAULT_WINDOW, DecisionLog
+from ._dial import Dialer
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
 from ._http_proxy import HttpFrontEnd
 from ._policy import EgressPolicy
@@ -22,7 +23,6 @@ from ._relay import CAN_SPLICE, BufferedSocket
 from ._routing import Resolver, system_resolver
 from ._socks import SocksError, connect_socks, read_socks_request
 from ._throttle import DEFAULT_BURST, DEFAULT_RATE, Throttle
-from ._upstream import Dialer
 
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_IDLE_TIMEOUT: Final = 60.0
