@@ -424,15 +424,6 @@ class Upstream:
             target = await self.route(ctx)
             if target is not None:
                 return await target.forward(method, params, ctx)
-        self.calls_in_flight += 1
-        try:
-            return await self._forward_here(method, params, ctx)
-        finally:
-            self.calls_in_flight -= 1
-
-    async def _forward_here(
-        self, method: str, params: JsonObject, ctx: RequestContext | None
-    ) -> JsonObject:
         forwarded = dict(params)
         meta = forwarded.pop("_meta", None)
         forwarded_meta = {
@@ -460,7 +451,11 @@ class Upstream:
                 sent["_meta"] = wanted_meta
             return await client.request(method, sent, progress=progress)
 
-        result = await self._with_session(operation, call)
+        self.calls_in_flight += 1
+        try:
+            result = await self._with_session(operation, call)
+        finally:
+            self.calls_in_flight -= 1
         return {key: value for key, value in result.items() if key not in _ERA_RESULT_KEYS}
 
     async def ping(self) -> None:
