@@ -150,7 +150,10 @@ class ProxyServer:
         self.remerge()
 
     def remerge(self) -> None:
-        self._snapshot = _merge(list(self.upstreams.values()))
+        merged = _merge(list(self.upstreams.values()))
+        if merged != self._snapshot:
+            # Otherwise the last view stays, its objects with it: the same until it changes.
+            self._snapshot = merged
         for upstream in self.upstreams.values():
             upstream.collisions = tuple(
                 str(c) for c in self._snapshot.collisions.values() if upstream.name in c.upstreams
