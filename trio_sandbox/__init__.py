@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The base of every error a user can meet; the contract is standard library only, so this costs
+# nothing at start-up.
+from .contract import SandboxError as SandboxError
+
 if TYPE_CHECKING:
     from .sandbox import Sandbox as Sandbox
     from .sandbox import SandboxConfig as SandboxConfig
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Sandbox",
     "SandboxConfig",
+    "SandboxError",
     "SandboxFailed",
     "SandboxHealth",
     "SandboxMode",

@@ -232,7 +232,7 @@ async def test_list_changed_upstream_refreshes_and_notifies_downstream() -> None
             proxy.http_url, protocol_version="2025-11-25", on_notification=on_notification
         ) as client,
     ):
-        assert "one__late" not in [tool["name"] for tool in proxy.server.listed_tools]
+        assert "one__late" not in [tool.name for tool in proxy.server.tools]
         await trio.sleep(0.2)  # the downstream GET stream is open
 
         @one.tool("late")
@@ -242,7 +242,7 @@ async def test_list_changed_upstream_refreshes_and_notifies_downstream() -> None
         await one.notify_list_changed("tools")
         with trio.fail_after(5):
             await changed.wait()
-        assert "one__late" in [tool["name"] for tool in proxy.server.listed_tools]
+        assert "one__late" in [tool.name for tool in proxy.server.tools]
         assert "one__late" in [tool.name for tool in await client.list_tools()]
 
 

@@ -60,6 +60,22 @@ async def test_start_publishes_a_healthy_first_generation(autojump_clock: Any) -
     assert launcher.current.stopped.is_set()
 
 
+async def test_tools_are_the_same_objects_until_the_listing_changes(autojump_clock: Any) -> None:
+    launcher = FakeLauncher()
+    async with fake_sandbox(launcher) as sandbox:
+        tools = sandbox.tools
+        assert sandbox.tools is tools  # a read builds nothing
+        await sandbox.list_tools()  # a listing that finds no change keeps them
+        assert sandbox.tools is tools
+
+        @launcher.current.server.tool("late", input_schema={"type": "object", "properties": {}})
+        async def late(arguments: dict[str, Any], ctx: Any) -> str:
+            return ""
+
+        await sandbox.list_tools()
+        assert [tool.name for tool in sandbox.tools] == ["block", "echo", "late"]
+
+
 async def test_probes_every_interval_and_count_successes(autojump_clock: Any) -> None:
     launcher = FakeLauncher()
     async with fake_sandbox(launcher) as sandbox:

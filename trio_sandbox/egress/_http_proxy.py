@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from ..concurrency import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
+from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError, RefusalQueryError
 from ._events import EgressEvent, logger
 from ._http_head import (
@@ -38,7 +39,6 @@ from ._names import parse_port, split_host_port
 from ._policy import Allowed, RefusalKind, Refused
 from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
 from ._throttle import Throttle
-from ._upstream import Dialer, Upstream
 
 CONNECTION_ESTABLISHED: Final = b"HTTP/1.1 200 Connection established\r\n\r\n"
 LINGER_SECONDS: Final = 2.0
@@ -114,7 +114,7 @@ def refusal_response(refusal: Refused, *, close: bool) -> bytes:
     )
 
 
-def _still_open(upstream: Upstream) -> bool:
+def _still_open(upstream: OutboundConnection) -> bool:
     """Whether a kept upstream connection can carry another request: an idle connection has
     nothing to read, so readable means closed (or unsolicited bytes): not reusable."""
     if upstream.socket.buffer:
@@ -154,7 +154,7 @@ class HttpFrontEnd:
 
     async def serve(self, client: BufferedSocket, accepted_at: float) -> None:
         """Requests until the client closes, a request says close, or one becomes a tunnel."""
-        upstream: Upstream | None = None
+        upstream: OutboundConnection | None = None
         head_deadline: float | None = accepted_at + self.handshake_timeout
         first_byte_deadline = accepted_at + self.handshake_timeout
         try:
@@ -231,8 +231,8 @@ class HttpFrontEnd:
             await outcome.tunnel(client, zero_copy=self.zero_copy)
 
     async def _forward(
-        self, client: BufferedSocket, head: RequestHead, upstream: Upstream | None
-    ) -> tuple[bool, Upstream | None]:
+        self, client: BufferedSocket, head: RequestHead, upstream: OutboundConnection | None
+    ) -> tuple[bool, OutboundConnection | None]:
         """One absolute-form request; whether the client connection goes on, and the upstream
         connection to keep for the next request."""
         if head.method == "GET" and head.target.partition("?")[0] == REFUSALS_PATH:
@@ -252,7 +252,7 @@ class HttpFrontEnd:
         decision = self.dialer.judge("http", target.host, target.port)
         if isinstance(decision, Refused):
             return await _refuse(client, decision, keep=keep_after_refusal), upstream
-        opened = await self._upstream_for(decision, upstream)
+        opened = await self._outbound_for(decision, upstream)
         if isinstance(opened, Refused):
             return await _refuse(client, opened, keep=keep_after_refusal), None
         upstream = opened
@@ -270,7 +270,9 @@ class HttpFrontEnd:
             return outcome.keep_client, None
         return outcome.keep_client, upstream
 
-    async def _upstream_for(self, allowed: Allowed, kept: Upstream | None) -> Upstream | Refused:
+    async def _outbound_for(
+        self, allowed: Allowed, kept: OutboundConnection | None
+    ) -> OutboundConnection | Refused:
         if kept is not None:
             if kept.destination == allowed.destination and _still_open(kept):
                 event = EgressEvent(
@@ -287,7 +289,7 @@ class HttpFrontEnd:
         head: RequestHead,
         target: AbsoluteTarget,
         body: Body,
-        upstream: Upstream,
+        upstream: OutboundConnection,
     ) -> _Exchange:
         state = _Exchange()
         request_head = write_head(
@@ -320,7 +322,11 @@ class HttpFrontEnd:
         return state
 
     async def _relay_response(
-        self, client: BufferedSocket, head: RequestHead, upstream: Upstream, state: _Exchange
+        self,
+        client: BufferedSocket,
+        head: RequestHead,
+        upstream: OutboundConnection,
+        state: _Exchange,
     ) -> None:
         source = upstream.socket
         try:

@@ -16,6 +16,7 @@ import trio
 
 from ..concurrency import CAN_SPLICE, BufferedSocket
 from ._decision_log import DEFAULT_WINDOW, DecisionLog
+from ._dial import Dialer
 from ._errors import SocksError
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
 from ._http_proxy import HttpFrontEnd
@@ -23,7 +24,6 @@ from ._policy import EgressPolicy
 from ._routing import Resolver, system_resolver
 from ._socks import connect_socks, read_socks_request
 from ._throttle import DEFAULT_BURST, DEFAULT_RATE, Throttle
-from ._upstream import Dialer
 
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_IDLE_TIMEOUT: Final = 60.0

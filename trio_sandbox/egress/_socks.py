@@ -15,9 +15,9 @@ from typing import Final
 import attrs
 
 from ..concurrency import BufferedSocket
+from ._dial import Dialer, OutboundConnection
 from ._errors import SocksError
 from ._policy import RefusalKind, Refused
-from ._upstream import Dialer, Upstream
 
 VERSION: Final = 5
 METHOD_NO_AUTH: Final = 0x00
@@ -140,7 +140,7 @@ async def read_socks_request(client: BufferedSocket) -> SocksRequest | None:
 
 async def connect_socks(
     client: BufferedSocket, request: SocksRequest, dialer: Dialer
-) -> Upstream | None:
+) -> OutboundConnection | None:
     """Judge and open the request's destination and answer the client: the upstream to relay
     to, or None after a refusal was sent."""
     decision = dialer.judge("socks5", request.host, request.port)

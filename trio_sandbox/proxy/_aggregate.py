@@ -4,40 +4,41 @@ upstreams'.
 The proxy does not subclass the server: it routes the methods it answers itself (listings,
 calls, reads, subscriptions, completions) through the server's method table and leaves the rest
 (the handshake, ping, logging, the proxy's own resources) to the server's built-in handlers.
-Names are prefixed per upstream (:mod:`._names`); listings fan out to every upstream at once, each
-bounded by its own timeout, and calls are routed to the upstream that listed the name. Lists are
-paginated with the proxy's own cursors over its merged view, whatever the upstreams' page sizes.
+Names are prefixed per upstream (:mod:`._exposed_names`); listings fan out to every upstream at
+once, each bounded by its own timeout, and calls are routed to the upstream that listed the name.
+Lists are paginated with the proxy's own cursors over its merged view, whatever the upstreams'
+page sizes.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import trio
 
+from ..concurrency import AsyncValue
 from ..mcp import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
-    CallToolResult,
     Implementation,
     JsonObject,
     McpError,
     McpServer,
     Notification,
-    Prompt,
     RequestContext,
     Tool,
 )
 from ..mcp.lowlevel import LIST_RESULT_KEYS, MethodHandler, match_uri_template, paginate
-from ._names import NameCollisionError, Route, build_routes, exposed_name
+from ._errors import NameCollisionError, UpstreamUnavailable
+from ._exposed_names import Route, build_routes, exposed_name
 from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream
-from ._upstream_state import UpstreamUnavailable
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -57,6 +58,8 @@ _LISTEN_OFFER: Final = frozenset(
 class _Snapshot:
     """One merged view of every upstream's listings, with the routes it implies."""
 
+    # The tools under their exposed names, as objects (what embedders read) and as listed.
+    tool_objects: Sequence[Tool] = ()
     tools: Sequence[JsonObject] = ()
     prompts: Sequence[JsonObject] = ()
     resources: Sequence[JsonObject] = ()
@@ -89,7 +92,8 @@ class ProxyServer:
     guard: OutputGuard = attrs.field(factory=OutputGuard)
     mcp: McpServer = attrs.field(init=False)
     _snapshot: _Snapshot = attrs.field(factory=_Snapshot)
-    _listing_changed: trio.Event = attrs.field(factory=trio.Event)
+    # How many times an upstream said its listing may have changed (serve_list_changes waits).
+    _listing_changes: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
     _read_own_resource: MethodHandler = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -113,9 +117,10 @@ class ProxyServer:
         self.mcp.set_outgoing_filter(self.guard.outgoing)
 
     @property
-    def listed_tools(self) -> Sequence[JsonObject]:
-        """The tools as the last listing showed them to clients."""
-        return self._snapshot.tools
+    def tools(self) -> Sequence[Tool]:
+        """The tools as the last listing showed them to clients (the same objects until the
+        listing changes)."""
+        return self._snapshot.tool_objects
 
     @property
     def collisions(self) -> Sequence[NameCollisionError]:
@@ -131,8 +136,7 @@ class ProxyServer:
         self.upstreams[upstream.name] = upstream
 
     def _signal_listing_changed(self) -> None:
-        # Looked up on each call: serve_list_changes replaces the event after each wake-up.
-        self._listing_changed.set()
+        self._listing_changes.value += 1
 
     async def refresh(self, *, only_stale: bool = False) -> None:
         """Ask upstreams for their listings at once (each bounded) and rebuild the merged view."""
@@ -143,7 +147,10 @@ class ProxyServer:
         self.remerge()
 
     def remerge(self) -> None:
-        self._snapshot = _merge(list(self.upstreams.values()))
+        merged = _merge(list(self.upstreams.values()))
+        if merged != self._snapshot:
+            # Otherwise the last view stays, its objects with it: the same until it changes.
+            self._snapshot = merged
         for upstream in self.upstreams.values():
             upstream.collisions = tuple(
                 str(c) for c in self._snapshot.collisions.values() if upstream.name in c.upstreams
@@ -153,9 +160,9 @@ class ProxyServer:
 
     async def serve_list_changes(self) -> None:
         """Refresh after an upstream says its lists changed (or reconnected), and tell clients."""
+        handled = self._listing_changes.value
         while True:
-            await self._listing_changed.wait()
-            self._listing_changed = trio.Event()
+            handled = await self._listing_changes.wait_value(partial(operator.ne, handled))
             before = self._snapshot
             await self.refresh(only_stale=True)
             after = self._snapshot
@@ -193,9 +200,8 @@ class ProxyServer:
     async def _get_prompt(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         route = self._route(self._snapshot.prompt_routes, params, "prompt")
         self._attribute(ctx, route.upstream)
-        return await self._forward(
-            route.upstream, "prompts/get", {**params, "name": route.name}, ctx
-        )
+        upstream = self.upstreams[route.upstream]
+        return await upstream.forward("prompts/get", {**params, "name": route.name}, ctx)
 
     def _attribute(self, ctx: RequestContext, upstream: str, tool: str | None = None) -> None:
         """What ``ctx``'s request sends its client from now on comes from ``upstream``."""
@@ -214,11 +220,6 @@ class ProxyServer:
             raise McpError(INVALID_PARAMS, f"unknown {kind}: {name!r}")
         return route
 
-    async def _forward(
-        self, upstream: str, method: str, params: JsonObject, ctx: RequestContext
-    ) -> JsonObject:
-        return await self.upstreams[upstream].forward(method, params, ctx)
-
     async def _call_tool(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         name = params.get("name")
         if isinstance(name, str) and name not in self._snapshot.tool_routes:
@@ -233,12 +234,12 @@ class ProxyServer:
             arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
         forwarded = {**params, "name": route.name, "arguments": arguments}
         try:
-            result = await self._forward(route.upstream, "tools/call", forwarded, ctx)
+            return await upstream.forward("tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
-            # Never an empty success: say which upstream failed and why.
-            logger.warning("tool call %r failed: %s", params.get("name"), exc)
-            return CallToolResult.error(str(exc)).to_json()
-        return result
+            # Never an empty success: the upstream's own error result (the sandbox's is marked
+            # with whether the call may have run, for its clients).
+            logger.warning("tools/call %r failed: %s", params.get("name"), exc)
+            return upstream.unserved_result(exc).to_json()
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
@@ -284,7 +285,7 @@ class ProxyServer:
         self, name: str, params: JsonObject, ctx: RequestContext
     ) -> JsonObject:
         self._attribute(ctx, name)
-        return await self._forward(name, "resources/read", params, ctx)
+        return await self.upstreams[name].forward("resources/read", params, ctx)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext
@@ -315,12 +316,13 @@ class ProxyServer:
             route = self._route(self._snapshot.prompt_routes, ref, "prompt")
             forwarded = {**params, "ref": {**ref, "name": route.name}}
             self._attribute(ctx, route.upstream)
-            return await self._forward(route.upstream, "completion/complete", forwarded, ctx)
+            upstream = self.upstreams[route.upstream]
+            return await upstream.forward("completion/complete", forwarded, ctx)
         if isinstance(ref, dict) and isinstance(ref.get("uri"), str):
             owner = self._owner_of(ref["uri"])
             if owner is not None:
                 self._attribute(ctx, owner)
-                return await self._forward(owner, "completion/complete", params, ctx)
+                return await self.upstreams[owner].forward("completion/complete", params, ctx)
         return {"completion": {"values": [], "total": 0, "hasMore": False}}
 
 
@@ -332,7 +334,7 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
     prompt_routes, prompt_collisions = build_routes(
         "prompt", ((u.name, u.prefix, [p.name for p in listing.prompts]) for u, listing in listed)
     )
-    tools: list[JsonObject] = []
+    tools: list[Tool] = []
     prompts: list[JsonObject] = []
     resources: list[JsonObject] = []
     templates: list[JsonObject] = []
@@ -342,11 +344,11 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
         for tool in listing.tools:
             exposed = exposed_name(upstream.prefix, tool.name)
             if tool_routes.get(exposed) == Route(upstream.name, tool.name):
-                tools.append(_renamed(tool, exposed))
+                tools.append(attrs.evolve(tool, name=exposed))
         for prompt in listing.prompts:
             exposed = exposed_name(upstream.prefix, prompt.name)
             if prompt_routes.get(exposed) == Route(upstream.name, prompt.name):
-                prompts.append(_renamed(prompt, exposed))
+                prompts.append({**prompt.to_json(), "name": exposed})
         for resource in listing.resources:
             if resource.uri not in resource_owners:
                 resource_owners[resource.uri] = upstream.name
@@ -355,10 +357,11 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
             template_owners.append((template.uri_template, upstream.name))
             templates.append(template.to_json())
     # Deterministic order whatever order the upstreams answered in.
-    tools.sort(key=lambda item: item["name"])
+    tools.sort(key=lambda item: item.name)
     prompts.sort(key=lambda item: item["name"])
     return _Snapshot(
-        tools=tools,
+        tool_objects=tuple(tools),
+        tools=[tool.to_json() for tool in tools],
         prompts=prompts,
         resources=resources,
         templates=templates,
@@ -371,9 +374,3 @@ def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:
             for name, collision in [*tool_collisions.items(), *prompt_collisions.items()]
         },
     )
-
-
-def _renamed(item: Tool | Prompt, exposed: str) -> JsonObject:
-    raw: dict[str, Any] = item.to_json()
-    raw["name"] = exposed
-    return raw

@@ -38,6 +38,7 @@ import trio
 from ..mcp import (
     INTERNAL_ERROR,
     RESOURCE_NOT_FOUND,
+    CallToolResult,
     ErrorObject,
     ErrorResponse,
     JsonObject,
@@ -46,7 +47,10 @@ from ..mcp import (
     Notification,
     Request,
     RequestContext,
+    ResourceContents,
+    ResourceLink,
     Response,
+    TextContent,
 )
 from ..mcp.lowlevel import has_resource_links
 from ..redact import (
@@ -226,7 +230,7 @@ class OutputGuard:
         text = self.store.get(uri, ctx.session.session_id)
         if text is None:
             return None
-        return {"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}
+        return {"contents": [ResourceContents(uri, text, mime_type="text/plain").to_json()]}
 
     # --- the outgoing filter ----------------------------------------------------------------
 
@@ -309,18 +313,16 @@ class OutputGuard:
             f"[output shortened: {lines} lines, {size} bytes; showing the last {tail_lines}"
             f" lines ({tail_size} bytes). The whole output: resources/read {uri}]\n"
         )
-        shortened: list[Any] = [{"type": "text", "text": note + tail}]
+        shortened: list[Any] = [TextContent(note + tail).to_json()]
         shortened += [block for block in content if not _is_text(block)]
         if has_resource_links(ctx.protocol_version):
-            shortened.append(
-                {
-                    "type": "resource_link",
-                    "uri": uri,
-                    "name": uri.removeprefix(OUTPUT_URI_PREFIX),
-                    "description": f"the whole output: {lines} lines, {size} bytes",
-                    "mimeType": "text/plain",
-                }
+            link = ResourceLink(
+                uri,
+                uri.removeprefix(OUTPUT_URI_PREFIX),
+                description=f"the whole output: {lines} lines, {size} bytes",
+                mime_type="text/plain",
             )
+            shortened.append(link.to_json())
         return {**result, "content": shortened}
 
 
@@ -373,15 +375,8 @@ async def _redact_blobs(
 
 
 def _withheld(reason: str) -> JsonObject:
-    return {
-        "content": [
-            {
-                "type": "text",
-                "text": f"The output was withheld: it could not be checked for secrets ({reason}).",
-            }
-        ],
-        "isError": True,
-    }
+    message = f"The output was withheld: it could not be checked for secrets ({reason})."
+    return CallToolResult.error(message).to_json()
 
 
 def _withheld_message(

@@ -29,16 +29,16 @@ from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
 from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
-from ._names import check_prefixes
+from ._exposed_names import check_prefixes
 from ._output_guard import OutputGuard
-from ._spec import (
+from ._upstream import Upstream
+from ._upstream_specs import (
     HttpUpstream,
     StdioUpstream,
     UpstreamSpec,
     WebSocketUpstream,
     effective_prefix,
 )
-from ._upstream import Upstream
 from ._upstream_state import UpstreamStatus
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", VERSION)

@@ -5,10 +5,16 @@ with backoff whenever the session breaks, and pinging it now and then so that a 
 in the statuses before anyone calls it) or is driven from outside with :meth:`Upstream.attach` and
 :meth:`Upstream.detach` (the sandbox does this across respawns).
 
-Calls wait a bounded time for a session. A call that was in flight when its session went away
-fails with an error naming the upstream: it may or may not have run, so it is never retried behind
-the caller's back. The one retry is for a session the server forgot (HTTP 404): such a request
-reached no handler, so the proxy opens a new session and sends it once more.
+Calls wait a bounded time for a session. A call the upstream did not serve fails with
+:class:`UpstreamUnavailable`, whose :class:`Unserved` says why, decided here where it is known: a
+call in flight when its session went away may or may not have run, so it is never retried behind
+the caller's back; a call that found no session was not run. The one retry is for a session the
+server forgot (HTTP 404): such a request reached no handler, so the proxy opens a new session and
+sends it once more. The tool result a client then gets is the upstream's own
+(:attr:`Upstream.unserved_result`: the sandbox words it as a restart, and marks it).
+
+An upstream may stand for one upstream per downstream session (:attr:`Upstream.route`, the
+sandbox's ephemeral mode): each request is forwarded to its session's.
 
 What an upstream asks while serving a downstream request (sampling, elicitation, roots, log
 messages) goes back to that request. Over HTTP the upstream's messages arrive in the calling task,
@@ -28,9 +34,10 @@ from typing import Final, TypeVar
 import attrs
 import trio
 
-from ..concurrency import collapse_exception_group
+from ..concurrency import AsyncValue, collapse_exception_group
 from ..mcp import (
     INVALID_REQUEST,
+    CallToolResult,
     InputRequest,
     JsonObject,
     McpClient,
@@ -44,7 +51,8 @@ from ..mcp import (
 )
 from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
 from ._client_hooks import ClientHooks, ClientOpener
-from ._upstream_state import Listing, UpstreamState, UpstreamStatus, UpstreamUnavailable
+from ._errors import Unserved, UpstreamUnavailable
+from ._upstream_state import Listing, UpstreamState, UpstreamStatus
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -74,6 +82,17 @@ class _Attachment:
     # The calls in flight on this session, cancelled when it goes away.
     calls: dict[trio.CancelScope, _DownstreamCall | None] = attrs.field(factory=dict)
     lost_reason: str | None = None
+    # Set once, when a call or a ping finds this session broken.
+    broken: trio.Event = attrs.field(factory=trio.Event)
+
+
+# Picks the upstream that serves a request: its downstream session's, or None for this one.
+SessionRouter = Callable[[RequestContext], Awaitable["Upstream | None"]]
+
+
+def unserved_tool_error(error: UpstreamUnavailable) -> CallToolResult:
+    """The tool result of a call an upstream did not serve: an error that names it, and why."""
+    return CallToolResult.error(str(error))
 
 
 @attrs.define(eq=False)
@@ -97,9 +116,15 @@ class Upstream:
     listing: Listing | None = None
     listing_stale: bool = True
     collisions: tuple[str, ...] = ()
-    _attachment: _Attachment | None = None
-    _changed: trio.Event = attrs.field(factory=trio.Event)
-    _broken: trio.Event = attrs.field(factory=trio.Event)
+    # One upstream per downstream session: where each request goes (None: to this one). It may
+    # raise UpstreamUnavailable to refuse a request.
+    route: SessionRouter | None = None
+    # The tool result a client gets for a call this upstream did not serve.
+    unserved_result: Callable[[UpstreamUnavailable], CallToolResult] = unserved_tool_error
+    # Calls forwarded here and not yet answered (waiting for a session included).
+    calls_in_flight: int = 0
+    # The current session: calls wait on it, and whoever connects the upstream watches it.
+    _attachment: AsyncValue[_Attachment | None] = attrs.field(factory=lambda: AsyncValue(None))
 
     @property
     def status(self) -> UpstreamStatus:
@@ -117,43 +142,40 @@ class Upstream:
 
     def source_key(self, ctx: RequestContext | None) -> str:
         """Who placeholders of this upstream's values are restored towards when it serves
-        ``ctx``'s request: the upstream itself, by name."""
+        ``ctx``'s request: the upstream itself, by name; with one upstream per session, that
+        session's (what one session's sandbox printed is never restored into another's)."""
+        if self.route is not None and ctx is not None and ctx.session.session_id is not None:
+            return f"{self.name} session {ctx.session.session_id}"
         return self.name
 
     @property
     def client(self) -> McpClient | None:
-        return self._attachment.client if self._attachment is not None else None
+        attachment = self._attachment.value
+        return attachment.client if attachment is not None else None
 
     @property
     def hooks(self) -> ClientHooks:
         return ClientHooks(self._notification, self._answer, self.protocol_version)
 
-    def _announce(self) -> None:
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
-
     # --- driven from outside ------------------------------------------------------------------
 
     def attach(self, client: McpClient) -> None:
         """Route calls to ``client`` from now on."""
-        self._attachment = _Attachment(client)
         self.state = UpstreamState.CONNECTED
         self.last_error = None
         self.connected_since = trio.current_time()
         self.listing_stale = True
-        self._broken = trio.Event()
-        self._announce()
+        self._attachment.value = _Attachment(client)
         if self.on_listing_changed is not None:
             self.on_listing_changed()
 
     def detach(self, reason: str) -> None:
         """The session is gone: fail the calls in flight on it, and make new calls wait."""
-        attachment = self._attachment
-        self._attachment = None
+        attachment = self._attachment.value
         self.state = UpstreamState.ERROR
         self.last_error = reason
         self.connected_since = None
-        self._announce()
+        self._attachment.value = None
         if attachment is not None:
             attachment.lost_reason = reason
             for scope in attachment.calls:
@@ -162,10 +184,15 @@ class Upstream:
     def report_broken(self, reason: str) -> None:
         """A call found the session broken: ask whoever connects it to start over."""
         self.last_error = reason
-        self._broken.set()
+        attachment = self._attachment.value
+        if attachment is not None:
+            attachment.broken.set()
 
     async def wait_broken(self) -> None:
-        await self._broken.wait()
+        """Until the current session (or, detached, the next one) is found broken."""
+        attachment = await self._attachment.wait_value(_attached)
+        assert attachment is not None
+        await attachment.broken.wait()
 
     # --- self-connecting ----------------------------------------------------------------------
 
@@ -221,9 +248,12 @@ class Upstream:
 
     async def _watch(self, client: McpClient) -> None:
         """Return once the session is broken: reported by a call, or found by an idle ping."""
-        while not self._broken.is_set():
+        attachment = self._attachment.value
+        if attachment is None or attachment.client is not client:
+            return
+        while not attachment.broken.is_set():
             with trio.move_on_after(self.ping_interval):
-                await self._broken.wait()
+                await attachment.broken.wait()
                 return
             with trio.move_on_after(self.call_wait) as deadline:
                 try:
@@ -241,7 +271,7 @@ class Upstream:
         call = _current_call.get()
         if call is not None:
             return call
-        attachment = self._attachment
+        attachment = self._attachment.value
         if attachment is not None:
             in_flight = [c for c in attachment.calls.values() if c is not None]
             if len(in_flight) == 1:
@@ -287,16 +317,18 @@ class Upstream:
     # --- using the session --------------------------------------------------------------------
 
     async def _wait_for_session(self, previous: _Attachment | None) -> _Attachment:
-        attachment = self._attachment
+        attachment = self._attachment.value
         if attachment is not None and attachment is not previous:
             return attachment  # the usual case, without a timeout scope
         with trio.move_on_after(self.call_wait):
-            while self._attachment is None or self._attachment is previous:
-                await self._changed.wait()
-        attachment = self._attachment
-        if attachment is None or attachment is previous:
-            raise UpstreamUnavailable(self.name, self.last_error or "not connected")
-        return attachment
+            attachment = await self._attachment.wait_value(
+                lambda new: new is not None and new is not previous
+            )
+            assert attachment is not None
+            return attachment
+        raise UpstreamUnavailable(
+            self.name, self.last_error or "not connected", Unserved.NO_SESSION
+        )
 
     async def _with_session(
         self,
@@ -316,7 +348,9 @@ class Upstream:
             return await self._on(attachment, operation, call)
         except McpSessionExpired as exc:
             self.report_broken(str(exc))
-            raise UpstreamUnavailable(self.name, f"{exc.reason}, twice in a row") from exc
+            raise UpstreamUnavailable(
+                self.name, f"{exc.reason}, twice in a row", Unserved.NO_SESSION
+            ) from exc
 
     async def _on(
         self,
@@ -333,12 +367,14 @@ class Upstream:
                 raise
             except McpConnectionError as exc:
                 self.report_broken(str(exc))
-                raise UpstreamUnavailable(self.name, exc.reason) from exc
+                raise UpstreamUnavailable(self.name, exc.reason, Unserved.LOST_IN_FLIGHT) from exc
             finally:
                 _current_call.reset(token)
                 del attachment.calls[scope]
         raise UpstreamUnavailable(
-            self.name, f"{attachment.lost_reason}; the call may or may not have run"
+            self.name,
+            f"{attachment.lost_reason}; the call may or may not have run",
+            Unserved.LOST_IN_FLIGHT,
         )
 
     async def refresh_listing(self, *, limit: float) -> None:
@@ -378,7 +414,15 @@ class Upstream:
     async def forward(
         self, method: str, params: JsonObject, ctx: RequestContext | None = None
     ) -> JsonObject:
-        """Send a downstream request upstream, relaying its progress, logs and questions."""
+        """Send a downstream request upstream, relaying its progress, logs and questions.
+
+        With :attr:`route`, to the upstream of the request's session. Raises
+        :class:`UpstreamUnavailable` for a call it did not serve.
+        """
+        if self.route is not None and ctx is not None:
+            target = await self.route(ctx)
+            if target is not None:
+                return await target.forward(method, params, ctx)
         forwarded = dict(params)
         meta = forwarded.pop("_meta", None)
         forwarded_meta = {
@@ -406,7 +450,11 @@ class Upstream:
                 sent["_meta"] = wanted_meta
             return await client.request(method, sent, progress=progress)
 
-        result = await self._with_session(operation, call)
+        self.calls_in_flight += 1
+        try:
+            result = await self._with_session(operation, call)
+        finally:
+            self.calls_in_flight -= 1
         return {key: value for key, value in result.items() if key not in _ERA_RESULT_KEYS}
 
     async def ping(self) -> None:
@@ -414,6 +462,10 @@ class Upstream:
             await client.ping()
 
         await self._with_session(operation)
+
+
+def _attached(attachment: _Attachment | None) -> bool:
+    return attachment is not None
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""What the proxy knows of an upstream's health, and the error for an upstream without a session."""
+"""What the proxy knows of an upstream: its state, its status, and its last listing."""
 
 from __future__ import annotations
 
@@ -13,15 +13,6 @@ class UpstreamState(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     ERROR = "error"
-
-
-class UpstreamUnavailable(Exception):
-    """The upstream has no working session, or lost it while a call was in flight."""
-
-    def __init__(self, upstream: str, reason: str) -> None:
-        super().__init__(f"upstream {upstream!r} is unavailable: {reason}")
-        self.upstream = upstream
-        self.reason = reason
 
 
 @attrs.frozen

@@ -6,14 +6,14 @@ from ._errors import SandboxFailed as SandboxFailed
 from ._errors import SandboxRestarted as SandboxRestarted
 from ._errors import SandboxStartError as SandboxStartError
 from ._errors import SandboxUnavailable as SandboxUnavailable
+from ._errors import WardenExited as WardenExited
 from ._health import SandboxHealth as SandboxHealth
 from ._launcher import Launched as Launched
 from ._launcher import Launcher as Launcher
 from ._launcher import LaunchHooks as LaunchHooks
-from ._launcher import WardenExited as WardenExited
 from ._launcher import warden_launcher as warden_launcher
 from ._lifecycle import Sandbox as Sandbox
 from ._lifecycle import open_sandbox as open_sandbox
 from ._status import STATUS_URI as STATUS_URI
-from ._upstream import RESTARTED_META_KEY as RESTARTED_META_KEY
-from ._upstream import UNAVAILABLE_META_KEY as UNAVAILABLE_META_KEY
+from ._unserved import RESTARTED_META_KEY as RESTARTED_META_KEY
+from ._unserved import UNAVAILABLE_META_KEY as UNAVAILABLE_META_KEY

@@ -7,8 +7,8 @@ here: they share the ``open_sandbox`` call's sandbox.
 
 At most ``max_sandboxes`` run at once. At the bound, a new session's sandbox takes the place of
 the least recently used idle one (no call running or waiting for it), and starts once that one
-has stopped; while every one has calls running, the new session's requests fail at once with
-:class:`~trio_sandbox.proxy.UpstreamUnavailable` (a tool error for ``tools/call``), saying so.
+has stopped; while every one has calls running, the new session's requests are refused at once
+(:class:`~trio_sandbox.proxy.UpstreamUnavailable`, a tool error for ``tools/call``), saying so.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import trio
 
 from ..mcp import RequestContext
 from ..mcp.lowlevel import ServerSession
+from ..proxy import Unserved, Upstream, UpstreamUnavailable
 from ._config import SandboxConfig
 from ._generation import GENERATION_ENDINGS, Generation, first_line, run_generation
 from ._launcher import Launcher
-from ._upstream import SandboxUpstream
+from ._unserved import sandbox_upstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -36,13 +37,15 @@ _RECLAIMED = "stopped for another session's sandbox (max_sandboxes reached)"
 
 @attrs.define(eq=False)
 class _SessionSandbox:
-    upstream: SandboxUpstream
+    upstream: Upstream
     generation: Generation
     settled: trio.Event = attrs.field(factory=trio.Event)
     stopped: trio.Event = attrs.field(factory=trio.Event)
     last_used: float = 0.0
     # Requests waiting in ``route`` for this sandbox to settle.
     routing: int = 0
+    # Set when this sandbox could not start or ended: its session's calls are refused at once.
+    failure: str | None = None
 
     @property
     def idle(self) -> bool:
@@ -75,8 +78,9 @@ class SessionSandboxes:
             await trio.sleep_forever()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def route(self, ctx: RequestContext) -> SandboxUpstream | None:
-        """The upstream of the request's session, started on first use; None: the main one."""
+    async def route(self, ctx: RequestContext) -> Upstream | None:
+        """The upstream of the request's session, started on first use; None: the main one.
+        Raises :class:`UpstreamUnavailable` (refused: not run) when there is none for it."""
         session = ctx.session
         if session.session_id is None or session.closed or self._nursery is None:
             return None
@@ -86,8 +90,8 @@ class SessionSandboxes:
             if len(self._sessions) >= self.config.max_sandboxes:
                 after = self._reclaim()
                 if after is None:
-                    return self._refusal()
-            upstream = SandboxUpstream(self.name, self.prefix, call_wait=self.config.respawn_wait)
+                    raise self._refusal()
+            upstream = sandbox_upstream(self.name, self.prefix, call_wait=self.config.respawn_wait)
             entry = _SessionSandbox(upstream, Generation(upstream))
             self._sessions[session] = entry
             self._nursery.start_soon(self._serve_session, session, entry, after)
@@ -99,6 +103,8 @@ class SessionSandboxes:
                 await entry.settled.wait()
         finally:
             entry.routing -= 1
+        if entry.failure is not None:
+            raise UpstreamUnavailable(self.name, entry.failure, Unserved.REFUSED)
         return entry.upstream
 
     def _reclaim(self) -> trio.Event | None:
@@ -113,14 +119,14 @@ class SessionSandboxes:
         entry.generation.end(_RECLAIMED)
         return entry.stopped
 
-    def _refusal(self) -> SandboxUpstream:
-        """An upstream that fails every request with the reason (nothing is started)."""
+    def _refusal(self) -> UpstreamUnavailable:
+        """Why a new session gets no sandbox now (nothing is started)."""
         reason = (
             f"no sandbox for this session: all {self.config.max_sandboxes} session sandboxes "
             "(max_sandboxes) have calls running; retry when one ends"
         )
         logger.warning("%s", reason)
-        return SandboxUpstream(self.name, self.prefix, failure=reason)
+        return UpstreamUnavailable(self.name, reason, Unserved.REFUSED)
 
     async def _serve_session(
         self, session: ServerSession, entry: _SessionSandbox, after: trio.Event | None
@@ -137,10 +143,8 @@ class SessionSandboxes:
                         partial(run_generation, self.launcher, self.config, generation)
                     )
                 except GENERATION_ENDINGS as exc:
-                    entry.upstream.failure = (
-                        f"the session's sandbox could not start: {first_line(exc)}"
-                    )
-                    logger.warning("%s", entry.upstream.failure)
+                    entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
+                    logger.warning("%s", entry.failure)
                     return
                 finally:
                     entry.settled.set()
@@ -149,8 +153,8 @@ class SessionSandboxes:
                 self._forget(session, entry)
                 generation.end(_SESSION_ENDED)
             if generation.end_reason not in (_SESSION_ENDED, _RECLAIMED):
-                entry.upstream.failure = f"the session's sandbox ended: {generation.end_reason}"
-                logger.warning("%s", entry.upstream.failure)
+                entry.failure = f"the session's sandbox ended: {generation.end_reason}"
+                logger.warning("%s", entry.failure)
         finally:
             generation.end(_SESSION_ENDED)
             entry.settled.set()

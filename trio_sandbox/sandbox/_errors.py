@@ -1,9 +1,15 @@
-"""What can go wrong with a sandbox, in words a user can act on."""
+"""What can go wrong with a sandbox, in words a user can act on.
+
+Every error here derives from :class:`~trio_sandbox.contract.SandboxError`, which the package
+root re-exports: one ``except`` catches whatever ``open_sandbox`` and ``Sandbox`` raise.
+"""
 
 from __future__ import annotations
 
+from ..contract import SandboxError
 
-class SandboxStartError(Exception):
+
+class SandboxStartError(SandboxError):
     """A sandbox could not be started; says at which step, with the warden's status and stderr."""
 
     def __init__(
@@ -21,13 +27,23 @@ class SandboxStartError(Exception):
         super().__init__(message)
 
 
-class SandboxFailed(Exception):
+class WardenExited(SandboxError):
+    """The sandbox ended on its own after it had started."""
+
+    def __init__(self, status: int | None, stderr_tail: str = "") -> None:
+        what = f"status {status}" if status is not None else "no status"
+        super().__init__(f"the warden exited with {what}")
+        self.status = status
+        self.stderr_tail = stderr_tail
+
+
+class SandboxFailed(SandboxError):
     """The persistent sandbox kept failing and will not be respawned again."""
 
 
-class SandboxRestarted(Exception):
+class SandboxRestarted(SandboxError):
     """A call was in flight on a sandbox that died or was restarted; it may not have completed."""
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(SandboxError):
     """No sandbox was serving within ``respawn_wait``; the call was not run."""

@@ -18,10 +18,10 @@ import trio
 
 from ..concurrency import single_error
 from ..mcp import McpConnectionError, McpError
+from ..proxy import Upstream
 from ._config import SandboxConfig
-from ._errors import SandboxStartError
-from ._launcher import Launched, Launcher, LaunchHooks, WardenExited
-from ._upstream import SandboxUpstream
+from ._errors import SandboxStartError, WardenExited
+from ._launcher import Launched, Launcher, LaunchHooks
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -49,7 +49,7 @@ def as_start_error(error: BaseException) -> SandboxStartError:
 class Generation:
     """One running sandbox and how it ended."""
 
-    upstream: SandboxUpstream
+    upstream: Upstream
     launched: Launched | None = None
     up: bool = False  # it served: passed readiness and its first listing
     proved_healthy: bool = False  # a health probe passed while it served

@@ -1,9 +1,9 @@
-"""The sandbox's health as a value, and a cell that publishes every change to it."""
+"""The sandbox's health as a value; the supervisor publishes it in a
+:class:`~trio_sandbox.concurrency.AsyncValue` that wakes waiters on every change."""
 
 from __future__ import annotations
 
 import attrs
-import trio
 
 
 @attrs.frozen
@@ -30,25 +30,3 @@ class SandboxHealth:
             "generation": self.generation,
             "respawning": self.respawning,
         }
-
-
-@attrs.define(eq=False)
-class HealthCell:
-    """Holds the current health; waiters wake on every change."""
-
-    value: SandboxHealth = SandboxHealth()
-    _changed: trio.Event = attrs.field(factory=trio.Event)
-
-    def publish(self, value: SandboxHealth) -> None:
-        if value == self.value:
-            return
-        self.value = value
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def update(self, **changes: object) -> None:
-        self.publish(attrs.evolve(self.value, **changes))  # type: ignore[arg-type]
-
-    async def wait_change(self) -> SandboxHealth:
-        await self._changed.wait()
-        return self.value

@@ -39,7 +39,7 @@ from ..mcp import McpClient, McpConnectionError
 from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
-from ._errors import SandboxStartError
+from ._errors import SandboxStartError, WardenExited
 from ._report import WardenReport
 from ._streams import OutputTail
 from ._warden_child import WardenStarted, serve_warden, stages
@@ -49,16 +49,6 @@ logger = logging.getLogger("trio_sandbox.sandbox")
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.
 READY_FIRST_DELAY = 0.005
 READY_MAX_DELAY = 0.1
-
-
-class WardenExited(Exception):
-    """The sandbox ended on its own after it had started."""
-
-    def __init__(self, status: int | None, stderr_tail: str = "") -> None:
-        what = f"status {status}" if status is not None else "no status"
-        super().__init__(f"the warden exited with {what}")
-        self.status = status
-        self.stderr_tail = stderr_tail
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -37,19 +37,19 @@ from ..mcp import (
     memory_transport,
     open_mcp_client,
 )
-from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, serve_proxy
+from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, Upstream, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
-from ._errors import SandboxRestarted, SandboxStartError, SandboxUnavailable
+from ._errors import SandboxStartError
 from ._health import SandboxHealth
 from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
-from ._upstream import RESTARTED_META_KEY, UNAVAILABLE_META_KEY, SandboxUpstream
+from ._unserved import raise_if_unserved, sandbox_upstream
 from ._usage import sandbox_usage
 
 logger = logging.getLogger("trio_sandbox.sandbox")
@@ -62,20 +62,23 @@ class Sandbox:
     config: SandboxConfig
     chain: CertificateChain
     _supervisor: Supervisor
-    _session_sandboxes: SessionSandboxes | None = None
-    proxy: ProxyHandle | None = None
-    _local: McpClient | None = None
+    _session_sandboxes: SessionSandboxes | None
+    proxy: ProxyHandle
+    # The embedder's own client of the proxy (in memory): its calls pass the proxy like any.
+    _local: McpClient
+
+    def __attrs_post_init__(self) -> None:
+        self.proxy.server.mcp.add_resource(STATUS_RESOURCE, self._read_status)
 
     @property
-    def upstream(self) -> SandboxUpstream:
+    def upstream(self) -> Upstream:
+        """The proxy's upstream for the sandbox (whichever generation serves)."""
         return self._supervisor.upstream
 
     @property
     def proxy_url(self) -> str:
         """Where other processes reach the proxy (stable across respawns)."""
-        assert self.proxy is not None
-        assert self.proxy.url is not None
-        return self.proxy.url
+        return self.proxy.http_url
 
     @property
     def health(self) -> SandboxHealth:
@@ -86,10 +89,10 @@ class Sandbox:
         return await self._supervisor.health.wait_change()
 
     @property
-    def tools(self) -> list[Tool]:
-        """The tools clients of the proxy see, as of the last listing."""
-        assert self.proxy is not None
-        return [Tool.from_json(raw) for raw in self.proxy.server.listed_tools]
+    def tools(self) -> Sequence[Tool]:
+        """The tools clients of the proxy see, as of the last listing (the same objects until
+        the listing changes)."""
+        return self.proxy.server.tools
 
     @property
     def warden_pid(self) -> int | None:
@@ -119,7 +122,7 @@ class Sandbox:
         return generation.launched if generation is not None else None
 
     async def list_tools(self) -> list[Tool]:
-        return await self._client().list_tools()
+        return await self._local.list_tools()
 
     async def call_tool(
         self,
@@ -134,22 +137,16 @@ class Sandbox:
         flight (it may or may not have run; it is not retried), and :class:`SandboxUnavailable`
         when no sandbox came back within ``respawn_wait``.
         """
-        result = await self._client().call_tool(name, arguments or {}, progress=progress)
-        meta = result.meta or {}
-        if meta.get(RESTARTED_META_KEY):
-            raise SandboxRestarted(result.text_content)
-        if meta.get(UNAVAILABLE_META_KEY):
-            raise SandboxUnavailable(result.text_content)
-        return result
+        result = await self._local.call_tool(name, arguments or {}, progress=progress)
+        return raise_if_unserved(result)
 
     async def read_resource(self, uri: str) -> list[ResourceContents]:
         """Read a resource through the proxy: an upstream's, the status, or the whole of a
         shortened output (the ``resource_link`` of a large result)."""
-        return await self._client().read_resource(uri)
+        return await self._local.read_resource(uri)
 
     def status(self) -> dict[str, object]:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
-        assert self.proxy is not None
         launched = self._launched()
         report = launched.report if launched is not None else WardenReport()
         limits = report.limits
@@ -186,10 +183,6 @@ class Sandbox:
     def write_client_bundle(self, directory: str | os.PathLike[str]) -> Any:
         """Write ca.pem, client.pem and client.key (0600) for a client in another process."""
         return self.chain.write_client_bundle(directory)
-
-    def _client(self) -> McpClient:
-        assert self._local is not None
-        return self._local
 
 
 def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
@@ -230,7 +223,7 @@ async def open_sandbox(
         if config.mode is SandboxMode.EPHEMERAL
         else None
     )
-    upstream = SandboxUpstream(
+    upstream = sandbox_upstream(
         config.sandbox_name,
         config.sandbox_prefix,
         call_wait=config.respawn_wait,
@@ -250,7 +243,6 @@ async def open_sandbox(
                 " use a longer secret or pass it with env_passthrough instead",
             ) from None
     supervisor = Supervisor(config, launcher, upstream)
-    sandbox = Sandbox(config, chain, supervisor, sessions)
     with single_error():
         async with trio.open_nursery() as nursery:
             # The rules compile in a thread while the sandbox boots, not on the first message
@@ -276,11 +268,8 @@ async def open_sandbox(
                 raise SandboxStartError(
                     "proxy", f"the proxy could not start: {bind_error[0]}"
                 ) from None
-            sandbox.proxy = proxy
-            proxy.server.mcp.add_resource(STATUS_RESOURCE, sandbox._read_status)
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
             async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
-                sandbox._local = local
-                yield sandbox
+                yield Sandbox(config, chain, supervisor, sessions, proxy, local)
             nursery.cancel_scope.cancel()

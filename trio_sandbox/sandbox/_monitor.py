@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import NoReturn
 
+import attrs
 import trio
 
 from ..mcp import McpClient, McpConnectionError, McpError
@@ -48,7 +49,8 @@ async def serve_health_monitor(supervisor: Supervisor) -> NoReturn:
         value = health.value
         if error is None:
             generation.proved_healthy = True
-            health.update(
+            health.value = attrs.evolve(
+                value,
                 healthy=True,
                 consecutive_ok=value.consecutive_ok + 1,
                 consecutive_failures=0,
@@ -56,8 +58,8 @@ async def serve_health_monitor(supervisor: Supervisor) -> NoReturn:
             )
             continue
         failures = value.consecutive_failures + 1
-        health.update(
-            healthy=False, consecutive_ok=0, consecutive_failures=failures, last_error=error
+        health.value = attrs.evolve(
+            value, healthy=False, consecutive_ok=0, consecutive_failures=failures, last_error=error
         )
         logger.warning("sandbox health probe failed (%d in a row): %s", failures, error)
         if failures >= config.respawn_threshold:

@@ -13,12 +13,13 @@ import logging
 import attrs
 import trio
 
+from ..concurrency import AsyncValue
+from ..proxy import Upstream
 from ._config import SandboxConfig
 from ._errors import SandboxFailed
 from ._generation import GENERATION_ENDINGS, Generation, as_start_error, first_line, run_generation
-from ._health import HealthCell
+from ._health import SandboxHealth
 from ._launcher import Launcher
-from ._upstream import SandboxUpstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -36,22 +37,21 @@ def respawn_delay(config: SandboxConfig, attempt: int) -> float:
 
 @attrs.define(eq=False)
 class Supervisor:
-    """Runs generations of the sandbox behind one :class:`SandboxUpstream`."""
+    """Runs generations of the sandbox behind one upstream of the proxy."""
 
     config: SandboxConfig
     launcher: Launcher
-    upstream: SandboxUpstream
-    health: HealthCell = attrs.field(factory=HealthCell)
+    upstream: Upstream
+    # Published on every change; ``generation`` counts the generations that served.
+    health: AsyncValue[SandboxHealth] = attrs.field(factory=lambda: AsyncValue(SandboxHealth()))
     current: Generation | None = None
-    # Set each time a generation starts serving; replaced by whoever waits for the next one.
-    generation_up: trio.Event = attrs.field(factory=trio.Event)
 
     async def restart(self) -> None:
         """End the current generation; return once its successor serves."""
-        up = self.generation_up = trio.Event()
+        served = self.health.value.generation
         if self.current is not None:
             self.current.end(RESTART_REQUESTED, user_restart=True)
-        await up.wait()
+        await self.health.wait_value(lambda health: health.generation > served)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a sandbox running until cancelled; reports started once the first one serves.
@@ -86,13 +86,16 @@ class Supervisor:
                     failed_attempts = 0
                 failed_attempts += 1
                 if failed_attempts > self.config.max_respawn_attempts:
-                    self.health.update(healthy=False, respawning=False, last_error=reason)
+                    self.health.value = attrs.evolve(
+                        self.health.value, healthy=False, respawning=False, last_error=reason
+                    )
                     raise SandboxFailed(
                         f"the sandbox failed {failed_attempts - 1} respawn attempts in a row; "
                         f"last: {reason}"
                     )
                 delay = respawn_delay(self.config, failed_attempts)
-            self.health.update(
+            self.health.value = attrs.evolve(
+                self.health.value,
                 healthy=False,
                 respawning=True,
                 consecutive_ok=0,
@@ -103,7 +106,8 @@ class Supervisor:
             await trio.sleep(delay)
 
     def _generation_serves(self, generation: Generation) -> None:
-        self.health.update(
+        self.health.value = attrs.evolve(
+            self.health.value,
             healthy=True,
             respawning=False,
             consecutive_ok=1,
@@ -113,7 +117,6 @@ class Supervisor:
         )
         if self.health.value.generation > 1:
             logger.warning("sandbox back (generation %d)", self.health.value.generation)
-        self.generation_up.set()
 
 
 @attrs.define

@@ -18,6 +18,8 @@ from typing import Final
 
 import attrs
 
+from ._errors import NameCollisionError
+
 SEPARATOR: Final = "__"
 MAX_NAME_LENGTH: Final = 64
 _HASH_LENGTH: Final = 10
@@ -31,19 +33,6 @@ def exposed_name(prefix: str, name: str) -> str:
     digest = hashlib.sha256(full.encode()).hexdigest()[:_HASH_LENGTH]
     head = full[: MAX_NAME_LENGTH - _HASH_LENGTH - 1]
     return f"{head}_{digest}"
-
-
-class NameCollisionError(ValueError):
-    """Two upstreams would show a tool or prompt under the same name."""
-
-    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
-        super().__init__(
-            f"{kind} name {name!r} is offered by both upstream {first!r} and upstream {second!r}; "
-            "give one of them a distinct prefix"
-        )
-        self.kind = kind
-        self.name = name
-        self.upstreams = (first, second)
 
 
 @attrs.frozen

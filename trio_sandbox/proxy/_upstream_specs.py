@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from ..mcp import SUPPORTED_VERSIONS, McpServer
+from ._errors import ConfigError
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -94,10 +95,6 @@ UpstreamSpec: TypeAlias = HttpUpstream | WebSocketUpstream | StdioUpstream | InP
 
 def effective_prefix(spec: UpstreamSpec) -> str:
     return spec.name if spec.prefix is None else spec.prefix
-
-
-class ConfigError(ValueError):
-    """A configuration file or option that cannot be used; the message names the key."""
 
 
 def client_ssl_context(

@@ -1,4 +1,4 @@
-"""Opening one upstream connection for a client: decide, resolve, vet, dial, report.
+"""Dialing out for a client: decide, resolve, vet, dial, report; the outbound connection it opens.
 
 Both front ends (HTTP and SOCKS5) go through :meth:`Dialer.open`, so every destination is
 judged, logged and counted the same way whatever protocol asked for it.
@@ -19,8 +19,9 @@ from ._routing import Connected, Resolver, Route, dial, find_route
 
 
 @attrs.define(eq=False)
-class Upstream:
-    """A connection to a vetted address of an allowed destination; counted while open."""
+class OutboundConnection:
+    """The outbound connection to a vetted address of an allowed destination; counted while
+    open (``EgressStats.upstreams_open``, a name of the report channel)."""
 
     socket: BufferedSocket
     allowed: Allowed
@@ -56,7 +57,7 @@ class Upstream:
             self._stats.changed(self.entry)  # its bytes, now final
         await self.socket.stream.aclose()
 
-    async def __aenter__(self) -> Upstream:
+    async def __aenter__(self) -> OutboundConnection:
         return self
 
     async def __aexit__(
@@ -82,7 +83,7 @@ class Dialer:
             self.events.emit(EgressEvent(protocol, decision.target, refusal=decision))
         return decision
 
-    async def open(self, protocol: str, allowed: Allowed) -> Upstream | Refused:
+    async def open(self, protocol: str, allowed: Allowed) -> OutboundConnection | Refused:
         """Resolve, vet and dial ``allowed``'s destination within the connect timeout."""
         destination = allowed.destination
         route: Route | Refused | None = None
@@ -105,6 +106,6 @@ class Dialer:
             EgressEvent(protocol, str(destination), outcome.address, rule=rule)
         )
         self.events.stats.upstreams_open += 1
-        return Upstream(
+        return OutboundConnection(
             BufferedSocket(outcome.stream), allowed, outcome.address, entry, self.events.stats
         )
