@@ -29,10 +29,10 @@ from pathlib import Path
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kubernetes"))
+# A script: the checkout goes on its path for the test double it borrows (tests.kubernetes).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kube_double import open_kube_double
-
+from tests.kubernetes.kube_double import open_kube_double
 from trio_sandbox.sandbox import Sandbox, SandboxConfig, open_sandbox
 
 BACKENDS = ("bwrap", "kubernetes")

@@ -20,7 +20,8 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from sandbox_users import SandboxUser
+
+from tests.support.sandbox_users import SandboxUser
 
 CLI = [sys.executable, "-m", "trio_sandbox"]
 # Real-time hang guard for one CLI child: a sandboxed call takes about 2 s on this machine.

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import trio
-from cli_harness import run_cli
-from sandbox_users import SandboxUser
+
+from tests.cli.cli_harness import run_cli
+from tests.support.sandbox_users import SandboxUser
 
 TOOL_COUNT = 11
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from cli_harness import (
+
+from tests.cli.cli_harness import (
     CHILD_LIMIT,
     RunningCli,
     descendants,
@@ -26,7 +27,7 @@ from cli_harness import (
     start_cli,
     wait_all_gone,
 )
-from sandbox_users import SandboxUser
+from tests.support.sandbox_users import SandboxUser
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 PODMAN_IMAGE = "localhost/trio-sandbox-test:latest"

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_harness import run_cli
-from egress_harness import HELLO, serving_site
-from sandbox_users import SandboxUser
+
+from tests.cli.cli_harness import run_cli
+from tests.egress.egress_harness import HELLO, serving_site
+from tests.support.sandbox_users import SandboxUser
 
 ORIGIN_HOST = "127.0.0.2"
 

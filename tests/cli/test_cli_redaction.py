@@ -8,10 +8,10 @@ from pathlib import Path
 
 import mcp
 import trio
-from cli_harness import CHILD_LIMIT, run_cli, user_cli
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from sandbox_users import SandboxUser
 
+from tests.cli.cli_harness import CHILD_LIMIT, run_cli, user_cli
+from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.redact import PLACEHOLDER
 
 GITHUB_TOKEN = "ghp_" + "R8x2Lq9ZkW3vN7pT1mY5cB4dF6hJ0sA2eG8u"

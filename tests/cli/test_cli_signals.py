@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from cli_harness import (
+
+from tests.cli.cli_harness import (
     CHILD_LIMIT,
     ProcessInfo,
     RunningCli,

@@ -10,9 +10,10 @@ from typing import Any
 
 import mcp
 import trio
-from cli_harness import CHILD_LIMIT, descendants, start_cli, user_cli, wait_all_gone
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from sandbox_users import SandboxUser
+
+from tests.cli.cli_harness import CHILD_LIMIT, descendants, start_cli, user_cli, wait_all_gone
+from tests.support.sandbox_users import SandboxUser
 
 # sh records its pid, runs the CLI as MCP hosts would, then records the CLI's exit status: the
 # SDK kills the process tree when the server is not gone 2 s after stdin closes, and then no

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_harness import run_cli
+
+from tests.cli.cli_harness import run_cli
 
 # (id, config file text or None, command line, what the message must contain)
 CASES = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
@@ -16,7 +17,11 @@ stop_group = stopping_process_group(grace=5.0)
 
 
 async def start_url_printing_child(
-    nursery: trio.Nursery, argv: Sequence[str], *, env: dict[str, str] | None = None
+    nursery: trio.Nursery,
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[trio.Process, str]:
     """Start a child that prints its URL on its first stdout line; return it and the URL."""
     process: trio.Process = await nursery.start(
@@ -27,6 +32,7 @@ async def start_url_printing_child(
             start_new_session=True,
             check=False,
             env=env,
+            cwd=cwd,
             deliver_cancel=stop_group,
         )
     )

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import trio
-from child_processes import start_url_printing_child, stop_group
+
+from tests.conformance.child_processes import start_url_printing_child, stop_group
 
 pytestmark = pytest.mark.conformance
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import trio
-from egress_harness import (
+
+from tests.egress.egress_harness import (
     LOOPBACK,
     map_resolver,
     open_connection,
@@ -15,8 +16,7 @@ from egress_harness import (
     running_proxy,
     serving_site,
 )
-from sandbox_fakes import all_tasks
-
+from tests.sandbox.sandbox_fakes import all_tasks
 from trio_sandbox.egress import EgressPolicy
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from egress_harness import result_or_error
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.egress.egress_harness import result_or_error
 from trio_sandbox.egress._errors import HttpError, SocksError
 from trio_sandbox.egress._http_head import (
     Body,

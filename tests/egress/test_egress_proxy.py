@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from egress_harness import (
+
+from tests.egress.egress_harness import (
     Origins,
     map_resolver,
     open_connection,
@@ -23,7 +24,6 @@ from egress_harness import (
     running_proxy,
     serving_site,
 )
-
 from trio_sandbox.egress import EgressEvent, EgressPolicy, IPAddress
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import trio
-from egress_harness import open_connection, receive_all, running_proxy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.egress.egress_harness import open_connection, receive_all, running_proxy
 from trio_sandbox.egress import REFUSALS_PATH, EgressPolicy, EventLine, Verdict, ask_refusals
 from trio_sandbox.egress._errors import RefusalQueryError
 from trio_sandbox.egress._refusals import (

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from egress_harness import (
+
+from tests.egress.egress_harness import (
     HELLO,
     PACKAGE,
     WHEEL,
@@ -27,7 +28,6 @@ from egress_harness import (
     serving_site,
     tool_environment,
 )
-
 from trio_sandbox.egress import EgressPolicy, proxy_environment
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from egress_harness import map_resolver
 
+from tests.egress.egress_harness import map_resolver
 from trio_sandbox.egress import (
     Allowed,
     EgressPolicy,

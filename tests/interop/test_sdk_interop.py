@@ -24,9 +24,10 @@ import trio.lowlevel
 from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from sdk_interop_server import build_server
-from sdk_peer_server import build_sdk_server
 
+from tests.interop.sdk_interop_server import build_server
+from tests.interop.sdk_peer_server import build_sdk_server
+from tests.support.sandbox_users import REPO
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
     BoundServer,
@@ -260,8 +261,10 @@ async def test_our_client_against_sdk_server_over_http(pinned: str | None) -> No
 @pytest.mark.parametrize("pinned", [None, "2025-11-25"])
 async def test_our_client_against_sdk_server_over_stdio(pinned: str | None) -> None:
     """Our stdio client launches the SDK's MCPServer.run("stdio") as a child process."""
-    argv = [sys.executable, str(Path(__file__).with_name("sdk_mcpserver_child.py"))]
-    async with open_mcp_client(stdio_transport(argv), protocol_version=pinned) as client:
+    argv = [sys.executable, "-m", "tests.interop.sdk_mcpserver_child"]
+    async with open_mcp_client(
+        stdio_transport(argv, cwd=str(REPO)), protocol_version=pinned
+    ) as client:
         await exercise_sdk_server(client, build_sdk_server(), pinned)
 
 

@@ -30,9 +30,16 @@ from typing import Any
 
 import attrs
 import trio
-from kube_kubelet import Kubelet, PodRuntime
-from kube_store import KINDS, ApiStatusError, JsonObject, Store, now_rfc3339, restricted_violations
 
+from tests.kubernetes.kube_kubelet import Kubelet, PodRuntime
+from tests.kubernetes.kube_store import (
+    KINDS,
+    ApiStatusError,
+    JsonObject,
+    Store,
+    now_rfc3339,
+    restricted_violations,
+)
 from trio_sandbox.mcp import serve_http
 from trio_sandbox.tls import CertificateChain
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import attrs
 import trio
-from kube_double import KubeDouble
 
+from tests.kubernetes.kube_double import KubeDouble
 from trio_sandbox.contract import CLIENT_CA_VARIABLE, MCP_PORT_VARIABLE, SKIP_WARDEN_VARIABLE
 from trio_sandbox.tls import CaBlock, MtlsIdentity, read_ca_block
 

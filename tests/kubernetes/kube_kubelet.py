@@ -24,7 +24,8 @@ from typing import Any
 
 import attrs
 import trio
-from kube_store import JsonObject, Store, now_rfc3339
+
+from tests.kubernetes.kube_store import JsonObject, Store, now_rfc3339
 
 NODE_NAME = "kube-double-node"
 DEFAULT_GRACE_SECONDS = 30.0

@@ -19,8 +19,9 @@ from typing import Any, cast
 
 import pytest
 import trio
-from kube_double import ADMIN_TOKEN, SANDBOX_ROLE, KubeDouble, open_kube_double
-from kube_harness import (
+
+from tests.kubernetes.kube_double import ADMIN_TOKEN, SANDBOX_ROLE, KubeDouble, open_kube_double
+from tests.kubernetes.kube_harness import (
     ECHO_SERVER,
     HANG_GUARD_SECONDS,
     IMAGE,
@@ -37,8 +38,7 @@ from kube_harness import (
     warden_env,
     wrap_argv,
 )
-from sandbox_users import SandboxUser
-
+from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.sandbox import SandboxConfig, SandboxStartError, open_sandbox
 from trio_sandbox.tls import MtlsIdentity
@@ -386,7 +386,7 @@ async def test_official_client_portforward_reaches_the_pod(double: KubeDouble) -
 async def test_api_server_gone_mid_session_then_swept(double: KubeDouble, tmp_path: Path) -> None:
     """The API server vanishes: the warden gives up after --k8s-api-grace (125, naming it)
     and cannot delete its Pod; once the server is back, the sweep deletes the leftover."""
-    from kube_harness import CuttableRelay
+    from tests.kubernetes.kube_harness import CuttableRelay
 
     relay = CuttableRelay(int(double.url.rsplit(":", 1)[1]))
     async with trio.open_nursery() as nursery:

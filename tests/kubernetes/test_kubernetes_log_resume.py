@@ -19,9 +19,9 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kube_double import KubeDouble, open_kube_double
-from kube_harness import IMAGE, run_warden
 
+from tests.kubernetes.kube_double import KubeDouble, open_kube_double
+from tests.kubernetes.kube_harness import IMAGE, run_warden
 from trio_sandbox import SandboxConfig, open_sandbox
 from trio_sandbox.warden.kubernetes._api import KubeApi
 from trio_sandbox.warden.kubernetes._logs import LogFollower

@@ -13,8 +13,8 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
-from kube_store import restricted_violations
 
+from tests.kubernetes.kube_store import restricted_violations
 from trio_sandbox.warden import parse_wrap_args
 from trio_sandbox.warden._errors import ApiUnreachable, KubernetesError, KubernetesRequestError
 from trio_sandbox.warden.kubernetes._logs import since_time

@@ -7,8 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from mcp_fuzz_support import check_outgoing_message, readable_id
-
+from tests.mcp.mcp_fuzz_support import check_outgoing_message, readable_id
 from trio_sandbox.mcp import PARSE_ERROR
 
 

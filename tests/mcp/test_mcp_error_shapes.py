@@ -16,9 +16,9 @@ import trio
 import trio.testing
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from killable_link import KillableLink
-from mcp_server_harness import serve
 
+from tests.mcp.killable_link import KillableLink
+from tests.mcp.mcp_server_harness import serve
 from trio_sandbox.mcp import (
     Implementation,
     JsonObject,

@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 import trio
-from asgi_harness import HttpResult, call_http
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from mcp_fuzz_support import (
+
+from tests.mcp.asgi_harness import HttpResult, call_http
+from tests.mcp.mcp_fuzz_support import (
     VERSIONS,
     build_fuzz_server,
     check_error_body,
@@ -34,7 +35,6 @@ from mcp_fuzz_support import (
     run_virtual,
     valid_messages,
 )
-
 from trio_sandbox.mcp import (
     INVALID_REQUEST,
     PARSE_ERROR,

@@ -8,11 +8,11 @@ import math
 from collections.abc import AsyncIterator
 
 import trio
-from duplex_fuzz_checks import check_duplex_answers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp_fuzz_support import build_fuzz_server, mutated_messages, payloads, run_virtual
 
+from tests.mcp.duplex_fuzz_checks import check_duplex_answers
+from tests.mcp.mcp_fuzz_support import build_fuzz_server, mutated_messages, payloads, run_virtual
 from trio_sandbox.mcp import serve_duplex
 
 FAST = settings(

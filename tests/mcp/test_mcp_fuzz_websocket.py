@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 
-from asgi_harness import call_websocket
-from duplex_fuzz_checks import check_duplex_answers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp_fuzz_support import build_fuzz_server, check_outgoing_message, payloads, run_virtual
 
+from tests.mcp.asgi_harness import call_websocket
+from tests.mcp.duplex_fuzz_checks import check_duplex_answers
+from tests.mcp.mcp_fuzz_support import (
+    build_fuzz_server,
+    check_outgoing_message,
+    payloads,
+    run_virtual,
+)
 from trio_sandbox.mcp import HttpSettings, McpHttpApp
 
 FAST = settings(

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import trio
-from mcp_server_harness import (
+
+from tests.mcp.mcp_server_harness import (
     ACCEPT_BOTH,
     initialize,
     post_stateless,
@@ -15,7 +16,6 @@ from mcp_server_harness import (
     session_headers,
     sse_messages,
 )
-
 from trio_sandbox.mcp import (
     HttpSettings,
     Implementation,

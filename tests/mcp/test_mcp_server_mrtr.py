@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mcp_server_harness import (
+
+from tests.mcp.mcp_server_harness import (
     initialize,
     post_stateless,
     read_events,
     serve,
     session_headers,
 )
-
 from trio_sandbox.mcp import (
     Implementation,
     InputRequest,

@@ -6,8 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from mcp_server_harness import Served, SseEvent, initialize, read_events, serve, session_headers
 
+from tests.mcp.mcp_server_harness import (
+    Served,
+    SseEvent,
+    initialize,
+    read_events,
+    serve,
+    session_headers,
+)
 from trio_sandbox.mcp import HttpSettings, Implementation, McpServer, RequestContext, ToolReturn
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from mcp_server_harness import (
+
+from tests.mcp.mcp_server_harness import (
     ACCEPT_BOTH,
     STATELESS,
     envelope,
@@ -18,7 +19,6 @@ from mcp_server_harness import (
     serve,
     stateless_headers,
 )
-
 from trio_sandbox.mcp import (
     Implementation,
     McpServer,

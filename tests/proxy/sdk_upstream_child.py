@@ -1,19 +1,17 @@
 """The official SDK's MCPServer on its own Streamable HTTP stack (uvicorn), for the proxy tests.
 
-``python sdk_upstream_child.py PORT``: prints its URL, then serves until stopped.
+``python -m tests.proxy.sdk_upstream_child PORT``, from the checkout: prints its URL, then serves
+until stopped.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-
-from sdk_peer_server import build_sdk_server
+from tests.interop.sdk_peer_server import build_sdk_server
 
 
 def main(port: int) -> None:

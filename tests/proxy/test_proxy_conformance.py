@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from child_processes import start_url_printing_child, stop_group
-from proxy_harness import (
+
+from tests.conformance.child_processes import start_url_printing_child, stop_group
+from tests.conformance.test_conformance_server import assert_suite_passed
+from tests.proxy.proxy_harness import (
     EVERYTHING_SERVER,
     NODE_BIN,
     proxy_running,
 )
-from test_conformance_server import assert_suite_passed
-
 from trio_sandbox.mcp import HttpSettings
 from trio_sandbox.proxy import HttpFace, HttpUpstream
 

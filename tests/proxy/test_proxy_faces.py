@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from child_processes import stop_group
-from proxy_harness import (
+
+from tests.conformance.child_processes import stop_group
+from tests.proxy.proxy_harness import (
     REPO,
     build_upstream,
     http_served,
     process_exists,
     proxy_running,
 )
-
 from trio_sandbox.cli import run_cli as cli_main
 from trio_sandbox.mcp import McpConnectionError, open_mcp_client, stdio_transport
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, StdioUpstream

@@ -13,18 +13,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from asgi_harness import call_http
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp_fuzz_support import (
+
+from tests.mcp.asgi_harness import call_http
+from tests.mcp.mcp_fuzz_support import (
     build_fuzz_server,
     mirrored_headers,
     mutated_messages,
     payloads,
     run_virtual,
 )
-from test_mcp_fuzz_http import FAST, GOOD_HEADERS, check_answer, check_sessions_idle, chunked
-
+from tests.mcp.test_mcp_fuzz_http import (
+    FAST,
+    GOOD_HEADERS,
+    check_answer,
+    check_sessions_idle,
+    chunked,
+)
 from trio_sandbox.mcp import HttpSettings, Implementation, McpHttpApp
 from trio_sandbox.proxy import InProcessUpstream, ProxyServer, Upstream
 from trio_sandbox.proxy._serve import opener_for_spec

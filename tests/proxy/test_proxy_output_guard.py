@@ -17,8 +17,8 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from proxy_harness import proxy_running
 
+from tests.proxy.proxy_harness import proxy_running
 from trio_sandbox.mcp import (
     RESOURCE_NOT_FOUND,
     CallToolResult,

@@ -9,17 +9,17 @@ import sys
 from pathlib import Path
 
 import trio
-from child_processes import start_url_printing_child
-from proxy_harness import (
+
+from tests.conformance.child_processes import start_url_printing_child
+from tests.proxy.proxy_harness import (
     NODE_BIN,
     process_exists,
     proxy_running,
 )
-
+from tests.support.sandbox_users import REPO
 from trio_sandbox.mcp import HANDSHAKE_VERSIONS, open_mcp_client
 from trio_sandbox.proxy import HttpUpstream, StdioUpstream, UpstreamSpec
 
-SDK_CHILD = Path(__file__).with_name("sdk_upstream_child.py")
 EVERYTHING_JS = (
     NODE_BIN.parent / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 )
@@ -36,7 +36,9 @@ async def test_npm_everything_and_an_sdk_server_behind_one_proxy() -> None:
     assert EVERYTHING_JS.exists(), f"{EVERYTHING_JS} is missing: run .ci/install"
     async with trio.open_nursery() as children:
         _, sdk_url = await start_url_printing_child(
-            children, [sys.executable, str(SDK_CHILD), str(free_port())]
+            children,
+            [sys.executable, "-m", "tests.proxy.sdk_upstream_child", str(free_port())],
+            cwd=REPO,
         )
         upstreams: list[UpstreamSpec] = [
             StdioUpstream("ev", str(NODE_BIN / "node"), [str(EVERYTHING_JS), "stdio"]),

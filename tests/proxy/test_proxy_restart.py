@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import trio
-from child_processes import start_url_printing_child
-from proxy_harness import (
+
+from tests.conformance.child_processes import start_url_printing_child
+from tests.proxy.proxy_harness import (
     EVERYTHING_SERVER,
     build_upstream,
     proxy_running,
 )
-
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import (
     HttpUpstream,

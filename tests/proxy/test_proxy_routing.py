@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import trio
-from proxy_harness import build_upstream, http_served, proxy_running
 
+from tests.proxy.proxy_harness import build_upstream, http_served, proxy_running
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
     Implementation,

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-import redact_fakes as fakes
 
+from tests.redact import redact_fakes as fakes
 from trio_sandbox.redact import PLACEHOLDER, SecretRedactor
 
 

@@ -7,8 +7,8 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redact_fakes import filler_text, text_with_secrets, touchable_secret
 
+from tests.redact.redact_fakes import filler_text, text_with_secrets, touchable_secret
 from trio_sandbox.redact import PLACEHOLDER, SecretRedactor
 
 KNOWN = ["hunter2-correct-horse", "Tr0ub4dor&3xyz", "s3cret with spaces", "ünïcode-sécret"]

@@ -6,9 +6,9 @@ import random
 import re
 
 import pytest
-import redact_fakes as fakes
 import trio
 
+from tests.redact import redact_fakes as fakes
 from trio_sandbox.redact import (
     MIN_KNOWN_SECRET_LENGTH,
     JsonLike,

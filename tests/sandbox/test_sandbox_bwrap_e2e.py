@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
-from sandbox_fakes import all_tasks
 
+from tests.sandbox.sandbox_fakes import all_tasks
 from trio_sandbox.sandbox import SandboxConfig, SandboxRestarted, open_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

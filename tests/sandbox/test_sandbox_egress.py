@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from egress_harness import HELLO, serving_site
-from sandbox_fakes import all_tasks
-from test_sandbox_bwrap_e2e import processes_with
 
+from tests.egress.egress_harness import HELLO, serving_site
+from tests.sandbox.sandbox_fakes import all_tasks
+from tests.sandbox.test_sandbox_bwrap_e2e import processes_with
 from trio_sandbox.sandbox import SandboxConfig, SandboxRestarted, open_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

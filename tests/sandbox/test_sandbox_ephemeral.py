@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.lowlevel
-from sandbox_fakes import FakeLauncher
 
+from tests.sandbox.sandbox_fakes import FakeLauncher
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import SandboxConfig, SandboxMode, open_sandbox

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import trio
-from cli_harness import descendants
 
+from tests.cli.cli_harness import descendants
 from trio_sandbox.mcp import CallToolResult
 from trio_sandbox.sandbox import (
     Sandbox,

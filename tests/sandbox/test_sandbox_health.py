@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from sandbox_fakes import FakeLauncher, all_tasks
 
+from tests.sandbox.sandbox_fakes import FakeLauncher, all_tasks
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import (
     Sandbox,

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import trio
-from sandbox_users import SandboxUser
+
+from tests.support.sandbox_users import SandboxUser
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import trio
-from sandbox_fakes import all_tasks
-from test_sandbox_faults_under_load import CALL_MIX, tool_server_pid
 
+from tests.sandbox.sandbox_fakes import all_tasks
+from tests.sandbox.test_sandbox_faults_under_load import CALL_MIX, tool_server_pid
 from trio_sandbox.mcp import (
     CallToolResult,
     Implementation,

@@ -7,8 +7,9 @@ import os
 import subprocess
 
 import trio
-from sandbox_users import SandboxUser
-from warden_harness import HANG_GUARD_SECONDS, warden_argv
+
+from tests.support.sandbox_users import SandboxUser
+from tests.warden.warden_harness import HANG_GUARD_SECONDS, warden_argv
 
 
 async def run_warden_with_report_fd(

@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 import httpx
 import trio
-from cli_harness import descendants
 
+from tests.cli.cli_harness import descendants
 from trio_sandbox.mcp import HttpSettings, Implementation, McpServer, RequestContext
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, ProxyHandle, serve_proxy
 from trio_sandbox.tls import CertificateChain

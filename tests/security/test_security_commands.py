@@ -20,9 +20,9 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sandbox_users import SandboxUser
-from tools_harness import ToolClient, fast_limits
 
+from tests.support.sandbox_users import SandboxUser
+from tests.tools.tools_harness import ToolClient, fast_limits
 from trio_sandbox.tools import ToolLimits, clean_text, open_tool_server
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

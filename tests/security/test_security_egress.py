@@ -27,15 +27,15 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
-from egress_harness import open_connection, receive_all, running_proxy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reports_egress_probes import DENIED, FLOOD, ODD_FORMS
-from reports_probes import serving_hello
-from reports_warden import egress_audit, run_warden_with_report_fd
-from sandbox_users import SandboxUser
-from warden_harness import wrap
 
+from tests.egress.egress_harness import open_connection, receive_all, running_proxy
+from tests.security.reports_egress_probes import DENIED, FLOOD, ODD_FORMS
+from tests.security.reports_probes import serving_hello
+from tests.security.reports_warden import egress_audit, run_warden_with_report_fd
+from tests.support.sandbox_users import SandboxUser
+from tests.warden.warden_harness import wrap
 from trio_sandbox.egress import (
     MAX_DESTINATIONS,
     OTHER_DESTINATIONS,

@@ -23,8 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from escape_bpf import RET_ALLOW, RET_KILL_PROCESS, Call, errno_of, profile_errno, run_filter
-from escape_probes import (
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.security.escape_bpf import (
+    RET_ALLOW,
+    RET_KILL_PROCESS,
+    Call,
+    errno_of,
+    profile_errno,
+    run_filter,
+)
+from tests.security.escape_probes import (
     FILL_MEMORY_FILE_SYSTEMS,
     OTHER_WAYS_OUT,
     READ_FILES,
@@ -32,11 +42,8 @@ from escape_probes import (
     SHARED_MEMORY,
     SOCKET_FAMILIES,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from sandbox_users import SandboxUser
-from warden_harness import wrap
-
+from tests.support.sandbox_users import SandboxUser
+from tests.warden.warden_harness import wrap
 from trio_sandbox.warden import WrapRequestError, deny_list_program
 from trio_sandbox.warden._errors import IdmapUnavailableError
 from trio_sandbox.warden._seccomp import (
@@ -347,7 +354,7 @@ def podman_options() -> list[str]:
 async def test_podman_no_setuid_or_setgid_file_reaches_the_host(tmp_path: Path) -> None:
     """The same routes in a rootful podman container (uid 0, the host's root): the rules are in
     the seccomp profile the warden hands podman, merged into podman's own."""
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     root = this_process_user()
     workspace = tmp_path / "workspace"
@@ -363,7 +370,7 @@ async def test_podman_no_setuid_or_setgid_file_reaches_the_host(tmp_path: Path) 
 @needs_podman
 @needs_host_stdlib
 async def test_podman_vsock_and_other_socket_families_fail() -> None:
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     root = this_process_user()
     podman = podman_options()
@@ -434,7 +441,7 @@ async def test_dev_shm_works_for_every_user(sandbox_user: SandboxUser, workspace
 async def test_podman_dev_shm_is_bounded_and_nothing_else_is_writable() -> None:
     """podman's /dev/shm has the same bound (--shm-size); its /dev is the engine's own 64 MiB
     tmpfs; no /run or /var/tmp tmpfs (podman --read-only would add unbounded ones)."""
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     root = this_process_user()
     result = await wrap(
@@ -628,7 +635,7 @@ async def test_no_other_way_out(sandbox_user: SandboxUser, workspace: Path) -> N
 @needs_podman
 @needs_host_stdlib
 async def test_podman_no_other_way_out(tmp_path: Path) -> None:
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     root = this_process_user()
     workspace = tmp_path / "workspace"
@@ -695,7 +702,7 @@ async def test_a_link_planted_in_a_volume_never_redirects_the_next_launch(
 async def test_podman_a_link_planted_in_a_volume_never_redirects_the_next_launch(
     tmp_path: Path,
 ) -> None:
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     root = this_process_user()
     workspace = tmp_path / "workspace"
@@ -745,7 +752,7 @@ def test_volume_sources_follow_the_hosts_links_only(tmp_path: Path) -> None:
 async def test_podman_root_only_proc_files_are_masked() -> None:
     """A podman container's root is the host's root (rootful, no user namespace): /proc's
     root-only files are masked there too; it sees no host tree but its image and volumes."""
-    from sandbox_users import this_process_user
+    from tests.support.sandbox_users import this_process_user
 
     files = root_only_proc_files()
     result = await wrap(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from cli_harness import CHILD_LIMIT, RunningCli, free_port, run_cli, start_cli
-from sandbox_users import SETPRIV, SandboxUser
 
+from tests.cli.cli_harness import CHILD_LIMIT, RunningCli, free_port, run_cli, start_cli
+from tests.support.sandbox_users import SETPRIV, SandboxUser
 from trio_sandbox.tls import CertificateChain
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

@@ -23,8 +23,9 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from proxy_harness import http_served, proxy_running
-from redaction_upstreams import (
+
+from tests.proxy.proxy_harness import http_served, proxy_running
+from tests.security.redaction_upstreams import (
     GENERIC_VALUE,
     OTHER_TOKEN,
     VAULT_TOKEN,
@@ -33,8 +34,7 @@ from redaction_upstreams import (
     leaky_server,
     recording_client,
 )
-from sandbox_users import SandboxUser
-
+from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import (
     CallToolResult,
     Implementation,

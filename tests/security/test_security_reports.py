@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_double import open_kube_double
-from kube_harness import IMAGE as POD_IMAGE
-from reports_probes import (
+
+from tests.kubernetes.kube_double import open_kube_double
+from tests.kubernetes.kube_harness import IMAGE as POD_IMAGE
+from tests.security.reports_probes import (
     FORGE,
     FORGED_MEMORY,
     FORGED_NAME,
@@ -31,11 +32,10 @@ from reports_probes import (
     HELLO,
     serving_hello,
 )
-from reports_warden import run_warden_with_report_fd
-from sandbox_users import SandboxUser
-from test_warden_podman import IMAGE, _image_present
-from warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, wrap
-
+from tests.security.reports_warden import run_warden_with_report_fd
+from tests.support.sandbox_users import SandboxUser
+from tests.warden.test_warden_podman import IMAGE, _image_present
+from tests.warden.warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, wrap
 from trio_sandbox.sandbox import SandboxConfig, open_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

@@ -25,8 +25,11 @@ import pytest
 import trio
 import trio.testing
 import trio_websocket
-from asgi_harness import call_http
-from cli_harness import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.cli.cli_harness import (
     RunningCli,
     all_processes,
     descendants,
@@ -37,11 +40,8 @@ from cli_harness import (
     start_cli,
     wait_all_gone,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from mcp.client.streamable_http import streamable_http_client
-from sandbox_users import SandboxUser
-from sessions_harness import (
+from tests.mcp.asgi_harness import call_http
+from tests.security.sessions_harness import (
     ACCEPT_BOTH,
     PER_SESSION,
     VERSION,
@@ -57,7 +57,7 @@ from sessions_harness import (
     wait_for_sandboxes,
     wait_for_sleep,
 )
-
+from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import (
     LIMIT_REACHED,
     HttpSettings,

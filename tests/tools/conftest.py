@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tools_harness import ToolClient, fast_limits
 
+from tests.tools.tools_harness import ToolClient, fast_limits
 from trio_sandbox.tools import open_tool_server
 
 

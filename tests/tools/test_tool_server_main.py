@@ -23,8 +23,8 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from tools_harness import ORIGINAL_TOOL_NAMES
 
+from tests.tools.tools_harness import ORIGINAL_TOOL_NAMES
 from trio_sandbox.contract import STARTED_LINE_PREFIX
 from trio_sandbox.mcp import LATEST_VERSION, open_mcp_client, websocket_transport
 from trio_sandbox.tls import MtlsIdentity, read_ca_block

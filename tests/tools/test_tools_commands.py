@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from tools_harness import (
+
+from tests.tools.tools_harness import (
     ORIGINAL_TOOL_NAMES,
     SPAWN_GRANDCHILDREN,
     ToolClient,
@@ -14,7 +15,6 @@ from tools_harness import (
     wait_for_pid_file,
     wait_until_gone,
 )
-
 from trio_sandbox.mcp import Notification, Request
 from trio_sandbox.tools import generate_password, open_tool_server
 

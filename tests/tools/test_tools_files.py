@@ -10,8 +10,8 @@ from typing import Any
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tools_harness import ToolClient
 
+from tests.tools.tools_harness import ToolClient
 from trio_sandbox.mcp import CallToolResult
 from trio_sandbox.tools import glob_regex, open_tool_server, split_lines
 
@@ -169,7 +169,7 @@ async def test_view_whole_file_empty_file_and_grep(tool_client: ToolClient, tmp_
 
 
 async def test_view_caps_lines_and_long_lines(tmp_path: Path) -> None:
-    from tools_harness import fast_limits
+    from tests.tools.tools_harness import fast_limits
 
     (tmp_path / "big").write_text("".join(f"{n}\n" for n in range(1, 101)) + "x" * 50 + "\n")
     limits = fast_limits(view_max_lines=10, view_max_line_chars=20)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from tools_harness import (
+
+from tests.tools.tools_harness import (
     SPAWN_GRANDCHILDREN,
     ToolClient,
     fast_limits,
     wait_for_pid_file,
     wait_until_gone,
 )
-
 from trio_sandbox.tools import TaskStatus, build_tool_server, open_task_manager, open_tool_server
 
 

@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from egress_harness import HELLO, PACKAGE, WHEEL, node_with_env_proxy, serving_site
-from sandbox_users import REPO, SandboxUser
-from test_warden_podman import IMAGE, _image_present, container_names
-from warden_harness import wrap
+
+from tests.egress.egress_harness import HELLO, PACKAGE, WHEEL, node_with_env_proxy, serving_site
+from tests.support.sandbox_users import REPO, SandboxUser
+from tests.warden.test_warden_podman import IMAGE, _image_present, container_names
+from tests.warden.warden_harness import wrap
 
 ORIGIN_HOST = "127.0.0.2"  # the host's loopback, as the allow-list names it
 UNLISTED_HOST = "127.0.0.3"  # served by the same origins (every 127/8 address is), not listed

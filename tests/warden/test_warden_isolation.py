@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from sandbox_users import SandboxUser
-from warden_harness import (
+
+from tests.support.sandbox_users import SandboxUser
+from tests.warden.warden_harness import (
     HANG_GUARD_SECONDS,
     host_path_exists,
     live_pids_with,

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from sandbox_users import SandboxUser, ordinary_user
-from warden_harness import (
+
+from tests.support.sandbox_users import SandboxUser, ordinary_user
+from tests.warden.warden_harness import (
     HANG_GUARD_SECONDS,
     PYTHON,
     ROOT_OR_SELF,

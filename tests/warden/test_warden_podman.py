@@ -13,8 +13,16 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_warden_lifecycle import ECHO_SERVER, echo_through
-from warden_harness import WARDEN, free_port, live_pids_with, port_is_free, unique_marker, wrap
+
+from tests.warden.test_warden_lifecycle import ECHO_SERVER, echo_through
+from tests.warden.warden_harness import (
+    WARDEN,
+    free_port,
+    live_pids_with,
+    port_is_free,
+    unique_marker,
+    wrap,
+)
 
 IMAGE = "localhost/trio-sandbox-test:latest"
 
@@ -89,7 +97,7 @@ async def test_podman_published_port_and_cleanup(stop_signal: signal.Signals, ne
         status = await warden.wait()
         if stop_signal == signal.SIGKILL:
             # The guard watches the warden's pipe and removes the container once it is gone.
-            from warden_harness import wait_gone
+            from tests.warden.warden_harness import wait_gone
 
             await wait_gone([pid for pid in guards if b"_ignored" in _cmdline(pid)])
     assert status == (130 if stop_signal == signal.SIGINT else -signal.SIGKILL)

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
-from sandbox_users import SandboxUser, this_process_user
+
+from tests.support.sandbox_users import SandboxUser, this_process_user
 
 WARDEN = (sys.executable, "-m", "trio_sandbox.warden", "wrap")
 # Every escape attempt below is ordinary Python run by the interpreter that runs the warden,
