@@ -8,6 +8,7 @@ functions included):
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,6 @@ def test_the_check_catches_what_it_should(
     (fake / "__init__.py").write_text("")
     (fake / "proxy" / "__init__.py").write_text("")
     (fake / "proxy" / "_bad.py").write_text(source)
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     [problem] = violations()
     assert expected in problem

@@ -1,6 +1,7 @@
 """The one signal runner: ``main`` runs until a stop signal, a further signal is told apart, one
-recorded before Trio ran stops ``main`` before it starts, and the recording loads without Trio.
-SIGUSR1 stands in for the stop signals so that the test runner's own SIGINT stays untouched."""
+recorded before Trio ran stops ``main`` before it starts (or, asked, starts it cancelled), and
+the recording loads without Trio. SIGUSR1 stands in for the stop signals so that the test
+runner's own SIGINT stays untouched."""
 
 from __future__ import annotations
 
@@ -97,6 +98,33 @@ async def test_a_signal_recorded_before_trio_stops_main_before_it_starts(
     assert await run_until_signalled(main, on_signal=stopping.append, signals=SIGNALS) is None
     assert stopping == [signal.SIGUSR1]
     assert ran == []
+
+
+async def test_with_early_cancel_main_starts_cancelled_and_cleans_up(
+    restore_sigusr1: None,
+) -> None:
+    """The warden's case: what its back end launched before Trio must still be stopped."""
+    record_early_signals(SIGNALS)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    stopping: list[int] = []
+    steps: list[str] = []
+
+    async def main() -> str:
+        steps.append("started")
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.lowlevel.checkpoint()
+                steps.append("cleaned up")
+        return "ran"  # pragma: no cover
+
+    result = await run_until_signalled(
+        main, on_signal=stopping.append, signals=SIGNALS, early="cancel"
+    )
+    assert result is None
+    assert stopping == [signal.SIGUSR1]
+    assert steps == ["started", "cleaned up"]
 
 
 async def test_recorded_signals_of_other_kinds_do_not_stop_main(restore_sigusr1: None) -> None:

@@ -142,6 +142,29 @@ async def test_sigint_reaps_everything_before_the_warden_exits(sandbox_user: San
 
 
 @needs_bwrap
+async def test_a_stop_signal_as_the_sandbox_starts_still_reaps_it(
+    sandbox_user: SandboxUser,
+) -> None:
+    """SIGTERM as soon as the sandbox's command runs: bubblewrap was launched before the warden
+    imported Trio, so the signal may come while the warden only records signals. Either way the
+    warden stops the sandbox, reaps it and says 143."""
+    marker = unique_marker()
+    command = ["sh", "-c", f"echo started; exec sleep {marker}"]
+    argv = [*warden_argv(sandbox_user), "host", "--", *command]
+    async with trio.open_nursery() as nursery:
+        run = functools.partial(
+            trio.run_process, argv, stdout=subprocess.PIPE, check=False, env=sandbox_user.env()
+        )
+        warden: trio.Process = await nursery.start(run)
+        assert warden.stdout is not None
+        with trio.fail_after(HANG_GUARD_SECONDS):
+            assert await warden.stdout.receive_some() == b"started\n"
+            warden.send_signal(signal.SIGTERM)
+            assert await warden.wait() == 128 + signal.SIGTERM
+    assert live_pids_with(marker) == []
+
+
+@needs_bwrap
 async def test_background_processes_die_with_the_sandbox(sandbox_user: SandboxUser) -> None:
     """The command exits at once; the daemon it left behind must not outlive the sandbox."""
     marker = unique_marker()

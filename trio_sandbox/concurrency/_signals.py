@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import trio
 
@@ -31,16 +31,21 @@ async def run_until_signalled(
     on_signal: SignalHandler = _ignore,
     on_again: SignalHandler = _ignore,
     signals: Sequence[signal.Signals] = STOP_SIGNALS,
+    early: Literal["skip", "cancel"] = "skip",
 ) -> T | None:
     """``await main()``, or cancel it at the first of ``signals``; None when a signal stopped it.
 
     ``on_signal`` is told of the signal that stops ``main`` (one recorded early included), and
-    ``on_again`` of every further one while ``main`` winds down (say, to exit at once).
+    ``on_again`` of every further one while ``main`` winds down (say, to exit at once). A signal
+    recorded before Trio ran skips ``main`` (``early="skip"``), or starts it already cancelled
+    (``early="cancel"``: for a ``main`` that must still clean up what was started before Trio,
+    such as the warden's sandbox).
     """
-    early = [signum for signum in early_signals() if signum in signals]
-    if early:
-        on_signal(early[0])
-        return None
+    recorded = [signum for signum in early_signals() if signum in signals]
+    if recorded:
+        on_signal(recorded[0])
+        if early == "skip":
+            return None
     result: list[T] = []
     with trio.open_signal_receiver(*signals) as received, single_error():
         async with trio.open_nursery() as nursery:
@@ -55,6 +60,8 @@ async def run_until_signalled(
                     main_scope.cancel()
 
             nursery.start_soon(stop_on_signal)
+            if recorded:
+                main_scope.cancel()
             with main_scope:
                 result.append(await main())
             nursery.cancel_scope.cancel()

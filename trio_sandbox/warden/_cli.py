@@ -185,7 +185,7 @@ def parse_limits(options: argparse.Namespace) -> ResourceLimits:
 def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
     backend = BACKENDS[choose_backend(spec)]
     # Until Trio takes over, stop signals are only recorded (then honoured at once).
-    early_signals = record_early_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    record_early_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     if spec.network == "host" and backend.isolates:
         print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
     # Before importing Trio: bubblewrap boots while the warden's own imports run, and a
@@ -195,7 +195,7 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
 
     from ._supervisor import supervise_sandbox
 
-    return trio.run(supervise_sandbox, launched, spec, lifeline, early_signals)
+    return trio.run(supervise_sandbox, launched, spec, lifeline)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

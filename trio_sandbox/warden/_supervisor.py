@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Sequence
 
 import attrs
 import trio
 
+from ..concurrency import run_until_signalled
 from ._backend import Launched
 from ._pidfd import close_pidfd, wait_exited, wait_pid_exited
 from ._spec import WARDEN_ERROR_STATUS, WrapSpec
@@ -70,42 +70,36 @@ async def _watch_parent(pidfd: int, stop: _Stop) -> None:
     stop.by_lifeline()
 
 
-async def supervise_sandbox(
-    launched: Launched,
-    spec: WrapSpec,
-    lifeline: int | None = None,
-    early_signals: Sequence[int] = (),
-) -> int:
+async def supervise_sandbox(launched: Launched, spec: WrapSpec, lifeline: int | None = None) -> int:
     """Run the launched sandbox until the command exits (its status) or SIGINT/SIGTERM/SIGHUP
     arrive (the command is stopped, everything reaped, status 128 + signal number: 130 for
-    SIGINT), or the warden's parent dies (stopped at once, status 129). ``lifeline``: a pidfd
-    of the warden's parent, or None (nothing to watch); `early_signals` arrived before Trio was
-    running (the back end launched first)."""
+    SIGINT; one that came before Trio ran counts too), or the warden's parent dies (stopped at
+    once, status 129). ``lifeline``: a pidfd of the warden's parent, or None (nothing to
+    watch)."""
     helper = launched.netns_helper
     stop = _Stop()
-    for signum in early_signals:
-        stop.by_signal(signum)
-    status = 0
+
+    async def run() -> int:
+        with stop.scope:
+            return await launched.run(spec, stop.grace)
+        return 0  # stopped by the helper's death or the lifeline: the status says why
+
     try:
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def watch_signals() -> None:
-                    async for signum in signals:
-                        stop.by_signal(signum)
-                        return
-
-                nursery.start_soon(watch_signals)
-                if helper is not None:
-                    nursery.start_soon(_watch_helper, helper.pid, stop)
-                if lifeline is not None and lifeline >= 0:
-                    nursery.start_soon(_watch_parent, lifeline, stop)
-                with stop.scope:
-                    status = await launched.run(spec, stop.grace)
-                nursery.cancel_scope.cancel()
+        # The watchers outlive a signal's stop, so that the lifeline still hurries it.
+        async with trio.open_nursery() as nursery:
+            if helper is not None:
+                nursery.start_soon(_watch_helper, helper.pid, stop)
+            if lifeline is not None and lifeline >= 0:
+                nursery.start_soon(_watch_parent, lifeline, stop)
+            # "cancel": the back end launched before Trio, so even a signal that came first
+            # lets its run stop and reap what it started.
+            status = await run_until_signalled(
+                run, on_signal=stop.by_signal, signals=STOP_SIGNALS, early="cancel"
+            )
+            nursery.cancel_scope.cancel()
     finally:
         if helper is not None:
             helper.close()
         if lifeline is not None and lifeline >= 0:
             close_pidfd(lifeline)
-    return stop.status(status)
+    return stop.status(0 if status is None else status)
