@@ -2,7 +2,9 @@
 functions included):
 
 - no module imports another package's private module (``..mcp._client``) or private name;
-- packages import downward only, in the order written here and in NOTES.md.
+- packages import downward only, in the order written here and in NOTES.md;
+- rooms that must stay apart do: the warden's core and its back ends, MCP's protocol, server and
+  client sides.
 """
 
 from __future__ import annotations
@@ -99,6 +101,48 @@ def test_no_private_or_upward_imports_across_packages() -> None:
     assert violations() == []
 
 
+# Rooms of a package that must not reach into each other (importer prefix, imported prefix,
+# the modules allowed to anyway, with why).
+WARDEN_BACK_ENDS = ("bwrap", "container", "kubernetes", "unisolated")
+SEPARATE_ROOMS: list[tuple[str, str, set[str]]] = [
+    # The warden's core knows the back ends only as the values of the table in _choice.
+    *(
+        ("trio_sandbox.warden._", f"trio_sandbox.warden.{room}", {"trio_sandbox.warden._choice"})
+        for room in WARDEN_BACK_ENDS
+    ),
+    # One back end never reaches into another.
+    *(
+        (f"trio_sandbox.warden.{room}.", f"trio_sandbox.warden.{other}", set())
+        for room in WARDEN_BACK_ENDS
+        for other in WARDEN_BACK_ENDS
+        if other != room
+    ),
+    # MCP's protocol is what both sides share: it imports neither.
+    ("trio_sandbox.mcp.protocol", "trio_sandbox.mcp.server", set()),
+    ("trio_sandbox.mcp.protocol", "trio_sandbox.mcp.client", set()),
+    # The server side never imports the client's (the tool server loads no client code).
+    ("trio_sandbox.mcp.server", "trio_sandbox.mcp.client", set()),
+    # The client imports the server only for the in-process transport, which serves in-process.
+    ("trio_sandbox.mcp.client", "trio_sandbox.mcp.server", {"trio_sandbox.mcp.client._memory"}),
+]
+
+
+def room_violations() -> list[str]:
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        for line, target, _names in imports(path):
+            for importer, imported, allowed in SEPARATE_ROOMS:
+                into = target == imported or target.startswith(imported + ".")
+                if name.startswith(importer) and into and name not in allowed:
+                    problems.append(f"{name}:{line} imports {target}")
+    return problems
+
+
+def test_rooms_keep_to_themselves() -> None:
+    assert room_violations() == []
+
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
@@ -119,3 +163,20 @@ def test_the_check_catches_what_it_should(
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     [problem] = violations()
     assert expected in problem
+
+
+def test_the_room_check_catches_what_it_should(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "trio_sandbox"
+    for room in ("warden/bwrap", "mcp/server", "mcp/client"):
+        (fake / room).mkdir(parents=True)
+    (fake / "warden" / "_core.py").write_text("from .bwrap._start import launch_bwrap\n")
+    (fake / "warden" / "_choice.py").write_text("from .bwrap import BWRAP_BACKEND\n")
+    (fake / "mcp" / "server" / "_bad.py").write_text("from ..client import McpClient\n")
+    (fake / "mcp" / "client" / "_memory.py").write_text("from ..server import McpServer\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert room_violations() == [
+        "trio_sandbox.mcp.server._bad:1 imports trio_sandbox.mcp.client",
+        "trio_sandbox.warden._core:1 imports trio_sandbox.warden.bwrap._start",
+    ]
