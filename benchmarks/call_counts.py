@@ -8,7 +8,9 @@ Legs (``--calls`` each, after a warm-up):
 - http / websocket: the same client and server over Streamable HTTP or WebSocket on
   127.0.0.1, both ends in this process (so both ends are counted);
 - embedded: ``Sandbox.call_tool("view", ...)`` on a real sandbox (bubblewrap), the host side
-  only (the proxy, its in-process client and its client to the tool server).
+  only (the proxy, its in-process client and its client to the tool server);
+- tool server start-up: every call from ``python -m trio_sandbox.tools`` starting until it
+  prints its started line (imports included), in a child process.
 
 Uses only the public API, so it runs unchanged on any revision since issue 13:
 
@@ -20,7 +22,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import os
 import pstats
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,8 +43,10 @@ from trio_sandbox.mcp import (
     serve_http,
 )
 from trio_sandbox.sandbox import SandboxConfig, open_sandbox
+from trio_sandbox.tls import MtlsIdentity
 
 WARM_UP = 20
+STARTED_LINE = "MCP server started at "
 
 
 def noop_server() -> McpServer:
@@ -68,6 +75,43 @@ async def client_leg(client: McpClient, calls: int) -> float:
     return await counted(functools.partial(client.call_tool, "noop", {}), calls)
 
 
+# The child: the tool server under cProfile from its first import (this script's own imports
+# would hide them) until it prints its started line; then the count goes to stderr.
+PROFILED_START = f"""
+import cProfile, os, pstats, runpy, sys
+profile = cProfile.Profile()
+out = sys.stdout
+class StopAtStartedLine:
+    def write(self, text):
+        if {STARTED_LINE!r} in text:
+            profile.disable()
+            print(pstats.Stats(profile).total_calls, file=sys.stderr, flush=True)
+            os._exit(0)
+        return out.write(text)
+    def flush(self):
+        out.flush()
+sys.stdout = StopAtStartedLine()
+sys.argv = ["trio_sandbox.tools", "--workdir", os.getcwd()]
+profile.enable()
+runpy.run_module("trio_sandbox.tools", run_name="__main__", alter_sys=True)
+"""
+
+
+def tool_server_start_calls() -> int:
+    client = MtlsIdentity.generate_client()
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("STAKPAK_")}
+    environ.pop("container", None)
+    environ.update(STAKPAK_MCP_PORT="0", STAKPAK_MCP_CLIENT_CA=client.ca_cert_pem())
+    child = subprocess.run(
+        [sys.executable, "-c", PROFILED_START],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(child.stderr.split()[-1])
+
+
 async def main(calls: int) -> None:
     server = noop_server()
     figures: dict[str, float] = {}
@@ -86,6 +130,7 @@ async def main(calls: int) -> None:
     print("Python function calls per call (cProfile)")
     for leg, figure in figures.items():
         print(f"{leg:10} {figure:8.0f}")
+    print(f"tool server start-up to its started line: {tool_server_start_calls()} calls")
 
 
 if __name__ == "__main__":
