@@ -9,7 +9,10 @@
   ``pods/log`` (follow, timestamps, sinceTime); ``pods/portforward`` over WebSocket
   (``v4.channel.k8s.io``: port announcements, data and error channels);
 - events (field selector ``involvedObject.name``), network policies, agent-sandbox Sandboxes
-  and SandboxClaims (a minimal controller makes their Pods).
+  and SandboxClaims (a minimal controller makes their Pods), SandboxTemplates and
+  SandboxWarmPools (the pool keeps ``replicas`` Sandboxes with their Pods; a claim naming the
+  pool binds at once to one whose Pod runs, else to one still starting, else a fresh one, and
+  the pool starts a replacement); their fields are checked (:mod:`kube_agent_sandbox`).
 
 Each Pod's container runs in the local bubblewrap sandbox (:mod:`kube_kubelet`), so the real
 tool server, the real mutual TLS and the real tunnel code run end to end. Faults on request:
@@ -31,6 +34,7 @@ from typing import Any
 import attrs
 import trio
 
+from tests.kubernetes.kube_agent_sandbox import validate
 from tests.kubernetes.kube_kubelet import Kubelet, PodRuntime
 from tests.kubernetes.kube_store import (
     KINDS,
@@ -164,6 +168,7 @@ class KubeDouble:
     cut_log_streams: list[int] = attrs.field(factory=list)  # lines before each next log stream ends
     portforward_error: str | None = None
     _claim_serial: int = 0
+    _pool_serial: int = 0
 
     # ---- what tests look at and arrange -------------------------------------------------
 
@@ -297,6 +302,8 @@ class KubeDouble:
             self._authorize(who, "get", f"{plural}/log", namespace, name, "")
             await self._log(send, receive, namespace, name, query)
             return
+        if plural == "sandboxwarmpools":
+            self.refresh_pool_status(namespace)
         if method == "GET" and name:
             self._authorize(who, "get", plural, namespace, name, group)
             await _send_json(send, 200, self.store.get(plural, namespace, name))
@@ -374,6 +381,8 @@ class KubeDouble:
     def _create(self, plural: str, namespace: str, manifest: JsonObject) -> JsonObject:
         if plural == "pods":
             self._admit_pod(namespace, manifest)
+        if plural in ("sandboxtemplates", "sandboxwarmpools", "sandboxclaims"):
+            validate(plural, manifest)
         created = self.store.add(plural, namespace, manifest)
         if plural == "pods":
             self.kubelet.admit(namespace, created["metadata"]["name"])
@@ -388,6 +397,8 @@ class KubeDouble:
             )
         elif plural == "sandboxclaims":
             self._claim(namespace, manifest)
+        elif plural == "sandboxwarmpools":
+            self._fill_pool(namespace, manifest["metadata"]["name"])
         return created
 
     def _admit_pod(self, namespace: str, manifest: JsonObject) -> None:
@@ -428,9 +439,17 @@ class KubeDouble:
             )
 
     def _controller_pod(
-        self, namespace: str, name: str, metadata: JsonObject, spec: JsonObject, owner: JsonObject
+        self,
+        namespace: str,
+        name: str,
+        metadata: JsonObject,
+        spec: JsonObject,
+        owner: JsonObject,
+        *,
+        report_to: JsonObject | None = None,
     ) -> None:
-        """What the agent-sandbox controller does: a Pod from the template, owned by ``owner``."""
+        """What the agent-sandbox controller does: a Pod from the template, owned by ``owner``
+        (a refusal is an event on ``report_to``, else on the owner)."""
         pod = {
             "metadata": {
                 "name": name,
@@ -450,13 +469,146 @@ class KubeDouble:
         try:
             self._admit_pod(namespace, pod)
         except ApiStatusError as error:
-            self.store.event(namespace, owner, "Warning", "FailedCreate", error.message)
+            self.store.event(
+                namespace, report_to or owner, "Warning", "FailedCreate", error.message
+            )
             return
         self.store.add("pods", namespace, pod)
         self.kubelet.admit(namespace, name)
 
+    # ---- warm pools -------------------------------------------------------------------------
+
+    def _members(self, namespace: str, kind: str, owner: str) -> list[JsonObject]:
+        return [
+            sandbox
+            for sandbox in self.store.list("sandboxes", namespace)
+            if any(
+                ref["kind"] == kind and ref["name"] == owner
+                for ref in sandbox["metadata"].get("ownerReferences") or []
+            )
+        ]
+
+    def _pod_running(self, namespace: str, name: str) -> bool:
+        pod = self.store.objects.get(("pods", namespace, name))
+        return (
+            pod is not None
+            and pod.get("status", {}).get("phase") == "Running"
+            and "deletionTimestamp" not in pod["metadata"]
+        )
+
+    def _new_sandbox(
+        self,
+        namespace: str,
+        prefix: str,
+        template: JsonObject,
+        owner: JsonObject,
+        extra: JsonObject,
+        report_to: JsonObject,
+    ) -> str:
+        """A Sandbox of the template owned by ``owner``, and its Pod."""
+        self._pool_serial += 1
+        name = f"{prefix}-{self._pool_serial:05d}"
+        pod_template = json.loads(json.dumps(template["spec"]["podTemplate"]))
+        metadata = pod_template.get("metadata") or {}
+        metadata = {
+            "labels": {**(metadata.get("labels") or {}), **(extra.get("labels") or {})},
+            "annotations": {
+                **(metadata.get("annotations") or {}),
+                **(extra.get("annotations") or {}),
+            },
+        }
+        sandbox = {
+            "apiVersion": "agents.x-k8s.io/v1alpha1",
+            "kind": "Sandbox",
+            "metadata": {
+                "name": name,
+                "labels": dict(metadata["labels"]),
+                "ownerReferences": [_owner_reference(owner)],
+            },
+            "spec": {"podTemplate": pod_template},
+        }
+        stored = self.store.add("sandboxes", namespace, sandbox)
+        self._controller_pod(
+            namespace, name, metadata, pod_template["spec"], stored, report_to=report_to
+        )
+        return name
+
+    def _template_of(self, namespace: str, obj: JsonObject) -> JsonObject | None:
+        name = obj["spec"]["sandboxTemplateRef"]["name"]
+        template = self.store.objects.get(("sandboxtemplates", namespace, name))
+        if template is None:
+            self.store.event(
+                namespace, obj, "Warning", "TemplateNotFound", f'SandboxTemplate "{name}" not found'
+            )
+        return template
+
+    def _fill_pool(self, namespace: str, pool_name: str) -> None:
+        """Start Sandboxes until the pool has ``replicas`` of its own (claimed ones left it)."""
+        pool = self.store.objects.get(("sandboxwarmpools", namespace, pool_name))
+        if pool is None:
+            return
+        template = self._template_of(namespace, pool)
+        if template is None:
+            return
+        missing = int(pool["spec"]["replicas"]) - len(
+            self._members(namespace, "SandboxWarmPool", pool_name)
+        )
+        for _ in range(missing):
+            self._new_sandbox(namespace, pool_name, template, pool, {}, pool)
+
+    def refresh_pool_status(self, namespace: str) -> None:
+        """``status.replicas`` and ``readyReplicas`` of each pool, as its controller keeps them."""
+        for (plural, ns, name), pool in list(self.store.objects.items()):
+            if plural != "sandboxwarmpools" or ns != namespace:
+                continue
+            members = self._members(namespace, "SandboxWarmPool", name)
+            ready = sum(self._pod_running(namespace, m["metadata"]["name"]) for m in members)
+            status = {
+                "replicas": len(members),
+                "readyReplicas": ready,
+                "selector": f"agents.x-k8s.io/pool={name}",
+            }
+            if pool.get("status") != status:
+                pool["status"] = status
+                self.store.update("sandboxwarmpools", namespace, name)
+
+    def _claim_from_pool(self, namespace: str, claim: JsonObject, pool_name: str) -> None:
+        """Bind at once to a pool Sandbox whose Pod runs (else one still starting, else a fresh
+        one from the template), hand it to the claim, label its Pod; the pool refills."""
+        claim_name = claim["metadata"]["name"]
+        stored = self.store.get("sandboxclaims", namespace, claim_name)
+        extra = claim["spec"].get("additionalPodMetadata") or {}
+        members = self._members(namespace, "SandboxWarmPool", pool_name)
+        members.sort(key=lambda m: m["metadata"]["name"])
+        chosen = next(
+            (m for m in members if self._pod_running(namespace, m["metadata"]["name"])),
+            members[0] if members else None,
+        )
+        if chosen is None:
+            template = self._template_of(namespace, claim)
+            if template is None:
+                return
+            name = self._new_sandbox(namespace, pool_name, template, stored, extra, stored)
+        else:
+            name = chosen["metadata"]["name"]
+            sandbox = self.store.objects[("sandboxes", namespace, name)]
+            sandbox["metadata"]["ownerReferences"] = [_owner_reference(stored)]
+            self.store.update("sandboxes", namespace, name)
+            pod = self.store.objects.get(("pods", namespace, name))
+            if pod is not None:
+                pod["metadata"].setdefault("labels", {}).update(extra.get("labels") or {})
+                pod["metadata"].setdefault("annotations", {}).update(extra.get("annotations") or {})
+                self.store.update("pods", namespace, name)
+        stored["status"] = {"sandbox": {"name": name}}
+        self.store.update("sandboxclaims", namespace, claim_name)
+        self._fill_pool(namespace, pool_name)
+
     def _claim(self, namespace: str, claim: JsonObject) -> None:
         spec = claim["spec"]
+        pool_name = spec.get("warmpool")
+        if pool_name and ("sandboxwarmpools", namespace, pool_name) in self.store.objects:
+            self._claim_from_pool(namespace, claim, pool_name)
+            return
         template_name = (spec.get("sandboxTemplateRef") or {}).get("name", "")
         try:
             template = self.store.get("sandboxtemplates", namespace, template_name)
@@ -488,11 +640,13 @@ class KubeDouble:
     ) -> JsonObject:
         obj = self.store.get(plural, namespace, name)
         if plural != "pods":
+            # Garbage collection: what it owns goes too (a claim's Sandbox, then its Pod).
             self.store.remove(plural, namespace, name)
-            for pod in self.store.list("pods", namespace):
-                owners = pod["metadata"].get("ownerReferences") or []
-                if any(owner["name"] == name and owner["kind"] == obj["kind"] for owner in owners):
-                    await self._delete("pods", namespace, pod["metadata"]["name"], {})
+            for child_plural in ("sandboxes", "pods"):
+                for child in self.store.list(child_plural, namespace):
+                    owners = child["metadata"].get("ownerReferences") or []
+                    if any(o["name"] == name and o["kind"] == obj["kind"] for o in owners):
+                        await self._delete(child_plural, namespace, child["metadata"]["name"], {})
             return {
                 "kind": "Status",
                 "apiVersion": "v1",
@@ -679,6 +833,16 @@ class KubeDouble:
 
             nursery.start_soon(to_pod)
             nursery.start_soon(from_pod)
+
+
+def _owner_reference(owner: JsonObject) -> JsonObject:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"].get("uid", ""),
+        "controller": True,
+    }
 
 
 def _route(path: str) -> tuple[str, str, str, str, str] | None:

@@ -32,6 +32,8 @@ EVENTS = ("v1", "events")
 NETWORK_POLICIES = ("networking.k8s.io/v1", "networkpolicies")
 SANDBOXES = ("agents.x-k8s.io/v1alpha1", "sandboxes")
 SANDBOX_CLAIMS = ("extensions.agents.x-k8s.io/v1alpha1", "sandboxclaims")
+SANDBOX_TEMPLATES = ("extensions.agents.x-k8s.io/v1alpha1", "sandboxtemplates")
+SANDBOX_WARM_POOLS = ("extensions.agents.x-k8s.io/v1alpha1", "sandboxwarmpools")
 Resource = tuple[str, str]
 
 _UNREACHABLE = (httpx.TransportError, OSError, trio.BrokenResourceError)

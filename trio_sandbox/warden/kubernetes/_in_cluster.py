@@ -2,7 +2,9 @@
 
 1. The published ports are bound first (a taken port fails at once), leftovers are swept in
    the background, the NetworkPolicy is made, then the Pod (or an agent-sandbox Sandbox, or a
-   SandboxClaim on a warm pool).
+   SandboxClaim on a warm pool). With ``--k8s-warm-pool N`` the pool is ensured first (its
+   deny-all NetworkPolicy, SandboxTemplate, SandboxWarmPool), the claim binds to a Pod that
+   already runs, and the sandbox's variables are handed to it through the port-forward.
 2. The Pod is watched until its container runs; errors that will not mend (image pull,
    forbidden, quota, deadline) end the start with the reason and the Pod's events.
 3. Its log is followed onto stdout (the CA block for the host), each published connection is
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import secrets
 import socket
 import sys
 
@@ -33,6 +37,8 @@ from ._api import (
     NETWORK_POLICIES,
     PODS,
     SANDBOX_CLAIMS,
+    SANDBOX_TEMPLATES,
+    SANDBOX_WARM_POOLS,
     SANDBOXES,
     KubeApi,
     Resource,
@@ -49,11 +55,18 @@ from ._pod import (
     network_policy_manifest,
     pod_manifest,
     pod_settings_from_wrap,
+    pool_claim_manifest,
+    pool_policy_manifest,
     refuse_host_volumes,
     refuse_unreachable_tunnel,
     sandbox_manifest,
+    sandbox_template_manifest,
+    template_key,
+    warm_pod_spec,
+    warm_pool_manifest,
 )
 from ._portforward import open_port_forwarder
+from ._provision import READY_LINE
 from ._status import (
     PodEnded,
     ended,
@@ -67,6 +80,8 @@ from ._sweep import sweep_quietly
 DELETE_WAIT_SECONDS = 8.0
 HURRIED_DELETE_WAIT_SECONDS = 2.0
 LOG_DRAIN_SECONDS = 5.0
+# The warm Pod's stub answers at once; this bounds a port-forward that never answers.
+PROVISION_SECONDS = 20.0
 
 
 def _note(text: str) -> None:
@@ -80,6 +95,8 @@ class _Created:
     top: tuple[Resource, str] | None = None  # the Pod, Sandbox or SandboxClaim
     policy: str | None = None
     pod: str | None = None
+    # A claim on our own warm pool (its name): the Pod waits for the sandbox's variables.
+    pool: str | None = None
 
 
 async def _create(
@@ -103,13 +120,95 @@ async def _create(
         await kube.create(PODS, pod_manifest(plan, spec, options, settings))
         created.top = (PODS, plan.name)
         return plan.name
-    if options.warm_pool is None:
+    if options.warm_pool_size is not None:
+        await _ensure_pool(kube, spec, options, settings, plan, created)
+    elif options.warm_pool is None:
         await kube.create(SANDBOXES, sandbox_manifest(plan, spec, options, settings))
         created.top = (SANDBOXES, plan.name)
     else:
         await kube.create(SANDBOX_CLAIMS, claim_manifest(plan, spec, options))
         created.top = (SANDBOX_CLAIMS, plan.name)
     return await _find_pod(kube, plan, options)
+
+
+async def _ensure(kube: KubeApi, resource: Resource, manifest: JsonObject) -> None:
+    """Create, or find it made already (by another warden of the same host and template)."""
+    try:
+        await kube.create(resource, manifest)
+    except KubernetesError as error:
+        if error.reason != "AlreadyExists":
+            raise
+
+
+async def _ensure_pool(
+    kube: KubeApi,
+    spec: WrapSpec,
+    options: KubernetesOptions,
+    settings: PodSettings,
+    plan: PodPlan,
+    created: _Created,
+) -> None:
+    """The pool's deny-all policy, template and SandboxWarmPool (each only if missing), then
+    our claim on it."""
+    assert options.warm_pool_size is not None
+    warm = warm_pod_spec(spec, options, settings)
+    pool = PodPlan.for_pool(kube.namespace, template_key(warm))
+    await _ensure(kube, NETWORK_POLICIES, pool_policy_manifest(pool))
+    await _ensure(kube, SANDBOX_TEMPLATES, sandbox_template_manifest(pool, warm))
+    await _ensure(
+        kube, SANDBOX_WARM_POOLS, warm_pool_manifest(pool, options.warm_pool_size, options)
+    )
+    await kube.create(SANDBOX_CLAIMS, pool_claim_manifest(plan, pool))
+    created.top = (SANDBOX_CLAIMS, plan.name)
+    created.pool = pool.name
+
+
+async def _wait_stub_ready(kube: KubeApi, pod: str) -> None:
+    """Until the warm Pod's stub listens (its one line is in the Pod's log)."""
+    async with kube.log_lines(pod, since_time=None) as lines:
+        async for line in lines:
+            if line.partition(" ")[2].rstrip() == READY_LINE:
+                return
+    # The container ended before the line: the Pod's own status says why.
+    raise KubernetesError(
+        "ProvisionFailed", f"Pod {pod} ended before it could take the sandbox's variables"
+    )
+
+
+async def _provision(kube: KubeApi, pod: str, spec: WrapSpec) -> None:
+    """Hand the sandbox's variables (its client CA above all) to the claimed warm Pod, over the
+    port-forward; the stub must echo our nonce, else someone else provisioned it first (or it
+    is not our stub): the sandbox is refused, never shared."""
+    nonce = secrets.token_hex(16)
+    request = json.dumps({"env": dict(spec.env), "nonce": nonce}) + "\n"
+    reply = b""
+    try:
+        with trio.fail_after(PROVISION_SECONDS):
+            await _wait_stub_ready(kube, pod)
+            async with open_port_forwarder(kube, pod) as forwarder:
+                stream = await forwarder.connect(spec.ports[0].container_port)
+                async with stream:
+                    await stream.send_all(request.encode())
+                    while b"\n" not in reply and len(reply) < 256:
+                        chunk = await stream.receive_some(256)
+                        if not chunk:
+                            break
+                        reply += chunk
+    except trio.TooSlowError:
+        raise KubernetesError(
+            "ProvisionFailed",
+            f"Pod {pod} did not take the sandbox's variables within {PROVISION_SECONDS:g} s",
+        ) from None
+    except (ConnectionRefusedError, trio.BrokenResourceError) as error:
+        raise KubernetesError(
+            "ProvisionFailed", f"could not hand the sandbox's variables to Pod {pod}: {error}"
+        ) from None
+    if reply.partition(b"\n")[0] != f"ok {nonce}".encode():
+        raise KubernetesError(
+            "ProvisionRefused",
+            f"warm Pod {pod} did not accept this sandbox's variables (it was handed to another"
+            " client first, or it is not a trio-sandbox warm Pod): refused, not shared",
+        )
 
 
 async def _find_pod(kube: KubeApi, plan: PodPlan, options: KubernetesOptions) -> str:
@@ -267,13 +366,20 @@ async def _run_in_cluster(
             pod = await _create(kube, plan, spec, options, settings, created)
             created.pod = pod
             await _wait_started(kube, pod, options)
+            if created.pool is not None:
+                await _provision(kube, pod, spec)
             return await _run_started(kube, pod, spec, options, sockets)
         except KubernetesError as error:
-            if created.pod is None or error.reason == "Unreachable":
+            # The Pod's events; without a Pod, those of the claim and its pool.
+            names = [created.pod] if created.pod is not None else []
+            if not names and created.top is not None and created.top[0] != PODS:
+                names = [created.top[1]] + ([created.pool] if created.pool else [])
+            if not names or error.reason == "Unreachable":
                 raise
             events: list[str] = []
             with trio.move_on_after(5):
-                events = await kube.events_of(created.pod)
+                for name in names:
+                    events += await kube.events_of(name)
             raise error.with_events(events) from None
         finally:
             with trio.CancelScope(shield=True):
@@ -293,6 +399,8 @@ async def run_kubernetes(spec: WrapSpec, grace: StopGrace | None = None) -> int:
         refuse_host_volumes(spec)
         refuse_unreachable_tunnel(spec, options)
         settings = pod_settings_from_wrap(spec)
+        if options.warm_pool_size is not None:
+            warm_pod_spec(spec, options, settings)  # refused at once without a published port
     except KubernetesRequestError as error:
         print(f"trio-sandbox-warden: error: {error}", file=sys.stderr, flush=True)
         return WARDEN_ERROR_STATUS

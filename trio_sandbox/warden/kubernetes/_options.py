@@ -28,6 +28,7 @@ Tunnel = Literal["auto", "portforward"]
 DEFAULT_DEADLINE_SECONDS = 24 * 3600
 DEFAULT_START_TIMEOUT_SECONDS = 300.0
 DEFAULT_API_GRACE_SECONDS = 30.0
+MAX_WARM_POOL = 100
 GIB = 1024**3
 MIB = 1024**2
 
@@ -86,6 +87,10 @@ class KubernetesOptions:
     # agent-sandbox: claim from this SandboxWarmPool (with its SandboxTemplate) instead.
     warm_pool: str | None = None
     sandbox_template: str | None = None
+    # agent-sandbox: claim from a pool of this many ready Pods the warden ensures itself (its
+    # SandboxTemplate made from this sandbox's Pod); the sandbox's variables are handed over
+    # through the port-forward once the claim binds (``_provision``).
+    warm_pool_size: int | None = None
     claims: tuple[ClaimVolume, ...] = ()
     sweep: bool = True
 
@@ -139,7 +144,12 @@ def add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "portforward"),
         help="auto: port-forward, refused under gVisor; portforward: also under gVisor",
     )
-    group.add_argument("--k8s-warm-pool", metavar="NAME", help="agent-sandbox SandboxWarmPool")
+    group.add_argument(
+        "--k8s-warm-pool",
+        metavar="N|NAME",
+        help="agent-sandbox: N: keep N ready Pods of this sandbox's template (a SandboxWarmPool"
+        " the warden ensures); NAME: your own SandboxWarmPool (with --k8s-sandbox-template)",
+    )
     group.add_argument("--k8s-sandbox-template", metavar="NAME", help="its SandboxTemplate")
     group.add_argument("--k8s-no-sweep", action="store_true", help="no sweep of leftovers at start")
 
@@ -228,7 +238,19 @@ def kubernetes_options(
         raise KubernetesRequestError(
             "--k8s-warm-pool and --k8s-sandbox-template need --k8s-api agent-sandbox"
         )
-    if bool(warm_pool) != bool(template):
+    pool_size = None
+    if warm_pool is not None and warm_pool.isdigit():
+        pool_size = int(warm_pool)
+        if not 1 <= pool_size <= MAX_WARM_POOL:
+            raise KubernetesRequestError(
+                f"--k8s-warm-pool {warm_pool}: expected 1 to {MAX_WARM_POOL} ready Pods"
+            )
+        if template:
+            raise KubernetesRequestError(
+                "--k8s-warm-pool N makes its own SandboxTemplate: no --k8s-sandbox-template"
+            )
+        warm_pool = None
+    elif bool(warm_pool) != bool(template):
         raise KubernetesRequestError(
             "--k8s-warm-pool and --k8s-sandbox-template go together (a claim names both)"
         )
@@ -253,6 +275,7 @@ def kubernetes_options(
         tunnel="portforward" if tunnel == "portforward" else "auto",
         warm_pool=warm_pool,
         sandbox_template=template,
+        warm_pool_size=pool_size,
         claims=claims,
         sweep=not args.k8s_no_sweep and _env_default(env, "no-sweep") is None,
     )

@@ -9,7 +9,9 @@ to requests, and a deadline after which the kubelet kills it whatever happened t
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -35,6 +37,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_SANDBOX = "trio-sandbox.io/sandbox"
 LABEL_OWNER_HOST = "trio-sandbox.io/owner-host"
 LABEL_OWNER_PID = "trio-sandbox.io/owner-pid"
+# The warm pool a Pod was started for (its SandboxTemplate, SandboxWarmPool and NetworkPolicy
+# share the pool's name).
+LABEL_POOL = "trio-sandbox.io/pool"
 # boot id, pid and start time of the owning warden: tells a live owner from a reused pid.
 ANNOTATION_OWNER = "trio-sandbox.io/owner"
 ANNOTATION_OWNER_HOST = "trio-sandbox.io/owner-hostname"
@@ -42,6 +47,7 @@ NOBODY = 65534
 TERMINATION_GRACE_SECONDS = 5
 SANDBOX_API = "agents.x-k8s.io/v1alpha1"
 CLAIM_API = "extensions.agents.x-k8s.io/v1alpha1"
+PROVISION_MODULE = "trio_sandbox.warden.kubernetes._provision"
 # Runtime classes whose sandbox keeps its own network stack, which the kubelet's port-forward
 # (it enters the Pod's network namespace) cannot reach.
 _GVISOR_HINTS = ("gvisor", "runsc")
@@ -138,6 +144,24 @@ class PodPlan:
             (ANNOTATION_OWNER_HOST, socket.gethostname()),
         )
         return cls(f"trio-sandbox-{sandbox_id}", namespace, labels, annotations)
+
+    @classmethod
+    def for_pool(cls, namespace: str, key: str, *, owner_pid: int | None = None) -> PodPlan:
+        """A warm pool's names and labels. Its owner is the warden's parent (the host that
+        keeps starting wardens), so the sweep deletes the pool once that host is gone; ``key``
+        (the template's digest) is in the name: one pool per host and Pod template."""
+        pid = os.getppid() if owner_pid is None else owner_pid
+        identity = process_identity(pid) or f"unknown:{pid}:0"
+        digest = hashlib.sha256(f"{identity}\n{key}".encode()).hexdigest()[:12]
+        name = f"trio-sandbox-pool-{digest}"
+        labels = (
+            (LABEL_MANAGED_BY, MANAGED_BY),
+            (LABEL_POOL, name),
+            (LABEL_OWNER_HOST, host_label()),
+            (LABEL_OWNER_PID, str(pid)),
+        )
+        annotations = ((ANNOTATION_OWNER, identity), (ANNOTATION_OWNER_HOST, socket.gethostname()))
+        return cls(name, namespace, labels, annotations)
 
     @property
     def sandbox_id(self) -> str:
@@ -367,5 +391,103 @@ def claim_manifest(plan: PodPlan, spec: WrapSpec, options: KubernetesOptions) ->
             "warmpool": options.warm_pool,
             "additionalPodMetadata": {"labels": dict(plan.labels)},
             "env": [{"name": key, "value": value} for key, value in spec.env],
+        },
+    }
+
+
+def warm_pod_spec(spec: WrapSpec, options: KubernetesOptions, settings: PodSettings) -> JsonObject:
+    """The Pod of a warm pool: this sandbox's Pod without its variables (they belong to one
+    sandbox and are handed over once a claim binds), its command behind ``_provision``."""
+    if not spec.ports:
+        raise KubernetesRequestError(
+            "--k8s-warm-pool N needs a published port: the sandbox's variables (its client CA)"
+            " are handed to the warm Pod through it"
+        )
+    pod = pod_spec(attrs.evolve(spec, env=()), options, settings)
+    container = pod["containers"][0]
+    container["command"] = [
+        options.python,
+        "-m",
+        PROVISION_MODULE,
+        "--port",
+        str(spec.ports[0].container_port),
+        "--",
+        *container["command"],
+    ]
+    return pod
+
+
+def template_key(pod: JsonObject) -> str:
+    """A digest of the warm Pod: wardens that would make the same Pod share a pool."""
+    return hashlib.sha256(json.dumps(pod, sort_keys=True).encode()).hexdigest()
+
+
+def _pool_pod_labels(pool: PodPlan) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_POOL: pool.name}
+
+
+def sandbox_template_manifest(pool: PodPlan, pod: JsonObject) -> JsonObject:
+    """The SandboxTemplate of a warm pool. Its shared NetworkPolicy denies everything (empty
+    rules: agent-sandbox's default policy would open egress to the internet); each sandbox's
+    own policy adds what it allows once it is claimed. No env may be injected by claims (a
+    claim with env is started cold)."""
+    return {
+        "apiVersion": CLAIM_API,
+        "kind": "SandboxTemplate",
+        "metadata": pool.metadata(),
+        "spec": {
+            "podTemplate": {"metadata": {"labels": _pool_pod_labels(pool)}, "spec": pod},
+            "networkPolicyManagement": "Managed",
+            "networkPolicy": {"ingress": [], "egress": []},
+            "envVarsInjectionPolicy": "Disallowed",
+        },
+    }
+
+
+def warm_pool_manifest(pool: PodPlan, replicas: int, options: KubernetesOptions) -> JsonObject:
+    """N ready Sandboxes of the pool's template; the controller deletes the pool after the
+    sandbox deadline whatever happens to its owner."""
+    return {
+        "apiVersion": CLAIM_API,
+        "kind": "SandboxWarmPool",
+        "metadata": pool.metadata(),
+        "spec": {
+            "replicas": replicas,
+            "sandboxTemplateRef": {"name": pool.name},
+            "ttlSecondsAfterCreated": options.deadline_seconds,
+        },
+    }
+
+
+def pool_policy_manifest(pool: PodPlan) -> JsonObject:
+    """Our own deny-all policy over the pool's Pods (whether or not agent-sandbox manages one):
+    a warm Pod has no egress and no ingress until a claim's own policy selects it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": pool.metadata(),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_POOL: pool.name}},
+            "ingress": [],
+            "egress": [],
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+def pool_claim_manifest(plan: PodPlan, pool: PodPlan) -> JsonObject:
+    """A SandboxClaim on our own pool: no env (the variables go through the port-forward), our
+    labels and owner on the Pod it binds to."""
+    return {
+        "apiVersion": CLAIM_API,
+        "kind": "SandboxClaim",
+        "metadata": plan.metadata(),
+        "spec": {
+            "sandboxTemplateRef": {"name": pool.name},
+            "warmpool": pool.name,
+            "additionalPodMetadata": {
+                "labels": {**dict(plan.labels), LABEL_POOL: pool.name},
+                "annotations": dict(plan.annotations),
+            },
         },
     }

@@ -9,9 +9,15 @@ that lost power) cannot. The sweep, run by every warden as it starts and by
 - a Pod past its deadline (the kubelet should have stopped it) by a margin;
 - a Pod that finished long ago, whoever owned it;
 - a NetworkPolicy whose Pod has been gone for a while (the policy is made first, so a young one
-  may belong to a Pod that is being created).
+  may belong to a Pod that is being created);
+- with agent-sandbox: a SandboxClaim or Sandbox whose warden is gone (the same owner test:
+  deleting it deletes its Pod, which its controller would otherwise make again); a warm pool
+  (SandboxWarmPool) whose owner, the host that ran its wardens, is gone, then its
+  SandboxTemplate and its deny-all NetworkPolicy once neither the pool nor any of its Pods is
+  left.
 
-Owners on other hosts cannot be checked from here: their Pods go by the deadline.
+Owners on other hosts cannot be checked from here: their Pods go by the deadline, their pools by
+the pool's ``ttlSecondsAfterCreated`` (the deadline too).
 """
 
 from __future__ import annotations
@@ -24,13 +30,25 @@ import attrs
 import trio
 
 from .._errors import KubernetesError, WrapRequestError
-from ._api import NETWORK_POLICIES, PODS, KubeApi, open_kube_api
+from ._api import (
+    NETWORK_POLICIES,
+    PODS,
+    SANDBOX_CLAIMS,
+    SANDBOX_TEMPLATES,
+    SANDBOX_WARM_POOLS,
+    SANDBOXES,
+    KubeApi,
+    Resource,
+    open_kube_api,
+)
 from ._options import kubernetes_options
 from ._pod import (
     ANNOTATION_OWNER,
     LABEL_MANAGED_BY,
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
+    LABEL_POOL,
+    LABEL_SANDBOX,
     MANAGED_BY,
     JsonObject,
     host_label,
@@ -121,17 +139,68 @@ async def _wait_gone(kube: KubeApi, names: list[str]) -> set[str]:
     return gone
 
 
+async def _list_optional(kube: KubeApi, resource: Resource) -> list[JsonObject]:
+    """Ours of an agent-sandbox kind; none where agent-sandbox is not installed."""
+    try:
+        return await kube.list_objects(resource, label_selector=SELECTOR)
+    except KubernetesError as error:
+        if error.reason == "NotFound":
+            return []
+        raise
+
+
+def _young(obj: JsonObject, now: datetime.datetime) -> bool:
+    created = _parse_time(obj["metadata"].get("creationTimestamp"))
+    return created is not None and (now - created).total_seconds() < YOUNG_POLICY_SECONDS
+
+
+async def _sweep_agent_sandbox(
+    kube: KubeApi, now: datetime.datetime, found: list[Leftover], *, dry_run: bool
+) -> set[str]:
+    """Claims and Sandboxes of gone wardens, pools of gone hosts; the pools still live."""
+    for resource, kind in ((SANDBOX_CLAIMS, "SandboxClaim"), (SANDBOXES, "Sandbox")):
+        for obj in await _list_optional(kube, resource):
+            reason = leftover_reason(obj, now)
+            if reason is not None:
+                found.append(Leftover(kind, obj["metadata"]["name"], reason))
+                if not dry_run:
+                    await kube.delete(resource, obj["metadata"]["name"])
+    live_pools: set[str] = set()
+    for pool in await _list_optional(kube, SANDBOX_WARM_POOLS):
+        name = pool["metadata"]["name"]
+        reason = leftover_reason(pool, now)
+        if reason is None:
+            live_pools.add(name)
+            continue
+        found.append(Leftover("SandboxWarmPool", name, reason.replace("warden", "host")))
+        if not dry_run:
+            await kube.delete(SANDBOX_WARM_POOLS, name)
+    for template in await _list_optional(kube, SANDBOX_TEMPLATES):
+        name = template["metadata"]["name"]
+        if name in live_pools or _young(template, now):
+            continue
+        found.append(Leftover("SandboxTemplate", name, "its warm pool is gone"))
+        if not dry_run:
+            await kube.delete(SANDBOX_TEMPLATES, name)
+    return live_pools
+
+
 async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
     """Delete (or with ``dry_run`` only list) the leftovers in the API's namespace."""
     now = datetime.datetime.now(datetime.UTC)
     found: list[Leftover] = []
     live: set[str] = set()
     deleted: list[str] = []
+    live_pools = await _sweep_agent_sandbox(kube, now, found, dry_run=dry_run)
     for pod in await kube.list_objects(PODS, label_selector=SELECTOR):
         name = pod["metadata"]["name"]
         reason = leftover_reason(pod, now)
+        labels = pod["metadata"].get("labels") or {}
         if reason is None:
-            live.add(name)
+            # A claimed Pod has its own name: its policy is found by the sandbox label.
+            live.update({name, labels.get(LABEL_SANDBOX, name)})
+            if labels.get(LABEL_POOL):
+                live_pools.add(labels[LABEL_POOL])
             continue
         found.append(Leftover("Pod", name, reason))
         if not dry_run:
@@ -141,9 +210,15 @@ async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
     gone = await _wait_gone(kube, deleted) if deleted else set()
     for policy in await kube.list_objects(NETWORK_POLICIES, label_selector=SELECTOR):
         name = policy["metadata"]["name"]
-        created = _parse_time(policy["metadata"].get("creationTimestamp"))
-        young = created is not None and (now - created).total_seconds() < YOUNG_POLICY_SECONDS
-        if name in live or (young and name not in gone) or (name in deleted and name not in gone):
+        labels = policy["metadata"].get("labels") or {}
+        young = _young(policy, now)
+        if (
+            name in live
+            or labels.get(LABEL_SANDBOX) in live
+            or (LABEL_POOL in labels and labels[LABEL_POOL] in live_pools)
+            or (young and name not in gone)
+            or (name in deleted and name not in gone)
+        ):
             continue
         found.append(Leftover("NetworkPolicy", name, "its Pod is gone"))
         if not dry_run:
