@@ -169,6 +169,8 @@ class KubeDouble:
     portforward_error: str | None = None
     _claim_serial: int = 0
     _pool_serial: int = 0
+    # Pod name -> when each port-forward connection to it brought its first byte from the Pod.
+    first_bytes: dict[str, list[float]] = attrs.field(factory=dict)
 
     # ---- what tests look at and arrange -------------------------------------------------
 
@@ -826,8 +828,12 @@ class KubeDouble:
                 nursery.cancel_scope.cancel()
 
             async def from_pod() -> None:
+                first = True
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     while data := await stream.receive_some(65536):
+                        if first:
+                            self.first_bytes.setdefault(name, []).append(trio.current_time())
+                            first = False
                         await send({"type": "websocket.send", "bytes": b"\x00" + data})
                 nursery.cancel_scope.cancel()
 

@@ -101,6 +101,8 @@ class Change:
     kind: str  # ADDED, MODIFIED, DELETED
     key: Key
     obj: JsonObject
+    # When (trio.current_time()): for the benchmark's phases of a start.
+    at: float = attrs.field(factory=trio.current_time)
 
 
 @attrs.define(eq=False)
