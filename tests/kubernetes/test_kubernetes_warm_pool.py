@@ -9,6 +9,7 @@ stub are also checked on their own.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -469,34 +470,16 @@ def test_the_pool_manifests_are_what_agent_sandbox_expects() -> None:
 
 
 def test_a_warm_pool_needs_a_published_port_and_the_agent_sandbox_api() -> None:
-    from trio_sandbox.warden.kubernetes._options import kubernetes_options
+    from trio_sandbox.warden.kubernetes._options import add_kubernetes_options, kubernetes_options
 
     with pytest.raises(KubernetesRequestError, match="needs a published port"):
         warm_pod_spec(_spec(), KubernetesOptions(warm_pool_size=1), PodSettings())
 
     def parsed(**env: str) -> KubernetesOptions:
-        args = parse_wrap_args(["--backend", "kubernetes", IMAGE, "--", "true"])
-        namespace = type("Args", (), {})()
-        for name in (
-            "api",
-            "context",
-            "namespace",
-            "kubeconfig",
-            "runtime_class",
-            "deadline",
-            "start_timeout",
-            "api_grace",
-            "python",
-            "tunnel",
-            "warm_pool",
-            "sandbox_template",
-        ):
-            setattr(namespace, f"k8s_{name}", None)
-        namespace.k8s_node_selector, namespace.k8s_toleration = [], []
-        namespace.k8s_no_sweep = False
-        assert args is not None
+        parser = argparse.ArgumentParser()
+        add_kubernetes_options(parser)
         environ = {f"TRIO_SANDBOX_K8S_{key}": value for key, value in env.items()}
-        return kubernetes_options(namespace, environ=environ)
+        return kubernetes_options(parser.parse_args([]), environ=environ)
 
     assert parsed(API="agent-sandbox", WARM_POOL="3").warm_pool_size == 3
     assert parsed(API="agent-sandbox", WARM_POOL="3").warm_pool is None

@@ -321,12 +321,16 @@ async def _run_started(
 
 async def _delete(kube: KubeApi, created: _Created, grace: StopGrace) -> None:
     """Delete the workload, wait (a little) for its Pod to go, then the NetworkPolicy. After
-    the lifeline broke (nobody waits for a graceful end) the Pod gets no grace period."""
+    the lifeline broke (nobody waits for a graceful end) the Pod gets no grace period, and
+    the warm pool goes too: its owner, this warden's parent, is gone (its template and deny-all
+    policy are left to the sweep, once the pool's Pods are gone)."""
     hurried = grace.seconds < ORDINARY_GRACE
     if created.top is not None:
         resource, name = created.top
         try:
             await kube.delete(resource, name, grace_seconds=0 if hurried else None)
+            if hurried and created.pool is not None:
+                await kube.delete(SANDBOX_WARM_POOLS, created.pool, grace_seconds=0)
         except KubernetesError as error:
             _note(f"could not delete {resource[1]}/{name}: {error}; the sweep or its deadline will")
             return
