@@ -11,8 +11,8 @@
 - events (field selector ``involvedObject.name``), network policies, agent-sandbox Sandboxes
   and SandboxClaims (a minimal controller makes their Pods), SandboxTemplates and
   SandboxWarmPools (the pool keeps ``replicas`` Sandboxes with their Pods; a claim naming the
-  pool binds at once to one whose Pod runs, else to one still starting, else a fresh one, and
-  the pool starts a replacement); their fields are checked (:mod:`kube_agent_sandbox`).
+  pool binds at once to one whose Pod runs, else to a fresh one, and the pool starts a
+  replacement); their fields are checked (:mod:`kube_agent_sandbox`).
 
 Each Pod's container runs in the local bubblewrap sandbox (:mod:`kube_kubelet`), so the real
 tool server, the real mutual TLS and the real tunnel code run end to end. Faults on request:
@@ -575,16 +575,16 @@ class KubeDouble:
                 self.store.update("sandboxwarmpools", namespace, name)
 
     def _claim_from_pool(self, namespace: str, claim: JsonObject, pool_name: str) -> None:
-        """Bind at once to a pool Sandbox whose Pod runs (else one still starting, else a fresh
-        one from the template), hand it to the claim, label its Pod; the pool refills."""
+        """Bind at once to a pool Sandbox whose Pod runs (else a fresh one from the template,
+        owned by the claim), hand it to the claim, label its Pod; the pool refills."""
         claim_name = claim["metadata"]["name"]
         stored = self.store.get("sandboxclaims", namespace, claim_name)
         extra = claim["spec"].get("additionalPodMetadata") or {}
         members = self._members(namespace, "SandboxWarmPool", pool_name)
         members.sort(key=lambda m: m["metadata"]["name"])
+        # Only a ready one is adopted (agent-sandbox #395); else a cold start for the claim.
         chosen = next(
-            (m for m in members if self._pod_running(namespace, m["metadata"]["name"])),
-            members[0] if members else None,
+            (m for m in members if self._pod_running(namespace, m["metadata"]["name"])), None
         )
         if chosen is None:
             template = self._template_of(namespace, claim)

@@ -128,7 +128,8 @@ async def _create(
     else:
         await kube.create(SANDBOX_CLAIMS, claim_manifest(plan, spec, options))
         created.top = (SANDBOX_CLAIMS, plan.name)
-    return await _find_pod(kube, plan, options)
+    claim = plan.name if created.top is not None and created.top[0] == SANDBOX_CLAIMS else None
+    return await _find_pod(kube, plan, options, claim)
 
 
 async def _ensure(kube: KubeApi, resource: Resource, manifest: JsonObject) -> None:
@@ -211,8 +212,19 @@ async def _provision(kube: KubeApi, pod: str, spec: WrapSpec) -> None:
         )
 
 
-async def _find_pod(kube: KubeApi, plan: PodPlan, options: KubernetesOptions) -> str:
-    """The Pod the agent-sandbox controller made (or adopted) for us, by our sandbox label."""
+async def _claimed_pod(kube: KubeApi, claim: str) -> str | None:
+    obj = await kube.get(SANDBOX_CLAIMS, claim)
+    name = ((obj or {}).get("status") or {}).get("sandbox", {}).get("name")
+    if isinstance(name, str) and name and await kube.get(PODS, name) is not None:
+        return name
+    return None
+
+
+async def _find_pod(
+    kube: KubeApi, plan: PodPlan, options: KubernetesOptions, claim: str | None = None
+) -> str:
+    """The Pod the agent-sandbox controller made (or adopted) for us, by our sandbox label,
+    else (a claim) by the Sandbox its status names."""
     selector = f"{LABEL_SANDBOX}={plan.sandbox_id}"
     with trio.move_on_after(options.start_timeout):
         pause = 0.05
@@ -221,6 +233,12 @@ async def _find_pod(kube: KubeApi, plan: PodPlan, options: KubernetesOptions) ->
                 pods = await kube.list_objects(PODS, label_selector=selector)
                 if pods:
                     return str(pods[0]["metadata"]["name"])
+                if claim is not None:
+                    # An adopted warm Sandbox may not carry the claim's labels (agent-sandbox
+                    # versions differ): the claim's status names it, and its Pod has its name.
+                    bound = await _claimed_pod(kube, claim)
+                    if bound is not None:
+                        return bound
             await trio.sleep(pause)
             pause = min(pause * 2, 1.0)
     raise KubernetesError(
