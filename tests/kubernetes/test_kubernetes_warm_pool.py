@@ -310,7 +310,7 @@ async def test_the_sweep_removes_a_pool_left_behind(double: KubeDouble) -> None:
     dead = own.replace(f":{os.getpid()}:", f":{dead_pid}:")
     options = KubernetesOptions(api="agent-sandbox", python=sys.executable, warm_pool_size=1)
     spec = parse_wrap_args(
-        ["--backend", "kubernetes", "-p", "127.0.0.1:0:8080", IMAGE, "--", *TOOL_SERVER]
+        ["wrap", "--backend", "kubernetes", "-p", "127.0.0.1:18080:8080", IMAGE, "--", *TOOL_SERVER]
     )
     warm = warm_pod_spec(spec, options, PodSettings(memory_bytes=None, cpus=None))
     objects: list[tuple[str, dict[str, Any]]] = []
@@ -402,13 +402,23 @@ async def test_the_sweep_removes_a_pool_left_behind(double: KubeDouble) -> None:
 
 def _spec(*options: str) -> Any:
     return parse_wrap_args(
-        ["--backend", "kubernetes", *options, IMAGE, "--", "python3", "-m", "trio_sandbox.tools"]
+        [
+            "wrap",
+            "--backend",
+            "kubernetes",
+            *options,
+            IMAGE,
+            "--",
+            "python3",
+            "-m",
+            "trio_sandbox.tools",
+        ]
     )
 
 
 def test_the_pool_manifests_are_what_agent_sandbox_expects() -> None:
     options = KubernetesOptions(api="agent-sandbox", warm_pool_size=3)
-    spec = _spec("-p", "127.0.0.1:0:8080", "--env", "STAKPAK_MCP_CLIENT_CA=secret-ca")
+    spec = _spec("-p", "127.0.0.1:18080:8080", "--env", "STAKPAK_MCP_CLIENT_CA=secret-ca")
     warm = warm_pod_spec(spec, options, PodSettings())
     (container,) = warm["containers"]
     assert container["command"] == [
@@ -548,7 +558,7 @@ async def test_the_stub_hands_the_port_over_once() -> None:
 
             assert await exchange(b"\x16\x03\x01 junk\n") == b""
             assert await exchange(b'{"env": {"X_CA": "mine"}, "nonce": "n1"}\n') == b"ok n1\n"
-            while b"SERVED" not in output:
-                output += await process.stdout.receive_some(4096)
+            while chunk := await process.stdout.receive_some(4096):
+                output += chunk
             assert b"SERVED mine" in output
             assert await process.wait() == 0
