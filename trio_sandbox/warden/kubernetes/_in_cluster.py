@@ -383,7 +383,9 @@ async def _run_in_cluster(
     created = _Created()
     async with trio.open_nursery() as background:
         if options.sweep:
-            background.start_soon(sweep_quietly, kube)
+            background.start_soon(
+                functools.partial(sweep_quietly, kube, agent_sandbox=options.api == "agent-sandbox")
+            )
         try:
             pod = await _create(kube, plan, spec, options, settings, created)
             created.pod = pod

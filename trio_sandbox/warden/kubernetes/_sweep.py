@@ -140,12 +140,13 @@ async def _wait_gone(kube: KubeApi, names: list[str]) -> set[str]:
 
 
 async def _list_optional(kube: KubeApi, resource: Resource) -> list[JsonObject]:
-    """Ours of an agent-sandbox kind; none where agent-sandbox is not installed."""
+    """Ours of an agent-sandbox kind; none where agent-sandbox is not installed (or where this
+    user may not list it)."""
     try:
         return await kube.list_objects(resource, label_selector=SELECTOR)
     except KubernetesError as error:
-        if error.reason == "NotFound":
-            return []
+        if error.reason in ("NotFound", "Forbidden"):
+            return []  # not installed, or not ours to see: nothing of it to sweep
         raise
 
 
@@ -185,13 +186,18 @@ async def _sweep_agent_sandbox(
     return live_pools
 
 
-async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
-    """Delete (or with ``dry_run`` only list) the leftovers in the API's namespace."""
+async def sweep(
+    kube: KubeApi, *, dry_run: bool = False, agent_sandbox: bool = True
+) -> list[Leftover]:
+    """Delete (or with ``dry_run`` only list) the leftovers in the API's namespace; the
+    agent-sandbox kinds too unless ``agent_sandbox`` is false."""
     now = datetime.datetime.now(datetime.UTC)
     found: list[Leftover] = []
     live: set[str] = set()
     deleted: list[str] = []
-    live_pools = await _sweep_agent_sandbox(kube, now, found, dry_run=dry_run)
+    live_pools = (
+        await _sweep_agent_sandbox(kube, now, found, dry_run=dry_run) if agent_sandbox else set()
+    )
     for pod in await kube.list_objects(PODS, label_selector=SELECTOR):
         name = pod["metadata"]["name"]
         reason = leftover_reason(pod, now)
@@ -226,10 +232,12 @@ async def sweep(kube: KubeApi, *, dry_run: bool = False) -> list[Leftover]:
     return found
 
 
-async def sweep_quietly(kube: KubeApi) -> None:
-    """The sweep at start: a note per leftover, a note if it cannot run; never an error."""
+async def sweep_quietly(kube: KubeApi, *, agent_sandbox: bool = False) -> None:
+    """The sweep at start: a note per leftover, a note if it cannot run; never an error. The
+    agent-sandbox kinds only for a warden that uses them: a refused list of a kind this user
+    has no rights to would make kr8s re-authenticate under the warden's own requests."""
     try:
-        leftovers = await sweep(kube)
+        leftovers = await sweep(kube, agent_sandbox=agent_sandbox)
     except KubernetesError as error:
         print(
             f"trio-sandbox-warden: note: no sweep of leftovers: {error}",
