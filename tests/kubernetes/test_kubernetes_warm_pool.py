@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -346,7 +346,7 @@ async def test_the_sweep_removes_a_pool_left_behind(double: KubeDouble) -> None:
         network = kubernetes.client.NetworkingV1Api(api_client)
         for plural, manifest in objects:
             if plural == "networkpolicies":
-                network.create_namespaced_network_policy("default", manifest)
+                network.create_namespaced_network_policy("default", cast(Any, manifest))
             else:
                 custom.create_namespaced_custom_object(GROUP, VERSION, "default", plural, manifest)
 
