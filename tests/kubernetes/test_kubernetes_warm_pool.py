@@ -56,7 +56,7 @@ from trio_sandbox.warden.kubernetes._pod import (
     warm_pod_spec,
     warm_pool_manifest,
 )
-from trio_sandbox.warden.kubernetes._provision import READY_LINE, parse_request
+from trio_sandbox.warden.kubernetes._provision import READY_LINE, parse_request, preload
 
 GROUP, VERSION = "extensions.agents.x-k8s.io", "v1alpha1"
 needs_bwrap = pytest.mark.skipif(
@@ -562,3 +562,14 @@ async def test_the_stub_hands_the_port_over_once() -> None:
                 output += chunk
             assert b"SERVED mine" in output
             assert await process.wait() == 0
+
+
+def test_the_stub_runs_in_process_only_a_package_of_its_own_interpreter() -> None:
+    """A package of this interpreter is imported while the Pod waits; a plain module (whose body
+    is the program: it must not run before the variables came), another interpreter or a name
+    that does not import is left to exec."""
+    assert preload([sys.executable, "-m", "trio_sandbox.tools"]) == "trio_sandbox.tools"
+    assert preload([sys.executable, "-m", "json.tool"]) is None
+    assert preload(["/bin/sh", "-m", "trio_sandbox.tools"]) is None
+    assert preload([sys.executable, "-m", "no_such_package_here"]) is None
+    assert preload([sys.executable, "-c", "pass"]) is None

@@ -12,6 +12,11 @@ the Pod hands them over through the port-forward instead:
   the request carried in ``"nonce"``; the listener is closed and the stub execs COMMAND with
   those variables added. A connection that sends anything else, or nothing in time, is closed
   and the stub waits on: nothing but a whole request hands the Pod over.
+- when COMMAND is ``PYTHON -m PACKAGE ...`` with this same interpreter, PACKAGE is imported while
+  the Pod waits (before the line that says it listens) and run in this process with ``runpy``
+  once the variables came: the claimed sandbox does not pay the interpreter's start and the
+  tool server's imports again. Variables that change how Python itself starts (``PYTHON*``,
+  ``LD_*``) make it exec instead, as does a module that cannot be imported.
 - it is one-shot: once handed over, the port belongs to COMMAND (the tool server, mutual TLS).
   A second warden that tries (someone provisioned the Pod first) meets the tool server's TLS,
   gets no ``ok``, and fails with a clear error; it never shares that sandbox.
@@ -22,8 +27,12 @@ Standard library only (it runs in the image, before anything else).
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
+import runpy
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -85,6 +94,29 @@ def wait_for_request(listener: socket.socket) -> dict[str, str]:
             return env
 
 
+def preload(command: Sequence[str]) -> str | None:
+    """The package of ``PYTHON -m PACKAGE ...`` run by this interpreter, imported now (it
+    is then run in this process); else None."""
+    if len(command) < 3 or command[1] != "-m":
+        return None
+    found = shutil.which(command[0])
+    if found is None or os.path.realpath(found) != os.path.realpath(sys.executable):
+        return None
+    try:
+        # Only a package: its __init__ is an import; a plain module's body is the program.
+        spec = importlib.util.find_spec(command[2])
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        importlib.import_module(command[2])
+    except Exception:  # any failure: the command runs as a program instead
+        return None
+    return command[2]
+
+
+def _starts_python(env: dict[str, str]) -> bool:
+    return any(name.startswith(("PYTHON", "LD_")) for name in env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trio_sandbox.warden.kubernetes._provision")
     parser.add_argument("--port", type=int, required=True)
@@ -97,10 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))
     listener.listen(4)
+    module = preload(command)
     print(READY_LINE, flush=True)
     env = wait_for_request(listener)
     listener.close()
-    os.execvpe(command[0], command, {**os.environ, **env})
+    if module is None or _starts_python(env):
+        os.execvpe(command[0], command, {**os.environ, **env})
+    os.environ.update(env)
+    sys.argv = [command[0], *command[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return 0
 
 
 if __name__ == "__main__":
