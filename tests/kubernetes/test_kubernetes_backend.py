@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +19,7 @@ from typing import Any, cast
 import pytest
 import trio
 
-from tests.kubernetes.kube_double import ADMIN_TOKEN, SANDBOX_ROLE, KubeDouble, open_kube_double
+from tests.kubernetes.kube_double import ADMIN_TOKEN, SANDBOX_ROLE, KubeDouble
 from tests.kubernetes.kube_harness import (
     ECHO_SERVER,
     HANG_GUARD_SECONDS,
@@ -47,21 +46,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="the double runs Pods in bubblewrap"),
     pytest.mark.skipif(os.geteuid() != 0, reason="the double's Pods run as uid 65534 (needs root)"),
 ]
-
-
-@pytest.fixture
-async def double(tmp_path: Path) -> AsyncIterator[KubeDouble]:
-    async with open_kube_double(tmp_path) as served:
-        yield served
-
-
-@pytest.fixture
-def cluster_env(double: KubeDouble, monkeypatch: pytest.MonkeyPatch) -> KubeDouble:
-    """The host's environment names the double, as a user's shell would."""
-    monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig))
-    monkeypatch.setenv("TRIO_SANDBOX_K8S_PYTHON", sys.executable)
-    monkeypatch.setenv("TRIO_SANDBOX_K8S_START_TIMEOUT", "30")
-    return double
 
 
 def _text(result: Any) -> str:

@@ -15,16 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import trio
 
 from tests.kubernetes.kube_agent_sandbox import validate
-from tests.kubernetes.kube_double import KubeDouble, open_kube_double
+from tests.kubernetes.kube_double import KubeDouble
 from tests.kubernetes.kube_harness import (
     HANG_GUARD_SECONDS,
     IMAGE,
@@ -68,19 +66,10 @@ needs_root = pytest.mark.skipif(
 
 
 @pytest.fixture
-async def double(tmp_path: Path) -> AsyncIterator[KubeDouble]:
-    async with open_kube_double(tmp_path) as served:
-        yield served
-
-
-@pytest.fixture
-def pool_env(double: KubeDouble, monkeypatch: pytest.MonkeyPatch) -> KubeDouble:
-    monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig))
-    monkeypatch.setenv("TRIO_SANDBOX_K8S_PYTHON", sys.executable)
-    monkeypatch.setenv("TRIO_SANDBOX_K8S_START_TIMEOUT", "30")
+def pool_env(cluster_env: KubeDouble, monkeypatch: pytest.MonkeyPatch) -> KubeDouble:
     monkeypatch.setenv("TRIO_SANDBOX_K8S_API", "agent-sandbox")
     monkeypatch.setenv("TRIO_SANDBOX_K8S_WARM_POOL", "2")
-    return double
+    return cluster_env
 
 
 def _text(result: Any) -> str:
