@@ -33,6 +33,8 @@ from tests.kubernetes.kube_harness import (
     run_warden,
     start_warden,
     wait_until,
+    warden_env,
+    wrap_argv,
 )
 from tests.kubernetes.kube_store import ApiStatusError
 from trio_sandbox.contract import CLIENT_CA_VARIABLE, MCP_PORT_VARIABLE, SKIP_WARDEN_VARIABLE
@@ -562,3 +564,42 @@ def test_the_stub_runs_in_process_only_a_package_of_its_own_interpreter() -> Non
     assert preload(["/bin/sh", "-m", "trio_sandbox.tools"]) is None
     assert preload([sys.executable, "-m", "no_such_package_here"]) is None
     assert preload([sys.executable, "-c", "pass"]) is None
+
+
+@needs_bwrap
+@needs_root
+async def test_the_host_killed_takes_its_pool_with_the_lifeline(double: KubeDouble) -> None:
+    """The pool's owner (the warden's parent, the host) dies by SIGKILL with a sandbox claimed
+    and a warm Pod waiting: the warden's lifeline deletes its claim and the pool, so no Pod is
+    left running; the template and the deny-all policy (no process) are left to the sweep."""
+    identity = MtlsIdentity.generate_client()
+    launcher = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(120)"
+    argv = [sys.executable, "-c", launcher]
+    argv += wrap_argv(*_pool_options(), *contract_env(identity), command=TOOL_SERVER)
+    env = warden_env(double, TRIO_SANDBOX_K8S_API="agent-sandbox", TRIO_SANDBOX_K8S_WARM_POOL="1")
+    async with trio.open_nursery() as nursery:
+        parent: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, check=False, env=env)
+        )
+
+        def claimed_and_warm() -> bool:
+            pods = double.pods()
+            return (
+                len(double.objects("sandboxclaims")) == 1
+                and len(pods) == 2
+                and all(p.get("status", {}).get("phase") == "Running" for p in pods)
+            )
+
+        await wait_until(double, claimed_and_warm, what="a claimed Pod and a warm one run")
+        parent.kill()
+    await wait_until(
+        double,
+        lambda: (
+            double.pods() == []
+            and double.objects("sandboxclaims") == []
+            and double.objects("sandboxwarmpools") == []
+            and double.objects("sandboxes") == []
+        ),
+        what="the lifeline deleted the claim and the pool, and every Pod went",
+    )
+    assert len(double.objects("sandboxtemplates")) == 1
