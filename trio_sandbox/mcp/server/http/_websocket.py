@@ -13,6 +13,7 @@ from ...protocol._messages import INVALID_REQUEST, LIMIT_REACHED
 from ...protocol._versions import WEBSOCKET_SUBPROTOCOL
 from .._budget import RequestBudget
 from .._duplex import serve_duplex
+from .._identity import ClientIdentity
 from .._server import McpServer
 from ._asgi import (
     HttpSettings,
@@ -36,6 +37,7 @@ async def serve_websocket(
     *,
     full: bool = False,
     face_requests: RequestBudget | None = None,
+    client_identity: ClientIdentity | None = None,
 ) -> None:
     """One WebSocket connection (subprotocol ``mcp``): the duplex session loop over its frames,
     until the peer leaves or ``closing`` is set. ``full``: the face holds its maximum of
@@ -87,7 +89,9 @@ async def serve_websocket(
         budgets = [RequestBudget(settings.max_requests_per_session, "a session")]
         if face_requests is not None:
             budgets.append(face_requests)
-        await serve_duplex(server, frames(), send_text, budgets=budgets)
+        await serve_duplex(
+            server, frames(), send_text, budgets=budgets, client_identity=client_identity
+        )
         nursery.cancel_scope.cancel()
     # The peer may be gone already.
     with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
