@@ -95,6 +95,33 @@ async def test_stateless_clients_with_different_certificates_get_different_sandb
             assert len(launcher.generations) == 3
 
 
+async def test_websocket_connections_are_sessions_and_carry_their_identity() -> None:
+    """Over WSS too: a handshake-era connection is a session with a sandbox of its own; a
+    stateless-era request on a connection gets its identity's sandbox, the same on any of that
+    identity's connections, never another identity's."""
+    clients = two_clients()
+    launcher = FakeLauncher()
+    with trio.fail_after(30):
+        async with open_sandbox(
+            EPHEMERAL, face=HttpFace(chain=clients.chain), launcher=launcher
+        ) as sb:
+            wss = sb.proxy_url.replace("https://", "wss://")
+
+            async def call(which: str, version: str) -> int:
+                async with open_mcp_client(
+                    wss, ssl_context=clients.context(which), protocol_version=version
+                ) as client:
+                    return _generation((await client.call_tool("echo", {})).text_content)
+
+            handshake = {await call("a", HANDSHAKE), await call("b", HANDSHAKE)}
+            assert len(handshake) == 2
+            assert 1 not in handshake
+            a = await call("a", STATELESS)
+            assert await call("a", STATELESS) == a
+            b = await call("b", STATELESS)
+            assert len({1, a, b, *handshake}) == 5
+
+
 async def test_a_token_face_keys_by_the_token_and_no_identity_shares_the_main_sandbox() -> None:
     """Every client of a token face holds the one token: one identity, one sandbox (not the
     anonymous one); a plain-HTTP face authenticates no one: its stateless clients share the

@@ -15,6 +15,7 @@ from .._budget import RequestBudget
 from .._duplex import serve_duplex
 from .._identity import ClientIdentity
 from .._server import McpServer
+from .._session import ServerSession
 from ._asgi import (
     HttpSettings,
     Receive,
@@ -89,8 +90,14 @@ async def serve_websocket(
         budgets = [RequestBudget(settings.max_requests_per_session, "a session")]
         if face_requests is not None:
             budgets.append(face_requests)
+        # Each connection is a session of its own, named like an HTTP one.
         await serve_duplex(
-            server, frames(), send_text, budgets=budgets, client_identity=client_identity
+            server,
+            frames(),
+            send_text,
+            budgets=budgets,
+            client_identity=client_identity,
+            session_id=ServerSession.new_id(),
         )
         nursery.cancel_scope.cancel()
     # The peer may be gone already.
