@@ -149,6 +149,22 @@ async def test_a_token_face_keys_by_the_token_and_no_identity_shares_the_main_sa
                     result = await client.call_tool("echo", {"text": text})
                     assert _generation(result.text_content) == 1
             assert len(launcher.generations) == 1
+            # Handles still keep one sandbox apart from another, for the anonymous client too.
+            async with open_mcp_client(sb.proxy_url, protocol_version=STATELESS) as client:
+                handles = []
+                for _ in range(2):
+                    (contents,) = await client.read_resource(HANDLE_RESOURCE)
+                    assert contents.text is not None
+                    handles.append({HANDLE_META_KEY: contents.text})
+                first = await client.call_tool("echo", {}, meta=handles[0])
+                second = await client.call_tool("echo", {}, meta=handles[1])
+                assert {_generation(first.text_content), _generation(second.text_content)} == {
+                    2,
+                    3,
+                }
+            async with open_mcp_client(sb.proxy_url, protocol_version=STATELESS) as other:
+                again = await other.call_tool("echo", {}, meta=handles[0])
+                assert again.text_content == first.text_content
 
 
 async def test_a_handle_names_a_sandbox_of_its_own_for_its_identity_only() -> None:
