@@ -48,6 +48,15 @@ class TwoClients:
         identity = self.chain.client if which == "a" else self.other
         return identity.client_ssl_context(self.chain.ca_cert_pem())
 
+    async def echo(self, url: str, which: str, version: str = STATELESS, text: str = "") -> int:
+        """One echo call of client ``which`` on a connection of its own: its sandbox's number."""
+        async with open_mcp_client(
+            url, ssl_context=self.context(which), protocol_version=version
+        ) as client:
+            result = await client.call_tool("echo", {"text": text})
+            assert not result.is_error, result.text_content
+            return _generation(result.text_content)
+
 
 def two_clients() -> TwoClients:
     server, a, b = issue_leaves(
@@ -72,22 +81,14 @@ async def test_stateless_clients_with_different_certificates_get_different_sandb
     face = HttpFace(chain=clients.chain)
     with trio.fail_after(30):
         async with open_sandbox(EPHEMERAL, face=face, launcher=launcher) as sb:
-
-            async def call(which: str, text: str) -> int:
-                async with open_mcp_client(
-                    sb.proxy_url, ssl_context=clients.context(which), protocol_version=STATELESS
-                ) as client:
-                    result = await client.call_tool("echo", {"text": text})
-                    assert not result.is_error, result.text_content
-                    return _generation(result.text_content)
-
-            a1 = await call("a", "a1")
-            b1 = await call("b", "b1")
+            url = sb.proxy_url
+            a1 = await clients.echo(url, "a")
+            b1 = await clients.echo(url, "b")
             assert a1 != b1
             assert {a1, b1}.isdisjoint({1})  # neither is the open_sandbox call's own
             # A new connection of the same identity finds its sandbox again.
-            assert await call("a", "a2") == a1
-            assert await call("b", "b2") == b1
+            assert await clients.echo(url, "a") == a1
+            assert await clients.echo(url, "b") == b1
             assert sb.session_sandboxes == 2
             # The embedder (no identity) keeps the open_sandbox call's sandbox.
             mine = await sb.call_tool("echo", {"text": "me"})
@@ -106,19 +107,15 @@ async def test_websocket_connections_are_sessions_and_carry_their_identity() -> 
             EPHEMERAL, face=HttpFace(chain=clients.chain), launcher=launcher
         ) as sb:
             wss = sb.proxy_url.replace("https://", "wss://")
-
-            async def call(which: str, version: str) -> int:
-                async with open_mcp_client(
-                    wss, ssl_context=clients.context(which), protocol_version=version
-                ) as client:
-                    return _generation((await client.call_tool("echo", {})).text_content)
-
-            handshake = {await call("a", HANDSHAKE), await call("b", HANDSHAKE)}
+            handshake = {
+                await clients.echo(wss, "a", HANDSHAKE),
+                await clients.echo(wss, "b", HANDSHAKE),
+            }
             assert len(handshake) == 2
             assert 1 not in handshake
-            a = await call("a", STATELESS)
-            assert await call("a", STATELESS) == a
-            b = await call("b", STATELESS)
+            a = await clients.echo(wss, "a")
+            assert await clients.echo(wss, "a") == a
+            b = await clients.echo(wss, "b")
             assert len({1, a, b, *handshake}) == 5
 
 
@@ -249,21 +246,16 @@ async def test_identity_sandboxes_idle_out_and_count_against_max_sandboxes() -> 
         async with open_sandbox(
             config, face=HttpFace(chain=clients.chain), launcher=launcher
         ) as sb:
-
-            async def call(which: str) -> int:
-                async with open_mcp_client(
-                    sb.proxy_url, ssl_context=clients.context(which), protocol_version=STATELESS
-                ) as client:
-                    return _generation((await client.call_tool("echo", {})).text_content)
-
-            a = await call("a")
-            b = await call("b")  # takes the place of a's (max_sandboxes=1, a's is idle)
+            a = await clients.echo(sb.proxy_url, "a")
+            b = await clients.echo(
+                sb.proxy_url, "b"
+            )  # takes the place of a's (max_sandboxes=1, a's is idle)
             assert b != a
             await launcher.generations[a - 1].stopped.wait()
             assert sb.session_sandboxes == 1
             await launcher.generations[b - 1].stopped.wait()  # idled out
             assert sb.session_sandboxes == 0
-            assert await call("b") not in (a, b)  # a fresh one
+            assert await clients.echo(sb.proxy_url, "b") not in (a, b)  # a fresh one
 
 
 @pytest.mark.parametrize("mode", [SandboxMode.EPHEMERAL, SandboxMode.PERSISTENT])

@@ -5,10 +5,8 @@ TLS on 127.0.0.1; our client and the official MCP SDK (2026-07-28) as the client
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ import pytest
 import trio
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.cli.cli_harness import descendants, kill_group, wait_all_gone
-from tests.security.sessions_harness import sandbox_ports, wait_for_sandboxes
+from tests.cli.cli_harness import descendants, wait_all_gone
+from tests.security.sessions_harness import sandbox_ports, start_url_child, wait_for_sandboxes
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import INVALID_PARAMS, McpError, open_mcp_client
 from trio_sandbox.sandbox import HANDLE_META_KEY, HANDLE_RESOURCE
@@ -59,31 +57,12 @@ async def test_stateless_clients_never_see_each_others_sandbox(
     own on its next request (one identity keeps its sandbox across connections, the official
     SDK's too); B holding A's sandbox handle is refused with a typed error and no sandbox is
     made for it, while A's handle gives A a fresh sandbox; nothing is left after the end."""
-    argv = sandbox_user.command(sandbox_user.python, str(CHILD), str(workspace))
-    env = sandbox_user.env({"HOME": str(workspace), "TRIO_SANDBOX_LOG": "WARNING"})
-    reader, writer = os.pipe()
     with trio.fail_after(180):
         async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    argv,
-                    stdin=reader,
-                    stdout=subprocess.PIPE,
-                    env=env,
-                    cwd=workspace,
-                    start_new_session=True,
-                    deliver_cancel=kill_group,
-                )
+            started: tuple[trio.Process, str, int] = await nursery.start(
+                start_url_child, sandbox_user, [str(CHILD), str(workspace)], workspace
             )
-            os.close(reader)
-            assert process.stdout is not None
-            first = b""
-            while not first.endswith(b"\n"):
-                chunk = await process.stdout.receive_some()
-                assert chunk, f"the child ended before its URL: {first!r}"
-                first += chunk
-            url = first.decode().split()[1]
+            process, url, writer = started
             a = load_client_ssl_context(workspace / "a")
             b = load_client_ssl_context(workspace / "b")
             shared = sandbox_ports(process.pid)
