@@ -7,6 +7,8 @@ in-process sandboxes (the real ones: tests/security/test_security_clients.py).""
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import httpx
@@ -21,6 +23,7 @@ from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import (
     HANDLE_META_KEY,
     HANDLE_RESOURCE,
+    Sandbox,
     SandboxConfig,
     SandboxHandleError,
     SandboxHandleRefused,
@@ -71,52 +74,57 @@ def two_clients() -> TwoClients:
     return TwoClients(chain, MtlsIdentity(b))
 
 
+@asynccontextmanager
+async def mtls_sandbox(
+    config: SandboxConfig = EPHEMERAL,
+) -> AsyncIterator[tuple[TwoClients, FakeLauncher, Sandbox]]:
+    """An ephemeral-mode sandbox (fake sandboxes) behind a mutual-TLS face with two clients."""
+    clients = two_clients()
+    launcher = FakeLauncher()
+    with trio.fail_after(30):
+        async with open_sandbox(
+            config, face=HttpFace(chain=clients.chain), launcher=launcher
+        ) as sandbox:
+            yield clients, launcher, sandbox
+
+
 def _generation(text: str) -> int:
     return int(text.rsplit(" ", 1)[1])
 
 
 async def test_stateless_clients_with_different_certificates_get_different_sandboxes() -> None:
-    clients = two_clients()
-    launcher = FakeLauncher()
-    face = HttpFace(chain=clients.chain)
-    with trio.fail_after(30):
-        async with open_sandbox(EPHEMERAL, face=face, launcher=launcher) as sb:
-            url = sb.proxy_url
-            a1 = await clients.echo(url, "a")
-            b1 = await clients.echo(url, "b")
-            assert a1 != b1
-            assert {a1, b1}.isdisjoint({1})  # neither is the open_sandbox call's own
-            # A new connection of the same identity finds its sandbox again.
-            assert await clients.echo(url, "a") == a1
-            assert await clients.echo(url, "b") == b1
-            assert sb.session_sandboxes == 2
-            # The embedder (no identity) keeps the open_sandbox call's sandbox.
-            mine = await sb.call_tool("echo", {"text": "me"})
-            assert _generation(mine.text_content) == 1
-            assert len(launcher.generations) == 3
+    async with mtls_sandbox() as (clients, launcher, sb):
+        url = sb.proxy_url
+        a1 = await clients.echo(url, "a")
+        b1 = await clients.echo(url, "b")
+        assert a1 != b1
+        assert {a1, b1}.isdisjoint({1})  # neither is the open_sandbox call's own
+        # A new connection of the same identity finds its sandbox again.
+        assert await clients.echo(url, "a") == a1
+        assert await clients.echo(url, "b") == b1
+        assert sb.session_sandboxes == 2
+        # The embedder (no identity) keeps the open_sandbox call's sandbox.
+        mine = await sb.call_tool("echo", {"text": "me"})
+        assert _generation(mine.text_content) == 1
+        assert len(launcher.generations) == 3
 
 
 async def test_websocket_connections_are_sessions_and_carry_their_identity() -> None:
     """Over WSS too: a handshake-era connection is a session with a sandbox of its own; a
     stateless-era request on a connection gets its identity's sandbox, the same on any of that
     identity's connections, never another identity's."""
-    clients = two_clients()
-    launcher = FakeLauncher()
-    with trio.fail_after(30):
-        async with open_sandbox(
-            EPHEMERAL, face=HttpFace(chain=clients.chain), launcher=launcher
-        ) as sb:
-            wss = sb.proxy_url.replace("https://", "wss://")
-            handshake = {
-                await clients.echo(wss, "a", HANDSHAKE),
-                await clients.echo(wss, "b", HANDSHAKE),
-            }
-            assert len(handshake) == 2
-            assert 1 not in handshake
-            a = await clients.echo(wss, "a")
-            assert await clients.echo(wss, "a") == a
-            b = await clients.echo(wss, "b")
-            assert len({1, a, b, *handshake}) == 5
+    async with mtls_sandbox() as (clients, _launcher, sb):
+        wss = sb.proxy_url.replace("https://", "wss://")
+        handshake = {
+            await clients.echo(wss, "a", HANDSHAKE),
+            await clients.echo(wss, "b", HANDSHAKE),
+        }
+        assert len(handshake) == 2
+        assert 1 not in handshake
+        a = await clients.echo(wss, "a")
+        assert await clients.echo(wss, "a") == a
+        b = await clients.echo(wss, "b")
+        assert len({1, a, b, *handshake}) == 5
 
 
 async def test_a_token_face_keys_by_the_token_and_no_identity_shares_the_main_sandbox() -> None:
@@ -165,97 +173,78 @@ async def test_a_token_face_keys_by_the_token_and_no_identity_shares_the_main_sa
 
 
 async def test_a_handle_names_a_sandbox_of_its_own_for_its_identity_only() -> None:
-    clients = two_clients()
-    launcher = FakeLauncher()
-    with trio.fail_after(30):
-        async with open_sandbox(
-            EPHEMERAL, face=HttpFace(chain=clients.chain), launcher=launcher
-        ) as sb:
-            url = sb.proxy_url
-            async with (
-                open_mcp_client(
-                    url, ssl_context=clients.context("a"), protocol_version=STATELESS
-                ) as a,
-                open_mcp_client(
-                    url, ssl_context=clients.context("b"), protocol_version=STATELESS
-                ) as b,
-            ):
-                own = _generation((await a.call_tool("echo", {"text": "own"})).text_content)
-                (contents,) = await a.read_resource(HANDLE_RESOURCE)
-                handle = contents.text
-                assert handle is not None
-                assert handle.startswith("sbx1.")
-                meta = {HANDLE_META_KEY: handle}
-                first = await a.call_tool("echo", {"text": "h"}, meta=meta)
-                in_handle = _generation(first.text_content)
-                assert in_handle not in (1, own)
-                again = await a.call_tool("echo", {"text": "h2"}, meta=meta)
-                assert _generation(again.text_content) == in_handle
-                count = len(launcher.generations)
-                # Another identity holding the handle is refused; nothing is started for it.
-                with pytest.raises(McpError) as refused:
-                    await b.call_tool("echo", {"text": "stolen"}, meta=meta)
-                assert refused.value.code == INVALID_PARAMS
-                assert refused.value.data == {"sandboxHandle": "refused"}
-                assert "not issued to this client" in refused.value.message
-                with pytest.raises(McpError) as malformed:
-                    await b.call_tool("echo", {"text": "bad"}, meta={HANDLE_META_KEY: "sbx1.x"})
-                assert malformed.value.data == {"sandboxHandle": "malformed"}
-                assert len(launcher.generations) == count
+    async with mtls_sandbox() as (clients, launcher, sb):
+        url = sb.proxy_url
+        async with (
+            open_mcp_client(url, ssl_context=clients.context("a"), protocol_version=STATELESS) as a,
+            open_mcp_client(url, ssl_context=clients.context("b"), protocol_version=STATELESS) as b,
+        ):
+            own = _generation((await a.call_tool("echo", {"text": "own"})).text_content)
+            (contents,) = await a.read_resource(HANDLE_RESOURCE)
+            handle = contents.text
+            assert handle is not None
+            assert handle.startswith("sbx1.")
+            meta = {HANDLE_META_KEY: handle}
+            first = await a.call_tool("echo", {"text": "h"}, meta=meta)
+            in_handle = _generation(first.text_content)
+            assert in_handle not in (1, own)
+            again = await a.call_tool("echo", {"text": "h2"}, meta=meta)
+            assert _generation(again.text_content) == in_handle
+            count = len(launcher.generations)
+            # Another identity holding the handle is refused; nothing is started for it.
+            with pytest.raises(McpError) as refused:
+                await b.call_tool("echo", {"text": "stolen"}, meta=meta)
+            assert refused.value.code == INVALID_PARAMS
+            assert refused.value.data == {"sandboxHandle": "refused"}
+            assert "not issued to this client" in refused.value.message
+            with pytest.raises(McpError) as malformed:
+                await b.call_tool("echo", {"text": "bad"}, meta={HANDLE_META_KEY: "sbx1.x"})
+            assert malformed.value.data == {"sandboxHandle": "malformed"}
+            assert len(launcher.generations) == count
 
 
 async def test_a_handshake_session_id_presented_by_another_identity_is_not_found() -> None:
     """The spec's session hijacking guidance: a session id is bound to its client's identity."""
-    clients = two_clients()
-    launcher = FakeLauncher()
-    with trio.fail_after(30):
-        async with open_sandbox(
-            EPHEMERAL, face=HttpFace(chain=clients.chain), launcher=launcher
-        ) as sb:
-            accept = {"accept": "application/json, text/event-stream"}
-            initialize = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {"protocolVersion": HANDSHAKE, "capabilities": {}},
-            }
-            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-            async with (
-                httpx.AsyncClient(verify=clients.context("a")) as a,
-                httpx.AsyncClient(verify=clients.context("b")) as b,
-            ):
-                opened = await a.post(sb.proxy_url, json=initialize, headers=accept)
-                assert opened.status_code == 200
-                session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"]}
-                session["mcp-protocol-version"] = HANDSHAKE
-                stolen = await b.post(sb.proxy_url, json=ping, headers=session)
-                assert stolen.status_code == 404
-                assert "session not found" in stolen.text
-                deleted = await b.delete(sb.proxy_url, headers=session)
-                assert deleted.status_code == 404
-                # The owner is still served, its session alive.
-                owned = await a.post(sb.proxy_url, json=ping, headers=session)
-                assert owned.status_code == 200
+    async with mtls_sandbox() as (clients, _launcher, sb):
+        accept = {"accept": "application/json, text/event-stream"}
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": HANDSHAKE, "capabilities": {}},
+        }
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        async with (
+            httpx.AsyncClient(verify=clients.context("a")) as a,
+            httpx.AsyncClient(verify=clients.context("b")) as b,
+        ):
+            opened = await a.post(sb.proxy_url, json=initialize, headers=accept)
+            assert opened.status_code == 200
+            session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"]}
+            session["mcp-protocol-version"] = HANDSHAKE
+            stolen = await b.post(sb.proxy_url, json=ping, headers=session)
+            assert stolen.status_code == 404
+            assert "session not found" in stolen.text
+            deleted = await b.delete(sb.proxy_url, headers=session)
+            assert deleted.status_code == 404
+            # The owner is still served, its session alive.
+            owned = await a.post(sb.proxy_url, json=ping, headers=session)
+            assert owned.status_code == 200
 
 
 async def test_identity_sandboxes_idle_out_and_count_against_max_sandboxes() -> None:
-    clients = two_clients()
-    launcher = FakeLauncher()
     config = SandboxConfig(mode=SandboxMode.EPHEMERAL, max_sandboxes=1, ephemeral_idle_timeout=0.5)
-    with trio.fail_after(30):
-        async with open_sandbox(
-            config, face=HttpFace(chain=clients.chain), launcher=launcher
-        ) as sb:
-            a = await clients.echo(sb.proxy_url, "a")
-            b = await clients.echo(
-                sb.proxy_url, "b"
-            )  # takes the place of a's (max_sandboxes=1, a's is idle)
-            assert b != a
-            await launcher.generations[a - 1].stopped.wait()
-            assert sb.session_sandboxes == 1
-            await launcher.generations[b - 1].stopped.wait()  # idled out
-            assert sb.session_sandboxes == 0
-            assert await clients.echo(sb.proxy_url, "b") not in (a, b)  # a fresh one
+    async with mtls_sandbox(config) as (clients, launcher, sb):
+        a = await clients.echo(sb.proxy_url, "a")
+        b = await clients.echo(
+            sb.proxy_url, "b"
+        )  # takes the place of a's (max_sandboxes=1, a's is idle)
+        assert b != a
+        await launcher.generations[a - 1].stopped.wait()
+        assert sb.session_sandboxes == 1
+        await launcher.generations[b - 1].stopped.wait()  # idled out
+        assert sb.session_sandboxes == 0
+        assert await clients.echo(sb.proxy_url, "b") not in (a, b)  # a fresh one
 
 
 @pytest.mark.parametrize("mode", [SandboxMode.EPHEMERAL, SandboxMode.PERSISTENT])
