@@ -201,6 +201,10 @@ async def test_a_handle_names_a_sandbox_of_its_own_for_its_identity_only() -> No
                 await b.call_tool("echo", {"text": "bad"}, meta={HANDLE_META_KEY: "sbx1.x"})
             assert malformed.value.data == {"sandboxHandle": "malformed"}
             assert len(launcher.generations) == count
+        # The handle is the proxy's business: no sandbox ever saw it.
+        seen = [meta for generation in launcher.generations for meta in generation.call_meta]
+        assert len(seen) == 3
+        assert all(HANDLE_META_KEY not in meta for meta in seen)
 
 
 async def test_a_handshake_session_id_presented_by_another_identity_is_not_found() -> None:

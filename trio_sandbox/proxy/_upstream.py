@@ -428,18 +428,21 @@ class Upstream:
         With :attr:`route`, to the upstream of the request's session. Raises
         :class:`UpstreamUnavailable` for a call it did not serve.
         """
+        forwarded = dict(params)
+        meta = forwarded.pop("_meta", None)
+        meta = {
+            key: value
+            for key, value in (meta if isinstance(meta, dict) else {}).items()
+            if key not in self.consumed_meta_keys
+        }
         if self.route is not None and ctx is not None:
             target = await self.route(ctx)
             if target is not None:
-                return await target.forward(method, params, ctx)
-        forwarded = dict(params)
-        meta = forwarded.pop("_meta", None)
+                return await target.forward(method, {**forwarded, "_meta": meta}, ctx)
         forwarded_meta = {
             key: value
-            for key, value in (meta if isinstance(meta, dict) else {}).items()
-            if not key.startswith(META_RESERVED_PREFIX)
-            and key != "progressToken"
-            and key not in self.consumed_meta_keys
+            for key, value in meta.items()
+            if not key.startswith(META_RESERVED_PREFIX) and key != "progressToken"
         }
         progress = None
         if ctx is not None:
