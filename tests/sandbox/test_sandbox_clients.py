@@ -7,8 +7,9 @@ in-process sandboxes (the real ones: tests/security/test_security_clients.py).""
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import httpx
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.sandbox.sandbox_fakes import FakeLauncher
 from trio_sandbox.mcp import INVALID_PARAMS, ClientIdentity, IdentityKind, McpError, open_mcp_client
+from trio_sandbox.mcp.server.http._hypercorn import _with_peer_identity
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import (
     HANDLE_META_KEY,
@@ -340,3 +342,28 @@ def test_an_issued_handle_works_for_its_identity_only_and_any_change_breaks_it(
     if changed != handle:
         with pytest.raises(SandboxHandleError):
             issuer.sandbox_key(changed, a)
+
+
+async def test_a_request_whose_certificate_was_not_seen_is_refused_not_served_as_nobody() -> None:
+    """Fail closed: on a face that requires client certificates, a request for which the TLS
+    handshake's certificate did not reach the app (were hypercorn to change how it spawns a
+    connection's requests) gets 500, never the anonymous client's sandbox."""
+    served: list[object] = []
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        served.append(scope)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise AssertionError("not read")
+
+    guarded = _with_peer_identity(app, required=True)
+    await guarded({"type": "http", "headers": []}, receive, send)
+    assert served == []
+    assert sent[0]["status"] == 500
+    # A face that does not require certificates serves the request as nobody's.
+    await _with_peer_identity(app, required=False)({"type": "http", "headers": []}, receive, send)
+    assert len(served) == 1
