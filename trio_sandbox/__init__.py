@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .sandbox import SandboxHealth as SandboxHealth
     from .sandbox import SandboxMode as SandboxMode
     from .sandbox import SandboxRestarted as SandboxRestarted
+    from .sandbox import SandboxSession as SandboxSession
     from .sandbox import SandboxStartError as SandboxStartError
     from .sandbox import SandboxUnavailable as SandboxUnavailable
     from .sandbox import open_sandbox as open_sandbox
@@ -32,6 +33,7 @@ __all__ = [
     "SandboxHealth",
     "SandboxMode",
     "SandboxRestarted",
+    "SandboxSession",
     "SandboxStartError",
     "SandboxUnavailable",
     "open_sandbox",

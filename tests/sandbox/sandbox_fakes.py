@@ -37,6 +37,8 @@ class _FakeToolServer(McpServer):
         assert self.generation is not None
         if self.generation.hung:
             await trio.sleep_forever()  # like a SIGSTOPped server: the socket is open, no answer
+        if request.method == "tools/call":
+            self.generation.call_meta.append(dict(ctx.meta))
         return await super().handle_request(request, ctx)
 
 
@@ -53,6 +55,8 @@ class FakeGeneration:
     stopped: trio.Event = attrs.field(factory=trio.Event)
     # How many times each tool ran on this sandbox.
     runs: dict[str, int] = attrs.field(factory=dict)
+    # The ``_meta`` of every tools/call that reached this sandbox.
+    call_meta: list[dict[str, Any]] = attrs.field(factory=list)
     # Released by the test to let a ``block`` call finish.
     release: trio.Event = attrs.field(factory=trio.Event)
     entered_block: trio.Event = attrs.field(factory=trio.Event)

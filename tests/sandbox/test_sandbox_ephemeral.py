@@ -13,7 +13,8 @@ from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import HttpFace
 from trio_sandbox.sandbox import SandboxConfig, SandboxMode, open_sandbox
 
-# Sessions exist in the handshake era; a stateless-era request has none and uses the main sandbox.
+# Sessions exist in the handshake era; a stateless-era request has none, and on a face that
+# authenticates no one (plain HTTP here) it uses the main sandbox (see test_sandbox_clients.py).
 HANDSHAKE = "2025-11-25"
 EPHEMERAL = SandboxConfig(mode=SandboxMode.EPHEMERAL, health_interval=0.05, health_timeout=0.05)
 

@@ -8,6 +8,8 @@ import contextlib
 import functools
 import itertools
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ import attrs
 import httpx
 import trio
 
-from tests.cli.cli_harness import descendants
+from tests.cli.cli_harness import descendants, kill_group
+from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import HttpSettings, Implementation, McpServer, RequestContext
 from trio_sandbox.proxy import HttpFace, InProcessUpstream, ProxyHandle, serve_proxy
 from trio_sandbox.tls import CertificateChain
@@ -197,3 +200,39 @@ async def wait_for_sandboxes(root: int, ports: set[int], within: float) -> None:
             if sandbox_ports(root) == ports:
                 return
             await trio.sleep(0.05)
+
+
+async def start_url_child(
+    user: SandboxUser,
+    argv: list[str],
+    workspace: Path,
+    *,
+    task_status: trio.TaskStatus[tuple[trio.Process, str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``python ARGV`` as ``user`` in ``workspace`` (a child that prints ``URL <url>`` and
+    serves until its stdin ends) until it exits; reports the process, its URL and the write end
+    of its stdin (close it to stop the child). Cancelled: its whole process group is killed."""
+    command = user.command(user.python, *argv)
+    env = user.env({"HOME": str(workspace), "TRIO_SANDBOX_LOG": "WARNING"})
+    reader, writer = os.pipe()
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                command,
+                stdin=reader,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd=workspace,
+                start_new_session=True,
+                deliver_cancel=kill_group,
+            )
+        )
+        os.close(reader)
+        assert process.stdout is not None
+        first = b""
+        while not first.endswith(b"\n"):
+            chunk = await process.stdout.receive_some()
+            assert chunk, f"the child ended before its URL: {first!r}"
+            first += chunk
+        task_status.started((process, first.decode().split()[1], writer))

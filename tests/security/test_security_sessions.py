@@ -10,12 +10,10 @@ token, so the bounds per client are bounds per proxy face.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import signal
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ from tests.cli.cli_harness import (
     all_processes,
     descendants,
     free_port,
-    kill_group,
     listening_on,
     run_cli,
     start_cli,
@@ -54,6 +51,7 @@ from tests.security.sessions_harness import (
     rpc,
     sandbox_ports,
     session_headers,
+    start_url_child,
     wait_for_sandboxes,
     wait_for_sleep,
 )
@@ -569,31 +567,12 @@ async def test_a_session_the_table_ends_for_a_new_one_has_its_sandbox_stopped_at
 ) -> None:
     """The face holds two sessions: a third one ends the least recently active idle session,
     whose sandbox stops at once; the new session is served. Real bubblewrap, both users."""
-    argv = sandbox_user.command(sandbox_user.python, str(EPHEMERAL_CHILD))
-    env = sandbox_user.env({"HOME": str(workspace), "TRIO_SANDBOX_LOG": "WARNING"})
-    reader, writer = os.pipe()
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    argv,
-                    stdin=reader,
-                    stdout=subprocess.PIPE,
-                    env=env,
-                    cwd=workspace,
-                    start_new_session=True,
-                    deliver_cancel=kill_group,
-                )
+            started: tuple[trio.Process, str, int] = await nursery.start(
+                start_url_child, sandbox_user, [str(EPHEMERAL_CHILD)], workspace
             )
-            os.close(reader)
-            assert process.stdout is not None
-            first = b""
-            while not first.endswith(b"\n"):
-                chunk = await process.stdout.receive_some()
-                assert chunk, f"the child ended before its URL: {first!r}"
-                first += chunk
-            url = first.decode().split()[1]
+            process, url, writer = started
             shared = sandbox_ports(process.pid)
 
             def client() -> Any:

@@ -66,6 +66,8 @@ from .protocol import TextContent as TextContent
 from .protocol import Tool as Tool
 from .protocol import ToolError as ToolError
 from .protocol import content_from_json as content_from_json
+from .server import ClientIdentity as ClientIdentity
+from .server import IdentityKind as IdentityKind
 from .server import InputRequest as InputRequest
 from .server import InputRequired as InputRequired
 from .server import McpServer as McpServer

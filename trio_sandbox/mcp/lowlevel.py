@@ -20,12 +20,15 @@ from .protocol import is_stateless as is_stateless
 from .protocol import parse_json as parse_json
 from .server import CACHEABLE_LISTINGS as CACHEABLE_LISTINGS
 from .server import HANDSHAKE_ONLY_METHODS as HANDSHAKE_ONLY_METHODS
+from .server import IDENTITY_SCOPE_KEY as IDENTITY_SCOPE_KEY
 from .server import LIST_RESULT_KEYS as LIST_RESULT_KEYS
 from .server import LOG_LEVELS as LOG_LEVELS
 from .server import CacheHint as CacheHint
 from .server import MethodHandler as MethodHandler
 from .server import RequestStateCodec as RequestStateCodec
 from .server import ServerSession as ServerSession
+from .server import identity_of_scope as identity_of_scope
 from .server import match_uri_template as match_uri_template
 from .server import paginate as paginate
+from .server import set_scope_identity as set_scope_identity
 from .server import string_param as string_param

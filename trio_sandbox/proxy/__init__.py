@@ -20,6 +20,7 @@ from ._serve import ProxyFace as ProxyFace
 from ._serve import ProxyHandle as ProxyHandle
 from ._serve import StdioFace as StdioFace
 from ._serve import serve_proxy as serve_proxy
+from ._upstream import RouteKey as RouteKey
 from ._upstream import SessionRouter as SessionRouter
 from ._upstream import Upstream as Upstream
 from ._upstream_specs import HttpUpstream as HttpUpstream

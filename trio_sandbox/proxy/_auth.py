@@ -1,4 +1,8 @@
-"""Bearer-token protection for an ASGI app: the proxy's face for hosts without client certs."""
+"""Bearer-token protection for an ASGI app: the proxy's face for hosts without client certs.
+
+A request that presents the token is tagged with the identity of that token (a keyed digest of
+it, never the token: :meth:`ClientIdentity.of_token`), which is what the ephemeral mode keys a
+stateless-era client's sandbox by."""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeAlias
 
-from ..mcp import INVALID_REQUEST, McpError
-from ..mcp.lowlevel import dump_message
+from ..mcp import INVALID_REQUEST, ClientIdentity, McpError
+from ..mcp.lowlevel import dump_message, set_scope_identity
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -20,6 +24,7 @@ def require_bearer_token(app: Asgi, token: str) -> Asgi:
     if not token:
         raise ValueError("the bearer token must not be empty")
     expected = f"Bearer {token}".encode()
+    identity = ClientIdentity.of_token(token)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -27,6 +32,7 @@ def require_bearer_token(app: Asgi, token: str) -> Asgi:
             return
         presented = dict(scope["headers"]).get(b"authorization", b"")
         if hmac.compare_digest(presented, expected):
+            set_scope_identity(scope, identity)
             await app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -105,8 +105,8 @@ class Source:
 class _Stored:
     text: str
     size: int  # UTF-8 bytes
-    # The downstream session whose call made it (None: session-less clients, which share the
-    # open_sandbox call's sandbox: stateless HTTP, stdio, the embedder's own calls).
+    # Who made it (``_owner``): a downstream session, or a session-less client's identity (None:
+    # clients no face authenticated: stdio, the embedder's own calls, a plain-HTTP face).
     session: str | None
 
 
@@ -227,7 +227,7 @@ class OutputGuard:
     def read_output(self, uri: str, ctx: RequestContext) -> JsonObject | None:
         """``resources/read`` of a stored output; None if ``uri`` is not (or no longer) one.
         Raises :class:`McpError` for an output another session made."""
-        text = self.store.get(uri, ctx.session.session_id)
+        text = self.store.get(uri, _owner(ctx))
         if text is None:
             return None
         return {"contents": [ResourceContents(uri, text, mime_type="text/plain").to_json()]}
@@ -301,7 +301,7 @@ class OutputGuard:
         lines, size = _text_size(whole)
         if lines <= self.limits.max_lines and size <= self.limits.max_bytes:
             return result
-        uri = self.store.add(whole, size, ctx.session.session_id)
+        uri = self.store.add(whole, size, _owner(ctx))
         limits = self.limits
         tail = tail_preview(
             whole,
@@ -324,6 +324,14 @@ class OutputGuard:
             )
             shortened.append(link.to_json())
         return {**result, "content": shortened}
+
+
+def _owner(ctx: RequestContext) -> str | None:
+    """Whose stored outputs ``ctx``'s request may read: its session's, else its client's."""
+    if ctx.session.session_id is not None:
+        return ctx.session.session_id
+    identity = ctx.client_identity
+    return f"client {identity.key}" if identity is not None else None
 
 
 def _make_redactor() -> SecretRedactor:

@@ -86,8 +86,11 @@ class _Attachment:
     broken: trio.Event = attrs.field(factory=trio.Event)
 
 
-# Picks the upstream that serves a request: its downstream session's, or None for this one.
+# Picks the upstream that serves a request: its downstream client's, or None for this one.
 SessionRouter = Callable[[RequestContext], Awaitable["Upstream | None"]]
+# Names, for a request, the routed upstream that serves it (the same string for every request it
+# serves), or None for this one: whose values the request's arguments may get back.
+RouteKey = Callable[[RequestContext], "str | None"]
 
 
 def unserved_tool_error(error: UpstreamUnavailable) -> CallToolResult:
@@ -119,6 +122,10 @@ class Upstream:
     # One upstream per downstream session: where each request goes (None: to this one). It may
     # raise UpstreamUnavailable to refuse a request.
     route: SessionRouter | None = None
+    # With ``route``: which routed upstream a request goes to, as a source of values.
+    route_key: RouteKey | None = None
+    # ``_meta`` keys that are the proxy's business (the router's), never forwarded upstream.
+    consumed_meta_keys: frozenset[str] = frozenset()
     # The tool result a client gets for a call this upstream did not serve.
     unserved_result: Callable[[UpstreamUnavailable], CallToolResult] = unserved_tool_error
     # Calls forwarded here and not yet answered (waiting for a session included).
@@ -142,10 +149,12 @@ class Upstream:
 
     def source_key(self, ctx: RequestContext | None) -> str:
         """Who placeholders of this upstream's values are restored towards when it serves
-        ``ctx``'s request: the upstream itself, by name; with one upstream per session, that
-        session's (what one session's sandbox printed is never restored into another's)."""
-        if self.route is not None and ctx is not None and ctx.session.session_id is not None:
-            return f"{self.name} session {ctx.session.session_id}"
+        ``ctx``'s request: the upstream itself, by name; with one upstream per client, that
+        client's (what one client's sandbox printed is never restored into another's)."""
+        if self.route_key is not None and ctx is not None:
+            key = self.route_key(ctx)
+            if key is not None:
+                return f"{self.name} {key}"
         return self.name
 
     @property
@@ -419,15 +428,20 @@ class Upstream:
         With :attr:`route`, to the upstream of the request's session. Raises
         :class:`UpstreamUnavailable` for a call it did not serve.
         """
+        forwarded = dict(params)
+        meta = forwarded.pop("_meta", None)
+        meta = {
+            key: value
+            for key, value in (meta if isinstance(meta, dict) else {}).items()
+            if key not in self.consumed_meta_keys
+        }
         if self.route is not None and ctx is not None:
             target = await self.route(ctx)
             if target is not None:
-                return await target.forward(method, params, ctx)
-        forwarded = dict(params)
-        meta = forwarded.pop("_meta", None)
+                return await target.forward(method, {**forwarded, "_meta": meta}, ctx)
         forwarded_meta = {
             key: value
-            for key, value in (meta if isinstance(meta, dict) else {}).items()
+            for key, value in meta.items()
             if not key.startswith(META_RESERVED_PREFIX) and key != "progressToken"
         }
         progress = None

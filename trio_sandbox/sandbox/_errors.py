@@ -7,6 +7,7 @@ root re-exports: one ``except`` catches whatever ``open_sandbox`` and ``Sandbox`
 from __future__ import annotations
 
 from ..contract import SandboxError
+from ..mcp import INVALID_PARAMS, McpError
 
 
 class SandboxStartError(SandboxError):
@@ -47,3 +48,21 @@ class SandboxRestarted(SandboxError):
 
 class SandboxUnavailable(SandboxError):
     """No sandbox was serving within ``respawn_wait``; the call was not run."""
+
+
+class SandboxHandleError(McpError):
+    """A sandbox handle (``_meta`` ``io.github.trio-sandbox/sandbox``) that is not one the proxy
+    issued: malformed, or not well-formed at all. The request is refused as invalid params
+    (JSON-RPC -32602, ``data.sandboxHandle`` says why); no sandbox is made for it."""
+
+    reason = "malformed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INVALID_PARAMS, message, {"sandboxHandle": self.reason})
+
+
+class SandboxHandleRefused(SandboxHandleError):
+    """A well-formed sandbox handle that the proxy did not issue to the client presenting it (a
+    handle of another identity, stolen or guessed): refused, and no sandbox is made for it."""
+
+    reason = "refused"

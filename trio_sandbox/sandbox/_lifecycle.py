@@ -7,7 +7,8 @@
       │                              and the upstream MCP session to the sandbox (mutual TLS)
       ├─ proxy server (serve_proxy): the one endpoint clients use, stable across respawns
       ├─ health monitor (_monitor, persistent mode)
-      └─ per-session sandboxes (_ephemeral, ephemeral mode), one generation each
+      └─ per-client sandboxes (_ephemeral: every client's in ephemeral mode, those of
+                                 handles in both modes), one generation each
 
 Leaving the ``async with`` cancels the scope: the proxy shuts down gracefully within a bound and
 the warden gets SIGINT, then SIGKILL for its whole process group after ``stop_grace``.
@@ -32,6 +33,7 @@ from ..mcp import (
     McpClient,
     ProgressCallback,
     RequestContext,
+    Resource,
     ResourceContents,
     Tool,
     memory_transport,
@@ -43,16 +45,31 @@ from ..tls import CertificateChain
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxStartError
+from ._handles import HANDLE_META_KEY, HANDLE_RESOURCE
 from ._health import SandboxHealth
 from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
+from ._sandbox_session import SandboxSession
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
 from ._unserved import raise_if_unserved, sandbox_upstream
 from ._usage import sandbox_usage
 
 logger = logging.getLogger("trio_sandbox.sandbox")
+
+_HANDLE_RESOURCE = Resource(
+    uri=HANDLE_RESOURCE,
+    name="new-sandbox-handle",
+    title="A new sandbox handle",
+    description=(
+        "Reading this issues a fresh handle for a sandbox of your own, apart from your client's"
+        f" usual one: put it in the _meta of a request as {HANDLE_META_KEY!r} and the request"
+        " runs in that handle's sandbox (started on first use, stopped after"
+        " ephemeral_idle_timeout idle). A handle works only for the client that read it."
+    ),
+    mime_type="text/plain",
+)
 
 
 @attrs.define(eq=False)
@@ -62,13 +79,15 @@ class Sandbox:
     config: SandboxConfig
     chain: CertificateChain
     _supervisor: Supervisor
-    _session_sandboxes: SessionSandboxes | None
+    # Every client's sandbox (ephemeral mode) and every handle's (both modes).
+    _session_sandboxes: SessionSandboxes
     proxy: ProxyHandle
     # The embedder's own client of the proxy (in memory): its calls pass the proxy like any.
     _local: McpClient
 
     def __attrs_post_init__(self) -> None:
         self.proxy.server.mcp.add_resource(STATUS_RESOURCE, self._read_status)
+        self.proxy.server.mcp.add_resource(_HANDLE_RESOURCE, self._issue_handle)
 
     @property
     def upstream(self) -> Upstream:
@@ -114,8 +133,9 @@ class Sandbox:
 
     @property
     def session_sandboxes(self) -> int:
-        """How many per-session sandboxes exist now (ephemeral mode)."""
-        return self._session_sandboxes.count if self._session_sandboxes is not None else 0
+        """How many per-client sandboxes exist now (every client's in ephemeral mode, every
+        used handle's in both modes)."""
+        return self._session_sandboxes.count
 
     def _launched(self) -> Any:
         generation = self._supervisor.current
@@ -172,6 +192,30 @@ class Sandbox:
             },
         }
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[SandboxSession]:
+        """A fresh sandbox for the calls of this block, stopped when it ends::
+
+            async with sandbox.session() as s:
+                await s.call_tool("run_command", {"command": "make"})
+
+        Its calls pass the proxy as the sandbox's own do, with a handle of their own; the
+        sandbox starts on the first call, is one generation (never respawned: a call after it
+        died gets a fresh one) and counts against ``max_sandboxes``. Works in both modes.
+        """
+        sandboxes = self._session_sandboxes
+        handle = sandboxes.issue_handle(None)
+        try:
+            yield SandboxSession(handle, self._local)
+        finally:
+            # Stopped before the block is left, within the warden's stop grace and a margin.
+            with trio.CancelScope(shield=True), trio.move_on_after(self.config.stop_grace + 5):
+                await sandboxes.release(sandboxes.handles.sandbox_key(handle, None))
+
+    async def _issue_handle(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:
+        handle = self._session_sandboxes.issue_handle(ctx)
+        return [ResourceContents(uri=uri, text=handle, mime_type="text/plain")]
+
     async def _read_status(self, uri: str, ctx: RequestContext) -> list[ResourceContents]:
         text = json.dumps(self.status(), sort_keys=True)
         return [ResourceContents(uri=uri, text=text, mime_type="application/json")]
@@ -218,17 +262,21 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
-    sessions = (
-        SessionSandboxes(config, launcher, config.sandbox_name, config.sandbox_prefix)
-        if config.mode is SandboxMode.EPHEMERAL
-        else None
+    sessions = SessionSandboxes(
+        config,
+        launcher,
+        config.sandbox_name,
+        config.sandbox_prefix,
+        per_client=config.mode is SandboxMode.EPHEMERAL,
     )
     upstream = sandbox_upstream(
         config.sandbox_name,
         config.sandbox_prefix,
         call_wait=config.respawn_wait,
         redact=config.redact,
-        route=sessions.route if sessions is not None else None,
+        route=sessions.route,
+        route_key=sessions.source_key,
+        consumed_meta_keys=frozenset({HANDLE_META_KEY}),
     )
     guard = OutputGuard(config.output_limits)
     for name, value in secret_environment(config, os.environ).items():
@@ -248,8 +296,7 @@ async def open_sandbox(
             # The rules compile in a thread while the sandbox boots, not on the first message
             # (every message to a client is redacted, whatever the upstreams' settings).
             nursery.start_soon(guard.redactor)
-            if sessions is not None:
-                await nursery.start(sessions.serve)
+            await nursery.start(sessions.serve)
             await nursery.start(supervisor.serve)
             try:
                 proxy: ProxyHandle = await nursery.start(

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Final
 
 from ..mcp import CallToolResult, TextContent
-from ..proxy import SessionRouter, Unserved, Upstream, UpstreamUnavailable
+from ..proxy import RouteKey, SessionRouter, Unserved, Upstream, UpstreamUnavailable
 from ._errors import SandboxRestarted, SandboxUnavailable
 
 # In the ``_meta`` of a tool result the proxy made up because the sandbox went away.
@@ -31,15 +31,19 @@ def sandbox_upstream(
     call_wait: float,
     redact: bool = True,
     route: SessionRouter | None = None,
+    route_key: RouteKey | None = None,
+    consumed_meta_keys: frozenset[str] = frozenset(),
 ) -> Upstream:
     """The proxy's upstream for a sandbox (its session is attached by the generation that
-    serves); with ``route``, one sandbox per downstream session."""
+    serves); with ``route``, one sandbox per downstream client (``route_key`` names it)."""
     return Upstream(
         name,
         prefix,
         call_wait=call_wait,
         redact=redact,
         route=route,
+        route_key=route_key,
+        consumed_meta_keys=consumed_meta_keys,
         unserved_result=partial(unserved_result, call_wait),
     )
 

@@ -14,6 +14,11 @@ from ._context import OutgoingFilter as OutgoingFilter
 from ._context import RequestContext as RequestContext
 from ._duplex import serve_duplex as serve_duplex
 from ._duplex import serve_messages as serve_messages
+from ._identity import IDENTITY_SCOPE_KEY as IDENTITY_SCOPE_KEY
+from ._identity import ClientIdentity as ClientIdentity
+from ._identity import IdentityKind as IdentityKind
+from ._identity import identity_of_scope as identity_of_scope
+from ._identity import set_scope_identity as set_scope_identity
 from ._input_requests import InputRequest as InputRequest
 from ._input_requests import InputRequired as InputRequired
 from ._input_requests import RequestStateCodec as RequestStateCodec

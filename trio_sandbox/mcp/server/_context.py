@@ -11,6 +11,7 @@ import trio
 from ...concurrency import single_error
 from ..protocol import _versions as versions
 from ..protocol._messages import JsonObject, Message, Notification, RequestId
+from ._identity import ClientIdentity
 from ._input_requests import InputRequest, InputRequired, InputRound, missing_capability_error
 
 if TYPE_CHECKING:
@@ -51,6 +52,12 @@ class RequestContext:
     @property
     def server(self) -> McpServer:
         return self.session.server
+
+    @property
+    def client_identity(self) -> ClientIdentity | None:
+        """Who the client proved to be (its certificate or token); None on a face that
+        authenticates no one (stdio, in-process, plain HTTP on loopback)."""
+        return self.session.client_identity
 
     @property
     def protocol_version(self) -> str:

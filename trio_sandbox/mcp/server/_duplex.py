@@ -28,6 +28,7 @@ from ..protocol._messages import (
 )
 from ..protocol._versions import META_PROTOCOL_VERSION, batches_allowed
 from ._budget import RequestBudget, first_spent, give, take
+from ._identity import ClientIdentity
 from ._server import McpServer
 from ._session import ServerSession, stateless_session
 
@@ -46,15 +47,22 @@ async def serve_duplex(
     send_bytes: Callable[[bytes], Awaitable[None]],
     *,
     budgets: Sequence[RequestBudget] = (),
+    client_identity: ClientIdentity | None = None,
+    session_id: str | None = None,
 ) -> None:
     """Serve MCP on a channel of JSON texts (stdio lines, WebSocket frames) until ``incoming``
     ends; returns after every request of the session has ended. A request that one of
-    ``budgets`` has no room for is refused at once."""
+    ``budgets`` has no room for is refused at once. ``client_identity``: who the channel's
+    transport authenticated (a WebSocket's client certificate or token), for every request;
+    ``session_id``: the channel's session id, for a channel that is one client's session among
+    others (a WebSocket connection; stdio has no other)."""
 
     async def send(message: Message) -> None:
         await send_bytes(dump_message(message))
 
-    await _serve_channel(server, incoming, send, _decode_payload, budgets)
+    await _serve_channel(
+        server, incoming, send, _decode_payload, budgets, client_identity, session_id
+    )
 
 
 async def serve_messages(
@@ -80,6 +88,8 @@ async def _serve_channel(
     send_message: Callable[[Message], Awaitable[None]],
     decode: Callable[[P, ServerSession], Sequence[Message | McpError]],
     budgets: Sequence[RequestBudget],
+    client_identity: ClientIdentity | None = None,
+    session_id: str | None = None,
 ) -> None:
     send_lock = trio.Lock()
     # Cancelled when the peer is gone: nobody is left to read answers.
@@ -107,7 +117,8 @@ async def _serve_channel(
         async for message in pending_standalone:
             await send(message)
 
-    session = server.open_session(send_standalone=send_standalone)
+    session = server.open_session(session_id=session_id, send_standalone=send_standalone)
+    session.client_identity = client_identity
     # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
     stateless_scopes: dict[RequestId, trio.CancelScope] = {}
     try:
@@ -207,7 +218,7 @@ async def _serve_request(
     ):
         # A stateless-era request on a duplex channel: it carries its own envelope.
         try:
-            request_session = stateless_session(server, request.params)
+            request_session = stateless_session(server, request.params, session.client_identity)
         except McpError as exc:
             await send(exc.response_for(request.id))
             return

@@ -26,6 +26,7 @@ from ..protocol._messages import (
     Response,
 )
 from ._context import LOG_LEVELS, CloseStream, RequestContext, SendMessage
+from ._identity import ClientIdentity
 from ._input_requests import InputRequired, InputRound
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class ServerSession:
     log_level: str | None = None
     subscriptions: set[str] = attrs.field(factory=set)
     closed: bool = False
+    # Who the client proved to be on an authenticating face (None: the face authenticates no one).
+    client_identity: ClientIdentity | None = None
     _in_flight: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
     _client_requests: dict[RequestId, _PendingClientRequest] = attrs.field(factory=dict)
     _next_request_id: int = 0
@@ -255,14 +258,19 @@ def _input_target(request: Request) -> str | None:
     return f"{request.method} {(request.params or {}).get(key)}"
 
 
-def stateless_session(server: McpServer, params: JsonObject | None) -> ServerSession:
-    """The throwaway session of one stateless-era request, from its ``_meta`` envelope."""
+def stateless_session(
+    server: McpServer, params: JsonObject | None, client_identity: ClientIdentity | None = None
+) -> ServerSession:
+    """The throwaway session of one stateless-era request, from its ``_meta`` envelope, of the
+    client its face authenticated (``client_identity``)."""
     meta = (params or {}).get("_meta")
     meta = meta if isinstance(meta, dict) else {}
     version = meta.get(versions.META_PROTOCOL_VERSION)
     if not isinstance(version, str) or version not in versions.STATELESS_VERSIONS:
         raise unsupported_version_error(version)
-    session = ServerSession(server, protocol_version=version, initialized=True)
+    session = ServerSession(
+        server, protocol_version=version, initialized=True, client_identity=client_identity
+    )
     log_level = meta.get(versions.META_LOG_LEVEL)
     session.log_level = log_level if log_level in LOG_LEVELS else None
     capabilities = meta.get(versions.META_CLIENT_CAPABILITIES)

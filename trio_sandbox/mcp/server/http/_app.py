@@ -33,6 +33,7 @@ from ...protocol._messages import (
     Response,
 )
 from .._budget import RequestBudget, first_spent, give, take
+from .._identity import ClientIdentity, identity_of_scope
 from .._server import McpServer
 from .._session import ServerSession, stateless_session, unsupported_version_error
 from ._asgi import (
@@ -104,6 +105,7 @@ class McpHttpApp:
                     send,
                     full=full,
                     face_requests=self._requests,
+                    client_identity=identity_of_scope(scope),
                 )
             finally:
                 self._websockets -= 1
@@ -114,6 +116,9 @@ class McpHttpApp:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
+        # Who the face authenticated (a client certificate, a token); None: it authenticates
+        # no one. A session belongs to the identity that opened it.
+        identity = identity_of_scope(scope)
         self._sessions.expire_idle()
         try:
             check_host_and_origin(headers, self.settings)
@@ -123,11 +128,11 @@ class McpHttpApp:
                 )
             method = scope["method"]
             if method == "POST":
-                await self._post(headers, receive, send)
+                await self._post(headers, identity, receive, send)
             elif method == "GET":
-                await self._get(headers, receive, send)
+                await self._get(headers, identity, receive, send)
             elif method == "DELETE":
-                await self._delete(headers, send)
+                await self._delete(headers, identity, send)
             else:
                 raise HttpRefusal(
                     405, f"method {method} not allowed", headers=[(b"allow", b"GET, POST, DELETE")]
@@ -135,7 +140,13 @@ class McpHttpApp:
         except HttpRefusal as exc:
             await send_plain(send, exc.status, refusal_body(exc), exc.headers)
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(
+        self,
+        headers: dict[str, str],
+        identity: ClientIdentity | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise HttpRefusal(415, "POST bodies must be application/json")
@@ -172,16 +183,16 @@ class McpHttpApp:
                 raise HttpRefusal(
                     400, "JSON-RPC batches do not exist in the stateless protocol era"
                 )
-            await self._post_stateless(first, headers, receive, send, json_ok)
+            await self._post_stateless(first, headers, identity, receive, send, json_ok)
             return
         if session_id is None:
             if not (isinstance(first, Request) and first.method == "initialize"):
                 raise HttpRefusal(400, f"missing {SESSION_HEADER} header: send initialize first")
             if batch:
                 raise HttpRefusal(400, "initialize cannot be part of a JSON-RPC batch")
-            await self._post_initialize(first, receive, send, json_ok)
+            await self._post_initialize(first, identity, receive, send, json_ok)
             return
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id, identity)
         if version_header is not None and version_header not in versions.SUPPORTED_VERSIONS:
             raise HttpRefusal(400, f"unsupported {VERSION_HEADER}: {version_header!r}")
         if batch and not versions.batches_allowed(session.core.protocol_version):
@@ -191,10 +202,15 @@ class McpHttpApp:
         await self._post_messages(session, messages, receive, send, json_ok)
 
     async def _post_initialize(
-        self, request: Request, receive: Receive, send: Send, json_ok: bool
+        self,
+        request: Request,
+        identity: ClientIdentity | None,
+        receive: Receive,
+        send: Send,
+        json_ok: bool,
     ) -> None:
         self._admit((), 1)  # before a session is made (or another one ended) for nothing
-        session = self._sessions.open()
+        session = self._sessions.open(identity)
         assert session.core.session_id is not None
         extra = ((SESSION_HEADER.encode(), session.core.session_id.encode()),)
         reply = PostReply(json_ok, extra_headers=extra)
@@ -255,14 +271,20 @@ class McpHttpApp:
         await self._answer(session, requests, receive, send, reply)
 
     async def _post_stateless(
-        self, message: Message, headers: dict[str, str], receive: Receive, send: Send, json_ok: bool
+        self,
+        message: Message,
+        headers: dict[str, str],
+        identity: ClientIdentity | None,
+        receive: Receive,
+        send: Send,
+        json_ok: bool,
     ) -> None:
         if not isinstance(message, Request):
             # Nothing in the stateless era is addressed to a server without an id.
             await send_plain(send, 202, b"")
             return
         try:
-            session = self._stateless_session(message, headers)
+            session = self._stateless_session(message, headers, identity)
         except McpError as exc:
             raise HttpRefusal(
                 STATELESS_ERROR_STATUS.get(exc.code, 400),
@@ -280,7 +302,9 @@ class McpHttpApp:
         finally:
             give(budgets, 1)
 
-    def _stateless_session(self, request: Request, headers: dict[str, str]) -> ServerSession:
+    def _stateless_session(
+        self, request: Request, headers: dict[str, str], identity: ClientIdentity | None
+    ) -> ServerSession:
         """Check a stateless-era request's envelope and headers, in the order the spec gives."""
         version_header = headers.get(VERSION_HEADER)
         if version_header is None:
@@ -304,9 +328,15 @@ class McpHttpApp:
             tool = self.server.get_tool((request.params or {}).get("name"))
             if tool is not None:
                 check_param_headers(request, tool.input_schema, headers)
-        return stateless_session(self.server, request.params)
+        return stateless_session(self.server, request.params, identity)
 
-    async def _get(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _get(
+        self,
+        headers: dict[str, str],
+        identity: ClientIdentity | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise HttpRefusal(
@@ -316,7 +346,7 @@ class McpHttpApp:
             )
         if "text/event-stream" not in accepted_types(headers.get("accept", "")):
             raise HttpRefusal(406, "GET must accept text/event-stream")
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id, identity)
         self._sessions.touch(session)
         last_event_id = headers.get("last-event-id")
         if last_event_id is None:
@@ -376,11 +406,13 @@ class McpHttpApp:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _delete(self, headers: dict[str, str], send: Send) -> None:
+    async def _delete(
+        self, headers: dict[str, str], identity: ClientIdentity | None, send: Send
+    ) -> None:
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise HttpRefusal(405, "DELETE needs an Mcp-Session-Id", headers=[(b"allow", b"POST")])
-        self._sessions.drop(self._sessions.get(session_id))
+        self._sessions.drop(self._sessions.get(session_id, identity))
         await send_plain(send, 204, b"")
 
 

@@ -1,10 +1,18 @@
-"""Serving an ASGI app with hypercorn under Trio: in-memory TLS, and a bounded graceful stop.
+"""Serving an ASGI app with hypercorn under Trio: in-memory TLS, the client's certificate, and a
+bounded graceful stop.
 
-The only module of the package that imports hypercorn.
+The only module of the package that imports hypercorn. hypercorn never shows the app the peer's
+certificate, so the server's ``SSLContext`` makes its TLS objects record it: the handshake runs in
+the connection's own task (hypercorn's ``TCPServer.run``), which then spawns every request of the
+connection, so a context variable set when the handshake completes is what each request of that
+connection reads, and nothing else's. The app gets it as a :class:`ClientIdentity` in its scope.
+On a face that requires client certificates a request whose certificate was not seen is refused
+(500), never served as nobody's.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -16,8 +24,48 @@ import hypercorn.trio
 import trio
 
 from ...protocol._jsonrpc import MAX_MESSAGE_BYTES
+from .._identity import ClientIdentity, set_scope_identity
 from ._app import McpHttpApp
-from ._asgi import Receive, Scope, Send
+from ._asgi import Receive, Scope, Send, send_plain
+
+logger = logging.getLogger("trio_sandbox.mcp")
+
+# The verified client certificate (DER) of the TLS connection whose task this is.
+_peer_certificate: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
+    "trio_sandbox_peer_certificate", default=None
+)
+
+
+class _PeerRecordingSSLObject(ssl.SSLObject):
+    """A server-side TLS object that, once its handshake completes, records the client's
+    verified certificate for the task that ran the handshake (and the tasks it spawns)."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        if self.server_side:
+            _peer_certificate.set(self.getpeercert(binary_form=True))
+
+
+def _with_peer_identity(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]], *, required: bool
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """``app``, its scopes tagged with the identity of the connection's client certificate."""
+
+    async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            der = _peer_certificate.get()
+            if der:
+                set_scope_identity(scope, ClientIdentity.of_certificate(der))
+            elif required:
+                logger.error("a request came without the client certificate its TLS verified")
+                if scope["type"] == "http":
+                    await send_plain(send, 500, b"")
+                else:
+                    await send({"type": "websocket.close", "code": 1011})
+                return
+        await app(scope, receive, send)
+
+    return tagged
 
 
 class _HypercornConfig(hypercorn.config.Config):
@@ -72,6 +120,11 @@ async def serve_http(
     if ssl_context is not None:
         config.alpn_protocols = ["http/1.1"]
     endpoint = path or (app.settings.path if isinstance(app, McpHttpApp) else "/")
+    served = app
+    if ssl_context is not None and ssl_context.verify_mode is not ssl.CERT_NONE:
+        # The context is this server's: its TLS objects record the client's certificate.
+        ssl_context.sslobject_class = _PeerRecordingSSLObject
+        served = _with_peer_identity(app, required=ssl_context.verify_mode is ssl.CERT_REQUIRED)
     shutdown = trio.Event()
     # Shielded only once it serves, so that a graceful shutdown can run; cancelling a start
     # (hypercorn binding its sockets) simply stops it.
@@ -80,7 +133,7 @@ async def serve_http(
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:
         with server_scope:
             await hypercorn.trio.serve(
-                app,  # type: ignore[arg-type]
+                served,  # type: ignore[arg-type]
                 config,
                 shutdown_trigger=shutdown.wait,
                 task_status=task_status,

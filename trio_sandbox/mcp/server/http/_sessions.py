@@ -26,6 +26,7 @@ from ...protocol._errors import HttpRefusal
 from ...protocol._jsonrpc import dump_message
 from ...protocol._messages import LIMIT_REACHED, Message
 from .._budget import RequestBudget
+from .._identity import ClientIdentity
 from .._server import McpServer
 from .._session import ServerSession
 from ._asgi import HttpSettings
@@ -112,9 +113,9 @@ class SessionTable:
     def cores(self) -> list[ServerSession]:
         return [session.core for session in self._sessions.values()]
 
-    def open(self) -> HttpSession:
-        """A new session; at the maximum, in place of another (503 when every session has
-        requests in flight)."""
+    def open(self, identity: ClientIdentity | None = None) -> HttpSession:
+        """A new session of the client ``identity`` (None: a face that authenticates no one); at
+        the maximum, in place of another (503 when every session has requests in flight)."""
         self.expire_idle()
         if len(self._sessions) >= self.settings.max_sessions:
             sessions = self._sessions.values()
@@ -133,14 +134,22 @@ class SessionTable:
             self.drop(idle)
         core = self.server.open_session(session_id=ServerSession.new_id())
         assert core.session_id is not None
+        core.client_identity = identity
         session = HttpSession(core, trio.current_time())
         session.requests.limit = self.settings.max_requests_per_session
         core.set_standalone(session.send_standalone)
         self._sessions[core.session_id] = session
         return session
 
-    def get(self, session_id: str) -> HttpSession:
+    def get(self, session_id: str, identity: ClientIdentity | None = None) -> HttpSession:
+        """The session ``session_id`` of the client ``identity``; 404 when there is none. A
+        session is bound to the identity that opened it: presented by another (a leaked or
+        guessed id), it does not exist for that client (the MCP spec's session hijacking
+        guidance: bind session ids to the user)."""
         session = self._sessions.get(session_id)
+        if session is not None and session.core.client_identity != identity:
+            logger.warning("a session id was presented by a client other than its own: refused")
+            session = None
         if session is None:
             raise HttpRefusal(404, "session not found: it ended or never existed; initialize again")
         return session

@@ -13,7 +13,9 @@ from ...protocol._messages import INVALID_REQUEST, LIMIT_REACHED
 from ...protocol._versions import WEBSOCKET_SUBPROTOCOL
 from .._budget import RequestBudget
 from .._duplex import serve_duplex
+from .._identity import ClientIdentity
 from .._server import McpServer
+from .._session import ServerSession
 from ._asgi import (
     HttpSettings,
     Receive,
@@ -36,6 +38,7 @@ async def serve_websocket(
     *,
     full: bool = False,
     face_requests: RequestBudget | None = None,
+    client_identity: ClientIdentity | None = None,
 ) -> None:
     """One WebSocket connection (subprotocol ``mcp``): the duplex session loop over its frames,
     until the peer leaves or ``closing`` is set. ``full``: the face holds its maximum of
@@ -87,7 +90,15 @@ async def serve_websocket(
         budgets = [RequestBudget(settings.max_requests_per_session, "a session")]
         if face_requests is not None:
             budgets.append(face_requests)
-        await serve_duplex(server, frames(), send_text, budgets=budgets)
+        # Each connection is a session of its own, named like an HTTP one.
+        await serve_duplex(
+            server,
+            frames(),
+            send_text,
+            budgets=budgets,
+            client_identity=client_identity,
+            session_id=ServerSession.new_id(),
+        )
         nursery.cancel_scope.cancel()
     # The peer may be gone already.
     with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
