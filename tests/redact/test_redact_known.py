@@ -162,37 +162,49 @@ def test_a_value_added_while_a_text_is_scanned_is_found_in_it_next_time() -> Non
         assert redactor.redact_text(text) == text.replace("late-known-value", placeholder)
 
 
-def test_values_of_every_length_are_found_at_the_text_s_edges() -> None:
-    # The index looks a text up every few characters: an occurrence at the very start or end of
-    # the text, or of the shortest length, is found wherever it falls between those positions.
-    redactor = SecretRedactor()
-    values = ["x" * MIN_KNOWN_SECRET_LENGTH] + [
-        "".join(chr(ord("A") + (i * 7 + n) % 26) for i in range(n)) for n in range(8, 80, 7)
-    ]
-    placeholders = [redactor.add_known_secret(value, "password") for value in values]
-    for value, placeholder in zip(values, placeholders, strict=True):
-        for pad in range(7):
-            for text, expected in (
-                (value + "." * pad, placeholder + "." * pad),
-                ("." * pad + value, "." * pad + placeholder),
-                ("." * pad + value + "." * pad, "." * pad + placeholder + "." * pad),
-            ):
-                assert redactor.redact_text(text, rules=False) == expected
+def test_values_are_found_at_the_text_s_edges_wherever_their_anchor_is() -> None:
+    # The index stops at a value's rarest character (here "~") and reads the characters around
+    # it: the anchor at the value's first or last character, or near either, at the very start
+    # or end of the text.
+    for length in (MIN_KNOWN_SECRET_LENGTH, 9, 15, 40):
+        for at in range(length):
+            value = "e" * at + "~" + "e" * (length - at - 1)
+            index = KnownIndex()
+            index.add(value, "password")
+            for pad in range(3):
+                for text in (value + "." * pad, "." * pad + value, "." * pad + value + value):
+                    assert _run(index.occurrences(text)) == plain_search([value], text)
+            redactor = SecretRedactor()
+            placeholder = redactor.add_known_secret(value, "password")
+            assert redactor.redact_text(f"{value}.{value}", rules=False) == (
+                f"{placeholder}.{placeholder}"
+            )
 
 
 def test_adding_a_value_touches_only_its_own_entries() -> None:
-    # What makes adding cost the value's own length, however many are known: a fixed number of
-    # entries per value, none rebuilt.
+    # What makes adding cost the value's own length, however many are known: one entry for the
+    # value, nothing made again from the values known before.
     index = KnownIndex()
     for number in range(2000):
-        index.add(f"password-{number:06d}-generated", "password")
-    entries = dict(index._by_gram)
-    sizes = {gram: len(values) for gram, values in entries.items()}
-    index.add("a-value-added-last", "password")
-    changed = {
-        gram
-        for gram, values in index._by_gram.items()
-        if gram not in sizes or len(values) != sizes[gram]
+        index.add(f"Password-{number:06d}-generated", "password")
+    index.add("an anchor ~ comes in", "password")  # a new anchor character: the class alone
+    lists = {
+        (char, shift, key): (values, len(values))
+        for char, shifts in index._entries.items()
+        for shift, keys in shifts.items()
+        for key, values in keys.items()
     }
-    assert len(changed) <= MIN_KNOWN_SECRET_LENGTH
-    assert all(index._by_gram[gram] is entries[gram] for gram in entries)
+    index.add("Password-later-generated", "password")
+    grown = [
+        where
+        for char, shifts in index._entries.items()
+        for shift, keys in shifts.items()
+        for key, values in keys.items()
+        if (where := (char, shift, key)) not in lists
+        or lists[where][0] is not values
+        or lists[where][1] != len(values)
+    ]
+    assert len(grown) == 1
+    assert _run(index.occurrences("x Password-later-generated y")) == [
+        (2, "Password-later-generated")
+    ]

@@ -1,32 +1,51 @@
 """Known secret values, found in a text by exact comparison; adding one costs its own length.
 
-Every known value has at least :data:`MIN_KNOWN_SECRET_LENGTH` characters. The index keys each
-value by its ``_GRAM``-character pieces at offsets ``0 .. _STRIDE - 1`` (``_STRIDE`` entries per
-value, whatever the number of values); a text is looked up at every ``_STRIDE``-th position only.
-An occurrence at ``p`` spans ``p .. p + 7`` at least, and exactly one looked-up position ``j``
-lies in ``p .. p + _STRIDE - 1``, where the piece ``text[j : j + _GRAM]`` is still inside the
-occurrence (``_STRIDE - 1 + _GRAM <= MIN_KNOWN_SECRET_LENGTH``): its piece at offset ``j - p``
-names the value, which is then compared whole in place. So each occurrence is found exactly
-once, with no automaton to rebuild: a value is added (or removed) by touching its own entries.
+Each value is *anchored* at its rarest character in ordinary tool output (the frequencies of
+:mod:`._keywords`; an upper-case letter counts rarer than its lower-case form) and keyed by the
+four characters around that anchor. One regex pass over the text (a character class of every
+anchor in use: the engine skips the rest at about 1 ns a character) stops only where an anchor
+character stands; there a dict lookup of the four characters around it names the values that
+may start nearby, and each is compared whole in place. Adding a value touches its own entries
+and, when its anchor is new, the character class (bounded by the alphabet): nothing is rebuilt
+over the values known before.
 
-The previous index (one regex per anchor character over every value, rebuilt when one was added)
-made a session quadratic: each generated password rebuilt the index of all before it.
+The index it replaces (one regex trie over every value, rebuilt when a value was added) made a
+session quadratic: each generated password rebuilt the index of all the passwords before it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
-from itertools import compress
 from typing import Final
 
 import attrs
 
+from ._keywords import _frequency
+
 MIN_KNOWN_SECRET_LENGTH: Final = 8
-_GRAM: Final = 4
-_STRIDE: Final = MIN_KNOWN_SECRET_LENGTH - _GRAM + 1
-# Positions looked up between two yields of a scan (a multiple of the stride, so the positions
-# of each window continue those of the last).
-_WINDOW: Final = _STRIDE * 16 * 1024
+# Characters around the anchor that key a value: (within the value, so at most its length).
+_KEY: Final = 4
+# Text searched between two yields of a scan, and anchor hits handled.
+_WINDOW: Final = 64 * 1024
+_HITS_PER_STEP: Final = 512
+
+
+@attrs.frozen
+class _Anchor:
+    """Where ``value`` is keyed: its character at ``offset``, and ``key`` (its ``_KEY``
+    characters from ``offset + shift``; ``shift`` is 0, or negative near the value's end)."""
+
+    char: str
+    offset: int
+    shift: int
+    key: str
+
+    @classmethod
+    def of(cls, value: str) -> _Anchor:
+        offset = min(range(len(value)), key=lambda i: (_frequency(value[i], True), value[i], i))
+        start = min(offset, len(value) - _KEY)
+        return cls(value[offset], offset, start - offset, value[start : start + _KEY])
 
 
 @attrs.define(eq=False)
@@ -35,8 +54,13 @@ class KnownIndex:
     naming each; :meth:`occurrences` finds them (also overlapping ones) in a text."""
 
     _rules: dict[str, str] = attrs.field(init=False, factory=dict)  # value -> rule
-    # piece -> (value, the piece's offset in it)
-    _by_gram: dict[str, list[tuple[str, int]]] = attrs.field(init=False, factory=dict)
+    _anchors: dict[str, _Anchor] = attrs.field(init=False, factory=dict)  # value -> its anchor
+    # anchor character -> shift -> key -> (value, anchor offset in it)
+    _entries: dict[str, dict[int, dict[str, list[tuple[str, int]]]]] = attrs.field(
+        init=False, factory=dict
+    )
+    # The character class of every anchor in use; None: to be made again (one was added).
+    _pattern: re.Pattern[str] | None = attrs.field(init=False, default=None)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -53,41 +77,60 @@ class KnownIndex:
             raise ValueError(f"a known value has at least {MIN_KNOWN_SECRET_LENGTH} characters")
         if value in self._rules:
             return False
+        anchor = _Anchor.of(value)
+        if anchor.char not in self._entries:
+            self._pattern = None
+        shifts = self._entries.setdefault(anchor.char, {})
+        shifts.setdefault(anchor.shift, {}).setdefault(anchor.key, []).append(
+            (value, anchor.offset)
+        )
         self._rules[value] = rule
-        for offset in range(_STRIDE):
-            self._by_gram.setdefault(value[offset : offset + _GRAM], []).append((value, offset))
+        self._anchors[value] = anchor
         return True
 
     def remove(self, value: str) -> bool:
         """Forget ``value``; False if it was not known."""
-        if self._rules.pop(value, None) is None:
+        anchor = self._anchors.pop(value, None)
+        if anchor is None:
             return False
-        for offset in range(_STRIDE):
-            gram = value[offset : offset + _GRAM]
-            entries = [entry for entry in self._by_gram[gram] if entry != (value, offset)]
-            if entries:
-                self._by_gram[gram] = entries
-            else:
-                del self._by_gram[gram]
+        del self._rules[value]
+        shifts = self._entries[anchor.char]
+        keys = shifts[anchor.shift]
+        keys[anchor.key].remove((value, anchor.offset))
+        if not keys[anchor.key]:
+            del keys[anchor.key]
+            if not keys:
+                del shifts[anchor.shift]
+                if not shifts:
+                    del self._entries[anchor.char]
+                    self._pattern = None
         return True
 
     def occurrences(self, text: str) -> Generator[None, None, list[tuple[int, str]]]:
         """Every ``(start, value)`` of a known value in ``text``, sorted (a generator that yields
         between bounded steps and returns the list)."""
-        by_gram = self._by_gram
         found: list[tuple[int, str]] = []
-        last = len(text) - _GRAM + 1  # positions where a whole piece can be read
-        for low in range(0, max(last, 0), _WINDOW):
-            positions = range(low, min(low + _WINDOW, last), _STRIDE)
-            ends = range(low + _GRAM, low + _WINDOW + _GRAM, _STRIDE)
-            pieces = map(text.__getitem__, map(slice, positions, ends))
-            # Only the positions whose piece is some value's (rare in ordinary text) are looked
-            # at again, in Python.
-            for position in compress(positions, map(by_gram.__contains__, pieces)):
-                for value, offset in by_gram[text[position : position + _GRAM]]:
-                    start = position - offset
-                    if start >= 0 and text.startswith(value, start):
-                        found.append((start, value))
+        if not self._entries:
+            return found
+        if self._pattern is None:
+            anchors = "".join(sorted(re.escape(char) for char in self._entries))
+            self._pattern = re.compile(f"[{anchors}]")
+        pattern = self._pattern
+        entries = self._entries
+        for low in range(0, len(text), _WINDOW):
+            matches = pattern.finditer(text, low, low + _WINDOW)
+            for hits, match in enumerate(matches, 1):
+                at = match.start()
+                for shift, keys in entries[text[at]].items():
+                    start = at + shift
+                    if start < 0:
+                        continue
+                    for value, offset in keys.get(text[start : start + _KEY], ()):
+                        begin = at - offset
+                        if begin >= 0 and text.startswith(value, begin):
+                            found.append((begin, value))
+                if hits % _HITS_PER_STEP == 0:
+                    yield
             yield
         found.sort()
         return found
