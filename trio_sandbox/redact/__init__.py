@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..program import lazy_exports
+from ._errors import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._errors import KnownSecretTooShort as KnownSecretTooShort
 from ._errors import RedactionError as RedactionError
 from ._errors import RedactionTimeout as RedactionTimeout
 from ._errors import RuleSetError as RuleSetError
 from ._errors import UntranslatableRegex as UntranslatableRegex
-from ._known import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 
 if TYPE_CHECKING:
     from ._re2 import translate_re2 as translate_re2

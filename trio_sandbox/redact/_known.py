@@ -21,9 +21,9 @@ from typing import Final
 
 import attrs
 
+from ._errors import MIN_KNOWN_SECRET_LENGTH
 from ._keywords import _frequency
 
-MIN_KNOWN_SECRET_LENGTH: Final = 8
 # Characters around the anchor that key a value: (within the value, so at most its length).
 _KEY: Final = 4
 # Text searched between two yields of a scan, and anchor hits handled.

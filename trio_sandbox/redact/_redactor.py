@@ -29,8 +29,8 @@ import attrs
 import trio
 
 from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
+from ._errors import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._errors import KnownSecretTooShort, RedactionError, RedactionTimeout
-from ._known import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._known import KnownIndex
 from ._rules import RuleSet, default_rules
 
