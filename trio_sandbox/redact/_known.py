@@ -24,7 +24,7 @@ import attrs
 from ._errors import MIN_KNOWN_SECRET_LENGTH
 from ._keywords import _frequency
 
-# Characters around the anchor that key a value: (within the value, so at most its length).
+# Characters of a value, around its anchor, that key it (every value has at least this many).
 _KEY: Final = 4
 # Text searched between two yields of a scan, and anchor hits handled.
 _WINDOW: Final = 64 * 1024
@@ -121,7 +121,8 @@ class KnownIndex:
             matches = pattern.finditer(text, low, low + _WINDOW)
             for hits, match in enumerate(matches, 1):
                 at = match.start()
-                for shift, keys in entries[text[at]].items():
+                # (.get: a value removed while a scan was paused may have taken its anchor along.)
+                for shift, keys in entries.get(text[at], {}).items():
                     start = at + shift
                     if start < 0:
                         continue
