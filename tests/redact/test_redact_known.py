@@ -208,3 +208,19 @@ def test_adding_a_value_touches_only_its_own_entries() -> None:
     assert _run(index.occurrences("x Password-later-generated y")) == [
         (2, "Password-later-generated")
     ]
+
+
+def test_a_value_removed_while_a_text_is_scanned_leaves_the_scan_whole() -> None:
+    # A scan in steps may pause between windows of the text; a value removed meanwhile (its
+    # anchor character with it) is simply not found after the pause.
+    index = KnownIndex()
+    index.add("kept-value-Q-here", "password")
+    index.add("gone-value-~-here", "password")
+    text = ("kept-value-Q-here gone-value-~-here " * 4000)[: 3 * 64 * 1024]
+    scan = index.occurrences(text)
+    next(scan)
+    assert index.remove("gone-value-~-here")
+    found = _run(scan)
+    assert {value for _, value in found} <= {"kept-value-Q-here", "gone-value-~-here"}
+    kept = [hit for hit in found if hit[1] == "kept-value-Q-here"]
+    assert kept == plain_search(["kept-value-Q-here"], text)
