@@ -16,6 +16,13 @@ Goals: <= 0.5 ms for 1 KiB, <= 10 ms for 64 KiB, >= 30 MB/s for 1 MiB, no pause 
     .venv/bin/python benchmarks/redaction.py --seconds 2
     .venv/bin/python benchmarks/redaction.py --false-positives 16    # placeholders: should be 0
     .venv/bin/python benchmarks/redaction.py --cold-start 8     # open_sandbox, redact on vs off
+    .venv/bin/python benchmarks/redaction.py --known-secrets 10000  # no-op call, 0 vs N known
+
+``--known-secrets N``: a no-op call through a proxy whose redactor knows N secrets, each the
+result of a ``generate_password`` call made through that proxy, beside the same call through a
+proxy that knows none, in the same run (legs alternate); also the no-op call made just after a
+new password (the redactor takes the value in), and the ``generate_password`` calls' own time,
+first ones against last ones. Goal: the same per-call time +-10 % with 10,000 known secrets.
 
 ``--compare`` also times the alternatives that were considered, when they are importable (they
 are not dependencies: install them in a scratch environment): detect-secrets (its default
@@ -252,7 +259,17 @@ def main() -> None:
         metavar="N",
         help="only time open_sandbox to ready with redaction on and off, N fresh processes each",
     )
+    parser.add_argument(
+        "--known-secrets",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time a no-op call through the proxy with 0 and with N known secrets",
+    )
     args = parser.parse_args()
+    if args.known_secrets:
+        trio.run(known_secrets, args.known_secrets, args.seconds)
+        return
     if args.cold_start:
         cold_start(args.cold_start)
         return
@@ -372,6 +389,73 @@ async def proxied_calls(text: str, seconds: float) -> tuple[float, float]:
                 times[redact].append(time.perf_counter() - started)
         nursery.cancel_scope.cancel()
     return statistics.median(times[True]), statistics.median(times[False])
+
+
+async def known_secrets(count: int, seconds: float) -> None:
+    """A no-op call's time with no known secret and with ``count`` generated passwords known."""
+    from trio_sandbox.mcp import Implementation, McpServer, memory_transport, open_mcp_client
+    from trio_sandbox.proxy import HttpFace, InProcessUpstream, OutputGuard, serve_proxy
+    from trio_sandbox.tools import generate_password
+
+    server = McpServer(Implementation("tools", "1"))
+    calls = 0
+
+    @server.tool("noop", input_schema={"type": "object"})
+    async def noop(arguments: dict[str, Any], ctx: Any) -> str:
+        nonlocal calls
+        calls += 1  # a text that differs per call: scanned, never taken from the clean memo
+        return f"exit status 0 (call {calls})"
+
+    @server.tool("generate_password", input_schema={"type": "object"})
+    async def password(arguments: dict[str, Any], ctx: Any) -> str:
+        return generate_password()
+
+    async def timed_call(client: Any, tool: str) -> float:
+        started = time.perf_counter()
+        result = await client.call_tool(tool, {})
+        elapsed = time.perf_counter() - started
+        assert not result.is_error, result
+        return elapsed
+
+    guards = {known: OutputGuard() for known in (0, count)}
+    async with trio.open_nursery() as nursery:
+        clients = {}
+        for known, guard in guards.items():
+            upstream = InProcessUpstream("tools", server, prefix="")
+            proxy = await nursery.start(
+                partial(serve_proxy, [upstream], HttpFace(plain=True), guard=guard)
+            )
+            client_cm = open_mcp_client(memory_transport(proxy.server.mcp))
+            clients[known] = await nursery.start(_hold_client, client_cm)
+        started = time.perf_counter()
+        made = [await timed_call(clients[count], "generate_password") for _ in range(count)]
+        made_in = time.perf_counter() - started
+        head = statistics.median(made[:500]) * 1e3
+        tail = statistics.median(made[-500:]) * 1e3
+        print(
+            f"{count} generate_password calls through the proxy: {made_in:.1f} s; per call,"
+            f" first 500 {head:.3f} ms, last 500 {tail:.3f} ms"
+        )
+        times: dict[int, list[float]] = {0: [], count: []}
+        after_new: dict[int, list[float]] = {0: [], count: []}
+        end = time.perf_counter() + 2 * seconds
+        while len(times[0]) < 20 or time.perf_counter() < end:
+            for known in (0, count):
+                times[known].append(await timed_call(clients[known], "noop"))
+        end = time.perf_counter() + 2 * seconds
+        while len(after_new[0]) < 20 or time.perf_counter() < end:
+            for known in (0, count):
+                await timed_call(clients[known], "generate_password")
+                after_new[known].append(await timed_call(clients[known], "noop"))
+        nursery.cancel_scope.cancel()
+    print(f"{'a no-op call through the proxy':46} {'0 known':>12} {f'{count} known':>14} ratio")
+    for label, samples in (("steady", times), ("just after a new password", after_new)):
+        none = statistics.median(samples[0])
+        many = statistics.median(samples[count])
+        print(
+            f"{label:46} {none * 1e3:9.3f} ms {many * 1e3:11.3f} ms {many / none:6.3f}"
+            f"  ({len(samples[0])} calls each; goal 0.9-1.1)"
+        )
 
 
 async def _hold_client(client_cm: Any, *, task_status: Any) -> None:

@@ -4,7 +4,12 @@ given, a value that could not be checked (not passed on).
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..contract import SandboxError
+
+# The shortest value redacted wherever it appears (a known secret, a value found before).
+MIN_KNOWN_SECRET_LENGTH: Final = 8
 
 
 class RedactionError(SandboxError):

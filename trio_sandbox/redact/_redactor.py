@@ -15,6 +15,7 @@ which is why a second ``redact_text`` leaves it as it is.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -28,8 +29,9 @@ import attrs
 import trio
 
 from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
+from ._errors import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._errors import KnownSecretTooShort, RedactionError, RedactionTimeout
-from ._keywords import StringIndex
+from ._known import KnownIndex
 from ._rules import RuleSet, default_rules
 
 logger = logging.getLogger("trio_sandbox.redact")
@@ -41,10 +43,6 @@ JsonLike: TypeAlias = (
 )
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED_SECRET:([A-Za-z0-9_.:-]{1,64}):([0-9a-f]{12})\]")
-MIN_KNOWN_SECRET_LENGTH: Final = 8
-# Known values are indexed by this many first characters, then compared whole: the index's
-# patterns grow with the strings' length (a PEM key in an environment variable would not build).
-_KNOWN_PREFIX: Final = 64
 # Characters each string of a JSON value counts at least, for the scanning budget: at the default
 # 2 s per MiB, 2 ms, some 25 times what scanning a short string costs.
 _MIN_STRING_SIZE: Final = 1024
@@ -105,15 +103,16 @@ class SecretRedactor:
     _detector: Detector = attrs.field(init=False)
     _placeholders: dict[str, str] = attrs.field(init=False, factory=dict)  # value -> placeholder
     _values: dict[str, str] = attrs.field(init=False, factory=dict)  # placeholder -> value
-    _known: dict[str, str] = attrs.field(init=False, factory=dict)  # known value -> rule name
-    _known_index: StringIndex | None = attrs.field(init=False, default=None)
-    _known_by_prefix: dict[str, list[str]] = attrs.field(init=False, factory=dict)
+    # The known values and their rule names; adding one costs its own length.
+    _known: KnownIndex = attrs.field(init=False, factory=KnownIndex)
     # placeholder -> the sources whose text held its value (see redact_text's `source`)
     _owners: dict[str, set[str | None]] = attrs.field(init=False, factory=dict)
     # Short texts found clean (with the rules, or without), oldest first: every message repeats
     # its keys and small values ("content", "type", "text"), and a scan has a fixed cost. The
-    # rules never change; the known values do, and then this is emptied.
+    # rules never change; the known values do, and then the texts holding the new one leave.
     _clean: dict[tuple[str, bool], None] = attrs.field(init=False, factory=dict)
+    # Known values added so far: a scan that saw one come in meanwhile memoizes nothing.
+    _additions: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self._detector = _detector_for(self.rules)
@@ -232,10 +231,17 @@ class SecretRedactor:
             # A value found once is found again wherever it appears, whatever surrounds it: an
             # upstream given the value back (restored) cannot echo it bare, past the rule that
             # needed its context. Shorter ones would redact ordinary text.
-            if len(value) >= MIN_KNOWN_SECRET_LENGTH and value not in self._known:
-                self._known[value] = rule
-                self._known_index = None
+            if len(value) >= MIN_KNOWN_SECRET_LENGTH and self._known.add(value, rule):
+                self._additions += 1
+                self._forget_clean(value)
         return placeholder
+
+    def _forget_clean(self, value: str) -> None:
+        """Drop the texts found clean that hold ``value``, now known (a bounded cost: the memo
+        has at most :data:`_CLEAN_TEXTS` texts of at most :data:`_CLEAN_TEXT_MAX` characters)."""
+        if len(value) <= _CLEAN_TEXT_MAX:
+            for key in [key for key in self._clean if value in key[0]]:
+                del self._clean[key]
 
     def _budget(self, size: int) -> _Budget:
         return _Budget(size, self.seconds_per_mib * max(1.0, size / 2**20))
@@ -299,7 +305,8 @@ class SecretRedactor:
         self, text: str, budget: _Budget, rules: bool
     ) -> Generator[None, None, _Scanned]:
         """The pieces of ``text`` between placeholders, each with its secrets' spans."""
-        known_index = self._known_index_now()
+        known_index = self._known if len(self._known) else None
+        additions = self._additions
         shortest = self._detector.min_width if rules else math.inf
         if known_index is not None:
             shortest = min(shortest, MIN_KNOWN_SECRET_LENGTH)
@@ -311,7 +318,7 @@ class SecretRedactor:
             spans: list[_Span] = []
             if len(plain) >= shortest and not self._known_clean(plain, rules):
                 spans = yield from _metered(self._scan_plain(plain, known_index, rules), budget)
-                if not spans and len(plain) <= _CLEAN_TEXT_MAX:
+                if not spans and len(plain) <= _CLEAN_TEXT_MAX and additions == self._additions:
                     self._clean[plain, rules] = None
                     if len(self._clean) > _CLEAN_TEXTS:
                         del self._clean[next(iter(self._clean))]
@@ -341,16 +348,16 @@ class SecretRedactor:
         return "".join(out)
 
     def _scan_plain(
-        self, text: str, known_index: StringIndex | None, rules: bool = True
+        self, text: str, known_index: KnownIndex | None, rules: bool = True
     ) -> Generator[None, None, list[_Span]]:
         """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
         detector = self._detector
         keyword_starts: list[list[int]] = [[] for _ in detector.keywords.strings]
         if rules:
             keyword_starts = yield from detector.keyword_starts(lower_aligned(text))
-        known_starts: list[list[int]] = []
+        known: list[tuple[int, str]] = []
         if known_index is not None:
-            known_starts = yield from known_index.occurrences(text)
+            known = yield from known_index.occurrences(text)
         result: list[_Span] = []
         pending = [(0, len(text))]
         for _ in range(_MAX_ROUNDS):
@@ -364,9 +371,7 @@ class SecretRedactor:
                     )
                     findings.extend(private_key_tails(piece))
                 if known_index is not None:
-                    findings.extend(
-                        self._known_findings(text, known_index, known_starts, begin, end)
-                    )
+                    findings.extend(_known_findings(known_index, known, begin, end))
                 spans = _merge(findings)
                 result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
                 # Re-scan what is left between the new placeholders (and at the piece's ends).
@@ -388,40 +393,22 @@ class SecretRedactor:
         result.sort(key=lambda span: span.start)
         return result
 
-    def _known_findings(
-        self,
-        text: str,
-        index: StringIndex,
-        starts: Sequence[Sequence[int]],
-        begin: int,
-        end: int,
-    ) -> Iterable[Finding]:
-        for prefix, positions in zip(index.strings, starts, strict=True):
-            for value in self._known_by_prefix[prefix]:
-                rule = self._known[value]
-                for position in positions:
-                    if (
-                        begin <= position
-                        and position + len(value) <= end
-                        and text.startswith(value, position)
-                    ):
-                        yield Finding(
-                            position - begin, position - begin + len(value), rule, RANK_KNOWN
-                        )
-
     def _known_clean(self, text: str, rules: bool) -> bool:
         # Clean with the rules is clean without them too.
         return (text, True) in self._clean or (not rules and (text, False) in self._clean)
 
-    def _known_index_now(self) -> StringIndex | None:
-        if self._known and self._known_index is None:
-            self._clean.clear()  # a new known value may be in a text found clean before
-            by_prefix: dict[str, list[str]] = {}
-            for value in self._known:
-                by_prefix.setdefault(value[:_KNOWN_PREFIX], []).append(value)
-            self._known_by_prefix = by_prefix
-            self._known_index = StringIndex.build(by_prefix, case_sensitive=True)
-        return self._known_index
+
+def _known_findings(
+    index: KnownIndex, known: Sequence[tuple[int, str]], begin: int, end: int
+) -> Iterable[Finding]:
+    """The occurrences in ``known`` (sorted ``(start, value)``) inside ``text[begin:end]``, as
+    findings relative to ``begin``."""
+    for position in range(bisect.bisect_left(known, (begin, "")), len(known)):
+        start, value = known[position]
+        if start >= end:
+            break
+        if start + len(value) <= end:
+            yield Finding(start - begin, start - begin + len(value), index.rule(value), RANK_KNOWN)
 
 
 def _merge(findings: list[Finding]) -> list[_Span]:

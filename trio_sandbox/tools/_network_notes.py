@@ -21,7 +21,6 @@ import attrs
 import trio
 
 from ..contract import EGRESS_PROXY_VARIABLE
-from ..egress import EventLine, ask_refusals
 
 _ASK_TIMEOUT_SECONDS = 2.0
 
@@ -45,6 +44,10 @@ class NetworkNotes:
         """The note lines (each ending in a newline) for refusals since ``started``."""
         if self.proxy is None:
             return ""
+        # Only a sandbox with an egress proxy needs its client, after the start (the import
+        # costs the tool server's start-up some 17 ms).
+        from ..egress import EventLine, ask_refusals
+
         host, _, port = self.proxy.rpartition(":")
         try:
             with trio.fail_after(_ASK_TIMEOUT_SECONDS):

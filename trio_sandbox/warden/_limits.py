@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -340,7 +339,8 @@ def plan_limits(
     ``prlimit`` is the path of ``prlimit`` inside the sandbox (None: there is none), and
     ``tmpfs_size`` whether /tmp can be bounded (bubblewrap's --size).
     """
-    name = f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+    # os.urandom, as secrets.token_hex: `secrets` would load hashlib before the launch.
+    name = f"{CGROUP_PREFIX}{os.getpid()}-{os.urandom(3).hex()}"
     plan = _plan_v1(limits, name)
     if plan is None:
         plan = _plan_v2(limits, name)
