@@ -1,12 +1,15 @@
 """Ephemeral mode: each downstream MCP session gets a sandbox of its own.
 
-A session's sandbox is made on its first forwarded request and stopped when the session ends or
-idles for ``ephemeral_idle_timeout``; it is one generation, never respawned or probed.
+A session's sandbox is taken from the pool of warm spares on its first forwarded request (a
+ready one in the time of a lock, else the next one the pool starts) and stopped when the session
+ends or idles for ``ephemeral_idle_timeout``; it is one generation, never respawned, probed or
+given to anyone else.
 Stateless-era requests (they have no session), stdio and the embedder's own calls are not routed
 here: they share the ``open_sandbox`` call's sandbox.
 
-At most ``max_sandboxes`` run at once. At the bound, a new session's sandbox takes the place of
-the least recently used idle one (no call running or waiting for it), and starts once that one
+At most ``max_sandboxes`` run at once, spares ready or starting included (the pool starts fewer
+as sessions take more). At the bound, a new session's sandbox takes the place of the least
+recently used idle one (no call running or waiting for it), and starts once that one
 has stopped; while every one has calls running, the new session's requests are refused at once
 (:class:`~trio_sandbox.proxy.UpstreamUnavailable`, a tool error for ``tools/call``), saying so.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import NoReturn
 
 import attrs
@@ -25,8 +27,9 @@ from ..mcp import RequestContext
 from ..mcp.lowlevel import ServerSession
 from ..proxy import Unserved, Upstream, UpstreamUnavailable
 from ._config import SandboxConfig
-from ._generation import GENERATION_ENDINGS, Generation, first_line, run_generation
-from ._launcher import Launcher
+from ._errors import SandboxStartError
+from ._generation import Generation, first_line
+from ._spares import SparePool
 from ._unserved import sandbox_upstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
@@ -57,7 +60,8 @@ class SessionSandboxes:
     """Routes each downstream session to its own sandbox; a service run with ``serve``."""
 
     config: SandboxConfig
-    launcher: Launcher
+    # Where each session's sandbox comes from.
+    pool: SparePool
     # The upstream name and tool prefix of every per-session sandbox (the main one's).
     name: str
     prefix: str
@@ -137,21 +141,23 @@ class SessionSandboxes:
                 await after.wait()  # the sandbox whose place this one takes has stopped
                 if session.closed:
                     return
-            async with trio.open_nursery() as nursery:
-                try:
-                    await nursery.start(
-                        partial(run_generation, self.launcher, self.config, generation)
-                    )
-                except GENERATION_ENDINGS as exc:
-                    entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
-                    logger.warning("%s", entry.failure)
-                    return
-                finally:
-                    entry.settled.set()
+            try:
+                spare = await self.pool.take()
+            except SandboxStartError as exc:
+                entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
+                logger.warning("%s", entry.failure)
+                return
+            # This session's alone from now on; torn down by the pool when it ends.
+            generation = entry.generation = spare.generation
+            try:
+                generation.move_to(entry.upstream)
+                entry.settled.set()
                 await self._wait_session_end(session, entry, generation)
                 # Forget it before stopping it: a late call of the session gets a fresh one.
                 self._forget(session, entry)
+            finally:
                 generation.end(_SESSION_ENDED)
+            await spare.stopped.wait()
             if generation.end_reason not in (_SESSION_ENDED, _RECLAIMED):
                 entry.failure = f"the session's sandbox ended: {generation.end_reason}"
                 logger.warning("%s", entry.failure)

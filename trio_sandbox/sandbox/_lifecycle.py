@@ -2,9 +2,11 @@
 
     open_sandbox(config)
       nursery (sandbox scope)
-      ├─ supervisor (_supervisor) ── generation nursery (cancelled and reopened to respawn)
-      │                 └─ launcher: warden child (CA parser, then log; stderr log + tail)
-      │                              and the upstream MCP session to the sandbox (mutual TLS)
+      ├─ spare pool (_spares, warm_spares > 0 or ephemeral mode): sandboxes started ahead,
+      │                 each a generation (launcher: warden child, CA parser, mutual-TLS
+      │                 session, tools listed) handed to one taker and torn down after it
+      ├─ supervisor (_supervisor) ── a spare moved onto the upstream, or (no pool) a generation
+      │                 nursery of its own (cancelled and reopened to respawn)
       ├─ proxy server (serve_proxy): the one endpoint clients use, stable across respawns
       ├─ health monitor (_monitor, persistent mode)
       └─ per-session sandboxes (_ephemeral, ephemeral mode), one generation each
@@ -47,6 +49,7 @@ from ._health import SandboxHealth
 from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
+from ._spares import SparePool
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
 from ._unserved import raise_if_unserved, sandbox_upstream
@@ -66,6 +69,8 @@ class Sandbox:
     proxy: ProxyHandle
     # The embedder's own client of the proxy (in memory): its calls pass the proxy like any.
     _local: McpClient
+    # Warm spares (None: none are kept, and the persistent sandbox respawns cold).
+    _spares: SparePool | None = None
 
     def __attrs_post_init__(self) -> None:
         self.proxy.server.mcp.add_resource(STATUS_RESOURCE, self._read_status)
@@ -162,6 +167,8 @@ class Sandbox:
                 else None
             ),
             "usage": sandbox_usage(limits, self.warden_pid),
+            # Sandboxes started ahead: ready, starting, in use, and why starts back off.
+            "spares": self._spares.status().to_json() if self._spares is not None else None,
             "network": {
                 "mode": self.config.network.value,
                 "allow_domains": list(self.config.allow_domains),
@@ -218,9 +225,15 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
+    # Ephemeral sessions always take their sandboxes from the pool (warm or started on demand).
+    pool = (
+        SparePool(config, launcher, config.sandbox_name, config.sandbox_prefix)
+        if config.warm_spares > 0 or config.mode is SandboxMode.EPHEMERAL
+        else None
+    )
     sessions = (
-        SessionSandboxes(config, launcher, config.sandbox_name, config.sandbox_prefix)
-        if config.mode is SandboxMode.EPHEMERAL
+        SessionSandboxes(config, pool, config.sandbox_name, config.sandbox_prefix)
+        if config.mode is SandboxMode.EPHEMERAL and pool is not None
         else None
     )
     upstream = sandbox_upstream(
@@ -242,12 +255,14 @@ async def open_sandbox(
                 f" {MIN_KNOWN_SECRET_LENGTH}: too short to be redacted wherever it appears;"
                 " use a longer secret or pass it with env_passthrough instead",
             ) from None
-    supervisor = Supervisor(config, launcher, upstream)
+    supervisor = Supervisor(config, launcher, upstream, pool=pool)
     with single_error():
         async with trio.open_nursery() as nursery:
             # The rules compile in a thread while the sandbox boots, not on the first message
             # (every message to a client is redacted, whatever the upstreams' settings).
             nursery.start_soon(guard.redactor)
+            if pool is not None:
+                await nursery.start(pool.serve)
             if sessions is not None:
                 await nursery.start(sessions.serve)
             await nursery.start(supervisor.serve)
@@ -271,5 +286,5 @@ async def open_sandbox(
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
             async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
-                yield Sandbox(config, chain, supervisor, sessions, proxy, local)
+                yield Sandbox(config, chain, supervisor, sessions, proxy, local, spares=pool)
             nursery.cancel_scope.cancel()
