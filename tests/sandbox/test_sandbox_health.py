@@ -172,7 +172,10 @@ async def test_backoff_is_capped(autojump_clock: Any) -> None:
     launcher = FakeLauncher()
     config = SandboxConfig(
         warm_spares=0,
-        respawn_backoff=1.0, respawn_backoff_max=3.0, max_respawn_attempts=6, health_interval=1e6
+        respawn_backoff=1.0,
+        respawn_backoff_max=3.0,
+        max_respawn_attempts=6,
+        health_interval=1e6,
     )
     died: list[float] = []
     with pytest.raises(SandboxFailed):

@@ -122,6 +122,12 @@ class Sandbox:
         """How many per-session sandboxes exist now (ephemeral mode)."""
         return self._session_sandboxes.count if self._session_sandboxes is not None else 0
 
+    async def wait_spares_ready(self, count: int | None = None) -> None:
+        """Until ``count`` warm spares (default: ``warm_spares``) are ready to be handed out;
+        at once when none are kept. A spare that dies meanwhile is replaced, not counted."""
+        if self._spares is not None:
+            await self._spares.wait_ready(self.config.warm_spares if count is None else count)
+
     def _launched(self) -> Any:
         generation = self._supervisor.current
         return generation.launched if generation is not None else None

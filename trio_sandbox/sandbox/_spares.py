@@ -105,7 +105,8 @@ class SparePool:
 
     @property
     def ready_count(self) -> int:
-        return len(self._ready)
+        """Spares ready to hand out (one that died and is being torn down is not)."""
+        return sum(1 for spare in self._ready if not spare.generation.ended.is_set())
 
     @property
     def starting_count(self) -> int:
@@ -117,7 +118,7 @@ class SparePool:
             retry_in = max(0.0, self._retry_at - trio.current_time())
         return SpareStatus(
             wanted=self.config.warm_spares,
-            ready=len(self._ready),
+            ready=self.ready_count,
             starting=self._starting,
             in_use=self._in_use,
             failures_in_a_row=self._failures_in_a_row,
@@ -132,6 +133,10 @@ class SparePool:
             task_status.started()
             await self._fill(nursery)
 
+    async def wait_ready(self, count: int) -> None:
+        """Until at least ``count`` spares are ready (not handed out)."""
+        await self._changed.wait_value(lambda _: self.ready_count >= count)
+
     async def take(self, *, counted: bool = True, patient: bool = False) -> Spare:
         """A ready spare, now its caller's alone; waits for one when none is ready.
 
@@ -144,6 +149,7 @@ class SparePool:
         else:
             self._waiting_uncounted += 1
         failures_seen = self._failures_total
+        self._poke()  # once: the filler starts one for this taker if none is ready or starting
         try:
             while True:
                 spare = self._pop_ready()
@@ -156,7 +162,6 @@ class SparePool:
                 backing_off = self._retry_at is not None and trio.current_time() < self._retry_at
                 if self._failures_total != failures_seen or (backing_off and not patient):
                     raise self._failure_error()
-                self._poke()
                 await self._changed.wait_change()
         finally:
             if counted:
