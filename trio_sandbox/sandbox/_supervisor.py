@@ -24,7 +24,7 @@ from ._errors import SandboxFailed
 from ._generation import GENERATION_ENDINGS, Generation, as_start_error, first_line, run_generation
 from ._health import SandboxHealth
 from ._launcher import Launcher
-from ._spares import SparePool
+from ._spares import SparePool, start_backoff
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -34,10 +34,8 @@ RESTART_REQUESTED = "restart requested"
 def respawn_delay(config: SandboxConfig, attempt: int) -> float:
     """The wait before respawn attempt ``attempt`` (1-based) of a series: none before the first
     (a sandbox that served died: get it back at once), then ``respawn_backoff`` doubling up to
-    ``respawn_backoff_max``."""
-    if attempt <= 1:
-        return 0.0
-    return float(min(config.respawn_backoff * 2 ** (attempt - 2), config.respawn_backoff_max))
+    ``respawn_backoff_max``: the pool's backoff after ``attempt - 1`` failed starts."""
+    return start_backoff(config, attempt - 1)
 
 
 @attrs.define(eq=False)
