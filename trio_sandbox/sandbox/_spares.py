@@ -228,6 +228,11 @@ class SparePool:
                 spare.generation,
                 task_status=_ReadyReporter(self, spare),
             )
+            if not spare.handed_out:  # it ended on its own (the pool's end cancels instead)
+                logger.warning(
+                    "a ready spare sandbox ended before it was handed out (%s); replacing it",
+                    spare.generation.end_reason,
+                )
         except GENERATION_ENDINGS as exc:
             self._start_failed(as_start_error(exc))
         finally:
@@ -237,10 +242,6 @@ class SparePool:
             elif not spare.handed_out:
                 if spare in self._ready:
                     self._ready.remove(spare)
-                logger.warning(
-                    "a ready spare sandbox ended before it was handed out (%s); replacing it",
-                    spare.generation.end_reason,
-                )
             else:
                 self._in_use -= 1
                 self._in_use_counted -= spare.counted
