@@ -48,6 +48,7 @@ from trio_sandbox.sandbox import (
     SandboxUnavailable,
     open_sandbox,
 )
+from trio_sandbox.sandbox._spares import REPLACE_AFTER
 
 CONFIG = SandboxConfig(
     warm_spares=1,
@@ -91,10 +92,11 @@ def serving(text: str) -> int:
 async def test_a_spare_is_ready_and_a_respawn_swaps_it_in(autojump_clock: Any) -> None:
     launcher = FakeLauncher(start_delay=2.0)
     async with fake_sandbox(launcher) as sandbox:
-        # The first sandbox started alone (one start at a time), then the spare behind it.
+        # The first sandbox started alone (one start at a time), then the spare behind it, once
+        # the first one had the CPU for its first calls.
         assert launcher.generations[0].up_at == pytest.approx(2.0)
         await sandbox.wait_spares_ready(1)
-        assert launcher.generations[1].started_at == pytest.approx(2.0)
+        assert launcher.generations[1].started_at == pytest.approx(2.0 + REPLACE_AFTER)
         assert spares(sandbox) | {"next_start_in": None} == {
             "wanted": 1,
             "ready": 1,
@@ -219,8 +221,8 @@ async def test_leaving_while_spares_start_leaves_no_task(autojump_clock: Any) ->
     launcher = FakeLauncher(start_delay=5.0)
     config = attrs.evolve(CONFIG, warm_spares=3)
     async with fake_sandbox(launcher, config) as sandbox:
+        await trio.sleep(REPLACE_AFTER + 1.0)
         assert spares(sandbox)["starting"] == 1  # one at a time when nobody waits
-        await trio.sleep(1.0)
     assert all(g.stopped.is_set() for g in launcher.generations)
     assert all_tasks() == before
 

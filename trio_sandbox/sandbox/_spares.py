@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from typing import NoReturn
 
 import attrs
@@ -32,6 +33,10 @@ from ._launcher import Launcher
 from ._unserved import sandbox_upstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
+
+# After a hand-out, its replacement waits this long unless a taker waits: starting a sandbox
+# takes most of a CPU for half a second, which the one just handed out needs for its first calls.
+REPLACE_AFTER = 0.25
 
 
 def start_backoff(config: SandboxConfig, failures: int) -> float:
@@ -99,6 +104,7 @@ class SparePool:
     _failures_total: int = 0
     _last_failure: SandboxStartError | None = None
     _retry_at: float | None = None
+    _handed_out_at: float = -math.inf
     # Bumped on every change of the above: wakes the filler and the takers.
     _changed: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
     _nursery: trio.Nursery | None = None
@@ -158,6 +164,7 @@ class SparePool:
                     spare.counted = counted
                     self._in_use += 1
                     self._in_use_counted += counted
+                    self._handed_out_at = trio.current_time()
                     return spare
                 backing_off = self._retry_at is not None and trio.current_time() < self._retry_at
                 if self._failures_total != failures_seen or (backing_off and not patient):
@@ -200,6 +207,10 @@ class SparePool:
         target = max(0, idle_target) + self._waiting_uncounted
         return target - len(self._ready) - self._starting
 
+    def _urgent(self) -> bool:
+        """A taker waits that no ready spare will serve."""
+        return self._waiting_counted + self._waiting_uncounted > len(self._ready)
+
     def _concurrency(self) -> int:
         """Starts at once: one ahead, or one per waiting taker (a burst of new sessions)."""
         return max(1, self._waiting_counted + self._waiting_uncounted)
@@ -210,6 +221,11 @@ class SparePool:
                 await trio.sleep_until(self._retry_at)
                 self._retry_at = None
                 self._poke()
+            replace_at = self._handed_out_at + REPLACE_AFTER
+            if not self._urgent() and self._deficit() > 0 and trio.current_time() < replace_at:
+                with trio.move_on_at(replace_at):
+                    await self._changed.wait_value(lambda _: self._urgent())
+                continue
             if self._deficit() > 0 and self._starting < self._concurrency():
                 self._starting += 1
                 nursery.start_soon(self._run_spare)
@@ -252,6 +268,8 @@ class SparePool:
         spare.ready = True
         self._starting -= 1
         self._failures_in_a_row = 0
+        if self._waiting_counted + self._waiting_uncounted:
+            self._handed_out_at = trio.current_time()  # it goes to a taker at once
         self._ready.append(spare)
         self._poke()
 
