@@ -186,16 +186,7 @@ async def one_run(figures: dict[str, list[float]]) -> Any:
 
         pids = tool_server_pids(marker)
         assert len(pids) == 1, pids
-        killed = trio.current_time()
-        os.kill(pids[0], signal.SIGKILL)
-        while True:
-            try:
-                result = await sandbox.call_tool("run_command", {"command": "echo back"})
-            except Exception:  # the sandbox is going down: the next call waits for the new one
-                continue
-            if "back" in result.text_content:
-                break
-        figures["respawn"].append(trio.current_time() - killed)
+        figures["respawn"].append(await kill_until_next_success(sandbox, pids[0]))
         assert sandbox.health.generation == 2
         await respawn_under_load(sandbox, marker, figures)
         leaving = trio.current_time()
@@ -223,16 +214,7 @@ async def respawn_with_a_spare(figures: dict[str, list[float]]) -> None:
             figures[name].append(value)
         pids = [pid for pid in tool_server_pids(marker) if _below(pid, sandbox.warden_pid)]
         assert len(pids) == 1, pids
-        killed = trio.current_time()
-        os.kill(pids[0], signal.SIGKILL)
-        while True:
-            try:
-                result = await sandbox.call_tool("run_command", {"command": "echo back"})
-            except Exception:  # the call in flight, or a new one racing the swap
-                continue
-            if "back" in result.text_content:
-                break
-        figures["respawn, spare ready"].append(trio.current_time() - killed)
+        figures["respawn, spare ready"].append(await kill_until_next_success(sandbox, pids[0]))
 
 
 async def ephemeral_sessions(spares: int, figures: dict[str, list[float]]) -> None:
@@ -271,6 +253,19 @@ def spare_cost(warden_pid: int | None) -> tuple[float, float, float]:
                 elif line.startswith("Pss:"):
                     pss += int(line.split()[1])
     return float(len(pids)), rss / 1024, pss / 1024
+
+
+async def kill_until_next_success(sandbox: Any, tool_server: int) -> float:
+    """SIGKILL the tool server; how long until a call succeeds again."""
+    killed = trio.current_time()
+    os.kill(tool_server, signal.SIGKILL)
+    while True:
+        try:
+            result = await sandbox.call_tool("run_command", {"command": "echo back"})
+        except Exception:  # the sandbox is going down: the next call waits for the new one
+            continue
+        if "back" in result.text_content:
+            return trio.current_time() - killed
 
 
 async def respawn_under_load(sandbox: Any, marker: str, figures: dict[str, list[float]]) -> None:

@@ -466,6 +466,14 @@ async def _start_run_with_spares(
     return running, port, bundle
 
 
+def assert_nothing_left(ports: list[int], bundle: Path, mounts_before: str) -> None:
+    """Once the processes are gone: the listening ports, the client bundle (key files), the
+    mounts."""
+    assert [port for port in ports if listening_on(port)] == []
+    assert not bundle.exists()
+    assert mounts() == mounts_before
+
+
 def _wardens(pid: int) -> list[int]:
     return sorted(set(published_ports([info.pid for info in descendants(pid)])))
 
@@ -489,10 +497,7 @@ async def test_sigkill_of_run_with_spares_running_leaves_nothing(
             assert [info.comm for info in below].count("bwrap") >= 3
             os.kill(pid, signal.SIGKILL)
     assert await wait_all_gone(below, limit=10) == []
-    assert not listening_on(port)
-    assert [p for p in ports if listening_on(p)] == []
-    assert not bundle.exists()
-    assert mounts() == mounts_before
+    assert_nothing_left([port, *ports], bundle, mounts_before)
 
 
 @needs_bwrap
@@ -512,14 +517,11 @@ async def test_ctrl_c_while_spares_start_leaves_nothing(
             status = await running.process.wait()
     assert status == 0, "\n".join(running.lines)
     assert await wait_all_gone(below, limit=10) == []
+    assert_nothing_left([port, *ports], bundle, mounts_before)
     # And no warden started after the look above (they name the workspace in their argv).
     with trio.fail_after(10):
         for pid in _pids_with(f"{workspace}:/work"):
             await wait_exit(pid)
-    assert not listening_on(port)
-    assert [p for p in ports if listening_on(p)] == []
-    assert not bundle.exists()
-    assert mounts() == mounts_before
 
 
 @needs_bwrap
