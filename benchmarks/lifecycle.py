@@ -17,8 +17,9 @@ of ``--runs`` runs:
   until its first tool call (``get_all_tasks``) returned, cold and with a spare ready;
 - what a spare costs: the processes of one ready sandbox (warden, bubblewrap, tool server and
   helpers), their summed RSS and PSS;
-- calls across a respawn: 20 callers making no-op calls while the tool server is killed: the
-  p50 / p99 / max latency of the calls of that second (successes and typed failures alike);
+- calls across a respawn (cold, and with a spare: a swap): 20 callers making no-op calls while
+  the tool server is killed: the p50 / p99 / max latency of the calls of that second
+  (successes and typed failures alike);
 - memory-limit kill to the next call: with ``memory = 256M``, a command killed for allocating
   400 MiB, then how long the next call takes (the tool server survives: no respawn);
 - teardown: leaving the ``async with`` until it returned;
@@ -99,6 +100,9 @@ NAMES = [
     "  calls across a respawn, p50",
     "  calls across a respawn, p99",
     "  calls across a respawn, max",
+    "  calls across a swap (spare), p50",
+    "  calls across a swap (spare), p99",
+    "  calls across a swap (spare), max",
     "memory-limit kill to next call",
     "teardown",
     "host SIGKILL to nothing left",
@@ -215,6 +219,8 @@ async def respawn_with_a_spare(figures: dict[str, list[float]]) -> None:
         pids = [pid for pid in tool_server_pids(marker) if _below(pid, sandbox.warden_pid)]
         assert len(pids) == 1, pids
         figures["respawn, spare ready"].append(await kill_until_next_success(sandbox, pids[0]))
+        await wait_spare_ready(sandbox)
+        await respawn_under_load(sandbox, marker, figures, "a swap (spare)")
 
 
 async def ephemeral_sessions(spares: int, figures: dict[str, list[float]]) -> None:
@@ -268,7 +274,9 @@ async def kill_until_next_success(sandbox: Any, tool_server: int) -> float:
             return trio.current_time() - killed
 
 
-async def respawn_under_load(sandbox: Any, marker: str, figures: dict[str, list[float]]) -> None:
+async def respawn_under_load(
+    sandbox: Any, marker: str, figures: dict[str, list[float]], across: str = "a respawn"
+) -> None:
     """20 callers; the tool server killed under them; the latencies of the calls around it."""
     latencies: list[tuple[float, float]] = []  # (start, duration)
     stop = trio.Event()
@@ -286,7 +294,7 @@ async def respawn_under_load(sandbox: Any, marker: str, figures: dict[str, list[
             nursery.start_soon(caller)
         await trio.sleep(0.5)
         killed = trio.current_time()
-        pids = tool_server_pids(marker)
+        pids = [pid for pid in tool_server_pids(marker) if _below(pid, sandbox.warden_pid)]
         os.kill(pids[0], signal.SIGKILL)
         generation = sandbox.health.generation
         while sandbox.health.generation == generation:
@@ -294,11 +302,11 @@ async def respawn_under_load(sandbox: Any, marker: str, figures: dict[str, list[
         await trio.sleep(0.5)
         stop.set()
     around = sorted(d for began, d in latencies if killed - 0.5 <= began <= killed + 1.0)
-    figures["  calls across a respawn, p50"].append(around[len(around) // 2])
-    figures["  calls across a respawn, p99"].append(
+    figures[f"  calls across {across}, p50"].append(around[len(around) // 2])
+    figures[f"  calls across {across}, p99"].append(
         around[min(len(around) - 1, len(around) * 99 // 100)]
     )
-    figures["  calls across a respawn, max"].append(around[-1])
+    figures[f"  calls across {across}, max"].append(around[-1])
 
 
 async def memory_kill_then_call(figures: dict[str, list[float]]) -> None:
