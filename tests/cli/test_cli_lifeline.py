@@ -57,7 +57,8 @@ async def test_sigkill_of_run_leaves_nothing(sandbox_user: SandboxUser, workspac
     bundle = workspace / "bundle"
     mounts_before = mounts()
     args = ["run", "--listen", f"127.0.0.1:{port}", "--client-cert-dir", str(bundle)]
-    args += ["--volume", f"{workspace}:/work"]
+    # One sandbox (spares: tests/sandbox/test_sandbox_spares.py).
+    args += ["--volume", f"{workspace}:/work", "--warm-spares", "0"]
     with trio.fail_after(CHILD_LIMIT):
         async with trio.open_nursery() as nursery:
             process: trio.Process = await nursery.start(

@@ -57,7 +57,7 @@ async def test_open_sandbox_on_the_cluster_end_to_end(cluster_env: KubeDouble) -
     the port-forward; kubectl and the official client see the Pod, its policy and its log;
     leaving removes both."""
     double = cluster_env
-    config = SandboxConfig(backend="kubernetes", image=IMAGE)
+    config = SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE)
     async with open_sandbox(config) as sandbox:
         result = await sandbox.call_tool("run_command", {"command": "id -u; echo from-the-pod"})
         assert not result.is_error
@@ -299,7 +299,9 @@ async def test_log_stream_cut_is_taken_up_again(cluster_env: KubeDouble) -> None
     its CA block, and every line once."""
     double = cluster_env
     double.cut_log_streams = [1, 2]
-    async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
+    async with open_sandbox(
+        SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE)
+    ) as sandbox:
         result = await sandbox.call_tool("run_command", {"command": "echo ok"})
         assert _text(result).startswith("ok")
     logs = [r for r in double.requests if r.resource == "pods/log"]
@@ -414,7 +416,9 @@ async def test_api_server_gone_mid_session_then_swept(double: KubeDouble, tmp_pa
 
 
 async def test_host_sees_a_start_error_with_the_reason(cluster_env: KubeDouble) -> None:
-    config = SandboxConfig(backend="kubernetes", image="registry.invalid/missing:1", ca_timeout=60)
+    config = SandboxConfig(
+        backend="kubernetes", warm_spares=0, image="registry.invalid/missing:1", ca_timeout=60
+    )
     with pytest.raises(SandboxStartError) as caught:
         async with open_sandbox(config):
             pass
@@ -426,7 +430,9 @@ async def test_agent_sandbox_sandbox_and_claim(
 ) -> None:
     double = cluster_env
     monkeypatch.setenv("TRIO_SANDBOX_K8S_API", "agent-sandbox")
-    async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
+    async with open_sandbox(
+        SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE)
+    ) as sandbox:
         assert _text(
             await sandbox.call_tool("run_command", {"command": "echo in-sandbox"})
         ).startswith("in-sandbox")
@@ -458,7 +464,9 @@ async def test_agent_sandbox_sandbox_and_claim(
     )
     monkeypatch.setenv("TRIO_SANDBOX_K8S_WARM_POOL", "fast")
     monkeypatch.setenv("TRIO_SANDBOX_K8S_SANDBOX_TEMPLATE", "tools")
-    async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
+    async with open_sandbox(
+        SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE)
+    ) as sandbox:
         assert _text(
             await sandbox.call_tool("run_command", {"command": "echo claimed"})
         ).startswith("claimed")

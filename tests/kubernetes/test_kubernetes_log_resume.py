@@ -169,7 +169,9 @@ async def test_sandbox_starts_with_its_ca_block_cut_on_a_coarse_clock(
     monkeypatch.setenv("TRIO_SANDBOX_K8S_PYTHON", sys.executable)
     monkeypatch.setenv("TRIO_SANDBOX_K8S_START_TIMEOUT", "30")
     coarse_double.cut_log_streams = [1, 2] * 15
-    async with open_sandbox(SandboxConfig(backend="kubernetes", image=IMAGE)) as sandbox:
+    async with open_sandbox(
+        SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE)
+    ) as sandbox:
         for word in ("first", "next"):
             result = await sandbox.call_tool("run_command", {"command": f"echo {word}"})
             text = "".join(getattr(item, "text", "") for item in result.content)

@@ -33,7 +33,7 @@ def real_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("real_cluster")
 async def test_a_tool_call_on_the_cluster() -> None:
-    config = SandboxConfig(backend="kubernetes", image=IMAGE, ca_timeout=300)
+    config = SandboxConfig(backend="kubernetes", warm_spares=0, image=IMAGE, ca_timeout=300)
     async with open_sandbox(config) as sandbox:
         result = await sandbox.call_tool(
             "run_command", {"command": "id -u; cat /proc/1/cgroup | head -1"}

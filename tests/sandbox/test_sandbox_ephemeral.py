@@ -16,7 +16,10 @@ from trio_sandbox.sandbox import SandboxConfig, SandboxMode, open_sandbox
 # Sessions exist in the handshake era; a stateless-era request has none, and on a face that
 # authenticates no one (plain HTTP here) it uses the main sandbox (see test_sandbox_clients.py).
 HANDSHAKE = "2025-11-25"
-EPHEMERAL = SandboxConfig(mode=SandboxMode.EPHEMERAL, health_interval=0.05, health_timeout=0.05)
+# Started on demand (no warm spares), so that generations count in order of sessions.
+EPHEMERAL = SandboxConfig(
+    mode=SandboxMode.EPHEMERAL, warm_spares=0, health_interval=0.05, health_timeout=0.05
+)
 
 
 async def test_each_session_gets_its_own_sandbox_until_it_ends() -> None:
@@ -84,7 +87,7 @@ async def test_a_session_sandbox_that_cannot_start_fails_its_calls_at_once() -> 
 @pytest.mark.parametrize("idle", [0.2])
 async def test_an_idle_session_sandbox_is_stopped(idle: float) -> None:
     launcher = FakeLauncher()
-    config = SandboxConfig(mode=SandboxMode.EPHEMERAL, ephemeral_idle_timeout=idle)
+    config = SandboxConfig(mode=SandboxMode.EPHEMERAL, warm_spares=0, ephemeral_idle_timeout=idle)
     with trio.fail_after(20):
         async with (
             open_sandbox(config, face=HttpFace(plain=True), launcher=launcher) as sb,

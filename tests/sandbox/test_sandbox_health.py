@@ -24,7 +24,9 @@ from trio_sandbox.sandbox import (
     open_sandbox,
 )
 
+# Cold respawns (no warm spares): the pool's own tests are in test_sandbox_spares.py.
 CONFIG = SandboxConfig(
+    warm_spares=0,
     health_interval=30.0,
     health_timeout=10.0,
     respawn_threshold=3,
@@ -169,7 +171,11 @@ async def test_backoff_doubles_then_gives_up_with_sandbox_failed(autojump_clock:
 async def test_backoff_is_capped(autojump_clock: Any) -> None:
     launcher = FakeLauncher()
     config = SandboxConfig(
-        respawn_backoff=1.0, respawn_backoff_max=3.0, max_respawn_attempts=6, health_interval=1e6
+        warm_spares=0,
+        respawn_backoff=1.0,
+        respawn_backoff_max=3.0,
+        max_respawn_attempts=6,
+        health_interval=1e6,
     )
     died: list[float] = []
     with pytest.raises(SandboxFailed):

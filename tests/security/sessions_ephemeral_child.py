@@ -18,7 +18,9 @@ from trio_sandbox.sandbox import SandboxConfig, SandboxMode, open_sandbox
 async def main() -> None:
     defaults: HttpSettings = attrs.fields(HttpFace).settings.default  # type: ignore[assignment]
     face = HttpFace(plain=True, settings=attrs.evolve(defaults, max_sessions=2))
-    async with open_sandbox(SandboxConfig(mode=SandboxMode.EPHEMERAL), face=face) as sandbox:
+    # No warm spare: the test counts the sandboxes of sessions by their ports.
+    config = SandboxConfig(mode=SandboxMode.EPHEMERAL, warm_spares=0)
+    async with open_sandbox(config, face=face) as sandbox:
         print(f"URL {sandbox.proxy_url}", flush=True)
         async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
             while await stdin.receive_some():

@@ -500,7 +500,7 @@ async def test_ephemeral_sandboxes_are_bounded_per_proxy(
     at once; nothing is left after Ctrl-C. Real bubblewrap, as root and as an ordinary user."""
     port = free_port()
     bundle = workspace / "bundle"
-    args = ["run", "--mode", "ephemeral", "--max-sandboxes", "2"]
+    args = ["run", "--mode", "ephemeral", "--max-sandboxes", "2", "--warm-spares", "0"]
     args += ["--listen", f"127.0.0.1:{port}", "--client-cert-dir", str(bundle)]
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:

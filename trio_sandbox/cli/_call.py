@@ -8,6 +8,7 @@ import sys
 from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from ..mcp import CallToolResult, McpError, Tool
@@ -59,7 +60,8 @@ def call_command(args: argparse.Namespace) -> int:
 
 
 async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-    async with open_sandbox(config) as sandbox:
+    # One call: a spare started beside it would only cost (CPU while the call waits).
+    async with open_sandbox(attrs.evolve(config, warm_spares=0)) as sandbox:
         say(f"calling {tool}")
         return await sandbox.call_tool(tool, arguments)
 
@@ -81,5 +83,5 @@ def tools_command(args: argparse.Namespace) -> int:
 
 
 async def _tools(config: SandboxConfig) -> list[Tool]:
-    async with open_sandbox(config) as sandbox:
+    async with open_sandbox(attrs.evolve(config, warm_spares=0)) as sandbox:
         return await sandbox.list_tools()

@@ -44,6 +44,7 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "ca_timeout": ((int, float), "a number of seconds"),
     "stop_grace": ((int, float), "a number of seconds"),
     "max_sandboxes": (int, "a whole number"),
+    "warm_spares": (int, "a whole number (0: none)"),
 }
 _LISTS = {
     "volumes",
@@ -67,7 +68,9 @@ class Listen:
     port: int
 
 
-def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+def add_sandbox_options(parser: argparse.ArgumentParser, *, spares: bool = False) -> None:
+    """The options every command that starts a sandbox takes; ``spares``: and
+    ``--warm-spares`` (the long-lived commands: a one-shot command keeps none)."""
     parser.add_argument("--config", metavar="FILE", help="a TOML file with the same keys")
     parser.add_argument(
         "--image", help="'host' (default), a root file system directory, or an image"
@@ -82,6 +85,16 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="ephemeral mode: per-session sandboxes running at once (default 8)",
     )
+    if spares:
+        parser.add_argument(
+            "--warm-spares",
+            type=int,
+            metavar="N",
+            help=(
+                "sandboxes kept started and ready, so that a respawn or a new ephemeral"
+                " session gets one at once (default 1; 0: none; each costs a running sandbox)"
+            ),
+        )
     parser.add_argument("--backend", choices=BACKENDS, help="the warden back end (default auto)")
     parser.add_argument(
         "--upstream", action="append", metavar="NAME=URL", help="another MCP server (repeatable)"
@@ -255,6 +268,8 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["mode"] = args.mode
     if args.max_sandboxes is not None:
         fields["max_sandboxes"] = args.max_sandboxes
+    if getattr(args, "warm_spares", None) is not None:
+        fields["warm_spares"] = args.warm_spares
     if args.backend is not None:
         fields["backend"] = args.backend
     if args.env_passthrough:

@@ -28,7 +28,7 @@ def default_bundle_dir() -> Path:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("run", help="start the sandbox and serve its MCP proxy")
-    add_sandbox_options(parser)
+    add_sandbox_options(parser, spares=True)
     parser.add_argument(
         "--listen", metavar="127.0.0.1:PORT", help="proxy address (default: a free port)"
     )

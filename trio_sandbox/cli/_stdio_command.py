@@ -20,7 +20,7 @@ from ._signals import stop_on_signals
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("stdio", help="serve the sandbox's tools on stdin/stdout")
-    add_sandbox_options(parser)
+    add_sandbox_options(parser, spares=True)
     parser.set_defaults(handler=stdio_command)
 
 

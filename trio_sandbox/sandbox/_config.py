@@ -48,6 +48,11 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise ValueError(f"{attribute.name} must be positive, not {value!r}")
 
 
+def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be 0 or more, not {value!r}")
+
+
 def _valid_user(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is None:
         return
@@ -165,6 +170,10 @@ class SandboxConfig:
     # the bound the least recently used idle one is stopped for a new session's; a session
     # whose sandbox cannot be had gets a clear error instead while every one has calls running.
     max_sandboxes: int = attrs.field(default=8, validator=_positive)
+    # Sandboxes started ahead and fully ready (tools listed): a respawn swaps one in, a new
+    # ephemeral session gets one. Each costs a running sandbox; they count against
+    # max_sandboxes; 0: none (a respawn or a new session starts a sandbox cold).
+    warm_spares: int = attrs.field(default=1, validator=_not_negative)
 
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)

@@ -15,11 +15,13 @@ Which sandbox serves a request (:meth:`SessionSandboxes.key`), first rule that a
    face) comes from the one client such a face has, the anonymous one: it shares the
    ``open_sandbox`` call's sandbox, as a persistent-mode client does.
 
-A sandbox is made on its first forwarded request and stopped when its session ends, it idles for
-``ephemeral_idle_timeout``, or its handle is released; it is one generation, never respawned or
-probed.
+A client's sandbox is taken from the pool of warm spares on its first forwarded request (a ready
+one in the time of a lock, else the next one the pool starts) and stopped when its session ends,
+it idles for ``ephemeral_idle_timeout``, or its handle is released; it is one generation, never
+respawned, probed or given to anyone else.
 
-At most ``max_sandboxes`` run at once, whatever their key. At the bound, a new sandbox takes the
+At most ``max_sandboxes`` run at once, whatever their key, spares ready or starting included (the
+pool starts fewer as clients take more). At the bound, a new sandbox takes the
 place of the least recently used idle one (no call running or waiting for it), and starts once
 that one has stopped; while every one has calls running, the new one's requests are refused at
 once (:class:`~trio_sandbox.proxy.UpstreamUnavailable`, a tool error for ``tools/call``), saying
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import NoReturn, TypeAlias
 
 import attrs
@@ -40,10 +41,10 @@ from ..mcp import RequestContext
 from ..mcp.lowlevel import ServerSession
 from ..proxy import Unserved, Upstream, UpstreamUnavailable
 from ._config import SandboxConfig
-from ._errors import SandboxHandleError
-from ._generation import GENERATION_ENDINGS, Generation, first_line, run_generation
+from ._errors import SandboxHandleError, SandboxStartError
+from ._generation import Generation, first_line
 from ._handles import HANDLE_META_KEY, HandleIssuer
-from ._launcher import Launcher
+from ._spares import SparePool
 from ._unserved import sandbox_upstream
 
 logger = logging.getLogger("trio_sandbox.sandbox")
@@ -78,7 +79,8 @@ class SessionSandboxes:
     """Routes each downstream client to its own sandbox; a service run with ``serve``."""
 
     config: SandboxConfig
-    launcher: Launcher
+    # Where each client's sandbox comes from.
+    pool: SparePool
     # The upstream name and tool prefix of every per-client sandbox (the main one's).
     name: str
     prefix: str
@@ -206,21 +208,23 @@ class SessionSandboxes:
                     return
                 if self._sessions.get(key) is not entry:
                     return  # released (or reclaimed) while it waited
-            async with trio.open_nursery() as nursery:
-                try:
-                    await nursery.start(
-                        partial(run_generation, self.launcher, self.config, generation)
-                    )
-                except GENERATION_ENDINGS as exc:
-                    entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
-                    logger.warning("%s", entry.failure)
-                    return
-                finally:
-                    entry.settled.set()
+            try:
+                spare = await self.pool.take()
+            except SandboxStartError as exc:
+                entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
+                logger.warning("%s", entry.failure)
+                return
+            # This client's alone from now on; torn down by the pool when it ends.
+            generation = entry.generation = spare.generation
+            try:
+                generation.move_to(entry.upstream)
+                entry.settled.set()
                 await self._wait_session_end(key, entry, generation)
                 # Forget it before stopping it: a late call of the client gets a fresh one.
                 self._forget(key, entry)
+            finally:
                 generation.end(_SESSION_ENDED)
+            await spare.stopped.wait()
             if generation.end_reason not in (_SESSION_ENDED, _RECLAIMED, _RELEASED):
                 entry.failure = f"the session's sandbox ended: {generation.end_reason}"
                 logger.warning("%s", entry.failure)

@@ -1,5 +1,9 @@
 """One sandbox generation: launched, attached to its upstream, listed, held until it ends.
 
+A generation may start as a warm spare behind an upstream of its own and be moved to the upstream
+that serves (:meth:`Generation.move_to`): its client's relays follow it, and so does the watch
+that ends it when a call finds its session broken.
+
 A generation ends in exactly one recorded way (:meth:`Generation.end`): its warden exited, a call
 found its session broken, the monitor or the user asked for a restart, or its owner stopped it.
 The tasks that notice an ending record it and cancel the generation's nursery, rather than race
@@ -17,8 +21,8 @@ import attrs
 import trio
 
 from ..concurrency import single_error
-from ..mcp import McpConnectionError, McpError
-from ..proxy import Upstream
+from ..mcp import JsonObject, McpConnectionError, McpError, Notification
+from ..proxy import ClientHooks, Upstream
 from ._config import SandboxConfig
 from ._errors import SandboxStartError, WardenExited
 from ._launcher import Launched, Launcher, LaunchHooks
@@ -58,6 +62,33 @@ class Generation:
     # The end was asked for by the user (Sandbox.restart), not caused by a fault.
     user_restart: bool = False
     _down_reason: str | None = None
+    # The watch of the current upstream's session (restarted on the next one by ``move_to``).
+    _broken_watch: trio.CancelScope | None = None
+
+    @property
+    def client_hooks(self) -> ClientHooks:
+        """The relays of this generation's client: to whichever upstream it serves now."""
+        return ClientHooks(
+            self._relay_notification, self._relay_answer, self.upstream.protocol_version
+        )
+
+    async def _relay_notification(self, note: Notification) -> None:
+        await self.upstream.hooks.on_notification(note)
+
+    async def _relay_answer(self, method: str, params: JsonObject) -> JsonObject:
+        return await self.upstream.hooks.answer(method, params)
+
+    def move_to(self, upstream: Upstream) -> None:
+        """Serve ``upstream`` from now on (a spare handed out): its calls go to this
+        generation's session, which the proxy lists again in its own task."""
+        assert self.launched is not None, "only a generation that serves can move"
+        listing = self.upstream.listing
+        self.upstream = upstream
+        upstream.attach(self.launched.client)
+        if upstream.listing is None:
+            upstream.listing = listing
+        if self._broken_watch is not None:
+            self._broken_watch.cancel()  # watch the new upstream's session instead
 
     def went_down(self, reason: str) -> None:
         """The sandbox is gone (or going): fail its calls in flight now, with this reason."""
@@ -95,7 +126,7 @@ async def _run_launcher(
 ) -> None:
     """Run the launcher; an ending after it reported is recorded, not raised."""
     status = _RecordingStatus(task_status)
-    hooks = LaunchHooks(generation.upstream.hooks, generation.went_down)
+    hooks = LaunchHooks(generation.client_hooks, generation.went_down)
     try:
         with single_error():
             await launcher(config, hooks, task_status=status)
@@ -109,9 +140,14 @@ async def _run_launcher(
 
 async def _end_when_broken(generation: Generation) -> None:
     """A call that lost the session is the earliest sign of a dead sandbox: end the generation
-    now rather than after ``respawn_threshold`` failed probes."""
-    await generation.upstream.wait_broken()
-    generation.end(generation.upstream.last_error or "the session to the sandbox broke")
+    now rather than after ``respawn_threshold`` failed probes. Follows the generation to the
+    upstream it serves."""
+    while not generation.ended.is_set():
+        upstream = generation.upstream
+        with trio.CancelScope() as watch:
+            generation._broken_watch = watch
+            await upstream.wait_broken()
+            generation.end(upstream.last_error or "the session to the sandbox broke")
 
 
 async def run_generation(

@@ -2,9 +2,11 @@
 
     open_sandbox(config)
       nursery (sandbox scope)
-      ├─ supervisor (_supervisor) ── generation nursery (cancelled and reopened to respawn)
-      │                 └─ launcher: warden child (CA parser, then log; stderr log + tail)
-      │                              and the upstream MCP session to the sandbox (mutual TLS)
+      ├─ spare pool (_spares, warm_spares > 0 or ephemeral mode): sandboxes started ahead,
+      │                 each a generation (launcher: warden child, CA parser, mutual-TLS
+      │                 session, tools listed) handed to one taker and torn down after it
+      ├─ supervisor (_supervisor) ── a spare moved onto the upstream, or (no pool) a generation
+      │                 nursery of its own (cancelled and reopened to respawn)
       ├─ proxy server (serve_proxy): the one endpoint clients use, stable across respawns
       ├─ health monitor (_monitor, persistent mode)
       └─ per-client sandboxes (_ephemeral: every client's in ephemeral mode, those of
@@ -51,6 +53,7 @@ from ._launcher import Launcher, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
 from ._sandbox_session import SandboxSession
+from ._spares import SparePool
 from ._status import STATUS_RESOURCE
 from ._supervisor import Supervisor
 from ._unserved import raise_if_unserved, sandbox_upstream
@@ -84,6 +87,8 @@ class Sandbox:
     proxy: ProxyHandle
     # The embedder's own client of the proxy (in memory): its calls pass the proxy like any.
     _local: McpClient
+    # Warm spares (None: none are kept, and the persistent sandbox respawns cold).
+    _spares: SparePool | None = None
 
     def __attrs_post_init__(self) -> None:
         self.proxy.server.mcp.add_resource(STATUS_RESOURCE, self._read_status)
@@ -137,6 +142,12 @@ class Sandbox:
         used handle's in both modes)."""
         return self._session_sandboxes.count
 
+    async def wait_spares_ready(self, count: int | None = None) -> None:
+        """Until ``count`` warm spares (default: ``warm_spares``) are ready to be handed out;
+        at once when none are kept. A spare that dies meanwhile is replaced, not counted."""
+        if self._spares is not None:
+            await self._spares.wait_ready(self.config.warm_spares if count is None else count)
+
     def _launched(self) -> Any:
         generation = self._supervisor.current
         return generation.launched if generation is not None else None
@@ -182,6 +193,8 @@ class Sandbox:
                 else None
             ),
             "usage": sandbox_usage(limits, self.warden_pid),
+            # Sandboxes started ahead: ready, starting, in use, and why starts back off.
+            "spares": self._spares.status().to_json() if self._spares is not None else None,
             "network": {
                 "mode": self.config.network.value,
                 "allow_domains": list(self.config.allow_domains),
@@ -262,9 +275,14 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
+    # Where every sandbox beside the main one comes from: warm spares, or one started on demand
+    # (a handle's, an ephemeral client's). The main sandbox's respawns swap in a spare only when
+    # spares are kept, or in the ephemeral mode, whose shared sandbox comes from the pool too.
+    pool = SparePool(config, launcher, config.sandbox_name, config.sandbox_prefix)
+    respawn_pool = pool if config.warm_spares > 0 or config.mode is SandboxMode.EPHEMERAL else None
     sessions = SessionSandboxes(
         config,
-        launcher,
+        pool,
         config.sandbox_name,
         config.sandbox_prefix,
         per_client=config.mode is SandboxMode.EPHEMERAL,
@@ -290,12 +308,13 @@ async def open_sandbox(
                 f" {MIN_KNOWN_SECRET_LENGTH}: too short to be redacted wherever it appears;"
                 " use a longer secret or pass it with env_passthrough instead",
             ) from None
-    supervisor = Supervisor(config, launcher, upstream)
+    supervisor = Supervisor(config, launcher, upstream, pool=respawn_pool)
     with single_error():
         async with trio.open_nursery() as nursery:
             # The rules compile in a thread while the sandbox boots, not on the first message
             # (every message to a client is redacted, whatever the upstreams' settings).
             nursery.start_soon(guard.redactor)
+            await nursery.start(pool.serve)
             await nursery.start(sessions.serve)
             await nursery.start(supervisor.serve)
             try:
@@ -318,5 +337,7 @@ async def open_sandbox(
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
             async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
-                yield Sandbox(config, chain, supervisor, sessions, proxy, local)
+                yield Sandbox(
+                    config, chain, supervisor, sessions, proxy, local, spares=respawn_pool
+                )
             nursery.cancel_scope.cancel()

@@ -1,4 +1,5 @@
-"""The proxy's own ``trio-sandbox://status`` resource: the sandbox's health and its upstreams.
+"""The proxy's own ``trio-sandbox://status`` resource: the sandbox's health, its upstreams, and
+its warm spares (ready, starting, in use, and why starts back off).
 
 Served over MCP, so ``trio-sandbox status`` authenticates like any other client.
 """
@@ -14,6 +15,9 @@ STATUS_RESOURCE: Final = Resource(
     uri=STATUS_URI,
     name="status",
     title="Sandbox status",
-    description="Health of the sandbox and the state of every upstream of the proxy (JSON).",
+    description=(
+        "Health of the sandbox, its warm spares and the state of every upstream of the proxy"
+        " (JSON)."
+    ),
     mime_type="application/json",
 )

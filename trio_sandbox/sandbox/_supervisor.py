@@ -4,6 +4,10 @@ Respawning is cancelling the generation's nursery (tearing it down completely) a
 one. The first respawn after a sandbox that served is immediate, then ``respawn_backoff * 2**n``
 up to ``respawn_backoff_max``; the series resets only after a passed health probe or a restart the
 user asked for, so a sandbox that dies right after each start ends in :class:`SandboxFailed`.
+
+With a pool of warm spares (``warm_spares``), a generation is a spare moved onto the upstream:
+a respawn is a swap (the old one is torn down in the pool while the next serves), and the pool's
+own backoff paces failed starts, so the supervisor adds none of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ._errors import SandboxFailed
 from ._generation import GENERATION_ENDINGS, Generation, as_start_error, first_line, run_generation
 from ._health import SandboxHealth
 from ._launcher import Launcher
+from ._spares import SparePool, start_backoff
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -29,10 +34,8 @@ RESTART_REQUESTED = "restart requested"
 def respawn_delay(config: SandboxConfig, attempt: int) -> float:
     """The wait before respawn attempt ``attempt`` (1-based) of a series: none before the first
     (a sandbox that served died: get it back at once), then ``respawn_backoff`` doubling up to
-    ``respawn_backoff_max``."""
-    if attempt <= 1:
-        return 0.0
-    return float(min(config.respawn_backoff * 2 ** (attempt - 2), config.respawn_backoff_max))
+    ``respawn_backoff_max``: the pool's backoff after ``attempt - 1`` failed starts."""
+    return start_backoff(config, attempt - 1)
 
 
 @attrs.define(eq=False)
@@ -45,6 +48,8 @@ class Supervisor:
     # Published on every change; ``generation`` counts the generations that served.
     health: AsyncValue[SandboxHealth] = attrs.field(factory=lambda: AsyncValue(SandboxHealth()))
     current: Generation | None = None
+    # Where generations come from when set (warm spares); else each is started here, cold.
+    pool: SparePool | None = None
 
     async def restart(self) -> None:
         """End the current generation; return once its successor serves."""
@@ -65,13 +70,14 @@ class Supervisor:
         while True:
             generation = Generation(self.upstream)
             self.current = generation
+            reporter = _UpReporter(self, generation, task_status if first else None)
             try:
-                await run_generation(
-                    self.launcher,
-                    self.config,
-                    generation,
-                    task_status=_UpReporter(self, generation, task_status if first else None),
-                )
+                if self.pool is not None:
+                    generation = await self._serve_spare(self.pool, reporter)
+                else:
+                    await run_generation(
+                        self.launcher, self.config, generation, task_status=reporter
+                    )
             except GENERATION_ENDINGS as exc:
                 if first:
                     raise as_start_error(exc) from None
@@ -93,7 +99,8 @@ class Supervisor:
                         f"the sandbox failed {failed_attempts - 1} respawn attempts in a row; "
                         f"last: {reason}"
                     )
-                delay = respawn_delay(self.config, failed_attempts)
+                # The pool backs off its own failed starts.
+                delay = respawn_delay(self.config, failed_attempts) if self.pool is None else 0.0
             self.health.value = attrs.evolve(
                 self.health.value,
                 healthy=False,
@@ -104,6 +111,20 @@ class Supervisor:
             )
             logger.warning("sandbox down (%s); respawning in %.3g s", reason, delay)
             await trio.sleep(delay)
+
+    async def _serve_spare(self, pool: SparePool, reporter: _UpReporter) -> Generation:
+        """Swap a ready spare in and hold it until it ends; the pool tears it down."""
+        spare = await pool.take(counted=False, patient=True)
+        generation = spare.generation
+        try:
+            self.current = generation
+            generation.move_to(self.upstream)
+            reporter.generation = generation
+            reporter.started()
+            await generation.ended.wait()
+        finally:
+            generation.end("the sandbox was stopped")
+        return generation
 
     def _generation_serves(self, generation: Generation) -> None:
         self.health.value = attrs.evolve(

@@ -164,6 +164,13 @@ async def serve_tool_server(
                 text = f"MCP server started at {url}\n"
             await _announce(text, announce)
             task_status.started(url)
+            # The first call validates its arguments with jsonschema (~30 ms to import): import
+            # it now, off the event loop, so that a warm spare's first call does not pay it.
+            nursery.start_soon(trio.to_thread.run_sync, _import_argument_validation)
+
+
+def _import_argument_validation() -> None:
+    import jsonschema.exceptions  # noqa: F401 - imported for its side effect only
 
 
 async def _announce(text: str, stream: trio.abc.SendStream | None) -> None:
