@@ -36,7 +36,8 @@ async def main(directory: Path) -> None:
             certificate=leaf.certificate,
             private_key=leaf.private_key,
         )
-    config = SandboxConfig(mode=SandboxMode.EPHEMERAL)
+    # The test tells the sandboxes apart by their published ports: no warm spare beside them.
+    config = SandboxConfig(mode=SandboxMode.EPHEMERAL, warm_spares=0)
     async with open_sandbox(config, face=HttpFace(chain=chain)) as sandbox:
         print(f"URL {sandbox.proxy_url}", flush=True)
         async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stdin:
