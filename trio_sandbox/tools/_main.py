@@ -28,7 +28,7 @@ from ..contract import (
     RUNTIME_VARS_VARIABLE,
     SKIP_WARDEN_VARIABLE,
 )
-from ..mcp import HttpSettings, McpHttpApp, serve_http
+from ..mcp import HttpSettings, JsonObject, McpHttpApp, McpServer, RequestContext, serve_http
 from ..program import exit_now
 from ..tls import MtlsIdentity, format_ca_block
 from ._errors import ToolServerOptionsError, ToolServerWedged
@@ -144,6 +144,7 @@ async def serve_tool_server(
             allowed_hosts=frozenset({"*"}) if identity else HttpSettings().allowed_hosts
         )
         app = McpHttpApp(server, settings)
+        listed = _first_listing_answered(server)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
                 lambda task_status: serve_http(
@@ -164,9 +165,41 @@ async def serve_tool_server(
                 text = f"MCP server started at {url}\n"
             await _announce(text, announce)
             task_status.started(url)
-            # The first call validates its arguments with jsonschema (~30 ms to import): import
-            # it now, off the event loop, so that a warm spare's first call does not pay it.
-            nursery.start_soon(trio.to_thread.run_sync, _import_argument_validation)
+            nursery.start_soon(_import_argument_validation_after, listed)
+
+
+# How long after its first listing the tool server leaves the CPU to its host's start.
+WARM_UP_DELAY = 0.1
+
+
+def _first_listing_answered(server: McpServer) -> trio.Event:
+    """An event set once the server has answered its first ``tools/list``."""
+    listed = trio.Event()
+    list_tools = server.handler_for("tools/list")
+    if list_tools is None:
+        listed.set()
+        return listed
+
+    async def list_then_tell(params: JsonObject, ctx: RequestContext) -> JsonObject:
+        try:
+            return await list_tools(params, ctx)
+        finally:
+            listed.set()
+            server.route("tools/list", list_tools)
+
+    server.route("tools/list", list_then_tell)
+    return listed
+
+
+async def _import_argument_validation_after(listed: trio.Event) -> None:
+    """The first call validates its arguments with jsonschema (~30 ms to import). Import it off
+    the event loop once the first listing is answered: a warm spare (listed, then idle) has it by
+    its first call, and a cold start's handshake and listings do not share the CPU with it (the
+    host lists more than the tools right after: it gets ``WARM_UP_DELAY`` first; a call that
+    comes sooner imports jsonschema itself, as it always did)."""
+    await listed.wait()
+    await trio.sleep(WARM_UP_DELAY)
+    await trio.to_thread.run_sync(_import_argument_validation)
 
 
 def _import_argument_validation() -> None:
