@@ -48,10 +48,4 @@ class SandboxSession:
 
     async def read_resource(self, uri: str) -> list[ResourceContents]:
         """Read a resource of this session's sandbox (or of the proxy)."""
-        result = await self._local.request("resources/read", {"uri": uri, "_meta": self._meta})
-        contents = result.get("contents")
-        return [
-            ResourceContents.from_json(item)
-            for item in (contents if isinstance(contents, list) else [])
-            if isinstance(item, dict)
-        ]
+        return await self._local.read_resource(uri, meta=self._meta)

@@ -476,8 +476,13 @@ class McpClient:
         listed = await self._list_all("resources/templates/list", "resourceTemplates")
         return [ResourceTemplate.from_json(raw) for raw in listed]
 
-    async def read_resource(self, uri: str) -> list[ResourceContents]:
-        result = await self.request("resources/read", {"uri": uri})
+    async def read_resource(
+        self, uri: str, *, meta: Mapping[str, Any] | None = None
+    ) -> list[ResourceContents]:
+        params: JsonObject = {"uri": uri}
+        if meta:
+            params["_meta"] = dict(meta)
+        result = await self.request("resources/read", params)
         contents = result.get("contents")
         return [
             ResourceContents.from_json(item)
