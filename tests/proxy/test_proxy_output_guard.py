@@ -41,7 +41,8 @@ from trio_sandbox.proxy import (
     upstreams_from_mapping,
 )
 from trio_sandbox.proxy._output_guard import tail_preview
-from trio_sandbox.redact import PLACEHOLDER
+from trio_sandbox.redact import PLACEHOLDER, SecretRedactor
+from trio_sandbox.redact import _redactor as redactor_module
 
 GITHUB_TOKEN = "ghp_" + "R8x2Lq9ZkW3vN7pT1mY5cB4dF6hJ0sA2eG8u"
 AWS_KEY = "AKIA" + "Z7QW3RTY5UIO2PAS"
@@ -216,22 +217,38 @@ async def test_a_result_that_cannot_be_scanned_in_time_is_withheld() -> None:
     assert GITHUB_TOKEN not in result.text_content
 
 
-async def test_other_calls_keep_flowing_while_a_large_output_is_scanned() -> None:
-    """The scan yields to the event loop: a small call finishes while a 1 MiB one is scanned."""
+async def test_other_calls_keep_flowing_while_a_large_output_is_scanned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scan yields to the event loop: a small call starts and finishes while a 1 MiB result
+    is being scanned (ordered by events, not by sleeping)."""
     big = ("build step ok " * 8 + "\n") * 9000
-    finished: list[str] = []
+    big_scan_started = trio.Event()
+    big_scan_finished = trio.Event()
+    scan = SecretRedactor.redact_json_async
+
+    async def observed_scan(redactor: SecretRedactor, value: Any, **kwargs: Any) -> Any:
+        is_big = "build step ok" in repr(value)
+        if is_big:
+            big_scan_started.set()
+        try:
+            return await scan(redactor, value, **kwargs)
+        finally:
+            if is_big:
+                big_scan_finished.set()
+
+    monkeypatch.setattr(SecretRedactor, "redact_json_async", observed_scan)
+    # Every scanning step yields: the order then rests on the yields, not on this machine's speed.
+    monkeypatch.setattr(redactor_module, "_STEP_BUDGET", 0.0)
     async with guarded() as (client, _, guard):
         await guard.redactor()
-
-        async def call(name: str, text: str) -> None:
-            await client.call_tool("say", {"text": text})
-            finished.append(name)
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(call, "big", big)
-            await trio.sleep(0.005)
-            nursery.start_soon(call, "small", "hello")
-    assert finished == ["small", "big"]
+            nursery.start_soon(client.call_tool, "say", {"text": big})
+            await big_scan_started.wait()
+            small = await client.call_tool("say", {"text": "hello"})
+            assert not big_scan_finished.is_set()
+    assert small.text_content == "hello"
+    assert big_scan_finished.is_set()
 
 
 @given(
