@@ -395,6 +395,29 @@ async def test_the_runtime_is_never_hidden_by_a_volume(
     assert os.listdir(workspace) == []
 
 
+SITE_CHECK = """
+import json, sys, sysconfig
+print(json.dumps({"no_site": sys.flags.no_site, "base": sysconfig.get_paths()["purelib"],
+                  "path": sys.path, "site": "site" in sys.modules}))
+"""
+
+
+async def test_the_runtime_interpreter_runs_no_site_configuration_of_the_host(
+    sandbox_user: SandboxUser,
+) -> None:
+    """The runtime's packages come from PYTHONPATH: the interpreter runs with ``-S``, so the
+    base installation's site-packages is not on its path and none of its ``.pth`` files (host
+    configuration: code run at every start) runs in the sandbox."""
+    outcome = await probe(SITE_CHECK, user=sandbox_user)
+    assert isinstance(outcome, dict)
+    assert outcome["no_site"] == 1
+    assert outcome["site"] is False
+    assert outcome["base"] not in outcome["path"]
+    assert any(entry.startswith("/.trio-sandbox/site/") for entry in outcome["path"]) or any(
+        "-packages" in entry for entry in outcome["path"]
+    )
+
+
 @pytest.mark.parametrize("target", ["/.trio-sandbox", "/.trio-sandbox/site", "/proc/x", "/dev"])
 async def test_volumes_may_not_cover_the_runtime_or_kernel_interfaces(
     sandbox_user: SandboxUser, workspace: Path, target: str

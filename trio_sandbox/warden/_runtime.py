@@ -46,13 +46,17 @@ class RuntimeLayout:
     interpreter: str
 
     def translate(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` with host paths of the runtime replaced by their sandbox paths."""
+        """``argv`` with host paths of the runtime replaced by their sandbox paths; the runtime's
+        interpreter as the program runs with ``-S``: its packages come from ``PYTHONPATH``, and
+        ``site`` would add only the base installation's own site-packages and run its ``.pth``
+        files, host configuration that has no business in the sandbox (one seen here imports
+        certifi and tries to append to its bundle at every start)."""
         out = []
-        for arg in argv:
+        for index, arg in enumerate(argv):
             if arg in self.interpreters or (
                 os.path.isabs(arg) and os.path.realpath(arg) in self.interpreters
             ):
-                out.append(self.interpreter)
+                out += [self.interpreter, "-S"] if index == 0 else [self.interpreter]
                 continue
             for host, inside in self.translations:
                 if is_within(arg, host):
