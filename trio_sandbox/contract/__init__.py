@@ -11,14 +11,24 @@ value, and written back from it in one canonical form that parses to the same va
   what the tool server is told);
 - ``_volumes``: ``HOST:CONTAINER[:ro]`` and its rules;
 - ``_network``: the network modes;
+- ``_injection``: inject_secrets' ``NAME=HOST[,HOST...]`` and its descriptor of real values;
 - ``_errors``: SandboxError, the root of every error a user sees, and the grammar's errors.
 """
 
 from ._errors import ContractValueError as ContractValueError
+from ._errors import InjectionDataError as InjectionDataError
+from ._errors import InjectRequestError as InjectRequestError
 from ._errors import LimitError as LimitError
 from ._errors import NetworkModeError as NetworkModeError
 from ._errors import SandboxError as SandboxError
 from ._errors import VolumeError as VolumeError
+from ._injection import INJECT_NAME_PATTERN as INJECT_NAME_PATTERN
+from ._injection import InjectedValue as InjectedValue
+from ._injection import InjectionPayload as InjectionPayload
+from ._injection import InjectRequest as InjectRequest
+from ._injection import decode_injection as decode_injection
+from ._injection import encode_injection as encode_injection
+from ._injection import is_inject_name as is_inject_name
 from ._limits import CPUS as CPUS
 from ._limits import LIMIT_KINDS as LIMIT_KINDS
 from ._limits import MEMORY as MEMORY
@@ -40,6 +50,9 @@ from ._names import EGRESS_PORT as EGRESS_PORT
 from ._names import EGRESS_PROXY_VARIABLE as EGRESS_PROXY_VARIABLE
 from ._names import ENV_FD_MAX_BYTES as ENV_FD_MAX_BYTES
 from ._names import ENV_FD_OPTION as ENV_FD_OPTION
+from ._names import INJECT_FD_MAX_BYTES as INJECT_FD_MAX_BYTES
+from ._names import INJECT_FD_OPTION as INJECT_FD_OPTION
+from ._names import INJECT_SECRET_OPTION as INJECT_SECRET_OPTION
 from ._names import LIFELINE_VARIABLE as LIFELINE_VARIABLE
 from ._names import LIMITS_VARIABLE as LIMITS_VARIABLE
 from ._names import MCP_PORT_VARIABLE as MCP_PORT_VARIABLE

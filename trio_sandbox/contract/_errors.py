@@ -38,3 +38,16 @@ class VolumeError(ContractValueError):
 
 class NetworkModeError(ContractValueError):
     """A network mode other than none, allow and host."""
+
+
+class InjectRequestError(ContractValueError):
+    """An ``inject_secrets`` entry (``NAME=HOST[,HOST...]``) the grammar refuses."""
+
+
+class InjectionDataError(ContractValueError):
+    """The injection descriptor's contents the contract refuses: ``text`` is the key that is
+    wrong (``secrets.NAME.value``; empty for the whole document), never the value it holds."""
+
+    def __str__(self) -> str:
+        key = f" {self.text}" if self.text else ""
+        return f"{self.where}{key}: {self.reason}"

@@ -37,6 +37,13 @@ REPORT_FD_OPTION: Final = "--report-fd"
 ENV_FD_OPTION: Final = "--env-fd"
 # The most the warden reads from it.
 ENV_FD_MAX_BYTES: Final = 4 * 1024 * 1024
+# Our warden's extension for inject_secrets: ``--inject-secret NAME=HOST[,HOST...]`` (names and
+# hosts only, repeatable) and ``--inject-fd N``, a sealed memfd holding the real values, their
+# placeholders and the interception CA (JSON, contract.encode_injection), read to its end.
+INJECT_SECRET_OPTION: Final = "--inject-secret"
+INJECT_FD_OPTION: Final = "--inject-fd"
+# The most the warden reads from it.
+INJECT_FD_MAX_BYTES: Final = 1024 * 1024
 # The longest report line the host reads (a longer one is dropped); the warden splits its reports.
 REPORT_MAX_LINE_BYTES: Final = 64 * 1024
 # With ``network = allow``: the sandbox's egress proxy as HOST:PORT (its own loopback), which the
