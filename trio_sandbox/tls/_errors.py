@@ -21,3 +21,13 @@ class UnsafeKeyPlaceError(SandboxError, PermissionError):
 
 class NotAPrivateDirectoryError(SandboxError, NotADirectoryError):
     """The path where a client bundle (with its private key) goes is not a directory."""
+
+
+class InterceptionScopeError(SandboxError, ValueError):
+    """A host the interception CA may not vouch for (outside the inject_secrets scope), or a
+    scope that is not one."""
+
+
+class InterceptionAuthorityError(SandboxError, ValueError):
+    """An interception CA (certificate and key, PEM) that cannot be read or does not belong
+    together; the message never quotes the key."""

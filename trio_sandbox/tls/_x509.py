@@ -85,16 +85,54 @@ def issue_leaves(
     ca_not_after = max(now + DEFAULT_LEAF_LIFETIME, leaf_not_after)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(ca_common_name)
-    ca_key_identifier = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_certificate = (
+    ca_certificate = sign_ca(
+        ca_key=ca_key,
+        common_name=ca_common_name,
+        not_valid_before=ca_not_before,
+        not_valid_after=ca_not_after,
+    )
+
+    issued: list[IssuedLeaf] = []
+    for role, common_name, hostnames in leaves:
+        certificate, leaf_key = sign_leaf(
+            ca_key=ca_key,
+            ca_certificate=ca_certificate,
+            role=role,
+            common_name=common_name,
+            hostnames=hostnames,
+            not_valid_before=leaf_not_before,
+            not_valid_after=leaf_not_after,
+        )
+        issued.append(
+            IssuedLeaf(
+                role=role,
+                certificate=certificate,
+                ca_certificate=ca_certificate,
+                private_key=leaf_key,
+            )
+        )
+    return issued
+
+
+def sign_ca(
+    *,
+    ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    not_valid_before: datetime.datetime,
+    not_valid_after: datetime.datetime,
+    name_constraints: x509.NameConstraints | None = None,
+) -> x509.Certificate:
+    """The self-signed certificate of a CA that signs leaves only (path length 0), limited to
+    ``name_constraints`` (critical) when given."""
+    ca_name = _name(common_name)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
         .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(ca_not_before)
-        .not_valid_after(ca_not_after)
+        .not_valid_before(not_valid_before)
+        .not_valid_after(not_valid_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -110,58 +148,67 @@ def issue_leaves(
             ),
             critical=True,
         )
-        .add_extension(ca_key_identifier, critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
     )
-    authority_key_identifier = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-        ca_key_identifier
-    )
+    if name_constraints is not None:
+        builder = builder.add_extension(name_constraints, critical=True)
+    return builder.sign(ca_key, hashes.SHA256())
 
-    issued: list[IssuedLeaf] = []
-    for role, common_name, hostnames in leaves:
-        leaf_key = ec.generate_private_key(ec.SECP256R1())
-        usage = (
-            ExtendedKeyUsageOID.SERVER_AUTH
-            if role is LeafRole.SERVER
-            else ExtendedKeyUsageOID.CLIENT_AUTH
+
+def sign_leaf(
+    *,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_certificate: x509.Certificate,
+    role: LeafRole,
+    common_name: str,
+    hostnames: Iterable[str],
+    not_valid_before: datetime.datetime,
+    not_valid_after: datetime.datetime,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh key and its leaf certificate for ``role``, signed by ``ca_key`` (whose
+    certificate is ``ca_certificate``); ``hostnames`` become DNS or IP subject alternative
+    names."""
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    usage = (
+        ExtendedKeyUsageOID.SERVER_AUTH
+        if role is LeafRole.SERVER
+        else ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    authority_key_identifier = x509.AuthorityKeyIdentifier.from_issuer_public_key(
+        ca_key.public_key()
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_certificate.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_valid_before)
+        .not_valid_after(not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(ca_name)
-            .public_key(leaf_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(leaf_not_before)
-            .not_valid_after(leaf_not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
-            )
-            .add_extension(authority_key_identifier, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
         )
-        if hostnames:
-            builder = builder.add_extension(_subject_alternative_name(hostnames), critical=False)
-        issued.append(
-            IssuedLeaf(
-                role=role,
-                certificate=builder.sign(ca_key, hashes.SHA256()),
-                ca_certificate=ca_certificate,
-                private_key=leaf_key,
-            )
-        )
-    return issued
+        .add_extension(authority_key_identifier, critical=False)
+    )
+    hostnames = tuple(hostnames)
+    if hostnames:
+        builder = builder.add_extension(_subject_alternative_name(hostnames), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), leaf_key
