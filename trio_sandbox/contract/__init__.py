@@ -26,6 +26,7 @@ from ._injection import INJECT_NAME_PATTERN as INJECT_NAME_PATTERN
 from ._injection import InjectedValue as InjectedValue
 from ._injection import InjectionPayload as InjectionPayload
 from ._injection import InjectRequest as InjectRequest
+from ._injection import combined_bundle as combined_bundle
 from ._injection import decode_injection as decode_injection
 from ._injection import encode_injection as encode_injection
 from ._injection import is_inject_name as is_inject_name

@@ -240,3 +240,14 @@ def _check_payload(payload: InjectionPayload, where: str) -> None:
         if secret.placeholder in placeholders:
             raise InjectionDataError(where, f"{key}.placeholder", "another secret's too")
         placeholders.add(secret.placeholder)
+
+
+# What precedes the interception CA in the sandbox's trust bundle.
+TRUST_BUNDLE_COMMENT: Final = b"# trio-sandbox egress interception CA (inject_secrets)\n"
+
+
+def combined_bundle(system_pem: bytes, ca_pem: str | bytes) -> bytes:
+    """The sandbox's trust bundle: its system bundle as it is, then the interception CA."""
+    ca = ca_pem.encode("ascii") if isinstance(ca_pem, str) else ca_pem
+    separator = b"" if not system_pem or system_pem.endswith(b"\n") else b"\n"
+    return b"".join([system_pem, separator, TRUST_BUNDLE_COMMENT, ca])

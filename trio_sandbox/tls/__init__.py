@@ -1,6 +1,7 @@
 """Mutual TLS for trio_sandbox: identities, in-memory SSL contexts, hypercorn, the CA block; and
 the per-sandbox interception CA of inject_secrets."""
 
+from ..contract import combined_bundle as combined_bundle
 from ._bundle import ClientBundlePaths as ClientBundlePaths
 from ._bundle import load_client_ssl_context as load_client_ssl_context
 from ._ca_block import CaBlock as CaBlock
@@ -21,7 +22,6 @@ from ._interception import INTERCEPTION_CA_COMMON_NAME as INTERCEPTION_CA_COMMON
 from ._interception import InterceptionAuthority as InterceptionAuthority
 from ._interception import InterceptionScope as InterceptionScope
 from ._interception import LeafContexts as LeafContexts
-from ._interception import combined_bundle as combined_bundle
 from ._interception import upstream_context as upstream_context
 from ._x509 import IssuedLeaf as IssuedLeaf
 from ._x509 import LeafRole as LeafRole

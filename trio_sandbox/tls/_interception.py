@@ -8,7 +8,8 @@ is excluded). The certificate and key travel to the warden in the injection desc
 a file); the warden mints one leaf per intercepted host on demand (DNS or IP SAN, 7 days) and
 serves it with ALPN ``http/1.1``. :func:`upstream_context` is the re-originated side: the
 system's trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured) and ALPN ``http/1.1``.
-The sandbox trusts the CA through :func:`combined_bundle`: its system bundle plus the CA.
+The sandbox trusts the CA through ``combined_bundle`` (from the contract: the warden makes the
+bundle before it imports this package): its system bundle plus the CA.
 """
 
 from __future__ import annotations
@@ -292,19 +293,3 @@ def upstream_context() -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(list(HTTP_ALPN_PROTOCOLS))
     return context
-
-
-def combined_bundle(system_pem: bytes, ca_pem: str | bytes) -> bytes:
-    """The sandbox's trust bundle: the system bundle as it is, then the interception CA."""
-    ca = ca_pem.encode("ascii") if isinstance(ca_pem, str) else ca_pem
-    separator = b"" if not system_pem or system_pem.endswith(b"\n") else b"\n"
-    return b"".join(
-        [
-            system_pem,
-            separator,
-            b"# ",
-            INTERCEPTION_CA_COMMON_NAME.encode(),
-            b" (inject_secrets)\n",
-            ca,
-        ]
-    )

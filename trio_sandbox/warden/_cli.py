@@ -13,6 +13,8 @@ import attrs
 from ..concurrency import record_early_signals
 from ..contract import (
     ENV_FD_OPTION,
+    INJECT_FD_OPTION,
+    INJECT_SECRET_OPTION,
     LIMIT_KINDS,
     REPORT_FD_OPTION,
     ContractValueError,
@@ -25,6 +27,7 @@ from ..contract import (
 from ..program import exit_now
 from ._choice import BACKEND_CHOICES, BACKENDS, choose_backend
 from ._errors import ReportFdError, WrapRequestError
+from ._inject import check_inject_request, parse_inject_requests, take_inject_fd
 from ._limits import default_limits
 from ._report import Reporter, open_report_fd
 from ._spec import (
@@ -103,6 +106,22 @@ def _parser() -> argparse.ArgumentParser:
         " bytes), where other local users cannot see them, unlike the command line",
     )
     wrap.add_argument(
+        INJECT_SECRET_OPTION,
+        action="append",
+        default=[],
+        metavar="NAME=HOST[,HOST...]",
+        help="with --network allow: the sandbox gets NAME as a placeholder, which the egress"
+        " proxy replaces by the real value (from --inject-fd) in requests to HOST only (TLS"
+        " intercepted there with a CA the sandbox trusts); HOST as in --allow-domain, allowed"
+        " implicitly; repeatable",
+    )
+    wrap.add_argument(
+        INJECT_FD_OPTION,
+        metavar="N",
+        help="an inherited descriptor holding the values of --inject-secret and the"
+        " interception CA (JSON), read once and closed",
+    )
+    wrap.add_argument(
         REPORT_FD_OPTION,
         metavar="N",
         help="write the warden's reports (limits, warnings, egress audit; JSON lines) to this"
@@ -157,18 +176,21 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             user=parse_user(options.user) if options.user else None,
             limits=parse_limits(options),
             report=Reporter(open_report_fd(options.report_fd) if options.report_fd else None),
+            inject=parse_inject_requests(options.inject_secret),
+            inject_fd=take_inject_fd(options.inject_fd) if options.inject_fd else None,
         )
         chosen = BACKENDS.get(backend)  # None: "auto", never a back end with options of its own
         if chosen is not None:
             spec = chosen.configure(spec, options, theirs.get(backend, ()))
+        check_inject_request(spec, chosen, backend)
         if spec.network == "allow":
             # Imports Trio (the proxy's package) before the launch: allow mode only.
             from ._egress import egress_environment, egress_policy
 
             spec = attrs.evolve(spec, egress=egress_policy(spec, chosen))
             if chosen is None or chosen.proxies_egress:
-                # After the caller's own variables, so that they win.
-                spec = attrs.evolve(spec, env=spec.env + egress_environment())
+                # Before the caller's own variables, so that theirs win (the last one set wins).
+                spec = attrs.evolve(spec, env=egress_environment() + spec.env)
         elif spec.allow_domains or spec.deny_domains:
             raise WrapRequestError("--allow-domain and --deny-domain need --network allow")
         return spec

@@ -18,8 +18,21 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from ..contract import EGRESS_LINE_PREFIX, EGRESS_PORT, EGRESS_PROXY_VARIABLE
-from ..egress import EgressPolicy, PolicyError, proxy_environment, serve_egress_proxy
+from ..contract import (
+    EGRESS_LINE_PREFIX,
+    EGRESS_PORT,
+    EGRESS_PROXY_VARIABLE,
+    INJECT_SECRET_OPTION,
+    InjectRequest,
+)
+from ..egress import (
+    DestinationRule,
+    EgressPolicy,
+    PolicyError,
+    RuleKind,
+    proxy_environment,
+    serve_egress_proxy,
+)
 from ._backend import Backend
 from ._errors import WrapRequestError
 from ._publish import Connector, SandboxSockets
@@ -38,10 +51,52 @@ def egress_policy(spec: WrapSpec, backend: Backend | None) -> EgressPolicy:
             " back end cannot keep a command off the network"
         )
     try:
-        return EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
+        policy = EgressPolicy.parse(allow=spec.allow_domains, deny=spec.deny_domains)
     except PolicyError as error:
         option = "--allow-domain" if error.setting == "allow_domains" else "--deny-domain"
         raise WrapRequestError(f"{option}: {error}") from None
+    # inject_secrets' hosts are allowed implicitly, each entry exactly as written (never with a
+    # port added: an exact name with a port reaches private addresses), and none may be denied.
+    listed = {rule.entry for rule in policy.allow}
+    added: list[DestinationRule] = []
+    for request in spec.inject:
+        for rule in inject_rules(request):
+            for deny in policy.deny:
+                if denies(deny, rule):
+                    raise WrapRequestError(
+                        f"{INJECT_SECRET_OPTION} {request.name}: {rule.entry!r} is denied by"
+                        f" --deny-domain {deny.entry!r}"
+                    )
+            if rule.entry not in listed:
+                listed.add(rule.entry)
+                added.append(rule)
+    return attrs.evolve(policy, allow=(*policy.allow, *added)) if added else policy
+
+
+def inject_rules(request: InjectRequest) -> tuple[DestinationRule, ...]:
+    """The hosts of one inject_secrets entry as destination rules (allow_domains' grammar)."""
+    try:
+        return tuple(
+            DestinationRule.parse(host, f"inject_secrets {request.name}") for host in request.hosts
+        )
+    except PolicyError as error:
+        raise WrapRequestError(f"{INJECT_SECRET_OPTION}: {error}") from None
+
+
+def denies(deny: DestinationRule, rule: DestinationRule) -> bool:
+    """Whether the deny rule ``deny`` refuses some of what the allow rule ``rule`` covers
+    where it would inject (its host, or under a wildcard the names a deny name covers)."""
+    if rule.kind is RuleKind.WILDCARD:
+        host_denied = deny.kind is not RuleKind.ADDRESS and (
+            rule.host == deny.host or str(rule.host).endswith("." + str(deny.host))
+        )
+    else:
+        host_denied = deny.covers_host(rule.host, subdomains=True)
+    if not host_denied:
+        return False
+    if deny.port is None or rule.port is None:
+        return True
+    return deny.port == rule.port
 
 
 def egress_environment() -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from ..contract import ENV_FD_MAX_BYTES, NetworkMode, ResourceLimits, Volume
+from ..contract import (
+    ENV_FD_MAX_BYTES,
+    ENV_FD_OPTION,
+    InjectRequest,
+    NetworkMode,
+    ResourceLimits,
+    Volume,
+)
 from ._errors import WrapRequestError
 from ._report import Reporter
 
@@ -63,6 +70,11 @@ class WrapSpec:
     backend_options: object = None
     # Where the host reads the warden's reports (``--report-fd``), out of the sandbox's reach.
     report: Reporter = attrs.field(factory=Reporter)
+    # inject_secrets (``--inject-secret NAME=HOST[,HOST...]``): names and hosts only. The values
+    # wait in the descriptor ``inject_fd`` (``--inject-fd``), which the back end reads once its
+    # namespace helper is forked (:mod:`._inject`), so that the helper never holds a copy.
+    inject: tuple[InjectRequest, ...] = ()
+    inject_fd: int | None = None
 
     @property
     def reaches_into_netns(self) -> bool:
@@ -97,26 +109,37 @@ def parse_env(text: str) -> tuple[str, str]:
     return name, value
 
 
-def read_env_fd(text: str) -> tuple[tuple[str, str], ...]:
-    """The variables of ``--env-fd N``: ``K=V`` records ended by NUL bytes, read to the end of
-    the descriptor, which is closed (it holds secrets: no child may inherit it)."""
+def descriptor_number(text: str, option: str) -> int:
+    """The descriptor an option such as ``--env-fd`` names (above 2: not a standard stream)."""
     if not text.isdigit() or int(text) <= 2:
-        raise WrapRequestError(f"--env-fd {text!r}: expected a descriptor number above 2")
-    fd = int(text)
+        raise WrapRequestError(f"{option} {text!r}: expected a descriptor number above 2")
+    return int(text)
+
+
+def read_descriptor(fd: int, option: str, max_bytes: int) -> bytes:
+    """Everything ``fd`` holds, read to its end, and the descriptor closed: what it holds is
+    secret, and no child may inherit it. The errors never quote what was read."""
     chunks: list[bytes] = []
     size = 0
     try:
         while chunk := os.read(fd, 65536):
             size += len(chunk)
-            if size > ENV_FD_MAX_BYTES:
-                raise WrapRequestError(f"--env-fd {fd}: more than {ENV_FD_MAX_BYTES} bytes")
+            if size > max_bytes:
+                raise WrapRequestError(f"{option} {fd}: more than {max_bytes} bytes")
             chunks.append(chunk)
     except OSError as error:
-        raise WrapRequestError(f"--env-fd {fd}: {error.strerror}") from None
+        raise WrapRequestError(f"{option} {fd}: {error.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
-    data = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def read_env_fd(text: str) -> tuple[tuple[str, str], ...]:
+    """The variables of ``--env-fd N``: ``K=V`` records ended by NUL bytes, read to the end of
+    the descriptor, which is closed (it holds secrets: no child may inherit it)."""
+    fd = descriptor_number(text, ENV_FD_OPTION)
+    data = read_descriptor(fd, ENV_FD_OPTION, ENV_FD_MAX_BYTES)
     if data and not data.endswith(b"\0"):
         raise WrapRequestError(f"--env-fd {fd}: the last record is not ended by a NUL byte")
     variables = []

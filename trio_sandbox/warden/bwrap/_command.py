@@ -237,11 +237,14 @@ def bwrap_argv(
     sources: Mapping[str, str] | None = None,
     volume_fds: Mapping[str, int] | None = None,
     env_fd: int | None = None,
+    data_binds: Sequence[tuple[int, str]] = (),
 ) -> list[str]:
     """``sources``: where to bind a host tree from instead of its own path (its id-mapped
     view, :mod:`._idmap`); ``volume_fds``: volumes' host paths opened (passed to bwrap);
     ``env_fd``: a descriptor holding :func:`bwrap_setenv` (NUL-separated, for ``--args``), so
-    that no value is on bwrap's command line, which every local user can read."""
+    that no value is on bwrap's command line, which every local user can read; ``data_binds``:
+    (descriptor, path inside) of files made from data (the trust bundle of inject_secrets),
+    bound read-only and readable by every uid over what the root file system has there."""
     sources = sources or {}
     volume_fds = volume_fds or {}
     host_image = spec.image == "host"
@@ -297,6 +300,10 @@ def bwrap_argv(
     if limits is not None and limits.limits.tmp_size is not None:
         argv += ["--size", str(limits.limits.tmp_size)]
     argv += ["--tmpfs", "/tmp"]
+    # After the root's trees and the masks (bwrap mounts in argv order), before the volumes.
+    # bwrap makes a data file 0600, which a root warden's sandbox user could not read.
+    for fd, target in data_binds:
+        argv += ["--perms", "0444", "--ro-bind-data", str(fd), target]
     volume_targets = [mount.target for mount in mounts]
     if host_image:
         assert runtime is not None

@@ -15,12 +15,14 @@ import attrs
 from ...concurrency import memfd_holding
 from .._child_start import LaunchedChild, become_subreaper, launch
 from .._errors import IdmapUnavailableError, WrapRequestError
+from .._inject import InjectionMaterial, injected_environment, read_injection
 from .._limits import LimitPlan, announce_limits, plan_limits, preexec, sweep_stale_cgroups
 from .._netns import NetnsHelper, fork_netns_helper
 from .._ports import bind_published_port
 from .._runtime import RuntimeLayout, runtime_layout
 from .._seccomp import deny_list_fd
 from .._spec import WrapSpec
+from .._trust import plan_trust
 from .._volumes import Mount, open_source, resolve_mounts, writable_trees
 from ._command import (
     BWRAP_ENV,
@@ -73,6 +75,8 @@ class LaunchedBwrap:
     limits: LimitPlan | None = None
     # The write end of bwrap's --block-fd (-1: the command was not held back).
     block_write_fd: int = -1
+    # inject_secrets' values and CA, for the egress proxy (None: nothing injected).
+    injection: InjectionMaterial | None = attrs.field(default=None, repr=False)
 
     def release_command(self) -> None:
         """Let the held-back command start (the sandbox's egress proxy listens now)."""
@@ -109,6 +113,15 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     # Forked first, while single-threaded, and before any descriptor below exists.
     helper = fork_netns_helper() if spec.reaches_into_netns else None
     sockets: list[socket.socket] = []
+    data_fds: list[int] = []
+    try:
+        # Right after the helper's fork: it never holds a copy of the values.
+        injection = read_injection(spec)
+    except BaseException:
+        if helper is not None:
+            helper.close()
+        limits.remove()
+        raise
     info_read_fd, info_write_fd = os.pipe2(os.O_CLOEXEC)
     # With the egress proxy, the command waits until the proxy listens inside.
     block_read_fd, block_write_fd = os.pipe2(os.O_CLOEXEC) if spec.network == "allow" else (-1, -1)
@@ -130,6 +143,13 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
                 volume_fds[mount.host_path] = open_source(mount.host_path, writable)
         sockets += [bind_published_port(port) for port in spec.ports]
         seccomp_fd = deny_list_fd()
+        data_binds: list[tuple[int, str]] = []
+        if injection is not None:
+            trust = plan_trust(root, injection.ca_certificate_pem)
+            spec = attrs.evolve(spec, env=injected_environment(spec, injection, trust))
+            for target in trust.targets:
+                data_fds.append(memfd_holding("trio-sandbox-trust", trust.data))
+                data_binds.append((data_fds[-1], target))
         runtime = runtime_layout() if host_image else None
         setenv = bwrap_setenv(spec, runtime, limits)
         env_fd = memfd_holding("trio-sandbox-env", b"".join(o.encode() + b"\0" for o in setenv))
@@ -147,6 +167,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             sources=idmapped.sources if idmapped is not None else None,
             volume_fds=volume_fds,
             env_fd=env_fd,
+            data_binds=data_binds,
         )
         become_subreaper()
         env = dict(BWRAP_ENV)
@@ -156,7 +177,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
             for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
                 if name in os.environ:
                     env[name] = os.environ[name]
-        passed = (info_write_fd, seccomp_fd, env_fd, *volume_fds.values())
+        passed = (info_write_fd, seccomp_fd, env_fd, *volume_fds.values(), *data_fds)
         passed += (block_read_fd,) if block_read_fd >= 0 else ()
         steps = [idmapped.attach if idmapped is not None else None, preexec(limits)]
         bwrap = launch(argv, env=env, pass_fds=passed, preexec=_in_order(steps))
@@ -174,14 +195,16 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         os.close(info_write_fd)
         if block_read_fd >= 0:
             os.close(block_read_fd)
-        for fd in (seccomp_fd, env_fd):
+        for fd in (seccomp_fd, env_fd, *data_fds):
             if fd >= 0:
                 os.close(fd)
         if idmapped is not None:
             idmapped.close()  # bubblewrap's process has attached them
         for fd in volume_fds.values():
             os.close(fd)  # bubblewrap has them (and closes them before the command runs)
-    return LaunchedBwrap(bwrap, info_read_fd, sockets, helper, limits, block_write_fd)
+    return LaunchedBwrap(
+        bwrap, info_read_fd, sockets, helper, limits, block_write_fd, injection=injection
+    )
 
 
 def _in_order(steps: Sequence[Callable[[], None] | None]) -> Callable[[], None] | None:

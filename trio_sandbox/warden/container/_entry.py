@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._backend import Backend, Launched
+from .._errors import WrapRequestError
 
 if TYPE_CHECKING:
     from .._netns import NetnsHelper
@@ -27,6 +28,19 @@ def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
         # Forked while the warden is single-threaded (before Trio): it enters the container's
         # user namespace, which only a single-threaded process may do.
         helper = fork_netns_helper() if spec.reaches_into_netns else None
+        try:
+            # Right after the helper's fork: it never holds a copy of the values.
+            from .._inject import read_injection
+
+            if read_injection(spec) is not None:
+                raise WrapRequestError(
+                    f"inject_secrets is not supported by the {engine} back end of this warden"
+                    " yet (its trust bundle is not made); use bwrap"
+                )
+        except BaseException:
+            if helper is not None:
+                helper.close()
+            raise
         return Launched(functools.partial(_run, engine, helper), helper)
 
     return launch
