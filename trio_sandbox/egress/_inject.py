@@ -11,14 +11,17 @@ message: errors give names and lengths only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Final
 
 import attrs
 
 from ._errors import InjectionError, PolicyError
+from ._http_head import RequestHead
 from ._policy import Destination, DestinationRule
 
 INJECT_SETTING: Final = "inject_secrets"
@@ -146,3 +149,199 @@ def _check_distinct(secrets: Iterable[InjectedSecret]) -> None:
                     secret.name, f"its placeholder and that of {other_name} contain one another"
                 )
         placeholders.append((secret.name, secret.placeholder))
+
+
+@attrs.frozen
+class PlaceholderFound:
+    """A placeholder seen where it must not go: ``secret`` is whose, ``where`` says in what (a
+    request target, a header's name, Basic credentials, a host name)."""
+
+    secret: InjectedSecret
+    where: str
+
+    def reason(self) -> str:
+        """Why the request was refused, as the sandbox reads it (the name, never the value)."""
+        return (
+            f"{self.where} carries the placeholder of {INJECT_SETTING} {self.secret.name},"
+            f" which is replaced only for {self.secret.scope_text()}; nothing was sent"
+        )
+
+
+_BASIC: Final = re.compile(r"(?i)(basic[ \t]+)([A-Za-z0-9+/]+=*)([ \t]*)")
+_CREDENTIAL_FIELDS: Final = frozenset({"authorization", "proxy-authorization"})
+
+
+def _special_pattern(character: str, *, capture: bool) -> str:
+    """``character`` as itself or %-encoded (hex digits in either case)."""
+    code = "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{ord(character):02X}")
+    inner = f"{re.escape(character)}|%{code}"
+    return f"({inner})" if capture else f"(?:{inner})"
+
+
+def _placeholder_pattern(placeholder: str, *, capture: bool) -> str:
+    return "".join(
+        _special_pattern(c, capture=capture) if _is_special(c) else re.escape(c)
+        for c in placeholder
+    )
+
+
+@attrs.define(eq=False)
+class _Walker:
+    """Rewrites one matched placeholder (in whatever form the client wrote its special
+    characters) as the value: alphanumeric characters are the value's, the specials stay as the
+    client wrote them (placeholder and value share them in place)."""
+
+    secret: InjectedSecret
+    pattern: re.Pattern[str]
+
+    def replace(self, matched: str) -> str:
+        walked = self.pattern.fullmatch(matched)
+        if walked is None:  # the alternation matched it: cannot happen
+            raise AssertionError(f"a placeholder of {self.secret.name} did not walk")
+        specials = iter(walked.groups())
+        return "".join(
+            next(specials) if _is_special(shown) else real
+            for shown, real in zip(self.secret.placeholder, self.secret.value, strict=True)
+        )
+
+
+@attrs.define(eq=False)
+class PlaceholderMatcher:
+    """Finds and replaces the placeholders of ``secrets``: as written, with special characters
+    %-encoded (either hex case), and inside ``Basic`` credentials. Whole placeholders only: a
+    prefix or a truncated placeholder is left as it is."""
+
+    secrets: tuple[InjectedSecret, ...]
+    _pattern: re.Pattern[str] = attrs.field(init=False)
+    _folded: re.Pattern[str] = attrs.field(init=False)
+    _walkers: dict[str, _Walker] = attrs.field(init=False)
+
+    def __init__(self, secrets: Iterable[InjectedSecret]) -> None:
+        # Longest first, so that no shorter placeholder wins where a longer one starts.
+        ordered = sorted(secrets, key=lambda secret: -len(secret.placeholder))
+        _check_distinct(ordered)
+        alternation = "|".join(
+            f"(?P<s{index}>{_placeholder_pattern(secret.placeholder, capture=False)})"
+            for index, secret in enumerate(ordered)
+        )
+        self.__attrs_init__(tuple(ordered))  # type: ignore[attr-defined]
+        # A pattern that never matches when there is nothing to find.
+        self._pattern = re.compile(alternation or r"(?!)")
+        self._folded = re.compile(alternation or r"(?!)", re.IGNORECASE)
+        self._walkers = {
+            f"s{index}": _Walker(
+                secret, re.compile(_placeholder_pattern(secret.placeholder, capture=True))
+            )
+            for index, secret in enumerate(ordered)
+        }
+
+    def _secret_of(self, matched: re.Match[str]) -> InjectedSecret:
+        group = matched.lastgroup
+        if group is None:
+            raise AssertionError("a placeholder match without its group")
+        return self._walkers[group].secret
+
+    def find(
+        self,
+        text: str,
+        *,
+        ignore_case: bool = False,
+        excluding: Collection[InjectedSecret] = (),
+    ) -> InjectedSecret | None:
+        """The secret whose placeholder ``text`` holds first (raw or %-encoded), if any, not
+        counting those in ``excluding``; ``ignore_case`` for host names, which clients
+        lower-case."""
+        pattern = self._folded if ignore_case else self._pattern
+        position = 0
+        # Overlapping matches too: a skipped placeholder must not hide another one.
+        while (matched := pattern.search(text, position)) is not None:
+            secret = self._secret_of(matched)
+            if secret not in excluding:
+                return secret
+            position = matched.start() + 1
+        return None
+
+    def find_bytes(self, data: bytes, *, ignore_case: bool = False) -> InjectedSecret | None:
+        return self.find(data.decode("latin-1"), ignore_case=ignore_case)
+
+    def find_in_field(
+        self, name: str, value: str, *, excluding: Collection[InjectedSecret] = ()
+    ) -> PlaceholderFound | None:
+        """A placeholder in a header field (its name, its value, Basic credentials in it)."""
+        if (found := self.find(name, excluding=excluding)) is not None:
+            return PlaceholderFound(found, f"the name of header field {name}")
+        if (found := self.find(value, excluding=excluding)) is not None:
+            return PlaceholderFound(found, f"header {name}")
+        if name.lower() in _CREDENTIAL_FIELDS:
+            decoded = _basic_credentials(value)
+            if decoded is not None and (found := self.find(decoded, excluding=excluding)):
+                return PlaceholderFound(found, f"the Basic credentials of header {name}")
+        return None
+
+    def find_in_head(
+        self,
+        target: str,
+        fields: Iterable[tuple[str, str]],
+        *,
+        excluding: Collection[InjectedSecret] = (),
+    ) -> PlaceholderFound | None:
+        """The first placeholder (of a secret not in ``excluding``) in a request target or in
+        header fields."""
+        if (found := self.find(target, excluding=excluding)) is not None:
+            return PlaceholderFound(found, "the request target")
+        for name, value in fields:
+            if (in_field := self.find_in_field(name, value, excluding=excluding)) is not None:
+                return in_field
+        return None
+
+    def substitute(self, text: str, only: Collection[InjectedSecret] | None = None) -> str:
+        """``text`` with every placeholder (of the secrets in ``only``, if given) replaced by
+        its value."""
+
+        def replaced(matched: re.Match[str]) -> str:
+            walker = self._walkers[matched.lastgroup or ""]
+            if only is not None and walker.secret not in only:
+                return matched[0]
+            return walker.replace(matched[0])
+
+        return self._pattern.sub(replaced, text)
+
+    def substitute_field(
+        self, name: str, value: str, only: Collection[InjectedSecret] | None = None
+    ) -> str:
+        """A header value with its placeholders replaced, Basic credentials decoded for it."""
+        if name.lower() in _CREDENTIAL_FIELDS:
+            matched = _BASIC.fullmatch(value)
+            decoded = _basic_credentials(value)
+            if matched is not None and decoded is not None:
+                encoded = base64.b64encode(self.substitute(decoded, only).encode("latin-1"))
+                return matched[1] + encoded.decode("ascii") + matched[3]
+        return self.substitute(value, only)
+
+    def substitute_head(
+        self, head: RequestHead, scoped: Collection[InjectedSecret]
+    ) -> RequestHead | PlaceholderFound:
+        """``head`` with the placeholders of ``scoped`` replaced in its target and its header
+        values; what was found instead if it carries the placeholder of another secret (then
+        nothing is replaced)."""
+        found = self.find_in_head(head.target, head.fields, excluding=scoped)
+        if found is not None:
+            return found
+        return attrs.evolve(
+            head,
+            target=self.substitute(head.target, scoped),
+            fields=tuple(
+                (name, self.substitute_field(name, value, scoped)) for name, value in head.fields
+            ),
+        )
+
+
+def _basic_credentials(value: str) -> str | None:
+    """The decoded ``user:password`` of a ``Basic`` header value, None if it is not one."""
+    matched = _BASIC.fullmatch(value)
+    if matched is None:
+        return None
+    try:
+        return base64.b64decode(matched[2], validate=True).decode("latin-1")
+    except binascii.Error:
+        return None
