@@ -26,6 +26,8 @@ from ._inject import INJECT_SETTING as INJECT_SETTING
 from ._inject import INTERCEPTED_PORTS as INTERCEPTED_PORTS
 from ._inject import InjectedSecret as InjectedSecret
 from ._inject import Injection as Injection
+from ._inject import PlaceholderFound as PlaceholderFound
+from ._inject import PlaceholderMatcher as PlaceholderMatcher
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING
 from ._policy import DEFAULT_PORTS as DEFAULT_PORTS

@@ -205,35 +205,50 @@ class _Walker:
         )
 
 
+def _longest_first(secrets: Iterable[InjectedSecret]) -> tuple[InjectedSecret, ...]:
+    """So that no shorter placeholder wins where a longer one starts."""
+    ordered = tuple(sorted(secrets, key=lambda secret: -len(secret.placeholder)))
+    _check_distinct(ordered)
+    return ordered
+
+
 @attrs.define(eq=False)
 class PlaceholderMatcher:
     """Finds and replaces the placeholders of ``secrets``: as written, with special characters
     %-encoded (either hex case), and inside ``Basic`` credentials. Whole placeholders only: a
     prefix or a truncated placeholder is left as it is."""
 
-    secrets: tuple[InjectedSecret, ...]
+    secrets: tuple[InjectedSecret, ...] = attrs.field(converter=_longest_first)
     _pattern: re.Pattern[str] = attrs.field(init=False)
     _folded: re.Pattern[str] = attrs.field(init=False)
     _walkers: dict[str, _Walker] = attrs.field(init=False)
 
-    def __init__(self, secrets: Iterable[InjectedSecret]) -> None:
-        # Longest first, so that no shorter placeholder wins where a longer one starts.
-        ordered = sorted(secrets, key=lambda secret: -len(secret.placeholder))
-        _check_distinct(ordered)
-        alternation = "|".join(
-            f"(?P<s{index}>{_placeholder_pattern(secret.placeholder, capture=False)})"
-            for index, secret in enumerate(ordered)
-        )
-        self.__attrs_init__(tuple(ordered))  # type: ignore[attr-defined]
-        # A pattern that never matches when there is nothing to find.
-        self._pattern = re.compile(alternation or r"(?!)")
-        self._folded = re.compile(alternation or r"(?!)", re.IGNORECASE)
-        self._walkers = {
+    @_pattern.default
+    def _compile(self) -> re.Pattern[str]:
+        return re.compile(self._alternation())
+
+    @_folded.default
+    def _compile_folded(self) -> re.Pattern[str]:
+        return re.compile(self._alternation(), re.IGNORECASE)
+
+    @_walkers.default
+    def _compile_walkers(self) -> dict[str, _Walker]:
+        return {
             f"s{index}": _Walker(
                 secret, re.compile(_placeholder_pattern(secret.placeholder, capture=True))
             )
-            for index, secret in enumerate(ordered)
+            for index, secret in enumerate(self.secrets)
         }
+
+    def _alternation(self) -> str:
+        # A pattern that never matches when there is nothing to find.
+        return (
+            "|".join(
+                f"(?P<s{index}>{_placeholder_pattern(secret.placeholder, capture=False)})"
+                for index, secret in enumerate(self.secrets)
+            )
+            or r"(?!)"
+        )
 
     def _secret_of(self, matched: re.Match[str]) -> InjectedSecret:
         group = matched.lastgroup
