@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._relay import CAN_SPLICE as CAN_SPLICE
     from ._relay import PIPE_KEPT_IDLE as PIPE_KEPT_IDLE
     from ._relay import RELAY_CHUNK as RELAY_CHUNK
+    from ._relay import Buffered as Buffered
     from ._relay import BufferedSocket as BufferedSocket
     from ._relay import ByteCounter as ByteCounter
     from ._relay import Pump as Pump
@@ -54,6 +55,7 @@ _LAZY_NAMES: dict[str, str] = {
     "CAN_SPLICE": "._relay",
     "PIPE_KEPT_IDLE": "._relay",
     "RELAY_CHUNK": "._relay",
+    "Buffered": "._relay",
     "BufferedSocket": "._relay",
     "ByteCounter": "._relay",
     "Pump": "._relay",

@@ -15,7 +15,7 @@ import errno
 import fcntl
 import os
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -31,6 +31,7 @@ _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CAN_SPLICE: Final = hasattr(os, "splice")
 
 ByteCounter = Callable[[int], None]
+StreamT = TypeVar("StreamT", bound=trio.abc.Stream)
 _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -46,10 +47,11 @@ async def _readable_within(sock: trio.socket.SocketType, seconds: float) -> bool
 
 
 @attrs.define(eq=False)
-class BufferedSocket:
-    """A socket stream and the bytes read from it that nobody consumed yet."""
+class Buffered(Generic[StreamT]):
+    """A stream (a socket, or TLS over one) and the bytes read from it that nobody consumed
+    yet."""
 
-    stream: trio.SocketStream
+    stream: StreamT
     buffer: bytearray = attrs.field(factory=bytearray)
 
     async def fill(self) -> bool:
@@ -86,15 +88,23 @@ class BufferedSocket:
         return self.take(size)
 
 
+BufferedSocket: TypeAlias = Buffered[trio.SocketStream]
+
+
 @attrs.define(eq=False)
 class Pump:
-    """Moves bytes from one socket (its buffer first) to another, splicing where it can."""
+    """Moves bytes from one stream (its buffer first) to another, splicing where it can (two
+    sockets)."""
 
     zero_copy: bool = CAN_SPLICE
     _pipe: tuple[int, int] | None = None
 
     async def move(
-        self, source: BufferedSocket, sink: trio.SocketStream, count: ByteCounter, limit: int | None
+        self,
+        source: Buffered[Any],
+        sink: trio.abc.SendStream,
+        count: ByteCounter,
+        limit: int | None,
     ) -> None:
         """Exactly ``limit`` bytes (:class:`StreamEnded` if the source ends first), or, with
         ``limit=None``, everything until the source's end of stream."""
@@ -106,7 +116,11 @@ class Pump:
             left = None if left is None else left - len(data)
         if left == 0:
             return
-        if self.zero_copy:
+        if (
+            self.zero_copy
+            and isinstance(source.stream, trio.SocketStream)
+            and isinstance(sink, trio.SocketStream)
+        ):
             try:
                 await self._splice(source.stream, sink, count, left)
                 return

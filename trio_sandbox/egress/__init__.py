@@ -9,6 +9,7 @@ metadata unless listed), and dialed by address. Depends only on the stdlib, trio
 
 from ._environment import proxy_environment as proxy_environment
 from ._errors import DestinationError as DestinationError
+from ._errors import InjectionError as InjectionError
 from ._errors import PolicyError as PolicyError
 from ._events import AUDIT_TABLES as AUDIT_TABLES
 from ._events import MAX_DESTINATIONS as MAX_DESTINATIONS
@@ -21,6 +22,12 @@ from ._events import EventCallback as EventCallback
 from ._events import EventLine as EventLine
 from ._events import Verdict as Verdict
 from ._events import audit_totals as audit_totals
+from ._inject import INJECT_SETTING as INJECT_SETTING
+from ._inject import INTERCEPTED_PORTS as INTERCEPTED_PORTS
+from ._inject import InjectedSecret as InjectedSecret
+from ._inject import Injection as Injection
+from ._inject import PlaceholderFound as PlaceholderFound
+from ._inject import PlaceholderMatcher as PlaceholderMatcher
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING
 from ._policy import DEFAULT_PORTS as DEFAULT_PORTS

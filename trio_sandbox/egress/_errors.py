@@ -36,6 +36,16 @@ class PolicyError(SandboxError, ValueError):
         self.reason = reason
 
 
+class InjectionError(SandboxError, ValueError):
+    """An ``inject_secrets`` secret that cannot be injected: ``name`` is the secret's name and
+    ``reason`` never holds its value."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"inject_secrets {shown(name)}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class HttpError(Exception):
     """A message this proxy will not pass on: ``status`` is what the client is answered."""
 

@@ -9,7 +9,6 @@ upstream connection is kept for the next request to the same destination.
 
 from __future__ import annotations
 
-import contextlib
 import http
 import select
 from typing import Final
@@ -17,33 +16,30 @@ from typing import Final
 import attrs
 import trio
 
-from ..concurrency import BufferedSocket, ByteCounter, LineTooLong, Pump, StreamEnded
+from ..concurrency import BufferedSocket, LineTooLong, StreamEnded
 from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError, RefusalQueryError
 from ._events import EgressEvent, logger
 from ._http_head import (
-    MAX_CHUNK_LINE,
     MAX_HEAD_BYTES,
     Body,
     Framing,
     RequestHead,
     end_to_end,
-    parse_chunk_size,
     parse_request_head,
     parse_response_head,
     request_body,
     response_body,
     write_head,
 )
+from ._http_relay import BROKEN, answer_and_close, relay_body
 from ._names import parse_port, split_host_port
 from ._policy import Allowed, RefusalKind, Refused
 from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
 from ._throttle import Throttle
 
 CONNECTION_ESTABLISHED: Final = b"HTTP/1.1 200 Connection established\r\n\r\n"
-LINGER_SECONDS: Final = 2.0
-LINGER_BYTES: Final = 1 << 20
-_BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, StreamEnded)
+_BROKEN: Final = BROKEN
 
 
 @attrs.frozen
@@ -174,7 +170,7 @@ class HttpFrontEnd:
                     keep, upstream = await self._forward(client, head, upstream)
                 except HttpError as error:
                     logger.info("refused a malformed request: %s %s", error.status, error.reason)
-                    await _answer_and_close(
+                    await answer_and_close(
                         client,
                         error_response(
                             error.status, error.reason, proxy_error="bad-request", close=True
@@ -224,7 +220,7 @@ class HttpFrontEnd:
             else await self.dialer.open("connect", decision)
         )
         if isinstance(outcome, Refused):
-            await _answer_and_close(client, refusal_response(outcome, close=True))
+            await answer_and_close(client, refusal_response(outcome, close=True))
             return
         async with outcome:
             await client.stream.send_all(CONNECTION_ESTABLISHED)
@@ -264,7 +260,7 @@ class HttpFrontEnd:
                 proxy_error="upstream-error" if outcome.error.status == 502 else "bad-request",
                 close=True,
             )
-            await _answer_and_close(client, failure)
+            await answer_and_close(client, failure)
         if not outcome.keep_upstream:
             await upstream.aclose()
             return outcome.keep_client, None
@@ -301,7 +297,7 @@ class HttpFrontEnd:
             try:
                 await upstream.socket.stream.send_all(request_head)
                 upstream.count_sent(len(request_head))
-                await _relay_body(
+                await relay_body(
                     client, upstream.socket.stream, body, upstream.count_sent, self.zero_copy
                 )
             except HttpError as error:  # the client's chunked body is malformed
@@ -360,7 +356,7 @@ class HttpFrontEnd:
         try:
             await client.stream.send_all(response_head)
             state.head_sent = True
-            await _relay_body(source, client.stream, body, upstream.count_received, self.zero_copy)
+            await relay_body(source, client.stream, body, upstream.count_received, self.zero_copy)
         except (HttpError, *_BROKEN):
             return  # part of the response went out: only closing both ends can tell the client
         state.response_done = True
@@ -372,63 +368,5 @@ async def _refuse(client: BufferedSocket, refusal: Refused, *, keep: bool) -> bo
     if keep:
         await client.stream.send_all(response)
     else:
-        await _answer_and_close(client, response)
+        await answer_and_close(client, response)
     return keep
-
-
-async def _answer_and_close(client: BufferedSocket, response: bytes) -> None:
-    """Send a final error response, then close without losing it: closing a socket with
-    unread input makes the kernel send RST, which can destroy the response in flight, so
-    the rest of the request is read and dropped first (bounded in time and size)."""
-    with contextlib.suppress(*_BROKEN):
-        await client.stream.send_all(response)
-        await client.stream.send_eof()
-        with trio.move_on_after(LINGER_SECONDS):
-            drained = 0
-            while drained < LINGER_BYTES and (data := await client.stream.receive_some()):
-                drained += len(data)
-
-
-async def _relay_body(
-    source: BufferedSocket, sink: trio.SocketStream, body: Body, count: ByteCounter, zero_copy: bool
-) -> None:
-    pump = Pump(zero_copy)
-    try:
-        if body.framing is Framing.LENGTH:
-            await pump.move(source, sink, count, body.length)
-        elif body.framing is Framing.UNTIL_CLOSE:
-            await pump.move(source, sink, count, None)
-        elif body.framing is Framing.CHUNKED:
-            await _relay_chunked(source, sink, count, pump)
-    finally:
-        pump.close()
-
-
-async def _relay_chunked(
-    source: BufferedSocket, sink: trio.SocketStream, count: ByteCounter, pump: Pump
-) -> None:
-    """A chunked body passed through as it is (extensions and trailers included), its framing
-    checked as it goes so the end of the message is known."""
-    try:
-        while True:
-            line = await source.read_until(b"\r\n", MAX_CHUNK_LINE)
-            size = parse_chunk_size(line)
-            await sink.send_all(line)
-            count(len(line))
-            if size == 0:
-                break
-            await pump.move(source, sink, count, size)
-            if await source.read_exactly(2) != b"\r\n":
-                raise HttpError(400, "a chunk does not end with CRLF")
-            await sink.send_all(b"\r\n")
-            count(2)
-        trailers = 0
-        while True:
-            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
-            trailers += len(line)
-            await sink.send_all(line)
-            count(len(line))
-            if line == b"\r\n":
-                return
-    except LineTooLong:
-        raise HttpError(400, "a chunk-size or trailer line is too long") from None

@@ -20,6 +20,7 @@ from ._dial import Dialer
 from ._errors import SocksError
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
 from ._http_proxy import HttpFrontEnd
+from ._inject import Injection
 from ._policy import EgressPolicy
 from ._routing import Resolver, system_resolver
 from ._socks import connect_socks, read_socks_request
@@ -58,6 +59,7 @@ async def serve_egress_proxy(
     log_window: float = DEFAULT_WINDOW,
     publish_interval: float = DEFAULT_PUBLISH_INTERVAL,
     zero_copy: bool = True,
+    injection: Injection | None = None,
     task_status: trio.TaskStatus[EgressStats] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the egress proxy on ``listener`` until cancelled; the listener is closed then.
@@ -73,7 +75,8 @@ async def serve_egress_proxy(
     ``connect_timeout``. At most ``max_connections`` clients are served at once (more wait in
     the listen backlog), and new connections and requests are taken at most
     ``decisions_per_second`` (after a burst of ``decision_burst``): faster clients wait.
-    ``zero_copy``: relay with splice(2) where the kernel offers it.
+    ``zero_copy``: relay with splice(2) where the kernel offers it. ``injection``: the secrets
+    the sandbox holds as placeholders, replaced in requests to their hosts and refused elsewhere.
     """
     stats = EgressStats() if stats is None else stats
     log = DecisionLog(on_log or _log_info, log_window)

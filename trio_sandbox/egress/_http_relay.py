@@ -1,0 +1,139 @@
+"""HTTP/1.1 bodies and request streams relayed over any byte stream (a socket, TLS over one).
+
+The forward proxy and the interception path share these, so a message is framed one way only:
+bodies are passed in the framing they came in (Content-Length, chunked with its extensions and
+trailers, or until close), checked as they go so the end of a message is known, never buffered
+whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import trio
+
+from ..concurrency import Buffered, ByteCounter, LineTooLong, Pump, StreamEnded
+from ._errors import HttpError
+from ._http_head import (
+    MAX_CHUNK_LINE,
+    MAX_HEAD_BYTES,
+    Body,
+    Framing,
+    RequestHead,
+    parse_chunk_size,
+    parse_request_head,
+    request_body,
+)
+
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 1 << 20
+BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, StreamEnded)
+
+
+def _uncounted(_size: int) -> None:
+    pass
+
+
+async def answer_and_close(client: Buffered[Any], response: bytes) -> None:
+    """Send a final error response, then close without losing it: closing a socket with
+    unread input makes the kernel send RST, which can destroy the response in flight, so
+    the rest of the request is read and dropped first (bounded in time and size). A stream that
+    cannot half-close (TLS) is only drained; its owner closes it."""
+    with contextlib.suppress(*BROKEN):
+        await client.stream.send_all(response)
+        if isinstance(client.stream, trio.abc.HalfCloseableStream):
+            await client.stream.send_eof()
+        with trio.move_on_after(LINGER_SECONDS):
+            drained = 0
+            while drained < LINGER_BYTES and (data := await client.stream.receive_some()):
+                drained += len(data)
+
+
+async def relay_body(
+    source: Buffered[Any],
+    sink: trio.abc.SendStream,
+    body: Body,
+    count: ByteCounter,
+    zero_copy: bool,
+) -> None:
+    pump = Pump(zero_copy)
+    try:
+        if body.framing is Framing.LENGTH:
+            await pump.move(source, sink, count, body.length)
+        elif body.framing is Framing.UNTIL_CLOSE:
+            await pump.move(source, sink, count, None)
+        elif body.framing is Framing.CHUNKED:
+            await relay_chunked(source, sink, count, pump)
+    finally:
+        pump.close()
+
+
+async def relay_chunked(
+    source: Buffered[Any], sink: trio.abc.SendStream, count: ByteCounter, pump: Pump
+) -> None:
+    """A chunked body passed through as it is (extensions and trailers included), its framing
+    checked as it goes so the end of the message is known."""
+    try:
+        while True:
+            line = await source.read_until(b"\r\n", MAX_CHUNK_LINE)
+            size = parse_chunk_size(line)
+            await sink.send_all(line)
+            count(len(line))
+            if size == 0:
+                break
+            await pump.move(source, sink, count, size)
+            if await source.read_exactly(2) != b"\r\n":
+                raise HttpError(400, "a chunk does not end with CRLF")
+            await sink.send_all(b"\r\n")
+            count(2)
+        trailers = 0
+        while True:
+            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
+            trailers += len(line)
+            await sink.send_all(line)
+            count(len(line))
+            if line == b"\r\n":
+                return
+    except LineTooLong:
+        raise HttpError(400, "a chunk-size or trailer line is too long") from None
+
+
+async def read_request_head(source: Buffered[Any]) -> RequestHead | None:
+    """The next request head (CRLFs before it skipped, RFC 9112 2.2); None if the stream ended
+    before one began. :class:`HttpError` if it is malformed, too large, or cut off."""
+    while not source.buffer.lstrip(b"\r\n"):
+        source.buffer.clear()
+        if not await source.fill():
+            return None
+    del source.buffer[: len(source.buffer) - len(source.buffer.lstrip(b"\r\n"))]
+    try:
+        return parse_request_head(await source.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+    except LineTooLong:
+        raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from None
+    except StreamEnded:
+        raise HttpError(400, "the stream ended within a request head") from None
+
+
+async def relay_requests(
+    source: Buffered[Any],
+    sink: trio.abc.SendStream,
+    rewrite: Callable[[RequestHead], bytes],
+    *,
+    count: ByteCounter = _uncounted,
+) -> RequestHead | None:
+    """Requests from ``source`` to ``sink``, one after the other as they come (pipelined ones
+    too), until ``source`` ends (None) or a request asks to switch protocols (that head, once
+    sent). Each head goes out as ``rewrite`` writes it (which may raise :class:`HttpError`:
+    then nothing of that request is sent), its body after it in its framing, untouched."""
+    while True:
+        head = await read_request_head(source)
+        if head is None:
+            return None
+        written = rewrite(head)
+        await sink.send_all(written)
+        count(len(written))
+        await relay_body(source, sink, request_body(head), count, zero_copy=False)
+        if head.method == "CONNECT" or any(name.lower() == "upgrade" for name, _ in head.fields):
+            return head
