@@ -304,9 +304,12 @@ def test_leaves_are_cached_per_host_reminted_near_expiry_and_bounded() -> None:
     clock[0] += datetime.timedelta(days=5, hours=23)  # more than a day left
     assert leaves.context("api.github.test") is first
     clock[0] += datetime.timedelta(hours=2)  # less than a day left: a new leaf
+    assert leaves.cached("api.github.test") is None
     second = leaves.context("api.github.test")
     assert second is not first
     assert leaves.minted == 2
+    assert leaves.cached("api.github.test") is second
+    assert leaves.cached("a.uploads.test") is None  # never minted: cached() does not mint
     leaves.context("a.uploads.test")
     leaves.context("b.uploads.test")  # evicts api.github.test, the least recently used
     assert len(leaves) == 2
@@ -371,6 +374,14 @@ async def test_a_client_of_the_combined_bundle_trusts_both(tmp_path: pathlib.Pat
 
 
 def test_scope_parse_and_covers() -> None:
+    with_ports = InterceptionScope.parse(
+        ["api.github.test:8443", "*.uploads.test:443", "127.0.0.1:9", "[::1]:443", "::2"]
+    )
+    assert with_ports == InterceptionScope(
+        frozenset({"api.github.test"}),
+        frozenset({"uploads.test"}),
+        frozenset(ipaddress.ip_address(text) for text in ("127.0.0.1", "::1", "::2")),
+    )
     scope = InterceptionScope.parse(SCOPE)
     assert scope.covers("api.github.test")
     assert scope.covers("x.uploads.test")

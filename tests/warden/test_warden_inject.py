@@ -8,9 +8,12 @@ process there, not in a file, not in the memory of its processes or of the names
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import json
 import os
 import secrets
+import ssl
 import string
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -21,7 +24,14 @@ import pytest
 import trio
 
 from tests.support.sandbox_users import SandboxUser
-from tests.warden.warden_harness import HANG_GUARD_SECONDS, ROOT_OR_SELF, warden_argv
+from tests.warden.warden_harness import (
+    HANG_GUARD_SECONDS,
+    ROOT_OR_SELF,
+    live_pids_with,
+    unique_marker,
+    wait_gone,
+    warden_argv,
+)
 from trio_sandbox.concurrency import memfd_holding
 from trio_sandbox.contract import (
     InjectedValue,
@@ -29,9 +39,10 @@ from trio_sandbox.contract import (
     combined_bundle,
     encode_injection,
 )
-from trio_sandbox.egress import EgressPolicy
-from trio_sandbox.tls import InterceptionAuthority
+from trio_sandbox.egress import Destination, EgressPolicy
+from trio_sandbox.tls import InterceptionAuthority, InterceptionScopeError
 from trio_sandbox.warden import WrapRequestError, parse_wrap_args
+from trio_sandbox.warden._egress import InterceptionContexts
 from trio_sandbox.warden._inject import read_injection
 from trio_sandbox.warden._spec import WrapSpec
 from trio_sandbox.warden._trust import (
@@ -74,7 +85,7 @@ def injection_fd(
 
 @pytest.fixture
 def authority() -> InterceptionAuthority:
-    return InterceptionAuthority.generate([ORIGIN_HOST, "api.github.test"])
+    return InterceptionAuthority.generate([ORIGIN_HOST])
 
 
 @pytest.fixture
@@ -377,6 +388,7 @@ def test_the_bundle_is_bound_after_the_system_trees_and_readable_by_all() -> Non
 # Runs inside: what the sandbox sees of its variables, its trust bundle and /proc, as JSON.
 _INSIDE = r"""
 import json, os, sys
+go = os.open("/work/go", os.O_RDWR)  # a FIFO: opened now, read below
 seen = {"env": dict(os.environ), "proc": {}, "files": {}}
 for pid in os.listdir("/proc"):
     if pid.isdigit():
@@ -405,7 +417,7 @@ seen["links"] = {p: open(p).read() == seen["bundle"] for p in ("/usr/lib/ssl/cer
 seen["uid"] = os.getuid()
 sys.stdout.write(json.dumps(seen) + "\n")
 sys.stdout.flush()
-open("/work/go").read()  # a FIFO: blocks until the test has looked at the host's processes
+os.read(go, 1)  # blocks until the test has looked at the host's processes
 """
 
 
@@ -527,7 +539,10 @@ async def test_the_sandbox_sees_the_placeholder_and_trusts_the_ca_but_never_hold
             while not output.endswith(b"\n") and (chunk := await process.stdout.receive_some()):
                 output += chunk
             host_view = _host_view(process.pid, secret)
-            await trio.to_thread.run_sync((workspace / "go").write_text, "go")
+            # Never blocks: the sandbox holds the FIFO open (ENXIO if it is gone).
+            go = os.open(workspace / "go", os.O_WRONLY | os.O_NONBLOCK)
+            os.write(go, b"g")
+            os.close(go)
             async with process.stdout, process.stderr:
                 output += b"".join([chunk async for chunk in process.stdout])
                 errors = b"".join([chunk async for chunk in process.stderr])
@@ -631,3 +646,124 @@ async def test_the_container_back_ends_refuse_inject_secrets_for_now(
     assert result.returncode == 125, stderr
     assert "inject_secrets is not supported by the podman back end" in stderr
     assert secret.value not in stderr
+
+
+async def test_a_ca_not_limited_to_the_inject_hosts_stops_the_sandbox(
+    sandbox_user: SandboxUser,
+) -> None:
+    """The CA must be limited to exactly the hosts on the command line: a wider one (a host
+    that asked for more than it says) is refused as the proxy warms up, and the sandbox stops
+    with it, leaving no process behind."""
+    wider = InterceptionAuthority.generate([ORIGIN_HOST, "api.github.test"])
+    secret = make_secret()
+    fd = injection_fd(wider, secret)
+    marker = unique_marker()
+    argv = [
+        *warden_argv(
+            sandbox_user,
+            "--network",
+            "allow",
+            "--inject-secret",
+            f"{secret.name}={ORIGIN_HOST}",
+            "--inject-fd",
+            str(fd),
+        ),
+        "host",
+        "--",
+        "sleep",
+        marker,
+    ]
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        result = await trio.run_process(
+            argv,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            pass_fds=(fd,),
+            env=sandbox_user.env(None),
+        )
+    os.close(fd)
+    stderr = result.stderr.decode()
+    assert result.returncode == 125, stderr
+    assert "inject_secrets: the interception CA's NameConstraints are not the" in stderr
+    assert secret.value not in stderr
+    await wait_gone(live_pids_with(marker))
+    assert live_pids_with(marker) == []
+
+
+# ---------------------------------------------------------------- the proxy's contexts
+
+
+def _contexts(
+    authority: InterceptionAuthority, secret: Secret, *hosts: str
+) -> InterceptionContexts:
+    fd = injection_fd(authority, secret)
+    spec = parse_wrap_args(
+        [
+            "wrap",
+            "--network",
+            "allow",
+            "--inject-secret",
+            f"{secret.name}={','.join(hosts)}",
+            "--inject-fd",
+            str(fd),
+            "host",
+        ]
+    )
+    material = read_injection(spec)
+    assert material is not None
+    return InterceptionContexts(material)
+
+
+async def test_concurrent_connects_to_one_host_wait_for_one_leaf() -> None:
+    hosts = ("api.github.test", f"{ORIGIN_HOST}:8443", "*.uploads.test")
+    authority = InterceptionAuthority.generate(hosts)
+    secret = make_secret()
+    contexts = _contexts(authority, secret, *hosts)
+    injection = contexts.injection()
+    assert [found.name for found in injection.secrets] == [secret.name]
+    assert injection.scoped(Destination("api.github.test", 443))
+    assert not injection.scoped(Destination("api.github.test", 80))  # allowed, not injected
+    assert secret.value not in repr(injection) + repr(contexts)
+    got: dict[str, list[ssl.SSLContext]] = {"api.github.test": [], "a.uploads.test": []}
+
+    async def connect(host: str) -> None:
+        got[host].append(await injection.server_context(Destination(host, 443)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(connect, "api.github.test")
+        for _ in range(3):
+            nursery.start_soon(connect, "a.uploads.test")
+    # One leaf per host, however many asked at once.
+    for host, contexts_made in got.items():
+        assert all(context is contexts_made[0] for context in contexts_made), host
+    assert got["api.github.test"][0] is not got["a.uploads.test"][0]
+    assert await injection.upstream_context() is await injection.upstream_context()
+
+    # The minted leaf passes a client that trusts the CA (what the sandbox's bundle holds).
+    context = await injection.server_context(Destination(ipaddress.ip_address(ORIGIN_HOST), 8443))
+    client = ssl.create_default_context(cadata=authority.certificate_pem())
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_ssl_over_tcp, _greet, 0, context, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        stream = trio.SSLStream(
+            await trio.open_tcp_stream("127.0.0.1", port), client, server_hostname=ORIGIN_HOST
+        )
+        async with stream:
+            assert await stream.receive_some() == b"hello"
+        nursery.cancel_scope.cancel()
+
+
+async def _greet(stream: trio.SSLStream[trio.SocketStream]) -> None:
+    async with stream:
+        await stream.send_all(b"hello")
+
+
+async def test_no_leaf_outside_the_inject_hosts() -> None:
+    authority = InterceptionAuthority.generate([ORIGIN_HOST])
+    injection = _contexts(authority, make_secret(), ORIGIN_HOST).injection()
+    with pytest.raises(InterceptionScopeError):
+        await injection.server_context(Destination("evil.test", 443))

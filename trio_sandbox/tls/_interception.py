@@ -59,12 +59,14 @@ class InterceptionScope:
 
     @classmethod
     def parse(cls, hosts: Iterable[str]) -> InterceptionScope:
-        """From hosts as allow_domains writes them, without ``:PORT``: ``api.github.com``,
-        ``*.example.com``, ``127.0.0.2``, ``::1`` (brackets allowed)."""
+        """From inject_secrets' hosts as allow_domains writes them: ``api.github.com``,
+        ``*.example.com``, ``127.0.0.2``, ``[::1]``, ``::1``, each with an optional ``:PORT``,
+        which a certificate cannot say (ignored: the egress layer checks ports)."""
         names: set[str] = set()
         wildcards: set[str] = set()
         addresses: set[Address] = set()
-        for host in hosts:
+        for entry in hosts:
+            host = _without_port(entry.strip())
             address = _address(host)
             if address is not None:
                 addresses.add(address)
@@ -116,6 +118,15 @@ class InterceptionScope:
             raise InterceptionAuthorityError(
                 "the interception CA's NameConstraints are not the inject_secrets hosts"
             )
+
+
+def _without_port(entry: str) -> str:
+    """The host of ``HOST[:PORT]``, ``[IPV6][:PORT]`` or a bare IPv6 address."""
+    if entry.startswith("["):
+        return entry[1 : entry.find("]")] if "]" in entry else entry
+    if entry.count(":") == 1:
+        return entry.partition(":")[0]
+    return entry
 
 
 def _address(host: str) -> Address | None:
@@ -262,6 +273,14 @@ class LeafContexts:
     )
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     minted: int = attrs.field(init=False, default=0)
+
+    def cached(self, host: str) -> ssl.SSLContext | None:
+        """The context for ``host`` if one is kept that need not be minted again."""
+        with self._lock:
+            cached = self._cache.get(host.lower().rstrip("."))
+        if cached is None or cached.not_valid_after - self.clock() <= LEAF_RENEWAL:
+            return None
+        return cached.context
 
     def context(self, host: str) -> ssl.SSLContext:
         key = host.lower().rstrip(".")

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import functools
 import socket
+import ssl
 import sys
+import threading
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -26,8 +29,11 @@ from ..contract import (
     InjectRequest,
 )
 from ..egress import (
+    Destination,
     DestinationRule,
     EgressPolicy,
+    Injection,
+    InjectionError,
     PolicyError,
     RuleKind,
     proxy_environment,
@@ -38,6 +44,10 @@ from ._errors import WrapRequestError
 from ._publish import Connector, SandboxSockets
 from ._report import Reporter
 from ._spec import WrapSpec
+
+if TYPE_CHECKING:
+    from ..tls import LeafContexts
+    from ._inject import InjectionMaterial
 
 _LISTEN_BACKLOG = 128
 
@@ -114,12 +124,115 @@ def print_log_line(line: str) -> None:
 
 
 @attrs.define(eq=False)
+class InterceptionContexts:
+    """The TLS contexts of inject_secrets' interception, made on demand in worker threads: the
+    CA (from the injection descriptor, key in memory only) and its leaves per host, and the
+    context towards the real hosts. One mint at a time per host: concurrent CONNECTs to one
+    host wait for the same leaf. :mod:`trio_sandbox.tls` (and cryptography, ~85 ms) is imported
+    on first use, never before the sandbox starts."""
+
+    material: InjectionMaterial = attrs.field(repr=False)
+    _leaves: LeafContexts | None = attrs.field(default=None, init=False)
+    _upstream: ssl.SSLContext | None = attrs.field(default=None, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _making: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
+
+    def _leaf_contexts(self) -> LeafContexts:
+        """In a worker thread: the CA, read once."""
+        with self._lock:
+            if self._leaves is None:
+                from ..tls import InterceptionAuthority, InterceptionAuthorityError, LeafContexts
+
+                payload = self.material.payload
+                try:
+                    authority = InterceptionAuthority.from_pem(
+                        payload.ca_certificate, payload.ca_key, self.material.scope_hosts()
+                    )
+                except InterceptionAuthorityError as error:
+                    raise WrapRequestError(f"inject_secrets: {error}") from None
+                self._leaves = LeafContexts(authority)
+            return self._leaves
+
+    def _mint(self, host: str) -> ssl.SSLContext:
+        return self._leaf_contexts().context(host)
+
+    def _make_upstream(self) -> ssl.SSLContext:
+        from ..tls import upstream_context
+
+        return upstream_context()
+
+    async def _once(self, key: str, ready: Callable[[], ssl.SSLContext | None]) -> bool:
+        """Wait while another task makes ``key``; True when this task must make it (it then
+        calls :meth:`_made`), False when ``ready()`` has it."""
+        while True:
+            if ready() is not None:
+                return False
+            making = self._making.get(key)
+            if making is None:
+                self._making[key] = trio.Event()
+                return True
+            await making.wait()
+
+    def _made(self, key: str) -> None:
+        self._making.pop(key).set()
+
+    def _cached_leaf(self, host: str) -> ssl.SSLContext | None:
+        return self._leaves.cached(host) if self._leaves is not None else None
+
+    async def server_context(self, destination: Destination) -> ssl.SSLContext:
+        """The context presenting a leaf for ``destination``'s host."""
+        host = str(destination.host).lower()
+        if await self._once(host, functools.partial(self._cached_leaf, host)):
+            try:
+                return await trio.to_thread.run_sync(self._mint, host)
+            finally:
+                self._made(host)
+        context = self._cached_leaf(host)
+        return context if context is not None else await self.server_context(destination)
+
+    async def upstream_context(self) -> ssl.SSLContext:
+        """The client context towards the real hosts (made once)."""
+        if await self._once("", lambda: self._upstream):
+            try:
+                self._upstream = await trio.to_thread.run_sync(self._make_upstream)
+            finally:
+                self._made("")
+        assert self._upstream is not None
+        return self._upstream
+
+    def injection(self) -> Injection:
+        try:
+            return Injection(self.material.secrets, self.server_context, self.upstream_context)
+        except InjectionError as error:
+            raise WrapRequestError(str(error)) from None
+
+    async def warm_up(self) -> None:
+        """Right after the proxy listens: the CA read, the leaves of the exact hosts (no
+        wildcard) on the ports they are intercepted on, and the upstream context made."""
+        for secret in self.material.secrets:
+            for rule in secret.scope:
+                if rule.kind is not RuleKind.WILDCARD:
+                    await self.server_context(Destination(rule.host, rule.port or 443))
+        await self.upstream_context()
+
+
+def injection_line(material: InjectionMaterial) -> str:
+    """The start line naming what is intercepted (names and hosts, never a value)."""
+    scoped = "; ".join(
+        f"{request.name} \u2192 {', '.join(request.hosts)}" for request in material.requests
+    )
+    return f"inject_secrets: {scoped} (TLS intercepted there only)"
+
+
+@attrs.define(eq=False)
 class SandboxEgress:
     """The egress proxy of one sandbox; ``listening`` is set once it accepts connections."""
 
     policy: EgressPolicy
     report: Reporter
     listening: trio.Event = attrs.Factory(trio.Event)
+    # inject_secrets' values and CA (None: nothing injected).
+    injected: InjectionMaterial | None = attrs.field(default=None, repr=False)
 
     async def serve(
         self, sockets: SandboxSockets, sandbox_exists: Callable[[], Awaitable[None]]
@@ -142,6 +255,7 @@ class SandboxEgress:
             listening_socket.close()
             raise
         listener = trio.SocketListener(listening_socket)
+        contexts = InterceptionContexts(self.injected) if self.injected is not None else None
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(
@@ -150,9 +264,14 @@ class SandboxEgress:
                     self.policy,
                     on_log=print_log_line,
                     on_changes=functools.partial(self.report.send, "egress"),
+                    injection=contexts.injection() if contexts is not None else None,
                 )
             )
             self.listening.set()
+            if contexts is not None:
+                assert self.injected is not None
+                print_log_line(injection_line(self.injected))
+                await contexts.warm_up()
 
     def after_listening(self, connect: Connector) -> Connector:
         """``connect`` that hands over its connection only once the proxy listens."""

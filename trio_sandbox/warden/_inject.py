@@ -34,6 +34,7 @@ from ._spec import WrapSpec, descriptor_number, read_descriptor
 from ._trust import TRUST_VARIABLES, TrustPlan
 
 if TYPE_CHECKING:
+    from ..egress import InjectedSecret
     from ._backend import Backend
 
 _NEEDS_ALLOW = (
@@ -98,6 +99,12 @@ class InjectionMaterial:
 
     requests: tuple[InjectRequest, ...]
     payload: InjectionPayload = attrs.field(repr=False)
+    # The egress proxy's view of each secret (checked as it is made: lengths, shapes, hosts).
+    secrets: tuple[InjectedSecret, ...] = attrs.field(repr=False)
+
+    def scope_hosts(self) -> tuple[str, ...]:
+        """Every host a secret is injected for, as written (the interception CA's scope)."""
+        return tuple(dict.fromkeys(host for request in self.requests for host in request.hosts))
 
     @property
     def ca_certificate_pem(self) -> str:
@@ -129,7 +136,18 @@ def read_injection(spec: WrapSpec) -> InjectionMaterial | None:
             [f"values for {', '.join(extra)}, not asked for"] if extra else []
         )
         raise WrapRequestError(f"{where}: {'; '.join(parts)} ({INJECT_SECRET_OPTION})")
-    return InjectionMaterial(spec.inject, payload)
+    # The proxy's package: imported already by the command line's check of --network allow.
+    from ..egress import InjectedSecret, InjectionError
+
+    hosts = {request.name: request.hosts for request in spec.inject}
+    try:
+        secrets = tuple(
+            InjectedSecret(secret.name, secret.value, secret.placeholder, hosts[secret.name])
+            for secret in payload.secrets
+        )
+    except InjectionError as error:
+        raise WrapRequestError(f"{where}: {error}") from None
+    return InjectionMaterial(spec.inject, payload, secrets)
 
 
 def warn(spec: WrapSpec, message: str) -> None:

@@ -132,7 +132,7 @@ async def supervise_bwrap(launched: LaunchedBwrap, spec: WrapSpec, grace: StopGr
             connect: Connector = connect_on_host if host_network else sandbox.connect
             policy = spec.egress
             if policy is not None and sandbox.sockets is not None:
-                egress = SandboxEgress(policy, spec.report)
+                egress = SandboxEgress(policy, spec.report, injected=launched.injection)
                 nursery.start_soon(egress.serve, sandbox.sockets, sandbox.ready.wait)
                 nursery.start_soon(_release_when_listening, egress, launched)
                 connect = egress.after_listening(connect)
