@@ -7,6 +7,7 @@ process there, not in a file, not in the memory of its processes or of the names
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import ipaddress
@@ -24,6 +25,7 @@ import pytest
 import trio
 
 from tests.support.sandbox_users import SandboxUser
+from tests.warden.test_warden_podman import IMAGE, _image_present, container_names
 from tests.warden.warden_harness import (
     HANG_GUARD_SECONDS,
     ROOT_OR_SELF,
@@ -615,12 +617,33 @@ async def test_a_bad_descriptor_stops_the_warden_without_showing_the_value(
     assert secret.value not in result.stdout.decode()
 
 
-async def test_the_container_back_ends_refuse_inject_secrets_for_now(
+# The test image's python3-minimal has no json: repr, read back with ast.literal_eval.
+_INSIDE_CONTAINER = r"""
+import os
+seen = {"env": dict(os.environ), "proc": {}}
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        for part in ("environ", "cmdline"):
+            try:
+                with open(f"/proc/{pid}/{part}", "rb") as f:
+                    seen["proc"][f"{pid}/{part}"] = f.read().decode("latin-1")
+            except OSError as error:
+                seen["proc"][f"{pid}/{part}"] = f"unreadable: {error.errno}"
+bundle = os.environ["SSL_CERT_FILE"]
+seen["bundle_mode"] = oct(os.stat(bundle).st_mode & 0o777)
+seen["bundle"] = open(bundle).read()
+print(repr(seen))
+"""
+
+
+@pytest.mark.skipif(not _image_present(), reason=f"needs podman and {IMAGE} (.ci/install-podman)")
+async def test_podman_sees_the_placeholder_and_trusts_the_ca(
     authority: InterceptionAuthority,
 ) -> None:
-    """Until podman gets its trust bundle: a clear refusal, never placeholders sent unreplaced."""
+    """The test image has no CA bundle of its own: the host's, plus the CA, with a warning."""
     secret = make_secret()
     fd = injection_fd(authority, secret)
+    before = container_names()
     argv = [
         *warden_argv(
             ROOT_OR_SELF,
@@ -633,19 +656,32 @@ async def test_the_container_back_ends_refuse_inject_secrets_for_now(
             "--inject-fd",
             str(fd),
         ),
-        "localhost/never-started:latest",
+        IMAGE,
         "--",
-        "true",
+        "python3",
+        "-c",
+        _INSIDE_CONTAINER,
     ]
     with trio.fail_after(HANG_GUARD_SECONDS):
         result = await trio.run_process(
             argv, capture_stdout=True, capture_stderr=True, check=False, pass_fds=(fd,)
         )
     os.close(fd)
-    stderr = result.stderr.decode()
-    assert result.returncode == 125, stderr
-    assert "inject_secrets is not supported by the podman back end" in stderr
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, stderr
+    seen = ast.literal_eval(stdout.strip().splitlines()[-1])
+    assert seen["env"][secret.name] == secret.placeholder
+    path = seen["env"]["SSL_CERT_FILE"]
+    assert path in SYSTEM_BUNDLES
+    assert all(seen["env"][variable] == path for variable in TRUST_VARIABLES)
+    assert authority.certificate_pem() in seen["bundle"]
+    assert seen["bundle_mode"] == "0o644"
+    # The image has none: the host's, said so.
+    assert f"not {IMAGE}'s own (it has no system trust bundle)" in stderr
+    assert secret.value not in stdout
     assert secret.value not in stderr
+    assert any(secret.placeholder in text for text in seen["proc"].values())
+    assert container_names() == before
 
 
 async def test_a_ca_not_limited_to_the_inject_hosts_stops_the_sandbox(

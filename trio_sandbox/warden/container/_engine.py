@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 import trio
@@ -33,6 +33,7 @@ from ...contract import LIMITS_VARIABLE, ResourceLimits
 from .._children import Child, run_child
 from .._egress import SandboxEgress
 from .._errors import WrapRequestError
+from .._inject import InjectionMaterial, injected_environment, warn
 from .._limits import Enforcement, LimitPlan, announce_limits, limits_for_tools
 from .._memfs import shm_size
 from .._netns import NetnsHelper
@@ -42,6 +43,7 @@ from .._publish import Connector, SandboxSockets, connect_on_host, serve_relays
 from .._seccomp import container_profile
 from .._spec import WrapSpec
 from .._stopping import StopGrace
+from .._trust import TrustPlan, plan_trust
 from .._volumes import open_source, resolve_mounts, writable_trees
 
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
@@ -98,10 +100,16 @@ def engine_environment(spec: WrapSpec) -> dict[str, str]:
 
 
 def container_argv(
-    engine: str, spec: WrapSpec, name: str, verb: str = "run", seccomp_profile: str | None = None
+    engine: str,
+    spec: WrapSpec,
+    name: str,
+    verb: str = "run",
+    seccomp_profile: str | None = None,
+    data_binds: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """``ENGINE run ...`` (or ``create`` with the same options, to start it later);
-    ``seccomp_profile``: the profile file for ``--security-opt seccomp=`` (podman)."""
+    ``seccomp_profile``: the profile file for ``--security-opt seccomp=`` (podman);
+    ``data_binds``: (host file, path inside) bound read-only (the trust bundle)."""
     # --pull never: images are local; the warden never reaches a registry on its own.
     argv = [engine, verb, "--rm", "-i", "--init", "--pull", "never", "--name", name]
     if engine == "podman":
@@ -149,6 +157,8 @@ def container_argv(
             options += ["nosuid", "nodev"]
         suffix = f":{','.join(options)}" if options else ""
         argv += ["--volume", f"{host_path}:{mount.target}{suffix}"]
+    for host_path, target in data_binds:
+        argv += ["--volume", f"{host_path}:{target}:ro"]
     for key, value in spec.env:
         argv += ["--env", f"{key}={value}" if _engine_reads(key) else key]
     if spec.workdir:
@@ -275,10 +285,65 @@ def engine_limit_plan(engine: str, limits: ResourceLimits) -> LimitPlan:
     )
 
 
+async def image_trust(engine: str, spec: WrapSpec, ca_pem: str) -> TrustPlan:
+    """The image's system bundle plus the CA, read through ``podman image mount`` (root only);
+    otherwise, or when the image has none, the host's, with a warning saying so."""
+    reason = "only a root podman can read the image's files before it runs"
+    if engine == "podman" and os.geteuid() == 0:
+        mounted = await trio.run_process(
+            [engine, "image", "mount", spec.image],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        if mounted.returncode == 0:
+            try:
+                return await trio.to_thread.run_sync(
+                    plan_trust, mounted.stdout.decode().strip(), ca_pem
+                )
+            except WrapRequestError:
+                reason = "it has no system trust bundle"
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.run_process(
+                        [engine, "image", "unmount", spec.image],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        check=False,
+                    )
+        else:
+            lines = mounted.stderr.decode(errors="replace").strip().splitlines()
+            reason = f"podman image mount failed: {lines[-1] if lines else mounted.returncode}"
+    elif engine != "podman":
+        reason = f"{engine} cannot show an image's files before it runs"
+    warn(
+        spec,
+        f"inject_secrets: the sandbox gets this host's system trust bundle plus the interception"
+        f" CA, not {spec.image}'s own ({reason})",
+    )
+    return await trio.to_thread.run_sync(plan_trust, "/", ca_pem)
+
+
+def write_trust_bundle(directory: str, trust: TrustPlan) -> str:
+    """The trust bundle as a file of the engine's working directory (0644: any uid inside
+    reads it; the directory itself is the warden's, 0700)."""
+    path = os.path.join(directory, "trust-bundle.pem")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with open(fd, "wb") as bundle:
+        bundle.write(trust.data)
+    os.chmod(path, 0o644)  # whatever the umask
+    return path
+
+
 async def run_container(
-    engine: str, spec: WrapSpec, grace: StopGrace, helper: NetnsHelper | None = None
+    engine: str,
+    spec: WrapSpec,
+    grace: StopGrace,
+    helper: NetnsHelper | None = None,
+    injection: InjectionMaterial | None = None,
 ) -> int:
-    """``helper`` (forked before Trio) makes the sockets that reach into the container."""
+    """``helper`` (forked before Trio) makes the sockets that reach into the container;
+    ``injection``: inject_secrets' values and CA, read from the descriptor after its fork."""
     announce_limits(engine_limit_plan(engine, spec.limits), spec.report)
     into_container = SandboxSockets(helper) if helper is not None else None
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)
@@ -291,14 +356,22 @@ async def run_container(
     # `oom` in its working directory when the memory limit kills (containers/conmon#504),
     # which would otherwise land in the user's project. The seccomp profile is kept there too.
     engine_cwd = tempfile.mkdtemp(prefix="trio-sandbox-engine-")
+    data_binds: list[tuple[str, str]] = []
     try:
         profile = write_seccomp_profile(engine_cwd) if engine == "podman" else None
         if engine != "podman":
             print(_DOCKER_SECCOMP_WARNING, file=sys.stderr, flush=True)
+        if injection is not None:
+            trust = await image_trust(engine, spec, injection.ca_certificate_pem)
+            spec = attrs.evolve(spec, env=injected_environment(spec, injection, trust))
+            bundle = write_trust_bundle(engine_cwd, trust)
+            data_binds = [(bundle, target) for target in trust.targets]
     except BaseException:
         shutil.rmtree(engine_cwd, ignore_errors=True)
         raise
-    argv = container_argv(engine, spec, container.name, "create" if held else "run", profile)
+    argv = container_argv(
+        engine, spec, container.name, "create" if held else "run", profile, data_binds
+    )
     sockets = [bind_published_port(port) for port in spec.ports]
     guard_read_fd, guard_write_fd = os.pipe2(os.O_CLOEXEC)
     try:
@@ -311,7 +384,7 @@ async def run_container(
                     host_network = spec.network == "host"
                     connect: Connector = connect_on_host if host_network else container.connect
                     if policy is not None and into_container is not None:
-                        egress = SandboxEgress(policy, spec.report)
+                        egress = SandboxEgress(policy, spec.report, injected=injection)
                         if held:
                             failed = await container.initialize(
                                 argv, engine_cwd, engine_environment(spec)

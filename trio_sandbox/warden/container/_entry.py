@@ -7,18 +7,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._backend import Backend, Launched
-from .._errors import WrapRequestError
 
 if TYPE_CHECKING:
+    from .._inject import InjectionMaterial
     from .._netns import NetnsHelper
     from .._spec import WrapSpec
     from .._stopping import StopGrace
 
 
-async def _run(engine: str, helper: NetnsHelper | None, spec: WrapSpec, grace: StopGrace) -> int:
+async def _run(
+    engine: str,
+    helper: NetnsHelper | None,
+    injection: InjectionMaterial | None,
+    spec: WrapSpec,
+    grace: StopGrace,
+) -> int:
     from ._engine import run_container  # imports Trio: only once it runs
 
-    return await run_container(engine, spec, grace, helper)
+    return await run_container(engine, spec, grace, helper, injection)
 
 
 def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
@@ -32,16 +38,12 @@ def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
             # Right after the helper's fork: it never holds a copy of the values.
             from .._inject import read_injection
 
-            if read_injection(spec) is not None:
-                raise WrapRequestError(
-                    f"inject_secrets is not supported by the {engine} back end of this warden"
-                    " yet (its trust bundle is not made); use bwrap"
-                )
+            injection = read_injection(spec)
         except BaseException:
             if helper is not None:
                 helper.close()
             raise
-        return Launched(functools.partial(_run, engine, helper), helper)
+        return Launched(functools.partial(_run, engine, helper, injection), helper)
 
     return launch
 
