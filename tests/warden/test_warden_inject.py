@@ -19,6 +19,7 @@ import string
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -636,12 +637,10 @@ print(repr(seen))
 """
 
 
-@pytest.mark.skipif(not _image_present(), reason=f"needs podman and {IMAGE} (.ci/install-podman)")
-async def test_podman_sees_the_placeholder_and_trusts_the_ca(
-    authority: InterceptionAuthority,
-) -> None:
-    """The test image has no CA bundle of its own: the host's, plus the CA, with a warning."""
-    secret = make_secret()
+async def _podman_inside(
+    authority: InterceptionAuthority, secret: Secret, image: str
+) -> tuple[dict[str, Any], str]:
+    """What the sandbox's python saw in a podman sandbox of ``image``, and the warden's stderr."""
     fd = injection_fd(authority, secret)
     before = container_names()
     argv = [
@@ -656,7 +655,7 @@ async def test_podman_sees_the_placeholder_and_trusts_the_ca(
             "--inject-fd",
             str(fd),
         ),
-        IMAGE,
+        image,
         "--",
         "python3",
         "-c",
@@ -669,19 +668,51 @@ async def test_podman_sees_the_placeholder_and_trusts_the_ca(
     os.close(fd)
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, stderr
-    seen = ast.literal_eval(stdout.strip().splitlines()[-1])
+    assert secret.value not in stdout
+    assert secret.value not in stderr
+    assert container_names() == before
+    seen: dict[str, Any] = ast.literal_eval(stdout.strip().splitlines()[-1])
     assert seen["env"][secret.name] == secret.placeholder
+    assert any(secret.placeholder in text for text in seen["proc"].values())
+    assert not any(secret.value in text for text in seen["proc"].values())
     path = seen["env"]["SSL_CERT_FILE"]
     assert path in SYSTEM_BUNDLES
     assert all(seen["env"][variable] == path for variable in TRUST_VARIABLES)
     assert authority.certificate_pem() in seen["bundle"]
     assert seen["bundle_mode"] == "0o644"
-    # The image has none: the host's, said so.
+    return seen, stderr
+
+
+@pytest.mark.skipif(not _image_present(), reason=f"needs podman and {IMAGE} (.ci/install-podman)")
+async def test_podman_trusts_the_ca_through_the_images_own_bundle(
+    authority: InterceptionAuthority, tmp_path: Path
+) -> None:
+    """An image with a bundle keeps its own roots (read through podman image mount, as root)."""
+    image = f"localhost/trio-sandbox-test-bundle:{secrets.token_hex(4)}"
+    await trio.Path(tmp_path / "roots.pem").write_text("IMAGE ROOTS\n")
+    await trio.Path(tmp_path / "Containerfile").write_text(
+        f"FROM {IMAGE}\nCOPY roots.pem /etc/ssl/certs/ca-certificates.crt\n"
+    )
+    build = ["podman", "build", "-q", "--pull=never", "-t", image, str(tmp_path)]
+    await trio.run_process(build, capture_stdout=True)
+    try:
+        seen, stderr = await _podman_inside(authority, make_secret(), image)
+    finally:
+        await trio.run_process(["podman", "rmi", "--force", image], capture_stdout=True)
+    if os.geteuid() == 0:
+        assert seen["bundle"].startswith("IMAGE ROOTS\n")
+        assert "system trust bundle" not in stderr
+    else:
+        assert "only a root podman can read the image's files" in stderr
+
+
+@pytest.mark.skipif(not _image_present(), reason=f"needs podman and {IMAGE} (.ci/install-podman)")
+async def test_podman_sees_the_placeholder_and_trusts_the_ca(
+    authority: InterceptionAuthority,
+) -> None:
+    """The test image has no CA bundle of its own: the host's, plus the CA, with a warning."""
+    _, stderr = await _podman_inside(authority, make_secret(), IMAGE)
     assert f"not {IMAGE}'s own (it has no system trust bundle)" in stderr
-    assert secret.value not in stdout
-    assert secret.value not in stderr
-    assert any(secret.placeholder in text for text in seen["proc"].values())
-    assert container_names() == before
 
 
 async def test_a_ca_not_limited_to_the_inject_hosts_stops_the_sandbox(
