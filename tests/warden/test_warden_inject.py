@@ -29,11 +29,11 @@ from tests.support.sandbox_users import SandboxUser
 from tests.warden.test_warden_podman import IMAGE, _image_present, container_names
 from tests.warden.warden_harness import (
     HANG_GUARD_SECONDS,
-    ROOT_OR_SELF,
     live_pids_with,
     unique_marker,
     wait_gone,
     warden_argv,
+    wrap,
 )
 from trio_sandbox.concurrency import memfd_holding
 from trio_sandbox.contract import (
@@ -101,6 +101,10 @@ def open_fds() -> Iterator[list[int]]:
             os.close(fd)
 
 
+def _inject_options(entry: str, fd: int) -> tuple[str, ...]:
+    return ("--network", "allow", "--inject-secret", entry, "--inject-fd", str(fd))
+
+
 def _usage_error(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exited:
         parse_wrap_args(["wrap", *argv])
@@ -111,31 +115,69 @@ def _usage_error(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str
 # ---------------------------------------------------------------- the command line
 
 
+_WITH_REQUEST = ("--inject-secret", "GITHUB_TOKEN=api.github.test", "--inject-fd", "{fd}")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--network", "none"], "inject_secrets needs network = 'allow'"),
-        (["--network", "host"], "inject_secrets needs network = 'allow'"),
-        (
-            ["--network", "allow", "--backend", "kubernetes", "--allow-domain", "10.0.0.1"],
-            "the kubernetes back end does not have",
-        ),
-        (
-            ["--network", "allow", "--inject-secret", "GITHUB_TOKEN=x.test"],
-            "--inject-secret GITHUB_TOKEN: given twice",
-        ),
-        (
-            ["--network", "allow", "--env", "GITHUB_TOKEN=mine"],
-            "the sandbox's variable GITHUB_TOKEN is its placeholder",
-        ),
-        (
-            ["--network", "allow", "--deny-domain", "github.test"],
-            "'api.github.test' is denied by --deny-domain 'github.test'",
-        ),
-        (
-            ["--network", "allow", "--deny-domain", "api.github.test:443"],
-            "'api.github.test' is denied by --deny-domain 'api.github.test:443'",
-        ),
+        *[
+            ([*argv, *_WITH_REQUEST], message)
+            for argv, message in [
+                (["--network", "none"], "inject_secrets needs network = 'allow'"),
+                (["--network", "host"], "inject_secrets needs network = 'allow'"),
+                (
+                    ["--network", "allow", "--backend", "kubernetes", "--allow-domain", "10.0.0.1"],
+                    "the kubernetes back end does not have",
+                ),
+                (
+                    ["--network", "allow", "--inject-secret", "GITHUB_TOKEN=x.test"],
+                    "--inject-secret GITHUB_TOKEN: given twice",
+                ),
+                (
+                    ["--network", "allow", "--env", "GITHUB_TOKEN=mine"],
+                    "the sandbox's variable GITHUB_TOKEN is its placeholder",
+                ),
+                (
+                    ["--network", "allow", "--deny-domain", "github.test"],
+                    "'api.github.test' is denied by --deny-domain 'github.test'",
+                ),
+                (
+                    ["--network", "allow", "--deny-domain", "api.github.test:443"],
+                    "'api.github.test' is denied by --deny-domain 'api.github.test:443'",
+                ),
+            ]
+        ],
+        *[
+            (["--network", "allow", *argv], message)
+            for argv, message in [
+                (["--inject-secret", "GITHUB_TOKEN=api.github.test"], "needs --inject-fd N"),
+                (["--inject-fd", "{fd}"], "--inject-fd without --inject-secret"),
+                (["--inject-secret", "GITHUB_TOKEN", "--inject-fd", "{fd}"], "expected NAME=HOST"),
+                (
+                    [
+                        "--inject-secret",
+                        "GITHUB_TOKEN=https://api.github.test",
+                        "--inject-fd",
+                        "{fd}",
+                    ],
+                    "is not a host",
+                ),
+                (
+                    ["--inject-secret", "GITHUB_TOKEN=*.test", "--inject-fd", "{fd}"],
+                    "inject_secrets GITHUB_TOKEN entry '*.test': covers the whole top-level domain",
+                ),
+                (
+                    ["--inject-secret", "GITHUB_TOKEN=api.github.test:0", "--inject-fd", "{fd}"],
+                    "inject_secrets GITHUB_TOKEN",
+                ),
+                (
+                    ["--inject-secret", "T=a.test", "--inject-fd", "2"],
+                    "a descriptor number above 2",
+                ),
+                (["--inject-secret", "T=a.test", "--inject-fd", "987654"], "Bad file descriptor"),
+            ]
+        ],
     ],
 )
 def test_refusals_are_usage_errors(
@@ -149,55 +191,7 @@ def test_refusals_are_usage_errors(
     fd = injection_fd(authority, secret)
     open_fds.append(fd)
     image = "python:3.12" if "kubernetes" in argv else "host"
-    error = _usage_error(
-        [
-            *argv,
-            "--inject-secret",
-            "GITHUB_TOKEN=api.github.test",
-            "--inject-fd",
-            str(fd),
-            image,
-        ],
-        capsys,
-    )
-    assert message in error
-    assert secret.value not in error
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--inject-secret", "GITHUB_TOKEN=api.github.test"], "needs --inject-fd N"),
-        (["--inject-fd", "{fd}"], "--inject-fd without --inject-secret"),
-        (["--inject-secret", "GITHUB_TOKEN", "--inject-fd", "{fd}"], "expected NAME=HOST"),
-        (
-            ["--inject-secret", "GITHUB_TOKEN=https://api.github.test", "--inject-fd", "{fd}"],
-            "is not a host",
-        ),
-        (
-            ["--inject-secret", "GITHUB_TOKEN=*.test", "--inject-fd", "{fd}"],
-            "inject_secrets GITHUB_TOKEN entry '*.test': covers the whole top-level domain",
-        ),
-        (
-            ["--inject-secret", "GITHUB_TOKEN=api.github.test:0", "--inject-fd", "{fd}"],
-            "inject_secrets GITHUB_TOKEN",
-        ),
-        (["--inject-secret", "T=a.test", "--inject-fd", "2"], "a descriptor number above 2"),
-        (["--inject-secret", "T=a.test", "--inject-fd", "987654"], "Bad file descriptor"),
-    ],
-)
-def test_malformed_requests_are_usage_errors(
-    argv: list[str],
-    message: str,
-    authority: InterceptionAuthority,
-    open_fds: list[int],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    secret = make_secret()
-    fd = injection_fd(authority, secret)
-    open_fds.append(fd)
-    argv = [text.format(fd=fd) for text in argv]
-    error = _usage_error(["--network", "allow", *argv, "host"], capsys)
+    error = _usage_error([*(text.format(fd=fd) for text in argv), image], capsys)
     assert message in error
     assert secret.value not in error
 
@@ -587,29 +581,12 @@ async def test_a_bad_descriptor_stops_the_warden_without_showing_the_value(
 ) -> None:
     secret = make_secret()
     fd = injection_fd(authority, secret)
-    argv = [
-        *warden_argv(
-            sandbox_user,
-            "--network",
-            "allow",
-            "--inject-secret",
-            f"OTHER={ORIGIN_HOST}",
-            "--inject-fd",
-            str(fd),
-        ),
-        "host",
-        "--",
-        "true",
-    ]
-    with trio.fail_after(HANG_GUARD_SECONDS):
-        result = await trio.run_process(
-            argv,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            pass_fds=(fd,),
-            env=sandbox_user.env(None),
-        )
+    result = await wrap(
+        *_inject_options(f"OTHER={ORIGIN_HOST}", fd),
+        command=["true"],
+        user=sandbox_user,
+        pass_fds=(fd,),
+    )
     os.close(fd)
     stderr = result.stderr.decode()
     assert result.returncode == 125, stderr
@@ -643,28 +620,14 @@ async def _podman_inside(
     """What the sandbox's python saw in a podman sandbox of ``image``, and the warden's stderr."""
     fd = injection_fd(authority, secret)
     before = container_names()
-    argv = [
-        *warden_argv(
-            ROOT_OR_SELF,
-            "--backend",
-            "podman",
-            "--network",
-            "allow",
-            "--inject-secret",
-            f"{secret.name}={ORIGIN_HOST}",
-            "--inject-fd",
-            str(fd),
-        ),
-        image,
-        "--",
-        "python3",
-        "-c",
-        _INSIDE_CONTAINER,
-    ]
-    with trio.fail_after(HANG_GUARD_SECONDS):
-        result = await trio.run_process(
-            argv, capture_stdout=True, capture_stderr=True, check=False, pass_fds=(fd,)
-        )
+    result = await wrap(
+        "--backend",
+        "podman",
+        *_inject_options(f"{secret.name}={ORIGIN_HOST}", fd),
+        command=["python3", "-c", _INSIDE_CONTAINER],
+        image=image,
+        pass_fds=(fd,),
+    )
     os.close(fd)
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, stderr
@@ -725,30 +688,12 @@ async def test_a_ca_not_limited_to_the_inject_hosts_stops_the_sandbox(
     secret = make_secret()
     fd = injection_fd(wider, secret)
     marker = unique_marker()
-    argv = [
-        *warden_argv(
-            sandbox_user,
-            "--network",
-            "allow",
-            "--inject-secret",
-            f"{secret.name}={ORIGIN_HOST}",
-            "--inject-fd",
-            str(fd),
-        ),
-        "host",
-        "--",
-        "sleep",
-        marker,
-    ]
-    with trio.fail_after(HANG_GUARD_SECONDS):
-        result = await trio.run_process(
-            argv,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            pass_fds=(fd,),
-            env=sandbox_user.env(None),
-        )
+    result = await wrap(
+        *_inject_options(f"{secret.name}={ORIGIN_HOST}", fd),
+        command=["sleep", marker],
+        user=sandbox_user,
+        pass_fds=(fd,),
+    )
     os.close(fd)
     stderr = result.stderr.decode()
     assert result.returncode == 125, stderr

@@ -39,8 +39,10 @@ async def wrap(
     image: str = "host",
     env: Mapping[str, str] | None = None,
     user: SandboxUser | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run the warden as ``user`` (default: whoever runs the tests); ``env`` adds variables."""
+    """Run the warden as ``user`` (default: whoever runs the tests); ``env`` adds variables;
+    ``pass_fds``: descriptors it inherits (``--inject-fd``)."""
     user = user or ROOT_OR_SELF
     with trio.fail_after(HANG_GUARD_SECONDS):
         return await trio.run_process(
@@ -49,6 +51,7 @@ async def wrap(
             capture_stderr=True,
             check=False,
             env=user.env(env),
+            pass_fds=pass_fds,
         )
 
 

@@ -53,6 +53,21 @@ def _subject_alternative_name(hostnames: Iterable[str]) -> x509.SubjectAlternati
     return x509.SubjectAlternativeName(names)
 
 
+def _key_usage(*, authority: bool) -> x509.KeyUsage:
+    """A CA signs certificates (and CRLs); a leaf signs its handshakes (ECDSA)."""
+    return x509.KeyUsage(
+        digital_signature=not authority,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=authority,
+        crl_sign=authority,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [
@@ -134,20 +149,7 @@ def sign_ca(
         .not_valid_before(not_valid_before)
         .not_valid_after(not_valid_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(authority=True), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
         )
@@ -188,20 +190,7 @@ def sign_leaf(
         .not_valid_before(not_valid_before)
         .not_valid_after(not_valid_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(authority=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
