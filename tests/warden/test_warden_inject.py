@@ -510,6 +510,8 @@ async def test_the_sandbox_sees_the_placeholder_and_trusts_the_ca_but_never_hold
             str(fd),
             "--env",
             "SSL_CERT_FILE=/caller/own.pem",
+            "--env",
+            "HTTPS_PROXY=http://127.0.0.1:9",
             "-v",
             f"{workspace}:/work",
         ),
@@ -562,6 +564,14 @@ async def test_the_sandbox_sees_the_placeholder_and_trusts_the_ca_but_never_hold
     assert seen["bundle_mode"] == "0o444"
     assert all(seen["links"].values()), seen["links"]
     assert "SSL_CERT_FILE given by the caller is replaced by" in errors.decode()
+    # The caller's proxy variable wins over the warden's (the README's order); the others stay.
+    assert seen["env"]["HTTPS_PROXY"] == "http://127.0.0.1:9"
+    assert seen["env"]["https_proxy"] == "http://127.0.0.1:3128"
+    # The start line names the secret and its hosts, never the value.
+    assert (
+        f"egress: inject_secrets: {secret.name} \u2192 {ORIGIN_HOST} (TLS intercepted there only)"
+        in errors.decode()
+    )
     # The value is nowhere inside: environments, command lines, files, the output.
     assert secret.value not in output.decode()
     assert secret.value not in errors.decode()
