@@ -23,6 +23,8 @@ writable beyond /tmp and /dev/shm. Volumes are bound from descriptors opened wit
 a symbolic link inside a writable volume (:func:`.._volumes.open_source`).
 
 The runtime of this package's own tool server is bound under /.trio-sandbox (:mod:`.._runtime`).
+With inject_secrets, the system trust bundle (plus the interception CA, :mod:`.._trust`) is a
+data file bound read-only over the root's own, mode 0444.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ a container without network).
 podman gets the sandbox's seccomp rules (:mod:`.._seccomp`) merged into its own default profile,
 a /dev/shm bounded like bubblewrap's, no writable /run or /var/tmp, nosuid,nodev volumes, and
 /proc's root-only files masked.
+
+With inject_secrets, the trust bundle (the image's own system bundle, read through ``podman image
+mount`` as root, else this host's, plus the interception CA) is a 0644 file of the engine's
+working directory, bound read-only over every system bundle path of the image (:mod:`.._trust`).
 """
 
 from __future__ import annotations
