@@ -32,6 +32,7 @@ from trio_sandbox.egress import (
     EgressPolicy,
     EgressStats,
     EventCallback,
+    Injection,
     IPAddress,
     Resolver,
     serve_egress_proxy,
@@ -124,6 +125,7 @@ async def running_proxy(
     decisions_per_second: float = 1e6,
     decision_burst: int = 1_000_000,
     log_window: float = 1.0,
+    injection: Injection | None = None,
 ) -> AsyncIterator[RunningProxy]:
     """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events,
     log lines and published changes are collected (events passed to ``also_on_event`` too).
@@ -157,6 +159,7 @@ async def running_proxy(
                 connect_timeout=connect_timeout,
                 max_connections=max_connections,
                 zero_copy=zero_copy,
+                injection=injection,
             )
         )
         yield RunningProxy(port, stats, events, log_lines, changes)

@@ -7,7 +7,8 @@ is on (HTTP/1.1). Besides files:
 - ``GET /chunked?n=N``: N chunks of 1000 bytes, with Transfer-Encoding: chunked;
 - ``POST /echo``: answers with the request body (Content-Length or chunked) and
   ``X-Body-Length``;
-- ``GET /headers``: the request's header fields as text, to see what the proxy forwarded.
+- ``GET /headers``: the request's header fields as text, to see what the proxy forwarded;
+- ``GET /redirect?to=URL``: a 302 to URL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import http.server
 import os
 import ssl
 import sys
+import urllib.parse
 from functools import partial
 
 
@@ -35,6 +37,12 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 chunk = bytes([65 + index % 26]) * 1000
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", urllib.parse.unquote(self.path.partition("to=")[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if self.path == "/headers":
             body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()

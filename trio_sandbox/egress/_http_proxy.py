@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from ..concurrency import BufferedSocket, LineTooLong, StreamEnded
+from ._client_hello import is_tls_handshake
 from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError, RefusalQueryError
 from ._events import EgressEvent, logger
@@ -34,7 +35,7 @@ from ._http_head import (
 )
 from ._http_relay import BROKEN, answer_and_close, relay_body
 from ._names import parse_port, split_host_port
-from ._policy import Allowed, RefusalKind, Refused
+from ._policy import Allowed, Refused
 from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
 from ._throttle import Throttle
 
@@ -98,12 +99,7 @@ def error_response(status: int, text: str, *, proxy_error: str | None, close: bo
 
 
 def refusal_response(refusal: Refused, *, close: bool) -> bytes:
-    if refusal.kind.by_policy:
-        status = 403
-    elif refusal.kind is RefusalKind.BAD_DESTINATION:
-        status = 400
-    else:
-        status = 502
+    status = refusal.kind.status
     verdict = "refused" if status != 502 else "failed"
     return error_response(
         status, f"{verdict} {refusal}", proxy_error=refusal.kind.value, close=close
@@ -213,6 +209,13 @@ class HttpFrontEnd:
 
     async def _tunnel(self, client: BufferedSocket, head: RequestHead) -> None:
         host, port = parse_connect_target(head.target)
+        guard = self.dialer.guard
+        if guard is not None:
+            found = guard.request(f"{host}:{port}", head.target, head.fields, cleartext=False)
+            if found is not None:
+                self.dialer.refuse("connect", found)
+                await answer_and_close(client, refusal_response(found, close=True))
+                return
         decision = self.dialer.judge("connect", host, port)
         outcome = (
             decision
@@ -224,6 +227,10 @@ class HttpFrontEnd:
             return
         async with outcome:
             await client.stream.send_all(CONNECTION_ESTABLISHED)
+            refused = await self.dialer.screen_tunnel("connect", client, outcome)
+            if refused is not None:
+                await refuse_in_tunnel(client, refused)
+                return
             await outcome.tunnel(client, zero_copy=self.zero_copy)
 
     async def _forward(
@@ -245,6 +252,13 @@ class HttpFrontEnd:
         body = request_body(head)
         # A refused request's body is never read, so the connection cannot go on after one.
         keep_after_refusal = body.framing is Framing.NONE and not head.wants_close
+        guard = self.dialer.guard
+        if guard is not None:
+            where = f"{target.host}:{target.port}"
+            found = guard.request(where, head.target, head.fields, cleartext=True)
+            if found is not None:
+                self.dialer.refuse("http", found)
+                return await _refuse(client, found, keep=keep_after_refusal), upstream
         decision = self.dialer.judge("http", target.host, target.port)
         if isinstance(decision, Refused):
             return await _refuse(client, decision, keep=keep_after_refusal), upstream
@@ -360,6 +374,13 @@ class HttpFrontEnd:
         except (HttpError, *_BROKEN):
             return  # part of the response went out: only closing both ends can tell the client
         state.response_done = True
+
+
+async def refuse_in_tunnel(client: BufferedSocket, refusal: Refused) -> None:
+    """A refusal after the tunnel was granted: a client that spoke HTTP in it gets the 403 in
+    HTTP; anything else (TLS, another protocol) only sees the tunnel close."""
+    if not is_tls_handshake(bytes(client.buffer[:2])) and b"HTTP/1." in client.buffer:
+        await answer_and_close(client, refusal_response(refusal, close=True))
 
 
 async def _refuse(client: BufferedSocket, refusal: Refused, *, keep: bool) -> bool:

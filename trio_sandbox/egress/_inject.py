@@ -159,11 +159,17 @@ class PlaceholderFound:
     secret: InjectedSecret
     where: str
 
-    def reason(self) -> str:
-        """Why the request was refused, as the sandbox reads it (the name, never the value)."""
+    def reason(self, *, cleartext: bool = False) -> str:
+        """Why the request was refused, as the sandbox reads it (the name, never the value);
+        ``cleartext``: a plain ``http://`` request, where no placeholder is ever replaced."""
+        where = (
+            f"in https:// requests to {self.secret.scope_text()} (never in cleartext)"
+            if cleartext
+            else f"for {self.secret.scope_text()}"
+        )
         return (
             f"{self.where} carries the placeholder of {INJECT_SETTING} {self.secret.name},"
-            f" which is replaced only for {self.secret.scope_text()}; nothing was sent"
+            f" which is replaced only {where}; nothing was sent"
         )
 
 

@@ -136,10 +136,29 @@ class RefusalKind(enum.Enum):
     BAD_DESTINATION = "bad-destination"
     UNRESOLVABLE = "dns-failure"
     UNREACHABLE = "upstream-unreachable"
+    # inject_secrets: a placeholder where it is not replaced (never silent), and an IP
+    # destination that is an address of an injected name (asked for by address, not intercepted).
+    SECRET_OUT_OF_SCOPE = "secret-out-of-scope"
+    INJECTED_BY_ADDRESS = "injected-by-address"
 
     @property
     def by_policy(self) -> bool:
-        return self in (RefusalKind.NOT_ALLOWED, RefusalKind.DENIED, RefusalKind.BLOCKED_ADDRESS)
+        return self in (
+            RefusalKind.NOT_ALLOWED,
+            RefusalKind.DENIED,
+            RefusalKind.BLOCKED_ADDRESS,
+            RefusalKind.SECRET_OUT_OF_SCOPE,
+            RefusalKind.INJECTED_BY_ADDRESS,
+        )
+
+    @property
+    def status(self) -> int:
+        """The HTTP status a refusal of this kind is answered with."""
+        if self.by_policy:
+            return 403
+        if self is RefusalKind.BAD_DESTINATION:
+            return 400
+        return 502
 
 
 @attrs.frozen

@@ -19,7 +19,8 @@ from ._decision_log import DEFAULT_WINDOW, DecisionLog
 from ._dial import Dialer
 from ._errors import SocksError
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
-from ._http_proxy import HttpFrontEnd
+from ._guard import SecretGuard
+from ._http_proxy import HttpFrontEnd, refuse_in_tunnel
 from ._inject import Injection
 from ._policy import EgressPolicy
 from ._routing import Resolver, system_resolver
@@ -81,7 +82,8 @@ async def serve_egress_proxy(
     stats = EgressStats() if stats is None else stats
     log = DecisionLog(on_log or _log_info, log_window)
     events = EventSink(stats, log, on_event, on_changes)
-    dialer = Dialer(policy, resolver, events, connect_timeout)
+    guard = None if injection is None else SecretGuard(injection, resolver, handshake_timeout)
+    dialer = Dialer(policy, resolver, events, connect_timeout, guard)
     zero_copy = zero_copy and CAN_SPLICE
     throttle = Throttle(decisions_per_second, decision_burst)
     http = HttpFrontEnd(dialer, handshake_timeout, idle_timeout, zero_copy, throttle)
@@ -170,4 +172,8 @@ async def _serve_socks(
     if upstream is None:
         return
     async with upstream:
+        refused = await dialer.screen_tunnel("socks5", client, upstream)
+        if refused is not None:
+            await refuse_in_tunnel(client, refused)
+            return
         await upstream.tunnel(client, zero_copy=zero_copy)
