@@ -170,7 +170,9 @@ async def open_connection(port: int) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", port)
 
 
-async def receive_until(stream: trio.SocketStream, marker: bytes, limit: int = 1 << 20) -> bytes:
+async def receive_until(
+    stream: trio.abc.ReceiveStream, marker: bytes, limit: int = 1 << 20
+) -> bytes:
     """Bytes until ``marker`` is among them (or the peer closes)."""
     data = b""
     while marker not in data and len(data) < limit:
@@ -181,7 +183,7 @@ async def receive_until(stream: trio.SocketStream, marker: bytes, limit: int = 1
     return data
 
 
-async def receive_all(stream: trio.SocketStream) -> bytes:
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
     data = b""
     while chunk := await stream.receive_some(65536):
         data += chunk

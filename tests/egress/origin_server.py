@@ -8,11 +8,15 @@ is on (HTTP/1.1). Besides files:
 - ``POST /echo``: answers with the request body (Content-Length or chunked) and
   ``X-Body-Length``;
 - ``GET /headers``: the request's header fields as text, to see what the proxy forwarded;
-- ``GET /redirect?to=URL``: a 302 to URL.
+- ``GET /redirect?to=URL``: a 302 to URL;
+- ``GET /auth...``: 200 ``authorized`` if the token in ``ORIGIN_EXPECT_TOKEN`` came as
+  ``Authorization: Bearer``/``token``, in Basic credentials, in the query or in the path; else
+  401 ``unauthorized`` (``X-Seen-Authorization`` echoes what came, for the tests that look).
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import ssl
@@ -44,6 +48,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path.startswith("/auth"):
+            self._auth()
+            return
         if self.path == "/headers":
             body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
             self.send_response(200)
@@ -52,6 +59,24 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body)
             return
         super().do_GET()
+
+    def _auth(self) -> None:
+        token = os.environ.get("ORIGIN_EXPECT_TOKEN", "")
+        given = self.headers.get("Authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        accepted = {f"Bearer {token}", f"token {token}"}
+        if scheme.lower() == "basic":
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+            authorized = token in (user, password)
+        else:
+            authorized = given in accepted
+        authorized = authorized or (bool(token) and token in urllib.parse.unquote(self.path))
+        body = b"authorized\n" if authorized and token else b"unauthorized\n"
+        self.send_response(200 if authorized and token else 401)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Seen-Authorization", given)
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -9,7 +9,6 @@ upstream connection is kept for the next request to the same destination.
 
 from __future__ import annotations
 
-import http
 import select
 from typing import Final
 
@@ -33,7 +32,8 @@ from ._http_head import (
     response_body,
     write_head,
 )
-from ._http_relay import BROKEN, answer_and_close, relay_body
+from ._http_relay import BROKEN, answer_and_close, error_response, refusal_response, relay_body
+from ._intercept import intercept_tunnel
 from ._names import parse_port, split_host_port
 from ._policy import Allowed, Refused
 from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
@@ -86,24 +86,6 @@ def _host_and_port(authority: str, *, default: int | None) -> tuple[str, int]:
         return host, parse_port(port_text, authority)
     except DestinationError as error:
         raise HttpError(400, str(error)) from None
-
-
-def error_response(status: int, text: str, *, proxy_error: str | None, close: bool) -> bytes:
-    body = (text + "\n").encode("utf-8", "backslashreplace")
-    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    if proxy_error is not None:
-        fields.append(("X-Proxy-Error", proxy_error))
-    if close:
-        fields.append(("Connection", "close"))
-    return write_head(f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", fields) + body
-
-
-def refusal_response(refusal: Refused, *, close: bool) -> bytes:
-    status = refusal.kind.status
-    verdict = "refused" if status != 502 else "failed"
-    return error_response(
-        status, f"{verdict} {refusal}", proxy_error=refusal.kind.value, close=close
-    )
 
 
 def _still_open(upstream: OutboundConnection) -> bool:
@@ -227,6 +209,17 @@ class HttpFrontEnd:
             return
         async with outcome:
             await client.stream.send_all(CONNECTION_ESTABLISHED)
+            scoped = () if guard is None else guard.injection.scoped(outcome.destination)
+            if scoped:
+                await intercept_tunnel(
+                    client,
+                    outcome,
+                    self.dialer,
+                    "connect",
+                    scoped,
+                    handshake_timeout=self.handshake_timeout,
+                )
+                return
             refused = await self.dialer.screen_tunnel("connect", client, outcome)
             if refused is not None:
                 await refuse_in_tunnel(client, refused)

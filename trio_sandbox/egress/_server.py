@@ -22,6 +22,7 @@ from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, log
 from ._guard import SecretGuard
 from ._http_proxy import HttpFrontEnd, refuse_in_tunnel
 from ._inject import Injection
+from ._intercept import intercept_tunnel
 from ._policy import EgressPolicy
 from ._routing import Resolver, system_resolver
 from ._socks import connect_socks, read_socks_request
@@ -141,7 +142,7 @@ async def _serve_client(
         return
     first = client.buffer[0]
     if first == 5:
-        await _serve_socks(client, dialer, accepted_at + handshake_timeout, http.zero_copy)
+        await _serve_socks(client, dialer, handshake_timeout, http.zero_copy)
     elif first == 4:
         logger.info("refused a SOCKS4 client: only SOCKS5 is served (use socks5h://)")
         await client.stream.send_all(_SOCKS4_REJECTED)
@@ -155,8 +156,9 @@ async def _serve_client(
 
 
 async def _serve_socks(
-    client: BufferedSocket, dialer: Dialer, deadline: float, zero_copy: bool
+    client: BufferedSocket, dialer: Dialer, handshake_timeout: float, zero_copy: bool
 ) -> None:
+    deadline = trio.current_time() + handshake_timeout
     try:
         with trio.move_on_at(deadline) as waited:
             request = await read_socks_request(client)
@@ -172,6 +174,13 @@ async def _serve_socks(
     if upstream is None:
         return
     async with upstream:
+        guard = dialer.guard
+        scoped = () if guard is None else guard.injection.scoped(upstream.destination)
+        if scoped:
+            await intercept_tunnel(
+                client, upstream, dialer, "socks5", scoped, handshake_timeout=handshake_timeout
+            )
+            return
         refused = await dialer.screen_tunnel("socks5", client, upstream)
         if refused is not None:
             await refuse_in_tunnel(client, refused)
