@@ -344,3 +344,17 @@ async def test_a_host_without_an_injected_secret_stays_a_plain_tunnel(
             "Connection: close\r\n\r\n",
         )
     assert answer.startswith(b"HTTP/1.1 401")
+
+
+@needs_curl
+async def test_an_origin_that_echoes_the_value_shows_the_client_only_the_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with intercepting(tmp_path, monkeypatch) as setup:
+        output = await curl(
+            setup, "-H", f"Authorization: Bearer {PLACEHOLDER}", f"https://{setup.host}/headers"
+        )
+    # The origin got the value (the /auth tests prove it) and echoes it in its body: the
+    # client reads the placeholder there.
+    assert f"Authorization: Bearer {PLACEHOLDER}\n" in output
+    assert_no_value(setup, output)

@@ -366,3 +366,50 @@ def _basic_credentials(value: str) -> str | None:
         return base64.b64decode(matched[2], validate=True).decode("latin-1")
     except binascii.Error:
         return None
+
+
+@attrs.define(eq=False)
+class StreamingReplacer:
+    """Replaces each of ``replacements``' keys with its value (of the same length) in a stream
+    of bytes fed in pieces: what :meth:`feed` returns is final; only the longest tail that may
+    still become a key is held back (not ``len(key) - 1`` bytes: an event stream's last bytes
+    must not wait for the next event), and :meth:`flush` gives it at the end."""
+
+    replacements: dict[bytes, bytes]
+    _held: bytes = b""
+
+    def __attrs_post_init__(self) -> None:
+        for key, replacement in self.replacements.items():
+            if not key or len(key) != len(replacement):
+                raise ValueError("a replacement must be as long as what it replaces")
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._held + data
+        for key, replacement in self.replacements.items():
+            text = text.replace(key, replacement)
+        keep = self._held_length(text)
+        self._held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def _held_length(self, text: bytes) -> int:
+        longest = 0
+        for key in self.replacements:
+            for size in range(min(len(key) - 1, len(text)), longest, -1):
+                if text.endswith(key[:size]):
+                    longest = size
+                    break
+        return longest
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+    def replace_whole(self, data: bytes) -> bytes:
+        """``data`` replaced as a whole, outside the stream (a trailer line)."""
+        for key, replacement in self.replacements.items():
+            data = data.replace(key, replacement)
+        return data
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)

@@ -12,30 +12,48 @@ the values put back as placeholders before they are read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import ssl
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import trio
 
-from ..concurrency import Buffered, BufferedSocket, LineTooLong
+from ..concurrency import (
+    RELAY_CHUNK,
+    Buffered,
+    BufferedSocket,
+    ByteCounter,
+    LineTooLong,
+    StreamEnded,
+)
 from ._client_hello import is_tls_handshake
 from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError
 from ._http_head import (
+    MAX_CHUNK_LINE,
     MAX_HEAD_BYTES,
+    Body,
     Framing,
     RequestHead,
     end_to_end,
+    field_values,
+    parse_chunk_size,
     parse_response_head,
     response_body,
     write_head,
 )
 from ._http_relay import BROKEN, error_response, refusal_response, relay_body, relay_requests
-from ._inject import INJECT_SETTING, InjectedSecret, PlaceholderFound, PlaceholderMatcher
+from ._inject import (
+    INJECT_SETTING,
+    InjectedSecret,
+    PlaceholderFound,
+    PlaceholderMatcher,
+    StreamingReplacer,
+)
 from ._names import parse_host, parse_port, split_host_port
 from ._policy import Destination, RefusalKind, Refused
 
@@ -160,10 +178,14 @@ class _Interception:
         except DestinationError:
             return False
 
+    def masks(self) -> dict[bytes, bytes]:
+        """Each value, and the placeholder it is turned back into in responses."""
+        return {secret.value.encode(): secret.placeholder.encode() for secret in self.scoped}
+
     def mask(self, raw: bytes) -> bytes:
         """A response head with the values of the secrets turned back into placeholders."""
-        for secret in self.scoped:
-            raw = raw.replace(secret.value.encode(), secret.placeholder.encode())
+        for value, placeholder in self.masks().items():
+            raw = raw.replace(value, placeholder)
         return raw
 
 
@@ -371,7 +393,13 @@ async def _relay_response(
         await client.stream.send_all(
             write_head(f"HTTP/1.1 {response.status} {response.reason}", fields)
         )
-        await relay_body(origin, client.stream, body, upstream.count_received, zero_copy=False)
+        codings = [c.lower() for c in field_values(response.fields, "content-encoding")]
+        if codings and codings != ["identity"]:
+            # Compressed: passed as it is (a value inside cannot be found; README residual).
+            await relay_body(origin, client.stream, body, upstream.count_received, False)
+        else:
+            replacer = StreamingReplacer(interception.masks())
+            await relay_masked(origin, client.stream, body, upstream.count_received, replacer)
         return not closes
     await client.stream.send_all(
         error_response(
@@ -382,3 +410,109 @@ async def _relay_response(
         )
     )
     return False
+
+
+async def _read_some(source: Buffered[Any], limit: int) -> bytes:
+    if source.buffer:
+        return source.take(limit)
+    data: bytes = await source.stream.receive_some(limit)
+    return data
+
+
+async def relay_masked(
+    source: Buffered[Any],
+    sink: trio.abc.SendStream,
+    body: Body,
+    count: ByteCounter,
+    replacer: StreamingReplacer,
+) -> None:
+    """A response body relayed in its framing (sizes, extensions and trailers as they came)
+    with ``replacer`` run over its data: a tail it holds back waits, with the framing after
+    it, until the data that follows decides it."""
+    if body.framing is Framing.CHUNKED:
+        await _relay_masked_chunked(source, sink, count, replacer)
+        return
+    if body.framing is Framing.NONE:
+        return
+    left = body.length if body.framing is Framing.LENGTH else None
+    while left is None or left > 0:
+        data = await _read_some(source, RELAY_CHUNK if left is None else min(left, RELAY_CHUNK))
+        if not data:
+            if left is None:
+                break
+            raise StreamEnded
+        count(len(data))
+        if left is not None:
+            left -= len(data)
+        if out := replacer.feed(data):
+            await sink.send_all(out)
+    if rest := replacer.flush():
+        await sink.send_all(rest)
+
+
+async def _relay_masked_chunked(
+    source: Buffered[Any],
+    sink: trio.abc.SendStream,
+    count: ByteCounter,
+    replacer: StreamingReplacer,
+) -> None:
+    # What is owed to the client, in order: framing bytes, or a count of data bytes that the
+    # replacer has yet to give out.
+    owed: collections.deque[bytes | int] = collections.deque()
+
+    async def give(data: bytes) -> None:
+        pieces = []
+        while owed:
+            first = owed[0]
+            if isinstance(first, bytes):
+                pieces.append(first)
+                owed.popleft()
+                continue
+            if not data:
+                break
+            size = min(first, len(data))
+            pieces.append(data[:size])
+            data = data[size:]
+            if size == first:
+                owed.popleft()
+            else:
+                owed[0] = first - size
+        if data:
+            raise AssertionError("the replacer gave out more than the chunks hold")
+        if pieces:
+            await sink.send_all(b"".join(pieces))
+
+    try:
+        while True:
+            line = await source.read_until(b"\r\n", MAX_CHUNK_LINE)
+            count(len(line))
+            size = parse_chunk_size(line)
+            owed.append(line)
+            if size == 0:
+                break
+            owed.append(size)
+            left = size
+            while left:
+                data = await _read_some(source, min(left, RELAY_CHUNK))
+                if not data:
+                    raise StreamEnded
+                count(len(data))
+                left -= len(data)
+                await give(replacer.feed(data))
+            if await source.read_exactly(2) != b"\r\n":
+                raise HttpError(502, "a chunk does not end with CRLF")
+            count(2)
+            owed.append(b"\r\n")
+            await give(b"")
+        await give(replacer.flush())
+        trailers = 0
+        while True:
+            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
+            trailers += len(line)
+            count(len(line))
+            owed.append(replacer.replace_whole(line))
+            await give(b"")
+            if line == b"\r\n":
+                return
+    except LineTooLong:
+        raise HttpError(502, "a chunk-size or trailer line is too long") from None
