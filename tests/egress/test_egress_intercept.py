@@ -358,3 +358,75 @@ async def test_an_origin_that_echoes_the_value_shows_the_client_only_the_placeho
     # client reads the placeholder there.
     assert f"Authorization: Bearer {PLACEHOLDER}\n" in output
     assert_no_value(setup, output)
+
+
+async def test_a_refusal_after_good_pipelined_requests_comes_after_their_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with intercepting(tmp_path, monkeypatch) as setup:
+        tls = await tls_through(setup)
+        good = (
+            f"GET /auth HTTP/1.1\r\nHost: {setup.host}\r\n"
+            f"Authorization: Bearer {PLACEHOLDER}\r\n\r\n"
+        )
+        bad = f"GET /auth?x={OTHER_PLACEHOLDER} HTTP/1.1\r\nHost: {setup.host}\r\n\r\n"
+        answer = await exchange(tls, good + good + bad + good)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert answer.index(b"HTTP/1.1 403 Forbidden") > answer.rindex(b"authorized\n")
+    assert b"inject_secrets OTHER" in answer
+    assert answer.endswith(b"nothing was sent)\n")  # the fourth request was never read
+    assert_no_value(setup, answer.decode(errors="replace"))
+
+
+async def test_an_upgrade_request_is_refused_before_it_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with intercepting(tmp_path, monkeypatch) as setup:
+        tls = await tls_through(setup)
+        answer = await exchange(
+            tls,
+            f"GET /ws HTTP/1.1\r\nHost: {setup.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nAuthorization: Bearer {PLACEHOLDER}\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 501 Not Implemented")
+
+
+async def test_an_origin_closing_an_idle_connection_closes_the_clients_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """An origin that answers once, then closes the kept-alive connection: the client sees
+    its connection close after the whole response (as a direct client would), no 502."""
+    origin_certs = make_certificates(_directory(tmp_path / "origin"), ("secure.test",))
+    interception = make_certificates(_directory(tmp_path / "intercept"), ("secure.test",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(origin_certs.cert, origin_certs.key)
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+
+    async def answer_once(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        async with tls:
+            await receive_until(tls, b"\r\n\r\n")
+            await tls.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+            await trio.sleep(0.05)  # idle, then closed by the origin
+
+    injection = make_injection(interception, origin_certs.ca, port)
+    policy = EgressPolicy.parse([f"secure.test:{port}"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, answer_once, [listener])
+        async with running_proxy(
+            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
+        ) as proxy:
+            setup = Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
+            tls = await tls_through(setup)
+            data = b""
+            async with tls:
+                await tls.send_all(f"GET / HTTP/1.1\r\nHost: secure.test:{port}\r\n\r\n".encode())
+                with trio.fail_after(5):
+                    try:
+                        while chunk := await tls.receive_some(65536):
+                            data += chunk
+                    except trio.BrokenResourceError:
+                        pass
+        nursery.cancel_scope.cancel()
+    assert data == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"

@@ -24,6 +24,7 @@ import trio
 
 from ..concurrency import (
     RELAY_CHUNK,
+    AsyncValue,
     Buffered,
     BufferedSocket,
     ByteCounter,
@@ -136,6 +137,10 @@ class _Interception:
 
     def rewrite(self, head: RequestHead) -> bytes:
         """The head as it goes to the origin; :class:`_Refusal` if it must not."""
+        if any(name.lower() == "upgrade" for name, _ in head.fields):
+            raise HttpError(
+                501, "switching protocols (WebSocket) is not relayed through interception"
+            )
         target, host = self._origin_form(head)
         replaced = self.matcher.substitute_head(attrs.evolve(head, target=target), self.scoped)
         if isinstance(replaced, PlaceholderFound):
@@ -297,61 +302,48 @@ async def _relay(
     client: Buffered[trio.SSLStream[PrefixedStream]],
     origin: Buffered[trio.SSLStream[trio.SocketStream]],
 ) -> None:
-    """Requests one way and responses the other, matched in order (the methods of the requests
-    sent travel to the response side); the first refusal is answered after the responses
-    before it, then the connection closes."""
+    """Requests one way and responses the other, matched in order (the method of each request
+    sent travels to the response side). The connection ends when the client has stopped
+    sending and every response went back, when a response closes it, when the origin closes
+    it between responses (as it would for a direct client, which then connects again), or
+    after a refusal, answered once the responses before it went back."""
     upstream = interception.upstream
-    sent, pending = trio.open_memory_channel[tuple[str, bool] | bytes](math.inf)
+    sent, pending = trio.open_memory_channel[tuple[str, bool]](math.inf)
+    outstanding = AsyncValue(0)
 
     def rewrite(head: RequestHead) -> bytes:
         written = interception.rewrite(head)
         sent.send_nowait((head.method, head.wants_close))
+        outstanding.value += 1
         return written
 
     async def requests() -> None:
-        with sent:
-            try:
-                upgraded = await relay_requests(
-                    client, origin.stream, rewrite, count=upstream.count_sent
-                )
-            except _Refusal as refusal:
-                sent.send_nowait(refusal_response(refusal.refused, close=True))
-            except HttpError as error:
-                sent.send_nowait(
-                    error_response(
-                        error.status, error.reason, proxy_error="bad-request", close=True
-                    )
-                )
-            except BROKEN:
-                return
-            else:
-                if upgraded is not None:
-                    sent.send_nowait(
-                        error_response(
-                            501,
-                            "switching protocols (WebSocket) is not relayed through interception",
-                            proxy_error="bad-request",
-                            close=True,
-                        )
-                    )
-            # The client is done sending (or refused): nothing more to read from it.
+        final: bytes | None = None
+        try:
+            await relay_requests(client, origin.stream, rewrite, count=upstream.count_sent)
+        except _Refusal as refusal:
+            final = refusal_response(refusal.refused, close=True)
+        except HttpError as error:
+            final = error_response(
+                error.status, error.reason, proxy_error="bad-request", close=True
+            )
+        except BROKEN:
+            nursery.cancel_scope.cancel()
+            return
+        # The client is done sending (or refused): the answers it waits for go back first.
+        await outstanding.wait_value(lambda count: count == 0)
+        if final is not None:
+            with contextlib.suppress(*BROKEN):
+                await client.stream.send_all(final)
+        nursery.cancel_scope.cancel()
 
     async def responses() -> None:
         try:
-            async with pending:
-                async for item in pending:
-                    if isinstance(item, bytes):
-                        await client.stream.send_all(item)
-                        return
-                    method, client_closes = item
-                    if not await _relay_response(
-                        interception, origin, client, method, client_closes
-                    ):
-                        return
+            while await _relay_response(interception, origin, client, pending, outstanding):
+                pass
         except BROKEN:
-            return
-        finally:
-            nursery.cancel_scope.cancel()
+            pass
+        nursery.cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(requests)
@@ -362,20 +354,31 @@ async def _relay_response(
     interception: _Interception,
     origin: Buffered[trio.SSLStream[trio.SocketStream]],
     client: Buffered[trio.SSLStream[PrefixedStream]],
-    method: str,
-    client_closes: bool,
+    pending: trio.MemoryReceiveChannel[tuple[str, bool]],
+    outstanding: AsyncValue[int],
 ) -> bool:
-    """One response (after its interim ones); whether the connection goes on."""
+    """The origin's next response (after its interim ones) for the oldest request sent;
+    whether the connection goes on. The origin closing with no request waiting ends it."""
     upstream = interception.upstream
     try:
         while True:
-            raw = interception.mask(await origin.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+            try:
+                raw = await origin.read_until(b"\r\n\r\n", MAX_HEAD_BYTES)
+            except StreamEnded:
+                if outstanding.value == 0 and not origin.buffer:
+                    return False  # closed between responses: the client sees it close
+                raise
+            raw = interception.mask(raw)
             upstream.count_received(len(raw))
             response = parse_response_head(raw)
             if response.status >= 200 or response.status == 101:
                 break
             interim = f"HTTP/1.1 {response.status} {response.reason}"
             await client.stream.send_all(write_head(interim, end_to_end(response.fields)))
+        try:
+            method, client_closes = pending.receive_nowait()
+        except trio.WouldBlock:
+            raise HttpError(502, "the origin answered a request that was not sent") from None
         if response.status == 101:
             raise HttpError(502, "the origin switched protocols, which is not relayed")
         body = response_body(response, method)
@@ -383,7 +386,7 @@ async def _relay_response(
         failure = HttpError(502, f"response head larger than {MAX_HEAD_BYTES} bytes")
     except HttpError as error:
         failure = error
-    except BROKEN:
+    except (*BROKEN, StreamEnded):
         failure = HttpError(502, "the origin closed the connection without answering")
     else:
         closes = client_closes or response.closes or body.framing is Framing.UNTIL_CLOSE
@@ -400,6 +403,7 @@ async def _relay_response(
         else:
             replacer = StreamingReplacer(interception.masks())
             await relay_masked(origin, client.stream, body, upstream.count_received, replacer)
+        outstanding.value -= 1
         return not closes
     await client.stream.send_all(
         error_response(
