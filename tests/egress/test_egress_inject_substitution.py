@@ -115,6 +115,8 @@ def test_adjacent_placeholders_are_each_replaced(
 @given(data=st.data())
 def test_basic_credentials_are_decoded_replaced_and_encoded_again(data: st.DataObject) -> None:
     secret = data.draw(secrets())
+    # The ':' between user and password could complete a placeholder that holds one.
+    assume(":" not in secret.placeholder)
     matcher = PlaceholderMatcher([secret])
     user, out_user = data.draw(pieces(secret))
     password, out_password = data.draw(pieces(secret))
