@@ -199,11 +199,17 @@ async def test_keep_alive_and_pipelined_requests_on_one_connection(
     assert [event.verdict for event in setup.proxy.events] == [Verdict.ALLOWED] * 2
 
 
-async def tls_through(setup: Setup, host: str | None = None) -> trio.SSLStream[trio.SocketStream]:
+async def connect_through(setup: Setup, target: str) -> trio.SocketStream:
+    """A tunnel to ``target`` (granted)."""
     stream = await open_connection(setup.proxy.port)
-    target = host or setup.host
     await stream.send_all(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
     assert (await receive_until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    return stream
+
+
+async def tls_through(setup: Setup, host: str | None = None) -> trio.SSLStream[trio.SocketStream]:
+    target = host or setup.host
+    stream = await connect_through(setup, target)
     context = ssl.create_default_context(cafile=str(setup.interception_ca.ca))
     tls = trio.SSLStream(stream, context, server_hostname=target.rpartition(":")[0])
     await tls.do_handshake()
@@ -298,9 +304,7 @@ async def test_a_client_that_does_not_trust_the_interception_ca_fails_with_an_ev
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with intercepting(tmp_path, monkeypatch) as setup:
-        stream = await open_connection(setup.proxy.port)
-        await stream.send_all(f"CONNECT {setup.host} HTTP/1.1\r\n\r\n".encode())
-        await receive_until(stream, b"\r\n\r\n")
+        stream = await connect_through(setup, setup.host)
         tls = trio.SSLStream(stream, ssl.create_default_context(), server_hostname="secure.test")
         with pytest.raises(trio.BrokenResourceError):
             await tls.do_handshake()
@@ -333,9 +337,7 @@ async def test_a_host_without_an_injected_secret_stays_a_plain_tunnel(
         # plain.test is the same origin under a name with no secret: its own certificate
         # (not the interception CA's) is what the client sees. (SNI secure.test in this tunnel
         # would be refused: it names an injected host through another tunnel.)
-        stream = await open_connection(setup.proxy.port)
-        await stream.send_all(f"CONNECT plain.test:{setup.origins.https} HTTP/1.1\r\n\r\n".encode())
-        await receive_until(stream, b"\r\n\r\n")
+        stream = await connect_through(setup, f"plain.test:{setup.origins.https}")
         context = ssl.create_default_context(cafile=str(setup.origins.certificates.ca))
         tls = trio.SSLStream(stream, context, server_hostname="pypi.test")
         answer = await exchange(
