@@ -9,6 +9,8 @@ is on (HTTP/1.1). Besides files:
   ``X-Body-Length``;
 - ``GET /headers``: the request's header fields as text, to see what the proxy forwarded;
 - ``GET /redirect?to=URL``: a 302 to URL;
+- ``GET /private/PATH``: PATH as above, only with the token of ``/auth`` (else a 401 with a
+  Basic challenge, which git needs before it sends the credentials of its URL);
 - ``GET /auth...``: 200 ``authorized`` if the token in ``ORIGIN_EXPECT_TOKEN`` came as
   ``Authorization: Bearer``/``token``, in Basic credentials, in the query or in the path; else
   401 ``unauthorized`` (``X-Seen-Authorization`` echoes what came, for the tests that look).
@@ -51,6 +53,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if self.path.startswith("/auth"):
             self._auth()
             return
+        if self.path.startswith("/private/"):
+            if not self._authorized():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="origin"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.path = self.path.removeprefix("/private")
         if self.path == "/headers":
             body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
             self.send_response(200)
@@ -60,19 +70,25 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def _auth(self) -> None:
+    def _authorized(self) -> bool:
         token = os.environ.get("ORIGIN_EXPECT_TOKEN", "")
+        if not token:
+            return False
         given = self.headers.get("Authorization", "")
         scheme, _, credentials = given.partition(" ")
-        accepted = {f"Bearer {token}", f"token {token}"}
         if scheme.lower() == "basic":
             user, _, password = base64.b64decode(credentials).decode().partition(":")
-            authorized = token in (user, password)
-        else:
-            authorized = given in accepted
-        authorized = authorized or (bool(token) and token in urllib.parse.unquote(self.path))
-        body = b"authorized\n" if authorized and token else b"unauthorized\n"
-        self.send_response(200 if authorized and token else 401)
+            if token in (user, password):
+                return True
+        return given in {f"Bearer {token}", f"token {token}"} or token in urllib.parse.unquote(
+            self.path
+        )
+
+    def _auth(self) -> None:
+        given = self.headers.get("Authorization", "")
+        authorized = self._authorized()
+        body = b"authorized\n" if authorized else b"unauthorized\n"
+        self.send_response(200 if authorized else 401)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Seen-Authorization", given)
         self.end_headers()

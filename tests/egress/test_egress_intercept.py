@@ -11,21 +11,15 @@ not speak TLS, an origin the host's trust store does not trust: each refused or 
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 
 from tests.egress.egress_harness import (
-    Certificates,
     Origins,
-    RunningProxy,
     make_certificates,
     map_resolver,
     open_connection,
@@ -33,81 +27,23 @@ from tests.egress.egress_harness import (
     receive_until,
     run_tool,
     running_proxy,
-    serving_site,
     tool_environment,
 )
-from trio_sandbox.egress import (
-    Destination,
-    EgressPolicy,
-    InjectedSecret,
-    Injection,
-    RefusalKind,
-    Verdict,
+from tests.egress.intercept_harness import (
+    LOOPBACK,
+    NAME,
+    OTHER_PLACEHOLDER,
+    OTHER_VALUE,
+    PLACEHOLDER,
+    VALUE,
+    Setup,
+    directory,
+    intercepting,
+    make_injection,
 )
+from trio_sandbox.egress import EgressPolicy, RefusalKind, Verdict
 
-VALUE = "ghp_R3alV4lue0fTheT0kenR3alV4lue0fTheT0"
-PLACEHOLDER = "ghp_Pl4ceh0lderPl4ceh0lderPl4ceh0lderPl"
-OTHER_VALUE = "sk-0therRealValue000000"
-OTHER_PLACEHOLDER = "sk-0therPlaceholder0000"
-NAME = "GITHUB_TOKEN"
-LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-
-
-@attrs.frozen
-class Setup:
-    proxy: RunningProxy
-    origins: Origins
-    interception_ca: Certificates
-    home: Path
-
-    @property
-    def host(self) -> str:
-        return f"secure.test:{self.origins.https}"
-
-
-def make_injection(interception: Certificates, origin_ca: Path, port: int) -> Injection:
-    async def server_context(destination: Destination) -> ssl.SSLContext:
-        assert destination == Destination("secure.test", port)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(interception.cert, interception.key)
-        context.set_alpn_protocols(["http/1.1"])
-        return context
-
-    async def upstream_context() -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(origin_ca))
-        context.set_alpn_protocols(["http/1.1"])
-        return context
-
-    return Injection(
-        (
-            InjectedSecret(NAME, VALUE, PLACEHOLDER, (f"secure.test:{port}",)),
-            InjectedSecret("OTHER", OTHER_VALUE, OTHER_PLACEHOLDER, ("other.test",)),
-        ),
-        server_context,
-        upstream_context,
-    )
-
-
-@asynccontextmanager
-async def intercepting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, origin_ca: Path | None = None
-) -> AsyncIterator[Setup]:
-    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", VALUE)
-    interception = make_certificates(_directory(tmp_path / "intercept"), ("secure.test",))
-    async with serving_site(tmp_path) as origins:
-        injection = make_injection(
-            interception, origin_ca or origins.certificates.ca, origins.https
-        )
-        resolver = map_resolver({"secure.test": [LOOPBACK], "plain.test": [LOOPBACK]})
-        policy = EgressPolicy.parse([f"secure.test:{origins.https}", f"plain.test:{origins.https}"])
-        async with running_proxy(policy, resolver, injection=injection) as proxy:
-            yield Setup(proxy, origins, interception, tmp_path / "home")
-
-
-def _directory(path: Path) -> Path:
-    path.mkdir(parents=True)
-    return path
 
 
 def assert_no_value(setup: Setup, *outputs: str) -> None:
@@ -319,7 +255,7 @@ async def test_a_client_that_does_not_trust_the_interception_ca_fails_with_an_ev
 async def test_an_origin_the_host_does_not_trust_is_a_502_inside_tls_naming_the_trust_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    elsewhere = make_certificates(_directory(tmp_path / "elsewhere"), ("secure.test",))
+    elsewhere = make_certificates(directory(tmp_path / "elsewhere"), ("secure.test",))
     async with intercepting(tmp_path, monkeypatch, origin_ca=elsewhere.ca) as setup:
         tls = await tls_through(setup)
         answer = await exchange(
@@ -398,8 +334,8 @@ async def test_an_origin_closing_an_idle_connection_closes_the_clients_and_nothi
 ) -> None:
     """An origin that answers once, then closes the kept-alive connection: the client sees
     its connection close after the whole response (as a direct client would), no 502."""
-    origin_certs = make_certificates(_directory(tmp_path / "origin"), ("secure.test",))
-    interception = make_certificates(_directory(tmp_path / "intercept"), ("secure.test",))
+    origin_certs = make_certificates(directory(tmp_path / "origin"), ("secure.test",))
+    interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(origin_certs.cert, origin_certs.key)
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")

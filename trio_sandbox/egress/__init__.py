@@ -7,7 +7,9 @@ metadata unless listed), and dialed by address. Depends only on the stdlib, trio
 :mod:`trio_sandbox.concurrency` (its byte relay and broadcast value).
 """
 
+from ._environment import TRUST_VARIABLES as TRUST_VARIABLES
 from ._environment import proxy_environment as proxy_environment
+from ._environment import trust_environment as trust_environment
 from ._errors import DestinationError as DestinationError
 from ._errors import InjectionError as InjectionError
 from ._errors import PolicyError as PolicyError
@@ -28,6 +30,7 @@ from ._inject import InjectedSecret as InjectedSecret
 from ._inject import Injection as Injection
 from ._inject import PlaceholderFound as PlaceholderFound
 from ._inject import PlaceholderMatcher as PlaceholderMatcher
+from ._inject import StreamingReplacer as StreamingReplacer
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING
 from ._policy import DEFAULT_PORTS as DEFAULT_PORTS
