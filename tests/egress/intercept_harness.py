@@ -81,6 +81,8 @@ async def intercepting(
         policy = EgressPolicy.parse([f"secure.test:{origins.https}", f"plain.test:{origins.https}"])
         async with running_proxy(policy, resolver, injection=injection) as proxy:
             yield Setup(proxy, origins, interception, tmp_path / "home")
+            # Nothing is left open: every client connection and upstream was closed.
+            await proxy.wait_until_idle()
 
 
 def directory(path: Path) -> Path:

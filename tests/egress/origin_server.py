@@ -1,7 +1,8 @@
 """A real HTTP/1.1 origin server for the egress tests, run as a child process.
 
 ``python origin_server.py ROOT [CERT KEY]`` serves the files under ROOT on 127.0.0.1 (a free
-port, printed on stdout once listening), over TLS when given a certificate and key. Keep-alive
+port, printed on stdout once listening), over TLS when given a certificate and key (requiring
+a client certificate with ``ORIGIN_REQUIRE_CLIENT_CERT=1``). Keep-alive
 is on (HTTP/1.1). Besides files:
 
 - ``GET /chunked?n=N``: N chunks of 1000 bytes, with Transfer-Encoding: chunked;
@@ -121,6 +122,9 @@ def main() -> None:
     if len(sys.argv) == 4:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(sys.argv[2], sys.argv[3])
+        if os.environ.get("ORIGIN_REQUIRE_CLIENT_CERT") == "1":
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(sys.argv[2])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()

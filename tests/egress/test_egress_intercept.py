@@ -368,3 +368,18 @@ async def test_an_origin_closing_an_idle_connection_closes_the_clients_and_nothi
                         pass
         nursery.cancel_scope.cancel()
     assert data == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"
+
+
+async def test_an_origin_that_requires_a_client_certificate_is_a_502_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORIGIN_REQUIRE_CLIENT_CERT", "1")
+    async with intercepting(tmp_path, monkeypatch) as setup:
+        tls = await tls_through(setup)
+        answer = await exchange(tls, f"GET /auth HTTP/1.1\r\nHost: {setup.host}\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert b"require client certificates cannot be used" in answer
+    failed = [event for event in setup.proxy.events if event.verdict is Verdict.FAILED]
+    assert len(failed) == 1
+    assert failed[0].refusal is not None
+    assert failed[0].refusal.kind is RefusalKind.INTERCEPT_ORIGIN_TLS

@@ -386,8 +386,8 @@ async def _relay_response(
         failure = HttpError(502, f"response head larger than {MAX_HEAD_BYTES} bytes")
     except HttpError as error:
         failure = error
-    except (*BROKEN, StreamEnded):
-        failure = HttpError(502, "the origin closed the connection without answering")
+    except (*BROKEN, StreamEnded) as error:
+        failure = _closed_by_origin(interception, error)
     else:
         closes = client_closes or response.closes or body.framing is Framing.UNTIL_CLOSE
         fields = end_to_end(response.fields)
@@ -414,6 +414,16 @@ async def _relay_response(
         )
     )
     return False
+
+
+def _closed_by_origin(interception: _Interception, error: BaseException) -> HttpError:
+    """The origin ended the connection instead of answering: a TLS alert (a client
+    certificate it requires, say) is a failure of the re-made connection, and says so."""
+    if isinstance(error.__cause__, ssl.SSLError):
+        reason = origin_failure(error, 0)
+        interception.refused(RefusalKind.INTERCEPT_ORIGIN_TLS, reason)
+        return HttpError(502, reason)
+    return HttpError(502, "the origin closed the connection without answering")
 
 
 async def _read_some(source: Buffered[Any], limit: int) -> bytes:
