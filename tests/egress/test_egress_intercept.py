@@ -383,3 +383,17 @@ async def test_an_origin_that_requires_a_client_certificate_is_a_502_naming_it(
     assert len(failed) == 1
     assert failed[0].refusal is not None
     assert failed[0].refusal.kind is RefusalKind.INTERCEPT_ORIGIN_TLS
+
+
+async def test_an_http2_preface_is_refused_naming_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with intercepting(tmp_path, monkeypatch) as setup:
+        tls = await tls_through(setup)
+        assert tls.selected_alpn_protocol() in (None, "http/1.1")
+        answer = await exchange(tls, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 505 HTTP Version Not Supported")
+    assert b"HTTP/2-only clients (gRPC) cannot use inject_secrets" in answer
+    refusal = setup.proxy.events[-1].refusal
+    assert refusal is not None
+    assert refusal.kind is RefusalKind.INTERCEPT_HTTP2

@@ -60,6 +60,10 @@ from ._policy import Destination, RefusalKind, Refused
 
 _HTTP2_PREFACE: Final = b"PRI * HTTP/2.0"
 _CLOSE_SECONDS: Final = 1.0
+_HTTP2_ONLY: Final = (
+    "HTTP/2-only clients (gRPC) cannot use inject_secrets: the proxy speaks HTTP/1.1 to the"
+    " client and the origin (it offers only http/1.1 in ALPN); nothing was sent"
+)
 _REFUSED_BY_ORIGIN: Final = (
     "the origin refused the proxy's re-made TLS connection: origins that fingerprint TLS"
     " clients, pin, or require client certificates cannot be used"
@@ -324,9 +328,13 @@ async def _relay(
         except _Refusal as refusal:
             final = refusal_response(refusal.refused, close=True)
         except HttpError as error:
-            final = error_response(
-                error.status, error.reason, proxy_error="bad-request", close=True
-            )
+            if error.status == 505:  # the HTTP/2 preface (PRI * HTTP/2.0), or another version
+                refused = interception.refused(RefusalKind.INTERCEPT_HTTP2, _HTTP2_ONLY)
+                final = refusal_response(refused, close=True)
+            else:
+                final = error_response(
+                    error.status, error.reason, proxy_error="bad-request", close=True
+                )
         except BROKEN:
             nursery.cancel_scope.cancel()
             return

@@ -146,6 +146,7 @@ class RefusalKind(enum.Enum):
     INTERCEPT_NOT_TLS = "intercept-not-tls"
     INTERCEPT_CLIENT_TLS = "intercept-client-tls"
     INTERCEPT_ORIGIN_TLS = "intercept-origin-tls"
+    INTERCEPT_HTTP2 = "intercept-http2"
 
     @property
     def by_policy(self) -> bool:
@@ -164,6 +165,8 @@ class RefusalKind(enum.Enum):
             return 403
         if self is RefusalKind.INTERCEPT_MISDIRECTED:
             return 421
+        if self is RefusalKind.INTERCEPT_HTTP2:
+            return 505
         if self in (RefusalKind.BAD_DESTINATION, RefusalKind.INTERCEPT_NOT_TLS):
             return 400
         return 502
