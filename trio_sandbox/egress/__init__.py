@@ -3,8 +3,11 @@
 The sandbox has no network but its loopback; the warden listens inside its network namespace and
 serves :func:`serve_egress_proxy` on that socket. Every destination is judged by an
 :class:`EgressPolicy`, resolved on the host, its addresses vetted (no loopback, LAN or cloud
-metadata unless listed), and dialed by address. Depends only on the stdlib, trio, attrs and
-:mod:`trio_sandbox.concurrency` (its byte relay and broadcast value).
+metadata unless listed), and dialed by address. With an :class:`Injection` (``inject_secrets``)
+the proxy terminates TLS for the hosts a secret is scoped to and replaces its placeholder there
+with the value, and refuses the placeholder everywhere else; the TLS contexts come from the
+caller. Depends only on the stdlib, trio, attrs and :mod:`trio_sandbox.concurrency` (its byte
+relay and broadcast value).
 """
 
 from ._environment import TRUST_VARIABLES as TRUST_VARIABLES

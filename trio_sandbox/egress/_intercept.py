@@ -47,7 +47,14 @@ from ._http_head import (
     response_body,
     write_head,
 )
-from ._http_relay import BROKEN, error_response, refusal_response, relay_body, relay_requests
+from ._http_relay import (
+    BROKEN,
+    answer_and_close,
+    error_response,
+    refusal_response,
+    relay_body,
+    relay_requests,
+)
 from ._inject import (
     INJECT_SETTING,
     InjectedSecret,
@@ -261,7 +268,7 @@ async def intercept_tunnel(
         if origin_error is not None:
             reason = origin_failure(origin_error, dialer.connect_timeout)
             refused = interception.refused(RefusalKind.INTERCEPT_ORIGIN_TLS, reason)
-            await _answer_first_request(Buffered(client_tls), refused)
+            await _answer_first_request(Buffered(client_tls), refused, handshake_timeout)
             return
         await _relay(interception, Buffered(client_tls), Buffered(origin_tls))
     finally:
@@ -288,15 +295,15 @@ async def _not_tls(client: BufferedSocket, interception: _Interception) -> None:
         " TLS: speak TLS (https://) in this tunnel; nothing was sent",
     )
     if b"HTTP/1." in client.buffer or bytes(client.buffer).startswith(_HTTP2_PREFACE):
-        with contextlib.suppress(*BROKEN):
-            await client.stream.send_all(refusal_response(refused, close=True))
+        await answer_and_close(client, refusal_response(refused, close=True))
 
 
 async def _answer_first_request(
-    client: Buffered[trio.SSLStream[PrefixedStream]], refused: Refused
+    client: Buffered[trio.SSLStream[PrefixedStream]], refused: Refused, wait: float
 ) -> None:
-    """The origin could not be reached over TLS: the client's first request gets the reason."""
-    with contextlib.suppress(*BROKEN, LineTooLong, HttpError), trio.move_on_after(10):
+    """The origin could not be reached over TLS: the client's first request (if it comes
+    within ``wait`` seconds) gets the reason."""
+    with contextlib.suppress(*BROKEN, LineTooLong, HttpError), trio.move_on_after(wait):
         await client.read_until(b"\r\n\r\n", MAX_HEAD_BYTES)
         await client.stream.send_all(refusal_response(refused, close=True))
 
