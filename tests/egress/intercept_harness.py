@@ -23,6 +23,7 @@ from tests.egress.egress_harness import (
     serving_site,
 )
 from trio_sandbox.egress import Destination, EgressPolicy, InjectedSecret, Injection
+from trio_sandbox.egress._names import parse_host
 
 VALUE = "ghp_R3alV4lue0fTheT0kenR3alV4lue0fTheT0"
 PLACEHOLDER = "ghp_Pl4ceh0lderPl4ceh0lderPl4ceh0lderPl"
@@ -44,9 +45,14 @@ class Setup:
         return f"secure.test:{self.origins.https}"
 
 
-def make_injection(interception: Certificates, origin_ca: Path, port: int) -> Injection:
+def make_injection(
+    interception: Certificates, origin_ca: Path, port: int, host: str = "secure.test"
+) -> Injection:
+    """GITHUB_TOKEN injected for ``host:port`` (a name or an IP literal), OTHER for
+    other.test."""
+
     async def server_context(destination: Destination) -> ssl.SSLContext:
-        assert destination == Destination("secure.test", port)
+        assert destination == Destination(parse_host(host), port)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(interception.cert, interception.key)
         context.set_alpn_protocols(["http/1.1"])
@@ -59,7 +65,7 @@ def make_injection(interception: Certificates, origin_ca: Path, port: int) -> In
 
     return Injection(
         (
-            InjectedSecret(NAME, VALUE, PLACEHOLDER, (f"secure.test:{port}",)),
+            InjectedSecret(NAME, VALUE, PLACEHOLDER, (f"{host}:{port}",)),
             InjectedSecret("OTHER", OTHER_VALUE, OTHER_PLACEHOLDER, ("other.test",)),
         ),
         server_context,

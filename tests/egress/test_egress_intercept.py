@@ -27,6 +27,7 @@ from tests.egress.egress_harness import (
     receive_until,
     run_tool,
     running_proxy,
+    serving_site,
     tool_environment,
 )
 from tests.egress.intercept_harness import (
@@ -397,3 +398,29 @@ async def test_an_http2_preface_is_refused_naming_why(
     refusal = setup.proxy.events[-1].refusal
     assert refusal is not None
     assert refusal.kind is RefusalKind.INTERCEPT_HTTP2
+
+
+@needs_curl
+async def test_an_ip_literal_entry_is_intercepted_with_no_sni_and_its_ip_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """curl sends no SNI to an address; the proxy presents a leaf with that IP and checks the
+    origin's IP SAN, as a client of the address would."""
+    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", VALUE)
+    interception = make_certificates(directory(tmp_path / "intercept"), ("127.0.0.1",))
+    async with serving_site(tmp_path) as origins:
+        port = origins.https
+        injection = make_injection(interception, origins.certificates.ca, port, host="127.0.0.1")
+        policy = EgressPolicy.parse([f"127.0.0.1:{port}"])
+        async with running_proxy(policy, map_resolver({}), injection=injection) as proxy:
+            setup = Setup(proxy, origins, interception, tmp_path / "home")
+            output = await curl(
+                setup,
+                "-H",
+                f"Authorization: Bearer {PLACEHOLDER}",
+                f"https://127.0.0.1:{port}/auth",
+            )
+            await proxy.wait_until_idle()
+    assert "HTTP/1.1 200" in output
+    assert "authorized" in output
+    assert_no_value(setup, output)
