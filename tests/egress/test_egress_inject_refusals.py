@@ -381,3 +381,19 @@ def test_the_client_hello_parser_never_raises_on_hostile_bytes(data: st.DataObje
     assert name is None or isinstance(name, str)
     noise = server_name(data.draw(st.binary(max_size=300)))
     assert noise is None or isinstance(noise, str)
+
+
+async def test_a_placeholder_in_a_client_hellos_server_name_is_refused_in_any_case() -> None:
+    async with recording_server() as (port, received):
+        resolver = map_resolver({"fronted.test": [ipaddress.IPv4Address(LOOPBACK)]})
+        policy = EgressPolicy.parse([f"fronted.test:{port}"])
+        async with running_proxy(policy, resolver, injection=injection()) as proxy:
+            async with await open_connection(proxy.port) as stream:
+                await stream.send_all(
+                    f"CONNECT fronted.test:{port} HTTP/1.1\r\n\r\n".encode()
+                    + client_hello(f"{PLACEHOLDER.lower()}.evil.test")
+                )
+                assert (await receive_all(stream)).startswith(b"HTTP/1.1 200")
+            await proxy.wait_until_idle()
+    assert received == [b""]
+    assert "the first data sent through the tunnel carries the placeholder" in the_refusal(proxy)

@@ -129,8 +129,9 @@ class SecretGuard:
             refused = None if name is None else self._other_sni(name, destination)
             if refused is not None:
                 return refused
-        if (found := self.matcher.find_bytes(data)) is not None:
-            where = "the first bytes sent through the tunnel"
+        # A ClientHello's server name is lower-cased by the client: any case counts there.
+        if (found := self.matcher.find_bytes(data, ignore_case=is_tls_handshake(data))) is not None:
+            where = "the first data sent through the tunnel"
             return _refused(target, PlaceholderFound(found, where))
         head_end = data.find(b"\r\n\r\n")
         if head_end >= 0:
