@@ -348,7 +348,15 @@ def test_the_streaming_replacer_equals_bytes_replace_for_any_chunking(
     secret = data.draw(secrets())
     value, placeholder = secret.value.encode(), secret.placeholder.encode()
     parts = data.draw(
-        st.lists(st.one_of(st.binary(max_size=20), st.just(value), st.just(value[:-1])))
+        st.lists(
+            st.one_of(
+                st.binary(max_size=20),
+                st.just(value),
+                st.just(value[:-1]),
+                st.just(placeholder),
+                st.just(value[1:]),
+            )
+        )
     )
     stream = b"".join(parts)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))

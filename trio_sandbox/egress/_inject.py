@@ -385,13 +385,26 @@ class StreamingReplacer:
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data
-        for key, replacement in self.replacements.items():
-            text = text.replace(key, replacement)
-        keep = self._held_length(text)
+        out: list[bytes] = []
+        position = 0
+        # Leftmost first and never over what was replaced, as bytes.replace does: the held
+        # tail is kept as it came, so no key is made of a replacement and what follows it.
+        while True:
+            found = [
+                (at, key) for key in self.replacements if (at := text.find(key, position)) >= 0
+            ]
+            if not found:
+                break
+            at, key = min(found, key=lambda item: item[0])
+            out += (text[position:at], self.replacements[key])
+            position = at + len(key)
+        keep = self._held_length(text[position:])
         self._held = text[len(text) - keep :]
-        return text[: len(text) - keep]
+        out.append(text[position : len(text) - keep])
+        return b"".join(out)
 
     def _held_length(self, text: bytes) -> int:
+        """The longest tail of ``text`` that is the start of a key."""
         longest = 0
         for key in self.replacements:
             for size in range(min(len(key) - 1, len(text)), longest, -1):

@@ -49,6 +49,7 @@ from ._http_head import (
 )
 from ._http_relay import (
     BROKEN,
+    LINGER_SECONDS,
     answer_and_close,
     error_response,
     refusal_response,
@@ -137,6 +138,7 @@ class _Interception:
     upstream: OutboundConnection
     scoped: tuple[InjectedSecret, ...]
     matcher: PlaceholderMatcher
+    answered: int = 0  # responses relayed so far
 
     @property
     def destination(self) -> Destination:
@@ -343,6 +345,10 @@ async def _relay(
                     error.status, error.reason, proxy_error="bad-request", close=True
                 )
         except BROKEN:
+            # Either side broke: if it was the origin (an alert after the handshake), the
+            # response side says why, to a client that is still there; a bounded wait.
+            with trio.move_on_after(LINGER_SECONDS):
+                await outstanding.wait_value(lambda count: count == 0)
             nursery.cancel_scope.cancel()
             return
         # The client is done sending (or refused): the answers it waits for go back first.
@@ -419,6 +425,7 @@ async def _relay_response(
             replacer = StreamingReplacer(interception.masks())
             await relay_masked(origin, client.stream, body, upstream.count_received, replacer)
         outstanding.value -= 1
+        interception.answered += 1
         return not closes
     await client.stream.send_all(
         error_response(
@@ -433,8 +440,12 @@ async def _relay_response(
 
 def _closed_by_origin(interception: _Interception, error: BaseException) -> HttpError:
     """The origin ended the connection instead of answering: a TLS alert (a client
-    certificate it requires, say) is a failure of the re-made connection, and says so."""
-    if isinstance(error.__cause__, ssl.SSLError):
+    certificate it requires, say), or a reset before its first answer, is a failure of the
+    re-made connection, and says so."""
+    cause = error.__cause__ if isinstance(error, trio.BrokenResourceError) else error
+    if isinstance(cause, ssl.SSLError) or (
+        isinstance(cause, ConnectionResetError) and not interception.answered
+    ):
         reason = origin_failure(error, 0)
         interception.refused(RefusalKind.INTERCEPT_ORIGIN_TLS, reason)
         return HttpError(502, reason)
