@@ -368,8 +368,9 @@ def test_the_streaming_replacer_equals_bytes_replace_for_any_chunking(
         assert replacer.holding < len(value)
         assert value.startswith(stream[len(out) : len(out) + replacer.holding])
     out += replacer.flush()
+    # (Not "value not in out": a placeholder that ends as the value starts can form it with
+    # what follows, in bytes.replace's output too; only whole values are masked.)
     assert out == stream.replace(value, placeholder)
-    assert value not in out
 
 
 def test_the_replacer_holds_nothing_back_that_cannot_become_the_value() -> None:
