@@ -25,7 +25,7 @@ from trio_sandbox.egress import InjectedSecret, PlaceholderFound, PlaceholderMat
 from trio_sandbox.egress._errors import HttpError
 from trio_sandbox.egress._http_head import Body, Framing, RequestHead, write_head
 from trio_sandbox.egress._http_relay import relay_requests
-from trio_sandbox.egress._inject import StreamingReplacer
+from trio_sandbox.egress._inject import StreamingReplacer, response_masks
 from trio_sandbox.egress._intercept import relay_masked
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -432,3 +432,19 @@ def test_a_chunked_response_keeps_its_framing_with_values_replaced_across_chunks
     trio.run(main)
     assert bytes(sink.data) == expected
     assert sum(counted) == len(sent)
+
+
+def test_responses_mask_the_value_raw_percent_encoded_and_json_escaped() -> None:
+    secret = InjectedSecret("T", "ab/cd+ef=gh12", "zz/yy+xx=ww34", ("api.example.com",))
+    masks = response_masks([secret])
+    assert all(len(value) == len(placeholder) for value, placeholder in masks.items())
+    replacer = StreamingReplacer(masks)
+    body = (
+        b'{"raw": "ab/cd+ef=gh12", "json": "ab\\/cd+ef=gh12", '
+        b'"url": "?t=ab%2Fcd%2Bef%3Dgh12", "lower": "ab%2fcd%2bef%3dgh12"}'
+    )
+    out = replacer.feed(body) + replacer.flush()
+    assert out == (
+        b'{"raw": "zz/yy+xx=ww34", "json": "zz\\/yy+xx=ww34", '
+        b'"url": "?t=zz%2Fyy%2Bxx%3Dww34", "lower": "zz%2fyy%2bxx%3dww34"}'
+    )

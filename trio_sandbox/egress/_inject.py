@@ -368,6 +368,23 @@ def _basic_credentials(value: str) -> str | None:
         return None
 
 
+def response_masks(secrets: Iterable[InjectedSecret]) -> dict[bytes, bytes]:
+    """What responses from the secrets' hosts have turned back into placeholders: each value as
+    it is, with every special character %-encoded (either case), and JSON-escaped (``\\/``);
+    each form and its placeholder's are as long as each other (the specials are shared)."""
+
+    def forms(text: str) -> list[str]:
+        encoded = "".join(f"%{ord(c):02X}" if _is_special(c) else c for c in text)
+        lowered = "".join(f"%{ord(c):02x}" if _is_special(c) else c for c in text)
+        return [text, encoded, lowered, text.replace("/", "\\/")]
+
+    masks: dict[bytes, bytes] = {}
+    for secret in secrets:
+        for value, placeholder in zip(forms(secret.value), forms(secret.placeholder), strict=True):
+            masks.setdefault(value.encode(), placeholder.encode())
+    return masks
+
+
 @attrs.define(eq=False)
 class StreamingReplacer:
     """Replaces each of ``replacements``' keys with its value (of the same length) in a stream

@@ -62,6 +62,7 @@ from ._inject import (
     PlaceholderFound,
     PlaceholderMatcher,
     StreamingReplacer,
+    response_masks,
 )
 from ._names import parse_host, parse_port, split_host_port
 from ._policy import Destination, RefusalKind, Refused
@@ -198,7 +199,7 @@ class _Interception:
 
     def masks(self) -> dict[bytes, bytes]:
         """Each value, and the placeholder it is turned back into in responses."""
-        return {secret.value.encode(): secret.placeholder.encode() for secret in self.scoped}
+        return response_masks(self.scoped)
 
     def mask(self, raw: bytes) -> bytes:
         """A response head with the values of the secrets turned back into placeholders."""
