@@ -32,6 +32,7 @@ from trio_sandbox.egress import (
     EgressPolicy,
     EgressStats,
     EventCallback,
+    Injection,
     IPAddress,
     Resolver,
     serve_egress_proxy,
@@ -124,6 +125,7 @@ async def running_proxy(
     decisions_per_second: float = 1e6,
     decision_burst: int = 1_000_000,
     log_window: float = 1.0,
+    injection: Injection | None = None,
 ) -> AsyncIterator[RunningProxy]:
     """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events,
     log lines and published changes are collected (events passed to ``also_on_event`` too).
@@ -157,6 +159,7 @@ async def running_proxy(
                 connect_timeout=connect_timeout,
                 max_connections=max_connections,
                 zero_copy=zero_copy,
+                injection=injection,
             )
         )
         yield RunningProxy(port, stats, events, log_lines, changes)
@@ -167,7 +170,9 @@ async def open_connection(port: int) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", port)
 
 
-async def receive_until(stream: trio.SocketStream, marker: bytes, limit: int = 1 << 20) -> bytes:
+async def receive_until(
+    stream: trio.abc.ReceiveStream, marker: bytes, limit: int = 1 << 20
+) -> bytes:
     """Bytes until ``marker`` is among them (or the peer closes)."""
     data = b""
     while marker not in data and len(data) < limit:
@@ -178,7 +183,7 @@ async def receive_until(stream: trio.SocketStream, marker: bytes, limit: int = 1
     return data
 
 
-async def receive_all(stream: trio.SocketStream) -> bytes:
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
     data = b""
     while chunk := await stream.receive_some(65536):
         data += chunk

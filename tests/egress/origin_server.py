@@ -1,21 +1,30 @@
 """A real HTTP/1.1 origin server for the egress tests, run as a child process.
 
 ``python origin_server.py ROOT [CERT KEY]`` serves the files under ROOT on 127.0.0.1 (a free
-port, printed on stdout once listening), over TLS when given a certificate and key. Keep-alive
+port, printed on stdout once listening), over TLS when given a certificate and key (requiring
+a client certificate with ``ORIGIN_REQUIRE_CLIENT_CERT=1``). Keep-alive
 is on (HTTP/1.1). Besides files:
 
 - ``GET /chunked?n=N``: N chunks of 1000 bytes, with Transfer-Encoding: chunked;
 - ``POST /echo``: answers with the request body (Content-Length or chunked) and
   ``X-Body-Length``;
-- ``GET /headers``: the request's header fields as text, to see what the proxy forwarded.
+- ``GET /headers``: the request's header fields as text, to see what the proxy forwarded;
+- ``GET /redirect?to=URL``: a 302 to URL;
+- ``GET /private/PATH``: PATH as above, only with the token of ``/auth`` (else a 401 with a
+  Basic challenge, which git needs before it sends the credentials of its URL);
+- ``GET /auth...``: 200 ``authorized`` if the token in ``ORIGIN_EXPECT_TOKEN`` came as
+  ``Authorization: Bearer``/``token``, in Basic credentials, in the query or in the path; else
+  401 ``unauthorized`` (``X-Seen-Authorization`` echoes what came, for the tests that look).
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import ssl
 import sys
+import urllib.parse
 from functools import partial
 
 
@@ -36,6 +45,23 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", urllib.parse.unquote(self.path.partition("to=")[2]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/auth"):
+            self._auth()
+            return
+        if self.path.startswith("/private/"):
+            if not self._authorized():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="origin"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.path = self.path.removeprefix("/private")
         if self.path == "/headers":
             body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
             self.send_response(200)
@@ -44,6 +70,30 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body)
             return
         super().do_GET()
+
+    def _authorized(self) -> bool:
+        token = os.environ.get("ORIGIN_EXPECT_TOKEN", "")
+        if not token:
+            return False
+        given = self.headers.get("Authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() == "basic":
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+            if token in (user, password):
+                return True
+        return given in {f"Bearer {token}", f"token {token}"} or token in urllib.parse.unquote(
+            self.path
+        )
+
+    def _auth(self) -> None:
+        given = self.headers.get("Authorization", "")
+        authorized = self._authorized()
+        body = b"authorized\n" if authorized else b"unauthorized\n"
+        self.send_response(200 if authorized else 401)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Seen-Authorization", given)
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -72,6 +122,9 @@ def main() -> None:
     if len(sys.argv) == 4:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(sys.argv[2], sys.argv[3])
+        if os.environ.get("ORIGIN_REQUIRE_CLIENT_CERT") == "1":
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(sys.argv[2])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()

@@ -10,6 +10,7 @@ a truncation or a near miss stays exactly as it was; never a mix of value and pl
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -22,8 +23,10 @@ from hypothesis import strategies as st
 from trio_sandbox.concurrency import Buffered
 from trio_sandbox.egress import InjectedSecret, PlaceholderFound, PlaceholderMatcher
 from trio_sandbox.egress._errors import HttpError
-from trio_sandbox.egress._http_head import RequestHead, write_head
+from trio_sandbox.egress._http_head import Body, Framing, RequestHead, write_head
 from trio_sandbox.egress._http_relay import relay_requests
+from trio_sandbox.egress._inject import StreamingReplacer, response_masks
+from trio_sandbox.egress._intercept import relay_masked
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 SPECIALS = "-_.~+/=:@!%*"
@@ -112,6 +115,8 @@ def test_adjacent_placeholders_are_each_replaced(
 @given(data=st.data())
 def test_basic_credentials_are_decoded_replaced_and_encoded_again(data: st.DataObject) -> None:
     secret = data.draw(secrets())
+    # The ':' between user and password could complete a placeholder that holds one.
+    assume(":" not in secret.placeholder)
     matcher = PlaceholderMatcher([secret])
     user, out_user = data.draw(pieces(secret))
     password, out_password = data.draw(pieces(secret))
@@ -330,3 +335,116 @@ def test_an_upgrade_request_ends_the_request_stream_after_its_head() -> None:
 
     trio.run(main)
     assert bytes(sink.data) == head
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses: values turned back into placeholders, as a stream
+
+
+@given(data=st.data())
+def test_the_streaming_replacer_equals_bytes_replace_for_any_chunking(
+    data: st.DataObject,
+) -> None:
+    secret = data.draw(secrets())
+    value, placeholder = secret.value.encode(), secret.placeholder.encode()
+    parts = data.draw(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=20),
+                st.just(value),
+                st.just(value[:-1]),
+                st.just(placeholder),
+                st.just(value[1:]),
+            )
+        )
+    )
+    stream = b"".join(parts)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))
+    replacer = StreamingReplacer({value: placeholder})
+    out = b""
+    for piece in split(stream, cuts):
+        out += replacer.feed(piece)
+        # Only a tail that may still become the value is held back.
+        assert replacer.holding < len(value)
+        assert value.startswith(stream[len(out) : len(out) + replacer.holding])
+    out += replacer.flush()
+    # (Not "value not in out": a placeholder that ends as the value starts can form it with
+    # what follows, in bytes.replace's output too; only whole values are masked.)
+    assert out == stream.replace(value, placeholder)
+
+
+def test_the_replacer_holds_nothing_back_that_cannot_become_the_value() -> None:
+    replacer = StreamingReplacer({b"ghp_secretvalue1": b"ghp_placeholder1"})
+    assert replacer.feed(b"data: event\n\n") == b"data: event\n\n"
+    assert replacer.feed(b"token ghp_sec") == b"token "
+    assert replacer.feed(b"retvalue1!") == b"ghp_placeholder1!"
+
+
+@st.composite
+def chunked_bodies(draw: st.DrawFn, value: bytes) -> tuple[list[bytes], list[bytes], bytes]:
+    """(chunk data, chunk-size lines, trailers) of a chunked body holding ``value`` across
+    chunk boundaries."""
+    payload = b"".join(
+        draw(st.lists(st.one_of(st.binary(max_size=12), st.just(value)), min_size=1))
+    )
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(payload) - 1)), max_size=6))))
+    chunks = [c for c in split(payload, cuts) if c] if payload else []
+    lines = [
+        f"{len(chunk):x}".encode() + draw(st.sampled_from([b"", b";ext=v"])) + b"\r\n"
+        for chunk in chunks
+    ]
+    trailers = draw(st.sampled_from([b"", b"X-T: " + value + b"\r\n"]))
+    return chunks, lines, trailers
+
+
+def frame(chunks: Sequence[bytes], lines: Sequence[bytes], trailers: bytes) -> bytes:
+    body = b"".join(line + chunk + b"\r\n" for line, chunk in zip(lines, chunks, strict=True))
+    return body + b"0\r\n" + trailers + b"\r\n"
+
+
+@given(data=st.data())
+@settings(deadline=None)
+def test_a_chunked_response_keeps_its_framing_with_values_replaced_across_chunks(
+    data: st.DataObject,
+) -> None:
+    secret = data.draw(secrets())
+    value, placeholder = secret.value.encode(), secret.placeholder.encode()
+    chunks, lines, trailers = data.draw(chunked_bodies(value))
+    sent = frame(chunks, lines, trailers)
+    replaced = b"".join(chunks).replace(value, placeholder)
+    sizes = [len(chunk) for chunk in chunks]
+    offsets = [sum(sizes[:index]) for index in range(len(sizes) + 1)]
+    expected = frame(
+        [replaced[a:b] for a, b in itertools.pairwise(offsets)],
+        lines,
+        trailers.replace(value, placeholder),
+    )
+    cuts = data.draw(st.lists(st.integers(0, len(sent)), max_size=10))
+    sink = Collected()
+    counted: list[int] = []
+
+    async def main() -> None:
+        source = Buffered(Pieces([*split(sent, cuts), b"after"]))
+        replacer = StreamingReplacer({value: placeholder})
+        await relay_masked(source, sink, Body(Framing.CHUNKED), counted.append, replacer)
+        assert await source.stream.receive_some() == b"after" or bytes(source.buffer) == b"after"
+
+    trio.run(main)
+    assert bytes(sink.data) == expected
+    assert sum(counted) == len(sent)
+
+
+def test_responses_mask_the_value_raw_percent_encoded_and_json_escaped() -> None:
+    secret = InjectedSecret("T", "ab/cd+ef=gh12", "zz/yy+xx=ww34", ("api.example.com",))
+    masks = response_masks([secret])
+    assert all(len(value) == len(placeholder) for value, placeholder in masks.items())
+    replacer = StreamingReplacer(masks)
+    body = (
+        b'{"raw": "ab/cd+ef=gh12", "json": "ab\\/cd+ef=gh12", '
+        b'"url": "?t=ab%2Fcd%2Bef%3Dgh12", "lower": "ab%2fcd%2bef%3dgh12"}'
+    )
+    out = replacer.feed(body) + replacer.flush()
+    assert out == (
+        b'{"raw": "zz/yy+xx=ww34", "json": "zz\\/yy+xx=ww34", '
+        b'"url": "?t=zz%2Fyy%2Bxx%3Dww34", "lower": "zz%2fyy%2bxx%3dww34"}'
+    )

@@ -3,11 +3,16 @@
 The sandbox has no network but its loopback; the warden listens inside its network namespace and
 serves :func:`serve_egress_proxy` on that socket. Every destination is judged by an
 :class:`EgressPolicy`, resolved on the host, its addresses vetted (no loopback, LAN or cloud
-metadata unless listed), and dialed by address. Depends only on the stdlib, trio, attrs and
-:mod:`trio_sandbox.concurrency` (its byte relay and broadcast value).
+metadata unless listed), and dialed by address. With an :class:`Injection` (``inject_secrets``)
+the proxy terminates TLS for the hosts a secret is scoped to and replaces its placeholder there
+with the value, and refuses the placeholder everywhere else; the TLS contexts come from the
+caller. Depends only on the stdlib, trio, attrs and :mod:`trio_sandbox.concurrency` (its byte
+relay and broadcast value).
 """
 
+from ._environment import TRUST_VARIABLES as TRUST_VARIABLES
 from ._environment import proxy_environment as proxy_environment
+from ._environment import trust_environment as trust_environment
 from ._errors import DestinationError as DestinationError
 from ._errors import InjectionError as InjectionError
 from ._errors import PolicyError as PolicyError
@@ -28,6 +33,7 @@ from ._inject import InjectedSecret as InjectedSecret
 from ._inject import Injection as Injection
 from ._inject import PlaceholderFound as PlaceholderFound
 from ._inject import PlaceholderMatcher as PlaceholderMatcher
+from ._inject import StreamingReplacer as StreamingReplacer
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING
 from ._policy import DEFAULT_PORTS as DEFAULT_PORTS

@@ -12,10 +12,18 @@ import attrs
 import trio
 
 from ..concurrency import BufferedSocket, relay_tunnel
+from ._errors import shown
 from ._events import AuditEntry, EgressEvent, EgressStats, EventSink
+from ._guard import SecretGuard, wait_first_flight
 from ._names import IPAddress
 from ._policy import Allowed, Destination, EgressPolicy, RefusalKind, Refused
 from ._routing import Connected, Resolver, Route, dial, find_route
+
+
+def shown_host(host: str) -> str:
+    """A host as a refusal's target names it: as given, escaped if it needs to be."""
+    quoted = shown(host)
+    return host if quoted[1:-1] == host else quoted
 
 
 @attrs.define(eq=False)
@@ -71,27 +79,44 @@ class OutboundConnection:
 
 @attrs.define(eq=False)
 class Dialer:
+    """``guard``: the placeholders of inject_secrets, refused where they are not replaced."""
+
     policy: EgressPolicy
     resolver: Resolver
     events: EventSink
     connect_timeout: float
+    guard: SecretGuard | None = None
 
     def judge(self, protocol: str, host: str, port: int) -> Allowed | Refused:
-        """The policy's decision alone; a refusal is reported here."""
-        decision = self.policy.decide(host, port)
+        """The policy's decision alone (a placeholder in the host name first); a refusal is
+        reported here."""
+        decision: Allowed | Refused | None = None
+        if self.guard is not None:
+            decision = self.guard.host(f"{shown_host(host)}:{port}", host, "the host name")
+        if decision is None:
+            decision = self.policy.decide(host, port)
         if isinstance(decision, Refused):
-            self.events.emit(EgressEvent(protocol, decision.target, refusal=decision))
+            self.refuse(protocol, decision)
         return decision
+
+    def refuse(self, protocol: str, refused: Refused, rule: str | None = None) -> Refused:
+        """Report a refusal decided outside the policy (a placeholder where it must not go)."""
+        self.events.emit(EgressEvent(protocol, refused.target, refusal=refused, rule=rule))
+        return refused
 
     async def open(self, protocol: str, allowed: Allowed) -> OutboundConnection | Refused:
         """Resolve, vet and dial ``allowed``'s destination within the connect timeout."""
         destination = allowed.destination
         route: Route | Refused | None = None
         outcome: Connected | Refused | None = None
+        rule = allowed.rule.entry
         with trio.move_on_after(self.connect_timeout):
+            if self.guard is not None:
+                by_address = await self.guard.by_address(destination)
+                if by_address is not None:
+                    return self.refuse(protocol, by_address, rule)
             route = await find_route(self.policy, allowed, self.resolver)
             outcome = route if isinstance(route, Refused) else await dial(route)
-        rule = allowed.rule.entry
         if outcome is None:
             outcome = Refused(
                 str(destination),
@@ -109,3 +134,18 @@ class Dialer:
         return OutboundConnection(
             BufferedSocket(outcome.stream), allowed, outcome.address, entry, self.events.stats
         )
+
+    async def screen_tunnel(
+        self, protocol: str, client: BufferedSocket, upstream: OutboundConnection
+    ) -> Refused | None:
+        """Before a plain tunnel relays: the client's first bytes, if it speaks first, looked
+        at for a placeholder (reported here when refused). Nothing to do without a guard."""
+        if self.guard is None:
+            return None
+        with trio.move_on_after(self.guard.first_flight_wait):
+            await wait_first_flight(client, upstream.socket)
+        data = b"" if upstream.socket.buffer else bytes(client.buffer)
+        refused = self.guard.first_flight(data, upstream.destination) if data else None
+        if refused is not None:
+            self.refuse(protocol, refused, upstream.allowed.rule.entry)
+        return refused

@@ -58,7 +58,7 @@ class EgressEvent:
     def verdict(self) -> Verdict:
         if self.refusal is None:
             return Verdict.ALLOWED
-        if self.refusal.kind in (RefusalKind.UNRESOLVABLE, RefusalKind.UNREACHABLE):
+        if self.refusal.kind.failed:
             return Verdict.FAILED
         return Verdict.REFUSED
 

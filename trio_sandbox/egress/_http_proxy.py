@@ -9,7 +9,6 @@ upstream connection is kept for the next request to the same destination.
 
 from __future__ import annotations
 
-import http
 import select
 from typing import Final
 
@@ -17,6 +16,7 @@ import attrs
 import trio
 
 from ..concurrency import BufferedSocket, LineTooLong, StreamEnded
+from ._client_hello import is_tls_handshake
 from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError, RefusalQueryError
 from ._events import EgressEvent, logger
@@ -32,9 +32,10 @@ from ._http_head import (
     response_body,
     write_head,
 )
-from ._http_relay import BROKEN, answer_and_close, relay_body
+from ._http_relay import BROKEN, answer_and_close, error_response, refusal_response, relay_body
+from ._intercept import intercept_tunnel
 from ._names import parse_port, split_host_port
-from ._policy import Allowed, RefusalKind, Refused
+from ._policy import Allowed, Refused
 from ._refusals import REFUSALS_PATH, parse_refusals_query, refusals_answer
 from ._throttle import Throttle
 
@@ -85,29 +86,6 @@ def _host_and_port(authority: str, *, default: int | None) -> tuple[str, int]:
         return host, parse_port(port_text, authority)
     except DestinationError as error:
         raise HttpError(400, str(error)) from None
-
-
-def error_response(status: int, text: str, *, proxy_error: str | None, close: bool) -> bytes:
-    body = (text + "\n").encode("utf-8", "backslashreplace")
-    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    if proxy_error is not None:
-        fields.append(("X-Proxy-Error", proxy_error))
-    if close:
-        fields.append(("Connection", "close"))
-    return write_head(f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", fields) + body
-
-
-def refusal_response(refusal: Refused, *, close: bool) -> bytes:
-    if refusal.kind.by_policy:
-        status = 403
-    elif refusal.kind is RefusalKind.BAD_DESTINATION:
-        status = 400
-    else:
-        status = 502
-    verdict = "refused" if status != 502 else "failed"
-    return error_response(
-        status, f"{verdict} {refusal}", proxy_error=refusal.kind.value, close=close
-    )
 
 
 def _still_open(upstream: OutboundConnection) -> bool:
@@ -213,6 +191,13 @@ class HttpFrontEnd:
 
     async def _tunnel(self, client: BufferedSocket, head: RequestHead) -> None:
         host, port = parse_connect_target(head.target)
+        guard = self.dialer.guard
+        if guard is not None:
+            found = guard.request(f"{host}:{port}", head.target, head.fields, cleartext=False)
+            if found is not None:
+                self.dialer.refuse("connect", found)
+                await answer_and_close(client, refusal_response(found, close=True))
+                return
         decision = self.dialer.judge("connect", host, port)
         outcome = (
             decision
@@ -224,6 +209,21 @@ class HttpFrontEnd:
             return
         async with outcome:
             await client.stream.send_all(CONNECTION_ESTABLISHED)
+            scoped = () if guard is None else guard.injection.scoped(outcome.destination)
+            if scoped:
+                await intercept_tunnel(
+                    client,
+                    outcome,
+                    self.dialer,
+                    "connect",
+                    scoped,
+                    handshake_timeout=self.handshake_timeout,
+                )
+                return
+            refused = await self.dialer.screen_tunnel("connect", client, outcome)
+            if refused is not None:
+                await refuse_in_tunnel(client, refused)
+                return
             await outcome.tunnel(client, zero_copy=self.zero_copy)
 
     async def _forward(
@@ -245,6 +245,13 @@ class HttpFrontEnd:
         body = request_body(head)
         # A refused request's body is never read, so the connection cannot go on after one.
         keep_after_refusal = body.framing is Framing.NONE and not head.wants_close
+        guard = self.dialer.guard
+        if guard is not None:
+            where = f"{target.host}:{target.port}"
+            found = guard.request(where, head.target, head.fields, cleartext=True)
+            if found is not None:
+                self.dialer.refuse("http", found)
+                return await _refuse(client, found, keep=keep_after_refusal), upstream
         decision = self.dialer.judge("http", target.host, target.port)
         if isinstance(decision, Refused):
             return await _refuse(client, decision, keep=keep_after_refusal), upstream
@@ -360,6 +367,13 @@ class HttpFrontEnd:
         except (HttpError, *_BROKEN):
             return  # part of the response went out: only closing both ends can tell the client
         state.response_done = True
+
+
+async def refuse_in_tunnel(client: BufferedSocket, refusal: Refused) -> None:
+    """A refusal after the tunnel was granted: a client that spoke HTTP in it gets the 403 in
+    HTTP; anything else (TLS, another protocol) only sees the tunnel close."""
+    if not is_tls_handshake(bytes(client.buffer[:2])) and b"HTTP/1." in client.buffer:
+        await answer_and_close(client, refusal_response(refusal, close=True))
 
 
 async def _refuse(client: BufferedSocket, refusal: Refused, *, keep: bool) -> bool:

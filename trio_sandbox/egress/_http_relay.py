@@ -9,6 +9,7 @@ whole.
 from __future__ import annotations
 
 import contextlib
+import http
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -25,11 +26,31 @@ from ._http_head import (
     parse_chunk_size,
     parse_request_head,
     request_body,
+    write_head,
 )
+from ._policy import Refused
 
 LINGER_SECONDS: Final = 2.0
 LINGER_BYTES: Final = 1 << 20
 BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, StreamEnded)
+
+
+def error_response(status: int, text: str, *, proxy_error: str | None, close: bool) -> bytes:
+    body = (text + "\n").encode("utf-8", "backslashreplace")
+    fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if proxy_error is not None:
+        fields.append(("X-Proxy-Error", proxy_error))
+    if close:
+        fields.append(("Connection", "close"))
+    return write_head(f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", fields) + body
+
+
+def refusal_response(refusal: Refused, *, close: bool) -> bytes:
+    status = refusal.kind.status
+    verdict = "refused" if status != 502 else "failed"
+    return error_response(
+        status, f"{verdict} {refusal}", proxy_error=refusal.kind.value, close=close
+    )
 
 
 def _uncounted(_size: int) -> None:

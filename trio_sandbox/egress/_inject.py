@@ -159,11 +159,17 @@ class PlaceholderFound:
     secret: InjectedSecret
     where: str
 
-    def reason(self) -> str:
-        """Why the request was refused, as the sandbox reads it (the name, never the value)."""
+    def reason(self, *, cleartext: bool = False) -> str:
+        """Why the request was refused, as the sandbox reads it (the name, never the value);
+        ``cleartext``: a plain ``http://`` request, where no placeholder is ever replaced."""
+        where = (
+            f"in https:// requests to {self.secret.scope_text()} (never in cleartext)"
+            if cleartext
+            else f"for {self.secret.scope_text()}"
+        )
         return (
             f"{self.where} carries the placeholder of {INJECT_SETTING} {self.secret.name},"
-            f" which is replaced only for {self.secret.scope_text()}; nothing was sent"
+            f" which is replaced only {where}; nothing was sent"
         )
 
 
@@ -360,3 +366,80 @@ def _basic_credentials(value: str) -> str | None:
         return base64.b64decode(matched[2], validate=True).decode("latin-1")
     except binascii.Error:
         return None
+
+
+def response_masks(secrets: Iterable[InjectedSecret]) -> dict[bytes, bytes]:
+    """What responses from the secrets' hosts have turned back into placeholders: each value as
+    it is, with every special character %-encoded (either case), and JSON-escaped (``\\/``);
+    each form and its placeholder's are as long as each other (the specials are shared)."""
+
+    def forms(text: str) -> list[str]:
+        encoded = "".join(f"%{ord(c):02X}" if _is_special(c) else c for c in text)
+        lowered = "".join(f"%{ord(c):02x}" if _is_special(c) else c for c in text)
+        return [text, encoded, lowered, text.replace("/", "\\/")]
+
+    masks: dict[bytes, bytes] = {}
+    for secret in secrets:
+        for value, placeholder in zip(forms(secret.value), forms(secret.placeholder), strict=True):
+            masks.setdefault(value.encode(), placeholder.encode())
+    return masks
+
+
+@attrs.define(eq=False)
+class StreamingReplacer:
+    """Replaces each of ``replacements``' keys with its value (of the same length) in a stream
+    of bytes fed in pieces: what :meth:`feed` returns is final; only the longest tail that may
+    still become a key is held back (not ``len(key) - 1`` bytes: an event stream's last bytes
+    must not wait for the next event), and :meth:`flush` gives it at the end."""
+
+    replacements: dict[bytes, bytes]
+    _held: bytes = b""
+
+    def __attrs_post_init__(self) -> None:
+        for key, replacement in self.replacements.items():
+            if not key or len(key) != len(replacement):
+                raise ValueError("a replacement must be as long as what it replaces")
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._held + data
+        out: list[bytes] = []
+        position = 0
+        # Leftmost first and never over what was replaced, as bytes.replace does: the held
+        # tail is kept as it came, so no key is made of a replacement and what follows it.
+        while True:
+            found = [
+                (at, key) for key in self.replacements if (at := text.find(key, position)) >= 0
+            ]
+            if not found:
+                break
+            at, key = min(found, key=lambda item: item[0])
+            out += (text[position:at], self.replacements[key])
+            position = at + len(key)
+        keep = self._held_length(text[position:])
+        self._held = text[len(text) - keep :]
+        out.append(text[position : len(text) - keep])
+        return b"".join(out)
+
+    def _held_length(self, text: bytes) -> int:
+        """The longest tail of ``text`` that is the start of a key."""
+        longest = 0
+        for key in self.replacements:
+            for size in range(min(len(key) - 1, len(text)), longest, -1):
+                if text.endswith(key[:size]):
+                    longest = size
+                    break
+        return longest
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+    def replace_whole(self, data: bytes) -> bytes:
+        """``data`` replaced as a whole, outside the stream (a trailer line)."""
+        for key, replacement in self.replacements.items():
+            data = data.replace(key, replacement)
+        return data
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)

@@ -136,10 +136,50 @@ class RefusalKind(enum.Enum):
     BAD_DESTINATION = "bad-destination"
     UNRESOLVABLE = "dns-failure"
     UNREACHABLE = "upstream-unreachable"
+    # inject_secrets: a placeholder where it is not replaced (never silent), and an IP
+    # destination that is an address of an injected name (asked for by address, not intercepted).
+    SECRET_OUT_OF_SCOPE = "secret-out-of-scope"
+    INJECTED_BY_ADDRESS = "injected-by-address"
+    # Interception (TLS terminated for an injected host): a request for another host (domain
+    # fronting), a client that does not speak TLS, a client or an origin whose TLS failed.
+    INTERCEPT_MISDIRECTED = "intercept-misdirected"
+    INTERCEPT_NOT_TLS = "intercept-not-tls"
+    INTERCEPT_CLIENT_TLS = "intercept-client-tls"
+    INTERCEPT_ORIGIN_TLS = "intercept-origin-tls"
+    INTERCEPT_HTTP2 = "intercept-http2"
 
     @property
     def by_policy(self) -> bool:
-        return self in (RefusalKind.NOT_ALLOWED, RefusalKind.DENIED, RefusalKind.BLOCKED_ADDRESS)
+        return self in (
+            RefusalKind.NOT_ALLOWED,
+            RefusalKind.DENIED,
+            RefusalKind.BLOCKED_ADDRESS,
+            RefusalKind.SECRET_OUT_OF_SCOPE,
+            RefusalKind.INJECTED_BY_ADDRESS,
+        )
+
+    @property
+    def status(self) -> int:
+        """The HTTP status a refusal of this kind is answered with."""
+        if self.by_policy:
+            return 403
+        if self is RefusalKind.INTERCEPT_MISDIRECTED:
+            return 421
+        if self is RefusalKind.INTERCEPT_HTTP2:
+            return 505
+        if self in (RefusalKind.BAD_DESTINATION, RefusalKind.INTERCEPT_NOT_TLS):
+            return 400
+        return 502
+
+    @property
+    def failed(self) -> bool:
+        """Allowed, but it could not be reached (or its TLS could not be made)."""
+        return self in (
+            RefusalKind.UNRESOLVABLE,
+            RefusalKind.UNREACHABLE,
+            RefusalKind.INTERCEPT_CLIENT_TLS,
+            RefusalKind.INTERCEPT_ORIGIN_TLS,
+        )
 
 
 @attrs.frozen

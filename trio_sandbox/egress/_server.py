@@ -19,8 +19,10 @@ from ._decision_log import DEFAULT_WINDOW, DecisionLog
 from ._dial import Dialer
 from ._errors import SocksError
 from ._events import ChangesCallback, EgressStats, EventCallback, EventSink, logger
-from ._http_proxy import HttpFrontEnd
+from ._guard import SecretGuard
+from ._http_proxy import HttpFrontEnd, refuse_in_tunnel
 from ._inject import Injection
+from ._intercept import intercept_tunnel
 from ._policy import EgressPolicy
 from ._routing import Resolver, system_resolver
 from ._socks import connect_socks, read_socks_request
@@ -81,7 +83,8 @@ async def serve_egress_proxy(
     stats = EgressStats() if stats is None else stats
     log = DecisionLog(on_log or _log_info, log_window)
     events = EventSink(stats, log, on_event, on_changes)
-    dialer = Dialer(policy, resolver, events, connect_timeout)
+    guard = None if injection is None else SecretGuard(injection, resolver, handshake_timeout)
+    dialer = Dialer(policy, resolver, events, connect_timeout, guard)
     zero_copy = zero_copy and CAN_SPLICE
     throttle = Throttle(decisions_per_second, decision_burst)
     http = HttpFrontEnd(dialer, handshake_timeout, idle_timeout, zero_copy, throttle)
@@ -139,7 +142,7 @@ async def _serve_client(
         return
     first = client.buffer[0]
     if first == 5:
-        await _serve_socks(client, dialer, accepted_at + handshake_timeout, http.zero_copy)
+        await _serve_socks(client, dialer, handshake_timeout, http.zero_copy)
     elif first == 4:
         logger.info("refused a SOCKS4 client: only SOCKS5 is served (use socks5h://)")
         await client.stream.send_all(_SOCKS4_REJECTED)
@@ -153,8 +156,9 @@ async def _serve_client(
 
 
 async def _serve_socks(
-    client: BufferedSocket, dialer: Dialer, deadline: float, zero_copy: bool
+    client: BufferedSocket, dialer: Dialer, handshake_timeout: float, zero_copy: bool
 ) -> None:
+    deadline = trio.current_time() + handshake_timeout
     try:
         with trio.move_on_at(deadline) as waited:
             request = await read_socks_request(client)
@@ -170,4 +174,15 @@ async def _serve_socks(
     if upstream is None:
         return
     async with upstream:
+        guard = dialer.guard
+        scoped = () if guard is None else guard.injection.scoped(upstream.destination)
+        if scoped:
+            await intercept_tunnel(
+                client, upstream, dialer, "socks5", scoped, handshake_timeout=handshake_timeout
+            )
+            return
+        refused = await dialer.screen_tunnel("socks5", client, upstream)
+        if refused is not None:
+            await refuse_in_tunnel(client, refused)
+            return
         await upstream.tunnel(client, zero_copy=zero_copy)
