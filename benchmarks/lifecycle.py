@@ -135,7 +135,7 @@ def tool_server_pids(marker: str) -> list[int]:
                 argv = source.read().split(b"\0")
         except OSError:
             continue
-        if marker.encode() in environ and argv[1:3] == [b"-m", b"trio_sandbox.tools"]:
+        if marker.encode() in environ and b"trio_sandbox.tools" in argv[1:4]:
             found.append(int(entry))
     return found
 

@@ -393,7 +393,7 @@ def tool_server_pid(warden):
                 continue
             if int(stat[1]) == parent:
                 pending.append(int(name))
-                if argv[1:3] == [b"-m", b"trio_sandbox.tools"]:
+                if b"trio_sandbox.tools" in argv[1:4]:
                     return int(name)
     raise AssertionError(f"no tool server below warden {warden}")
 
