@@ -9,8 +9,7 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable, Sequence
-
-import attrs
+from dataclasses import dataclass
 
 from ...concurrency import memfd_holding
 from .._child_start import LaunchedChild, become_subreaper, launch
@@ -61,7 +60,7 @@ def _idmapped_view(
         return None
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class LaunchedBwrap:
     """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
     the helper that makes sockets inside the sandbox's network namespace."""
