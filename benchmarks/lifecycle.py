@@ -75,7 +75,7 @@ from trio_sandbox.sandbox._warden_child import serve_warden
 from trio_sandbox.tls import MtlsIdentity
 
 GOALS = {
-    "cold start": 0.600,
+    "cold start": 0.400,  # issue 22 (it was 0.600)
     "respawn": 1.000,
     "teardown": 0.300,
     "host SIGKILL to nothing left": 1.000,
@@ -135,7 +135,7 @@ def tool_server_pids(marker: str) -> list[int]:
                 argv = source.read().split(b"\0")
         except OSError:
             continue
-        if marker.encode() in environ and argv[1:3] == [b"-m", b"trio_sandbox.tools"]:
+        if marker.encode() in environ and b"trio_sandbox.tools" in argv[1:4]:
             found.append(int(entry))
     return found
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trio_sandbox.contract import NetworkMode
 from trio_sandbox.warden import WrapSpec
 from trio_sandbox.warden._seccomp import deny_list_fd
 from trio_sandbox.warden.bwrap._command import BWRAP_ENV, bwrap_argv
@@ -136,7 +137,7 @@ def plain_bwrap_tool_server(port: int) -> subprocess.Popen[bytes]:
 
 
 def plain_bwrap_running(command: tuple[str, ...]) -> subprocess.Popen[bytes]:
-    spec = WrapSpec(image="host", command=command, network="host")
+    spec = WrapSpec(image="host", command=command, network=NetworkMode.HOST)
     info_read, info_write = os.pipe()
     seccomp = deny_list_fd()
     argv = bwrap_argv(spec, [], as_root=os.geteuid() == 0, info_fd=info_write, seccomp_fd=seccomp)

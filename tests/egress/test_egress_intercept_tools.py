@@ -21,7 +21,8 @@ from tests.egress.egress_harness import (
     tool_environment,
 )
 from tests.egress.intercept_harness import PLACEHOLDER, VALUE, Setup, intercepting
-from trio_sandbox.egress import proxy_environment, trust_environment
+from trio_sandbox.contract import trust_environment
+from trio_sandbox.egress import proxy_environment
 
 PYTHON_GET = """
 import sys

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.kubernetes.kube_store import restricted_violations
+from trio_sandbox.contract import NetworkMode
 from trio_sandbox.warden import parse_wrap_args
 from trio_sandbox.warden._errors import ApiUnreachable, KubernetesError, KubernetesRequestError
 from trio_sandbox.warden.kubernetes._logs import since_time
@@ -108,14 +109,14 @@ def test_the_hosts_interpreter_becomes_the_images() -> None:
 
 def test_network_policy_for_each_network() -> None:
     plan = PodPlan.new("ns")
-    closed, _ = network_policy_manifest(plan, PodSettings(network="none"))
+    closed, _ = network_policy_manifest(plan, PodSettings(network=NetworkMode.NONE))
     assert closed["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert closed["spec"]["ingress"] == []
     assert closed["spec"]["egress"] == []
     assert closed["spec"]["podSelector"] == {
         "matchLabels": {"trio-sandbox.io/sandbox": plan.sandbox_id}
     }
-    open_egress, _ = network_policy_manifest(plan, PodSettings(network="host"))
+    open_egress, _ = network_policy_manifest(plan, PodSettings(network=NetworkMode.HOST))
     assert open_egress["spec"]["policyTypes"] == ["Ingress"]
     assert "egress" not in open_egress["spec"]
     allow = (
@@ -123,7 +124,9 @@ def test_network_policy_for_each_network() -> None:
         EgressDestination("::1"),
         EgressDestination("pypi.org", 443),
     )
-    listed, skipped = network_policy_manifest(plan, PodSettings(network="allow", allow=allow))
+    listed, skipped = network_policy_manifest(
+        plan, PodSettings(network=NetworkMode.ALLOW, allow=allow)
+    )
     assert listed["spec"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"protocol": "TCP", "port": 443}]},
         {"to": [{"ipBlock": {"cidr": "::1/128"}}]},

@@ -471,7 +471,8 @@ def test_the_pool_manifests_are_what_agent_sandbox_expects() -> None:
 
 
 def test_a_warm_pool_needs_a_published_port_and_the_agent_sandbox_api() -> None:
-    from trio_sandbox.warden.kubernetes._options import add_kubernetes_options, kubernetes_options
+    from trio_sandbox.warden.kubernetes._arguments import add_kubernetes_options
+    from trio_sandbox.warden.kubernetes._options import kubernetes_options
 
     with pytest.raises(KubernetesRequestError, match="needs a published port"):
         warm_pod_spec(_spec(), KubernetesOptions(warm_pool_size=1), PodSettings())

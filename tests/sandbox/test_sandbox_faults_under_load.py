@@ -41,7 +41,7 @@ def tool_server_pid(warden_pid: int) -> int | None:
             argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv[1:3] == [b"-m", b"trio_sandbox.tools"]:
+        if b"trio_sandbox.tools" in argv[1:4]:
             return info.pid
     return None
 

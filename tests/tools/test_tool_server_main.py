@@ -26,10 +26,12 @@ import trio
 
 from tests.tools.tools_harness import ORIGINAL_TOOL_NAMES
 from trio_sandbox.contract import STARTED_LINE_PREFIX
-from trio_sandbox.mcp import LATEST_VERSION, open_mcp_client, websocket_transport
+from trio_sandbox.mcp import LATEST_VERSION, McpClient, open_mcp_client, websocket_transport
+from trio_sandbox.mcp.client import memory_transport
 from trio_sandbox.tls import MtlsIdentity, read_ca_block
-from trio_sandbox.tools import ToolServerOptionsError
-from trio_sandbox.tools._main import default_bind, parse_options
+from trio_sandbox.tools import ToolServerOptionsError, open_tool_server
+from trio_sandbox.tools._limits import ToolLimits
+from trio_sandbox.tools._main import WARM_UP_DELAY, _WarmUp, default_bind, parse_options
 from trio_sandbox.tools._toolset import VERSION as TOOL_SERVER_VERSION
 
 # Generous: two cores, and the whole suite may be running beside us.
@@ -450,3 +452,47 @@ def test_tool_server_does_not_import_client_side_or_validation_modules_at_start(
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+@asynccontextmanager
+async def warming_server(workdir: Path) -> AsyncIterator[tuple[_WarmUp, McpClient]]:
+    """A tool server in this process with its warm-up running, and a client of it."""
+    async with open_tool_server(workdir=workdir, limits=ToolLimits()) as server:
+        warm_up = _WarmUp()
+        warm_up.install(server)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(warm_up.run)
+            async with open_mcp_client(memory_transport(server)) as client:
+                yield warm_up, client
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_ping_after_the_first_listing_is_answered_once_the_server_is_warm(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """How a host asks for a warm spare: a ping before any listing is answered at once and
+    warms nothing; one after the first listing starts the warm-up at once (not
+    ``WARM_UP_DELAY`` later) and is answered when it is done."""
+    async with warming_server(tmp_path) as (warm_up, client):
+        await client.ping()
+        assert not warm_up.asked.is_set()
+        assert not warm_up.done.is_set()
+        await client.list_tools()
+        began = trio.current_time()
+        await client.ping()
+        assert warm_up.done.is_set()
+        assert trio.current_time() - began < WARM_UP_DELAY
+        # Warm, a ping is a ping; a second listing is the server's own again.
+        await client.ping()
+        assert len(await client.list_tools()) == len(ORIGINAL_TOOL_NAMES)
+
+
+async def test_without_a_ping_the_server_warms_up_after_the_delay(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with warming_server(tmp_path) as (warm_up, client):
+        await client.list_tools()
+        listed = trio.current_time()
+        await warm_up.done.wait()
+        assert trio.current_time() - listed >= WARM_UP_DELAY
+        assert not warm_up.asked.is_set()

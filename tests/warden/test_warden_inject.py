@@ -37,6 +37,7 @@ from tests.warden.warden_harness import (
 )
 from trio_sandbox.concurrency import memfd_holding
 from trio_sandbox.contract import (
+    TRUST_VARIABLES,
     InjectedValue,
     InjectionPayload,
     combined_bundle,
@@ -50,7 +51,6 @@ from trio_sandbox.warden._inject import read_injection
 from trio_sandbox.warden._spec import WrapSpec
 from trio_sandbox.warden._trust import (
     SYSTEM_BUNDLES,
-    TRUST_VARIABLES,
     plan_trust,
     resolve_inside,
 )

@@ -64,7 +64,9 @@ from ._names import RUNTIME_VARS_VARIABLE as RUNTIME_VARS_VARIABLE
 from ._names import SKIP_WARDEN_VARIABLE as SKIP_WARDEN_VARIABLE
 from ._names import STARTED_LINE_PREFIX as STARTED_LINE_PREFIX
 from ._names import TOOL_SERVER_MODULE as TOOL_SERVER_MODULE
+from ._names import TRUST_VARIABLES as TRUST_VARIABLES
 from ._names import default_tool_server_command as default_tool_server_command
+from ._names import trust_environment as trust_environment
 from ._network import NetworkMode as NetworkMode
 from ._sizes import MAX_SIZE as MAX_SIZE
 from ._sizes import format_size as format_size

@@ -60,3 +60,22 @@ TOOL_SERVER_MODULE: Final = "trio_sandbox.tools"
 def default_tool_server_command() -> tuple[str, ...]:
     """This package's own tool server, run by the interpreter running the caller."""
     return (sys.executable, "-m", TOOL_SERVER_MODULE)
+
+
+# The variables through which common clients find the roots they trust (OpenSSL, Python's ssl,
+# requests, httpx, pip, curl, git, Node): each but Node's replaces its client's roots, so it
+# names a bundle of the system's roots plus the interception CA; NODE_EXTRA_CA_CERTS adds to
+# Node's built-in ones. Every command of a sandbox with injected secrets gets them.
+TRUST_VARIABLES: Final = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+)
+
+
+def trust_environment(bundle: str) -> dict[str, str]:
+    """The trust variables, all naming ``bundle`` (a path as the sandbox sees it)."""
+    return dict.fromkeys(TRUST_VARIABLES, bundle)

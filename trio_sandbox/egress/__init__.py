@@ -10,9 +10,7 @@ caller. Depends only on the stdlib, trio, attrs and :mod:`trio_sandbox.concurren
 relay and broadcast value).
 """
 
-from ._environment import TRUST_VARIABLES as TRUST_VARIABLES
 from ._environment import proxy_environment as proxy_environment
-from ._environment import trust_environment as trust_environment
 from ._errors import DestinationError as DestinationError
 from ._errors import InjectionError as InjectionError
 from ._errors import PolicyError as PolicyError

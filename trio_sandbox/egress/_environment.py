@@ -44,23 +44,3 @@ def proxy_environment(
     if socks:
         environment["ALL_PROXY"] = environment["all_proxy"] = f"socks5h://{authority}:{port}"
     return environment
-
-
-# The variables through which common clients find the roots they trust: each but Node's
-# replaces its client's roots (so it names a bundle of the system's roots and the interception
-# CA); NODE_EXTRA_CA_CERTS adds to Node's built-in ones.
-TRUST_VARIABLES: Final = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "PIP_CERT",
-)
-
-
-def trust_environment(bundle: str) -> dict[str, str]:
-    """Variables that make OpenSSL, Python (ssl, requests, httpx, pip), curl, git and Node
-    trust ``bundle`` (a path inside the sandbox: the system roots plus the interception CA),
-    for programs that read a variable rather than the system bundle."""
-    return dict.fromkeys(TRUST_VARIABLES, bundle)

@@ -155,9 +155,12 @@ async def run_generation(
     config: SandboxConfig,
     generation: Generation,
     *,
+    warm: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Start ``generation`` and hold it until it ends; reports started once it serves.
+    """Start ``generation`` and hold it until it ends; reports started once it serves (and,
+    with ``warm``, once a liveness request is answered: our tool server answers it when its
+    first call will not pay a lazy import, so a spare is handed out warm).
 
     Raises one of :data:`GENERATION_ENDINGS` when it never served. Every deadline of the start
     (CA block, readiness, first listing) ends when the start ends.
@@ -173,6 +176,15 @@ async def run_generation(
             await upstream.refresh_listing(limit=config.ready_timeout)
             if upstream.listing is None or upstream.listing_stale:
                 raise SandboxStartError("listing", upstream.last_error or "no tool listing")
+            if warm:
+                with trio.move_on_after(config.ready_timeout):
+                    await launched.client.ping()
+                    warm = False
+                if warm:
+                    raise SandboxStartError(
+                        "listing",
+                        f"no answer to a ping within {config.ready_timeout:g} s of the listing",
+                    )
             if generation.ended.is_set():
                 # It died while being listed: it never served.
                 raise SandboxStartError("listing", generation.end_reason or "the sandbox ended")

@@ -242,6 +242,7 @@ class SparePool:
                 self.launcher,
                 self.config,
                 spare.generation,
+                warm=True,
                 task_status=_ReadyReporter(self, spare),
             )
             if not spare.handed_out:  # it ended on its own (the pool's end cancels instead)

@@ -29,6 +29,7 @@ from ..contract import (
     SKIP_WARDEN_VARIABLE,
 )
 from ..mcp import HttpSettings, JsonObject, McpHttpApp, McpServer, RequestContext, serve_http
+from ..mcp.lowlevel import MethodHandler
 from ..program import exit_now
 from ..tls import MtlsIdentity, format_ca_block
 from ._errors import ToolServerOptionsError, ToolServerWedged
@@ -144,7 +145,8 @@ async def serve_tool_server(
             allowed_hosts=frozenset({"*"}) if identity else HttpSettings().allowed_hosts
         )
         app = McpHttpApp(server, settings)
-        listed = _first_listing_answered(server)
+        warm_up = _WarmUp()
+        warm_up.install(server)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
                 lambda task_status: serve_http(
@@ -165,41 +167,61 @@ async def serve_tool_server(
                 text = f"MCP server started at {url}\n"
             await _announce(text, announce)
             task_status.started(url)
-            nursery.start_soon(_import_argument_validation_after, listed)
+            nursery.start_soon(warm_up.run)
 
 
 # How long after its first listing the tool server leaves the CPU to its host's start.
 WARM_UP_DELAY = 0.1
+# What a host sends to learn that the server is warm (by protocol era).
+_LIVENESS_METHODS = ("ping", "server/discover")
 
 
-def _first_listing_answered(server: McpServer) -> trio.Event:
-    """An event set once the server has answered its first ``tools/list``."""
-    listed = trio.Event()
-    list_tools = server.handler_for("tools/list")
-    if list_tools is None:
-        listed.set()
-        return listed
+@attrs.define(eq=False)
+class _WarmUp:
+    """The first call validates its arguments with jsonschema (~30 ms to import). It is imported
+    off the event loop once the host's start is done: ``WARM_UP_DELAY`` after the first
+    ``tools/list`` is answered (a cold start's handshake and listings do not share the CPU with
+    it), or at once when a liveness request follows that listing — how the host asks for a warm
+    spare: such a request is answered once the import is done, so a spare handed out has it. A
+    call that comes sooner imports jsonschema itself, as it always did."""
 
-    async def list_then_tell(params: JsonObject, ctx: RequestContext) -> JsonObject:
-        try:
-            return await list_tools(params, ctx)
-        finally:
-            listed.set()
-            server.route("tools/list", list_tools)
+    listed: trio.Event = attrs.Factory(trio.Event)
+    asked: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
 
-    server.route("tools/list", list_then_tell)
-    return listed
+    def install(self, server: McpServer) -> None:
+        list_tools = server.handler_for("tools/list")
+        if list_tools is None:
+            self.listed.set()
+        else:
 
+            async def list_then_tell(params: JsonObject, ctx: RequestContext) -> JsonObject:
+                try:
+                    return await list_tools(params, ctx)
+                finally:
+                    self.listed.set()
+                    server.route("tools/list", list_tools)
 
-async def _import_argument_validation_after(listed: trio.Event) -> None:
-    """The first call validates its arguments with jsonschema (~30 ms to import). Import it off
-    the event loop once the first listing is answered: a warm spare (listed, then idle) has it by
-    its first call, and a cold start's handshake and listings do not share the CPU with it (the
-    host lists more than the tools right after: it gets ``WARM_UP_DELAY`` first; a call that
-    comes sooner imports jsonschema itself, as it always did)."""
-    await listed.wait()
-    await trio.sleep(WARM_UP_DELAY)
-    await trio.to_thread.run_sync(_import_argument_validation)
+            server.route("tools/list", list_tools if self.listed.is_set() else list_then_tell)
+        for method in _LIVENESS_METHODS:
+            if (answer := server.handler_for(method)) is not None:
+                server.route(method, self._answered_when_warm(answer))
+
+    def _answered_when_warm(self, answer: MethodHandler) -> MethodHandler:
+        async def when_warm(params: JsonObject, ctx: RequestContext) -> JsonObject:
+            if self.listed.is_set():
+                self.asked.set()
+                await self.done.wait()
+            return await answer(params, ctx)
+
+        return when_warm
+
+    async def run(self) -> None:
+        await self.listed.wait()
+        with trio.move_on_after(WARM_UP_DELAY):
+            await self.asked.wait()
+        await trio.to_thread.run_sync(_import_argument_validation)
+        self.done.set()
 
 
 def _import_argument_validation() -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import attrs
 
 if TYPE_CHECKING:
     from ._netns import NetnsHelper
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 Subcommands = argparse._SubParsersAction
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Launched:
     """A sandbox as its back end started it before Trio (possibly nothing yet)."""
 
@@ -49,7 +48,7 @@ def _unconfigured(spec: WrapSpec, args: argparse.Namespace, volumes: tuple[str, 
     return spec
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Backend:
     """One way of running a sandbox. Every callable but ``Launched.run`` runs before Trio is
     imported: standard library only (a back end imports its heavy modules inside ``run``)."""
@@ -62,7 +61,7 @@ class Backend:
     proxies_egress: bool = True
     # ``--volume`` prefixes only this back end understands, and what they name ("pvc:": "a
     # PersistentVolumeClaim"); the core leaves such volumes to ``configure``.
-    volume_kinds: Mapping[str, str] = attrs.field(factory=dict)
+    volume_kinds: Mapping[str, str] = field(default_factory=dict)
     # Adds this back end's own options to ``wrap``.
     add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
     # Adds this back end's own subcommands; each sets ``run_command(args) -> status`` as default.

@@ -14,13 +14,12 @@ import ctypes
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-
-import attrs
+from dataclasses import dataclass
 
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class LaunchedChild:
     """A started child and a pidfd to await its exit without polling."""
 

@@ -6,9 +6,8 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import NoReturn
-
-import attrs
 
 from ..concurrency import record_early_signals
 from ..contract import (
@@ -187,10 +186,10 @@ def parse_wrap_args(argv: Sequence[str]) -> WrapSpec:
             # Imports Trio (the proxy's package) before the launch: allow mode only.
             from ._egress import egress_environment, egress_policy
 
-            spec = attrs.evolve(spec, egress=egress_policy(spec, chosen))
+            spec = replace(spec, egress=egress_policy(spec, chosen))
             if chosen is None or chosen.proxies_egress:
                 # Before the caller's own variables, so that theirs win (the last one set wins).
-                spec = attrs.evolve(spec, env=egress_environment() + spec.env)
+                spec = replace(spec, env=egress_environment() + spec.env)
         elif spec.allow_domains or spec.deny_domains:
             raise WrapRequestError("--allow-domain and --deny-domain need --network allow")
         return spec

@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-import attrs
 
 from ..contract import (
     INJECT_FD_MAX_BYTES,
     INJECT_FD_OPTION,
     INJECT_SECRET_OPTION,
+    TRUST_VARIABLES,
     ContractValueError,
     InjectionPayload,
     InjectRequest,
@@ -31,7 +31,7 @@ from ..contract import (
 )
 from ._errors import WrapRequestError
 from ._spec import WrapSpec, descriptor_number, read_descriptor
-from ._trust import TRUST_VARIABLES, TrustPlan
+from ._trust import TrustPlan
 
 if TYPE_CHECKING:
     from ..egress import InjectedSecret
@@ -92,15 +92,15 @@ def check_inject_request(spec: WrapSpec, backend: Backend | None, backend_name: 
             )
 
 
-@attrs.frozen(eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class InjectionMaterial:
     """What the descriptor held, checked against the command line: the CA and each secret's
     value (out of every repr) and placeholder, with the hosts from ``requests``."""
 
     requests: tuple[InjectRequest, ...]
-    payload: InjectionPayload = attrs.field(repr=False)
+    payload: InjectionPayload = field(repr=False)
     # The egress proxy's view of each secret (checked as it is made: lengths, shapes, hosts).
-    secrets: tuple[InjectedSecret, ...] = attrs.field(repr=False)
+    secrets: tuple[InjectedSecret, ...] = field(repr=False)
 
     def scope_hosts(self) -> tuple[str, ...]:
         """Every host a secret is injected for, as written (the interception CA's scope)."""

@@ -26,9 +26,8 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import attrs
 
 from ..contract import LIMIT_KINDS, PER_COMMAND_RLIMIT, LimitsInForce, ResourceLimits
 from ._report import Reporter
@@ -62,7 +61,7 @@ def default_limits() -> ResourceLimits:
     return ResourceLimits(memory=memory, pids=1024, cpus=cpus, tmp_size=min(2**30, memory // 2))
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Enforcement:
     """How each limit is enforced here (``None``: not at all)."""
 
@@ -81,18 +80,18 @@ class Enforcement:
         return missing
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class LimitPlan:
     """What the back end does to enforce the limits, decided before the sandbox starts."""
 
     limits: ResourceLimits
     enforcement: Enforcement
     # Host directories of the sandbox's cgroups by controller (removed after the sandbox).
-    cgroups: dict[str, Path] = attrs.field(factory=dict)
+    cgroups: dict[str, Path] = field(default_factory=dict)
     # A prefix for the command run inside the sandbox (rlimits set there).
-    inner_prefix: list[str] = attrs.field(factory=list)
+    inner_prefix: list[str] = field(default_factory=list)
     # A prefix for the bwrap command on the host (systemd-run).
-    outer_prefix: list[str] = attrs.field(factory=list)
+    outer_prefix: list[str] = field(default_factory=list)
 
     @property
     def memory_cgroup(self) -> Path | None:
@@ -351,11 +350,11 @@ def plan_limits(
     elif plan.enforcement.pids is None and limits.pids is not None and prlimit is not None:
         # A cgroup hierarchy without the pids controller: bound the processes with an rlimit.
         plan.inner_prefix = [prlimit, f"--nproc={limits.pids}", "--"]
-        plan.enforcement = attrs.evolve(plan.enforcement, pids="rlimit (RLIMIT_NPROC, set inside)")
+        plan.enforcement = replace(plan.enforcement, pids="rlimit (RLIMIT_NPROC, set inside)")
     if plan.enforcement.memory is None and limits.memory is not None:
-        plan.enforcement = attrs.evolve(plan.enforcement, memory=PER_COMMAND_RLIMIT)
+        plan.enforcement = replace(plan.enforcement, memory=PER_COMMAND_RLIMIT)
     tmp = "tmpfs size" if tmpfs_size and limits.tmp_size is not None else None
-    plan.enforcement = attrs.evolve(plan.enforcement, tmp_size=tmp)
+    plan.enforcement = replace(plan.enforcement, tmp_size=tmp)
     return plan
 
 

@@ -26,15 +26,14 @@ import os
 import signal
 import socket
 import sys
-
-import attrs
+from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class NetnsHelper:
     """The warden's end of a forked helper process."""
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-
-import attrs
+from dataclasses import dataclass
 
 from ..contract import REPORT_MAX_LINE_BYTES
 from ._errors import ReportFdError
@@ -40,7 +39,7 @@ def open_report_fd(text: str) -> int:
     return fd
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Reporter:
     """Where the warden's reports go; ``fd`` None: nowhere (the host did not ask)."""
 

@@ -22,9 +22,8 @@ import os
 import site
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import attrs
 
 from ..contract import RUNTIME_ROOT, RUNTIME_VARS_VARIABLE
 
@@ -33,7 +32,7 @@ def is_within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class RuntimeLayout:
     """Read-only binds (host path, sandbox path), the environment, and argv translations."""
 

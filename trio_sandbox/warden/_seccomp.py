@@ -21,13 +21,11 @@ from __future__ import annotations
 import copy
 import errno
 import os
-import platform
 import socket
 import stat
 import struct
+from dataclasses import dataclass
 from typing import Any
-
-import attrs
 
 from ..concurrency import memfd_holding
 from ._errors import SeccompUnsupportedError
@@ -128,7 +126,7 @@ SETID_BITS = stat.S_ISUID | stat.S_ISGID
 CREATING_FLAGS = os.O_CREAT | 0o20000000
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class ModeRule:
     """A call whose mode argument may carry S_ISUID/S_ISGID: refused when it does (and, with a
     flags argument, only when those flags create a file)."""
@@ -218,7 +216,7 @@ def _socket_body() -> list[bytes]:
 
 def deny_list_program(machine: str | None = None) -> bytes:
     """The filter as bytes of `struct sock_filter`, ready for `bwrap --seccomp FD`."""
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     if machine not in ("x86_64", "amd64", "AMD64"):
         raise SeccompUnsupportedError(f"no seccomp deny-list for architecture {machine!r}")
     eperm = _RET_ERRNO | errno.EPERM
@@ -332,8 +330,8 @@ def _container_rules() -> list[dict[str, Any]]:
 def container_profile(engine_default: dict[str, Any]) -> dict[str, Any]:
     """The engine's default profile (an allow-list) with this module's rules merged in, for
     x86_64 only (other entry points, i386 and x32, fall to the default action)."""
-    if platform.machine() not in ("x86_64", "amd64", "AMD64"):
-        raise SeccompUnsupportedError(f"no seccomp rules for architecture {platform.machine()!r}")
+    if os.uname().machine not in ("x86_64", "amd64", "AMD64"):
+        raise SeccompUnsupportedError(f"no seccomp rules for architecture {os.uname().machine!r}")
     ours = _container_rules()
     filtered = {name for rule in ours for name in rule["names"]}
     profile = copy.deepcopy(engine_default)

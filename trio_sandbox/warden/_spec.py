@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-
-import attrs
 
 from ..contract import (
     ENV_FD_MAX_BYTES,
@@ -30,7 +29,7 @@ BackendName = Literal["auto", "bwrap", "podman", "docker", "process", "kubernete
 WARDEN_ERROR_STATUS = 125  # like docker/podman: the warden itself failed
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class PortSpec:
     """One `-p HOST_IP:HOST_PORT:CONTAINER_PORT`."""
 
@@ -45,7 +44,7 @@ def _default_limits() -> ResourceLimits:
     return default_limits()
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class WrapSpec:
     """Everything `wrap` was asked to do."""
 
@@ -57,7 +56,7 @@ class WrapSpec:
     ports: tuple[PortSpec, ...] = ()
     workdir: str | None = None
     backend: BackendName = "auto"
-    network: NetworkMode = attrs.field(default=NetworkMode.NONE, converter=NetworkMode)
+    network: NetworkMode = NetworkMode.NONE
     # The egress policy's entries (network "allow" only), as given: --allow-domain/--deny-domain.
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
@@ -65,11 +64,11 @@ class WrapSpec:
     egress: EgressPolicy | None = None
     # The uid and gid the command runs as; None: the workspace owner's (see the back ends).
     user: tuple[int, int] | None = None
-    limits: ResourceLimits = attrs.field(factory=lambda: _default_limits())
+    limits: ResourceLimits = field(default_factory=lambda: _default_limits())
     # The chosen back end's own settings (from its own options), set by its ``configure``.
     backend_options: object = None
     # Where the host reads the warden's reports (``--report-fd``), out of the sandbox's reach.
-    report: Reporter = attrs.field(factory=Reporter)
+    report: Reporter = field(default_factory=Reporter)
     # inject_secrets (``--inject-secret NAME=HOST[,HOST...]``): names and hosts only. The values
     # wait in the descriptor ``inject_fd`` (``--inject-fd``), which the back end reads once its
     # namespace helper is forked (:mod:`._inject`), so that the helper never holds a copy.

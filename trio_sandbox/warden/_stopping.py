@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-import attrs
+from dataclasses import dataclass
 
 from ..contract import LIFELINE_VARIABLE
 
@@ -27,7 +26,7 @@ ORPHANED = -2  # the lifeline's parent was gone before the warden could watch it
 PARENT_GONE_STATUS = 129
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class StopGrace:
     """The grace of the next stop; shortened when the lifeline breaks."""
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import collections
 import os
 import stat
+from dataclasses import dataclass, field
 from typing import Final
 
-import attrs
-
-from ..contract import combined_bundle
+from ..contract import combined_bundle, trust_environment
 from ._errors import WrapRequestError
 
 # Where distributions keep their system bundle (Debian/Ubuntu/Alpine, Fedora/RHEL, its extracted
@@ -34,22 +33,8 @@ SYSTEM_BUNDLES: Final = (
     "/etc/ssl/cert.pem",
     "/usr/lib/ssl/cert.pem",
 )
-# The variables every command in the sandbox gets, each naming the system bundle's path.
-TRUST_VARIABLES: Final = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "PIP_CERT",
-)
 # As the kernel: more links than this on one path is a loop.
 _MAX_LINKS: Final = 40
-
-
-def trust_environment(path: str) -> dict[str, str]:
-    """The trust variables, all naming ``path`` (the bundle as the sandbox sees it)."""
-    return dict.fromkeys(TRUST_VARIABLES, path)
 
 
 def resolve_inside(root: str, path: str) -> str | None:
@@ -87,12 +72,12 @@ def resolve_inside(root: str, path: str) -> str | None:
     return resolved
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class TrustPlan:
     """What makes the sandbox trust the CA: ``data`` (its system bundle plus the CA) over each
     of ``targets`` (regular files inside, links resolved), and ``env`` naming ``path``."""
 
-    data: bytes = attrs.field(repr=False)
+    data: bytes = field(repr=False)
     targets: tuple[str, ...]
     path: str
     env: tuple[tuple[str, str], ...]

@@ -8,9 +8,8 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import attrs
 
 from ..contract import Volume
 from ._errors import WrapRequestError
@@ -20,7 +19,7 @@ from ._runtime import is_within
 _MAX_LINKS = 40
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Mount:
     """A host path to show at `target` inside the sandbox."""
 

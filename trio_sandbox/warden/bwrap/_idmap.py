@@ -25,8 +25,7 @@ import ctypes
 import os
 import stat
 from collections.abc import Mapping, Sequence
-
-import attrs
+from dataclasses import dataclass
 
 from .._errors import IdmapUnavailableError
 from .._runtime import is_within
@@ -150,7 +149,7 @@ def _staging_dir(bound: Sequence[str]) -> str | None:
     return None
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class IdmappedTrees:
     """Detached id-mapped clones of host trees, and where bubblewrap finds them once attached."""
 

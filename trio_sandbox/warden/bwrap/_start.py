@@ -9,8 +9,7 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable, Sequence
-
-import attrs
+from dataclasses import dataclass, field, replace
 
 from ...concurrency import memfd_holding
 from .._child_start import LaunchedChild, become_subreaper, launch
@@ -63,7 +62,7 @@ def _idmapped_view(
         return None
 
 
-@attrs.define(eq=False)
+@dataclass(eq=False, slots=True)
 class LaunchedBwrap:
     """A started bwrap, with the read end of its --info-fd, the published ports' sockets and
     the helper that makes sockets inside the sandbox's network namespace."""
@@ -76,7 +75,7 @@ class LaunchedBwrap:
     # The write end of bwrap's --block-fd (-1: the command was not held back).
     block_write_fd: int = -1
     # inject_secrets' values and CA, for the egress proxy (None: nothing injected).
-    injection: InjectionMaterial | None = attrs.field(default=None, repr=False)
+    injection: InjectionMaterial | None = field(default=None, repr=False)
 
     def release_command(self) -> None:
         """Let the held-back command start (the sandbox's egress proxy listens now)."""
@@ -146,7 +145,7 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
         data_binds: list[tuple[int, str]] = []
         if injection is not None:
             trust = plan_trust(root, injection.ca_certificate_pem)
-            spec = attrs.evolve(spec, env=injected_environment(spec, injection, trust))
+            spec = replace(spec, env=injected_environment(spec, injection, trust))
             for target in trust.targets:
                 data_fds.append(memfd_holding("trio-sandbox-trust", trust.data))
                 data_binds.append((data_fds[-1], target))

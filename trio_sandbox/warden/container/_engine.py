@@ -19,6 +19,7 @@ working directory, bound read-only over every system bundle path of the image (:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -367,7 +368,7 @@ async def run_container(
             print(_DOCKER_SECCOMP_WARNING, file=sys.stderr, flush=True)
         if injection is not None:
             trust = await image_trust(engine, spec, injection.ca_certificate_pem)
-            spec = attrs.evolve(spec, env=injected_environment(spec, injection, trust))
+            spec = dataclasses.replace(spec, env=injected_environment(spec, injection, trust))
             bundle = write_trust_bundle(engine_cwd, trust)
             data_binds = [(bundle, target) for target in trust.targets]
     except BaseException:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import attrs
-
 from .._backend import Backend, Launched, Subcommands
-from ._options import add_kubernetes_options, kubernetes_options, parse_claim_volume
+from ._arguments import add_kubernetes_options
 
 if TYPE_CHECKING:
     from .._spec import WrapSpec
@@ -28,8 +27,10 @@ def _launch(spec: WrapSpec) -> Launched:
 
 
 def _configure(spec: WrapSpec, args: argparse.Namespace, volumes: tuple[str, ...]) -> WrapSpec:
+    from ._options import kubernetes_options, parse_claim_volume
+
     claims = tuple(parse_claim_volume(text) for text in volumes)
-    return attrs.evolve(spec, backend_options=kubernetes_options(args, claims))
+    return replace(spec, backend_options=kubernetes_options(args, claims))
 
 
 def _sweep_command(args: argparse.Namespace) -> int:

@@ -14,16 +14,12 @@ import argparse
 import os
 import re
 from collections.abc import Mapping
-from typing import Literal
-
-import attrs
+from dataclasses import dataclass
 
 from ...contract import NetworkMode
 from .._errors import KubernetesRequestError
-
-KubernetesApi = Literal["pods", "agent-sandbox"]
-KUBERNETES_APIS: tuple[KubernetesApi, ...] = ("pods", "agent-sandbox")
-Tunnel = Literal["auto", "portforward"]
+from ._arguments import KUBERNETES_APIS as KUBERNETES_APIS
+from ._arguments import KubernetesApi, Tunnel
 
 DEFAULT_DEADLINE_SECONDS = 24 * 3600
 DEFAULT_START_TIMEOUT_SECONDS = 300.0
@@ -40,7 +36,7 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class Toleration:
     """``--k8s-toleration KEY[=VALUE][:EFFECT]``: ``Exists`` without a value, else ``Equal``."""
 
@@ -57,7 +53,7 @@ class Toleration:
         return entry
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class ClaimVolume:
     """A PersistentVolumeClaim mounted at ``target``: ``pvc:NAME:/work[:ro]`` or ``NAME:/work``."""
 
@@ -66,7 +62,7 @@ class ClaimVolume:
     read_only: bool = False
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class KubernetesOptions:
     """Where and how the Pod runs (everything the ``--k8s-*`` options say)."""
 
@@ -95,7 +91,7 @@ class KubernetesOptions:
     sweep: bool = True
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class EgressDestination:
     """One allow-list entry: a host (an IP literal, or a name NetworkPolicy cannot express)."""
 
@@ -103,7 +99,7 @@ class EgressDestination:
     port: int | None = None
 
 
-@attrs.frozen
+@dataclass(frozen=True, slots=True)
 class PodSettings:
     """The limits and network of the Pod, whatever back-end options they came from.
     None: no bound (the namespace's LimitRange, if any, applies)."""
@@ -111,47 +107,12 @@ class PodSettings:
     memory_bytes: int | None = 2 * GIB
     cpus: float | None = 2.0
     tmp_size_bytes: int | None = 256 * MIB
-    network: NetworkMode = attrs.field(default=NetworkMode.NONE, converter=NetworkMode)
+    network: NetworkMode = NetworkMode.NONE
     allow: tuple[EgressDestination, ...] = ()
 
 
 def _env_default(environ: Mapping[str, str], name: str) -> str | None:
     return environ.get("TRIO_SANDBOX_K8S_" + name.upper().replace("-", "_")) or None
-
-
-def add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
-    """The ``--k8s-*`` options (all optional; their defaults are filled in later)."""
-    group = parser.add_argument_group("kubernetes back end (also TRIO_SANDBOX_K8S_* variables)")
-    group.add_argument("--k8s-api", choices=KUBERNETES_APIS, help="Pods (default) or agent-sandbox")
-    group.add_argument(
-        "--k8s-context", metavar="NAME", help="kubeconfig context (default: current)"
-    )
-    group.add_argument("--k8s-namespace", metavar="NAME", help="default: the context's")
-    group.add_argument(
-        "--k8s-kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config"
-    )
-    group.add_argument("--k8s-runtime-class", metavar="NAME", help="e.g. gvisor, kata")
-    group.add_argument("--k8s-node-selector", action="append", default=[], metavar="KEY=VALUE")
-    group.add_argument(
-        "--k8s-toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]"
-    )
-    group.add_argument("--k8s-deadline", metavar="SECONDS", help="activeDeadlineSeconds (24 h)")
-    group.add_argument("--k8s-start-timeout", metavar="SECONDS", help="until Running (300)")
-    group.add_argument("--k8s-api-grace", metavar="SECONDS", help="API server outage allowed (30)")
-    group.add_argument("--k8s-python", metavar="PATH", help="the image's interpreter (python3)")
-    group.add_argument(
-        "--k8s-tunnel",
-        choices=("auto", "portforward"),
-        help="auto: port-forward, refused under gVisor; portforward: also under gVisor",
-    )
-    group.add_argument(
-        "--k8s-warm-pool",
-        metavar="N|NAME",
-        help="agent-sandbox: N: keep N ready Pods of this sandbox's template (a SandboxWarmPool"
-        " the warden ensures); NAME: your own SandboxWarmPool (with --k8s-sandbox-template)",
-    )
-    group.add_argument("--k8s-sandbox-template", metavar="NAME", help="its SandboxTemplate")
-    group.add_argument("--k8s-no-sweep", action="store_true", help="no sweep of leftovers at start")
 
 
 def _number(text: str, option: str, *, integer: bool) -> float:

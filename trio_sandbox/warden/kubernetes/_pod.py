@@ -9,6 +9,7 @@ to requests, and a deadline after which the kubelet kills it whatever happened t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -403,7 +404,7 @@ def warm_pod_spec(spec: WrapSpec, options: KubernetesOptions, settings: PodSetti
             "--k8s-warm-pool N needs a published port: the sandbox's variables (its client CA)"
             " are handed to the warm Pod through it"
         )
-    pod = pod_spec(attrs.evolve(spec, env=()), options, settings)
+    pod = pod_spec(dataclasses.replace(spec, env=()), options, settings)
     container = pod["containers"][0]
     container["command"] = [
         options.python,
