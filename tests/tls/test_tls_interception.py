@@ -9,7 +9,9 @@ import datetime
 import ipaddress
 import os
 import pathlib
+import shutil
 import ssl
+import sys
 from functools import partial
 
 import pytest
@@ -222,6 +224,41 @@ async def test_a_leaf_in_scope_passes_a_verifying_client_with_http11(
     # The client offered h2 first: the interception speaks HTTP/1.1 only.
     assert alpn == "http/1.1"
     assert version in ("TLSv1.2", "TLSv1.3")
+
+
+GNUTLS_PROBE = """
+import http.server, os, ssl, subprocess, sys, threading
+from trio_sandbox.tls import InterceptionAuthority
+host, ca_path = sys.argv[1:]
+server = http.server.ThreadingHTTPServer((host, 0), http.server.SimpleHTTPRequestHandler)
+authority = InterceptionAuthority.generate([f"{host}:{server.server_address[1]}"])
+with open(ca_path, "w") as ca:
+    ca.write(authority.certificate_pem())
+server.socket = authority.server_context(host).wrap_socket(server.socket, server_side=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"https://{host}:{server.server_address[1]}/absent.git"
+env = {**os.environ, "GIT_SSL_CAINFO": ca_path, "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
+found = subprocess.run(["git", "ls-remote", url], env=env, capture_output=True, text=True)
+print(found.stderr, end="")
+"""
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.parametrize("host", ["127.0.0.2"])
+async def test_an_address_leaf_passes_gnutls_whose_cn_check_meets_the_dns_constraints(
+    host: str, tmp_path: pathlib.Path
+) -> None:
+    """Debian's git speaks TLS through libcurl-gnutls, which checks a server leaf's common name
+    as a DNS name against the CA's name constraints when the leaf has no DNS name: an IP leaf
+    carrying any CN failed there (the scope permits no DNS name), so leaves have none."""
+    authority = InterceptionAuthority.generate([host])
+    certificate, _ = authority.issue_leaf(host)
+    assert certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME) == []
+    probe = [sys.executable, "-c", GNUTLS_PROBE, host, str(tmp_path / "ca.pem")]
+    with trio.fail_after(60):
+        found = await trio.run_process(probe, capture_stdout=True, check=True)
+    # Past TLS: the server's 404, not "server certificate verification failed".
+    assert b"not found" in found.stdout, found.stdout
 
 
 def _outside_leaf_context(authority: InterceptionAuthority, host: str) -> ssl.SSLContext:

@@ -32,9 +32,6 @@ from ._key_loading import load_leaf_into_context
 from ._x509 import CLOCK_SKEW_ALLOWANCE, LeafRole, certificate_pem, sign_ca, sign_leaf, utc_now
 
 INTERCEPTION_CA_COMMON_NAME = "trio-sandbox egress interception CA"
-# Not a host name (it has spaces): OpenSSL checks a leaf's CN against the DNS constraints when it
-# looks like one.
-_LEAF_COMMON_NAME = "trio-sandbox interception leaf"
 CA_LIFETIME = datetime.timedelta(days=365)
 LEAF_LIFETIME = datetime.timedelta(days=7)
 # A cached leaf with less than this left is minted again.
@@ -230,7 +227,11 @@ class InterceptionAuthority:
             ca_key=self.private_key,
             ca_certificate=self.certificate,
             role=LeafRole.SERVER,
-            common_name=_LEAF_COMMON_NAME,
+            # No common name: GnuTLS (git, and every libcurl-gnutls client) checks a server
+            # leaf's CN as a DNS name against the CA's name constraints when the leaf has no DNS
+            # name (an IP leaf), and the scope permits no DNS name then; OpenSSL does when the CN
+            # looks like a host name. Clients match the subject alternative name only.
+            common_name=None,
             hostnames=(san,),
             not_valid_before=now - CLOCK_SKEW_ALLOWANCE,
             not_valid_after=now + LEAF_LIFETIME,

@@ -68,13 +68,12 @@ def _key_usage(*, authority: bool) -> x509.KeyUsage:
     )
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trio_sandbox"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+def _name(common_name: str | None) -> x509.Name:
+    """O=trio_sandbox, and the common name if there is one."""
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trio_sandbox")]
+    if common_name is not None:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
 
 
 def issue_leaves(
@@ -164,14 +163,14 @@ def sign_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_certificate: x509.Certificate,
     role: LeafRole,
-    common_name: str,
+    common_name: str | None,
     hostnames: Iterable[str],
     not_valid_before: datetime.datetime,
     not_valid_after: datetime.datetime,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A fresh key and its leaf certificate for ``role``, signed by ``ca_key`` (whose
     certificate is ``ca_certificate``); ``hostnames`` become DNS or IP subject alternative
-    names."""
+    names; no common name in the subject with ``common_name=None``."""
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH
