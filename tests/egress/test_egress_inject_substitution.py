@@ -373,6 +373,26 @@ def test_the_streaming_replacer_equals_bytes_replace_for_any_chunking(
     assert out == stream.replace(value, placeholder)
 
 
+@given(
+    st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=4),
+    st.binary(max_size=24),
+)
+def test_the_held_tail_is_the_longest_that_may_become_a_key(keys: list[bytes], text: bytes) -> None:
+    """Against the definition: the longest tail of ``text``, shorter than a key, that the key
+    starts with (small keys over any bytes, so that such tails abound)."""
+    replacer = StreamingReplacer({key: bytes(len(key)) for key in keys})
+    expected = max(
+        (
+            size
+            for key in keys
+            for size in range(1, min(len(key) - 1, len(text)) + 1)
+            if text.endswith(key[:size])
+        ),
+        default=0,
+    )
+    assert replacer._held_length(text) == expected
+
+
 def test_the_replacer_holds_nothing_back_that_cannot_become_the_value() -> None:
     replacer = StreamingReplacer({b"ghp_secretvalue1": b"ghp_placeholder1"})
     assert replacer.feed(b"data: event\n\n") == b"data: event\n\n"
