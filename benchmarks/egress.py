@@ -15,9 +15,10 @@ In one run, on 127.0.0.1 only:
   (a child answering only to the secret's value: every intercepted answer proves the
   substitution): a ``--intercept-megabytes`` (default 100) download by curl over https directly,
   through the plain CONNECT tunnel and intercepted (the placeholder sent, the value received);
-  and request latency from a Trio client (CONNECT, then TLS): ``--keepalive-requests`` (default
-  500) requests on one connection (median, p90) and ``--new-connections`` (default 50) requests
-  on a connection each (median).
+  the proxy's CPU time per 100 MB on each leg (from /proc); and request latency from a Trio
+  client (CONNECT, then TLS): ``--keepalive-requests`` (default 500) requests on one
+  connection (median, p90) and ``--new-connections`` (default 50) requests on a connection
+  each (median).
 
 Run:
 
@@ -369,6 +370,12 @@ async def request_latency_ms(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def resident_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -419,7 +426,7 @@ async def run_interception(
     origin_ca, interception_ca = str(scratch / "origin-ca.pem"), str(scratch / "intercept-ca.pem")
     origin, _ = await start_child_line(nursery, ["_origin_tls", str(big), origin_ca])
     intercepted_port, tunnelled_port = (int(port) for port in origin.split())
-    proxy, _ = await start_child_line(
+    proxy, proxy_process = await start_child_line(
         nursery,
         ["_proxy_intercept", str(intercepted_port), str(tunnelled_port), interception_ca],
         SSL_CERT_FILE=origin_ca,
@@ -439,12 +446,16 @@ async def run_interception(
         "https intercepted": f"https://{ORIGIN_HOST}:{intercepted_port}/big",
     }
     times: dict[str, list[float]] = {leg: [] for leg in legs}
+    cpu: dict[str, list[float]] = {leg: [] for leg in legs}
     for round_number in range(runs + 1):
         for leg, extra in legs.items():
+            before = cpu_seconds(proxy_process.pid)
             seconds = await trio.to_thread.run_sync(curl_download, urls[leg], *extra)
             if round_number:
                 times[leg].append(seconds)
+                cpu[leg].append(cpu_seconds(proxy_process.pid) - before)
     results: dict[str, Any] = {leg: statistics.median(values) for leg, values in times.items()}
+    results["proxy cpu"] = {leg: statistics.median(values) for leg, values in cpu.items()}
     results["latency"] = await request_latency_ms(
         proxy_port,
         {
@@ -579,12 +590,14 @@ def report_interception(results: dict[str, Any], megabytes: int, runs: int) -> l
         "",
         f"inject_secrets interception: {megabytes} MB over https by curl, median of {runs},"
         " through one proxy",
-        f"{'leg':<24}{'seconds':>9}{'MB/s':>9}{'vs tunnel':>11}",
+        f"{'leg':<24}{'seconds':>9}{'MB/s':>9}{'vs tunnel':>11}{'proxy CPU s/100 MB':>20}",
     ]
     for leg in ("https direct", "https tunnel", "https intercepted"):
         seconds = results[leg]
+        cpu = results["proxy cpu"][leg] * 100 / megabytes
         lines.append(
             f"{leg:<24}{seconds:>9.3f}{megabytes / seconds:>9.0f}{tunnel / seconds:>10.2f}x"
+            f"{cpu:>20.2f}"
         )
     latency = results["latency"]
     lines.append("")
