@@ -168,20 +168,24 @@ def serve_origin_tls(path: str, ca_path: str) -> None:
 # --- the proxy (child process) ------------------------------------------------------------------
 
 
-def serve_proxy(origin_port: int, zero_copy: bool) -> None:
+def run_proxy(allow: list[str], **options: Any) -> None:
+    """The egress proxy allowing ``allow`` on a free port of 127.0.0.1 (printed once it
+    listens), with serve_egress_proxy's ``options``, until killed."""
     from trio_sandbox.egress import EgressPolicy, serve_egress_proxy
 
     async def main() -> None:
-        policy = EgressPolicy.parse([f"{ORIGIN_HOST}:{origin_port}"])
+        policy = EgressPolicy.parse(allow)
         (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=512)
         port = listener.socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                functools.partial(serve_egress_proxy, listener, policy, zero_copy=zero_copy)
-            )
+            await nursery.start(functools.partial(serve_egress_proxy, listener, policy, **options))
             print(port, flush=True)
 
     trio.run(main)
+
+
+def serve_proxy(origin_port: int, zero_copy: bool) -> None:
+    run_proxy([f"{ORIGIN_HOST}:{origin_port}"], zero_copy=zero_copy)
 
 
 def serve_proxy_intercept(intercepted_port: int, tunnelled_port: int, ca_path: str) -> None:
@@ -189,13 +193,7 @@ def serve_proxy_intercept(intercepted_port: int, tunnelled_port: int, ca_path: s
     interception CA, written to ``ca_path``, as the warden's), ORIGIN_HOST:tunnelled_port
     allowed as a plain tunnel. Its environment's SSL_CERT_FILE names the origin's CA, as the
     warden's would a host's trust store."""
-    from trio_sandbox.egress import (
-        Destination,
-        EgressPolicy,
-        InjectedSecret,
-        Injection,
-        serve_egress_proxy,
-    )
+    from trio_sandbox.egress import Destination, InjectedSecret, Injection
     from trio_sandbox.tls import InterceptionAuthority, LeafContexts, upstream_context
 
     entry = f"{ORIGIN_HOST}:{intercepted_port}"
@@ -215,18 +213,7 @@ def serve_proxy_intercept(intercepted_port: int, tunnelled_port: int, ca_path: s
         server_context,
         upstream_context_,
     )
-
-    async def main() -> None:
-        policy = EgressPolicy.parse([entry, f"{ORIGIN_HOST}:{tunnelled_port}"])
-        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=512)
-        port = listener.socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                functools.partial(serve_egress_proxy, listener, policy, injection=injection)
-            )
-            print(port, flush=True)
-
-    trio.run(main)
+    run_proxy([entry, f"{ORIGIN_HOST}:{tunnelled_port}"], injection=injection)
 
 
 # --- measurements -------------------------------------------------------------------------------
