@@ -245,16 +245,22 @@ def sandboxed_download(url: str, origin_port: int) -> float:
     return float(finished.stdout)
 
 
+async def read_head(stream: trio.abc.ReceiveStream, closed: str) -> bytes:
+    """What came until a response head's end (some of its body may follow it)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise RuntimeError(f"{closed}: {answer!r}")
+        answer += data
+    return answer
+
+
 async def open_tunnel(proxy_port: int, origin_port: int) -> trio.SocketStream:
     stream = await trio.open_tcp_stream("127.0.0.1", proxy_port)
     authority = f"{ORIGIN_HOST}:{origin_port}"
     await stream.send_all(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        data = await stream.receive_some(4096)
-        if not data:
-            raise RuntimeError(f"the proxy closed the tunnel: {answer!r}")
-        answer += data
+    answer = await read_head(stream, "the proxy closed the tunnel")
     if not answer.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the proxy refused the tunnel: {answer!r}")
     return stream
@@ -299,12 +305,7 @@ async def small_request(stream: trio.SSLStream[trio.SocketStream], port: int, to
         f"Authorization: Bearer {token}\r\n\r\n"
     )
     await stream.send_all(request.encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        data = await stream.receive_some(65536)
-        if not data:
-            raise RuntimeError(f"the connection closed: {answer!r}")
-        answer += data
+    answer = await read_head(stream, "the connection closed")
     head, _, body = answer.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200 "):
         raise RuntimeError(f"not authorized: {head!r}")
