@@ -1,0 +1,187 @@
+"""inject_secrets through ``open_sandbox``: real bubblewrap sandboxes (root and the ordinary
+user), the real warden and its egress proxy, a real HTTPS origin on 127.0.0.2 whose test CA the
+warden trusts through ``SSL_CERT_FILE`` in the environment it inherits.
+
+curl and Python's urllib inside reach the origin's ``/auth`` with the real value in their
+Authorization header, though the sandbox only ever sees the placeholder; the placeholder sent
+anywhere else is refused with a ``[network]`` note naming the variable; and the value is in no
+tool result, status, log record, error, nor in the command line or environment of any process
+(the warden's included).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.egress.egress_harness import HELLO, serving_site
+from tests.support.sandbox_users import SandboxUser
+from trio_sandbox.contract import decode_injection
+from trio_sandbox.sandbox import SandboxConfig, SandboxStartError, open_sandbox
+from trio_sandbox.sandbox._inject import InjectionPlan, without_injected
+from trio_sandbox.sandbox._launcher import sandbox_env, warden_argv
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+ORIGIN_HOST = "127.0.0.2"
+NAME = "GITHUB_TOKEN"
+CHILD = Path(__file__).with_name("inject_child.py")
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def fresh_value() -> str:
+    """A GitHub-shaped token no process holds by chance."""
+    return "ghp_" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(36))
+
+
+async def test_the_real_value_reaches_the_origin_and_nothing_else(
+    sandbox_user: SandboxUser,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = fresh_value()
+    # The origin learns the token it expects from its environment, at its start only: the
+    # embedding program's environment (and so the warden's) must not hold it under another name.
+    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
+    async with serving_site(workspace / "origin", host=ORIGIN_HOST) as origins:
+        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
+        # The warden verifies the origin against the host's trust store, here the test CA (in
+        # the workspace: the ordinary user must read it).
+        test_ca = workspace / "origin-ca.pem"
+        shutil.copyfile(origins.certificates.ca, test_ca)
+        test_ca.chmod(0o644)
+        entry = f"{ORIGIN_HOST}:{origins.https}"
+        plan = {
+            "name": NAME,
+            "entry": entry,
+            "other": f"{ORIGIN_HOST}:{origins.http}",
+            "unlisted": "127.0.0.3:9",
+        }
+        env = {NAME: value, "SSL_CERT_FILE": str(test_ca)}
+        with trio.fail_after(150):
+            done = await trio.run_process(
+                sandbox_user.command(sandbox_user.python, str(CHILD)),
+                stdin=json.dumps(plan).encode(),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=sandbox_user.env({"HOME": str(workspace), **env}),
+                cwd=workspace,
+            )
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, stderr[-4000:]
+    assert value not in stdout
+    assert value not in stderr
+    report = json.loads(stdout.splitlines()[-1])
+    assert report["value_in_report"] is False
+
+    # Substituted at the origin for curl and for urllib (both through the proxy variables and
+    # trusting the interception CA through the variables and the system bundle).
+    assert report["curl"] == "authorized\n[exit code 0]", report["curl"]
+    assert report["urllib"] == "authorized\n\n[exit code 0]", report["urllib"]
+    # Without the header, the origin refuses: nothing is added to what the sandbox sends.
+    assert report["no_token"].startswith("unauthorized\n"), report["no_token"]
+
+    # The sandbox's variable is a placeholder of the value's shape, not the value.
+    placeholder = report["reversed"].removesuffix("\n[exit code 0]")[::-1]
+    assert placeholder != value
+    assert len(placeholder) == len(value)
+    assert placeholder.startswith("ghp_")
+    # The origin saw the value; the answer the sandbox reads has it back as the placeholder.
+    seen = report["headers"].removesuffix("\n[exit code 0]")[::-1]
+    field, _, given = seen.partition(": ")
+    assert field.lower() == "x-seen-authorization", seen
+    assert given == f"Bearer {placeholder}"
+
+    # Anywhere else, refused before a byte of it leaves, named by the variable.
+    for key, destination in (
+        ("elsewhere", f"{ORIGIN_HOST}:{origins.http}"),
+        ("unlisted", "127.0.0.3:9"),
+    ):
+        text = report[key]
+        assert HELLO.decode() not in text
+        notes = [line for line in text.splitlines() if line.startswith("[network] refused:")]
+        assert len(notes) == 1, text
+        assert notes[0].startswith(f"[network] refused: {destination} ("), notes[0]
+        assert f"inject_secrets {NAME}" in notes[0]
+        assert entry in notes[0]
+
+    # Nowhere on the host: no process (the warden and bwrap included) has it on its command
+    # line or in its environment; the warden's environment has no such variable at all.
+    assert report["proc"]["wardens_read"], "the scan read no warden's environment"
+    assert report["proc"]["value"] == []
+    assert report["proc"]["warden_has_name"] == []
+    network = report["status"]["network"]
+    assert network["mode"] == "allow"
+    assert "inject_secrets" in report["log"]
+
+
+async def test_an_unset_variable_is_a_start_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(NAME, raising=False)
+    config = SandboxConfig(network="allow", inject_secrets={NAME: ["api.github.com"]})
+    with pytest.raises(SandboxStartError) as caught:
+        async with open_sandbox(config):
+            pass  # pragma: no cover - it does not start
+    assert caught.value.step == "inject_secrets"
+    assert f"inject_secrets {NAME} is not set on this host" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["short1", "has a space in it", "tab\tin\tthe\tvalue"])
+async def test_a_value_that_cannot_go_into_a_header_is_a_start_error_without_it(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(NAME, value)
+    config = SandboxConfig(network="allow", inject_secrets={NAME: ["api.github.com"]})
+    with pytest.raises(SandboxStartError) as caught:
+        async with open_sandbox(config):
+            pass  # pragma: no cover - it does not start
+    assert f"{NAME} has a value of {len(value)} characters" in str(caught.value)
+    assert value not in str(caught.value)
+
+
+def test_the_warden_gets_names_and_hosts_on_its_command_line_and_no_value_anywhere_else(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    value = fresh_value()
+    host_env = {NAME: value, "KEEP": "kept", "OTHER": "x"}
+    config = SandboxConfig(
+        network="allow",
+        inject_secrets={NAME: ["api.github.com", "127.0.0.2:8443"]},
+        env_passthrough=["OTHER"],
+    )
+    plan = InjectionPlan.read(config, host_env)
+    assert plan is not None
+    assert value not in repr(plan)
+    (secret,) = plan.secrets
+    assert secret.value == value
+    assert secret.placeholder != value
+    argv = warden_argv(config, 9999, env_fd=5, injection=(plan, 7))
+    assert argv[argv.index("--inject-fd") + 1] == "7"
+    assert argv[argv.index("--inject-secret") + 1] == f"{NAME}=api.github.com,127.0.0.2:8443"
+    # The hosts are the warden's to allow (as written); not repeated as --allow-domain.
+    assert not any(item.startswith("--allow-domain") for item in argv)
+    assert value not in " ".join(argv)
+    # Not in the sandbox's variables (the warden sets the placeholder), not in the warden's.
+    assert NAME not in sandbox_env(config, "", host_env)
+    assert without_injected(host_env, plan) == {"KEEP": "kept", "OTHER": "x"}
+    # A descriptor per warden run: each with its own CA, the same placeholder.
+    first, second = plan.descriptor(), plan.descriptor()
+    try:
+        payloads = [decode_injection(os.pread(fd, 1 << 20, 0), "test") for fd in (first, second)]
+    finally:
+        for fd in (first, second):
+            os.close(fd)
+    assert payloads[0].ca_certificate != payloads[1].ca_certificate
+    assert [p.secrets for p in payloads] == [plan.secrets, plan.secrets]
+    assert value not in caplog.text
