@@ -25,7 +25,13 @@ import trio
 from tests.egress.egress_harness import HELLO, serving_site
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.contract import decode_injection
-from trio_sandbox.sandbox import SandboxConfig, SandboxStartError, open_sandbox
+from trio_sandbox.redact import SecretRedactor
+from trio_sandbox.sandbox import (
+    SandboxConfig,
+    SandboxRestarted,
+    SandboxStartError,
+    open_sandbox,
+)
 from trio_sandbox.sandbox._inject import InjectionPlan, without_injected
 from trio_sandbox.sandbox._launcher import sandbox_env, warden_argv
 
@@ -122,6 +128,67 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
     network = report["status"]["network"]
     assert network["mode"] == "allow"
     assert "inject_secrets" in report["log"]
+
+
+async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedding process's own user (root in CI). A value the redaction rules do not know
+    by shape: only its being a known secret (``inject:NAME``) redacts it. The respawn swaps in
+    the warm spare, whose warden run has its own CA and the same placeholder."""
+    caplog.set_level(logging.DEBUG)
+    value = "Zq" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(30))
+    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
+    async with serving_site(tmp_path / "origin", host=ORIGIN_HOST) as origins:
+        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
+        monkeypatch.setenv("SSL_CERT_FILE", str(origins.certificates.ca))
+        monkeypatch.setenv(NAME, value)
+        entry = f"{ORIGIN_HOST}:{origins.https}"
+        config = SandboxConfig(
+            network="allow",
+            inject_secrets={NAME: [entry]},
+            # The user passing the value in under another name: redacted all the same.
+            env={"COPY": value},
+            stop_grace=5.0,
+        )
+        texts: list[str] = []
+        with trio.fail_after(120):
+            async with open_sandbox(config) as sandbox:
+
+                async def run(command: str) -> str:
+                    result = await sandbox.call_tool("run_command", {"command": command})
+                    texts.append(result.text_content)
+                    return result.text_content.removesuffix("\n[exit code 0]")
+
+                shown = await run('echo "$COPY"')
+                assert shown.startswith(f"[REDACTED_SECRET:inject:{NAME}:"), shown
+                auth = f'curl -sS -H "Authorization: Bearer ${NAME}" https://{entry}/auth'
+                assert await run(auth) == "authorized"
+                placeholder = (await run(f'printf %s "${NAME}" | rev'))[::-1]
+                assert len(placeholder) == len(value)
+                assert placeholder != value
+
+                kill = 'kill -9 "$(cut -d" " -f4 /proc/$PPID/stat)"; sleep 5'
+                with pytest.raises(SandboxRestarted):
+                    await sandbox.call_tool("run_command", {"command": kill})
+                assert await run(auth) == "authorized"
+                assert (await run(f'printf %s "${NAME}" | rev'))[::-1] == placeholder
+                assert sandbox.health.generation == 2
+                status = json.dumps(sandbox.status())
+    for text in (*texts, status, caplog.text):
+        assert value not in text
+
+
+def test_the_value_is_restored_towards_no_source_that_did_not_show_it() -> None:
+    """As open_sandbox adds it: a model copying the redacted value into a call's arguments
+    sends the redacted form, not the value (the sandbox never had it, so never showed it)."""
+    value = fresh_value()
+    redactor = SecretRedactor()
+    redactor.add_known_secret(value, f"inject:{NAME}", source=None)
+    shown = redactor.redact_text(f"token {value}", source="another-upstream")
+    assert value not in shown
+    assert redactor.restore_text(shown, source="sandbox") == shown
+    assert redactor.restore_json({"command": shown}, source="sandbox") == {"command": shown}
 
 
 async def test_an_unset_variable_is_a_start_error_naming_it(
