@@ -127,6 +127,7 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
     assert report["proc"]["warden_has_name"] == []
     network = report["status"]["network"]
     assert network["mode"] == "allow"
+    assert network["inject_secrets"] == {NAME: [entry]}
     assert "inject_secrets" in report["log"]
 
 
@@ -139,6 +140,7 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
     caplog.set_level(logging.DEBUG)
     value = "Zq" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(30))
     monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
+    fds_before = sorted(os.listdir("/proc/self/fd"))
     async with serving_site(tmp_path / "origin", host=ORIGIN_HOST) as origins:
         monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
         monkeypatch.setenv("SSL_CERT_FILE", str(origins.certificates.ca))
@@ -177,6 +179,9 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
                 status = json.dumps(sandbox.status())
     for text in (*texts, status, caplog.text):
         assert value not in text
+    # Every descriptor of the three warden runs (the first, the spare swapped in, the spare
+    # started after it) was closed: the injection memfds among them.
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 
 def test_the_value_is_restored_towards_no_source_that_did_not_show_it() -> None:

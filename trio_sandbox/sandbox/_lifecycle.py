@@ -200,6 +200,10 @@ class Sandbox:
                 "mode": self.config.network.value,
                 "allow_domains": list(self.config.allow_domains),
                 "deny_domains": list(self.config.deny_domains),
+                # Names and hosts only: the values are never in a status.
+                "inject_secrets": {
+                    name: list(hosts) for name, hosts in self.config.inject_secrets.items()
+                },
                 # The egress audit since this sandbox started: per allow-list entry, per
                 # allowed destination, per refused destination (the warden's report channel).
                 **report.network_status(),
