@@ -52,6 +52,19 @@ def test_the_option_is_repeatable_and_a_repeated_name_adds_hosts() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["stdio"], ["call"], ["tools"]],
+)
+def test_every_command_that_starts_a_sandbox_takes_the_option(command: list[str]) -> None:
+    args = build_parser().parse_args(
+        [*command, "--network", "allow", "--inject-secret", f"{NAME}=api.example.com"]
+        + (["run_command", "{}"] if command == ["call"] else [])
+    )
+    config, _ = sandbox_config(args)
+    assert config.inject_secrets == {NAME: ("api.example.com",)}
+
+
 def test_the_table_and_the_command_line_replaces_it(tmp_path: Path) -> None:
     toml = f'network = "allow"\n[inject_secrets]\n{NAME} = ["api.example.com", "h.test:8443"]\n'
     assert config_of(toml=toml, tmp_path=tmp_path) == {NAME: ("api.example.com", "h.test:8443")}

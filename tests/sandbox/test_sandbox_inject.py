@@ -184,6 +184,38 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 
+async def test_every_session_sandbox_injects_with_its_own_warden_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sandbox.session()`` starts a sandbox of its own (a warden run with its own CA): the
+    value reaches the origin from each, and each sees the sandbox's one placeholder."""
+    value = fresh_value()
+    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
+    async with serving_site(tmp_path / "origin", host=ORIGIN_HOST) as origins:
+        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
+        monkeypatch.setenv("SSL_CERT_FILE", str(origins.certificates.ca))
+        monkeypatch.setenv(NAME, value)
+        entry = f"{ORIGIN_HOST}:{origins.https}"
+        config = SandboxConfig(
+            network="allow", inject_secrets={NAME: [entry]}, warm_spares=0, stop_grace=5.0
+        )
+        auth = f'curl -sS -H "Authorization: Bearer ${NAME}" https://{entry}/auth'
+        shown = f'printf %s "${NAME}" | rev'
+        placeholders: list[str] = []
+        with trio.fail_after(120):
+            async with open_sandbox(config) as sandbox:
+                for _ in range(2):
+                    async with sandbox.session() as session:
+                        result = await session.call_tool("run_command", {"command": auth})
+                        assert result.text_content == "authorized\n[exit code 0]"
+                        result = await session.call_tool("run_command", {"command": shown})
+                        placeholders.append(result.text_content.split("\n")[0][::-1])
+                result = await sandbox.call_tool("run_command", {"command": shown})
+                placeholders.append(result.text_content.split("\n")[0][::-1])
+    assert len(set(placeholders)) == 1
+    assert value not in placeholders
+
+
 def test_the_value_is_restored_towards_no_source_that_did_not_show_it() -> None:
     """As open_sandbox adds it: a model copying the redacted value into a call's arguments
     sends the redacted form, not the value (the sandbox never had it, so never showed it)."""
