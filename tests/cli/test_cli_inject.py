@@ -6,21 +6,17 @@ and as the ordinary user."""
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
-import string
 from pathlib import Path
 
 import pytest
 
 from tests.cli.cli_harness import run_cli
-from tests.egress.egress_harness import serving_site
+from tests.sandbox.inject_harness import fresh_value, origin_expecting
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.cli._errors import UsageError
 from trio_sandbox.cli._main import build_parser
 from trio_sandbox.cli._options import sandbox_config
 
-ORIGIN_HOST = "127.0.0.2"
 NAME = "API_TOKEN"
 
 
@@ -162,16 +158,11 @@ async def test_call_injects_for_both_users(
     workspace: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    value = "tok_" + "".join(secrets.choice(string.ascii_letters) for _ in range(32))
-    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
-    async with serving_site(workspace / "origin", host=ORIGIN_HOST) as origins:
-        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
-        test_ca = workspace / "origin-ca.pem"
-        shutil.copyfile(origins.certificates.ca, test_ca)
-        test_ca.chmod(0o644)
-        monkeypatch.setenv("SSL_CERT_FILE", str(test_ca))
-        monkeypatch.setenv(NAME, value)
-        entry = f"{ORIGIN_HOST}:{origins.https}"
+    value = fresh_value("tok_", 32)
+    async with origin_expecting(workspace, value, monkeypatch) as origin:
+        for key, setting in origin.host_environment(NAME, value).items():
+            monkeypatch.setenv(key, setting)
+        entry = origin.entry
         command = f'curl -sS -H "Authorization: Bearer ${NAME}" https://{entry}/auth'
         done = await run_cli(
             [

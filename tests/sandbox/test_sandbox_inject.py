@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
-import string
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.egress.egress_harness import HELLO, serving_site
+from tests.egress.egress_harness import HELLO
+from tests.sandbox.inject_harness import NAME, ORIGIN_HOST, fresh_value, origin_expecting
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.contract import decode_injection
 from trio_sandbox.redact import SecretRedactor
@@ -37,15 +36,7 @@ from trio_sandbox.sandbox._launcher import sandbox_env, warden_argv
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
-ORIGIN_HOST = "127.0.0.2"
-NAME = "GITHUB_TOKEN"
 CHILD = Path(__file__).with_name("inject_child.py")
-_ALPHANUMERIC = string.ascii_letters + string.digits
-
-
-def fresh_value() -> str:
-    """A GitHub-shaped token no process holds by chance."""
-    return "ghp_" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(36))
 
 
 async def test_the_real_value_reaches_the_origin_and_nothing_else(
@@ -54,24 +45,15 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     value = fresh_value()
-    # The origin learns the token it expects from its environment, at its start only: the
-    # embedding program's environment (and so the warden's) must not hold it under another name.
-    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
-    async with serving_site(workspace / "origin", host=ORIGIN_HOST) as origins:
-        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
-        # The warden verifies the origin against the host's trust store, here the test CA (in
-        # the workspace: the ordinary user must read it).
-        test_ca = workspace / "origin-ca.pem"
-        shutil.copyfile(origins.certificates.ca, test_ca)
-        test_ca.chmod(0o644)
-        entry = f"{ORIGIN_HOST}:{origins.https}"
+    async with origin_expecting(workspace, value, monkeypatch) as origin:
+        origins, entry = origin.origins, origin.entry
         plan = {
             "name": NAME,
             "entry": entry,
             "other": f"{ORIGIN_HOST}:{origins.http}",
             "unlisted": "127.0.0.3:9",
         }
-        env = {NAME: value, "SSL_CERT_FILE": str(test_ca)}
+        env = origin.host_environment(NAME, value)
         with trio.fail_after(150):
             done = await trio.run_process(
                 sandbox_user.command(sandbox_user.python, str(CHILD)),
@@ -138,14 +120,12 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
     by shape: only its being a known secret (``inject:NAME``) redacts it. The respawn swaps in
     the warm spare, whose warden run has its own CA and the same placeholder."""
     caplog.set_level(logging.DEBUG)
-    value = "Zq" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(30))
-    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
+    value = fresh_value("Zq", 30)
     fds_before = sorted(os.listdir("/proc/self/fd"))
-    async with serving_site(tmp_path / "origin", host=ORIGIN_HOST) as origins:
-        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
-        monkeypatch.setenv("SSL_CERT_FILE", str(origins.certificates.ca))
-        monkeypatch.setenv(NAME, value)
-        entry = f"{ORIGIN_HOST}:{origins.https}"
+    async with origin_expecting(tmp_path, value, monkeypatch) as origin:
+        for key, setting in origin.host_environment(NAME, value).items():
+            monkeypatch.setenv(key, setting)
+        entry = origin.entry
         config = SandboxConfig(
             network="allow",
             inject_secrets={NAME: [entry]},
@@ -190,12 +170,10 @@ async def test_every_session_sandbox_injects_with_its_own_warden_run(
     """``sandbox.session()`` starts a sandbox of its own (a warden run with its own CA): the
     value reaches the origin from each, and each sees the sandbox's one placeholder."""
     value = fresh_value()
-    monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", value)
-    async with serving_site(tmp_path / "origin", host=ORIGIN_HOST) as origins:
-        monkeypatch.delenv("ORIGIN_EXPECT_TOKEN")
-        monkeypatch.setenv("SSL_CERT_FILE", str(origins.certificates.ca))
-        monkeypatch.setenv(NAME, value)
-        entry = f"{ORIGIN_HOST}:{origins.https}"
+    async with origin_expecting(tmp_path, value, monkeypatch) as origin:
+        for key, setting in origin.host_environment(NAME, value).items():
+            monkeypatch.setenv(key, setting)
+        entry = origin.entry
         config = SandboxConfig(
             network="allow", inject_secrets={NAME: [entry]}, warm_spares=0, stop_grace=5.0
         )

@@ -22,7 +22,7 @@ from ..contract import (
     Volume,
     default_tool_server_command,
 )
-from ..egress import DestinationRule, EgressPolicy, PolicyError, RuleKind
+from ..egress import DestinationRule, EgressPolicy, PolicyError
 from ..proxy import OutputLimits, UpstreamSpec
 
 
@@ -162,24 +162,11 @@ def _inject_entries(config: SandboxConfig) -> None:
             except PolicyError as error:
                 raise ValueError(str(error)) from None
             for denied in deny:
-                if _denies(denied, rule):
+                if denied.denies_some_of(rule):
                     raise ValueError(
                         f"inject_secrets {name}: {host!r} is denied by deny_domains"
                         f" {denied.entry!r}"
                     )
-
-
-def _denies(deny: DestinationRule, rule: DestinationRule) -> bool:
-    """Whether ``deny`` refuses some of what ``rule`` would inject for (the warden's check)."""
-    if rule.kind is RuleKind.WILDCARD:
-        host_denied = deny.kind is not RuleKind.ADDRESS and (
-            rule.host == deny.host or str(rule.host).endswith("." + str(deny.host))
-        )
-    else:
-        host_denied = deny.covers_host(rule.host, subdomains=True)
-    if not host_denied:
-        return False
-    return deny.port is None or rule.port is None or deny.port == rule.port
 
 
 @attrs.frozen(kw_only=True)
