@@ -30,15 +30,16 @@ from ..contract import (
     InjectRequest,
     encode_injection,
 )
-from ..redact import PlaceholderError, shaped_placeholder
+from ..egress import InjectedSecret, InjectionError
+from ..redact import MIN_KNOWN_SECRET_LENGTH, PlaceholderError, shaped_placeholder
 from ..tls import InterceptionAuthority
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
 
 SETTING = "inject_secrets"
-# A value goes into header lines: visible ASCII only, at least as long as the redactor's known
-# secrets and the egress proxy's values.
-MIN_VALUE_LENGTH = 8
+# A value goes into header lines (visible ASCII only) and is redacted wherever it shows (as
+# long as a known secret must be).
+MIN_VALUE_LENGTH = MIN_KNOWN_SECRET_LENGTH
 _VISIBLE = re.compile(r"[\x21-\x7e]+", re.ASCII)
 
 
@@ -69,10 +70,13 @@ class InjectionPlan:
         values = {request.name: _value(request.name, host_env) for request in requests}
         taken = set(values.values())
         secrets: list[InjectedValue] = []
-        for name, value in values.items():
+        for request in requests:
+            name, value = request.name, values[request.name]
             try:
                 placeholder = shaped_placeholder(value, rng, avoid=taken)
-            except PlaceholderError as error:
+                # What the warden's egress proxy will check, checked here first.
+                InjectedSecret(name, value, placeholder, request.hosts)
+            except (PlaceholderError, InjectionError) as error:
                 raise SandboxStartError("inject_secrets", f"{SETTING} {name}: {error}") from None
             taken.add(placeholder)
             secrets.append(InjectedValue(name, placeholder, value))
