@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.egress.egress_harness import HELLO
+from tests.egress.egress_harness import HELLO, PACKAGE, WHEEL, node_with_env_proxy
 from tests.sandbox.inject_harness import NAME, ORIGIN_HOST, fresh_value, origin_expecting
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.contract import decode_injection
@@ -162,6 +163,58 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
     # Every descriptor of the three warden runs (the first, the spare swapped in, the spare
     # started after it) was closed: the injection memfds among them.
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+NODE_FETCH = (
+    "fetch(process.argv[1], {headers: {Authorization: `token ${process.env.%s}`}})"
+    ".then(async (r) => console.log(r.status, (await r.text()).trim()))"
+    ".catch((e) => { while (e.cause) e = e.cause; console.log('error', e.message); })"
+)
+
+
+async def test_git_pip_and_node_inside_get_the_value_substituted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tools of issue 23 inside a real sandbox (this process's user), each trusting the
+    interception CA through the variables the warden sets: git with the placeholder as URL
+    user-info (Basic), pip with it in the index URL, Node 22's fetch in a header."""
+    value = fresh_value()
+    node = node_with_env_proxy()
+    volumes = [f"{Path(node).parent}:/opt/node/bin:ro"] if node else []
+    async with origin_expecting(tmp_path, value, monkeypatch) as origin:
+        for key, setting in origin.host_environment(NAME, value).items():
+            monkeypatch.setenv(key, setting)
+        entry = origin.entry
+        config = SandboxConfig(
+            network="allow",
+            inject_secrets={NAME: [entry]},
+            volumes=volumes,
+            warm_spares=0,
+            stop_grace=5.0,
+        )
+        commands = {
+            "git": f'git clone -q "https://x-access-token:${NAME}@{entry}/private/repo.git"'
+            " /tmp/clone && cat /tmp/clone/README",
+            "pip": f"python3 -m pip download -q --no-deps --no-cache-dir --retries 1"
+            f' --index-url "https://__token__:${NAME}@{entry}/private/simple/" -d /tmp/got'
+            f" {PACKAGE} && ls /tmp/got",
+        }
+        if node:
+            script = shlex.quote(NODE_FETCH % NAME)
+            # stderr aside: Node warns that its proxy agent is experimental.
+            commands["node"] = f"/opt/node/bin/node -e {script} https://{entry}/auth 2>/dev/null"
+        texts: dict[str, str] = {}
+        with trio.fail_after(150):
+            async with open_sandbox(config) as sandbox:
+                for tool, command in commands.items():
+                    result = await sandbox.call_tool("run_command", {"command": command})
+                    texts[tool] = result.text_content
+    assert texts["git"] == "cloned through the egress proxy\n[exit code 0]", texts["git"]
+    assert texts["pip"].startswith(WHEEL), texts["pip"]
+    assert texts["pip"].endswith("[exit code 0]"), texts["pip"]
+    if node:
+        assert texts["node"] == "200 authorized\n[exit code 0]", texts["node"]
+    assert value not in json.dumps(texts)
 
 
 async def test_every_session_sandbox_injects_with_its_own_warden_run(

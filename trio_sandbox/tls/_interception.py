@@ -34,7 +34,6 @@ from ._x509 import CLOCK_SKEW_ALLOWANCE, LeafRole, certificate_pem, sign_ca, sig
 INTERCEPTION_CA_COMMON_NAME = "trio-sandbox egress interception CA"
 # Not a host name (it has spaces): OpenSSL checks a leaf's CN against the DNS constraints when it
 # looks like one.
-_LEAF_COMMON_NAME = "trio-sandbox interception leaf"
 CA_LIFETIME = datetime.timedelta(days=365)
 LEAF_LIFETIME = datetime.timedelta(days=7)
 # A cached leaf with less than this left is minted again.
@@ -230,7 +229,8 @@ class InterceptionAuthority:
             ca_key=self.private_key,
             ca_certificate=self.certificate,
             role=LeafRole.SERVER,
-            common_name=_LEAF_COMMON_NAME,
+            # No common name: see sign_leaf (GnuTLS and name constraints).
+            common_name=None,
             hostnames=(san,),
             not_valid_before=now - CLOCK_SKEW_ALLOWANCE,
             not_valid_after=now + LEAF_LIFETIME,

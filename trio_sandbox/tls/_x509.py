@@ -164,14 +164,17 @@ def sign_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_certificate: x509.Certificate,
     role: LeafRole,
-    common_name: str,
+    common_name: str | None,
     hostnames: Iterable[str],
     not_valid_before: datetime.datetime,
     not_valid_after: datetime.datetime,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A fresh key and its leaf certificate for ``role``, signed by ``ca_key`` (whose
     certificate is ``ca_certificate``); ``hostnames`` become DNS or IP subject alternative
-    names."""
+    names. ``common_name`` None: an empty subject, the names in a critical SAN (RFC 5280
+    4.2.1.6), for a CA with name constraints: GnuTLS (git, apt) checks a leaf's common name
+    against the DNS constraints when it has no DNS SAN, so an IP leaf with any common name
+    fails there."""
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH
@@ -183,7 +186,7 @@ def sign_leaf(
     )
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
+        .subject_name(_name(common_name) if common_name is not None else x509.Name([]))
         .issuer_name(ca_certificate.subject)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -199,5 +202,7 @@ def sign_leaf(
     )
     hostnames = tuple(hostnames)
     if hostnames:
-        builder = builder.add_extension(_subject_alternative_name(hostnames), critical=False)
+        builder = builder.add_extension(
+            _subject_alternative_name(hostnames), critical=common_name is None
+        )
     return builder.sign(ca_key, hashes.SHA256()), leaf_key
