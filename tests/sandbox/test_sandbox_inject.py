@@ -2,8 +2,9 @@
 user), the real warden and its egress proxy, a real HTTPS origin on 127.0.0.2 whose test CA the
 warden trusts through ``SSL_CERT_FILE`` in the environment it inherits.
 
-curl and Python's urllib inside reach the origin's ``/auth`` with the real value in their
-Authorization header, though the sandbox only ever sees the placeholder; the placeholder sent
+curl, Python's urllib, git and pip inside (Node's fetch too, as this process's user) reach the
+origin with the real value in their Authorization header, though the sandbox only ever sees the
+placeholder; the placeholder sent
 anywhere else is refused with a ``[network]`` note naming the variable; and the value is in no
 tool result, status, log record, error, nor in the command line or environment of any process
 (the warden's included).
@@ -53,6 +54,7 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
             "entry": entry,
             "other": f"{ORIGIN_HOST}:{origins.http}",
             "unlisted": "127.0.0.3:9",
+            "package": PACKAGE,
         }
         env = origin.host_environment(NAME, value)
         with trio.fail_after(150):
@@ -76,6 +78,9 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
     # trusting the interception CA through the variables and the system bundle).
     assert report["curl"] == "authorized\n[exit code 0]", report["curl"]
     assert report["urllib"] == "authorized\n\n[exit code 0]", report["urllib"]
+    # git (GnuTLS) with the placeholder as URL user-info, pip with it in the index URL.
+    assert report["git"] == "cloned through the egress proxy\n[exit code 0]", report["git"]
+    assert report["pip"] == f"{WHEEL}\n[exit code 0]", report["pip"]
     # Without the header, the origin refuses: nothing is added to what the sandbox sends.
     assert report["no_token"].startswith("unauthorized\n"), report["no_token"]
 
