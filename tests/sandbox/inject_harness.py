@@ -10,11 +10,13 @@ import string
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
 from tests.egress.egress_harness import Origins, serving_site
+from trio_sandbox.sandbox import SandboxConfig
 
 ORIGIN_HOST = "127.0.0.2"
 NAME = "GITHUB_TOKEN"
@@ -39,6 +41,16 @@ class InjectOrigin:
         """What the embedding program's environment needs: the value, and the trust store."""
         return {name: value, "SSL_CERT_FILE": str(self.ca)}
 
+    def config(
+        self, name: str, value: str, monkeypatch: pytest.MonkeyPatch, **more: Any
+    ) -> SandboxConfig:
+        """A sandbox of this process injecting ``name`` for the origin (its environment set
+        for it), with ``more`` settings."""
+        for key, setting in self.host_environment(name, value).items():
+            monkeypatch.setenv(key, setting)
+        more.setdefault("stop_grace", 5.0)
+        return SandboxConfig(network="allow", inject_secrets={name: [self.entry]}, **more)
+
 
 @asynccontextmanager
 async def origin_expecting(
@@ -54,3 +66,20 @@ async def origin_expecting(
         shutil.copyfile(origins.certificates.ca, ca)
         ca.chmod(0o644)
         yield InjectOrigin(origins, f"{ORIGIN_HOST}:{origins.https}", ca)
+
+
+def git_clone_command(name: str, entry: str) -> str:
+    """git with the placeholder as URL user-info (sent as Basic credentials)."""
+    return (
+        f'git clone -q "https://x-access-token:${name}@{entry}/private/repo.git"'
+        " /tmp/clone && cat /tmp/clone/README"
+    )
+
+
+def pip_download_command(name: str, entry: str, package: str) -> str:
+    """pip with the placeholder in its index URL."""
+    return (
+        "python3 -m pip download -q --no-deps --no-cache-dir --retries 1 --index-url"
+        f' "https://__token__:${name}@{entry}/private/simple/" -d /tmp/got {package}'
+        " && ls /tmp/got"
+    )

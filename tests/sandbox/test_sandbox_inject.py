@@ -23,7 +23,14 @@ import pytest
 import trio
 
 from tests.egress.egress_harness import HELLO, PACKAGE, WHEEL, node_with_env_proxy
-from tests.sandbox.inject_harness import NAME, ORIGIN_HOST, fresh_value, origin_expecting
+from tests.sandbox.inject_harness import (
+    NAME,
+    ORIGIN_HOST,
+    fresh_value,
+    git_clone_command,
+    origin_expecting,
+    pip_download_command,
+)
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.contract import decode_injection
 from trio_sandbox.redact import SecretRedactor
@@ -54,7 +61,10 @@ async def test_the_real_value_reaches_the_origin_and_nothing_else(
             "entry": entry,
             "other": f"{ORIGIN_HOST}:{origins.http}",
             "unlisted": "127.0.0.3:9",
-            "package": PACKAGE,
+            "commands": {
+                "git": git_clone_command(NAME, entry),
+                "pip": pip_download_command(NAME, entry, PACKAGE),
+            },
         }
         env = origin.host_environment(NAME, value)
         with trio.fail_after(150):
@@ -129,16 +139,9 @@ async def test_a_copy_of_the_value_is_redacted_and_a_respawn_keeps_the_placehold
     value = fresh_value("Zq", 30)
     fds_before = sorted(os.listdir("/proc/self/fd"))
     async with origin_expecting(tmp_path, value, monkeypatch) as origin:
-        for key, setting in origin.host_environment(NAME, value).items():
-            monkeypatch.setenv(key, setting)
         entry = origin.entry
-        config = SandboxConfig(
-            network="allow",
-            inject_secrets={NAME: [entry]},
-            # The user passing the value in under another name: redacted all the same.
-            env={"COPY": value},
-            stop_grace=5.0,
-        )
+        # The user passing the value in under another name: redacted all the same.
+        config = origin.config(NAME, value, monkeypatch, env={"COPY": value})
         texts: list[str] = []
         with trio.fail_after(120):
             async with open_sandbox(config) as sandbox:
@@ -187,22 +190,11 @@ async def test_git_pip_and_node_inside_get_the_value_substituted(
     node = node_with_env_proxy()
     volumes = [f"{Path(node).parent}:/opt/node/bin:ro"] if node else []
     async with origin_expecting(tmp_path, value, monkeypatch) as origin:
-        for key, setting in origin.host_environment(NAME, value).items():
-            monkeypatch.setenv(key, setting)
         entry = origin.entry
-        config = SandboxConfig(
-            network="allow",
-            inject_secrets={NAME: [entry]},
-            volumes=volumes,
-            warm_spares=0,
-            stop_grace=5.0,
-        )
+        config = origin.config(NAME, value, monkeypatch, volumes=volumes, warm_spares=0)
         commands = {
-            "git": f'git clone -q "https://x-access-token:${NAME}@{entry}/private/repo.git"'
-            " /tmp/clone && cat /tmp/clone/README",
-            "pip": f"python3 -m pip download -q --no-deps --no-cache-dir --retries 1"
-            f' --index-url "https://__token__:${NAME}@{entry}/private/simple/" -d /tmp/got'
-            f" {PACKAGE} && ls /tmp/got",
+            "git": git_clone_command(NAME, entry),
+            "pip": pip_download_command(NAME, entry, PACKAGE),
         }
         if node:
             script = shlex.quote(NODE_FETCH % NAME)
@@ -215,8 +207,7 @@ async def test_git_pip_and_node_inside_get_the_value_substituted(
                     result = await sandbox.call_tool("run_command", {"command": command})
                     texts[tool] = result.text_content
     assert texts["git"] == "cloned through the egress proxy\n[exit code 0]", texts["git"]
-    assert texts["pip"].startswith(WHEEL), texts["pip"]
-    assert texts["pip"].endswith("[exit code 0]"), texts["pip"]
+    assert texts["pip"] == f"{WHEEL}\n[exit code 0]", texts["pip"]
     if node:
         assert texts["node"] == "200 authorized\n[exit code 0]", texts["node"]
     assert value not in json.dumps(texts)
@@ -229,12 +220,8 @@ async def test_every_session_sandbox_injects_with_its_own_warden_run(
     value reaches the origin from each, and each sees the sandbox's one placeholder."""
     value = fresh_value()
     async with origin_expecting(tmp_path, value, monkeypatch) as origin:
-        for key, setting in origin.host_environment(NAME, value).items():
-            monkeypatch.setenv(key, setting)
         entry = origin.entry
-        config = SandboxConfig(
-            network="allow", inject_secrets={NAME: [entry]}, warm_spares=0, stop_grace=5.0
-        )
+        config = origin.config(NAME, value, monkeypatch, warm_spares=0)
         auth = f'curl -sS -H "Authorization: Bearer ${NAME}" https://{entry}/auth'
         shown = f'printf %s "${NAME}" | rev'
         placeholders: list[str] = []
