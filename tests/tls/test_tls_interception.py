@@ -426,3 +426,14 @@ def test_scope_parse_and_covers() -> None:
     assert scope.covers("[127.0.0.1]")
     assert not scope.covers("uploads.test")
     assert not scope.covers("127.0.0.2")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "api.example.test"])
+def test_a_leaf_has_no_common_name_for_gnutls_to_check_against_the_constraints(host: str) -> None:
+    """GnuTLS (git, apt) checks a leaf's common name against the CA's DNS constraints when the
+    leaf has no DNS SAN: an IP leaf with any common name fails there. The subject is empty and
+    the SAN critical (RFC 5280 4.2.1.6)."""
+    authority = InterceptionAuthority.generate([host])
+    certificate, _ = authority.issue_leaf(host)
+    assert len(certificate.subject) == 0
+    assert certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical

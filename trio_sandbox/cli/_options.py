@@ -15,7 +15,15 @@ from typing import Any
 
 import attrs
 
-from ..contract import LIMIT_KINDS, NetworkMode, Volume, VolumeError
+from ..contract import (
+    INJECT_SECRET_OPTION,
+    LIMIT_KINDS,
+    InjectRequest,
+    InjectRequestError,
+    NetworkMode,
+    Volume,
+    VolumeError,
+)
 from ..proxy import (
     ConfigError,
     HttpUpstream,
@@ -56,7 +64,7 @@ _LISTS = {
     "deny_domains",
     "secret_env",
 }
-_TABLES = {"env", "mcpServers"}
+_TABLES = {"env", "mcpServers", "inject_secrets"}
 _OTHER = {"listen", "sandbox_prefix", "output_max_lines", "output_max_bytes"}
 KNOWN_KEYS = frozenset(_SCALARS) | _LISTS | _TABLES | _OTHER
 BACKENDS = ("auto", "bwrap", "podman", "docker", "process", "kubernetes")
@@ -125,6 +133,14 @@ def add_sandbox_options(parser: argparse.ArgumentParser, *, spares: bool = False
         action="append",
         metavar="NAME",
         help="host variable passed into the sandbox whose value is always redacted (repeatable)",
+    )
+    parser.add_argument(
+        INJECT_SECRET_OPTION,
+        action="append",
+        metavar="NAME=HOST[,HOST...]",
+        help="host variable that never enters the sandbox: it sees a placeholder, which the"
+        " egress proxy replaces by the value in requests to HOST only (needs --network allow;"
+        " HOST as in --allow-domain, allowed implicitly; repeatable)",
     )
     parser.add_argument(
         "--network",
@@ -207,6 +223,30 @@ def _string_list(data: Mapping[str, Any], key: str) -> list[str]:
     return value
 
 
+def _inject_table(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    table: dict[str, list[str]] = _check(data, "inject_secrets", dict, "a table of NAME = [hosts]")
+    for name, hosts in table.items():
+        if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
+            raise UsageError(
+                f"config key 'inject_secrets': {name} must be a list of hosts"
+                ' (NAME = ["api.example.com"])'
+            )
+    return table
+
+
+def _inject_options(texts: list[str]) -> dict[str, list[str]]:
+    """``--inject-secret NAME=HOST[,HOST...]`` entries; a repeated NAME adds hosts."""
+    merged: dict[str, list[str]] = {}
+    for text in texts:
+        try:
+            request = InjectRequest.parse(text)
+        except InjectRequestError as error:
+            raise UsageError(str(error)) from None
+        hosts = merged.setdefault(request.name, [])
+        hosts += [host for host in request.hosts if host not in hosts]
+    return merged
+
+
 def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | None]:
     """Merge the config file (if any) and the command line into a SandboxConfig."""
     data = load_config_file(args.config) if args.config else {}
@@ -231,6 +271,8 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         if not all(isinstance(v, str) for v in env.values()):
             raise UsageError("config key 'env': every value must be a string")
         fields["env"] = env
+    if "inject_secrets" in data:
+        fields["inject_secrets"] = _inject_table(data)
     if "sandbox_prefix" in data:
         fields["sandbox_prefix"] = _check(data, "sandbox_prefix", str, "a string")
     output_limits = {
@@ -280,6 +322,8 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["redact"] = False
     if args.secret_env:
         fields["secret_env"] = args.secret_env
+    if args.inject_secret:
+        fields["inject_secrets"] = _inject_options(args.inject_secret)
     if args.network is not None:
         fields["network"] = args.network
     if args.allow_domain:

@@ -108,6 +108,20 @@ class DestinationRule:
             return port == self.port
         return portless is None or port in portless
 
+    def denies_some_of(self, rule: DestinationRule) -> bool:
+        """Whether this deny rule refuses some of what the allow rule ``rule`` covers (its
+        host, or under a wildcard the names a deny name covers), on one of its ports: an
+        inject_secrets host it touches is a contradiction, refused at start."""
+        if rule.kind is RuleKind.WILDCARD:
+            host_denied = self.kind is not RuleKind.ADDRESS and (
+                rule.host == self.host or str(rule.host).endswith("." + str(self.host))
+            )
+        else:
+            host_denied = self.covers_host(rule.host, subdomains=True)
+        if not host_denied:
+            return False
+        return self.port is None or rule.port is None or self.port == rule.port
+
     def ports_text(self) -> str:
         return "ports 80 and 443 only" if self.port is None else f"port {self.port} only"
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..program import lazy_exports
 from ._errors import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._errors import KnownSecretTooShort as KnownSecretTooShort
+from ._errors import PlaceholderError as PlaceholderError
 from ._errors import RedactionError as RedactionError
 from ._errors import RedactionTimeout as RedactionTimeout
 from ._errors import RuleSetError as RuleSetError
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from ._rules import default_rules as default_rules
     from ._rules import default_rules_loaded as default_rules_loaded
     from ._rules import load_rules as load_rules
+    from ._shapes import VENDOR_PREFIXES as VENDOR_PREFIXES
+    from ._shapes import shaped_placeholder as shaped_placeholder
 
 # The engine, loaded on first use: name -> module.
 __getattr__, __dir__ = lazy_exports(
@@ -54,5 +57,7 @@ __getattr__, __dir__ = lazy_exports(
         "default_rules": "._rules",
         "default_rules_loaded": "._rules",
         "load_rules": "._rules",
+        "VENDOR_PREFIXES": "._shapes",
+        "shaped_placeholder": "._shapes",
     },
 )

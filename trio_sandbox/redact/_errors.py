@@ -35,3 +35,8 @@ class RuleSetError(SandboxError, ValueError):
 
 class UntranslatableRegex(SandboxError, ValueError):
     """An RE2 pattern that has no Python ``re`` equivalent; the message says which part."""
+
+
+class PlaceholderError(SandboxError, ValueError):
+    """No placeholder of a secret's shape can be made for it (too few letters or digits to
+    replace); the message gives its length, never the value."""

@@ -14,13 +14,15 @@ from ..contract import (
     MEMORY,
     PIDS,
     TMP_SIZE,
+    InjectRequest,
+    InjectRequestError,
     LimitRequest,
     NetworkMode,
     Unlimited,
     Volume,
     default_tool_server_command,
 )
-from ..egress import EgressPolicy, PolicyError
+from ..egress import DestinationRule, EgressPolicy, PolicyError
 from ..proxy import OutputLimits, UpstreamSpec
 
 
@@ -104,6 +106,69 @@ def _egress_entries(config: SandboxConfig) -> None:
         raise ValueError(str(error)) from None
 
 
+def _inject_secrets(value: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """NAME -> hosts, as a dict of tuples; a bare string for the hosts is refused (it would be
+    read as one host per character)."""
+    if not isinstance(value, Mapping):
+        raise TypeError("inject_secrets must map each NAME to a list of hosts")
+    hosts: dict[str, tuple[str, ...]] = {}
+    for name, entries in value.items():
+        if isinstance(entries, str) or not all(isinstance(entry, str) for entry in entries):
+            raise ValueError(f"inject_secrets {name}: expected a list of hosts, not a string")
+        hosts[name] = tuple(entries)
+    return hosts
+
+
+_INJECT_NEEDS_ALLOW = (
+    "inject_secrets needs network = 'allow': the egress proxy replaces the placeholders"
+    " (not {mode!r})"
+)
+_INJECT_NO_PROXY = (
+    "inject_secrets needs the egress proxy, which the kubernetes back end does not have (a"
+    " NetworkPolicy cannot terminate TLS); use bwrap or podman"
+)
+
+
+def _inject_entries(config: SandboxConfig) -> None:
+    """inject_secrets' checks at start (exit 2 on the CLI): errors name the setting, NAME and
+    the host entry, never a value (the values are read from the host only when the sandbox
+    starts)."""
+    if not config.inject_secrets:
+        return
+    if config.network != "allow":
+        raise ValueError(_INJECT_NEEDS_ALLOW.format(mode=config.network.value))
+    if config.backend == "kubernetes":
+        raise ValueError(_INJECT_NO_PROXY)
+    elsewhere = {
+        "env": set(config.env),
+        "env_passthrough": set(config.env_passthrough),
+        "secret_env": set(config.secret_env),
+    }
+    deny = EgressPolicy.parse(deny=config.deny_domains).deny
+    for name, hosts in config.inject_secrets.items():
+        try:
+            request = InjectRequest(name, hosts)
+        except InjectRequestError as error:
+            raise ValueError(f"inject_secrets {name}: {error.reason}") from None
+        for setting, names in elsewhere.items():
+            if name in names:
+                raise ValueError(
+                    f"inject_secrets {name}: also in {setting}, which would pass the real"
+                    f" value into the sandbox (the sandbox sees the placeholder as {name})"
+                )
+        for host in request.hosts:
+            try:
+                rule = DestinationRule.parse(host, f"inject_secrets {name}")
+            except PolicyError as error:
+                raise ValueError(str(error)) from None
+            for denied in deny:
+                if denied.denies_some_of(rule):
+                    raise ValueError(
+                        f"inject_secrets {name}: {host!r} is denied by deny_domains"
+                        f" {denied.entry!r}"
+                    )
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -146,6 +211,14 @@ class SandboxConfig:
     redact: bool = True
     # Host variables passed into the sandbox whose values are always redacted (tokens).
     secret_env: Sequence[str] = attrs.field(default=(), converter=_strings)
+    # Host variables that never enter the sandbox: NAME -> hosts (allow_domains entries, each
+    # allowed implicitly). The sandbox sees NAME as a placeholder of the value's shape; the
+    # egress proxy writes the real value in place of it into requests to those hosts only
+    # (request line and headers, TLS intercepted with a CA made for each warden run). Needs
+    # network = "allow"; every NAME must be set on the host when the sandbox starts.
+    inject_secrets: Mapping[str, tuple[str, ...]] = attrs.field(
+        factory=dict, converter=_inject_secrets
+    )
     # When a tool result is large (lines, bytes after redaction), and how much is kept.
     output_limits: OutputLimits = attrs.field(factory=OutputLimits)
     # Other MCP servers the proxy puts beside the sandbox.
@@ -177,6 +250,7 @@ class SandboxConfig:
 
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)
+        _inject_entries(self)
 
     @property
     def limit_request(self) -> LimitRequest:

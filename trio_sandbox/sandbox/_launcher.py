@@ -40,6 +40,7 @@ from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError, WardenExited
+from ._inject import InjectionPlan, without_injected
 from ._report import WardenReport
 from ._streams import OutputTail
 from ._warden_child import WardenStarted, serve_warden, stages
@@ -60,6 +61,9 @@ class LaunchHooks:
     # Call at the very moment the sandbox is known to be gone, before its session is closed, so
     # that calls in flight fail with "restarted" and new calls wait for the next generation.
     went_down: Callable[[str], None]
+    # inject_secrets: the values and placeholders every warden run of this sandbox uses (read
+    # once by open_sandbox); None: the launcher reads them itself when the config asks for it.
+    injection: InjectionPlan | None = None
 
 
 @attrs.frozen
@@ -106,6 +110,9 @@ def sandbox_env(
     passed = (*config.env_passthrough, *config.secret_env)
     env.update({name: host_env[name] for name in passed if name in host_env})
     env.update(config.env)
+    # An injected variable is the warden's to set (to its placeholder), never in the env-fd.
+    for name in config.inject_secrets:
+        env.pop(name, None)
     return env
 
 
@@ -126,11 +133,18 @@ def environment_fd(variables: Mapping[str, str]) -> int:
 
 
 def warden_argv(
-    config: SandboxConfig, host_port: int, *, env_fd: int, report_fd: int | None = None
+    config: SandboxConfig,
+    host_port: int,
+    *,
+    env_fd: int,
+    report_fd: int | None = None,
+    injection: tuple[InjectionPlan, int] | None = None,
 ) -> list[str]:
     """The contract's command line: ``WARDEN wrap [options] IMAGE -- CMD ARG...``, with our
-    warden's extensions: ``env_fd``, the sandbox's variables (:func:`environment_fd`), and
-    ``report_fd``, the descriptor the warden writes its reports to."""
+    warden's extensions: ``env_fd``, the sandbox's variables (:func:`environment_fd`),
+    ``report_fd``, the descriptor the warden writes its reports to, and ``injection``, the
+    plan of inject_secrets with the descriptor holding its values (names and hosts only here:
+    the hosts are allowed by the warden, not repeated as ``--allow-domain``)."""
     argv = [*config.warden, "wrap"]
     if report_fd is not None:
         argv += [REPORT_FD_OPTION, str(report_fd)]
@@ -146,6 +160,9 @@ def warden_argv(
         argv += ["--network", config.network.value]
     argv += [f"--allow-domain={entry}" for entry in config.allow_domains]
     argv += [f"--deny-domain={entry}" for entry in config.deny_domains]
+    if injection is not None:
+        plan, inject_fd = injection
+        argv += plan.argv(inject_fd)
     argv += config.limit_request.to_argv()
     return [*argv, config.image, "--", *config.command]
 
@@ -181,6 +198,7 @@ async def warden_launcher(
 ) -> None:
     """Start the sandbox through the warden (DESIGN.md §2) and hold its MCP session."""
     run = _WardenRun(config, hooks)
+    plan = hooks.injection or InjectionPlan.read(config, os.environ)
     await trio.to_thread.run_sync(_compile_package)
     try:
         identity = MtlsIdentity.generate_client()
@@ -191,13 +209,28 @@ async def warden_launcher(
     # The report channel: a pipe only this process and the warden hold.
     report_read_fd, report_write_fd = os.pipe2(os.O_CLOEXEC)
     reports = trio.lowlevel.FdStream(report_read_fd)
-    env_fd = environment_fd(sandbox_env(config, identity.ca_cert_pem(), os.environ))
-    argv = warden_argv(config, host_port, env_fd=env_fd, report_fd=report_write_fd)
+    handed = [report_write_fd]
+    try:
+        # A fresh interception CA per warden run (each generation, each spare).
+        inject_fd = plan.descriptor() if plan is not None else None
+        if inject_fd is not None:
+            handed.append(inject_fd)
+        env_fd = environment_fd(sandbox_env(config, identity.ca_cert_pem(), os.environ))
+        handed.append(env_fd)
+    except BaseException:
+        for fd in handed:
+            os.close(fd)
+        await reports.aclose()
+        raise
+    injection = (plan, inject_fd) if plan is not None and inject_fd is not None else None
+    argv = warden_argv(
+        config, host_port, env_fd=env_fd, report_fd=report_write_fd, injection=injection
+    )
     run.timeline["warden_started"] = trio.current_time()
     with single_error():
         async with reports, trio.open_nursery() as nursery:
             started: WardenStarted = await nursery.start(
-                partial(_watch_warden, run, argv, (report_write_fd, env_fd), reports)
+                partial(_watch_warden, run, argv, tuple(handed), reports, plan)
             )
             run.timeline["ca_block"] = trio.current_time()
             stages.info("warden started (pid %d); server CA received", started.process.pid)
@@ -227,13 +260,16 @@ async def _watch_warden(
     argv: list[str],
     handed_fds: tuple[int, ...],
     reports: trio.lowlevel.FdStream,
+    plan: InjectionPlan | None,
     *,
     task_status: trio.TaskStatus[WardenStarted],
 ) -> None:
     status = await serve_warden(
         argv,
-        # The warden stops its sandbox when this process is gone, however it died.
-        env={**os.environ, LIFELINE_VARIABLE: str(os.getpid())},
+        # The warden stops its sandbox when this process is gone, however it died. An injected
+        # variable's value reaches it only in its descriptor: not in its environment (nor in
+        # podman's, which inherits the warden's).
+        env={**without_injected(os.environ, plan), LIFELINE_VARIABLE: str(os.getpid())},
         ca_timeout=run.config.ca_timeout,
         stop_grace=run.config.stop_grace,
         stderr_tail=run.tail,

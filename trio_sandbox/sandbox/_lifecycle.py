@@ -49,7 +49,8 @@ from ._ephemeral import SessionSandboxes
 from ._errors import SandboxStartError
 from ._handles import HANDLE_META_KEY, HANDLE_RESOURCE
 from ._health import SandboxHealth
-from ._launcher import Launcher, secret_environment, warden_launcher
+from ._inject import InjectionPlan
+from ._launcher import Launched, Launcher, LaunchHooks, secret_environment, warden_launcher
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
 from ._sandbox_session import SandboxSession
@@ -199,6 +200,10 @@ class Sandbox:
                 "mode": self.config.network.value,
                 "allow_domains": list(self.config.allow_domains),
                 "deny_domains": list(self.config.deny_domains),
+                # Names and hosts only: the values are never in a status.
+                "inject_secrets": {
+                    name: list(hosts) for name, hosts in self.config.inject_secrets.items()
+                },
                 # The egress audit since this sandbox started: per allow-list entry, per
                 # allowed destination, per refused destination (the warden's report channel).
                 **report.network_status(),
@@ -255,6 +260,18 @@ def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
             )
 
 
+def _injecting(launcher: Launcher, plan: InjectionPlan) -> Launcher:
+    """``launcher`` with ``plan`` in its hooks: every generation and spare injects the same
+    values and placeholders (each warden run makes its own CA)."""
+
+    async def launch(
+        config: SandboxConfig, hooks: LaunchHooks, *, task_status: trio.TaskStatus[Launched]
+    ) -> None:
+        await launcher(config, attrs.evolve(hooks, injection=plan), task_status=task_status)
+
+    return launch
+
+
 @asynccontextmanager
 async def open_sandbox(
     config: SandboxConfig | None = None,
@@ -272,6 +289,10 @@ async def open_sandbox(
     """
     config = config or SandboxConfig()
     _warn_about_skipped_volumes(config)
+    # inject_secrets' values, read once; every warden run of this sandbox injects them.
+    injection = InjectionPlan.read(config, os.environ)
+    if injection is not None:
+        launcher = _injecting(launcher, injection)
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
@@ -308,6 +329,12 @@ async def open_sandbox(
                 f" {MIN_KNOWN_SECRET_LENGTH}: too short to be redacted wherever it appears;"
                 " use a longer secret or pass it with env_passthrough instead",
             ) from None
+    for secret in injection.secrets if injection is not None else ():
+        # The real value is redacted wherever it shows, and restored towards no one (owner
+        # None): a model copying its redacted form into an argument sends no value in. The
+        # placeholder is not a secret (only the egress proxy gives it a meaning, for its hosts)
+        # and stays as it is, so that the model can read and write it.
+        guard.add_known_secret(secret.value, f"inject:{secret.name}", source=None)
     supervisor = Supervisor(config, launcher, upstream, pool=respawn_pool)
     with single_error():
         async with trio.open_nursery() as nursery:

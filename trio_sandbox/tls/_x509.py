@@ -170,7 +170,10 @@ def sign_leaf(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A fresh key and its leaf certificate for ``role``, signed by ``ca_key`` (whose
     certificate is ``ca_certificate``); ``hostnames`` become DNS or IP subject alternative
-    names; no common name in the subject with ``common_name=None``."""
+    names. ``common_name`` None: an empty subject, the names in a critical SAN (RFC 5280
+    4.2.1.6), for a CA with name constraints: GnuTLS (git, apt) checks a leaf's common name
+    against the DNS constraints when it has no DNS SAN, so an IP leaf with any common name
+    fails there."""
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH
@@ -182,7 +185,7 @@ def sign_leaf(
     )
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
+        .subject_name(_name(common_name) if common_name is not None else x509.Name([]))
         .issuer_name(ca_certificate.subject)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -198,5 +201,7 @@ def sign_leaf(
     )
     hostnames = tuple(hostnames)
     if hostnames:
-        builder = builder.add_extension(_subject_alternative_name(hostnames), critical=False)
+        builder = builder.add_extension(
+            _subject_alternative_name(hostnames), critical=common_name is None
+        )
     return builder.sign(ca_key, hashes.SHA256()), leaf_key

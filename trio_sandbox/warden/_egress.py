@@ -72,7 +72,7 @@ def egress_policy(spec: WrapSpec, backend: Backend | None) -> EgressPolicy:
     for request in spec.inject:
         for rule in inject_rules(request):
             for deny in policy.deny:
-                if denies(deny, rule):
+                if deny.denies_some_of(rule):
                     raise WrapRequestError(
                         f"{INJECT_SECRET_OPTION} {request.name}: {rule.entry!r} is denied by"
                         f" --deny-domain {deny.entry!r}"
@@ -91,22 +91,6 @@ def inject_rules(request: InjectRequest) -> tuple[DestinationRule, ...]:
         )
     except PolicyError as error:
         raise WrapRequestError(f"{INJECT_SECRET_OPTION}: {error}") from None
-
-
-def denies(deny: DestinationRule, rule: DestinationRule) -> bool:
-    """Whether the deny rule ``deny`` refuses some of what the allow rule ``rule`` covers
-    where it would inject (its host, or under a wildcard the names a deny name covers)."""
-    if rule.kind is RuleKind.WILDCARD:
-        host_denied = deny.kind is not RuleKind.ADDRESS and (
-            rule.host == deny.host or str(rule.host).endswith("." + str(deny.host))
-        )
-    else:
-        host_denied = deny.covers_host(rule.host, subdomains=True)
-    if not host_denied:
-        return False
-    if deny.port is None or rule.port is None:
-        return True
-    return deny.port == rule.port
 
 
 def egress_environment() -> tuple[tuple[str, str], ...]:
