@@ -38,9 +38,12 @@ from tests.egress.intercept_harness import (
     PLACEHOLDER,
     VALUE,
     Setup,
+    connect_through,
     directory,
+    exchange,
     intercepting,
     make_injection,
+    tls_through,
 )
 from trio_sandbox.egress import EgressPolicy, RefusalKind, Verdict
 
@@ -134,36 +137,6 @@ async def test_keep_alive_and_pipelined_requests_on_one_connection(
     assert answers.count(b"HTTP/1.1 200 OK") == 2
     # One CONNECT for curl's three requests, one for the pipelined pair.
     assert [event.verdict for event in setup.proxy.events] == [Verdict.ALLOWED] * 2
-
-
-async def connect_through(setup: Setup, target: str) -> trio.SocketStream:
-    """A tunnel to ``target`` (granted)."""
-    stream = await open_connection(setup.proxy.port)
-    await stream.send_all(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
-    assert (await receive_until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-    return stream
-
-
-async def tls_through(setup: Setup, host: str | None = None) -> trio.SSLStream[trio.SocketStream]:
-    target = host or setup.host
-    stream = await connect_through(setup, target)
-    context = ssl.create_default_context(cafile=str(setup.interception_ca.ca))
-    tls = trio.SSLStream(stream, context, server_hostname=target.rpartition(":")[0])
-    await tls.do_handshake()
-    return tls
-
-
-async def exchange(tls: trio.SSLStream[trio.SocketStream], head: str) -> bytes:
-    """Send ``head``, read until the proxy closes (a close without close_notify included)."""
-    data = b""
-    async with tls:
-        await tls.send_all(head.encode())
-        try:
-            while chunk := await tls.receive_some(65536):
-                data += chunk
-        except trio.BrokenResourceError:
-            pass
-    return data
 
 
 async def test_a_chunked_upload_passes_byte_for_byte_with_its_placeholders(

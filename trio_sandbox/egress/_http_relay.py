@@ -24,8 +24,10 @@ from ._http_head import (
     Framing,
     RequestHead,
     parse_chunk_size,
+    parse_fields,
     parse_request_head,
     request_body,
+    split_lines,
     write_head,
 )
 from ._policy import Refused
@@ -109,16 +111,28 @@ async def relay_chunked(
                 raise HttpError(400, "a chunk does not end with CRLF")
             await sink.send_all(b"\r\n")
             count(2)
-        trailers = 0
-        while True:
-            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
-            trailers += len(line)
-            await sink.send_all(line)
-            count(len(line))
-            if line == b"\r\n":
-                return
+        await sink.send_all(await read_trailers(source, count, 400))
     except LineTooLong:
-        raise HttpError(400, "a chunk-size or trailer line is too long") from None
+        raise HttpError(400, "a chunk-size line is too long") from None
+
+
+async def read_trailers(source: Buffered[Any], count: ByteCounter, status: int) -> bytes:
+    """The trailer section of a chunked body, up to its empty line, checked as strictly as a
+    head (a bare CR or LF in it, which the next hop may read as a line end, would smuggle
+    what follows as a request): :class:`HttpError` with ``status`` if it is not valid."""
+    section = bytearray()
+    try:
+        while True:
+            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - len(section))
+            count(len(line))
+            section += line
+            if line == b"\r\n":
+                break
+    except LineTooLong:
+        raise HttpError(status, f"trailers larger than {MAX_HEAD_BYTES} bytes") from None
+    if len(section) > 2:
+        parse_fields(split_lines(bytes(section[:-2]), status), status)
+    return bytes(section)
 
 
 async def read_request_head(source: Buffered[Any]) -> RequestHead | None:
