@@ -353,9 +353,7 @@ def spell(text: str, forms: Sequence[int]) -> bytes:
         form = forms[specials % len(forms)]
         specials += 1
         code = ord(c)
-        out.append(
-            [c, f"%{code:02X}", f"%{code:02x}", f"\\u{code:04X}", f"\\u{code:04x}"][form]
-        )
+        out.append([c, f"%{code:02X}", f"%{code:02x}", f"\\u{code:04X}", f"\\u{code:04x}"][form])
     return "".join(out).encode()
 
 

@@ -178,6 +178,9 @@ def request_body(head: RequestHead) -> Body:
     if codings:
         if length is not None:
             raise HttpError(400, "both Transfer-Encoding and Content-Length")
+        if head.version == "HTTP/1.0":
+            # RFC 9112 6.1: its framing is faulty (an HTTP/1.0 hop would not read it).
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if codings != ["chunked"]:
             raise HttpError(501, f"Transfer-Encoding {', '.join(codings)!r} is not supported")
         return Body(Framing.CHUNKED)

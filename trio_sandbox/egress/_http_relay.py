@@ -151,6 +151,11 @@ async def read_request_head(source: Buffered[Any]) -> RequestHead | None:
         raise HttpError(400, "the stream ended within a request head") from None
 
 
+class IncompleteRequest(HttpError):
+    """A request whose head was sent failed within its body: the next hop holds part of a
+    message, so the connection to it cannot go on."""
+
+
 async def relay_requests(
     source: Buffered[Any],
     sink: trio.abc.SendStream,
@@ -159,9 +164,12 @@ async def relay_requests(
     count: ByteCounter = _uncounted,
 ) -> RequestHead | None:
     """Requests from ``source`` to ``sink``, one after the other as they come (pipelined ones
-    too), until ``source`` ends (None) or a request asks to switch protocols (that head, once
-    sent). Each head goes out as ``rewrite`` writes it (which may raise :class:`HttpError`:
-    then nothing of that request is sent), its body after it in its framing, untouched."""
+    too), until ``source`` ends (None), a request asks to switch protocols (that head, once
+    sent) or a request wants the connection closed (that head, once its body is sent: what
+    the client sends after it is not read, as the origin would not read it either). Each head
+    goes out as ``rewrite`` writes it (which may raise :class:`HttpError`: then nothing of
+    that request is sent), its body after it in its framing, untouched
+    (:class:`IncompleteRequest` if the body is malformed)."""
     while True:
         head = await read_request_head(source)
         if head is None:
@@ -169,6 +177,11 @@ async def relay_requests(
         written = rewrite(head)
         await sink.send_all(written)
         count(len(written))
-        await relay_body(source, sink, request_body(head), count, zero_copy=False)
+        try:
+            await relay_body(source, sink, request_body(head), count, zero_copy=False)
+        except HttpError as error:
+            raise IncompleteRequest(error.status, error.reason) from None
         if head.method == "CONNECT" or any(name.lower() == "upgrade" for name, _ in head.fields):
+            return head
+        if head.wants_close:
             return head

@@ -46,12 +46,14 @@ from ._http_head import (
     field_values,
     parse_chunk_size,
     parse_response_head,
+    request_body,
     response_body,
     write_head,
 )
 from ._http_relay import (
     BROKEN,
     LINGER_SECONDS,
+    IncompleteRequest,
     answer_and_close,
     error_response,
     read_trailers,
@@ -120,6 +122,20 @@ class PrefixedStream(trio.abc.Stream):
         await self.inner.stream.aclose()
 
 
+# Request fields the interception writes itself.
+_REWRITTEN: Final = frozenset({"accept-encoding", "transfer-encoding", "content-length"})
+
+
+def _framing(head: RequestHead) -> Fields:
+    """The framing fields of ``head``'s body, written from how it was parsed."""
+    body = request_body(head)
+    if body.framing is Framing.CHUNKED:
+        return (("Transfer-Encoding", "chunked"),)
+    if body.framing is Framing.LENGTH or field_values(head.fields, "content-length"):
+        return (("Content-Length", str(body.length)),)
+    return ()
+
+
 def _names(secrets: Sequence[InjectedSecret]) -> str:
     return ", ".join(secret.name for secret in secrets)
 
@@ -168,15 +184,24 @@ class _Interception:
             raise _Refusal(self.refused(RefusalKind.SECRET_OUT_OF_SCOPE, replaced.reason()))
         self._record_blobs(head.fields, replaced.fields)
         # Responses come uncompressed: a value echoed inside a compressed body could not be
-        # masked (a response that is compressed anyway is refused, see _unmaskable).
+        # masked (a response that is compressed anyway is refused, see _unmaskable). The
+        # framing fields are written from the body as parsed, never as the client spelled them
+        # (``Transfer-Encoding: ,chunked`` or ``Content-Length: 5, 5`` read otherwise by the
+        # origin would make the rest of the body a request of its own).
         fields = [
             (name, value)
             for name, value in end_to_end(replaced.fields)
-            if name.lower() != "accept-encoding"
+            if name.lower() not in _REWRITTEN
         ]
         return write_head(
             f"{replaced.method} {replaced.target} {replaced.version}",
-            (("Host", host), *fields, ("Accept-Encoding", "identity")),
+            (
+                ("Host", host),
+                *fields,
+                *_framing(head),
+                ("Accept-Encoding", "identity"),
+                *((("Connection", "close"),) if head.wants_close else ()),
+            ),
         )
 
     def _record_blobs(self, written: Fields, sent: Fields) -> None:
@@ -357,6 +382,12 @@ async def _relay(
             await relay_requests(client, origin.stream, rewrite, count=upstream.count_sent)
         except _Refusal as refusal:
             final = refusal_response(refusal.refused, close=True)
+        except IncompleteRequest:
+            # Part of a malformed body went out: the origin may answer it or wait for the
+            # rest, and what it answers could be mid-way to the client. The connection ends
+            # (the client sees it close); waiting would hang on an origin that waits too.
+            nursery.cancel_scope.cancel()
+            return
         except HttpError as error:
             if error.status == 505:  # the HTTP/2 preface (PRI * HTTP/2.0), or another version
                 refused = interception.refused(RefusalKind.INTERCEPT_HTTP2, _HTTP2_ONLY)
