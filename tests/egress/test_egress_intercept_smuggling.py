@@ -193,3 +193,15 @@ async def test_an_http_1_0_request_goes_out_closing_the_connection(tmp_path: Pat
     assert received.startswith(b"GET /first HTTP/1.0\r\n")
     assert b"\r\nConnection: close\r\n" in received
     assert b"/second" not in received
+
+
+@pytest.mark.parametrize("written", ["SECURE.test:PORT", "secure.test.:PORT", "Secure.Test.:PORT"])
+async def test_host_goes_out_as_the_name_the_tunnel_was_checked_for(
+    tmp_path: Path, written: str
+) -> None:
+    async with recording_origin(tmp_path) as origin:
+        answer, received = await origin.send(
+            f"GET / HTTP/1.1\r\nHost: {written.replace('PORT', str(origin.port))}\r\n\r\n"
+        )
+    assert answer.endswith(b"\r\n\r\nok")
+    assert f"\r\nHost: secure.test:{origin.port}\r\n".encode() in received

@@ -69,7 +69,7 @@ from ._inject import (
     StreamingReplacer,
     basic_blob,
 )
-from ._names import parse_host, parse_port, split_host_port
+from ._names import format_host, parse_host, parse_port, split_host_port
 from ._policy import Destination, RefusalKind, Refused
 
 _HTTP2_PREFACE: Final = b"PRI * HTTP/2.0"
@@ -178,7 +178,11 @@ class _Interception:
             raise HttpError(
                 501, "switching protocols (WebSocket) is not relayed through interception"
             )
-        target, host = self._origin_form(head)
+        target = self._origin_form(head)
+        # Host is the name the tunnel was checked for, normalised, never the client's text
+        # (an IDNA form, ``:0443`` or a trailing dot an origin may read as another host).
+        destination = self.destination
+        host = format_host(destination.host) if destination.port == 443 else str(destination)
         replaced = self.matcher.substitute_head(attrs.evolve(head, target=target), self.scoped)
         if isinstance(replaced, PlaceholderFound):
             raise _Refusal(self.refused(RefusalKind.SECRET_OUT_OF_SCOPE, replaced.reason()))
@@ -213,9 +217,9 @@ class _Interception:
             if blob is not None and original is not None and blob != original:
                 self.response_mask.record(blob, original)
 
-    def _origin_form(self, head: RequestHead) -> tuple[str, str]:
-        """The target in origin form and the Host to send; 421 unless both name this tunnel's
-        host (a Host naming another virtual host would hand the value to it)."""
+    def _origin_form(self, head: RequestHead) -> str:
+        """The target in origin form; 421 unless it and Host name this tunnel's host (a Host
+        naming another virtual host would hand the value to it)."""
         hosts = [value for name, value in head.fields if name.lower() == "host"]
         target = head.target
         if target.lower().startswith("https://"):
@@ -236,7 +240,7 @@ class _Interception:
                     " replaced only there); nothing was sent",
                 )
             )
-        return target, hosts[0]
+        return target
 
     def _names_this_host(self, authority: str) -> bool:
         try:
