@@ -22,7 +22,8 @@ import attrs
 
 from ._errors import InjectionError, PolicyError
 from ._http_head import RequestHead
-from ._policy import Destination, DestinationRule
+from ._policy import Destination, DestinationRule, RuleKind
+from ._suffixes import private_suffixes
 
 INJECT_SETTING: Final = "inject_secrets"
 # Ports an entry without ``:PORT`` is intercepted on (it is allowed on 80 too, never injected).
@@ -73,9 +74,22 @@ class InjectedSecret:
             raise InjectionError(self.name, "scoped to no host")
         setting = f"{INJECT_SETTING} {self.name}"
         try:
-            return tuple(DestinationRule.parse(host, setting) for host in self.hosts)
+            rules = tuple(DestinationRule.parse(host, setting) for host in self.hosts)
         except PolicyError as error:
             raise InjectionError(self.name, str(error)) from None
+        for rule in rules:
+            suffix = (
+                private_suffixes().at_or_under(rule.host)
+                if rule.kind is RuleKind.WILDCARD and isinstance(rule.host, str)
+                else None
+            )
+            if suffix is not None:
+                raise InjectionError(
+                    self.name,
+                    f"{rule.entry} is a wildcard under {suffix}, where anyone can have a"
+                    " host (Public Suffix List, private section): name the hosts exactly",
+                )
+        return rules
 
     def __attrs_post_init__(self) -> None:
         value, placeholder = self.value, self.placeholder
