@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -145,3 +145,33 @@ async def exchange(tls: trio.SSLStream[trio.SocketStream], head: str) -> bytes:
         except trio.BrokenResourceError:
             pass
     return data
+
+
+@asynccontextmanager
+async def scripted_origin(
+    tmp_path: Path, serve: Callable[[trio.SSLStream[trio.SocketStream]], Awaitable[None]]
+) -> AsyncIterator[Setup]:
+    """A proxy intercepting secure.test, whose origin is ``serve`` (given each connection's
+    server-side TLS on 127.0.0.1): for what the origin server cannot do (close on cue,
+    record the bytes it gets)."""
+    origin_certs = make_certificates(directory(tmp_path / "origin"), ("secure.test",))
+    interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(origin_certs.cert, origin_certs.key)
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        async with tls:
+            await serve(tls)
+
+    injection = make_injection(interception, origin_certs.ca, port)
+    policy = EgressPolicy.parse([f"secure.test:{port}"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, [listener])
+        async with running_proxy(
+            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
+        ) as proxy:
+            yield Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
+        nursery.cancel_scope.cancel()

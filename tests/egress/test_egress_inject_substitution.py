@@ -48,19 +48,11 @@ def secrets(draw: st.DrawFn, name: str = "TOKEN") -> InjectedSecret:
 
 def encode(text: str, encoded: Sequence[bool], upper: Sequence[bool]) -> str:
     """``text`` with its special characters %-encoded where ``encoded`` says."""
-    out = []
-    specials = 0
-    for c in text:
-        if c in ALNUM:
-            out.append(c)
-            continue
-        if encoded[specials % len(encoded)]:
-            code = f"%{ord(c):02X}"
-            out.append(code if upper[specials % len(upper)] else code.lower())
-        else:
-            out.append(c)
-        specials += 1
-    return "".join(out)
+    forms = [
+        (1 if upper[index % len(upper)] else 2) if encoded[index % len(encoded)] else 0
+        for index in range(max(1, sum(c not in ALNUM for c in text)))
+    ]
+    return spell(text, forms).decode()
 
 
 @st.composite

@@ -19,7 +19,6 @@ import pytest
 import trio
 
 from tests.egress.egress_harness import (
-    Origins,
     make_certificates,
     map_resolver,
     open_connection,
@@ -31,7 +30,6 @@ from tests.egress.egress_harness import (
     tool_environment,
 )
 from tests.egress.intercept_harness import (
-    LOOPBACK,
     NAME,
     OTHER_PLACEHOLDER,
     OTHER_VALUE,
@@ -43,6 +41,7 @@ from tests.egress.intercept_harness import (
     exchange,
     intercepting,
     make_injection,
+    scripted_origin,
     tls_through,
 )
 from trio_sandbox.egress import EgressPolicy, RefusalKind, Verdict
@@ -308,39 +307,23 @@ async def test_an_origin_closing_an_idle_connection_closes_the_clients_and_nothi
 ) -> None:
     """An origin that answers once, then closes the kept-alive connection: the client sees
     its connection close after the whole response (as a direct client would), no 502."""
-    origin_certs = make_certificates(directory(tmp_path / "origin"), ("secure.test",))
-    interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(origin_certs.cert, origin_certs.key)
-    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listener.socket.getsockname()[1]
 
-    async def answer_once(stream: trio.SocketStream) -> None:
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    async def answer_once(tls: trio.SSLStream[trio.SocketStream]) -> None:
+        await receive_until(tls, b"\r\n\r\n")
+        await tls.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+        await trio.sleep(0.05)  # idle, then closed by the origin
+
+    async with scripted_origin(tmp_path, answer_once) as setup:
+        tls = await tls_through(setup)
+        data = b""
         async with tls:
-            await receive_until(tls, b"\r\n\r\n")
-            await tls.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
-            await trio.sleep(0.05)  # idle, then closed by the origin
-
-    injection = make_injection(interception, origin_certs.ca, port)
-    policy = EgressPolicy.parse([f"secure.test:{port}"])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.serve_listeners, answer_once, [listener])
-        async with running_proxy(
-            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
-        ) as proxy:
-            setup = Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
-            tls = await tls_through(setup)
-            data = b""
-            async with tls:
-                await tls.send_all(f"GET / HTTP/1.1\r\nHost: secure.test:{port}\r\n\r\n".encode())
-                with trio.fail_after(5):
-                    try:
-                        while chunk := await tls.receive_some(65536):
-                            data += chunk
-                    except trio.BrokenResourceError:
-                        pass
-        nursery.cancel_scope.cancel()
+            await tls.send_all(f"GET / HTTP/1.1\r\nHost: {setup.host}\r\n\r\n".encode())
+            with trio.fail_after(5):
+                try:
+                    while chunk := await tls.receive_some(65536):
+                        data += chunk
+                except trio.BrokenResourceError:
+                    pass
     assert data == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"
 
 

@@ -9,7 +9,6 @@ whatever the origin makes of those bytes), and Host as the name the tunnel was c
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,23 +18,16 @@ import pytest
 import trio
 
 from tests.egress.egress_harness import (
-    Origins,
-    make_certificates,
-    map_resolver,
     receive_until,
-    running_proxy,
 )
 from tests.egress.intercept_harness import (
-    LOOPBACK,
     PLACEHOLDER,
     VALUE,
     Setup,
-    directory,
     exchange,
-    make_injection,
+    scripted_origin,
     tls_through,
 )
-from trio_sandbox.egress import EgressPolicy
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
@@ -57,42 +49,26 @@ class Recording:
 
 @asynccontextmanager
 async def recording_origin(tmp_path: Path) -> AsyncIterator[Recording]:
-    origin_certs = make_certificates(directory(tmp_path / "origin"), ("secure.test",))
-    interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(origin_certs.cert, origin_certs.key)
-    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listener.socket.getsockname()[1]
     send, receive = trio.open_memory_channel[bytes](10)
 
-    async def record(stream: trio.SocketStream) -> None:
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    async def record(tls: trio.SSLStream[trio.SocketStream]) -> None:
         data = b""
-        async with tls:
-            try:
-                data = await receive_until(tls, b"\r\n\r\n")
-                while not _whole(data):  # the first request, as a lenient origin reads it
-                    if not (chunk := await tls.receive_some(65536)):
-                        raise trio.BrokenResourceError
-                    data += chunk
-                await tls.send_all(ANSWER)
-                while chunk := await tls.receive_some(65536):  # until the proxy closes
-                    data += chunk
-            except trio.BrokenResourceError:
-                pass
+        try:
+            data = await receive_until(tls, b"\r\n\r\n")
+            while not _whole(data):  # the first request, as a lenient origin reads it
+                if not (chunk := await tls.receive_some(65536)):
+                    raise trio.BrokenResourceError
+                data += chunk
+            await tls.send_all(ANSWER)
+            while chunk := await tls.receive_some(65536):  # until the proxy closes
+                data += chunk
+        except trio.BrokenResourceError:
+            pass
         await send.send(data)
 
-    injection = make_injection(interception, origin_certs.ca, port)
-    policy = EgressPolicy.parse([f"secure.test:{port}"])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.serve_listeners, record, [listener])
-        async with running_proxy(
-            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
-        ) as proxy:
-            setup = Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
-            yield Recording(setup, port, receive)
-            await proxy.wait_until_idle()
-        nursery.cancel_scope.cancel()
+    async with scripted_origin(tmp_path, record) as setup:
+        yield Recording(setup, setup.origins.https, receive)
+        await setup.proxy.wait_until_idle()
 
 
 CHUNKED_BODY = "5\r\nhello\r\n0\r\n\r\n"
@@ -170,29 +146,28 @@ async def test_ambiguous_framing_is_refused(
         assert received == b""  # nothing of it was sent
 
 
-@pytest.mark.parametrize("closing", ["Connection: close\r\n", "Connection: keep-alive, CLOSE\r\n"])
+@pytest.mark.parametrize(
+    ("version", "closing"),
+    [
+        ("HTTP/1.1", "Connection: close\r\n"),
+        ("HTTP/1.1", "Connection: keep-alive, CLOSE\r\n"),
+        ("HTTP/1.0", ""),  # closes unless it says otherwise (and this proxy closes it anyway)
+        ("HTTP/1.0", "Connection: keep-alive\r\n"),
+    ],
+)
 async def test_nothing_after_a_request_that_closes_the_connection_is_sent(
-    tmp_path: Path, closing: str
+    tmp_path: Path, version: str, closing: str
 ) -> None:
     async with recording_origin(tmp_path) as origin:
         answer, received = await origin.send(
-            f"GET /first HTTP/1.1\r\nHost: HOST\r\n{closing}\r\n"
+            f"GET /first {version}\r\nHost: HOST\r\n{closing}\r\n"
             f"GET /second HTTP/1.1\r\nHost: HOST\r\nAuthorization: Bearer {PLACEHOLDER}\r\n\r\n"
         )
     assert answer.count(b"HTTP/1.1 200 OK") == 1
-    assert received.startswith(b"GET /first HTTP/1.1\r\n")
-    assert b"/second" not in received
-    assert VALUE.encode() not in received
-
-
-async def test_an_http_1_0_request_goes_out_closing_the_connection(tmp_path: Path) -> None:
-    async with recording_origin(tmp_path) as origin:
-        _, received = await origin.send(
-            "GET /first HTTP/1.0\r\nHost: HOST\r\n\r\nGET /second HTTP/1.0\r\nHost: HOST\r\n\r\n"
-        )
-    assert received.startswith(b"GET /first HTTP/1.0\r\n")
+    assert received.startswith(f"GET /first {version}\r\n".encode())
     assert b"\r\nConnection: close\r\n" in received
     assert b"/second" not in received
+    assert VALUE.encode() not in received
 
 
 @pytest.mark.parametrize("written", ["SECURE.test:PORT", "secure.test.:PORT", "Secure.Test.:PORT"])
