@@ -5,6 +5,7 @@ secret ``GITHUB_TOKEN`` is the value the origin's ``/auth`` and ``/private/`` ex
 from __future__ import annotations
 
 import ipaddress
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -97,7 +98,9 @@ async def intercepting(
     *,
     origin_ca: Path | None = None,
     mixed: bool = False,
+    timeouts: tuple[float, float] = (10.0, 60.0),
 ) -> AsyncIterator[Setup]:
+    """``timeouts``: the proxy's handshake and idle timeouts."""
     monkeypatch.setenv("ORIGIN_EXPECT_TOKEN", VALUE)
     interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
     async with serving_site(tmp_path) as origins:
@@ -106,7 +109,13 @@ async def intercepting(
         )
         resolver = map_resolver({"secure.test": [LOOPBACK], "plain.test": [LOOPBACK]})
         policy = EgressPolicy.parse([f"secure.test:{origins.https}", f"plain.test:{origins.https}"])
-        async with running_proxy(policy, resolver, injection=injection) as proxy:
+        async with running_proxy(
+            policy,
+            resolver,
+            injection=injection,
+            handshake_timeout=timeouts[0],
+            idle_timeout=timeouts[1],
+        ) as proxy:
             yield Setup(proxy, origins, interception, tmp_path / "home")
             # Nothing is left open: every client connection and upstream was closed.
             await proxy.wait_until_idle()
@@ -134,22 +143,28 @@ async def tls_through(setup: Setup, host: str | None = None) -> trio.SSLStream[t
     return tls
 
 
-async def exchange(tls: trio.SSLStream[trio.SocketStream], head: str) -> bytes:
-    """Send ``head``, read until the proxy closes (a close without close_notify included)."""
+async def exchange(
+    tls: trio.SSLStream[trio.SocketStream], head: str, bound: float = math.inf
+) -> bytes:
+    """Send ``head``, read until the proxy closes (a close without close_notify included);
+    :class:`trio.TooSlowError` if it does not within ``bound`` seconds."""
     data = b""
     async with tls:
         await tls.send_all(head.encode())
-        try:
-            while chunk := await tls.receive_some(65536):
-                data += chunk
-        except trio.BrokenResourceError:
-            pass
+        with trio.fail_after(bound):
+            try:
+                while chunk := await tls.receive_some(65536):
+                    data += chunk
+            except trio.BrokenResourceError:
+                pass
     return data
 
 
 @asynccontextmanager
 async def scripted_origin(
-    tmp_path: Path, serve: Callable[[trio.SSLStream[trio.SocketStream]], Awaitable[None]]
+    tmp_path: Path,
+    serve: Callable[[trio.SSLStream[trio.SocketStream]], Awaitable[None]],
+    timeouts: tuple[float, float] = (10.0, 60.0),
 ) -> AsyncIterator[Setup]:
     """A proxy intercepting secure.test, whose origin is ``serve`` (given each connection's
     server-side TLS on 127.0.0.1): for what the origin server cannot do (close on cue,
@@ -171,7 +186,11 @@ async def scripted_origin(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, handle, [listener])
         async with running_proxy(
-            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
+            policy,
+            map_resolver({"secure.test": [LOOPBACK]}),
+            injection=injection,
+            handshake_timeout=timeouts[0],
+            idle_timeout=timeouts[1],
         ) as proxy:
             yield Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
         nursery.cancel_scope.cancel()

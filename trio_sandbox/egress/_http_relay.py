@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -135,16 +136,22 @@ async def read_trailers(source: Buffered[Any], count: ByteCounter, status: int) 
     return bytes(section)
 
 
-async def read_request_head(source: Buffered[Any]) -> RequestHead | None:
+async def read_request_head(
+    source: Buffered[Any], head_timeout: float = math.inf
+) -> RequestHead | None:
     """The next request head (CRLFs before it skipped, RFC 9112 2.2); None if the stream ended
-    before one began. :class:`HttpError` if it is malformed, too large, or cut off."""
+    before one began. :class:`HttpError` if it is malformed, too large, cut off, or not whole
+    within ``head_timeout`` seconds of its first byte (408)."""
     while not source.buffer.lstrip(b"\r\n"):
         source.buffer.clear()
         if not await source.fill():
             return None
     del source.buffer[: len(source.buffer) - len(source.buffer.lstrip(b"\r\n"))]
     try:
-        return parse_request_head(await source.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+        with trio.fail_after(head_timeout):
+            return parse_request_head(await source.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+    except trio.TooSlowError:
+        raise HttpError(408, f"the request head did not arrive within {head_timeout:g} s") from None
     except LineTooLong:
         raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from None
     except StreamEnded:
@@ -162,6 +169,7 @@ async def relay_requests(
     rewrite: Callable[[RequestHead], bytes],
     *,
     count: ByteCounter = _uncounted,
+    head_timeout: float = math.inf,
 ) -> RequestHead | None:
     """Requests from ``source`` to ``sink``, one after the other as they come (pipelined ones
     too), until ``source`` ends (None), a request asks to switch protocols (that head, once
@@ -171,7 +179,7 @@ async def relay_requests(
     that request is sent), its body after it in its framing, untouched
     (:class:`IncompleteRequest` if the body is malformed)."""
     while True:
-        head = await read_request_head(source)
+        head = await read_request_head(source, head_timeout)
         if head is None:
             return None
         written = rewrite(head)

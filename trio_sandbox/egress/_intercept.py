@@ -263,9 +263,13 @@ async def intercept_tunnel(
     scoped: Sequence[InjectedSecret],
     *,
     handshake_timeout: float,
+    idle_timeout: float,
 ) -> None:
     """Serve a granted tunnel to ``upstream``'s destination, whose ``scoped`` secrets are
-    injected, until either side closes; every refusal and failure is reported as an event."""
+    injected, until either side closes, or it stays ``idle_timeout`` seconds with no request
+    under way (as the forward proxy closes an idle keep-alive connection); each request head
+    must be whole within ``handshake_timeout`` seconds of its first byte (else 408). Every
+    refusal and failure is reported as an event."""
     guard = dialer.guard
     if guard is None:
         raise AssertionError("interception without inject_secrets")
@@ -322,7 +326,13 @@ async def intercept_tunnel(
             refused = interception.refused(RefusalKind.INTERCEPT_ORIGIN_TLS, reason)
             await _answer_first_request(Buffered(client_tls), refused, handshake_timeout)
             return
-        await _relay(interception, Buffered(client_tls), Buffered(origin_tls))
+        await _relay(
+            interception,
+            Buffered(client_tls),
+            Buffered(origin_tls),
+            head_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+        )
     finally:
         with contextlib.suppress(*BROKEN), trio.move_on_after(_CLOSE_SECONDS):
             await client_tls.aclose()
@@ -364,6 +374,9 @@ async def _relay(
     interception: _Interception,
     client: Buffered[trio.SSLStream[PrefixedStream]],
     origin: Buffered[trio.SSLStream[trio.SocketStream]],
+    *,
+    head_timeout: float,
+    idle_timeout: float,
 ) -> None:
     """Requests one way and responses the other, matched in order (the method of each request
     sent travels to the response side). The connection ends when the client has stopped
@@ -383,7 +396,13 @@ async def _relay(
     async def requests() -> None:
         final: bytes | None = None
         try:
-            await relay_requests(client, origin.stream, rewrite, count=upstream.count_sent)
+            await relay_requests(
+                client,
+                origin.stream,
+                rewrite,
+                count=upstream.count_sent,
+                head_timeout=head_timeout,
+            )
         except _Refusal as refusal:
             final = refusal_response(refusal.refused, close=True)
         except IncompleteRequest:
@@ -407,8 +426,11 @@ async def _relay(
                 await outstanding.wait_value(lambda count: count == 0)
             nursery.cancel_scope.cancel()
             return
-        # The client is done sending (or refused): the answers it waits for go back first.
-        await outstanding.wait_value(lambda count: count == 0)
+        # The client is done sending (or refused): the answers it waits for go back first,
+        # for as long as an idle connection is kept (an origin that never answers a client
+        # that has gone must not hold the tunnel).
+        with trio.move_on_after(idle_timeout):
+            await outstanding.wait_value(lambda count: count == 0)
         if final is not None:
             with contextlib.suppress(*BROKEN):
                 await client.stream.send_all(final)
@@ -422,9 +444,20 @@ async def _relay(
             pass
         nursery.cancel_scope.cancel()
 
+    async def idle() -> None:
+        """Closes the tunnel once no request was under way for ``idle_timeout`` seconds."""
+        while True:
+            await outstanding.wait_value(lambda count: count == 0)
+            with trio.move_on_after(idle_timeout):
+                await outstanding.wait_value(lambda count: count > 0)
+                continue
+            nursery.cancel_scope.cancel()
+            return
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(requests)
         nursery.start_soon(responses)
+        nursery.start_soon(idle)
 
 
 async def _relay_response(
