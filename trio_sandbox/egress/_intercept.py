@@ -429,9 +429,10 @@ async def _relay(
         # The client is done sending (or refused): the answers it waits for go back first,
         # for as long as an idle connection is kept (an origin that never answers a client
         # that has gone must not hold the tunnel).
-        with trio.move_on_after(idle_timeout):
+        with trio.move_on_after(idle_timeout) as waited:
             await outstanding.wait_value(lambda count: count == 0)
-        if final is not None:
+        # (Not after a wait cut short: a response may be half-way to the client.)
+        if final is not None and not waited.cancelled_caught:
             with contextlib.suppress(*BROKEN):
                 await client.stream.send_all(final)
         nursery.cancel_scope.cancel()
