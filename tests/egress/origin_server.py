@@ -15,11 +15,18 @@ is on (HTTP/1.1). Besides files:
 - ``GET /auth...``: 200 ``authorized`` if the token in ``ORIGIN_EXPECT_TOKEN`` came as
   ``Authorization: Bearer``/``token``, in Basic credentials, in the query or in the path; else
   401 ``unauthorized`` (``X-Seen-Authorization`` echoes what came, for the tests that look).
+- ``GET /reflect?OPTIONS``: echoes the request line and header fields as they came, as an
+  origin's error page or debug endpoint would (what the masking of responses is tested
+  against); ``&``-separated options: ``gzip`` (gzipped when Accept-Encoding names gzip),
+  ``force-gzip`` (Content-Encoding: gzip whatever was asked), ``te-gzip`` (Transfer-Encoding:
+  gzip, chunked), ``escape`` (every character outside [A-Za-z0-9 :\\n] as JSON ``\\u00XX``),
+  ``extension`` / ``trailer`` (chunked, the echo also in a chunk extension / a trailer field).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import http.server
 import os
 import ssl
@@ -53,6 +60,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         if self.path.startswith("/auth"):
             self._auth()
+            return
+        if self.path.startswith("/reflect"):
+            self._reflect(set(self.path.partition("?")[2].split("&")))
             return
         if self.path.startswith("/private/"):
             if not self._authorized():
@@ -92,6 +102,35 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_response(200 if authorized else 401)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Seen-Authorization", given)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reflect(self, options: set[str]) -> None:
+        text = self.requestline + "\n" + "".join(f"{n}: {v}\n" for n, v in self.headers.items())
+        if "escape" in options:
+            text = "".join(c if c.isalnum() or c in " :\n" else f"\\u{ord(c):04x}" for c in text)
+        body = text.encode("latin-1")
+        line = text.replace("\n", " ")
+        self.send_response(200)
+        if "te-gzip" in options:
+            self.send_header("Transfer-Encoding", "gzip, chunked")
+            self.end_headers()
+            data = gzip.compress(body)
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+            return
+        accepted = self.headers.get("Accept-Encoding", "")
+        if "force-gzip" in options or ("gzip" in options and "gzip" in accepted):
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        if options & {"extension", "trailer"}:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            extension = f';echo="{line}"' if "extension" in options else ""
+            trailer = f"X-Echo: {line}\r\n" if "trailer" in options else ""
+            self.wfile.write(f"{len(body):x}{extension}\r\n".encode("latin-1") + body)
+            self.wfile.write(f"\r\n0\r\n{trailer}\r\n".encode("latin-1"))
+            return
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 

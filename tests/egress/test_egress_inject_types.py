@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from pathlib import Path
 
 import pytest
 
-from trio_sandbox.egress import Destination, InjectedSecret, Injection, InjectionError
+from trio_sandbox.egress import Destination, InjectedSecret, Injection, InjectionError, _suffixes
 
 VALUE = "ghp_R3alV4lue0fTheT0ken000000000000000"
 PLACEHOLDER = "ghp_Pl4ceh0lderxxxxxxxxxxxxxxxxxxxxxxx"
@@ -68,7 +69,7 @@ def test_two_secrets_must_differ_in_name_and_placeholder() -> None:
 
 
 def test_scope_follows_allow_domains_and_intercepts_443_unless_a_port_is_given() -> None:
-    named = secret(hosts=("api.github.com", "*.githubusercontent.com", "git.corp:8443"))
+    named = secret(hosts=("api.github.com", "*.githubassets.com", "git.corp:8443"))
     address = secret("ADDRESS", "z" * 38, "q" * 38, ("127.0.0.2:9443",))
     injection = Injection((named, address), _no_context, _no_context)
 
@@ -77,10 +78,46 @@ def test_scope_follows_allow_domains_and_intercepts_443_unless_a_port_is_given()
 
     assert names("api.github.com", 443) == ["GITHUB_TOKEN"]
     assert names("api.github.com", 80) == []
-    assert names("raw.githubusercontent.com", 443) == ["GITHUB_TOKEN"]
-    assert names("githubusercontent.com", 443) == []
+    assert names("github.githubassets.com", 443) == ["GITHUB_TOKEN"]
+    assert names("githubassets.com", 443) == []
     assert names("git.corp", 8443) == ["GITHUB_TOKEN"]
     assert names("git.corp", 443) == []
     assert names(ipaddress.IPv4Address("127.0.0.2"), 9443) == ["ADDRESS"]
     assert names("www.github.com", 443) == []
-    assert named.scope_text() == "api.github.com, *.githubusercontent.com, git.corp:8443"
+    assert named.scope_text() == "api.github.com, *.githubassets.com, git.corp:8443"
+
+
+@pytest.mark.parametrize(
+    ("hosts", "refused_under"),
+    [
+        (["*.vercel.app"], "vercel.app"),
+        (["*.github.io"], "github.io"),
+        (["api.example.com", "*.team.github.io:443"], "github.io"),
+        (["*.githubusercontent.com"], "githubusercontent.com"),
+        (["*.github.com"], None),
+        (["octo.github.io", "app.vercel.app"], None),  # exact names stay allowed
+    ],
+)
+def test_a_wildcard_where_anyone_can_have_a_host_is_refused(
+    hosts: list[str], refused_under: str | None
+) -> None:
+    def make() -> InjectedSecret:
+        return InjectedSecret("T", "ghp_value12345", "ghp_plac12345x", hosts)
+
+    if refused_under is None:
+        make()
+        return
+    with pytest.raises(InjectionError, match=f"wildcard under {refused_under}, where anyone"):
+        make()
+
+
+def test_the_private_section_is_read_when_the_system_list_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(_suffixes, "SYSTEM_LIST", tmp_path / "absent.dat")
+    _suffixes.private_suffixes.cache_clear()
+    try:
+        assert _suffixes.private_suffixes().at_or_under("a.b.vercel.app") == "vercel.app"
+        assert _suffixes.private_suffixes().at_or_under("github.com") is None
+    finally:
+        _suffixes.private_suffixes.cache_clear()

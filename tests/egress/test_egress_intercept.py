@@ -19,7 +19,6 @@ import pytest
 import trio
 
 from tests.egress.egress_harness import (
-    Origins,
     make_certificates,
     map_resolver,
     open_connection,
@@ -31,16 +30,19 @@ from tests.egress.egress_harness import (
     tool_environment,
 )
 from tests.egress.intercept_harness import (
-    LOOPBACK,
     NAME,
     OTHER_PLACEHOLDER,
     OTHER_VALUE,
     PLACEHOLDER,
     VALUE,
     Setup,
+    connect_through,
     directory,
+    exchange,
     intercepting,
     make_injection,
+    scripted_origin,
+    tls_through,
 )
 from trio_sandbox.egress import EgressPolicy, RefusalKind, Verdict
 
@@ -134,36 +136,6 @@ async def test_keep_alive_and_pipelined_requests_on_one_connection(
     assert answers.count(b"HTTP/1.1 200 OK") == 2
     # One CONNECT for curl's three requests, one for the pipelined pair.
     assert [event.verdict for event in setup.proxy.events] == [Verdict.ALLOWED] * 2
-
-
-async def connect_through(setup: Setup, target: str) -> trio.SocketStream:
-    """A tunnel to ``target`` (granted)."""
-    stream = await open_connection(setup.proxy.port)
-    await stream.send_all(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
-    assert (await receive_until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-    return stream
-
-
-async def tls_through(setup: Setup, host: str | None = None) -> trio.SSLStream[trio.SocketStream]:
-    target = host or setup.host
-    stream = await connect_through(setup, target)
-    context = ssl.create_default_context(cafile=str(setup.interception_ca.ca))
-    tls = trio.SSLStream(stream, context, server_hostname=target.rpartition(":")[0])
-    await tls.do_handshake()
-    return tls
-
-
-async def exchange(tls: trio.SSLStream[trio.SocketStream], head: str) -> bytes:
-    """Send ``head``, read until the proxy closes (a close without close_notify included)."""
-    data = b""
-    async with tls:
-        await tls.send_all(head.encode())
-        try:
-            while chunk := await tls.receive_some(65536):
-                data += chunk
-        except trio.BrokenResourceError:
-            pass
-    return data
 
 
 async def test_a_chunked_upload_passes_byte_for_byte_with_its_placeholders(
@@ -335,39 +307,23 @@ async def test_an_origin_closing_an_idle_connection_closes_the_clients_and_nothi
 ) -> None:
     """An origin that answers once, then closes the kept-alive connection: the client sees
     its connection close after the whole response (as a direct client would), no 502."""
-    origin_certs = make_certificates(directory(tmp_path / "origin"), ("secure.test",))
-    interception = make_certificates(directory(tmp_path / "intercept"), ("secure.test",))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(origin_certs.cert, origin_certs.key)
-    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listener.socket.getsockname()[1]
 
-    async def answer_once(stream: trio.SocketStream) -> None:
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    async def answer_once(tls: trio.SSLStream[trio.SocketStream]) -> None:
+        await receive_until(tls, b"\r\n\r\n")
+        await tls.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+        await trio.sleep(0.05)  # idle, then closed by the origin
+
+    async with scripted_origin(tmp_path, answer_once) as setup:
+        tls = await tls_through(setup)
+        data = b""
         async with tls:
-            await receive_until(tls, b"\r\n\r\n")
-            await tls.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
-            await trio.sleep(0.05)  # idle, then closed by the origin
-
-    injection = make_injection(interception, origin_certs.ca, port)
-    policy = EgressPolicy.parse([f"secure.test:{port}"])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.serve_listeners, answer_once, [listener])
-        async with running_proxy(
-            policy, map_resolver({"secure.test": [LOOPBACK]}), injection=injection
-        ) as proxy:
-            setup = Setup(proxy, Origins(tmp_path, origin_certs, 0, port), interception, tmp_path)
-            tls = await tls_through(setup)
-            data = b""
-            async with tls:
-                await tls.send_all(f"GET / HTTP/1.1\r\nHost: secure.test:{port}\r\n\r\n".encode())
-                with trio.fail_after(5):
-                    try:
-                        while chunk := await tls.receive_some(65536):
-                            data += chunk
-                    except trio.BrokenResourceError:
-                        pass
-        nursery.cancel_scope.cancel()
+            await tls.send_all(f"GET / HTTP/1.1\r\nHost: {setup.host}\r\n\r\n".encode())
+            with trio.fail_after(5):
+                try:
+                    while chunk := await tls.receive_some(65536):
+                        data += chunk
+                except trio.BrokenResourceError:
+                    pass
     assert data == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"
 
 

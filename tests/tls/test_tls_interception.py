@@ -136,7 +136,7 @@ def test_a_name_type_without_entries_is_closed() -> None:
     assert value.excluded_subtrees is None
 
 
-@pytest.mark.parametrize("scope", [[], ["api github"], ["ápi.test"], ["a..b"], ["*."]])
+@pytest.mark.parametrize("scope", [[], ["api github"], ["ápi te"], ["a..b"], ["*."]])
 def test_a_bad_scope_is_refused(scope: list[str]) -> None:
     with pytest.raises(InterceptionScopeError):
         InterceptionAuthority.generate(scope)
@@ -408,6 +408,19 @@ async def test_a_client_of_the_combined_bundle_trusts_both(tmp_path: pathlib.Pat
         for certificate in loaded
     )
     assert b"PRIVATE KEY" not in bundle.read_bytes()
+
+
+def test_a_scope_reads_international_names_as_the_egress_policy_does() -> None:
+    """A host DestinationRule accepts (inject_secrets' hosts are allow rules) is covered by
+    the CA in the form the egress layer asks for it: xn--, lower case, no trailing dot."""
+    entries = ["bücher.de", "*.Bücher.test.:8443", "API.Example.test."]
+    scope = InterceptionScope.parse(entries)
+    assert scope.names == frozenset({"xn--bcher-kva.de", "api.example.test"})
+    assert scope.wildcards == frozenset({"xn--bcher-kva.test"})
+    authority = InterceptionAuthority.generate(entries)
+    for host in ("xn--bcher-kva.de", "a.xn--bcher-kva.test", "api.example.test"):
+        assert authority.scope.covers(host)
+        authority.issue_leaf(host)
 
 
 def test_scope_parse_and_covers() -> None:

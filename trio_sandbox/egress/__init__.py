@@ -31,6 +31,7 @@ from ._inject import InjectedSecret as InjectedSecret
 from ._inject import Injection as Injection
 from ._inject import PlaceholderFound as PlaceholderFound
 from ._inject import PlaceholderMatcher as PlaceholderMatcher
+from ._inject import ResponseMask as ResponseMask
 from ._inject import StreamingReplacer as StreamingReplacer
 from ._names import IPAddress as IPAddress
 from ._policy import ALLOW_SETTING as ALLOW_SETTING

@@ -77,16 +77,21 @@ class ResponseHead:
         return self.version == "HTTP/1.0" or "close" in tokens
 
 
-def _split_head(data: bytes, status: int) -> list[bytes]:
+def split_head_lines(data: bytes, status: int) -> list[bytes]:
     if not data.endswith(b"\r\n\r\n"):
         raise HttpError(status, "the head does not end with an empty line")
-    lines = data[:-4].split(b"\r\n")
+    return split_lines(data[:-2], status)
+
+
+def split_lines(data: bytes, status: int) -> list[bytes]:
+    """The lines of ``data`` (each ends with CRLF; the last CRLF ends the last line)."""
+    lines = data[:-2].split(b"\r\n")
     if any(b"\n" in line or b"\r" in line for line in lines):
         raise HttpError(status, "bare CR or LF in the head (lines end with CRLF)")
     return lines
 
 
-def _parse_fields(lines: Sequence[bytes], status: int) -> Fields:
+def parse_fields(lines: Sequence[bytes], status: int) -> Fields:
     fields: list[tuple[str, str]] = []
     for line in lines:
         if line[:1] in (b" ", b"\t"):
@@ -109,7 +114,7 @@ def _shown(data: bytes, limit: int = 60) -> str:
 def parse_request_head(data: bytes) -> RequestHead:
     """The request line and fields of ``data``, which ends with CRLF CRLF; :class:`HttpError`
     with 400 (or 505 for another HTTP version) when it is not a valid HTTP/1.x request head."""
-    request_line, *field_lines = _split_head(data, 400)
+    request_line, *field_lines = split_head_lines(data, 400)
     parts = request_line.split(b" ")
     if len(parts) != 3:
         raise HttpError(400, f"malformed request line {_shown(request_line)}")
@@ -127,13 +132,13 @@ def parse_request_head(data: bytes) -> RequestHead:
         method.decode("ascii"),
         target.decode("ascii"),
         "HTTP/1.0" if matched[2] == b"0" else "HTTP/1.1",
-        _parse_fields(field_lines, 400),
+        parse_fields(field_lines, 400),
     )
 
 
 def parse_response_head(data: bytes) -> ResponseHead:
     """The status line and fields of an upstream response head; :class:`HttpError` 502 if bad."""
-    status_line, *field_lines = _split_head(data, 502)
+    status_line, *field_lines = split_head_lines(data, 502)
     matched = _STATUS_LINE.fullmatch(status_line)
     if matched is None or not matched[1].startswith(b"HTTP/1."):
         raise HttpError(502, f"the upstream sent a malformed status line {_shown(status_line)}")
@@ -141,7 +146,7 @@ def parse_response_head(data: bytes) -> ResponseHead:
         matched[1].decode("ascii"),
         int(matched[2]),
         (matched[3] or b"").decode("latin-1"),
-        _parse_fields(field_lines, 502),
+        parse_fields(field_lines, 502),
     )
 
 
@@ -173,6 +178,9 @@ def request_body(head: RequestHead) -> Body:
     if codings:
         if length is not None:
             raise HttpError(400, "both Transfer-Encoding and Content-Length")
+        if head.version == "HTTP/1.0":
+            # RFC 9112 6.1: its framing is faulty (an HTTP/1.0 hop would not read it).
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if codings != ["chunked"]:
             raise HttpError(501, f"Transfer-Encoding {', '.join(codings)!r} is not supported")
         return Body(Framing.CHUNKED)

@@ -218,6 +218,7 @@ class HttpFrontEnd:
                     "connect",
                     scoped,
                     handshake_timeout=self.handshake_timeout,
+                    idle_timeout=self.idle_timeout,
                 )
                 return
             refused = await self.dialer.screen_tunnel("connect", client, outcome)

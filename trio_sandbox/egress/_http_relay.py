@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -24,8 +25,10 @@ from ._http_head import (
     Framing,
     RequestHead,
     parse_chunk_size,
+    parse_fields,
     parse_request_head,
     request_body,
+    split_lines,
     write_head,
 )
 from ._policy import Refused
@@ -109,32 +112,55 @@ async def relay_chunked(
                 raise HttpError(400, "a chunk does not end with CRLF")
             await sink.send_all(b"\r\n")
             count(2)
-        trailers = 0
-        while True:
-            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
-            trailers += len(line)
-            await sink.send_all(line)
-            count(len(line))
-            if line == b"\r\n":
-                return
+        await sink.send_all(await read_trailers(source, count, 400))
     except LineTooLong:
-        raise HttpError(400, "a chunk-size or trailer line is too long") from None
+        raise HttpError(400, "a chunk-size line is too long") from None
 
 
-async def read_request_head(source: Buffered[Any]) -> RequestHead | None:
+async def read_trailers(source: Buffered[Any], count: ByteCounter, status: int) -> bytes:
+    """The trailer section of a chunked body, up to its empty line, checked as strictly as a
+    head (a bare CR or LF in it, which the next hop may read as a line end, would smuggle
+    what follows as a request): :class:`HttpError` with ``status`` if it is not valid."""
+    section = bytearray()
+    try:
+        while True:
+            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - len(section))
+            count(len(line))
+            section += line
+            if line == b"\r\n":
+                break
+    except LineTooLong:
+        raise HttpError(status, f"trailers larger than {MAX_HEAD_BYTES} bytes") from None
+    if len(section) > 2:
+        parse_fields(split_lines(bytes(section[:-2]), status), status)
+    return bytes(section)
+
+
+async def read_request_head(
+    source: Buffered[Any], head_timeout: float = math.inf
+) -> RequestHead | None:
     """The next request head (CRLFs before it skipped, RFC 9112 2.2); None if the stream ended
-    before one began. :class:`HttpError` if it is malformed, too large, or cut off."""
+    before one began. :class:`HttpError` if it is malformed, too large, cut off, or not whole
+    within ``head_timeout`` seconds of its first byte (408)."""
     while not source.buffer.lstrip(b"\r\n"):
         source.buffer.clear()
         if not await source.fill():
             return None
     del source.buffer[: len(source.buffer) - len(source.buffer.lstrip(b"\r\n"))]
     try:
-        return parse_request_head(await source.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+        with trio.fail_after(head_timeout):
+            return parse_request_head(await source.read_until(b"\r\n\r\n", MAX_HEAD_BYTES))
+    except trio.TooSlowError:
+        raise HttpError(408, f"the request head did not arrive within {head_timeout:g} s") from None
     except LineTooLong:
         raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from None
     except StreamEnded:
         raise HttpError(400, "the stream ended within a request head") from None
+
+
+class IncompleteRequest(HttpError):
+    """A request whose head was sent failed within its body: the next hop holds part of a
+    message, so the connection to it cannot go on."""
 
 
 async def relay_requests(
@@ -143,18 +169,27 @@ async def relay_requests(
     rewrite: Callable[[RequestHead], bytes],
     *,
     count: ByteCounter = _uncounted,
+    head_timeout: float = math.inf,
 ) -> RequestHead | None:
     """Requests from ``source`` to ``sink``, one after the other as they come (pipelined ones
-    too), until ``source`` ends (None) or a request asks to switch protocols (that head, once
-    sent). Each head goes out as ``rewrite`` writes it (which may raise :class:`HttpError`:
-    then nothing of that request is sent), its body after it in its framing, untouched."""
+    too), until ``source`` ends (None), a request asks to switch protocols (that head, once
+    sent) or a request wants the connection closed (that head, once its body is sent: what
+    the client sends after it is not read, as the origin would not read it either). Each head
+    goes out as ``rewrite`` writes it (which may raise :class:`HttpError`: then nothing of
+    that request is sent), its body after it in its framing, untouched
+    (:class:`IncompleteRequest` if the body is malformed)."""
     while True:
-        head = await read_request_head(source)
+        head = await read_request_head(source, head_timeout)
         if head is None:
             return None
         written = rewrite(head)
         await sink.send_all(written)
         count(len(written))
-        await relay_body(source, sink, request_body(head), count, zero_copy=False)
+        try:
+            await relay_body(source, sink, request_body(head), count, zero_copy=False)
+        except HttpError as error:
+            raise IncompleteRequest(error.status, error.reason) from None
         if head.method == "CONNECT" or any(name.lower() == "upgrade" for name, _ in head.fields):
+            return head
+        if head.wants_close:
             return head

@@ -15,14 +15,15 @@ import base64
 import binascii
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from typing import Final
 
 import attrs
 
 from ._errors import InjectionError, PolicyError
 from ._http_head import RequestHead
-from ._policy import Destination, DestinationRule
+from ._policy import Destination, DestinationRule, RuleKind
+from ._suffixes import private_suffixes
 
 INJECT_SETTING: Final = "inject_secrets"
 # Ports an entry without ``:PORT`` is intercepted on (it is allowed on 80 too, never injected).
@@ -73,9 +74,22 @@ class InjectedSecret:
             raise InjectionError(self.name, "scoped to no host")
         setting = f"{INJECT_SETTING} {self.name}"
         try:
-            return tuple(DestinationRule.parse(host, setting) for host in self.hosts)
+            rules = tuple(DestinationRule.parse(host, setting) for host in self.hosts)
         except PolicyError as error:
             raise InjectionError(self.name, str(error)) from None
+        for rule in rules:
+            suffix = (
+                private_suffixes().at_or_under(rule.host)
+                if rule.kind is RuleKind.WILDCARD and isinstance(rule.host, str)
+                else None
+            )
+            if suffix is not None:
+                raise InjectionError(
+                    self.name,
+                    f"{rule.entry} is a wildcard under {suffix}, where anyone can have a"
+                    " host (Public Suffix List, private section): name the hosts exactly",
+                )
+        return rules
 
     def __attrs_post_init__(self) -> None:
         value, placeholder = self.value, self.placeholder
@@ -357,6 +371,12 @@ class PlaceholderMatcher:
         )
 
 
+def basic_blob(value: str) -> str | None:
+    """The base64 blob of a ``Basic`` header value, None if it is not one."""
+    matched = _BASIC.fullmatch(value)
+    return matched[2] if matched is not None else None
+
+
 def _basic_credentials(value: str) -> str | None:
     """The decoded ``user:password`` of a ``Basic`` header value, None if it is not one."""
     matched = _BASIC.fullmatch(value)
@@ -368,82 +388,134 @@ def _basic_credentials(value: str) -> str | None:
         return None
 
 
-def response_masks(secrets: Iterable[InjectedSecret]) -> dict[bytes, bytes]:
-    """What responses from the secrets' hosts have turned back into placeholders: each value as
-    it is, with every special character %-encoded (either case), and JSON-escaped (``\\/``);
-    each form and its placeholder's are as long as each other (the specials are shared)."""
+def _response_special(character: str) -> bytes:
+    """A special character of a value as a response may spell it (captured): as itself,
+    %-encoded, JSON ``\\u00XX``-escaped (hex digits in either case), ``\\/`` for ``/``."""
+    hexed = "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{ord(character):02X}")
+    forms = [re.escape(character), f"%{hexed}", rf"\\u00{hexed}"]
+    if character == "/":
+        forms.append(r"\\/")
+    return f"({'|'.join(forms)})".encode("ascii")
 
-    def forms(text: str) -> list[str]:
-        encoded = "".join(f"%{ord(c):02X}" if _is_special(c) else c for c in text)
-        lowered = "".join(f"%{ord(c):02x}" if _is_special(c) else c for c in text)
-        return [text, encoded, lowered, text.replace("/", "\\/")]
 
-    masks: dict[bytes, bytes] = {}
-    for secret in secrets:
-        for value, placeholder in zip(forms(secret.value), forms(secret.placeholder), strict=True):
-            masks.setdefault(value.encode(), placeholder.encode())
-    return masks
+def _value_pattern(value: str) -> bytes:
+    return b"".join(
+        _response_special(c) if _is_special(c) else re.escape(c).encode("ascii") for c in value
+    )
+
+
+def _longest_form(value: str) -> int:
+    """The length of the longest spelling :func:`_value_pattern` matches."""
+    return sum(6 if _is_special(c) else 1 for c in value)
+
+
+@attrs.define(eq=False)
+class ResponseMask:
+    """What responses from an intercepted host have turned back into placeholders, for one
+    connection: each value of ``secrets`` with its special characters in any of the forms a
+    response may spell them (raw, %-encoded in either case, JSON ``\\u00XX`` or ``\\/``,
+    mixed), its placeholder written in the same forms; and every string :meth:`record` was told
+    was sent for a placeholder (each Basic credential blob). Every replacement is as long as
+    what it replaces. Best effort: a value the origin transforms otherwise (base64 of a part,
+    hashed, compressed) is not recognised."""
+
+    secrets: tuple[InjectedSecret, ...] = attrs.field(converter=_longest_first, repr=False)
+    _sent: dict[bytes, bytes] = attrs.field(factory=dict, repr=False)
+    _pattern: re.Pattern[bytes] = attrs.field(init=False, repr=False)
+    _longest: int = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._compile()
+
+    def _compile(self) -> None:
+        exact = [re.escape(sent) for sent in sorted(self._sent, key=len, reverse=True)]
+        values = [_value_pattern(secret.value) for secret in self.secrets]
+        self._pattern = re.compile(
+            b"|".join(
+                [
+                    *(b"(?P<x%d>%s)" % (index, pattern) for index, pattern in enumerate(exact)),
+                    *(b"(?P<v%d>%s)" % (index, pattern) for index, pattern in enumerate(values)),
+                ]
+            )
+            or rb"(?!)"
+        )
+        self._longest = max(
+            [len(sent) for sent in self._sent]
+            + [_longest_form(secret.value) for secret in self.secrets]
+            + [1]
+        )
+
+    def record(self, sent: str, replaced: str) -> None:
+        """``sent`` went to the origin where the client wrote ``replaced``."""
+        key, original = sent.encode("latin-1"), replaced.encode("latin-1")
+        if len(key) != len(original):
+            raise ValueError("a recorded replacement must be as long as what it replaced")
+        if key != original and key not in self._sent:
+            self._sent[key] = original
+            self._compile()
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest string masked."""
+        return self._longest
+
+    def replacement(self, matched: re.Match[bytes]) -> bytes:
+        group = matched.lastgroup or ""
+        if group.startswith("x"):
+            return self._sent[matched[0]]
+        secret = self.secrets[int(group[1:])]
+        inner = re.fullmatch(_value_pattern(secret.value), matched[0])
+        if inner is None:  # the alternation matched it: cannot happen
+            raise AssertionError(f"a value of {secret.name} did not walk")
+        specials = iter(inner.groups())
+        return b"".join(
+            next(specials) if _is_special(shown) else shown.encode("ascii")
+            for shown in secret.placeholder
+        )
+
+    def apply(self, data: bytes) -> bytes:
+        """``data`` (a whole head, or the end of a body) masked."""
+        return self._pattern.sub(self.replacement, data)
+
+    def finditer(self, data: bytes) -> Iterator[re.Match[bytes]]:
+        return self._pattern.finditer(data)
 
 
 @attrs.define(eq=False)
 class StreamingReplacer:
-    """Replaces each of ``replacements``' keys with its value (of the same length) in a stream
-    of bytes fed in pieces: what :meth:`feed` returns is final; only the longest tail that may
-    still become a key is held back (not ``len(key) - 1`` bytes: an event stream's last bytes
-    must not wait for the next event), and :meth:`flush` gives it at the end."""
+    """:class:`ResponseMask` run over a stream of bytes fed in pieces: what :meth:`feed`
+    returns is final, the same as masking the whole stream at once. The last
+    ``mask.longest - 1`` bytes are always held back (fewer only after a masked string that
+    ends there), whatever they are: a tail held only when it may become a value would tell the
+    client, by where records end, whether its guess was a prefix of the value. :meth:`flush`
+    gives them at the end of a body (or when the body pauses, on a timer)."""
 
-    replacements: dict[bytes, bytes]
-    _held: bytes = b""
-
-    def __attrs_post_init__(self) -> None:
-        for key, replacement in self.replacements.items():
-            if not key or len(key) != len(replacement):
-                raise ValueError("a replacement must be as long as what it replaces")
+    mask: ResponseMask = attrs.field(repr=False)
+    _held: bytes = attrs.field(default=b"", repr=False)
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data
+        cut = len(text) - (self.mask.longest - 1)
+        if cut <= 0:
+            self._held = text
+            return b""
         out: list[bytes] = []
         position = 0
-        # Leftmost first and never over what was replaced, as bytes.replace does: the held
-        # tail is kept as it came, so no key is made of a replacement and what follows it.
-        while True:
-            found = [
-                (at, key) for key in self.replacements if (at := text.find(key, position)) >= 0
-            ]
-            if not found:
+        # A match that starts before the cut has every byte it could span in ``text``: it is
+        # the one a mask over the whole stream finds there.
+        for matched in self.mask.finditer(text):
+            if matched.start() >= cut:
                 break
-            at, key = min(found, key=lambda item: item[0])
-            out += (text[position:at], self.replacements[key])
-            position = at + len(key)
-        keep = self._held_length(text[position:])
-        self._held = text[len(text) - keep :]
-        out.append(text[position : len(text) - keep])
+            out += (text[position : matched.start()], self.mask.replacement(matched))
+            position = matched.end()
+        end = max(cut, position)
+        out.append(text[position:end])
+        self._held = text[end:]
         return b"".join(out)
-
-    def _held_length(self, text: bytes) -> int:
-        """The longest tail of ``text`` that is the start of a key: only tails that begin with
-        a key's first byte are compared (a body is relayed 16 KiB at a time: trying every
-        length was a tenth of an intercepted download's time)."""
-        longest = 0
-        end = len(text)
-        for key in self.replacements:
-            at = text.find(key[:1], max(end - len(key) + 1, 0), end - longest)
-            while at >= 0:
-                if key.startswith(text[at:]):
-                    longest = end - at
-                    break
-                at = text.find(key[:1], at + 1, end - longest)
-        return longest
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
-        return held
-
-    def replace_whole(self, data: bytes) -> bytes:
-        """``data`` replaced as a whole, outside the stream (a trailer line)."""
-        for key, replacement in self.replacements.items():
-            data = data.replace(key, replacement)
-        return data
+        return self.mask.apply(held)
 
     @property
     def holding(self) -> int:

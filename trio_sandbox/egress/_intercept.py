@@ -38,22 +38,26 @@ from ._http_head import (
     MAX_CHUNK_LINE,
     MAX_HEAD_BYTES,
     Body,
+    Fields,
     Framing,
     RequestHead,
+    ResponseHead,
     end_to_end,
     field_values,
     parse_chunk_size,
     parse_response_head,
+    request_body,
     response_body,
     write_head,
 )
 from ._http_relay import (
     BROKEN,
     LINGER_SECONDS,
+    IncompleteRequest,
     answer_and_close,
     error_response,
+    read_trailers,
     refusal_response,
-    relay_body,
     relay_requests,
 )
 from ._inject import (
@@ -61,14 +65,18 @@ from ._inject import (
     InjectedSecret,
     PlaceholderFound,
     PlaceholderMatcher,
+    ResponseMask,
     StreamingReplacer,
-    response_masks,
+    basic_blob,
 )
-from ._names import parse_host, parse_port, split_host_port
+from ._names import format_host, parse_host, parse_port, split_host_port
 from ._policy import Destination, RefusalKind, Refused
 
 _HTTP2_PREFACE: Final = b"PRI * HTTP/2.0"
 _CLOSE_SECONDS: Final = 1.0
+# A response body that pauses this long gets the bytes the masking holds back (an event
+# stream's last event must not wait for the next one); a time, never a look at the content.
+PAUSE_FLUSH_SECONDS: Final = 0.1
 _HTTP2_ONLY: Final = (
     "HTTP/2-only clients (gRPC) cannot use inject_secrets: the proxy speaks HTTP/1.1 to the"
     " client and the origin (it offers only http/1.1 in ALPN); nothing was sent"
@@ -114,6 +122,20 @@ class PrefixedStream(trio.abc.Stream):
         await self.inner.stream.aclose()
 
 
+# Request fields the interception writes itself.
+_REWRITTEN: Final = frozenset({"accept-encoding", "transfer-encoding", "content-length"})
+
+
+def _framing(head: RequestHead) -> Fields:
+    """The framing fields of ``head``'s body, written from how it was parsed."""
+    body = request_body(head)
+    if body.framing is Framing.CHUNKED:
+        return (("Transfer-Encoding", "chunked"),)
+    if body.framing is Framing.LENGTH or field_values(head.fields, "content-length"):
+        return (("Content-Length", str(body.length)),)
+    return ()
+
+
 def _names(secrets: Sequence[InjectedSecret]) -> str:
     return ", ".join(secret.name for secret in secrets)
 
@@ -139,6 +161,7 @@ class _Interception:
     upstream: OutboundConnection
     scoped: tuple[InjectedSecret, ...]
     matcher: PlaceholderMatcher
+    response_mask: ResponseMask
     answered: int = 0  # responses relayed so far
 
     @property
@@ -155,18 +178,48 @@ class _Interception:
             raise HttpError(
                 501, "switching protocols (WebSocket) is not relayed through interception"
             )
-        target, host = self._origin_form(head)
+        target = self._origin_form(head)
+        # Host is the name the tunnel was checked for, normalised, never the client's text
+        # (an IDNA form, ``:0443`` or a trailing dot an origin may read as another host).
+        destination = self.destination
+        host = format_host(destination.host) if destination.port == 443 else str(destination)
         replaced = self.matcher.substitute_head(attrs.evolve(head, target=target), self.scoped)
         if isinstance(replaced, PlaceholderFound):
             raise _Refusal(self.refused(RefusalKind.SECRET_OUT_OF_SCOPE, replaced.reason()))
+        self._record_blobs(head.fields, replaced.fields)
+        # Responses come uncompressed: a value echoed inside a compressed body could not be
+        # masked (a response that is compressed anyway is refused, see _unmaskable). The
+        # framing fields are written from the body as parsed, never as the client spelled them
+        # (``Transfer-Encoding: ,chunked`` or ``Content-Length: 5, 5`` read otherwise by the
+        # origin would make the rest of the body a request of its own).
+        fields = [
+            (name, value)
+            for name, value in end_to_end(replaced.fields)
+            if name.lower() not in _REWRITTEN
+        ]
         return write_head(
             f"{replaced.method} {replaced.target} {replaced.version}",
-            (("Host", host), *end_to_end(replaced.fields)),
+            (
+                ("Host", host),
+                *fields,
+                *_framing(head),
+                ("Accept-Encoding", "identity"),
+                *((("Connection", "close"),) if head.wants_close else ()),
+            ),
         )
 
-    def _origin_form(self, head: RequestHead) -> tuple[str, str]:
-        """The target in origin form and the Host to send; 421 unless both name this tunnel's
-        host (a Host naming another virtual host would hand the value to it)."""
+    def _record_blobs(self, written: Fields, sent: Fields) -> None:
+        """Each Basic credential blob sent for one the client wrote is masked back to it in
+        responses (an origin that echoes the header gives the blob, which is the value in
+        base64)."""
+        for (_, before), (_, after) in zip(written, sent, strict=True):
+            blob, original = basic_blob(after), basic_blob(before)
+            if blob is not None and original is not None and blob != original:
+                self.response_mask.record(blob, original)
+
+    def _origin_form(self, head: RequestHead) -> str:
+        """The target in origin form; 421 unless it and Host name this tunnel's host (a Host
+        naming another virtual host would hand the value to it)."""
         hosts = [value for name, value in head.fields if name.lower() == "host"]
         target = head.target
         if target.lower().startswith("https://"):
@@ -187,7 +240,7 @@ class _Interception:
                     " replaced only there); nothing was sent",
                 )
             )
-        return target, hosts[0]
+        return target
 
     def _names_this_host(self, authority: str) -> bool:
         try:
@@ -197,15 +250,9 @@ class _Interception:
         except DestinationError:
             return False
 
-    def masks(self) -> dict[bytes, bytes]:
-        """Each value, and the placeholder it is turned back into in responses."""
-        return response_masks(self.scoped)
-
     def mask(self, raw: bytes) -> bytes:
         """A response head with the values of the secrets turned back into placeholders."""
-        for value, placeholder in self.masks().items():
-            raw = raw.replace(value, placeholder)
-        return raw
+        return self.response_mask.apply(raw)
 
 
 async def intercept_tunnel(
@@ -216,13 +263,19 @@ async def intercept_tunnel(
     scoped: Sequence[InjectedSecret],
     *,
     handshake_timeout: float,
+    idle_timeout: float,
 ) -> None:
     """Serve a granted tunnel to ``upstream``'s destination, whose ``scoped`` secrets are
-    injected, until either side closes; every refusal and failure is reported as an event."""
+    injected, until either side closes, or it stays ``idle_timeout`` seconds with no request
+    under way (as the forward proxy closes an idle keep-alive connection); each request head
+    must be whole within ``handshake_timeout`` seconds of its first byte (else 408). Every
+    refusal and failure is reported as an event."""
     guard = dialer.guard
     if guard is None:
         raise AssertionError("interception without inject_secrets")
-    interception = _Interception(dialer, protocol, upstream, tuple(scoped), guard.matcher)
+    interception = _Interception(
+        dialer, protocol, upstream, tuple(scoped), guard.matcher, ResponseMask(tuple(scoped))
+    )
     with trio.move_on_after(handshake_timeout):
         while len(client.buffer) < 2 and await client.fill():
             pass
@@ -273,7 +326,13 @@ async def intercept_tunnel(
             refused = interception.refused(RefusalKind.INTERCEPT_ORIGIN_TLS, reason)
             await _answer_first_request(Buffered(client_tls), refused, handshake_timeout)
             return
-        await _relay(interception, Buffered(client_tls), Buffered(origin_tls))
+        await _relay(
+            interception,
+            Buffered(client_tls),
+            Buffered(origin_tls),
+            head_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+        )
     finally:
         with contextlib.suppress(*BROKEN), trio.move_on_after(_CLOSE_SECONDS):
             await client_tls.aclose()
@@ -315,6 +374,9 @@ async def _relay(
     interception: _Interception,
     client: Buffered[trio.SSLStream[PrefixedStream]],
     origin: Buffered[trio.SSLStream[trio.SocketStream]],
+    *,
+    head_timeout: float,
+    idle_timeout: float,
 ) -> None:
     """Requests one way and responses the other, matched in order (the method of each request
     sent travels to the response side). The connection ends when the client has stopped
@@ -334,9 +396,21 @@ async def _relay(
     async def requests() -> None:
         final: bytes | None = None
         try:
-            await relay_requests(client, origin.stream, rewrite, count=upstream.count_sent)
+            await relay_requests(
+                client,
+                origin.stream,
+                rewrite,
+                count=upstream.count_sent,
+                head_timeout=head_timeout,
+            )
         except _Refusal as refusal:
             final = refusal_response(refusal.refused, close=True)
+        except IncompleteRequest:
+            # Part of a malformed body went out: the origin may answer it or wait for the
+            # rest, and what it answers could be mid-way to the client. The connection ends
+            # (the client sees it close); waiting would hang on an origin that waits too.
+            nursery.cancel_scope.cancel()
+            return
         except HttpError as error:
             if error.status == 505:  # the HTTP/2 preface (PRI * HTTP/2.0), or another version
                 refused = interception.refused(RefusalKind.INTERCEPT_HTTP2, _HTTP2_ONLY)
@@ -352,9 +426,13 @@ async def _relay(
                 await outstanding.wait_value(lambda count: count == 0)
             nursery.cancel_scope.cancel()
             return
-        # The client is done sending (or refused): the answers it waits for go back first.
-        await outstanding.wait_value(lambda count: count == 0)
-        if final is not None:
+        # The client is done sending (or refused): the answers it waits for go back first,
+        # for as long as an idle connection is kept (an origin that never answers a client
+        # that has gone must not hold the tunnel).
+        with trio.move_on_after(idle_timeout) as waited:
+            await outstanding.wait_value(lambda count: count == 0)
+        # (Not after a wait cut short: a response may be half-way to the client.)
+        if final is not None and not waited.cancelled_caught:
             with contextlib.suppress(*BROKEN):
                 await client.stream.send_all(final)
         nursery.cancel_scope.cancel()
@@ -367,9 +445,20 @@ async def _relay(
             pass
         nursery.cancel_scope.cancel()
 
+    async def idle() -> None:
+        """Closes the tunnel once no request was under way for ``idle_timeout`` seconds."""
+        while True:
+            await outstanding.wait_value(lambda count: count == 0)
+            with trio.move_on_after(idle_timeout):
+                await outstanding.wait_value(lambda count: count > 0)
+                continue
+            nursery.cancel_scope.cancel()
+            return
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(requests)
         nursery.start_soon(responses)
+        nursery.start_soon(idle)
 
 
 async def _relay_response(
@@ -404,6 +493,9 @@ async def _relay_response(
         if response.status == 101:
             raise HttpError(502, "the origin switched protocols, which is not relayed")
         body = response_body(response, method)
+        if body.framing is not Framing.NONE and (why := _unmaskable(response)) is not None:
+            interception.refused(RefusalKind.INTERCEPT_ORIGIN_ENCODED, why)
+            raise HttpError(502, why)
     except LineTooLong:
         failure = HttpError(502, f"response head larger than {MAX_HEAD_BYTES} bytes")
     except HttpError as error:
@@ -418,13 +510,8 @@ async def _relay_response(
         await client.stream.send_all(
             write_head(f"HTTP/1.1 {response.status} {response.reason}", fields)
         )
-        codings = [c.lower() for c in field_values(response.fields, "content-encoding")]
-        if codings and codings != ["identity"]:
-            # Compressed: passed as it is (a value inside cannot be found; README residual).
-            await relay_body(origin, client.stream, body, upstream.count_received, False)
-        else:
-            replacer = StreamingReplacer(interception.masks())
-            await relay_masked(origin, client.stream, body, upstream.count_received, replacer)
+        replacer = StreamingReplacer(interception.response_mask)
+        await relay_masked(origin, client.stream, body, upstream.count_received, replacer)
         outstanding.value -= 1
         interception.answered += 1
         return not closes
@@ -437,6 +524,20 @@ async def _relay_response(
         )
     )
     return False
+
+
+def _unmaskable(response: ResponseHead) -> str | None:
+    """Why the body of ``response`` cannot be searched for the values (a content or transfer
+    coding other than identity and chunked, although the request asked for identity)."""
+    content = [c.lower() for c in field_values(response.fields, "content-encoding")]
+    transfer = [c.lower() for c in field_values(response.fields, "transfer-encoding")]
+    codings = [c for c in content if c != "identity"] + [c for c in transfer if c != "chunked"]
+    if not codings:
+        return None
+    return (
+        f"the origin sent a response body in coding {', '.join(codings)} although the proxy"
+        " asked for identity: a value echoed in it could not be masked, so it is not relayed"
+    )
 
 
 def _closed_by_origin(interception: _Interception, error: BaseException) -> HttpError:
@@ -460,6 +561,16 @@ async def _read_some(source: Buffered[Any], limit: int) -> bytes:
     return data
 
 
+async def _flush_on_pause(source: Buffered[Any], replacer: StreamingReplacer) -> bytes:
+    """Wait for more of the body; what the replacer held back if it pauses first."""
+    if not replacer.holding or source.buffer:
+        return b""
+    with trio.move_on_after(PAUSE_FLUSH_SECONDS):
+        await source.fill()  # the end of the stream is found by the read that follows
+        return b""
+    return replacer.flush()
+
+
 async def relay_masked(
     source: Buffered[Any],
     sink: trio.abc.SendStream,
@@ -467,9 +578,9 @@ async def relay_masked(
     count: ByteCounter,
     replacer: StreamingReplacer,
 ) -> None:
-    """A response body relayed in its framing (sizes, extensions and trailers as they came)
-    with ``replacer`` run over its data: a tail it holds back waits, with the framing after
-    it, until the data that follows decides it."""
+    """A response body relayed in its framing (chunk sizes as they came; extensions and
+    trailers dropped) with ``replacer`` run over its data: a tail it holds back waits, with
+    the framing after it, until the data that follows or the end of the body."""
     if body.framing is Framing.CHUNKED:
         await _relay_masked_chunked(source, sink, count, replacer)
         return
@@ -477,6 +588,8 @@ async def relay_masked(
         return
     left = body.length if body.framing is Framing.LENGTH else None
     while left is None or left > 0:
+        if paused := await _flush_on_pause(source, replacer):
+            await sink.send_all(paused)
         data = await _read_some(source, RELAY_CHUNK if left is None else min(left, RELAY_CHUNK))
         if not data:
             if left is None:
@@ -525,15 +638,18 @@ async def _relay_masked_chunked(
 
     try:
         while True:
+            await give(await _flush_on_pause(source, replacer))
             line = await source.read_until(b"\r\n", MAX_CHUNK_LINE)
             count(len(line))
             size = parse_chunk_size(line)
-            owed.append(line)
+            # Written anew: extensions (which could carry an echoed value) are dropped.
+            owed.append(b"%x\r\n" % size)
             if size == 0:
                 break
             owed.append(size)
             left = size
             while left:
+                await give(await _flush_on_pause(source, replacer))
                 data = await _read_some(source, min(left, RELAY_CHUNK))
                 if not data:
                     raise StreamEnded
@@ -546,14 +662,8 @@ async def _relay_masked_chunked(
             owed.append(b"\r\n")
             await give(b"")
         await give(replacer.flush())
-        trailers = 0
-        while True:
-            line = await source.read_until(b"\r\n", MAX_HEAD_BYTES - trailers)
-            trailers += len(line)
-            count(len(line))
-            owed.append(replacer.replace_whole(line))
-            await give(b"")
-            if line == b"\r\n":
-                return
+        await read_trailers(source, count, 502)  # dropped: they could echo a value
+        owed.append(b"\r\n")
+        await give(b"")
     except LineTooLong:
         raise HttpError(502, "a chunk-size or trailer line is too long") from None

@@ -155,12 +155,14 @@ class RefusalKind(enum.Enum):
     SECRET_OUT_OF_SCOPE = "secret-out-of-scope"
     INJECTED_BY_ADDRESS = "injected-by-address"
     # Interception (TLS terminated for an injected host): a request for another host (domain
-    # fronting), a client that does not speak TLS, a client or an origin whose TLS failed.
+    # fronting), a client that does not speak TLS, a client or an origin whose TLS failed, an
+    # origin that compressed a response although asked for identity (it could not be masked).
     INTERCEPT_MISDIRECTED = "intercept-misdirected"
     INTERCEPT_NOT_TLS = "intercept-not-tls"
     INTERCEPT_CLIENT_TLS = "intercept-client-tls"
     INTERCEPT_ORIGIN_TLS = "intercept-origin-tls"
     INTERCEPT_HTTP2 = "intercept-http2"
+    INTERCEPT_ORIGIN_ENCODED = "intercept-origin-encoded"
 
     @property
     def by_policy(self) -> bool:
@@ -193,6 +195,7 @@ class RefusalKind(enum.Enum):
             RefusalKind.UNREACHABLE,
             RefusalKind.INTERCEPT_CLIENT_TLS,
             RefusalKind.INTERCEPT_ORIGIN_TLS,
+            RefusalKind.INTERCEPT_ORIGIN_ENCODED,
         )
 
 

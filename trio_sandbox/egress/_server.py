@@ -142,7 +142,7 @@ async def _serve_client(
         return
     first = client.buffer[0]
     if first == 5:
-        await _serve_socks(client, dialer, handshake_timeout, http.zero_copy)
+        await _serve_socks(client, dialer, handshake_timeout, http.idle_timeout, http.zero_copy)
     elif first == 4:
         logger.info("refused a SOCKS4 client: only SOCKS5 is served (use socks5h://)")
         await client.stream.send_all(_SOCKS4_REJECTED)
@@ -156,7 +156,11 @@ async def _serve_client(
 
 
 async def _serve_socks(
-    client: BufferedSocket, dialer: Dialer, handshake_timeout: float, zero_copy: bool
+    client: BufferedSocket,
+    dialer: Dialer,
+    handshake_timeout: float,
+    idle_timeout: float,
+    zero_copy: bool,
 ) -> None:
     deadline = trio.current_time() + handshake_timeout
     try:
@@ -178,7 +182,13 @@ async def _serve_socks(
         scoped = () if guard is None else guard.injection.scoped(upstream.destination)
         if scoped:
             await intercept_tunnel(
-                client, upstream, dialer, "socks5", scoped, handshake_timeout=handshake_timeout
+                client,
+                upstream,
+                dialer,
+                "socks5",
+                scoped,
+                handshake_timeout=handshake_timeout,
+                idle_timeout=idle_timeout,
             )
             return
         refused = await dialer.screen_tunnel("socks5", client, upstream)

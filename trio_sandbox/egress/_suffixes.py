@@ -3,8 +3,10 @@
 The ICANN section of the Public Suffix List is read from the system copy that Debian's
 ``publicsuffix`` package installs (the one libpsl and curl use) when it is there; otherwise a
 short built-in list of the common two-label suffixes stands in. The private section (``github.io``,
-``githubusercontent.com``, ...) is not used: wildcards under those name one company's hosts and
-are legitimate rules.
+``githubusercontent.com``, ...) is not used for allow rules: wildcards under those name one
+company's hosts and are legitimate rules. It is for inject_secrets (:func:`private_suffixes`):
+anyone can register a host under ``*.github.io`` or ``*.vercel.app``, and a secret scoped to
+such a wildcard would go to all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ import attrs
 SYSTEM_LIST: Final = Path("/usr/share/publicsuffix/public_suffix_list.dat")
 _BEGIN_ICANN: Final = "// ===BEGIN ICANN DOMAINS==="
 _END_ICANN: Final = "// ===END ICANN DOMAINS==="
+_BEGIN_PRIVATE: Final = "// ===BEGIN PRIVATE DOMAINS==="
+_END_PRIVATE: Final = "// ===END PRIVATE DOMAINS==="
+# Used only without the system list: common suffixes of the private section (hosting where
+# anyone registers a name; facts from the Public Suffix List, MPL 2.0).
+FALLBACK_PRIVATE: Final = frozenset(
+    {
+        "github.io", "githubusercontent.com", "gitlab.io", "vercel.app", "netlify.app",
+        "herokuapp.com", "pages.dev", "workers.dev", "appspot.com", "web.app",
+        "firebaseapp.com", "azurewebsites.net", "cloudfront.net", "blogspot.com",
+        "onrender.com", "fly.dev", "ngrok.io", "ngrok-free.app", "s3.amazonaws.com",
+    }
+)  # fmt: skip
 # Used only without the system list: the two-label public suffixes that rules most often
 # meet (facts from the Public Suffix List, https://publicsuffix.org/, MPL 2.0).
 FALLBACK_SUFFIXES: Final = frozenset(
@@ -62,18 +76,20 @@ class SuffixList:
     exceptions: frozenset[str] = frozenset()
 
     @classmethod
-    def parse(cls, lines: Iterable[str]) -> SuffixList:
+    def parse(cls, lines: Iterable[str], *, private: bool = False) -> SuffixList:
+        """The ICANN section of the list (``private``: the private section)."""
+        begin, end = (_BEGIN_PRIVATE, _END_PRIVATE) if private else (_BEGIN_ICANN, _END_ICANN)
         plain: set[str] = set()
         wildcard_parents: set[str] = set()
         exceptions: set[str] = set()
-        in_icann = False
+        in_section = False
         for raw in lines:
             line = raw.strip()
-            if line.startswith(_BEGIN_ICANN):
-                in_icann = True
-            elif line.startswith(_END_ICANN):
-                in_icann = False
-            if not in_icann or not line or line.startswith("//"):
+            if line.startswith(begin):
+                in_section = True
+            elif line.startswith(end):
+                in_section = False
+            if not in_section or not line or line.startswith("//"):
                 continue
             rule = _a_label_form(line.split()[0])
             if rule is None:
@@ -91,6 +107,14 @@ class SuffixList:
             return True
         parent = name.partition(".")[2]
         return parent in self.wildcard_parents and name not in self.exceptions
+
+    def at_or_under(self, name: str) -> str | None:
+        """The suffix of the list that ``name`` is or is under, if any."""
+        labels = name.split(".")
+        for index in range(len(labels)):
+            if self.is_public_suffix(suffix := ".".join(labels[index:])):
+                return suffix
+        return None
 
 
 def _a_label_form(rule: str) -> str | None:
@@ -113,3 +137,14 @@ def public_suffixes() -> SuffixList:
     except OSError:
         return SuffixList(FALLBACK_SUFFIXES)
     return parsed if parsed.plain else SuffixList(FALLBACK_SUFFIXES)
+
+
+@functools.cache
+def private_suffixes() -> SuffixList:
+    """The private section in force: the system list's if readable, else the built-in one."""
+    try:
+        with SYSTEM_LIST.open(encoding="utf-8") as lines:
+            parsed = SuffixList.parse(lines, private=True)
+    except OSError:
+        return SuffixList(FALLBACK_PRIVATE)
+    return parsed if parsed.plain else SuffixList(FALLBACK_PRIVATE)

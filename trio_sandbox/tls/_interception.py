@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..egress import INJECT_SETTING, DestinationRule, PolicyError, RuleKind
 from ._errors import InterceptionAuthorityError, InterceptionScopeError
 from ._identity import HTTP_ALPN_PROTOCOLS
 from ._key_loading import load_leaf_into_context
@@ -63,7 +64,7 @@ class InterceptionScope:
         wildcards: set[str] = set()
         addresses: set[Address] = set()
         for entry in hosts:
-            host = _without_port(entry.strip())
+            host = _normalised(entry.strip())
             address = _address(host)
             if address is not None:
                 addresses.add(address)
@@ -115,6 +116,18 @@ class InterceptionScope:
             raise InterceptionAuthorityError(
                 "the interception CA's NameConstraints are not the inject_secrets hosts"
             )
+
+
+def _normalised(entry: str) -> str:
+    """The host of ``entry`` as the egress policy reads it (an international name in its
+    xn-- form, lower case, no trailing dot), so that the CA covers every host the egress layer
+    intercepts; as written (checked below) if the policy does not read it."""
+    try:
+        rule = DestinationRule.parse(entry, INJECT_SETTING)
+    except PolicyError:
+        return _without_port(entry)
+    host = rule.host if isinstance(rule.host, str) else str(rule.host)
+    return f"*.{host}" if rule.kind is RuleKind.WILDCARD else host
 
 
 def _without_port(entry: str) -> str:

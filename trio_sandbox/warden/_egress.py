@@ -125,14 +125,19 @@ class InterceptionContexts:
         """In a worker thread: the CA, read once."""
         with self._lock:
             if self._leaves is None:
-                from ..tls import InterceptionAuthority, InterceptionAuthorityError, LeafContexts
+                from ..tls import (
+                    InterceptionAuthority,
+                    InterceptionAuthorityError,
+                    InterceptionScopeError,
+                    LeafContexts,
+                )
 
                 payload = self.material.payload
                 try:
                     authority = InterceptionAuthority.from_pem(
                         payload.ca_certificate, payload.ca_key, self.material.scope_hosts()
                     )
-                except InterceptionAuthorityError as error:
+                except (InterceptionAuthorityError, InterceptionScopeError) as error:
                     raise WrapRequestError(f"inject_secrets: {error}") from None
                 self._leaves = LeafContexts(authority)
             return self._leaves
