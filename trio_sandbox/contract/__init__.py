@@ -23,13 +23,16 @@ from ._errors import NetworkModeError as NetworkModeError
 from ._errors import SandboxError as SandboxError
 from ._errors import VolumeError as VolumeError
 from ._injection import INJECT_NAME_PATTERN as INJECT_NAME_PATTERN
+from ._injection import INJECT_VALUE_MIN_LENGTH as INJECT_VALUE_MIN_LENGTH
 from ._injection import InjectedValue as InjectedValue
 from ._injection import InjectionPayload as InjectionPayload
 from ._injection import InjectRequest as InjectRequest
 from ._injection import combined_bundle as combined_bundle
 from ._injection import decode_injection as decode_injection
 from ._injection import encode_injection as encode_injection
+from ._injection import is_header_text as is_header_text
 from ._injection import is_inject_name as is_inject_name
+from ._injection import is_injectable_value as is_injectable_value
 from ._limits import CPUS as CPUS
 from ._limits import LIMIT_KINDS as LIMIT_KINDS
 from ._limits import MEMORY as MEMORY

@@ -30,13 +30,26 @@ _HOST = re.compile(r"[\x21-\x7e]+", re.ASCII)
 _HOST_FORBIDDEN = ",=/?#@"
 _HOST_MAX_CHARS: Final = 300
 INJECTION_VERSION: Final = 1
-# A value goes into request heads: one visible ASCII character after another.
+# A value goes into request heads: one visible ASCII character after another, and long enough
+# to be told from ordinary text.
 _VISIBLE = re.compile(r"[\x21-\x7e]+", re.ASCII)
+INJECT_VALUE_MIN_LENGTH: Final = 8
 _PEM_BEGIN = "-----BEGIN "
 
 
 def is_inject_name(text: str) -> bool:
     return _NAME.fullmatch(text) is not None
+
+
+def is_header_text(text: str) -> bool:
+    """Whether ``text`` can stand in a request head as it is: visible ASCII, not empty."""
+    return _VISIBLE.fullmatch(text) is not None
+
+
+def is_injectable_value(text: str) -> bool:
+    """Whether ``text`` can be an injected value: header text of at least
+    ``INJECT_VALUE_MIN_LENGTH`` characters."""
+    return len(text) >= INJECT_VALUE_MIN_LENGTH and is_header_text(text)
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,7 @@ def _check_payload(payload: InjectionPayload, where: str) -> None:
             raise InjectionDataError(where, key, "a name given twice")
         names.add(secret.name)
         for part, text in (("value", secret.value), ("placeholder", secret.placeholder)):
-            if not _VISIBLE.fullmatch(text):
+            if not is_header_text(text):
                 raise InjectionDataError(
                     where,
                     f"{key}.{part}",

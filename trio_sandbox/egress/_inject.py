@@ -20,6 +20,7 @@ from typing import Final
 
 import attrs
 
+from ..contract import INJECT_VALUE_MIN_LENGTH, is_header_text, is_inject_name, is_injectable_value
 from ._errors import InjectionError, PolicyError
 from ._http_head import RequestHead
 from ._policy import Destination, DestinationRule, RuleKind
@@ -28,18 +29,13 @@ from ._suffixes import private_suffixes
 INJECT_SETTING: Final = "inject_secrets"
 # Ports an entry without ``:PORT`` is intercepted on (it is allowed on 80 too, never injected).
 INTERCEPTED_PORTS: Final = frozenset({443})
-# ``inject:NAME`` must fit a redaction rule's name (64 characters).
-_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,56}")
-# A value goes into header lines: visible ASCII only, and long enough to be told from text.
-MIN_VALUE_LENGTH: Final = 8
-_VISIBLE: Final = re.compile(r"[\x21-\x7e]+")
 
 ContextFactory = Callable[[Destination], Awaitable[ssl.SSLContext]]
 UpstreamContextFactory = Callable[[], Awaitable[ssl.SSLContext]]
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
+    if not is_inject_name(name):
         raise InjectionError(name, "a name is a letter or '_' then up to 56 letters, digits or '_'")
 
 
@@ -93,13 +89,13 @@ class InjectedSecret:
 
     def __attrs_post_init__(self) -> None:
         value, placeholder = self.value, self.placeholder
-        if len(value) < MIN_VALUE_LENGTH or not _VISIBLE.fullmatch(value):
+        if not is_injectable_value(value):
             raise InjectionError(
                 self.name,
-                f"the value ({len(value)} characters) must be at least {MIN_VALUE_LENGTH}"
+                f"the value ({len(value)} characters) must be at least {INJECT_VALUE_MIN_LENGTH}"
                 " visible ASCII characters (it goes into header lines)",
             )
-        if len(placeholder) != len(value) or not _VISIBLE.fullmatch(placeholder):
+        if len(placeholder) != len(value) or not is_header_text(placeholder):
             raise InjectionError(
                 self.name, "the placeholder must be as long as the value, in visible ASCII"
             )

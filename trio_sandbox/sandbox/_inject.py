@@ -16,7 +16,6 @@ working after a respawn, and the redactor learns each value once. The CA is new 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 
 import attrs
@@ -25,10 +24,12 @@ from ..concurrency import memfd_holding
 from ..contract import (
     INJECT_FD_OPTION,
     INJECT_SECRET_OPTION,
+    INJECT_VALUE_MIN_LENGTH,
     InjectedValue,
     InjectionPayload,
     InjectRequest,
     encode_injection,
+    is_injectable_value,
 )
 from ..egress import InjectedSecret, InjectionError
 from ..redact import MIN_KNOWN_SECRET_LENGTH, PlaceholderError, shaped_placeholder
@@ -37,10 +38,9 @@ from ._config import SandboxConfig
 from ._errors import SandboxStartError
 
 SETTING = "inject_secrets"
-# A value goes into header lines (visible ASCII only) and is redacted wherever it shows (as
+# A value goes into header lines (the contract's rule) and is redacted wherever it shows (as
 # long as a known secret must be).
-MIN_VALUE_LENGTH = MIN_KNOWN_SECRET_LENGTH
-_VISIBLE = re.compile(r"[\x21-\x7e]+", re.ASCII)
+MIN_VALUE_LENGTH = max(INJECT_VALUE_MIN_LENGTH, MIN_KNOWN_SECRET_LENGTH)
 
 
 @attrs.frozen
@@ -122,7 +122,7 @@ def _value(name: str, host_env: Mapping[str, str]) -> str:
             f"{SETTING} {name} is not set on this host: there is no value to inject (set it in"
             " the environment that starts the sandbox)",
         )
-    if len(value) < MIN_VALUE_LENGTH or not _VISIBLE.fullmatch(value):
+    if len(value) < MIN_VALUE_LENGTH or not is_injectable_value(value):
         raise SandboxStartError(
             "inject_secrets",
             f"{SETTING} {name} has a value of {len(value)} characters: it must be at least"
