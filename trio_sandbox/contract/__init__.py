@@ -33,6 +33,7 @@ from ._injection import encode_injection as encode_injection
 from ._injection import is_header_text as is_header_text
 from ._injection import is_inject_name as is_inject_name
 from ._injection import is_injectable_value as is_injectable_value
+from ._injection import is_placeholder_special as is_placeholder_special
 from ._limits import CPUS as CPUS
 from ._limits import LIMIT_KINDS as LIMIT_KINDS
 from ._limits import MEMORY as MEMORY

@@ -41,6 +41,13 @@ def is_inject_name(text: str) -> bool:
     return _NAME.fullmatch(text) is not None
 
 
+def is_placeholder_special(character: str) -> bool:
+    """Whether a placeholder keeps ``character`` of its value in place: anything but an ASCII
+    letter or digit (the host makes placeholders so, the egress proxy checks and matches them
+    so)."""
+    return not (character.isascii() and character.isalnum())
+
+
 def is_header_text(text: str) -> bool:
     """Whether ``text`` can stand in a request head as it is: visible ASCII, not empty."""
     return _VISIBLE.fullmatch(text) is not None

@@ -20,7 +20,13 @@ from typing import Final
 
 import attrs
 
-from ..contract import INJECT_VALUE_MIN_LENGTH, is_header_text, is_inject_name, is_injectable_value
+from ..contract import (
+    INJECT_VALUE_MIN_LENGTH,
+    is_header_text,
+    is_inject_name,
+    is_injectable_value,
+    is_placeholder_special,
+)
 from ._errors import InjectionError, PolicyError
 from ._http_head import RequestHead
 from ._policy import Destination, DestinationRule, RuleKind
@@ -102,7 +108,7 @@ class InjectedSecret:
         if placeholder == value:
             raise InjectionError(self.name, "the placeholder is the value")
         for index, (shown, real) in enumerate(zip(placeholder, value, strict=True)):
-            if (_is_special(shown) or _is_special(real)) and shown != real:
+            if (is_placeholder_special(shown) or is_placeholder_special(real)) and shown != real:
                 raise InjectionError(
                     self.name,
                     f"placeholder and value differ at position {index}, where one has a"
@@ -120,10 +126,6 @@ class InjectedSecret:
     def scope_text(self) -> str:
         """The hosts, as a refusal names them."""
         return ", ".join(self.hosts)
-
-
-def _is_special(character: str) -> bool:
-    return not (character.isascii() and character.isalnum())
 
 
 @attrs.frozen
@@ -196,7 +198,7 @@ def _special_pattern(character: str, *, capture: bool) -> str:
 
 def _placeholder_pattern(placeholder: str, *, capture: bool) -> str:
     return "".join(
-        _special_pattern(c, capture=capture) if _is_special(c) else re.escape(c)
+        _special_pattern(c, capture=capture) if is_placeholder_special(c) else re.escape(c)
         for c in placeholder
     )
 
@@ -216,7 +218,7 @@ class _Walker:
             raise AssertionError(f"a placeholder of {self.secret.name} did not walk")
         specials = iter(walked.groups())
         return "".join(
-            next(specials) if _is_special(shown) else real
+            next(specials) if is_placeholder_special(shown) else real
             for shown, real in zip(self.secret.placeholder, self.secret.value, strict=True)
         )
 
@@ -396,13 +398,14 @@ def _response_special(character: str) -> bytes:
 
 def _value_pattern(value: str) -> bytes:
     return b"".join(
-        _response_special(c) if _is_special(c) else re.escape(c).encode("ascii") for c in value
+        _response_special(c) if is_placeholder_special(c) else re.escape(c).encode("ascii")
+        for c in value
     )
 
 
 def _longest_form(value: str) -> int:
     """The length of the longest spelling :func:`_value_pattern` matches."""
-    return sum(6 if _is_special(c) else 1 for c in value)
+    return sum(6 if is_placeholder_special(c) else 1 for c in value)
 
 
 @attrs.define(eq=False)
@@ -465,7 +468,7 @@ class ResponseMask:
             raise AssertionError(f"a value of {secret.name} did not walk")
         specials = iter(inner.groups())
         return b"".join(
-            next(specials) if _is_special(shown) else shown.encode("ascii")
+            next(specials) if is_placeholder_special(shown) else shown.encode("ascii")
             for shown in secret.placeholder
         )
 

@@ -20,6 +20,7 @@ import string
 from collections.abc import Collection
 from typing import Final
 
+from ..contract import is_placeholder_special
 from ._errors import PlaceholderError
 
 # Longest first, so that ``github_pat_`` wins over ``gh``-anything and ``sk-proj-`` over ``sk-``.
@@ -70,10 +71,6 @@ _KEPT_INFIXES = ("T3BlbkFJ",)
 _KEPT_SUFFIXES = (("sk-ant-", "AA"),)
 
 
-def _alphanumeric(character: str) -> bool:
-    return character.isascii() and character.isalnum()
-
-
 def _kept_prefix(value: str) -> int:
     """How many leading characters stay as they are: a JWT's header and payload, a vendor
     prefix, or a short leading word."""
@@ -90,7 +87,7 @@ def _alphabets(value: str, start: int) -> list[str | None]:
     """Per position, the characters a replacement is drawn from (None: kept as it is): its
     class (digit, lower, upper); letters a-f (A-F) where the replaced part is hex, digits 2-7
     where it is base32 (AWS key ids)."""
-    replaced = set(c for c in value[start:] if _alphanumeric(c))
+    replaced = set(c for c in value[start:] if not is_placeholder_special(c))
     lower, upper, digits = string.ascii_lowercase, string.ascii_uppercase, string.digits
     if replaced <= _LOWER_HEX:
         lower = "abcdef"
@@ -101,7 +98,7 @@ def _alphabets(value: str, start: int) -> list[str | None]:
     kept = _kept_positions(value)
     alphabets: list[str | None] = []
     for index, character in enumerate(value):
-        if index < start or index in kept or not _alphanumeric(character):
+        if index < start or index in kept or is_placeholder_special(character):
             alphabets.append(None)
         elif character.isdigit():
             alphabets.append(digits)
