@@ -31,13 +31,12 @@ from ..contract import (
     encode_injection,
     is_injectable_value,
 )
-from ..egress import InjectedSecret, InjectionError
+from ..egress import INJECT_SETTING, InjectedSecret, InjectionError
 from ..redact import MIN_KNOWN_SECRET_LENGTH, PlaceholderError, shaped_placeholder
 from ..tls import InterceptionAuthority
 from ._config import SandboxConfig
 from ._errors import SandboxStartError
 
-SETTING = "inject_secrets"
 # A value goes into header lines (the contract's rule) and is redacted wherever it shows (as
 # long as a known secret must be).
 MIN_VALUE_LENGTH = max(INJECT_VALUE_MIN_LENGTH, MIN_KNOWN_SECRET_LENGTH)
@@ -77,7 +76,9 @@ class InjectionPlan:
                 # What the warden's egress proxy will check, checked here first.
                 InjectedSecret(name, value, placeholder, request.hosts)
             except (PlaceholderError, InjectionError) as error:
-                raise SandboxStartError("inject_secrets", f"{SETTING} {name}: {error}") from None
+                raise SandboxStartError(
+                    INJECT_SETTING, f"{INJECT_SETTING} {name}: {error}"
+                ) from None
             taken.add(placeholder)
             secrets.append(InjectedValue(name, placeholder, value))
         return cls(requests, tuple(secrets))
@@ -107,7 +108,7 @@ class InjectionPlan:
             authority = InterceptionAuthority.generate(self.scope_hosts())
         except Exception as exc:  # pragma: no cover - cryptography failing is not expected
             raise SandboxStartError(
-                "inject_secrets", f"cannot make the interception CA: {type(exc).__name__}"
+                INJECT_SETTING, f"cannot make the interception CA: {type(exc).__name__}"
             ) from None
         certificate, key = authority.to_pem()
         data = encode_injection(InjectionPayload(certificate, key, self.secrets))
@@ -118,14 +119,14 @@ def _value(name: str, host_env: Mapping[str, str]) -> str:
     value = host_env.get(name)
     if value is None:
         raise SandboxStartError(
-            "inject_secrets",
-            f"{SETTING} {name} is not set on this host: there is no value to inject (set it in"
-            " the environment that starts the sandbox)",
+            INJECT_SETTING,
+            f"{INJECT_SETTING} {name} is not set on this host: there is no value to inject"
+            " (set it in the environment that starts the sandbox)",
         )
     if len(value) < MIN_VALUE_LENGTH or not is_injectable_value(value):
         raise SandboxStartError(
-            "inject_secrets",
-            f"{SETTING} {name} has a value of {len(value)} characters: it must be at least"
+            INJECT_SETTING,
+            f"{INJECT_SETTING} {name} has a value of {len(value)} characters: it must be at least"
             f" {MIN_VALUE_LENGTH} visible ASCII characters, no spaces (it goes into header"
             " lines)",
         )
