@@ -29,6 +29,7 @@ LAYERS = {
     "tls": 4,
     "tools": 5,
     "warden": 5,
+    "observe": 5,  # the audit log, metrics and traces the proxy and the sandbox feed
     "proxy": 6,
     "sandbox": 7,
     "cli": 8,

@@ -1,0 +1,28 @@
+"""What the agent did: the audit log, Prometheus metrics and OpenTelemetry traces.
+
+The proxy and the sandbox tell one :class:`Observer` what happens (calls, a sandbox's life, the
+sandbox's connections); it redacts, then hands each record to its sinks (:class:`AuditLog`,
+:class:`Metrics`) and makes spans (:class:`OtelTracing`, with the ``otel`` extra).
+"""
+
+from ._audit import AuditLog as AuditLog
+from ._audit import open_audit_log as open_audit_log
+from ._errors import AuditLogError as AuditLogError
+from ._errors import ObserveError as ObserveError
+from ._observer import CallObservation as CallObservation
+from ._observer import CallSpan as CallSpan
+from ._observer import Observer as Observer
+from ._observer import Sink as Sink
+from ._observer import Tracing as Tracing
+from ._observer import session_digest as session_digest
+from ._records import AUDIT_SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
+from ._records import CallKind as CallKind
+from ._records import CallRecord as CallRecord
+from ._records import EgressRecord as EgressRecord
+from ._records import EgressVerdict as EgressVerdict
+from ._records import Failure as Failure
+from ._records import LifecyclePhase as LifecyclePhase
+from ._records import LifecycleRecord as LifecycleRecord
+from ._records import Outcome as Outcome
+from ._records import Record as Record
+from ._records import SandboxGauges as SandboxGauges

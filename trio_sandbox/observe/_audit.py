@@ -1,0 +1,136 @@
+"""The audit log: JSON Lines, one record per event, written whole as it happens.
+
+Each line is one ``os.write`` on a descriptor opened ``O_APPEND``, so two processes appending to
+one file never interleave inside a line, and a line is on its way to the disk before the call
+that made it returns (no buffer to lose at a crash). The file is created 0600 and must stay the
+running user's own: a log another user could read (or pre-create, to read or forge it) is
+refused, never used. Rotation is by size, built in (``max_bytes``, ``backups`` kept as
+``FILE.1`` ... ``FILE.N``); ``max_bytes = 0`` never rotates, for logrotate's ``copytruncate``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any, Final
+
+import attrs
+
+from ._errors import AuditLogError
+from ._records import Record
+
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_BACKUPS: Final = 5
+# A record longer than this keeps a preview of its arguments instead of all of them (a file
+# written through a tool can be megabytes; the log is for seeing what happened).
+MAX_RECORD_BYTES: Final = 64 * 1024
+ARGUMENTS_PREVIEW_CHARS: Final = 2048
+STDOUT: Final = "-"
+
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_private(path: str) -> tuple[int, int]:
+    """``path`` opened to append, 0600 and ours; returns the descriptor and the file's size."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as error:
+        raise AuditLogError(f"audit log {path}: cannot open it: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditLogError(f"audit log {path}: not a regular file")
+        if info.st_uid != os.geteuid():
+            raise AuditLogError(
+                f"audit log {path}: owned by uid {info.st_uid}, not by this user (uid"
+                f" {os.geteuid()}): another user could read or forge it"
+            )
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # ours, made with a wider mode: the log holds who did what
+        return fd, info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _encode(record: Record) -> bytes:
+    fields = record.to_json()
+    line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(line) > MAX_RECORD_BYTES and "arguments" in fields:
+        text = json.dumps(fields["arguments"], ensure_ascii=False, default=str)
+        fields["arguments"] = {
+            "truncated": True,
+            "size": len(text.encode()),
+            "preview": text[:ARGUMENTS_PREVIEW_CHARS],
+        }
+        line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
+    return line.encode("utf-8", "backslashreplace") + b"\n"
+
+
+@attrs.define(eq=False)
+class AuditLog:
+    """An open audit log (a sink of :class:`~._observer.Observer`); :func:`open_audit_log`."""
+
+    path: str | None  # None: standard output
+    max_bytes: int = DEFAULT_MAX_BYTES
+    backups: int = DEFAULT_BACKUPS
+    _fd: int = -1
+    _size: int = 0
+
+    def record(self, record: Record) -> None:
+        data = _encode(record)
+        if self._fd < 0:
+            return  # closed: the sandbox is stopping, records after the last are dropped
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        if self.path is not None and self.max_bytes and self._size >= self.max_bytes:
+            self._rotate()
+
+    def placeholder_made(self, rule: str) -> None:
+        pass  # counted by the metrics; the log records the calls, not each redaction
+
+    def output_shortened(self, upstream: str | None) -> None:
+        pass
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        os.close(self._fd)
+        self._fd = -1
+        for index in range(self.backups - 1, 0, -1):
+            older = f"{self.path}.{index}"
+            if os.path.lexists(older):
+                os.replace(older, f"{self.path}.{index + 1}")
+        if self.backups:
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.unlink(self.path)
+        self._fd, self._size = _open_private(self.path)
+
+    def close(self) -> None:
+        if self._fd >= 0 and self.path is not None:
+            os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def open_audit_log(
+    target: str, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS
+) -> AuditLog:
+    """The audit log at ``target`` (a path, or ``-`` for standard output), opened now so that a
+    bad path fails before the sandbox starts. Raises :class:`AuditLogError`."""
+    if max_bytes < 0 or backups < 0:
+        raise AuditLogError("audit log: max_bytes and backups must be 0 or more")
+    if target == STDOUT:
+        return AuditLog(None, max_bytes, backups, fd=1)
+    path = os.path.abspath(target)
+    fd, size = _open_private(path)
+    return AuditLog(path, max_bytes, backups, fd=fd, size=size)

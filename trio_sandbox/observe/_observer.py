@@ -1,0 +1,257 @@
+"""The one place the proxy and the sandbox report what happens: :class:`Observer`.
+
+Each event becomes one record (:mod:`._records`) handed to every sink (the audit log, the
+metrics), and a tool call or read is also a span when traces are on. The observer redacts what it
+is given before any sink sees it, so no sink has to, and none can forget to. With no sink and no
+tracing (the default) every method returns at once: off costs a branch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import attrs
+
+from ._records import (
+    CallKind,
+    CallRecord,
+    EgressRecord,
+    Failure,
+    LifecyclePhase,
+    LifecycleRecord,
+    Outcome,
+    Record,
+)
+
+RedactText = Callable[[str], str]
+RedactJson = Callable[[Any], Awaitable[Any]]
+
+
+class Sink(Protocol):
+    """Where records go (the audit log, the metrics)."""
+
+    def record(self, record: Record) -> None: ...
+
+    def placeholder_made(self, rule: str) -> None:
+        """Redaction made a new placeholder for a value ``rule`` found."""
+
+    def output_shortened(self, upstream: str | None) -> None:
+        """A tool result was over the output limits and was shortened."""
+
+
+class CallSpan(Protocol):
+    """A call's span: its trace, its W3C ``traceparent``, child spans, its end."""
+
+    @property
+    def trace_id(self) -> str: ...
+
+    def traceparent(self) -> str: ...
+
+    def child(self, name: str) -> Any:
+        """A context manager: a child span of this call for the block (``redact``,
+        ``upstream``)."""
+
+    def end(self, outcome: Outcome, failure: Failure | None) -> None: ...
+
+
+class Tracing(Protocol):
+    """Spans for calls and for a sandbox's life (OpenTelemetry, :mod:`._tracing`)."""
+
+    def start_call(
+        self,
+        kind: CallKind,
+        name: str,
+        *,
+        upstream: str | None,
+        client: str | None,
+        parent: str | None,
+    ) -> CallSpan:
+        """A call's span, a child of ``parent`` (a client's ``traceparent``) when it is one."""
+
+    def lifecycle(self, record: LifecycleRecord) -> None:
+        """A sandbox's start (ended by its ready or a failed start), respawn, stop."""
+
+
+def session_digest(session_id: str | None) -> str | None:
+    """A session by a digest of its id: enough to group a session's records, and not the id a
+    remote client presents."""
+    if session_id is None:
+        return None
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def _no_redaction_yet(text: str) -> str:
+    raise AssertionError("the observer's redaction is set by the proxy before any record")
+
+
+async def _no_json_redaction_yet(value: Any) -> Any:
+    raise AssertionError("the observer's redaction is set by the proxy before any record")
+
+
+@attrs.define(eq=False)
+class CallObservation:
+    """One call being observed: finish it once, with how it ended."""
+
+    observer: Observer
+    kind: CallKind
+    name: str
+    upstream: str | None
+    client: str | None
+    session: str | None
+    arguments: Mapping[str, Any] | None
+    span: CallSpan | None
+    started: float = attrs.field(factory=time.time)
+    _clock_start: float = attrs.field(factory=time.perf_counter)
+    generation: int | None = None
+    _finished: bool = False
+
+    def traceparent(self) -> str | None:
+        """The ``traceparent`` an upstream gets in the call's ``_meta`` (None: traces off)."""
+        return self.span.traceparent() if self.span is not None else None
+
+    @contextmanager
+    def child(self, name: str) -> Iterator[None]:
+        if self.span is None:
+            yield
+        else:
+            with self.span.child(name):
+                yield
+
+    async def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        duration = time.perf_counter() - self._clock_start
+        observer = self.observer
+        if failure is not None:
+            failure = attrs.evolve(failure, message=observer.redact_text(failure.message))
+        if self.span is not None:
+            self.span.end(outcome, failure)
+        if not observer.sinks:
+            return
+        arguments = self.arguments
+        if arguments is not None:
+            arguments = await observer.redact_json(arguments)
+        observer.emit(
+            CallRecord(
+                kind=self.kind,
+                started=self.started,
+                duration=duration,
+                client=self.client,
+                session=self.session,
+                upstream=self.upstream,
+                name=observer.redact_text(self.name),
+                arguments=arguments,
+                outcome=outcome,
+                failure=failure,
+                generation=self.generation,
+                trace_id=self.span.trace_id if self.span is not None else None,
+            )
+        )
+
+
+@attrs.define(eq=False)
+class Observer:
+    """Hands every record to its sinks and makes a call's span; see the module's docstring.
+
+    ``redact_text`` and ``redact_json`` are the proxy's redaction (set by the proxy that owns
+    the redactor, before the first record)."""
+
+    sinks: Sequence[Sink] = ()
+    tracing: Tracing | None = None
+    redact_text: RedactText = _no_redaction_yet
+    redact_json: RedactJson = _no_json_redaction_yet
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sinks) or self.tracing is not None
+
+    def start_call(
+        self,
+        kind: CallKind,
+        name: str,
+        *,
+        upstream: str | None,
+        client: str | None,
+        session_id: str | None,
+        arguments: Mapping[str, Any] | None = None,
+        traceparent: str | None = None,
+    ) -> CallObservation | None:
+        """A call's observation, or None when nothing observes (the caller skips the rest)."""
+        if not self.active:
+            return None
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.start_call(
+                kind,
+                self.redact_text(name),
+                upstream=upstream,
+                client=client,
+                parent=traceparent,
+            )
+        return CallObservation(
+            self,
+            kind,
+            name,
+            upstream,
+            client,
+            session_digest(session_id),
+            arguments,
+            span,
+        )
+
+    def emit(self, record: Record) -> None:
+        for sink in self.sinks:
+            sink.record(record)
+
+    def lifecycle(
+        self,
+        phase: LifecyclePhase,
+        sandbox: str,
+        *,
+        generation: int | None = None,
+        reason: str | None = None,
+        limit: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        if not self.active:
+            return
+        record = LifecycleRecord(
+            phase=phase,
+            at=time.time(),
+            sandbox=sandbox,
+            generation=generation,
+            reason=self.redact_text(reason) if reason is not None else None,
+            limit=limit,
+            count=count,
+        )
+        if self.tracing is not None:
+            self.tracing.lifecycle(record)
+        self.emit(record)
+
+    def egress(self, record: EgressRecord) -> None:
+        """A connection of the sandbox (the warden's report, which the sandbox could not write:
+        its strings are still redacted, a destination may be a secret a command put in a
+        name)."""
+        if not self.sinks:
+            return
+        self.emit(
+            attrs.evolve(
+                record,
+                target=self.redact_text(record.target),
+                reason=self.redact_text(record.reason) if record.reason is not None else None,
+            )
+        )
+
+    def placeholder_made(self, rule: str) -> None:
+        for sink in self.sinks:
+            sink.placeholder_made(rule)
+
+    def output_shortened(self, upstream: str | None) -> None:
+        for sink in self.sinks:
+            sink.output_shortened(upstream)
+
