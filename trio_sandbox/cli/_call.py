@@ -14,7 +14,7 @@ import trio
 from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
 from ._errors import UsageError
-from ._options import add_sandbox_options, sandbox_config
+from ._options import add_sandbox_options, refuse_audit_on_stdout, sandbox_config
 from ._run import report_stages
 from ._signals import say, stop_on_signals
 
@@ -35,6 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def call_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
+    refuse_audit_on_stdout(config, "call")
     try:
         arguments = json.loads(args.arguments)
     except ValueError as exc:
@@ -68,6 +69,7 @@ async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> 
 
 def tools_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
+    refuse_audit_on_stdout(config, "tools")
     report_stages()
     tools: list[Tool] | None = trio.run(stop_on_signals, partial(_tools, config))
     if tools is None:

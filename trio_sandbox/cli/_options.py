@@ -53,6 +53,11 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "stop_grace": ((int, float), "a number of seconds"),
     "max_sandboxes": (int, "a whole number"),
     "warm_spares": (int, "a whole number (0: none)"),
+    "audit_log": (str, "a path, or '-' for standard output"),
+    "audit_log_max_bytes": (int, "a whole number of bytes (0: never rotated)"),
+    "audit_log_backups": (int, "a whole number"),
+    "metrics_listen": (str, "HOST:PORT such as 127.0.0.1:9464"),
+    "traces": (bool, "true or false"),
 }
 _LISTS = {
     "volumes",
@@ -161,6 +166,35 @@ def add_sandbox_options(parser: argparse.ArgumentParser, *, spares: bool = False
         metavar="HOST[:PORT]",
         help="refused even if allowed; without a port, every port (repeatable)",
     )
+    parser.add_argument(
+        "--audit-log",
+        metavar="FILE|-",
+        help="append a JSON Lines record of every call, read, sandbox start/respawn/stop and"
+        " network connection to FILE (0600, rotated at 64 MiB keeping 5), or '-' for standard"
+        " output (run only); secrets redacted",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (plain HTTP: keep it on"
+        " 127.0.0.1 or ::1)",
+    )
+    parser.add_argument(
+        "--traces",
+        action="store_true",
+        default=None,
+        help="export OpenTelemetry spans over OTLP/HTTP as the OTEL_* variables say (needs"
+        " the otel extra: pip install 'trio_sandbox[otel]')",
+    )
+
+
+def refuse_audit_on_stdout(config: SandboxConfig, command: str) -> None:
+    """``--audit-log -`` for a command whose standard output is its own (MCP messages, a
+    result): refused rather than mixed in."""
+    if config.audit_log == "-":
+        raise UsageError(
+            f"--audit-log -: standard output is {command}'s own; give the audit log a file"
+        )
 
 
 def read_token(path: str) -> str:
@@ -326,6 +360,12 @@ def sandbox_config(args: argparse.Namespace) -> tuple[SandboxConfig, Listen | No
         fields["inject_secrets"] = _inject_options(args.inject_secret)
     if args.network is not None:
         fields["network"] = args.network
+    if args.audit_log is not None:
+        fields["audit_log"] = args.audit_log
+    if args.metrics_listen is not None:
+        fields["metrics_listen"] = args.metrics_listen
+    if args.traces:
+        fields["traces"] = True
     if args.allow_domain:
         fields["allow_domains"] = args.allow_domain
     if args.deny_domain:

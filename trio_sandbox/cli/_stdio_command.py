@@ -13,7 +13,7 @@ import trio
 
 from ..mcp import serve_stdio
 from ..sandbox import SandboxConfig, open_sandbox
-from ._options import add_sandbox_options, sandbox_config
+from ._options import add_sandbox_options, refuse_audit_on_stdout, sandbox_config
 from ._run import report_stages
 from ._signals import stop_on_signals
 
@@ -26,6 +26,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
+    refuse_audit_on_stdout(config, "stdio")
     report_stages()
     trio.run(stop_on_signals, partial(_serve, config))
     return 0

@@ -107,6 +107,9 @@ class CallObservation:
     started: float = attrs.field(factory=time.time)
     _clock_start: float = attrs.field(factory=time.perf_counter)
     generation: int | None = None
+    # Set when the call was answered with an error result standing for no result (an upstream
+    # that could not serve it): the outcome is then FAILED, with this.
+    failure: Failure | None = None
     _finished: bool = False
 
     def traceparent(self) -> str | None:
@@ -254,4 +257,3 @@ class Observer:
     def output_shortened(self, upstream: str | None) -> None:
         for sink in self.sinks:
             sink.output_shortened(upstream)
-

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Final
 
@@ -35,6 +36,7 @@ from ..mcp import (
     Tool,
 )
 from ..mcp.lowlevel import LIST_RESULT_KEYS, MethodHandler, match_uri_template, paginate
+from ..observe import CallKind, CallObservation, Failure, Observer, Outcome
 from ._errors import NameCollisionError, UpstreamUnavailable
 from ._exposed_names import Route, build_routes, exposed_name
 from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
@@ -115,6 +117,11 @@ class ProxyServer:
         self.mcp.set_listen_offer(lambda: _LISTEN_OFFER)
         # Everything the proxy sends a client is redacted there, once, whatever its channel.
         self.mcp.set_outgoing_filter(self.guard.outgoing)
+
+    @property
+    def observer(self) -> Observer:
+        """What the audit log, the metrics and the traces are told (the guard's: it redacts)."""
+        return self.guard.observer
 
     @property
     def tools(self) -> Sequence[Tool]:
@@ -222,6 +229,21 @@ class ProxyServer:
 
     async def _call_tool(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
         name = params.get("name")
+        arguments = params.get("arguments")
+        observation = self._observe(
+            ctx,
+            CallKind.TOOL_CALL,
+            name if isinstance(name, str) else "",
+            arguments if isinstance(arguments, dict) else None,
+        )
+        if observation is None:
+            return await self._route_call(params, ctx, None)
+        return await _observed(observation, self._route_call(params, ctx, observation))
+
+    async def _route_call(
+        self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
+    ) -> JsonObject:
+        name = params.get("name")
         if isinstance(name, str) and name not in self._snapshot.tool_routes:
             # A client may call a tool it learnt of earlier, before we listed anything.
             await self.refresh()
@@ -229,17 +251,50 @@ class ProxyServer:
         upstream = self.upstreams[route.upstream]
         self._attribute(ctx, route.upstream, route.name)
         arguments = params.get("arguments") or {}
-        if isinstance(arguments, dict):
-            # Only what this upstream itself showed: another's secrets stay placeholders.
-            arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
+        if observation is not None:
+            observation.upstream = route.upstream
+            observation.generation = upstream.generation
+        with _child(observation, "restore"):
+            if isinstance(arguments, dict):
+                # Only what this upstream itself showed: another's secrets stay placeholders.
+                arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
         forwarded = {**params, "name": route.name, "arguments": arguments}
+        if observation is not None:
+            _carry_trace(forwarded, observation)
         try:
-            return await upstream.forward("tools/call", forwarded, ctx)
+            with _child(observation, "upstream"):
+                return await upstream.forward("tools/call", forwarded, ctx)
         except UpstreamUnavailable as exc:
             # Never an empty success: the upstream's own error result (the sandbox's is marked
             # with whether the call may have run, for its clients).
             logger.warning("tools/call %r failed: %s", params.get("name"), exc)
+            if observation is not None:
+                observation.failure = Failure(
+                    "UpstreamUnavailable", f"{exc.unserved.value}: {exc.reason}"
+                )
             return upstream.unserved_result(exc).to_json()
+
+    def _observe(
+        self,
+        ctx: RequestContext,
+        kind: CallKind,
+        name: str,
+        arguments: JsonObject | None = None,
+    ) -> CallObservation | None:
+        identity = ctx.client_identity
+        traceparent = ctx.meta.get("traceparent")
+        observation = self.observer.start_call(
+            kind,
+            name,
+            upstream=None,
+            client=identity.key if identity is not None else None,
+            session_id=ctx.session.session_id,
+            arguments=arguments,
+            traceparent=traceparent if isinstance(traceparent, str) else None,
+        )
+        if observation is not None:
+            self.guard.observe(ctx, observation)
+        return observation
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
@@ -251,6 +306,17 @@ class ProxyServer:
         return None
 
     async def _read_resource(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
+        uri = params.get("uri")
+        observation = self._observe(
+            ctx, CallKind.RESOURCE_READ, uri if isinstance(uri, str) else ""
+        )
+        if observation is None:
+            return await self._route_read(params, ctx, None)
+        return await _observed(observation, self._route_read(params, ctx, observation))
+
+    async def _route_read(
+        self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
+    ) -> JsonObject:
         uri = params.get("uri")
         if not isinstance(uri, str):
             raise McpError(INVALID_PARAMS, "missing or invalid parameter 'uri'")
@@ -268,24 +334,37 @@ class ProxyServer:
             return output
         owner = self._owner_of(uri)
         if owner is not None:
-            return await self._read_upstream_resource(owner, params, ctx)
+            return await self._read_upstream_resource(owner, params, ctx, observation)
         # Not listed by anyone (a resource may be readable without being listed): ask each.
         for name in self.upstreams:
             try:
-                return await self._read_upstream_resource(name, params, ctx)
+                return await self._read_upstream_resource(name, params, ctx, observation)
             except McpError as exc:
                 if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS, METHOD_NOT_FOUND):
                     raise
             except UpstreamUnavailable:
                 continue
+        if observation is not None:
+            observation.upstream = observation.generation = None  # none of them had it
         code = INVALID_PARAMS if ctx.session.stateless else RESOURCE_NOT_FOUND
         raise McpError(code, f"resource not found: {uri}", {"uri": uri})
 
     async def _read_upstream_resource(
-        self, name: str, params: JsonObject, ctx: RequestContext
+        self,
+        name: str,
+        params: JsonObject,
+        ctx: RequestContext,
+        observation: CallObservation | None,
     ) -> JsonObject:
         self._attribute(ctx, name)
-        return await self.upstreams[name].forward("resources/read", params, ctx)
+        upstream = self.upstreams[name]
+        if observation is not None:
+            observation.upstream = name
+            observation.generation = upstream.generation
+            params = dict(params)
+            _carry_trace(params, observation)
+        with _child(observation, "upstream"):
+            return await upstream.forward("resources/read", params, ctx)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext
@@ -324,6 +403,45 @@ class ProxyServer:
                 self._attribute(ctx, owner)
                 return await self.upstreams[owner].forward("completion/complete", params, ctx)
         return {"completion": {"values": [], "total": 0, "hasMore": False}}
+
+
+async def _observed(observation: CallObservation, call: Awaitable[JsonObject]) -> JsonObject:
+    """Await ``call`` and finish ``observation`` with how it ended: one record per call,
+    whatever happens to it (cancelled too)."""
+    outcome = Outcome.FAILED
+    failure: Failure | None = Failure("Cancelled", "the call was cancelled before it ended")
+    try:
+        result = await call
+        if observation.failure is None:
+            outcome = Outcome.TOOL_ERROR if result.get("isError") is True else Outcome.OK
+            failure = None
+        else:
+            failure = observation.failure
+        return result
+    except McpError as error:
+        failure = Failure("McpError", error.message, error.code)
+        raise
+    except trio.Cancelled:
+        raise
+    except Exception as error:
+        failure = Failure(type(error).__name__, str(error))
+        raise
+    finally:
+        with trio.CancelScope(shield=True):
+            await observation.finish(outcome, failure)
+
+
+def _child(observation: CallObservation | None, name: str) -> AbstractContextManager[None]:
+    return observation.child(name) if observation is not None else nullcontext()
+
+
+def _carry_trace(params: JsonObject, observation: CallObservation) -> None:
+    """The call's ``traceparent`` in ``params``' ``_meta``, in place of any the client sent: a
+    traced upstream joins the call's trace (W3C trace context, as MCP servers read it)."""
+    traceparent = observation.traceparent()
+    if traceparent is not None:
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, dict) else {}), "traceparent": traceparent}
 
 
 def _merge(upstreams: Sequence[Upstream]) -> _Snapshot:

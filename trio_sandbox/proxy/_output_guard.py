@@ -53,6 +53,7 @@ from ..mcp import (
     TextContent,
 )
 from ..mcp.lowlevel import has_resource_links
+from ..observe import CallObservation, Observer
 from ..redact import (
     JsonValue,
     KnownSecretTooShort,
@@ -65,6 +66,8 @@ from ..redact import (
 logger = logging.getLogger("trio_sandbox.proxy")
 
 OUTPUT_URI_PREFIX: Final = "trio-sandbox://output/"
+# The longest free text (a name, a reason) an audit record or a span keeps.
+MAX_RECORD_TEXT: Final = 1024
 # Tools whose whole result is a secret by construction: a bare password matches no rule.
 KNOWN_SECRET_TOOLS: Final = frozenset({"generate_password"})
 
@@ -177,6 +180,8 @@ class OutputGuard:
     outputs."""
 
     limits: OutputLimits = attrs.field(factory=OutputLimits)
+    # Told of placeholders made and outputs shortened; redacts its records with this guard.
+    observer: Observer = attrs.field(factory=Observer)
     store: OutputStore = attrs.field(init=False)
     _redactor: SecretRedactor | None = None
     _making: trio.Lock = attrs.field(factory=trio.Lock)
@@ -184,9 +189,15 @@ class OutputGuard:
     _sources: weakref.WeakKeyDictionary[RequestContext, Source] = attrs.field(
         factory=weakref.WeakKeyDictionary
     )
+    # The calls being observed, by request: their results' redaction is a span of theirs.
+    _observed: weakref.WeakKeyDictionary[RequestContext, CallObservation] = attrs.field(
+        factory=weakref.WeakKeyDictionary
+    )
 
     def __attrs_post_init__(self) -> None:
         self.store = OutputStore(self.limits)
+        self.observer.redact_text = self.redact_record_text
+        self.observer.redact_json = self.redact_record_json
 
     async def redactor(self) -> SecretRedactor:
         """The redactor, made on first use: compiling the rules takes a few hundred ms."""
@@ -196,10 +207,45 @@ class OutputGuard:
                     redactor = _make_redactor()
                 else:
                     redactor = await trio.to_thread.run_sync(_make_redactor)
-                for value, rule, source in self._known:
-                    redactor.add_known_secret(value, rule, source=source)
-                self._redactor = redactor
+                self._adopt(redactor)
+            assert self._redactor is not None
             return self._redactor
+
+    def _adopt(self, redactor: SecretRedactor) -> None:
+        for value, rule, source in self._known:
+            redactor.add_known_secret(value, rule, source=source)
+        redactor.on_new_placeholder = self.observer.placeholder_made
+        self._redactor = redactor
+
+    # --- what the audit log, the metrics and the traces are told ------------------------------
+
+    def redact_record_text(self, text: str) -> str:
+        """``text`` as a record may hold it: redacted (every rule, every known value), then cut
+        to :data:`MAX_RECORD_TEXT` characters. Made for short texts (names, reasons): it runs in
+        the caller's thread, and makes the redactor there if no message has yet."""
+        if self._redactor is None:
+            self._adopt(_make_redactor())
+        assert self._redactor is not None
+        try:
+            redacted = self._redactor.redact_text(text)
+        except RedactionError as error:
+            return f"[withheld: {error}]"
+        if len(redacted) > MAX_RECORD_TEXT:
+            return f"{redacted[:MAX_RECORD_TEXT]}...[{len(redacted) - MAX_RECORD_TEXT} more]"
+        return redacted
+
+    async def redact_record_json(self, value: Any) -> Any:
+        """A call's arguments as a record may hold them: every string redacted (placeholders a
+        client sent stay placeholders: records take arguments before they are restored)."""
+        redactor = await self.redactor()
+        try:
+            return await redactor.redact_json_async(value)
+        except (RedactionError, TypeError) as error:
+            return {"withheld": f"the arguments could not be checked for secrets ({error})"}
+
+    def observe(self, ctx: RequestContext, observation: CallObservation) -> None:
+        """Redacting ``ctx``'s result is a span of ``observation``'s."""
+        self._observed[ctx] = observation
 
     def add_known_secret(self, value: str, rule: str, *, source: str | None = None) -> None:
         """Redact ``value`` wherever it appears (a secret environment variable, a password);
@@ -237,7 +283,11 @@ class OutputGuard:
     async def outgoing(self, message: Message, ctx: RequestContext | None) -> Message | None:
         """``message`` as the client may see it (the proxy server's outgoing filter)."""
         source = self._sources.get(ctx) if ctx is not None else None
+        observation = self._observed.get(ctx) if ctx is not None else None
         try:
+            if observation is not None and isinstance(message, Response | ErrorResponse):
+                with observation.child("redact"):
+                    return await self._redacted(message, ctx, source)
             return await self._redacted(message, ctx, source)
         except (RedactionError, TypeError) as error:  # TypeError: not JSON, cannot be walked
             return _withheld_message(message, ctx, source, str(error))
@@ -302,6 +352,8 @@ class OutputGuard:
         if lines <= self.limits.max_lines and size <= self.limits.max_bytes:
             return result
         uri = self.store.add(whole, size, _owner(ctx))
+        observation = self._observed.get(ctx)
+        self.observer.output_shortened(observation.upstream if observation is not None else None)
         limits = self.limits
         tail = tail_preview(
             whole,

@@ -130,6 +130,8 @@ class Upstream:
     unserved_result: Callable[[UpstreamUnavailable], CallToolResult] = unserved_tool_error
     # Calls forwarded here and not yet answered (waiting for a session included).
     calls_in_flight: int = 0
+    # Which generation of a sandbox serves now (the sandbox sets it; None for other upstreams).
+    generation: int | None = None
     # The current session: calls wait on it, and whoever connects the upstream watches it.
     _attachment: AsyncValue[_Attachment | None] = attrs.field(factory=lambda: AsyncValue(None))
 

@@ -100,6 +100,8 @@ class SecretRedactor:
     # Scanning time allowed for one text: this many seconds per MiB, and for at least 1 MiB.
     # Ordinary output scans at 20-40 MB/s, so the default leaves a margin of about 50x.
     seconds_per_mib: float = 2.0
+    # Told the rule of each value given a placeholder for the first time (the proxy's metrics).
+    on_new_placeholder: Callable[[str], None] | None = None
     _detector: Detector = attrs.field(init=False)
     _placeholders: dict[str, str] = attrs.field(init=False, factory=dict)  # value -> placeholder
     _values: dict[str, str] = attrs.field(init=False, factory=dict)  # placeholder -> value
@@ -228,6 +230,8 @@ class SecretRedactor:
             self._placeholders[value] = placeholder
             self._values[placeholder] = value
             self._owners[placeholder] = set()
+            if self.on_new_placeholder is not None:
+                self.on_new_placeholder(rule)
             # A value found once is found again wherever it appears, whatever surrounds it: an
             # upstream given the value back (restored) cannot echo it bare, past the rule that
             # needed its context. Shorter ones would redact ordinary text.

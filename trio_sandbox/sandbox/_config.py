@@ -247,6 +247,18 @@ class SandboxConfig:
     # ephemeral session gets one. Each costs a running sandbox; they count against
     # max_sandboxes; 0: none (a respawn or a new session starts a sandbox cold).
     warm_spares: int = attrs.field(default=1, validator=_not_negative)
+    # See what the agent did (README "See what the agent did"). The audit log: a path, or "-"
+    # for standard output; JSON Lines, 0600, rotated at audit_log_max_bytes keeping
+    # audit_log_backups old files (0: never rotated, for logrotate's copytruncate).
+    audit_log: str | None = None
+    audit_log_max_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_not_negative)
+    audit_log_backups: int = attrs.field(default=5, validator=_not_negative)
+    # HOST:PORT where Prometheus scrapes /metrics (plain HTTP: keep it on loopback).
+    metrics_listen: str | None = None
+    # OpenTelemetry spans for calls and the sandbox's life, through the tracer provider the
+    # program configured (the CLI's: OTLP over HTTP from the OTEL_* variables). Needs the
+    # ``otel`` extra.
+    traces: bool = False
 
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)

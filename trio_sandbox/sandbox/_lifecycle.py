@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -41,12 +41,14 @@ from ..mcp import (
     memory_transport,
     open_mcp_client,
 )
+from ..observe import LifecyclePhase, Observer, Sink, open_audit_log
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, Upstream, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
 from ._config import SandboxConfig, SandboxMode
 from ._ephemeral import SessionSandboxes
 from ._errors import SandboxStartError
+from ._generation import first_line
 from ._handles import HANDLE_META_KEY, HANDLE_RESOURCE
 from ._health import SandboxHealth
 from ._inject import InjectionPlan
@@ -296,6 +298,42 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
+    with ExitStack() as resources:
+        observer = _observer(config, resources)
+        stopped = "stopped"
+        try:
+            async with _running(config, face, chain, launcher, injection, observer) as sandbox:
+                yield sandbox
+        except BaseException as error:
+            stopped = first_line(error)
+            raise
+        finally:
+            observer.lifecycle(LifecyclePhase.STOP, config.sandbox_name, reason=stopped)
+
+
+def _observer(config: SandboxConfig, resources: ExitStack) -> Observer:
+    """What the audit log, the metrics and the traces are told; their files and servers are
+    opened here, before anything starts (a bad path fails the start, naming it)."""
+    sinks: list[Sink] = []
+    if config.audit_log is not None:
+        audit = open_audit_log(
+            config.audit_log,
+            max_bytes=config.audit_log_max_bytes,
+            backups=config.audit_log_backups,
+        )
+        sinks.append(resources.enter_context(audit))
+    return Observer(sinks=sinks)
+
+
+@asynccontextmanager
+async def _running(
+    config: SandboxConfig,
+    face: ProxyFace,
+    chain: CertificateChain,
+    launcher: Launcher,
+    injection: InjectionPlan | None,
+    observer: Observer,
+) -> AsyncIterator[Sandbox]:
     # Where every sandbox beside the main one comes from: warm spares, or one started on demand
     # (a handle's, an ephemeral client's). The main sandbox's respawns swap in a spare only when
     # spares are kept, or in the ephemeral mode, whose shared sandbox comes from the pool too.
@@ -317,7 +355,7 @@ async def open_sandbox(
         route_key=sessions.source_key,
         consumed_meta_keys=frozenset({HANDLE_META_KEY}),
     )
-    guard = OutputGuard(config.output_limits)
+    guard = OutputGuard(config.output_limits, observer=observer)
     for name, value in secret_environment(config, os.environ).items():
         try:
             guard.add_known_secret(value, f"env:{name}", source=upstream.source_key(None))
@@ -335,7 +373,7 @@ async def open_sandbox(
         # placeholder is not a secret (only the egress proxy gives it a meaning, for its hosts)
         # and stays as it is, so that the model can read and write it.
         guard.add_known_secret(secret.value, f"inject:{secret.name}", source=None)
-    supervisor = Supervisor(config, launcher, upstream, pool=respawn_pool)
+    supervisor = Supervisor(config, launcher, upstream, pool=respawn_pool, observer=observer)
     with single_error():
         async with trio.open_nursery() as nursery:
             # The rules compile in a thread while the sandbox boots, not on the first message

@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from ..concurrency import AsyncValue
+from ..observe import LifecyclePhase, Observer
 from ..proxy import Upstream
 from ._config import SandboxConfig
 from ._errors import SandboxFailed
@@ -50,6 +51,14 @@ class Supervisor:
     current: Generation | None = None
     # Where generations come from when set (warm spares); else each is started here, cold.
     pool: SparePool | None = None
+    # Told of each start, ready, respawn and failure (the audit log, metrics, traces).
+    observer: Observer = attrs.field(factory=Observer)
+
+    def _lifecycle(self, phase: LifecyclePhase, reason: str | None = None) -> None:
+        generation = self.health.value.generation
+        if phase is LifecyclePhase.START:
+            generation += 1  # the one being started
+        self.observer.lifecycle(phase, self.upstream.name, generation=generation, reason=reason)
 
     async def restart(self) -> None:
         """End the current generation; return once its successor serves."""
@@ -71,6 +80,7 @@ class Supervisor:
             generation = Generation(self.upstream)
             self.current = generation
             reporter = _UpReporter(self, generation, task_status if first else None)
+            self._lifecycle(LifecyclePhase.START)
             try:
                 if self.pool is not None:
                     generation = await self._serve_spare(self.pool, reporter)
@@ -80,6 +90,7 @@ class Supervisor:
                     )
             except GENERATION_ENDINGS as exc:
                 if first:
+                    self._lifecycle(LifecyclePhase.FAILED, first_line(exc))
                     raise as_start_error(exc) from None
                 generation.end(first_line(exc))
             first = False
@@ -95,6 +106,7 @@ class Supervisor:
                     self.health.value = attrs.evolve(
                         self.health.value, healthy=False, respawning=False, last_error=reason
                     )
+                    self._lifecycle(LifecyclePhase.FAILED, reason)
                     raise SandboxFailed(
                         f"the sandbox failed {failed_attempts - 1} respawn attempts in a row; "
                         f"last: {reason}"
@@ -110,6 +122,7 @@ class Supervisor:
                 total_respawn_attempts=self.health.value.total_respawn_attempts + 1,
             )
             logger.warning("sandbox down (%s); respawning in %.3g s", reason, delay)
+            self._lifecycle(LifecyclePhase.RESPAWN, reason)
             await trio.sleep(delay)
 
     async def _serve_spare(self, pool: SparePool, reporter: _UpReporter) -> Generation:
@@ -136,6 +149,8 @@ class Supervisor:
             last_ok=trio.current_time(),
             generation=self.health.value.generation + 1,
         )
+        self.upstream.generation = self.health.value.generation
+        self._lifecycle(LifecyclePhase.READY)
         if self.health.value.generation > 1:
             logger.warning("sandbox back (generation %d)", self.health.value.generation)
 

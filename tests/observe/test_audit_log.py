@@ -1,0 +1,152 @@
+"""The audit log's file: private, appended whole, rotated by size, and refused when it is not
+the user's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trio_sandbox.observe import (
+    AuditLogError,
+    CallKind,
+    CallRecord,
+    LifecyclePhase,
+    LifecycleRecord,
+    Outcome,
+    open_audit_log,
+)
+from trio_sandbox.observe._audit import ARGUMENTS_PREVIEW_CHARS, MAX_RECORD_BYTES
+
+
+def call(arguments: dict[str, object] | None = None, name: str = "run_command") -> CallRecord:
+    return CallRecord(
+        kind=CallKind.TOOL_CALL,
+        started=1_800_000_000.5,
+        duration=0.25,
+        client=None,
+        session=None,
+        upstream="sandbox",
+        name=name,
+        arguments=arguments if arguments is not None else {"command": "ls"},
+        outcome=Outcome.OK,
+    )
+
+
+def test_a_new_log_is_private_and_each_record_is_one_json_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with open_audit_log(str(path)) as audit:
+        audit.record(call({"command": "echo 'a\nb'"}))
+        audit.record(LifecycleRecord(phase=LifecyclePhase.READY, at=1_800_000_001, sandbox="s"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    first, second = map(json.loads, lines)
+    assert first["arguments"] == {"command": "echo 'a\nb'"}
+    assert first["time"] == "2027-01-15T08:00:00.500000Z"
+    assert (second["event"], second["phase"]) == ("sandbox", "ready")
+
+
+def test_an_existing_log_of_ours_is_appended_to_and_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"earlier": true}\n')
+    path.chmod(0o644)
+    with open_audit_log(str(path)) as audit:
+        audit.record(call())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text().splitlines()[0] == '{"earlier": true}'
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_a_symlink_a_directory_and_a_missing_directory_are_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "link").symlink_to(target)
+    for bad in (tmp_path / "link", tmp_path, tmp_path / "missing" / "audit.jsonl"):
+        with pytest.raises(AuditLogError, match="audit log") as caught:
+            open_audit_log(str(bad))
+        assert str(bad) in str(caught.value)
+    assert target.read_text() == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user owns needs root")
+def test_a_log_another_user_owns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("")
+    path.chmod(0o666)
+    other = pwd.getpwnam("nobody").pw_uid
+    os.chown(path, other, other)
+    with pytest.raises(AuditLogError, match=f"owned by uid {other}"):
+        open_audit_log(str(path))
+    assert path.read_text() == ""
+
+
+def test_rotation_keeps_the_newest_records_in_at_most_backups_files(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    line = len(json.dumps(call().to_json(), separators=(",", ":"))) + 1
+    with open_audit_log(str(path), max_bytes=line * 10, backups=2) as audit:
+        for index in range(45):
+            audit.record(call({"command": f"echo {index:02d}"}))
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    kept = [
+        json.loads(text)["arguments"]["command"]
+        for name in ("audit.jsonl.2", "audit.jsonl.1", "audit.jsonl")
+        for text in (tmp_path / name).read_text().splitlines()
+    ]
+    assert kept == [f"echo {index:02d}" for index in range(20, 45)]
+
+
+def test_max_bytes_zero_never_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with open_audit_log(str(path), max_bytes=0) as audit:
+        for _ in range(200):
+            audit.record(call())
+    assert [f.name for f in tmp_path.iterdir()] == ["audit.jsonl"]
+    assert len(path.read_text().splitlines()) == 200
+
+
+def test_huge_arguments_keep_a_preview_and_their_size(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    content = "x" * (MAX_RECORD_BYTES * 4)
+    with open_audit_log(str(path)) as audit:
+        audit.record(call({"path": "/work/big", "content": content}))
+    [line] = path.read_text().splitlines()
+    assert len(line) < MAX_RECORD_BYTES
+    arguments = json.loads(line)["arguments"]
+    assert arguments["truncated"] is True
+    assert arguments["size"] > len(content)
+    assert len(arguments["preview"]) == ARGUMENTS_PREVIEW_CHARS
+
+
+def test_two_processes_appending_never_interleave_within_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    writer = (
+        "import sys\n"
+        "from tests.observe.test_audit_log import call\n"
+        "from trio_sandbox.observe import open_audit_log\n"
+        "with open_audit_log(sys.argv[1], max_bytes=0) as audit:\n"
+        "    for i in range(2000):\n"
+        "        audit.record(call({'command': sys.argv[2] * 300 + str(i)}))\n"
+    )
+    root = Path(__file__).resolve().parent.parent.parent
+    children = [
+        subprocess.Popen([sys.executable, "-c", writer, str(path), letter], cwd=root)
+        for letter in "ab"
+    ]
+    assert [child.wait(timeout=60) for child in children] == [0, 0]
+    commands = [json.loads(line)["arguments"]["command"] for line in path.read_text().splitlines()]
+    assert len(commands) == 4000
+    assert sorted(c[0] for c in commands) == ["a"] * 2000 + ["b"] * 2000
+    assert all(c[:300] in ("a" * 300, "b" * 300) for c in commands)
+
+
+def test_a_bad_rotation_setting_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AuditLogError, match="0 or more"):
+        open_audit_log(str(tmp_path / "a"), max_bytes=-1)

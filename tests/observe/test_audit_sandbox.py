@@ -1,0 +1,64 @@
+"""The audit log of a real sandbox, as root and as an ordinary user: what an agent did, for
+whom, how it ended, the sandbox's life — and none of the secrets the run used."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.sandbox_users import SandboxUser
+from trio_sandbox.observe import AUDIT_SCHEMA_VERSION
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+@needs_bwrap
+async def test_the_audit_log_records_calls_and_the_sandbox_life_without_a_secret(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    report = await sandbox_user.run_json(
+        "-m", "tests.observe.observe_child", str(workspace), home=workspace, limit=180
+    )
+    text = report["audit"]
+    for secret in report["secrets"]:
+        assert len(secret) >= 8
+        assert secret not in text
+    assert report["mode"] == 0o600
+    assert report["uid"] == report["me"]
+    records = [json.loads(line) for line in text.splitlines()]
+    assert all(record["v"] == AUDIT_SCHEMA_VERSION for record in records)
+    calls = [r for r in records if r["event"] == "tool_call"]
+    assert [c["tool"] for c in calls] == [
+        "run_command",
+        "run_command",
+        "generate_password",
+        "run_command",
+        "view",
+        "run_command",
+        "run_command",
+    ]
+    assert [c["outcome"] for c in calls] == ["ok"] * 4 + ["tool_error", "ok", "ok"]
+    # The token the client sent is a placeholder in the record; so is the restored password.
+    assert "[REDACTED_SECRET:github-pat:" in calls[1]["arguments"]["command"]
+    assert "[REDACTED_SECRET:password:" in calls[3]["arguments"]["command"]
+    # The remote client by its certificate's fingerprint, in a session of its own.
+    remote = calls[5]
+    assert remote["client"] == f"certificate:{report['fingerprint']}"
+    assert isinstance(remote["session"], str)
+    assert len(remote["session"]) == 16
+    assert [c["client"] for c in calls if c is not remote] == [None] * 6
+    assert [c["generation"] for c in calls] == [1] * 6 + [2]
+    life = [(r["phase"], r["generation"]) for r in records if r["event"] == "sandbox"]
+    assert life == [
+        ("start", 1),
+        ("ready", 1),
+        ("respawn", 1),
+        ("start", 2),
+        ("ready", 2),
+        ("stop", None),
+    ]
+    [respawn] = [r for r in records if r["event"] == "sandbox" and r["phase"] == "respawn"]
+    assert respawn["reason"] == "restart requested"
