@@ -54,18 +54,23 @@ def _open_private(path: str) -> tuple[int, int]:
         raise
 
 
+def _dumps(value: object) -> str:
+    # ASCII only: a raw U+2028 or U+0085 is a line break to some readers (Python's splitlines).
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
 def _encode(record: Record) -> bytes:
     fields = record.to_json()
-    line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
+    line = _dumps(fields)
     if len(line) > MAX_RECORD_BYTES and "arguments" in fields:
-        text = json.dumps(fields["arguments"], ensure_ascii=False, default=str)
+        text = _dumps(fields["arguments"])
         fields["arguments"] = {
             "truncated": True,
             "size": len(text.encode()),
             "preview": text[:ARGUMENTS_PREVIEW_CHARS],
         }
-        line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
-    return line.encode("utf-8", "backslashreplace") + b"\n"
+        line = _dumps(fields)
+    return line.encode("ascii") + b"\n"
 
 
 @attrs.define(eq=False)
