@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def call_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
-    refuse_audit_on_stdout(config, "call")
+    refuse_audit_on_stdout(config.observe_settings, "call")
     try:
         arguments = json.loads(args.arguments)
     except ValueError as exc:
@@ -69,7 +69,7 @@ async def _call(config: SandboxConfig, tool: str, arguments: dict[str, Any]) -> 
 
 def tools_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
-    refuse_audit_on_stdout(config, "tools")
+    refuse_audit_on_stdout(config.observe_settings, "tools")
     report_stages()
     tools: list[Tool] | None = trio.run(stop_on_signals, partial(_tools, config))
     if tools is None:

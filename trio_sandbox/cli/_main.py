@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..observe import ObserveError
 from ..sandbox import SandboxFailed, SandboxStartError
 from . import _call, _proxy_command, _run, _status, _stdio_command
 from ._errors import UsageError
@@ -42,7 +43,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     )
     try:
         status: int = args.handler(args)
-    except UsageError as exc:
+    except (UsageError, ObserveError) as exc:
         parser.exit(2, f"trio-sandbox: error: {exc}\n")
     except (SandboxStartError, SandboxFailed) as exc:
         # Said in the user's terms (step, warden status, its stderr): a traceback adds nothing.

@@ -24,6 +24,7 @@ from ..contract import (
     Volume,
     VolumeError,
 )
+from ..observe import ObserveSettings
 from ..proxy import (
     ConfigError,
     HttpUpstream,
@@ -166,12 +167,17 @@ def add_sandbox_options(parser: argparse.ArgumentParser, *, spares: bool = False
         metavar="HOST[:PORT]",
         help="refused even if allowed; without a port, every port (repeatable)",
     )
+    add_observe_options(parser)
+
+
+def add_observe_options(parser: argparse.ArgumentParser) -> None:
+    """The audit log, the metrics and the traces: every command that serves takes them."""
     parser.add_argument(
         "--audit-log",
         metavar="FILE|-",
         help="append a JSON Lines record of every call, read, sandbox start/respawn/stop and"
         " network connection to FILE (0600, rotated at 64 MiB keeping 5), or '-' for standard"
-        " output (run only); secrets redacted",
+        " output where it is free; secrets redacted",
     )
     parser.add_argument(
         "--metrics-listen",
@@ -188,10 +194,23 @@ def add_sandbox_options(parser: argparse.ArgumentParser, *, spares: bool = False
     )
 
 
-def refuse_audit_on_stdout(config: SandboxConfig, command: str) -> None:
+def observe_settings(
+    args: argparse.Namespace, command: str, *, stdout_free: bool
+) -> ObserveSettings:
+    """The observe options of a command that has no config file for them; ``--audit-log -`` is
+    refused where standard output is the command's own (MCP messages, a result)."""
+    settings = ObserveSettings(
+        audit_log=args.audit_log, metrics_listen=args.metrics_listen, traces=bool(args.traces)
+    )
+    if not stdout_free:
+        refuse_audit_on_stdout(settings, command)
+    return settings
+
+
+def refuse_audit_on_stdout(settings: ObserveSettings, command: str) -> None:
     """``--audit-log -`` for a command whose standard output is its own (MCP messages, a
     result): refused rather than mixed in."""
-    if config.audit_log == "-":
+    if settings.audit_log == "-":
         raise UsageError(
             f"--audit-log -: standard output is {command}'s own; give the audit log a file"
         )

@@ -21,11 +21,13 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..observe import ObserveSettings, open_observer
 from ..proxy import (
     ConfigError,
     HttpFace,
     HttpUpstream,
     NameCollisionError,
+    OutputGuard,
     ProxyFace,
     ProxyHandle,
     StdioFace,
@@ -40,7 +42,14 @@ from ..proxy import (
 from ..tls import CertificateChain, ClientBundlePaths
 from ._errors import UsageError
 from ._janitor import serve_janitor
-from ._options import Listen, parse_listen, parse_upstream, read_token
+from ._options import (
+    Listen,
+    add_observe_options,
+    observe_settings,
+    parse_listen,
+    parse_upstream,
+    read_token,
+)
 from ._signals import stop_on_signals
 
 
@@ -86,6 +95,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="FILE",
         help="with --token-file: write the proxy's CA certificate here (default: print it)",
     )
+    add_observe_options(parser)
     parser.set_defaults(handler=proxy_command)
 
 
@@ -101,6 +111,7 @@ class ProxyOptions:
     bundle_dir: Path | None
     ca_out: Path | None
     list_timeout: float
+    observe: ObserveSettings = attrs.field(factory=ObserveSettings)
 
 
 def _upstream_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -168,7 +179,8 @@ def proxy_options(args: argparse.Namespace) -> ProxyOptions:
     if args.stdio:
         if args.listen:
             raise UsageError("--listen: not with --stdio")
-        return ProxyOptions(upstreams, StdioFace(), None, None, None, args.list_timeout)
+        observe = observe_settings(args, "proxy --stdio", stdout_free=False)
+        return ProxyOptions(upstreams, StdioFace(), None, None, None, args.list_timeout, observe)
     listen = parse_listen(args.listen) if args.listen else Listen("127.0.0.1", 0)
     chain: CertificateChain | None = None
     token: str | None = None
@@ -191,6 +203,7 @@ def proxy_options(args: argparse.Namespace) -> ProxyOptions:
         Path(args.client_cert_dir) if args.client_cert_dir else None,
         Path(args.ca_out) if args.ca_out else None,
         args.list_timeout,
+        observe_settings(args, "proxy", stdout_free=True),
     )
 
 
@@ -209,13 +222,14 @@ async def _serve(options: ProxyOptions) -> None:
     written: ClientBundlePaths | None = None
     say(f"connecting to {len(options.upstreams)} upstream(s)")
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_observer(options.observe) as observer, trio.open_nursery() as nursery:
             handle: ProxyHandle = await nursery.start(
                 partial(
                     serve_proxy,
                     options.upstreams,
                     options.face,
                     list_timeout=options.list_timeout,
+                    guard=OutputGuard(observer=observer),
                 )
             )
             for status in handle.statuses():

@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
-    refuse_audit_on_stdout(config, "stdio")
+    refuse_audit_on_stdout(config.observe_settings, "stdio")
     report_stages()
     trio.run(stop_on_signals, partial(_serve, config))
     return 0

@@ -15,6 +15,8 @@ from ._observer import Observer as Observer
 from ._observer import Sink as Sink
 from ._observer import Tracing as Tracing
 from ._observer import session_digest as session_digest
+from ._open import ObserveSettings as ObserveSettings
+from ._open import open_observer as open_observer
 from ._records import AUDIT_SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
 from ._records import CallKind as CallKind
 from ._records import CallRecord as CallRecord

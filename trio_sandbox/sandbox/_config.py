@@ -23,6 +23,7 @@ from ..contract import (
     default_tool_server_command,
 )
 from ..egress import DestinationRule, EgressPolicy, PolicyError
+from ..observe import ObserveSettings
 from ..proxy import OutputLimits, UpstreamSpec
 
 
@@ -263,6 +264,17 @@ class SandboxConfig:
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)
         _inject_entries(self)
+
+    @property
+    def observe_settings(self) -> ObserveSettings:
+        """The audit log, the metrics and the traces asked for, as one value."""
+        return ObserveSettings(
+            audit_log=self.audit_log,
+            audit_log_max_bytes=self.audit_log_max_bytes,
+            audit_log_backups=self.audit_log_backups,
+            metrics_listen=self.metrics_listen,
+            traces=self.traces,
+        )
 
     @property
     def limit_request(self) -> LimitRequest:

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -41,7 +41,7 @@ from ..mcp import (
     memory_transport,
     open_mcp_client,
 )
-from ..observe import LifecyclePhase, Observer, Sink, open_audit_log
+from ..observe import LifecyclePhase, Observer, open_observer
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, Upstream, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
@@ -298,8 +298,7 @@ async def open_sandbox(
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
-    with ExitStack() as resources:
-        observer = _observer(config, resources)
+    async with open_observer(config.observe_settings) as observer:
         stopped = "stopped"
         try:
             async with _running(config, face, chain, launcher, injection, observer) as sandbox:
@@ -309,20 +308,6 @@ async def open_sandbox(
             raise
         finally:
             observer.lifecycle(LifecyclePhase.STOP, config.sandbox_name, reason=stopped)
-
-
-def _observer(config: SandboxConfig, resources: ExitStack) -> Observer:
-    """What the audit log, the metrics and the traces are told; their files and servers are
-    opened here, before anything starts (a bad path fails the start, naming it)."""
-    sinks: list[Sink] = []
-    if config.audit_log is not None:
-        audit = open_audit_log(
-            config.audit_log,
-            max_bytes=config.audit_log_max_bytes,
-            backups=config.audit_log_backups,
-        )
-        sinks.append(resources.enter_context(audit))
-    return Observer(sinks=sinks)
 
 
 @asynccontextmanager

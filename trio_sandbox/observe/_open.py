@@ -1,0 +1,44 @@
+"""The audit log, the metrics and the traces as one setting and one resource:
+:class:`ObserveSettings` and :func:`open_observer`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+
+import attrs
+import trio
+
+from ._audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, open_audit_log
+from ._observer import Observer, Sink
+
+
+@attrs.frozen(kw_only=True)
+class ObserveSettings:
+    """``audit_log``: a path or ``-`` (standard output); ``metrics_listen``: ``HOST:PORT`` of
+    the Prometheus endpoint; ``traces``: spans through the program's tracer provider."""
+
+    audit_log: str | None = None
+    audit_log_max_bytes: int = DEFAULT_MAX_BYTES
+    audit_log_backups: int = DEFAULT_BACKUPS
+    metrics_listen: str | None = None
+    traces: bool = False
+
+
+@asynccontextmanager
+async def open_observer(settings: ObserveSettings) -> AsyncIterator[Observer]:
+    """An :class:`Observer` with the sinks ``settings`` asks for, their files open and their
+    servers listening (a bad path or address fails here, before anything else starts); closed
+    when the block ends. With nothing asked for, an observer that observes nothing."""
+    sinks: list[Sink] = []
+    with ExitStack() as files:
+        if settings.audit_log is not None:
+            audit = open_audit_log(
+                settings.audit_log,
+                max_bytes=settings.audit_log_max_bytes,
+                backups=settings.audit_log_backups,
+            )
+            sinks.append(files.enter_context(audit))
+        async with trio.open_nursery() as nursery:
+            yield Observer(sinks=sinks)
+            nursery.cancel_scope.cancel()
