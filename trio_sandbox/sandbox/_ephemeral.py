@@ -39,6 +39,7 @@ import trio
 
 from ..mcp import RequestContext
 from ..mcp.lowlevel import ServerSession
+from ..observe import LifecyclePhase, Observer, session_digest
 from ..proxy import Unserved, Upstream, UpstreamUnavailable
 from ._config import SandboxConfig
 from ._errors import SandboxHandleError, SandboxStartError
@@ -88,6 +89,8 @@ class SessionSandboxes:
     # only requests that carry a handle do, the others share the main sandbox.
     per_client: bool = True
     handles: HandleIssuer = attrs.field(factory=HandleIssuer)
+    # Told when a client's sandbox is handed to it and when it stops (the audit log, metrics).
+    observer: Observer = attrs.field(factory=Observer)
     _sessions: dict[SandboxKey, _SessionSandbox] = attrs.field(factory=dict)
     _nursery: trio.Nursery | None = None
 
@@ -201,6 +204,7 @@ class SessionSandboxes:
         self, key: SandboxKey, entry: _SessionSandbox, after: trio.Event | None
     ) -> None:
         generation = entry.generation
+        label = f"{self.name} for {_key_digest(key)}"
         try:
             if after is not None:
                 await after.wait()  # the sandbox whose place this one takes has stopped
@@ -213,12 +217,14 @@ class SessionSandboxes:
             except SandboxStartError as exc:
                 entry.failure = f"the session's sandbox could not start: {first_line(exc)}"
                 logger.warning("%s", entry.failure)
+                self.observer.lifecycle(LifecyclePhase.FAILED, label, reason=entry.failure)
                 return
             # This client's alone from now on; torn down by the pool when it ends.
             generation = entry.generation = spare.generation
             try:
                 generation.move_to(entry.upstream)
                 entry.settled.set()
+                self.observer.lifecycle(LifecyclePhase.READY, label, generation=1)
                 await self._wait_session_end(key, entry, generation)
                 # Forget it before stopping it: a late call of the client gets a fresh one.
                 self._forget(key, entry)
@@ -233,6 +239,9 @@ class SessionSandboxes:
             entry.settled.set()
             self._forget(key, entry)
             entry.stopped.set()
+            if generation.up:
+                reason = entry.failure or generation.end_reason
+                self.observer.lifecycle(LifecyclePhase.STOP, label, generation=1, reason=reason)
 
     async def _wait_session_end(
         self, key: SandboxKey, entry: _SessionSandbox, generation: Generation
@@ -257,6 +266,13 @@ class SessionSandboxes:
     def _forget(self, key: SandboxKey, entry: _SessionSandbox) -> None:
         if self._sessions.get(key) is entry:
             del self._sessions[key]
+
+
+def _key_digest(key: SandboxKey) -> str:
+    """A per-client sandbox in records: by a digest of what it is kept for (a session's id or
+    a handle is half of what a client presents; a client's identity is a digest already)."""
+    text = f"session {key.session_id}" if isinstance(key, ServerSession) else key
+    return session_digest(text) or ""
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:

@@ -330,6 +330,7 @@ async def _running(
         config.sandbox_name,
         config.sandbox_prefix,
         per_client=config.mode is SandboxMode.EPHEMERAL,
+        observer=observer,
     )
     upstream = sandbox_upstream(
         config.sandbox_name,
