@@ -11,7 +11,12 @@ callers on one connection, all in the same run:
   hop, the SDK's usual stack.
 
 The upstream, the proxy and the SDK server and client each run in their own child process. The
-goal: the proxied path at least as fast as the SDK's single plain-HTTP hop. Run:
+goal: the proxied path at least as fast as the SDK's single plain-HTTP hop.
+
+The cost of seeing what the agent did: a second proxy with the audit log (a file), the metrics
+endpoint (scraped once a second, as Prometheus would, faster) and traces (OTLP/HTTP to a
+receiver child) all on, called in alternation with the first over ``--rounds`` rounds; the goal:
+at most 10 % slower. Run:
 
     .venv/bin/python benchmarks/proxy_calls.py --seconds 3
 """
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +54,24 @@ SCRIPT = os.path.abspath(__file__)
 MCP_CALLS = os.path.join(os.path.dirname(SCRIPT), "mcp_calls.py")
 REPO = Path(SCRIPT).resolve().parent.parent
 GOAL = 1.0  # proxied / sdk
+OBSERVED_GOAL = 0.90  # observed / not observed
 RUN_DEADLINE = 300.0
+
+
+def serve_otlp_sink(port: str) -> None:
+    """An OTLP/HTTP receiver that takes every export and keeps nothing (the traces' far end)."""
+    from trio_sandbox.mcp import serve_http
+
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"application/x-protobuf")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    trio.run(functools.partial(serve_http, app, port=int(port)))
 
 
 def serve_upstream(bundle_dir: str) -> None:
@@ -126,13 +149,76 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> str:
     return seen.decode()
 
 
-async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any]]:
+async def start_proxy(
+    nursery: trio.Nursery,
+    upstream_url: str,
+    upstream_bundle: Path,
+    bundle: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> str:
+    """``python -m trio_sandbox proxy`` in front of the upstream; returns its URL."""
+    proxy = await start_child(
+        nursery,
+        [
+            sys.executable,
+            "-m",
+            "trio_sandbox",
+            "proxy",
+            "--upstream",
+            f"up={upstream_url}",
+            "--prefix",
+            "up=",
+            "--upstream-ca",
+            str(upstream_bundle / "ca.pem"),
+            "--upstream-cert",
+            str(upstream_bundle / "client.pem"),
+            "--upstream-key",
+            str(upstream_bundle / "client.key"),
+            "--listen",
+            "127.0.0.1:0",
+            "--client-cert-dir",
+            str(bundle),
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    assert proxy.stderr is not None
+    said = await read_until(proxy.stderr, b"or in Python")
+    return said.split("listening at ", 1)[1].split()[0]
+
+
+async def scrape_every_second(url: str) -> None:
+    """What a (busy) Prometheus does to the metrics endpoint."""
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        while True:
+            response = await client.get(url)
+            assert response.status_code == 200, response
+            await trio.sleep(1.0)
+
+
+def averaged(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "version": rounds[0]["version"],
+        **{
+            mode: sum(r[mode] for r in rounds) / len(rounds)
+            for mode in ("sequential", "concurrent")
+        },
+    }
+
+
+async def run_benchmark(seconds: float, callers: int, rounds: int) -> dict[str, dict[str, Any]]:
     from trio_sandbox.tls import load_client_ssl_context
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as private:
         upstream_bundle = Path(private) / "upstream"
         proxy_bundle = Path(private) / "proxy"
+        observed_bundle = Path(private) / "observed"
         async with trio.open_nursery() as nursery:
             upstream = await start_child(
                 nursery,
@@ -141,36 +227,35 @@ async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any
             )
             assert upstream.stdout is not None
             upstream_url = await read_line(upstream.stdout)
-            proxy = await start_child(
+            proxy_url = await start_proxy(nursery, upstream_url, upstream_bundle, proxy_bundle)
+            otlp_port, metrics_port = free_port(), free_port()
+            await start_child(nursery, [sys.executable, SCRIPT, "_serve-otlp", str(otlp_port)])
+            await wait_for_port(otlp_port)
+            observed_url = await start_proxy(
                 nursery,
-                [
-                    sys.executable,
-                    "-m",
-                    "trio_sandbox",
-                    "proxy",
-                    "--upstream",
-                    f"up={upstream_url}",
-                    "--prefix",
-                    "up=",
-                    "--upstream-ca",
-                    str(upstream_bundle / "ca.pem"),
-                    "--upstream-cert",
-                    str(upstream_bundle / "client.pem"),
-                    "--upstream-key",
-                    str(upstream_bundle / "client.key"),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--client-cert-dir",
-                    str(proxy_bundle),
-                ],
-                stderr=subprocess.PIPE,
-                cwd=REPO,
+                upstream_url,
+                upstream_bundle,
+                observed_bundle,
+                "--audit-log",
+                str(Path(private) / "audit.jsonl"),
+                "--metrics-listen",
+                f"127.0.0.1:{metrics_port}",
+                "--traces",
+                env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}"},
             )
-            assert proxy.stderr is not None
-            said = await read_until(proxy.stderr, b"or in Python")
-            proxy_url = said.split("listening at ", 1)[1].split()[0]
+            nursery.start_soon(scrape_every_second, f"http://127.0.0.1:{metrics_port}/metrics")
             proxy_context = load_client_ssl_context(proxy_bundle)
-            results["proxied https"] = await our_leg(proxy_url, proxy_context, seconds, callers)
+            observed_context = load_client_ssl_context(observed_bundle)
+            plain: list[dict[str, Any]] = []
+            observed: list[dict[str, Any]] = []
+            # In alternation, so that the machine's drift weighs on both alike.
+            for _ in range(rounds):
+                plain.append(await our_leg(proxy_url, proxy_context, seconds, callers))
+                observed.append(await our_leg(observed_url, observed_context, seconds, callers))
+            results["proxied https"] = averaged(plain)
+            results["proxied https, observed"] = averaged(observed)
+            audit_lines = len((Path(private) / "audit.jsonl").read_text().splitlines())
+            assert audit_lines > 0, "the observed proxy wrote no audit record"
             # The same mTLS face also takes WebSocket connections on the same endpoint.
             proxy_wss = "wss" + proxy_url.removeprefix("https")
             results["proxied wss"] = await our_leg(proxy_wss, proxy_context, seconds, callers)
@@ -200,6 +285,14 @@ async def run_benchmark(seconds: float, callers: int) -> dict[str, dict[str, Any
 def report(results: dict[str, dict[str, Any]], seconds: float, callers: int) -> str:
     lines = results_table(results, seconds, callers)
     direct, sdk = results["direct wss mtls"], results["sdk http"]
+    plain, observed = results["proxied https"], results["proxied https, observed"]
+    for mode in ("sequential", "concurrent"):
+        ratio = observed[mode] / plain[mode] if plain[mode] else math.inf
+        verdict = "meets" if ratio >= OBSERVED_GOAL else "MISSES"
+        lines.append(
+            f"audit log + metrics + traces on, {mode}: {ratio:.2f}x off"
+            f" ({verdict} the {OBSERVED_GOAL:g}x goal: at most 10 % slower)"
+        )
     for face in ("proxied https", "proxied wss"):
         proxied = results[face]
         for mode in ("sequential", "concurrent"):
@@ -217,14 +310,20 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_serve-upstream":
         serve_upstream(sys.argv[2])
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "_serve-otlp":
+        serve_otlp_sink(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each leg")
     parser.add_argument("--callers", type=int, default=20, help="concurrent callers")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the observed/not observed pair"
+    )
     args = parser.parse_args()
 
     async def bounded() -> dict[str, dict[str, Any]]:
         with trio.fail_after(RUN_DEADLINE):
-            return await run_benchmark(args.seconds, args.callers)
+            return await run_benchmark(args.seconds, args.callers, args.rounds)
 
     results = trio.run(bounded)
     print(report(results, args.seconds, args.callers))
