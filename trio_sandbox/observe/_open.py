@@ -9,6 +9,7 @@ from contextlib import ExitStack, asynccontextmanager
 import attrs
 import trio
 
+from ..concurrency import single_error
 from ._audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, open_audit_log
 from ._observer import Observer, Sink
 
@@ -39,6 +40,7 @@ async def open_observer(settings: ObserveSettings) -> AsyncIterator[Observer]:
                 backups=settings.audit_log_backups,
             )
             sinks.append(files.enter_context(audit))
-        async with trio.open_nursery() as nursery:
-            yield Observer(sinks=sinks)
-            nursery.cancel_scope.cancel()
+        with single_error():  # the block's own error comes out as itself
+            async with trio.open_nursery() as nursery:
+                yield Observer(sinks=sinks)
+                nursery.cancel_scope.cancel()
