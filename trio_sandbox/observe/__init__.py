@@ -3,12 +3,19 @@
 The proxy and the sandbox tell one :class:`Observer` what happens (calls, a sandbox's life, the
 sandbox's connections); it redacts, then hands each record to its sinks (:class:`AuditLog`,
 :class:`Metrics`) and makes spans (:class:`OtelTracing`, with the ``otel`` extra).
+
+Importing the package does not import prometheus-client: :class:`Metrics` and
+:func:`serve_metrics` load on first use (a proxy without metrics never pays for them).
 """
 
+from typing import TYPE_CHECKING
+
+from ..program import lazy_exports
 from ._audit import AuditLog as AuditLog
 from ._audit import open_audit_log as open_audit_log
 from ._errors import AuditLogError as AuditLogError
 from ._errors import ObserveError as ObserveError
+from ._listen import parse_listen_address as parse_listen_address
 from ._observer import CallObservation as CallObservation
 from ._observer import CallSpan as CallSpan
 from ._observer import Observer as Observer
@@ -28,3 +35,18 @@ from ._records import LifecycleRecord as LifecycleRecord
 from ._records import Outcome as Outcome
 from ._records import Record as Record
 from ._records import SandboxGauges as SandboxGauges
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics as Metrics
+    from ._metrics_http import METRICS_PATH as METRICS_PATH
+    from ._metrics_http import serve_metrics as serve_metrics
+
+# The metrics, loaded on first use: name -> module.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Metrics": "._metrics",
+        "METRICS_PATH": "._metrics_http",
+        "serve_metrics": "._metrics_http",
+    },
+)
