@@ -182,7 +182,7 @@ class Metrics:
     the gauges."""
 
     max_tools: int = DEFAULT_MAX_TOOLS
-    gauges: Callable[[], SandboxGauges] | None = None
+    gauges: Callable[[], SandboxGauges | None] | None = None
     registry: CollectorRegistry = attrs.field(init=False)
     _tools: _Bound = attrs.field(init=False)
     _upstreams: _Bound = attrs.field(init=False, factory=lambda: _Bound(MAX_UPSTREAMS))
@@ -294,7 +294,8 @@ class Metrics:
         families: list[Metric] = []
         if self.gauges is not None:
             try:
-                families = _gauge_families(self.gauges())
+                gauges = self.gauges()
+                families = _gauge_families(gauges) if gauges is not None else []
             except Exception:
                 # A scrape still gets the counters; the gauges come back at the next one.
                 logger.exception("reading the sandbox's gauges for a scrape failed")

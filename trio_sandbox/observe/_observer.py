@@ -25,6 +25,7 @@ from ._records import (
     LifecycleRecord,
     Outcome,
     Record,
+    SandboxGauges,
 )
 
 RedactText = Callable[[str], str]
@@ -168,6 +169,13 @@ class Observer:
     tracing: Tracing | None = None
     redact_text: RedactText = _no_redaction_yet
     redact_json: RedactJson = _no_json_redaction_yet
+    # The sandbox's state as it is now, for the metrics' gauges (set by the sandbox).
+    gauges: Callable[[], SandboxGauges] | None = None
+    # Where the metrics are served, when they are.
+    metrics_url: str | None = None
+
+    def read_gauges(self) -> SandboxGauges | None:
+        return self.gauges() if self.gauges is not None else None
 
     @property
     def active(self) -> bool:
