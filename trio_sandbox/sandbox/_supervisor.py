@@ -136,6 +136,7 @@ class Supervisor:
             last_ok=trio.current_time(),
             generation=self.health.value.generation + 1,
         )
+        generation.numbered(self.health.value.generation)
         if self.health.value.generation > 1:
             logger.warning("sandbox back (generation %d)", self.health.value.generation)
 
