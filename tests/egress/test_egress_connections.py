@@ -8,6 +8,7 @@ connection is counted in exactly one record (virtual time)."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import ssl
 import time
@@ -37,6 +38,7 @@ from tests.egress.intercept_harness import (
     intercepting,
     tls_through,
 )
+from trio_sandbox.contract import REPORT_MAX_LINE_BYTES
 from trio_sandbox.egress import (
     MAX_REASON_CHARS,
     MAX_TARGET_CHARS,
@@ -385,3 +387,15 @@ def test_a_records_texts_are_cut_to_their_bounds_and_read_back_only_within_them(
     assert read_back == attrs.evolve(record, duration=round(record.duration, 6))
     too_long = {**record.to_report(), "target": "h" * (MAX_TARGET_CHARS + 1)}
     assert ConnectionRecord.from_report(too_long) is None
+    # The longest a report line can be: every text at its bound, each character escaped to
+    # twelve bytes (a character outside the BMP, as JSON writes it), well within a line.
+    widest = attrs.evolve(
+        record,
+        target="\U0001f600" * MAX_TARGET_CHARS,
+        rule="\U0001f600" * MAX_TARGET_CHARS,
+        reason="\U0001f600" * MAX_REASON_CHARS,
+        bytes_up=2**63 - 1,
+        count=2**63 - 1,
+    )
+    line = json.dumps({"connection": widest.to_report()}, sort_keys=True) + "\n"
+    assert len(line.encode()) < REPORT_MAX_LINE_BYTES / 2

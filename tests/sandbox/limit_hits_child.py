@@ -4,7 +4,7 @@ ordinary user: runs the commands given, waits for the watch's next reads, and pr
 line: the hits it reported, the cgroups the warden reported, the limits as numbers, and what
 each command printed.
 
-    python limit_hits_child.py '{"memory": "256M", "pids": "64"}' COMMAND...
+    python limit_hits_child.py '{"memory": "256M", "pids": "64", "backend": "bwrap"}' COMMAND...
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from trio_sandbox.sandbox import SandboxConfig, limit_numbers, open_sandbox, ser
 
 async def main(limits: dict[str, str], commands: list[str]) -> None:
     hits: list[tuple[str, int]] = []
-    config = SandboxConfig(memory=limits.get("memory"), pids=limits.get("pids"))
+    config = SandboxConfig(
+        memory=limits.get("memory"), pids=limits.get("pids"), backend=limits.get("backend", "auto")
+    )
     async with open_sandbox(config) as sandbox:
 
         def current_limits() -> Mapping[str, Any] | None:

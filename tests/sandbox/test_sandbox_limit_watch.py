@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,24 @@ async def test_a_fork_bomb_and_an_allocation_over_the_limits_are_counted(
         assert not sandbox_user.is_root
         assert "MemoryError" in allocation
         assert counted == {}
+
+
+async def test_the_process_back_end_reports_no_cgroup_and_nothing_is_counted(
+    tmp_path: Path,
+) -> None:
+    limits = {"pids": "64", "backend": "process"}
+    with trio.fail_after(120):
+        done = await trio.run_process(
+            [sys.executable, str(CHILD), json.dumps(limits), "echo ok"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, done.stderr.decode()[-4000:]
+    report = json.loads(done.stdout.decode().splitlines()[-1])
+    assert report["outputs"] == ["ok\n[exit code 0]"]
+    assert (report["hits"], report["cgroups"], report["numbers"]) == ([], None, [None, None])
 
 
 def write(path: Path, text: str) -> None:
