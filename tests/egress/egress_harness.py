@@ -28,6 +28,7 @@ import trio
 from cryptography.hazmat.primitives import serialization
 
 from trio_sandbox.egress import (
+    ConnectionRecord,
     EgressEvent,
     EgressPolicy,
     EgressStats,
@@ -93,9 +94,10 @@ class RunningProxy:
     port: int
     stats: EgressStats
     events: list[EgressEvent]
-    # The decision log's lines, and the audit's changes as published.
+    # The decision log's lines, the audit's changes as published, the connection records.
     log_lines: list[str] = attrs.field(factory=list)
     changes: list[dict[str, Any]] = attrs.field(factory=list)
+    connections: list[ConnectionRecord] = attrs.field(factory=list)
 
     @property
     def url(self) -> str:
@@ -125,6 +127,7 @@ async def running_proxy(
     decisions_per_second: float = 1e6,
     decision_burst: int = 1_000_000,
     log_window: float = 1.0,
+    records_per_window: int = 100,
     injection: Injection | None = None,
 ) -> AsyncIterator[RunningProxy]:
     """serve_egress_proxy on a fresh 127.0.0.1 listener, cancelled on leaving; its events,
@@ -133,6 +136,7 @@ async def running_proxy(
     events: list[EgressEvent] = []
     log_lines: list[str] = []
     changes: list[dict[str, Any]] = []
+    connections: list[ConnectionRecord] = []
 
     def on_event(event: EgressEvent) -> None:
         events.append(event)
@@ -151,6 +155,8 @@ async def running_proxy(
                 on_event=on_event,
                 on_log=log_lines.append,
                 on_changes=changes.append,
+                on_connection=connections.append,
+                records_per_window=records_per_window,
                 decisions_per_second=decisions_per_second,
                 decision_burst=decision_burst,
                 log_window=log_window,
@@ -162,7 +168,7 @@ async def running_proxy(
                 injection=injection,
             )
         )
-        yield RunningProxy(port, stats, events, log_lines, changes)
+        yield RunningProxy(port, stats, events, log_lines, changes, connections)
         nursery.cancel_scope.cancel()
 
 

@@ -10,20 +10,23 @@ caller. Depends only on the stdlib, trio, attrs and :mod:`trio_sandbox.concurren
 relay and broadcast value).
 """
 
+from ._connections import MAX_REASON_CHARS as MAX_REASON_CHARS
+from ._connections import MAX_TARGET_CHARS as MAX_TARGET_CHARS
+from ._connections import OTHER_DESTINATIONS as OTHER_DESTINATIONS
+from ._connections import ConnectionCallback as ConnectionCallback
+from ._connections import ConnectionRecord as ConnectionRecord
 from ._environment import proxy_environment as proxy_environment
 from ._errors import DestinationError as DestinationError
 from ._errors import InjectionError as InjectionError
 from ._errors import PolicyError as PolicyError
 from ._events import AUDIT_TABLES as AUDIT_TABLES
 from ._events import MAX_DESTINATIONS as MAX_DESTINATIONS
-from ._events import OTHER_DESTINATIONS as OTHER_DESTINATIONS
 from ._events import ChangesCallback as ChangesCallback
 from ._events import DestinationCounters as DestinationCounters
 from ._events import EgressEvent as EgressEvent
 from ._events import EgressStats as EgressStats
 from ._events import EventCallback as EventCallback
 from ._events import EventLine as EventLine
-from ._events import Verdict as Verdict
 from ._events import audit_totals as audit_totals
 from ._inject import INJECT_SETTING as INJECT_SETTING
 from ._inject import INTERCEPTED_PORTS as INTERCEPTED_PORTS
@@ -45,6 +48,7 @@ from ._policy import EgressPolicy as EgressPolicy
 from ._policy import RefusalKind as RefusalKind
 from ._policy import Refused as Refused
 from ._policy import RuleKind as RuleKind
+from ._policy import Verdict as Verdict
 from ._refusals import REFUSALS_PATH as REFUSALS_PATH
 from ._refusals import ask_refusals as ask_refusals
 from ._routing import Resolver as Resolver

@@ -12,8 +12,9 @@ import attrs
 import trio
 
 from ..concurrency import BufferedSocket, relay_tunnel
+from ._connections import ConnectionUse, Moment
 from ._errors import shown
-from ._events import AuditEntry, EgressEvent, EgressStats, EventSink
+from ._events import AuditEntry, EgressEvent, EventSink
 from ._guard import SecretGuard, wait_first_flight
 from ._names import IPAddress
 from ._policy import Allowed, Destination, EgressPolicy, RefusalKind, Refused
@@ -29,13 +30,15 @@ def shown_host(host: str) -> str:
 @attrs.define(eq=False)
 class OutboundConnection:
     """The outbound connection to a vetted address of an allowed destination; counted while
-    open (``EgressStats.upstreams_open``, a name of the report channel)."""
+    open (``EgressStats.upstreams_open``, a name of the report channel). ``use``: what it
+    carries for the connection record being made (the current request's, for HTTP)."""
 
     socket: BufferedSocket
     allowed: Allowed
     address: IPAddress
     entry: AuditEntry
-    _stats: EgressStats
+    _events: EventSink
+    use: ConnectionUse
     _open: bool = True
 
     @property
@@ -44,9 +47,15 @@ class OutboundConnection:
 
     def count_sent(self, size: int) -> None:
         self.entry.counters.bytes_sent += size
+        self.use.bytes_up += size
 
     def count_received(self, size: int) -> None:
         self.entry.counters.bytes_received += size
+        self.use.bytes_down += size
+
+    def end_use(self) -> None:
+        """The current use is over: its connection record (once)."""
+        self._events.connections.close(self.use)
 
     async def tunnel(self, client: BufferedSocket, *, zero_copy: bool) -> None:
         """Relay both ways between ``client`` and this connection until both have closed."""
@@ -59,11 +68,15 @@ class OutboundConnection:
         )
 
     async def aclose(self) -> None:
-        if self._open:
-            self._open = False
-            self._stats.upstreams_open -= 1
-            self._stats.changed(self.entry)  # its bytes, now final
-        await self.socket.stream.aclose()
+        try:
+            if self._open:
+                self._open = False
+                stats = self._events.stats
+                stats.upstreams_open -= 1
+                stats.changed(self.entry)  # its bytes, now final
+                self.end_use()
+        finally:
+            await self.socket.stream.aclose()
 
     async def __aenter__(self) -> OutboundConnection:
         return self
@@ -99,13 +112,24 @@ class Dialer:
             self.refuse(protocol, decision)
         return decision
 
-    def refuse(self, protocol: str, refused: Refused, rule: str | None = None) -> Refused:
-        """Report a refusal decided outside the policy (a placeholder where it must not go)."""
-        self.events.emit(EgressEvent(protocol, refused.target, refusal=refused, rule=rule))
+    def refuse(
+        self,
+        protocol: str,
+        refused: Refused,
+        rule: str | None = None,
+        *,
+        on: OutboundConnection | None = None,
+        begun: Moment | None = None,
+    ) -> Refused:
+        """Report a refusal decided outside the policy (a placeholder where it must not go):
+        ``on`` the connection it stops (allowed first), or at a decision ``begun`` then."""
+        event = EgressEvent(protocol, refused.target, refusal=refused, rule=rule)
+        self.events.emit(event, begun=begun, on=None if on is None else on.use)
         return refused
 
     async def open(self, protocol: str, allowed: Allowed) -> OutboundConnection | Refused:
         """Resolve, vet and dial ``allowed``'s destination within the connect timeout."""
+        begun = Moment.now()
         destination = allowed.destination
         route: Route | Refused | None = None
         outcome: Connected | Refused | None = None
@@ -114,7 +138,7 @@ class Dialer:
             if self.guard is not None:
                 by_address = await self.guard.by_address(destination)
                 if by_address is not None:
-                    return self.refuse(protocol, by_address, rule)
+                    return self.refuse(protocol, by_address, rule, begun=begun)
             route = await find_route(self.policy, allowed, self.resolver)
             outcome = route if isinstance(route, Refused) else await dial(route)
         if outcome is None:
@@ -125,15 +149,30 @@ class Dialer:
                 + f" within {self.connect_timeout:g} s",
             )
         if isinstance(outcome, Refused):
-            self.events.emit(EgressEvent(protocol, str(destination), refusal=outcome, rule=rule))
+            event = EgressEvent(protocol, str(destination), refusal=outcome, rule=rule)
+            self.events.emit(event, begun=begun)
             return outcome
-        entry = self.events.emit(
-            EgressEvent(protocol, str(destination), outcome.address, rule=rule)
-        )
+        event = EgressEvent(protocol, str(destination), outcome.address, rule=rule)
+        entry = self.events.emit(event)
         self.events.stats.upstreams_open += 1
         return OutboundConnection(
-            BufferedSocket(outcome.stream), allowed, outcome.address, entry, self.events.stats
+            BufferedSocket(outcome.stream),
+            allowed,
+            outcome.address,
+            entry,
+            self.events,
+            self.events.opened(event, begun),
         )
+
+    def reuse(self, protocol: str, kept: OutboundConnection) -> None:
+        """A kept connection carries another request to its destination: allowed again (each
+        request is judged on its own), and a connection record of its own from now on."""
+        kept.end_use()
+        event = EgressEvent(
+            protocol, str(kept.destination), kept.address, rule=kept.allowed.rule.entry
+        )
+        self.events.emit(event)
+        kept.use = self.events.opened(event, Moment.now())
 
     async def screen_tunnel(
         self, protocol: str, client: BufferedSocket, upstream: OutboundConnection
@@ -147,5 +186,5 @@ class Dialer:
         data = b"" if upstream.socket.buffer else bytes(client.buffer)
         refused = self.guard.first_flight(data, upstream.destination) if data else None
         if refused is not None:
-            self.refuse(protocol, refused, upstream.allowed.rule.entry)
+            self.refuse(protocol, refused, upstream.allowed.rule.entry, on=upstream)
         return refused

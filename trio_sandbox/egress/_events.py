@@ -11,7 +11,6 @@ asks for endless distinct names grows neither the proxy's memory nor hides where
 from __future__ import annotations
 
 import collections
-import enum
 import itertools
 import logging
 import time
@@ -22,25 +21,19 @@ import attrs
 import trio
 
 from ..concurrency import AsyncValue
+from ._connections import OTHER_DESTINATIONS, ConnectionLog, ConnectionUse, Moment
 from ._decision_log import DecisionLog
 from ._names import IPAddress
-from ._policy import RefusalKind, Refused
+from ._policy import RefusalKind, Refused, Verdict
 
 logger = logging.getLogger("trio_sandbox.egress")
 
 MAX_DESTINATIONS: Final = 1000
-OTHER_DESTINATIONS: Final = "(other)"
 INVALID_DESTINATIONS: Final = "(invalid)"
 # Refusals kept for the sandbox to ask about (the tool server names them in a command's result).
 MAX_RECENT_REFUSALS: Final = 100
 # The audit's tables: per allow-list entry, per allowed destination, per refused destination.
 AUDIT_TABLES: Final = ("rules", "destinations", "refused")
-
-
-class Verdict(enum.Enum):
-    ALLOWED = "allowed"
-    REFUSED = "refused"  # by the policy, or a destination that is not one
-    FAILED = "failed"  # allowed, but it could not be resolved or reached
 
 
 @attrs.frozen
@@ -56,11 +49,7 @@ class EgressEvent:
 
     @property
     def verdict(self) -> Verdict:
-        if self.refusal is None:
-            return Verdict.ALLOWED
-        if self.refusal.kind.failed:
-            return Verdict.FAILED
-        return Verdict.REFUSED
+        return Verdict.of(self.refusal)
 
     def public_line(self) -> str:
         """The line the sandbox may read (no address a name resolved to)."""
@@ -238,13 +227,15 @@ CHANGES_PER_CALL: Final = 32
 
 @attrs.define(eq=False)
 class EventSink:
-    """Where every decision goes: the stats, the (bounded) log, and the embedder's callback;
-    ``on_changes`` gets the audit's changes when :meth:`publish` runs."""
+    """Where every decision goes: the stats, the (bounded) log, the embedder's callback, and
+    the connection records; ``on_changes`` gets the audit's changes when :meth:`publish`
+    runs."""
 
     stats: EgressStats
     log: DecisionLog
     callback: EventCallback | None = None
     on_changes: ChangesCallback | None = None
+    connections: ConnectionLog = attrs.field(factory=lambda: ConnectionLog(None))
 
     def publish(self) -> None:
         """Hand every change of the audit to ``on_changes`` now."""
@@ -265,9 +256,25 @@ class EventSink:
         finally:
             self.publish()  # the last counts, as the proxy stops
 
-    def emit(self, event: EgressEvent) -> AuditEntry:
+    def emit(
+        self, event: EgressEvent, *, begun: Moment | None = None, on: ConnectionUse | None = None
+    ) -> AuditEntry:
+        """Count, log and hand on one decision. A refusal is a connection's record at once
+        (begun at ``begun``, default now), or with ``on`` the verdict of that connection, which
+        was allowed first; an allowed decision's connection is :meth:`opened` by the caller."""
         entry = self.stats.record(event)
         self.log.add(event.line())
         if self.callback is not None:
             self.callback(event)
+        refusal = event.refusal
+        if refusal is not None:
+            if on is not None:
+                on.refuse(refusal)
+            else:
+                begun = begun or Moment.now()
+                self.connections.refused(event.protocol, refusal, event.rule, begun)
         return entry
+
+    def opened(self, event: EgressEvent, begun: Moment) -> ConnectionUse:
+        """The connection of an allowed ``event`` (emitted), begun at ``begun``."""
+        return self.connections.open(event.protocol, event.target, event.rule, begun)

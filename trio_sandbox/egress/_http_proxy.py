@@ -19,7 +19,7 @@ from ..concurrency import BufferedSocket, LineTooLong, StreamEnded
 from ._client_hello import is_tls_handshake
 from ._dial import Dialer, OutboundConnection
 from ._errors import DestinationError, HttpError, RefusalQueryError
-from ._events import EgressEvent, logger
+from ._events import logger
 from ._http_head import (
     MAX_HEAD_BYTES,
     Body,
@@ -260,7 +260,12 @@ class HttpFrontEnd:
         if isinstance(opened, Refused):
             return await _refuse(client, opened, keep=keep_after_refusal), None
         upstream = opened
-        outcome = await self._exchange(client, head, target, body, upstream)
+        try:
+            outcome = await self._exchange(client, head, target, body, upstream)
+        except BaseException:
+            await upstream.aclose()  # (cancelled: its record all the same)
+            raise
+        upstream.end_use()  # this request's record: its response ended (or failed)
         if outcome.error is not None and not outcome.head_sent:
             failure = error_response(
                 outcome.error.status,
@@ -279,10 +284,7 @@ class HttpFrontEnd:
     ) -> OutboundConnection | Refused:
         if kept is not None:
             if kept.destination == allowed.destination and _still_open(kept):
-                event = EgressEvent(
-                    "http", str(allowed.destination), kept.address, rule=allowed.rule.entry
-                )
-                self.dialer.events.emit(event)
+                self.dialer.reuse("http", kept)
                 return kept
             await kept.aclose()
         return await self.dialer.open("http", allowed)

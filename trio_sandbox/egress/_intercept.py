@@ -170,7 +170,8 @@ class _Interception:
 
     def refused(self, kind: RefusalKind, reason: str) -> Refused:
         refused = Refused(str(self.destination), kind, reason)
-        return self.dialer.refuse(self.protocol, refused, self.upstream.allowed.rule.entry)
+        rule = self.upstream.allowed.rule.entry
+        return self.dialer.refuse(self.protocol, refused, rule, on=self.upstream)
 
     def rewrite(self, head: RequestHead) -> bytes:
         """The head as it goes to the origin; :class:`_Refusal` if it must not."""

@@ -199,6 +199,20 @@ class RefusalKind(enum.Enum):
         )
 
 
+class Verdict(enum.Enum):
+    """What became of a request to reach a destination."""
+
+    ALLOWED = "allowed"
+    REFUSED = "refused"  # by the policy, or a destination that is not one
+    FAILED = "failed"  # allowed, but it could not be resolved or reached
+
+    @classmethod
+    def of(cls, refusal: Refused | None) -> Verdict:
+        if refusal is None:
+            return cls.ALLOWED
+        return cls.FAILED if refusal.kind.failed else cls.REFUSED
+
+
 @attrs.frozen
 class Allowed:
     destination: Destination

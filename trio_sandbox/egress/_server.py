@@ -15,6 +15,7 @@ from typing import Final, NoReturn
 import trio
 
 from ..concurrency import CAN_SPLICE, BufferedSocket
+from ._connections import DEFAULT_MAX_RECORDS, ConnectionCallback, ConnectionLog
 from ._decision_log import DEFAULT_WINDOW, DecisionLog
 from ._dial import Dialer
 from ._errors import SocksError
@@ -51,6 +52,7 @@ async def serve_egress_proxy(
     on_event: EventCallback | None = None,
     on_log: Callable[[str], None] | None = None,
     on_changes: ChangesCallback | None = None,
+    on_connection: ConnectionCallback | None = None,
     stats: EgressStats | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
@@ -59,6 +61,7 @@ async def serve_egress_proxy(
     decisions_per_second: float = DEFAULT_RATE,
     decision_burst: int = DEFAULT_BURST,
     log_window: float = DEFAULT_WINDOW,
+    records_per_window: int = DEFAULT_MAX_RECORDS,
     publish_interval: float = DEFAULT_PUBLISH_INTERVAL,
     zero_copy: bool = True,
     injection: Injection | None = None,
@@ -70,7 +73,10 @@ async def serve_egress_proxy(
     with every decision (it must not raise); ``on_log`` gets the decision log's lines (default:
     this package's logger at INFO), at most ``2 * 20 + 1`` per ``log_window`` seconds;
     ``on_changes`` gets the audit's changed entries (:meth:`EgressStats.take_changes`) at most
-    every ``publish_interval`` seconds, and whenever the sandbox asks for its refusals; ``stats``
+    every ``publish_interval`` seconds, and whenever the sandbox asks for its refusals;
+    ``on_connection`` gets a record per connection (:mod:`._connections` says what one is per
+    protocol), at most ``records_per_window`` one by one per ``log_window`` seconds and the
+    rest summed when the window ends (it must not raise either); ``stats``
     collects counters (one is made if not given) and is what ``task_status.started`` reports.
     A client must send its whole request head within ``handshake_timeout`` seconds; an idle
     keep-alive connection is closed after ``idle_timeout``; resolving and connecting take at most
@@ -82,7 +88,8 @@ async def serve_egress_proxy(
     """
     stats = EgressStats() if stats is None else stats
     log = DecisionLog(on_log or _log_info, log_window)
-    events = EventSink(stats, log, on_event, on_changes)
+    connections = ConnectionLog(on_connection, log_window, records_per_window)
+    events = EventSink(stats, log, on_event, on_changes, connections)
     guard = None if injection is None else SecretGuard(injection, resolver, handshake_timeout)
     dialer = Dialer(policy, resolver, events, connect_timeout, guard)
     zero_copy = zero_copy and CAN_SPLICE
@@ -104,26 +111,32 @@ async def serve_egress_proxy(
             stats.connections_open -= 1
             slots.release()
 
-    async with listener, trio.open_nursery() as nursery:
-        nursery.start_soon(log.serve)
-        nursery.start_soon(events.serve_publishing, publish_interval)
-        task_status.started(stats)
-        while True:
-            await throttle.take()
-            await slots.acquire()
-            try:
-                stream = await listener.accept()
-            except OSError as error:
-                slots.release()
-                if error.errno not in _ACCEPT_CAPACITY_ERRNOS:
+    try:
+        async with listener, trio.open_nursery() as nursery:
+            nursery.start_soon(log.serve)
+            nursery.start_soon(connections.serve)
+            nursery.start_soon(events.serve_publishing, publish_interval)
+            task_status.started(stats)
+            while True:
+                await throttle.take()
+                await slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except OSError as error:
+                    slots.release()
+                    if error.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    logger.error("egress proxy: cannot accept (%s); retrying", error)
+                    await trio.sleep(0.1)
+                    continue
+                except BaseException:
+                    slots.release()
                     raise
-                logger.error("egress proxy: cannot accept (%s); retrying", error)
-                await trio.sleep(0.1)
-                continue
-            except BaseException:
-                slots.release()
-                raise
-            nursery.start_soon(serve_connection, stream)
+                nursery.start_soon(serve_connection, stream)
+    finally:
+        # Connections closed after the window's task stopped are summed too: every one is in
+        # exactly one record.
+        connections.close_window()
 
 
 def _log_info(line: str) -> None:

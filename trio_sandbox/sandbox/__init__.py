@@ -19,6 +19,10 @@ from ._launcher import LaunchHooks as LaunchHooks
 from ._launcher import warden_launcher as warden_launcher
 from ._lifecycle import Sandbox as Sandbox
 from ._lifecycle import open_sandbox as open_sandbox
+from ._limit_watch import LimitNumbers as LimitNumbers
+from ._limit_watch import limit_numbers as limit_numbers
+from ._limit_watch import serve_limit_watch as serve_limit_watch
+from ._report import EgressCallback as EgressCallback
 from ._sandbox_session import SandboxSession as SandboxSession
 from ._status import STATUS_URI as STATUS_URI
 from ._unserved import RESTARTED_META_KEY as RESTARTED_META_KEY

@@ -26,6 +26,7 @@ from ..proxy import ClientHooks, Upstream
 from ._config import SandboxConfig
 from ._errors import SandboxStartError, WardenExited
 from ._launcher import Launched, Launcher, LaunchHooks
+from ._report import EgressCallback
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -64,6 +65,10 @@ class Generation:
     _down_reason: str | None = None
     # The watch of the current upstream's session (restarted on the next one by ``move_to``).
     _broken_watch: trio.CancelScope | None = None
+    # Where its connections to the network go, named by its upstream and its number.
+    on_egress: EgressCallback | None = None
+    # Its number among the generations of its sandbox, once it serves there (``numbered``).
+    number: int | None = None
 
     @property
     def client_hooks(self) -> ClientHooks:
@@ -84,11 +89,18 @@ class Generation:
         assert self.launched is not None, "only a generation that serves can move"
         listing = self.upstream.listing
         self.upstream = upstream
+        self.launched.report.sandbox = upstream.name
         upstream.attach(self.launched.client)
         if upstream.listing is None:
             upstream.listing = listing
         if self._broken_watch is not None:
             self._broken_watch.cancel()  # watch the new upstream's session instead
+
+    def numbered(self, number: int) -> None:
+        """It serves as generation ``number`` of its sandbox (its reports say so from now)."""
+        self.number = number
+        if self.launched is not None:
+            self.launched.report.generation = number
 
     def went_down(self, reason: str) -> None:
         """The sandbox is gone (or going): fail its calls in flight now, with this reason."""
@@ -126,7 +138,12 @@ async def _run_launcher(
 ) -> None:
     """Run the launcher; an ending after it reported is recorded, not raised."""
     status = _RecordingStatus(task_status)
-    hooks = LaunchHooks(generation.client_hooks, generation.went_down)
+    hooks = LaunchHooks(
+        generation.client_hooks,
+        generation.went_down,
+        on_egress=generation.on_egress,
+        sandbox=generation.upstream.name,
+    )
     try:
         with single_error():
             await launcher(config, hooks, task_status=status)

@@ -41,7 +41,7 @@ from ..tls import MtlsIdentity
 from ._config import SandboxConfig
 from ._errors import SandboxStartError, WardenExited
 from ._inject import InjectionPlan, without_injected
-from ._report import WardenReport
+from ._report import EgressCallback, WardenReport
 from ._streams import OutputTail
 from ._warden_child import WardenStarted, serve_warden, stages
 
@@ -64,6 +64,10 @@ class LaunchHooks:
     # inject_secrets: the values and placeholders every warden run of this sandbox uses (read
     # once by open_sandbox); None: the launcher reads them itself when the config asks for it.
     injection: InjectionPlan | None = None
+    # Each connection of the sandbox to the network (or a sum of them) as the warden reports
+    # it, named ``sandbox`` (None: they are not read).
+    on_egress: EgressCallback | None = None
+    sandbox: str = "sandbox"
 
 
 @attrs.frozen
@@ -197,7 +201,7 @@ async def warden_launcher(
     config: SandboxConfig, hooks: LaunchHooks, *, task_status: trio.TaskStatus[Launched]
 ) -> None:
     """Start the sandbox through the warden (DESIGN.md §2) and hold its MCP session."""
-    run = _WardenRun(config, hooks)
+    run = _WardenRun(config, hooks, report=WardenReport(hooks.on_egress, hooks.sandbox))
     plan = hooks.injection or InjectionPlan.read(config, os.environ)
     await trio.to_thread.run_sync(_compile_package)
     try:

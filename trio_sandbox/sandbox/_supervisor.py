@@ -149,6 +149,7 @@ class Supervisor:
             last_ok=trio.current_time(),
             generation=self.health.value.generation + 1,
         )
+        generation.numbered(self.health.value.generation)
         self.upstream.generation = self.health.value.generation
         self._lifecycle(LifecyclePhase.READY)
         if self.health.value.generation > 1:

@@ -21,17 +21,18 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def _read_int(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, IndexError):
         return int(path.read_text().split()[0])
     return None
 
 
-def _cgroup_directory(directory: object) -> Path | None:
-    """``directory`` if it is a cgroup's (the host reads nothing else on a report's word)."""
-    if not isinstance(directory, str) or not os.path.isabs(directory):
+def cgroup_directory(directory: object, root: Path = CGROUP_ROOT) -> Path | None:
+    """``directory`` if it is a cgroup's, under ``root`` (the host reads nothing else on a
+    report's word)."""
+    if not isinstance(directory, str) or not os.path.isabs(directory) or "\0" in directory:
         return None
     path = Path(os.path.normpath(directory))
-    return path if path.is_relative_to(CGROUP_ROOT) and path != CGROUP_ROOT else None
+    return path if path.is_relative_to(root) and path != root else None
 
 
 def sandbox_usage(limits: Mapping[str, Any] | None, warden_pid: int | None) -> dict[str, object]:
@@ -42,7 +43,7 @@ def sandbox_usage(limits: Mapping[str, Any] | None, warden_pid: int | None) -> d
     pids: int | None = None
     source = "cgroup"
     for controller, directory in (cgroups if isinstance(cgroups, dict) else {}).items():
-        base = _cgroup_directory(directory)
+        base = cgroup_directory(directory)
         if base is None:
             continue
         if controller in ("memory", "unified") and memory is None:

@@ -29,6 +29,7 @@ from ..contract import (
     InjectRequest,
 )
 from ..egress import (
+    ConnectionRecord,
     Destination,
     DestinationRule,
     EgressPolicy,
@@ -253,6 +254,7 @@ class SandboxEgress:
                     self.policy,
                     on_log=print_log_line,
                     on_changes=functools.partial(self.report.send, "egress"),
+                    on_connection=self.report_connection if self.report.enabled else None,
                     injection=contexts.injection() if contexts is not None else None,
                 )
             )
@@ -261,6 +263,10 @@ class SandboxEgress:
                 assert self.injected is not None
                 print_log_line(injection_line(self.injected))
                 await contexts.warm_up()
+
+    def report_connection(self, record: ConnectionRecord) -> None:
+        """One connection of the sandbox (or a window's sum of them) for the host's audit."""
+        self.report.send("connection", record.to_report())
 
     def after_listening(self, connect: Connector) -> Connector:
         """``connect`` that hands over its connection only once the proxy listens."""

@@ -6,7 +6,9 @@ host trusts nothing it reads there. For what the host does trust (the limits in 
 enforces them, the warden's warnings, the egress audit) it passes the write end of a pipe of its
 own as ``--report-fd N``. The warden marks it close-on-exec as it reads its command line, so no
 child (bubblewrap, podman, conmon, the command) ever holds it, and writes one JSON object per
-line: ``{"limits": {...}}``, ``{"warning": "..."}``, ``{"egress": {...}}``. Without the option
+line: ``{"limits": {...}}``, ``{"warning": "..."}``, ``{"egress": {...}}`` (the egress audit's
+changed counters), ``{"connection": {...}}`` (one connection of the sandbox, or a window's sum:
+``egress.ConnectionRecord``). Without the option
 the warden reports nothing there, and its stdout and stderr are what the contract says.
 
 Standard library only: the warden reports its limits before it imports Trio.
