@@ -41,7 +41,7 @@ from ..mcp import (
     memory_transport,
     open_mcp_client,
 )
-from ..observe import LifecyclePhase, Observer, open_observer
+from ..observe import LifecyclePhase, Observer, SandboxGauges, open_observer
 from ..proxy import HttpFace, OutputGuard, ProxyFace, ProxyHandle, Upstream, serve_proxy
 from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
@@ -53,6 +53,7 @@ from ._handles import HANDLE_META_KEY, HANDLE_RESOURCE
 from ._health import SandboxHealth
 from ._inject import InjectionPlan
 from ._launcher import Launched, Launcher, LaunchHooks, secret_environment, warden_launcher
+from ._limit_watch import limit_numbers, serve_limit_watch
 from ._monitor import serve_health_monitor
 from ._report import WardenReport
 from ._sandbox_session import SandboxSession
@@ -179,6 +180,24 @@ class Sandbox:
         shortened output (the ``resource_link`` of a large result)."""
         return await self._local.read_resource(uri)
 
+    def gauges(self) -> SandboxGauges:
+        """What a metrics scrape shows of the sandbox now (read on the host, never asked of
+        the sandbox)."""
+        launched = self._launched()
+        limits = launched.report.limits if launched is not None else None
+        usage = sandbox_usage(limits, self.warden_pid)
+        numbers = limit_numbers(limits)
+        memory, pids = usage["memory_bytes"], usage["pids"]
+        return SandboxGauges(
+            generation=self.health.generation,
+            ready_spares=self._spares.status().ready if self._spares is not None else 0,
+            session_sandboxes=self.session_sandboxes,
+            memory_bytes=memory if isinstance(memory, int) else None,
+            memory_limit_bytes=numbers.memory_bytes,
+            pids=pids if isinstance(pids, int) else None,
+            pids_limit=numbers.pids,
+        )
+
     def status(self) -> dict[str, object]:
         """Health and upstream states, as ``trio-sandbox status`` shows them."""
         launched = self._launched()
@@ -262,14 +281,41 @@ def _warn_about_skipped_volumes(config: SandboxConfig) -> None:
             )
 
 
-def _injecting(launcher: Launcher, plan: InjectionPlan) -> Launcher:
-    """``launcher`` with ``plan`` in its hooks: every generation and spare injects the same
-    values and placeholders (each warden run makes its own CA)."""
+def _hooked(launcher: Launcher, plan: InjectionPlan | None, observer: Observer) -> Launcher:
+    """``launcher`` giving every generation and spare the same ``plan`` (inject_secrets: the
+    values and placeholders; each warden run makes its own CA) and, when something observes,
+    its connections to the observer and a watch of the kernel's limit hits beside it."""
 
     async def launch(
         config: SandboxConfig, hooks: LaunchHooks, *, task_status: trio.TaskStatus[Launched]
     ) -> None:
-        await launcher(config, attrs.evolve(hooks, injection=plan), task_status=task_status)
+        hooks = attrs.evolve(hooks, injection=plan)
+        if not observer.sinks:
+            await launcher(config, hooks, task_status=task_status)
+            return
+        hooks = attrs.evolve(hooks, on_egress=observer.egress)
+        async with trio.open_nursery() as nursery:
+
+            async def run(task_status: trio.TaskStatus[Launched]) -> None:
+                try:
+                    await launcher(config, hooks, task_status=task_status)
+                finally:
+                    nursery.cancel_scope.cancel()  # the watch ends with its sandbox
+
+            launched: Launched = await nursery.start(run)
+            task_status.started(launched)
+            report = launched.report
+
+            def hit(limit: str, count: int) -> None:
+                observer.lifecycle(
+                    LifecyclePhase.LIMIT_HIT,
+                    report.sandbox,
+                    generation=report.generation,
+                    limit=limit,
+                    count=count,
+                )
+
+            nursery.start_soon(serve_limit_watch, lambda: report.limits, hit)
 
     return launch
 
@@ -293,12 +339,11 @@ async def open_sandbox(
     _warn_about_skipped_volumes(config)
     # inject_secrets' values, read once; every warden run of this sandbox injects them.
     injection = InjectionPlan.read(config, os.environ)
-    if injection is not None:
-        launcher = _injecting(launcher, injection)
     chain = face.chain if isinstance(face, HttpFace) and face.chain is not None else None
     chain = chain or CertificateChain.generate()
     face = face or HttpFace(chain=chain)
     async with open_observer(config.observe_settings) as observer:
+        launcher = _hooked(launcher, injection, observer)
         stopped = "stopped"
         try:
             async with _running(config, face, chain, launcher, injection, observer) as sandbox:
@@ -388,7 +433,12 @@ async def _running(
             if config.mode is SandboxMode.PERSISTENT:
                 nursery.start_soon(serve_health_monitor, supervisor)
             async with open_mcp_client(memory_transport(proxy.server.mcp, name="sandbox")) as local:
-                yield Sandbox(
+                sandbox = Sandbox(
                     config, chain, supervisor, sessions, proxy, local, spares=respawn_pool
                 )
+                observer.gauges = sandbox.gauges
+                try:
+                    yield sandbox
+                finally:
+                    observer.gauges = None
             nursery.cancel_scope.cancel()
