@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ async def scenario(workspace: Path) -> dict[str, Any]:
         warm_spares=0,
         secret_env=["AUDIT_ENV_SECRET"],
         audit_log=str(audit_path),
+        metrics_listen="127.0.0.1:0",
     )
     async with open_sandbox(config) as sandbox:
         await sandbox.call_tool("run_command", {"command": "echo $AUDIT_ENV_SECRET"})
@@ -53,6 +55,9 @@ async def scenario(workspace: Path) -> dict[str, Any]:
             await remote.call_tool("run_command", {"command": "true"})
         await sandbox.restart()
         await sandbox.call_tool("run_command", {"command": "echo again"})
+        url = sandbox.proxy.server.observer.metrics_url
+        assert url is not None
+        scrape = await trio.to_thread.run_sync(_get, url)
         der = sandbox.chain.client.certificate.public_bytes(serialization.Encoding.DER)
         fingerprint = hashlib.sha256(der).hexdigest()
     info = audit_path.stat()
@@ -63,7 +68,15 @@ async def scenario(workspace: Path) -> dict[str, Any]:
         "me": os.geteuid(),
         "fingerprint": fingerprint,
         "secrets": [TOKEN, ENV_SECRET, (workspace / "pw").read_text()],
+        "scrape": scrape,
     }
+
+
+def _get(url: str) -> str:
+    # The standard library's client: the ordinary user's interpreter has no test extras.
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+        return text
 
 
 async def main(workspace: Path) -> None:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.observe import AUDIT_SCHEMA_VERSION
@@ -62,3 +63,42 @@ async def test_the_audit_log_records_calls_and_the_sandbox_life_without_a_secret
     ]
     [respawn] = [r for r in records if r["event"] == "sandbox" and r["phase"] == "respawn"]
     assert respawn["reason"] == "restart requested"
+    # The metrics scraped over real HTTP say the same: the calls by tool and outcome, the
+    # restart, the generation, the placeholders made (the token, the password).
+    samples = scraped(report["scrape"])
+    calls_total = "trio_sandbox_tool_calls_total"
+    assert (
+        samples[calls_total, (("outcome", "ok"), ("tool", "run_command"), ("upstream", "sandbox"))]
+        == 5
+    )
+    assert (
+        samples[
+            calls_total, (("outcome", "ok"), ("tool", "generate_password"), ("upstream", "sandbox"))
+        ]
+        == 1
+    )
+    assert (
+        samples[calls_total, (("outcome", "tool_error"), ("tool", "view"), ("upstream", "sandbox"))]
+        == 1
+    )
+    assert samples["trio_sandbox_sandbox_respawns_total", (("sandbox", "sandbox"),)] == 1
+    assert samples["trio_sandbox_sandbox_starts_total", (("sandbox", "sandbox"),)] == 2
+    assert samples["trio_sandbox_sandbox_generation", ()] == 2
+    assert samples["trio_sandbox_sandbox_pids", ()] >= 1
+    placeholders = sum(
+        value
+        for (name, _), value in samples.items()
+        if name == "trio_sandbox_redaction_placeholders_total"
+    )
+    assert placeholders >= 2
+    for secret in report["secrets"]:
+        assert secret not in report["scrape"]
+
+
+def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text scrape, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

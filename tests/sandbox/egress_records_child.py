@@ -1,7 +1,7 @@
-"""A program embedding ``open_sandbox`` with ``network = allow``, run as root and as the ordinary
-user, that hands every connection record the warden reports (``LaunchHooks.on_egress``) to a
-list, runs real clients in the sandbox, and prints one JSON line: what each command printed and
-every record (``EgressRecord.to_json()``).
+"""A program embedding ``open_sandbox`` with ``network = allow`` and the audit log on, run as
+root and as the ordinary user, that runs real clients in the sandbox and prints one JSON line:
+what each command printed and every egress record of the audit log (one per connection the
+warden reported).
 
 Plan on stdin: ``{"allow": [...], "commands": [...]}``.
 """
@@ -10,34 +10,21 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-import attrs
 import trio
 
-from trio_sandbox.observe import EgressRecord
-from trio_sandbox.sandbox import (
-    Launched,
-    LaunchHooks,
-    SandboxConfig,
-    open_sandbox,
-    warden_launcher,
-)
+from trio_sandbox.sandbox import SandboxConfig, open_sandbox
 
 
 async def main() -> None:
     plan = json.loads(sys.stdin.read())
-    records: list[EgressRecord] = []
-
-    async def launcher(
-        config: SandboxConfig, hooks: LaunchHooks, *, task_status: trio.TaskStatus[Launched]
-    ) -> None:
-        await warden_launcher(
-            config, attrs.evolve(hooks, on_egress=records.append), task_status=task_status
-        )
-
-    config = SandboxConfig(network="allow", allow_domains=plan["allow"], stop_grace=5.0)
+    audit = Path.cwd() / "audit.jsonl"
+    config = SandboxConfig(
+        network="allow", allow_domains=plan["allow"], stop_grace=5.0, audit_log=str(audit)
+    )
     outputs = []
-    async with open_sandbox(config, launcher=launcher) as sandbox:
+    async with open_sandbox(config) as sandbox:
         for command in plan["commands"]:
             result = await sandbox.call_tool("run_command", {"command": command})
             outputs.append(result.text_content)
@@ -46,7 +33,9 @@ async def main() -> None:
             await trio.sleep(0.3)
         # The window's sums, if there were any, come when it ends.
         await trio.sleep(1.5)
-    print(json.dumps({"outputs": outputs, "records": [r.to_json() for r in records]}))
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    records = [line for line in lines if line["event"] == "egress"]
+    print(json.dumps({"outputs": outputs, "records": records}))
 
 
 trio.run(main)
