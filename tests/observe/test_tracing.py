@@ -636,6 +636,24 @@ if {blocked!r} == "opentelemetry":
     assert lines == [expected] * (2 if blocked == "opentelemetry" else 1), done.stderr
 
 
+def test_a_global_provider_set_before_is_not_silently_kept() -> None:
+    probe = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from trio_sandbox.observe import ObserveError, otel_provider_from_environment
+trace.set_tracer_provider(TracerProvider())
+try:
+    with otel_provider_from_environment(set_global=True):
+        print("used")
+except ObserveError as error:
+    print(error)
+"""
+    done = run_python(probe, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert done.stdout.strip() == (
+        "--traces: this process already has a global OpenTelemetry tracer provider"
+    ), done.stderr
+
+
 def test_importing_the_package_imports_no_opentelemetry() -> None:
     """Traces cost nothing until they are turned on: neither the embedding API, nor the
     observe package, nor the proxy, the sandbox or the CLI imports OpenTelemetry."""
@@ -653,13 +671,16 @@ def test_importing_the_package_imports_no_opentelemetry() -> None:
 
 # --- end to end: a real OTLP/HTTP receiver ------------------------------------------------------
 
-# A process traced as the CLI will be: otel_tracing_from_environment around trio.run, an observer
-# with a real redactor; it prints the call's trace id and the traceparent the upstream would get.
+# A process traced as the CLI may be: the provider from the OTEL_* variables around trio.run, given
+# to OtelTracing (TEST_MODE=tracing) or made the global one that OtelTracing() takes (global); an
+# observer with a real redactor. It prints the call's trace id and the traceparent the upstream
+# would get.
 TRACED_PROCESS = """
 import json, os
 import trio
 from trio_sandbox.observe import (
-    CallKind, Failure, LifecyclePhase, Observer, Outcome, otel_tracing_from_environment,
+    CallKind, Failure, LifecyclePhase, Observer, OtelTracing, Outcome,
+    otel_provider_from_environment, otel_tracing_from_environment,
 )
 from trio_sandbox.redact import SecretRedactor
 
@@ -689,8 +710,12 @@ async def main(tracing):
     observer.lifecycle(LifecyclePhase.STOP, "main")
     print(json.dumps({"trace_id": call.span.trace_id, "traceparent": call.traceparent()}))
 
-with otel_tracing_from_environment() as tracing:
-    trio.run(main, tracing)
+if os.environ["TEST_MODE"] == "tracing":
+    with otel_tracing_from_environment() as tracing:
+        trio.run(main, tracing)
+else:
+    with otel_provider_from_environment(set_global=True):
+        trio.run(main, OtelTracing())
 """
 
 
@@ -716,6 +741,7 @@ async def test_spans_reach_a_real_otlp_receiver_with_their_names_parents_and_ser
             done = await run_traced_process(
                 {
                     **receiver.environment,
+                    "TEST_MODE": "tracing",
                     "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{token}",
                     "TEST_SECRET": secret,
                     "TEST_SESSION": session_id,
@@ -779,13 +805,15 @@ async def test_spans_reach_a_real_otlp_receiver_with_their_names_parents_and_ser
 async def test_a_refused_export_is_logged_without_the_token() -> None:
     """A collector that refuses (401): the SDK says so on stderr, and the token in
     OTEL_EXPORTER_OTLP_TRACES_HEADERS is not in what it says; the traces-specific endpoint,
-    compression and service name variables are the ones used."""
+    compression and service name variables are the ones used. (The provider is the global one
+    here, taken by an OtelTracing made without one.)"""
     token = "otlp-token-" + secrets.token_hex(16)
     async with open_otlp_receiver() as receiver:
         receiver.answer_status = 401
         with trio.fail_after(60):
             done = await run_traced_process(
                 {
+                    "TEST_MODE": "global",
                     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # overridden by:
                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_url,
                     "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-api-key={token}",

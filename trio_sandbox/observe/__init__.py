@@ -27,6 +27,7 @@ from ._observer import session_digest as session_digest
 from ._open import ObserveSettings as ObserveSettings
 from ._open import open_observer as open_observer
 from ._otel_setup import configure_otel_from_environment as configure_otel_from_environment
+from ._otel_setup import otel_provider_from_environment as otel_provider_from_environment
 from ._otel_setup import otel_tracing_from_environment as otel_tracing_from_environment
 from ._records import AUDIT_SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
 from ._records import CallKind as CallKind

@@ -57,8 +57,8 @@ def configure_otel_from_environment() -> TracerProvider:
     processor sending OTLP/HTTP. Its owner shuts it down (``provider.shutdown()``, which sends
     what is left); :func:`otel_tracing_from_environment` does that at the block's end.
 
-    Not made the global provider: the CLI passes it to :class:`OtelTracing`, and a library
-    must not take the global slot from an embedder. Raises :class:`ObserveError` when the
+    Not made the global provider (:func:`otel_provider_from_environment` can): a library must
+    not take the global slot from an embedder. Raises :class:`ObserveError` when the
     ``otel`` extra is missing or the variables ask for an exporter this cannot be."""
     _check_exporter_choice()
     try:
@@ -80,15 +80,36 @@ def configure_otel_from_environment() -> TracerProvider:
 
 
 @contextmanager
-def otel_tracing_from_environment() -> Iterator[OtelTracing]:
-    """:class:`OtelTracing` on :func:`configure_otel_from_environment`'s provider, for the
-    block; at its end the provider sends the spans still queued and shuts down. That blocks
-    the thread until they are sent, or for the batch processor's bound (30 s) when the
-    collector does not answer: use it around ``trio.run``, not inside it."""
-    from ._tracing import OtelTracing  # first: without the API, nothing is started
+def otel_provider_from_environment(*, set_global: bool = False) -> Iterator[TracerProvider]:
+    """:func:`configure_otel_from_environment`'s provider for the block; at its end the
+    provider sends the spans still queued and shuts down. That blocks the thread until they are
+    sent, or for the batch processor's bound (30 s) when the collector does not answer: use it
+    around ``trio.run``, not inside it.
 
+    ``set_global``: make it the process's global provider for the block, so that an
+    :class:`OtelTracing` made without a provider (and any other instrumentation) reports to it;
+    the global provider can be set once per process, and :class:`ObserveError` says so when it
+    was set before."""
     provider = configure_otel_from_environment()
     try:
-        yield OtelTracing(provider)
+        if set_global:
+            from opentelemetry import trace
+
+            trace.set_tracer_provider(provider)  # a second setting is ignored, with a log line
+            if trace.get_tracer_provider() is not provider:
+                raise ObserveError(
+                    "--traces: this process already has a global OpenTelemetry tracer provider"
+                )
+        yield provider
     finally:
         provider.shutdown()
+
+
+@contextmanager
+def otel_tracing_from_environment() -> Iterator[OtelTracing]:
+    """:class:`OtelTracing` on the provider of :func:`otel_provider_from_environment` (not the
+    global one), shut down at the block's end as that says."""
+    from ._tracing import OtelTracing  # first: without the API, nothing is started
+
+    with otel_provider_from_environment() as provider:
+        yield OtelTracing(provider)
