@@ -71,8 +71,8 @@ METHODS: Final = {CallKind.TOOL_CALL: "tools/call", CallKind.RESOURCE_READ: "res
 TOOL_ERROR: Final = "tool_error"
 # The conventions' error.type when nothing better is known.
 OTHER_ERROR: Final = "_OTHER"
-# A start span still open when another bound of these is opened is ended as abandoned: a sandbox
-# that keeps failing to start must not hold spans (and their memory) without end.
+# At most this many start spans stay open; one more ends the oldest as abandoned: a sandbox that
+# keeps failing to start must not hold spans (and their memory) without end.
 MAX_OPEN_STARTS: Final = 64
 # A status description is a failure's (redacted) message, kept short for a trace viewer.
 MAX_DESCRIPTION_CHARS: Final = 512
