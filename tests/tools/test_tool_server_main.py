@@ -445,7 +445,7 @@ def test_tool_server_version_matches_the_package_metadata() -> None:
 
 
 def test_tool_server_does_not_import_client_side_or_validation_modules_at_start() -> None:
-    unwanted = ("httpx", "trio_websocket", "jsonschema", "importlib.metadata")
+    unwanted = ("httpx", "trio_websocket", "jsonschema", "importlib.metadata", "opentelemetry")
     probe = (
         "import sys, trio_sandbox.tools._main\n"
         f"print(','.join(m for m in {unwanted!r} if m in sys.modules))"

@@ -146,7 +146,8 @@ def test_the_warden_reaches_its_launch_on_the_standard_library_alone() -> None:
     sandbox start (attrs alone took ~20 ms there)."""
     probe = (
         "import sys, trio_sandbox.warden._cli, trio_sandbox.warden.bwrap._start\n"
-        "third = {'attr', 'attrs', 'trio', 'cryptography', 'kr8s', 'hypercorn', 'outcome'}\n"
+        "third = {'attr', 'attrs', 'trio', 'cryptography', 'kr8s', 'hypercorn', 'outcome',"
+        " 'opentelemetry', 'google', 'requests'}\n"
         "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & third)))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -4,8 +4,10 @@ The proxy and the sandbox tell one :class:`Observer` what happens (calls, a sand
 sandbox's connections); it redacts, then hands each record to its sinks (:class:`AuditLog`,
 :class:`Metrics`) and makes spans (:class:`OtelTracing`, with the ``otel`` extra).
 
-Importing the package does not import prometheus-client: :class:`Metrics` and
-:func:`serve_metrics` load on first use (a proxy without metrics never pays for them).
+Importing the package imports neither prometheus-client nor OpenTelemetry: :class:`Metrics` and
+:func:`serve_metrics` load on first use (a proxy without metrics never pays for them), and so does
+:class:`OtelTracing` (importing the OpenTelemetry API, or raising :class:`ObserveError` without
+the ``otel`` extra); :func:`otel_tracing_from_environment` imports the SDK when it is called.
 """
 
 from typing import TYPE_CHECKING
@@ -24,6 +26,9 @@ from ._observer import Tracing as Tracing
 from ._observer import session_digest as session_digest
 from ._open import ObserveSettings as ObserveSettings
 from ._open import open_observer as open_observer
+from ._otel_setup import configure_otel_from_environment as configure_otel_from_environment
+from ._otel_setup import otel_provider_from_environment as otel_provider_from_environment
+from ._otel_setup import otel_tracing_from_environment as otel_tracing_from_environment
 from ._records import AUDIT_SCHEMA_VERSION as AUDIT_SCHEMA_VERSION
 from ._records import CallKind as CallKind
 from ._records import CallRecord as CallRecord
@@ -40,13 +45,17 @@ if TYPE_CHECKING:
     from ._metrics import Metrics as Metrics
     from ._metrics_http import METRICS_PATH as METRICS_PATH
     from ._metrics_http import serve_metrics as serve_metrics
+    from ._tracing import OtelCallSpan as OtelCallSpan
+    from ._tracing import OtelTracing as OtelTracing
 
-# The metrics, loaded on first use: name -> module.
+# The metrics and the OpenTelemetry API, loaded on first use: name -> module.
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "Metrics": "._metrics",
         "METRICS_PATH": "._metrics_http",
         "serve_metrics": "._metrics_http",
+        "OtelCallSpan": "._tracing",
+        "OtelTracing": "._tracing",
     },
 )

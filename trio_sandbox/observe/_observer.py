@@ -48,9 +48,11 @@ class CallSpan(Protocol):
     """A call's span: its trace, its W3C ``traceparent``, child spans, its end."""
 
     @property
-    def trace_id(self) -> str: ...
+    def trace_id(self) -> str | None:
+        """The trace's id, 32 hex digits (None: the span has no valid context)."""
 
-    def traceparent(self) -> str: ...
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` of this span (None: the span has no valid context)."""
 
     def child(self, name: str) -> Any:
         """A context manager: a child span of this call for the block (``redact``,
@@ -70,8 +72,10 @@ class Tracing(Protocol):
         upstream: str | None,
         client: str | None,
         parent: str | None,
+        session: str | None = None,
     ) -> CallSpan:
-        """A call's span, a child of ``parent`` (a client's ``traceparent``) when it is one."""
+        """A call's span, a child of ``parent`` (a client's ``traceparent``) when it is one;
+        ``session`` is the session's digest (:func:`session_digest`), never its id."""
 
     def lifecycle(self, record: LifecycleRecord) -> None:
         """A sandbox's start (ended by its ready or a failed start), respawn, stop."""
@@ -195,6 +199,7 @@ class Observer:
         """A call's observation, or None when nothing observes (the caller skips the rest)."""
         if not self.active:
             return None
+        session = session_digest(session_id)
         span = None
         if self.tracing is not None:
             span = self.tracing.start_call(
@@ -203,6 +208,7 @@ class Observer:
                 upstream=upstream,
                 client=client,
                 parent=traceparent,
+                session=session,
             )
         return CallObservation(
             self,
@@ -210,7 +216,7 @@ class Observer:
             name,
             upstream,
             client,
-            session_digest(session_id),
+            session,
             arguments,
             span,
         )
