@@ -9,12 +9,16 @@ from functools import partial
 from typing import Any
 
 import attrs
-import trio
 
 from ..mcp import CallToolResult, McpError, Tool
 from ..sandbox import SandboxConfig, open_sandbox
 from ._errors import UsageError
-from ._options import add_sandbox_options, refuse_audit_on_stdout, sandbox_config
+from ._options import (
+    add_sandbox_options,
+    refuse_audit_on_stdout,
+    run_observed,
+    sandbox_config,
+)
 from ._run import report_stages
 from ._signals import say, stop_on_signals
 
@@ -44,8 +48,10 @@ def call_command(args: argparse.Namespace) -> int:
         raise UsageError('JSON_ARGS must be a JSON object, such as \'{"command": "ls"}\'')
     report_stages()
     try:
-        result: CallToolResult | None = trio.run(
-            stop_on_signals, partial(_call, config, args.tool, arguments)
+        result: CallToolResult | None = run_observed(
+            config.observe_settings,
+            stop_on_signals,
+            partial(_call, config, args.tool, arguments),
         )
     except McpError as exc:
         # A protocol-level refusal (an unknown tool, say): no result to print, still a failure.
@@ -71,7 +77,9 @@ def tools_command(args: argparse.Namespace) -> int:
     config, _ = sandbox_config(args)
     refuse_audit_on_stdout(config.observe_settings, "tools")
     report_stages()
-    tools: list[Tool] | None = trio.run(stop_on_signals, partial(_tools, config))
+    tools: list[Tool] | None = run_observed(
+        config.observe_settings, stop_on_signals, partial(_tools, config)
+    )
     if tools is None:
         return 0
     if args.json:

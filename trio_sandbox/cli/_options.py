@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
+import trio
 
 from ..contract import (
     INJECT_SECRET_OPTION,
@@ -35,6 +36,8 @@ from ..proxy import (
 )
 from ..sandbox import SandboxConfig, SandboxMode
 from ._errors import UsageError
+
+T = TypeVar("T")
 
 # Config keys that map one to one onto SandboxConfig fields, with their expected types.
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -205,6 +208,17 @@ def observe_settings(
     if not stdout_free:
         refuse_audit_on_stdout(settings, command)
     return settings
+
+
+def run_observed(settings: ObserveSettings, main: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``trio.run(main, *args)``, with ``--traces``: inside an OpenTelemetry SDK provider made
+    from the ``OTEL_*`` variables, shut down (its last spans sent) after Trio has stopped."""
+    if not settings.traces:
+        return trio.run(main, *args)
+    from ..observe import otel_provider_from_environment
+
+    with otel_provider_from_environment(set_global=True):
+        return trio.run(main, *args)
 
 
 def refuse_audit_on_stdout(settings: ObserveSettings, command: str) -> None:

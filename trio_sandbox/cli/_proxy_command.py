@@ -49,6 +49,7 @@ from ._options import (
     parse_listen,
     parse_upstream,
     read_token,
+    run_observed,
 )
 from ._signals import stop_on_signals
 
@@ -209,7 +210,7 @@ def proxy_options(args: argparse.Namespace) -> ProxyOptions:
 
 def proxy_command(args: argparse.Namespace) -> int:
     options = proxy_options(args)
-    trio.run(serve_until_signalled, options)
+    run_observed(options.observe, serve_until_signalled, options)
     return 0
 
 
@@ -232,6 +233,8 @@ async def _serve(options: ProxyOptions) -> None:
                     guard=OutputGuard(observer=observer),
                 )
             )
+            if observer.metrics_url is not None:
+                say(f"Prometheus metrics at {observer.metrics_url}")
             for status in handle.statuses():
                 say(f"upstream {json.dumps(status.to_json(), sort_keys=True)}")
             if handle.url is None:

@@ -17,7 +17,7 @@ from ..proxy import HttpFace
 from ..sandbox import Sandbox, SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
 from ._janitor import serve_janitor
-from ._options import Listen, add_sandbox_options, read_token, sandbox_config
+from ._options import Listen, add_sandbox_options, read_token, run_observed, sandbox_config
 from ._signals import say, stop_on_signals
 
 
@@ -61,7 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
     token = read_token(args.token_file) if args.token_file else None
     bundle_dir = Path(args.client_cert_dir) if args.client_cert_dir else default_bundle_dir()
     report_stages()
-    trio.run(
+    run_observed(
+        config.observe_settings,
         stop_on_signals,
         partial(_run, config, listen or Listen("127.0.0.1", 0), token, bundle_dir),
     )
@@ -81,6 +82,8 @@ async def _run(config: SandboxConfig, listen: Listen, token: str | None, bundle_
         elapsed = trio.current_time() - started
         say(f"sandbox ready in {elapsed:.2f} s: {len(sandbox.tools)} tools")
         say(f"proxy listening at {sandbox.proxy_url}")
+        if sandbox.proxy.server.observer.metrics_url is not None:
+            say(f"Prometheus metrics at {sandbox.proxy.server.observer.metrics_url}")
         # Only the files this run wrote are removed at exit, never other files in the directory.
         written: list[Path] = []
         _make_parents(bundle_dir)

@@ -9,11 +9,14 @@ import argparse
 import sys
 from functools import partial
 
-import trio
-
 from ..mcp import serve_stdio
 from ..sandbox import SandboxConfig, open_sandbox
-from ._options import add_sandbox_options, refuse_audit_on_stdout, sandbox_config
+from ._options import (
+    add_sandbox_options,
+    refuse_audit_on_stdout,
+    run_observed,
+    sandbox_config,
+)
 from ._run import report_stages
 from ._signals import stop_on_signals
 
@@ -28,7 +31,7 @@ def stdio_command(args: argparse.Namespace) -> int:
     config, _listen = sandbox_config(args)
     refuse_audit_on_stdout(config.observe_settings, "stdio")
     report_stages()
-    trio.run(stop_on_signals, partial(_serve, config))
+    run_observed(config.observe_settings, stop_on_signals, partial(_serve, config))
     return 0
 
 

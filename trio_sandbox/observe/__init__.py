@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from ._metrics import Metrics as Metrics
     from ._metrics_http import METRICS_PATH as METRICS_PATH
     from ._metrics_http import serve_metrics as serve_metrics
+    from ._otel_setup import configure_otel_from_environment as configure_otel_from_environment
+    from ._otel_setup import otel_provider_from_environment as otel_provider_from_environment
+    from ._otel_setup import otel_tracing_from_environment as otel_tracing_from_environment
     from ._tracing import OtelCallSpan as OtelCallSpan
     from ._tracing import OtelTracing as OtelTracing
 
@@ -56,6 +59,9 @@ __getattr__, __dir__ = lazy_exports(
         "METRICS_PATH": "._metrics_http",
         "serve_metrics": "._metrics_http",
         "OtelCallSpan": "._tracing",
+        "configure_otel_from_environment": "._otel_setup",
+        "otel_provider_from_environment": "._otel_setup",
+        "otel_tracing_from_environment": "._otel_setup",
         "OtelTracing": "._tracing",
     },
 )

@@ -58,7 +58,9 @@ class CallSpan(Protocol):
         """A context manager: a child span of this call for the block (``redact``,
         ``upstream``)."""
 
-    def end(self, outcome: Outcome, failure: Failure | None) -> None: ...
+    def end(
+        self, outcome: Outcome, failure: Failure | None, upstream: str | None = None
+    ) -> None: ...
 
 
 class Tracing(Protocol):
@@ -138,7 +140,7 @@ class CallObservation:
         if failure is not None:
             failure = attrs.evolve(failure, message=observer.redact_text(failure.message))
         if self.span is not None:
-            self.span.end(outcome, failure)
+            self.span.end(outcome, failure, self.upstream)
         if not observer.sinks:
             return
         arguments = self.arguments

@@ -51,7 +51,14 @@ async def open_observer(settings: ObserveSettings) -> AsyncIterator[Observer]:
 
             metrics = Metrics()
             sinks.append(metrics)
-        observer = Observer(sinks=sinks)
+        tracing = None
+        if settings.traces:
+            # OpenTelemetry, only for a program that asks (ObserveError without the extra);
+            # the spans go to the program's tracer provider (the CLI's: OTLP from OTEL_*).
+            from ._tracing import OtelTracing
+
+            tracing = OtelTracing()
+        observer = Observer(sinks=sinks, tracing=tracing)
         with single_error():  # the block's own error comes out as itself
             async with trio.open_nursery() as nursery:
                 if metrics is not None and listen is not None:

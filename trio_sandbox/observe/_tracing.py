@@ -136,14 +136,17 @@ class OtelCallSpan:
         finally:
             span.end()
 
-    def end(self, outcome: Outcome, failure: Failure | None) -> None:
+    def end(self, outcome: Outcome, failure: Failure | None, upstream: str | None = None) -> None:
         """End the span once (a second end is ignored), as the conventions say: a tool_error
-        result and a failure set ``error.type`` and the ERROR status."""
+        result and a failure set ``error.type`` and the ERROR status. ``upstream``: the one the
+        call was routed to, known only after the span began."""
         if self._ended:
             return
         self._ended = True
         span = self._span
         span.set_attribute(OUTCOME, outcome.value)
+        if upstream is not None:
+            span.set_attribute(UPSTREAM, upstream)
         if outcome is Outcome.TOOL_ERROR:
             _fail(span, TOOL_ERROR)
         elif outcome is Outcome.FAILED:
