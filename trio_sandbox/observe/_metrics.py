@@ -40,6 +40,8 @@ from ._records import (
 logger = logging.getLogger("trio_sandbox.observe")
 
 NAMESPACE: Final = "trio_sandbox"
+# Kinds of call whose labelled children are kept at hand (past it, they are looked up).
+MAX_CALL_CHILDREN: Final = 4096
 # A tool call takes from a millisecond (a cached answer) to minutes (a build, a test run).
 DURATION_BUCKETS: Final = (
     0.001,
@@ -201,6 +203,11 @@ class Metrics:
     _egress: Counter = attrs.field(init=False)
     _egress_bytes: Counter = attrs.field(init=False)
     _placeholders: Counter = attrs.field(init=False)
+    # (upstream, tool, outcome) as recorded -> the labelled children that count such a call:
+    # found once (label checks, the bounds, prometheus-client's lookup), then only counted.
+    _call_children: dict[tuple[str | None, str, str], tuple[Counter, Histogram]] = attrs.field(
+        init=False, factory=dict
+    )
 
     def __attrs_post_init__(self) -> None:
         self._tools = _Bound(self.max_tools)
@@ -330,14 +337,25 @@ class Metrics:
             self._reads.labels(upstream, outcome).inc()
             self._read_seconds.labels(upstream).observe(duration)
             return
-        if record.upstream is None:
-            tool = UNROUTED
-        else:
-            tool = label_value(record.name)
-            if not self._tools.admit((upstream, tool)):
-                tool = OTHER
-        self._tool_calls.labels(upstream, tool, outcome).inc()
-        self._tool_call_seconds.labels(upstream, tool).observe(duration)
+        # An unrouted call's name is whatever the client sent: not a key of its own.
+        key = (record.upstream, record.name if record.upstream is not None else "", outcome)
+        children = self._call_children.get(key)
+        if children is None:
+            if record.upstream is None:
+                tool = UNROUTED
+            else:
+                tool = label_value(record.name)
+                if not self._tools.admit((upstream, tool)):
+                    tool = OTHER
+            children = (
+                self._tool_calls.labels(upstream, tool, outcome),
+                self._tool_call_seconds.labels(upstream, tool),
+            )
+            if len(self._call_children) < MAX_CALL_CHILDREN:
+                self._call_children[key] = children
+        calls, seconds = children
+        calls.inc()
+        seconds.observe(duration)
 
     def _lifecycle(self, record: LifecycleRecord) -> None:
         phase = record.phase

@@ -105,7 +105,7 @@ class CallObservation:
 
     observer: Observer
     kind: CallKind
-    name: str
+    name: str  # redacted
     upstream: str | None
     client: str | None
     session: str | None
@@ -154,7 +154,7 @@ class CallObservation:
                 client=self.client,
                 session=self.session,
                 upstream=self.upstream,
-                name=observer.redact_text(self.name),
+                name=self.name,
                 arguments=arguments,
                 outcome=outcome,
                 failure=failure,
@@ -201,27 +201,14 @@ class Observer:
         """A call's observation, or None when nothing observes (the caller skips the rest)."""
         if not self.active:
             return None
+        shown = self.redact_text(name)  # once: the span's name and the record's
         session = session_digest(session_id)
         span = None
         if self.tracing is not None:
             span = self.tracing.start_call(
-                kind,
-                self.redact_text(name),
-                upstream=upstream,
-                client=client,
-                parent=traceparent,
-                session=session,
+                kind, shown, upstream=upstream, client=client, parent=traceparent, session=session
             )
-        return CallObservation(
-            self,
-            kind,
-            name,
-            upstream,
-            client,
-            session,
-            arguments,
-            span,
-        )
+        return CallObservation(self, kind, shown, upstream, client, session, arguments, span)
 
     def emit(self, record: Record) -> None:
         for sink in self.sinks:

@@ -254,10 +254,9 @@ class ProxyServer:
         if observation is not None:
             observation.upstream = route.upstream
             observation.generation = upstream.generation
-        with _child(observation, "restore"):
-            if isinstance(arguments, dict):
-                # Only what this upstream itself showed: another's secrets stay placeholders.
-                arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
+        if isinstance(arguments, dict):
+            # Only what this upstream itself showed: another's secrets stay placeholders.
+            arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
         forwarded = {**params, "name": route.name, "arguments": arguments}
         if observation is not None:
             _carry_trace(forwarded, observation)

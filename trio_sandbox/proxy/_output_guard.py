@@ -237,7 +237,7 @@ class OutputGuard:
     async def redact_record_json(self, value: Any) -> Any:
         """A call's arguments as a record may hold them: every string redacted (placeholders a
         client sent stay placeholders: records take arguments before they are restored)."""
-        redactor = await self.redactor()
+        redactor = self._redactor or await self.redactor()
         try:
             return await redactor.redact_json_async(value)
         except (RedactionError, TypeError) as error:
