@@ -96,6 +96,14 @@ def test_it_avoids_the_other_placeholders(value: str, rng: random.Random) -> Non
     assert second not in {first, value}
 
 
+def test_a_value_that_is_only_a_kept_infix_still_gets_placeholders() -> None:
+    # OpenAI's marker alone: kept inside a key, replaced when it is all there is.
+    rng = random.Random(0)
+    first = shaped_placeholder("T3BlbkFJ", rng)
+    second = shaped_placeholder("T3BlbkFJ", rng, avoid={first})
+    assert len({first, second, "T3BlbkFJ"}) == 3
+
+
 def test_a_value_with_nothing_to_replace_is_refused_without_naming_it() -> None:
     with pytest.raises(PlaceholderError) as caught:
         shaped_placeholder("-_-_-_-_-_", random.Random(0))

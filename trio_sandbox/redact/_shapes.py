@@ -83,7 +83,7 @@ def _kept_prefix(value: str) -> int:
     return leading.end() if leading else 0
 
 
-def _alphabets(value: str, start: int) -> list[str | None]:
+def _alphabets(value: str, start: int, *, keep_fixed: bool = True) -> list[str | None]:
     """Per position, the characters a replacement is drawn from (None: kept as it is): its
     class (digit, lower, upper); letters a-f (A-F) where the replaced part is hex, digits 2-7
     where it is base32 (AWS key ids)."""
@@ -95,7 +95,7 @@ def _alphabets(value: str, start: int) -> list[str | None]:
         upper = "ABCDEF"
     if replaced <= _BASE32:
         digits = "234567"
-    kept = _kept_positions(value)
+    kept = _kept_positions(value) if keep_fixed else set()
     alphabets: list[str | None] = []
     for index, character in enumerate(value):
         if index < start or index in kept or is_placeholder_special(character):
@@ -137,9 +137,10 @@ def shaped_placeholder(value: str, rng: random.Random, *, avoid: Collection[str]
     PlaceholderError (never naming the value) when no such placeholder exists: a value with no
     letter or digit to replace.
     """
-    starts = (_kept_prefix(value), 0)
-    for start in starts:
-        alphabets = _alphabets(value, start)
+    # Then, when what is kept leaves nothing to replace (a value that is only a prefix or an
+    # infix), nothing is kept but the specials.
+    for start, keep_fixed in ((_kept_prefix(value), True), (0, False)):
+        alphabets = _alphabets(value, start, keep_fixed=keep_fixed)
         if all(alphabet is None for alphabet in alphabets):
             continue
         for _ in range(_DRAWS):
