@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ ENV_SECRET = "s3cr3t-value-" + "only-the-host-knows-0417"
 
 
 async def scenario(workspace: Path) -> dict[str, Any]:
-    audit_path = workspace / "audit.jsonl"
+    # Outside the sandbox's writable volume: the code it records must not rewrite it.
+    audit_path = Path(tempfile.mkdtemp(prefix="audit-")) / "audit.jsonl"
     os.environ["AUDIT_ENV_SECRET"] = ENV_SECRET
     config = SandboxConfig(
         volumes=[f"{workspace}:/work"],
@@ -61,8 +64,10 @@ async def scenario(workspace: Path) -> dict[str, Any]:
         der = sandbox.chain.client.certificate.public_bytes(serialization.Encoding.DER)
         fingerprint = hashlib.sha256(der).hexdigest()
     info = audit_path.stat()
+    audit = audit_path.read_text()
+    shutil.rmtree(audit_path.parent)
     return {
-        "audit": audit_path.read_text(),
+        "audit": audit,
         "mode": info.st_mode & 0o777,
         "uid": info.st_uid,
         "me": os.geteuid(),

@@ -18,10 +18,13 @@ from trio_sandbox.observe import (
     CallRecord,
     LifecyclePhase,
     LifecycleRecord,
+    Observer,
     Outcome,
+    Record,
     open_audit_log,
 )
 from trio_sandbox.observe._audit import ARGUMENTS_PREVIEW_CHARS, MAX_RECORD_BYTES
+from trio_sandbox.sandbox import SandboxConfig
 
 
 def call(arguments: dict[str, object] | None = None, name: str = "run_command") -> CallRecord:
@@ -150,3 +153,64 @@ def test_two_processes_appending_never_interleave_within_a_line(tmp_path: Path) 
 def test_a_bad_rotation_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AuditLogError, match="0 or more"):
         open_audit_log(str(tmp_path / "a"), max_bytes=-1)
+
+
+def test_a_rotation_that_fails_keeps_writing_to_the_old_file_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another user's file (here: a directory) where the first backup goes: the rename fails.
+    path = tmp_path / "audit.jsonl"
+    (tmp_path / "audit.jsonl.1").mkdir()
+    (tmp_path / "audit.jsonl.1" / "inside").write_text("")
+    line = len(json.dumps(call().to_json(), separators=(",", ":"))) + 1
+    with open_audit_log(str(path), max_bytes=line * 2, backups=1) as audit:
+        for index in range(6):
+            audit.record(call({"command": f"echo {index}"}))
+    kept = [json.loads(text)["arguments"]["command"] for text in path.read_text().splitlines()]
+    assert kept == [f"echo {index}" for index in range(6)]
+    failures = [r for r in caplog.records if "could not be rotated" in r.getMessage()]
+    assert len(failures) == 1  # said once, not per record
+
+
+def test_a_hard_linked_log_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other-file"
+    other.write_text("mine\n")
+    os.link(other, tmp_path / "audit.jsonl")
+    with pytest.raises(AuditLogError, match="hard links"):
+        open_audit_log(str(tmp_path / "audit.jsonl"))
+    assert other.read_text() == "mine\n"
+
+
+def test_a_sink_that_fails_loses_its_record_not_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def record(self, record: Record) -> None:
+            raise OSError(28, "No space left on device")
+
+        def placeholder_made(self, rule: str) -> None:
+            pass
+
+        def output_shortened(self, upstream: str | None) -> None:
+            pass
+
+    seen: list[Record] = []
+
+    class Keeper(Broken):
+        def record(self, record: Record) -> None:
+            seen.append(record)
+
+    observer = Observer(sinks=[Broken(), Keeper()])
+    observer.emit(call())
+    assert len(seen) == 1
+    assert "could not take a record" in caplog.text
+
+
+def test_an_audit_log_the_sandbox_could_write_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(ValueError, match="inside the writable volume"):
+        SandboxConfig(volumes=[f"{project}:/work"], audit_log=str(project / "logs" / "a.jsonl"))
+    # Read-only, or elsewhere: fine.
+    SandboxConfig(volumes=[f"{project}:/work:ro"], audit_log=str(project / "a.jsonl"))
+    SandboxConfig(volumes=[f"{project}:/work"], audit_log=str(tmp_path / "a.jsonl"))

@@ -42,6 +42,7 @@ from trio_sandbox.observe import (
     parse_listen_address,
     serve_metrics,
 )
+from trio_sandbox.observe import _metrics as metrics_module
 
 # Debian's prometheus package, which .ci/install installs.
 PROMTOOL = shutil.which("promtool") or "promtool"
@@ -255,7 +256,10 @@ async def test_a_scrape_counts_the_records_it_was_fed() -> None:
     assert value(found, "process_open_fds") is not None
 
 
-async def test_the_gauges_are_read_at_each_scrape() -> None:
+async def test_the_gauges_are_read_again_once_older_than_their_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics_module, "GAUGES_MAX_AGE", 0.0)  # every scrape reads them
     metrics = Metrics()
     async with served(metrics) as bound:
         assert "trio_sandbox_sandbox_generation" not in families((await scrape(bound)).text)
@@ -602,3 +606,31 @@ def test_every_well_formed_address_parses(host: str, port: int) -> None:
         assert parsed_host == host
     else:
         assert ipaddress.ip_address(parsed_host) == ipaddress.ip_address(host.strip("[]"))
+
+
+async def test_a_request_for_another_name_is_refused_so_a_rebound_page_reads_nothing() -> None:
+    metrics = Metrics()
+    metrics.record(call("secret_tool_name_visible_to_scrapers"))
+    async with served(metrics) as bound, httpx.AsyncClient() as client:
+        for host in ("attacker.example", f"attacker.example:{bound.port}", "evil.test:80"):
+            refused = await client.get(bound.url, headers={"Host": host})
+            assert refused.status_code == 421, host
+            assert "secret_tool_name" not in refused.text
+        for host in ("localhost", f"127.0.0.1:{bound.port}", f"[::1]:{bound.port}"):
+            allowed = await client.get(bound.url, headers={"Host": host})
+            assert allowed.status_code == 200, host
+
+
+def test_many_scrapers_read_the_gauges_at_most_once_a_second() -> None:
+    reads = 0
+
+    def gauges() -> SandboxGauges:
+        nonlocal reads
+        reads += 1
+        return SandboxGauges(generation=reads)
+
+    metrics = Metrics()
+    metrics.gauges = gauges
+    for _ in range(50):
+        metrics.scrape()
+    assert reads == 1

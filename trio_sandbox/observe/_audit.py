@@ -11,6 +11,7 @@ refused, never used. Rotation is by size, built in (``max_bytes``, ``backups`` k
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from typing import Any, Final
@@ -19,6 +20,8 @@ import attrs
 
 from ._errors import AuditLogError
 from ._records import Record
+
+logger = logging.getLogger("trio_sandbox.observe")
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_BACKUPS: Final = 5
@@ -41,6 +44,8 @@ def _open_private(path: str) -> tuple[int, int]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise AuditLogError(f"audit log {path}: not a regular file")
+        if info.st_nlink != 1:
+            raise AuditLogError(f"audit log {path}: it has other names (hard links)")
         if info.st_uid != os.geteuid():
             raise AuditLogError(
                 f"audit log {path}: owned by uid {info.st_uid}, not by this user (uid"
@@ -82,18 +87,34 @@ class AuditLog:
     backups: int = DEFAULT_BACKUPS
     _fd: int = -1
     _size: int = 0
+    _last_failure: str | None = None
 
     def record(self, record: Record) -> None:
+        """Append ``record``; an error (a full disk, a rotation that failed) loses the record and
+        says so, once per kind of error: the log goes on with the next."""
         data = _encode(record)
         if self._fd < 0:
             return  # closed: the sandbox is stopping, records after the last are dropped
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as error:
+            self._failed(f"a record was lost: {error.strerror or error}")
+            return
         self._size += len(data)
         if self.path is not None and self.max_bytes and self._size >= self.max_bytes:
-            self._rotate()
+            try:
+                self._rotate()
+            except (OSError, AuditLogError) as error:
+                # The old file stays open: records go on there until a rotation succeeds.
+                self._failed(f"it could not be rotated, writing on: {error}")
+
+    def _failed(self, what: str) -> None:
+        if what != self._last_failure:
+            logger.error("audit log %s: %s", self.path or "(standard output)", what)
+            self._last_failure = what
 
     def placeholder_made(self, rule: str) -> None:
         pass  # counted by the metrics; the log records the calls, not each redaction
@@ -102,9 +123,9 @@ class AuditLog:
         pass
 
     def _rotate(self) -> None:
+        """Rename FILE to FILE.1 (the older ones up by one), then write to a fresh FILE: the
+        current descriptor is closed only once the new one is open."""
         assert self.path is not None
-        os.close(self._fd)
-        self._fd = -1
         for index in range(self.backups - 1, 0, -1):
             older = f"{self.path}.{index}"
             if os.path.lexists(older):
@@ -113,7 +134,10 @@ class AuditLog:
             os.replace(self.path, f"{self.path}.1")
         else:
             os.unlink(self.path)
-        self._fd, self._size = _open_private(self.path)
+        fd, size = _open_private(self.path)
+        os.close(self._fd)
+        self._fd, self._size = fd, size
+        self._last_failure = None
 
     def close(self) -> None:
         if self._fd >= 0 and self.path is not None:

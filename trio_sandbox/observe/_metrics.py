@@ -17,6 +17,8 @@ as it reads.
 from __future__ import annotations
 
 import logging
+import math
+import time
 import unicodedata
 from collections.abc import Callable, Hashable, Iterator
 from typing import Final
@@ -40,6 +42,8 @@ from ._records import (
 logger = logging.getLogger("trio_sandbox.observe")
 
 NAMESPACE: Final = "trio_sandbox"
+# How old the gauges a scrape shows may be (seconds).
+GAUGES_MAX_AGE: Final = 1.0
 # Kinds of call whose labelled children are kept at hand (past it, they are looked up).
 MAX_CALL_CHILDREN: Final = 4096
 # A tool call takes from a millisecond (a cached answer) to minutes (a build, a test run).
@@ -205,6 +209,8 @@ class Metrics:
     _placeholders: Counter = attrs.field(init=False)
     # (upstream, tool, outcome) as recorded -> the labelled children that count such a call:
     # found once (label checks, the bounds, prometheus-client's lookup), then only counted.
+    _gauges_read_at: float = attrs.field(init=False, default=-math.inf)
+    _gauge_families: list[Metric] = attrs.field(init=False, factory=list)
     _call_children: dict[tuple[str | None, str, str], tuple[Counter, Histogram]] = attrs.field(
         init=False, factory=dict
     )
@@ -296,17 +302,20 @@ class Metrics:
             self._egress_bytes.labels(direction)
 
     def scrape(self) -> _Scrape:
-        """Everything one scrape shows, the gauges read now (in the event loop): render it with
-        prometheus-client's encoders, in a worker thread if need be."""
-        families: list[Metric] = []
-        if self.gauges is not None:
+        """Everything one scrape shows, the gauges read in the event loop at most once per
+        :data:`GAUGES_MAX_AGE` (reading them may walk /proc: many scrapers must not stall the
+        loop): render it with prometheus-client's encoders, in a worker thread if need be."""
+        now = time.monotonic()
+        if self.gauges is not None and now - self._gauges_read_at >= GAUGES_MAX_AGE:
+            self._gauges_read_at = now
             try:
                 gauges = self.gauges()
-                families = _gauge_families(gauges) if gauges is not None else []
+                self._gauge_families = _gauge_families(gauges) if gauges is not None else []
             except Exception:
-                # A scrape still gets the counters; the gauges come back at the next one.
+                # A scrape still gets the counters; the gauges come back at the next read.
+                self._gauge_families = []
                 logger.exception("reading the sandbox's gauges for a scrape failed")
-        return _Scrape(self.registry, families)
+        return _Scrape(self.registry, self._gauge_families)
 
     # The Sink protocol.
 

@@ -10,6 +10,7 @@ rendering runs in a worker thread, one scrape at a time: at the label bounds of
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, NoReturn, TypeAlias
@@ -37,8 +38,30 @@ async def _respond(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-def metrics_app(metrics: Metrics) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The ASGI app of ``metrics``' endpoint."""
+def _host_allowed(host: str | None, names: frozenset[str]) -> bool:
+    """Whether a request's Host names us: an address, ``localhost``, or a name in ``names``
+    (the one the endpoint was told to listen on, this machine's own)."""
+    if host is None:
+        return True  # HTTP/1.0: no name to rebind
+    if host.startswith("["):
+        return _is_address(host[1:].partition("]")[0])
+    name = (host.rpartition(":")[0] if ":" in host else host).lower()
+    return name == "localhost" or name in names or _is_address(name)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def metrics_app(
+    metrics: Metrics, names: frozenset[str] = frozenset()
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app of ``metrics``' endpoint; ``names``: host names a request may be for
+    beside addresses and ``localhost``."""
     one_render = trio.CapacityLimiter(1)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +89,12 @@ def metrics_app(metrics: Metrics) -> Callable[[Scope, Receive, Send], Awaitable[
         headers: dict[bytes, str] = {}
         for name, value in scope["headers"]:
             headers[name.lower()] = value.decode("latin-1")
+        if not _host_allowed(headers.get(b"host"), names):
+            # A web page that rebinds its name to our address must not read us.
+            await _respond(
+                send, 421, b"metrics answer requests for an address or localhost\n", text, head=head
+            )
+            return
         encoder, content_type = choose_encoder(headers.get(b"accept", ""))
         compress = gzip_accepted(headers.get(b"accept-encoding", ""))
         scrape = metrics.scrape()
@@ -114,7 +143,7 @@ async def serve_metrics(
     """
     address = await _listen_host(host)
     await serve_http(
-        metrics_app(metrics),
+        metrics_app(metrics, frozenset({host.lower(), socket.gethostname().lower()})),
         host=address,
         port=port,
         path=METRICS_PATH,

@@ -9,6 +9,7 @@ tracing (the default) every method returns at once: off costs a branch.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from ._records import (
     Record,
     SandboxGauges,
 )
+
+logger = logging.getLogger("trio_sandbox.observe")
 
 RedactText = Callable[[str], str]
 RedactJson = Callable[[Any], Awaitable[Any]]
@@ -211,8 +214,12 @@ class Observer:
         return CallObservation(self, kind, shown, upstream, client, session, arguments, span)
 
     def emit(self, record: Record) -> None:
+        # A sink that fails (a full disk) loses this record, not the call, nor the other sinks.
         for sink in self.sinks:
-            sink.record(record)
+            try:
+                sink.record(record)
+            except Exception:
+                logger.exception("a %s could not take a record", type(sink).__name__)
 
     def lifecycle(
         self,

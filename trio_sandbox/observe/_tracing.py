@@ -56,6 +56,7 @@ ERROR_TYPE: Final = "error.type"
 RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
 # Ours. The session is the audit log's digest of the MCP session id, not the id (the id is half
 # of what a remote client presents), hence not the conventions' mcp.session.id.
+MAX_TRACEPARENT: Final = 512
 UPSTREAM: Final = "trio_sandbox.upstream"
 CLIENT: Final = "trio_sandbox.client"
 SESSION: Final = "trio_sandbox.session"
@@ -208,7 +209,9 @@ class OtelTracing:
             attributes[CLIENT] = client
         if session is not None:
             attributes[SESSION] = session
-        if parent is None:
+        if parent is None or len(parent) > MAX_TRACEPARENT:
+            # Too long to be one (a version-00 traceparent is 55 characters): older API
+            # releases parse an uncapped header in quadratic time.
             parent_context = Context()
         else:
             # An invalid or foreign-version traceparent extracts to the empty context: a new trace.

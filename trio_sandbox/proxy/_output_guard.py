@@ -207,7 +207,8 @@ class OutputGuard:
                     redactor = _make_redactor()
                 else:
                     redactor = await trio.to_thread.run_sync(_make_redactor)
-                self._adopt(redactor)
+                if self._redactor is None:  # a record may have made one meanwhile: it stays
+                    self._adopt(redactor)
             assert self._redactor is not None
             return self._redactor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -170,6 +171,23 @@ def _inject_entries(config: SandboxConfig) -> None:
                     )
 
 
+def _audit_log_outside_volumes(config: SandboxConfig) -> None:
+    """An audit log the sandbox can write (in a writable bind volume) could be rewritten by the
+    code it records: refused, naming the volume."""
+    if config.audit_log is None or config.audit_log == "-":
+        return
+    log = os.path.realpath(os.path.expanduser(config.audit_log))
+    for volume in config.volumes:
+        if volume.read_only or volume.named or volume.claim:
+            continue
+        source = os.path.realpath(volume.resolved().source)
+        if log == source or log.startswith(source.rstrip("/") + "/"):
+            raise ValueError(
+                f"audit_log {config.audit_log!r} is inside the writable volume"
+                f" {volume.format()}: the sandbox could rewrite it; put it elsewhere"
+            )
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -264,6 +282,7 @@ class SandboxConfig:
     def __attrs_post_init__(self) -> None:
         _egress_entries(self)
         _inject_entries(self)
+        _audit_log_outside_volumes(self)
 
     @property
     def observe_settings(self) -> ObserveSettings:
