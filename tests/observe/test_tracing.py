@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import select
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -607,7 +608,7 @@ def test_the_traces_protocol_variable_wins_over_the_general_one(
 
 @pytest.mark.parametrize(
     ("blocked", "missing"),
-    [("opentelemetry", "opentelemetry"), ("opentelemetry.sdk", "opentelemetry.sdk.trace")],
+    [("opentelemetry", "opentelemetry"), ("opentelemetry.sdk", "opentelemetry.sdk.resources")],
 )
 def test_without_the_extra_turning_traces_on_says_what_to_install(
     blocked: str, missing: str
@@ -859,3 +860,32 @@ async def test_the_receiver_takes_only_what_a_collector_takes() -> None:
         taken = await http.post(receiver.traces_url, content=b"", headers=protobuf)
         assert taken.status_code == 200
         assert [request.status for request in receiver.requests] == [404, 405, 415, 400, 400, 200]
+
+
+def test_the_exporter_process_ends_when_its_parent_is_killed() -> None:
+    # The CLI's spans are sent by a child process; a host killed with SIGKILL leaves none.
+    probe = """
+import time
+from trio_sandbox.observe import configure_otel_from_environment
+provider = configure_otel_from_environment()
+[processor] = provider._active_span_processor._span_processors
+print(processor._child.pid, flush=True)
+time.sleep(60)
+"""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", probe],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**CHILD_ENVIRONMENT, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+    )
+    assert parent.stdout is not None
+    exporter = os.pidfd_open(int(parent.stdout.readline()))
+    try:
+        assert select.select([exporter], [], [], 0)[0] == []  # alive
+        parent.kill()
+        parent.wait()
+        # Readable once the exporter has exited (its stdin ended with its parent).
+        assert select.select([exporter], [], [], 20)[0] == [exporter]
+    finally:
+        os.close(exporter)
+        parent.stdout.close()

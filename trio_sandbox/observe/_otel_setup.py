@@ -14,6 +14,7 @@ are turned on, so the CLI can import this always.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,19 +54,23 @@ def _check_exporter_choice() -> None:
 
 
 def configure_otel_from_environment() -> TracerProvider:
-    """An SDK :class:`TracerProvider` configured by the ``OTEL_*`` variables, with a batch
-    processor sending OTLP/HTTP. Its owner shuts it down (``provider.shutdown()``, which sends
-    what is left); :func:`otel_tracing_from_environment` does that at the block's end.
+    """An SDK :class:`TracerProvider` configured by the ``OTEL_*`` variables, its spans sent
+    OTLP/HTTP by the SDK's exporter in a child process (:mod:`._otel_export`). Its owner shuts
+    it down (``provider.shutdown()``, which sends what is left);
+    :func:`otel_tracing_from_environment` does that at the block's end.
 
     Not made the global provider (:func:`otel_provider_from_environment` can): a library must
     not take the global slot from an embedder. Raises :class:`ObserveError` when the
     ``otel`` extra is missing or the variables ask for an exporter this cannot be."""
     _check_exporter_choice()
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        # The exporter runs in the child: here it must only be there.
+        if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+            raise ImportError("opentelemetry.exporter.otlp.proto.http")
         from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from ._otel_export import child_export_processor
     except ImportError as error:
         raise otel_extra_missing(error) from error
     resource = Resource.create()
@@ -75,7 +80,7 @@ def configure_otel_from_environment() -> TracerProvider:
             Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME, SERVICE_VERSION: VERSION})
         )
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(child_export_processor(dict(resource.attributes)))
     return provider
 
 

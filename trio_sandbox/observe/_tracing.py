@@ -114,9 +114,12 @@ class OtelCallSpan:
     def traceparent(self) -> str | None:
         """The W3C ``traceparent`` naming this span as the parent, for the upstream's ``_meta``
         (None: no valid span context to pass on)."""
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=self._context)
-        return carrier.get("traceparent")
+        # The propagator's own format (version 00), written here: the propagator's inject
+        # walks the context for the span again on every call.
+        context = self._span.get_span_context()
+        if not context.is_valid:
+            return None
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
     @contextmanager
     def child(self, name: str) -> Iterator[None]:

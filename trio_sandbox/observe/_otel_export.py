@@ -1,0 +1,130 @@
+"""A span processor that hands finished spans to a child process, which exports them
+(:mod:`._otel_child`): the proxy's process only flattens a span (a few microseconds) and writes
+batches on a pipe; encoding and HTTP run beside it, on another CPU, without the interpreter lock
+the event loop needs.
+
+Batches go when ``max_batch`` spans are pending, or every ``max_delay`` seconds (a thread of the
+processor's, joined at shutdown). Writes never block the event loop: what the pipe cannot take
+waits in a buffer, bounded; past the bound, new spans are dropped and counted (as the SDK's
+batch processor drops spans when its queue is full), and said once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from ._otel_child import FlatSpan, flat_span, frame
+
+logger = logging.getLogger("trio_sandbox.observe")
+
+MAX_BATCH: Final = 512
+MAX_DELAY: Final = 1.0
+MAX_BUFFERED: Final = 16 * 1024 * 1024
+PIPE_BYTES: Final = 1024 * 1024
+SHUTDOWN_SECONDS: Final = 30.0
+
+
+class ChildExportProcessor(SpanProcessor):
+    """See the module's docstring; made by :func:`child_export_processor`."""
+
+    def __init__(self, child: subprocess.Popen[bytes], resource: dict[str, Any]) -> None:
+        assert child.stdin is not None
+        self._child = child
+        self._stdin = child.stdin
+        self._fd = child.stdin.fileno()
+        os.set_blocking(self._fd, False)
+        with contextlib.suppress(OSError):  # a lower system bound: batches wait in the buffer
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        self._lock = threading.Lock()
+        self._pending: list[FlatSpan] = []
+        self._out = bytearray(frame(resource))
+        self._dropped = 0
+        self._broken = False
+        self._stopping = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="trio-sandbox spans", daemon=True)
+        self._ticker.start()
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        item = flat_span(span)
+        with self._lock:
+            self._pending.append(item)
+            if len(self._pending) >= MAX_BATCH:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._pending:
+            if self._broken or len(self._out) > MAX_BUFFERED:
+                if not self._dropped:
+                    logger.warning("traces: spans are being dropped (the exporter lags)")
+                self._dropped += len(self._pending)
+            else:
+                self._out += frame(self._pending)
+            self._pending = []
+        while self._out and not self._broken:
+            try:
+                written = os.write(self._fd, self._out)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self._broken = True
+                self._out.clear()
+                logger.warning("traces: the exporter process is gone (%s)", error)
+                return
+            del self._out[:written]
+
+    def _tick(self) -> None:
+        while not self._stopping.wait(MAX_DELAY):
+            with self._lock:
+                self._flush_locked()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Hand every pending span to the child within the timeout (not: wait for its export)."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._lock:
+            self._flush_locked()
+            while self._out and not self._broken:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                select.select([], [self._fd], [], remaining)
+                self._flush_locked()
+        return not self._broken
+
+    def shutdown(self) -> None:
+        """Hand over what is left, end the child's input, and wait for it to send it all."""
+        self._stopping.set()
+        self._ticker.join()
+        self.force_flush(int(SHUTDOWN_SECONDS * 1000))
+        self._stdin.close()
+        try:
+            self._child.wait(SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        if self._dropped:
+            logger.warning("traces: %d spans were dropped", self._dropped)
+
+
+def child_export_processor(resource: dict[str, Any]) -> ChildExportProcessor:
+    """The processor, its child started (it inherits the OTEL_* variables and our stderr)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "trio_sandbox.observe._otel_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    return ChildExportProcessor(child, resource)
