@@ -3,14 +3,18 @@ the user's own."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from trio_sandbox.observe import (
     AuditLogError,
@@ -24,6 +28,7 @@ from trio_sandbox.observe import (
     open_audit_log,
 )
 from trio_sandbox.observe._audit import ARGUMENTS_PREVIEW_CHARS, MAX_RECORD_BYTES
+from trio_sandbox.observe._records import wall_time
 from trio_sandbox.sandbox import SandboxConfig
 
 
@@ -214,3 +219,12 @@ def test_an_audit_log_the_sandbox_could_write_is_refused(tmp_path: Path) -> None
     # Read-only, or elsewhere: fine.
     SandboxConfig(volumes=[f"{project}:/work:ro"], audit_log=str(project / "a.jsonl"))
     SandboxConfig(volumes=[f"{project}:/work"], audit_log=str(tmp_path / "a.jsonl"))
+
+
+@given(st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False))
+def test_a_records_time_is_rfc3339_utc_within_a_microsecond(seconds: float) -> None:
+    text = wall_time(seconds)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+    parsed = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    back = parsed.replace(tzinfo=datetime.UTC).timestamp()
+    assert abs(back - seconds) <= 1.5e-6

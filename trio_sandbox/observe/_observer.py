@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import attrs
@@ -86,6 +86,9 @@ class Tracing(Protocol):
         """A sandbox's start (ended by its ready or a failed start), respawn, stop."""
 
 
+_NOTHING: AbstractContextManager[None] = nullcontext()
+
+
 def session_digest(session_id: str | None) -> str | None:
     """A session by a digest of its id: enough to group a session's records, and not the id a
     remote client presents."""
@@ -126,13 +129,9 @@ class CallObservation:
         """The ``traceparent`` an upstream gets in the call's ``_meta`` (None: traces off)."""
         return self.span.traceparent() if self.span is not None else None
 
-    @contextmanager
-    def child(self, name: str) -> Iterator[None]:
-        if self.span is None:
-            yield
-        else:
-            with self.span.child(name):
-                yield
+    def child(self, name: str) -> AbstractContextManager[None]:
+        """The span's child for a block; nothing to enter when traces are off."""
+        return self.span.child(name) if self.span is not None else _NOTHING
 
     async def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         if self._finished:

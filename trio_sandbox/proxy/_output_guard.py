@@ -68,6 +68,8 @@ logger = logging.getLogger("trio_sandbox.proxy")
 OUTPUT_URI_PREFIX: Final = "trio-sandbox://output/"
 # The longest free text (a name, a reason) an audit record or a span keeps.
 MAX_RECORD_TEXT: Final = 1024
+# Arguments this small are redacted for a record at once, larger ones in steps.
+SMALL_RECORD_JSON: Final = 16 * 1024
 # Tools whose whole result is a secret by construction: a bare password matches no rule.
 KNOWN_SECRET_TOOLS: Final = frozenset({"generate_password"})
 
@@ -240,7 +242,8 @@ class OutputGuard:
         client sent stay placeholders: records take arguments before they are restored)."""
         redactor = self._redactor or await self.redactor()
         try:
-            return await redactor.redact_json_async(value)
+            small = redactor.redact_small_json(value, SMALL_RECORD_JSON)
+            return small if small is not None else await redactor.redact_json_async(value)
         except (RedactionError, TypeError) as error:
             return {"withheld": f"the arguments could not be checked for secrets ({error})"}
 

@@ -203,6 +203,14 @@ class SecretRedactor:
         :data:`MAX_JSON_DEPTH` raises :class:`RedactionError`."""
         return _run(self._json_redact_steps(value, source, rules))
 
+    def redact_small_json(self, value: JsonLike, limit: int) -> JsonValue | None:
+        """:meth:`redact_json` of ``value`` at once (no checkpoint) when its strings are within
+        ``limit`` characters, else None (the caller takes :meth:`redact_json_async`): a record's
+        small arguments should not cost a trip through the scheduler."""
+        if _string_size(value) > limit:
+            return None
+        return self.redact_json(value)
+
     async def redact_json_async(
         self, value: JsonLike, *, source: str | None = None, rules: bool = True
     ) -> JsonValue:
