@@ -14,9 +14,9 @@ The upstream, the proxy and the SDK server and client each run in their own chil
 goal: the proxied path at least as fast as the SDK's single plain-HTTP hop.
 
 The cost of seeing what the agent did: a second proxy with the audit log (a file), the metrics
-endpoint (scraped once a second, as Prometheus would, faster) and traces (OTLP/HTTP to a
-receiver child) all on, called in alternation with the first over ``--rounds`` rounds; the goal:
-at most 10 % slower. Run:
+endpoint (scraped every ``--scrape-interval`` seconds) and traces (OTLP/HTTP to a receiver
+child) all on (``--observe`` picks some), called in alternation with the first over ``--rounds``
+rounds; the goal: at most 10 % slower. Run:
 
     .venv/bin/python benchmarks/proxy_calls.py --seconds 3
 """
@@ -194,15 +194,15 @@ async def start_proxy(
     return said.split("listening at ", 1)[1].split()[0]
 
 
-async def scrape_every_second(url: str) -> None:
-    """What a (busy) Prometheus does to the metrics endpoint."""
+async def scrape_every(interval: float, url: str) -> None:
+    """What Prometheus does to the metrics endpoint."""
     import httpx
 
     async with httpx.AsyncClient() as client:
         while True:
             response = await client.get(url)
             assert response.status_code == 200, response
-            await trio.sleep(1.0)
+            await trio.sleep(interval)
 
 
 def averaged(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def averaged(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run_benchmark(
-    seconds: float, callers: int, rounds: int, observe: list[str]
+    seconds: float, callers: int, rounds: int, observe: list[str], scrape_interval: float
 ) -> dict[str, dict[str, Any]]:
     from trio_sandbox.tls import load_client_ssl_context
 
@@ -252,7 +252,7 @@ async def run_benchmark(
             )
             if "metrics" in observe:
                 url = f"http://127.0.0.1:{metrics_port}/metrics"
-                nursery.start_soon(scrape_every_second, url)
+                nursery.start_soon(scrape_every, scrape_interval, url)
             proxy_context = load_client_ssl_context(proxy_bundle)
             observed_context = load_client_ssl_context(observed_bundle)
             plain: list[dict[str, Any]] = []
@@ -335,11 +335,19 @@ def main() -> None:
         default=["audit", "metrics", "traces"],
         help="what the observed proxy has on (default: audit,metrics,traces)",
     )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        help="seconds between scrapes of the metrics (default 15, a common Prometheus setting)",
+    )
     args = parser.parse_args()
 
     async def bounded() -> dict[str, dict[str, Any]]:
         with trio.fail_after(RUN_DEADLINE):
-            return await run_benchmark(args.seconds, args.callers, args.rounds, args.observe)
+            return await run_benchmark(
+                args.seconds, args.callers, args.rounds, args.observe, args.scrape_interval
+            )
 
     results = trio.run(bounded)
     print(report(results, args.seconds, args.callers))
