@@ -61,14 +61,12 @@ RUN_DEADLINE = 300.0
 def serve_otlp_sink(port: str) -> None:
     """An OTLP/HTTP receiver that takes every export and keeps nothing (the traces' far end)."""
     from trio_sandbox.mcp import serve_http
+    from trio_sandbox.mcp.lowlevel import serve_lifespan
 
     async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await serve_lifespan(receive, send)
+            return
         while (await receive()).get("more_body"):
             pass
         headers = [(b"content-type", b"application/x-protobuf")]

@@ -32,3 +32,4 @@ from .server import match_uri_template as match_uri_template
 from .server import paginate as paginate
 from .server import set_scope_identity as set_scope_identity
 from .server import string_param as string_param
+from .server.http import serve_lifespan as serve_lifespan

@@ -19,6 +19,7 @@ import trio
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from ..mcp import BoundServer, serve_http
+from ..mcp.lowlevel import serve_lifespan
 from ._errors import ObserveError
 from ._metrics import Metrics
 
@@ -66,13 +67,8 @@ def metrics_app(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return  # a WebSocket hypercorn closes for us
         method = scope["method"]

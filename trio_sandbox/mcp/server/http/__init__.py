@@ -7,6 +7,7 @@ plumbing (``_asgi``), and hypercorn under Trio (``_hypercorn``).
 from __future__ import annotations
 
 from ._app import McpHttpApp as McpHttpApp
+from ._app import serve_lifespan as serve_lifespan
 from ._asgi import HttpSettings as HttpSettings
 from ._hypercorn import BoundServer as BoundServer
 from ._hypercorn import serve_http as serve_http

@@ -110,7 +110,7 @@ class McpHttpApp:
             finally:
                 self._websockets -= 1
         elif kind == "lifespan":
-            await _serve_lifespan(receive, send)
+            await serve_lifespan(receive, send)
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -427,7 +427,9 @@ def _is_stateless_post(first: Message, version_header: str | None) -> bool:
     return version_header is not None and version_header not in versions.HANDSHAKE_VERSIONS
 
 
-async def _serve_lifespan(receive: Receive, send: Send) -> None:
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan scope (start-up and shut-down have nothing to do): what any app
+    served by hypercorn owes it."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
