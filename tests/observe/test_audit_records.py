@@ -22,12 +22,16 @@ from trio_sandbox.concurrency import AsyncValue
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
     CallToolResult,
+    GetPromptResult,
     Implementation,
     McpError,
     McpServer,
+    Prompt,
+    PromptMessage,
     RequestContext,
     Resource,
     ResourceContents,
+    TextContent,
     memory_transport,
     open_mcp_client,
 )
@@ -93,10 +97,26 @@ def build_server() -> McpServer:
         return [ResourceContents(uri, text="doc")]
 
     server.add_resource(Resource("up://doc", "doc"), read_doc)
+
+    async def greet(arguments: dict[str, str], ctx: RequestContext) -> GetPromptResult:
+        return GetPromptResult([PromptMessage("user", TextContent("hello"))])
+
+    server.add_prompt(Prompt("greet", description="a greeting"), greet)
     return server
 
 
-ACTIONS = ("ok", "oops", "refuse", "leak", "unknown", "cancel", "read", "read_missing")
+ACTIONS = (
+    "ok",
+    "oops",
+    "refuse",
+    "leak",
+    "unknown",
+    "cancel",
+    "read",
+    "read_missing",
+    "prompt",
+    "prompt_missing",
+)
 # What each action's record says: (kind, name, outcome, failure type).
 EXPECTED: dict[str, tuple[CallKind, str, Outcome, str | None]] = {
     "ok": (CallKind.TOOL_CALL, "up__ok", Outcome.OK, None),
@@ -107,6 +127,8 @@ EXPECTED: dict[str, tuple[CallKind, str, Outcome, str | None]] = {
     "cancel": (CallKind.TOOL_CALL, "up__wait", Outcome.FAILED, "Cancelled"),
     "read": (CallKind.RESOURCE_READ, "up://doc", Outcome.OK, None),
     "read_missing": (CallKind.RESOURCE_READ, "up://missing", Outcome.FAILED, "McpError"),
+    "prompt": (CallKind.PROMPT_GET, "up__greet", Outcome.OK, None),
+    "prompt_missing": (CallKind.PROMPT_GET, "up__nothing", Outcome.FAILED, "McpError"),
 }
 
 
@@ -126,6 +148,9 @@ async def run_actions(actions: Sequence[tuple[str, str]], audit_path: Path) -> L
                 if action == "cancel":
                     with trio.move_on_after(0.05):
                         await client.call_tool(name, arguments)
+                elif kind is CallKind.PROMPT_GET:
+                    with pytest.raises(McpError) if action == "prompt_missing" else _nothing():
+                        await client.get_prompt(name, arguments)
                 elif kind is CallKind.RESOURCE_READ:
                     with pytest.raises(McpError) if action == "read_missing" else _nothing():
                         await client.read_resource(name)
@@ -169,9 +194,10 @@ def test_every_call_has_exactly_one_record_with_its_outcome(
         kind, name, outcome, failure = EXPECTED[action]
         assert (record.kind, record.name, record.outcome) == (kind, name, outcome), action
         assert (record.failure.type if record.failure else None) == failure
-        assert record.upstream == ("up" if action not in ("unknown", "read_missing") else None)
+        unrouted = ("unknown", "read_missing", "prompt_missing")
+        assert record.upstream == ("up" if action not in unrouted else None)
         assert record.duration >= 0
-        if kind is CallKind.TOOL_CALL:
+        if kind is not CallKind.RESOURCE_READ:
             assert record.arguments is not None
             if TOKEN not in text:
                 assert record.arguments == {"text": text}

@@ -197,6 +197,7 @@ class Metrics:
     _tool_calls: Counter = attrs.field(init=False)
     _tool_call_seconds: Histogram = attrs.field(init=False)
     _reads: Counter = attrs.field(init=False)
+    _prompt_gets: Counter = attrs.field(init=False)
     _read_seconds: Histogram = attrs.field(init=False)
     _starts: Counter = attrs.field(init=False)
     _readies: Counter = attrs.field(init=False)
@@ -245,6 +246,12 @@ class Metrics:
             "tool_call_duration_seconds",
             "How long tool calls took, from the client's request to the proxy's answer.",
             ("upstream", "tool"),
+        )
+        self._prompt_gets = counter(
+            "prompt_gets_total",
+            "Prompts fetched through the proxy (they run their upstream's code), by upstream and"
+            " outcome.",
+            ("upstream", "outcome"),
         )
         self._reads = counter(
             "resource_reads_total",
@@ -342,6 +349,9 @@ class Metrics:
         else:
             upstream = self._upstreams.label(record.upstream)
         outcome = record.outcome.value
+        if record.kind is CallKind.PROMPT_GET:
+            self._prompt_gets.labels(upstream, outcome).inc()
+            return
         if record.kind is CallKind.RESOURCE_READ:
             self._reads.labels(upstream, outcome).inc()
             self._read_seconds.labels(upstream).observe(duration)

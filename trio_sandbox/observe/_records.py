@@ -37,6 +37,19 @@ class Outcome(enum.StrEnum):
 class CallKind(enum.StrEnum):
     TOOL_CALL = "tool_call"
     RESOURCE_READ = "resource_read"
+    PROMPT_GET = "prompt_get"  # a prompt runs its upstream's code with the client's arguments
+
+    @property
+    def name_key(self) -> str:
+        """The record's key for what was called: a tool, a URI, a prompt."""
+        return _NAME_KEYS[self]
+
+
+_NAME_KEYS: Final = {
+    CallKind.TOOL_CALL: "tool",
+    CallKind.RESOURCE_READ: "uri",
+    CallKind.PROMPT_GET: "prompt",
+}
 
 
 class LifecyclePhase(enum.StrEnum):
@@ -112,9 +125,9 @@ class CallRecord:
             "client": self.client,
             "session": self.session,
             "upstream": self.upstream,
-            ("tool" if self.kind is CallKind.TOOL_CALL else "uri"): self.name,
+            self.kind.name_key: self.name,
         }
-        if self.kind is CallKind.TOOL_CALL:
+        if self.kind is not CallKind.RESOURCE_READ:
             record["arguments"] = self.arguments
         record |= {
             "outcome": self.outcome.value,

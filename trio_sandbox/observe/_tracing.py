@@ -50,6 +50,7 @@ INSTRUMENTATION_NAME: Final = "trio_sandbox"
 # Context Protocol", development status) and the general ones they use.
 MCP_METHOD_NAME: Final = "mcp.method.name"
 MCP_RESOURCE_URI: Final = "mcp.resource.uri"
+GEN_AI_PROMPT_NAME: Final = "gen_ai.prompt.name"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 ERROR_TYPE: Final = "error.type"
@@ -67,7 +68,11 @@ REASON: Final = "trio_sandbox.reason"
 LIMIT: Final = "trio_sandbox.limit"
 COUNT: Final = "trio_sandbox.count"
 
-METHODS: Final = {CallKind.TOOL_CALL: "tools/call", CallKind.RESOURCE_READ: "resources/read"}
+METHODS: Final = {
+    CallKind.TOOL_CALL: "tools/call",
+    CallKind.RESOURCE_READ: "resources/read",
+    CallKind.PROMPT_GET: "prompts/get",
+}
 # A tool_error result is an error for the conventions too (error.type "tool_error").
 TOOL_ERROR: Final = "tool_error"
 # The conventions' error.type when nothing better is known.
@@ -203,6 +208,9 @@ class OtelTracing:
             span_name = f"{method} {name}"
             attributes[GEN_AI_TOOL_NAME] = name
             attributes[GEN_AI_OPERATION_NAME] = "execute_tool"
+        elif kind is CallKind.PROMPT_GET:
+            span_name = f"{method} {name}"
+            attributes[GEN_AI_PROMPT_NAME] = name
         else:
             span_name = method  # a URI is no span name: the conventions keep names low-cardinality
             attributes[MCP_RESOURCE_URI] = name

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Awaitable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Final
 
@@ -205,10 +204,44 @@ class ProxyServer:
         return paginate(items, key, params, self.page_size)
 
     async def _get_prompt(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
+        name = params.get("name")
+        arguments = params.get("arguments")
+        observation = self._observe(
+            ctx,
+            CallKind.PROMPT_GET,
+            name if isinstance(name, str) else "",
+            arguments if isinstance(arguments, dict) else None,
+        )
+        if observation is None:
+            return await self._route_prompt(params, ctx, None)
+        return await _observed(observation, self._route_prompt(params, ctx, observation))
+
+    async def _route_prompt(
+        self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
+    ) -> JsonObject:
         route = self._route(self._snapshot.prompt_routes, params, "prompt")
         self._attribute(ctx, route.upstream)
-        upstream = self.upstreams[route.upstream]
-        return await upstream.forward("prompts/get", {**params, "name": route.name}, ctx)
+        forwarded = {**params, "name": route.name}
+        return await self._forward(route.upstream, "prompts/get", forwarded, ctx, observation)
+
+    async def _forward(
+        self,
+        name: str,
+        method: str,
+        params: JsonObject,
+        ctx: RequestContext,
+        observation: CallObservation | None,
+    ) -> JsonObject:
+        """``method`` to the upstream ``name``; an observed call learns where it went, and the
+        upstream gets the call's trace."""
+        upstream = self.upstreams[name]
+        if observation is None:
+            return await upstream.forward(method, params, ctx)
+        observation.upstream = name
+        observation.generation = upstream.generation
+        _carry_trace(params, observation)
+        with observation.child("upstream"):
+            return await upstream.forward(method, params, ctx)
 
     def _attribute(self, ctx: RequestContext, upstream: str, tool: str | None = None) -> None:
         """What ``ctx``'s request sends its client from now on comes from ``upstream``."""
@@ -251,18 +284,12 @@ class ProxyServer:
         upstream = self.upstreams[route.upstream]
         self._attribute(ctx, route.upstream, route.name)
         arguments = params.get("arguments") or {}
-        if observation is not None:
-            observation.upstream = route.upstream
-            observation.generation = upstream.generation
         if isinstance(arguments, dict):
             # Only what this upstream itself showed: another's secrets stay placeholders.
             arguments = self.guard.restore_arguments(arguments, upstream.source_key(ctx))
         forwarded = {**params, "name": route.name, "arguments": arguments}
-        if observation is not None:
-            _carry_trace(forwarded, observation)
         try:
-            with _child(observation, "upstream"):
-                return await upstream.forward("tools/call", forwarded, ctx)
+            return await self._forward(route.upstream, "tools/call", forwarded, ctx, observation)
         except UpstreamUnavailable as exc:
             # Never an empty success: the upstream's own error result (the sandbox's is marked
             # with whether the call may have run, for its clients).
@@ -356,14 +383,7 @@ class ProxyServer:
         observation: CallObservation | None,
     ) -> JsonObject:
         self._attribute(ctx, name)
-        upstream = self.upstreams[name]
-        if observation is not None:
-            observation.upstream = name
-            observation.generation = upstream.generation
-            params = dict(params)
-            _carry_trace(params, observation)
-        with _child(observation, "upstream"):
-            return await upstream.forward("resources/read", params, ctx)
+        return await self._forward(name, "resources/read", dict(params), ctx, observation)
 
     async def _subscription(
         self, method: str, params: JsonObject, ctx: RequestContext
@@ -428,10 +448,6 @@ async def _observed(observation: CallObservation, call: Awaitable[JsonObject]) -
     finally:
         with trio.CancelScope(shield=True):
             await observation.finish(outcome, failure)
-
-
-def _child(observation: CallObservation | None, name: str) -> AbstractContextManager[None]:
-    return observation.child(name) if observation is not None else nullcontext()
 
 
 def _carry_trace(params: JsonObject, observation: CallObservation) -> None:
