@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Final
+from typing import Final, TypeAlias
 
 import attrs
 import trio
@@ -42,6 +42,11 @@ from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream
 
 logger = logging.getLogger("trio_sandbox.proxy")
+
+# A request handler told the call's observation, if any (it sets where the call went).
+RoutedCall: TypeAlias = Callable[
+    [JsonObject, RequestContext, CallObservation | None], Awaitable[JsonObject]
+]
 
 _CAPABILITIES: Final[JsonObject] = {
     "tools": {"listChanged": True},
@@ -104,9 +109,13 @@ class ProxyServer:
         self._read_own_resource = own_read
         for method in LIST_RESULT_KEYS:
             self.mcp.route(method, partial(self._list, method))
-        self.mcp.route("tools/call", self._call_tool)
-        self.mcp.route("prompts/get", self._get_prompt)
-        self.mcp.route("resources/read", self._read_resource)
+        self.mcp.route("tools/call", partial(self._observing, CallKind.TOOL_CALL, self._route_call))
+        self.mcp.route(
+            "prompts/get", partial(self._observing, CallKind.PROMPT_GET, self._route_prompt)
+        )
+        self.mcp.route(
+            "resources/read", partial(self._observing, CallKind.RESOURCE_READ, self._route_read)
+        )
         self.mcp.route("resources/subscribe", partial(self._subscription, "resources/subscribe"))
         self.mcp.route(
             "resources/unsubscribe", partial(self._subscription, "resources/unsubscribe")
@@ -203,19 +212,6 @@ class ProxyServer:
             items = [*(resource.to_json() for resource in self.mcp.resources), *items]
         return paginate(items, key, params, self.page_size)
 
-    async def _get_prompt(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
-        name = params.get("name")
-        arguments = params.get("arguments")
-        observation = self._observe(
-            ctx,
-            CallKind.PROMPT_GET,
-            name if isinstance(name, str) else "",
-            arguments if isinstance(arguments, dict) else None,
-        )
-        if observation is None:
-            return await self._route_prompt(params, ctx, None)
-        return await _observed(observation, self._route_prompt(params, ctx, observation))
-
     async def _route_prompt(
         self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
     ) -> JsonObject:
@@ -260,19 +256,6 @@ class ProxyServer:
             raise McpError(INVALID_PARAMS, f"unknown {kind}: {name!r}")
         return route
 
-    async def _call_tool(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
-        name = params.get("name")
-        arguments = params.get("arguments")
-        observation = self._observe(
-            ctx,
-            CallKind.TOOL_CALL,
-            name if isinstance(name, str) else "",
-            arguments if isinstance(arguments, dict) else None,
-        )
-        if observation is None:
-            return await self._route_call(params, ctx, None)
-        return await _observed(observation, self._route_call(params, ctx, observation))
-
     async def _route_call(
         self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
     ) -> JsonObject:
@@ -300,27 +283,27 @@ class ProxyServer:
                 )
             return upstream.unserved_result(exc).to_json()
 
-    def _observe(
-        self,
-        ctx: RequestContext,
-        kind: CallKind,
-        name: str,
-        arguments: JsonObject | None = None,
-    ) -> CallObservation | None:
+    async def _observing(
+        self, kind: CallKind, route: RoutedCall, params: JsonObject, ctx: RequestContext
+    ) -> JsonObject:
+        """``route`` the request, observed as one call of ``kind`` when something observes."""
+        name = params.get("uri" if kind is CallKind.RESOURCE_READ else "name")
+        arguments = params.get("arguments") if kind is not CallKind.RESOURCE_READ else None
         identity = ctx.client_identity
         traceparent = ctx.meta.get("traceparent")
         observation = self.observer.start_call(
             kind,
-            name,
+            name if isinstance(name, str) else "",
             upstream=None,
             client=identity.key if identity is not None else None,
             session_id=ctx.session.session_id,
-            arguments=arguments,
+            arguments=arguments if isinstance(arguments, dict) else None,
             traceparent=traceparent if isinstance(traceparent, str) else None,
         )
-        if observation is not None:
-            self.guard.observe(ctx, observation)
-        return observation
+        if observation is None:
+            return await route(params, ctx, None)
+        self.guard.observe(ctx, observation)
+        return await _finishing(observation, route(params, ctx, observation))
 
     def _owner_of(self, uri: str) -> str | None:
         owner = self._snapshot.resource_owners.get(uri)
@@ -330,15 +313,6 @@ class ProxyServer:
             if match_uri_template(template, uri) is not None:
                 return upstream
         return None
-
-    async def _read_resource(self, params: JsonObject, ctx: RequestContext) -> JsonObject:
-        uri = params.get("uri")
-        observation = self._observe(
-            ctx, CallKind.RESOURCE_READ, uri if isinstance(uri, str) else ""
-        )
-        if observation is None:
-            return await self._route_read(params, ctx, None)
-        return await _observed(observation, self._route_read(params, ctx, observation))
 
     async def _route_read(
         self, params: JsonObject, ctx: RequestContext, observation: CallObservation | None
@@ -424,7 +398,7 @@ class ProxyServer:
         return {"completion": {"values": [], "total": 0, "hasMore": False}}
 
 
-async def _observed(observation: CallObservation, call: Awaitable[JsonObject]) -> JsonObject:
+async def _finishing(observation: CallObservation, call: Awaitable[JsonObject]) -> JsonObject:
     """Await ``call`` and finish ``observation`` with how it ended: one record per call,
     whatever happens to it (cancelled too)."""
     outcome = Outcome.FAILED
