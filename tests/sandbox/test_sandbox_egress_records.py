@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from tests.egress.egress_harness import HELLO, serving_site
 from tests.security.reports_probes import serving_hello
@@ -57,18 +56,9 @@ async def test_each_connection_is_one_record_with_plausible_bytes(
                 f"curl -sS --fail -o /dev/null -w '%{{size_download}}' http://{http}/big.bin",
             ],
         }
-        with trio.fail_after(150):
-            done = await trio.run_process(
-                sandbox_user.command(sandbox_user.python, str(CHILD)),
-                stdin=json.dumps(plan).encode(),
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=sandbox_user.env({"HOME": str(workspace)}),
-                cwd=workspace,
-            )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    report = json.loads(done.stdout.decode().splitlines()[-1])
+        report = await sandbox_user.run_json(
+            str(CHILD), stdin=json.dumps(plan).encode(), home=workspace, limit=150
+        )
     hello, refused, tls, socks_hello, big = report["outputs"]
     assert hello.startswith(HELLO.decode())
     assert refused.startswith("403")

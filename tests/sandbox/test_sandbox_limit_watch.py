@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import trio
 import trio.testing
 
 from tests.sandbox.test_sandbox_limits import ALLOCATE, FORK_BOMB
-from tests.support.sandbox_users import SandboxUser
+from tests.support.sandbox_users import SandboxUser, this_process_user
 from trio_sandbox.sandbox import LimitNumbers, limit_numbers, serve_limit_watch
 from trio_sandbox.sandbox._limit_watch import read_limit_hits
 
@@ -33,19 +32,9 @@ async def test_a_fork_bomb_and_an_allocation_over_the_limits_are_counted(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
     limits = {"memory": "256M", "pids": "64"}
-    with trio.fail_after(120):
-        done = await trio.run_process(
-            sandbox_user.command(
-                sandbox_user.python, str(CHILD), json.dumps(limits), FORK_BOMB, ALLOCATE, "echo ok"
-            ),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=sandbox_user.env({"HOME": str(workspace)}),
-            cwd=workspace,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    report = json.loads(done.stdout.decode().splitlines()[-1])
+    report = await sandbox_user.run_json(
+        str(CHILD), json.dumps(limits), FORK_BOMB, ALLOCATE, "echo ok", home=workspace, limit=120
+    )
     bomb, allocation, after = report["outputs"]
     assert "EAGAIN" in bomb
     assert after == "ok\n[exit code 0]"
@@ -73,16 +62,9 @@ async def test_the_process_back_end_reports_no_cgroup_and_nothing_is_counted(
     tmp_path: Path,
 ) -> None:
     limits = {"pids": "64", "backend": "process"}
-    with trio.fail_after(120):
-        done = await trio.run_process(
-            [sys.executable, str(CHILD), json.dumps(limits), "echo ok"],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            cwd=tmp_path,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-4000:]
-    report = json.loads(done.stdout.decode().splitlines()[-1])
+    report = await this_process_user().run_json(
+        str(CHILD), json.dumps(limits), "echo ok", home=tmp_path, limit=120
+    )
     assert report["outputs"] == ["ok\n[exit code 0]"]
     assert (report["hits"], report["cgroups"], report["numbers"]) == ([], None, [None, None])
 
