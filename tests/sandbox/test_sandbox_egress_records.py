@@ -23,7 +23,7 @@ from tests.security.reports_probes import serving_hello
 from tests.security.reports_warden import run_warden_with_report_fd
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.contract import EGRESS_PORT, REPORT_MAX_LINE_BYTES
-from trio_sandbox.observe import EgressRecord
+from trio_sandbox.observe import EgressRecord, EgressVerdict
 from trio_sandbox.sandbox._report import WardenReport
 
 pytestmark = pytest.mark.skipif(
@@ -150,8 +150,8 @@ async def test_a_flood_of_refusals_is_bounded_and_every_one_counted(
         report.read_line(line)
     connection_lines = [line for line in lines if line.startswith('{"connection"')]
     assert len(connection_lines) == len(records)
-    refused = [r for r in records if r.verdict == "refused"]
-    allowed_records = [r for r in records if r.verdict == "allowed"]
+    refused = [r for r in records if r.verdict is EgressVerdict.REFUSED]
+    allowed_records = [r for r in records if r.verdict is EgressVerdict.ALLOWED]
     # Every request in exactly one record.
     assert sum(r.count for r in refused) == count
     assert all(r.target == "refused.example:80" for r in refused)

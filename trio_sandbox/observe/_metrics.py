@@ -33,6 +33,7 @@ from ._records import (
     CallKind,
     CallRecord,
     EgressRecord,
+    EgressVerdict,
     LifecyclePhase,
     LifecycleRecord,
     Record,
@@ -303,8 +304,8 @@ class Metrics:
         # Known label values start at zero, so a rate over them is defined from the start.
         for limit in LIMITS:
             self._limit_hits.labels(limit)
-        for verdict in ("allowed", "refused", "failed"):
-            self._egress.labels(verdict)
+        for verdict in EgressVerdict:
+            self._egress.labels(verdict.value)
         for direction in DIRECTIONS:
             self._egress_bytes.labels(direction)
 

@@ -20,10 +20,14 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from ..egress import Verdict
+
 # Bumped when a field changes meaning or goes away (adding a field does not bump it).
 AUDIT_SCHEMA_VERSION: Final = 1
 
 JsonRecord: TypeAlias = dict[str, Any]
+# The egress proxy's own verdicts: allowed, refused, failed (allowed, but not reached).
+EgressVerdict: TypeAlias = Verdict
 
 
 class Outcome(enum.StrEnum):
@@ -59,12 +63,6 @@ class LifecyclePhase(enum.StrEnum):
     LIMIT_HIT = "limit_hit"  # the kernel enforced a limit (limit: memory or pids)
     STOP = "stop"  # the whole sandbox (open_sandbox) stopped
     FAILED = "failed"  # respawning gave up
-
-
-class EgressVerdict(enum.StrEnum):
-    ALLOWED = "allowed"
-    REFUSED = "refused"
-    FAILED = "failed"  # allowed, but could not be resolved or reached
 
 
 @functools.lru_cache(maxsize=4)

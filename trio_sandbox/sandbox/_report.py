@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from ..egress import AUDIT_TABLES, MAX_DESTINATIONS, ConnectionRecord, audit_totals
-from ..observe import EgressRecord, EgressVerdict
+from ..observe import EgressRecord
 
 logger = logging.getLogger("trio_sandbox.sandbox")
 
@@ -35,7 +35,7 @@ def egress_record(
 ) -> EgressRecord:
     """A connection the warden reported, as the audit and the metrics take it."""
     return EgressRecord(
-        verdict=EgressVerdict(connection.verdict.value),
+        verdict=connection.verdict,
         at=connection.at,
         protocol=connection.protocol,
         target=connection.target,
