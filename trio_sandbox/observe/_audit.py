@@ -92,9 +92,9 @@ class AuditLog:
     def record(self, record: Record) -> None:
         """Append ``record``; an error (a full disk, a rotation that failed) loses the record and
         says so, once per kind of error: the log goes on with the next."""
-        data = _encode(record)
         if self._fd < 0:
             return  # closed: the sandbox is stopping, records after the last are dropped
+        data = _encode(record)
         try:
             view = memoryview(data)
             while view:
