@@ -4,15 +4,19 @@ whom, how it ended, the sandbox's life — and none of the secrets the run used.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.observe import AUDIT_SCHEMA_VERSION
 
+REPO = Path(__file__).resolve().parent.parent.parent
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
@@ -102,3 +106,44 @@ def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+@needs_bwrap
+async def test_records_are_on_disk_as_they_happen_and_a_killed_host_leaves_them_whole(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    audit = Path(workspace) / "audit.jsonl"
+    process = await trio.lowlevel.open_process(
+        sandbox_user.python_module("tests.observe.killed_child", str(audit)),
+        stdout=subprocess.PIPE,
+        env=sandbox_user.env({"HOME": str(workspace)}),
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(120):
+            said = b""
+            while not said.endswith(b"\n"):
+                chunk = await process.stdout.receive_some()
+                assert chunk, "the host ended before its calls"
+                said += chunk
+        warden = os.pidfd_open(json.loads(said)["warden"])
+        # The calls' records are in the file before the host is gone: nothing waits in a buffer.
+        before = audit.read_text()
+        process.kill()  # SIGKILL: no finally, no flush
+        await process.wait()
+        # The warden (and with it the sandbox) follows its host (the lifeline).
+        with trio.fail_after(30):
+            await trio.lowlevel.wait_readable(warden)
+        os.close(warden)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+    after = audit.read_text()
+    assert after == before  # nothing written after the kill, nothing lost before it
+    records = [json.loads(line) for line in after.splitlines()]  # every line whole
+    calls = [r for r in records if r["event"] == "tool_call"]
+    assert [c["arguments"]["command"] for c in calls] == ["echo 0", "echo 1", "echo 2"]
+    assert [r["phase"] for r in records if r["event"] == "sandbox"] == ["start", "ready"]
