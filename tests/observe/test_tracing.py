@@ -18,7 +18,7 @@ import httpx
 import pytest
 import trio
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -39,6 +39,8 @@ from trio_sandbox.observe import (
     configure_otel_from_environment,
     session_digest,
 )
+from trio_sandbox.observe._otel_child import FlatSpan, readable_spans
+from trio_sandbox.observe._otel_spans import ChildExportTracerProvider
 from trio_sandbox.program import VERSION
 from trio_sandbox.redact import SecretRedactor
 
@@ -50,12 +52,24 @@ CLIENT_KEY = "certificate:" + "ab" * 32
 
 
 class Recorded:
-    """An :class:`OtelTracing` on an SDK provider whose spans land in memory."""
+    """An :class:`OtelTracing` on a provider whose spans land in memory: the SDK's own
+    (``sdk``), or the CLI's, whose spans are flat tuples for the exporter child (``child``),
+    made into the SDK's spans as the child makes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "sdk") -> None:
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider(shutdown_on_exit=False)
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        processor = SimpleSpanProcessor(self.exporter)
+        if provider == "sdk":
+            self.provider = TracerProvider(shutdown_on_exit=False)
+            self.provider.add_span_processor(processor)
+        else:
+            resource = Resource.create()
+            scopes: dict[Any, Any] = {}
+
+            def take(span: FlatSpan) -> None:
+                self.exporter.export(readable_spans([span], resource, scopes))
+
+            self.provider = ChildExportTracerProvider(processor, take, resource=resource)
         self.tracing = OtelTracing(self.provider)
         # mypy checks here that OtelTracing is the Observer's Tracing (and its spans CallSpans).
         self.protocol: Tracing = self.tracing
@@ -69,9 +83,9 @@ class Recorded:
         return span
 
 
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    recorded = Recorded()
+@pytest.fixture(params=["sdk", "child"])
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    recorded = Recorded(request.param)
     yield recorded
     recorded.provider.shutdown()
 
@@ -548,6 +562,87 @@ def otel_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
             monkeypatch.delenv(name)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
     return monkeypatch
+
+
+# --- the CLI's provider: spans made flat for the exporter child ------------------------------
+
+
+def test_the_child_providers_spans_keep_what_the_api_gives_and_drop_what_it_cannot_carry() -> None:
+    recorded = Recorded("child")
+    tracer = recorded.provider.get_tracer("embedder", "2.0")
+    span = tracer.start_span("work", attributes={"kept": "yes", "object": object()})  # type: ignore[dict-item]
+    span.set_attribute("count", 3)
+    span.set_attribute("list", ["a", "b"])
+    span.set_attribute("mixed", ["a", object()])  # type: ignore[list-item]
+    span.set_attributes({"ratio": 0.5, "flag": True})
+    span.update_name("renamed work")
+    span.set_status(StatusCode.OK)
+    span.set_status(StatusCode.ERROR, "ignored: OK is final")
+    assert span.is_recording()
+    span.end()
+    span.end()  # a second end is no second span
+    span.set_attribute("late", "ignored")
+    assert not span.is_recording()
+    [exported] = recorded.spans
+    assert exported.name == "renamed work"
+    assert dict(exported.attributes or {}) == {
+        "kept": "yes",
+        "count": 3,
+        "list": ("a", "b"),
+        "ratio": 0.5,
+        "flag": True,
+    }
+    assert exported.status.status_code is StatusCode.OK
+    assert exported.instrumentation_scope is not None
+    assert (exported.instrumentation_scope.name, exported.instrumentation_scope.version) == (
+        "embedder",
+        "2.0",
+    )
+
+
+def test_the_child_providers_current_spans_nest_as_the_api_says() -> None:
+    recorded = Recorded("child")
+    tracer = recorded.provider.get_tracer("embedder")
+    with tracer.start_as_current_span("outer") as outer, tracer.start_as_current_span("inner"):
+        pass
+    inner = recorded.named("inner")
+    assert parent_id(inner) == hex_ids(recorded.named("outer"))[1]
+    assert hex_ids(inner)[0] == trace.format_trace_id(outer.get_span_context().trace_id)
+
+
+def test_the_child_provider_takes_no_other_processor() -> None:
+    recorded = Recorded("child")
+    with pytest.raises(TypeError, match="exporter process only"):
+        recorded.provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+
+
+@pytest.mark.parametrize(
+    ("variables", "recorded_spans"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, 0),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, 0),
+        ({"OTEL_SDK_DISABLED": "true"}, 0),
+        ({}, 3),
+    ],
+)
+def test_the_child_provider_samples_as_the_variables_say(
+    otel_environment: pytest.MonkeyPatch, variables: dict[str, str], recorded_spans: int
+) -> None:
+    for name, value in variables.items():
+        otel_environment.setenv(name, value)
+    recorded = Recorded("child")
+    span = recorded.tracing.start_call(
+        CallKind.TOOL_CALL, "run_command", upstream=None, client=None, parent=None
+    )
+    with span.child("upstream"), span.child("redact"):
+        pass
+    span.end(Outcome.OK, None)
+    assert len(recorded.spans) == recorded_spans
+    if recorded_spans == 0 and "OTEL_SDK_DISABLED" not in variables:
+        # Not sampled, still a trace: the upstream is told not to sample either.
+        traceparent = span.traceparent()
+        assert traceparent is not None
+        assert int(traceparent[-2:], 16) & 1 == 0  # the sampled flag
 
 
 @pytest.mark.parametrize(

@@ -59,9 +59,12 @@ class ChildExportProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        item = flat_span(span)
+        self.take(flat_span(span))
+
+    def take(self, span: FlatSpan) -> None:
+        """An ended span, flat (:mod:`._otel_spans` makes them so from the start)."""
         with self._lock:
-            self._pending.append(item)
+            self._pending.append(span)
             if len(self._pending) >= MAX_BATCH:
                 self._flush_locked()
 

@@ -68,9 +68,9 @@ def configure_otel_from_environment() -> TracerProvider:
         if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
             raise ImportError("opentelemetry.exporter.otlp.proto.http")
         from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-        from opentelemetry.sdk.trace import TracerProvider
 
         from ._otel_export import child_export_processor
+        from ._otel_spans import ChildExportTracerProvider
     except ImportError as error:
         raise otel_extra_missing(error) from error
     resource = Resource.create()
@@ -79,9 +79,8 @@ def configure_otel_from_environment() -> TracerProvider:
         resource = resource.merge(
             Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME, SERVICE_VERSION: VERSION})
         )
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(child_export_processor(dict(resource.attributes)))
-    return provider
+    processor = child_export_processor(dict(resource.attributes))
+    return ChildExportTracerProvider(processor, processor.take, resource=resource)
 
 
 @contextmanager
