@@ -1,0 +1,74 @@
+"""The test authorization server (``tests.oauth.sdk_auth_server``) as a child process, and what
+the OAuth tests share."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+import trio
+
+from tests.conformance.child_processes import start_url_printing_child
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@attrs.define(eq=False)
+class AuthServer:
+    """The running server: its MCP URL, and its test controls."""
+
+    url: str
+    process: trio.Process
+
+    @property
+    def issuer(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    async def _control(self, method: str, path: str) -> Any:
+        async with httpx.AsyncClient() as http:
+            response = await http.request(method, f"{self.issuer}{path}")
+            response.raise_for_status()
+            return response.json()
+
+    async def stats(self) -> dict[str, Any]:
+        found: dict[str, Any] = await self._control("GET", "/test/stats")
+        return found
+
+    async def revoke_refresh(self) -> None:
+        await self._control("POST", "/test/revoke-refresh")
+
+    async def expire_access(self) -> None:
+        await self._control("POST", "/test/expire-access")
+
+    async def token_outage(self, down: bool) -> None:
+        await self._control("POST", f"/test/token-outage?down={int(down)}")
+
+
+@asynccontextmanager
+async def auth_server_running(
+    *, port: int = 0, lifetime: int = 3600, state: Path | None = None
+) -> AsyncIterator[AuthServer]:
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.oauth.sdk_auth_server",
+        "--port",
+        str(port),
+        "--lifetime",
+        str(lifetime),
+    ]
+    if state is not None:
+        argv += ["--state", str(state)]
+    async with trio.open_nursery() as nursery:
+        process, url = await start_url_printing_child(nursery, argv, cwd=REPO)
+        try:
+            yield AuthServer(url, process)
+        finally:
+            nursery.cancel_scope.cancel()
