@@ -368,7 +368,8 @@ class McpClient:
                     raise
                 return False
             except McpHttpStatusError as exc:
-                if pinned or not 400 <= exc.status < 500:
+                # 401/403 is about authorization, not the era: initialize would meet it too.
+                if pinned or not 400 <= exc.status < 500 or exc.status in (401, 403):
                     raise
                 return False
             supported = result.get("supportedVersions")
