@@ -13,9 +13,13 @@ from ._client import DevicePrompt as DevicePrompt
 from ._client import OAuthClient as OAuthClient
 from ._errors import LoginRequired as LoginRequired
 from ._errors import OAuthError as OAuthError
+from ._errors import TokenStoreError as TokenStoreError
 from ._settings import OAuthSettings as OAuthSettings
 from ._status import AuthState as AuthState
 from ._status import AuthStatus as AuthStatus
+from ._store import FileTokenStore as FileTokenStore
+from ._store import check_store_name as check_store_name
+from ._store import default_token_dir as default_token_dir
 from ._tokens import MemoryTokenStore as MemoryTokenStore
 from ._tokens import Tokens as Tokens
 from ._tokens import TokenStore as TokenStore

@@ -23,3 +23,8 @@ class LoginRequired(SandboxError):
 
     def __reduce__(self) -> tuple[type[LoginRequired], tuple[str, str]]:
         return (type(self), (self.upstream, self.reason))
+
+
+class TokenStoreError(OAuthError):
+    """The token store cannot be used: a file or directory refused (a link, someone else's, hard
+    linked, readable by others) or not a token file. Names the file, never its content."""
