@@ -232,7 +232,10 @@ class FileTokenStore:
         finally:
             os.close(fd)
         if len(data) > _MAX_BYTES:
-            raise TokenStoreError(f"{path}: not a token file: larger than {_MAX_BYTES} bytes")
+            raise TokenStoreError(
+                f"{path}: not a token file: larger than {_MAX_BYTES} bytes; remove it and log in"
+                f" again (trio-sandbox auth login {name})"
+            )
         try:
             return Tokens.from_json(json.loads(data))
         except json.JSONDecodeError as exc:
