@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import ssl
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, Final
 
 import attrs
+import httpx
 import trio
 
 from ..mcp import (
     BoundServer,
+    HttpAuth,
     HttpSettings,
     Implementation,
     McpClient,
@@ -24,7 +27,9 @@ from ..mcp import (
     serve_stdio,
     stdio_transport,
 )
+from ..oauth import FileTokenStore, OAuthClient, OAuthSettings, TokenStore
 from ..program import VERSION
+from ..redact import KnownSecretTooShort
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
@@ -42,6 +47,9 @@ from ._upstream_specs import (
 from ._upstream_state import UpstreamStatus
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", VERSION)
+logger = logging.getLogger("trio_sandbox.proxy")
+# One request to an authorization server (metadata, a token, a registration).
+_AUTHORIZATION_TIMEOUT: Final = 30.0
 
 
 # Every client of a face shares one identity (the run's client bundle or token), so the bounds per
@@ -124,10 +132,10 @@ class ProxyHandle:
         return [upstream.status for upstream in self.server.upstreams.values()]
 
 
-def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
+def opener_for_spec(spec: UpstreamSpec, auth: HttpAuth | None = None) -> ClientOpener:
     if isinstance(spec, (HttpUpstream, WebSocketUpstream)):
         headers = spec.headers if isinstance(spec, HttpUpstream) else None
-        return opener_for_url(spec.url, ssl_context=spec.ssl_context, headers=headers)
+        return opener_for_url(spec.url, ssl_context=spec.ssl_context, headers=headers, auth=auth)
     if isinstance(spec, StdioUpstream):
         factory = stdio_transport(
             [spec.command, *spec.args], env=_child_env(spec.env), cwd=spec.cwd
@@ -157,6 +165,7 @@ async def serve_proxy(
     page_size: int = 100,
     info: Implementation = PROXY_INFO,
     guard: OutputGuard | None = None,
+    token_store: TokenStore | None = None,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve one MCP face in front of ``upstreams`` until cancelled.
@@ -167,6 +176,11 @@ async def serve_proxy(
     listens. ``guard`` redacts secrets and shortens large outputs (a fresh one by default).
     With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
     service's nursery: when it ends, their process groups are stopped.
+
+    An HTTP upstream with ``oauth`` settings gets one :class:`OAuthClient` for the proxy's
+    lifetime, unattended (a login it needs is reported, never started), its tokens in
+    ``token_store`` (the user's :class:`FileTokenStore` by default); every token and client
+    secret it obtains is redacted wherever the proxy sends or records anything.
     """
     check_prefixes(
         (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
@@ -175,22 +189,90 @@ async def serve_proxy(
     server = ProxyServer(
         info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
     )
-    connections: list[tuple[Upstream, ClientOpener]] = []
-    for item in upstreams:
-        if isinstance(item, Upstream):
-            upstream = item
-        else:
-            upstream = Upstream(
-                item.name,
-                effective_prefix(item),
-                call_wait=call_wait,
-                ping_interval=ping_interval,
-                protocol_version=item.protocol_version,
-                redact=item.redact,
-            )
-            connections.append((upstream, opener_for_spec(item)))
-        server.add_upstream(upstream)
+    needs_oauth = any(isinstance(item, HttpUpstream) and item.oauth for item in upstreams)
+    async with _authorization_http(needs_oauth) as http:
+        connections: list[tuple[Upstream, ClientOpener]] = []
+        for item in upstreams:
+            if isinstance(item, Upstream):
+                upstream = item
+            else:
+                oauth = None
+                if isinstance(item, HttpUpstream) and item.oauth is not None:
+                    assert http is not None
+                    oauth = _oauth_client(item, item.oauth, server.guard, http, token_store)
+                upstream = Upstream(
+                    item.name,
+                    effective_prefix(item),
+                    call_wait=call_wait,
+                    ping_interval=ping_interval,
+                    protocol_version=item.protocol_version,
+                    redact=item.redact,
+                    oauth=oauth,
+                )
+                connections.append((upstream, opener_for_spec(item, oauth)))
+            server.add_upstream(upstream)
+        await _serve(
+            server,
+            connections,
+            face,
+            reconnect_backoff_max=reconnect_backoff_max,
+            task_status=task_status,
+        )
 
+
+@asynccontextmanager
+async def _authorization_http(needed: bool) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The proxy's one HTTP client for authorization servers, when an upstream uses OAuth."""
+    if not needed:
+        yield None
+        return
+    # No redirects followed: a token request answered by a redirect is an error, not a detour.
+    async with httpx.AsyncClient(timeout=_AUTHORIZATION_TIMEOUT, follow_redirects=False) as http:
+        yield http
+
+
+def _oauth_client(
+    spec: HttpUpstream,
+    settings: OAuthSettings,
+    guard: OutputGuard,
+    http: httpx.AsyncClient,
+    store: TokenStore | None,
+) -> OAuthClient:
+    def redact(value: str) -> None:
+        try:
+            guard.add_known_secret(value, f"oauth:{spec.name}", source=None)
+        except KnownSecretTooShort:
+            # Too short to find in text without hiding ordinary words; never shown anyway.
+            logger.warning("upstream %r: an OAuth secret is too short to redact", spec.name)
+
+    if settings.client_secret is not None:
+        redact(settings.client_secret)
+    store = store if store is not None else FileTokenStore()
+    stored = store.load(spec.name)
+    if stored is not None:
+        # A login in another process obtained these: this proxy has not seen them yet.
+        for value in (stored.access_token, stored.refresh_token, stored.client_secret):
+            if value:
+                redact(value)
+    return OAuthClient(
+        spec.name,
+        spec.url,
+        settings,
+        store,
+        http,
+        user_agent=None,
+        on_secret=redact,
+    )
+
+
+async def _serve(
+    server: ProxyServer,
+    connections: Sequence[tuple[Upstream, ClientOpener]],
+    face: ProxyFace,
+    *,
+    reconnect_backoff_max: float,
+    task_status: trio.TaskStatus[ProxyHandle],
+) -> None:
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as first_attempts:
             for upstream, opener in connections:

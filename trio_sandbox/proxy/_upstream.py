@@ -50,8 +50,9 @@ from ..mcp import (
     ResourceTemplate,
 )
 from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
+from ..oauth import LoginRequired, OAuthClient
 from ._client_hooks import ClientHooks, ClientOpener
-from ._errors import Unserved, UpstreamUnavailable
+from ._errors import Unserved, UpstreamNeedsLogin, UpstreamUnavailable
 from ._upstream_state import Listing, UpstreamState, UpstreamStatus
 
 logger = logging.getLogger("trio_sandbox.proxy")
@@ -132,6 +133,11 @@ class Upstream:
     calls_in_flight: int = 0
     # Which generation of a sandbox serves now (the sandbox sets it; None for other upstreams).
     generation: int | None = None
+    # An OAuth upstream's client: it outlives every session (a reconnect or a failed ping keeps
+    # its tokens), and its status shows in this upstream's.
+    oauth: OAuthClient | None = None
+    # Set when connecting found that a person must log in: calls fail at once, saying how.
+    login_required: LoginRequired | None = None
     # The current session: calls wait on it, and whoever connects the upstream watches it.
     _attachment: AsyncValue[_Attachment | None] = attrs.field(factory=lambda: AsyncValue(None))
 
@@ -147,6 +153,7 @@ class Upstream:
             tools,
             client.protocol_version if client is not None else None,
             self.collisions,
+            self.oauth.status() if self.oauth is not None else None,
         )
 
     def source_key(self, ctx: RequestContext | None) -> str:
@@ -174,6 +181,7 @@ class Upstream:
         """Route calls to ``client`` from now on."""
         self.state = UpstreamState.CONNECTED
         self.last_error = None
+        self.login_required = None
         self.connected_since = trio.current_time()
         self.listing_stale = True
         self._attachment.value = _Attachment(client)
@@ -241,8 +249,15 @@ class Upstream:
                         await self._watch(client)
                         self.detach(self.last_error or "the session broke")
                 except Exception as exc:
-                    # Whatever an upstream does, the proxy stays up: record it, try again later.
-                    self.detach(_describe(exc))
+                    # Whatever an upstream does, the proxy stays up: record it, try again later
+                    # (an upstream that needs a login too: the login may come meanwhile, and
+                    # the next attempt reads the tokens it stored).
+                    login = login_required_in(exc)
+                    self.login_required = login
+                    if login is None:
+                        self.detach(_describe(exc))
+                    else:
+                        self.detach(UpstreamNeedsLogin(self.name, login.reason).reason)
             if connecting.cancelled_caught:
                 self.detach(f"no answer to the handshake within {self.call_wait:g} s")
             if not down:
@@ -331,6 +346,9 @@ class Upstream:
         attachment = self._attachment.value
         if attachment is not None and attachment is not previous:
             return attachment  # the usual case, without a timeout scope
+        if self.login_required is not None:
+            # No session will come before a person logs in: say so now, not after call_wait.
+            raise UpstreamNeedsLogin(self.name, self.login_required.reason)
         with trio.move_on_after(self.call_wait):
             attachment = await self._attachment.wait_value(
                 lambda new: new is not None and new is not previous
@@ -376,7 +394,15 @@ class Upstream:
                 return await operation(attachment.client)
             except McpSessionExpired:
                 raise
-            except McpConnectionError as exc:
+            except Exception as exc:
+                login = login_required_in(exc)
+                if login is not None:
+                    # Refused before it ran (401/403 and no refresh possible): not in flight.
+                    self.login_required = login
+                    self.report_broken(str(login))
+                    raise UpstreamNeedsLogin(self.name, login.reason) from None
+                if not isinstance(exc, McpConnectionError):
+                    raise
                 self.report_broken(str(exc))
                 raise UpstreamUnavailable(self.name, exc.reason, Unserved.LOST_IN_FLIGHT) from exc
             finally:
@@ -414,6 +440,10 @@ class Upstream:
             except Exception as exc:
                 # A listing we cannot read (a malformed tool, say) must not end the proxy's
                 # list-change service: keep the last listing and say why.
+                login = login_required_in(exc)
+                if login is not None:
+                    self.login_required = login
+                    self.report_broken(str(login))
                 self.last_error = f"listing failed: {_describe(exc)}"
                 logger.warning("upstream %r: %s", self.name, self.last_error)
         if deadline.cancelled_caught:
@@ -478,6 +508,26 @@ class Upstream:
             await client.ping()
 
         await self._with_session(operation)
+
+
+def login_required_in(exc: BaseException) -> LoginRequired | None:
+    """The LoginRequired behind ``exc``, however the client carried it (an exception group,
+    a cause, a context), or None."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, LoginRequired):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return None
 
 
 def _attached(attachment: _Attachment | None) -> bool:

@@ -7,6 +7,7 @@ import enum
 import attrs
 
 from ..mcp import Prompt, Resource, ResourceTemplate, Tool
+from ..oauth import AuthStatus
 
 
 class UpstreamState(enum.StrEnum):
@@ -26,6 +27,8 @@ class UpstreamStatus:
     tools: int
     protocol_version: str | None = None
     collisions: tuple[str, ...] = ()
+    # An OAuth upstream's authorization (logged in, expired, needs a login, refresh failing).
+    auth: AuthStatus | None = None
 
     @property
     def connected(self) -> bool:
@@ -41,7 +44,18 @@ class UpstreamStatus:
             "tools": self.tools,
             "protocol_version": self.protocol_version,
             "collisions": list(self.collisions),
+            **({} if self.auth is None else {"auth": auth_status_json(self.auth)}),
         }
+
+
+def auth_status_json(status: AuthStatus) -> dict[str, object]:
+    """An authorization's status as ``status`` and ``auth status`` print it (no secret in it)."""
+    return {
+        "state": status.state.value,
+        "reason": status.reason,
+        "expires_at": status.expires_at,
+        "next_retry_at": status.next_retry_at,
+    }
 
 
 @attrs.frozen
