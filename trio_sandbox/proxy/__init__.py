@@ -35,3 +35,4 @@ from ._upstream_specs import load_upstreams as load_upstreams
 from ._upstream_specs import upstreams_from_mapping as upstreams_from_mapping
 from ._upstream_state import UpstreamState as UpstreamState
 from ._upstream_state import UpstreamStatus as UpstreamStatus
+from ._upstream_state import auth_status_json as auth_status_json
