@@ -12,9 +12,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import attrs
+import httpx
 import trio
 
 from trio_sandbox.mcp import (
@@ -25,8 +29,47 @@ from trio_sandbox.mcp import (
     Tool,
     open_mcp_client,
 )
+from trio_sandbox.oauth import MemoryTokenStore, OAuthClient, OAuthSettings
 
 CLIENT_INFO = Implementation("trio-sandbox-conformance-client", "1.0.0")
+# The client ID metadata document the suite's basic-cimd scenario expects as the client_id.
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+
+
+@attrs.frozen
+class HeadlessRedirect:
+    """A browser that approves at once: GET the authorization URL, read the redirect's query
+    from its Location (never followed: nothing listens on the redirect URI)."""
+
+    http: httpx.AsyncClient
+    uri: str = "http://127.0.0.1:9/callback"
+
+    async def authorize(self, authorization_url: str) -> Mapping[str, str]:
+        response = await self.http.get(authorization_url, follow_redirects=False)
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            raise RuntimeError(f"the authorization endpoint answered HTTP {response.status_code}")
+        return dict(parse_qsl(urlsplit(location).query))
+
+
+@attrs.frozen
+class HeadlessUserAgent:
+    http: httpx.AsyncClient
+
+    @asynccontextmanager
+    async def redirect(self) -> AsyncIterator[HeadlessRedirect]:
+        yield HeadlessRedirect(self.http)
+
+
+def oauth_settings(scenario: str, context: JsonObject) -> OAuthSettings:
+    client_id = context.get("client_id")
+    client_secret = context.get("client_secret")
+    return OAuthSettings(
+        grant="client_credentials" if "client-credentials" in scenario else "authorization_code",
+        client_id=client_id if isinstance(client_id, str) else None,
+        client_secret=client_secret if isinstance(client_secret, str) else None,
+        client_metadata_url=CLIENT_METADATA_URL,
+    )
 
 
 def sample_value(schema: Mapping[str, Any]) -> Any:
@@ -153,17 +196,31 @@ SCENARIOS: dict[str, Scenario] = {
 
 async def main(url: str, scenario_name: str) -> None:
     scenario = SCENARIOS.get(scenario_name)
+    if scenario is None and scenario_name.startswith("auth/"):
+        scenario = basic  # every auth scenario: authorize, then list and call a tool
     if scenario is None:
         raise SystemExit(f"unsupported scenario: {scenario_name}")
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
     version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or None
-    async with open_mcp_client(
-        url,
-        client_info=CLIENT_INFO,
-        protocol_version=version,
-        elicitation=accept_with_defaults,
-    ) as client:
-        await scenario(client, context)
+    async with httpx.AsyncClient() as http:
+        auth = None
+        if scenario_name.startswith("auth/"):
+            auth = OAuthClient(
+                name="conformance",
+                server_url=url,
+                settings=oauth_settings(scenario_name, context),
+                store=MemoryTokenStore(),
+                http=http,
+                user_agent=HeadlessUserAgent(http),
+            )
+        async with open_mcp_client(
+            url,
+            client_info=CLIENT_INFO,
+            protocol_version=version,
+            elicitation=accept_with_defaults,
+            auth=auth,
+        ) as client:
+            await scenario(client, context)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Talking to authorization servers (and to protected resource metadata): one request, its
+answer bounded in size and time, parsed as JSON; never a redirect followed."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from contextlib import aclosing
+from typing import Final
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+import trio
+
+from ._errors import OAuthError
+
+# Metadata and token answers are a few kilobytes; a megabyte is generous and still bounded.
+MAX_ANSWER_BYTES: Final = 1 << 20
+ANSWER_TIMEOUT: Final = 30.0
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@attrs.frozen
+class JsonAnswer:
+    status: int
+    body: object  # the parsed JSON, None when the body is not JSON
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+
+
+def require_secure_url(url: object, what: str) -> str:
+    """``url`` as an absolute https URL (plain http only for a loopback host), without a
+    fragment; OAuthError naming ``what`` otherwise."""
+    if not isinstance(url, str) or not url:
+        raise OAuthError(f"{what} is missing or not a string")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise OAuthError(f"{what} is not a valid URL") from None
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(url)):
+        if not parts.hostname:
+            raise OAuthError(f"{what} has no host")
+        if parts.fragment or url.endswith("#"):
+            raise OAuthError(f"{what} has a fragment")
+        return url
+    raise OAuthError(f"{what} must be an https URL (plain http only on a loopback host)")
+
+
+async def request_json(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    headers: Iterable[tuple[str, str]] = (),
+    content: bytes | None = None,
+    json_body: object = None,
+    seconds: float = ANSWER_TIMEOUT,
+) -> JsonAnswer:
+    """One request; its answer read up to :data:`MAX_ANSWER_BYTES` (OAuthError past that, or
+    on a network failure, or after ``seconds``), the body parsed as JSON if it is."""
+    # identity: the bound is on the bytes that arrive, not on what they would inflate to.
+    sent_headers = {"Accept": "application/json", "Accept-Encoding": "identity", **dict(headers)}
+    if json_body is not None:
+        content = json.dumps(json_body).encode()
+        sent_headers["Content-Type"] = "application/json"
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with trio.fail_after(seconds):
+            request = http.build_request(
+                method, url, headers=sent_headers, content=content, timeout=httpx.Timeout(seconds)
+            )
+            response = await http.send(request, stream=True, follow_redirects=False)
+            try:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                    raise OAuthError(f"{what}: the answer is larger than {MAX_ANSWER_BYTES} bytes")
+                stream = response.aiter_raw()
+                async with aclosing(stream):  # type: ignore[type-var]  # an async generator
+                    async for chunk in stream:
+                        size += len(chunk)
+                        if size > MAX_ANSWER_BYTES:
+                            raise OAuthError(
+                                f"{what}: the answer is larger than {MAX_ANSWER_BYTES} bytes"
+                            )
+                        chunks.append(chunk)
+            finally:
+                await response.aclose()
+    except trio.TooSlowError:
+        raise OAuthError(f"{what}: no answer within {math.ceil(seconds)} s") from None
+    except httpx.HTTPError as exc:
+        raise OAuthError(f"{what}: {type(exc).__name__} talking to {_origin(url)}") from None
+    body = b"".join(chunks)
+    parsed: object = None
+    if body:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None
+    return JsonAnswer(response.status_code, parsed, dict(response.headers))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
