@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, Final
@@ -27,7 +27,7 @@ from ..mcp import (
     serve_stdio,
     stdio_transport,
 )
-from ..oauth import FileTokenStore, OAuthClient, OAuthSettings, TokenStore
+from ..oauth import FileTokenStore, OAuthClient, OAuthSettings, Tokens, TokenStore
 from ..program import VERSION
 from ..redact import KnownSecretTooShort
 from ..tls import CertificateChain
@@ -247,22 +247,42 @@ def _oauth_client(
 
     if settings.client_secret is not None:
         redact(settings.client_secret)
-    store = store if store is not None else FileTokenStore()
-    stored = store.load(spec.name)
-    if stored is not None:
-        # A login in another process obtained these: this proxy has not seen them yet.
-        for value in (stored.access_token, stored.refresh_token, stored.client_secret):
-            if value:
-                redact(value)
+    seeing = _RedactingStore(store if store is not None else FileTokenStore(), redact)
     return OAuthClient(
         spec.name,
         spec.url,
         settings,
-        store,
+        seeing,
         http,
         user_agent=None,
         on_secret=redact,
     )
+
+
+@attrs.define(eq=False)
+class _RedactingStore:
+    """The token store as the proxy's OAuth clients see it: every secret it hands out is
+    redacted first, whoever stored it (``auth login`` in another process, while this proxy
+    runs, stores tokens this proxy never obtained itself)."""
+
+    store: TokenStore
+    redact: Callable[[str], None]
+    _seen: set[str] = attrs.field(factory=set, repr=False)
+
+    def load(self, name: str) -> Tokens | None:
+        tokens = self.store.load(name)
+        if tokens is not None:
+            for value in (tokens.access_token, tokens.refresh_token, tokens.client_secret):
+                if value and value not in self._seen:
+                    self.redact(value)
+                    self._seen.add(value)
+        return tokens
+
+    def save(self, name: str, tokens: Tokens) -> None:
+        self.store.save(name, tokens)
+
+    def delete(self, name: str) -> bool:
+        return self.store.delete(name)
 
 
 async def _serve(

@@ -50,7 +50,7 @@ from ..mcp import (
     ResourceTemplate,
 )
 from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
-from ..oauth import LoginRequired, OAuthClient
+from ..oauth import LoginRequired, OAuthClient, OAuthError
 from ._client_hooks import ClientHooks, ClientOpener
 from ._errors import Unserved, UpstreamNeedsLogin, UpstreamUnavailable
 from ._upstream_state import Listing, UpstreamState, UpstreamStatus
@@ -401,6 +401,11 @@ class Upstream:
                     self.login_required = login
                     self.report_broken(str(login))
                     raise UpstreamNeedsLogin(self.name, login.reason) from None
+                refused = oauth_error_in(exc)
+                if refused is not None:
+                    # No token to send (a refresh failed; retried with backoff): not sent, so
+                    # not run; the session itself is fine.
+                    raise UpstreamUnavailable(self.name, str(refused), Unserved.REFUSED) from None
                 if not isinstance(exc, McpConnectionError):
                     raise
                 self.report_broken(str(exc))
@@ -513,6 +518,17 @@ class Upstream:
 def login_required_in(exc: BaseException) -> LoginRequired | None:
     """The LoginRequired behind ``exc``, however the client carried it (an exception group,
     a cause, a context), or None."""
+    found = _behind(exc, LoginRequired)
+    return found if isinstance(found, LoginRequired) else None
+
+
+def oauth_error_in(exc: BaseException) -> OAuthError | None:
+    """The OAuthError behind ``exc`` (an authorization server that failed), or None."""
+    found = _behind(exc, OAuthError)
+    return found if isinstance(found, OAuthError) else None
+
+
+def _behind(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -520,7 +536,7 @@ def login_required_in(exc: BaseException) -> LoginRequired | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, LoginRequired):
+        if isinstance(current, kind):
             return current
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
