@@ -16,8 +16,10 @@ straight back with a code), and a few test controls under ``/test/`` (no authori
 - ``POST /test/expire-access``: every access token issued so far stops being accepted (as if its
   lifetime had run out; clients still believe their expiry).
 
-``--state FILE`` keeps clients and tokens in FILE (JSON) so that a restarted server still knows
-them; ``--lifetime`` is the access tokens' lifetime in seconds.
+``--client-auth asked`` keeps the client authentication method a client registers with (the
+default assigns client_secret_post, see ``main``). ``--state FILE`` keeps clients and tokens in
+FILE (JSON) so that a restarted server still knows them; ``--lifetime`` is the access tokens'
+lifetime in seconds.
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ SCOPES = ["mcp", "extra"]
 class MemoryProvider:
     """The SDK's ``OAuthAuthorizationServerProvider``, in memory (optionally kept in a file)."""
 
-    def __init__(self, issuer: str, lifetime: int, state: Path | None) -> None:
+    def __init__(
+        self, issuer: str, lifetime: int, state: Path | None, client_auth: str | None = None
+    ) -> None:
         self.issuer = issuer
+        self.client_auth = client_auth
         self.lifetime = lifetime
         self.state = state
         self.clients: dict[str, OAuthClientInformationFull] = {}
@@ -97,6 +102,9 @@ class MemoryProvider:
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         self.registrations += 1
+        if self.client_auth is not None and client_info.client_secret is not None:
+            # RFC 7591 §3.2.1: the server may assign another method than the one asked for.
+            client_info.token_endpoint_auth_method = self.client_auth
         if client_info.client_secret is not None:
             self.issued.append(client_info.client_secret)
         self.clients[client_info.client_id] = client_info
@@ -197,8 +205,10 @@ class MemoryProvider:
         self.save()
 
 
-def build(issuer: str, lifetime: int, state: Path | None) -> tuple[MCPServer[Any], MemoryProvider]:
-    provider = MemoryProvider(issuer, lifetime, state)
+def build(
+    issuer: str, lifetime: int, state: Path | None, client_auth: str | None = None
+) -> tuple[MCPServer[Any], MemoryProvider]:
+    provider = MemoryProvider(issuer, lifetime, state, client_auth)
     sdk = MCPServer(
         "sdk-oauth",
         version="1.0",
@@ -308,6 +318,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifetime", type=int, default=3600)
     parser.add_argument("--state", type=Path)
+    # The SDK's token endpoint wants client_id in the form even with client_secret_basic (RFC
+    # 6749 lets a client leave it out there): "post" registers clients for client_secret_post.
+    parser.add_argument("--client-auth", choices=["post", "asked"], default="post")
     args = parser.parse_args()
     # Bound here, before the issuer URL is made from it: an ephemeral port without a race.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -315,7 +328,8 @@ def main() -> None:
     listener.bind(("127.0.0.1", args.port))
     listener.listen(128)
     issuer = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    sdk, provider = build(issuer, args.lifetime, args.state)
+    client_auth = "client_secret_post" if args.client_auth == "post" else None
+    sdk, provider = build(issuer, args.lifetime, args.state, client_auth)
     app = counting(sdk.streamable_http_app(), provider)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     print(f"{issuer}/mcp", flush=True)
