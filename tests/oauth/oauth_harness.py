@@ -15,6 +15,13 @@ import httpx
 import trio
 
 from tests.conformance.child_processes import start_url_printing_child
+from trio_sandbox.oauth import (
+    LoopbackUserAgent,
+    OAuthClient,
+    OAuthSettings,
+    Tokens,
+    TokenStore,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,3 +79,31 @@ async def auth_server_running(
             yield AuthServer(url, process)
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def browse(url: str) -> None:
+    """The person's browser: open the authorization URL and follow its redirects (to the
+    loopback listener)."""
+    async with httpx.AsyncClient(follow_redirects=True) as http:
+        response = await http.get(url)
+        assert response.status_code == 200, response.text
+
+
+def browser_agent(name: str, nursery: trio.Nursery) -> LoopbackUserAgent:
+    """A LoopbackUserAgent whose printed URL a test browser opens at once."""
+
+    def announce(message: str) -> None:
+        assert message.startswith(f"Open this URL to authorize {name}: ")
+        nursery.start_soon(browse, message.rsplit(": ", 1)[1])
+
+    return LoopbackUserAgent(name, announce=announce, timeout=30)
+
+
+async def log_in(server: AuthServer, store: TokenStore, name: str) -> Tokens:
+    """What ``trio-sandbox auth login NAME`` does, in this process: the whole flow with a
+    browser that approves, the tokens saved in ``store``."""
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as http:
+        client = OAuthClient(
+            name, server.url, OAuthSettings(), store, http, user_agent=browser_agent(name, nursery)
+        )
+        return await client.login()

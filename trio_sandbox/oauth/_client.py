@@ -8,6 +8,7 @@ instead of starting their own. No task outlives the call that started it.
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import math
 import time
@@ -66,6 +67,12 @@ _DEVICE_DEFAULT_INTERVAL: Final = 5.0
 _DEVICE_MAX_WAIT: Final = 1800.0
 
 
+# (client, serial of the tokens) the current task's last request was sent with.
+_SENT_SERIAL: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "trio_sandbox_oauth_sent_serial", default=None
+)
+
+
 def _ignore_secret(value: str) -> None:
     pass
 
@@ -109,6 +116,9 @@ class OAuthClient:
     # --- the transport's hook -------------------------------------------------------------
 
     async def authorization(self) -> str | None:
+        # Which tokens this request carries: its 401 then asks for a refresh only if no other
+        # caller renewed them since (set in the caller's task, where challenged() runs too).
+        _SENT_SERIAL.set((id(self), self._serial))
         tokens = self._tokens()
         if tokens is None and self.settings.grant == "client_credentials":
             tokens = await self._renew(None)
@@ -116,11 +126,14 @@ class OAuthClient:
             if tokens.refresh_token is None and self.settings.grant != "client_credentials":
                 return None  # the server's 401 decides: a login, or LoginRequired
             tokens = await self._renew(tokens)
+        if tokens is not None:
+            _SENT_SERIAL.set((id(self), self._serial))
         return None if tokens is None else f"Bearer {tokens.access_token}"
 
     async def challenged(self, challenge: AuthChallenge) -> bool:
         parsed = parse_www_authenticate(challenge.www_authenticate)
-        serial = self._serial
+        sent = _SENT_SERIAL.get()
+        serial = sent[1] if sent is not None and sent[0] == id(self) else self._serial
         if challenge.status == 403:
             if parsed.error != "insufficient_scope":
                 return False
