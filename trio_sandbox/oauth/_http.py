@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from contextlib import aclosing
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -83,15 +82,23 @@ async def request_json(
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
                     raise OAuthError(f"{what}: the answer is larger than {MAX_ANSWER_BYTES} bytes")
-                stream = response.aiter_raw()
-                async with aclosing(stream):  # type: ignore[type-var]  # an async generator
-                    async for chunk in stream:
+                # Past the bound, the read is cancelled rather than left: the cancellation then
+                # ends httpx's nested async generators from inside (a loop left early would
+                # leave them suspended, for the garbage collector to find).
+                too_big = False
+                with trio.CancelScope() as stop:
+                    async for chunk in response.aiter_raw():
+                        if too_big:
+                            continue
                         size += len(chunk)
                         if size > MAX_ANSWER_BYTES:
-                            raise OAuthError(
-                                f"{what}: the answer is larger than {MAX_ANSWER_BYTES} bytes"
-                            )
+                            too_big = True
+                            chunks.clear()
+                            stop.cancel()
+                            continue
                         chunks.append(chunk)
+                if too_big:
+                    raise OAuthError(f"{what}: the answer is larger than {MAX_ANSWER_BYTES} bytes")
             finally:
                 await response.aclose()
     except trio.TooSlowError:

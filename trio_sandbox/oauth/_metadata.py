@@ -209,6 +209,8 @@ def legacy_server_metadata(server_url: str) -> ServerMetadata:
         authorization_endpoint=at("/authorize"),
         token_endpoint=at("/token"),
         registration_endpoint=at("/register"),
+        # Assumed: that spec required PKCE S256 of every client and server.
+        code_challenge_methods_supported=("S256",),
     )
 
 
