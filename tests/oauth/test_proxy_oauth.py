@@ -137,6 +137,9 @@ async def test_a_revoked_grant_names_the_login_and_the_rest_keeps_serving(
             await wait_connected(proxy, "sdk")
             result = await client.call_tool("sdk__echo", {"text": "back"})
             assert result.text_content == "oauth-echo:back"
+            status = proxy.upstreams["sdk"].status
+            assert status.auth is not None
+            assert status.auth.state.value == "logged_in"
 
 
 async def test_an_authorization_server_down_is_retried_reported_and_recovered(

@@ -108,6 +108,8 @@ class OAuthClient:
     _requested_scopes: tuple[str, ...] = attrs.field(default=(), init=False)
     _step_ups: int = attrs.field(default=0, init=False)
     _needs_login: str | None = attrs.field(default=None, init=False)
+    # What the store held when a login was found needed (it stays needed while it holds that).
+    _refused: Tokens | None = attrs.field(default=None, init=False, repr=False)
     _refresh_error: str | None = attrs.field(default=None, init=False)
     _refresh_failures: int = attrs.field(default=0, init=False)
     _retry_deadline: float = attrs.field(default=-math.inf, init=False)  # trio time
@@ -198,9 +200,16 @@ class OAuthClient:
     def _tokens(self) -> Tokens | None:
         # Read each time: `trio-sandbox auth login` in another process writes the store.
         tokens = self.store.load(self.name)
+        if self._needs_login is not None and tokens != self._refused:
+            self._needs_login = None  # a login elsewhere replaced the tokens that were refused
         if tokens is None or tokens.server_url != self.server_url:
             return None
         return tokens
+
+    def _login_needed(self, reason: str) -> None:
+        """Only a person can go on; until the store holds other tokens than now."""
+        self._needs_login = reason
+        self._refused = self.store.load(self.name)
 
     def _expired(self, tokens: Tokens) -> bool:
         return tokens.expires_at is not None and tokens.expires_at - EXPIRY_LEEWAY <= self.now()
@@ -274,8 +283,9 @@ class OAuthClient:
             )
         except TokenEndpointError as exc:
             if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                self._needs_login = f"the authorization server refused the refresh ({exc.error})"
-                raise LoginRequired(self.name, self._needs_login) from None
+                reason = f"the authorization server refused the refresh ({exc.error})"
+                self._login_needed(reason)
+                raise LoginRequired(self.name, reason) from None
             self._refresh_failed(str(exc))
             raise
         except OAuthError as exc:
@@ -352,7 +362,7 @@ class OAuthClient:
     ) -> None:
         grant_type = self.settings.grant
         if grant_type == "authorization_code" and self.user_agent is None and not device_prompt:
-            self._needs_login = reason
+            self._login_needed(reason)
             raise LoginRequired(self.name, reason)
         if challenge is None:
             challenge = await self._probe()
@@ -369,7 +379,7 @@ class OAuthClient:
             await self._device(discovered, self._with_offline(scopes, metadata), device_prompt)
         else:
             if self.user_agent is None:
-                self._needs_login = reason
+                self._login_needed(reason)
                 raise LoginRequired(self.name, f"{reason}; no device flow at this server")
             await self._authorization_code(discovered, self._with_offline(scopes, metadata))
         self._requested_scopes = scopes
