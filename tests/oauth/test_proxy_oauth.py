@@ -217,3 +217,34 @@ async def test_no_token_or_secret_reaches_a_client(tmp_path: Path) -> None:
             leaked = await client.call_tool("sdk__echo", {"text": tokens.refresh_token})
             assert tokens.refresh_token not in json.dumps(leaked.to_json())
     assert os.stat(store.path_of("sdk")).st_mode & 0o777 == 0o600
+
+
+async def test_a_proxy_started_before_any_login_says_which_login_to_run(
+    tmp_path: Path,
+) -> None:
+    async with auth_server_running() as server:
+        store = FileTokenStore(tmp_path / "oauth")
+        async with proxied(server, store) as (proxy, client):
+            status = proxy.upstreams["sdk"].status
+            assert not status.connected
+            assert status.auth is not None
+            assert status.auth.state.value == "needs_login"
+            assert "trio-sandbox auth login sdk" in (status.last_error or "")
+            names = {tool.name for tool in await client.list_tools()}
+            assert "local__echo" in names
+            assert not any(name.startswith("sdk__") for name in names)
+            # Never listed, yet a call by its prefix gets the reason, not "unknown tool".
+            with trio.fail_after(2):
+                result = await client.call_tool("sdk__echo", {"text": "x"})
+            assert result.is_error
+            assert "trio-sandbox auth login sdk" in result.text_content
+            assert (await client.call_tool("local__echo", {"text": "y"})).text_content == (
+                "local:echo:y"
+            )
+            await log_in(server, store, "sdk")
+            await wait_connected(proxy, "sdk")
+            with trio.fail_after(10):
+                while "sdk__echo" not in {tool.name for tool in await client.list_tools()}:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+            result = await client.call_tool("sdk__echo", {"text": "now"})
+            assert result.text_content == "oauth-echo:now"
