@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from tests.cli.cli_harness import RunningCli, run_cli, start_cli
+from tests.oauth.auth_world import open_auth_world
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.mcp import open_mcp_client
@@ -228,3 +229,23 @@ async def test_the_proxy_serves_the_login_and_says_no_secret(tmp_path: Path) -> 
         for secret in issued:
             for text in outputs:
                 assert secret not in text
+
+
+async def test_device_login_shows_the_code_and_never_a_token(tmp_path: Path) -> None:
+    async with open_auth_world() as world:
+        world.device = True
+        config = tmp_path / "servers.json"
+        config.write_text(
+            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
+        )
+        done = await run_cli(
+            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
+        )
+    assert done.returncode == 0, done.stderr
+    prompt = f"To authorize sdk, open {world.base}/activate and enter the code WDJB-MJHT"
+    assert prompt in done.stderr
+    assert "Open this URL" not in done.stderr  # no browser flow, no loopback listener
+    assert done.stdout.startswith("logged in to sdk (scopes ")
+    stored = json.loads(token_file(tmp_path).read_text())
+    for secret in (stored["access_token"], stored["refresh_token"]):
+        assert secret not in done.stdout + done.stderr
