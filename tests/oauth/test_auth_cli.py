@@ -249,3 +249,54 @@ async def test_device_login_shows_the_code_and_never_a_token(tmp_path: Path) -> 
     stored = json.loads(token_file(tmp_path).read_text())
     for secret in (stored["access_token"], stored["refresh_token"]):
         assert secret not in done.stdout + done.stderr
+
+
+async def test_client_credentials_serve_unattended_from_the_config(tmp_path: Path) -> None:
+    secret = "robot-secret-" + "x" * 24
+    audit = tmp_path / "audit.jsonl"
+    async with open_auth_world() as world:
+        world.clients["robot"] = secret
+        config = tmp_path / "servers.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "mcpServers": {
+                        "robot": {
+                            "url": world.mcp_url,
+                            "auth": "oauth",
+                            "oauth": {
+                                "grant": "client_credentials",
+                                "clientId": "robot",
+                                "clientSecret": "${ROBOT_SECRET}",
+                            },
+                        }
+                    }
+                }
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                start_cli(
+                    ["proxy", "--plain-http", "--config", str(config), "--audit-log", str(audit)],
+                    home=tmp_path,
+                    extra_env={"ROBOT_SECRET": secret},
+                )
+            )
+            running = RunningCli(process)
+            nursery.start_soon(running.collect)
+            with trio.fail_after(30):
+                url = (await running.wait_for(r"listening at (\S+)")).group(1)
+            async with open_mcp_client(url) as client:
+                result = await client.call_tool("robot__whoami", {})
+                assert not result.is_error, result.text_content
+                echoed = await client.call_tool("robot__whoami", {})
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(15):
+                await process.wait()
+        assert world.grants == {"client_credentials": 1}
+        assert world.authorizations == []  # no person, no browser
+        issued = list(world.tokens)
+    outputs = ["\n".join(running.lines), audit.read_text(), json.dumps(echoed.to_json())]
+    for value in [secret, *issued]:
+        for text in outputs:
+            assert value not in text
