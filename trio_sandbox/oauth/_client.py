@@ -157,7 +157,12 @@ class OAuthClient:
                     return True
                 except LoginRequired:
                     pass  # the refresh token was refused: log in again where we can
-            reason = "no tokens" if tokens is None else "the server refused the access token"
+            if tokens is None:
+                reason = "no tokens"
+            elif self._expired(tokens) and tokens.refresh_token is None:
+                reason = "the access token expired and there is no refresh token"
+            else:
+                reason = "the server refused the access token"
             await self._login(parsed, None, None, reason)
             return True
 

@@ -65,7 +65,7 @@ class Tokens:
         method = text("token_endpoint_auth_method")
         if method not in _AUTH_METHODS:
             raise ValueError(
-                f"stored tokens: token_endpoint_auth_method {method!r} is not one of "
+                "stored tokens: token_endpoint_auth_method is not one of "
                 + ", ".join(_AUTH_METHODS)
             )
         expires_at = data.get("expires_at")
