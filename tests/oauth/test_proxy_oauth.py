@@ -159,10 +159,13 @@ async def test_an_authorization_server_down_is_retried_reported_and_recovered(
             assert status.auth.state.value == "refresh_failing"
             assert status.auth.next_retry_at is not None
             assert "503" in (status.auth.reason or "")
-            # Backoff: no hammering of the server while it is down.
+            # Backoff: no hammering of the server while it is down; calls fail at once.
             counted = (await server.stats())["token_requests"]
             for _ in range(5):
-                await client.call_tool("sdk__echo", {"text": "x"})
+                with trio.fail_after(2):
+                    failed = await client.call_tool("sdk__echo", {"text": "x"})
+                assert failed.is_error
+                assert "upstream 'sdk'" in failed.text_content
             assert (await server.stats())["token_requests"] == counted
             # The tokens stay: a refresh that failed forgets nothing.
             kept = store.load("sdk")

@@ -274,10 +274,8 @@ def logout_command(args: argparse.Namespace) -> int:
     try:
         tokens = store.load(spec.name)
     except OAuthError as exc:
-        # Unreadable: nothing to revoke with, and removing it is what the user asked.
-        say(f"{exc}; removing it")
-        tokens = None
-        store.path_of(spec.name).unlink(missing_ok=True)
+        # Refused or unreadable: not touched here (it may not even be the user's to remove).
+        return _fail(str(exc))
     if tokens is None:
         store.delete(spec.name)
         print(f"{spec.name}: not logged in", flush=True)

@@ -138,6 +138,8 @@ class Upstream:
     oauth: OAuthClient | None = None
     # Set when connecting found that a person must log in: calls fail at once, saying how.
     login_required: LoginRequired | None = None
+    # Set when connecting failed at the authorization server (a refresh that failed).
+    auth_failure: OAuthError | None = None
     # The current session: calls wait on it, and whoever connects the upstream watches it.
     _attachment: AsyncValue[_Attachment | None] = attrs.field(factory=lambda: AsyncValue(None))
 
@@ -182,6 +184,7 @@ class Upstream:
         self.state = UpstreamState.CONNECTED
         self.last_error = None
         self.login_required = None
+        self.auth_failure = None
         self.connected_since = trio.current_time()
         self.listing_stale = True
         self._attachment.value = _Attachment(client)
@@ -254,6 +257,7 @@ class Upstream:
                     # the next attempt reads the tokens it stored).
                     login = login_required_in(exc)
                     self.login_required = login
+                    self.auth_failure = oauth_error_in(exc) if login is None else None
                     if login is None:
                         self.detach(_describe(exc))
                     else:
@@ -349,6 +353,9 @@ class Upstream:
         if self.login_required is not None:
             # No session will come before a person logs in: say so now, not after call_wait.
             raise UpstreamNeedsLogin(self.name, self.login_required.reason)
+        if self.auth_failure is not None:
+            # Nor before the authorization server answers again (its retry is backed off).
+            raise UpstreamUnavailable(self.name, str(self.auth_failure), Unserved.REFUSED)
         with trio.move_on_after(self.call_wait):
             attachment = await self._attachment.wait_value(
                 lambda new: new is not None and new is not previous
