@@ -247,7 +247,7 @@ def _oauth_client(
 
     if settings.client_secret is not None:
         redact(settings.client_secret)
-    seeing = _RedactingStore(store if store is not None else FileTokenStore(), redact)
+    seeing = RedactingStore(store if store is not None else FileTokenStore(), redact)
     return OAuthClient(
         spec.name,
         spec.url,
@@ -260,17 +260,21 @@ def _oauth_client(
 
 
 @attrs.define(eq=False)
-class _RedactingStore:
+class RedactingStore:
     """The token store as the proxy's OAuth clients see it: every secret it hands out is
     redacted first, whoever stored it (``auth login`` in another process, while this proxy
-    runs, stores tokens this proxy never obtained itself)."""
+    runs, stores tokens this proxy never obtained itself). A save replaces only what this
+    proxy last read: tokens a login wrote meanwhile win over a refresh of the old ones (both
+    work; the person's login is the newer intent), under the file store's lock."""
 
     store: TokenStore
     redact: Callable[[str], None]
     _seen: set[str] = attrs.field(factory=set, repr=False)
+    _read: dict[str, Tokens | None] = attrs.field(factory=dict, repr=False)
 
     def load(self, name: str) -> Tokens | None:
         tokens = self.store.load(name)
+        self._read[name] = tokens
         if tokens is not None:
             for value in (tokens.access_token, tokens.refresh_token, tokens.client_secret):
                 if value and value not in self._seen:
@@ -279,7 +283,18 @@ class _RedactingStore:
         return tokens
 
     def save(self, name: str, tokens: Tokens) -> None:
-        self.store.save(name, tokens)
+        if not isinstance(self.store, FileTokenStore) or name not in self._read:
+            self.store.save(name, tokens)
+            return
+        expected = self._read[name]
+
+        def unless_replaced(current: Tokens | None) -> Tokens | None:
+            if current is not None and current != expected:
+                logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
+                return current
+            return tokens
+
+        self._read[name] = self.store.update(name, unless_replaced)
 
     def delete(self, name: str) -> bool:
         return self.store.delete(name)
