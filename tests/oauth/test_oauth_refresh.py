@@ -129,6 +129,23 @@ async def test_a_refused_refresh_token_needs_a_login_by_name(
     assert status.state is AuthState.NEEDS_LOGIN
     assert status.reason is not None
     assert "invalid_grant" in status.reason
+    # The same refresh token is not sent again: the same answer would come.
+    with pytest.raises(LoginRequired):
+        await auth.authorization()
+    assert world.grants["refresh_token"] == 1
+    # A login elsewhere (the CLI, another process) writes the store: the client takes it up.
+    person = OAuthClient(
+        "forge",
+        world.mcp_url,
+        OAuthSettings(),
+        auth.store,
+        http,
+        HeadlessUserAgent(http),
+        now=auth.now,
+    )
+    fresh = await person.login()
+    assert auth.status().state is AuthState.LOGGED_IN
+    assert await auth.authorization() == f"Bearer {fresh.access_token}"
 
 
 async def test_no_secret_in_an_error_even_when_the_server_echoes_it(

@@ -33,7 +33,7 @@ from ._grants import (
     describe_refusal,
     token_request,
 )
-from ._http import request_json
+from ._http import is_loopback, request_json
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -100,7 +100,10 @@ class OAuthClient:
     _serial: int = attrs.field(default=0, init=False)
     _requested_scopes: tuple[str, ...] = attrs.field(default=(), init=False)
     _step_ups: int = attrs.field(default=0, init=False)
+    # Why a login is needed, and the access token that was current then: the reason holds
+    # while the store still has that token (a login in another process replaces it).
     _needs_login: str | None = attrs.field(default=None, init=False)
+    _needs_login_for: str | None = attrs.field(default=None, init=False)
     _refresh_error: str | None = attrs.field(default=None, init=False)
     _refresh_failures: int = attrs.field(default=0, init=False)
     _retry_deadline: float = attrs.field(default=-math.inf, init=False)  # trio time
@@ -140,9 +143,9 @@ class OAuthClient:
                 try:
                     await self._refresh(tokens)
                     return True
-                except LoginRequired:
-                    pass  # the refresh token was refused: log in again where we can
-            if tokens is None:
+                except LoginRequired as exc:
+                    reason = exc.reason  # the refresh token was refused: log in again
+            elif tokens is None:
                 reason = "no tokens"
             elif self._expired(tokens) and tokens.refresh_token is None:
                 reason = "the access token expired and there is no refresh token"
@@ -165,8 +168,9 @@ class OAuthClient:
 
     def status(self) -> AuthStatus:
         tokens = self._tokens()
-        if self._needs_login is not None:
-            return AuthStatus(AuthState.NEEDS_LOGIN, self._needs_login)
+        needs_login = self._login_needed(tokens)
+        if needs_login is not None:
+            return AuthStatus(AuthState.NEEDS_LOGIN, needs_login)
         if tokens is None:
             if self.settings.grant == "client_credentials":
                 return AuthStatus(AuthState.EXPIRED, "no token yet (client credentials)")
@@ -193,6 +197,21 @@ class OAuthClient:
         if tokens is None or tokens.server_url != self.server_url:
             return None
         return tokens
+
+    @property
+    def _local(self) -> bool:
+        """The MCP server is on this machine: loopback (and plain http) URLs are fine."""
+        return is_loopback(self.server_url)
+
+    def _login_needed(self, tokens: Tokens | None) -> str | None:
+        current = None if tokens is None else tokens.access_token
+        return self._needs_login if current == self._needs_login_for else None
+
+    def _note_login_needed(self, reason: str) -> LoginRequired:
+        tokens = self._tokens()
+        self._needs_login = reason
+        self._needs_login_for = None if tokens is None else tokens.access_token
+        return LoginRequired(self.name, reason)
 
     def _expired(self, tokens: Tokens) -> bool:
         return tokens.expires_at is not None and tokens.expires_at - EXPIRY_LEEWAY <= self.now()
@@ -247,6 +266,9 @@ class OAuthClient:
     async def _refresh(self, tokens: Tokens) -> Tokens:
         """One refresh (the lock held); backoff after a failure, LoginRequired on a refusal."""
         assert tokens.refresh_token is not None
+        refused = self._login_needed(tokens)
+        if refused is not None:
+            raise LoginRequired(self.name, refused)  # the same refresh token: the same answer
         now = trio.current_time()
         if now < self._retry_deadline:
             raise OAuthError(
@@ -266,8 +288,9 @@ class OAuthClient:
             )
         except TokenEndpointError as exc:
             if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                self._needs_login = f"the authorization server refused the refresh ({exc.error})"
-                raise LoginRequired(self.name, self._needs_login) from None
+                raise self._note_login_needed(
+                    f"the authorization server refused the refresh ({exc.error})"
+                ) from None
             self._refresh_failed(str(exc))
             raise
         except OAuthError as exc:
@@ -292,7 +315,7 @@ class OAuthClient:
             return True
         try:
             metadata = await fetch_resource_metadata(
-                self.http, self.server_url, challenge.resource_metadata
+                self.http, self.server_url, challenge.resource_metadata, local=self._local
             )
         except OAuthError:
             return True  # the refresh will tell
@@ -317,7 +340,7 @@ class OAuthClient:
 
     async def _discover(self, challenge: BearerChallenge) -> _Discovered:
         resource_metadata = await fetch_resource_metadata(
-            self.http, self.server_url, challenge.resource_metadata
+            self.http, self.server_url, challenge.resource_metadata, local=self._local
         )
         if resource_metadata is None:
             # No protected resource metadata: the 2025-03-26 spec's way, the MCP server's
@@ -325,14 +348,14 @@ class OAuthClient:
             parts = urlsplit(self.server_url)
             origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
             try:
-                metadata = await fetch_server_metadata(self.http, origin)
+                metadata = await fetch_server_metadata(self.http, origin, local=self._local)
             except OAuthError as exc:
                 if not str(exc).startswith("no authorization server metadata"):
                     raise
                 metadata = legacy_server_metadata(self.server_url)
             return _Discovered(canonical_resource(self.server_url), metadata, None)
         issuer = resource_metadata.authorization_servers[0]
-        metadata = await fetch_server_metadata(self.http, issuer)
+        metadata = await fetch_server_metadata(self.http, issuer, local=self._local)
         return _Discovered(canonical_resource(self.server_url), metadata, resource_metadata)
 
     async def _login(
@@ -344,8 +367,7 @@ class OAuthClient:
     ) -> None:
         grant_type = self.settings.grant
         if grant_type == "authorization_code" and self.user_agent is None and not device_prompt:
-            self._needs_login = reason
-            raise LoginRequired(self.name, reason)
+            raise self._note_login_needed(reason)
         if challenge is None:
             challenge = await self._probe()
         discovered = await self._discover(challenge)
@@ -361,8 +383,7 @@ class OAuthClient:
             await self._device(discovered, self._with_offline(scopes, metadata), device_prompt)
         else:
             if self.user_agent is None:
-                self._needs_login = reason
-                raise LoginRequired(self.name, f"{reason}; no device flow at this server")
+                raise self._note_login_needed(f"{reason}; no device flow at this server")
             await self._authorization_code(discovered, self._with_offline(scopes, metadata))
         self._requested_scopes = scopes
 
