@@ -420,9 +420,22 @@ class OAuthClient:
     ) -> Client:
         """Pre-registered, else a client ID metadata document, else dynamic registration (a
         new one per login: registrations are bound to their server and redirect URI)."""
-        client = pre_registered(self.settings, metadata) or metadata_document(
-            self.settings, metadata
-        )
+        client = pre_registered(self.settings, metadata)
+        stored = self._tokens()
+        if (
+            client is not None
+            and stored is not None
+            and stored.client_id == client.client_id
+            and stored.issuer != metadata.issuer
+        ):
+            # A pre-registered client belongs to the server that registered it (the spec's
+            # authorization server binding): say so rather than present it elsewhere.
+            raise OAuthError(
+                f"the authorization server of {self.name!r} changed from {stored.issuer} to"
+                f" {metadata.issuer}; the configured client_id was registered with the former:"
+                " register with the new one and configure its client_id"
+            )
+        client = client or metadata_document(self.settings, metadata)
         if client is None:
             client = await register(
                 self.http,
