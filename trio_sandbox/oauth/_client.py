@@ -8,6 +8,7 @@ instead of starting their own. No task outlives the call that started it.
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import math
 import time
@@ -66,6 +67,12 @@ _DEVICE_DEFAULT_INTERVAL: Final = 5.0
 _DEVICE_MAX_WAIT: Final = 1800.0
 
 
+# (client, serial of the tokens) the current task's last request was sent with.
+_SENT_SERIAL: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "trio_sandbox_oauth_sent_serial", default=None
+)
+
+
 def _ignore_secret(value: str) -> None:
     pass
 
@@ -100,10 +107,9 @@ class OAuthClient:
     _serial: int = attrs.field(default=0, init=False)
     _requested_scopes: tuple[str, ...] = attrs.field(default=(), init=False)
     _step_ups: int = attrs.field(default=0, init=False)
-    # Why a login is needed, and the access token that was current then: the reason holds
-    # while the store still has that token (a login in another process replaces it).
     _needs_login: str | None = attrs.field(default=None, init=False)
-    _needs_login_for: str | None = attrs.field(default=None, init=False)
+    # What the store held when a login was found needed (it stays needed while it holds that).
+    _refused: Tokens | None = attrs.field(default=None, init=False, repr=False)
     _refresh_error: str | None = attrs.field(default=None, init=False)
     _refresh_failures: int = attrs.field(default=0, init=False)
     _retry_deadline: float = attrs.field(default=-math.inf, init=False)  # trio time
@@ -112,6 +118,9 @@ class OAuthClient:
     # --- the transport's hook -------------------------------------------------------------
 
     async def authorization(self) -> str | None:
+        # Which tokens this request carries: its 401 then asks for a refresh only if no other
+        # caller renewed them since (set in the caller's task, where challenged() runs too).
+        _SENT_SERIAL.set((id(self), self._serial))
         tokens = self._tokens()
         if tokens is None and self.settings.grant == "client_credentials":
             tokens = await self._renew(None)
@@ -119,11 +128,14 @@ class OAuthClient:
             if tokens.refresh_token is None and self.settings.grant != "client_credentials":
                 return None  # the server's 401 decides: a login, or LoginRequired
             tokens = await self._renew(tokens)
+        if tokens is not None:
+            _SENT_SERIAL.set((id(self), self._serial))
         return None if tokens is None else f"Bearer {tokens.access_token}"
 
     async def challenged(self, challenge: AuthChallenge) -> bool:
         parsed = parse_www_authenticate(challenge.www_authenticate)
-        serial = self._serial
+        sent = _SENT_SERIAL.get()
+        serial = sent[1] if sent is not None and sent[0] == id(self) else self._serial
         if challenge.status == 403:
             if parsed.error != "insufficient_scope":
                 return False
@@ -168,9 +180,8 @@ class OAuthClient:
 
     def status(self) -> AuthStatus:
         tokens = self._tokens()
-        needs_login = self._login_needed(tokens)
-        if needs_login is not None:
-            return AuthStatus(AuthState.NEEDS_LOGIN, needs_login)
+        if self._needs_login is not None:
+            return AuthStatus(AuthState.NEEDS_LOGIN, self._needs_login)
         if tokens is None:
             if self.settings.grant == "client_credentials":
                 return AuthStatus(AuthState.EXPIRED, "no token yet (client credentials)")
@@ -194,6 +205,8 @@ class OAuthClient:
     def _tokens(self) -> Tokens | None:
         # Read each time: `trio-sandbox auth login` in another process writes the store.
         tokens = self.store.load(self.name)
+        if self._needs_login is not None and tokens != self._refused:
+            self._needs_login = None  # a login elsewhere replaced the tokens that were refused
         if tokens is None or tokens.server_url != self.server_url:
             return None
         return tokens
@@ -203,15 +216,10 @@ class OAuthClient:
         """The MCP server is on this machine: loopback (and plain http) URLs are fine."""
         return is_loopback(self.server_url)
 
-    def _login_needed(self, tokens: Tokens | None) -> str | None:
-        current = None if tokens is None else tokens.access_token
-        return self._needs_login if current == self._needs_login_for else None
-
-    def _note_login_needed(self, reason: str) -> LoginRequired:
-        tokens = self._tokens()
+    def _login_needed(self, reason: str) -> None:
+        """Only a person can go on; until the store holds other tokens than now."""
         self._needs_login = reason
-        self._needs_login_for = None if tokens is None else tokens.access_token
-        return LoginRequired(self.name, reason)
+        self._refused = self.store.load(self.name)
 
     def _expired(self, tokens: Tokens) -> bool:
         return tokens.expires_at is not None and tokens.expires_at - EXPIRY_LEEWAY <= self.now()
@@ -266,9 +274,10 @@ class OAuthClient:
     async def _refresh(self, tokens: Tokens) -> Tokens:
         """One refresh (the lock held); backoff after a failure, LoginRequired on a refusal."""
         assert tokens.refresh_token is not None
-        refused = self._login_needed(tokens)
-        if refused is not None:
-            raise LoginRequired(self.name, refused)  # the same refresh token: the same answer
+        if self._needs_login is not None:
+            # Still the refused tokens (the caller's load would have cleared it otherwise):
+            # the same refresh token would get the same answer.
+            raise LoginRequired(self.name, self._needs_login)
         now = trio.current_time()
         if now < self._retry_deadline:
             raise OAuthError(
@@ -288,9 +297,9 @@ class OAuthClient:
             )
         except TokenEndpointError as exc:
             if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                raise self._note_login_needed(
-                    f"the authorization server refused the refresh ({exc.error})"
-                ) from None
+                reason = f"the authorization server refused the refresh ({exc.error})"
+                self._login_needed(reason)
+                raise LoginRequired(self.name, reason) from None
             self._refresh_failed(str(exc))
             raise
         except OAuthError as exc:
@@ -367,7 +376,8 @@ class OAuthClient:
     ) -> None:
         grant_type = self.settings.grant
         if grant_type == "authorization_code" and self.user_agent is None and not device_prompt:
-            raise self._note_login_needed(reason)
+            self._login_needed(reason)
+            raise LoginRequired(self.name, reason)
         if challenge is None:
             challenge = await self._probe()
         discovered = await self._discover(challenge)
@@ -383,7 +393,8 @@ class OAuthClient:
             await self._device(discovered, self._with_offline(scopes, metadata), device_prompt)
         else:
             if self.user_agent is None:
-                raise self._note_login_needed(f"{reason}; no device flow at this server")
+                self._login_needed(reason)
+                raise LoginRequired(self.name, f"{reason}; no device flow at this server")
             await self._authorization_code(discovered, self._with_offline(scopes, metadata))
         self._requested_scopes = scopes
 
