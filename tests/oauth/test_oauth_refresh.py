@@ -167,3 +167,31 @@ async def test_no_secret_in_an_error_even_when_the_server_echoes_it(
     assert status.reason is not None
     assert tokens.refresh_token not in status.reason
     assert tokens.access_token not in repr(status)
+
+
+async def test_an_authorization_server_that_never_answers_is_bounded(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    auth = await expired_client(world, http)
+    world.token_gate = trio.Event()  # never set: the token endpoint hangs
+    world.token_requested = trio.Event()
+    failures: list[Exception] = []
+
+    async def call() -> None:
+        try:
+            await auth.authorization()
+        except OAuthError as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call)
+        await world.token_requested.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(29)
+        await trio.testing.wait_all_tasks_blocked()
+        assert failures == []
+        mock_clock.jump(2)
+    [failure] = failures
+    assert "no answer within 30 s" in str(failure)
+    assert auth.status().state is AuthState.REFRESH_FAILING
+    world.token_gate.set()
