@@ -36,6 +36,7 @@ class Recorder:
     app: App | None
     refuse: int | None = None  # answer every request with this status
     location: str | None = None  # with a redirect to here
+    echo: int | None = None  # the refusal's body: this many x, then the Authorization header
     seen: list[tuple[str, str | None]] = attrs.field(factory=list)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -45,6 +46,9 @@ class Recorder:
             if self.refuse is not None or self.app is None:
                 while (await receive()).get("more_body"):
                     pass
+                body = b""
+                if self.echo is not None:
+                    body = f"{'x' * self.echo} {headers.get('authorization')}".encode()
                 extra = [(b"www-authenticate", b'Bearer error="invalid_token"')]
                 if self.location is not None:
                     extra = [(b"location", self.location.encode())]
@@ -52,10 +56,10 @@ class Recorder:
                     {
                         "type": "http.response.start",
                         "status": self.refuse or 404,
-                        "headers": [(b"content-length", b"0"), *extra],
+                        "headers": [(b"content-length", str(len(body)).encode()), *extra],
                     }
                 )
-                await send({"type": "http.response.body", "body": b""})
+                await send({"type": "http.response.body", "body": body})
                 return
         if self.app is not None:
             await self.app(scope, receive, send)
@@ -182,3 +186,18 @@ async def test_auth_is_for_http_urls_only() -> None:
     with pytest.raises(ValueError, match="http"):
         async with open_mcp_client("ws://127.0.0.1:1/mcp", auth=CountingAuth()):
             pass
+
+
+@pytest.mark.parametrize("status", [401, 400])
+@pytest.mark.parametrize("padding", [100, 180])  # the token whole in the snippet, or cut by it
+async def test_an_echoed_token_is_not_in_the_error(status: int, padding: int) -> None:
+    recorder = Recorder(None, refuse=status, echo=padding)
+    auth = CountingAuth(token="secret-token-value", retry=False)
+    async with serving(recorder) as url:
+        with pytest.raises(McpHttpStatusError) as caught:
+            async with open_mcp_client(url, protocol_version="2025-11-25", auth=auth):
+                pass
+    assert recorder.seen[0][1] == "Bearer secret-token-value"
+    message = str(caught.value)
+    assert "Bearer [re" in message
+    assert "secret" not in message

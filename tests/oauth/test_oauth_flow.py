@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
+import attrs
 import httpx
 import pytest
 
@@ -16,7 +18,6 @@ from trio_sandbox.oauth import (
     OAuthClient,
     OAuthError,
     OAuthSettings,
-    Tokens,
 )
 
 from .auth_world import AuthWorld, HeadlessUserAgent, open_auth_world
@@ -115,7 +116,7 @@ async def test_stored_tokens_are_used_without_a_login(
     # Tokens stored for another URL are not used.
     tokens = store.load("forge")
     assert tokens is not None
-    store.save("forge", Tokens(**{**tokens.to_json(), "server_url": "http://127.0.0.1:1/mcp"}))  # type: ignore[arg-type]
+    store.save("forge", attrs.evolve(tokens, server_url="http://127.0.0.1:1/mcp"))
     with pytest.raises(LoginRequired):
         async with open_mcp_client(world.mcp_url, auth=auth):
             pass
@@ -231,3 +232,38 @@ async def test_step_up_asks_for_the_union_and_is_bounded(
             await client.call_tool("whoami")
         assert caught.value.status == 403
     assert len(world.authorizations) == 3  # one step-up for mcp:admin, not a loop
+
+
+async def test_a_pre_registered_client_is_not_taken_to_another_server(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    world.registration = False
+    world.clients["pre"] = None
+    store = MemoryTokenStore()
+    settings = OAuthSettings(client_id="pre")
+    tokens = await make_client(world, http, settings=settings, store=store).login()
+    # The resource now names another authorization server (its tokens say the old one).
+    store.save("forge", attrs.evolve(tokens, issuer="https://old-as.example"))
+    with pytest.raises(OAuthError, match=re.escape("changed from https://old-as.example")):
+        await make_client(world, http, settings=settings, store=store).login()
+    assert len(world.authorizations) == 1
+
+
+async def test_a_changed_authorization_server_means_a_new_registration(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    store = MemoryTokenStore()
+    tokens = await make_client(world, http, store=store).login()
+    # Tokens from another authorization server (a moved resource): never refreshed there,
+    # a new registration here, and the old client_id never shown to this server.
+    store.save(
+        "forge", attrs.evolve(tokens, issuer="https://old-as.example", client_id="old-client")
+    )
+    world.tokens.clear()  # the resource no longer accepts the old access token
+    auth = make_client(world, http, store=store)
+    async with open_mcp_client(world.mcp_url, auth=auth) as client:
+        await client.call_tool("whoami")
+    assert world.grants["refresh_token"] == 0
+    assert world.requests["/register"] == 2
+    assert all(form.get("client_id") != "old-client" for form in world.token_forms)
+    assert all(query["client_id"] != "old-client" for query in world.authorizations)

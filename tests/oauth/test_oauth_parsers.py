@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from hypothesis import given
@@ -20,6 +21,7 @@ from trio_sandbox.oauth import OAuthError, Tokens
 from trio_sandbox.oauth._grants import parse_grant
 from trio_sandbox.oauth._metadata import (
     canonical_resource,
+    fetch_resource_metadata,
     parse_resource_metadata,
     parse_server_metadata,
     resource_covers,
@@ -150,7 +152,23 @@ def test_server_metadata_checks() -> None:
     with pytest.raises(OAuthError, match="must be an https URL"):
         parse_server_metadata({**good, "token_endpoint": "http://auth.example.com/t"}, ISSUER, "x")
     loopback = {"issuer": "http://127.0.0.1:8080", "token_endpoint": "http://127.0.0.1:8080/t"}
-    assert parse_server_metadata(loopback, "http://127.0.0.1:8080", "x")
+    assert parse_server_metadata(loopback, "http://127.0.0.1:8080", "x", local=True)
+    # A remote server's documents may not send us into this machine, even over https.
+    with pytest.raises(OAuthError, match="points to this machine"):
+        parse_server_metadata(loopback, "http://127.0.0.1:8080", "x")
+    inward = {**good, "token_endpoint": "https://localhost/t"}
+    with pytest.raises(OAuthError, match="points to this machine"):
+        parse_server_metadata(inward, ISSUER, "x")
+
+
+async def test_a_remote_server_cannot_send_discovery_into_this_machine() -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(OAuthError, match="points to this machine"):
+            await fetch_resource_metadata(
+                http, SERVER, "http://127.0.0.1:1/.well-known/oauth-protected-resource", local=False
+            )
+        with pytest.raises(OAuthError, match="must be an https URL"):
+            await fetch_resource_metadata(http, SERVER, "http://mcp.example.com/prm", local=False)
 
 
 def test_resource_coverage() -> None:

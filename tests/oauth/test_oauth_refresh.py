@@ -129,6 +129,23 @@ async def test_a_refused_refresh_token_needs_a_login_by_name(
     assert status.state is AuthState.NEEDS_LOGIN
     assert status.reason is not None
     assert "invalid_grant" in status.reason
+    # The same refresh token is not sent again: the same answer would come.
+    with pytest.raises(LoginRequired):
+        await auth.authorization()
+    assert world.grants["refresh_token"] == 1
+    # A login elsewhere (the CLI, another process) writes the store: the client takes it up.
+    person = OAuthClient(
+        "forge",
+        world.mcp_url,
+        OAuthSettings(),
+        auth.store,
+        http,
+        HeadlessUserAgent(http),
+        now=auth.now,
+    )
+    fresh = await person.login()
+    assert auth.status().state is AuthState.LOGGED_IN
+    assert await auth.authorization() == f"Bearer {fresh.access_token}"
 
 
 async def test_no_secret_in_an_error_even_when_the_server_echoes_it(
@@ -150,3 +167,31 @@ async def test_no_secret_in_an_error_even_when_the_server_echoes_it(
     assert status.reason is not None
     assert tokens.refresh_token not in status.reason
     assert tokens.access_token not in repr(status)
+
+
+async def test_an_authorization_server_that_never_answers_is_bounded(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    auth = await expired_client(world, http)
+    world.token_gate = trio.Event()  # never set: the token endpoint hangs
+    world.token_requested = trio.Event()
+    failures: list[Exception] = []
+
+    async def call() -> None:
+        try:
+            await auth.authorization()
+        except OAuthError as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call)
+        await world.token_requested.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(29)
+        await trio.testing.wait_all_tasks_blocked()
+        assert failures == []
+        mock_clock.jump(2)
+    [failure] = failures
+    assert "no answer within 30 s" in str(failure)
+    assert auth.status().state is AuthState.REFRESH_FAILING
+    world.token_gate.set()

@@ -34,7 +34,7 @@ from ._grants import (
     describe_refusal,
     token_request,
 )
-from ._http import request_json
+from ._http import is_loopback, request_json
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -155,9 +155,9 @@ class OAuthClient:
                 try:
                     await self._refresh(tokens)
                     return True
-                except LoginRequired:
-                    pass  # the refresh token was refused: log in again where we can
-            if tokens is None:
+                except LoginRequired as exc:
+                    reason = exc.reason  # the refresh token was refused: log in again
+            elif tokens is None:
                 reason = "no tokens"
             elif self._expired(tokens) and tokens.refresh_token is None:
                 reason = "the access token expired and there is no refresh token"
@@ -210,6 +210,11 @@ class OAuthClient:
         if tokens is None or tokens.server_url != self.server_url:
             return None
         return tokens
+
+    @property
+    def _local(self) -> bool:
+        """The MCP server is on this machine: loopback (and plain http) URLs are fine."""
+        return is_loopback(self.server_url)
 
     def _login_needed(self, reason: str) -> None:
         """Only a person can go on; until the store holds other tokens than now."""
@@ -269,6 +274,10 @@ class OAuthClient:
     async def _refresh(self, tokens: Tokens) -> Tokens:
         """One refresh (the lock held); backoff after a failure, LoginRequired on a refusal."""
         assert tokens.refresh_token is not None
+        if self._needs_login is not None:
+            # Still the refused tokens (the caller's load would have cleared it otherwise):
+            # the same refresh token would get the same answer.
+            raise LoginRequired(self.name, self._needs_login)
         now = trio.current_time()
         if now < self._retry_deadline:
             raise OAuthError(
@@ -315,7 +324,7 @@ class OAuthClient:
             return True
         try:
             metadata = await fetch_resource_metadata(
-                self.http, self.server_url, challenge.resource_metadata
+                self.http, self.server_url, challenge.resource_metadata, local=self._local
             )
         except OAuthError:
             return True  # the refresh will tell
@@ -340,7 +349,7 @@ class OAuthClient:
 
     async def _discover(self, challenge: BearerChallenge) -> _Discovered:
         resource_metadata = await fetch_resource_metadata(
-            self.http, self.server_url, challenge.resource_metadata
+            self.http, self.server_url, challenge.resource_metadata, local=self._local
         )
         if resource_metadata is None:
             # No protected resource metadata: the 2025-03-26 spec's way, the MCP server's
@@ -348,14 +357,14 @@ class OAuthClient:
             parts = urlsplit(self.server_url)
             origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
             try:
-                metadata = await fetch_server_metadata(self.http, origin)
+                metadata = await fetch_server_metadata(self.http, origin, local=self._local)
             except OAuthError as exc:
                 if not str(exc).startswith("no authorization server metadata"):
                     raise
                 metadata = legacy_server_metadata(self.server_url)
             return _Discovered(canonical_resource(self.server_url), metadata, None)
         issuer = resource_metadata.authorization_servers[0]
-        metadata = await fetch_server_metadata(self.http, issuer)
+        metadata = await fetch_server_metadata(self.http, issuer, local=self._local)
         return _Discovered(canonical_resource(self.server_url), metadata, resource_metadata)
 
     async def _login(
@@ -422,9 +431,22 @@ class OAuthClient:
     ) -> Client:
         """Pre-registered, else a client ID metadata document, else dynamic registration (a
         new one per login: registrations are bound to their server and redirect URI)."""
-        client = pre_registered(self.settings, metadata) or metadata_document(
-            self.settings, metadata
-        )
+        client = pre_registered(self.settings, metadata)
+        stored = self._tokens()
+        if (
+            client is not None
+            and stored is not None
+            and stored.client_id == client.client_id
+            and stored.issuer != metadata.issuer
+        ):
+            # A pre-registered client belongs to the server that registered it (the spec's
+            # authorization server binding): say so rather than present it elsewhere.
+            raise OAuthError(
+                f"the authorization server of {self.name!r} changed from {stored.issuer} to"
+                f" {metadata.issuer}; the configured client_id was registered with the former:"
+                " register with the new one and configure its client_id"
+            )
+        client = client or metadata_document(self.settings, metadata)
         if client is None:
             client = await register(
                 self.http,

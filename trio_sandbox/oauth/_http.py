@@ -33,9 +33,10 @@ def is_loopback(url: str) -> bool:
     return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
 
 
-def require_secure_url(url: object, what: str) -> str:
-    """``url`` as an absolute https URL (plain http only for a loopback host), without a
-    fragment; OAuthError naming ``what`` otherwise."""
+def require_secure_url(url: object, what: str, *, local: bool) -> str:
+    """``url`` as an absolute https URL without a fragment; OAuthError naming ``what``
+    otherwise. ``local`` (the MCP server itself is on a loopback host) allows loopback URLs,
+    plain http among them; a remote server's documents may not point into this machine."""
     if not isinstance(url, str) or not url:
         raise OAuthError(f"{what} is missing or not a string")
     try:
@@ -43,11 +44,14 @@ def require_secure_url(url: object, what: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise OAuthError(f"{what} is not a valid URL") from None
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(url)):
-        if not parts.hostname:
-            raise OAuthError(f"{what} has no host")
-        if parts.fragment or url.endswith("#"):
-            raise OAuthError(f"{what} has a fragment")
+    if not parts.hostname:
+        raise OAuthError(f"{what} is not an absolute URL")
+    if parts.fragment or url.endswith("#"):
+        raise OAuthError(f"{what} has a fragment")
+    loopback = is_loopback(url)
+    if loopback and not local:
+        raise OAuthError(f"{what} points to this machine, but the MCP server is elsewhere")
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
         return url
     raise OAuthError(f"{what} must be an https URL (plain http only on a loopback host)")
 

@@ -96,7 +96,9 @@ def parse_resource_metadata(data: object, server_url: str, where: str) -> Resour
     return ResourceMetadata(resource, servers, _strings(data, "scopes_supported", what))
 
 
-def parse_server_metadata(data: object, issuer: str, where: str) -> ServerMetadata:
+def parse_server_metadata(
+    data: object, issuer: str, where: str, *, local: bool = False
+) -> ServerMetadata:
     what = f"the authorization server metadata at {where}"
     if not isinstance(data, dict):
         raise OAuthError(f"{what} is not a JSON object")
@@ -109,7 +111,7 @@ def parse_server_metadata(data: object, issuer: str, where: str) -> ServerMetada
         value = data.get(name)
         if value is None and not required:
             return None
-        return require_secure_url(value, f"{what}: {name}")
+        return require_secure_url(value, f"{what}: {name}", local=local)
 
     token_endpoint = endpoint("token_endpoint", True)
     assert token_endpoint is not None
@@ -164,13 +166,15 @@ def server_metadata_urls(issuer: str) -> list[str]:
 
 
 async def fetch_resource_metadata(
-    http: httpx.AsyncClient, server_url: str, advertised: str | None
+    http: httpx.AsyncClient, server_url: str, advertised: str | None, *, local: bool
 ) -> ResourceMetadata | None:
     """The metadata from the 401's ``resource_metadata`` URL, else the well-known URIs in
     order; None when the server publishes none (a 4xx at every place)."""
     if advertised is not None:
         # RFC 9728 lets the metadata live on another host: what it says is checked instead.
-        candidates = [require_secure_url(advertised, "the resource_metadata URL of the 401")]
+        candidates = [
+            require_secure_url(advertised, "the resource_metadata URL of the 401", local=local)
+        ]
     else:
         candidates = resource_metadata_urls(server_url)
     for url in candidates:
@@ -182,14 +186,16 @@ async def fetch_resource_metadata(
     return None
 
 
-async def fetch_server_metadata(http: httpx.AsyncClient, issuer: str) -> ServerMetadata:
+async def fetch_server_metadata(
+    http: httpx.AsyncClient, issuer: str, *, local: bool
+) -> ServerMetadata:
     """The authorization server's metadata, tried at each well-known URI in the spec's order."""
-    require_secure_url(issuer, "the authorization server's issuer")
+    require_secure_url(issuer, "the authorization server's issuer", local=local)
     tried: list[str] = []
     for url in server_metadata_urls(issuer):
         answer = await request_json(http, "GET", url, what=f"authorization server metadata {url}")
         if answer.status == 200 and isinstance(answer.body, dict):
-            return parse_server_metadata(answer.body, issuer, url)
+            return parse_server_metadata(answer.body, issuer, url, local=local)
         if not 400 <= answer.status < 500 and answer.status != 200:
             raise OAuthError(f"authorization server metadata {url}: HTTP {answer.status}")
         tried.append(url)

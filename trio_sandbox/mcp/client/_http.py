@@ -63,6 +63,9 @@ class HttpTransport:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     _standalone_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     _auth: HttpAuth | None = None
+    # The last few Authorization values sent: an error's snippet of the body never shows one
+    # (a server that echoes the request would otherwise put the token in an error message).
+    _sent_credentials: list[bytes] = attrs.field(factory=list)
 
     def set_protocol_version(self, version: str | None) -> None:
         self.protocol_version = version
@@ -79,6 +82,18 @@ class HttpTransport:
     def _fail(self, reason: str) -> McpConnectionError:
         return McpConnectionError(self.target, reason)
 
+    def _status_error(self, status: int, body: bytes) -> McpHttpStatusError:
+        for credential in self._sent_credentials:
+            body = body.replace(credential, b"[redacted]")
+        return McpHttpStatusError(self.target, status, body)
+
+    def _remember_credential(self, value: str) -> None:
+        credential = value.encode()
+        token = credential.partition(b" ")[2] or credential
+        if token not in self._sent_credentials:
+            self._sent_credentials.append(token)
+            del self._sent_credentials[:-4]
+
     @asynccontextmanager
     async def _request(
         self, method: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes = b""
@@ -92,6 +107,7 @@ class HttpTransport:
             if self._auth is not None:
                 value = await self._auth.authorization()
                 if value is not None:
+                    self._remember_credential(value)
                     sent = [*headers, (b"Authorization", value.encode())]
             async with self._pool.request(method, sent, body) as response:
                 if self._auth is None or response.status not in (401, 403):
@@ -100,7 +116,7 @@ class HttpTransport:
                 challenge = AuthChallenge(response.status, response.headers.get("www-authenticate"))
                 data = await _read_at_most(response, _CHALLENGE_BODY_BYTES)
             if attempt == MAX_AUTH_RETRIES or not await self._auth.challenged(challenge):
-                raise McpHttpStatusError(self.target, challenge.status, data)
+                raise self._status_error(challenge.status, data)
         raise AssertionError("unreachable")  # the loop either yields or raises
 
     async def send(self, message: Message, headers: Mapping[str, str]) -> None:
@@ -118,7 +134,7 @@ class HttpTransport:
         if response.status == 404 and self.session_id is not None:
             raise McpSessionExpired(self.target, "the server ended the session (HTTP 404)")
         if response.status >= 400:
-            raise McpHttpStatusError(self.target, response.status, data)
+            raise self._status_error(response.status, data)
 
     async def _post_request(
         self, request: Request, body: bytes, headers: list[tuple[bytes, bytes]]
@@ -143,7 +159,7 @@ class HttpTransport:
                 ):
                     return
                 if response.status >= 400:
-                    raise McpHttpStatusError(self.target, response.status, data)
+                    raise self._status_error(response.status, data)
                 status = response.status
                 raise self._fail(f"HTTP {status} without a response to {request.method}")
         await self._resume(request, state)
@@ -178,7 +194,7 @@ class HttpTransport:
                     content_type = response.headers.get("content-type", "").lower()
                     if response.status != 200 or "text/event-stream" not in content_type:
                         data = await response.read()
-                        raise McpHttpStatusError(self.target, response.status, data)
+                        raise self._status_error(response.status, data)
                     if await self._read_sse(response, request.id, state):
                         return
             except HttpClientError as exc:
