@@ -12,6 +12,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -20,7 +21,9 @@ from tests.cli.cli_harness import RunningCli, run_cli, start_cli
 from tests.oauth.auth_world import open_auth_world
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
 from tests.support.sandbox_users import SandboxUser
+from trio_sandbox.cli._auth_command import stored_status
 from trio_sandbox.mcp import open_mcp_client
+from trio_sandbox.oauth import AuthState, Tokens
 
 
 def write_config(home: Path, server: AuthServer, user: SandboxUser | None = None) -> Path:
@@ -300,3 +303,30 @@ async def test_client_credentials_serve_unattended_from_the_config(tmp_path: Pat
     for value in [secret, *issued]:
         for text in outputs:
             assert value not in text
+
+
+def test_status_from_the_store_alone() -> None:
+    url = "https://mcp.example/mcp"
+    tokens = Tokens(
+        server_url=url,
+        issuer="https://as.example",
+        token_endpoint="https://as.example/token",
+        client_id="c",
+        client_secret=None,
+        token_endpoint_auth_method="none",
+        access_token="a" * 20,
+        refresh_token="r" * 20,
+        expires_at=1000.0,
+        scope="mcp",
+    )
+    assert stored_status(None, url, 0).state is AuthState.NEEDS_LOGIN
+    assert stored_status(tokens, url, 0).state is AuthState.LOGGED_IN
+    assert stored_status(tokens, url, 990).state is AuthState.EXPIRED  # refreshed at next use
+    no_refresh = attrs.evolve(tokens, refresh_token=None)
+    assert stored_status(no_refresh, url, 990).state is AuthState.NEEDS_LOGIN
+    other = stored_status(tokens, "https://other.example/mcp", 0)
+    assert other.state is AuthState.NEEDS_LOGIN
+    assert "another server" in (other.reason or "")
+    robot = stored_status(None, url, 0, unattended=True)
+    assert robot.state is AuthState.EXPIRED
+    assert "client credentials" in (robot.reason or "")

@@ -172,8 +172,13 @@ async def _login(spec: HttpUpstream, args: argparse.Namespace) -> Tokens:
 # --- status -------------------------------------------------------------------------------------
 
 
-def stored_status(tokens: Tokens | None, server_url: str, now: float) -> AuthStatus:
-    """What the store alone says of one upstream's login (no network)."""
+def stored_status(
+    tokens: Tokens | None, server_url: str, now: float, *, unattended: bool = False
+) -> AuthStatus:
+    """What the store alone says of one upstream's login (no network); ``unattended``: client
+    credentials, which need no person (a token is fetched at the next use)."""
+    if unattended and (tokens is None or tokens.server_url != server_url):
+        return AuthStatus(AuthState.EXPIRED, "no token yet: client credentials, at the next use")
     if tokens is None:
         return AuthStatus(AuthState.NEEDS_LOGIN, "not logged in")
     if tokens.server_url != server_url:
@@ -225,8 +230,9 @@ async def _statuses(upstreams: Sequence[HttpUpstream], check: bool) -> list[dict
             except OAuthError as exc:
                 reports.append(_report(spec, AuthStatus(AuthState.NEEDS_LOGIN, str(exc)), None))
                 continue
-            status = stored_status(tokens, spec.url, time.time())
-            if check and tokens is not None:
+            unattended = spec.oauth.grant == "client_credentials"
+            status = stored_status(tokens, spec.url, time.time(), unattended=unattended)
+            if check and (tokens is not None or unattended):
                 status = await _checked(spec, store, http)
                 tokens = store.load(spec.name)
             reports.append(_report(spec, status, tokens))
