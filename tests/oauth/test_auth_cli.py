@@ -21,7 +21,7 @@ from tests.cli.cli_harness import RunningCli, run_cli, start_cli
 from tests.oauth.auth_world import open_auth_world
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
 from tests.support.sandbox_users import SandboxUser
-from trio_sandbox.cli._auth_command import stored_status
+from trio_sandbox.cli._auth_actions import stored_status
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.oauth import AuthState, Tokens
 

@@ -16,7 +16,7 @@ import logging
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 import trio
@@ -36,12 +36,14 @@ from ..mcp import (
     Tool,
 )
 from ..mcp.lowlevel import LIST_RESULT_KEYS, MethodHandler, match_uri_template, paginate
-from ..oauth import LoginRequired
 from ..observe import CallKind, CallObservation, Failure, Observer, Outcome
 from ._errors import NameCollisionError, UpstreamNeedsLogin, UpstreamUnavailable
 from ._exposed_names import SEPARATOR, Route, build_routes, exposed_name
 from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream
+
+if TYPE_CHECKING:
+    from ..oauth import LoginRequired
 
 logger = logging.getLogger("trio_sandbox.proxy")
 

@@ -9,10 +9,9 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import httpx
 import trio
 
 from ..mcp import (
@@ -27,7 +26,6 @@ from ..mcp import (
     serve_stdio,
     stdio_transport,
 )
-from ..oauth import FileTokenStore, OAuthClient, OAuthSettings, Tokens, TokenStore
 from ..program import VERSION
 from ..redact import KnownSecretTooShort
 from ..tls import CertificateChain
@@ -45,6 +43,13 @@ from ._upstream_specs import (
     effective_prefix,
 )
 from ._upstream_state import UpstreamStatus
+
+if TYPE_CHECKING:
+    # Imported where used: the oauth package (httpx, authlib) loads only when an upstream
+    # uses OAuth.
+    import httpx
+
+    from ..oauth import OAuthClient, OAuthSettings, Tokens, TokenStore
 
 PROXY_INFO = Implementation("trio-sandbox-proxy", VERSION)
 logger = logging.getLogger("trio_sandbox.proxy")
@@ -226,6 +231,8 @@ async def _authorization_http(needed: bool) -> AsyncIterator[httpx.AsyncClient |
     if not needed:
         yield None
         return
+    import httpx
+
     # No redirects followed: a token request answered by a redirect is an error, not a detour.
     async with httpx.AsyncClient(timeout=_AUTHORIZATION_TIMEOUT, follow_redirects=False) as http:
         yield http
@@ -247,6 +254,8 @@ def _oauth_client(
 
     if settings.client_secret is not None:
         redact(settings.client_secret)
+    from ..oauth import FileTokenStore, OAuthClient
+
     seeing = RedactingStore(store if store is not None else FileTokenStore(), redact)
     return OAuthClient(
         spec.name,
@@ -283,6 +292,8 @@ class RedactingStore:
         return tokens
 
     def save(self, name: str, tokens: Tokens) -> None:
+        from ..oauth import FileTokenStore
+
         if not isinstance(self.store, FileTokenStore) or name not in self._read:
             self.store.save(name, tokens)
             return

@@ -29,7 +29,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 import trio
@@ -50,10 +50,14 @@ from ..mcp import (
     ResourceTemplate,
 )
 from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
-from ..oauth import LoginRequired, OAuthClient, OAuthError
 from ._client_hooks import ClientHooks, ClientOpener
 from ._errors import Unserved, UpstreamNeedsLogin, UpstreamUnavailable
 from ._upstream_state import Listing, UpstreamState, UpstreamStatus
+
+if TYPE_CHECKING:
+    # Imported where used: the oauth package (httpx, authlib) loads only for an upstream
+    # that uses it.
+    from ..oauth import LoginRequired, OAuthClient, OAuthError
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -525,12 +529,16 @@ class Upstream:
 def login_required_in(exc: BaseException) -> LoginRequired | None:
     """The LoginRequired behind ``exc``, however the client carried it (an exception group,
     a cause, a context), or None."""
+    from ..oauth import LoginRequired
+
     found = _behind(exc, LoginRequired)
     return found if isinstance(found, LoginRequired) else None
 
 
 def oauth_error_in(exc: BaseException) -> OAuthError | None:
     """The OAuthError behind ``exc`` (an authorization server that failed), or None."""
+    from ..oauth import OAuthError
+
     found = _behind(exc, OAuthError)
     return found if isinstance(found, OAuthError) else None
 

@@ -13,14 +13,17 @@ import ssl
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import attrs
 
 from ..mcp import SUPPORTED_VERSIONS, McpServer
-from ..oauth import OAuthSettings
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    # The oauth package (httpx, authlib) loads only for an entry that uses it.
+    from ..oauth import OAuthSettings
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -293,6 +296,8 @@ def _oauth_from_entry(entry: Mapping[str, Any], where: str) -> tuple[OAuthSettin
     port = table.get("redirectPort", 0)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"{where}.oauth.redirectPort: expected a port number (0: any)")
+    from ..oauth import OAuthSettings
+
     settings = OAuthSettings(
         grant=grant,
         client_id=client_id,

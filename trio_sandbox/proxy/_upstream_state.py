@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ..mcp import Prompt, Resource, ResourceTemplate, Tool
-from ..oauth import AuthStatus
+
+if TYPE_CHECKING:
+    # Only named here: the oauth package (httpx, authlib) loads when an upstream uses it.
+    from ..oauth import AuthStatus
 
 
 class UpstreamState(enum.StrEnum):
