@@ -181,6 +181,13 @@ class Upstream:
     def hooks(self) -> ClientHooks:
         return ClientHooks(self._notification, self._answer, self.protocol_version)
 
+    def _login_required_in(self, exc: BaseException) -> LoginRequired | None:
+        # Only an OAuth upstream's errors are looked into (and only it loads the oauth package).
+        return login_required_in(exc) if self.oauth is not None else None
+
+    def _oauth_error_in(self, exc: BaseException) -> OAuthError | None:
+        return oauth_error_in(exc) if self.oauth is not None else None
+
     # --- driven from outside ------------------------------------------------------------------
 
     def attach(self, client: McpClient) -> None:
@@ -259,9 +266,9 @@ class Upstream:
                     # Whatever an upstream does, the proxy stays up: record it, try again later
                     # (an upstream that needs a login too: the login may come meanwhile, and
                     # the next attempt reads the tokens it stored).
-                    login = login_required_in(exc)
+                    login = self._login_required_in(exc)
                     self.login_required = login
-                    self.auth_failure = oauth_error_in(exc) if login is None else None
+                    self.auth_failure = self._oauth_error_in(exc) if login is None else None
                     if login is None:
                         self.detach(_describe(exc))
                     else:
@@ -406,13 +413,13 @@ class Upstream:
             except McpSessionExpired:
                 raise
             except Exception as exc:
-                login = login_required_in(exc)
+                login = self._login_required_in(exc)
                 if login is not None:
                     # Refused before it ran (401/403 and no refresh possible): not in flight.
                     self.login_required = login
                     self.report_broken(str(login))
                     raise UpstreamNeedsLogin(self.name, login.reason) from None
-                refused = oauth_error_in(exc)
+                refused = self._oauth_error_in(exc)
                 if refused is not None:
                     # No token to send (a refresh failed; retried with backoff): not sent, so
                     # not run; the session itself is fine.
@@ -456,7 +463,7 @@ class Upstream:
             except Exception as exc:
                 # A listing we cannot read (a malformed tool, say) must not end the proxy's
                 # list-change service: keep the last listing and say why.
-                login = login_required_in(exc)
+                login = self._login_required_in(exc)
                 if login is not None:
                     self.login_required = login
                     self.report_broken(str(login))
