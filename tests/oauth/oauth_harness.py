@@ -60,7 +60,7 @@ class AuthServer:
 
 @asynccontextmanager
 async def auth_server_running(
-    *, port: int = 0, lifetime: int = 3600, state: Path | None = None
+    *, port: int = 0, lifetime: int = 3600, state: Path | None = None, client_auth: str = "post"
 ) -> AsyncIterator[AuthServer]:
     argv = [
         sys.executable,
@@ -73,6 +73,7 @@ async def auth_server_running(
     ]
     if state is not None:
         argv += ["--state", str(state)]
+    argv += ["--client-auth", client_auth]
     async with trio.open_nursery() as nursery:
         process, url = await start_url_printing_child(nursery, argv, cwd=REPO)
         try:

@@ -251,3 +251,19 @@ async def test_a_proxy_started_before_any_login_says_which_login_to_run(
                     await trio.sleep(0.1)
             result = await client.call_tool("sdk__echo", {"text": "now"})
             assert result.text_content == "oauth-echo:now"
+
+
+async def test_a_client_registered_for_basic_authentication_works_with_the_sdk(
+    tmp_path: Path,
+) -> None:
+    # The SDK's server keeps the method the client asked for; ours asks for
+    # client_secret_basic where "none" is not offered, and names itself in the form too.
+    async with auth_server_running(client_auth="asked") as server:
+        store = FileTokenStore(tmp_path / "oauth")
+        tokens = await log_in(server, store, "sdk")
+        assert tokens.token_endpoint_auth_method == "client_secret_basic"
+        await server.expire_access()
+        async with proxied(server, store) as (_, client):
+            result = await client.call_tool("sdk__echo", {"text": "basic"})
+            assert result.text_content == "oauth-echo:basic"
+        assert (await server.stats())["refresh_requests"] == 1

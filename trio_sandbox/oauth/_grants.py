@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Final
+from urllib.parse import parse_qsl, urlencode
 
 import attrs
 import httpx
@@ -110,6 +111,14 @@ def client_auth(client: Client, url: str, body: str) -> tuple[dict[str, str], st
     _, headers, body = ClientAuth(
         client.client_id, client.client_secret or "", client.auth_method
     ).prepare("POST", url, {}, body)
+    if client.auth_method == "client_secret_basic" and "client_id" not in dict(parse_qsl(body)):
+        # RFC 6749 §3.2.1 lets the client name itself in the form too (not its secret); the
+        # official SDK's token endpoint refuses a basic-authenticated request without it.
+        body = (
+            f"{body}&{urlencode({'client_id': client.client_id})}"
+            if body
+            else urlencode({"client_id": client.client_id})
+        )
     return dict(headers), body
 
 
