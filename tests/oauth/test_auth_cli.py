@@ -330,3 +330,23 @@ def test_status_from_the_store_alone() -> None:
     robot = stored_status(None, url, 0, unattended=True)
     assert robot.state is AuthState.EXPIRED
     assert "client credentials" in (robot.reason or "")
+
+
+async def test_a_failing_revocation_is_reported_and_the_tokens_still_forgotten(
+    tmp_path: Path,
+) -> None:
+    # The SDK's revocation endpoint wants client_secret in the form even from a client that
+    # authenticates with Basic: it answers 400, which logout reports, and forgets all the same.
+    async with auth_server_running(client_auth="asked") as server:
+        config = write_config(tmp_path, server)
+        await login(tmp_path, config)
+        tokens = json.loads(token_file(tmp_path).read_text())
+        assert tokens["token_endpoint_auth_method"] == "client_secret_basic"
+        logout = await run_cli(["auth", "logout", "sdk", "--config", str(config)], home=tmp_path)
+        assert logout.returncode == 0, logout.stderr
+        assert logout.stdout == (
+            "logged out of sdk (tokens forgotten; revocation failed: HTTP 400; HTTP 400)\n"
+        )
+        assert not token_file(tmp_path).exists()
+        for secret in (await server.stats())["issued"]:
+            assert secret not in logout.stdout + logout.stderr

@@ -253,18 +253,20 @@ async def _revoke(tokens: Tokens) -> str:
         for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, None)):
             if not token:
                 continue
-            form = {"token": token, **({"token_type_hint": hint} if hint else {})}
+            # The client names itself in the form whatever its method (RFC 6749 §3.2.1 allows
+            # it; the official SDK's server wants it even with Basic).
+            form = {
+                "token": token,
+                "client_id": tokens.client_id,
+                **({"token_type_hint": hint} if hint else {}),
+            }
             headers: dict[str, str] = {}
             if tokens.token_endpoint_auth_method == "client_secret_basic" and tokens.client_secret:
                 # RFC 6749 §2.3.1: each part form-encoded before Basic.
                 pair = f"{quote(tokens.client_id, safe='')}:{quote(tokens.client_secret, safe='')}"
                 headers["Authorization"] = "Basic " + _b64(pair)
-            else:
-                form["client_id"] = tokens.client_id
-                if tokens.token_endpoint_auth_method == "client_secret_post" and (
-                    tokens.client_secret
-                ):
-                    form["client_secret"] = tokens.client_secret
+            elif tokens.token_endpoint_auth_method == "client_secret_post" and tokens.client_secret:
+                form["client_secret"] = tokens.client_secret
             try:
                 response = await http.post(endpoint, data=form, headers=headers)
             except httpx.HTTPError as exc:
