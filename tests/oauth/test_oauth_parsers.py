@@ -19,6 +19,7 @@ from trio_sandbox.oauth import OAuthError, Tokens
 
 # Private modules of the package under test: the parsers have no public face of their own.
 from trio_sandbox.oauth._grants import parse_grant
+from trio_sandbox.oauth._http import is_loopback, require_secure_url
 from trio_sandbox.oauth._metadata import (
     canonical_resource,
     fetch_resource_metadata,
@@ -275,3 +276,36 @@ def test_stored_tokens_garbage_is_a_clear_value_error(changes: dict[str, Any]) -
     if isinstance(loaded, Exception):
         assert str(loaded).startswith("stored tokens: ")
         assert SECRET not in str(loaded)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://127.1.2.3/x",
+        "https://0.0.0.0:8443/x",
+        "https://localhost./x",
+        "https://LOCALHOST/x",
+        "https://a.localhost/x",
+        "https://[::1]/x",
+        "https://[::]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[::ffff:0.0.0.0]/x",
+        "https://2130706433/x",
+        "https://0177.0.0.1/x",
+        "https://0x7f.0.0.1/x",
+        "https://127.1/x",
+        "https://example.0x7f/x",
+    ],
+)
+def test_every_spelling_of_this_machine_is_refused_for_a_remote_server(url: str) -> None:
+    with pytest.raises(OAuthError, match="this machine|other than dotted decimal"):
+        require_secure_url(url, "the endpoint", local=False)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://auth.example.com/x", "https://1.2.3.4/x", "https://[2001:db8::1]/x"]
+)
+def test_remote_hosts_are_fine_for_a_remote_server(url: str) -> None:
+    assert require_secure_url(url, "the endpoint", local=False) == url
+    assert not is_loopback(url)
