@@ -299,7 +299,7 @@ def test_stored_tokens_garbage_is_a_clear_value_error(changes: dict[str, Any]) -
     ],
 )
 def test_every_spelling_of_this_machine_is_refused_for_a_remote_server(url: str) -> None:
-    with pytest.raises(OAuthError, match="this machine|other than dotted decimal"):
+    with pytest.raises(OAuthError, match=r"this machine|other than dotted decimal"):
         require_secure_url(url, "the endpoint", local=False)
 
 
