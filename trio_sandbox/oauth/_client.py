@@ -31,6 +31,7 @@ from ._grants import (
     Grant,
     TokenEndpointError,
     client_auth,
+    client_secrets,
     describe_refusal,
     token_request,
 )
@@ -571,7 +572,7 @@ class OAuthClient:
             self.http, "POST", endpoint, what=what, headers=headers.items(), content=body.encode()
         )
         if answer.status != 200 or not isinstance(answer.body, dict):
-            _, text = describe_refusal(answer.body, (client.client_secret,))
+            _, text = describe_refusal(answer.body, client_secrets(client))
             raise OAuthError(f"{what}: refused (HTTP {answer.status}, {text})")
         data = answer.body
         device_code = data.get("device_code")
