@@ -35,7 +35,7 @@ from ._grants import (
     describe_refusal,
     token_request,
 )
-from ._http import is_loopback, request_json
+from ._http import is_loopback, request_json, shown
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -432,6 +432,13 @@ class OAuthClient:
     ) -> Client:
         """Pre-registered, else a client ID metadata document, else dynamic registration (a
         new one per login: registrations are bound to their server and redirect URI)."""
+        expected = self.settings.issuer
+        if expected is not None and metadata.issuer != expected:
+            # Before the configured client (and its secret) meets this server at all.
+            raise OAuthError(
+                f"the authorization server of {self.name!r} is {shown(metadata.issuer)}, not the"
+                f" configured issuer {expected!r}: the configured client is not used there"
+            )
         client = pre_registered(self.settings, metadata)
         stored = self._tokens()
         if (
