@@ -31,6 +31,11 @@ from trio_sandbox.mcp import (
 )
 from trio_sandbox.oauth import MemoryTokenStore, OAuthClient, OAuthSettings
 
+# The suite's scenarios only: the test client finds the issuer a real configuration names.
+from trio_sandbox.oauth._http import is_loopback
+from trio_sandbox.oauth._metadata import fetch_resource_metadata
+from trio_sandbox.oauth._www_authenticate import parse_www_authenticate
+
 CLIENT_INFO = Implementation("trio-sandbox-conformance-client", "1.0.0")
 # The client ID metadata document the suite's basic-cimd scenario expects as the client_id.
 CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
@@ -61,14 +66,37 @@ class HeadlessUserAgent:
         yield HeadlessRedirect(self.http)
 
 
-def oauth_settings(scenario: str, context: JsonObject) -> OAuthSettings:
+async def trusted_issuer(http: httpx.AsyncClient, url: str) -> str:
+    """The suite hands out a client secret but not the authorization server it belongs to
+    (which a real configuration names): this test client trusts the server's metadata on
+    first use, as the product never does."""
+    answer = await http.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 0, "method": "ping"},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    challenge = parse_www_authenticate(answer.headers.get("www-authenticate"))
+    metadata = await fetch_resource_metadata(
+        http, url, challenge.resource_metadata, local=is_loopback(url)
+    )
+    if metadata is None:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return metadata.authorization_servers[0]
+
+
+async def oauth_settings(
+    http: httpx.AsyncClient, url: str, scenario: str, context: JsonObject
+) -> OAuthSettings:
     client_id = context.get("client_id")
     client_secret = context.get("client_secret")
+    secret = client_secret if isinstance(client_secret, str) else None
     return OAuthSettings(
         grant="client_credentials" if "client-credentials" in scenario else "authorization_code",
         client_id=client_id if isinstance(client_id, str) else None,
-        client_secret=client_secret if isinstance(client_secret, str) else None,
+        client_secret=secret,
         client_metadata_url=CLIENT_METADATA_URL,
+        issuer=None if secret is None else await trusted_issuer(http, url),
     )
 
 
@@ -208,7 +236,7 @@ async def main(url: str, scenario_name: str) -> None:
             auth = OAuthClient(
                 name="conformance",
                 server_url=url,
-                settings=oauth_settings(scenario_name, context),
+                settings=await oauth_settings(http, url, scenario_name, context),
                 store=MemoryTokenStore(),
                 http=http,
                 user_agent=HeadlessUserAgent(http),

@@ -46,6 +46,7 @@ class AuthWorld:
     metadata_issuer: str | None = None  # None: the real issuer
     prm_resource: str | None = None  # None: the MCP server's URL
     prm_scopes: list[str] | None = None
+    prm_servers: list[str] | None = None  # None: this world's issuer
     as_scopes: list[str] | None = None
     iss_supported: bool = True
     huge_metadata: bool = False
@@ -138,7 +139,7 @@ class AuthWorld:
     async def _prm(self, send: Send, **_: Any) -> None:
         document: dict[str, object] = {
             "resource": self.prm_resource or self.mcp_url,
-            "authorization_servers": [self.issuer],
+            "authorization_servers": self.prm_servers or [self.issuer],
         }
         if self.prm_scopes is not None:
             document["scopes_supported"] = self.prm_scopes

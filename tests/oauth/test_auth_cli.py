@@ -271,6 +271,7 @@ async def test_client_credentials_serve_unattended_from_the_config(tmp_path: Pat
                                 "grant": "client_credentials",
                                 "clientId": "robot",
                                 "clientSecret": "${ROBOT_SECRET}",
+                                "issuer": world.issuer,
                             },
                         }
                     }

@@ -180,7 +180,7 @@ async def test_a_pre_registered_confidential_client(
 ) -> None:
     world.registration = False
     world.clients["pre"] = "pre-secret"
-    settings = OAuthSettings(client_id="pre", client_secret="pre-secret")
+    settings = OAuthSettings(client_id="pre", client_secret="pre-secret", issuer=world.issuer)
     secrets: list[str] = []
     await make_client(world, http, settings=settings, secrets=secrets).login()
     assert world.authorizations[0]["client_id"] == "pre"
@@ -192,7 +192,11 @@ async def test_a_pre_registered_confidential_client(
 async def test_client_credentials_need_no_person(world: AuthWorld, http: httpx.AsyncClient) -> None:
     world.clients["robot"] = "robot-secret"
     settings = OAuthSettings(
-        grant="client_credentials", client_id="robot", client_secret="robot-secret", scopes=("mcp",)
+        grant="client_credentials",
+        client_id="robot",
+        client_secret="robot-secret",
+        scopes=("mcp",),
+        issuer=world.issuer,
     )
     auth = make_client(world, http, attended=False, settings=settings)
     async with open_mcp_client(world.mcp_url, auth=auth) as client:

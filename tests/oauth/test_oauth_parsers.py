@@ -4,10 +4,12 @@ OAuthError (ValueError for the store), never a crash, never a secret in the mess
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -18,7 +20,8 @@ from hypothesis import strategies as st
 from trio_sandbox.oauth import OAuthError, Tokens
 
 # Private modules of the package under test: the parsers have no public face of their own.
-from trio_sandbox.oauth._grants import parse_grant
+from trio_sandbox.oauth._grants import Client, client_secrets, describe_refusal, parse_grant
+from trio_sandbox.oauth._http import is_loopback, require_secure_url
 from trio_sandbox.oauth._metadata import (
     canonical_resource,
     fetch_resource_metadata,
@@ -275,3 +278,70 @@ def test_stored_tokens_garbage_is_a_clear_value_error(changes: dict[str, Any]) -
     if isinstance(loaded, Exception):
         assert str(loaded).startswith("stored tokens: ")
         assert SECRET not in str(loaded)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://127.1.2.3/x",
+        "https://0.0.0.0:8443/x",
+        "https://localhost./x",
+        "https://LOCALHOST/x",
+        "https://a.localhost/x",
+        "https://[::1]/x",
+        "https://[::]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[::ffff:0.0.0.0]/x",
+        "https://2130706433/x",
+        "https://0177.0.0.1/x",
+        "https://0x7f.0.0.1/x",
+        "https://127.1/x",
+        "https://example.0x7f/x",
+    ],
+)
+def test_every_spelling_of_this_machine_is_refused_for_a_remote_server(url: str) -> None:
+    with pytest.raises(OAuthError, match=r"this machine|other than dotted decimal"):
+        require_secure_url(url, "the endpoint", local=False)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://auth.example.com/x", "https://1.2.3.4/x", "https://[2001:db8::1]/x"]
+)
+def test_remote_hosts_are_fine_for_a_remote_server(url: str) -> None:
+    assert require_secure_url(url, "the endpoint", local=False) == url
+    assert not is_loopback(url)
+
+
+REFRESH = "rt-SECRETREFRESHTOKENVALUE/abc+def=="
+
+
+@pytest.mark.parametrize("padding", [0, 170, 185, 199, 200])
+def test_a_secret_straddling_the_cut_leaves_no_prefix(padding: int) -> None:
+    body = {"error": "temporarily_unavailable", "error_description": "x" * padding + REFRESH}
+    _, text = describe_refusal(body, [REFRESH])
+    assert "SECRETREFRESH"[:8] not in text
+    assert len(text) < 260
+
+
+def test_every_spelling_of_an_echoed_secret_is_scrubbed() -> None:
+    client = Client("svc", "s3cret/value+with=odd&chars", "client_secret_basic")
+    basic = base64.b64encode(b"svc:s3cret/value+with=odd&chars").decode()
+    secret = client.client_secret
+    assert secret is not None
+    echoes = [
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        f"Basic {basic}",
+        REFRESH.replace("/", "\\/"),
+        quote(REFRESH, safe=""),
+    ]
+    for echo in echoes:
+        body = {"error": "invalid_request", "error_description": f"you sent {echo}"}
+        _, text = describe_refusal(body, [*client_secrets(client), REFRESH])
+        assert "s3cret" not in text
+        assert basic[:12] not in text
+        assert "SECRETREFRESH" not in text
+        assert "[redacted]" in text

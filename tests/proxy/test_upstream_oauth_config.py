@@ -39,6 +39,7 @@ def test_every_oauth_key(monkeypatch: pytest.MonkeyPatch) -> None:
             "oauth": {
                 "clientId": "my-client",
                 "clientSecret": "${GH_SECRET}",
+                "issuer": "https://github.com/login/oauth",
                 "scopes": ["repo", "read:org"],
                 "grant": "client_credentials",
                 "redirectPort": 8765,
@@ -50,6 +51,7 @@ def test_every_oauth_key(monkeypatch: pytest.MonkeyPatch) -> None:
         client_id="my-client",
         client_secret="s3cret-from-the-environment",
         scopes=("repo", "read:org"),
+        issuer="https://github.com/login/oauth",
     )
     assert spec.oauth_redirect_port == 8765
     assert "s3cret" not in repr(spec)
@@ -87,6 +89,18 @@ def test_loopback_http_is_allowed() -> None:
         (
             {"url": URL, "auth": "oauth", "oauth": {"clientSecret": "s"}},
             "clientSecret: given without clientId",
+        ),
+        (
+            {"url": URL, "auth": "oauth", "oauth": {"clientId": "c", "clientSecret": "s"}},
+            "oauth.issuer: needed with clientSecret",
+        ),
+        (
+            {
+                "url": URL,
+                "auth": "oauth",
+                "oauth": {"clientId": "c", "clientSecret": "s", "issuer": "http://as.example"},
+            },
+            "oauth.issuer: an authorization server is https",
         ),
         (
             {"url": URL, "auth": "oauth", "oauth": {"clientId": "c", "clientSecret": "${NOPE_X}"}},

@@ -31,10 +31,11 @@ from ._grants import (
     Grant,
     TokenEndpointError,
     client_auth,
+    client_secrets,
     describe_refusal,
     token_request,
 )
-from ._http import is_loopback, request_json
+from ._http import is_loopback, request_json, shown
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -431,6 +432,13 @@ class OAuthClient:
     ) -> Client:
         """Pre-registered, else a client ID metadata document, else dynamic registration (a
         new one per login: registrations are bound to their server and redirect URI)."""
+        expected = self.settings.issuer
+        if expected is not None and metadata.issuer != expected:
+            # Before the configured client (and its secret) meets this server at all.
+            raise OAuthError(
+                f"the authorization server of {self.name!r} is {shown(metadata.issuer)}, not the"
+                f" configured issuer {expected!r}: the configured client is not used there"
+            )
         client = pre_registered(self.settings, metadata)
         stored = self._tokens()
         if (
@@ -571,7 +579,7 @@ class OAuthClient:
             self.http, "POST", endpoint, what=what, headers=headers.items(), content=body.encode()
         )
         if answer.status != 200 or not isinstance(answer.body, dict):
-            _, text = describe_refusal(answer.body, (client.client_secret,))
+            _, text = describe_refusal(answer.body, client_secrets(client))
             raise OAuthError(f"{what}: refused (HTTP {answer.status}, {text})")
         data = answer.body
         device_code = data.get("device_code")

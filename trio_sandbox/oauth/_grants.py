@@ -3,10 +3,12 @@ authentication methods), answers checked here before anything in them is used.""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterable
 from typing import Final
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 import attrs
 import httpx
@@ -49,11 +51,37 @@ class TokenEndpointError(OAuthError):
         self.error = error
 
 
+def client_secrets(client: Client) -> list[str]:
+    """What a request carries of the client's secret: the secret, and the Basic credential
+    (base64 of id:secret) where that method sends it."""
+    if not client.client_secret:
+        return []
+    basic = f"{client.client_id}:{client.client_secret}".encode("latin1", "replace")
+    return [client.client_secret, base64.b64encode(basic).decode()]
+
+
+def _spellings(secret: str) -> set[str]:
+    # An echo may come URL-encoded (a form), JSON-escaped (a JSON body), or as sent.
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+    }
+
+
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` without any of ``secrets`` in it (an echo of what was sent)."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
+    """``text`` without any of ``secrets`` in it (an echo of what was sent), in any of the
+    spellings an echo takes; longest first, so a shorter one inside a longer is not left."""
+    spellings = {
+        spelling
+        for secret in secrets
+        if secret and len(secret) >= 4
+        for spelling in _spellings(secret)
+    }
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, "[redacted]")
     return text
 
 
@@ -66,8 +94,9 @@ def describe_refusal(body: object, secrets: Iterable[str | None]) -> tuple[str, 
     description = body.get("error_description")
     text = code or "an unnamed error"
     if isinstance(description, str) and description:
-        cleaned = "".join(ch if ch.isprintable() else " " for ch in description[:_MAX_DESCRIPTION])
-        text += f": {scrub(cleaned, secrets)}"
+        # Scrubbed whole, then cut: a cut first could leave a secret's prefix at the end.
+        scrubbed = scrub(description, secrets)[:_MAX_DESCRIPTION]
+        text += ": " + "".join(ch if ch.isprintable() else " " for ch in scrubbed)
     return code, text
 
 
@@ -141,6 +170,6 @@ async def token_request(
     )
     if answer.status == 200:
         return parse_grant(answer.body, what)
-    secrets = [client.client_secret, *parameters.values()]
+    secrets = [*client_secrets(client), *parameters.values()]
     code, text = describe_refusal(answer.body, secrets)
     raise TokenEndpointError(f"{what}: refused (HTTP {answer.status}, {text})", code)

@@ -3,8 +3,10 @@ answer bounded in size and time, parsed as JSON; never a redirect followed."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import urlsplit
@@ -18,7 +20,11 @@ from ._errors import OAuthError
 # Metadata and token answers are a few kilobytes; a megabyte is generous and still bounded.
 MAX_ANSWER_BYTES: Final = 1 << 20
 ANSWER_TIMEOUT: Final = 30.0
-_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+# A host whose last label is a number is an IPv4 address to browsers and resolvers, however
+# spelled (2130706433, 0177.0.0.1, 0x7f.1): only the dotted-decimal form is taken as one.
+_NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
+# Server strings shown in errors: enough to recognize, bounded.
+_SHOWN_CHARS: Final = 80
 
 
 @attrs.frozen
@@ -28,9 +34,42 @@ class JsonAnswer:
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
+def shown(value: object) -> str:
+    """A server's value for an error message: its repr, cut to a bounded length."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().removesuffix(".")
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_odd_numeric_host(url: str) -> bool:
+    """A host that names an IPv4 address other than in dotted decimal (an integer, octal,
+    hex, fewer than four parts): a way past checks of the address, so refused."""
+    host = _host(url)
+    return bool(_NUMERIC_LABEL.fullmatch(host.rpartition(".")[2])) and _address(host) is None
+
+
 def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    """Whether the URL's host is this machine: localhost names, loopback and unspecified
+    addresses (also IPv4-mapped), and numeric hosts not in canonical form (see above). A DNS
+    name resolving to a loopback address is not seen here."""
+    host = _host(url)
+    if host == "localhost" or host.endswith(".localhost") or is_odd_numeric_host(url):
+        return True
+    address = _address(host)
+    return address is not None and (address.is_loopback or address.is_unspecified)
 
 
 def require_secure_url(url: object, what: str, *, local: bool) -> str:
@@ -48,6 +87,8 @@ def require_secure_url(url: object, what: str, *, local: bool) -> str:
         raise OAuthError(f"{what} is not an absolute URL")
     if parts.fragment or url.endswith("#"):
         raise OAuthError(f"{what} has a fragment")
+    if is_odd_numeric_host(url):
+        raise OAuthError(f"{what} names an IP address in a form other than dotted decimal")
     loopback = is_loopback(url)
     if loopback and not local:
         raise OAuthError(f"{what} points to this machine, but the MCP server is elsewhere")

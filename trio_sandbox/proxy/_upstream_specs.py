@@ -237,7 +237,7 @@ def _safe_for_tokens(url: str) -> bool:
 
 
 _OAUTH_KEYS = frozenset(
-    {"clientId", "clientSecret", "clientMetadataUrl", "scopes", "grant", "redirectPort"}
+    {"clientId", "clientSecret", "clientMetadataUrl", "scopes", "grant", "redirectPort", "issuer"}
 )
 _GRANTS = ("authorization_code", "client_credentials")
 
@@ -296,15 +296,32 @@ def _oauth_from_entry(entry: Mapping[str, Any], where: str) -> tuple[OAuthSettin
     port = table.get("redirectPort", 0)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"{where}.oauth.redirectPort: expected a port number (0: any)")
+    issuer = text("issuer")
+    if issuer is not None and not _safe_for_tokens(issuer):
+        raise ConfigError(
+            f"{where}.oauth.issuer: an authorization server is https (or on loopback), not"
+            f" {issuer!r}"
+        )
+    if secret is not None and issuer is None:
+        # The MCP server's metadata names the authorization server: without the issuer the
+        # secret was registered with, a hostile MCP server could have it sent elsewhere.
+        raise ConfigError(
+            f"{where}.oauth.issuer: needed with clientSecret: the authorization server the"
+            " client is registered with (its secret is sent there only)"
+        )
     from ..oauth import OAuthSettings
 
-    settings = OAuthSettings(
-        grant=grant,
-        client_id=client_id,
-        client_secret=secret,
-        client_metadata_url=metadata_url,
-        scopes=tuple(scopes),
-    )
+    try:
+        settings = OAuthSettings(
+            grant=grant,
+            client_id=client_id,
+            client_secret=secret,
+            client_metadata_url=metadata_url,
+            scopes=tuple(scopes),
+            issuer=issuer,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}.oauth: {exc}") from None
     return settings, port
 
 

@@ -1,0 +1,102 @@
+"""Attacks on and failure modes of one upstream's OAuth client, each against a real
+authorization server on 127.0.0.1 (virtual time where it waits): a malicious MCP server naming
+another authorization server, cancellation mid-refresh, short-lived tokens, a server refusing
+every token, step-up for an unattended proxy, a hostile device authorization answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from trio_sandbox.oauth import (
+    MemoryTokenStore,
+    OAuthClient,
+    OAuthError,
+    OAuthSettings,
+    Tokens,
+)
+
+from .auth_world import AuthWorld, HeadlessUserAgent, open_auth_world
+
+EPOCH = 1_800_000_000.0
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[AuthWorld]:
+    async with open_auth_world() as world:
+        yield world
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    # No keep-alive: see test_oauth_refresh (virtual time and hypercorn's keep-alive timeout).
+    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        yield client
+
+
+def now() -> float:
+    return EPOCH + trio.current_time()
+
+
+def oauth_client(
+    world: AuthWorld,
+    http: httpx.AsyncClient,
+    store: MemoryTokenStore,
+    *,
+    attended: bool = False,
+    settings: OAuthSettings | None = None,
+) -> OAuthClient:
+    return OAuthClient(
+        "forge",
+        world.mcp_url,
+        settings or OAuthSettings(),
+        store,
+        http,
+        HeadlessUserAgent(http) if attended else None,
+        now=now,
+    )
+
+
+async def logged_in(world: AuthWorld, http: httpx.AsyncClient) -> tuple[MemoryTokenStore, Tokens]:
+    """A store holding a person's login (as `trio-sandbox auth login` leaves it)."""
+    store = MemoryTokenStore()
+    tokens = await oauth_client(world, http, store, attended=True).login()
+    return store, tokens
+
+
+# --- finding 7: a configured client's secret goes to its own authorization server only ------
+
+
+def test_a_client_secret_needs_the_issuer() -> None:
+    with pytest.raises(ValueError, match='"issuer"'):
+        OAuthSettings(client_id="svc", client_secret="s3cret")
+    assert OAuthSettings(client_id="svc").issuer is None
+
+
+@pytest.mark.parametrize("grant", ["client_credentials", "authorization_code"])
+async def test_the_secret_never_reaches_another_authorization_server(
+    world: AuthWorld, http: httpx.AsyncClient, grant: str
+) -> None:
+    async with open_auth_world() as attacker:
+        world.registration = False
+        world.clients["svc"] = "REAL-AS-SECRET"
+        # The MCP server (malicious, or taken over) names the attacker's server.
+        world.prm_servers = [attacker.issuer]
+        settings = OAuthSettings(
+            grant=grant,  # type: ignore[arg-type]
+            client_id="svc",
+            client_secret="REAL-AS-SECRET",
+            issuer=world.issuer,
+        )
+        auth = oauth_client(world, http, MemoryTokenStore(), attended=True, settings=settings)
+        with pytest.raises(OAuthError, match="not the configured issuer") as caught:
+            await auth.login()
+        assert "REAL-AS-SECRET" not in str(caught.value)
+        assert attacker.token_forms == []
+        assert attacker.authorizations == []
+        assert attacker.requests["/token"] == 0
+        assert attacker.requests["/device"] == 0
