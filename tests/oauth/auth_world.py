@@ -61,6 +61,9 @@ class AuthWorld:
     refresh_mode: str = "ok"  # ok | error500 | invalid_grant | echo_secret
     token_gate: trio.Event | None = None  # the token endpoint waits for it before answering
     token_requested: trio.Event = attrs.field(factory=trio.Event)  # set by the first
+    # A refresh processed (the old refresh token gone), its answer held until this is set.
+    answer_gate: trio.Event | None = None
+    refresh_processed: trio.Event = attrs.field(factory=trio.Event)
     device_pending: int = 1  # authorization_pending answers before the token
     # the MCP server: scopes a tools/call needs (403 insufficient_scope without them)
     call_scopes: list[str] = attrs.field(factory=list)
@@ -260,7 +263,11 @@ class AuthWorld:
                 await _respond(send, 400, {"error": "invalid_grant"})
                 return
             self.refresh_tokens.discard(refresh)
-            await _respond(send, 200, self.issue(["mcp"]))
+            answer = self.issue(["mcp"])
+            self.refresh_processed.set()
+            if self.answer_gate is not None:
+                await self.answer_gate.wait()
+            await _respond(send, 200, answer)
             return
         if grant_type == "client_credentials":
             await _respond(send, 200, self.issue(form.get("scope", "").split()))

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import attrs
 import httpx
 import pytest
 import trio
 import trio.testing
 
 from trio_sandbox.oauth import (
+    AuthState,
     MemoryTokenStore,
     OAuthClient,
     OAuthError,
@@ -100,3 +102,42 @@ async def test_the_secret_never_reaches_another_authorization_server(
         assert attacker.authorizations == []
         assert attacker.requests["/token"] == 0
         assert attacker.requests["/device"] == 0
+
+
+# --- finding 3: a caller cancelled mid-refresh does not lose a rotated refresh token --------
+
+
+async def expired(world: AuthWorld, http: httpx.AsyncClient) -> OAuthClient:
+    """An unattended client whose stored access token has expired (its refresh token good)."""
+    store, tokens = await logged_in(world, http)
+    store.save("forge", attrs.evolve(tokens, expires_at=now() - 1))
+    return oauth_client(world, http, store)
+
+
+async def test_a_cancelled_caller_keeps_the_rotated_refresh_token(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    auth = await expired(world, http)
+    world.answer_gate = trio.Event()
+    cancel_scope = trio.CancelScope()
+
+    async def caller() -> None:
+        with cancel_scope:
+            await auth.authorization()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        # The server has rotated the refresh token; its answer is on the way when the caller
+        # is cancelled (its tools/call cancelled, a close() timing out).
+        await world.refresh_processed.wait()
+        cancel_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        world.answer_gate.set()
+    stored = auth.store.load("forge")
+    assert stored is not None
+    assert stored.refresh_token in world.refresh_tokens  # the new one was kept
+    assert auth.status().state is AuthState.LOGGED_IN
+    value = await auth.authorization()
+    assert value is not None
+    assert value.removeprefix("Bearer ") in world.tokens
+    assert world.grants["refresh_token"] == 1

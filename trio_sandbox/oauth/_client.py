@@ -286,30 +286,34 @@ class OAuthClient:
                 f" next retry in {math.ceil(self._retry_deadline - now)} s"
             )
         client = Client(tokens.client_id, tokens.client_secret, tokens.token_endpoint_auth_method)
-        try:
-            grant = await token_request(
-                self.http,
-                tokens.token_endpoint,
-                client,
-                "refresh_token",
-                f"refreshing the token of {self.name!r} at {tokens.token_endpoint}",
-                refresh_token=tokens.refresh_token,
-                resource=canonical_resource(self.server_url),
+        # Shielded: the server may rotate the refresh token as soon as it reads the request, so
+        # once it is sent its answer is kept even if the caller is cancelled meanwhile (else
+        # the new refresh token is lost and the old one refused). Bounded by request_json.
+        with trio.CancelScope(shield=True):
+            try:
+                grant = await token_request(
+                    self.http,
+                    tokens.token_endpoint,
+                    client,
+                    "refresh_token",
+                    f"refreshing the token of {self.name!r} at {tokens.token_endpoint}",
+                    refresh_token=tokens.refresh_token,
+                    resource=canonical_resource(self.server_url),
+                )
+            except TokenEndpointError as exc:
+                if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
+                    reason = f"the authorization server refused the refresh ({exc.error})"
+                    self._login_needed(reason)
+                    raise LoginRequired(self.name, reason) from None
+                self._refresh_failed(str(exc))
+                raise
+            except OAuthError as exc:
+                self._refresh_failed(str(exc))
+                raise
+            requested = tuple(tokens.scope.split()) if tokens.scope else ()
+            return self._keep(
+                tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
             )
-        except TokenEndpointError as exc:
-            if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                reason = f"the authorization server refused the refresh ({exc.error})"
-                self._login_needed(reason)
-                raise LoginRequired(self.name, reason) from None
-            self._refresh_failed(str(exc))
-            raise
-        except OAuthError as exc:
-            self._refresh_failed(str(exc))
-            raise
-        requested = tuple(tokens.scope.split()) if tokens.scope else ()
-        return self._keep(
-            tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
-        )
 
     def _refresh_failed(self, reason: str) -> None:
         self._refresh_failures += 1
