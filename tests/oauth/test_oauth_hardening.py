@@ -141,3 +141,34 @@ async def test_a_cancelled_caller_keeps_the_rotated_refresh_token(
     assert value is not None
     assert value.removeprefix("Bearer ") in world.tokens
     assert world.grants["refresh_token"] == 1
+
+
+# --- finding 5: short-lived tokens are renewed once, not by every caller ---------------------
+
+
+async def test_short_lived_tokens_are_renewed_once_for_many_callers(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    world.expires_in = 30  # shorter than the usual minute of leeway
+    store, _ = await logged_in(world, http)
+    auth = oauth_client(world, http, store)
+    answers: list[str | None] = []
+
+    async def call() -> None:
+        answers.append(await auth.authorization())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(call)
+    assert world.grants["refresh_token"] <= 1
+    assert len(set(answers)) == 1
+    for _ in range(5):
+        await auth.authorization()
+    assert world.grants["refresh_token"] <= 1
+    # Renewed again when it is close to its end (half its lifetime), once.
+    before = world.grants["refresh_token"]
+    mock_clock.jump(20)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(call)
+    assert world.grants["refresh_token"] == before + 1

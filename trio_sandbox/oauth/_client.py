@@ -55,7 +55,8 @@ from ._www_authenticate import BearerChallenge, parse_www_authenticate
 # The device authorization grant's prompt: given the verification URI and the user code.
 DevicePrompt = Callable[[str, str], None]
 
-# An access token this close to its expiry is renewed before it is sent.
+# An access token this close to its expiry is renewed before it is sent (at most half the
+# lifetime of the last one obtained: a server's 30 s tokens are not renewed at every request).
 EXPIRY_LEEWAY: Final = 60.0
 # Step-ups (re-authorizations for more scope) one client makes before it lets a 403 stand,
 # until the next explicit login: a server that never grants what it asks for cannot loop us.
@@ -106,6 +107,7 @@ class OAuthClient:
     now: Callable[[], float] = time.time
     _lock: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _serial: int = attrs.field(default=0, init=False)
+    _lifetime: float | None = attrs.field(default=None, init=False)  # of the last token obtained
     _requested_scopes: tuple[str, ...] = attrs.field(default=(), init=False)
     _step_ups: int = attrs.field(default=0, init=False)
     _needs_login: str | None = attrs.field(default=None, init=False)
@@ -223,7 +225,8 @@ class OAuthClient:
         self._refused = self.store.load(self.name)
 
     def _expired(self, tokens: Tokens) -> bool:
-        return tokens.expires_at is not None and tokens.expires_at - EXPIRY_LEEWAY <= self.now()
+        leeway = EXPIRY_LEEWAY if self._lifetime is None else min(EXPIRY_LEEWAY, self._lifetime / 2)
+        return tokens.expires_at is not None and tokens.expires_at - leeway <= self.now()
 
     def _keep(
         self,
@@ -251,6 +254,7 @@ class OAuthClient:
         )
         self.store.save(self.name, tokens)
         self._serial += 1
+        self._lifetime = grant.expires_in
         self._needs_login = None
         self._refresh_error = None
         self._refresh_failures = 0
@@ -263,8 +267,9 @@ class OAuthClient:
         serial = self._serial
         async with self._lock:
             current = self._tokens()
-            if self._serial != serial and current is not None and not self._expired(current):
-                return current  # renewed by the caller we waited for
+            if self._serial != serial and current is not None:
+                # Renewed by the caller we waited for: its token, however short its life.
+                return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
             await self._login(None, None, None, "no tokens")
