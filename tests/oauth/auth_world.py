@@ -59,6 +59,7 @@ class AuthWorld:
     expires_in: int | None = 3600
     issue_refresh_tokens: bool = True
     refresh_mode: str = "ok"  # ok | error500 | invalid_grant | echo_secret
+    client_credentials_mode: str = "ok"  # ok | error503
     token_gate: trio.Event | None = None  # the token endpoint waits for it before answering
     token_requested: trio.Event = attrs.field(factory=trio.Event)  # set by the first
     # A refresh processed (the old refresh token gone), its answer held until this is set.
@@ -270,6 +271,9 @@ class AuthWorld:
             await _respond(send, 200, answer)
             return
         if grant_type == "client_credentials":
+            if self.client_credentials_mode == "error503":
+                await _respond(send, 503, {"error": "temporarily_unavailable"})
+                return
             await _respond(send, 200, self.issue(form.get("scope", "").split()))
             return
         if grant_type == "urn:ietf:params:oauth:grant-type:device_code":

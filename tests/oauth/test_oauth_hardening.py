@@ -172,3 +172,51 @@ async def test_short_lived_tokens_are_renewed_once_for_many_callers(
         for _ in range(5):
             nursery.start_soon(call)
     assert world.grants["refresh_token"] == before + 1
+
+
+# --- finding 4: client credentials back off and fail once for many callers -------------------
+
+
+async def test_failing_client_credentials_back_off_once_for_many_callers(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    world.clients["svc"] = "svc-secret"
+    world.client_credentials_mode = "error503"
+    settings = OAuthSettings(
+        grant="client_credentials",
+        client_id="svc",
+        client_secret="svc-secret",
+        issuer=world.issuer,
+    )
+    auth = oauth_client(world, http, MemoryTokenStore(), settings=settings)
+    errors: list[str] = []
+
+    async def call() -> None:
+        try:
+            await auth.authorization()
+        except OAuthError as exc:
+            errors.append(str(exc))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(call)
+    assert len(errors) == 10
+    assert world.grants["client_credentials"] == 1
+    assert world.requests["/mcp"] == 1  # one discovery
+    assert world.requests["/.well-known/oauth-authorization-server"] == 1
+    status = auth.status()
+    assert status.state is AuthState.REFRESH_FAILING
+    assert status.reason is not None
+    assert "HTTP 503" in status.reason
+    assert status.next_retry_at == now() + 5
+    for _ in range(5):
+        with pytest.raises(OAuthError, match="next retry in 5 s"):
+            await auth.authorization()
+    assert world.grants["client_credentials"] == 1
+    mock_clock.jump(5)
+    world.client_credentials_mode = "ok"
+    value = await auth.authorization()
+    assert value is not None
+    assert value.removeprefix("Bearer ") in world.tokens
+    assert world.grants["client_credentials"] == 2
+    assert auth.status().state is AuthState.LOGGED_IN

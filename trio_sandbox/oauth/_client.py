@@ -166,7 +166,7 @@ class OAuthClient:
                 reason = "the access token expired and there is no refresh token"
             else:
                 reason = "the server refused the access token"
-            await self._login(parsed, None, None, reason)
+            await self._new_grant(parsed, reason)
             return True
 
     # --- for people and the CLI ----------------------------------------------------------
@@ -185,14 +185,17 @@ class OAuthClient:
         tokens = self._tokens()
         if self._needs_login is not None:
             return AuthStatus(AuthState.NEEDS_LOGIN, self._needs_login)
+        if self._refresh_error is not None:
+            return AuthStatus(
+                AuthState.REFRESH_FAILING,
+                self._refresh_error,
+                None if tokens is None else tokens.expires_at,
+                self._retry_at,
+            )
         if tokens is None:
             if self.settings.grant == "client_credentials":
                 return AuthStatus(AuthState.EXPIRED, "no token yet (client credentials)")
             return AuthStatus(AuthState.NEEDS_LOGIN, "no tokens")
-        if self._refresh_error is not None:
-            return AuthStatus(
-                AuthState.REFRESH_FAILING, self._refresh_error, tokens.expires_at, self._retry_at
-            )
         if self._expired(tokens):
             if tokens.refresh_token is None and self.settings.grant != "client_credentials":
                 return AuthStatus(
@@ -272,7 +275,7 @@ class OAuthClient:
                 return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
-            await self._login(None, None, None, "no tokens")
+            await self._new_grant(None, "no tokens")
             renewed = self._tokens()
             assert renewed is not None
             return renewed
@@ -284,12 +287,7 @@ class OAuthClient:
             # Still the refused tokens (the caller's load would have cleared it otherwise):
             # the same refresh token would get the same answer.
             raise LoginRequired(self.name, self._needs_login)
-        now = trio.current_time()
-        if now < self._retry_deadline:
-            raise OAuthError(
-                f"upstream {self.name!r}: refreshing its token failed ({self._refresh_error});"
-                f" next retry in {math.ceil(self._retry_deadline - now)} s"
-            )
+        self._check_backoff()
         client = Client(tokens.client_id, tokens.client_secret, tokens.token_endpoint_auth_method)
         # Shielded: the server may rotate the refresh token as soon as it reads the request, so
         # once it is sent its answer is kept even if the caller is cancelled meanwhile (else
@@ -318,6 +316,27 @@ class OAuthClient:
             requested = tuple(tokens.scope.split()) if tokens.scope else ()
             return self._keep(
                 tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
+            )
+
+    async def _new_grant(self, challenge: BearerChallenge | None, reason: str) -> None:
+        """A login; for client credentials (no person needed) with the backoff of a refresh,
+        so that a failing token endpoint is asked once per retry, not once per caller."""
+        if self.settings.grant != "client_credentials":
+            await self._login(challenge, None, None, reason)
+            return
+        self._check_backoff()
+        try:
+            await self._login(challenge, None, None, reason)
+        except OAuthError as exc:
+            self._refresh_failed(str(exc))
+            raise
+
+    def _check_backoff(self) -> None:
+        now = trio.current_time()
+        if now < self._retry_deadline:
+            raise OAuthError(
+                f"upstream {self.name!r}: renewing its token failed ({self._refresh_error});"
+                f" next retry in {math.ceil(self._retry_deadline - now)} s"
             )
 
     def _refresh_failed(self, reason: str) -> None:
