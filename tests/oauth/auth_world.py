@@ -70,6 +70,7 @@ class AuthWorld:
     call_scopes: list[str] = attrs.field(factory=list)
     withheld_scopes: set[str] = attrs.field(factory=set)  # asked for, never granted
     www_scope: str | None = None  # the scope parameter of the 401
+    refuse_every_token: bool = False  # 401 to every token, even one just issued
     # what happened
     requests: Counter[str] = attrs.field(factory=Counter)
     grants: Counter[str] = attrs.field(factory=Counter)
@@ -311,7 +312,7 @@ class AuthWorld:
         # the connection after, which races the client's next request on it.
         body = await _read_body(receive) if scope["method"] == "POST" else b""
         receive = _replay(body, receive)
-        if token not in self.tokens:
+        if token not in self.tokens or self.refuse_every_token:
             await _respond(send, 401, {"error": "invalid_token"}, www_authenticate=challenge)
             return
         if self.call_scopes and scope["method"] == "POST":

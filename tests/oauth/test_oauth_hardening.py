@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_sandbox.mcp import McpHttpStatusError, open_mcp_client
 from trio_sandbox.oauth import (
     AuthState,
     MemoryTokenStore,
@@ -220,3 +221,36 @@ async def test_failing_client_credentials_back_off_once_for_many_callers(
     assert value.removeprefix("Bearer ") in world.tokens
     assert world.grants["client_credentials"] == 2
     assert auth.status().state is AuthState.LOGGED_IN
+
+
+# --- finding 6: a server refusing every token costs one refresh, then a pause ---------------
+
+
+async def test_a_server_refusing_every_token_gets_one_refresh_then_a_pause(
+    world: AuthWorld, http: httpx.AsyncClient, mock_clock: trio.testing.MockClock
+) -> None:
+    store, _ = await logged_in(world, http)
+    auth = oauth_client(world, http, store)
+    async with open_mcp_client(world.mcp_url, auth=auth) as client:
+        world.refuse_every_token = True
+        for _ in range(3):
+            with pytest.raises(McpHttpStatusError) as caught:
+                await client.list_tools()
+            assert caught.value.status == 401
+        # The first request's 401 refreshed; the new token's 401 let the status stand.
+        assert world.grants["refresh_token"] == 1
+        status = auth.status()
+        assert status.state is AuthState.REFRESH_FAILING
+        assert status.reason is not None
+        assert "refused" in status.reason
+        assert status.next_retry_at == now() + 5
+        # After the pause, one more refresh for the next request (and a longer pause).
+        mock_clock.jump(5)
+        with pytest.raises(McpHttpStatusError):
+            await client.list_tools()
+        assert world.grants["refresh_token"] == 2
+        assert auth.status().next_retry_at == now() + 10
+        # The server takes tokens again: the last one works, no refresh needed.
+        world.refuse_every_token = False
+        await client.list_tools()
+        assert world.grants["refresh_token"] == 2

@@ -61,7 +61,8 @@ EXPIRY_LEEWAY: Final = 60.0
 # Step-ups (re-authorizations for more scope) one client makes before it lets a 403 stand,
 # until the next explicit login: a server that never grants what it asks for cannot loop us.
 MAX_STEP_UPS: Final = 3
-# A failed refresh (the server unreachable, a 5xx) is retried after 5 s, doubling up to 5 min.
+# A failed refresh (the server unreachable, a 5xx) is retried after 5 s, doubling up to 5 min;
+# so is a refresh after the MCP server refused a token that a refresh had just obtained.
 FIRST_RETRY: Final = 5.0
 MAX_RETRY: Final = 300.0
 _OFFLINE_ACCESS: Final = "offline_access"
@@ -72,6 +73,11 @@ _DEVICE_MAX_WAIT: Final = 1800.0
 # (client, serial of the tokens) the current task's last request was sent with.
 _SENT_SERIAL: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "trio_sandbox_oauth_sent_serial", default=None
+)
+# (client, serial of the tokens) a refresh obtained for a 401 of the current task's request:
+# a 401 to those too means the server refuses what a refresh brings, so no second refresh.
+_REFRESHED_FOR_401: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "trio_sandbox_oauth_refreshed_for_401", default=None
 )
 
 
@@ -117,6 +123,11 @@ class OAuthClient:
     _refresh_failures: int = attrs.field(default=0, init=False)
     _retry_deadline: float = attrs.field(default=-math.inf, init=False)  # trio time
     _retry_at: float | None = attrs.field(default=None, init=False)  # wall clock
+    # Fresh tokens the MCP server refused in a row, and the pause before the next 401 refresh.
+    _rejections: int = attrs.field(default=0, init=False)
+    _rejected_until: float = attrs.field(default=-math.inf, init=False)  # trio time
+    _rejected_until_at: float = attrs.field(default=-math.inf, init=False)  # wall clock
+    _rejected: Tokens | None = attrs.field(default=None, init=False, repr=False)
 
     # --- the transport's hook -------------------------------------------------------------
 
@@ -149,6 +160,18 @@ class OAuthClient:
         async with self._lock:
             if self._serial != serial:
                 return True
+            if _REFRESHED_FOR_401.get() == (id(self), serial):
+                # The token a refresh just got for this request is refused too: another
+                # refresh would get the same answer. The status stands; later ones pause.
+                _REFRESHED_FOR_401.set(None)
+                self._rejections += 1
+                delay = min(MAX_RETRY, FIRST_RETRY * 2 ** (self._rejections - 1))
+                self._rejected_until = trio.current_time() + delay
+                self._rejected_until_at = self.now() + delay
+                self._rejected = self.store.load(self.name)
+                return False
+            if self._pausing():
+                return False
             tokens = self._tokens()
             if (
                 tokens is not None
@@ -157,6 +180,7 @@ class OAuthClient:
             ):
                 try:
                     await self._refresh(tokens)
+                    _REFRESHED_FOR_401.set((id(self), self._serial))
                     return True
                 except LoginRequired as exc:
                     reason = exc.reason  # the refresh token was refused: log in again
@@ -185,6 +209,13 @@ class OAuthClient:
         tokens = self._tokens()
         if self._needs_login is not None:
             return AuthStatus(AuthState.NEEDS_LOGIN, self._needs_login)
+        if self._rejected_until_at > self.now() and tokens == self._rejected:
+            return AuthStatus(
+                AuthState.REFRESH_FAILING,
+                f"the MCP server refused freshly refreshed tokens ({self._rejections} in a row)",
+                None if tokens is None else tokens.expires_at,
+                self._rejected_until_at,
+            )
         if self._refresh_error is not None:
             return AuthStatus(
                 AuthState.REFRESH_FAILING,
@@ -258,6 +289,9 @@ class OAuthClient:
         self.store.save(self.name, tokens)
         self._serial += 1
         self._lifetime = grant.expires_in
+        if previous_refresh is None:  # a login or a client credentials grant: a new start
+            self._rejections = 0
+            self._rejected_until = self._rejected_until_at = -math.inf
         self._needs_login = None
         self._refresh_error = None
         self._refresh_failures = 0
@@ -330,6 +364,14 @@ class OAuthClient:
         except OAuthError as exc:
             self._refresh_failed(str(exc))
             raise
+
+    def _pausing(self) -> bool:
+        """Within the pause after refused fresh tokens, and they are still the store's (a
+        login elsewhere ends it)."""
+        return (
+            trio.current_time() < self._rejected_until
+            and self.store.load(self.name) == self._rejected
+        )
 
     def _check_backoff(self) -> None:
         now = trio.current_time()
