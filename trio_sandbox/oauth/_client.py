@@ -348,9 +348,10 @@ class OAuthClient:
                 self._refresh_failed(str(exc))
                 raise
             requested = tuple(tokens.scope.split()) if tokens.scope else ()
-            return self._keep(
+            renewed = self._keep(
                 tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
             )
+        return renewed
 
     async def _new_grant(self, challenge: BearerChallenge | None, reason: str) -> None:
         """A login; for client credentials (no person needed) with the backoff of a refresh,
