@@ -16,6 +16,7 @@ import trio.testing
 from trio_sandbox.mcp import McpHttpStatusError, open_mcp_client
 from trio_sandbox.oauth import (
     AuthState,
+    LoginRequired,
     MemoryTokenStore,
     OAuthClient,
     OAuthError,
@@ -254,3 +255,95 @@ async def test_a_server_refusing_every_token_gets_one_refresh_then_a_pause(
         world.refuse_every_token = False
         await client.list_tools()
         assert world.grants["refresh_token"] == 2
+
+
+# --- findings 1 and 2: step-up for an unattended proxy ---------------------------------------
+
+
+async def test_a_tool_needing_more_scope_leaves_refresh_working(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    offset = [0.0]
+
+    def later() -> float:
+        return EPOCH + offset[0]
+
+    store = MemoryTokenStore()
+    person = OAuthClient(
+        "forge", world.mcp_url, OAuthSettings(), store, http, HeadlessUserAgent(http), now=later
+    )
+    await person.login()
+    proxy = OAuthClient("forge", world.mcp_url, OAuthSettings(), store, http, None, now=later)
+    world.call_scopes = ["admin"]
+    async with open_mcp_client(world.mcp_url, auth=proxy) as client:
+        with pytest.raises(LoginRequired, match="admin") as caught:
+            await client.call_tool("whoami")
+        assert "trio-sandbox auth login forge" in str(caught.value)
+        assert proxy.status().state is AuthState.LOGGED_IN  # the tokens are still good
+        offset[0] += 7200  # the access token expires; its refresh token is still good
+        world.call_scopes = []
+        await client.list_tools()
+        assert world.grants["refresh_token"] == 1
+        await client.call_tool("whoami")
+    stored = store.load("forge")
+    assert stored is not None
+    assert stored.wanted_scope is not None  # kept through the refresh, for the next login
+    assert "admin" in stored.wanted_scope.split()
+    assert "admin" in (proxy.status().reason or "")
+
+
+async def test_the_advised_login_asks_for_the_scope_a_tool_needed(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    world.prm_scopes = ["read"]
+    store, tokens = await logged_in(world, http)
+    assert tokens.scope == "read"
+    proxy = oauth_client(world, http, store)
+    world.call_scopes = ["read", "write"]
+    async with open_mcp_client(world.mcp_url, auth=proxy) as client:
+        with pytest.raises(LoginRequired, match="write"):
+            await client.call_tool("whoami")
+        stored = store.load("forge")
+        assert stored is not None
+        assert stored.wanted_scope is not None
+        assert set(stored.wanted_scope.split()) == {"read", "write"}
+        # `trio-sandbox auth login forge`: another process, a new client on the same store.
+        fresh = await oauth_client(world, http, store, attended=True).login()
+        assert set(world.authorizations[-1]["scope"].split()) == {"read", "write"}
+        assert fresh.wanted_scope is None
+        assert await client.call_tool("whoami") is not None
+
+
+async def test_an_attended_step_up_keeps_the_scopes_already_granted(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    world.prm_scopes = ["read"]
+    store, _ = await logged_in(world, http)
+    # A restarted client: it asked for nothing itself yet, the store says what was granted.
+    auth = oauth_client(world, http, store, attended=True)
+    world.call_scopes = ["write"]
+    async with open_mcp_client(world.mcp_url, auth=auth) as client:
+        await client.call_tool("whoami")
+    assert set(world.authorizations[-1]["scope"].split()) == {"read", "write"}
+
+
+def test_stored_tokens_without_a_wanted_scope_still_load() -> None:
+    tokens = Tokens(
+        server_url="https://mcp.example.com/mcp",
+        issuer="https://auth.example.com",
+        token_endpoint="https://auth.example.com/token",
+        client_id="c",
+        client_secret=None,
+        token_endpoint_auth_method="none",
+        access_token="at",
+        refresh_token="rt",
+        expires_at=None,
+        scope="read",
+    )
+    data = tokens.to_json()
+    assert "wanted_scope" not in data  # files as before, unless a scope is wanted
+    assert Tokens.from_json(data) == tokens
+    wanting = attrs.evolve(tokens, wanted_scope="read write")
+    assert Tokens.from_json(wanting.to_json()) == wanting
+    with pytest.raises(ValueError, match="wanted_scope"):
+        Tokens.from_json({**data, "wanted_scope": 3})

@@ -197,10 +197,20 @@ class OAuthClient:
 
     async def login(self, *, device_prompt: DevicePrompt | None = None) -> Tokens:
         """Run the whole flow now (discovery from an unauthenticated request to the server);
-        with ``device_prompt``, the device authorization grant where the server offers it."""
+        with ``device_prompt``, the device authorization grant where the server offers it.
+        Scope a server asked for more of (kept in the store) is asked for with what was
+        granted."""
         async with self._lock:
             self._step_ups = 0
-            await self._login(None, None, device_prompt, "a login was asked for")
+            stored = self._tokens()
+            scopes = None
+            if stored is not None and stored.wanted_scope:
+                scopes = _union(
+                    self.settings.scopes,
+                    (stored.scope or "").split(),
+                    stored.wanted_scope.split(),
+                )
+            await self._login(None, scopes, device_prompt, "a login was asked for")
             tokens = self._tokens()
             assert tokens is not None
             return tokens
@@ -235,7 +245,10 @@ class OAuthClient:
                     tokens.expires_at,
                 )
             return AuthStatus(AuthState.EXPIRED, None, tokens.expires_at)
-        return AuthStatus(AuthState.LOGGED_IN, None, tokens.expires_at)
+        wanted = None
+        if tokens.wanted_scope:
+            wanted = f"some requests need more scope ({tokens.wanted_scope}): a login asks for it"
+        return AuthStatus(AuthState.LOGGED_IN, wanted, tokens.expires_at)
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -270,6 +283,7 @@ class OAuthClient:
         grant: Grant,
         requested: Sequence[str],
         previous_refresh: str | None = None,
+        wanted_scope: str | None = None,
     ) -> Tokens:
         for secret in (client.client_secret, grant.access_token, grant.refresh_token):
             if secret:
@@ -285,6 +299,7 @@ class OAuthClient:
             refresh_token=grant.refresh_token or previous_refresh,
             expires_at=None if grant.expires_in is None else self.now() + grant.expires_in,
             scope=grant.scope if grant.scope is not None else (" ".join(requested) or None),
+            wanted_scope=wanted_scope,
         )
         self.store.save(self.name, tokens)
         self._serial += 1
@@ -349,7 +364,13 @@ class OAuthClient:
                 raise
             requested = tuple(tokens.scope.split()) if tokens.scope else ()
             renewed = self._keep(
-                tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
+                tokens.issuer,
+                tokens.token_endpoint,
+                client,
+                grant,
+                requested,
+                tokens.refresh_token,
+                tokens.wanted_scope,  # still wanted: a refresh grants no more
             )
         return renewed
 
@@ -480,13 +501,19 @@ class OAuthClient:
 
     async def _step_up(self, challenge: BearerChallenge) -> bool:
         tokens = self._tokens()
-        have = set(self._requested_scopes)
-        if tokens is not None and tokens.scope:
-            have |= set(tokens.scope.split())
-        wanted = [*self._requested_scopes]
-        wanted += [scope for scope in challenge.scopes if scope not in wanted]
+        granted = tokens.scope.split() if tokens is not None and tokens.scope else []
+        have = {*self._requested_scopes, *granted}
         if not challenge.scopes or set(challenge.scopes) <= have:
             return False  # asked for what we have: another try would get the same answer
+        # What was granted stays asked for (a restarted client asked for nothing itself yet).
+        wanted = _union(granted, self._requested_scopes, challenge.scopes)
+        if self.settings.grant == "authorization_code" and self.user_agent is None:
+            # Only a person can grant more. The tokens stay good for everything else (no
+            # login is marked needed: refreshes go on); the next login asks for this too.
+            if tokens is not None and tokens.wanted_scope != " ".join(wanted):
+                self.store.save(self.name, attrs.evolve(tokens, wanted_scope=" ".join(wanted)))
+            missing = " ".join(scope for scope in challenge.scopes if scope not in have)
+            raise LoginRequired(self.name, f"the server asks for more scope: {missing}")
         if self._step_ups >= MAX_STEP_UPS:
             return False
         self._step_ups += 1
@@ -687,6 +714,11 @@ class OAuthClient:
                 self._keep(metadata.issuer, metadata.token_endpoint, client, grant, scopes)
                 return
         raise OAuthError(f"the device code expired before the login at {uri} was completed")
+
+
+def _union(*groups: Sequence[str]) -> tuple[str, ...]:
+    """The scopes of every group, each once, in first-seen order."""
+    return tuple(dict.fromkeys(scope for group in groups for scope in group))
 
 
 def _seconds(value: object, default: float) -> float:
