@@ -347,3 +347,28 @@ def test_stored_tokens_without_a_wanted_scope_still_load() -> None:
     assert Tokens.from_json(wanting.to_json()) == wanting
     with pytest.raises(ValueError, match="wanted_scope"):
         Tokens.from_json({**data, "wanted_scope": 3})
+
+
+# --- finding 11a: a login written elsewhere during a refused refresh is not marked refused ---
+
+
+async def test_a_login_elsewhere_during_a_refused_refresh_counts(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    auth = await expired(world, http)
+    _, new_login = await logged_in(world, http)  # what `auth login` in another process gets
+    world.refresh_mode = "invalid_grant"
+    world.token_gate = trio.Event()
+    world.token_requested = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def caller() -> None:
+            with pytest.raises(LoginRequired, match="refused the refresh"):
+                await auth.authorization()
+
+        nursery.start_soon(caller)
+        await world.token_requested.wait()
+        auth.store.save("forge", new_login)  # written while the refresh is on its way
+        world.token_gate.set()
+    assert auth.status().state is AuthState.LOGGED_IN
+    assert await auth.authorization() == f"Bearer {new_login.access_token}"

@@ -190,7 +190,7 @@ class OAuthClient:
                 reason = "the access token expired and there is no refresh token"
             else:
                 reason = "the server refused the access token"
-            await self._new_grant(parsed, reason)
+            await self._new_grant(parsed, reason, tokens)
             return True
 
     # --- for people and the CLI ----------------------------------------------------------
@@ -210,7 +210,7 @@ class OAuthClient:
                     (stored.scope or "").split(),
                     stored.wanted_scope.split(),
                 )
-            await self._login(None, scopes, device_prompt, "a login was asked for")
+            await self._login(None, scopes, device_prompt, "a login was asked for", stored)
             tokens = self._tokens()
             assert tokens is not None
             return tokens
@@ -255,10 +255,10 @@ class OAuthClient:
     def _tokens(self) -> Tokens | None:
         # Read each time: `trio-sandbox auth login` in another process writes the store.
         tokens = self.store.load(self.name)
+        if tokens is not None and tokens.server_url != self.server_url:
+            tokens = None
         if self._needs_login is not None and tokens != self._refused:
             self._needs_login = None  # a login elsewhere replaced the tokens that were refused
-        if tokens is None or tokens.server_url != self.server_url:
-            return None
         return tokens
 
     @property
@@ -266,10 +266,11 @@ class OAuthClient:
         """The MCP server is on this machine: loopback (and plain http) URLs are fine."""
         return is_loopback(self.server_url)
 
-    def _login_needed(self, reason: str) -> None:
-        """Only a person can go on; until the store holds other tokens than now."""
+    def _login_needed(self, reason: str, tried: Tokens | None) -> None:
+        """Only a person can go on; until the store holds other tokens than ``tried`` (the
+        ones found wanting: not the store's now, which a login elsewhere may have written)."""
         self._needs_login = reason
-        self._refused = self.store.load(self.name)
+        self._refused = tried
 
     def _expired(self, tokens: Tokens) -> bool:
         leeway = EXPIRY_LEEWAY if self._lifetime is None else min(EXPIRY_LEEWAY, self._lifetime / 2)
@@ -324,7 +325,7 @@ class OAuthClient:
                 return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
-            await self._new_grant(None, "no tokens")
+            await self._new_grant(None, "no tokens", current)
             renewed = self._tokens()
             assert renewed is not None
             return renewed
@@ -355,7 +356,7 @@ class OAuthClient:
             except TokenEndpointError as exc:
                 if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
                     reason = f"the authorization server refused the refresh ({exc.error})"
-                    self._login_needed(reason)
+                    self._login_needed(reason, tokens)
                     raise LoginRequired(self.name, reason) from None
                 self._refresh_failed(str(exc))
                 raise
@@ -374,15 +375,17 @@ class OAuthClient:
             )
         return renewed
 
-    async def _new_grant(self, challenge: BearerChallenge | None, reason: str) -> None:
+    async def _new_grant(
+        self, challenge: BearerChallenge | None, reason: str, tried: Tokens | None
+    ) -> None:
         """A login; for client credentials (no person needed) with the backoff of a refresh,
         so that a failing token endpoint is asked once per retry, not once per caller."""
         if self.settings.grant != "client_credentials":
-            await self._login(challenge, None, None, reason)
+            await self._login(challenge, None, None, reason, tried)
             return
         self._check_backoff()
         try:
-            await self._login(challenge, None, None, reason)
+            await self._login(challenge, None, None, reason, tried)
         except OAuthError as exc:
             self._refresh_failed(str(exc))
             raise
@@ -466,10 +469,11 @@ class OAuthClient:
         scopes: Sequence[str] | None,
         device_prompt: DevicePrompt | None,
         reason: str,
+        tried: Tokens | None,
     ) -> None:
         grant_type = self.settings.grant
         if grant_type == "authorization_code" and self.user_agent is None and not device_prompt:
-            self._login_needed(reason)
+            self._login_needed(reason, tried)
             raise LoginRequired(self.name, reason)
         if challenge is None:
             challenge = await self._probe()
@@ -486,7 +490,7 @@ class OAuthClient:
             await self._device(discovered, self._with_offline(scopes, metadata), device_prompt)
         else:
             if self.user_agent is None:
-                self._login_needed(reason)
+                self._login_needed(reason, tried)
                 raise LoginRequired(self.name, f"{reason}; no device flow at this server")
             await self._authorization_code(discovered, self._with_offline(scopes, metadata))
         self._requested_scopes = scopes
@@ -517,7 +521,7 @@ class OAuthClient:
         if self._step_ups >= MAX_STEP_UPS:
             return False
         self._step_ups += 1
-        await self._login(challenge, wanted, None, "the server asked for more scope")
+        await self._login(challenge, wanted, None, "the server asked for more scope", tokens)
         return True
 
     async def _client(
