@@ -52,6 +52,7 @@ class AuthWorld:
     huge_metadata: bool = False
     registration: bool = True
     device: bool = False
+    device_answer: dict[str, object] = attrs.field(factory=dict)  # overrides in its answer
     # the authorization endpoint
     iss_mode: str = "correct"  # correct | wrong | omit
     state_mode: str = "echo"  # echo | wrong
@@ -288,17 +289,14 @@ class AuthWorld:
         await _respond(send, 400, {"error": "unsupported_grant_type"})
 
     async def _device(self, send: Send, **_: Any) -> None:
-        await _respond(
-            send,
-            200,
-            {
-                "device_code": secrets.token_urlsafe(16),
-                "user_code": "WDJB-MJHT",
-                "verification_uri": f"{self.base}/activate",
-                "expires_in": 600,
-                "interval": 1,
-            },
-        )
+        answer: dict[str, object] = {
+            "device_code": secrets.token_urlsafe(16),
+            "user_code": "WDJB-MJHT",
+            "verification_uri": f"{self.base}/activate",
+            "expires_in": 600,
+            "interval": 1,
+        }
+        await _respond(send, 200, {**answer, **self.device_answer})
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}

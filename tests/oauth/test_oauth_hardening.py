@@ -372,3 +372,44 @@ async def test_a_login_elsewhere_during_a_refused_refresh_counts(
         world.token_gate.set()
     assert auth.status().state is AuthState.LOGGED_IN
     assert await auth.authorization() == f"Bearer {new_login.access_token}"
+
+
+# --- finding 9: the device flow shows the person nothing unchecked ---------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"verification_uri": "javascript:alert(1)"},
+        {"verification_uri": "https://evil.example/\x1b[8m"},
+        {"verification_uri": "http://evil.example/activate"},
+        {"user_code": "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\rWDJB"},
+        {"user_code": "W" * 65},
+        {"user_code": "WDJB\nMJHT"},
+        {"verification_uri_complete": "javascript:alert(1)"},
+    ],
+)
+async def test_a_hostile_device_answer_is_never_shown(
+    world: AuthWorld, http: httpx.AsyncClient, answer: dict[str, object]
+) -> None:
+    world.device = True
+    world.device_answer = answer
+    shown: list[tuple[str, str]] = []
+    auth = oauth_client(world, http, MemoryTokenStore())
+    with pytest.raises(OAuthError) as caught:
+        await auth.login(device_prompt=lambda uri, code: shown.append((uri, code)))
+    assert shown == []
+    assert "\x1b" not in str(caught.value)
+    assert world.grants["urn:ietf:params:oauth:grant-type:device_code"] == 0
+
+
+async def test_the_device_poll_interval_is_at_least_a_second(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    world.device = True
+    world.device_answer = {"interval": 0.001}
+    auth = oauth_client(world, http, MemoryTokenStore())
+    start = trio.current_time()
+    await auth.login(device_prompt=lambda uri, code: None)
+    assert world.grants["urn:ietf:params:oauth:grant-type:device_code"] == 2  # once pending
+    assert trio.current_time() - start >= 2.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -35,7 +36,7 @@ from ._grants import (
     describe_refusal,
     token_request,
 )
-from ._http import is_loopback, request_json, shown
+from ._http import is_loopback, request_json, require_secure_url, shown
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -68,6 +69,7 @@ MAX_RETRY: Final = 300.0
 _OFFLINE_ACCESS: Final = "offline_access"
 _DEVICE_DEFAULT_INTERVAL: Final = 5.0
 _DEVICE_MAX_WAIT: Final = 1800.0
+_USER_CODE: Final = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?")
 
 
 # (client, serial of the tokens) the current task's last request was sent with.
@@ -691,8 +693,18 @@ class OAuthClient:
             raise OAuthError(f"{what}: the answer lacks device_code, user_code or verification_uri")
         assert isinstance(device_code, str)
         assert isinstance(user_code, str)
-        assert isinstance(uri, str)
-        interval = _seconds(data.get("interval"), _DEVICE_DEFAULT_INTERVAL)
+        # Shown to a person (a terminal): a URL they may open, a code they type; nothing that
+        # is a script, another scheme, or a terminal escape.
+        uri = require_secure_url(uri, f"{what}: the verification_uri", local=self._local)
+        complete = data.get("verification_uri_complete")
+        if complete is not None:
+            require_secure_url(
+                complete, f"{what}: the verification_uri_complete", local=self._local
+            )
+        if not _USER_CODE.fullmatch(user_code):
+            raise OAuthError(f"{what}: the user_code is not a short line of printable ASCII")
+        # RFC 8628 §3.5: 5 s unless the server says; never faster than once a second.
+        interval = max(_seconds(data.get("interval"), _DEVICE_DEFAULT_INTERVAL), 1.0)
         expires_in = min(_seconds(data.get("expires_in"), _DEVICE_MAX_WAIT), _DEVICE_MAX_WAIT)
         prompt(uri, user_code)
         with trio.move_on_after(expires_in):

@@ -78,6 +78,9 @@ def require_secure_url(url: object, what: str, *, local: bool) -> str:
     plain http among them; a remote server's documents may not point into this machine."""
     if not isinstance(url, str) or not url:
         raise OAuthError(f"{what} is missing or not a string")
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in url):
+        # Spaces, controls (terminal escapes among them), non-ASCII: never in a URL on the wire.
+        raise OAuthError(f"{what} has characters a URL cannot have")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
