@@ -51,6 +51,7 @@ class AuthWorld:
     iss_supported: bool = True
     huge_metadata: bool = False
     registration: bool = True
+    registration_answer: dict[str, object] = attrs.field(factory=dict)  # overrides
     device: bool = False
     device_answer: dict[str, object] = attrs.field(factory=dict)  # overrides in its answer
     # the authorization endpoint
@@ -183,6 +184,7 @@ class AuthWorld:
         secret = None if method == "none" else secrets.token_urlsafe(16)
         self.clients[client_id] = secret
         answer = {**request, "client_id": client_id, "token_endpoint_auth_method": method}
+        answer.update(self.registration_answer)
         if secret is not None:
             answer["client_secret"] = secret
         await _respond(send, 201, answer)

@@ -6,6 +6,7 @@ every token, step-up for an unattended proxy, a hostile device authorization ans
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import httpx
@@ -413,3 +414,26 @@ async def test_the_device_poll_interval_is_at_least_a_second(
     await auth.login(device_prompt=lambda uri, code: None)
     assert world.grants["urn:ietf:params:oauth:grant-type:device_code"] == 2  # once pending
     assert trio.current_time() - start >= 2.0
+
+
+# --- finding 11c: a server's strings in an error message are bounded ------------------------
+
+HUGE = "x" * 500_000
+
+
+@pytest.mark.parametrize(
+    "knob",
+    [
+        {"prm_resource": "https://elsewhere.example/" + HUGE},
+        {"prm_servers": ["https://auth.example/" + HUGE]},
+        {"registration_answer": {"token_endpoint_auth_method": HUGE}},
+    ],
+)
+async def test_a_server_s_huge_string_is_bounded_in_the_error(
+    world: AuthWorld, http: httpx.AsyncClient, knob: dict[str, Any]
+) -> None:
+    for name, value in knob.items():
+        setattr(world, name, value)
+    with pytest.raises(OAuthError) as caught:
+        await oauth_client(world, http, MemoryTokenStore(), attended=True).login()
+    assert len(str(caught.value)) < 500

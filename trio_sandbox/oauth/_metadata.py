@@ -12,7 +12,7 @@ import attrs
 import httpx
 
 from ._errors import OAuthError
-from ._http import request_json, require_secure_url
+from ._http import request_json, require_secure_url, shown
 
 _PRM_SUFFIX: Final = "/.well-known/oauth-protected-resource"
 
@@ -89,7 +89,7 @@ def parse_resource_metadata(data: object, server_url: str, where: str) -> Resour
     if not resource_covers(resource, server_url):
         # RFC 9728 §3.3: metadata for another resource must not be used (a token for it would
         # be a token for someone else's server).
-        raise OAuthError(f"{what} is for another resource ({resource!r}, not {server_url!r})")
+        raise OAuthError(f"{what} is for another resource ({shown(resource)}, not {server_url!r})")
     servers = _strings(data, "authorization_servers", what) or ()
     if not servers:
         raise OAuthError(f"{what} names no authorization server")
