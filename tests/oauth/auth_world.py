@@ -72,6 +72,7 @@ class AuthWorld:
     call_scopes: list[str] = attrs.field(factory=list)
     withheld_scopes: set[str] = attrs.field(factory=set)  # asked for, never granted
     www_scope: str | None = None  # the scope parameter of the 401
+    www_resource_metadata: str | None = None  # the 401's resource_metadata (None: the real one)
     refuse_every_token: bool = False  # 401 to every token, even one just issued
     # what happened
     requests: Counter[str] = attrs.field(factory=Counter)
@@ -305,7 +306,7 @@ class AuthWorld:
         authorization = headers.get("authorization")
         self.mcp_authorizations.append(authorization)
         token = authorization[7:] if authorization and authorization.startswith("Bearer ") else ""
-        challenge = f'Bearer resource_metadata="{self.prm_url}"'
+        challenge = f'Bearer resource_metadata="{self.www_resource_metadata or self.prm_url}"'
         if self.www_scope:
             challenge += f', scope="{self.www_scope}"'
         # The body is read before any answer: a server that answers without reading it closes

@@ -437,3 +437,17 @@ async def test_a_server_s_huge_string_is_bounded_in_the_error(
     with pytest.raises(OAuthError) as caught:
         await oauth_client(world, http, MemoryTokenStore(), attended=True).login()
     assert len(str(caught.value)) < 500
+
+
+# --- finding 11d: a resource_metadata URL that 404s falls back to the well-known URIs -------
+
+
+async def test_a_missing_advertised_resource_metadata_falls_back_to_the_well_known_uri(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    world.www_resource_metadata = f"{world.base}/nowhere"
+    world.prm_scopes = ["read"]
+    await oauth_client(world, http, MemoryTokenStore(), attended=True).login()
+    assert world.requests["/nowhere"] == 1
+    assert world.requests["/.well-known/oauth-protected-resource/mcp"] == 1
+    assert world.authorizations[0].get("scope") == "read"  # from the metadata found there
