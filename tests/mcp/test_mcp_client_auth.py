@@ -3,9 +3,11 @@ it, the retries are bounded, and the header never leaves for another host."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import pytest
@@ -37,6 +39,7 @@ class Recorder:
     refuse: int | None = None  # answer every request with this status
     location: str | None = None  # with a redirect to here
     echo: int | None = None  # the refusal's body: this many x, then the Authorization header
+    echo_spelling: Callable[[str], str] = str  # how the echo spells the header
     seen: list[tuple[str, str | None]] = attrs.field(factory=list)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -48,7 +51,8 @@ class Recorder:
                     pass
                 body = b""
                 if self.echo is not None:
-                    body = f"{'x' * self.echo} {headers.get('authorization')}".encode()
+                    echoed = self.echo_spelling(headers.get("authorization") or "")
+                    body = f"{'x' * self.echo} {echoed}".encode()
                 extra = [(b"www-authenticate", b'Bearer error="invalid_token"')]
                 if self.location is not None:
                     extra = [(b"location", self.location.encode())]
@@ -201,3 +205,25 @@ async def test_an_echoed_token_is_not_in_the_error(status: int, padding: int) ->
     message = str(caught.value)
     assert "Bearer [re" in message
     assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda value: json.dumps(value).replace("/", "\\/"),  # JSON may escape the slash
+        lambda value: json.dumps(value),
+        lambda value: quote(value, safe=""),
+    ],
+)
+async def test_an_echoed_token_in_another_spelling_is_not_in_the_error(
+    spelling: Callable[[str], str],
+) -> None:
+    recorder = Recorder(None, refuse=401, echo=10, echo_spelling=spelling)
+    auth = CountingAuth(token="secret/token+value=", retry=False)
+    async with serving(recorder) as url:
+        with pytest.raises(McpHttpStatusError) as caught:
+            async with open_mcp_client(url, protocol_version="2025-11-25", auth=auth):
+                pass
+    message = str(caught.value)
+    assert "secret" not in message
+    assert "[redacted]" in message

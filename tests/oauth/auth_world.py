@@ -51,7 +51,9 @@ class AuthWorld:
     iss_supported: bool = True
     huge_metadata: bool = False
     registration: bool = True
+    registration_answer: dict[str, object] = attrs.field(factory=dict)  # overrides
     device: bool = False
+    device_answer: dict[str, object] = attrs.field(factory=dict)  # overrides in its answer
     # the authorization endpoint
     iss_mode: str = "correct"  # correct | wrong | omit
     state_mode: str = "echo"  # echo | wrong
@@ -59,13 +61,19 @@ class AuthWorld:
     expires_in: int | None = 3600
     issue_refresh_tokens: bool = True
     refresh_mode: str = "ok"  # ok | error500 | invalid_grant | echo_secret
+    client_credentials_mode: str = "ok"  # ok | error503
     token_gate: trio.Event | None = None  # the token endpoint waits for it before answering
     token_requested: trio.Event = attrs.field(factory=trio.Event)  # set by the first
+    # A refresh processed (the old refresh token gone), its answer held until this is set.
+    answer_gate: trio.Event | None = None
+    refresh_processed: trio.Event = attrs.field(factory=trio.Event)
     device_pending: int = 1  # authorization_pending answers before the token
     # the MCP server: scopes a tools/call needs (403 insufficient_scope without them)
     call_scopes: list[str] = attrs.field(factory=list)
     withheld_scopes: set[str] = attrs.field(factory=set)  # asked for, never granted
     www_scope: str | None = None  # the scope parameter of the 401
+    www_resource_metadata: str | None = None  # the 401's resource_metadata (None: the real one)
+    refuse_every_token: bool = False  # 401 to every token, even one just issued
     # what happened
     requests: Counter[str] = attrs.field(factory=Counter)
     grants: Counter[str] = attrs.field(factory=Counter)
@@ -177,6 +185,7 @@ class AuthWorld:
         secret = None if method == "none" else secrets.token_urlsafe(16)
         self.clients[client_id] = secret
         answer = {**request, "client_id": client_id, "token_endpoint_auth_method": method}
+        answer.update(self.registration_answer)
         if secret is not None:
             answer["client_secret"] = secret
         await _respond(send, 201, answer)
@@ -260,9 +269,16 @@ class AuthWorld:
                 await _respond(send, 400, {"error": "invalid_grant"})
                 return
             self.refresh_tokens.discard(refresh)
-            await _respond(send, 200, self.issue(["mcp"]))
+            answer = self.issue(["mcp"])
+            self.refresh_processed.set()
+            if self.answer_gate is not None:
+                await self.answer_gate.wait()
+            await _respond(send, 200, answer)
             return
         if grant_type == "client_credentials":
+            if self.client_credentials_mode == "error503":
+                await _respond(send, 503, {"error": "temporarily_unavailable"})
+                return
             await _respond(send, 200, self.issue(form.get("scope", "").split()))
             return
         if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
@@ -276,31 +292,28 @@ class AuthWorld:
         await _respond(send, 400, {"error": "unsupported_grant_type"})
 
     async def _device(self, send: Send, **_: Any) -> None:
-        await _respond(
-            send,
-            200,
-            {
-                "device_code": secrets.token_urlsafe(16),
-                "user_code": "WDJB-MJHT",
-                "verification_uri": f"{self.base}/activate",
-                "expires_in": 600,
-                "interval": 1,
-            },
-        )
+        answer: dict[str, object] = {
+            "device_code": secrets.token_urlsafe(16),
+            "user_code": "WDJB-MJHT",
+            "verification_uri": f"{self.base}/activate",
+            "expires_in": 600,
+            "interval": 1,
+        }
+        await _respond(send, 200, {**answer, **self.device_answer})
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         authorization = headers.get("authorization")
         self.mcp_authorizations.append(authorization)
         token = authorization[7:] if authorization and authorization.startswith("Bearer ") else ""
-        challenge = f'Bearer resource_metadata="{self.prm_url}"'
+        challenge = f'Bearer resource_metadata="{self.www_resource_metadata or self.prm_url}"'
         if self.www_scope:
             challenge += f', scope="{self.www_scope}"'
         # The body is read before any answer: a server that answers without reading it closes
         # the connection after, which races the client's next request on it.
         body = await _read_body(receive) if scope["method"] == "POST" else b""
         receive = _replay(body, receive)
-        if token not in self.tokens:
+        if token not in self.tokens or self.refuse_every_token:
             await _respond(send, 401, {"error": "invalid_token"}, www_authenticate=challenge)
             return
         if self.call_scopes and scope["method"] == "POST":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -35,7 +36,7 @@ from ._grants import (
     describe_refusal,
     token_request,
 )
-from ._http import is_loopback, request_json, shown
+from ._http import is_loopback, request_json, require_secure_url, shown
 from ._metadata import (
     ResourceMetadata,
     ServerMetadata,
@@ -55,22 +56,30 @@ from ._www_authenticate import BearerChallenge, parse_www_authenticate
 # The device authorization grant's prompt: given the verification URI and the user code.
 DevicePrompt = Callable[[str, str], None]
 
-# An access token this close to its expiry is renewed before it is sent.
+# An access token this close to its expiry is renewed before it is sent (at most half the
+# lifetime of the last one obtained: a server's 30 s tokens are not renewed at every request).
 EXPIRY_LEEWAY: Final = 60.0
 # Step-ups (re-authorizations for more scope) one client makes before it lets a 403 stand,
 # until the next explicit login: a server that never grants what it asks for cannot loop us.
 MAX_STEP_UPS: Final = 3
-# A failed refresh (the server unreachable, a 5xx) is retried after 5 s, doubling up to 5 min.
+# A failed refresh (the server unreachable, a 5xx) is retried after 5 s, doubling up to 5 min;
+# so is a refresh after the MCP server refused a token that a refresh had just obtained.
 FIRST_RETRY: Final = 5.0
 MAX_RETRY: Final = 300.0
 _OFFLINE_ACCESS: Final = "offline_access"
 _DEVICE_DEFAULT_INTERVAL: Final = 5.0
 _DEVICE_MAX_WAIT: Final = 1800.0
+_USER_CODE: Final = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?")
 
 
 # (client, serial of the tokens) the current task's last request was sent with.
 _SENT_SERIAL: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "trio_sandbox_oauth_sent_serial", default=None
+)
+# (client, serial of the tokens) a refresh obtained for a 401 of the current task's request:
+# a 401 to those too means the server refuses what a refresh brings, so no second refresh.
+_REFRESHED_FOR_401: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "trio_sandbox_oauth_refreshed_for_401", default=None
 )
 
 
@@ -106,6 +115,7 @@ class OAuthClient:
     now: Callable[[], float] = time.time
     _lock: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _serial: int = attrs.field(default=0, init=False)
+    _lifetime: float | None = attrs.field(default=None, init=False)  # of the last token obtained
     _requested_scopes: tuple[str, ...] = attrs.field(default=(), init=False)
     _step_ups: int = attrs.field(default=0, init=False)
     _needs_login: str | None = attrs.field(default=None, init=False)
@@ -115,6 +125,11 @@ class OAuthClient:
     _refresh_failures: int = attrs.field(default=0, init=False)
     _retry_deadline: float = attrs.field(default=-math.inf, init=False)  # trio time
     _retry_at: float | None = attrs.field(default=None, init=False)  # wall clock
+    # Fresh tokens the MCP server refused in a row, and the pause before the next 401 refresh.
+    _rejections: int = attrs.field(default=0, init=False)
+    _rejected_until: float = attrs.field(default=-math.inf, init=False)  # trio time
+    _rejected_until_at: float = attrs.field(default=-math.inf, init=False)  # wall clock
+    _rejected: Tokens | None = attrs.field(default=None, init=False, repr=False)
 
     # --- the transport's hook -------------------------------------------------------------
 
@@ -147,6 +162,18 @@ class OAuthClient:
         async with self._lock:
             if self._serial != serial:
                 return True
+            if _REFRESHED_FOR_401.get() == (id(self), serial):
+                # The token a refresh just got for this request is refused too: another
+                # refresh would get the same answer. The status stands; later ones pause.
+                _REFRESHED_FOR_401.set(None)
+                self._rejections += 1
+                delay = min(MAX_RETRY, FIRST_RETRY * 2 ** (self._rejections - 1))
+                self._rejected_until = trio.current_time() + delay
+                self._rejected_until_at = self.now() + delay
+                self._rejected = self.store.load(self.name)
+                return False
+            if self._pausing():
+                return False
             tokens = self._tokens()
             if (
                 tokens is not None
@@ -155,6 +182,7 @@ class OAuthClient:
             ):
                 try:
                     await self._refresh(tokens)
+                    _REFRESHED_FOR_401.set((id(self), self._serial))
                     return True
                 except LoginRequired as exc:
                     reason = exc.reason  # the refresh token was refused: log in again
@@ -164,17 +192,27 @@ class OAuthClient:
                 reason = "the access token expired and there is no refresh token"
             else:
                 reason = "the server refused the access token"
-            await self._login(parsed, None, None, reason)
+            await self._new_grant(parsed, reason, tokens)
             return True
 
     # --- for people and the CLI ----------------------------------------------------------
 
     async def login(self, *, device_prompt: DevicePrompt | None = None) -> Tokens:
         """Run the whole flow now (discovery from an unauthenticated request to the server);
-        with ``device_prompt``, the device authorization grant where the server offers it."""
+        with ``device_prompt``, the device authorization grant where the server offers it.
+        Scope a server asked for more of (kept in the store) is asked for with what was
+        granted."""
         async with self._lock:
             self._step_ups = 0
-            await self._login(None, None, device_prompt, "a login was asked for")
+            stored = self._tokens()
+            scopes = None
+            if stored is not None and stored.wanted_scope:
+                scopes = _union(
+                    self.settings.scopes,
+                    (stored.scope or "").split(),
+                    stored.wanted_scope.split(),
+                )
+            await self._login(None, scopes, device_prompt, "a login was asked for", stored)
             tokens = self._tokens()
             assert tokens is not None
             return tokens
@@ -183,14 +221,24 @@ class OAuthClient:
         tokens = self._tokens()
         if self._needs_login is not None:
             return AuthStatus(AuthState.NEEDS_LOGIN, self._needs_login)
+        if self._rejected_until_at > self.now() and tokens == self._rejected:
+            return AuthStatus(
+                AuthState.REFRESH_FAILING,
+                f"the MCP server refused freshly refreshed tokens ({self._rejections} in a row)",
+                None if tokens is None else tokens.expires_at,
+                self._rejected_until_at,
+            )
+        if self._refresh_error is not None:
+            return AuthStatus(
+                AuthState.REFRESH_FAILING,
+                self._refresh_error,
+                None if tokens is None else tokens.expires_at,
+                self._retry_at,
+            )
         if tokens is None:
             if self.settings.grant == "client_credentials":
                 return AuthStatus(AuthState.EXPIRED, "no token yet (client credentials)")
             return AuthStatus(AuthState.NEEDS_LOGIN, "no tokens")
-        if self._refresh_error is not None:
-            return AuthStatus(
-                AuthState.REFRESH_FAILING, self._refresh_error, tokens.expires_at, self._retry_at
-            )
         if self._expired(tokens):
             if tokens.refresh_token is None and self.settings.grant != "client_credentials":
                 return AuthStatus(
@@ -199,17 +247,20 @@ class OAuthClient:
                     tokens.expires_at,
                 )
             return AuthStatus(AuthState.EXPIRED, None, tokens.expires_at)
-        return AuthStatus(AuthState.LOGGED_IN, None, tokens.expires_at)
+        wanted = None
+        if tokens.wanted_scope:
+            wanted = f"some requests need more scope ({tokens.wanted_scope}): a login asks for it"
+        return AuthStatus(AuthState.LOGGED_IN, wanted, tokens.expires_at)
 
     # --- tokens ---------------------------------------------------------------------------
 
     def _tokens(self) -> Tokens | None:
         # Read each time: `trio-sandbox auth login` in another process writes the store.
         tokens = self.store.load(self.name)
+        if tokens is not None and tokens.server_url != self.server_url:
+            tokens = None
         if self._needs_login is not None and tokens != self._refused:
             self._needs_login = None  # a login elsewhere replaced the tokens that were refused
-        if tokens is None or tokens.server_url != self.server_url:
-            return None
         return tokens
 
     @property
@@ -217,13 +268,15 @@ class OAuthClient:
         """The MCP server is on this machine: loopback (and plain http) URLs are fine."""
         return is_loopback(self.server_url)
 
-    def _login_needed(self, reason: str) -> None:
-        """Only a person can go on; until the store holds other tokens than now."""
+    def _login_needed(self, reason: str, tried: Tokens | None) -> None:
+        """Only a person can go on; until the store holds other tokens than ``tried`` (the
+        ones found wanting: not the store's now, which a login elsewhere may have written)."""
         self._needs_login = reason
-        self._refused = self.store.load(self.name)
+        self._refused = tried
 
     def _expired(self, tokens: Tokens) -> bool:
-        return tokens.expires_at is not None and tokens.expires_at - EXPIRY_LEEWAY <= self.now()
+        leeway = EXPIRY_LEEWAY if self._lifetime is None else min(EXPIRY_LEEWAY, self._lifetime / 2)
+        return tokens.expires_at is not None and tokens.expires_at - leeway <= self.now()
 
     def _keep(
         self,
@@ -233,6 +286,7 @@ class OAuthClient:
         grant: Grant,
         requested: Sequence[str],
         previous_refresh: str | None = None,
+        wanted_scope: str | None = None,
     ) -> Tokens:
         for secret in (client.client_secret, grant.access_token, grant.refresh_token):
             if secret:
@@ -248,9 +302,14 @@ class OAuthClient:
             refresh_token=grant.refresh_token or previous_refresh,
             expires_at=None if grant.expires_in is None else self.now() + grant.expires_in,
             scope=grant.scope if grant.scope is not None else (" ".join(requested) or None),
+            wanted_scope=wanted_scope,
         )
         self.store.save(self.name, tokens)
         self._serial += 1
+        self._lifetime = grant.expires_in
+        if previous_refresh is None:  # a login or a client credentials grant: a new start
+            self._rejections = 0
+            self._rejected_until = self._rejected_until_at = -math.inf
         self._needs_login = None
         self._refresh_error = None
         self._refresh_failures = 0
@@ -263,11 +322,12 @@ class OAuthClient:
         serial = self._serial
         async with self._lock:
             current = self._tokens()
-            if self._serial != serial and current is not None and not self._expired(current):
-                return current  # renewed by the caller we waited for
+            if self._serial != serial and current is not None:
+                # Renewed by the caller we waited for: its token, however short its life.
+                return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
-            await self._login(None, None, None, "no tokens")
+            await self._new_grant(None, "no tokens", current)
             renewed = self._tokens()
             assert renewed is not None
             return renewed
@@ -279,37 +339,74 @@ class OAuthClient:
             # Still the refused tokens (the caller's load would have cleared it otherwise):
             # the same refresh token would get the same answer.
             raise LoginRequired(self.name, self._needs_login)
-        now = trio.current_time()
-        if now < self._retry_deadline:
-            raise OAuthError(
-                f"upstream {self.name!r}: refreshing its token failed ({self._refresh_error});"
-                f" next retry in {math.ceil(self._retry_deadline - now)} s"
-            )
+        self._check_backoff()
         client = Client(tokens.client_id, tokens.client_secret, tokens.token_endpoint_auth_method)
-        try:
-            grant = await token_request(
-                self.http,
+        # Shielded: the server may rotate the refresh token as soon as it reads the request, so
+        # once it is sent its answer is kept even if the caller is cancelled meanwhile (else
+        # the new refresh token is lost and the old one refused). Bounded by request_json.
+        with trio.CancelScope(shield=True):
+            try:
+                grant = await token_request(
+                    self.http,
+                    tokens.token_endpoint,
+                    client,
+                    "refresh_token",
+                    f"refreshing the token of {self.name!r} at {tokens.token_endpoint}",
+                    refresh_token=tokens.refresh_token,
+                    resource=canonical_resource(self.server_url),
+                )
+            except TokenEndpointError as exc:
+                if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
+                    reason = f"the authorization server refused the refresh ({exc.error})"
+                    self._login_needed(reason, tokens)
+                    raise LoginRequired(self.name, reason) from None
+                self._refresh_failed(str(exc))
+                raise
+            except OAuthError as exc:
+                self._refresh_failed(str(exc))
+                raise
+            requested = tuple(tokens.scope.split()) if tokens.scope else ()
+            renewed = self._keep(
+                tokens.issuer,
                 tokens.token_endpoint,
                 client,
-                "refresh_token",
-                f"refreshing the token of {self.name!r} at {tokens.token_endpoint}",
-                refresh_token=tokens.refresh_token,
-                resource=canonical_resource(self.server_url),
+                grant,
+                requested,
+                tokens.refresh_token,
+                tokens.wanted_scope,  # still wanted: a refresh grants no more
             )
-        except TokenEndpointError as exc:
-            if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                reason = f"the authorization server refused the refresh ({exc.error})"
-                self._login_needed(reason)
-                raise LoginRequired(self.name, reason) from None
-            self._refresh_failed(str(exc))
-            raise
+        return renewed
+
+    async def _new_grant(
+        self, challenge: BearerChallenge | None, reason: str, tried: Tokens | None
+    ) -> None:
+        """A login; for client credentials (no person needed) with the backoff of a refresh,
+        so that a failing token endpoint is asked once per retry, not once per caller."""
+        if self.settings.grant != "client_credentials":
+            await self._login(challenge, None, None, reason, tried)
+            return
+        self._check_backoff()
+        try:
+            await self._login(challenge, None, None, reason, tried)
         except OAuthError as exc:
             self._refresh_failed(str(exc))
             raise
-        requested = tuple(tokens.scope.split()) if tokens.scope else ()
-        return self._keep(
-            tokens.issuer, tokens.token_endpoint, client, grant, requested, tokens.refresh_token
+
+    def _pausing(self) -> bool:
+        """Within the pause after refused fresh tokens, and they are still the store's (a
+        login elsewhere ends it)."""
+        return (
+            trio.current_time() < self._rejected_until
+            and self.store.load(self.name) == self._rejected
         )
+
+    def _check_backoff(self) -> None:
+        now = trio.current_time()
+        if now < self._retry_deadline:
+            raise OAuthError(
+                f"upstream {self.name!r}: renewing its token failed ({self._refresh_error});"
+                f" next retry in {math.ceil(self._retry_deadline - now)} s"
+            )
 
     def _refresh_failed(self, reason: str) -> None:
         self._refresh_failures += 1
@@ -374,10 +471,11 @@ class OAuthClient:
         scopes: Sequence[str] | None,
         device_prompt: DevicePrompt | None,
         reason: str,
+        tried: Tokens | None,
     ) -> None:
         grant_type = self.settings.grant
         if grant_type == "authorization_code" and self.user_agent is None and not device_prompt:
-            self._login_needed(reason)
+            self._login_needed(reason, tried)
             raise LoginRequired(self.name, reason)
         if challenge is None:
             challenge = await self._probe()
@@ -394,7 +492,7 @@ class OAuthClient:
             await self._device(discovered, self._with_offline(scopes, metadata), device_prompt)
         else:
             if self.user_agent is None:
-                self._login_needed(reason)
+                self._login_needed(reason, tried)
                 raise LoginRequired(self.name, f"{reason}; no device flow at this server")
             await self._authorization_code(discovered, self._with_offline(scopes, metadata))
         self._requested_scopes = scopes
@@ -409,17 +507,23 @@ class OAuthClient:
 
     async def _step_up(self, challenge: BearerChallenge) -> bool:
         tokens = self._tokens()
-        have = set(self._requested_scopes)
-        if tokens is not None and tokens.scope:
-            have |= set(tokens.scope.split())
-        wanted = [*self._requested_scopes]
-        wanted += [scope for scope in challenge.scopes if scope not in wanted]
+        granted = tokens.scope.split() if tokens is not None and tokens.scope else []
+        have = {*self._requested_scopes, *granted}
         if not challenge.scopes or set(challenge.scopes) <= have:
             return False  # asked for what we have: another try would get the same answer
+        # What was granted stays asked for (a restarted client asked for nothing itself yet).
+        wanted = _union(granted, self._requested_scopes, challenge.scopes)
+        if self.settings.grant == "authorization_code" and self.user_agent is None:
+            # Only a person can grant more. The tokens stay good for everything else (no
+            # login is marked needed: refreshes go on); the next login asks for this too.
+            if tokens is not None and tokens.wanted_scope != " ".join(wanted):
+                self.store.save(self.name, attrs.evolve(tokens, wanted_scope=" ".join(wanted)))
+            missing = " ".join(scope for scope in challenge.scopes if scope not in have)
+            raise LoginRequired(self.name, f"the server asks for more scope: {missing}")
         if self._step_ups >= MAX_STEP_UPS:
             return False
         self._step_ups += 1
-        await self._login(challenge, wanted, None, "the server asked for more scope")
+        await self._login(challenge, wanted, None, "the server asked for more scope", tokens)
         return True
 
     async def _client(
@@ -589,8 +693,18 @@ class OAuthClient:
             raise OAuthError(f"{what}: the answer lacks device_code, user_code or verification_uri")
         assert isinstance(device_code, str)
         assert isinstance(user_code, str)
-        assert isinstance(uri, str)
-        interval = _seconds(data.get("interval"), _DEVICE_DEFAULT_INTERVAL)
+        # Shown to a person (a terminal): a URL they may open, a code they type; nothing that
+        # is a script, another scheme, or a terminal escape.
+        uri = require_secure_url(uri, f"{what}: the verification_uri", local=self._local)
+        complete = data.get("verification_uri_complete")
+        if complete is not None:
+            require_secure_url(
+                complete, f"{what}: the verification_uri_complete", local=self._local
+            )
+        if not _USER_CODE.fullmatch(user_code):
+            raise OAuthError(f"{what}: the user_code is not a short line of printable ASCII")
+        # RFC 8628 §3.5: 5 s unless the server says; never faster than once a second.
+        interval = max(_seconds(data.get("interval"), _DEVICE_DEFAULT_INTERVAL), 1.0)
         expires_in = min(_seconds(data.get("expires_in"), _DEVICE_MAX_WAIT), _DEVICE_MAX_WAIT)
         prompt(uri, user_code)
         with trio.move_on_after(expires_in):
@@ -616,6 +730,11 @@ class OAuthClient:
                 self._keep(metadata.issuer, metadata.token_endpoint, client, grant, scopes)
                 return
         raise OAuthError(f"the device code expired before the login at {uri} was completed")
+
+
+def _union(*groups: Sequence[str]) -> tuple[str, ...]:
+    """The scopes of every group, each once, in first-seen order."""
+    return tuple(dict.fromkeys(scope for group in groups for scope in group))
 
 
 def _seconds(value: object, default: float) -> float:

@@ -25,6 +25,8 @@ ANSWER_TIMEOUT: Final = 30.0
 _NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
 # Server strings shown in errors: enough to recognize, bounded.
 _SHOWN_CHARS: Final = 80
+# URLs from servers end up in messages (and requests): real ones are far shorter.
+MAX_URL_CHARS: Final = 2048
 
 
 @attrs.frozen
@@ -78,6 +80,11 @@ def require_secure_url(url: object, what: str, *, local: bool) -> str:
     plain http among them; a remote server's documents may not point into this machine."""
     if not isinstance(url, str) or not url:
         raise OAuthError(f"{what} is missing or not a string")
+    if len(url) > MAX_URL_CHARS:
+        raise OAuthError(f"{what} is longer than {MAX_URL_CHARS} characters")
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in url):
+        # Spaces, controls (terminal escapes among them), non-ASCII: never in a URL on the wire.
+        raise OAuthError(f"{what} has characters a URL cannot have")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

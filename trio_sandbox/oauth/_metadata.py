@@ -12,7 +12,7 @@ import attrs
 import httpx
 
 from ._errors import OAuthError
-from ._http import request_json, require_secure_url
+from ._http import request_json, require_secure_url, shown
 
 _PRM_SUFFIX: Final = "/.well-known/oauth-protected-resource"
 
@@ -89,7 +89,7 @@ def parse_resource_metadata(data: object, server_url: str, where: str) -> Resour
     if not resource_covers(resource, server_url):
         # RFC 9728 §3.3: metadata for another resource must not be used (a token for it would
         # be a token for someone else's server).
-        raise OAuthError(f"{what} is for another resource ({resource!r}, not {server_url!r})")
+        raise OAuthError(f"{what} is for another resource ({shown(resource)}, not {server_url!r})")
     servers = _strings(data, "authorization_servers", what) or ()
     if not servers:
         raise OAuthError(f"{what} names no authorization server")
@@ -168,15 +168,13 @@ def server_metadata_urls(issuer: str) -> list[str]:
 async def fetch_resource_metadata(
     http: httpx.AsyncClient, server_url: str, advertised: str | None, *, local: bool
 ) -> ResourceMetadata | None:
-    """The metadata from the 401's ``resource_metadata`` URL, else the well-known URIs in
-    order; None when the server publishes none (a 4xx at every place)."""
+    """The metadata from the 401's ``resource_metadata`` URL, then (a 4xx there) the
+    well-known URIs in order; None when the server publishes none (a 4xx at every place)."""
+    candidates = resource_metadata_urls(server_url)
     if advertised is not None:
         # RFC 9728 lets the metadata live on another host: what it says is checked instead.
-        candidates = [
-            require_secure_url(advertised, "the resource_metadata URL of the 401", local=local)
-        ]
-    else:
-        candidates = resource_metadata_urls(server_url)
+        url = require_secure_url(advertised, "the resource_metadata URL of the 401", local=local)
+        candidates = [url, *(other for other in candidates if other != url)]
     for url in candidates:
         answer = await request_json(http, "GET", url, what=f"protected resource metadata {url}")
         if answer.status == 200:

@@ -12,7 +12,7 @@ import httpx
 
 from ._errors import OAuthError
 from ._grants import AUTH_METHODS, Client, describe_refusal
-from ._http import request_json
+from ._http import request_json, shown
 from ._metadata import ServerMetadata
 from ._settings import OAuthSettings
 
@@ -98,7 +98,9 @@ async def register(
     # RFC 7591 §3.2.1: the server answers with what it registered; silence means as asked.
     granted = body.get("token_endpoint_auth_method") or method
     if granted not in AUTH_METHODS:
-        raise OAuthError(f"{what}: token_endpoint_auth_method {granted!r} is not supported here")
+        raise OAuthError(
+            f"{what}: token_endpoint_auth_method {shown(granted)} is not supported here"
+        )
     if granted != "none" and secret is None:
         raise OAuthError(f"{what}: {granted} without a client_secret")
     return Client(client_id, secret if granted != "none" else None, granted)

@@ -16,6 +16,8 @@ class Tokens:
 
     ``server_url`` is the MCP server they are for: an entry for another URL is not used.
     ``expires_at`` is in ``time.time()`` seconds, None when the server did not say.
+    ``wanted_scope`` is what the server asked for (a 403 insufficient_scope) that an unattended
+    client could not get: the next login asks for it (with what was granted), then it is gone.
     """
 
     server_url: str
@@ -28,9 +30,10 @@ class Tokens:
     refresh_token: str | None = attrs.field(repr=False)
     expires_at: float | None
     scope: str | None
+    wanted_scope: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "server_url": self.server_url,
             "issuer": self.issuer,
             "token_endpoint": self.token_endpoint,
@@ -42,6 +45,9 @@ class Tokens:
             "expires_at": self.expires_at,
             "scope": self.scope,
         }
+        if self.wanted_scope is not None:  # absent otherwise: files as before it existed
+            data["wanted_scope"] = self.wanted_scope
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> Tokens:
@@ -84,6 +90,7 @@ class Tokens:
             refresh_token=optional_text("refresh_token"),
             expires_at=None if expires_at is None else float(expires_at),
             scope=optional_text("scope"),
+            wanted_scope=optional_text("wanted_scope"),
         )
 
 

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 import attrs
 import trio
@@ -83,8 +84,12 @@ class HttpTransport:
         return McpConnectionError(self.target, reason)
 
     def _status_error(self, status: int, body: bytes) -> McpHttpStatusError:
-        for credential in self._sent_credentials:
-            body = body.replace(credential, b"[redacted]")
+        # An echo may be JSON-escaped or URL-encoded; longest spelling first.
+        spellings = {
+            spelling for credential in self._sent_credentials for spelling in _spellings(credential)
+        }
+        for spelling in sorted(spellings, key=len, reverse=True):
+            body = body.replace(spelling, b"[redacted]")
         return McpHttpStatusError(self.target, status, body)
 
     def _remember_credential(self, value: str) -> None:
@@ -301,6 +306,14 @@ class HttpTransport:
                 if self._auth is None and not isinstance(exc, McpHttpStatusError):
                     raise
                 logger.debug("DELETE of the session at %s failed: %s", self.target, type(exc))
+
+
+def _spellings(credential: bytes) -> set[bytes]:
+    """The credential as sent, JSON-escaped (the slash optionally too), URL-encoded."""
+    text = credential.decode("latin-1")
+    escaped = json.dumps(text)[1:-1]
+    forms = {text, escaped, escaped.replace("/", "\\/"), quote(text, safe=""), quote_plus(text)}
+    return {form.encode("latin-1", "replace") for form in forms if form}
 
 
 async def _read_at_most(response: HttpResponse, limit: int) -> bytes:
