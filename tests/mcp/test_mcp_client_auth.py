@@ -83,7 +83,10 @@ class CountingAuth:
     asked: list[AuthChallenge] = attrs.field(factory=list)
     error: Exception | None = None
 
+    calls: int = 0
+
     async def authorization(self) -> str | None:
+        self.calls += 1
         return f"Bearer {self.token}"
 
     async def challenged(self, challenge: AuthChallenge) -> bool:
@@ -227,3 +230,18 @@ async def test_an_echoed_token_in_another_spelling_is_not_in_the_error(
     message = str(caught.value)
     assert "secret" not in message
     assert "[redacted]" in message
+
+
+async def test_closing_asks_the_hook_nothing() -> None:
+    # A refresh or a login from inside close() would outlast its two seconds: the DELETE
+    # carries the session's credential as it was, and its 401 is not the hook's business.
+    recorder = Recorder(protected_app())
+    auth = CountingAuth()
+    async with serving(recorder) as url:
+        async with open_mcp_client(url, protocol_version="2025-11-25", auth=auth) as client:
+            await client.call_tool("hello")
+            calls = auth.calls
+            recorder.refuse = 401
+        assert recorder.seen[-1] == ("DELETE", "Bearer t1")
+    assert auth.calls == calls
+    assert auth.asked == []

@@ -451,3 +451,16 @@ async def test_a_missing_advertised_resource_metadata_falls_back_to_the_well_kno
     assert world.requests["/nowhere"] == 1
     assert world.requests["/.well-known/oauth-protected-resource/mcp"] == 1
     assert world.authorizations[0].get("scope") == "read"  # from the metadata found there
+
+
+async def test_a_huge_scope_demand_is_bounded_in_the_error_and_status(
+    world: AuthWorld, http: httpx.AsyncClient
+) -> None:
+    store, _ = await logged_in(world, http)
+    proxy = oauth_client(world, http, store)
+    world.call_scopes = [f"scope-{index}" for index in range(500)]
+    async with open_mcp_client(world.mcp_url, auth=proxy) as client:
+        with pytest.raises(LoginRequired, match="scope-0") as caught:
+            await client.call_tool("whoami")
+    assert len(str(caught.value)) < 300
+    assert len(proxy.status().reason or "") < 300

@@ -249,7 +249,9 @@ class OAuthClient:
             return AuthStatus(AuthState.EXPIRED, None, tokens.expires_at)
         wanted = None
         if tokens.wanted_scope:
-            wanted = f"some requests need more scope ({tokens.wanted_scope}): a login asks for it"
+            wanted = (
+                f"some requests need more scope ({shown(tokens.wanted_scope)}): a login asks for it"
+            )
         return AuthStatus(AuthState.LOGGED_IN, wanted, tokens.expires_at)
 
     # --- tokens ---------------------------------------------------------------------------
@@ -519,7 +521,7 @@ class OAuthClient:
             if tokens is not None and tokens.wanted_scope != " ".join(wanted):
                 self.store.save(self.name, attrs.evolve(tokens, wanted_scope=" ".join(wanted)))
             missing = " ".join(scope for scope in challenge.scopes if scope not in have)
-            raise LoginRequired(self.name, f"the server asks for more scope: {missing}")
+            raise LoginRequired(self.name, f"the server asks for more scope: {shown(missing)}")
         if self._step_ups >= MAX_STEP_UPS:
             return False
         self._step_ups += 1

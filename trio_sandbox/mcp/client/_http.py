@@ -67,6 +67,7 @@ class HttpTransport:
     # The last few Authorization values sent: an error's snippet of the body never shows one
     # (a server that echoes the request would otherwise put the token in an error message).
     _sent_credentials: list[bytes] = attrs.field(factory=list)
+    _last_authorization: str | None = None  # the value the last request carried
 
     def set_protocol_version(self, version: str | None) -> None:
         self.protocol_version = version
@@ -101,16 +102,23 @@ class HttpTransport:
 
     @asynccontextmanager
     async def _request(
-        self, method: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes = b""
+        self,
+        method: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes = b"",
+        *,
+        ask_hook: bool = True,
     ) -> AsyncIterator[HttpResponse]:
         """One request through the pool, with the auth hook's header; a 401/403 asks the hook,
         which may have the request sent again (bounded). The pool never follows a redirect, so
-        the header goes to this server only."""
+        the header goes to this server only. ``ask_hook`` False: the header the last request
+        carried, and a 401/403 stands (no refresh or login for it)."""
         headers = list(headers)
         for attempt in range(MAX_AUTH_RETRIES + 1):
             sent = headers
             if self._auth is not None:
-                value = await self._auth.authorization()
+                value = await self._auth.authorization() if ask_hook else self._last_authorization
+                self._last_authorization = value
                 if value is not None:
                     self._remember_credential(value)
                     sent = [*headers, (b"Authorization", value.encode())]
@@ -120,7 +128,11 @@ class HttpTransport:
                     return
                 challenge = AuthChallenge(response.status, response.headers.get("www-authenticate"))
                 data = await _read_at_most(response, _CHALLENGE_BODY_BYTES)
-            if attempt == MAX_AUTH_RETRIES or not await self._auth.challenged(challenge):
+            if (
+                not ask_hook
+                or attempt == MAX_AUTH_RETRIES
+                or not await self._auth.challenged(challenge)
+            ):
                 raise self._status_error(challenge.status, data)
         raise AssertionError("unreachable")  # the loop either yields or raises
 
@@ -296,7 +308,10 @@ class HttpTransport:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
-                async with self._request(b"DELETE", self._headers({}, b"*/*")) as response:
+                # The session's credential as it was: no refresh or login started here, which
+                # would outlast the two seconds (a refresh, once sent, is seen through).
+                delete = self._request(b"DELETE", self._headers({}, b"*/*"), ask_hook=False)
+                async with delete as response:
                     await response.read()
             except HttpClientError as exc:
                 logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
