@@ -30,6 +30,7 @@ LAYERS = {
     "tools": 5,
     "warden": 5,
     "observe": 5,  # the audit log, metrics and traces the proxy and the sandbox feed
+    "oauth": 5,  # OAuth clients of remote MCP servers (the HTTP transport's auth hook)
     "proxy": 6,
     "sandbox": 7,
     "cli": 8,

@@ -12,9 +12,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import attrs
+import httpx
 import trio
 
 from trio_sandbox.mcp import (
@@ -25,8 +29,75 @@ from trio_sandbox.mcp import (
     Tool,
     open_mcp_client,
 )
+from trio_sandbox.oauth import MemoryTokenStore, OAuthClient, OAuthSettings
+
+# The suite's scenarios only: the test client finds the issuer a real configuration names.
+from trio_sandbox.oauth._http import is_loopback
+from trio_sandbox.oauth._metadata import fetch_resource_metadata
+from trio_sandbox.oauth._www_authenticate import parse_www_authenticate
 
 CLIENT_INFO = Implementation("trio-sandbox-conformance-client", "1.0.0")
+# The client ID metadata document the suite's basic-cimd scenario expects as the client_id.
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+
+
+@attrs.frozen
+class HeadlessRedirect:
+    """A browser that approves at once: GET the authorization URL, read the redirect's query
+    from its Location (never followed: nothing listens on the redirect URI)."""
+
+    http: httpx.AsyncClient
+    uri: str = "http://127.0.0.1:9/callback"
+
+    async def authorize(self, authorization_url: str) -> Mapping[str, str]:
+        response = await self.http.get(authorization_url, follow_redirects=False)
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            raise RuntimeError(f"the authorization endpoint answered HTTP {response.status_code}")
+        return dict(parse_qsl(urlsplit(location).query))
+
+
+@attrs.frozen
+class HeadlessUserAgent:
+    http: httpx.AsyncClient
+
+    @asynccontextmanager
+    async def redirect(self) -> AsyncIterator[HeadlessRedirect]:
+        yield HeadlessRedirect(self.http)
+
+
+async def trusted_issuer(http: httpx.AsyncClient, url: str) -> str:
+    """The suite hands out a client secret but not the authorization server it belongs to
+    (which a real configuration names): this test client trusts the server's metadata on
+    first use, as the product never does."""
+    answer = await http.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 0, "method": "ping"},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    challenge = parse_www_authenticate(answer.headers.get("www-authenticate"))
+    metadata = await fetch_resource_metadata(
+        http, url, challenge.resource_metadata, local=is_loopback(url)
+    )
+    if metadata is None:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return metadata.authorization_servers[0]
+
+
+async def oauth_settings(
+    http: httpx.AsyncClient, url: str, scenario: str, context: JsonObject
+) -> OAuthSettings:
+    client_id = context.get("client_id")
+    client_secret = context.get("client_secret")
+    secret = client_secret if isinstance(client_secret, str) else None
+    return OAuthSettings(
+        grant="client_credentials" if "client-credentials" in scenario else "authorization_code",
+        client_id=client_id if isinstance(client_id, str) else None,
+        client_secret=secret,
+        client_metadata_url=CLIENT_METADATA_URL,
+        issuer=None if secret is None else await trusted_issuer(http, url),
+    )
 
 
 def sample_value(schema: Mapping[str, Any]) -> Any:
@@ -153,17 +224,31 @@ SCENARIOS: dict[str, Scenario] = {
 
 async def main(url: str, scenario_name: str) -> None:
     scenario = SCENARIOS.get(scenario_name)
+    if scenario is None and scenario_name.startswith("auth/"):
+        scenario = basic  # every auth scenario: authorize, then list and call a tool
     if scenario is None:
         raise SystemExit(f"unsupported scenario: {scenario_name}")
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
     version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or None
-    async with open_mcp_client(
-        url,
-        client_info=CLIENT_INFO,
-        protocol_version=version,
-        elicitation=accept_with_defaults,
-    ) as client:
-        await scenario(client, context)
+    async with httpx.AsyncClient() as http:
+        auth = None
+        if scenario_name.startswith("auth/"):
+            auth = OAuthClient(
+                name="conformance",
+                server_url=url,
+                settings=await oauth_settings(http, url, scenario_name, context),
+                store=MemoryTokenStore(),
+                http=http,
+                user_agent=HeadlessUserAgent(http),
+            )
+        async with open_mcp_client(
+            url,
+            client_info=CLIENT_INFO,
+            protocol_version=version,
+            elicitation=accept_with_defaults,
+            auth=auth,
+        ) as client:
+            await scenario(client, context)
 
 
 if __name__ == "__main__":

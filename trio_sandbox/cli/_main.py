@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from ..observe import ObserveError
 from ..sandbox import SandboxFailed, SandboxStartError
-from . import _call, _proxy_command, _run, _status, _stdio_command
+from . import _auth_command, _call, _proxy_command, _run, _status, _stdio_command
 from ._errors import UsageError
 
 # Each subcommand lives in its own module and registers its parser and handler.
-_SUBCOMMANDS = (_run, _stdio_command, _call, _status, _proxy_command)
+_SUBCOMMANDS = (_run, _stdio_command, _call, _status, _proxy_command, _auth_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,13 +6,13 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
 import trio
 
+from ..program import state_dir
 from ..proxy import HttpFace
 from ..sandbox import Sandbox, SandboxConfig, open_sandbox
 from ..tls import CertificateChain, ClientBundlePaths
@@ -22,8 +22,7 @@ from ._signals import say, stop_on_signals
 
 
 def default_bundle_dir() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return Path(state) / "trio-sandbox" / "client"
+    return state_dir() / "client"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

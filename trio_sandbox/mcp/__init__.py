@@ -83,8 +83,10 @@ from .server.http import McpHttpApp as McpHttpApp
 from .server.http import serve_http as serve_http
 
 if TYPE_CHECKING:
+    from .client import AuthChallenge as AuthChallenge
     from .client import ClientInbox as ClientInbox
     from .client import ClientTransport as ClientTransport
+    from .client import HttpAuth as HttpAuth
     from .client import McpClient as McpClient
     from .client import NotificationHandler as NotificationHandler
     from .client import ProgressCallback as ProgressCallback
@@ -100,8 +102,10 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "AuthChallenge": ".client",
         "ClientInbox": ".client",
         "ClientTransport": ".client",
+        "HttpAuth": ".client",
         "McpClient": ".client",
         "NotificationHandler": ".client",
         "ProgressCallback": ".client",

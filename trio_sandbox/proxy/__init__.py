@@ -7,6 +7,7 @@ from ._errors import ConfigError as ConfigError
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import ProxyError as ProxyError
 from ._errors import Unserved as Unserved
+from ._errors import UpstreamNeedsLogin as UpstreamNeedsLogin
 from ._errors import UpstreamUnavailable as UpstreamUnavailable
 from ._exposed_names import MAX_NAME_LENGTH as MAX_NAME_LENGTH
 from ._exposed_names import SEPARATOR as SEPARATOR
@@ -34,3 +35,4 @@ from ._upstream_specs import load_upstreams as load_upstreams
 from ._upstream_specs import upstreams_from_mapping as upstreams_from_mapping
 from ._upstream_state import UpstreamState as UpstreamState
 from ._upstream_state import UpstreamStatus as UpstreamStatus
+from ._upstream_state import auth_status_json as auth_status_json

@@ -16,7 +16,7 @@ import logging
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 import trio
@@ -26,6 +26,7 @@ from ..mcp import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     RESOURCE_NOT_FOUND,
+    CallToolResult,
     Implementation,
     JsonObject,
     McpError,
@@ -36,10 +37,13 @@ from ..mcp import (
 )
 from ..mcp.lowlevel import LIST_RESULT_KEYS, MethodHandler, match_uri_template, paginate
 from ..observe import CallKind, CallObservation, Failure, Observer, Outcome
-from ._errors import NameCollisionError, UpstreamUnavailable
-from ._exposed_names import Route, build_routes, exposed_name
+from ._errors import NameCollisionError, UpstreamNeedsLogin, UpstreamUnavailable
+from ._exposed_names import SEPARATOR, Route, build_routes, exposed_name
 from ._output_guard import OUTPUT_URI_PREFIX, OutputGuard, Source
 from ._upstream import Upstream
+
+if TYPE_CHECKING:
+    from ..oauth import LoginRequired
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -58,6 +62,13 @@ _CAPABILITIES: Final[JsonObject] = {
 _LISTEN_OFFER: Final = frozenset(
     {"toolsListChanged", "promptsListChanged", "resourcesListChanged", "resourceSubscriptions"}
 )
+
+
+@attrs.frozen
+class _LoginWait:
+    name: str
+    login_required: LoginRequired
+    unserved_result: Callable[[UpstreamUnavailable], CallToolResult]
 
 
 @attrs.frozen
@@ -263,6 +274,16 @@ class ProxyServer:
         if isinstance(name, str) and name not in self._snapshot.tool_routes:
             # A client may call a tool it learnt of earlier, before we listed anything.
             await self.refresh()
+        if isinstance(name, str) and name not in self._snapshot.tool_routes:
+            waiting = self._waiting_for_login(name)
+            if waiting is not None:
+                # Its tools were never listed: the call is its all the same, by its prefix.
+                error = UpstreamNeedsLogin(waiting.name, waiting.login_required.reason)
+                logger.warning("tools/call %r failed: %s", name, error)
+                if observation is not None:
+                    observation.upstream = waiting.name
+                    observation.failure = Failure("UpstreamNeedsLogin", error.reason)
+                return waiting.unserved_result(error).to_json()
         route = self._route(self._snapshot.tool_routes, params, "tool")
         upstream = self.upstreams[route.upstream]
         self._attribute(ctx, route.upstream, route.name)
@@ -282,6 +303,20 @@ class ProxyServer:
                     "UpstreamUnavailable", f"{exc.unserved.value}: {exc.reason}"
                 )
             return upstream.unserved_result(exc).to_json()
+
+    def _waiting_for_login(self, name: str) -> _LoginWait | None:
+        """The upstream that needs a login and never listed its tools, whose prefix ``name``
+        has, if any."""
+        for upstream in self.upstreams.values():
+            login = upstream.login_required
+            if (
+                login is not None
+                and upstream.listing is None
+                and upstream.prefix
+                and name.startswith(f"{upstream.prefix}{SEPARATOR}")
+            ):
+                return _LoginWait(upstream.name, login, upstream.unserved_result)
+        return None
 
     async def _observing(
         self, kind: CallKind, route: RoutedCall, params: JsonObject, ctx: RequestContext

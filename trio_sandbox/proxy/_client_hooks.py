@@ -10,6 +10,7 @@ from typing import Final
 import attrs
 
 from ..mcp import (
+    HttpAuth,
     JsonObject,
     McpClient,
     Notification,
@@ -36,6 +37,7 @@ class ClientHooks:
         *,
         ssl_context: ssl.SSLContext | None = None,
         headers: Mapping[str, str] | None = None,
+        auth: HttpAuth | None = None,
     ) -> AbstractAsyncContextManager[McpClient]:
         """``open_mcp_client`` with the proxy's relays as the client's handlers."""
 
@@ -55,6 +57,7 @@ class ClientHooks:
             protocol_version=self.protocol_version,
             ssl_context=ssl_context,
             headers=headers,
+            auth=auth,
         )
 
 
@@ -66,8 +69,9 @@ def opener_for_url(
     *,
     ssl_context: ssl.SSLContext | None = None,
     headers: Mapping[str, str] | None = None,
+    auth: HttpAuth | None = None,
 ) -> ClientOpener:
     def open_client(hooks: ClientHooks) -> AbstractAsyncContextManager[McpClient]:
-        return hooks.open_client(url, ssl_context=ssl_context, headers=headers)
+        return hooks.open_client(url, ssl_context=ssl_context, headers=headers, auth=auth)
 
     return open_client

@@ -55,3 +55,15 @@ class UpstreamUnavailable(ProxyError):
         self.upstream = upstream
         self.reason = reason
         self.unserved = unserved
+
+
+class UpstreamNeedsLogin(UpstreamUnavailable):
+    """An OAuth upstream has no usable authorization: a person must log in again (its tokens
+    are missing, or its authorization server refused the refresh token). Not run."""
+
+    def __init__(self, upstream: str, reason: str) -> None:
+        super().__init__(
+            upstream,
+            f"it needs a login ({reason}): run `trio-sandbox auth login {upstream}`",
+            Unserved.REFUSED,
+        )

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import ssl
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
 from ..mcp import (
     BoundServer,
+    HttpAuth,
     HttpSettings,
     Implementation,
     McpClient,
@@ -25,6 +27,7 @@ from ..mcp import (
     stdio_transport,
 )
 from ..program import VERSION
+from ..redact import KnownSecretTooShort
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
@@ -41,7 +44,17 @@ from ._upstream_specs import (
 )
 from ._upstream_state import UpstreamStatus
 
+if TYPE_CHECKING:
+    # Imported where used: the oauth package (httpx, authlib) loads only when an upstream
+    # uses OAuth.
+    import httpx
+
+    from ..oauth import OAuthClient, OAuthSettings, Tokens, TokenStore
+
 PROXY_INFO = Implementation("trio-sandbox-proxy", VERSION)
+logger = logging.getLogger("trio_sandbox.proxy")
+# One request to an authorization server (metadata, a token, a registration).
+_AUTHORIZATION_TIMEOUT: Final = 30.0
 
 
 # Every client of a face shares one identity (the run's client bundle or token), so the bounds per
@@ -124,10 +137,10 @@ class ProxyHandle:
         return [upstream.status for upstream in self.server.upstreams.values()]
 
 
-def opener_for_spec(spec: UpstreamSpec) -> ClientOpener:
+def opener_for_spec(spec: UpstreamSpec, auth: HttpAuth | None = None) -> ClientOpener:
     if isinstance(spec, (HttpUpstream, WebSocketUpstream)):
         headers = spec.headers if isinstance(spec, HttpUpstream) else None
-        return opener_for_url(spec.url, ssl_context=spec.ssl_context, headers=headers)
+        return opener_for_url(spec.url, ssl_context=spec.ssl_context, headers=headers, auth=auth)
     if isinstance(spec, StdioUpstream):
         factory = stdio_transport(
             [spec.command, *spec.args], env=_child_env(spec.env), cwd=spec.cwd
@@ -157,6 +170,7 @@ async def serve_proxy(
     page_size: int = 100,
     info: Implementation = PROXY_INFO,
     guard: OutputGuard | None = None,
+    token_store: TokenStore | None = None,
     task_status: trio.TaskStatus[ProxyHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve one MCP face in front of ``upstreams`` until cancelled.
@@ -167,6 +181,11 @@ async def serve_proxy(
     listens. ``guard`` redacts secrets and shortens large outputs (a fresh one by default).
     With a :class:`StdioFace` it returns when stdin ends. Stdio upstreams run in this
     service's nursery: when it ends, their process groups are stopped.
+
+    An HTTP upstream with ``oauth`` settings gets one :class:`OAuthClient` for the proxy's
+    lifetime, unattended (a login it needs is reported, never started), its tokens in
+    ``token_store`` (the user's :class:`FileTokenStore` by default); every token and client
+    secret it obtains is redacted wherever the proxy sends or records anything.
     """
     check_prefixes(
         (item.name, item.prefix if isinstance(item, Upstream) else effective_prefix(item))
@@ -175,22 +194,131 @@ async def serve_proxy(
     server = ProxyServer(
         info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
     )
-    connections: list[tuple[Upstream, ClientOpener]] = []
-    for item in upstreams:
-        if isinstance(item, Upstream):
-            upstream = item
-        else:
-            upstream = Upstream(
-                item.name,
-                effective_prefix(item),
-                call_wait=call_wait,
-                ping_interval=ping_interval,
-                protocol_version=item.protocol_version,
-                redact=item.redact,
-            )
-            connections.append((upstream, opener_for_spec(item)))
-        server.add_upstream(upstream)
+    needs_oauth = any(isinstance(item, HttpUpstream) and item.oauth for item in upstreams)
+    async with _authorization_http(needs_oauth) as http:
+        connections: list[tuple[Upstream, ClientOpener]] = []
+        for item in upstreams:
+            if isinstance(item, Upstream):
+                upstream = item
+            else:
+                oauth = None
+                if isinstance(item, HttpUpstream) and item.oauth is not None:
+                    assert http is not None
+                    oauth = _oauth_client(item, item.oauth, server.guard, http, token_store)
+                upstream = Upstream(
+                    item.name,
+                    effective_prefix(item),
+                    call_wait=call_wait,
+                    ping_interval=ping_interval,
+                    protocol_version=item.protocol_version,
+                    redact=item.redact,
+                    oauth=oauth,
+                )
+                connections.append((upstream, opener_for_spec(item, oauth)))
+            server.add_upstream(upstream)
+        await _serve(
+            server,
+            connections,
+            face,
+            reconnect_backoff_max=reconnect_backoff_max,
+            task_status=task_status,
+        )
 
+
+@asynccontextmanager
+async def _authorization_http(needed: bool) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The proxy's one HTTP client for authorization servers, when an upstream uses OAuth."""
+    if not needed:
+        yield None
+        return
+    import httpx
+
+    # No redirects followed: a token request answered by a redirect is an error, not a detour.
+    async with httpx.AsyncClient(timeout=_AUTHORIZATION_TIMEOUT, follow_redirects=False) as http:
+        yield http
+
+
+def _oauth_client(
+    spec: HttpUpstream,
+    settings: OAuthSettings,
+    guard: OutputGuard,
+    http: httpx.AsyncClient,
+    store: TokenStore | None,
+) -> OAuthClient:
+    def redact(value: str) -> None:
+        try:
+            guard.add_known_secret(value, f"oauth:{spec.name}", source=None)
+        except KnownSecretTooShort:
+            # Too short to find in text without hiding ordinary words; never shown anyway.
+            logger.warning("upstream %r: an OAuth secret is too short to redact", spec.name)
+
+    if settings.client_secret is not None:
+        redact(settings.client_secret)
+    from ..oauth import FileTokenStore, OAuthClient
+
+    seeing = RedactingStore(store if store is not None else FileTokenStore(), redact)
+    return OAuthClient(
+        spec.name,
+        spec.url,
+        settings,
+        seeing,
+        http,
+        user_agent=None,
+        on_secret=redact,
+    )
+
+
+@attrs.define(eq=False)
+class RedactingStore:
+    """The token store as the proxy's OAuth clients see it: every secret it hands out is
+    redacted first, whoever stored it (``auth login`` in another process, while this proxy
+    runs, stores tokens this proxy never obtained itself). A save replaces only what this
+    proxy last read: tokens a login wrote meanwhile win over a refresh of the old ones (both
+    work; the person's login is the newer intent), under the file store's lock."""
+
+    store: TokenStore
+    redact: Callable[[str], None]
+    _seen: set[str] = attrs.field(factory=set, repr=False)
+    _read: dict[str, Tokens | None] = attrs.field(factory=dict, repr=False)
+
+    def load(self, name: str) -> Tokens | None:
+        tokens = self.store.load(name)
+        self._read[name] = tokens
+        if tokens is not None:
+            for value in (tokens.access_token, tokens.refresh_token, tokens.client_secret):
+                if value and value not in self._seen:
+                    self.redact(value)
+                    self._seen.add(value)
+        return tokens
+
+    def save(self, name: str, tokens: Tokens) -> None:
+        from ..oauth import FileTokenStore
+
+        if not isinstance(self.store, FileTokenStore) or name not in self._read:
+            self.store.save(name, tokens)
+            return
+        expected = self._read[name]
+
+        def unless_replaced(current: Tokens | None) -> Tokens | None:
+            if current is not None and current != expected:
+                logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
+                return current
+            return tokens
+
+        self._read[name] = self.store.update(name, unless_replaced)
+
+    def delete(self, name: str) -> bool:
+        return self.store.delete(name)
+
+
+async def _serve(
+    server: ProxyServer,
+    connections: Sequence[tuple[Upstream, ClientOpener]],
+    face: ProxyFace,
+    *,
+    reconnect_backoff_max: float,
+    task_status: trio.TaskStatus[ProxyHandle],
+) -> None:
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as first_attempts:
             for upstream, opener in connections:

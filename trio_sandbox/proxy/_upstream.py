@@ -29,7 +29,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 import trio
@@ -51,8 +51,13 @@ from ..mcp import (
 )
 from ..mcp.lowlevel import META_LOG_LEVEL, META_RESERVED_PREFIX
 from ._client_hooks import ClientHooks, ClientOpener
-from ._errors import Unserved, UpstreamUnavailable
+from ._errors import Unserved, UpstreamNeedsLogin, UpstreamUnavailable
 from ._upstream_state import Listing, UpstreamState, UpstreamStatus
+
+if TYPE_CHECKING:
+    # Imported where used: the oauth package (httpx, authlib) loads only for an upstream
+    # that uses it.
+    from ..oauth import LoginRequired, OAuthClient, OAuthError
 
 logger = logging.getLogger("trio_sandbox.proxy")
 
@@ -132,6 +137,13 @@ class Upstream:
     calls_in_flight: int = 0
     # Which generation of a sandbox serves now (the sandbox sets it; None for other upstreams).
     generation: int | None = None
+    # An OAuth upstream's client: it outlives every session (a reconnect or a failed ping keeps
+    # its tokens), and its status shows in this upstream's.
+    oauth: OAuthClient | None = None
+    # Set when connecting found that a person must log in: calls fail at once, saying how.
+    login_required: LoginRequired | None = None
+    # Set when connecting failed at the authorization server (a refresh that failed).
+    auth_failure: OAuthError | None = None
     # The current session: calls wait on it, and whoever connects the upstream watches it.
     _attachment: AsyncValue[_Attachment | None] = attrs.field(factory=lambda: AsyncValue(None))
 
@@ -147,6 +159,7 @@ class Upstream:
             tools,
             client.protocol_version if client is not None else None,
             self.collisions,
+            self.oauth.status() if self.oauth is not None else None,
         )
 
     def source_key(self, ctx: RequestContext | None) -> str:
@@ -168,12 +181,21 @@ class Upstream:
     def hooks(self) -> ClientHooks:
         return ClientHooks(self._notification, self._answer, self.protocol_version)
 
+    def _login_required_in(self, exc: BaseException) -> LoginRequired | None:
+        # Only an OAuth upstream's errors are looked into (and only it loads the oauth package).
+        return login_required_in(exc) if self.oauth is not None else None
+
+    def _oauth_error_in(self, exc: BaseException) -> OAuthError | None:
+        return oauth_error_in(exc) if self.oauth is not None else None
+
     # --- driven from outside ------------------------------------------------------------------
 
     def attach(self, client: McpClient) -> None:
         """Route calls to ``client`` from now on."""
         self.state = UpstreamState.CONNECTED
         self.last_error = None
+        self.login_required = None
+        self.auth_failure = None
         self.connected_since = trio.current_time()
         self.listing_stale = True
         self._attachment.value = _Attachment(client)
@@ -241,8 +263,16 @@ class Upstream:
                         await self._watch(client)
                         self.detach(self.last_error or "the session broke")
                 except Exception as exc:
-                    # Whatever an upstream does, the proxy stays up: record it, try again later.
-                    self.detach(_describe(exc))
+                    # Whatever an upstream does, the proxy stays up: record it, try again later
+                    # (an upstream that needs a login too: the login may come meanwhile, and
+                    # the next attempt reads the tokens it stored).
+                    login = self._login_required_in(exc)
+                    self.login_required = login
+                    self.auth_failure = self._oauth_error_in(exc) if login is None else None
+                    if login is None:
+                        self.detach(_describe(exc))
+                    else:
+                        self.detach(UpstreamNeedsLogin(self.name, login.reason).reason)
             if connecting.cancelled_caught:
                 self.detach(f"no answer to the handshake within {self.call_wait:g} s")
             if not down:
@@ -331,6 +361,12 @@ class Upstream:
         attachment = self._attachment.value
         if attachment is not None and attachment is not previous:
             return attachment  # the usual case, without a timeout scope
+        if self.login_required is not None:
+            # No session will come before a person logs in: say so now, not after call_wait.
+            raise UpstreamNeedsLogin(self.name, self.login_required.reason)
+        if self.auth_failure is not None:
+            # Nor before the authorization server answers again (its retry is backed off).
+            raise UpstreamUnavailable(self.name, str(self.auth_failure), Unserved.REFUSED)
         with trio.move_on_after(self.call_wait):
             attachment = await self._attachment.wait_value(
                 lambda new: new is not None and new is not previous
@@ -376,7 +412,20 @@ class Upstream:
                 return await operation(attachment.client)
             except McpSessionExpired:
                 raise
-            except McpConnectionError as exc:
+            except Exception as exc:
+                login = self._login_required_in(exc)
+                if login is not None:
+                    # Refused before it ran (401/403 and no refresh possible): not in flight.
+                    self.login_required = login
+                    self.report_broken(str(login))
+                    raise UpstreamNeedsLogin(self.name, login.reason) from None
+                refused = self._oauth_error_in(exc)
+                if refused is not None:
+                    # No token to send (a refresh failed; retried with backoff): not sent, so
+                    # not run; the session itself is fine.
+                    raise UpstreamUnavailable(self.name, str(refused), Unserved.REFUSED) from None
+                if not isinstance(exc, McpConnectionError):
+                    raise
                 self.report_broken(str(exc))
                 raise UpstreamUnavailable(self.name, exc.reason, Unserved.LOST_IN_FLIGHT) from exc
             finally:
@@ -414,6 +463,10 @@ class Upstream:
             except Exception as exc:
                 # A listing we cannot read (a malformed tool, say) must not end the proxy's
                 # list-change service: keep the last listing and say why.
+                login = self._login_required_in(exc)
+                if login is not None:
+                    self.login_required = login
+                    self.report_broken(str(login))
                 self.last_error = f"listing failed: {_describe(exc)}"
                 logger.warning("upstream %r: %s", self.name, self.last_error)
         if deadline.cancelled_caught:
@@ -478,6 +531,41 @@ class Upstream:
             await client.ping()
 
         await self._with_session(operation)
+
+
+def login_required_in(exc: BaseException) -> LoginRequired | None:
+    """The LoginRequired behind ``exc``, however the client carried it (an exception group,
+    a cause, a context), or None."""
+    from ..oauth import LoginRequired
+
+    found = _behind(exc, LoginRequired)
+    return found if isinstance(found, LoginRequired) else None
+
+
+def oauth_error_in(exc: BaseException) -> OAuthError | None:
+    """The OAuthError behind ``exc`` (an authorization server that failed), or None."""
+    from ..oauth import OAuthError
+
+    found = _behind(exc, OAuthError)
+    return found if isinstance(found, OAuthError) else None
+
+
+def _behind(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return None
 
 
 def _attached(attachment: _Attachment | None) -> bool:

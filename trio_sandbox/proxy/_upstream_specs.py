@@ -6,18 +6,24 @@ same keys are accepted in TOML (``[mcpServers.NAME]``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import ssl
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 
 from ..mcp import SUPPORTED_VERSIONS, McpServer
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    # The oauth package (httpx, authlib) loads only for an entry that uses it.
+    from ..oauth import OAuthSettings
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -51,6 +57,12 @@ class HttpUpstream:
     prefix: str | None = _prefix_field()
     protocol_version: str | None = _version_field()
     redact: bool = _redact_field()
+    # "auth": "oauth": the proxy authorizes its requests with an OAuth client (tokens from the
+    # token store, refreshed unattended); None: static headers only.
+    oauth: OAuthSettings | None = attrs.field(default=None, kw_only=True)
+    # The loopback redirect port `auth login` listens on (0: any free port); for a client
+    # registered with a fixed redirect URI.
+    oauth_redirect_port: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
@@ -131,6 +143,8 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         "protocolVersion",
         "tls",
         "redact",
+        "auth",
+        "oauth",
     }
     unknown = sorted(set(entry) - known)
     if unknown:
@@ -144,7 +158,10 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         raise ConfigError(
             f"{where}.protocolVersion: {version!r} is not one of {list(SUPPORTED_VERSIONS)}"
         )
+    oauth, redirect_port = _oauth_from_entry(entry, where)
     if "command" in entry:
+        if oauth is not None:
+            raise ConfigError(f"{where}.auth: OAuth is for HTTP servers ('url'), not 'command'")
         if "url" in entry:
             raise ConfigError(f"{where}: give either 'command' or 'url', not both")
         args = _expect(entry.get("args", []), list, f"{where}.args", "a list of strings")
@@ -167,6 +184,8 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     kind = entry.get("type", entry.get("transport"))
     context = _tls_from_entry(entry.get("tls"), f"{where}.tls", base_dir)
     if kind in ("ws", "websocket") or url.startswith(("ws://", "wss://")):
+        if oauth is not None:
+            raise ConfigError(f"{where}.auth: OAuth is for HTTP servers, not WebSocket ones")
         return WebSocketUpstream(
             name=name,
             url=url,
@@ -178,6 +197,16 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     if kind not in (None, "http", "streamable-http", "streamableHttp"):
         raise ConfigError(f"{where}.type: {kind!r} is not supported; use http or ws")
     headers = _expect(entry.get("headers", {}), dict, f"{where}.headers", "a table of strings")
+    if oauth is not None and any(str(key).lower() == "authorization" for key in headers):
+        raise ConfigError(
+            f'{where}.headers: an Authorization header and "auth": "oauth" exclude each'
+            " other (OAuth sends its own); remove one"
+        )
+    if oauth is not None and not _safe_for_tokens(url):
+        raise ConfigError(
+            f"{where}.url: OAuth tokens are sent over https only (or to a loopback"
+            f" address), not to {url!r}"
+        )
     return HttpUpstream(
         name=name,
         url=url,
@@ -186,7 +215,114 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
         prefix=prefix,
         protocol_version=version,
         redact=redact,
+        oauth=oauth,
+        oauth_redirect_port=redirect_port,
     )
+
+
+def _safe_for_tokens(url: str) -> bool:
+    """https, or plain http to this machine (the spec's exception for loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_OAUTH_KEYS = frozenset(
+    {"clientId", "clientSecret", "clientMetadataUrl", "scopes", "grant", "redirectPort", "issuer"}
+)
+_GRANTS = ("authorization_code", "client_credentials")
+
+
+def _oauth_from_entry(entry: Mapping[str, Any], where: str) -> tuple[OAuthSettings | None, int]:
+    """``"auth": "oauth"`` and its optional ``"oauth"`` table."""
+    auth = entry.get("auth")
+    raw = entry.get("oauth")
+    if auth is None:
+        if raw is not None:
+            raise ConfigError(f'{where}.oauth: given without "auth": "oauth"')
+        return None, 0
+    if auth != "oauth":
+        raise ConfigError(f"{where}.auth: {auth!r} is not supported; the one value is 'oauth'")
+    table = _expect(raw if raw is not None else {}, dict, f"{where}.oauth", "a table")
+    unknown = sorted(set(table) - _OAUTH_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.oauth: unknown keys {unknown}; allowed: {sorted(_OAUTH_KEYS)}")
+
+    def text(key: str) -> str | None:
+        value = table.get(key)
+        return None if value is None else _expect(value, str, f"{where}.oauth.{key}", "a string")
+
+    client_id = text("clientId")
+    secret = text("clientSecret")
+    if secret is not None:
+        # Written as ${VAR}, so that the secret stays out of the file.
+        secret = _expand_env(secret)
+        if not secret or "${" in secret:
+            raise ConfigError(
+                f"{where}.oauth.clientSecret: empty, or names an environment variable that is"
+                " not set"
+            )
+        if client_id is None:
+            raise ConfigError(f"{where}.oauth.clientSecret: given without clientId")
+    metadata_url = text("clientMetadataUrl")
+    if metadata_url is not None:
+        if client_id is not None:
+            raise ConfigError(
+                f"{where}.oauth: clientMetadataUrl is a client ID of its own; not with clientId"
+            )
+        if not metadata_url.startswith("https://") or "/" not in metadata_url[8:]:
+            raise ConfigError(
+                f"{where}.oauth.clientMetadataUrl: must be an https URL with a path"
+                f" (the client ID metadata document), not {metadata_url!r}"
+            )
+    grant = table.get("grant", "authorization_code")
+    if grant not in _GRANTS:
+        raise ConfigError(f"{where}.oauth.grant: {grant!r} is not one of {list(_GRANTS)}")
+    scopes = _expect(table.get("scopes", []), list, f"{where}.oauth.scopes", "a list of strings")
+    for scope in scopes:
+        if not isinstance(scope, str) or not scope or " " in scope:
+            raise ConfigError(
+                f"{where}.oauth.scopes: each scope is a non-empty string without spaces"
+            )
+    port = table.get("redirectPort", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"{where}.oauth.redirectPort: expected a port number (0: any)")
+    issuer = text("issuer")
+    if issuer is not None and not _safe_for_tokens(issuer):
+        raise ConfigError(
+            f"{where}.oauth.issuer: an authorization server is https (or on loopback), not"
+            f" {issuer!r}"
+        )
+    if secret is not None and issuer is None:
+        # The MCP server's metadata names the authorization server: without the issuer the
+        # secret was registered with, a hostile MCP server could have it sent elsewhere.
+        raise ConfigError(
+            f"{where}.oauth.issuer: needed with clientSecret: the authorization server the"
+            " client is registered with (its secret is sent there only)"
+        )
+    from ..oauth import OAuthSettings
+
+    try:
+        settings = OAuthSettings(
+            grant=grant,
+            client_id=client_id,
+            client_secret=secret,
+            client_metadata_url=metadata_url,
+            scopes=tuple(scopes),
+            issuer=issuer,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}.oauth: {exc}") from None
+    return settings, port
 
 
 def _expand_env(value: str) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...program import lazy_exports
+from ._auth import AuthChallenge as AuthChallenge
+from ._auth import HttpAuth as HttpAuth
 from ._client import McpClient as McpClient
 from ._client import NotificationHandler as NotificationHandler
 from ._client import ProgressCallback as ProgressCallback

@@ -18,7 +18,7 @@ import trio
 
 from ...program import VERSION
 from ..protocol import _versions as versions
-from ..protocol._errors import McpConnectionError, McpError, McpHttpStatusError
+from ..protocol._errors import McpBaseError, McpConnectionError, McpError, McpHttpStatusError
 from ..protocol._headers import encode_header_value, header_parameters
 from ..protocol._messages import (
     INTERNAL_ERROR,
@@ -257,10 +257,20 @@ class McpClient:
             self._progress[token] = (pending, progress)
         task = trio.lowlevel.current_task()
         self._requesting[task] = self._requesting.get(task, 0) + 1
+        refused = False
         try:
             with pending.scope:
                 pending.sending = True
-                await transport.send(Request(request_id, method, params), headers)
+                try:
+                    await transport.send(Request(request_id, method, params), headers)
+                except McpHttpStatusError:
+                    refused = True  # an HTTP error status: nothing runs there to cancel
+                    raise
+                except Exception as exc:
+                    # Not the transport's: the auth hook's own error (a login is needed), so
+                    # the request was never accepted, and a notice would only meet it again.
+                    refused = not isinstance(exc, McpBaseError)
+                    raise
                 pending.sending = False
                 # Message channels return once the request is written: wait for its answer.
                 await pending.wait_answer()
@@ -271,7 +281,7 @@ class McpClient:
                 self._requesting[task] -= 1
             del self._pending[request_id]
             self._progress.pop(token, None)
-            if not pending.answered and self._lost is None:
+            if not pending.answered and self._lost is None and not refused:
                 await self._send_cancel(request_id, stateless)
         outcome = pending.outcome
         if isinstance(outcome, Response):
@@ -368,7 +378,8 @@ class McpClient:
                     raise
                 return False
             except McpHttpStatusError as exc:
-                if pinned or not 400 <= exc.status < 500:
+                # 401/403 is about authorization, not the era: initialize would meet it too.
+                if pinned or not 400 <= exc.status < 500 or exc.status in (401, 403):
                     raise
                 return False
             supported = result.get("supportedVersions")
