@@ -20,6 +20,7 @@ from ._settings import OAuthSettings as OAuthSettings
 from ._status import AuthState as AuthState
 from ._status import AuthStatus as AuthStatus
 from ._store import FileTokenStore as FileTokenStore
+from ._store import TokenStoreBusy as TokenStoreBusy
 from ._store import check_store_name as check_store_name
 from ._store import default_token_dir as default_token_dir
 from ._tokens import MemoryTokenStore as MemoryTokenStore

@@ -289,6 +289,8 @@ class OAuthClient:
         requested: Sequence[str],
         previous_refresh: str | None = None,
         wanted_scope: str | None = None,
+        *,
+        refreshed: Tokens | None = None,
     ) -> Tokens:
         for secret in (client.client_secret, grant.access_token, grant.refresh_token):
             if secret:
@@ -306,7 +308,14 @@ class OAuthClient:
             scope=grant.scope if grant.scope is not None else (" ".join(requested) or None),
             wanted_scope=wanted_scope,
         )
-        self.store.save(self.name, tokens)
+        if refreshed is None:
+            self.store.save(self.name, tokens)
+        else:
+            # Only over the very tokens this refresh started from: a login stored meanwhile
+            # (another process) is the newer intent and stays; it is used from now on.
+            kept = self.store.replace(self.name, tokens, refreshed)
+            if kept is not None and kept != tokens and kept.server_url == self.server_url:
+                tokens = kept
         self._serial += 1
         self._lifetime = grant.expires_in
         if previous_refresh is None:  # a login or a client credentials grant: a new start
@@ -376,6 +385,7 @@ class OAuthClient:
                 requested,
                 tokens.refresh_token,
                 tokens.wanted_scope,  # still wanted: a refresh grants no more
+                refreshed=tokens,
             )
         return renewed
 

@@ -9,7 +9,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import trio
@@ -256,7 +256,7 @@ def _oauth_client(
         redact(settings.client_secret)
     from ..oauth import FileTokenStore, OAuthClient
 
-    seeing = RedactingStore(store if store is not None else FileTokenStore(), redact)
+    seeing = RedactingStore(store if store is not None else FileTokenStore(lock_wait=0), redact)
     return OAuthClient(
         spec.name,
         spec.url,
@@ -272,18 +272,19 @@ def _oauth_client(
 class RedactingStore:
     """The token store as the proxy's OAuth clients see it: every secret it hands out is
     redacted first, whoever stored it (``auth login`` in another process, while this proxy
-    runs, stores tokens this proxy never obtained itself). A save replaces only what this
-    proxy last read: tokens a login wrote meanwhile win over a refresh of the old ones (both
-    work; the person's login is the newer intent), under the file store's lock."""
+    runs, stores tokens this proxy never obtained itself). Writes never wait for another
+    process's lock (the event loop serves every upstream): tokens that cannot be written now
+    are kept here, handed out, and written at a later use."""
 
     store: TokenStore
     redact: Callable[[str], None]
     _seen: set[str] = attrs.field(factory=set, repr=False)
-    _read: dict[str, Tokens | None] = attrs.field(factory=dict, repr=False)
+    # name -> (tokens, what they may replace or _ANY for a plain save), not yet written.
+    _pending: dict[str, tuple[Tokens, object]] = attrs.field(factory=dict, repr=False)
 
     def load(self, name: str) -> Tokens | None:
-        tokens = self.store.load(name)
-        self._read[name] = tokens
+        pending = self._flush(name)
+        tokens = pending if pending is not None else self.store.load(name)
         if tokens is not None:
             for value in (tokens.access_token, tokens.refresh_token, tokens.client_secret):
                 if value and value not in self._seen:
@@ -292,23 +293,43 @@ class RedactingStore:
         return tokens
 
     def save(self, name: str, tokens: Tokens) -> None:
-        from ..oauth import FileTokenStore
+        self._pending[name] = (tokens, _ANY)
+        self._flush(name, announce=True)
 
-        if not isinstance(self.store, FileTokenStore) or name not in self._read:
-            self.store.save(name, tokens)
-            return
-        expected = self._read[name]
-
-        def unless_replaced(current: Tokens | None) -> Tokens | None:
-            if current is not None and current != expected:
-                logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
-                return current
-            return tokens
-
-        self._read[name] = self.store.update(name, unless_replaced)
+    def replace(self, name: str, tokens: Tokens, expected: Tokens | None) -> Tokens | None:
+        self._pending[name] = (tokens, expected)
+        pending = self._flush(name, announce=True)
+        return pending if pending is not None else self.store.load(name)
 
     def delete(self, name: str) -> bool:
+        self._pending.pop(name, None)
         return self.store.delete(name)
+
+    def _flush(self, name: str, *, announce: bool = False) -> Tokens | None:
+        """Writes what is pending for ``name``; returns it if it still waits for the lock."""
+        from ..oauth import TokenStoreBusy
+
+        if name not in self._pending:
+            return None
+        tokens, expected = self._pending[name]
+        try:
+            if expected is _ANY:
+                self.store.save(name, tokens)
+            else:
+                kept = self.store.replace(name, tokens, cast("Tokens | None", expected))
+                if kept is not None and kept != tokens:
+                    logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
+        except TokenStoreBusy:
+            if announce:
+                logger.warning(
+                    "upstream %r: the token store is locked; tokens kept in memory", name
+                )
+            return tokens
+        del self._pending[name]
+        return None
+
+
+_ANY: Final = object()
 
 
 async def _serve(
