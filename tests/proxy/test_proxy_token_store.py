@@ -76,9 +76,7 @@ def test_other_stores_are_written_through() -> None:
 
 def _hold_lock(directory: Path) -> subprocess.Popen[bytes]:
     # exec: the sleeping process itself holds the lock (killing it releases it).
-    holder = subprocess.Popen(
-        ["flock", "-x", "--no-fork", str(directory / ".lock"), "sleep", "30"]
-    )
+    holder = subprocess.Popen(["flock", "-x", "--no-fork", str(directory / ".lock"), "sleep", "30"])
     deadline = time.monotonic() + 5
     probe = FileTokenStore(directory, lock_wait=0)
     while time.monotonic() < deadline:  # until the holder has it
