@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -134,7 +135,51 @@ class ProxyHandle:
         return self.server.upstreams
 
     def statuses(self) -> list[UpstreamStatus]:
-        return [upstream.status for upstream in self.server.upstreams.values()]
+        """The upstreams' states, their errors redacted (an upstream's error may echo the
+        credential the proxy sent it: these are printed and logged)."""
+        statuses = [upstream.status for upstream in self.server.upstreams.values()]
+        return [
+            status
+            if status.last_error is None
+            else attrs.evolve(
+                status, last_error=self.server.guard.redact_record_text(status.last_error)
+            )
+            for status in statuses
+        ]
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts each log record's message with the proxy's guard (every known secret: tokens
+    the OAuth clients obtained) before any handler writes it."""
+
+    def __init__(self, guard: OutputGuard) -> None:
+        super().__init__()
+        self._guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._guard.redact_record_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+@contextlib.contextmanager
+def _logs_redacted(guard: OutputGuard, needed: bool) -> Iterator[None]:
+    """While the proxy runs, what every handler of the root logger writes is redacted: a
+    filter on a handler sees the records of every logger (one on a logger only its own)."""
+    if not needed:
+        yield
+        return
+    handlers = list(logging.getLogger().handlers)
+    redacting = _RedactingFilter(guard)
+    for handler in handlers:
+        handler.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redacting)
 
 
 def opener_for_spec(spec: UpstreamSpec, auth: HttpAuth | None = None) -> ClientOpener:
@@ -195,6 +240,32 @@ async def serve_proxy(
         info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
     )
     needs_oauth = any(isinstance(item, HttpUpstream) and item.oauth for item in upstreams)
+    with _logs_redacted(server.guard, needs_oauth):
+        await _serve_upstreams(
+            server,
+            upstreams,
+            face,
+            needs_oauth,
+            call_wait=call_wait,
+            ping_interval=ping_interval,
+            reconnect_backoff_max=reconnect_backoff_max,
+            token_store=token_store,
+            task_status=task_status,
+        )
+
+
+async def _serve_upstreams(
+    server: ProxyServer,
+    upstreams: Sequence[UpstreamSpec | Upstream],
+    face: ProxyFace,
+    needs_oauth: bool,
+    *,
+    call_wait: float,
+    ping_interval: float,
+    reconnect_backoff_max: float,
+    token_store: TokenStore | None,
+    task_status: trio.TaskStatus[ProxyHandle],
+) -> None:
     async with _authorization_http(needs_oauth) as http:
         connections: list[tuple[Upstream, ClientOpener]] = []
         for item in upstreams:
