@@ -117,3 +117,17 @@ async def test_the_proxys_log_lines_are_redacted(
             logging.getLogger("trio_sandbox.proxy").warning("echoed: %s", tokens.access_token)
     assert "echoed: " in caplog.text
     assert tokens.access_token not in caplog.text
+
+
+async def test_a_client_secret_too_short_to_redact_is_a_config_error(tmp_path: Path) -> None:
+    """(Review finding 7.) Given in code rather than in a file: refused all the same."""
+    from tests.proxy.proxy_harness import proxy_running
+    from trio_sandbox.oauth import FileTokenStore, OAuthSettings
+    from trio_sandbox.proxy import ConfigError, HttpUpstream
+
+    settings = OAuthSettings(client_id="c", client_secret="a0", issuer="https://as.example")
+    spec = HttpUpstream("sdk", "https://mcp.example/mcp", oauth=settings)
+    refused = pytest.RaisesExc(ConfigError, match="client secret is too short")
+    with pytest.RaisesGroup(refused, flatten_subgroups=True):
+        async with proxy_running([spec], token_store=FileTokenStore(tmp_path / "oauth")):
+            pass  # pragma: no cover

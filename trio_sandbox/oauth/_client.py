@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..mcp import AuthChallenge
+from ..redact import MIN_KNOWN_SECRET_LENGTH
 from ._errors import LoginRequired, OAuthError
 from ._grants import (
     DEVICE_CODE_GRANT,
@@ -292,6 +293,19 @@ class OAuthClient:
         *,
         refreshed: Tokens | None = None,
     ) -> Tokens:
+        for what, secret in (
+            ("client secret", client.client_secret),
+            ("access token", grant.access_token),
+            ("refresh token", grant.refresh_token),
+        ):
+            if secret is not None and len(secret) < MIN_KNOWN_SECRET_LENGTH:
+                # Too short to find in text without hiding ordinary words: it could not be kept
+                # out of what the proxy shows, so it is not used at all.
+                raise OAuthError(
+                    f"the authorization server of {self.name!r} issued a {what} of"
+                    f" {len(secret)} characters: too short to be kept secret (at least"
+                    f" {MIN_KNOWN_SECRET_LENGTH})"
+                )
         for secret in (client.client_secret, grant.access_token, grant.refresh_token):
             if secret:
                 self.on_secret(secret)

@@ -28,11 +28,12 @@ from ..mcp import (
     stdio_transport,
 )
 from ..program import VERSION
-from ..redact import KnownSecretTooShort
+from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
 from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
+from ._errors import ConfigError
 from ._exposed_names import check_prefixes
 from ._output_guard import OutputGuard
 from ._upstream import Upstream
@@ -320,10 +321,21 @@ def _oauth_client(
         try:
             guard.add_known_secret(value, f"oauth:{spec.name}", source=None)
         except KnownSecretTooShort:
-            # Too short to find in text without hiding ordinary words; never shown anyway.
-            logger.warning("upstream %r: an OAuth secret is too short to redact", spec.name)
+            # Too short to find in text without hiding ordinary words: it could not be kept out
+            # of what the proxy says, so it is not used (a stored token too: log in again).
+            from ..oauth import OAuthError
+
+            raise OAuthError(
+                f"upstream {spec.name!r}: an OAuth secret too short to be kept out of output;"
+                f" log in again (trio-sandbox auth login {spec.name})"
+            ) from None
 
     if settings.client_secret is not None:
+        if len(settings.client_secret) < MIN_KNOWN_SECRET_LENGTH:
+            raise ConfigError(
+                f"upstream {spec.name!r}: the OAuth client secret is too short to be kept out of"
+                f" output (at least {MIN_KNOWN_SECRET_LENGTH} characters)"
+            )
         redact(settings.client_secret)
     from ..oauth import FileTokenStore, OAuthClient
 
