@@ -18,12 +18,12 @@ import pytest
 import trio
 
 from tests.cli.cli_harness import RunningCli, run_cli, start_cli
-from tests.oauth.auth_world import open_auth_world
+from tests.oauth.auth_world import AuthWorld, open_auth_world
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.cli._auth_actions import stored_status
 from trio_sandbox.mcp import open_mcp_client
-from trio_sandbox.oauth import AuthState, Tokens
+from trio_sandbox.oauth import AuthState, OAuthError, Tokens, revocation_endpoint
 
 
 def write_config(home: Path, server: AuthServer, user: SandboxUser | None = None) -> Path:
@@ -351,3 +351,54 @@ async def test_a_failing_revocation_is_reported_and_the_tokens_still_forgotten(
         assert not token_file(tmp_path).exists()
         for secret in (await server.stats())["issued"]:
             assert secret not in logout.stdout + logout.stderr
+
+
+async def _device_login(world: AuthWorld, home: Path) -> Path:
+    config = home / "servers.json"
+    config.write_text(json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}}))
+    done = await run_cli(["auth", "login", "sdk", "--config", str(config), "--device"], home=home)
+    assert done.returncode == 0, done.stderr
+    return config
+
+
+async def test_logout_sends_tokens_only_to_a_checked_revocation_endpoint(tmp_path: Path) -> None:
+    """(Review finding 5.) Plain http off this machine is refused before anything is sent; a
+    huge metadata document is read bounded; the tokens are forgotten either way."""
+    async with open_auth_world() as world:
+        world.device = True
+        config = await _device_login(world, tmp_path)
+        world.metadata_extra = {"revocation_endpoint": "http://revoke.example/revoke"}
+        logout = await run_cli(["auth", "logout", "sdk", "--config", str(config)], home=tmp_path)
+        assert logout.returncode == 0, logout.stderr
+        assert "tokens forgotten, not revoked: the revocation_endpoint" in logout.stdout
+        assert "must be an https URL" in logout.stdout
+        assert not token_file(tmp_path).exists()
+        world.metadata_extra = {}
+        await _device_login(world, tmp_path)
+        world.huge_metadata = True
+        with trio.fail_after(30):
+            logout = await run_cli(
+                ["auth", "logout", "sdk", "--config", str(config)], home=tmp_path
+            )
+        assert "not revoked" in logout.stdout, logout.stdout
+        assert "larger than" in logout.stdout
+        assert not token_file(tmp_path).exists()
+
+
+async def test_a_remote_servers_tokens_are_never_revoked_on_this_machine() -> None:
+    async with open_auth_world() as world, httpx.AsyncClient() as http:
+        tokens = Tokens(
+            server_url="https://mcp.example/mcp",
+            issuer=world.base,  # loopback: a remote server's login cannot point here
+            token_endpoint=f"{world.base}/token",
+            client_id="c",
+            client_secret="a-client-secret",
+            token_endpoint_auth_method="client_secret_post",
+            access_token="an-access-token",
+            refresh_token="a-refresh-token",
+            expires_at=None,
+            scope=None,
+        )
+        with pytest.raises(OAuthError, match="points to this machine"):
+            await revocation_endpoint(http, tokens)
+        assert not world.requests

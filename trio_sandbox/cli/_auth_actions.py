@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import trio
@@ -32,6 +32,7 @@ from ..oauth import (
     OAuthClient,
     OAuthError,
     Tokens,
+    revocation_endpoint,
 )
 from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, auth_status_json, load_upstreams
 from ._errors import UsageError
@@ -244,9 +245,9 @@ async def _revoke(tokens: Tokens) -> str:
     of it, in words (never a token)."""
     async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, follow_redirects=False) as http:
         try:
-            endpoint = await _revocation_endpoint(http, tokens.issuer)
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"tokens forgotten; the server's metadata could not be read: {_plain(exc)}"
+            endpoint = await revocation_endpoint(http, tokens)
+        except OAuthError as exc:
+            return f"tokens forgotten, not revoked: {exc}"
         if endpoint is None:
             return "tokens forgotten; the server offers no revocation"
         failures: list[str] = []
@@ -286,27 +287,3 @@ def _b64(text: str) -> str:
 def _plain(exc: BaseException) -> str:
     # httpx's messages carry URLs, never request bodies: no token in them.
     return f"{type(exc).__name__}: {exc}"
-
-
-async def _revocation_endpoint(http: httpx.AsyncClient, issuer: str) -> str | None:
-    """The issuer's revocation_endpoint, from its metadata (RFC 8414, then OpenID discovery)."""
-    parts = urlsplit(issuer)
-    base = f"{parts.scheme}://{parts.netloc}"
-    path = parts.path.rstrip("/")
-    candidates = [
-        f"{base}/.well-known/oauth-authorization-server{path}",
-        f"{base}/.well-known/openid-configuration{path}",
-        f"{base}{path}/.well-known/openid-configuration",
-    ]
-    for url in candidates:
-        response = await http.get(url)
-        if response.status_code != 200:
-            continue
-        metadata = response.json()
-        if not isinstance(metadata, dict) or metadata.get("issuer") != issuer:
-            raise ValueError(f"the metadata at {url} is not {issuer}'s")
-        endpoint = metadata.get("revocation_endpoint")
-        if endpoint is not None and not isinstance(endpoint, str):
-            raise ValueError(f"the metadata at {url} has a revocation_endpoint that is no URL")
-        return endpoint
-    return None

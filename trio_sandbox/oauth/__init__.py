@@ -16,6 +16,7 @@ from ._errors import OAuthError as OAuthError
 from ._errors import TokenStoreError as TokenStoreError
 from ._loopback import CALLBACK_PATH as CALLBACK_PATH
 from ._loopback import LoopbackUserAgent as LoopbackUserAgent
+from ._revocation import revocation_endpoint as revocation_endpoint
 from ._settings import OAuthSettings as OAuthSettings
 from ._status import AuthState as AuthState
 from ._status import AuthStatus as AuthStatus
