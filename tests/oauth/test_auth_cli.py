@@ -402,3 +402,29 @@ async def test_a_remote_servers_tokens_are_never_revoked_on_this_machine() -> No
         with pytest.raises(OAuthError, match="points to this machine"):
             await revocation_endpoint(http, tokens)
         assert not world.requests
+
+
+async def test_no_terminal_escape_from_the_server_reaches_the_terminal(tmp_path: Path) -> None:
+    """(Review finding 6.) A granted scope with an escape sequence is refused at login; one in
+    a token file (written before this check) is shown as codes by status."""
+    async with open_auth_world() as world:
+        world.device = True
+        world.token_extra = {"scope": "mcp \x1b]0;owned\x07\x1b[2J"}
+        config = tmp_path / "servers.json"
+        config.write_text(
+            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
+        )
+        refused = await run_cli(
+            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
+        )
+        assert refused.returncode == 1
+        assert "scope is not space-separated scope tokens" in refused.stderr
+        assert "\x1b" not in refused.stdout + refused.stderr
+        world.token_extra = {}
+        await _device_login(world, tmp_path)
+        stored = json.loads(token_file(tmp_path).read_text())
+        stored["scope"] = "mcp \x1b[2J"
+        token_file(tmp_path).write_text(json.dumps(stored))
+        status = await run_cli(["auth", "status", "--config", str(config)], home=tmp_path)
+        assert "\x1b" not in status.stdout + status.stderr
+        assert "scopes mcp \\x1b[2J" in status.stdout

@@ -94,7 +94,8 @@ def login_command(args: argparse.Namespace) -> int:
     expires = (
         f"expires {_when(tokens.expires_at)}" if tokens.expires_at is not None else "no expiry"
     )
-    print(f"logged in to {spec.name} (scopes {tokens.scope or 'none'}, {expires})", flush=True)
+    scopes = _printable(tokens.scope or "none")
+    print(f"logged in to {spec.name} (scopes {scopes}, {expires})", flush=True)
     return 0
 
 
@@ -161,7 +162,7 @@ def status_command(args: argparse.Namespace) -> int:
         if report["reason"]:
             details.append(report["reason"])
         suffix = f" ({', '.join(details)})" if details else ""
-        print(f"{report['name']}: {state}{suffix}", flush=True)
+        print(_printable(f"{report['name']}: {state}{suffix}"), flush=True)
         if state == AuthState.NEEDS_LOGIN.value:
             print(f"  run: trio-sandbox auth login {report['name']}", flush=True)
     return 0
@@ -236,7 +237,7 @@ def logout_command(args: argparse.Namespace) -> int:
         return 0
     outcome = trio.run(_revoke, tokens)
     store.delete(spec.name)
-    print(f"logged out of {spec.name} ({outcome})", flush=True)
+    print(_printable(f"logged out of {spec.name} ({outcome})"), flush=True)
     return 0
 
 
@@ -278,6 +279,12 @@ async def _revoke(tokens: Tokens) -> str:
         if failures:
             return f"tokens forgotten; revocation failed: {'; '.join(failures)}"
         return "tokens revoked at the server and forgotten"
+
+
+def _printable(text: str) -> str:
+    """``text`` for a terminal: every character that is not printable (controls, escapes)
+    shown as its code instead, so that nothing a server sent can drive the terminal."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def _b64(text: str) -> str:
