@@ -80,7 +80,7 @@ async def test_login_status_logout(sandbox_user: SandboxUser, workspace: Path) -
         status = await run_cli(
             ["auth", "status", "--config", str(config)], home=workspace, user=sandbox_user
         )
-        assert status.returncode == 0, status.stderr
+        assert status.returncode == 1, status.stderr  # a person must act (review minor b)
         assert (
             status.stdout
             == "sdk: needs_login (not logged in)\n  run: trio-sandbox auth login sdk\n"
@@ -428,3 +428,22 @@ async def test_no_terminal_escape_from_the_server_reaches_the_terminal(tmp_path:
         status = await run_cli(["auth", "status", "--config", str(config)], home=tmp_path)
         assert "\x1b" not in status.stdout + status.stderr
         assert "scopes mcp \\x1b[2J" in status.stdout
+
+
+async def test_logout_leaves_another_servers_login_alone(tmp_path: Path) -> None:
+    """(Review minor c.) The same upstream name in another configuration, another URL: the
+    stored login is neither revoked nor removed."""
+    async with open_auth_world() as world:
+        world.device = True
+        await _device_login(world, tmp_path)
+        other = tmp_path / "other.json"
+        other.write_text(
+            json.dumps({"mcpServers": {"sdk": {"url": f"{world.base}/other", "auth": "oauth"}}})
+        )
+        before = token_file(tmp_path).read_text()
+        asked = dict(world.requests)
+        logout = await run_cli(["auth", "logout", "sdk", "--config", str(other)], home=tmp_path)
+        assert logout.returncode == 1
+        assert f"is for {world.mcp_url}, not {world.base}/other" in logout.stderr
+        assert token_file(tmp_path).read_text() == before
+        assert dict(world.requests) == asked  # not even its metadata was asked for

@@ -165,7 +165,9 @@ def status_command(args: argparse.Namespace) -> int:
         print(_printable(f"{report['name']}: {state}{suffix}"), flush=True)
         if state == AuthState.NEEDS_LOGIN.value:
             print(f"  run: trio-sandbox auth login {report['name']}", flush=True)
-    return 0
+    # 1 when a person must act (a login needed, or a token file that cannot be read): scripts
+    # and health checks see it without parsing.
+    return 1 if any(report["state"] == AuthState.NEEDS_LOGIN.value for report in reports) else 0
 
 
 async def _statuses(upstreams: Sequence[HttpUpstream], check: bool) -> list[dict[str, Any]]:
@@ -235,6 +237,13 @@ def logout_command(args: argparse.Namespace) -> int:
         store.delete(spec.name)
         print(f"{spec.name}: not logged in", flush=True)
         return 0
+    if tokens.server_url != spec.url:
+        # Another configuration's login under the same name: not this one's to revoke.
+        return _fail(
+            f"the stored login of {spec.name} is for {tokens.server_url}, not {spec.url}:"
+            f" left alone (neither revoked nor removed); remove {store.path_of(spec.name)}"
+            " yourself if it is no longer wanted"
+        )
     outcome = trio.run(_revoke, tokens)
     store.delete(spec.name)
     print(_printable(f"logged out of {spec.name} ({outcome})"), flush=True)
