@@ -141,6 +141,8 @@ class FileTokenStore:
     @contextlib.contextmanager
     def _opened_directory(self, *, create: bool) -> Iterator[int | None]:
         if create:
+            if not os.path.lexists(self.directory):
+                self._check_whose_tree()
             # The state directory's parents are the user's; ours is private from the start.
             self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with contextlib.suppress(FileExistsError):
@@ -171,6 +173,24 @@ class FileTokenStore:
             yield fd
         finally:
             os.close(fd)
+
+    def _check_whose_tree(self) -> None:
+        """The directories about to be made go into this user's tree (or root's): root with
+        another user's XDG_STATE_HOME (``sudo -E``) would leave directories of root's there,
+        which the user could then not use."""
+        existing = self.directory
+        while not os.path.lexists(existing) and existing != existing.parent:
+            existing = existing.parent
+        try:
+            owner = os.stat(existing).st_uid
+        except OSError as exc:
+            raise TokenStoreError(f"{existing}: cannot look at it: {exc.strerror}") from None
+        if owner not in (os.geteuid(), 0):
+            raise TokenStoreError(
+                f"{self.directory}: refused: it would be made in {existing}, owned by uid"
+                f" {owner}, not by this user (uid {os.geteuid()}); set XDG_STATE_HOME to a"
+                " directory of this user's"
+            )
 
     @contextlib.contextmanager
     def _locked(self, directory_fd: int, how: int) -> Iterator[None]:
