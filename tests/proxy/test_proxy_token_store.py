@@ -130,6 +130,7 @@ async def test_a_login_during_a_refresh_wins_though_other_calls_read_it(tmp_path
         store = RedactingStore(FileTokenStore(tmp_path / "oauth", lock_wait=0), lambda v: None)
         proxy = OAuthClient("up", world.mcp_url, OAuthSettings(), store, http)
         world.token_gate = trio.Event()
+        world.token_requested = trio.Event()  # set by the refresh (the login's request is done)
         login = attrs.evolve(
             first, access_token="LOGIN-" + "y" * 30, refresh_token="LOGIN-R-" + "y" * 30
         )
@@ -140,5 +141,6 @@ async def test_a_login_during_a_refresh_wins_though_other_calls_read_it(tmp_path
             files.save("up", login)  # `trio-sandbox auth login up`, another process
             assert await proxy.authorization() == f"Bearer {login.access_token}"
             world.token_gate.set()
+        assert world.refresh_processed.is_set()  # the refresh did happen, and succeeded
         assert files.load("up") == login
         assert await proxy.authorization() == f"Bearer {login.access_token}"

@@ -350,6 +350,9 @@ class OAuthClient:
             if self._serial != serial and current is not None:
                 # Renewed by the caller we waited for: its token, however short its life.
                 return current
+            if current is not None and current != tokens and not self._expired(current):
+                # A login elsewhere stored fresh tokens meanwhile: they need no refresh.
+                return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
             await self._new_grant(None, "no tokens", current)
@@ -543,7 +546,8 @@ class OAuthClient:
             # Only a person can grant more. The tokens stay good for everything else (no
             # login is marked needed: refreshes go on); the next login asks for this too.
             if tokens is not None and tokens.wanted_scope != " ".join(wanted):
-                self.store.save(self.name, attrs.evolve(tokens, wanted_scope=" ".join(wanted)))
+                wanting = attrs.evolve(tokens, wanted_scope=" ".join(wanted))
+                self.store.replace(self.name, wanting, tokens)  # not over a login meanwhile
             missing = " ".join(scope for scope in challenge.scopes if scope not in have)
             raise LoginRequired(self.name, f"the server asks for more scope: {shown(missing)}")
         if self._step_ups >= MAX_STEP_UPS:
