@@ -74,6 +74,8 @@ class AuthWorld:
     www_scope: str | None = None  # the scope parameter of the 401
     www_resource_metadata: str | None = None  # the 401's resource_metadata (None: the real one)
     refuse_every_token: bool = False  # 401 to every token, even one just issued
+    token_extra: dict[str, object] = attrs.field(factory=dict)  # put into every token answer
+    metadata_extra: dict[str, object] = attrs.field(factory=dict)  # into the AS metadata
     # what happened
     requests: Counter[str] = attrs.field(factory=Counter)
     grants: Counter[str] = attrs.field(factory=Counter)
@@ -113,6 +115,9 @@ class AuthWorld:
             answer["refresh_token"] = refresh
         if scopes:
             answer["scope"] = " ".join(scopes)
+        answer.update(self.token_extra)
+        if isinstance(answer["access_token"], str):
+            self.tokens[answer["access_token"]] = scopes
         return answer
 
     # --- the ASGI app ----------------------------------------------------------------------
@@ -176,6 +181,7 @@ class AuthWorld:
             document["device_authorization_endpoint"] = f"{self.base}/device"
         if self.as_scopes is not None:
             document["scopes_supported"] = self.as_scopes
+        document.update(self.metadata_extra)
         await _respond(send, 200, document)
 
     async def _register(self, send: Send, *, body: bytes, **_: Any) -> None:

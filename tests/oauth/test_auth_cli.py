@@ -18,12 +18,12 @@ import pytest
 import trio
 
 from tests.cli.cli_harness import RunningCli, run_cli, start_cli
-from tests.oauth.auth_world import open_auth_world
+from tests.oauth.auth_world import AuthWorld, open_auth_world
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.cli._auth_actions import stored_status
 from trio_sandbox.mcp import open_mcp_client
-from trio_sandbox.oauth import AuthState, Tokens
+from trio_sandbox.oauth import AuthState, OAuthError, Tokens, revocation_endpoint
 
 
 def write_config(home: Path, server: AuthServer, user: SandboxUser | None = None) -> Path:
@@ -80,7 +80,7 @@ async def test_login_status_logout(sandbox_user: SandboxUser, workspace: Path) -
         status = await run_cli(
             ["auth", "status", "--config", str(config)], home=workspace, user=sandbox_user
         )
-        assert status.returncode == 0, status.stderr
+        assert status.returncode == 1, status.stderr  # a person must act (review minor b)
         assert (
             status.stdout
             == "sdk: needs_login (not logged in)\n  run: trio-sandbox auth login sdk\n"
@@ -351,3 +351,99 @@ async def test_a_failing_revocation_is_reported_and_the_tokens_still_forgotten(
         assert not token_file(tmp_path).exists()
         for secret in (await server.stats())["issued"]:
             assert secret not in logout.stdout + logout.stderr
+
+
+async def _device_login(world: AuthWorld, home: Path) -> Path:
+    config = home / "servers.json"
+    config.write_text(json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}}))
+    done = await run_cli(["auth", "login", "sdk", "--config", str(config), "--device"], home=home)
+    assert done.returncode == 0, done.stderr
+    return config
+
+
+async def test_logout_sends_tokens_only_to_a_checked_revocation_endpoint(tmp_path: Path) -> None:
+    """(Review finding 5.) Plain http off this machine is refused before anything is sent; a
+    huge metadata document is read bounded; the tokens are forgotten either way."""
+    async with open_auth_world() as world:
+        world.device = True
+        config = await _device_login(world, tmp_path)
+        world.metadata_extra = {"revocation_endpoint": "http://revoke.example/revoke"}
+        logout = await run_cli(["auth", "logout", "sdk", "--config", str(config)], home=tmp_path)
+        assert logout.returncode == 0, logout.stderr
+        assert "tokens forgotten, not revoked: the revocation_endpoint" in logout.stdout
+        assert "must be an https URL" in logout.stdout
+        assert not token_file(tmp_path).exists()
+        world.metadata_extra = {}
+        await _device_login(world, tmp_path)
+        world.huge_metadata = True
+        with trio.fail_after(30):
+            logout = await run_cli(
+                ["auth", "logout", "sdk", "--config", str(config)], home=tmp_path
+            )
+        assert "not revoked" in logout.stdout, logout.stdout
+        assert "larger than" in logout.stdout
+        assert not token_file(tmp_path).exists()
+
+
+async def test_a_remote_servers_tokens_are_never_revoked_on_this_machine() -> None:
+    async with open_auth_world() as world, httpx.AsyncClient() as http:
+        tokens = Tokens(
+            server_url="https://mcp.example/mcp",
+            issuer=world.base,  # loopback: a remote server's login cannot point here
+            token_endpoint=f"{world.base}/token",
+            client_id="c",
+            client_secret="a-client-secret",
+            token_endpoint_auth_method="client_secret_post",
+            access_token="an-access-token",
+            refresh_token="a-refresh-token",
+            expires_at=None,
+            scope=None,
+        )
+        with pytest.raises(OAuthError, match="points to this machine"):
+            await revocation_endpoint(http, tokens)
+        assert not world.requests
+
+
+async def test_no_terminal_escape_from_the_server_reaches_the_terminal(tmp_path: Path) -> None:
+    """(Review finding 6.) A granted scope with an escape sequence is refused at login; one in
+    a token file (written before this check) is shown as codes by status."""
+    async with open_auth_world() as world:
+        world.device = True
+        world.token_extra = {"scope": "mcp \x1b]0;owned\x07\x1b[2J"}
+        config = tmp_path / "servers.json"
+        config.write_text(
+            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
+        )
+        refused = await run_cli(
+            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
+        )
+        assert refused.returncode == 1
+        assert "scope is not space-separated scope tokens" in refused.stderr
+        assert "\x1b" not in refused.stdout + refused.stderr
+        world.token_extra = {}
+        await _device_login(world, tmp_path)
+        stored = json.loads(token_file(tmp_path).read_text())
+        stored["scope"] = "mcp \x1b[2J"
+        token_file(tmp_path).write_text(json.dumps(stored))
+        status = await run_cli(["auth", "status", "--config", str(config)], home=tmp_path)
+        assert "\x1b" not in status.stdout + status.stderr
+        assert "scopes mcp \\x1b[2J" in status.stdout
+
+
+async def test_logout_leaves_another_servers_login_alone(tmp_path: Path) -> None:
+    """(Review minor c.) The same upstream name in another configuration, another URL: the
+    stored login is neither revoked nor removed."""
+    async with open_auth_world() as world:
+        world.device = True
+        await _device_login(world, tmp_path)
+        other = tmp_path / "other.json"
+        other.write_text(
+            json.dumps({"mcpServers": {"sdk": {"url": f"{world.base}/other", "auth": "oauth"}}})
+        )
+        before = token_file(tmp_path).read_text()
+        asked = dict(world.requests)
+        logout = await run_cli(["auth", "logout", "sdk", "--config", str(other)], home=tmp_path)
+        assert logout.returncode == 1
+        assert f"is for {world.mcp_url}, not {world.base}/other" in logout.stderr
+        assert token_file(tmp_path).read_text() == before
+        assert dict(world.requests) == asked  # not even its metadata was asked for

@@ -464,3 +464,26 @@ async def test_a_huge_scope_demand_is_bounded_in_the_error_and_status(
             await client.call_tool("whoami")
     assert len(str(caught.value)) < 300
     assert len(proxy.status().reason or "") < 300
+
+
+@pytest.mark.parametrize("field", ["access_token", "refresh_token"])
+async def test_a_token_too_short_to_redact_is_refused(field: str) -> None:
+    """(Review finding 7.) A token shorter than redaction's minimum could not be kept out of
+    output: the grant is an OAuthError, nothing is stored, nobody was told the value."""
+    async with open_auth_world() as world, httpx.AsyncClient() as http:
+        world.token_extra = {field: "a0"}
+        store = MemoryTokenStore()
+        told: list[str] = []
+        client = OAuthClient(
+            "up",
+            world.mcp_url,
+            OAuthSettings(),
+            store,
+            http,
+            user_agent=HeadlessUserAgent(http),
+            on_secret=told.append,
+        )
+        with pytest.raises(OAuthError, match=f"issued a {field.replace('_', ' ')} of 2 char"):
+            await client.login()
+        assert store.load("up") is None
+        assert "a0" not in told

@@ -228,6 +228,31 @@ def test_a_token_with_a_line_break_is_refused() -> None:
         parse_grant({"access_token": "a\r\nX-Evil: 1", "token_type": "Bearer"}, "t")
 
 
+_NQCHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='"\\')
+
+
+@given(st.lists(st.text(_NQCHAR, min_size=1, max_size=20), min_size=1, max_size=8))
+def test_a_scope_of_rfc_6749_words_is_kept(words: list[str]) -> None:
+    scope = " ".join(words)
+    grant = parse_grant(
+        {"access_token": "an-access-token", "token_type": "Bearer", "scope": scope}, "t"
+    )
+    assert grant.scope == scope
+
+
+@given(
+    st.text(max_size=40).filter(
+        lambda text: re.fullmatch(r"[!#-\[\]-~]+( [!#-\[\]-~]+)*", text) is None
+    )
+)
+def test_a_scope_that_is_not_rfc_6749_words_is_refused(scope: str) -> None:
+    """(Review finding 6.) Controls, escapes, quotes, backslashes, doubled or edge spaces."""
+    with pytest.raises(OAuthError, match="scope is not space-separated scope tokens"):
+        parse_grant(
+            {"access_token": "an-access-token", "token_type": "Bearer", "scope": scope}, "t"
+        )
+
+
 # --- PKCE -------------------------------------------------------------------------------------
 
 

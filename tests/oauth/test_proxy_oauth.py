@@ -18,7 +18,7 @@ from tests.cli.cli_harness import free_port
 from tests.oauth.oauth_harness import AuthServer, auth_server_running, log_in
 from tests.proxy.proxy_harness import build_upstream, proxy_running
 from trio_sandbox.mcp import McpClient, open_mcp_client
-from trio_sandbox.oauth import FileTokenStore, OAuthSettings
+from trio_sandbox.oauth import FileTokenStore, OAuthSettings, TokenStoreBusy
 from trio_sandbox.proxy import HttpUpstream, InProcessUpstream, ProxyHandle, UpstreamSpec
 
 
@@ -267,3 +267,33 @@ async def test_a_client_registered_for_basic_authentication_works_with_the_sdk(
             result = await client.call_tool("sdk__echo", {"text": "basic"})
             assert result.text_content == "oauth-echo:basic"
         assert (await server.stats())["refresh_requests"] == 1
+
+
+async def test_a_lock_held_by_another_process_stalls_no_call_and_no_ping(tmp_path: Path) -> None:
+    """(Review finding 1.) Another process of the user holds the store's lock: the proxy's
+    calls and pings (which read the store for every request) go on at once."""
+    async with auth_server_running() as server:
+        store = FileTokenStore(tmp_path / "oauth", lock_wait=0)
+        await log_in(server, store, "sdk")
+        async with proxied(server, store) as (proxy, client):
+            await wait_connected(proxy, "sdk")
+            holder = await trio.lowlevel.open_process(
+                ["flock", "-x", "--no-fork", str(tmp_path / "oauth" / ".lock"), "sleep", "30"]
+            )
+            try:
+                with trio.fail_after(5):
+                    while True:  # until the holder has the lock
+                        try:
+                            FileTokenStore(tmp_path / "oauth", lock_wait=0).delete("none")
+                        except TokenStoreBusy:
+                            break
+                        await trio.sleep(0.02)
+                started = trio.current_time()
+                with trio.fail_after(2):
+                    result = await client.call_tool("sdk__echo", {"text": "locked"})
+                    await client.ping()
+                assert result.text_content == "oauth-echo:locked"
+                assert trio.current_time() - started < 1
+            finally:
+                holder.kill()
+                await holder.wait()

@@ -201,3 +201,32 @@ async def test_concurrent_updates_from_processes_lose_nothing(
             )
     stored = json.loads((directory / "shared.json").read_text())
     assert stored["scope"] == "100"
+
+
+async def test_no_directory_is_made_in_another_users_tree(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    """(Review minor d.) Root with another user's XDG_STATE_HOME (sudo -E), or a user pointed
+    at someone else's writable directory: refused, nothing made there."""
+    theirs = workspace / "theirs"
+    theirs.mkdir(mode=0o777)
+    theirs.chmod(0o777)
+    os.chown(theirs, 65534, 65534)
+    directory = theirs / "state" / "trio-sandbox" / "oauth"
+    results = await run_store(sandbox_user, workspace, directory, ["save", "a", "x"])
+    assert f"would be made in {theirs}, owned by uid 65534" in error_of(results[0])
+    assert list(theirs.iterdir()) == []
+    # In the user's own tree: made as usual.
+    mine = workspace / "mine" / "state" / "trio-sandbox" / "oauth"
+    assert await run_store(sandbox_user, workspace, mine, ["save", "a", "x"]) == [{"ok": None}]
+
+
+def test_a_relative_xdg_state_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Review minor e.) The XDG spec: relative paths are invalid, to be ignored."""
+    from trio_sandbox.program import state_dir
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    assert state_dir() == Path("/home/someone/.local/state/trio-sandbox")
+    monkeypatch.setenv("XDG_STATE_HOME", "/abs/state")
+    assert state_dir() == Path("/abs/state/trio-sandbox")

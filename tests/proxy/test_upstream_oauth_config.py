@@ -87,24 +87,44 @@ def test_loopback_http_is_allowed() -> None:
         ),
         ({"url": "http://mcp.example.com/mcp", "auth": "oauth"}, "sent over https only"),
         (
-            {"url": URL, "auth": "oauth", "oauth": {"clientSecret": "s"}},
+            {"url": URL, "auth": "oauth", "oauth": {"clientSecret": "s-long-secret"}},
             "clientSecret: given without clientId",
         ),
         (
-            {"url": URL, "auth": "oauth", "oauth": {"clientId": "c", "clientSecret": "s"}},
+            {
+                "url": URL,
+                "auth": "oauth",
+                "oauth": {"clientId": "c", "clientSecret": "s-long-secret"},
+            },
             "oauth.issuer: needed with clientSecret",
         ),
         (
             {
                 "url": URL,
                 "auth": "oauth",
-                "oauth": {"clientId": "c", "clientSecret": "s", "issuer": "http://as.example"},
+                "oauth": {
+                    "clientId": "c",
+                    "clientSecret": "s-long-secret",
+                    "issuer": "http://as.example",
+                },
             },
             "oauth.issuer: an authorization server is https",
         ),
         (
             {"url": URL, "auth": "oauth", "oauth": {"clientId": "c", "clientSecret": "${NOPE_X}"}},
             "names an environment variable that is not set",
+        ),
+        (
+            {"url": URL, "auth": "oauth", "oauth": {"clientId": "c", "clientSecret": "$NOPE_X"}},
+            "names an environment variable that is not set",
+        ),
+        (
+            {
+                "url": URL,
+                "auth": "oauth",
+                "oauth": {"clientId": "c", "clientSecret": "a0", "issuer": "https://as.example"},
+            },
+            "clientSecret: 2 characters: too short to be kept out of output",
         ),
         (
             {"url": URL, "auth": "oauth", "oauth": {"clientMetadataUrl": "http://me/c.json"}},

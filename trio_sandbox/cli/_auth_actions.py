@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import trio
@@ -32,6 +32,7 @@ from ..oauth import (
     OAuthClient,
     OAuthError,
     Tokens,
+    revocation_endpoint,
 )
 from ..proxy import ConfigError, HttpUpstream, UpstreamSpec, auth_status_json, load_upstreams
 from ._errors import UsageError
@@ -93,7 +94,8 @@ def login_command(args: argparse.Namespace) -> int:
     expires = (
         f"expires {_when(tokens.expires_at)}" if tokens.expires_at is not None else "no expiry"
     )
-    print(f"logged in to {spec.name} (scopes {tokens.scope or 'none'}, {expires})", flush=True)
+    scopes = _printable(tokens.scope or "none")
+    print(f"logged in to {spec.name} (scopes {scopes}, {expires})", flush=True)
     return 0
 
 
@@ -160,10 +162,12 @@ def status_command(args: argparse.Namespace) -> int:
         if report["reason"]:
             details.append(report["reason"])
         suffix = f" ({', '.join(details)})" if details else ""
-        print(f"{report['name']}: {state}{suffix}", flush=True)
+        print(_printable(f"{report['name']}: {state}{suffix}"), flush=True)
         if state == AuthState.NEEDS_LOGIN.value:
             print(f"  run: trio-sandbox auth login {report['name']}", flush=True)
-    return 0
+    # 1 when a person must act (a login needed, or a token file that cannot be read): scripts
+    # and health checks see it without parsing.
+    return 1 if any(report["state"] == AuthState.NEEDS_LOGIN.value for report in reports) else 0
 
 
 async def _statuses(upstreams: Sequence[HttpUpstream], check: bool) -> list[dict[str, Any]]:
@@ -233,9 +237,16 @@ def logout_command(args: argparse.Namespace) -> int:
         store.delete(spec.name)
         print(f"{spec.name}: not logged in", flush=True)
         return 0
+    if tokens.server_url != spec.url:
+        # Another configuration's login under the same name: not this one's to revoke.
+        return _fail(
+            f"the stored login of {spec.name} is for {tokens.server_url}, not {spec.url}:"
+            f" left alone (neither revoked nor removed); remove {store.path_of(spec.name)}"
+            " yourself if it is no longer wanted"
+        )
     outcome = trio.run(_revoke, tokens)
     store.delete(spec.name)
-    print(f"logged out of {spec.name} ({outcome})", flush=True)
+    print(_printable(f"logged out of {spec.name} ({outcome})"), flush=True)
     return 0
 
 
@@ -244,9 +255,9 @@ async def _revoke(tokens: Tokens) -> str:
     of it, in words (never a token)."""
     async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, follow_redirects=False) as http:
         try:
-            endpoint = await _revocation_endpoint(http, tokens.issuer)
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"tokens forgotten; the server's metadata could not be read: {_plain(exc)}"
+            endpoint = await revocation_endpoint(http, tokens)
+        except OAuthError as exc:
+            return f"tokens forgotten, not revoked: {exc}"
         if endpoint is None:
             return "tokens forgotten; the server offers no revocation"
         failures: list[str] = []
@@ -279,6 +290,12 @@ async def _revoke(tokens: Tokens) -> str:
         return "tokens revoked at the server and forgotten"
 
 
+def _printable(text: str) -> str:
+    """``text`` for a terminal: every character that is not printable (controls, escapes)
+    shown as its code instead, so that nothing a server sent can drive the terminal."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -286,27 +303,3 @@ def _b64(text: str) -> str:
 def _plain(exc: BaseException) -> str:
     # httpx's messages carry URLs, never request bodies: no token in them.
     return f"{type(exc).__name__}: {exc}"
-
-
-async def _revocation_endpoint(http: httpx.AsyncClient, issuer: str) -> str | None:
-    """The issuer's revocation_endpoint, from its metadata (RFC 8414, then OpenID discovery)."""
-    parts = urlsplit(issuer)
-    base = f"{parts.scheme}://{parts.netloc}"
-    path = parts.path.rstrip("/")
-    candidates = [
-        f"{base}/.well-known/oauth-authorization-server{path}",
-        f"{base}/.well-known/openid-configuration{path}",
-        f"{base}{path}/.well-known/openid-configuration",
-    ]
-    for url in candidates:
-        response = await http.get(url)
-        if response.status_code != 200:
-            continue
-        metadata = response.json()
-        if not isinstance(metadata, dict) or metadata.get("issuer") != issuer:
-            raise ValueError(f"the metadata at {url} is not {issuer}'s")
-        endpoint = metadata.get("revocation_endpoint")
-        if endpoint is not None and not isinstance(endpoint, str):
-            raise ValueError(f"the metadata at {url} has a revocation_endpoint that is no URL")
-        return endpoint
-    return None

@@ -16,10 +16,12 @@ from ._errors import OAuthError as OAuthError
 from ._errors import TokenStoreError as TokenStoreError
 from ._loopback import CALLBACK_PATH as CALLBACK_PATH
 from ._loopback import LoopbackUserAgent as LoopbackUserAgent
+from ._revocation import revocation_endpoint as revocation_endpoint
 from ._settings import OAuthSettings as OAuthSettings
 from ._status import AuthState as AuthState
 from ._status import AuthStatus as AuthStatus
 from ._store import FileTokenStore as FileTokenStore
+from ._store import TokenStoreBusy as TokenStoreBusy
 from ._store import check_store_name as check_store_name
 from ._store import default_token_dir as default_token_dir
 from ._tokens import MemoryTokenStore as MemoryTokenStore

@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..mcp import AuthChallenge
+from ..redact import MIN_KNOWN_SECRET_LENGTH
 from ._errors import LoginRequired, OAuthError
 from ._grants import (
     DEVICE_CODE_GRANT,
@@ -289,7 +290,22 @@ class OAuthClient:
         requested: Sequence[str],
         previous_refresh: str | None = None,
         wanted_scope: str | None = None,
+        *,
+        refreshed: Tokens | None = None,
     ) -> Tokens:
+        for what, secret in (
+            ("client secret", client.client_secret),
+            ("access token", grant.access_token),
+            ("refresh token", grant.refresh_token),
+        ):
+            if secret is not None and len(secret) < MIN_KNOWN_SECRET_LENGTH:
+                # Too short to find in text without hiding ordinary words: it could not be kept
+                # out of what the proxy shows, so it is not used at all.
+                raise OAuthError(
+                    f"the authorization server of {self.name!r} issued a {what} of"
+                    f" {len(secret)} characters: too short to be kept secret (at least"
+                    f" {MIN_KNOWN_SECRET_LENGTH})"
+                )
         for secret in (client.client_secret, grant.access_token, grant.refresh_token):
             if secret:
                 self.on_secret(secret)
@@ -306,7 +322,14 @@ class OAuthClient:
             scope=grant.scope if grant.scope is not None else (" ".join(requested) or None),
             wanted_scope=wanted_scope,
         )
-        self.store.save(self.name, tokens)
+        if refreshed is None:
+            self.store.save(self.name, tokens)
+        else:
+            # Only over the very tokens this refresh started from: a login stored meanwhile
+            # (another process) is the newer intent and stays; it is used from now on.
+            kept = self.store.replace(self.name, tokens, refreshed)
+            if kept is not None and kept != tokens and kept.server_url == self.server_url:
+                tokens = kept
         self._serial += 1
         self._lifetime = grant.expires_in
         if previous_refresh is None:  # a login or a client credentials grant: a new start
@@ -326,6 +349,9 @@ class OAuthClient:
             current = self._tokens()
             if self._serial != serial and current is not None:
                 # Renewed by the caller we waited for: its token, however short its life.
+                return current
+            if current is not None and current != tokens and not self._expired(current):
+                # A login elsewhere stored fresh tokens meanwhile: they need no refresh.
                 return current
             if current is not None and current.refresh_token is not None:
                 return await self._refresh(current)
@@ -376,6 +402,7 @@ class OAuthClient:
                 requested,
                 tokens.refresh_token,
                 tokens.wanted_scope,  # still wanted: a refresh grants no more
+                refreshed=tokens,
             )
         return renewed
 
@@ -519,7 +546,8 @@ class OAuthClient:
             # Only a person can grant more. The tokens stay good for everything else (no
             # login is marked needed: refreshes go on); the next login asks for this too.
             if tokens is not None and tokens.wanted_scope != " ".join(wanted):
-                self.store.save(self.name, attrs.evolve(tokens, wanted_scope=" ".join(wanted)))
+                wanting = attrs.evolve(tokens, wanted_scope=" ".join(wanted))
+                self.store.replace(self.name, wanting, tokens)  # not over a login meanwhile
             missing = " ".join(scope for scope in challenge.scopes if scope not in have)
             raise LoginRequired(self.name, f"the server asks for more scope: {shown(missing)}")
         if self._step_ups >= MAX_STEP_UPS:

@@ -20,6 +20,9 @@ from ._http import request_json
 
 _ERROR_CODE: Final = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}")
 _MAX_DESCRIPTION: Final = 200
+# RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQCHAR.
+_SCOPE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
+_MAX_SCOPE: Final = 4096
 AUTH_METHODS: Final = ("none", "client_secret_basic", "client_secret_post")
 DEVICE_CODE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -127,6 +130,12 @@ def parse_grant(body: object, what: str) -> Grant:
     scope = body.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise OAuthError(f"{what}: the scope is not a string")
+    if scope is not None and (len(scope) > _MAX_SCOPE or not _SCOPE.fullmatch(scope)):
+        # Shown to people and sent back in requests: only what RFC 6749 allows (no controls,
+        # no terminal escapes, no quotes or backslashes, single spaces between scopes).
+        raise OAuthError(
+            f"{what}: the scope is not space-separated scope tokens (RFC 6749 section 3.3)"
+        )
     return Grant(
         access_token,
         refresh_token,

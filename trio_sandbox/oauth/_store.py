@@ -7,9 +7,12 @@ temporary name (O_EXCL, O_NOFOLLOW, 0600) and renamed over the old one: a reader
 tokens or the new ones, never half. A file that is a symbolic link, not a regular file, owned by
 someone else, hard linked or readable by others is refused, as is a directory that is a link or
 someone else's: whoever could plant those could read or replace the tokens. Writers take an
-exclusive ``flock`` on the directory's ``.lock`` (readers a shared one), so a login in the CLI and
-a proxy refreshing in another process never interleave a read-modify-write
-(:meth:`FileTokenStore.update`).
+exclusive ``flock`` on the directory's ``.lock`` so that a login in the CLI and a proxy
+refreshing in another process never interleave a read-modify-write (:meth:`FileTokenStore.update`);
+readers take none (the rename makes every read whole), so a lock held by anyone never stalls a
+reader, and a file is parsed again only when its (inode, mtime, size) changed. A writer waits for
+the lock at most ``lock_wait`` seconds (trying without blocking), then raises
+:class:`TokenStoreBusy`: the proxy, which must not stall its event loop, waits not at all.
 
 Errors name the file and what is wrong with it, never its content (tokens).
 """
@@ -24,6 +27,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -47,6 +51,10 @@ def default_token_dir() -> Path:
     return state_dir() / "oauth"
 
 
+class TokenStoreBusy(TokenStoreError):
+    """Another process holds the store's lock longer than this writer may wait."""
+
+
 def check_store_name(name: str) -> str:
     """``name`` if it can name a token file; TokenStoreError otherwise."""
     if not _NAME.fullmatch(name) or ".." in name:
@@ -62,13 +70,24 @@ class FileTokenStore:
     """:class:`TokenStore` in files, one per upstream; see the module's docstring."""
 
     directory: Path = attrs.field(factory=default_token_dir, converter=Path)
+    # How long a writer waits for another process's lock (0: one try, never blocking).
+    lock_wait: float = attrs.field(default=10.0, kw_only=True)
+    # name -> ((inode, mtime_ns, size), tokens): a file unchanged is not parsed again.
+    _cache: dict[str, tuple[tuple[int, int, int], Tokens | None]] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
 
     def load(self, name: str) -> Tokens | None:
         with self._opened_directory(create=False) as fd:
             if fd is None:
                 return None
-            with self._locked(fd, fcntl.LOCK_SH):
-                return self._read(fd, name)
+            return self._read(fd, name)
+
+    def replace(self, name: str, tokens: Tokens, expected: Tokens | None) -> Tokens | None:
+        def unless_replaced(current: Tokens | None) -> Tokens | None:
+            return current if current is not None and current != expected else tokens
+
+        return self.update(name, unless_replaced)
 
     def save(self, name: str, tokens: Tokens) -> None:
         with self._opened_directory(create=True) as fd:
@@ -122,6 +141,8 @@ class FileTokenStore:
     @contextlib.contextmanager
     def _opened_directory(self, *, create: bool) -> Iterator[int | None]:
         if create:
+            if not os.path.lexists(self.directory):
+                self._check_whose_tree()
             # The state directory's parents are the user's; ours is private from the start.
             self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with contextlib.suppress(FileExistsError):
@@ -153,6 +174,24 @@ class FileTokenStore:
         finally:
             os.close(fd)
 
+    def _check_whose_tree(self) -> None:
+        """The directories about to be made go into this user's tree (or root's): root with
+        another user's XDG_STATE_HOME (``sudo -E``) would leave directories of root's there,
+        which the user could then not use."""
+        existing = self.directory
+        while not os.path.lexists(existing) and existing != existing.parent:
+            existing = existing.parent
+        try:
+            owner = os.stat(existing).st_uid
+        except OSError as exc:
+            raise TokenStoreError(f"{existing}: cannot look at it: {exc.strerror}") from None
+        if owner not in (os.geteuid(), 0):
+            raise TokenStoreError(
+                f"{self.directory}: refused: it would be made in {existing}, owned by uid"
+                f" {owner}, not by this user (uid {os.geteuid()}); set XDG_STATE_HOME to a"
+                " directory of this user's"
+            )
+
     @contextlib.contextmanager
     def _locked(self, directory_fd: int, how: int) -> Iterator[None]:
         try:
@@ -172,7 +211,17 @@ class FileTokenStore:
                 raise TokenStoreError(
                     f"{self.directory / _LOCK}: refused: not a regular file of this user"
                 )
-            fcntl.flock(fd, how)
+            deadline = time.monotonic() + self.lock_wait
+            while True:
+                try:
+                    fcntl.flock(fd, how | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TokenStoreBusy(
+                            f"{self.directory / _LOCK}: locked by another process"
+                        ) from None
+                    time.sleep(0.02)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -225,9 +274,14 @@ class FileTokenStore:
                 raise TokenStoreError(f"{path}: refused: it is a symbolic link") from None
             raise TokenStoreError(f"{path}: cannot open: {exc.strerror}") from None
         try:
-            why = self._refusal(name, os.fstat(fd))
+            info = os.fstat(fd)
+            why = self._refusal(name, info)
             if why is not None:
                 raise TokenStoreError(f"{path}: refused: {why}")
+            key = (info.st_ino, info.st_mtime_ns, info.st_size)
+            cached = self._cache.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
             data = os.read(fd, _MAX_BYTES + 1)
         finally:
             os.close(fd)
@@ -237,7 +291,9 @@ class FileTokenStore:
                 f" again (trio-sandbox auth login {name})"
             )
         try:
-            return Tokens.from_json(json.loads(data))
+            tokens = Tokens.from_json(json.loads(data))
+            self._cache[name] = (key, tokens)
+            return tokens
         except json.JSONDecodeError as exc:
             # The decoder's own message only (never the text around it: it may be a token).
             raise TokenStoreError(

@@ -101,6 +101,12 @@ class TokenStore(Protocol):
 
     def save(self, name: str, tokens: Tokens) -> None: ...
 
+    def replace(self, name: str, tokens: Tokens, expected: Tokens | None) -> Tokens | None:
+        """Save ``tokens`` only if the store still holds ``expected`` (or nothing): what a
+        refresh started from; else keep what is there (a login made meanwhile). Returns what
+        the store holds afterwards."""
+        ...
+
     def delete(self, name: str) -> bool: ...
 
 
@@ -115,6 +121,13 @@ class MemoryTokenStore:
 
     def save(self, name: str, tokens: Tokens) -> None:
         self.entries[name] = tokens
+
+    def replace(self, name: str, tokens: Tokens, expected: Tokens | None) -> Tokens | None:
+        current = self.entries.get(name)
+        if current is not None and current != expected:
+            return current
+        self.entries[name] = tokens
+        return tokens
 
     def delete(self, name: str) -> bool:
         return self.entries.pop(name, None) is not None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import trio
@@ -27,11 +28,12 @@ from ..mcp import (
     stdio_transport,
 )
 from ..program import VERSION
-from ..redact import KnownSecretTooShort
+from ..redact import MIN_KNOWN_SECRET_LENGTH, KnownSecretTooShort
 from ..tls import CertificateChain
 from ._aggregate import ProxyServer
 from ._auth import require_bearer_token
 from ._client_hooks import ClientHooks, ClientOpener, opener_for_url
+from ._errors import ConfigError
 from ._exposed_names import check_prefixes
 from ._output_guard import OutputGuard
 from ._upstream import Upstream
@@ -134,7 +136,51 @@ class ProxyHandle:
         return self.server.upstreams
 
     def statuses(self) -> list[UpstreamStatus]:
-        return [upstream.status for upstream in self.server.upstreams.values()]
+        """The upstreams' states, their errors redacted (an upstream's error may echo the
+        credential the proxy sent it: these are printed and logged)."""
+        statuses = [upstream.status for upstream in self.server.upstreams.values()]
+        return [
+            status
+            if status.last_error is None
+            else attrs.evolve(
+                status, last_error=self.server.guard.redact_record_text(status.last_error)
+            )
+            for status in statuses
+        ]
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts each log record's message with the proxy's guard (every known secret: tokens
+    the OAuth clients obtained) before any handler writes it."""
+
+    def __init__(self, guard: OutputGuard) -> None:
+        super().__init__()
+        self._guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._guard.redact_record_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+@contextlib.contextmanager
+def _logs_redacted(guard: OutputGuard, needed: bool) -> Iterator[None]:
+    """While the proxy runs, what every handler of the root logger writes is redacted: a
+    filter on a handler sees the records of every logger (one on a logger only its own)."""
+    if not needed:
+        yield
+        return
+    handlers = list(logging.getLogger().handlers)
+    redacting = _RedactingFilter(guard)
+    for handler in handlers:
+        handler.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redacting)
 
 
 def opener_for_spec(spec: UpstreamSpec, auth: HttpAuth | None = None) -> ClientOpener:
@@ -195,6 +241,32 @@ async def serve_proxy(
         info, page_size=page_size, list_timeout=list_timeout, guard=guard or OutputGuard()
     )
     needs_oauth = any(isinstance(item, HttpUpstream) and item.oauth for item in upstreams)
+    with _logs_redacted(server.guard, needs_oauth):
+        await _serve_upstreams(
+            server,
+            upstreams,
+            face,
+            needs_oauth,
+            call_wait=call_wait,
+            ping_interval=ping_interval,
+            reconnect_backoff_max=reconnect_backoff_max,
+            token_store=token_store,
+            task_status=task_status,
+        )
+
+
+async def _serve_upstreams(
+    server: ProxyServer,
+    upstreams: Sequence[UpstreamSpec | Upstream],
+    face: ProxyFace,
+    needs_oauth: bool,
+    *,
+    call_wait: float,
+    ping_interval: float,
+    reconnect_backoff_max: float,
+    token_store: TokenStore | None,
+    task_status: trio.TaskStatus[ProxyHandle],
+) -> None:
     async with _authorization_http(needs_oauth) as http:
         connections: list[tuple[Upstream, ClientOpener]] = []
         for item in upstreams:
@@ -249,14 +321,25 @@ def _oauth_client(
         try:
             guard.add_known_secret(value, f"oauth:{spec.name}", source=None)
         except KnownSecretTooShort:
-            # Too short to find in text without hiding ordinary words; never shown anyway.
-            logger.warning("upstream %r: an OAuth secret is too short to redact", spec.name)
+            # Too short to find in text without hiding ordinary words: it could not be kept out
+            # of what the proxy says, so it is not used (a stored token too: log in again).
+            from ..oauth import OAuthError
+
+            raise OAuthError(
+                f"upstream {spec.name!r}: an OAuth secret too short to be kept out of output;"
+                f" log in again (trio-sandbox auth login {spec.name})"
+            ) from None
 
     if settings.client_secret is not None:
+        if len(settings.client_secret) < MIN_KNOWN_SECRET_LENGTH:
+            raise ConfigError(
+                f"upstream {spec.name!r}: the OAuth client secret is too short to be kept out of"
+                f" output (at least {MIN_KNOWN_SECRET_LENGTH} characters)"
+            )
         redact(settings.client_secret)
     from ..oauth import FileTokenStore, OAuthClient
 
-    seeing = RedactingStore(store if store is not None else FileTokenStore(), redact)
+    seeing = RedactingStore(store if store is not None else FileTokenStore(lock_wait=0), redact)
     return OAuthClient(
         spec.name,
         spec.url,
@@ -272,18 +355,19 @@ def _oauth_client(
 class RedactingStore:
     """The token store as the proxy's OAuth clients see it: every secret it hands out is
     redacted first, whoever stored it (``auth login`` in another process, while this proxy
-    runs, stores tokens this proxy never obtained itself). A save replaces only what this
-    proxy last read: tokens a login wrote meanwhile win over a refresh of the old ones (both
-    work; the person's login is the newer intent), under the file store's lock."""
+    runs, stores tokens this proxy never obtained itself). Writes never wait for another
+    process's lock (the event loop serves every upstream): tokens that cannot be written now
+    are kept here, handed out, and written at a later use."""
 
     store: TokenStore
     redact: Callable[[str], None]
     _seen: set[str] = attrs.field(factory=set, repr=False)
-    _read: dict[str, Tokens | None] = attrs.field(factory=dict, repr=False)
+    # name -> (tokens, what they may replace or _ANY for a plain save), not yet written.
+    _pending: dict[str, tuple[Tokens, object]] = attrs.field(factory=dict, repr=False)
 
     def load(self, name: str) -> Tokens | None:
-        tokens = self.store.load(name)
-        self._read[name] = tokens
+        pending = self._flush(name)
+        tokens = pending if pending is not None else self.store.load(name)
         if tokens is not None:
             for value in (tokens.access_token, tokens.refresh_token, tokens.client_secret):
                 if value and value not in self._seen:
@@ -292,23 +376,43 @@ class RedactingStore:
         return tokens
 
     def save(self, name: str, tokens: Tokens) -> None:
-        from ..oauth import FileTokenStore
+        self._pending[name] = (tokens, _ANY)
+        self._flush(name, announce=True)
 
-        if not isinstance(self.store, FileTokenStore) or name not in self._read:
-            self.store.save(name, tokens)
-            return
-        expected = self._read[name]
-
-        def unless_replaced(current: Tokens | None) -> Tokens | None:
-            if current is not None and current != expected:
-                logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
-                return current
-            return tokens
-
-        self._read[name] = self.store.update(name, unless_replaced)
+    def replace(self, name: str, tokens: Tokens, expected: Tokens | None) -> Tokens | None:
+        self._pending[name] = (tokens, expected)
+        pending = self._flush(name, announce=True)
+        return pending if pending is not None else self.store.load(name)
 
     def delete(self, name: str) -> bool:
+        self._pending.pop(name, None)
         return self.store.delete(name)
+
+    def _flush(self, name: str, *, announce: bool = False) -> Tokens | None:
+        """Writes what is pending for ``name``; returns it if it still waits for the lock."""
+        from ..oauth import TokenStoreBusy
+
+        if name not in self._pending:
+            return None
+        tokens, expected = self._pending[name]
+        try:
+            if expected is _ANY:
+                self.store.save(name, tokens)
+            else:
+                kept = self.store.replace(name, tokens, cast("Tokens | None", expected))
+                if kept is not None and kept != tokens:
+                    logger.info("upstream %r: kept the tokens a login stored meanwhile", name)
+        except TokenStoreBusy:
+            if announce:
+                logger.warning(
+                    "upstream %r: the token store is locked; tokens kept in memory", name
+                )
+            return tokens
+        del self._pending[name]
+        return None
+
+
+_ANY: Final = object()
 
 
 async def _serve(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import ssl
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ..mcp import SUPPORTED_VERSIONS, McpServer
+from ..redact import MIN_KNOWN_SECRET_LENGTH
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -240,6 +242,8 @@ _OAUTH_KEYS = frozenset(
     {"clientId", "clientSecret", "clientMetadataUrl", "scopes", "grant", "redirectPort", "issuer"}
 )
 _GRANTS = ("authorization_code", "client_credentials")
+# What os.path.expandvars leaves of a reference to an unset variable: $NAME or ${NAME}.
+_UNEXPANDED = re.compile(r"\$(\{|[A-Za-z_])")
 
 
 def _oauth_from_entry(entry: Mapping[str, Any], where: str) -> tuple[OAuthSettings | None, int]:
@@ -266,10 +270,16 @@ def _oauth_from_entry(entry: Mapping[str, Any], where: str) -> tuple[OAuthSettin
     if secret is not None:
         # Written as ${VAR}, so that the secret stays out of the file.
         secret = _expand_env(secret)
-        if not secret or "${" in secret:
+        if not secret or _UNEXPANDED.search(secret):
             raise ConfigError(
                 f"{where}.oauth.clientSecret: empty, or names an environment variable that is"
                 " not set"
+            )
+        if len(secret) < MIN_KNOWN_SECRET_LENGTH:
+            # Too short to redact: it would show wherever the authorization server echoes it.
+            raise ConfigError(
+                f"{where}.oauth.clientSecret: {len(secret)} characters: too short to be kept"
+                f" out of output (at least {MIN_KNOWN_SECRET_LENGTH})"
             )
         if client_id is None:
             raise ConfigError(f"{where}.oauth.clientSecret: given without clientId")

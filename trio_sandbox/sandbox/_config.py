@@ -25,7 +25,8 @@ from ..contract import (
 )
 from ..egress import DestinationRule, EgressPolicy, PolicyError
 from ..observe import ObserveSettings
-from ..proxy import OutputLimits, UpstreamSpec
+from ..program import state_dir
+from ..proxy import HttpUpstream, OutputLimits, UpstreamSpec
 
 
 class SandboxMode(enum.StrEnum):
@@ -188,6 +189,25 @@ def _audit_log_outside_volumes(config: SandboxConfig) -> None:
             )
 
 
+def _token_store_outside_volumes(config: SandboxConfig) -> None:
+    """The OAuth token store (``$XDG_STATE_HOME/trio-sandbox/oauth``) inside a bind volume, even
+    a read-only one, would hand the sandboxed code the tokens (read) or let it plant others
+    (write): refused, naming the volume, when an upstream uses OAuth or tokens are stored."""
+    store = os.path.realpath(state_dir() / "oauth")
+    oauth = any(isinstance(u, HttpUpstream) and u.oauth is not None for u in config.upstreams)
+    if not oauth and not os.path.lexists(store):
+        return
+    for volume in config.volumes:
+        if volume.named or volume.claim:
+            continue
+        source = os.path.realpath(volume.resolved().source)
+        if store == source or store.startswith(source.rstrip("/") + "/"):
+            raise ValueError(
+                f"the volume {volume.format()} contains the OAuth token store {store}: the"
+                " sandbox could read or replace the tokens; mount a narrower directory"
+            )
+
+
 @attrs.frozen(kw_only=True)
 class SandboxConfig:
     """Everything :func:`open_sandbox` needs; every field has a sensible default."""
@@ -283,6 +303,7 @@ class SandboxConfig:
         _egress_entries(self)
         _inject_entries(self)
         _audit_log_outside_volumes(self)
+        _token_store_outside_volumes(self)
 
     @property
     def observe_settings(self) -> ObserveSettings:
