@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import attrs
 import httpx
@@ -20,19 +19,7 @@ from trio_sandbox.oauth import (
     OAuthSettings,
 )
 
-from .auth_world import AuthWorld, HeadlessUserAgent, open_auth_world
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[AuthWorld]:
-    async with open_auth_world() as world:
-        yield world
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+from .auth_world import AuthWorld, HeadlessUserAgent
 
 
 def make_client(

@@ -5,7 +5,6 @@ every token, step-up for an unattended proxy, a hostile device authorization ans
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -28,19 +27,6 @@ from trio_sandbox.oauth import (
 from .auth_world import AuthWorld, HeadlessUserAgent, open_auth_world
 
 EPOCH = 1_800_000_000.0
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[AuthWorld]:
-    async with open_auth_world() as world:
-        yield world
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    # No keep-alive: see test_oauth_refresh (virtual time and hypercorn's keep-alive timeout).
-    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        yield client
 
 
 def now() -> float:

@@ -3,8 +3,6 @@ a refused refresh token means a login by name, and no token in any error."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import attrs
 import httpx
 import pytest
@@ -20,23 +18,9 @@ from trio_sandbox.oauth import (
     OAuthSettings,
 )
 
-from .auth_world import AuthWorld, HeadlessUserAgent, open_auth_world
+from .auth_world import AuthWorld, HeadlessUserAgent
 
 EPOCH = 1_800_000_000.0
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[AuthWorld]:
-    async with open_auth_world() as world:
-        yield world
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    # No keep-alive: a jump of the virtual clock past hypercorn's keep-alive timeout closes an
-    # idle connection at the very moment the next request reuses it (a race of the harness).
-    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        yield client
 
 
 async def expired_client(world: AuthWorld, http: httpx.AsyncClient) -> OAuthClient:
