@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import ssl
@@ -43,6 +42,7 @@ from ._upstream_specs import (
     UpstreamSpec,
     WebSocketUpstream,
     effective_prefix,
+    is_loopback_host,
 )
 from ._upstream_state import UpstreamStatus
 
@@ -85,7 +85,7 @@ class HttpFace:
         if self.plain:
             if self.chain is not None or self.token is not None:
                 raise ValueError("a plain-HTTP face takes no certificate chain or token")
-            if not _is_loopback(self.host):
+            if not is_loopback_host(self.host):
                 raise ValueError(f"plain HTTP is served on loopback only, not on {self.host!r}")
         elif self.chain is None:
             raise ValueError("an HTTPS face needs a certificate chain (or plain=True on loopback)")
@@ -106,15 +106,6 @@ class StdioFace:
 
 
 ProxyFace = HttpFace | StdioFace
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @attrs.define(eq=False)

@@ -222,20 +222,22 @@ def upstream_from_entry(name: str, entry: Mapping[str, Any], base_dir: Path) -> 
     )
 
 
-def _safe_for_tokens(url: str) -> bool:
-    """https, or plain http to this machine (the spec's exception for loopback)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if parts.scheme != "http":
-        return False
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address: a listener or a server on this machine only."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _safe_for_tokens(url: str) -> bool:
+    """https, or plain http to this machine (the spec's exception for loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
 _OAUTH_KEYS = frozenset(
