@@ -3,6 +3,7 @@ the OAuth tests share."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,9 @@ import attrs
 import httpx
 import trio
 
+from tests.cli.cli_harness import Finished, run_cli
 from tests.conformance.child_processes import start_url_printing_child
+from tests.oauth.auth_world import AuthWorld
 from trio_sandbox.oauth import (
     LoopbackUserAgent,
     OAuthClient,
@@ -108,3 +111,13 @@ async def log_in(server: AuthServer, store: TokenStore, name: str) -> Tokens:
             name, server.url, OAuthSettings(), store, http, user_agent=browser_agent(name, nursery)
         )
         return await client.login()
+
+
+async def device_login(world: AuthWorld, home: Path) -> tuple[Path, Finished]:
+    """``trio-sandbox auth login sdk --device`` as a child, against ``world``'s server (turned
+    to offer the device flow); the mcpServers file is written in ``home``."""
+    world.device = True
+    config = home / "servers.json"
+    config.write_text(json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}}))
+    done = await run_cli(["auth", "login", "sdk", "--config", str(config), "--device"], home=home)
+    return config, done

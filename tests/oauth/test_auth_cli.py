@@ -19,7 +19,7 @@ import trio
 
 from tests.cli.cli_harness import RunningCli, run_cli, start_cli
 from tests.oauth.auth_world import AuthWorld, open_auth_world
-from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse
+from tests.oauth.oauth_harness import AuthServer, auth_server_running, browse, device_login
 from tests.support.sandbox_users import SandboxUser
 from trio_sandbox.cli._auth_actions import stored_status
 from trio_sandbox.mcp import open_mcp_client
@@ -236,14 +236,7 @@ async def test_the_proxy_serves_the_login_and_says_no_secret(tmp_path: Path) -> 
 
 async def test_device_login_shows_the_code_and_never_a_token(tmp_path: Path) -> None:
     async with open_auth_world() as world:
-        world.device = True
-        config = tmp_path / "servers.json"
-        config.write_text(
-            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
-        )
-        done = await run_cli(
-            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
-        )
+        _, done = await device_login(world, tmp_path)
     assert done.returncode == 0, done.stderr
     prompt = f"To authorize sdk, open {world.base}/activate and enter the code WDJB-MJHT"
     assert prompt in done.stderr
@@ -354,9 +347,7 @@ async def test_a_failing_revocation_is_reported_and_the_tokens_still_forgotten(
 
 
 async def _device_login(world: AuthWorld, home: Path) -> Path:
-    config = home / "servers.json"
-    config.write_text(json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}}))
-    done = await run_cli(["auth", "login", "sdk", "--config", str(config), "--device"], home=home)
+    config, done = await device_login(world, home)
     assert done.returncode == 0, done.stderr
     return config
 
@@ -365,7 +356,6 @@ async def test_logout_sends_tokens_only_to_a_checked_revocation_endpoint(tmp_pat
     """(Review finding 5.) Plain http off this machine is refused before anything is sent; a
     huge metadata document is read bounded; the tokens are forgotten either way."""
     async with open_auth_world() as world:
-        world.device = True
         config = await _device_login(world, tmp_path)
         world.metadata_extra = {"revocation_endpoint": "http://revoke.example/revoke"}
         logout = await run_cli(["auth", "logout", "sdk", "--config", str(config)], home=tmp_path)
@@ -408,15 +398,8 @@ async def test_no_terminal_escape_from_the_server_reaches_the_terminal(tmp_path:
     """(Review finding 6.) A granted scope with an escape sequence is refused at login; one in
     a token file (written before this check) is shown as codes by status."""
     async with open_auth_world() as world:
-        world.device = True
         world.token_extra = {"scope": "mcp \x1b]0;owned\x07\x1b[2J"}
-        config = tmp_path / "servers.json"
-        config.write_text(
-            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
-        )
-        refused = await run_cli(
-            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
-        )
+        config, refused = await device_login(world, tmp_path)
         assert refused.returncode == 1
         assert "scope is not space-separated scope tokens" in refused.stderr
         assert "\x1b" not in refused.stdout + refused.stderr
@@ -434,7 +417,6 @@ async def test_logout_leaves_another_servers_login_alone(tmp_path: Path) -> None
     """(Review minor c.) The same upstream name in another configuration, another URL: the
     stored login is neither revoked nor removed."""
     async with open_auth_world() as world:
-        world.device = True
         await _device_login(world, tmp_path)
         other = tmp_path / "other.json"
         other.write_text(

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.cli.cli_harness import RunningCli, run_cli, start_cli
+from tests.cli.cli_harness import RunningCli, start_cli
 from tests.oauth.auth_world import AuthWorld, Receive, Scope, Send, open_auth_world
+from tests.oauth.oauth_harness import device_login
 
 
 def echo_authorization_in_list_errors(world: AuthWorld) -> None:
@@ -64,14 +65,7 @@ async def test_an_upstream_echoing_the_token_in_an_error_is_printed_redacted(
     tmp_path: Path,
 ) -> None:
     async with open_auth_world() as world:
-        world.device = True
-        config = tmp_path / "servers.json"
-        config.write_text(
-            json.dumps({"mcpServers": {"sdk": {"url": world.mcp_url, "auth": "oauth"}}})
-        )
-        done = await run_cli(
-            ["auth", "login", "sdk", "--config", str(config), "--device"], home=tmp_path
-        )
+        config, done = await device_login(world, tmp_path)
         assert done.returncode == 0, done.stderr
         stored = tmp_path / "state" / "trio-sandbox" / "oauth" / "sdk.json"
         access = json.loads(stored.read_text())["access_token"]

@@ -60,7 +60,7 @@ async def scenario(workspace: Path) -> dict[str, Any]:
         await sandbox.call_tool("run_command", {"command": "echo again"})
         url = sandbox.proxy.server.observer.metrics_url
         assert url is not None
-        scrape = await trio.to_thread.run_sync(_get, url)
+        scrape = await trio.to_thread.run_sync(scrape_metrics, url)
         der = sandbox.chain.client.certificate.public_bytes(serialization.Encoding.DER)
         fingerprint = hashlib.sha256(der).hexdigest()
     info = audit_path.stat()
@@ -77,8 +77,9 @@ async def scenario(workspace: Path) -> dict[str, Any]:
     }
 
 
-def _get(url: str) -> str:
-    # The standard library's client: the ordinary user's interpreter has no test extras.
+def scrape_metrics(url: str) -> str:
+    """``url``'s body, read with the standard library's client: the ordinary user's interpreter
+    has no test extras."""
     with urllib.request.urlopen(url, timeout=10) as response:
         text: str = response.read().decode()
         return text

@@ -15,12 +15,12 @@ import os
 import shutil
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from tests.observe.observe_child import scrape_metrics
 from trio_sandbox.mcp import McpError
 from trio_sandbox.sandbox import SandboxConfig, open_sandbox
 
@@ -72,16 +72,10 @@ async def scenario(workspace: Path) -> dict[str, Any]:
         await trio.sleep(1.5)  # the egress window's sums, if any
         url = sandbox.proxy.server.observer.metrics_url
         assert url is not None
-        scrape = await trio.to_thread.run_sync(_get, url)
+        scrape = await trio.to_thread.run_sync(scrape_metrics, url)
     audit = audit_path.read_text()
     shutil.rmtree(audit_path.parent)
     return {"audit": audit, "scrape": scrape, "errors": errors, "secret": SECRET}
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text: str = response.read().decode()
-        return text
 
 
 async def main(workspace: Path) -> None:
