@@ -8,6 +8,7 @@ tracing (the default) every method returns at once: off costs a branch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -33,6 +34,7 @@ logger = logging.getLogger("trio_sandbox.observe")
 
 RedactText = Callable[[str], str]
 RedactJson = Callable[[Any], Awaitable[Any]]
+RedactSmallJson = Callable[[Any], Any | None]
 
 
 class Sink(Protocol):
@@ -94,6 +96,11 @@ def session_digest(session_id: str | None) -> str | None:
     remote client presents."""
     if session_id is None:
         return None
+    return _digest(session_id)
+
+
+@functools.lru_cache(maxsize=256)  # every call of a session asks again
+def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
 
 
@@ -103,6 +110,10 @@ def _no_redaction_yet(text: str) -> str:
 
 async def _no_json_redaction_yet(value: Any) -> Any:
     raise AssertionError("the observer's redaction is set by the proxy before any record")
+
+
+def _not_at_once(value: Any) -> Any | None:
+    return None  # the proxy's redaction is not set yet: redact_json says so
 
 
 @attrs.define(eq=False)
@@ -133,11 +144,39 @@ class CallObservation:
         """The span's child for a block; nothing to enter when traces are off."""
         return self.span.child(name) if self.span is not None else _NOTHING
 
+    def finish_now(self, outcome: Outcome, failure: Failure | None = None) -> bool:
+        """Finish at once, without yielding, when the arguments are small enough to redact
+        here (True: finished); False: they are not, and :meth:`finish` must be awaited. Most
+        calls take this path: no trip through the scheduler for a record."""
+        if self._finished:
+            return True
+        duration = time.perf_counter() - self._clock_start
+        arguments = self.arguments
+        if arguments is not None and self.observer.sinks:
+            arguments = self.observer.redact_small_json(arguments)
+            if arguments is None:
+                return False
+        self._finished = True
+        self._end(outcome, failure, arguments, duration)
+        return True
+
     async def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         if self._finished:
             return
         self._finished = True
         duration = time.perf_counter() - self._clock_start
+        arguments = self.arguments
+        if arguments is not None and self.observer.sinks:
+            arguments = await self.observer.redact_json(arguments)
+        self._end(outcome, failure, arguments, duration)
+
+    def _end(
+        self,
+        outcome: Outcome,
+        failure: Failure | None,
+        arguments: Mapping[str, Any] | None,
+        duration: float,
+    ) -> None:
         observer = self.observer
         if failure is not None:
             failure = attrs.evolve(failure, message=observer.redact_text(failure.message))
@@ -145,9 +184,6 @@ class CallObservation:
             self.span.end(outcome, failure, self.upstream)
         if not observer.sinks:
             return
-        arguments = self.arguments
-        if arguments is not None:
-            arguments = await observer.redact_json(arguments)
         observer.emit(
             CallRecord(
                 kind=self.kind,
@@ -170,13 +206,15 @@ class CallObservation:
 class Observer:
     """Hands every record to its sinks and makes a call's span; see the module's docstring.
 
-    ``redact_text`` and ``redact_json`` are the proxy's redaction (set by the proxy that owns
-    the redactor, before the first record)."""
+    ``redact_text``, ``redact_json`` and ``redact_small_json`` are the proxy's redaction (set
+    by the proxy that owns the redactor, before the first record); ``redact_small_json`` is
+    None for a value too large to redact without yielding (then ``redact_json`` does)."""
 
     sinks: Sequence[Sink] = ()
     tracing: Tracing | None = None
     redact_text: RedactText = _no_redaction_yet
     redact_json: RedactJson = _no_json_redaction_yet
+    redact_small_json: RedactSmallJson = _not_at_once
     # The sandbox's state as it is now, for the metrics' gauges (set by the sandbox).
     gauges: Callable[[], SandboxGauges] | None = None
     # Where the metrics are served, when they are.

@@ -24,8 +24,8 @@ install when the API is missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -101,6 +101,37 @@ def _fail(span: trace.Span, error_type: str, message: str | None = None) -> None
 
 
 @attrs.define(eq=False)
+class _ChildBlock:
+    """The block of a call's child span (a class, not a generator: it is entered twice a call)."""
+
+    _tracer: trace.Tracer
+    _parent: Context
+    _name: str
+    _span: trace.Span | None = None
+
+    def __enter__(self) -> None:
+        self._span = self._tracer.start_span(
+            self._name,
+            context=self._parent,
+            kind=_CHILD_KINDS.get(self._name, trace.SpanKind.INTERNAL),
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        span = self._span
+        assert span is not None, "a child span's block is entered before it ends"
+        if error_type is not None:
+            _fail(span, error_type.__name__)
+        span.end()
+
+
+@attrs.define(eq=False)
 class OtelCallSpan:
     """A call's span (the :class:`~._observer.CallSpan` of :class:`OtelTracing`)."""
 
@@ -126,24 +157,10 @@ class OtelCallSpan:
             return None
         return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
-    @contextmanager
-    def child(self, name: str) -> Iterator[None]:
+    def child(self, name: str) -> _ChildBlock:
         """A child span for the block (``upstream`` is a CLIENT span: the hop to the upstream);
         an exception out of the block marks it failed by the exception's type alone."""
-        span = self._tracer.start_span(
-            name,
-            context=self._context,
-            kind=_CHILD_KINDS.get(name, trace.SpanKind.INTERNAL),
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        try:
-            yield
-        except BaseException as error:
-            _fail(span, type(error).__name__)
-            raise
-        finally:
-            span.end()
+        return _ChildBlock(self._tracer, self._context, name)
 
     def end(self, outcome: Outcome, failure: Failure | None, upstream: str | None = None) -> None:
         """End the span once (a second end is ignored), as the conventions say: a tool_error

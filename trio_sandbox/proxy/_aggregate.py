@@ -455,8 +455,9 @@ async def _finishing(observation: CallObservation, call: Awaitable[JsonObject]) 
         failure = Failure(type(error).__name__, str(error))
         raise
     finally:
-        with trio.CancelScope(shield=True):
-            await observation.finish(outcome, failure)
+        if not observation.finish_now(outcome, failure):
+            with trio.CancelScope(shield=True):
+                await observation.finish(outcome, failure)
 
 
 def _carry_trace(params: JsonObject, observation: CallObservation) -> None:

@@ -200,6 +200,7 @@ class OutputGuard:
         self.store = OutputStore(self.limits)
         self.observer.redact_text = self.redact_record_text
         self.observer.redact_json = self.redact_record_json
+        self.observer.redact_small_json = self.redact_record_small_json
 
     async def redactor(self) -> SecretRedactor:
         """The redactor, made on first use: compiling the rules takes a few hundred ms."""
@@ -241,11 +242,23 @@ class OutputGuard:
         """A call's arguments as a record may hold them: every string redacted (placeholders a
         client sent stay placeholders: records take arguments before they are restored)."""
         redactor = self._redactor or await self.redactor()
+        small = self.redact_record_small_json(value)
+        if small is not None:
+            return small
         try:
-            small = redactor.redact_small_json(value, SMALL_RECORD_JSON)
-            return small if small is not None else await redactor.redact_json_async(value)
+            return await redactor.redact_json_async(value)
         except (RedactionError, TypeError) as error:
-            return {"withheld": f"the arguments could not be checked for secrets ({error})"}
+            return _arguments_withheld(error)
+
+    def redact_record_small_json(self, value: Any) -> Any | None:
+        """:meth:`redact_record_json` at once, when ``value``'s strings are small enough to scan
+        without yielding and the redactor is made; else None."""
+        if self._redactor is None:
+            return None
+        try:
+            return self._redactor.redact_small_json(value, SMALL_RECORD_JSON)
+        except (RedactionError, TypeError) as error:
+            return _arguments_withheld(error)
 
     def observe(self, ctx: RequestContext, observation: CallObservation) -> None:
         """Redacting ``ctx``'s result is a span of ``observation``'s."""
@@ -388,6 +401,10 @@ def _owner(ctx: RequestContext) -> str | None:
         return ctx.session.session_id
     identity = ctx.client_identity
     return f"client {identity.key}" if identity is not None else None
+
+
+def _arguments_withheld(error: Exception) -> dict[str, str]:
+    return {"withheld": f"the arguments could not be checked for secrets ({error})"}
 
 
 def _make_redactor() -> SecretRedactor:
