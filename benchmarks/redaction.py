@@ -41,7 +41,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ from typing import Any
 import trio
 
 from trio_sandbox.redact import PLACEHOLDER, SecretRedactor, default_rules
-from trio_sandbox.redact._detect import lower_aligned
+from trio_sandbox.redact._detect import Detector
+from trio_sandbox.redact._prefilter import lower_aligned
 from trio_sandbox.redact._redactor import _run
 
 WORDS = (
@@ -475,18 +476,23 @@ def count_false_positives(mebibytes: int) -> None:
     print(f"false positives in {mebibytes} MiB of ordinary output: {total}")
 
 
+def _run_steps(steps: Callable[[str], Generator[None, None, Any]], text: str) -> Any:
+    return _run(steps(text))
+
+
 def compare(text: str, seconds: float) -> None:
     """The alternatives, each where it would stand in for a part of the engine."""
     print("\nalternatives (optional imports):")
     redactor = SecretRedactor()
     detector = redactor._detector
-    lowered = lower_aligned(text)
-    row(
-        "ours: keyword prefilter (StringIndex, re)",
-        timed(lambda: _run(detector.keyword_starts(lowered)), seconds),
-        len(text),
-    )
-    keywords = detector.keywords.strings
+    fallback = Detector.build(detector.rules, pure_python=True)
+    for label, engine in (
+        (f"ours: literal prefilter ({type(detector.literals).__name__})", detector),
+        (f"ours: its fallback ({type(fallback.literals).__name__}, re)", fallback),
+    ):
+        search = partial(_run_steps, engine.literal_starts, text)
+        row(label, timed(search, seconds), len(text))
+    keywords = detector.literals.strings
     try:
         ahocorasick: Any = importlib.import_module("ahocorasick")
     except ImportError:
@@ -497,8 +503,8 @@ def compare(text: str, seconds: float) -> None:
             automaton.add_word(keyword, keyword)
         automaton.make_automaton()
         row(
-            "pyahocorasick: same keywords, all hits",
-            timed(lambda: list(automaton.iter(text.lower())), seconds),
+            "pyahocorasick: same literals, all hits",
+            timed(lambda: list(automaton.iter(lower_aligned(text))), seconds),
             len(text),
         )
     try:

@@ -28,7 +28,7 @@ from typing import Final, TypeAlias, TypeVar
 import attrs
 import trio
 
-from ._detect import RANK_KNOWN, Detector, Finding, lower_aligned, private_key_tails
+from ._detect import RANK_KNOWN, Detector, Finding
 from ._errors import MIN_KNOWN_SECRET_LENGTH as MIN_KNOWN_SECRET_LENGTH
 from ._errors import KnownSecretTooShort, RedactionError, RedactionTimeout
 from ._known import KnownIndex
@@ -43,6 +43,7 @@ JsonLike: TypeAlias = (
 )
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED_SECRET:([A-Za-z0-9_.:-]{1,64}):([0-9a-f]{12})\]")
+_PLACEHOLDER_OPEN: Final = "[REDACTED_SECRET:"
 # Characters each string of a JSON value counts at least, for the scanning budget: at the default
 # 2 s per MiB, 2 ms, some 25 times what scanning a short string costs.
 _MIN_STRING_SIZE: Final = 1024
@@ -324,7 +325,9 @@ class SecretRedactor:
             shortest = min(shortest, MIN_KNOWN_SECRET_LENGTH)
         pieces: _Scanned = []  # plain text and its secrets, placeholders
         position = 0
-        for placeholder in [*PLACEHOLDER.finditer(text), None]:
+        # (A plain search first: three times faster than the regex over text without any.)
+        found = PLACEHOLDER.finditer(text) if _PLACEHOLDER_OPEN in text else ()
+        for placeholder in [*found, None]:
             end = len(text) if placeholder is None else placeholder.start()
             plain = text[position:end]
             spans: list[_Span] = []
@@ -364,9 +367,9 @@ class SecretRedactor:
     ) -> Generator[None, None, list[_Span]]:
         """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
         detector = self._detector
-        keyword_starts: list[list[int]] = [[] for _ in detector.keywords.strings]
+        literal_starts: list[list[int]] = [[] for _ in detector.literals.strings]
         if rules:
-            keyword_starts = yield from detector.keyword_starts(lower_aligned(text))
+            literal_starts = yield from detector.literal_starts(text)
         known: list[tuple[int, str]] = []
         if known_index is not None:
             known = yield from known_index.occurrences(text)
@@ -379,9 +382,8 @@ class SecretRedactor:
                 findings: list[Finding] = []
                 if rules:
                     findings = yield from detector.scan(
-                        piece, detector.restrict(keyword_starts, begin, end)
+                        piece, detector.restrict(literal_starts, begin, end)
                     )
-                    findings.extend(private_key_tails(piece))
                 if known_index is not None:
                     findings.extend(_known_findings(known_index, known, begin, end))
                 spans = _merge(findings)
@@ -448,7 +450,7 @@ _detectors: weakref.WeakKeyDictionary[RuleSet, Detector] = weakref.WeakKeyDictio
 
 
 def _detector_for(rules: RuleSet) -> Detector:
-    """One detector (keyword index) per rule set, shared by the redactors that use it."""
+    """One detector (literal search) per rule set, shared by the redactors that use it."""
     detector = _detectors.get(rules)
     if detector is None:
         detector = _detectors[rules] = Detector.build(rules)

@@ -12,10 +12,11 @@ Loading also prepares each rule for a fast scan (see ``_detect``):
 - A leading lazy identifier prefix such as ``[\\w.-]{0,50}?`` (about half of the rules start so)
   is split off: the rest of the pattern is matched, and the match is then extended to the left
   over that class, which is what the lazy prefix does, without trying it at every offset.
-- When every match of the (rest of the) pattern must begin with one of the rule's keywords, the
-  rule is *anchored*: it is only tried where a keyword occurs, instead of over the whole text.
-  This is decided from the parsed pattern; when that cannot be shown, the rule is scanned in
-  full, as gitleaks does.
+- When every match of the (rest of the) pattern must begin with one of a few literal strings
+  (its ``starts``: often its keywords, or a name such as ``lob`` before a keyword ``test_``),
+  the rule is *anchored*: it is only tried where one of them occurs, instead of over the whole
+  text. This is decided from the parsed pattern; when that cannot be shown, the rule is
+  scanned in full, as gitleaks does. Either way it runs only when one of its keywords occurs.
 
 Rules that cannot run on tool output are skipped with a reason: rules scoped to file paths,
 composite rules, and patterns that cannot be translated from RE2 (one log line counts them).
@@ -84,11 +85,17 @@ class Rule:
     allowlists: tuple[Allowlist, ...] = ()
     prefix_class: re.Pattern[str] | None = None
     prefix_max: int = 0
-    # Every match starts where one of `keywords` occurs (case-insensitively).
-    anchored: bool = False
+    # Every match starts with one of these (lower-case, ASCII; the case of letters ignored);
+    # none: that is not known, and the rule is searched for in the whole text.
+    starts: tuple[str, ...] = ()
     # Shortest and longest possible match of `pattern` (None: unbounded).
     min_width: int = 0
     max_width: int | None = None
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the rule is tried only where one of its :attr:`starts` occurs."""
+        return bool(self.starts)
 
 
 @attrs.frozen
@@ -148,7 +155,7 @@ def load_rules(
     for skipped_rule in untranslatable:
         logger.warning("redaction rule %s skipped: %s", skipped_rule.id, skipped_rule.reason)
     logger.info(
-        "loaded %d gitleaks rules (%d anchored at keywords); skipped %d: %d untranslatable, "
+        "loaded %d gitleaks rules (%d anchored at their starts); skipped %d: %d untranslatable, "
         "%d other",
         len(rules),
         sum(rule.anchored for rule in rules),
@@ -251,11 +258,6 @@ def _rule(table: Mapping[str, Any], rule_id: str, *, extra_allowlists: Iterable[
     parsed = _parsed(translated)  # once, for both analyses
     min_width, max_width = _widths(parsed)
     starts = _literal_starts(parsed)
-    anchored = (
-        starts is not None
-        and bool(keywords)
-        and all(any(start.startswith(keyword) for keyword in keywords) for start in starts)
-    )
     return Rule(
         id=rule_id,
         pattern=pattern,
@@ -265,10 +267,19 @@ def _rule(table: Mapping[str, Any], rule_id: str, *, extra_allowlists: Iterable[
         allowlists=tuple(allowlists),
         prefix_class=prefix,
         prefix_max=prefix_max,
-        anchored=anchored,
+        starts=_shortest_starts(starts),
         min_width=min_width,
         max_width=max_width,
     )
+
+
+def _shortest_starts(starts: frozenset[str] | None) -> tuple[str, ...]:
+    """The strings of ``starts`` that no other one of them starts with (where those occur, the
+    longer ones may), sorted; none when one cannot be searched for exactly (see ``_prefilter``:
+    not ASCII, or holding ``?``)."""
+    if starts is None or not all(start.isascii() and "?" not in start for start in starts):
+        return ()
+    return tuple(sorted(s for s in starts if not any(s != t and s.startswith(t) for t in starts)))
 
 
 def _split_lazy_prefix(regex: str) -> tuple[str, str, int]:
