@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import hyperscan
 
 # Characters of text searched by Hyperscan between two yields of a scan.
-_WINDOW: Final = 128 * 1024
+_WINDOW: Final = 32 * 1024
 
 
 class LiteralSearch(Protocol):
