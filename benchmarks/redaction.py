@@ -358,6 +358,8 @@ def main() -> None:
             f"{'output of ' + label:46} {on * 1e3:9.3f} ms {off * 1e3:9.3f} ms"
             f" {(on - off) * 1e3:7.3f} ms"
         )
+    print()
+    report_concurrent(seconds)
     if args.compare:
         compare(megabyte, seconds)
 
@@ -390,6 +392,105 @@ async def proxied_calls(text: str, seconds: float) -> tuple[float, float]:
                 times[redact].append(time.perf_counter() - started)
         nursery.cancel_scope.cancel()
     return statistics.median(times[True]), statistics.median(times[False])
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def concurrent_calls(text: str, seconds: float, redact: bool) -> dict[str, Any]:
+    """A no-op call's times through a real proxy, alone and while another client fetches
+    ``text`` again and again (legs alternate, ``seconds`` each, twice), and the longest pause
+    of the event loop during the second kind."""
+    from trio_sandbox.mcp import Implementation, McpServer, memory_transport, open_mcp_client
+    from trio_sandbox.proxy import HttpFace, InProcessUpstream, serve_proxy
+
+    server = McpServer(Implementation("echo", "1"))
+    calls = 0
+
+    @server.tool("emit", input_schema={"type": "object"})
+    async def emit(arguments: dict[str, Any], ctx: Any) -> str:
+        return text
+
+    @server.tool("noop", input_schema={"type": "object"})
+    async def noop(arguments: dict[str, Any], ctx: Any) -> str:
+        nonlocal calls
+        calls += 1  # a text that differs per call: scanned, never taken from the clean memo
+        return f"exit status 0 (call {calls})"
+
+    alone: list[float] = []
+    beside: list[float] = []
+    big_calls = 0
+    longest = 0.0
+    async with trio.open_nursery() as nursery:
+        upstream = InProcessUpstream("echo", server, prefix="", redact=redact)
+        proxy = await nursery.start(partial(serve_proxy, [upstream], HttpFace(plain=True)))
+        small = await nursery.start(
+            _hold_client, open_mcp_client(memory_transport(proxy.server.mcp))
+        )
+        big = await nursery.start(_hold_client, open_mcp_client(memory_transport(proxy.server.mcp)))
+        await big.call_tool("emit", {})  # the redactor made, the rules this text meets compiled
+
+        async def fetch_again_and_again() -> None:
+            nonlocal big_calls
+            while True:
+                await big.call_tool("emit", {})
+                big_calls += 1
+
+        async def tick() -> None:
+            nonlocal longest
+            last = time.perf_counter()
+            while True:
+                await trio.lowlevel.checkpoint()
+                now = time.perf_counter()
+                longest = max(longest, now - last)
+                last = now
+
+        async def small_calls(samples: list[float]) -> None:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                started = time.perf_counter()
+                await small.call_tool("noop", {})
+                samples.append(time.perf_counter() - started)
+
+        for _ in range(2):
+            await small_calls(alone)
+            async with trio.open_nursery() as load:
+                load.start_soon(fetch_again_and_again)
+                load.start_soon(tick)
+                await trio.sleep(0.05)
+                await small_calls(beside)
+                load.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    return {"alone": alone, "beside": beside, "big_calls": big_calls, "longest": longest}
+
+
+def report_concurrent(seconds: float) -> None:
+    """Both with the upstream's redaction on, then off (the rest of a 1 MiB result's way)."""
+    text = ordinary_output(1 << 20)
+    print(
+        f"{'a no-op call, another client fetching 1 MiB':46} {'median':>9} {'p99':>9}"
+        f" {'p99/alone median':>17} {'p99/median':>11}"
+    )
+    for redact in (True, False):
+        found = trio.run(concurrent_calls, text, seconds, redact)
+        alone = statistics.median(found["alone"])
+        label = f"redaction {'on' if redact else 'off'}"
+        for leg in ("alone", "beside"):
+            samples = found[leg]
+            median = statistics.median(samples)
+            p99 = percentile(samples, 0.99)
+            print(
+                f"{'  ' + label + ', ' + leg:46} {median * 1e3:6.3f} ms {p99 * 1e3:6.3f} ms"
+                f" {p99 / alone:17.2f} {p99 / median:11.2f}"
+                + ("  (goal <= 3)" if leg == "beside" and redact else "")
+            )
+        print(
+            f"    {len(found['beside'])} no-op calls beside {found['big_calls']} of 1 MiB;"
+            f" longest event-loop pause {found['longest'] * 1e3:.1f} ms"
+            + (" (goal <= 20 ms)" if redact else "")
+        )
 
 
 async def known_secrets(count: int, seconds: float) -> None:

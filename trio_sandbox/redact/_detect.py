@@ -19,7 +19,7 @@ import bisect
 import math
 import re
 from collections import Counter
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -102,40 +102,34 @@ class Detector:
             min_width=min((rule.min_width for rule in rules.rules), default=0),
         )
 
-    def literal_starts(self, text: str) -> Generator[None, None, list[list[int]]]:
+    def literal_starts(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
         """Where each literal starts in ``text`` (see ``LiteralSearch.occurrences``)."""
         return self.literals.occurrences(text)
 
-    def restrict(self, starts: Sequence[Sequence[int]], begin: int, end: int) -> list[list[int]]:
+    def restrict(
+        self, starts: Mapping[int, Sequence[int]], begin: int, end: int
+    ) -> dict[int, list[int]]:
         """The literal starts that lie wholly in ``[begin, end)``, made relative to ``begin``."""
-        restricted: list[list[int]] = []
-        for literal, positions in zip(self.literals.strings, starts, strict=True):
-            if not positions:
-                restricted.append([])
-                continue
+        restricted: dict[int, list[int]] = {}
+        strings = self.literals.strings
+        for literal, positions in starts.items():
             low = bisect.bisect_left(positions, begin)
-            high = bisect.bisect_right(positions, end - len(literal))
-            restricted.append([position - begin for position in positions[low:high]])
+            high = bisect.bisect_right(positions, end - len(strings[literal]))
+            if high > low:
+                restricted[literal] = [position - begin for position in positions[low:high]]
         return restricted
 
-    def scan(self, text: str, starts: Sequence[Sequence[int]]) -> Scan:
+    def scan(self, text: str, starts: Mapping[int, Sequence[int]]) -> Scan:
         """The rule findings in ``text``, and the ends of private keys in it, given where the
         literals start."""
         findings: list[Finding] = []
         # The end line of a private key holds this (`_PEM_END`, whose E, N and D have no other
         # case than their ASCII ones): where it does not occur, no key ends.
-        if starts[self.pem_end]:
+        if self.pem_end in starts:
             findings.extend(private_key_tails(text))
         if len(text) < self.min_width:
             return findings
-        triggered = sorted(
-            {
-                rule
-                for literal, positions in enumerate(starts)
-                if positions
-                for rule in self.triggers[literal]
-            }
-        )
+        triggered = sorted({rule for literal in starts for rule in self.triggers[literal]})
         for rule_index in triggered:
             rule = self.rules.rules[rule_index]
             if rule.anchored:
@@ -143,7 +137,7 @@ class Detector:
                     {
                         position
                         for literal in self.rule_starts[rule_index]
-                        for position in starts[literal]
+                        for position in starts.get(literal, ())
                     }
                 )
                 yield from self._scan_anchored(rule, text, candidates, findings)

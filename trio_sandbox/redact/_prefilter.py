@@ -13,12 +13,14 @@ matches start with (it is tried only there). Two engines find the same occurrenc
   Hyperscan has no wheel for (Linux other than x86_64 and aarch64, such as ppc64le, s390x or
   32-bit ARM), or literals Hyperscan cannot take so (not ASCII, or holding ``?``).
 
-Both yield between bounded steps and return, per literal, its sorted start offsets.
+Both yield between bounded steps and return the sorted start offsets of each literal that
+occurs, by its index (a dict: a scan of a short text allocates nothing per literal absent).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -40,8 +42,9 @@ class LiteralSearch(Protocol):
     @property
     def strings(self) -> tuple[str, ...]: ...
 
-    def occurrences(self, text: str) -> Generator[None, None, list[list[int]]]:
-        """Start offsets of each string in ``text``, sorted, one list per string."""
+    def occurrences(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
+        """Start offsets of each string in ``text``, sorted, by the string's index (only the
+        strings that occur)."""
         ...
 
 
@@ -72,8 +75,9 @@ class PythonSearch:
     def strings(self) -> tuple[str, ...]:
         return self.index.strings
 
-    def occurrences(self, text: str) -> Generator[None, None, list[list[int]]]:
-        return self.index.occurrences(lower_aligned(text))
+    def occurrences(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
+        found = yield from self.index.occurrences(lower_aligned(text))
+        return {index: starts for index, starts in enumerate(found) if starts}
 
 
 @attrs.define(eq=False)
@@ -86,8 +90,8 @@ class HyperscanSearch:
     _longest: int
     _local: threading.local = attrs.field(factory=threading.local)
 
-    def occurrences(self, text: str) -> Generator[None, None, list[list[int]]]:
-        starts: list[list[int]] = [[] for _ in self.strings]
+    def occurrences(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
+        starts: defaultdict[int, list[int]] = defaultdict(list)
         lengths = [len(string) for string in self.strings]
         data = text.encode("ascii", "replace")
         scratch = self._scratch()
@@ -111,7 +115,7 @@ class HyperscanSearch:
             window = data[low : low + _WINDOW + self._longest - 1]
             scan(window, match_event_handler=found, scratch=scratch)
             yield
-        return starts
+        return dict(starts)
 
     def _scratch(self) -> hyperscan.Scratch:
         import hyperscan

@@ -367,7 +367,7 @@ class SecretRedactor:
     ) -> Generator[None, None, list[_Span]]:
         """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
         detector = self._detector
-        literal_starts: list[list[int]] = [[] for _ in detector.literals.strings]
+        literal_starts: dict[int, list[int]] = {}
         if rules:
             literal_starts = yield from detector.literal_starts(text)
         known: list[tuple[int, str]] = []
