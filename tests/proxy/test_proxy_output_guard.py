@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.proxy.proxy_harness import proxy_running
@@ -252,10 +252,16 @@ async def test_other_calls_keep_flowing_while_a_large_output_is_scanned(
 
 
 @given(
-    st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)),
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
+        | st.text(alphabet="ab\ré\u2028", max_size=30),
+        max_size=60,
+    ),
     st.integers(1, 20),
     st.integers(1, 200),
 )
+@example(["abc", "d"], 5, 2)  # a part of a line would fit
+@example(["ab\r", "d"], 5, 2)  # the "\n" of a "\r\n" would fit
 def test_the_tail_preview_is_whole_last_lines_within_bounds(
     lines: list[str], max_lines: int, max_bytes: int
 ) -> None:
@@ -268,8 +274,12 @@ def test_the_tail_preview_is_whole_last_lines_within_bounds(
     whole_lines = text.splitlines(keepends=True)
     if whole_lines and len(whole_lines[-1].encode()) > max_bytes:
         assert whole_lines[-1].endswith(tail)  # even the last line is too long: its end
+        assert len(tail.encode()) >= max_bytes - 3  # cut at a character, no shorter
     else:
         assert whole_lines[len(whole_lines) - len(kept) :] == kept
+        if len(kept) < min(max_lines, len(whole_lines)):  # as many lines as fit
+            before = whole_lines[len(whole_lines) - len(kept) - 1]
+            assert len(tail.encode()) + len(before.encode()) > max_bytes
 
 
 def test_limits_must_be_positive() -> None:
