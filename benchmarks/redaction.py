@@ -1,17 +1,27 @@
 """Cost of secret redaction on ordinary tool output, beside simple baselines in the same run.
 
-Measures ``SecretRedactor.redact_text`` on 1 KiB, 64 KiB and 1 MiB of generated ordinary output
-(git log, pip and npm logs, ls -l, JSON, sha256sums, docker digests, base64 in build logs, test
-output; no secrets) and on 1 MiB with 20 fake secrets in it; as baselines over the same text, a
+First the cold start: loading the rules and making a redactor in fresh processes, the shipped
+precomputed rule set beside the same rules translated from gitleaks.toml at load (the baseline),
+and the first 1 MiB scan (which compiles the rules it meets) beside the second. Then it measures
+``SecretRedactor.redact_text`` on 1 KiB, 64 KiB and 1 MiB of generated ordinary output (git log,
+pip and npm logs, ls -l, JSON, sha256sums, docker digests, base64 in build logs, test output; no
+secrets) and on 1 MiB with 20 fake secrets in it; as baselines over the same text, a
 ``str.replace`` of one known value and one simple regex substitution. Then the longest pause of
 the Trio event loop, seen by a task that ticks while a 1 MiB text is redacted with
 ``redact_text_async`` (and, for contrast, with the blocking ``redact_text``).
 
-Last, the cost a tool call pays for redaction: calls through a real proxy (``serve_proxy``, an
+Then the cost a tool call pays for redaction: calls through a real proxy (``serve_proxy``, an
 in-process upstream that returns the text, our client over the in-memory transport) with the
 upstream's redaction on and off, in the same run; the difference is redaction's share.
 
-Goals: <= 0.5 ms for 1 KiB, <= 10 ms for 64 KiB, >= 30 MB/s for 1 MiB, no pause over 20 ms.
+Last, other callers beside a large result: through one such proxy, a client makes no-op calls
+alone, then while another client fetches a 1 MiB result again and again (legs alternate):
+their median and p99, the event loop's longest pause and the longest full garbage collection
+in the second leg; the same with the upstream's redaction off (the rest of a large result's way).
+
+Goals: the rule set loaded in <= 30 ms; 1 KiB in <= 0.5 ms; >= 150 MB/s for 1 MiB; <= 1 ms
+added to a 64 KiB tool call; no event-loop pause over 20 ms while 1 MiB is scanned; the no-op
+calls' p99 beside the 1 MiB fetches <= 3x their median alone.
 
     .venv/bin/python benchmarks/redaction.py --seconds 2
     .venv/bin/python benchmarks/redaction.py --false-positives 16    # placeholders: should be 0
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import importlib
 import json
 import random
@@ -279,17 +290,15 @@ def main() -> None:
         return
     seconds = args.seconds
 
-    started = time.perf_counter()
-    default_rules()
-    redactor = SecretRedactor()
-    print(f"rule set loaded and compiled once per process: {time.perf_counter() - started:.2f} s")
+    rules_cold_start(5)
+    redactor = SecretRedactor(default_rules())
     print(f"{'what':46} {'per call':>12} {'rate':>13}")
     simple_regex = re.compile(r"ghp_[0-9A-Za-z]{36}")
     megabyte = ordinary_output(1 << 20)
     for size, goal in (
         (1 << 10, "goal <= 0.5 ms"),
-        (64 << 10, "goal <= 10 ms"),
-        (1 << 20, "goal >= 30 MB/s"),
+        (64 << 10, ""),
+        (1 << 20, "goal >= 150 MB/s"),
     ):
         text = ordinary_output(size)
         assert redactor.redact_text(text) == text, "ordinary output changed"
@@ -356,7 +365,7 @@ def main() -> None:
         label = f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
         print(
             f"{'output of ' + label:46} {on * 1e3:9.3f} ms {off * 1e3:9.3f} ms"
-            f" {(on - off) * 1e3:7.3f} ms"
+            f" {(on - off) * 1e3:7.3f} ms" + ("  goal <= 1 ms" if size == 64 << 10 else "")
         )
     print()
     report_concurrent(seconds)
@@ -423,6 +432,17 @@ async def concurrent_calls(text: str, seconds: float, redact: bool) -> dict[str,
     beside: list[float] = []
     big_calls = 0
     longest = 0.0
+    collections: list[float] = []  # full (generation 2) garbage collections, beside
+    collecting = 0.0
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        nonlocal collecting
+        if info["generation"] == 2:
+            if phase == "start":
+                collecting = time.perf_counter()
+            else:
+                collections.append(time.perf_counter() - collecting)
+
     async with trio.open_nursery() as nursery:
         upstream = InProcessUpstream("echo", server, prefix="", redact=redact)
         proxy = await nursery.start(partial(serve_proxy, [upstream], HttpFace(plain=True)))
@@ -460,10 +480,20 @@ async def concurrent_calls(text: str, seconds: float, redact: bool) -> dict[str,
                 load.start_soon(fetch_again_and_again)
                 load.start_soon(tick)
                 await trio.sleep(0.05)
-                await small_calls(beside)
+                gc.callbacks.append(collected)
+                try:
+                    await small_calls(beside)
+                finally:
+                    gc.callbacks.remove(collected)
                 load.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
-    return {"alone": alone, "beside": beside, "big_calls": big_calls, "longest": longest}
+    return {
+        "alone": alone,
+        "beside": beside,
+        "big_calls": big_calls,
+        "longest": longest,
+        "collections": collections,
+    }
 
 
 def report_concurrent(seconds: float) -> None:
@@ -484,12 +514,15 @@ def report_concurrent(seconds: float) -> None:
             print(
                 f"{'  ' + label + ', ' + leg:46} {median * 1e3:6.3f} ms {p99 * 1e3:6.3f} ms"
                 f" {p99 / alone:17.2f} {p99 / median:11.2f}"
-                + ("  (goal <= 3)" if leg == "beside" and redact else "")
+                + ("  (goal: p99/alone median <= 3)" if leg == "beside" and redact else "")
             )
+        collections = found["collections"]
         print(
             f"    {len(found['beside'])} no-op calls beside {found['big_calls']} of 1 MiB;"
             f" longest event-loop pause {found['longest'] * 1e3:.1f} ms"
             + (" (goal <= 20 ms)" if redact else "")
+            + f"; {len(collections)} full garbage collections, longest"
+            f" {max(collections, default=0.0) * 1e3:.1f} ms"
         )
 
 
@@ -621,6 +654,17 @@ def compare(text: str, seconds: float) -> None:
             if "regex" in rule and "path" not in rule:
                 patterns.append(re2.compile(rule["regex"].encode()))
         encoded = text.encode()
+        options = re2.Options()
+        options.case_sensitive = False
+        literal_set = re2.Set.SearchSet(options)
+        for keyword in keywords:
+            literal_set.Add(re2.escape(keyword))
+        literal_set.Compile()
+        row(
+            "google-re2 Set: which literals occur (no offsets)",
+            timed(partial(literal_set.Match, encoded), seconds),
+            len(text),
+        )
 
         def all_rules() -> None:
             for pattern in patterns:
@@ -663,6 +707,61 @@ def compare(text: str, seconds: float) -> None:
         ours_missed = [s[:12] for s in secrets if s in redactor.redact_text(s)]
         print(
             f"fake secrets missed (of {len(secrets)}): ours {ours_missed}, detect-secrets {missed}"
+        )
+
+
+RULES_COLD_START = """
+import sys, time
+import attrs, trio  # a proxy has these already
+sys.path.insert(0, {benchmarks!r})
+from redaction import ordinary_output
+text = ordinary_output(1 << 20)
+started = time.perf_counter()
+from trio_sandbox.redact import SecretRedactor
+from trio_sandbox.redact._rules import _OUR_ALLOWLISTS, _OUR_RULES, default_rules, load_rules
+if {from_toml}:
+    import importlib.resources
+    toml = importlib.resources.files("trio_sandbox.redact").joinpath("gitleaks.toml").read_text()
+    rules = load_rules(toml + _OUR_RULES, extra_allowlists=_OUR_ALLOWLISTS)
+else:
+    rules = default_rules()
+redactor = SecretRedactor(rules)
+loaded = time.perf_counter()
+redactor.redact_text(text)
+first = time.perf_counter()
+redactor.redact_text(text)
+print(loaded - started, first - loaded, time.perf_counter() - first)
+"""
+
+
+def rules_cold_start(runs: int) -> None:
+    """Loading the rules and making a redactor in fresh processes (trio imported first, as in
+    a proxy): the shipped, precomputed rule set, and for a baseline the same rules translated
+    and analysed from gitleaks.toml at load (as before); then the first 1 MiB scan, which
+    compiles the rules it meets, against the second. Runs alternate."""
+    import subprocess
+    import sys
+
+    times: dict[bool, list[tuple[float, ...]]] = {True: [], False: []}
+    for _ in range(runs):
+        for from_toml in (False, True):
+            code = RULES_COLD_START.format(
+                benchmarks=str(Path(__file__).parent), from_toml=from_toml
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            times[from_toml].append(tuple(float(value) for value in done.stdout.split()))
+    print(f"rule set loaded and compiled once per process (fresh processes, median of {runs}):")
+    for from_toml, label in (
+        (False, "precomputed (shipped)"),
+        (True, "baseline: from gitleaks.toml"),
+    ):
+        load, first, second = (statistics.median(t[i] for t in times[from_toml]) for i in range(3))
+        goal = "  goal <= 30 ms" if not from_toml else ""
+        print(
+            f"  {label:44} {load * 1e3:7.1f} ms; first 1 MiB scan {first * 1e3:5.1f} ms,"
+            f" second {second * 1e3:5.1f} ms{goal}"
         )
 
 
