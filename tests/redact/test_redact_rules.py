@@ -3,10 +3,13 @@ and allowlists as gitleaks applies them."""
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import logging
 import re
 import warnings
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,6 +25,7 @@ from trio_sandbox.redact import (
 )
 from trio_sandbox.redact._keywords import StringIndex
 from trio_sandbox.redact._redactor import _run
+from trio_sandbox.redact._rules import PRECOMPUTED, default_rules_json, rules_from_json
 
 
 def redact_with(toml: str, text: str) -> str:
@@ -41,6 +45,17 @@ def test_default_rules_load_with_their_skips_counted(caplog: pytest.LogCaptureFi
     assert all("path" in skip.reason for skip in rules.skipped)
     # Most rules run only where a keyword starts; the rest are scanned in full.
     assert sum(rule.anchored for rule in rules.rules) > 180
+
+
+def test_the_precomputed_rules_are_what_gitleaks_toml_makes() -> None:
+    # The shipped, translated and analysed rule set cannot drift from gitleaks.toml (or from
+    # the translation and analysis): made again here, it must be the same text.
+    shipped = importlib.resources.files("trio_sandbox.redact").joinpath(PRECOMPUTED).read_text()
+    assert shipped == default_rules_json(), (
+        "regenerate: .venv/bin/python -m trio_sandbox.redact._rules"
+    )
+    # And reading it back gives every field of every rule as written.
+    assert json.loads(json.dumps(attrs.asdict(rules_from_json(shipped)))) == json.loads(shipped)
 
 
 def test_every_vendored_pattern_compiles_without_warnings() -> None:

@@ -160,7 +160,10 @@ def _text_size(text: str) -> tuple[int, int]:
 def tail_preview(text: str, max_lines: int, max_bytes: int) -> str:
     """The last whole lines of ``text`` within both bounds (at least the end of the last line,
     cut at a character, when even that is longer than ``max_bytes``)."""
-    lines = text.splitlines(keepends=True)
+    # Only the end can be kept: a kept line has at most max_bytes characters, and the first
+    # piece of the last max_bytes + 1 (a part of a line, or the "\n" of a "\r\n" cut in two)
+    # never is (all of them would fit), so splitting those finds the lines splitting all would.
+    lines = text[-(max_bytes + 1) :].splitlines(keepends=True)
     kept: list[str] = []
     size = 0
     for line in reversed(lines):
@@ -203,7 +206,8 @@ class OutputGuard:
         self.observer.redact_small_json = self.redact_record_small_json
 
     async def redactor(self) -> SecretRedactor:
-        """The redactor, made on first use: compiling the rules takes a few hundred ms."""
+        """The redactor, made on first use, in a worker thread: loading the rules and compiling
+        the literal search takes about 15 ms, which the loop need not wait out."""
         async with self._making:
             if self._redactor is None:
                 if default_rules_loaded():
@@ -408,7 +412,7 @@ def _arguments_withheld(error: Exception) -> dict[str, str]:
 
 
 def _make_redactor() -> SecretRedactor:
-    return SecretRedactor(default_rules())  # the rules, and the redactor's keyword index
+    return SecretRedactor(default_rules())  # the rules, and the redactor's literal search
 
 
 def _is_text(block: object) -> bool:

@@ -1,8 +1,10 @@
 """Secret redaction: secrets in text become ``[REDACTED_SECRET:<rule>:<id>]`` placeholders.
 
-The detection rules are gitleaks' (vendored, MIT), translated from Go RE2 to Python ``re`` at
-load time; values the host already knows to be secret (generated passwords, secret environment
-variables) are redacted wherever they appear. A :class:`SecretRedactor` keeps the map from
+The detection rules are gitleaks' (vendored, MIT), translated from Go RE2 to Python ``re``
+(ahead of time for the vendored set, shipped as ``gitleaks_rules.json``; each regex compiles
+on first use) and prefiltered by their literals on Hyperscan where it is installed; values
+the host already knows to be secret (generated passwords, secret environment variables) are
+redacted wherever they appear. A :class:`SecretRedactor` keeps the map from
 placeholders back to values in memory, so that placeholders in an agent's tool-call arguments
 can be restored. This package depends on nothing else of trio_sandbox.
 

@@ -7,7 +7,7 @@ rule's floor is dropped, and so is one that a global or rule allowlist allows. g
 ``gitleaks:allow`` comment is not honoured: the sandbox writes the text, and it must not be able
 to opt out of redaction.
 
-An anchored rule (see ``_rules``) is tried only where one of its keywords starts, which gives
+An anchored rule (see ``_rules``) is tried only where one of its starts occurs, which gives
 the same matches as a full ``finditer``; the others run ``finditer`` in windows of bounded work.
 Scans are generators that yield between bounded steps, so an async caller can let other tasks
 run; they return their findings.
@@ -19,12 +19,12 @@ import bisect
 import math
 import re
 from collections import Counter
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Final
 
 import attrs
 
-from ._keywords import StringIndex
+from ._prefilter import LiteralSearch, literal_search
 from ._rules import Rule, RuleSet
 
 # Ranks break ties between overlapping findings of equal length: known values, then specific
@@ -63,92 +63,81 @@ def shannon_entropy(text: str) -> float:
     return -sum(count / length * math.log2(count / length) for count in Counter(text).values())
 
 
-def lower_aligned(text: str) -> str:
-    """``text`` with ASCII letters lower-cased and every character at its own offset (keywords
-    are ASCII; other characters only need to stay where they are)."""
-    if text.isascii():
-        return text.lower()
-    # bytes.lower() touches ASCII bytes only, and in UTF-16 an ASCII character is the only code
-    # unit with a zero high byte: other characters stay non-ASCII. Twice as fast as str.lower().
-    lowered = text.encode("utf-16-le", "surrogatepass").lower()
-    aligned = lowered.decode("utf-16-le", "surrogatepass")
-    if len(aligned) == len(text):
-        return aligned
-    return text.translate(_ASCII_LOWER)  # lone surrogates that paired up on the way
-
-
-_ASCII_LOWER: Final = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
-
-
 @attrs.frozen
 class Detector:
-    """The rules of a :class:`RuleSet` with the keyword index that triggers them."""
+    """The rules of a :class:`RuleSet` with the search for the literals that trigger them."""
 
     rules: RuleSet
-    keywords: StringIndex
-    # Per keyword (index in ``keywords.strings``): the rules it triggers, in rule order.
+    # Every rule's keywords and starts, and the end line of a private key (see `scan`).
+    literals: LiteralSearch
+    # Per literal (index in ``literals.strings``): the rules it is a keyword of, in rule order.
     triggers: tuple[tuple[int, ...], ...]
-    # Per rule: the keyword indexes that trigger it.
-    rule_keywords: tuple[tuple[int, ...], ...]
+    # Per rule: the literal indexes of its starts (anchored rules are tried where they occur).
+    rule_starts: tuple[tuple[int, ...], ...]
+    # The literal index of `_PEM_END_LITERAL`.
+    pem_end: int
     # No rule matches fewer characters.
     min_width: int
 
     @classmethod
-    def build(cls, rules: RuleSet) -> Detector:
-        keywords = StringIndex.build(sorted(rules.keywords), case_sensitive=False)
-        position = {keyword: index for index, keyword in enumerate(keywords.strings)}
-        rule_keywords = tuple(
-            tuple(sorted({position[keyword] for keyword in rule.keywords})) for rule in rules.rules
+    def build(cls, rules: RuleSet, *, pure_python: bool = False) -> Detector:
+        """(``pure_python``: see ``literal_search``.)"""
+        strings = sorted(
+            {_PEM_END_LITERAL, *rules.keywords, *(s for rule in rules.rules for s in rule.starts)}
         )
-        triggers: list[list[int]] = [[] for _ in keywords.strings]
-        for rule_index, indexes in enumerate(rule_keywords):
-            for keyword_index in indexes:
+        literals = literal_search(strings, pure_python=pure_python)
+        position = {literal: index for index, literal in enumerate(literals.strings)}
+        triggers: list[list[int]] = [[] for _ in literals.strings]
+        for rule_index, rule in enumerate(rules.rules):
+            for keyword_index in sorted({position[keyword] for keyword in rule.keywords}):
                 triggers[keyword_index].append(rule_index)
         return cls(
             rules=rules,
-            keywords=keywords,
+            literals=literals,
             triggers=tuple(tuple(t) for t in triggers),
-            rule_keywords=rule_keywords,
+            rule_starts=tuple(
+                tuple(position[start] for start in rule.starts) for rule in rules.rules
+            ),
+            pem_end=position[_PEM_END_LITERAL],
             min_width=min((rule.min_width for rule in rules.rules), default=0),
         )
 
-    def keyword_starts(self, lowered: str) -> Generator[None, None, list[list[int]]]:
-        """Where each keyword starts in the lower-cased text (see ``StringIndex.occurrences``)."""
-        return self.keywords.occurrences(lowered)
+    def literal_starts(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
+        """Where each literal starts in ``text`` (see ``LiteralSearch.occurrences``)."""
+        return self.literals.occurrences(text)
 
-    def restrict(self, starts: Sequence[Sequence[int]], begin: int, end: int) -> list[list[int]]:
-        """The keyword starts that lie wholly in ``[begin, end)``, made relative to ``begin``."""
-        restricted: list[list[int]] = []
-        for keyword, positions in zip(self.keywords.strings, starts, strict=True):
-            if not positions:
-                restricted.append([])
-                continue
+    def restrict(
+        self, starts: Mapping[int, Sequence[int]], begin: int, end: int
+    ) -> dict[int, list[int]]:
+        """The literal starts that lie wholly in ``[begin, end)``, made relative to ``begin``."""
+        restricted: dict[int, list[int]] = {}
+        strings = self.literals.strings
+        for literal, positions in starts.items():
             low = bisect.bisect_left(positions, begin)
-            high = bisect.bisect_right(positions, end - len(keyword))
-            restricted.append([position - begin for position in positions[low:high]])
+            high = bisect.bisect_right(positions, end - len(strings[literal]))
+            if high > low:
+                restricted[literal] = [position - begin for position in positions[low:high]]
         return restricted
 
-    def scan(self, text: str, starts: Sequence[Sequence[int]]) -> Scan:
-        """The rule findings in ``text``, given where its keywords start."""
+    def scan(self, text: str, starts: Mapping[int, Sequence[int]]) -> Scan:
+        """The rule findings in ``text``, and the ends of private keys in it, given where the
+        literals start."""
         findings: list[Finding] = []
-        if len(text) < self.min_width or not any(starts):
+        # The end line of a private key holds this (`_PEM_END`, whose E, N and D have no other
+        # case than their ASCII ones): where it does not occur, no key ends.
+        if self.pem_end in starts:
+            findings.extend(private_key_tails(text))
+        if len(text) < self.min_width:
             return findings
-        triggered = sorted(
-            {
-                rule
-                for keyword, positions in enumerate(starts)
-                if positions
-                for rule in self.triggers[keyword]
-            }
-        )
+        triggered = sorted({rule for literal in starts for rule in self.triggers[literal]})
         for rule_index in triggered:
             rule = self.rules.rules[rule_index]
             if rule.anchored:
                 candidates = sorted(
                     {
                         position
-                        for keyword in self.rule_keywords[rule_index]
-                        for position in starts[keyword]
+                        for literal in self.rule_starts[rule_index]
+                        for position in starts.get(literal, ())
                     }
                 )
                 yield from self._scan_anchored(rule, text, candidates, findings)
@@ -265,6 +254,7 @@ class Detector:
 # "-----", so each line is walked at most once (linear). Lines of key material without their
 # BEGIN or END line (`sed -n 5,10p key.pem`) are not recognised: they look like any base64.
 _PEM_END: Final = re.compile(r"-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----", re.I)
+_PEM_END_LITERAL: Final = "-----end"
 # What may start a line before its content: blanks, and a line number (cat -n, grep -n, view).
 _PREFIX: Final = r"[ \t]*(?:[0-9]{1,9}[:\t-][ \t]*)?"
 _LINE_PREFIX: Final = re.compile(_PREFIX, re.A)

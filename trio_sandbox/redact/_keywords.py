@@ -1,5 +1,7 @@
 """Find every occurrence of many fixed strings in a text in few passes of the ``re`` engine.
 
+(The pure-Python fallback of ``_prefilter``: where Hyperscan is installed, it does this.)
+
 gitleaks prefilters its ~220 rules on ~240 keywords with Aho-Corasick; the standard library has
 no multi-string search, and 240 ``str.find`` passes cost about 0.8 ms per MiB each. Python's
 regex engine skips quickly (about 1 ns a character) to the next occurrence of a pattern's first

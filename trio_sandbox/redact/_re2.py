@@ -273,11 +273,6 @@ def translate_re2(pattern: str) -> str:
     return _Translator(pattern).run()
 
 
-def compile_re2(pattern: str) -> re.Pattern[str]:
-    """Translate and compile; any failure is an :class:`UntranslatableRegex`."""
-    return compile_translated(translate_re2(pattern), pattern)
-
-
 def compile_translated(translated: str, pattern: str) -> re.Pattern[str]:
     """Compile what :func:`translate_re2` made of ``pattern``."""
     try:

@@ -12,10 +12,11 @@ Loading also prepares each rule for a fast scan (see ``_detect``):
 - A leading lazy identifier prefix such as ``[\\w.-]{0,50}?`` (about half of the rules start so)
   is split off: the rest of the pattern is matched, and the match is then extended to the left
   over that class, which is what the lazy prefix does, without trying it at every offset.
-- When every match of the (rest of the) pattern must begin with one of the rule's keywords, the
-  rule is *anchored*: it is only tried where a keyword occurs, instead of over the whole text.
-  This is decided from the parsed pattern; when that cannot be shown, the rule is scanned in
-  full, as gitleaks does.
+- When every match of the (rest of the) pattern must begin with one of a few literal strings
+  (its ``starts``: often its keywords, or a name such as ``lob`` before a keyword ``test_``),
+  the rule is *anchored*: it is only tried where one of them occurs, instead of over the whole
+  text. This is decided from the parsed pattern; when that cannot be shown, the rule is
+  scanned in full, as gitleaks does. Either way it runs only when one of its keywords occurs.
 
 Rules that cannot run on tool output are skipped with a reason: rules scoped to file paths,
 composite rules, and patterns that cannot be translated from RE2 (one log line counts them).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.resources
+import json
 import logging
 import re
 import tomllib
@@ -35,7 +37,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from ._errors import RuleSetError, UntranslatableRegex
-from ._re2 import FLAGS, compile_re2, compile_translated, translate_re2
+from ._re2 import FLAGS, compile_translated, translate_re2
 
 logger = logging.getLogger("trio_sandbox.redact")
 
@@ -51,12 +53,17 @@ _TARGETS: Final[dict[str, AllowlistTarget]] = {"secret": "secret", "match": "mat
 
 @attrs.frozen
 class Allowlist:
-    """Findings this list allows (drops). ``require_all`` is gitleaks' ``condition = "AND"``."""
+    """Findings this list allows (drops). ``require_all`` is gitleaks' ``condition = "AND"``.
+    ``sources`` are Python regexes (translated from RE2), compiled on first use."""
 
     target: AllowlistTarget
-    regexes: tuple[re.Pattern[str], ...]
+    sources: tuple[str, ...]
     stopwords: tuple[str, ...]
     require_all: bool = False
+
+    @functools.cached_property
+    def regexes(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(source, FLAGS) for source in self.sources)
 
     def allows(self, *, secret: str, match: str, line: str) -> bool:
         subject = {"secret": secret, "match": match, "line": line}[self.target]
@@ -73,22 +80,39 @@ class Allowlist:
 
 @attrs.frozen
 class Rule:
-    """One compiled rule. ``pattern`` is the rule's regex without its lazy identifier prefix
-    (``prefix_class`` repeated at most ``prefix_max`` times, extended over after a match)."""
+    """One rule. ``regex`` is the rule's regex in Python syntax without its lazy identifier
+    prefix (``prefix`` repeated at most ``prefix_max`` times, extended over after a match);
+    both compile on first use (:attr:`pattern`, :attr:`prefix_class`): a scan meets few rules.
+    """
 
     id: str
-    pattern: re.Pattern[str]
+    regex: str
     keywords: tuple[str, ...]
     entropy: float | None = None
     secret_group: int = 0
     allowlists: tuple[Allowlist, ...] = ()
-    prefix_class: re.Pattern[str] | None = None
+    # A character class in Python syntax; "": no prefix.
+    prefix: str = ""
     prefix_max: int = 0
-    # Every match starts where one of `keywords` occurs (case-insensitively).
-    anchored: bool = False
+    # Every match starts with one of these (lower-case, ASCII; the case of letters ignored);
+    # none: that is not known, and the rule is searched for in the whole text.
+    starts: tuple[str, ...] = ()
     # Shortest and longest possible match of `pattern` (None: unbounded).
     min_width: int = 0
     max_width: int | None = None
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the rule is tried only where one of its :attr:`starts` occurs."""
+        return bool(self.starts)
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.regex, FLAGS)
+
+    @functools.cached_property
+    def prefix_class(self) -> re.Pattern[str] | None:
+        return re.compile(self.prefix, FLAGS) if self.prefix else None
 
 
 @attrs.frozen
@@ -144,19 +168,24 @@ def load_rules(
             skipped.append(SkippedRule(rule_id, str(skip)))
             continue
         rules.append(rule)
-    untranslatable = [s for s in skipped if s.reason.startswith("untranslatable")]
+    rule_set = RuleSet(tuple(rules), tuple(global_allowlists), tuple(skipped))
+    _log_loaded(rule_set)
+    return rule_set
+
+
+def _log_loaded(rules: RuleSet) -> None:
+    untranslatable = [s for s in rules.skipped if s.reason.startswith("untranslatable")]
     for skipped_rule in untranslatable:
         logger.warning("redaction rule %s skipped: %s", skipped_rule.id, skipped_rule.reason)
     logger.info(
-        "loaded %d gitleaks rules (%d anchored at keywords); skipped %d: %d untranslatable, "
+        "loaded %d gitleaks rules (%d anchored at their starts); skipped %d: %d untranslatable, "
         "%d other",
-        len(rules),
-        sum(rule.anchored for rule in rules),
-        len(skipped),
+        len(rules.rules),
+        sum(rule.anchored for rule in rules.rules),
+        len(rules.skipped),
         len(untranslatable),
-        len(skipped) - len(untranslatable),
+        len(rules.skipped) - len(untranslatable),
     )
-    return RuleSet(tuple(rules), tuple(global_allowlists), tuple(skipped))
 
 
 # Ours, beside gitleaks' own: tool output is not source code, and one shape in it fooled the
@@ -166,11 +195,7 @@ def load_rules(
 # "=" is not taken for a secret; "key:" then an indented value (YAML) still is.
 _OUR_ALLOWLISTS: Final = {
     "generic-api-key": (
-        Allowlist(
-            target="match",
-            regexes=(re.compile(r"\A[\w.\- \t]*=+[ \t]*\r?\n", FLAGS),),
-            stopwords=(),
-        ),
+        Allowlist(target="match", sources=(r"\A[\w.\- \t]*=+[ \t]*\r?\n",), stopwords=()),
     ),
 }
 
@@ -201,12 +226,58 @@ keywords = ["-----begin"]
 """
 
 
+# The vendored set (with our allowlist and rule above), translated and analysed: what
+# `default_rules` loads. Made by `python -m trio_sandbox.redact._rules` from gitleaks.toml; a
+# test makes it again and compares.
+PRECOMPUTED: Final = "gitleaks_rules.json"
+
+
 @functools.cache
 def default_rules() -> RuleSet:
     """The vendored gitleaks rule set (with our allowlist and rule above), loaded once per
-    process."""
+    process from its translated and analysed form (the regexes compile on first use)."""
+    data = importlib.resources.files(__package__).joinpath(PRECOMPUTED).read_text()
+    rules = rules_from_json(data)
+    _log_loaded(rules)
+    return rules
+
+
+def default_rules_json() -> str:
+    """The vendored rule set, translated from gitleaks.toml and analysed, as the JSON text
+    :data:`PRECOMPUTED` holds."""
     data = importlib.resources.files(__package__).joinpath("gitleaks.toml").read_text()
-    return load_rules(data + _OUR_RULES, extra_allowlists=_OUR_ALLOWLISTS)
+    rules = load_rules(data + _OUR_RULES, extra_allowlists=_OUR_ALLOWLISTS)
+    return json.dumps(attrs.asdict(rules), indent=0, sort_keys=True) + "\n"
+
+
+def rules_from_json(text: str) -> RuleSet:
+    """The :class:`RuleSet` whose ``attrs.asdict`` form is ``text`` (as
+    :func:`default_rules_json` makes it)."""
+    data = json.loads(text)
+
+    def allowlist(item: dict[str, Any]) -> Allowlist:
+        return Allowlist(
+            target=item["target"],
+            sources=tuple(item["sources"]),
+            stopwords=tuple(item["stopwords"]),
+            require_all=item["require_all"],
+        )
+
+    return RuleSet(
+        rules=tuple(
+            Rule(
+                **{
+                    **item,
+                    "keywords": tuple(item["keywords"]),
+                    "allowlists": tuple(allowlist(a) for a in item["allowlists"]),
+                    "starts": tuple(item["starts"]),
+                }
+            )
+            for item in data["rules"]
+        ),
+        allowlists=tuple(allowlist(item) for item in data["allowlists"]),
+        skipped=tuple(SkippedRule(**item) for item in data["skipped"]),
+    )
 
 
 def default_rules_loaded() -> bool:
@@ -242,33 +313,44 @@ def _rule(table: Mapping[str, Any], rule_id: str, *, extra_allowlists: Iterable[
     rest, prefix_class, prefix_max = _split_lazy_prefix(regex)
     try:
         translated = translate_re2(rest)  # once: translating is a third of loading the rules
-        pattern = compile_translated(translated, rest)
-        prefix = compile_re2(prefix_class) if prefix_class else None
+        groups = compile_translated(translated, rest).groups
+        prefix = _checked(prefix_class) if prefix_class else ""
     except UntranslatableRegex as exc:
         raise _Skip(f"untranslatable: {exc}") from None
-    if secret_group > pattern.groups:
+    if secret_group > groups:
         raise RuleSetError(f"{where}: secretGroup {secret_group} but the regex has fewer groups")
     parsed = _parsed(translated)  # once, for both analyses
     min_width, max_width = _widths(parsed)
     starts = _literal_starts(parsed)
-    anchored = (
-        starts is not None
-        and bool(keywords)
-        and all(any(start.startswith(keyword) for keyword in keywords) for start in starts)
-    )
     return Rule(
         id=rule_id,
-        pattern=pattern,
+        regex=translated,
         keywords=keywords,
         entropy=float(entropy) or None,
         secret_group=secret_group,
         allowlists=tuple(allowlists),
-        prefix_class=prefix,
+        prefix=prefix,
         prefix_max=prefix_max,
-        anchored=anchored,
+        starts=_shortest_starts(starts),
         min_width=min_width,
         max_width=max_width,
     )
+
+
+def _checked(pattern: str) -> str:
+    """The Python spelling of an RE2 pattern, shown to compile (else UntranslatableRegex)."""
+    translated = translate_re2(pattern)
+    compile_translated(translated, pattern)
+    return translated
+
+
+def _shortest_starts(starts: frozenset[str] | None) -> tuple[str, ...]:
+    """The strings of ``starts`` that no other one of them starts with (where those occur, the
+    longer ones may), sorted; none when one cannot be searched for exactly (see ``_prefilter``:
+    not ASCII, or holding ``?``)."""
+    if starts is None or not all(start.isascii() and "?" not in start for start in starts):
+        return ()
+    return tuple(sorted(s for s in starts if not any(s != t and s.startswith(t) for t in starts)))
 
 
 def _split_lazy_prefix(regex: str) -> tuple[str, str, int]:
@@ -326,21 +408,21 @@ def _allowlist(table: Mapping[str, Any], *, where: str) -> Allowlist | None:
     )
     if condition == "AND" and needs_location:
         return None
-    regexes: list[re.Pattern[str]] = []
+    sources: list[str] = []
     for regex in _get(table, "regexes", list, where=where, default=[]):
         try:
-            regexes.append(compile_re2(str(regex)))
+            sources.append(_checked(str(regex)))
         except UntranslatableRegex as exc:
             # Ignoring an allowlist entry can only redact more, never less.
             logger.warning("%s: allowlist regex ignored: %s", where, exc)
     stopwords = tuple(
         str(word).lower() for word in _get(table, "stopwords", list, where=where, default=[])
     )
-    if not regexes and not stopwords:
+    if not sources and not stopwords:
         return None
     return Allowlist(
         target=target,
-        regexes=tuple(regexes),
+        sources=tuple(sources),
         stopwords=stopwords,
         require_all=condition == "AND",
     )
@@ -475,3 +557,10 @@ class _Starts:
         if low >= 1:
             return step[0], low == high == 1 and step[1]
         return None
+
+
+if __name__ == "__main__":
+    # Make the precomputed rule set again, after gitleaks.toml or the analysis changed.
+    target = importlib.resources.files(__package__ or "trio_sandbox.redact").joinpath(PRECOMPUTED)
+    with importlib.resources.as_file(target) as path:
+        path.write_text(default_rules_json())
