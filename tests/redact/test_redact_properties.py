@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.redact.redact_fakes import filler_text, text_with_secrets, touchable_secret
@@ -74,6 +74,8 @@ def test_adjacent_known_values_each_keep_their_placeholder(values: list[str]) ->
 
 @no_deadline
 @given(st.lists(st.integers(0, 10_000), max_size=4), text_with_secrets(KNOWN))
+# A rule finds the value only after "token: "; its first occurrence starts with a known value.
+@example([], ("hunter2-correct-horse01token: hunter2-correct-horse01", []))
 def test_json_leaves_are_independent(cuts: list[int], case: tuple[str, list[str]]) -> None:
     text, _ = case
     points = sorted({cut % (len(text) + 1) for cut in cuts})
@@ -121,3 +123,15 @@ def test_same_value_same_placeholder_ids_not_derived_from_value(seed: int) -> No
     assert first.redact_text(f"c {token}") == "c " + once[2:-2]
     # Another redactor gives the same value another id (random per value, not a hash).
     assert second.redact_text(f"a {token} b") != once
+
+
+def test_a_value_a_rule_found_once_is_redacted_wherever_it_is_in_the_text() -> None:
+    # The rule sees the value only after "token: "; before, a known value is its prefix and
+    # would have left the value's last characters in the clear.
+    redactor = redactor_with_known()
+    text = "hunter2-correct-horse01 and token: hunter2-correct-horse01 and hunter2-correct-horse"
+    redacted = redactor.redact_text(text)
+    assert "01" not in redacted, redacted
+    assert "hunter2" not in redacted, redacted
+    assert redactor.redact_text(text) == redacted
+    assert redactor.restore_text(redacted) == text

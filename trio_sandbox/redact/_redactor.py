@@ -16,6 +16,7 @@ which is why a second ``redact_text`` leaves it as it is.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
 import re
@@ -369,16 +370,37 @@ class SecretRedactor:
     def _scan_plain(
         self, text: str, known_index: KnownIndex | None, rules: bool = True
     ) -> Generator[None, None, list[_Span]]:
-        """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point."""
-        detector = self._detector
+        """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point; a
+        value found anywhere in ``text`` is redacted everywhere in it (as a value found earlier
+        would be: redacting again gives the same)."""
         literal_starts: dict[int, list[int]] = {}
         if rules:
-            literal_starts = yield from detector.literal_starts(text)
+            literal_starts = yield from self._detector.literal_starts(text)
         known: list[tuple[int, str]] = []
         if known_index is not None:
             known = yield from known_index.occurrences(text)
+        scan = functools.partial(self._settle, text, literal_starts, known_index, known, rules)
+        result = yield from scan([(0, len(text))])
+        elsewhere = yield from _other_occurrences(text, result)
+        if elsewhere:
+            result = _merge([*(Finding(s.start, s.end, s.rule) for s in result), *elsewhere])
+            result.extend((yield from scan(_gaps(result, 0, len(text)))))
+        result.sort(key=lambda span: span.start)
+        return result
+
+    def _settle(
+        self,
+        text: str,
+        literal_starts: dict[int, list[int]],
+        known_index: KnownIndex | None,
+        known: list[tuple[int, str]],
+        rules: bool,
+        pending: list[tuple[int, int]],
+    ) -> Generator[None, None, list[_Span]]:
+        """The spans in ``text``'s ``pending`` pieces, scanning again what is left between new
+        placeholders until nothing changes."""
+        detector = self._detector
         result: list[_Span] = []
-        pending = [(0, len(text))]
         for _ in range(_MAX_ROUNDS):
             next_pending: list[tuple[int, int]] = []
             for begin, end in pending:
@@ -393,12 +415,9 @@ class SecretRedactor:
                 spans = _merge(findings)
                 result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
                 # Re-scan what is left between the new placeholders (and at the piece's ends).
-                edges = [0, *(x for s in spans for x in (s.start, s.end)), len(piece)]
                 if spans:
                     next_pending.extend(
-                        (begin + a, begin + b)
-                        for a, b in zip(edges[::2], edges[1::2], strict=True)
-                        if b > a
+                        (begin + a, begin + b) for a, b in _gaps(spans, 0, len(piece))
                     )
             pending = next_pending
             if not pending:
@@ -408,7 +427,6 @@ class SecretRedactor:
                 "redaction did not settle in %d rounds; redacting again may redact more",
                 _MAX_ROUNDS,
             )
-        result.sort(key=lambda span: span.start)
         return result
 
     def _known_clean(self, text: str, rules: bool) -> bool:
@@ -427,6 +445,31 @@ def _known_findings(
             break
         if start + len(value) <= end:
             yield Finding(start - begin, start - begin + len(value), index.rule(value), RANK_KNOWN)
+
+
+def _gaps(spans: Sequence[_Span], begin: int, end: int) -> list[tuple[int, int]]:
+    """The non-empty stretches of ``[begin, end)`` around the sorted, disjoint ``spans``."""
+    edges = [begin, *(x for s in spans for x in (s.start, s.end)), end]
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b > a]
+
+
+def _other_occurrences(text: str, spans: Sequence[_Span]) -> Generator[None, None, list[Finding]]:
+    """Where the values of ``spans`` also occur in ``text`` outside those spans (a rule may
+    find a value in one place and not in another: at the text's start, or cut by a known
+    value that is a prefix of it), named by the span that found them."""
+    taken = {(span.start, span.end) for span in spans}
+    rules: dict[str, str] = {}
+    for span in spans:
+        rules.setdefault(text[span.start : span.end], span.rule)
+    found: list[Finding] = []
+    for value, rule in rules.items():
+        start = text.find(value)
+        while start >= 0:
+            if (start, start + len(value)) not in taken:
+                found.append(Finding(start, start + len(value), rule))
+            start = text.find(value, start + 1)
+        yield  # one value's search is one step of the scan's budget
+    return found
 
 
 def _merge(findings: list[Finding]) -> list[_Span]:
