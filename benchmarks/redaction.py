@@ -428,6 +428,7 @@ async def concurrent_calls(text: str, seconds: float, redact: bool) -> dict[str,
         calls += 1  # a text that differs per call: scanned, never taken from the clean memo
         return f"exit status 0 (call {calls})"
 
+    gc.freeze()  # as the CLI does before it serves: what is loaded by now is never garbage
     alone: list[float] = []
     beside: list[float] = []
     big_calls = 0
