@@ -26,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
@@ -54,6 +55,7 @@ class _ChildSpan(trace.Span):
         "_attributes",
         "_context",
         "_end",
+        "_ids",
         "_kind",
         "_name",
         "_parent",
@@ -68,6 +70,7 @@ class _ChildSpan(trace.Span):
         self,
         take: Callable[[FlatSpan], None],
         scope: tuple[str, str | None],
+        ids: IdGenerator,
         name: str,
         context: SpanContext,
         parent: SpanContext | None,
@@ -77,6 +80,7 @@ class _ChildSpan(trace.Span):
     ) -> None:
         self._take = take
         self._scope = scope
+        self._ids = ids
         self._name = name
         self._context = context
         self._parent = parent
@@ -89,6 +93,22 @@ class _ChildSpan(trace.Span):
 
     def get_span_context(self) -> SpanContext:
         return self._context
+
+    def start_child(self, name: str, kind: SpanKind) -> trace.Span:
+        """A child of this span, as the tracer's ``start_span`` would make it for a parent in
+        this process (same trace, same sampling), without looking the parent up in a context:
+        a call's two child spans are made so."""
+        parent = self._context
+        context = SpanContext(
+            parent.trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
+        )
+        return _ChildSpan(
+            self._take, self._scope, self._ids, name, context, parent, kind, {}, time.time_ns()
+        )
 
     def is_recording(self) -> bool:
         return self._end is None
@@ -216,7 +236,9 @@ class _ChildTracer(trace.Tracer):
             if value is not None:
                 kept[key] = value
         start = start_time if start_time is not None else time.time_ns()
-        return _ChildSpan(self._take, self._scope, name, span_context, parent, kind, kept, start)
+        return _ChildSpan(
+            self._take, self._scope, self._ids, name, span_context, parent, kind, kept, start
+        )
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]  # the API's decorator is private

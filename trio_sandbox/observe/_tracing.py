@@ -104,18 +104,13 @@ def _fail(span: trace.Span, error_type: str, message: str | None = None) -> None
 class _ChildBlock:
     """The block of a call's child span (a class, not a generator: it is entered twice a call)."""
 
-    _tracer: trace.Tracer
-    _parent: Context
+    _call: OtelCallSpan
     _name: str
     _span: trace.Span | None = None
 
     def __enter__(self) -> None:
-        self._span = self._tracer.start_span(
-            self._name,
-            context=self._parent,
-            kind=_CHILD_KINDS.get(self._name, trace.SpanKind.INTERNAL),
-            record_exception=False,
-            set_status_on_exception=False,
+        self._span = self._call.start_child(
+            self._name, _CHILD_KINDS.get(self._name, trace.SpanKind.INTERNAL)
         )
 
     def __exit__(
@@ -137,8 +132,6 @@ class OtelCallSpan:
 
     _tracer: trace.Tracer
     _span: trace.Span
-    # A fresh context holding only this span: the explicit parent of its children.
-    _context: Context
     _ended: bool = False
 
     @property
@@ -160,7 +153,25 @@ class OtelCallSpan:
     def child(self, name: str) -> _ChildBlock:
         """A child span for the block (``upstream`` is a CLIENT span: the hop to the upstream);
         an exception out of the block marks it failed by the exception's type alone."""
-        return _ChildBlock(self._tracer, self._context, name)
+        return _ChildBlock(self, name)
+
+    def start_child(self, name: str, kind: trace.SpanKind) -> trace.Span:
+        span = self._span
+        # The CLI provider's spans make their own children: no context to look up, no sampler
+        # to ask for a span whose parent is in this process.
+        start_child = getattr(span, "start_child", None)
+        if start_child is not None:
+            child: trace.Span = start_child(name, kind)
+            return child
+        # Any other provider: through the API, with a fresh context holding only this span as
+        # the explicit parent.
+        return self._tracer.start_span(
+            name,
+            context=trace.set_span_in_context(span, Context()),
+            kind=kind,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     def end(self, outcome: Outcome, failure: Failure | None, upstream: str | None = None) -> None:
         """End the span once (a second end is ignored), as the conventions say: a tool_error
@@ -252,7 +263,7 @@ class OtelTracing:
             record_exception=False,
             set_status_on_exception=False,
         )
-        return OtelCallSpan(self._tracer, span, trace.set_span_in_context(span, Context()))
+        return OtelCallSpan(self._tracer, span)
 
     # -- a sandbox's life ----------------------------------------------------------------
 
