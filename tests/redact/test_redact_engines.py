@@ -141,3 +141,19 @@ keywords = ["clé"]
     )
     redacted = SecretRedactor(rules).redact_text("la clé=abcdefgh")
     assert "abcdefgh" not in redacted
+
+
+def test_a_hyperscan_that_cannot_run_here_falls_back_to_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hyperscan = pytest.importorskip("hyperscan")
+
+    class Database:
+        def compile(self, **kwargs: object) -> None:
+            raise hyperscan.error("error code -12")  # HS_ARCH_ERROR: a CPU it was not built for
+
+    monkeypatch.setattr(hyperscan, "Database", Database)
+    search = literal_search(["token", "secret"])
+    assert isinstance(search, PythonSearch)
+    assert "Hyperscan cannot run here" in caplog.text
+    assert _run(search.occurrences("a TOKEN and a secret")) == {0: [2], 1: [14]}

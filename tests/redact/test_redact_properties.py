@@ -135,3 +135,27 @@ def test_a_value_a_rule_found_once_is_redacted_wherever_it_is_in_the_text() -> N
     assert "hunter2" not in redacted, redacted
     assert redactor.redact_text(text) == redacted
     assert redactor.restore_text(redacted) == text
+
+
+def test_a_value_found_again_after_a_cut_is_redacted_everywhere_too() -> None:
+    # Cutting the password out ends the text right after the stripe key on its line, where
+    # the stripe rule then finds it; its other occurrence must follow.
+    stripe, password = "sk_live_Q1w2E3r4T5y6U7i8O9p0", "-x9Kq2Lm7Pz4Rt8Wv"
+    text = f"password = '{password}'\n{stripe}{password}\nlater: {stripe}-foo\n"
+    redactor = SecretRedactor()
+    redacted = redactor.redact_text(text)
+    assert stripe not in redacted, redacted
+    assert password not in redacted, redacted
+    assert redactor.redact_text(text) == redacted
+    assert redactor.restore_text(redacted) == text
+
+
+def test_a_value_repeated_all_over_its_text_is_redacted_at_every_place() -> None:
+    # A rule finds "0000000000000000" once; the text holds it 12,500 times more, end to end:
+    # each is its own placeholder (touching findings stay apart), none overlapping another.
+    text = "confluent.=0000000000000000;\n" + "0" * 200_000
+    redactor = SecretRedactor()
+    redacted = redactor.redact_text(text)
+    assert "0" * 16 not in redacted
+    assert redacted.count("[REDACTED_SECRET:") == 12_501
+    assert redactor.restore_text(redacted) == text

@@ -106,10 +106,15 @@ class KnownIndex:
                     self._pattern = None
         return True
 
-    def occurrences(self, text: str) -> Generator[None, None, list[tuple[int, str]]]:
+    def occurrences(
+        self, text: str, *, overlapping: bool = True
+    ) -> Generator[None, None, list[tuple[int, str]]]:
         """Every ``(start, value)`` of a known value in ``text``, sorted (a generator that yields
-        between bounded steps and returns the list)."""
+        between bounded steps and returns the list); ``overlapping=False`` leaves out an
+        occurrence that starts inside the one before of the same value (a value of one
+        repeated character in a long run of it is then a few, not one per character)."""
         found: list[tuple[int, str]] = []
+        reach: dict[str, int] = {}  # value -> where its last occurrence ends
         if not self._entries:
             return found
         if self._pattern is None:
@@ -129,6 +134,10 @@ class KnownIndex:
                     for value, offset in keys.get(text[start : start + _KEY], ()):
                         begin = at - offset
                         if begin >= 0 and text.startswith(value, begin):
+                            if not overlapping:
+                                if begin < reach.get(value, 0):
+                                    continue
+                                reach[value] = begin + len(value)
                             found.append((begin, value))
                 if hits % _HITS_PER_STEP == 0:
                     yield

@@ -19,6 +19,7 @@ occurs, by its index (a dict: a scan of a short text allocates nothing per liter
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Sequence
@@ -30,6 +31,8 @@ from ._keywords import StringIndex
 
 if TYPE_CHECKING:
     import hyperscan
+
+logger = logging.getLogger("trio_sandbox.redact")
 
 # Characters of text searched by Hyperscan between two yields of a scan.
 _WINDOW: Final = 32 * 1024
@@ -145,13 +148,20 @@ def _hyperscan_database(strings: Sequence[str]) -> hyperscan.Database | None:
         import hyperscan
     except ImportError:  # pragma: no cover - a platform without its wheel
         return None
-    database = hyperscan.Database()
-    database.compile(
-        expressions=[_escaped(string) for string in strings],
-        ids=list(range(len(strings))),
-        elements=len(strings),
-        flags=hyperscan.HS_FLAG_CASELESS,
-    )
+    try:
+        database = hyperscan.Database()
+        database.compile(
+            expressions=[_escaped(string) for string in strings],
+            ids=list(range(len(strings))),
+            elements=len(strings),
+            flags=hyperscan.HS_FLAG_CASELESS,
+        )
+        hyperscan.Scratch(database)  # a CPU the library cannot run on says so here, not mid-scan
+    except (hyperscan.error, OSError) as error:
+        logger.warning(
+            "Hyperscan cannot run here (%s): redaction takes its pure-Python search", error
+        )
+        return None
     return database
 
 

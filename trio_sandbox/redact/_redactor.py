@@ -91,6 +91,8 @@ class _Span:
     rule: str
 
 
+# Occurrences of found values looked at between two yields of a scan.
+_HITS_PER_STEP: Final = 4096
 # The clean-text memo: texts of at most this many characters, at most this many of them.
 _CLEAN_TEXT_MAX = 256
 _CLEAN_TEXTS = 4096
@@ -353,12 +355,16 @@ class SecretRedactor:
         changes at once, after the scan)."""
         out: list[str] = []
         count = 0
+        made: dict[str, str] = {}  # a value found many times is looked up once
         for plain, spans in pieces:
             position = 0
             for span in spans:
                 out.append(plain[position : span.start])
-                placeholder = self._placeholder(plain[span.start : span.end], span.rule)
-                self._owners[placeholder].add(source)
+                value = plain[span.start : span.end]
+                placeholder = made.get(value)
+                if placeholder is None:
+                    placeholder = made[value] = self._placeholder(value, span.rule)
+                    self._owners[placeholder].add(source)
                 out.append(placeholder)
                 position = span.end
             out.append(plain[position:])
@@ -381,11 +387,15 @@ class SecretRedactor:
             known = yield from known_index.occurrences(text)
         scan = functools.partial(self._settle, text, literal_starts, known_index, known, rules)
         result = yield from scan([(0, len(text))])
-        elsewhere = yield from _other_occurrences(text, result)
-        if elsewhere:
-            result = _merge([*(Finding(s.start, s.end, s.rule) for s in result), *elsewhere])
-            result.extend((yield from scan(_gaps(result, 0, len(text)))))
-        result.sort(key=lambda span: span.start)
+        searched: set[str] = set()
+        for _ in range(_MAX_ROUNDS):
+            elsewhere = yield from _other_occurrences(text, result, known_index, searched)
+            if not elsewhere:
+                break
+            result = yield from _merge_sorted(result, elsewhere)
+            more = yield from scan(_gaps(result, 0, len(text)))
+            if more:
+                result = sorted([*result, *more], key=lambda span: span.start)
         return result
 
     def _settle(
@@ -453,23 +463,78 @@ def _gaps(spans: Sequence[_Span], begin: int, end: int) -> list[tuple[int, int]]
     return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b > a]
 
 
-def _other_occurrences(text: str, spans: Sequence[_Span]) -> Generator[None, None, list[Finding]]:
-    """Where the values of ``spans`` also occur in ``text`` outside those spans (a rule may
-    find a value in one place and not in another: at the text's start, or cut by a known
-    value that is a prefix of it), named by the span that found them."""
+def _other_occurrences(
+    text: str, spans: Sequence[_Span], known_index: KnownIndex | None, searched: set[str]
+) -> Generator[None, None, list[Finding]]:
+    """Where the values of ``spans`` not ``searched`` yet also occur in ``text`` outside those
+    spans (a rule may find a value in one place and not in another: at the text's start, or
+    cut by a known value that is a prefix of it), named by the span that found them. Values
+    too short to become known, or known already (found everywhere by their index), are not
+    looked for; an occurrence inside the one before of the same value does not count. One
+    stepped pass of an index of the values, however many there are."""
+    values = KnownIndex()
+    for count, span in enumerate(spans, 1):
+        if not count % _HITS_PER_STEP:
+            yield
+        value = text[span.start : span.end]
+        if value in searched or len(value) < MIN_KNOWN_SECRET_LENGTH:
+            continue
+        searched.add(value)
+        if known_index is None or value not in known_index:
+            values.add(value, span.rule)
+    if not len(values):
+        return []
     taken = {(span.start, span.end) for span in spans}
-    rules: dict[str, str] = {}
-    for span in spans:
-        rules.setdefault(text[span.start : span.end], span.rule)
     found: list[Finding] = []
-    for value, rule in rules.items():
-        start = text.find(value)
-        while start >= 0:
-            if (start, start + len(value)) not in taken:
-                found.append(Finding(start, start + len(value), rule))
-            start = text.find(value, start + 1)
-        yield  # one value's search is one step of the scan's budget
+    hits = yield from values.occurrences(text, overlapping=False)
+    for count, (start, value) in enumerate(hits, 1):
+        if not count % _HITS_PER_STEP:
+            yield
+        if (start, start + len(value)) not in taken:
+            found.append(Finding(start, start + len(value), values.rule(value)))
     return found
+
+
+def _merge_sorted(
+    spans: Sequence[_Span], findings: Sequence[Finding]
+) -> Generator[None, None, list[_Span]]:
+    """:func:`_merge` of sorted, disjoint ``spans`` and ``findings`` sorted by start, in one
+    walk over both that yields every so often (a value repeated all over a text is found
+    tens of thousands of times)."""
+    merged: list[_Span] = []
+    cluster: list[Finding] = []
+    cluster_end = -1
+    next_span = next_finding = 0
+    while next_span < len(spans) or next_finding < len(findings):
+        if next_finding == len(findings) or (
+            next_span < len(spans) and spans[next_span].start <= findings[next_finding].start
+        ):
+            span = spans[next_span]
+            item = Finding(span.start, span.end, span.rule)
+            next_span += 1
+        else:
+            item = findings[next_finding]
+            next_finding += 1
+        if item.start < cluster_end:
+            cluster.append(item)
+            cluster_end = max(cluster_end, item.end)
+            continue
+        if cluster:
+            merged.append(_best_of(cluster, cluster_end))
+        cluster = [item]
+        cluster_end = item.end
+        if not (next_span + next_finding) % _HITS_PER_STEP:
+            yield
+    if cluster:
+        merged.append(_best_of(cluster, cluster_end))
+    return merged
+
+
+def _best_of(cluster: list[Finding], end: int) -> _Span:
+    """One span over overlapping findings, named after the longest, then by rank, then
+    earliest, then by rule name."""
+    best = min(cluster, key=lambda f: (f.start - f.end, f.rank, f.start, f.rule))
+    return _Span(cluster[0].start, end, best.rule)
 
 
 def _merge(findings: list[Finding]) -> list[_Span]:
@@ -485,8 +550,7 @@ def _merge(findings: list[Finding]) -> list[_Span]:
             cluster_end = max(cluster_end, finding.end)
             continue
         if cluster:
-            best = min(cluster, key=lambda f: (f.start - f.end, f.rank, f.start, f.rule))
-            spans.append(_Span(cluster[0].start, cluster_end, best.rule))
+            spans.append(_best_of(cluster, cluster_end))
         if finding is not None:
             cluster = [finding]
             cluster_end = finding.end
