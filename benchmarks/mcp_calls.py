@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 NOOP_TOOL = "noop"
+PASSWORD_TOOL = "generate_password"
 GOALS = {"http": 1.5, "websocket": 4.0}
 SCRIPT = os.path.abspath(__file__)
 
@@ -69,11 +70,19 @@ def serve_sdk(port: int) -> None:
     import anyio
     from mcp.server.mcpserver import MCPServer
 
+    from trio_sandbox.tools import generate_password
+
     sdk = MCPServer("bench-sdk", version="1", log_level="WARNING")
 
     @sdk.tool(name=NOOP_TOOL, description="Does nothing.")
     def noop() -> str:
         return ""
+
+    @sdk.tool(name=PASSWORD_TOOL, description="A random password (the tool server's own code).")
+    def password(length: int | None = None, no_symbols: bool = False) -> str:
+        if length is None:  # the tool's own default
+            return generate_password(no_symbols=no_symbols)
+        return generate_password(length, no_symbols=no_symbols)
 
     anyio.run(functools.partial(sdk.run_streamable_http_async, host="127.0.0.1", port=port))
 
@@ -81,7 +90,7 @@ def serve_sdk(port: int) -> None:
 # --- the SDK's client (a child process running asyncio) ----------------------------------------
 
 
-def sdk_client(url: str, seconds: float, callers: int) -> None:
+def sdk_client(url: str, seconds: float, callers: int, tool: str = NOOP_TOOL) -> None:
     import asyncio
 
     import mcp
@@ -93,7 +102,7 @@ def sdk_client(url: str, seconds: float, callers: int) -> None:
         async def caller() -> None:
             nonlocal count
             while time.perf_counter() < deadline:
-                result = await client.call_tool(NOOP_TOOL, {})
+                result = await client.call_tool(tool, {})
                 assert not result.is_error
                 count += 1
 
@@ -103,7 +112,7 @@ def sdk_client(url: str, seconds: float, callers: int) -> None:
 
     async def main() -> None:
         async with mcp.Client(url) as client:
-            await client.call_tool(NOOP_TOOL, {})  # warm up
+            await client.call_tool(tool, {})  # warm up
             figures = {
                 "version": client.protocol_version,
                 "sequential": await leg(client, 1),
@@ -272,7 +281,7 @@ def main() -> None:
         serve_sdk(int(sys.argv[2]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_client-sdk":
-        sdk_client(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+        sdk_client(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each leg")
