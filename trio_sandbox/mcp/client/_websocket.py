@@ -108,8 +108,9 @@ def websocket_transport(
                     try:
                         yield transport
                     finally:
-                        with trio.move_on_after(DISCONNECT_TIMEOUT) as closing:
-                            closing.shield = True
+                        # Not shielded: a cancelled client (a sandbox being stopped) closes
+                        # its stream at once instead of waiting for the server's answer.
+                        with trio.move_on_after(DISCONNECT_TIMEOUT):
                             await ws.aclose()
                         nursery.cancel_scope.cancel()
         except trio_websocket.ConnectionRejected as exc:
