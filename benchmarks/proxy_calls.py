@@ -48,6 +48,7 @@ from mcp_calls import (
     NOOP_TOOL,
     PASSWORD_TOOL,
     free_port,
+    process_cpu_seconds,
     read_line,
     results_table,
     start_child,
@@ -119,20 +120,15 @@ def serve_upstream(bundle_dir: str) -> None:
     trio.run(main)
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU time (user + system) of process ``pid``, and of its descendants alive now (the
     traces' exporter child): what the proxy spends, whatever else the machine runs."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
         with open(f"/proc/{pid}/task/{pid}/children") as children:
             descendants = [int(child) for child in children.read().split()]
     except FileNotFoundError:
         return 0.0, 0.0
-    own = (int(fields[11]) + int(fields[12])) / _TICKS
+    own = process_cpu_seconds(pid)
     return own, sum(sum(cpu_seconds(child)) for child in descendants)
 
 
