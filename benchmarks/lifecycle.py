@@ -33,6 +33,10 @@ ephemeral session's first tool result <= 50 ms and >= 10x faster than cold, a re
 the ordinary user's cold start no more than 100 ms above root's and its no-op call no more than
 10 % slower (same interpreter).
 
+Then, in this process, the chain's calls per second beside the official SDK's one plain HTTP
+hop in the same run (``chain_calls.py``'s legs, ``--chain-seconds`` each): a no-op tool and
+``generate_password``, sequential and with 20 callers; goal (issue 26) at least 2x.
+
     .venv/bin/python benchmarks/lifecycle.py --runs 5
 """
 
@@ -55,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from chain_calls import descendants
+from chain_calls import measure as measure_chain
+from chain_calls import report as chain_report
 
 from trio_sandbox.mcp import open_mcp_client
 from trio_sandbox.proxy import HttpFace
@@ -243,13 +250,13 @@ async def ephemeral_sessions(spares: int, figures: dict[str, list[float]]) -> No
 
 
 def _below(pid: int, root: int | None) -> bool:
-    return root is not None and pid in _descendants(root)
+    return root is not None and pid in descendants(root)
 
 
 def spare_cost(warden_pid: int | None) -> tuple[float, float, float]:
     """Processes, summed RSS and PSS (MiB) of one sandbox: its warden and everything below."""
     assert warden_pid is not None
-    pids = [warden_pid, *_descendants(warden_pid)]
+    pids = [warden_pid, *descendants(warden_pid)]
     rss = pss = 0
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -339,7 +346,7 @@ def host_sigkill_to_nothing_left() -> float:
     holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE)
     assert holder.stdout is not None
     assert holder.stdout.readline() == b"ready\n"
-    below = _descendants(holder.pid)
+    below = descendants(holder.pid)
     pidfds = [os.pidfd_open(pid) for pid in below]
     killed = time.perf_counter()
     holder.kill()
@@ -351,23 +358,6 @@ def host_sigkill_to_nothing_left() -> float:
         for pidfd in pidfds:
             os.close(pidfd)
     return time.perf_counter() - killed
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_bytes().rpartition(b")")[2].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(name))
-    found, pending = [], [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 async def measure(runs: int) -> dict[str, Any]:
@@ -407,6 +397,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--chain-seconds", type=float, default=2.0, help="duration of each chain and SDK leg"
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(trio.run(measure, args.runs)))
@@ -460,6 +453,8 @@ def main() -> None:
             f"{name} {'met' if figures[name] < goal else 'NOT met'}" for name, goal in GOALS.items()
         ]
         print(f"{label}: " + ", ".join(verdicts))
+    chain = trio.run(measure_chain, args.chain_seconds, CALLERS, 3)
+    print("\n".join(chain_report(chain, args.chain_seconds, CALLERS)))
 
 
 if __name__ == "__main__":

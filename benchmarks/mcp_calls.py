@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 NOOP_TOOL = "noop"
+PASSWORD_TOOL = "generate_password"
 GOALS = {"http": 1.5, "websocket": 4.0}
 SCRIPT = os.path.abspath(__file__)
 
@@ -69,46 +70,77 @@ def serve_sdk(port: int) -> None:
     import anyio
     from mcp.server.mcpserver import MCPServer
 
+    from trio_sandbox.tools import generate_password
+
     sdk = MCPServer("bench-sdk", version="1", log_level="WARNING")
 
     @sdk.tool(name=NOOP_TOOL, description="Does nothing.")
     def noop() -> str:
         return ""
 
+    @sdk.tool(name=PASSWORD_TOOL, description="A random password (the tool server's own code).")
+    def password(length: int | None = None, no_symbols: bool = False) -> str:
+        if length is None:  # the tool's own default
+            return generate_password(no_symbols=no_symbols)
+        return generate_password(length, no_symbols=no_symbols)
+
     anyio.run(functools.partial(sdk.run_streamable_http_async, host="127.0.0.1", port=port))
 
 
 # --- the SDK's client (a child process running asyncio) ----------------------------------------
 
+_TICKS = os.sysconf("SC_CLK_TCK")
 
-def sdk_client(url: str, seconds: float, callers: int) -> None:
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def sdk_client(
+    url: str, seconds: float, callers: int, tool: str = NOOP_TOOL, server_pid: int | None = None
+) -> None:
+    """Prints calls per second, sequential and concurrent; with ``server_pid`` also the CPU
+    microseconds per call of this client and that server together (``<mode>_cpu_us``)."""
     import asyncio
 
     import mcp
 
-    async def leg(client: mcp.Client, concurrency: int) -> float:
+    figures: dict[str, Any] = {}
+
+    def cpu() -> float:
+        own = os.times()
+        theirs = process_cpu_seconds(server_pid) if server_pid else 0.0
+        return own.user + own.system + theirs
+
+    async def leg(client: mcp.Client, concurrency: int, mode: str) -> float:
         deadline = time.perf_counter() + seconds
         count = 0
 
         async def caller() -> None:
             nonlocal count
             while time.perf_counter() < deadline:
-                result = await client.call_tool(NOOP_TOOL, {})
+                result = await client.call_tool(tool, {})
                 assert not result.is_error
                 count += 1
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu()
         await asyncio.gather(*(caller() for _ in range(concurrency)))
+        if server_pid:
+            figures[f"{mode}_cpu_us"] = (cpu() - cpu_before) / max(count, 1) * 1e6
         return count / (time.perf_counter() - started)
 
     async def main() -> None:
         async with mcp.Client(url) as client:
-            await client.call_tool(NOOP_TOOL, {})  # warm up
-            figures = {
-                "version": client.protocol_version,
-                "sequential": await leg(client, 1),
-                "concurrent": await leg(client, callers),
-            }
+            await client.call_tool(tool, {})  # warm up
+            figures["version"] = client.protocol_version
+            figures["sequential"] = await leg(client, 1, "sequential")
+            figures["concurrent"] = await leg(client, callers, "concurrent")
         print(json.dumps(figures), flush=True)
 
     asyncio.run(main())
@@ -272,7 +304,9 @@ def main() -> None:
         serve_sdk(int(sys.argv[2]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_client-sdk":
-        sdk_client(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+        tool = sys.argv[5] if len(sys.argv) > 5 else NOOP_TOOL
+        server_pid = int(sys.argv[6]) if len(sys.argv) > 6 else None
+        sdk_client(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), tool, server_pid)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each leg")

@@ -10,8 +10,10 @@ callers on one connection, all in the same run:
 - sdk: the official SDK's client (asyncio) -> the SDK's MCPServer on uvicorn, plain HTTP: one
   hop, the SDK's usual stack.
 
-The upstream, the proxy and the SDK server and client each run in their own child process. The
-goal: the proxied path at least as fast as the SDK's single plain-HTTP hop.
+The proxied HTTPS leg and the SDK's run twice: the no-op tool and ``generate_password`` (the
+tool server's own function on both sides). The upstream, the proxy and the SDK server and
+client each run in their own child process. The goal (issue 26): the proxied path at least
+twice as fast as the SDK's single plain-HTTP hop, for each tool.
 
 The cost of seeing what the agent did: a second proxy with the audit log (a file), the metrics
 endpoint (scraped every ``--scrape-interval`` seconds) and traces (OTLP/HTTP to a receiver
@@ -44,7 +46,9 @@ import trio
 # the SDK the same way.
 from mcp_calls import (
     NOOP_TOOL,
+    PASSWORD_TOOL,
     free_port,
+    process_cpu_seconds,
     read_line,
     results_table,
     start_child,
@@ -54,7 +58,7 @@ from mcp_calls import (
 SCRIPT = os.path.abspath(__file__)
 MCP_CALLS = os.path.join(os.path.dirname(SCRIPT), "mcp_calls.py")
 REPO = Path(SCRIPT).resolve().parent.parent
-GOAL = 1.0  # proxied / sdk
+GOAL = 2.0  # proxied / sdk (issue 26)
 OBSERVED_GOAL = 0.90  # observed / not observed
 RUN_DEADLINE = 300.0
 
@@ -78,7 +82,8 @@ def serve_otlp_sink(port: str) -> None:
 
 
 def serve_upstream(bundle_dir: str) -> None:
-    """The upstream: our server with a no-op tool on wss:// with mutual TLS."""
+    """The upstream: our server with a no-op tool and ``generate_password`` on wss:// with
+    mutual TLS."""
     from trio_sandbox.mcp import (
         BoundServer,
         Implementation,
@@ -88,12 +93,17 @@ def serve_upstream(bundle_dir: str) -> None:
         serve_http,
     )
     from trio_sandbox.tls import CertificateChain
+    from trio_sandbox.tools import generate_password
 
     server = McpServer(Implementation("bench-upstream", "1"))
 
     @server.tool(NOOP_TOOL, description="Does nothing.")
     async def noop(arguments: dict[str, Any], ctx: RequestContext) -> str:
         return ""
+
+    @server.tool(PASSWORD_TOOL, description="A random password.")
+    async def password(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return generate_password()
 
     chain = CertificateChain.generate()
     chain.write_client_bundle(bundle_dir)
@@ -110,33 +120,33 @@ def serve_upstream(bundle_dir: str) -> None:
     trio.run(main)
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU time (user + system) of process ``pid``, and of its descendants alive now (the
     traces' exporter child): what the proxy spends, whatever else the machine runs."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
         with open(f"/proc/{pid}/task/{pid}/children") as children:
             descendants = [int(child) for child in children.read().split()]
     except FileNotFoundError:
         return 0.0, 0.0
-    own = (int(fields[11]) + int(fields[12])) / _TICKS
+    own = process_cpu_seconds(pid)
     return own, sum(sum(cpu_seconds(child)) for child in descendants)
 
 
 async def our_leg(
-    url: str, context: ssl.SSLContext, seconds: float, callers: int, pid: int | None = None
+    url: str,
+    context: ssl.SSLContext,
+    seconds: float,
+    callers: int,
+    pid: int | None = None,
+    tool: str = NOOP_TOOL,
 ) -> dict[str, Any]:
-    """Calls per second, sequential and with ``callers``; with ``pid`` (the proxy's) also its
-    CPU microseconds per call (``..._cpu_us``)."""
+    """Calls per second of ``tool``, sequential and with ``callers``; with ``pid`` (the
+    proxy's) also its CPU microseconds per call (``..._cpu_us``)."""
     from trio_sandbox.mcp import open_mcp_client
 
     results: dict[str, Any] = {}
     async with open_mcp_client(url, ssl_context=context) as client:
-        await client.call_tool(NOOP_TOOL, {})  # warm up
+        await client.call_tool(tool, {})  # warm up
 
         async def leg(concurrency: int, mode: str) -> None:
             count = 0
@@ -145,7 +155,7 @@ async def our_leg(
             async def caller() -> None:
                 nonlocal count
                 while trio.current_time() < deadline:
-                    result = await client.call_tool(NOOP_TOOL, {})
+                    result = await client.call_tool(tool, {})
                     assert not result.is_error, result
                     count += 1
 
@@ -296,6 +306,9 @@ async def run_benchmark(
             if "audit" in observe:
                 audit = (Path(private) / "audit.jsonl").read_text()
                 assert audit.count("\n") > 0, "the observed proxy wrote no audit record"
+            results["proxied https, generate_password"] = await our_leg(
+                proxy_url, proxy_context, seconds, callers, proxy_pid, PASSWORD_TOOL
+            )
             # The same mTLS face also takes WebSocket connections on the same endpoint.
             proxy_wss = "wss" + proxy_url.removeprefix("https")
             results["proxied wss"] = await our_leg(proxy_wss, proxy_context, seconds, callers)
@@ -306,18 +319,23 @@ async def run_benchmark(
             port = free_port()
             await start_child(nursery, [sys.executable, MCP_CALLS, "_serve-sdk", str(port)])
             await wait_for_port(port)
-            finished = await trio.run_process(
-                [
-                    sys.executable,
-                    MCP_CALLS,
-                    "_client-sdk",
-                    f"http://127.0.0.1:{port}/mcp",
-                    str(seconds),
-                    str(callers),
-                ],
-                capture_stdout=True,
-            )
-            results["sdk http"] = json.loads(finished.stdout.decode().strip().splitlines()[-1])
+            for leg, tool in (
+                ("sdk http", NOOP_TOOL),
+                ("sdk http, generate_password", PASSWORD_TOOL),
+            ):
+                finished = await trio.run_process(
+                    [
+                        sys.executable,
+                        MCP_CALLS,
+                        "_client-sdk",
+                        f"http://127.0.0.1:{port}/mcp",
+                        str(seconds),
+                        str(callers),
+                        tool,
+                    ],
+                    capture_stdout=True,
+                )
+                results[leg] = json.loads(finished.stdout.decode().strip().splitlines()[-1])
             nursery.cancel_scope.cancel()
     return results
 
@@ -325,7 +343,7 @@ async def run_benchmark(
 def report(
     results: dict[str, dict[str, Any]], seconds: float, callers: int, observe: list[str]
 ) -> str:
-    direct, sdk = results["direct wss mtls"], results["sdk http"]
+    direct = results["direct wss mtls"]
     plain, observed = results["proxied https"], results["proxied https, observed"]
     per_round = results["observed / plain, per round"]
     lines = results_table(
@@ -347,16 +365,19 @@ def report(
             f" 10 % slower); the proxy's CPU per call {cpu_observed:.0f} us on"
             f" (+{children:.0f} us in its exporter child), {cpu:.0f} us off"
         )
-    for face in ("proxied https", "proxied wss"):
-        proxied = results[face]
+    for face, baseline in (
+        ("proxied https", "sdk http"),
+        ("proxied wss", "sdk http"),
+        ("proxied https, generate_password", "sdk http, generate_password"),
+    ):
+        proxied, sdk = results[face], results[baseline]
         for mode in ("sequential", "concurrent"):
-            versus_direct = proxied[mode] / direct[mode] if direct[mode] else math.inf
             versus_sdk = proxied[mode] / sdk[mode] if sdk[mode] else math.inf
             verdict = "meets" if versus_sdk >= GOAL else "MISSES"
-            lines.append(
-                f"{face}, {mode}: {versus_direct:.2f}x direct, "
-                f"{versus_sdk:.2f}x sdk http ({verdict} the {GOAL:g}x goal)"
-            )
+            line = f"{face}, {mode}: {versus_sdk:.2f}x {baseline} ({verdict} the {GOAL:g}x goal)"
+            if baseline == "sdk http":  # direct is the no-op tool's
+                line += f", {proxied[mode] / direct[mode]:.2f}x direct"
+            lines.append(line)
     return "\n".join(lines)
 
 

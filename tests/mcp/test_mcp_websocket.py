@@ -13,12 +13,16 @@ from trio_sandbox.mcp import (
     JsonObject,
     McpConnectionError,
     McpHttpApp,
+    McpHttpStatusError,
     McpServer,
     RequestContext,
     open_mcp_client,
     serve_http,
     websocket_transport,
 )
+
+# Above the bound on one message both ends keep by default (4 MiB).
+BIG = 5 * 1024 * 1024
 
 
 def make_server() -> McpServer:
@@ -75,3 +79,48 @@ async def test_websocket_refused_is_a_connection_error() -> None:
     with pytest.raises(McpConnectionError, match=r"ws://127\.0\.0\.1:9/mcp"):
         async with open_mcp_client("ws://127.0.0.1:9/mcp"):
             pass
+
+
+async def test_an_upgrade_answered_with_a_status_is_an_http_status_error(
+    nursery: trio.Nursery,
+) -> None:
+    """A server that speaks Streamable HTTP only answers the upgrade with a status: the caller
+    learns which (and can speak HTTP instead), and no socket is left open."""
+    app = McpHttpApp(make_server())
+
+    async def http_only(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await app(scope, receive, send)
+
+    bound: BoundServer = await nursery.start(
+        lambda task_status: serve_http(http_only, path="/mcp", task_status=task_status)
+    )
+    with pytest.raises(McpHttpStatusError) as caught:
+        async with open_mcp_client(f"ws://127.0.0.1:{bound.port}/mcp"):
+            pass  # pragma: no cover - refused
+    assert caught.value.status == 403
+    async with open_mcp_client(f"http://127.0.0.1:{bound.port}/mcp") as client:
+        result = await client.call_tool("echo_1", {"text": "over http"})
+        assert result.text_content == "over http"
+
+
+async def test_what_is_received_has_its_own_bound(nursery: trio.Nursery) -> None:
+    server = McpServer(Implementation("big", "1"))
+
+    @server.tool("big")
+    async def big(arguments: dict[str, Any], ctx: RequestContext) -> str:
+        return "x" * BIG
+
+    bound: BoundServer = await nursery.start(serve_http, McpHttpApp(server))
+    url = bound.url.replace("http://", "ws://")
+    async with open_mcp_client(websocket_transport(url, max_received_size=2 * BIG)) as client:
+        assert (await client.call_tool("big")).text_content == "x" * BIG
+
+    async def call_within_the_default_bound() -> None:
+        async with open_mcp_client(websocket_transport(url)) as client:
+            await client.call_tool("big")
+
+    with trio.fail_after(10), pytest.raises(McpConnectionError):
+        await call_within_the_default_bound()

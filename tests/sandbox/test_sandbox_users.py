@@ -54,7 +54,8 @@ async def test_open_sandbox_works_with_defaults_for_both_users(
     report = json.loads(done.stdout.decode().splitlines()[-1])
     assert report["text"].splitlines()[0] == str(sandbox_user.uid)
     assert report["created"]
-    assert report["sandbox_url"].startswith("https://127.0.0.1:")
+    # Our tool server is reached over WebSocket on its mutual-TLS endpoint.
+    assert report["sandbox_url"].startswith("wss://127.0.0.1:")
     for name in ("from-sandbox.txt", "c.txt"):
         info = (workspace / name).stat()
         assert (info.st_uid, info.st_gid) == (sandbox_user.uid, sandbox_user.gid), name

@@ -18,6 +18,7 @@ from trio_sandbox.sandbox import SandboxConfig, SandboxStartError, open_sandbox
 from trio_sandbox.tls import MtlsIdentity
 
 FAKE_WARDEN = str(Path(__file__).with_name("fake_warden.py"))
+HTTPS_ONLY_TOOL_SERVER = str(Path(__file__).with_name("https_only_tool_server.py"))
 
 
 def config_for(mode: str, **changes: Any) -> SandboxConfig:
@@ -118,7 +119,7 @@ async def test_a_tool_server_that_never_answers_fails_at_the_ready_step(
     error = await start_error(config_for("no-server", ready_timeout=1.0, stop_grace=1.0))
     assert error.step == "ready"
     assert "did not answer" in error.reason
-    assert "Connect" in error.reason or "refused" in error.reason
+    assert "connect" in error.reason.lower() or "refused" in error.reason
     assert error.exit_status is None
     assert_gone(read_pid(pidfile))
 
@@ -145,3 +146,22 @@ async def test_a_slow_warden_starts_and_a_killed_one_is_respawned(
             assert second_pid is not None
         assert_gone(first_pid)
         assert_gone(second_pid)
+
+
+async def test_our_tool_server_is_reached_over_websocket_and_an_https_only_one_over_https() -> None:
+    """The host asks for WebSocket first (our tool server takes it on the same endpoint: less
+    work per call); a tool server that answers the upgrade with an HTTP status, as the original
+    one does, is spoken to over HTTPS at once, the contract's URL."""
+    with trio.fail_after(60):
+        async with open_sandbox(config_for("ok", warm_spares=0)) as sandbox:
+            assert (sandbox.sandbox_url or "").startswith("wss://127.0.0.1:")
+            result = await sandbox.call_tool("run_command", {"command": "echo over wss"})
+            assert "over wss" in result.text_content
+        https_only = config_for(
+            "ok", warm_spares=0, command=[sys.executable, HTTPS_ONLY_TOOL_SERVER]
+        )
+        async with open_sandbox(https_only) as sandbox:
+            assert (sandbox.sandbox_url or "").startswith("https://127.0.0.1:")
+            result = await sandbox.call_tool("echo", {"text": "over https"})
+            assert result.text_content == "over https"
+            assert sandbox.start_timeline["ready"] - sandbox.start_timeline["first_attempt"] < 5

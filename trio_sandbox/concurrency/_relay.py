@@ -147,17 +147,20 @@ class Pump:
         left: int | None,
     ) -> None:
         """socket -> pipe -> socket. Each round tries both ends without blocking and waits only
-        when neither moved: for the sink while the pipe holds data, else for the source."""
+        when neither moved: for the sink while the pipe holds data, else for the source — at
+        once when the source gave less than there was room for and all of it went on (a small
+        message: asking the source again would only find it empty)."""
         read_end, write_end = self._pipe_fds()
         source_fd, sink_fd = source.socket.fileno(), sink.socket.fileno()
         in_pipe = 0
         ended = False
         spliced = False
+        drained = False
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             moved = False
             room = PIPE_SIZE - in_pipe if left is None else min(PIPE_SIZE - in_pipe, left)
-            if not ended and room:
+            if not ended and room and not drained:
                 try:
                     taken = os.splice(source_fd, write_end, room, flags=_SPLICE_FLAGS)
                 except BlockingIOError:
@@ -169,6 +172,7 @@ class Pump:
                 else:
                     spliced = moved = True
                     ended = taken == 0
+                    drained = 0 < taken < room
                     in_pipe += taken
                     left = None if left is None else left - taken
             if in_pipe:
@@ -184,11 +188,17 @@ class Pump:
                 if ended and left:
                     raise StreamEnded
                 return
-            if moved:
-                await trio.lowlevel.checkpoint()  # a busy pump never blocks: stay cancellable
-            elif in_pipe:
-                await trio.lowlevel.wait_writable(sink.socket)
-            elif not await _readable_within(source.socket, PIPE_KEPT_IDLE):
+            if in_pipe:
+                if moved:
+                    await trio.lowlevel.checkpoint()  # a busy pump never blocks: stay cancellable
+                else:
+                    await trio.lowlevel.wait_writable(sink.socket)
+            elif moved and not drained:
+                await trio.lowlevel.checkpoint()
+            else:
+                drained = False
+                if await _readable_within(source.socket, PIPE_KEPT_IDLE):
+                    continue
                 # An idle tunnel holds no pipe: pipes count against the user's pipe quota
                 # (pipe-user-pages-soft), and a hundred idle tunnels must not exhaust it. A
                 # short pause keeps it: a conversation of small messages (a tool call) would

@@ -35,7 +35,13 @@ from ..contract import (
     REPORT_FD_OPTION,
     SKIP_WARDEN_VARIABLE,
 )
-from ..mcp import McpClient, McpConnectionError
+from ..mcp import (
+    McpClient,
+    McpConnectionError,
+    McpHttpStatusError,
+    TransportFactory,
+    websocket_transport,
+)
 from ..proxy import ClientHooks
 from ..tls import MtlsIdentity
 from ._config import SandboxConfig
@@ -50,6 +56,9 @@ logger = logging.getLogger("trio_sandbox.sandbox")
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.
 READY_FIRST_DELAY = 0.005
 READY_MAX_DELAY = 0.1
+# The most the host takes in one message from the tool server over WebSocket (over HTTP a body
+# has no bound): a file view of 2,000 lines of 2,000 characters escaped in JSON fits.
+TOOL_SERVER_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @attrs.frozen
@@ -253,9 +262,9 @@ async def warden_launcher(
             )
             run.ready = True
             run.timeline["ready"] = trio.current_time()
-            stages.info("tool server ready at %s (mutual TLS)", url)
+            stages.info("tool server ready at %s (mutual TLS)", client.target)
             task_status.started(
-                Launched(client, started.process.pid, url, dict(run.timeline), run.report)
+                Launched(client, started.process.pid, client.target, dict(run.timeline), run.report)
             )
 
 
@@ -304,17 +313,28 @@ async def _hold_session(
 ) -> None:
     """Connect as soon as the server answers (no fixed sleeps), then keep the session.
 
+    Over WebSocket on the same endpoint when the tool server takes it (ours does: one frame
+    each way per message instead of an HTTP exchange, about a third less CPU per call on both
+    sides); a server that answers the upgrade with an HTTP status (the original tool server
+    speaks Streamable HTTP only) is spoken to over ``url`` from then on.
+
     ``ready_timeout`` bounds the attempts only: once connected, the session lives as long as the
     sandbox (a deadline left over from the start would tear down a healthy sandbox).
     """
     delay = READY_FIRST_DELAY
     last_error = "no attempt"
     connected = False
+    websocket = websocket_transport(
+        "wss" + url.removeprefix("https"),
+        ssl_context=ssl_context,
+        max_received_size=TOOL_SERVER_MESSAGE_BYTES,
+    )
+    target: str | TransportFactory = websocket
     with trio.move_on_after(run.config.ready_timeout) as start_deadline:
         while True:
             run.timeline.setdefault("first_attempt", trio.current_time())
             try:
-                async with run.hooks.client.open_client(url, ssl_context=ssl_context) as client:
+                async with run.hooks.client.open_client(target, ssl_context=ssl_context) as client:
                     connected = True
                     start_deadline.deadline = math.inf
                     task_status.started(client)
@@ -325,6 +345,10 @@ async def _hold_session(
             except McpConnectionError as exc:
                 if connected:
                     raise  # the session broke: this generation is over
+                if target is websocket and isinstance(exc, McpHttpStatusError):
+                    stages.info("the tool server refused WebSocket (%s): over HTTPS", exc.reason)
+                    target = url
+                    continue
                 last_error = exc.reason
             await trio.sleep(delay)
             delay = min(delay * 2, READY_MAX_DELAY)

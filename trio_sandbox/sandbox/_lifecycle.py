@@ -130,7 +130,8 @@ class Sandbox:
 
     @property
     def sandbox_url(self) -> str | None:
-        """Where the current generation's tool server is published (behind mutual TLS)."""
+        """Where the current generation's tool server is published (behind mutual TLS):
+        ``wss://`` when it takes WebSocket (ours), else the contract's ``https://``."""
         launched = self._launched()
         return launched.url if launched is not None else None
 
