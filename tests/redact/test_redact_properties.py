@@ -131,8 +131,9 @@ def test_a_value_a_rule_found_once_is_redacted_wherever_it_is_in_the_text() -> N
     redactor = redactor_with_known()
     text = "hunter2-correct-horse01 and token: hunter2-correct-horse01 and hunter2-correct-horse"
     redacted = redactor.redact_text(text)
-    assert "01" not in redacted, redacted
-    assert "hunter2" not in redacted, redacted
+    shown = PLACEHOLDER.sub("", redacted)  # (a placeholder's random id may hold "01")
+    assert "01" not in shown, redacted
+    assert "hunter2" not in shown, redacted
     assert redactor.redact_text(text) == redacted
     assert redactor.restore_text(redacted) == text
 
