@@ -76,6 +76,18 @@ def test_adjacent_known_values_each_keep_their_placeholder(values: list[str]) ->
 @given(st.lists(st.integers(0, 10_000), max_size=4), text_with_secrets(KNOWN))
 # A rule finds the value only after "token: "; its first occurrence starts with a known value.
 @example([], ("hunter2-correct-horse01token: hunter2-correct-horse01", []))
+# A rule sees the token's value only in the third leaf; the first leaf holds its bare start.
+@example(
+    [62, 261],
+    (
+        "hunter2-correct-horse eyJhbGciOiAiSFMyNTYiLCAidHlwIjogIkpXVCJ9.eyJzdWIiOiAidGVzdC11c2Vy"
+        "LTJ5VzRBY3E5IiwgImlhdCI6IDU0ODk3NzA0OH0.-ZM9TBrKrmGsNmjQ8mT3OA94HhblZa_QFPiyCEs5lkO  "
+        "AKIAY2CQ7ZT6WNISIGQJ hunter2-correct-horsetoken: eyJhbGciOiAiSFMyNTYiLCAidHlwIjogIkpX"
+        "VCJ9.eyJzdWIiOiAidGVzdC11c2VyLTJ5VzRBY3E5IiwgImlhdCI6IDU0ODk3NzA0OH0.-ZM9TBrKrmGsNmjQ8m"
+        "T3OA94HhblZa_QFPiyCEs5lkO ",
+        [],
+    ),
+)
 def test_json_leaves_are_independent(cuts: list[int], case: tuple[str, list[str]]) -> None:
     text, _ = case
     points = sorted({cut % (len(text) + 1) for cut in cuts})
@@ -160,3 +172,16 @@ def test_a_value_repeated_all_over_its_text_is_redacted_at_every_place() -> None
     assert "0" * 16 not in redacted
     assert redacted.count("[REDACTED_SECRET:") == 12_501
     assert redactor.restore_text(redacted) == text
+
+
+def test_a_value_found_in_one_string_is_redacted_in_the_others_of_the_message() -> None:
+    # No rule sees the bare value in the first string; the second shows it is a token.
+    value = "Zq3k9TxW2mN8vB4cR7yL1pD6sH0jF5gA"
+    redactor = SecretRedactor()
+    redacted = redactor.redact_json(
+        {"content": [{"type": "text", "text": f"id {value}"}, {"text": f"token: {value}"}]}
+    )
+    assert value not in str(redacted), redacted
+    assert redactor.restore_json(redacted) == {
+        "content": [{"type": "text", "text": f"id {value}"}, {"text": f"token: {value}"}]
+    }

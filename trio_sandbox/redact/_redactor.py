@@ -283,6 +283,18 @@ class SecretRedactor:
         # First every string is scanned, then the copy is made: the map changes only once the
         # whole value is scanned, so a cancelled or timed-out scan leaves no trace.
         yield from self._json_steps(value, scan, "$", 0)
+        # A value found in one string is a secret in every other string of the value too (a
+        # token shown whole in one string, and where no rule sees it in another).
+        searched: set[str] = set()
+        for _ in range(_MAX_ROUNDS):
+            found = self._found_values(scanned, searched)
+            if found is None or len(scanned) < 2:
+                break
+            again: list[_Scanned] = []
+            for pieces in scanned:
+                text = "".join(plain for plain, _ in pieces)
+                again.append((yield from self._scan_steps(text, budget, rules, found)))
+            scanned = again
         results = iter([self._apply(one, source) for one in scanned])
 
         def apply(text: str) -> _Steps:
@@ -321,10 +333,25 @@ class SecretRedactor:
             return copy
         raise TypeError(f"not a JSON value at {path}: {type(value).__name__}")
 
+    def _found_values(self, scanned: list[_Scanned], searched: set[str]) -> KnownIndex | None:
+        """The values ``scanned`` found that are long enough to be known, not known yet and not
+        ``searched`` yet (they are added to it); None when there are none."""
+        found = KnownIndex()
+        for pieces in scanned:
+            for plain, spans in pieces:
+                for span in spans:
+                    value = plain[span.start : span.end]
+                    if len(value) >= MIN_KNOWN_SECRET_LENGTH and value not in searched:
+                        searched.add(value)
+                        if value not in self._known:
+                            found.add(value, span.rule)
+        return found if len(found) else None
+
     def _scan_steps(
-        self, text: str, budget: _Budget, rules: bool
+        self, text: str, budget: _Budget, rules: bool, extra: KnownIndex | None = None
     ) -> Generator[None, None, _Scanned]:
-        """The pieces of ``text`` between placeholders, each with its secrets' spans."""
+        """The pieces of ``text`` between placeholders, each with its secrets' spans;
+        ``extra``: values to find as if they were known (the clean-text memo does not apply)."""
         known_index = self._known if len(self._known) else None
         additions = self._additions
         shortest = self._detector.min_width if rules else math.inf
@@ -338,9 +365,18 @@ class SecretRedactor:
             end = len(text) if placeholder is None else placeholder.start()
             plain = text[position:end]
             spans: list[_Span] = []
-            if len(plain) >= shortest and not self._known_clean(plain, rules):
-                spans = yield from _metered(self._scan_plain(plain, known_index, rules), budget)
-                if not spans and len(plain) <= _CLEAN_TEXT_MAX and additions == self._additions:
+            if len(plain) >= shortest and (
+                extra is not None or not self._known_clean(plain, rules)
+            ):
+                spans = yield from _metered(
+                    self._scan_plain(plain, known_index, rules, extra), budget
+                )
+                if (
+                    not spans
+                    and extra is None
+                    and len(plain) <= _CLEAN_TEXT_MAX
+                    and additions == self._additions
+                ):
                     self._clean[plain, rules] = None
                     if len(self._clean) > _CLEAN_TEXTS:
                         del self._clean[next(iter(self._clean))]
@@ -374,7 +410,11 @@ class SecretRedactor:
         return "".join(out)
 
     def _scan_plain(
-        self, text: str, known_index: KnownIndex | None, rules: bool = True
+        self,
+        text: str,
+        known_index: KnownIndex | None,
+        rules: bool = True,
+        extra: KnownIndex | None = None,
     ) -> Generator[None, None, list[_Span]]:
         """Secret spans of a placeholder-free text, sorted and disjoint, to a fixed point; a
         value found anywhere in ``text`` is redacted everywhere in it (as a value found earlier
@@ -382,10 +422,11 @@ class SecretRedactor:
         literal_starts: dict[int, list[int]] = {}
         if rules:
             literal_starts = yield from self._detector.literal_starts(text)
-        known: list[tuple[int, str]] = []
-        if known_index is not None:
-            known = yield from known_index.occurrences(text)
-        scan = functools.partial(self._settle, text, literal_starts, known_index, known, rules)
+        known: list[tuple[KnownIndex, list[tuple[int, str]]]] = []
+        for index in (known_index, extra):
+            if index is not None:
+                known.append((index, (yield from index.occurrences(text))))
+        scan = functools.partial(self._settle, text, literal_starts, known, rules)
         result = yield from scan([(0, len(text))])
         searched: set[str] = set()
         for _ in range(_MAX_ROUNDS):
@@ -402,8 +443,7 @@ class SecretRedactor:
         self,
         text: str,
         literal_starts: dict[int, list[int]],
-        known_index: KnownIndex | None,
-        known: list[tuple[int, str]],
+        known: list[tuple[KnownIndex, list[tuple[int, str]]]],
         rules: bool,
         pending: list[tuple[int, int]],
     ) -> Generator[None, None, list[_Span]]:
@@ -420,8 +460,8 @@ class SecretRedactor:
                     findings = yield from detector.scan(
                         piece, detector.restrict(literal_starts, begin, end)
                     )
-                if known_index is not None:
-                    findings.extend(_known_findings(known_index, known, begin, end))
+                for index, occurrences in known:
+                    findings.extend(_known_findings(index, occurrences, begin, end))
                 spans = _merge(findings)
                 result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
                 # Re-scan what is left between the new placeholders (and at the piece's ends).
