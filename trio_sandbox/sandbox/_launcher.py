@@ -346,7 +346,7 @@ async def _hold_session(
                 if connected:
                     raise  # the session broke: this generation is over
                 if target is websocket and isinstance(exc, McpHttpStatusError):
-                    stages.info("the tool server refused WebSocket (%s): over HTTPS", exc.reason)
+                    stages.info("the tool server refused WebSocket (%r): over HTTPS", exc.reason)
                     target = url
                     continue
                 last_error = exc.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -10,6 +11,8 @@ from typing import Final
 
 import trio
 import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import BytesMessage, Ping, RejectConnection, TextMessage
 
 from ...concurrency import single_error
 from ..protocol._errors import McpConnectionError, McpHttpStatusError
@@ -20,6 +23,32 @@ from ._transport import ClientInbox, TransportFactory
 
 # How long leaving waits for the server to answer the closing handshake.
 DISCONNECT_TIMEOUT: Final = 2.0
+# At most one ping a server sends in this many seconds is answered (RFC 6455 lets an endpoint
+# skip pongs): a flood of pings must not cost a TLS record and a send each.
+PONG_INTERVAL: Final = 0.05
+
+
+class _GuardedConnection(trio_websocket.WebSocketConnection):
+    """trio-websocket's client connection with bounds of ours against the server: the answer to
+    a refused upgrade is its status (its body, unbounded and maybe never ending, is not read),
+    pongs are rate-limited, and a text message's size is counted in UTF-8 bytes, not
+    characters. (Private hooks of trio-websocket 0.12; the tests pin each behaviour.)"""
+
+    _last_pong = -math.inf
+
+    async def _handle_reject_connection_event(self, event: RejectConnection) -> None:
+        raise trio_websocket.ConnectionRejected(event.status_code, tuple(event.headers), None)
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        now = trio.current_time()
+        if now - self._last_pong >= PONG_INTERVAL:
+            self._last_pong = now
+            await super()._handle_ping_event(event)
+
+    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
+        if isinstance(event, TextMessage) and not event.data.isascii():
+            self._message_size += len(event.data.encode()) - len(event.data)
+        await super()._handle_message_event(event)
 
 
 def websocket_transport(
@@ -66,23 +95,38 @@ def websocket_transport(
                 stream = await open_stream()
         except (OSError, trio.TooSlowError) as exc:
             raise McpConnectionError(url, f"{type(exc).__name__}: {exc}") from exc
+        handshake_done = False
         try:
             with single_error():
                 async with trio.open_nursery() as nursery:
+                    ws = _GuardedConnection(
+                        stream,
+                        WSConnection(ConnectionType.CLIENT),
+                        host=host_header,
+                        path=resource,
+                        client_subprotocols=[WEBSOCKET_SUBPROTOCOL],
+                        max_message_size=max_message_size
+                        if max_received_size is None
+                        else max_received_size,
+                    )
+                    reader_ended = trio.Event()
+
+                    async def read() -> None:
+                        try:
+                            await ws._reader_task()
+                        finally:
+                            reader_ended.set()
+
+                    nursery.start_soon(read)
                     try:
                         with trio.fail_after(connect_timeout):
-                            ws = await trio_websocket.wrap_client_stream(
-                                nursery,
-                                stream,
-                                host_header,
-                                resource,
-                                subprotocols=[WEBSOCKET_SUBPROTOCOL],
-                                max_message_size=max_message_size
-                                if max_received_size is None
-                                else max_received_size,
-                            )
+                            await _first_of(ws._open_handshake, reader_ended)
                     except (trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
                         raise McpConnectionError(url, f"{type(exc).__name__}: {exc}") from exc
+                    if not ws._open_handshake.is_set():
+                        raise McpConnectionError(
+                            url, "the connection ended before the server answered the upgrade"
+                        )
                     if ws.subprotocol != WEBSOCKET_SUBPROTOCOL:
                         raise McpConnectionError(
                             url, "the server did not accept the mcp subprotocol"
@@ -105,6 +149,7 @@ def websocket_transport(
                         url, send_text, max_message_bytes=max_message_size
                     )
                     nursery.start_soon(pump_incoming, transport, frames(), inbox)
+                    handshake_done = True
                     try:
                         yield transport
                     finally:
@@ -115,9 +160,29 @@ def websocket_transport(
                         nursery.cancel_scope.cancel()
         except trio_websocket.ConnectionRejected as exc:
             raise McpHttpStatusError(url, exc.status_code, exc.body or b"") from exc
-        except trio_websocket.HandshakeError as exc:
-            raise McpConnectionError(url, f"{type(exc).__name__}: {exc}") from exc
+        except McpConnectionError:
+            raise
+        except Exception as exc:
+            if handshake_done:
+                raise
+            # A malformed answer to the upgrade (a bad Sec-WebSocket-Accept, a broken head)
+            # fails in the library's reader as an h11 or wsproto protocol error.
+            raise McpConnectionError(
+                url, f"the upgrade failed: {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             await trio.aclose_forcefully(stream)
 
     return open_transport
+
+
+async def _first_of(*events: trio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        for event in events:
+            nursery.start_soon(wait, event)
