@@ -56,8 +56,9 @@ logger = logging.getLogger("trio_sandbox.sandbox")
 # Readiness: the first attempt right after the CA block, then a short doubling backoff.
 READY_FIRST_DELAY = 0.005
 READY_MAX_DELAY = 0.1
-# The most the host takes in one message from the tool server over WebSocket (over HTTP a body
-# has no bound): a file view of 2,000 lines of 2,000 characters escaped in JSON fits.
+# The most the host takes in one message from the tool server, over WebSocket and over HTTP (the
+# HTTP transport's default is the same): a file view of 2,000 lines of 2,000 characters escaped
+# in JSON fits.
 TOOL_SERVER_MESSAGE_BYTES = 64 * 1024 * 1024
 
 

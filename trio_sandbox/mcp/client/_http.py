@@ -35,6 +35,9 @@ from ._http11 import HttpPool, HttpResponse, LineReader
 from ._transport import ClientInbox, TransportFactory
 
 logger = logging.getLogger("trio_sandbox.mcp.http_client")
+# What one message from a server may be, by default (a docs server's large page, a tool's
+# large result): a bound on memory, not on what servers usually send.
+MAX_RECEIVED_BYTES: Final = 64 * 1024 * 1024
 
 _MAX_RESUMES: Final = 8
 _DEFAULT_RETRY_MS: Final = 1000
@@ -62,6 +65,8 @@ class HttpTransport:
     closes_stream_to_cancel: bool = True
     # The server's bound on one message: over it, the request fails here, the connection stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # Ours on one message from the server (a body, an SSE event): over it, the request fails.
+    max_received_bytes: int = MAX_RECEIVED_BYTES
     _standalone_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     _auth: HttpAuth | None = None
     # The last few Authorization values sent: an error's snippet of the body never shows one
@@ -145,7 +150,7 @@ class HttpTransport:
                 await self._post_request(message, body, all_headers)
                 return
             async with self._request(b"POST", all_headers, body) as response:
-                data = await response.read()
+                data = await response.read(self.max_received_bytes)
         except HttpClientError as exc:
             raise self._fail(str(exc)) from exc
         if response.status == 404 and self.session_id is not None:
@@ -166,7 +171,7 @@ class HttpTransport:
                 if await self._read_sse(response, request.id, state):
                     return
             else:
-                data = await response.read()
+                data = await response.read(self.max_received_bytes)
                 if response.status == 404 and self.session_id is not None:
                     # Checked before the body: a 404 for a known session means the server lost
                     # it, whatever JSON-RPC error it wrote, and the request reached no handler.
@@ -210,7 +215,7 @@ class HttpTransport:
                 async with self._request(b"GET", headers) as response:
                     content_type = response.headers.get("content-type", "").lower()
                     if response.status != 200 or "text/event-stream" not in content_type:
-                        data = await response.read()
+                        data = await response.read(self.max_received_bytes)
                         raise self._status_error(response.status, data)
                     if await self._read_sse(response, request.id, state):
                         return
@@ -223,11 +228,12 @@ class HttpTransport:
     ) -> bool:
         """Deliver every message of an SSE stream; True once the response to ``request_id`` came."""
         data_lines: list[str] = []
-        lines = LineReader(response)
+        data_size = 0
+        lines = LineReader(response, self.max_received_bytes)
         while (line := await lines.next_line()) is not None:
             if line == "":
                 payload = "\n".join(data_lines)
-                data_lines = []
+                data_lines, data_size = [], 0
                 if payload.strip() and await self._deliver_event(payload, request_id):
                     return True
                 continue
@@ -236,6 +242,11 @@ class HttpTransport:
             field, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if field == "data":
+                data_size += len(value) + 1
+                if data_size > self.max_received_bytes:
+                    raise HttpClientError(
+                        f"an event of the response stream is over {self.max_received_bytes} bytes"
+                    )
                 data_lines.append(value)
             elif field == "id" and "\0" not in value:
                 state.last_event_id = value
@@ -275,7 +286,7 @@ class HttpTransport:
                     async with self._request(b"GET", headers) as response:
                         content_type = response.headers.get("content-type", "").lower()
                         if response.status != 200 or "text/event-stream" not in content_type:
-                            await response.read()
+                            await response.read(self.max_received_bytes)
                             if not reported:
                                 task_status.started()
                             return  # 405 and the like: the server offers no such stream
@@ -312,7 +323,7 @@ class HttpTransport:
                 # would outlast the two seconds (a refresh, once sent, is seen through).
                 delete = self._request(b"DELETE", self._headers({}, b"*/*"), ask_hook=False)
                 async with delete as response:
-                    await response.read()
+                    await response.read(self.max_received_bytes)
             except HttpClientError as exc:
                 logger.debug("DELETE of the session at %s failed: %r", self.target, exc)
             except Exception as exc:
@@ -348,10 +359,12 @@ def http_transport(
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10.0,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_received_bytes: int = MAX_RECEIVED_BYTES,
     auth: HttpAuth | None = None,
 ) -> TransportFactory:
     """A Streamable HTTP transport; ``headers`` for static headers, ``ssl_context`` for (m)TLS,
-    ``max_message_bytes`` the server's bound on one request, ``auth`` the hook that authorizes
+    ``max_message_bytes`` the server's bound on one request, ``max_received_bytes`` ours on one
+    message from it (a body, an SSE event, an SSE line), ``auth`` the hook that authorizes
     every request (POST, the GET stream, DELETE) and is asked on a 401/403."""
 
     @asynccontextmanager
@@ -365,6 +378,7 @@ def http_transport(
             async with trio.open_nursery() as nursery:
                 transport = HttpTransport(url, pool, inbox, nursery, base, auth=auth)
                 transport.max_message_bytes = max_message_bytes
+                transport.max_received_bytes = max_received_bytes
                 try:
                     yield transport
                 finally:

@@ -84,9 +84,15 @@ class HttpResponse:
                 raise HttpClientError(f"unexpected HTTP event {type(event).__name__}")
         return b""
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int) -> bytes:
+        """The whole body; :class:`HttpClientError` once it is over ``limit`` bytes (nothing
+        more is read: the connection is not reused)."""
         chunks = []
+        size = 0
         while chunk := await self.receive_some():
+            size += len(chunk)
+            if size > limit:
+                raise HttpClientError(f"the response body is over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -229,16 +235,21 @@ async def _receive_head(connection: _Connection) -> HttpResponse:
 
 @attrs.define(eq=False)
 class LineReader:
-    """A response body as text lines without their ends (CRLF, LF or CR, as SSE allows).
+    """A response body as text lines without their ends (CRLF, LF or CR, as SSE allows), each
+    at most ``max_line`` characters (longer: :class:`HttpClientError`).
 
-    Plain awaits rather than an async generator, so that a reader may stop at any line.
+    Plain awaits rather than an async generator, so that a reader may stop at any line. Only
+    each new chunk is searched for line ends: a long line costs its length, not its square.
     """
 
     _response: HttpResponse
+    _max_line: int
     _decoder: codecs.IncrementalDecoder = attrs.field(
         factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
-    _partial: str = ""
+    _partial: list[str] = attrs.field(factory=list)  # the line so far, in pieces
+    _partial_size: int = 0
+    _held_cr: bool = False  # a CR ended the last chunk: it may be the first half of a CRLF
     _ready: deque[str] = attrs.field(factory=deque)
     _ended: bool = False
 
@@ -248,17 +259,32 @@ class LineReader:
             if self._ended:
                 return None
             chunk = await self._response.receive_some()
-            text = self._partial + self._decoder.decode(chunk, final=not chunk)
-            if not chunk:
+            final = not chunk
+            text = self._decoder.decode(chunk, final=final)
+            if self._held_cr:
+                text = "\r" + text
+            self._held_cr = not final and text.endswith("\r")
+            if self._held_cr:
+                text = text[:-1]
+            parts = _LINE_END.split(text)
+            self._grow(parts[0])
+            if len(parts) == 1 and not final:
+                continue  # no line end yet
+            lines = ["".join(self._partial), *parts[1:]]
+            self._partial, self._partial_size = [], 0
+            if final:
                 self._ended = True
-                self._partial = ""
-                lines = _LINE_END.split(text)
                 if lines[-1] == "":
                     lines.pop()
             else:
-                # A CR at the end may be the first half of a CRLF: decide with the next chunk.
-                held = "\r" if text.endswith("\r") else ""
-                lines = _LINE_END.split(text[: len(text) - len(held)])
-                self._partial = lines.pop() + held
+                self._grow(lines.pop())
+            if any(len(line) > self._max_line for line in lines):
+                raise HttpClientError(f"a line of the response is over {self._max_line} characters")
             self._ready.extend(lines)
         return self._ready.popleft()
+
+    def _grow(self, piece: str) -> None:
+        self._partial.append(piece)
+        self._partial_size += len(piece)
+        if self._partial_size > self._max_line:
+            raise HttpClientError(f"a line of the response is over {self._max_line} characters")
