@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 import logging
 import math
 import re
@@ -286,9 +287,15 @@ class SecretRedactor:
         # A value found in one string is a secret in every other string of the value too (a
         # token shown whole in one string, and where no rule sees it in another).
         searched: set[str] = set()
-        for _ in range(_MAX_ROUNDS):
-            found = self._found_values(scanned, searched)
-            if found is None or len(scanned) < 2:
+        for _ in range(_MAX_ROUNDS if len(scanned) > 1 else 0):
+            values = (
+                (plain[span.start : span.end], span.rule)
+                for pieces in scanned
+                for plain, spans in pieces
+                for span in spans
+            )
+            found = yield from _new_values(values, searched, self._known)
+            if not len(found):
                 break
             again: list[_Scanned] = []
             for pieces in scanned:
@@ -332,20 +339,6 @@ class SecretRedactor:
                 )
             return copy
         raise TypeError(f"not a JSON value at {path}: {type(value).__name__}")
-
-    def _found_values(self, scanned: list[_Scanned], searched: set[str]) -> KnownIndex | None:
-        """The values ``scanned`` found that are long enough to be known, not known yet and not
-        ``searched`` yet (they are added to it); None when there are none."""
-        found = KnownIndex()
-        for pieces in scanned:
-            for plain, spans in pieces:
-                for span in spans:
-                    value = plain[span.start : span.end]
-                    if len(value) >= MIN_KNOWN_SECRET_LENGTH and value not in searched:
-                        searched.add(value)
-                        if value not in self._known:
-                            found.add(value, span.rule)
-        return found if len(found) else None
 
     def _scan_steps(
         self, text: str, budget: _Budget, rules: bool, extra: KnownIndex | None = None
@@ -433,7 +426,8 @@ class SecretRedactor:
             elsewhere = yield from _other_occurrences(text, result, known_index, searched)
             if not elsewhere:
                 break
-            result = yield from _merge_sorted(result, elsewhere)
+            spans = (Finding(span.start, span.end, span.rule) for span in result)
+            result = yield from _merged(heapq.merge(spans, elsewhere, key=_start))
             more = yield from scan(_gaps(result, 0, len(text)))
             if more:
                 result = sorted([*result, *more], key=lambda span: span.start)
@@ -462,7 +456,8 @@ class SecretRedactor:
                     )
                 for index, occurrences in known:
                     findings.extend(_known_findings(index, occurrences, begin, end))
-                spans = _merge(findings)
+                findings.sort(key=lambda f: (f.start, f.end))
+                spans = yield from _merged(findings)
                 result.extend(_Span(s.start + begin, s.end + begin, s.rule) for s in spans)
                 # Re-scan what is left between the new placeholders (and at the piece's ends).
                 if spans:
@@ -503,6 +498,23 @@ def _gaps(spans: Sequence[_Span], begin: int, end: int) -> list[tuple[int, int]]
     return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b > a]
 
 
+def _new_values(
+    found: Iterable[tuple[str, str]], searched: set[str], known: KnownIndex | None
+) -> Generator[None, None, KnownIndex]:
+    """An index of the found ``(value, rule)`` pairs whose value is long enough to become
+    known, not known yet and not ``searched`` yet (each is added to ``searched``)."""
+    index = KnownIndex()
+    for count, (value, rule) in enumerate(found, 1):
+        if not count % _HITS_PER_STEP:
+            yield
+        if len(value) < MIN_KNOWN_SECRET_LENGTH or value in searched:
+            continue
+        searched.add(value)
+        if known is None or value not in known:
+            index.add(value, rule)
+    return index
+
+
 def _other_occurrences(
     text: str, spans: Sequence[_Span], known_index: KnownIndex | None, searched: set[str]
 ) -> Generator[None, None, list[Finding]]:
@@ -512,16 +524,8 @@ def _other_occurrences(
     too short to become known, or known already (found everywhere by their index), are not
     looked for; an occurrence inside the one before of the same value does not count. One
     stepped pass of an index of the values, however many there are."""
-    values = KnownIndex()
-    for count, span in enumerate(spans, 1):
-        if not count % _HITS_PER_STEP:
-            yield
-        value = text[span.start : span.end]
-        if value in searched or len(value) < MIN_KNOWN_SECRET_LENGTH:
-            continue
-        searched.add(value)
-        if known_index is None or value not in known_index:
-            values.add(value, span.rule)
+    found_values = ((text[span.start : span.end], span.rule) for span in spans)
+    values = yield from _new_values(found_values, searched, known_index)
     if not len(values):
         return []
     taken = {(span.start, span.end) for span in spans}
@@ -535,66 +539,37 @@ def _other_occurrences(
     return found
 
 
-def _merge_sorted(
-    spans: Sequence[_Span], findings: Sequence[Finding]
-) -> Generator[None, None, list[_Span]]:
-    """:func:`_merge` of sorted, disjoint ``spans`` and ``findings`` sorted by start, in one
-    walk over both that yields every so often (a value repeated all over a text is found
-    tens of thousands of times)."""
-    merged: list[_Span] = []
-    cluster: list[Finding] = []
-    cluster_end = -1
-    next_span = next_finding = 0
-    while next_span < len(spans) or next_finding < len(findings):
-        if next_finding == len(findings) or (
-            next_span < len(spans) and spans[next_span].start <= findings[next_finding].start
-        ):
-            span = spans[next_span]
-            item = Finding(span.start, span.end, span.rule)
-            next_span += 1
-        else:
-            item = findings[next_finding]
-            next_finding += 1
-        if item.start < cluster_end:
-            cluster.append(item)
-            cluster_end = max(cluster_end, item.end)
-            continue
-        if cluster:
-            merged.append(_best_of(cluster, cluster_end))
-        cluster = [item]
-        cluster_end = item.end
-        if not (next_span + next_finding) % _HITS_PER_STEP:
-            yield
-    if cluster:
-        merged.append(_best_of(cluster, cluster_end))
-    return merged
-
-
-def _best_of(cluster: list[Finding], end: int) -> _Span:
-    """One span over overlapping findings, named after the longest, then by rank, then
-    earliest, then by rule name."""
-    best = min(cluster, key=lambda f: (f.start - f.end, f.rank, f.start, f.rule))
-    return _Span(cluster[0].start, end, best.rule)
-
-
-def _merge(findings: list[Finding]) -> list[_Span]:
-    """Overlapping findings become one span named after the best of them (longest, then by
-    rank, then earliest, then by rule name); touching ones stay apart."""
-    findings.sort(key=lambda f: (f.start, f.end))
+def _merged(findings: Iterable[Finding]) -> Generator[None, None, list[_Span]]:
+    """Findings, in order of their starts, as spans: overlapping ones become one span named
+    after the best of them (longest, then by rank, then earliest, then by rule name); touching
+    ones stay apart. Yields every so often (a value repeated all over a text is found tens of
+    thousands of times)."""
     spans: list[_Span] = []
     cluster: list[Finding] = []
     cluster_end = -1
-    for finding in [*findings, None]:
-        if finding is not None and finding.start < cluster_end:
+    for count, finding in enumerate(findings, 1):
+        if not count % _HITS_PER_STEP:
+            yield
+        if finding.start < cluster_end:
             cluster.append(finding)
             cluster_end = max(cluster_end, finding.end)
             continue
         if cluster:
             spans.append(_best_of(cluster, cluster_end))
-        if finding is not None:
-            cluster = [finding]
-            cluster_end = finding.end
+        cluster = [finding]
+        cluster_end = finding.end
+    if cluster:
+        spans.append(_best_of(cluster, cluster_end))
     return spans
+
+
+def _best_of(cluster: list[Finding], end: int) -> _Span:
+    best = min(cluster, key=lambda f: (f.start - f.end, f.rank, f.start, f.rule))
+    return _Span(cluster[0].start, end, best.rule)
+
+
+def _start(finding: Finding) -> int:
+    return finding.start
 
 
 _detectors: weakref.WeakKeyDictionary[RuleSet, Detector] = weakref.WeakKeyDictionary()
