@@ -8,6 +8,7 @@ import enum
 from typing import Any
 
 import pytest
+import trio
 
 from trio_sandbox.mcp import (
     INVALID_PARAMS,
@@ -15,6 +16,7 @@ from trio_sandbox.mcp import (
     ErrorObject,
     ErrorResponse,
     Implementation,
+    McpConnectionError,
     McpError,
     McpServer,
     Notification,
@@ -106,3 +108,134 @@ async def test_the_two_ends_of_a_memory_transport_share_nothing() -> None:
         assert result.structured_content is not kept["result"]
         kept["result"]["items"].append(3)
         assert result.structured_content == {"items": [1, 2]}
+
+
+# --- each request served in its caller's task ---------------------------------------------------
+
+ERAS = ("2025-11-25", "2026-07-28")
+
+
+def waiting_server(callers: int) -> tuple[McpServer, dict[str, Any]]:
+    """A server whose ``meet`` returns only once ``callers`` calls are inside it at once, and
+    whose ``wait`` waits until cancelled (and says so)."""
+    server = McpServer(Implementation("memory-test", "1"))
+    seen: dict[str, Any] = {"inside": 0, "all_in": trio.Event(), "cancelled": trio.Event()}
+
+    @server.tool("meet", description="waits for the others")
+    async def meet(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        seen["inside"] += 1
+        if seen["inside"] == callers:
+            seen["all_in"].set()
+        await seen["all_in"].wait()
+        return "met"
+
+    @server.tool("wait", description="waits until cancelled")
+    async def wait(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        try:
+            await trio.sleep_forever()
+        finally:
+            seen["cancelled"].set()
+
+    @server.tool("progress", description="reports progress, then asks the client")
+    async def progress(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        await ctx.report_progress(1, 2, "half")
+        answer = await ctx.elicit("name?", {"type": "object", "properties": {}})
+        await ctx.report_progress(2, 2, "done")
+        return f"answer: {answer.get('content')}"
+
+    return server, seen
+
+
+@pytest.mark.parametrize("version", ERAS)
+async def test_in_process_calls_run_concurrently(version: str) -> None:
+    # Each call runs in its caller's task: 20 callers are all inside the tool at once (were
+    # they served one after another, the first would wait for the others forever).
+    server, _ = waiting_server(20)
+    results: list[str] = []
+    async with open_mcp_client(memory_transport(server), protocol_version=version) as client:
+
+        async def call() -> None:
+            results.append((await client.call_tool("meet", {})).text_content)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(call)
+    assert results == ["met"] * 20
+
+
+@pytest.mark.parametrize("version", ERAS)
+async def test_cancelling_the_caller_cancels_its_request_in_process(version: str) -> None:
+    server, seen = waiting_server(1)
+    async with open_mcp_client(memory_transport(server), protocol_version=version) as client:
+        with trio.move_on_after(0.2) as scope:
+            await client.call_tool("wait", {})
+        assert scope.cancelled_caught
+        assert seen["cancelled"].is_set()
+        # Cancelling the task is the cancellation, as closing the stream is over HTTP; before
+        # the stateless era the notice is still said (and finds nothing left to cancel).
+        assert client.cancel_notifications_sent == (0 if version == "2026-07-28" else 1)
+        assert (await client.call_tool("meet", {})).text_content == "met"
+
+
+async def test_progress_and_questions_reach_the_caller_in_process() -> None:
+    server, _ = waiting_server(1)
+    notes: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append((progress, total, message))
+
+    async def elicitation(params: dict[str, Any]) -> dict[str, Any]:
+        return {"action": "accept", "content": {"name": "trio"}}
+
+    async with open_mcp_client(
+        memory_transport(server), protocol_version="2025-11-25", elicitation=elicitation
+    ) as client:
+        with trio.fail_after(5):
+            result = await client.call_tool("progress", {}, progress=on_progress)
+    assert result.text_content == "answer: {'name': 'trio'}"
+    assert notes == [(1.0, 2.0, "half"), (2.0, 2.0, "done")]
+
+
+async def test_a_call_in_flight_when_the_client_closes_fails_clearly() -> None:
+    server, seen = waiting_server(1)
+    failure: list[BaseException] = []
+    with trio.fail_after(5):
+        async with (
+            trio.open_nursery() as nursery,
+            open_mcp_client(memory_transport(server)) as client,
+        ):
+
+            async def call() -> None:
+                try:
+                    await client.call_tool("wait", {})
+                except McpConnectionError as exc:
+                    failure.append(exc)
+
+            nursery.start_soon(call)
+            await trio.sleep(0.1)
+    assert seen["cancelled"].is_set()
+    assert [type(exc) for exc in failure] == [McpConnectionError]
+    assert "closed" in str(failure[0])
+
+
+async def test_a_request_the_session_drops_unanswered_gets_an_error_in_process() -> None:
+    server = McpServer(Implementation("memory-test", "1"))
+
+    @server.tool("drop", description="ends its own session under it")
+    async def drop(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        server.close_session(ctx.session)
+        await trio.sleep_forever()
+        raise AssertionError("not reached")
+
+    async with open_mcp_client(memory_transport(server), protocol_version="2025-11-25") as client:
+        with trio.fail_after(5), pytest.raises(McpError, match="unanswered"):
+            await client.call_tool("drop", {})
+
+
+async def test_the_request_bound_holds_in_process() -> None:
+    server, _ = waiting_server(1)
+    async with open_mcp_client(memory_transport(server)) as client:
+        with pytest.raises(McpError, match=r"over the \d+-byte limit of one message"):
+            await client.call_tool("meet", {"big": "x" * (5 * 1024 * 1024)})
+        assert (await client.call_tool("meet", {})).text_content == "met"

@@ -208,6 +208,8 @@ class OutputGuard:
     async def redactor(self) -> SecretRedactor:
         """The redactor, made on first use, in a worker thread: loading the rules and compiling
         the literal search takes about 15 ms, which the loop need not wait out."""
+        if self._redactor is not None:
+            return self._redactor
         async with self._making:
             if self._redactor is None:
                 if default_rules_loaded():

@@ -214,11 +214,16 @@ class SecretRedactor:
 
     def redact_small_json(self, value: JsonLike, limit: int) -> JsonValue | None:
         """:meth:`redact_json` of ``value`` at once (no checkpoint) when its strings are within
-        ``limit`` characters, else None (the caller takes :meth:`redact_json_async`): a record's
-        small arguments should not cost a trip through the scheduler."""
+        ``limit`` characters and it takes no longer than one step of :meth:`redact_json_async`,
+        else None (the caller takes :meth:`redact_json_async`): a record's small arguments
+        should not cost a trip through the scheduler, nor hold the loop up when they are made
+        to be slow to scan."""
         if _string_size(value) > limit:
             return None
-        return self.redact_json(value)
+        finished = _advance(
+            self._json_redact_steps(value, None, True), time.perf_counter() + _STEP_BUDGET
+        )
+        return finished[0] if finished else None
 
     async def redact_json_async(
         self, value: JsonLike, *, source: str | None = None, rules: bool = True
@@ -639,7 +644,9 @@ def _run(steps: Generator[None, None, _T]) -> _T:
 
 
 async def _run_async(steps: Generator[None, None, _T]) -> _T:
-    await trio.lowlevel.checkpoint()
+    # A cancel point first; a schedule point only between steps: most texts are done within
+    # the first, and a trip through the scheduler would cost them more than their scan.
+    await trio.lowlevel.checkpoint_if_cancelled()
     while not (finished := _advance(steps, time.perf_counter() + _STEP_BUDGET)):
         await trio.lowlevel.checkpoint()
     return finished[0]

@@ -2,9 +2,14 @@
 
 It lives with the client because it is a client transport (a :class:`TransportFactory` for
 :func:`open_mcp_client`, like ``stdio_transport`` which also starts its server); the server side
-needs nothing from it but :func:`serve_messages`, the loop stdio and WebSocket serve with, so an
-in-process server behaves as it would behind a socket (cancellation, server-to-client requests,
-notifications).
+is a session of the channel kind that stdio and WebSocket serve (``open_channel_session``), so
+an in-process server behaves as it would behind a socket: cancellation, server-to-client
+requests, notifications, the bound on requests in flight.
+
+Each request is served in its caller's own task, as the HTTP transport reads a response in the
+caller's task: no reader task, no hand-offs between tasks, and cancelling the caller cancels the
+request (as closing an HTTP response stream does). What the server sends while serving it, and
+its answer, is delivered to the client in that task too.
 
 No JSON is written: messages cross as objects. Each is copied on its way (``copy_message``:
 what an encode and decode would give), so that neither side sees the other's later mutations of
@@ -14,51 +19,98 @@ transports apply.
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import attrs
 import trio
 
-from ..protocol._jsonrpc import copy_message
-from ..protocol._messages import Message
-from ..server._duplex import serve_messages
+from ..protocol._errors import McpConnectionError, McpError
+from ..protocol._jsonrpc import MAX_MESSAGE_BYTES, copy_message
+from ..protocol._messages import INTERNAL_ERROR, ErrorResponse, Message, Request, Response
+from ..server._duplex import ChannelSession, open_channel_session
 from ..server._server import McpServer
-from ._duplex import ChannelTransport, pump_messages
 from ._transport import ClientInbox, TransportFactory
 
 
-async def _drain(channel: trio.MemoryReceiveChannel[Message]) -> AsyncIterator[Message]:
-    async for message in channel:
-        yield message
+@attrs.define(eq=False)
+class InProcessTransport:
+    """A client transport that serves each request in the sender's task (see the module)."""
+
+    target: str
+    _channel: ChannelSession
+    _inbox: ClientInbox
+    protocol_version: str | None = None
+    closed: bool = False
+    # Cancelling the caller's task cancels its request there: no notice needs to be sent.
+    closes_stream_to_cancel: bool = True
+    # The server's bound on one message: over it, the request fails here, the channel stays.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    # The requests being served now, each in its caller's task, cancelled when the transport
+    # closes; their ids, for the answer each must get.
+    _serving: dict[trio.CancelScope, object] = attrs.field(factory=dict)
+    _answered: set[object] = attrs.field(factory=set)
+
+    def set_protocol_version(self, version: str | None) -> None:
+        self.protocol_version = version
+
+    async def session_ready(self) -> None:
+        pass  # unsolicited messages are delivered as they are sent
+
+    async def send(self, message: Message, headers: Mapping[str, str]) -> None:
+        if self.closed:
+            raise McpConnectionError(self.target, "the connection is closed")
+        copied = copy_message(message, self.max_message_bytes)
+        if not isinstance(copied, Request):
+            self._channel.take_message(copied)
+            return
+        with trio.CancelScope() as scope:
+            self._serving[scope] = copied.id
+            try:
+                await self._channel.serve_now(copied)
+            finally:
+                del self._serving[scope]
+        answered = copied.id in self._answered
+        self._answered.discard(copied.id)
+        if scope.cancelled_caught:
+            raise McpConnectionError(self.target, "the in-process server closed")
+        if not answered:
+            # Ended without an answer (the session closed under it): say so rather than
+            # leave the caller waiting for one.
+            refusal = McpError(INTERNAL_ERROR, "the in-process server ended the request unanswered")
+            await self._inbox.deliver(refusal.response_for(copied.id))
+
+    async def deliver(self, message: Message) -> None:
+        """What the server sends: to the client, in the task that sends it."""
+        if isinstance(message, (Response, ErrorResponse)) and message.id in self._serving.values():
+            self._answered.add(message.id)
+        await self._inbox.deliver(copy_message(message))
+
+    def close(self) -> None:
+        self.closed = True
+        for scope in self._serving:
+            scope.cancel()
 
 
 def memory_transport(server: McpServer, *, name: str = "in-process") -> TransportFactory:
     """A transport factory for :func:`open_mcp_client` that serves ``server`` in this process."""
 
     @asynccontextmanager
-    async def open_transport(inbox: ClientInbox) -> AsyncIterator[ChannelTransport]:
-        to_server, server_inbox = trio.open_memory_channel[Message](math.inf)
-        to_client, client_inbox = trio.open_memory_channel[Message](math.inf)
+    async def open_transport(inbox: ClientInbox) -> AsyncIterator[InProcessTransport]:
+        transport: InProcessTransport | None = None
 
-        async def send_to_server(message: Message) -> None:
-            await to_server.send(copy_message(message, transport.max_message_bytes))
+        async def deliver(message: Message) -> None:
+            assert transport is not None
+            await transport.deliver(message)
 
-        async def send_to_client(message: Message) -> None:
-            await to_client.send(copy_message(message))
-
-        async def run_server() -> None:
-            async with to_client:
-                await serve_messages(server, _drain(server_inbox), send_to_client)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_server)
-            transport = ChannelTransport(f"memory://{name}", send_to_server)
-            nursery.start_soon(pump_messages, transport, _drain(client_inbox), inbox)
+        async with open_channel_session(server, deliver) as channel:
+            transport = InProcessTransport(f"memory://{name}", channel, inbox)
             try:
                 yield transport
             finally:
-                # Ending the server's input ends its session loop, which ends the client's input.
-                await to_server.aclose()
+                transport.close()
+                inbox.connection_lost(
+                    McpConnectionError(transport.target, "the connection is closed")
+                )
 
     return open_transport

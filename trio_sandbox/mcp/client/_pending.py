@@ -21,12 +21,6 @@ _MAX_QUEUED_PER_REQUEST: Final = 256
 Thunk: TypeAlias = Callable[[], Awaitable[None]]
 
 
-def _thunk_channel() -> tuple[
-    trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]
-]:
-    return trio.open_memory_channel[Thunk | None](math.inf)
-
-
 @attrs.define(eq=False)
 class PendingRequest:
     """One request waiting for its answer, in the task that sent it.
@@ -43,9 +37,18 @@ class PendingRequest:
     outcome: Response | ErrorResponse | McpConnectionError | None = None
     sending: bool = False
     queued: int = 0
-    _queue: tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]] = (
-        attrs.field(factory=_thunk_channel)
-    )
+    # Made when something must wait for the request's task: most requests never need one (an
+    # answer delivered in the request's own task, over HTTP or in process, before it waits).
+    _queue: (
+        tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]] | None
+    ) = None
+
+    def _channel(
+        self,
+    ) -> tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]]:
+        if self._queue is None:
+            self._queue = trio.open_memory_channel[Thunk | None](math.inf)
+        return self._queue
 
     @property
     def answered(self) -> bool:
@@ -55,7 +58,8 @@ class PendingRequest:
         if self.outcome is not None:
             return
         self.outcome = outcome
-        self._queue[0].send_nowait(None)
+        if self._queue is not None:
+            self._queue[0].send_nowait(None)
         if self.sending and trio.lowlevel.current_task() is not self.task:
             self.scope.cancel()
 
@@ -65,13 +69,16 @@ class PendingRequest:
             await thunk()
         elif self.outcome is None and self.queued < _MAX_QUEUED_PER_REQUEST:
             self.queued += 1
-            self._queue[0].send_nowait(thunk)
+            self._channel()[0].send_nowait(thunk)
         else:
             logger.debug("dropping a notification for a request that is answered or flooded")
 
     async def wait_answer(self) -> None:
         """Handle what was queued for the request, until its answer."""
-        async for thunk in self._queue[1]:
+        if self.outcome is not None and self._queue is None:
+            await trio.lowlevel.checkpoint()
+            return
+        async for thunk in self._channel()[1]:
             if thunk is None:
                 return
             self.queued -= 1

@@ -136,6 +136,8 @@ def check_param_headers(
 # RFC 9110 token characters: what an x-mcp-header name may use.
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PRIMITIVE_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
+# What a header value cannot carry as it is: controls, DEL and anything beyond ASCII.
+_UNSAFE_IN_HEADER: Final = re.compile(r"[^\x20-\x7e]")
 
 
 def encode_header_value(value: object) -> str | None:
@@ -148,8 +150,7 @@ def encode_header_value(value: object) -> str | None:
         return str(int(value)) if value.is_integer() else repr(value)
     if not isinstance(value, str):
         return None
-    unsafe = any(ord(char) < 0x20 or ord(char) > 0x7E for char in value)
-    if unsafe or value != value.strip():
+    if _UNSAFE_IN_HEADER.search(value) or value != value.strip():
         return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
     return value
 

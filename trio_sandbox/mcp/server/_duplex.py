@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Final, TypeVar
 
+import attrs
 import trio
 
 from ...concurrency import single_error
@@ -103,8 +105,102 @@ async def _serve_channel(
                 logger.debug("the peer is gone (%s): ending the session", exc)
                 session_scope.cancel()
 
-    # Messages not tied to a request (list changes, resource updates) are queued, never awaited:
-    # a peer that stops reading must not stall whoever broadcasts to every session.
+    with session_scope, single_error():
+        async with (
+            open_channel_session(
+                server,
+                send,
+                budgets=budgets,
+                client_identity=client_identity,
+                session_id=session_id,
+            ) as channel,
+            trio.open_nursery() as nursery,
+        ):
+            async for payload in incoming:
+                for item in decode(payload, channel.session):
+                    if isinstance(item, McpError):
+                        await send(item.response_for(getattr(item, "request_id", None)))
+                    elif isinstance(item, Request):
+                        if (refusal := channel.refusal(item)) is not None:
+                            # Answered here, before the next message is read: a peer that
+                            # floods requests without reading waits on its own answers.
+                            await send(refusal)
+                        else:
+                            channel.count_in(item)  # now: the next message read counts it
+                            nursery.start_soon(channel.serve_counted, item)
+                    else:
+                        channel.take_message(item)
+            # The peer hung up: nobody is left to read answers.
+            nursery.cancel_scope.cancel()
+
+
+@attrs.define(eq=False)
+class ChannelSession:
+    """One client's session on a message channel: what the channel's reader does with each
+    message it takes. The reader of a stdio or WebSocket channel runs each request in a task of
+    its own; the in-process transport runs it in the client's own task (``serve_now``)."""
+
+    server: McpServer
+    session: ServerSession
+    _send: Callable[[Message], Awaitable[None]]
+    _budgets: Sequence[RequestBudget]
+    # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
+    _stateless_scopes: dict[RequestId, trio.CancelScope] = attrs.field(factory=dict)
+
+    def refusal(self, request: Request) -> ErrorResponse | None:
+        """The answer to ``request`` when a budget has no room for it, else None."""
+        spent = first_spent(self._budgets, 1)
+        return spent.refusal().response_for(request.id) if spent is not None else None
+
+    def count_in(self, request: Request) -> None:
+        take(self._budgets, 1)
+
+    async def serve_counted(self, request: Request) -> None:
+        """Serve a request counted in with :meth:`count_in`, and count it out."""
+        try:
+            await _serve_request(
+                self.server, self.session, self._stateless_scopes, request, self._send
+            )
+        finally:
+            give(self._budgets, 1)
+
+    async def serve_now(self, request: Request) -> None:
+        """Serve ``request`` in this task, or refuse it when a budget has no room."""
+        if (refusal := self.refusal(request)) is not None:
+            await self._send(refusal)
+            return
+        self.count_in(request)
+        await self.serve_counted(request)
+
+    def take_message(self, message: Notification | Response | ErrorResponse) -> None:
+        """A notification or an answer from the client."""
+        if isinstance(message, Notification):
+            self.session.handle_notification(message)
+            request_id = (message.params or {}).get("requestId")
+            # Any JSON may come as requestId (a list is unhashable): only ids can name a request.
+            if (
+                message.method == "notifications/cancelled"
+                and isinstance(request_id, (str, int))
+                and request_id in self._stateless_scopes
+            ):
+                self._stateless_scopes[request_id].cancel()
+        else:
+            self.session.handle_response(message)
+
+
+@asynccontextmanager
+async def open_channel_session(
+    server: McpServer,
+    send: Callable[[Message], Awaitable[None]],
+    *,
+    budgets: Sequence[RequestBudget] = (),
+    client_identity: ClientIdentity | None = None,
+    session_id: str | None = None,
+) -> AsyncIterator[ChannelSession]:
+    """A session of ``server`` whose messages to the client go through ``send``, open until the
+    block ends. Messages not tied to a request (list changes, resource updates) are queued and
+    sent by a task of the block's, never awaited by whoever broadcasts them: a peer that stops
+    reading must not stall whoever broadcasts to every session."""
     outbox, pending_standalone = trio.open_memory_channel[Message](STANDALONE_BACKLOG)
 
     async def send_standalone(message: Message) -> None:
@@ -119,26 +215,11 @@ async def _serve_channel(
 
     session = server.open_session(session_id=session_id, send_standalone=send_standalone)
     session.client_identity = client_identity
-    # Stateless-era requests run in throwaway sessions; the channel still cancels them by id.
-    stateless_scopes: dict[RequestId, trio.CancelScope] = {}
     try:
-        with session_scope, single_error():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(drain_standalone)
-                async for payload in incoming:
-                    for item in decode(payload, session):
-                        if isinstance(item, McpError):
-                            await send(item.response_for(getattr(item, "request_id", None)))
-                        elif isinstance(item, Request) and (spent := first_spent(budgets, 1)):
-                            # Answered here, before the next message is read: a peer that
-                            # floods requests without reading waits on its own answers.
-                            await send(spent.refusal().response_for(item.id))
-                        else:
-                            _dispatch(
-                                nursery, server, session, stateless_scopes, item, send, budgets
-                            )
-                # The peer hung up: nobody is left to read answers.
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain_standalone)
+            yield ChannelSession(server, session, send, budgets)
+            nursery.cancel_scope.cancel()
     finally:
         server.close_session(session)
 
@@ -169,39 +250,6 @@ def _decode_payload(payload: bytes | str, session: ServerSession) -> list[Messag
         except MessageDecodeError as exc:
             decoded.append(exc)
     return decoded
-
-
-def _dispatch(
-    nursery: trio.Nursery,
-    server: McpServer,
-    session: ServerSession,
-    stateless_scopes: dict[RequestId, trio.CancelScope],
-    message: Message,
-    send: Callable[[Message], Awaitable[None]],
-    budgets: Sequence[RequestBudget],
-) -> None:
-    if isinstance(message, Request):
-        take(budgets, 1)  # now, so that the next message read counts this request
-
-        async def serve_counted() -> None:
-            try:
-                await _serve_request(server, session, stateless_scopes, message, send)
-            finally:
-                give(budgets, 1)
-
-        nursery.start_soon(serve_counted)
-    elif isinstance(message, Notification):
-        session.handle_notification(message)
-        request_id = (message.params or {}).get("requestId")
-        # Any JSON may come as requestId (a list is unhashable): only ids can name a request.
-        if (
-            message.method == "notifications/cancelled"
-            and isinstance(request_id, (str, int))
-            and request_id in stateless_scopes
-        ):
-            stateless_scopes[request_id].cancel()
-    elif isinstance(message, (Response, ErrorResponse)):
-        session.handle_response(message)
 
 
 async def _serve_request(
