@@ -54,6 +54,7 @@ class InlineTransport:
     inbox: ClientInbox
     target: str = "inline://upstream"
     closes_stream_to_cancel: bool = True
+    sends_headers: bool = True
     killed: trio.Event = attrs.field(factory=trio.Event)
     list_delay: float = 0.0
 

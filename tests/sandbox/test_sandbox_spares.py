@@ -209,7 +209,10 @@ async def test_a_respawn_waits_out_the_backoff_then_succeeds(autojump_clock: Any
         launcher.fail_starts = 2  # the spare, and the next start
         await until(lambda: spares(sandbox)["failures_in_a_row"] == 1)
         launcher.generations[0].die()
-        # The call waits (no session) while starts back off, then runs on the first good one.
+        # Once the death is seen (a call sent before that is one in flight, lost with it),
+        # a call waits (no session) while starts back off, then runs on the first good one.
+        while not sandbox.health.respawning:
+            await sandbox.wait_health_change()
         result = await sandbox.call_tool("echo", {"text": "late"})
         assert serving(result.text_content) == 4
         assert sandbox.health.total_respawn_attempts >= 1

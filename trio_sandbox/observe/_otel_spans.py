@@ -55,15 +55,20 @@ class _ChildSpan(trace.Span):
         "_attributes",
         "_context",
         "_end",
+        "_flags",
         "_ids",
         "_kind",
         "_name",
-        "_parent",
+        "_parent_remote",
+        "_parent_span_id",
         "_scope",
+        "_span_id",
         "_start",
         "_status_code",
         "_status_description",
         "_take",
+        "_trace_id",
+        "_trace_state",
     )
 
     def __init__(
@@ -72,8 +77,10 @@ class _ChildSpan(trace.Span):
         scope: tuple[str, str | None],
         ids: IdGenerator,
         name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
+        trace_id: int,
+        flags: TraceFlags,
+        trace_state: TraceState | None,
+        parent: tuple[int, bool] | None,
         kind: SpanKind,
         attributes: dict[str, Any],
         start: int,
@@ -82,8 +89,15 @@ class _ChildSpan(trace.Span):
         self._scope = scope
         self._ids = ids
         self._name = name
-        self._context = context
-        self._parent = parent
+        # The context's parts as they were made (and the parent's span id and remoteness): its
+        # SpanContext, a tuple whose every field is a property, is built only when asked for.
+        self._trace_id = trace_id
+        self._span_id = ids.generate_span_id()
+        self._flags = flags
+        self._trace_state = trace_state
+        self._context: SpanContext | None = None
+        self._parent_span_id: int | None = parent[0] if parent is not None else None
+        self._parent_remote = parent[1] if parent is not None else False
         self._kind = kind
         self._attributes = attributes
         self._start = start
@@ -92,22 +106,36 @@ class _ChildSpan(trace.Span):
         self._status_description: str | None = None
 
     def get_span_context(self) -> SpanContext:
+        if self._context is None:
+            self._context = SpanContext(
+                self._trace_id,
+                self._span_id,
+                is_remote=False,
+                trace_flags=self._flags,
+                trace_state=self._trace_state,
+            )
         return self._context
+
+    def w3c_ids(self) -> tuple[int, int, int]:
+        """The trace id, span id and flags (what a ``traceparent`` carries), as made."""
+        return self._trace_id, self._span_id, int(self._flags)
 
     def start_child(self, name: str, kind: SpanKind) -> trace.Span:
         """A child of this span, as the tracer's ``start_span`` would make it for a parent in
         this process (same trace, same sampling), without looking the parent up in a context:
         a call's two child spans are made so."""
-        parent = self._context
-        context = SpanContext(
-            parent.trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=parent.trace_flags,
-            trace_state=parent.trace_state,
-        )
         return _ChildSpan(
-            self._take, self._scope, self._ids, name, context, parent, kind, {}, time.time_ns()
+            self._take,
+            self._scope,
+            self._ids,
+            name,
+            self._trace_id,
+            self._flags,
+            self._trace_state,
+            (self._span_id, False),
+            kind,
+            {},
+            time.time_ns(),
         )
 
     def is_recording(self) -> bool:
@@ -158,21 +186,19 @@ class _ChildSpan(trace.Span):
         if self._end is not None:
             return
         self._end = end = end_time if end_time is not None else time.time_ns()
-        context = self._context
-        parent = self._parent
         self._take(
             (
                 self._name,
-                context.trace_id,
-                context.span_id,
-                int(context.trace_flags),
-                parent.span_id if parent is not None else None,
-                parent.is_remote if parent is not None else False,
-                self._kind.value,
+                self._trace_id,
+                self._span_id,
+                int(self._flags),
+                self._parent_span_id,
+                self._parent_remote,
+                self._kind._value_,  # the attribute Enum's .value property reads
                 self._start,
                 end,
                 self._attributes,
-                self._status_code.value,
+                self._status_code._value_,
                 self._status_description,
                 *self._scope,
             )
@@ -221,15 +247,16 @@ class _ChildTracer(trace.Tracer):
         flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
         if random_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
-        span_context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=trace_state,
-        )
         if not sampled:
-            return trace.NonRecordingSpan(span_context)
+            return trace.NonRecordingSpan(
+                SpanContext(
+                    trace_id,
+                    self._ids.generate_span_id(),
+                    is_remote=False,
+                    trace_flags=TraceFlags(flags),
+                    trace_state=trace_state,
+                )
+            )
         kept = {}
         for key, value in (attributes or {}).items():
             value = _attribute_value(value)
@@ -237,7 +264,17 @@ class _ChildTracer(trace.Tracer):
                 kept[key] = value
         start = start_time if start_time is not None else time.time_ns()
         return _ChildSpan(
-            self._take, self._scope, self._ids, name, span_context, parent, kind, kept, start
+            self._take,
+            self._scope,
+            self._ids,
+            name,
+            trace_id,
+            TraceFlags(flags),
+            trace_state,
+            (parent.span_id, parent.is_remote) if parent is not None else None,
+            kind,
+            kept,
+            start,
         )
 
     @contextmanager

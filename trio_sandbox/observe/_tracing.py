@@ -126,6 +126,20 @@ class _ChildBlock:
         span.end()
 
 
+def _span_ids(span: trace.Span) -> tuple[int, int, int] | None:
+    """A span's trace id, span id and flags, None when its context is not valid. The CLI
+    provider's spans give them as made (their SpanContext, all properties, is built only when
+    asked for)."""
+    ids = getattr(span, "w3c_ids", None)
+    if ids is not None:
+        made: tuple[int, int, int] = ids()
+        return made
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return context.trace_id, context.span_id, int(context.trace_flags)
+
+
 @attrs.define(eq=False)
 class OtelCallSpan:
     """A call's span (the :class:`~._observer.CallSpan` of :class:`OtelTracing`)."""
@@ -137,18 +151,19 @@ class OtelCallSpan:
     @property
     def trace_id(self) -> str | None:
         """The trace's id, 32 hex digits (None: no trace, e.g. the API has no provider)."""
-        context = self._span.get_span_context()
-        return trace.format_trace_id(context.trace_id) if context.is_valid else None
+        ids = _span_ids(self._span)
+        return f"{ids[0]:032x}" if ids is not None else None
 
     def traceparent(self) -> str | None:
         """The W3C ``traceparent`` naming this span as the parent, for the upstream's ``_meta``
         (None: no valid span context to pass on)."""
         # The propagator's own format (version 00), written here: the propagator's inject
         # walks the context for the span again on every call.
-        context = self._span.get_span_context()
-        if not context.is_valid:
+        ids = _span_ids(self._span)
+        if ids is None:
             return None
-        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        trace_id, span_id, flags = ids
+        return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
     def child(self, name: str) -> _ChildBlock:
         """A child span for the block (``upstream`` is a CLIENT span: the hop to the upstream);

@@ -250,7 +250,8 @@ class McpClient:
         headers: dict[str, str] = {}
         if stateless:
             params = self._envelope(params, version)
-            headers = self._stateless_headers(method, params)
+            if transport.sends_headers:
+                headers = self._stateless_headers(method, params)
         pending = PendingRequest()
         self._pending[request_id] = pending
         if progress is not None:

@@ -32,6 +32,7 @@ class ChannelTransport:
     closed: bool = False
     # A message channel has no response stream to close: cancellation is always said.
     closes_stream_to_cancel: bool = False
+    sends_headers: bool = False
     # The server's bound on one message: over it, the request fails here, the channel stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
     _lock: trio.Lock = attrs.field(factory=trio.Lock)

@@ -63,6 +63,7 @@ class HttpTransport:
     protocol_version: str | None = None
     session_id: str | None = None
     closes_stream_to_cancel: bool = True
+    sends_headers: bool = True
     # The server's bound on one message: over it, the request fails here, the connection stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # Ours on one message from the server (a body, an SSE event): over it, the request fails.

@@ -44,6 +44,7 @@ class InProcessTransport:
     closed: bool = False
     # Cancelling the caller's task cancels its request there: no notice needs to be sent.
     closes_stream_to_cancel: bool = True
+    sends_headers: bool = False
     # The server's bound on one message: over it, the request fails here, the channel stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # The requests being served now, each in its caller's task, cancelled when the transport

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
@@ -37,18 +37,9 @@ class PendingRequest:
     outcome: Response | ErrorResponse | McpConnectionError | None = None
     sending: bool = False
     queued: int = 0
-    # Made when something must wait for the request's task: most requests never need one (an
-    # answer delivered in the request's own task, over HTTP or in process, before it waits).
-    _queue: (
-        tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]] | None
-    ) = None
-
-    def _channel(
-        self,
-    ) -> tuple[trio.MemorySendChannel[Thunk | None], trio.MemoryReceiveChannel[Thunk | None]]:
-        if self._queue is None:
-            self._queue = trio.open_memory_channel[Thunk | None](math.inf)
-        return self._queue
+    _thunks: collections.deque[Thunk] = attrs.field(factory=collections.deque)
+    # Set when a thunk or the answer arrives while the request's task waits for them.
+    _wakeup: trio.Event | None = None
 
     @property
     def answered(self) -> bool:
@@ -58,8 +49,8 @@ class PendingRequest:
         if self.outcome is not None:
             return
         self.outcome = outcome
-        if self._queue is not None:
-            self._queue[0].send_nowait(None)
+        if self._wakeup is not None:
+            self._wakeup.set()
         if self.sending and trio.lowlevel.current_task() is not self.task:
             self.scope.cancel()
 
@@ -69,17 +60,25 @@ class PendingRequest:
             await thunk()
         elif self.outcome is None and self.queued < _MAX_QUEUED_PER_REQUEST:
             self.queued += 1
-            self._channel()[0].send_nowait(thunk)
+            self._thunks.append(thunk)
+            if self._wakeup is not None:
+                self._wakeup.set()
         else:
             logger.debug("dropping a notification for a request that is answered or flooded")
 
     async def wait_answer(self) -> None:
         """Handle what was queued for the request, until its answer."""
-        if self.outcome is not None and self._queue is None:
-            await trio.lowlevel.checkpoint()
-            return
-        async for thunk in self._channel()[1]:
-            if thunk is None:
+        waited = False
+        while True:
+            while self._thunks:
+                self.queued -= 1
+                await self._thunks.popleft()()
+            # Nothing is queued once the answer is in: what was queued before it has run.
+            if self.outcome is not None:
+                if not waited:
+                    await trio.lowlevel.checkpoint()
                 return
-            self.queued -= 1
-            await thunk()
+            self._wakeup = trio.Event()
+            await self._wakeup.wait()
+            self._wakeup = None
+            waited = True
