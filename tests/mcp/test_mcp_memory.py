@@ -239,3 +239,29 @@ async def test_the_request_bound_holds_in_process() -> None:
         with pytest.raises(McpError, match=r"over the \d+-byte limit of one message"):
             await client.call_tool("meet", {"big": "x" * (5 * 1024 * 1024)})
         assert (await client.call_tool("meet", {})).text_content == "met"
+
+
+async def test_a_failing_progress_callback_fails_its_own_call_in_process() -> None:
+    # The callback runs in the caller's task, inside the server's report_progress: its error
+    # must reach the caller as its own (as over HTTP), end the request, and spare the server.
+    server = McpServer(Implementation("memory-test", "1"))
+    ended: list[str] = []
+
+    @server.tool("report", description="reports progress, then would go on")
+    async def report(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        try:
+            await ctx.report_progress(1, 2, "half")
+            await trio.sleep(1)
+            return "went on"
+        except trio.Cancelled:
+            ended.append("cancelled")
+            raise
+
+    async def failing(progress: float, total: float | None, message: str | None) -> None:
+        raise ValueError("the caller's own bug")
+
+    async with open_mcp_client(memory_transport(server)) as client:
+        with trio.fail_after(5), pytest.raises(ValueError, match="the caller's own bug"):
+            await client.call_tool("report", {}, progress=failing)
+        assert ended == ["cancelled"]
+        assert (await client.call_tool("report", {})).text_content == "went on"

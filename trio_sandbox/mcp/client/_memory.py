@@ -27,10 +27,28 @@ import trio
 
 from ..protocol._errors import McpConnectionError, McpError
 from ..protocol._jsonrpc import MAX_MESSAGE_BYTES, copy_message
-from ..protocol._messages import INTERNAL_ERROR, ErrorResponse, Message, Request, Response
+from ..protocol._messages import (
+    INTERNAL_ERROR,
+    ErrorResponse,
+    Message,
+    Request,
+    RequestId,
+    Response,
+)
 from ..server._duplex import ChannelSession, open_channel_session
 from ..server._server import McpServer
 from ._transport import ClientInbox, TransportFactory
+
+
+@attrs.define(eq=False)
+class _Serving:
+    """One request being served in its caller's task."""
+
+    request_id: RequestId
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    answered: bool = False
+    # The caller's own error while a message was delivered to it (a progress callback's).
+    failure: Exception | None = None
 
 
 @attrs.define(eq=False)
@@ -47,10 +65,9 @@ class InProcessTransport:
     sends_headers: bool = False
     # The server's bound on one message: over it, the request fails here, the channel stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
-    # The requests being served now, each in its caller's task, cancelled when the transport
-    # closes; their ids, for the answer each must get.
-    _serving: dict[trio.CancelScope, object] = attrs.field(factory=dict)
-    _answered: set[object] = attrs.field(factory=set)
+    # The requests being served now, by task (innermost last: a callback may call again),
+    # all cancelled when the transport closes.
+    _serving: dict[trio.lowlevel.Task, list[_Serving]] = attrs.field(factory=dict)
 
     def set_protocol_version(self, version: str | None) -> None:
         self.protocol_version = version
@@ -65,17 +82,22 @@ class InProcessTransport:
         if not isinstance(copied, Request):
             self._channel.take_message(copied)
             return
-        with trio.CancelScope() as scope:
-            self._serving[scope] = copied.id
-            try:
+        serving = _Serving(copied.id)
+        stack = self._serving.setdefault(trio.lowlevel.current_task(), [])
+        stack.append(serving)
+        try:
+            with serving.scope:
                 await self._channel.serve_now(copied)
-            finally:
-                del self._serving[scope]
-        answered = copied.id in self._answered
-        self._answered.discard(copied.id)
-        if scope.cancelled_caught:
+        finally:
+            stack.pop()
+            if not stack:
+                del self._serving[trio.lowlevel.current_task()]
+        if serving.failure is not None:
+            # As over HTTP, where the caller's error ends its reading and so its request.
+            raise serving.failure
+        if serving.scope.cancelled_caught:
             raise McpConnectionError(self.target, "the in-process server closed")
-        if not answered:
+        if not serving.answered:
             # Ended without an answer (the session closed under it): say so rather than
             # leave the caller waiting for one.
             refusal = McpError(INTERNAL_ERROR, "the in-process server ended the request unanswered")
@@ -83,14 +105,26 @@ class InProcessTransport:
 
     async def deliver(self, message: Message) -> None:
         """What the server sends: to the client, in the task that sends it."""
-        if isinstance(message, (Response, ErrorResponse)) and message.id in self._serving.values():
-            self._answered.add(message.id)
-        await self._inbox.deliver(copy_message(message))
+        stack = self._serving.get(trio.lowlevel.current_task())
+        serving = stack[-1] if stack else None
+        if serving is None:
+            await self._inbox.deliver(copy_message(message))
+            return
+        if isinstance(message, (Response, ErrorResponse)) and message.id == serving.request_id:
+            serving.answered = True
+        try:
+            await self._inbox.deliver(copy_message(message))
+        except Exception as exc:
+            # The caller's own code failed (it runs here, in its task): the error is the
+            # caller's, not the server's, and the request ends.
+            serving.failure = exc
+            serving.scope.cancel()
 
     def close(self) -> None:
         self.closed = True
-        for scope in self._serving:
-            scope.cancel()
+        for stack in self._serving.values():
+            for serving in stack:
+                serving.scope.cancel()
 
 
 def memory_transport(server: McpServer, *, name: str = "in-process") -> TransportFactory:
