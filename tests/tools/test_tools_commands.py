@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import secrets
+import string
 from pathlib import Path
 
+import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.tools.tools_harness import (
     ORIGINAL_TOOL_NAMES,
@@ -17,6 +23,7 @@ from tests.tools.tools_harness import (
 )
 from trio_sandbox.mcp import Notification, Request
 from trio_sandbox.tools import generate_password, open_tool_server
+from trio_sandbox.tools._passwords import SYMBOLS, _uniform_choices
 
 
 async def test_exit_code_and_merged_output_are_reported(tool_client: ToolClient) -> None:
@@ -170,3 +177,30 @@ def test_passwords_hold_every_character_class_and_differ() -> None:
         assert any(not c.isalnum() for c in password)
         assert any(c.islower() for c in password)
         assert any(c.isupper() for c in password)
+
+
+def test_password_characters_are_drawn_uniformly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 85 characters: 256 = 3 * 85 + 1, so byte 255 would favour the first character; it is
+    # drawn again instead, and every other byte maps to one character 3 times.
+    alphabet = string.ascii_letters + string.digits + SYMBOLS
+    assert len(alphabet) == 85
+    draws = iter([bytes([255, 0, 85, 170, 84, 254, 255, 1]), bytes([255] * 8 + [2])])
+    monkeypatch.setattr(secrets, "token_bytes", lambda count: next(draws))
+    assert _uniform_choices(alphabet, 7) == alphabet[0] * 3 + alphabet[84] * 2 + alphabet[1:3]
+
+
+@given(st.integers(min_value=1, max_value=256), st.integers(min_value=0, max_value=64))
+def test_password_characters_come_from_the_alphabet(size: int, count: int) -> None:
+    alphabet = "".join(chr(0x100 + index) for index in range(size))
+    drawn = _uniform_choices(alphabet, count)
+    assert len(drawn) == count
+    assert set(drawn) <= set(alphabet)
+
+
+def test_password_characters_pass_a_chi_square_test() -> None:
+    # A generous bound (the 1 - 1e-9 quantile of chi-square with 84 degrees of freedom is
+    # about 190): a modulo bias or a stuck byte would be far over it.
+    alphabet = string.ascii_letters + string.digits + SYMBOLS
+    counts = collections.Counter(_uniform_choices(alphabet, 85 * 2000))
+    chi_square = sum((counts[c] - 2000) ** 2 / 2000 for c in alphabet)
+    assert chi_square < 190

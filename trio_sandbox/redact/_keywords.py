@@ -51,6 +51,27 @@ def _frequency(char: str, case_sensitive: bool) -> float:
     return _FREQUENCY.get(char, _RARE)
 
 
+# _frequency(char, True) of the characters the table has, and of their upper-case forms.
+_CASED_FREQUENCY: Final = {
+    **{char: frequency for char, frequency in _FREQUENCY.items()},
+    **{
+        char.upper(): frequency / 8
+        for char, frequency in _FREQUENCY.items()
+        if char.upper() != char
+    },
+}
+
+
+def cased_frequencies(text: str) -> list[float]:
+    """``_frequency(char, True)`` of each character of ``text``, looked up at C speed for the
+    characters of the table (the rest, rare, are worked out)."""
+    get = _CASED_FREQUENCY.get
+    return [
+        frequency if (frequency := get(char)) is not None else _frequency(char, True)
+        for char in text
+    ]
+
+
 @attrs.frozen
 class _AnchorSearch:
     """All strings anchored at one character: one regex pass finds them."""

@@ -22,7 +22,7 @@ from typing import Final
 import attrs
 
 from ._errors import MIN_KNOWN_SECRET_LENGTH
-from ._keywords import _frequency
+from ._keywords import cased_frequencies
 
 # Characters of a value, around its anchor, that key it (every value has at least this many).
 _KEY: Final = 4
@@ -43,7 +43,8 @@ class _Anchor:
 
     @classmethod
     def of(cls, value: str) -> _Anchor:
-        offset = min(range(len(value)), key=lambda i: (_frequency(value[i], True), value[i], i))
+        # The rarest character, then the smallest, then the first: compared as tuples, in C.
+        _, _, offset = min(zip(cased_frequencies(value), value, range(len(value)), strict=True))
         start = min(offset, len(value) - _KEY)
         return cls(value[offset], offset, start - offset, value[start : start + _KEY])
 

@@ -92,10 +92,15 @@ class HyperscanSearch:
     _database: hyperscan.Database
     _longest: int
     _local: threading.local = attrs.field(factory=threading.local)
+    _lengths: list[int] = attrs.field(init=False)
+
+    @_lengths.default
+    def _lengths_of_strings(self) -> list[int]:
+        return [len(string) for string in self.strings]
 
     def occurrences(self, text: str) -> Generator[None, None, dict[int, list[int]]]:
         starts: defaultdict[int, list[int]] = defaultdict(list)
-        lengths = [len(string) for string in self.strings]
+        lengths = self._lengths
         data = text.encode("ascii", "replace")
         scratch = self._scratch()
         scan = self._database.scan

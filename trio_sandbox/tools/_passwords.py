@@ -31,9 +31,26 @@ def generate_password(length: int = DEFAULT_LENGTH, *, no_symbols: bool = False)
         classes.append(SYMBOLS)
     alphabet = "".join(classes)
     while True:
-        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        password = _uniform_choices(alphabet, length)
         if all(any(c in cls for c in password) for cls in classes):
             return password
+
+
+def _uniform_choices(alphabet: str, count: int) -> str:
+    """``count`` characters of ``alphabet`` (at most 256), each uniformly at random: what
+    ``secrets.choice`` gives, from one read of the system's generator instead of one each.
+    A byte at or above the largest multiple of the alphabet's size is drawn again (a plain
+    modulo would favour the first characters)."""
+    size = len(alphabet)
+    accepted_below = 256 - 256 % size
+    chosen: list[str] = []
+    while len(chosen) < count:
+        for byte in secrets.token_bytes(count - len(chosen) + 8):
+            if byte < accepted_below:
+                chosen.append(alphabet[byte % size])
+                if len(chosen) == count:
+                    break
+    return "".join(chosen)
 
 
 def password_tool(limits: ToolLimits) -> Tool:
