@@ -1,9 +1,10 @@
 """Serving one MCP session over a message channel: stdio lines and WebSocket frames (JSON texts),
-or message objects in one process (the memory transport).
+or message objects in one process.
 
 These channels carry whole JSON-RPC messages in both directions with no HTTP around them, so the
-session loop is shared: read a message, run requests concurrently in a nursery, answer each on the
-same channel, and cancel everything still running when the channel closes.
+session is shared (:func:`open_channel_session`): the loop that reads a channel runs its requests
+concurrently in a nursery, answers each on the same channel, and cancels everything still running
+when the channel closes; the in-process transport hands it each message in the sender's task.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ async def _serve_channel(
                             # floods requests without reading waits on its own answers.
                             await send(refusal)
                         else:
-                            channel.count_in(item)  # now: the next message read counts it
+                            channel.count_in()  # now: the next message read counts it
                             nursery.start_soon(channel.serve_counted, item)
                     else:
                         channel.take_message(item)
@@ -152,7 +153,8 @@ class ChannelSession:
         spent = first_spent(self._budgets, 1)
         return spent.refusal().response_for(request.id) if spent is not None else None
 
-    def count_in(self, request: Request) -> None:
+    def count_in(self) -> None:
+        """Count one more request in flight against the budgets."""
         take(self._budgets, 1)
 
     async def serve_counted(self, request: Request) -> None:
@@ -169,7 +171,7 @@ class ChannelSession:
         if (refusal := self.refusal(request)) is not None:
             await self._send(refusal)
             return
-        self.count_in(request)
+        self.count_in()
         await self.serve_counted(request)
 
     def take_message(self, message: Notification | Response | ErrorResponse) -> None:
