@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trio_sandbox.mcp import (
     BoundServer,
@@ -242,3 +243,43 @@ async def test_client_is_a_live_object(served: tuple[McpServer, WireLog, str]) -
     async with open_mcp_client(url) as first, open_mcp_client(url) as second:
         assert isinstance(first, McpClient)
         assert first != second
+
+
+# --- a request's wait for its answer ---------------------------------------------------------
+
+
+async def test_a_cancelled_wait_runs_nothing_queued_for_it() -> None:
+    from trio_sandbox.mcp.client._pending import PendingRequest
+    from trio_sandbox.mcp.protocol._messages import Response
+
+    pending = PendingRequest()
+    ran: list[int] = []
+
+    async def queue_from_another_task() -> None:
+        for index in range(3):
+
+            async def thunk(index: int = index) -> None:
+                ran.append(index)
+
+            await pending.run_or_queue(thunk)
+        pending.settle(Response(1, {}))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(queue_from_another_task)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await pending.wait_answer()
+    assert scope.cancelled_caught
+    assert ran == []  # a cancelled caller does not run a server's queued notes
+    await pending.wait_answer()
+    assert ran == [0, 1, 2]
+
+
+async def test_waiting_for_an_answer_already_in_is_a_checkpoint() -> None:
+    from trio_sandbox.mcp.client._pending import PendingRequest
+    from trio_sandbox.mcp.protocol._messages import Response
+
+    pending = PendingRequest()
+    pending.settle(Response(1, {}))
+    with trio.testing.assert_checkpoints():
+        await pending.wait_answer()

@@ -172,9 +172,9 @@ async def test_cancelling_the_caller_cancels_its_request_in_process(version: str
             await client.call_tool("wait", {})
         assert scope.cancelled_caught
         assert seen["cancelled"].is_set()
-        # Cancelling the task is the cancellation, as closing the stream is over HTTP; before
-        # the stateless era the notice is still said (and finds nothing left to cancel).
-        assert client.cancel_notifications_sent == (0 if version == "2026-07-28" else 1)
+        # Cancelling the task is the cancellation; the notice is still said (and finds nothing
+        # left to cancel), for a request served in a task of the transport's needs it.
+        assert client.cancel_notifications_sent == 1
         assert (await client.call_tool("meet", {})).text_content == "met"
 
 
@@ -245,7 +245,7 @@ async def test_a_failing_progress_callback_fails_its_own_call_in_process() -> No
     # The callback runs in the caller's task, inside the server's report_progress: its error
     # must reach the caller as its own (as over HTTP), end the request, and spare the server.
     server = McpServer(Implementation("memory-test", "1"))
-    ended: list[str] = []
+    ended = trio.Event()
 
     @server.tool("report", description="reports progress, then would go on")
     async def report(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
@@ -254,14 +254,91 @@ async def test_a_failing_progress_callback_fails_its_own_call_in_process() -> No
             await trio.sleep(1)
             return "went on"
         except trio.Cancelled:
-            ended.append("cancelled")
+            ended.set()
             raise
 
     async def failing(progress: float, total: float | None, message: str | None) -> None:
         raise ValueError("the caller's own bug")
 
     async with open_mcp_client(memory_transport(server)) as client:
-        with trio.fail_after(5), pytest.raises(ValueError, match="the caller's own bug"):
-            await client.call_tool("report", {}, progress=failing)
-        assert ended == ["cancelled"]
+        with trio.fail_after(5):
+            with pytest.raises(ValueError, match="the caller's own bug"):
+                await client.call_tool("report", {}, progress=failing)
+            await ended.wait()  # the request runs beside its caller: it is cancelled next
         assert (await client.call_tool("report", {})).text_content == "went on"
+
+
+async def test_progress_from_a_tools_own_tasks_reaches_the_caller_as_it_comes() -> None:
+    # A request whose progress the caller follows runs beside it: a note sent from any task
+    # of the server's (here the tool's own children) runs the callback while the tool runs.
+    server = McpServer(Implementation("memory-test", "1"))
+    heard = trio.Event()
+    seen: list[float] = []
+
+    cancelled = trio.Event()
+
+    @server.tool("children", description="reports from child tasks, then waits to be heard")
+    async def children(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        async with trio.open_nursery() as nursery:
+            for index in range(100):  # within the bound on notes queued for one request
+                nursery.start_soon(ctx.report_progress, index, 100)
+        await heard.wait()  # only a callback run before the tool returns can set it
+        if arguments.get("then_wait"):
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                cancelled.set()
+                raise
+        return "done"
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+        if len(seen) == 100:
+            heard.set()
+
+    async with open_mcp_client(memory_transport(server)) as client:
+        with trio.fail_after(5):
+            result = await client.call_tool("children", {}, progress=on_progress)
+        assert result.text_content == "done"
+        assert sorted(seen) == [float(index) for index in range(100)]
+        # Cancelled there, too: the notice reaches the request in the transport's task.
+        seen.clear()
+        with trio.move_on_after(0.5):
+            await client.call_tool("children", {"then_wait": True}, progress=on_progress)
+        with trio.fail_after(5):
+            await cancelled.wait()
+
+
+async def test_closing_the_client_waits_for_its_requests_to_unwind() -> None:
+    server = McpServer(Implementation("memory-test", "1"))
+    order: list[str] = []
+    closing = McpServer.close_session
+
+    def close_session(self: McpServer, session: Any) -> None:
+        order.append("session closed")
+        closing(self, session)
+
+    @server.tool("slowstop", description="cleans up slowly when cancelled")
+    async def slowstop(arguments: dict[str, Any], ctx: RequestContext) -> ToolReturn:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.2)
+            order.append("cleaned up")
+        raise AssertionError("not reached")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(McpServer, "close_session", close_session)
+        async with trio.open_nursery() as outer:
+            async with open_mcp_client(memory_transport(server)) as client:
+
+                async def call() -> None:
+                    with pytest.raises(McpConnectionError):
+                        await client.call_tool("slowstop", {})
+                    order.append("caller failed")
+
+                outer.start_soon(call)
+                await trio.sleep(0.05)
+            order.append("client closed")
+    assert order == ["cleaned up", "caller failed", "session closed", "client closed"]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import trio
+import trio.testing
 
 from tests.redact import redact_fakes as fakes
 from trio_sandbox.redact import (
@@ -234,3 +235,13 @@ def test_text_that_is_slow_to_scan_is_refused() -> None:
 async def test_slow_text_is_refused_by_the_async_scan_too() -> None:
     with pytest.raises(RedactionTimeout, match=SLOW_MESSAGE):
         await SecretRedactor(seconds_per_mib=0.01).redact_text_async(SLOW_TEXT)
+
+
+async def test_even_a_short_async_scan_gives_the_loop_a_turn() -> None:
+    # A walk that awaits many small scans (a result of 20,000 small blobs) must not hold
+    # the loop for all of them: each scan is a full checkpoint, however little it does.
+    redactor = SecretRedactor()
+    with trio.testing.assert_checkpoints():
+        await redactor.redact_text_async("ok")
+    with trio.testing.assert_checkpoints():
+        await redactor.redact_json_async({"data": "aGVsbG8="})

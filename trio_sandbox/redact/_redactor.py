@@ -644,9 +644,9 @@ def _run(steps: Generator[None, None, _T]) -> _T:
 
 
 async def _run_async(steps: Generator[None, None, _T]) -> _T:
-    # A cancel point first; a schedule point only between steps: most texts are done within
-    # the first, and a trip through the scheduler would cost them more than their scan.
-    await trio.lowlevel.checkpoint_if_cancelled()
+    # A full checkpoint even for a text done within one step: a walk that awaits many small
+    # scans (a result of 20,000 small blobs) must still give the loop a turn between them.
+    await trio.lowlevel.checkpoint()
     while not (finished := _advance(steps, time.perf_counter() + _STEP_BUDGET)):
         await trio.lowlevel.checkpoint()
     return finished[0]

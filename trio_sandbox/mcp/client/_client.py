@@ -250,7 +250,8 @@ class McpClient:
         headers: dict[str, str] = {}
         if stateless:
             params = self._envelope(params, version)
-            if transport.sends_headers:
+            # A transport of the embedder's own may predate the attribute: it gets headers.
+            if getattr(transport, "sends_headers", True):
                 headers = self._stateless_headers(method, params)
         pending = PendingRequest()
         self._pending[request_id] = pending

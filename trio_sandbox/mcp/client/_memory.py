@@ -8,8 +8,11 @@ requests, notifications, the bound on requests in flight.
 
 Each request is served in its caller's own task, as the HTTP transport reads a response in the
 caller's task: no reader task, no hand-offs between tasks, and cancelling the caller cancels the
-request (as closing an HTTP response stream does). What the server sends while serving it, and
-its answer, is delivered to the client in that task too.
+request. What the server sends while serving it, and its answer, is delivered to the client in
+that task too. A request whose progress the caller follows runs in a task of the transport's
+instead, while the caller waits for its answer: its progress may come from any task of the
+server's, and the caller's callback must run as it comes. Closing the client cancels what is
+being served and waits for it to unwind before the server's session closes.
 
 No JSON is written: messages cross as objects. Each is copied on its way (``copy_message``:
 what an encode and decode would give), so that neither side sees the other's later mutations of
@@ -19,6 +22,7 @@ transports apply.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -58,16 +62,21 @@ class InProcessTransport:
     target: str
     _channel: ChannelSession
     _inbox: ClientInbox
+    # Runs the requests whose progress the caller follows (see ``send``).
+    _nursery: trio.Nursery
     protocol_version: str | None = None
     closed: bool = False
-    # Cancelling the caller's task cancels its request there: no notice needs to be sent.
-    closes_stream_to_cancel: bool = True
+    # Cancellation is always said: a request served in a task of the transport's is cancelled
+    # by the notice (one served in its caller's task is cancelled with it; the notice then
+    # finds nothing left to cancel).
+    closes_stream_to_cancel: bool = False
     sends_headers: bool = False
     # The server's bound on one message: over it, the request fails here, the channel stays.
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # The requests being served now, by task (innermost last: a callback may call again),
-    # all cancelled when the transport closes.
+    # all cancelled when the transport closes; ``_idle`` is set when there are none.
     _serving: dict[trio.lowlevel.Task, list[_Serving]] = attrs.field(factory=dict)
+    _idle: trio.Event = attrs.field(factory=trio.Event)
 
     def set_protocol_version(self, version: str | None) -> None:
         self.protocol_version = version
@@ -81,17 +90,34 @@ class InProcessTransport:
         copied = copy_message(message, self.max_message_bytes)
         if not isinstance(copied, Request):
             self._channel.take_message(copied)
-            return
-        serving = _Serving(copied.id)
-        stack = self._serving.setdefault(trio.lowlevel.current_task(), [])
+        elif _follows_progress(copied):
+            # Its progress may come from any task of the server's (a relayed upstream's
+            # reader, a tool's own child task), and the caller's callback runs in the
+            # caller's task: the caller waits for the answer while the request runs here.
+            self._nursery.start_soon(self._serve_in_task, copied)
+        else:
+            await self._serve(copied)
+
+    async def _serve_in_task(self, request: Request) -> None:
+        # Ended by the transport's closing: its caller learns that from connection_lost.
+        with contextlib.suppress(McpConnectionError):
+            await self._serve(request)
+
+    async def _serve(self, request: Request) -> None:
+        serving = _Serving(request.id)
+        task = trio.lowlevel.current_task()
+        stack = self._serving.setdefault(task, [])
         stack.append(serving)
+        self._idle = trio.Event()
         try:
             with serving.scope:
-                await self._channel.serve_now(copied)
+                await self._channel.serve_now(request)
         finally:
             stack.pop()
             if not stack:
-                del self._serving[trio.lowlevel.current_task()]
+                del self._serving[task]
+                if not self._serving:
+                    self._idle.set()
         if serving.failure is not None:
             # As over HTTP, where the caller's error ends its reading and so its request.
             raise serving.failure
@@ -101,7 +127,7 @@ class InProcessTransport:
             # Ended without an answer (the session closed under it): say so rather than
             # leave the caller waiting for one.
             refusal = McpError(INTERNAL_ERROR, "the in-process server ended the request unanswered")
-            await self._inbox.deliver(refusal.response_for(copied.id))
+            await self._inbox.deliver(refusal.response_for(request.id))
 
     async def deliver(self, message: Message) -> None:
         """What the server sends: to the client, in the task that sends it."""
@@ -120,11 +146,21 @@ class InProcessTransport:
             serving.failure = exc
             serving.scope.cancel()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Cancel what is being served and wait until it has unwound: the session closes
+        after its requests, as a channel's loop waits for its request tasks."""
         self.closed = True
         for stack in self._serving.values():
             for serving in stack:
                 serving.scope.cancel()
+        with trio.CancelScope(shield=True):
+            if self._serving:
+                await self._idle.wait()
+
+
+def _follows_progress(request: Request) -> bool:
+    meta = (request.params or {}).get("_meta")
+    return isinstance(meta, dict) and "progressToken" in meta
 
 
 def memory_transport(server: McpServer, *, name: str = "in-process") -> TransportFactory:
@@ -138,12 +174,16 @@ def memory_transport(server: McpServer, *, name: str = "in-process") -> Transpor
             assert transport is not None
             await transport.deliver(message)
 
-        async with open_channel_session(server, deliver) as channel:
-            transport = InProcessTransport(f"memory://{name}", channel, inbox)
+        async with (
+            open_channel_session(server, deliver) as channel,
+            trio.open_nursery() as nursery,
+        ):
+            transport = InProcessTransport(f"memory://{name}", channel, inbox, nursery)
             try:
                 yield transport
             finally:
-                transport.close()
+                nursery.cancel_scope.cancel()
+                await transport.aclose()
                 inbox.connection_lost(
                     McpConnectionError(transport.target, "the connection is closed")
                 )

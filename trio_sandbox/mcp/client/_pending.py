@@ -68,11 +68,14 @@ class PendingRequest:
 
     async def wait_answer(self) -> None:
         """Handle what was queued for the request, until its answer."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
             while self._thunks:
                 self.queued -= 1
                 await self._thunks.popleft()()
+                await trio.lowlevel.checkpoint()  # a server's flood of notes is not one step
+                waited = True
             # Nothing is queued once the answer is in: what was queued before it has run.
             if self.outcome is not None:
                 if not waited:

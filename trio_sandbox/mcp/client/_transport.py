@@ -36,7 +36,7 @@ class ClientTransport(Protocol):
     # True when closing a request's response stream is that request's cancellation (HTTP in
     # the stateless era), so no notifications/cancelled needs to be sent.
     closes_stream_to_cancel: bool
-    # True when ``headers`` go anywhere (HTTP): the client need not make them otherwise.
+    # Optional: False when ``headers`` go nowhere (not HTTP), so the client need not make them.
     sends_headers: bool
 
     async def send(self, message: Message, headers: Mapping[str, str]) -> None: ...
