@@ -358,10 +358,18 @@ class Upstream:
     # --- using the session --------------------------------------------------------------------
 
     async def _wait_for_session(self, previous: _Attachment | None) -> _Attachment:
-        # A session a call has found broken is not used again: its successor is waited for
-        # (a call right after another lost its session would otherwise be lost on it too).
+        def usable(attachment: _Attachment | None) -> bool:
+            # A session a call has found broken is not used again: its successor is waited
+            # for (a call right after another lost its session would be lost on it too).
+            return (
+                attachment is not None
+                and attachment is not previous
+                and not attachment.broken.is_set()
+            )
+
         attachment = self._attachment.value
-        if attachment is not None and attachment is not previous and not attachment.broken.is_set():
+        if usable(attachment):
+            assert attachment is not None
             return attachment  # the usual case, without a timeout scope
         if self.login_required is not None:
             # No session will come before a person logs in: say so now, not after call_wait.
@@ -370,9 +378,7 @@ class Upstream:
             # Nor before the authorization server answers again (its retry is backed off).
             raise UpstreamUnavailable(self.name, str(self.auth_failure), Unserved.REFUSED)
         with trio.move_on_after(self.call_wait):
-            attachment = await self._attachment.wait_value(
-                lambda new: new is not None and new is not previous and not new.broken.is_set()
-            )
+            attachment = await self._attachment.wait_value(usable)
             assert attachment is not None
             return attachment
         raise UpstreamUnavailable(

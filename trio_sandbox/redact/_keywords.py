@@ -53,12 +53,8 @@ def _frequency(char: str, case_sensitive: bool) -> float:
 
 # _frequency(char, True) of the characters the table has, and of their upper-case forms.
 _CASED_FREQUENCY: Final = {
-    **{char: frequency for char, frequency in _FREQUENCY.items()},
-    **{
-        char.upper(): frequency / 8
-        for char, frequency in _FREQUENCY.items()
-        if char.upper() != char
-    },
+    **_FREQUENCY,
+    **{char.upper(): rate / 8 for char, rate in _FREQUENCY.items() if char.upper() != char},
 }
 
 

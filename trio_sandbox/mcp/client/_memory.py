@@ -106,9 +106,10 @@ class InProcessTransport:
     async def _serve(self, request: Request) -> None:
         serving = _Serving(request.id)
         task = trio.lowlevel.current_task()
+        if not self._serving:
+            self._idle = trio.Event()  # set again when nothing is served
         stack = self._serving.setdefault(task, [])
         stack.append(serving)
-        self._idle = trio.Event()
         try:
             with serving.scope:
                 await self._channel.serve_now(request)
@@ -133,14 +134,17 @@ class InProcessTransport:
         """What the server sends: to the client, in the task that sends it."""
         stack = self._serving.get(trio.lowlevel.current_task())
         serving = stack[-1] if stack else None
-        if serving is None:
-            await self._inbox.deliver(copy_message(message))
-            return
-        if isinstance(message, (Response, ErrorResponse)) and message.id == serving.request_id:
+        if (
+            serving is not None
+            and isinstance(message, (Response, ErrorResponse))
+            and message.id == serving.request_id
+        ):
             serving.answered = True
         try:
             await self._inbox.deliver(copy_message(message))
         except Exception as exc:
+            if serving is None:
+                raise
             # The caller's own code failed (it runs here, in its task): the error is the
             # caller's, not the server's, and the request ends.
             serving.failure = exc
