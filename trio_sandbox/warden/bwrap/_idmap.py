@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -83,8 +84,23 @@ def id_map_without(own: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+# Why creating the namespace may fail for a moment (memory, a signal), not for good.
+_TRANSIENT_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN, errno.EINTR})
+_ATTEMPTS = 3
+
+
 def _user_namespace(uid: int, gid: int) -> int:
     """An fd of a fresh user namespace whose maps leave out ``uid`` and ``gid``."""
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return _user_namespace_once(uid, gid)
+        except OSError as exc:
+            if exc.errno not in _TRANSIENT_ERRNOS:
+                raise
+    return _user_namespace_once(uid, gid)
+
+
+def _user_namespace_once(uid: int, gid: int) -> int:
     ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
     done_read, done_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -92,17 +108,23 @@ def _user_namespace(uid: int, gid: int) -> int:
         try:
             os.close(ready_read)
             os.close(done_write)
-            # On failure, exiting closes the pipe: the parent reads EOF rather than waiting.
+            # b"x" once the namespace exists, else unshare's errno. On anything else, exiting
+            # closes the pipe: the parent reads EOF rather than waiting.
             if _libc.unshare(_CLONE_NEWUSER) == 0:
                 os.write(ready_write, b"x")
                 os.read(done_read, 1)
+            else:
+                os.write(ready_write, str(ctypes.get_errno()).encode())
         finally:
             os._exit(0)
     os.close(ready_write)
     os.close(done_read)
+    status: int | None = None
     try:
-        if os.read(ready_read, 1) != b"x":
-            raise OSError("cannot create a user namespace for the id map")
+        report = os.read(ready_read, 16)
+        if report != b"x":
+            _, status = os.waitpid(pid, 0)  # it has exited, or is about to
+            raise _unshare_failure(report, status)
         for name, own in (("uid_map", uid), ("gid_map", gid)):
             with open(f"/proc/{pid}/{name}", "w") as map_file:
                 map_file.write(id_map_without(own))
@@ -110,7 +132,22 @@ def _user_namespace(uid: int, gid: int) -> int:
     finally:
         os.close(ready_read)
         os.close(done_write)
-        os.waitpid(pid, 0)
+        if status is None:
+            os.waitpid(pid, 0)
+
+
+def _unshare_failure(report: bytes, status: int) -> OSError:
+    """The error the helper's report (unshare's errno) or, without one, its end stands for."""
+    what = "cannot create a user namespace for the id map"
+    if report.isdigit():
+        code = int(report)
+        return OSError(code, f"{what}: unshare(CLONE_NEWUSER): {os.strerror(code)}")
+    if os.WIFSIGNALED(status):
+        ended = f"killed by signal {os.WTERMSIG(status)}"
+    else:
+        ended = f"exited with status {os.waitstatus_to_exitcode(status)}"
+    # With no errno to go by, count it as transient: a signal need not come again.
+    return OSError(errno.EINTR, f"{what}: its helper process {ended} before reporting")
 
 
 def _idmapped_clone(path: str, userns_fd: int) -> int:
