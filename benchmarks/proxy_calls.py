@@ -17,8 +17,9 @@ twice as fast as the SDK's single plain-HTTP hop, for each tool.
 
 The cost of seeing what the agent did: a second proxy with the audit log (a file), the metrics
 endpoint (scraped every ``--scrape-interval`` seconds) and traces (OTLP/HTTP to a receiver
-child) all on (``--observe`` picks some), called in alternation with the first over ``--rounds``
-rounds; the goal: at most 10 % slower. Run:
+child) all on (``--observe`` picks some), called in turn with the first in ``--pairs`` pairs of
+short slices (``--slice``, 0.5 s) per mode; the goal: at most 10 % slower. ``--observe ''``
+makes the two proxies alike: what the method reads when there is nothing to find. Run:
 
     .venv/bin/python benchmarks/proxy_calls.py --seconds 3
 """
@@ -132,46 +133,114 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own, sum(sum(cpu_seconds(child)) for child in descendants)
 
 
+async def calls_per_second(
+    client: Any, tool: str, seconds: float, concurrency: int, pid: int | None = None
+) -> dict[str, float]:
+    """``tool`` called for ``seconds`` by ``concurrency`` callers on ``client``: ``rate`` (calls
+    per second) and, with ``pid`` (the proxy's), its CPU microseconds per call (``cpu_us``) and
+    its exporter child's (``children_cpu_us``), counted once the child has sent the slice's
+    spans."""
+    count = 0
+    deadline = trio.current_time() + seconds
+
+    async def caller() -> None:
+        nonlocal count
+        while trio.current_time() < deadline:
+            result = await client.call_tool(tool, {})
+            assert not result.is_error, result
+            count += 1
+
+    started, cpu = time.perf_counter(), cpu_seconds(pid) if pid else (0.0, 0.0)
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(caller)
+    figures = {"rate": count / (time.perf_counter() - started)}
+    if pid:
+        await exporter_settled(pid)  # its spans are this slice's cost, not the next one's
+        own, descendants = cpu_seconds(pid)
+        figures["cpu_us"] = (own - cpu[0]) / max(count, 1) * 1e6
+        figures["children_cpu_us"] = (descendants - cpu[1]) / max(count, 1) * 1e6
+    return figures
+
+
+async def exporter_settled(pid: int, quiet: float = 0.1, bound: float = 3.0) -> None:
+    """Wait until the observed proxy's exporter child has sent what it was handed (its CPU
+    time stops moving): spans exported after one slice must not be paid by the next."""
+    with trio.move_on_after(bound):
+        before = cpu_seconds(pid)[1]
+        while True:
+            await trio.sleep(quiet)
+            now = cpu_seconds(pid)[1]
+            if now == before:
+                return
+            before = now
+
+
 async def our_leg(
-    url: str,
-    context: ssl.SSLContext,
-    seconds: float,
-    callers: int,
-    pid: int | None = None,
-    tool: str = NOOP_TOOL,
+    url: str, context: ssl.SSLContext, seconds: float, callers: int, tool: str = NOOP_TOOL
 ) -> dict[str, Any]:
-    """Calls per second of ``tool``, sequential and with ``callers``; with ``pid`` (the
-    proxy's) also its CPU microseconds per call (``..._cpu_us``)."""
+    """Calls per second of ``tool``, sequential and with ``callers``."""
     from trio_sandbox.mcp import open_mcp_client
 
-    results: dict[str, Any] = {}
     async with open_mcp_client(url, ssl_context=context) as client:
         await client.call_tool(tool, {})  # warm up
+        sequential = await calls_per_second(client, tool, seconds, 1)
+        concurrent = await calls_per_second(client, tool, seconds, callers)
+        return {
+            "version": client.protocol_version,
+            "sequential": sequential["rate"],
+            "concurrent": concurrent["rate"],
+        }
 
-        async def leg(concurrency: int, mode: str) -> None:
-            count = 0
-            deadline = trio.current_time() + seconds
 
-            async def caller() -> None:
-                nonlocal count
-                while trio.current_time() < deadline:
-                    result = await client.call_tool(tool, {})
-                    assert not result.is_error, result
-                    count += 1
+async def paired_slices(
+    faces: list[tuple[str, ssl.SSLContext, int]], pairs: int, slice_seconds: float, callers: int
+) -> dict[str, Any]:
+    """The two proxies (plain, observed) called in turn, ``slice_seconds`` each, ``pairs``
+    times per mode, each first in every other pair. This machine's speed drifts by a third
+    over minutes; two slices side by side see the same machine, so each pair's ratio is
+    observed / plain under one condition, and the median of the pairs' ratios is what
+    observing costs. Returns the ratios per mode (sorted), and each proxy's mean rate and CPU
+    per call."""
+    from trio_sandbox.mcp import open_mcp_client
 
-            started, cpu = time.perf_counter(), cpu_seconds(pid) if pid else (0.0, 0.0)
-            async with trio.open_nursery() as nursery:
-                for _ in range(concurrency):
-                    nursery.start_soon(caller)
-            results[mode] = count / (time.perf_counter() - started)
-            if pid:
-                own, descendants = cpu_seconds(pid)
-                results[f"{mode}_cpu_us"] = (own - cpu[0]) / max(count, 1) * 1e6
-                results[f"{mode}_children_cpu_us"] = (descendants - cpu[1]) / max(count, 1) * 1e6
-
-        await leg(1, "sequential")
-        await leg(callers, "concurrent")
-        return {"version": client.protocol_version, **results}
+    async with (
+        open_mcp_client(faces[0][0], ssl_context=faces[0][1]) as plain_client,
+        open_mcp_client(faces[1][0], ssl_context=faces[1][1]) as observed_client,
+    ):
+        clients = [(plain_client, faces[0][2]), (observed_client, faces[1][2])]
+        for client, _ in clients:
+            for _ in range(20):  # warm up: connections, caches, the upstream's session
+                await client.call_tool(NOOP_TOOL, {})
+        results: dict[str, Any] = {"plain": {}, "observed": {}, "ratios": {}, "cpu ratios": {}}
+        for mode, concurrency in (("sequential", 1), ("concurrent", callers)):
+            slices: list[list[dict[str, float]]] = [[], []]
+            for index in range(pairs):
+                order = (0, 1) if index % 2 == 0 else (1, 0)
+                for which in order:
+                    client, pid = clients[which]
+                    slices[which].append(
+                        await calls_per_second(client, NOOP_TOOL, slice_seconds, concurrency, pid)
+                    )
+            pairs_of_slices = list(zip(slices[0], slices[1], strict=True))
+            results["ratios"][mode] = sorted(
+                observed["rate"] / plain["rate"] for plain, observed in pairs_of_slices
+            )
+            results["cpu ratios"][mode] = sorted(
+                (observed["cpu_us"] + observed["children_cpu_us"]) / plain["cpu_us"]
+                for plain, observed in pairs_of_slices
+            )
+            for name, taken in zip(("plain", "observed"), slices, strict=True):
+                results[name] |= {
+                    mode: statistics.fmean(figures["rate"] for figures in taken),
+                    f"{mode}_cpu_us": statistics.fmean(figures["cpu_us"] for figures in taken),
+                    f"{mode}_children_cpu_us": statistics.fmean(
+                        figures["children_cpu_us"] for figures in taken
+                    ),
+                }
+        for name, client in (("plain", plain_client), ("observed", observed_client)):
+            results[name]["version"] = client.protocol_version
+        return results
 
 
 async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> str:
@@ -236,15 +305,13 @@ async def scrape_every(interval: float, url: str) -> None:
             await trio.sleep(interval)
 
 
-def averaged(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "version": rounds[0]["version"],
-        **{key: sum(r[key] for r in rounds) / len(rounds) for key in rounds[0] if key != "version"},
-    }
-
-
 async def run_benchmark(
-    seconds: float, callers: int, rounds: int, observe: list[str], scrape_interval: float
+    seconds: float,
+    callers: int,
+    pairs: int,
+    slice_seconds: float,
+    observe: list[str],
+    scrape_interval: float,
 ) -> dict[str, dict[str, Any]]:
     from trio_sandbox.tls import load_client_ssl_context
 
@@ -285,29 +352,25 @@ async def run_benchmark(
                 nursery.start_soon(scrape_every, scrape_interval, url)
             proxy_context = load_client_ssl_context(proxy_bundle)
             observed_context = load_client_ssl_context(observed_bundle)
-            plain: list[dict[str, Any]] = []
-            observed: list[dict[str, Any]] = []
-            # In alternation, so that the machine's drift weighs on both alike, and each first
-            # in every other round, so that going second (a warmer machine, or a busier one)
-            # does not count as a cost.
-            for index in range(rounds):
-                legs = [
-                    (plain, proxy_url, proxy_context, proxy_pid),
-                    (observed, observed_url, observed_context, observed_pid),
-                ]
-                for into, url, context, pid in legs[:: 1 if index % 2 == 0 else -1]:
-                    into.append(await our_leg(url, context, seconds, callers, pid))
-            results["proxied https"] = averaged(plain)
-            results["proxied https, observed"] = averaged(observed)
-            results["observed / plain, per round"] = {
-                mode: sorted(o[mode] / p[mode] for o, p in zip(observed, plain, strict=True))
-                for mode in ("sequential", "concurrent")
-            }
+            paired = await paired_slices(
+                [
+                    (proxy_url, proxy_context, proxy_pid),
+                    (observed_url, observed_context, observed_pid),
+                ],
+                pairs,
+                slice_seconds,
+                callers,
+            )
+            results["proxied https"] = await our_leg(proxy_url, proxy_context, seconds, callers)
+            results["proxied https, observed"] = paired["observed"]
+            results["proxied https, plain (paired)"] = paired["plain"]
+            results["observed / plain, per pair"] = paired["ratios"]
+            results["observed / plain CPU per call, per pair"] = paired["cpu ratios"]
             if "audit" in observe:
                 audit = (Path(private) / "audit.jsonl").read_text()
                 assert audit.count("\n") > 0, "the observed proxy wrote no audit record"
             results["proxied https, generate_password"] = await our_leg(
-                proxy_url, proxy_context, seconds, callers, proxy_pid, PASSWORD_TOOL
+                proxy_url, proxy_context, seconds, callers, PASSWORD_TOOL
             )
             # The same mTLS face also takes WebSocket connections on the same endpoint.
             proxy_wss = "wss" + proxy_url.removeprefix("https")
@@ -341,29 +404,41 @@ async def run_benchmark(
 
 
 def report(
-    results: dict[str, dict[str, Any]], seconds: float, callers: int, observe: list[str]
+    results: dict[str, dict[str, Any]],
+    seconds: float,
+    callers: int,
+    observe: list[str],
+    slice_seconds: float,
 ) -> str:
     direct = results["direct wss mtls"]
-    plain, observed = results["proxied https"], results["proxied https, observed"]
-    per_round = results["observed / plain, per round"]
+    plain, observed = results["proxied https, plain (paired)"], results["proxied https, observed"]
+    per_pair = results["observed / plain, per pair"]
+    cpu_per_pair = results["observed / plain CPU per call, per pair"]
     lines = results_table(
-        {name: figures for name, figures in results.items() if figures is not per_round},
+        {
+            name: figures
+            for name, figures in results.items()
+            if figures is not per_pair and figures is not cpu_per_pair
+        },
         seconds,
         callers,
     )
     on = " + ".join({"audit": "audit log"}.get(part, part) for part in observe) or "nothing"
     for mode in ("sequential", "concurrent"):
-        # The median of the rounds' ratios: one round disturbed by other work moves it little.
-        ratios = per_round[mode]
+        # The median of the pairs' ratios: a pair disturbed by other work moves it little.
+        ratios = per_pair[mode]
         ratio = statistics.median(ratios)
+        quartiles = statistics.quantiles(ratios, n=4)
         verdict = "meets" if ratio >= OBSERVED_GOAL else "MISSES"
         cpu, cpu_observed = plain[f"{mode}_cpu_us"], observed[f"{mode}_cpu_us"]
         children = observed[f"{mode}_children_cpu_us"]
         lines.append(
-            f"{on} on, {mode}: {ratio:.2f}x off, the median of {len(ratios)} rounds"
-            f" ({ratios[0]:.2f}-{ratios[-1]:.2f}; {verdict} the {OBSERVED_GOAL:g}x goal: at most"
-            f" 10 % slower); the proxy's CPU per call {cpu_observed:.0f} us on"
-            f" (+{children:.0f} us in its exporter child), {cpu:.0f} us off"
+            f"{on} on, {mode}: {ratio:.2f}x off, the median of {len(ratios)} pairs of"
+            f" {slice_seconds:g} s slices (quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f};"
+            f" {verdict} the {OBSERVED_GOAL:g}x goal: at most 10 % slower); the proxy's CPU per"
+            f" call {cpu_observed:.0f} us on (+{children:.0f} us in its exporter child),"
+            f" {cpu:.0f} us off: {statistics.median(cpu_per_pair[mode]):.2f}x, the median of"
+            " the pairs"
         )
     for face, baseline in (
         ("proxied https", "sdk http"),
@@ -392,8 +467,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each leg")
     parser.add_argument("--callers", type=int, default=20, help="concurrent callers")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of the observed/not observed pair"
+        "--pairs",
+        type=int,
+        default=40,
+        help="slices of the observed proxy, each beside one of the plain proxy, per mode",
     )
+    parser.add_argument("--slice", type=float, default=0.5, help="seconds of each of those slices")
     parser.add_argument(
         "--observe",
         type=lambda text: [part for part in text.split(",") if part],
@@ -412,11 +491,16 @@ def main() -> None:
     async def bounded() -> dict[str, dict[str, Any]]:
         with trio.fail_after(RUN_DEADLINE):
             return await run_benchmark(
-                args.seconds, args.callers, args.rounds, args.observe, args.scrape_interval
+                args.seconds,
+                args.callers,
+                args.pairs,
+                args.slice,
+                args.observe,
+                args.scrape_interval,
             )
 
     results = trio.run(bounded)
-    print(report(results, args.seconds, args.callers, args.observe))
+    print(report(results, args.seconds, args.callers, args.observe, args.slice))
 
 
 if __name__ == "__main__":
