@@ -8,15 +8,19 @@ of its calls. Here it runs beside the proxy instead. The parent writes frames on
 dict), then batches of spans (lists of :func:`flat_span` tuples). At the end of stdin (the parent
 finished, or died) the spans received are sent and the exporter is shut down. The OTEL_*
 variables are the exporter's to read, as the parent's SDK would have.
+
+The child encodes the flat tuples itself (:func:`encode_batch`, 7 us a span against the SDK's
+21) and has the exporter send the bytes; even beside the proxy, its CPU slowed the proxy's.
 """
 
 from __future__ import annotations
 
+import logging
 import marshal
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Final, TypeAlias
 
 # (name, trace id, span id, trace flags, parent span id or None, parent remote, kind, start ns,
@@ -24,6 +28,13 @@ from typing import IO, Any, Final, TypeAlias
 FlatSpan: TypeAlias = tuple[Any, ...]
 HEADER_BYTES: Final = 4
 NICENESS: Final = 10
+# The exporter's own bound on a request (its max_request_size default), kept on our path too.
+MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
+# OTLP's span flags: the parent's remoteness is known, and it is remote.
+_HAS_IS_REMOTE: Final = 0x100
+_IS_REMOTE: Final = 0x200
+
+logger = logging.getLogger("trio_sandbox.observe")
 
 
 def flat_span(span: Any) -> FlatSpan:
@@ -102,6 +113,117 @@ def readable_spans(batch: list[FlatSpan], resource: Any, scopes: dict[Any, Any])
     return spans
 
 
+def _any_value(value: Any) -> Any:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+
+    # bool before int: a bool is an int. A flat span's values are scalars or tuples of them.
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
+
+
+# Encoded key-values with a text value, by (key, value): most repeat from span to span (the method,
+# the upstream, the client, the outcome), and a copy of a made message costs half of making it.
+# Cleared when full: a value made per call (a stateless session's digest) only cycles it.
+_TEXT_KEY_VALUES: dict[tuple[str, str], Any] = {}
+MAX_CACHED_KEY_VALUES: Final = 4096
+
+
+def _key_values(attributes: dict[str, Any]) -> list[Any]:
+    """The attributes as OTLP key-values; one protobuf cannot hold (an int past 64 bits, a lone
+    surrogate) is left out, as the SDK's encoder leaves it out."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    encoded = []
+    for key, value in attributes.items():
+        text = type(value) is str
+        if text:
+            made = _TEXT_KEY_VALUES.get((key, value))
+            if made is not None:
+                encoded.append(made)
+                continue
+        try:
+            made = KeyValue(key=key, value=_any_value(value))
+        except (ValueError, TypeError):
+            continue
+        if text:
+            if len(_TEXT_KEY_VALUES) >= MAX_CACHED_KEY_VALUES:
+                _TEXT_KEY_VALUES.clear()
+            _TEXT_KEY_VALUES[(key, value)] = made
+        encoded.append(made)
+    return encoded
+
+
+def encode_batch(batch: list[FlatSpan], resource: Any) -> tuple[bytes | None, int]:
+    """A batch of :func:`flat_span` tuples as the body of an OTLP/HTTP export (protobuf),
+    built from the flat values with the OTLP messages themselves: the same message the SDK's
+    ``encode_spans`` makes of the equivalent SDK spans, at a third of its cost (no SDK span
+    objects in between, repeated key-values copied). Returns it (None: no span left to send) and how many spans were
+    left out: a span protobuf cannot hold (a name with a lone surrogate, which a client can
+    send) costs only itself; with the SDK's encoder it cost its whole batch."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    by_scope: dict[tuple[str, str | None], list[Any]] = {}
+    left_out = 0
+    for item in batch:
+        (name, trace_id, span_id, _flags, parent_id, parent_remote, kind, start, end,
+         attributes, code, description, scope_name, scope_version) = item  # fmt: skip
+        try:
+            span = Span(
+                trace_id=trace_id.to_bytes(16, "big"),
+                span_id=span_id.to_bytes(8, "big"),
+                parent_span_id=parent_id.to_bytes(8, "big") if parent_id is not None else b"",
+                name=name,
+                kind=kind + 1,  # the API's SpanKind counts from INTERNAL = 0, OTLP's from 1
+                start_time_unix_nano=start,
+                end_time_unix_nano=end,
+                attributes=_key_values(attributes),
+                status=Status(code=code, message=description),
+                flags=_HAS_IS_REMOTE | (_IS_REMOTE if parent_remote and parent_id else 0),
+            )
+        except (ValueError, TypeError, OverflowError):
+            left_out += 1
+            continue
+        by_scope.setdefault((scope_name, scope_version), []).append(span)
+    if not by_scope:
+        return None, left_out
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_key_values(dict(resource.attributes))),
+                scope_spans=[
+                    ScopeSpans(
+                        scope=InstrumentationScope(name=name, version=version or ""), spans=spans
+                    )
+                    for (name, version), spans in by_scope.items()
+                ],
+                schema_url=resource.schema_url,
+            )
+        ]
+    )
+    return request.SerializePartialToString(), left_out
+
+
+def _byte_sender(exporter: Any) -> Callable[[bytes], Any] | None:
+    """The exporter's own sending of an encoded body (its retries, compression, headers and
+    TLS from the OTEL_* variables), where this release of the exporter has one to call: its
+    HTTP client's ``export`` (opentelemetry-exporter-otlp-proto-http 1.40 and later). None on
+    other releases: the child then hands the exporter SDK spans, as the SDK would."""
+    send = getattr(getattr(exporter, "_client", None), "export", None)
+    return send if callable(send) else None
+
+
 def main() -> None:
     # The parent says when it is done (the end of stdin): a Ctrl-C to the terminal's process
     # group must not lose the spans it is still handing over.
@@ -113,14 +235,28 @@ def main() -> None:
     from opentelemetry.sdk.resources import Resource
 
     exporter = OTLPSpanExporter()
+    send = _byte_sender(exporter)
     frames = _frames(sys.stdin.buffer)
     resource = Resource(next(frames, {}))
     scopes: dict[Any, Any] = {}
+    left_out = 0
     try:
         for batch in frames:
-            exporter.export(readable_spans(batch, resource, scopes))
+            if send is None:
+                exporter.export(readable_spans(batch, resource, scopes))
+                continue
+            body, unencodable = encode_batch(batch, resource)
+            left_out += unencodable
+            if body is None:
+                continue
+            if len(body) <= MAX_REQUEST_BYTES:
+                send(body)  # says itself, on stderr, when it could not
+            else:
+                logger.warning("traces: a batch of %d bytes is too large to send", len(body))
     finally:
         exporter.shutdown()  # type: ignore[no-untyped-call]
+        if left_out:
+            logger.warning("traces: %d spans could not be encoded for OTLP", left_out)
 
 
 if __name__ == "__main__":
