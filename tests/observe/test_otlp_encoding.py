@@ -3,9 +3,12 @@ same spans, and a span it cannot encode costs only itself."""
 
 from __future__ import annotations
 
+import os
 import string
+import sys
 from typing import Any
 
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -13,8 +16,15 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 
+from tests.observe.otlp_receiver import open_otlp_receiver
 from trio_sandbox.observe import _otel_child
-from trio_sandbox.observe._otel_child import FlatSpan, _byte_sender, encode_batch, readable_spans
+from trio_sandbox.observe._otel_child import (
+    FlatSpan,
+    _byte_sender,
+    encode_batch,
+    frame,
+    readable_spans,
+)
 
 RESOURCE = Resource({"service.name": "trio-sandbox", "service.version": "1.0"})
 # Text protobuf can hold (no lone surrogates), and the occasional surrogate for the cases the
@@ -26,11 +36,18 @@ SCALARS = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False),
 )
-ATTRIBUTE_VALUES = st.one_of(
-    SCALARS,
-    st.lists(SCALARS, max_size=3).map(tuple),
+# Flat spans from our spans carry scalars and tuples of them; from an SDK span or the resource,
+# bytes, None and mappings can come too. Both encoders must agree on all of them.
+ATTRIBUTE_VALUES = st.recursive(
+    st.one_of(SCALARS, st.binary(max_size=8), st.none()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(tuple), st.dictionaries(TEXT, inner, max_size=2)
+    ),
+    max_leaves=6,
+) | st.one_of(
     st.integers(2**63, 2**70),  # past int64: left out, by both encoders
     st.just("\ud800"),  # a lone surrogate: left out, by both encoders
+    st.sampled_from(["tools/call", "ok", "up"]),  # values that repeat: remembered encodings
 )
 ATTRIBUTES = st.dictionaries(st.one_of(TEXT, st.just("\udfff")), ATTRIBUTE_VALUES, max_size=5)
 
@@ -44,7 +61,7 @@ def flat_spans(draw: st.DrawFn, names: st.SearchStrategy[str] = TEXT) -> FlatSpa
         draw(st.integers(1, 2**128 - 1)),
         draw(st.integers(1, 2**64 - 1)),
         draw(st.integers(0, 255)),
-        draw(st.none() | st.integers(1, 2**64 - 1)),
+        draw(st.none() | st.integers(0, 2**64 - 1)),
         draw(st.booleans()),
         draw(st.integers(0, 4)),
         start,
@@ -91,16 +108,42 @@ def test_a_span_protobuf_cannot_hold_costs_only_itself(
 
 def test_remembered_key_values_stay_bounded_and_right() -> None:
     # A value made per call (a stateless session's digest) must not grow the memory of encoded
-    # key-values without end, nor come back as another value's encoding.
-    spans: list[FlatSpan] = [
-        ("call", 1, index + 1, 1, None, False, 1, 0, 1, {"session": f"{index:016x}"}, 0, None,
-         "s", None)
-        for index in range(_otel_child.MAX_CACHED_KEY_VALUES + 100)
-    ]  # fmt: skip
+    # key-values without end, a long value must not be kept at all, and a remembered encoding
+    # must come back for its own value only.
+    def span(index: int, value: str) -> FlatSpan:
+        attributes = {"session": value, "outcome": ("ok", "tool_error")[index % 2]}
+        return ("call", 1, index + 1, 1, None, False, 1, 0, 1, attributes, 0, None, "s", None)
+
+    spans = [span(i, f"{i % 5000:016x}") for i in range(_otel_child.MAX_CACHED_KEY_VALUES * 2)]
     for start in range(0, len(spans), 512):
         batch = spans[start : start + 512]
         assert ours(batch)[0] == the_sdks(batch)
         assert len(_otel_child._TEXT_KEY_VALUES) <= _otel_child.MAX_CACHED_KEY_VALUES
+    long_value = "v" * _otel_child.MAX_CACHED_CHARS
+    assert ours([span(0, long_value)])[0] == the_sdks([span(0, long_value)])
+    assert all(value != long_value for _, value in _otel_child._TEXT_KEY_VALUES)
+
+
+async def test_a_batch_that_cannot_be_sent_costs_only_itself() -> None:
+    """The child itself, a real process sending to a real OTLP receiver: a batch whose scope
+    protobuf cannot hold fails alone, and the child lives on to send the next."""
+    good = flat_spans_example("the good one")
+    bad = (*flat_spans_example("in a bad scope")[:-2], "\ud800", None)
+    async with open_otlp_receiver() as receiver:
+        frames = b"".join(frame(value) for value in ({"service.name": "t"}, [bad], [good]))
+        done = await trio.run_process(
+            [sys.executable, "-m", "trio_sandbox.observe._otel_child"],
+            stdin=frames,
+            capture_stderr=True,
+            env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url},
+        )
+        # The child exits once its exporter has sent all (each export waits for its answer).
+        assert [span.name for span in receiver.spans] == ["the good one"]
+    assert b"a batch of 1 spans could not be sent" in done.stderr
+
+
+def flat_spans_example(name: str) -> FlatSpan:
+    return (name, 7, 8, 1, None, False, 1, 10, 20, {"k": "v"}, 0, None, "trio_sandbox", None)
 
 
 def test_a_batch_of_nothing_encodable_is_not_sent() -> None:

@@ -41,6 +41,7 @@ from trio_sandbox.observe import (
 )
 from trio_sandbox.observe._otel_child import FlatSpan, readable_spans
 from trio_sandbox.observe._otel_spans import ChildExportTracerProvider
+from trio_sandbox.observe._tracing import MAX_NAME_CHARS
 from trio_sandbox.program import VERSION
 from trio_sandbox.redact import SecretRedactor
 
@@ -160,6 +161,22 @@ def test_a_resource_read_keeps_its_uri_out_of_the_span_name(recorded: Recorded) 
         "mcp.resource.uri": uri,
         "trio_sandbox.outcome": "ok",
     }
+
+
+@pytest.mark.parametrize("kind", [CallKind.TOOL_CALL, CallKind.RESOURCE_READ])
+def test_a_megabyte_name_is_cut_in_the_span(recorded: Recorded, kind: CallKind) -> None:
+    """A client names its tool (or URI) as it likes, up to a message's size: a span keeps the
+    start of it, so that a few such calls cannot crowd the other calls' spans out."""
+    name = "x" * 4_000_000
+    recorded.tracing.start_call(kind, name, upstream=None, client=None, parent=None).end(
+        Outcome.FAILED, None
+    )
+    [done] = recorded.spans
+    kept = [value for value in (done.attributes or {}).values() if isinstance(value, str)]
+    assert max(len(done.name), *map(len, kept)) <= MAX_NAME_CHARS + len("resources/read ")
+    cut = "x" * (MAX_NAME_CHARS - 1) + "\u2026"
+    assert cut in kept
+    assert done.name in (f"tools/call {cut}", "resources/read")
 
 
 def test_a_clients_traceparent_makes_the_call_its_child(recorded: Recorded) -> None:

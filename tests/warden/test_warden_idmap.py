@@ -49,11 +49,17 @@ def _refusing_unshare(code: int) -> str:
 def _idmap_where_unshare_fails(code: int) -> str:
     script = _refusing_unshare(code) + textwrap.dedent(
         """
-        from trio_sandbox.warden.bwrap._idmap import idmap_trees
+        from trio_sandbox.warden.bwrap import _idmap
+        attempts = []
+        once = _idmap._user_namespace_once
+        def counted(uid, gid):
+            attempts.append(uid)
+            return once(uid, gid)
+        _idmap._user_namespace_once = counted
         try:
-            idmap_trees(["/usr"], uid=0, gid=0, also_bound=[])
+            _idmap.idmap_trees(["/usr"], uid=0, gid=0, also_bound=[])
         except OSError as exc:
-            print(type(exc).__name__, exc.errno, exc.strerror)
+            print(len(attempts), type(exc).__name__, exc.errno, exc.strerror)
         """
     )
     done = subprocess.run(
@@ -65,7 +71,7 @@ def _idmap_where_unshare_fails(code: int) -> str:
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the test's filter is x86_64's")
 def test_a_refused_namespace_is_reported_with_unshares_reason() -> None:
     assert _idmap_where_unshare_fails(errno.EPERM) == (
-        "IdmapUnavailableError 1 cannot create a user namespace for the id map:"
+        "1 IdmapUnavailableError 1 cannot create a user namespace for the id map:"
         " unshare(CLONE_NEWUSER): Operation not permitted"
     )
 
@@ -73,7 +79,7 @@ def test_a_refused_namespace_is_reported_with_unshares_reason() -> None:
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the test's filter is x86_64's")
 def test_a_lasting_shortage_is_reported_once_the_attempts_run_out() -> None:
     assert _idmap_where_unshare_fails(errno.ENOMEM) == (
-        "IdmapUnavailableError 12 cannot create a user namespace for the id map:"
+        "3 IdmapUnavailableError 12 cannot create a user namespace for the id map:"
         " unshare(CLONE_NEWUSER): Cannot allocate memory"
     )
 
@@ -81,7 +87,7 @@ def test_a_lasting_shortage_is_reported_once_the_attempts_run_out() -> None:
 def test_a_transient_failure_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
     outcomes: list[OSError | int] = [
         OSError(errno.ENOMEM, "no memory"),
-        OSError(errno.EINTR, "x"),
+        _idmap._unshare_failure(b"", _status_of("signal")),
         7,
     ]
 
@@ -120,10 +126,21 @@ def _status_of(end: str) -> int:
 
 def test_a_helper_that_ends_without_a_report_is_described() -> None:
     killed = _idmap._unshare_failure(b"", _status_of("signal"))
-    assert killed.errno == errno.EINTR  # transient: tried again
-    assert str(killed.strerror).endswith("its helper process killed by signal 9 before reporting")
+    assert killed.errno is None  # no errno to go by, none made up
+    assert str(killed).endswith("its helper process killed by signal 9 before reporting")
     exited = _idmap._unshare_failure(b"", _status_of("exit"))
-    assert str(exited.strerror).endswith("its helper process exited with status 3 before reporting")
+    assert str(exited).endswith("its helper process exited with status 3 before reporting")
+
+
+def test_a_failed_fork_leaves_no_descriptor_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="temporarily unavailable"):
+        _idmap._user_namespace(0, 0)  # tried three times: EAGAIN is transient
+    assert set(os.listdir("/proc/self/fd")) == before
 
 
 @given(st.sampled_from(sorted(errno.errorcode)))

@@ -20,7 +20,7 @@ import marshal
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any, Final, TypeAlias
 
 # (name, trace id, span id, trace flags, parent span id or None, parent remote, kind, start ns,
@@ -114,9 +114,18 @@ def readable_spans(batch: list[FlatSpan], resource: Any, scopes: dict[Any, Any])
 
 
 def _any_value(value: Any) -> Any:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+    """``value`` as an OTLP AnyValue, by the SDK encoder's rules (a flat span's values are
+    scalars or tuples of them; an SDK span's or the resource's may be more)."""
+    from opentelemetry.proto.common.v1.common_pb2 import (
+        AnyValue,
+        ArrayValue,
+        KeyValue,
+        KeyValueList,
+    )
 
-    # bool before int: a bool is an int. A flat span's values are scalars or tuples of them.
+    # bool before int: a bool is an int.
+    if value is None:
+        return AnyValue()
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, str):
@@ -125,14 +134,23 @@ def _any_value(value: Any) -> Any:
         return AnyValue(int_value=value)
     if isinstance(value, float):
         return AnyValue(double_value=value)
-    return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, Sequence):
+        return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
+    if isinstance(value, Mapping):
+        pairs = [KeyValue(key=str(key), value=_any_value(item)) for key, item in value.items()]
+        return AnyValue(kvlist_value=KeyValueList(values=pairs))
+    raise TypeError(f"no OTLP value for a {type(value).__name__}")
 
 
-# Encoded key-values with a text value, by (key, value): most repeat from span to span (the method,
-# the upstream, the client, the outcome), and a copy of a made message costs half of making it.
-# Cleared when full: a value made per call (a stateless session's digest) only cycles it.
+# Encoded key-values with a short text value, by (key, value): most repeat from span to span (the
+# method, the upstream, the client, the outcome), and a copy of a made message costs half of
+# making it. Cleared when full: a value made per call (a stateless session's digest) only cycles
+# it. Long values (a client's URI or tool name can be megabytes) are never kept.
 _TEXT_KEY_VALUES: dict[tuple[str, str], Any] = {}
 MAX_CACHED_KEY_VALUES: Final = 4096
+MAX_CACHED_CHARS: Final = 256
 
 
 def _key_values(attributes: dict[str, Any]) -> list[Any]:
@@ -142,7 +160,7 @@ def _key_values(attributes: dict[str, Any]) -> list[Any]:
 
     encoded = []
     for key, value in attributes.items():
-        text = type(value) is str
+        text = type(value) is str and len(key) + len(value) <= MAX_CACHED_CHARS
         if text:
             made = _TEXT_KEY_VALUES.get((key, value))
             if made is not None:
@@ -164,9 +182,10 @@ def encode_batch(batch: list[FlatSpan], resource: Any) -> tuple[bytes | None, in
     """A batch of :func:`flat_span` tuples as the body of an OTLP/HTTP export (protobuf),
     built from the flat values with the OTLP messages themselves: the same message the SDK's
     ``encode_spans`` makes of the equivalent SDK spans, at a third of its cost (no SDK span
-    objects in between, repeated key-values copied). Returns it (None: no span left to send) and how many spans were
-    left out: a span protobuf cannot hold (a name with a lone surrogate, which a client can
-    send) costs only itself; with the SDK's encoder it cost its whole batch."""
+    objects in between, repeated key-values copied). Returns it (None: no span left to send)
+    and how many spans were left out: a span protobuf cannot hold (a name with a lone
+    surrogate, which a client can send) costs only itself; with the SDK's encoder it cost its
+    whole batch."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -190,7 +209,8 @@ def encode_batch(batch: list[FlatSpan], resource: Any) -> tuple[bytes | None, in
                 end_time_unix_nano=end,
                 attributes=_key_values(attributes),
                 status=Status(code=code, message=description),
-                flags=_HAS_IS_REMOTE | (_IS_REMOTE if parent_remote and parent_id else 0),
+                flags=_HAS_IS_REMOTE
+                | (_IS_REMOTE if parent_remote and parent_id is not None else 0),
             )
         except (ValueError, TypeError, OverflowError):
             left_out += 1
@@ -239,24 +259,27 @@ def main() -> None:
     frames = _frames(sys.stdin.buffer)
     resource = Resource(next(frames, {}))
     scopes: dict[Any, Any] = {}
-    left_out = 0
     try:
         for batch in frames:
             if send is None:
                 exporter.export(readable_spans(batch, resource, scopes))
                 continue
-            body, unencodable = encode_batch(batch, resource)
-            left_out += unencodable
-            if body is None:
-                continue
-            if len(body) <= MAX_REQUEST_BYTES:
-                send(body)  # says itself, on stderr, when it could not
-            else:
-                logger.warning("traces: a batch of %d bytes is too large to send", len(body))
+            # One batch that cannot go (whatever the reason) costs only itself: the child lives
+            # on for the next, where dying would leave the parent dropping every span after.
+            try:
+                body, unencodable = encode_batch(batch, resource)
+                if unencodable:
+                    logger.warning("traces: %d spans could not be encoded for OTLP", unencodable)
+                if body is None:
+                    continue
+                if len(body) <= MAX_REQUEST_BYTES:
+                    send(body)  # says itself, on stderr, when it could not
+                else:
+                    logger.warning("traces: a batch of %d bytes is too large to send", len(body))
+            except Exception:
+                logger.exception("traces: a batch of %d spans could not be sent", len(batch))
     finally:
         exporter.shutdown()  # type: ignore[no-untyped-call]
-        if left_out:
-            logger.warning("traces: %d spans could not be encoded for OTLP", left_out)
 
 
 if __name__ == "__main__":

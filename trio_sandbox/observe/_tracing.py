@@ -82,6 +82,10 @@ OTHER_ERROR: Final = "_OTHER"
 MAX_OPEN_STARTS: Final = 64
 # A status description is a failure's (redacted) message, kept short for a trace viewer.
 MAX_DESCRIPTION_CHARS: Final = 512
+# A tool's name or a resource's URI is the client's to choose, up to a message's size: in a
+# span's name and attributes it is cut here, so that a few calls with megabyte names cannot
+# crowd other calls' spans out of the exporter's bounded buffer and batches.
+MAX_NAME_CHARS: Final = 1024
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _CHILD_KINDS: Final = {"upstream": trace.SpanKind.CLIENT}
@@ -246,6 +250,8 @@ class OtelTracing:
         is a valid one, else the root of a new trace (never a child of whatever span happens to
         be current in the calling task)."""
         method = METHODS[kind]
+        if len(name) > MAX_NAME_CHARS:
+            name = name[: MAX_NAME_CHARS - 1] + "\u2026"
         attributes: dict[str, AttributeValue] = {MCP_METHOD_NAME: method}
         if kind is CallKind.TOOL_CALL:
             span_name = f"{method} {name}"

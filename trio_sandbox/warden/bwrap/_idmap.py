@@ -84,9 +84,14 @@ def id_map_without(own: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-# Why creating the namespace may fail for a moment (memory, a signal), not for good.
+# Why creating the namespace may fail for a moment (memory, processes), not for good.
 _TRANSIENT_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN, errno.EINTR})
 _ATTEMPTS = 3
+
+
+class _HelperEnded(OSError):
+    """The helper ended before it reported: no errno to go by, and a signal need not come
+    again, so it counts as transient."""
 
 
 def _user_namespace(uid: int, gid: int) -> int:
@@ -95,15 +100,23 @@ def _user_namespace(uid: int, gid: int) -> int:
         try:
             return _user_namespace_once(uid, gid)
         except OSError as exc:
-            if exc.errno not in _TRANSIENT_ERRNOS:
+            if not isinstance(exc, _HelperEnded) and exc.errno not in _TRANSIENT_ERRNOS:
                 raise
     return _user_namespace_once(uid, gid)
 
 
 def _user_namespace_once(uid: int, gid: int) -> int:
-    ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
-    done_read, done_write = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    opened: list[int] = []
+    try:
+        ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
+        opened += (ready_read, ready_write)
+        done_read, done_write = os.pipe2(os.O_CLOEXEC)
+        opened += (done_read, done_write)
+        pid = os.fork()
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        raise
     if pid == 0:  # pragma: no cover (the child only waits to be looked at)
         try:
             os.close(ready_read)
@@ -146,8 +159,7 @@ def _unshare_failure(report: bytes, status: int) -> OSError:
         ended = f"killed by signal {os.WTERMSIG(status)}"
     else:
         ended = f"exited with status {os.waitstatus_to_exitcode(status)}"
-    # With no errno to go by, count it as transient: a signal need not come again.
-    return OSError(errno.EINTR, f"{what}: its helper process {ended} before reporting")
+    return _HelperEnded(f"{what}: its helper process {ended} before reporting")
 
 
 def _idmapped_clone(path: str, userns_fd: int) -> int:
