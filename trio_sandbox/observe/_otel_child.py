@@ -10,7 +10,7 @@ finished, or died) the spans received are sent and the exporter is shut down. Th
 variables are the exporter's to read, as the parent's SDK would have.
 
 The child encodes the flat tuples itself (:func:`encode_batch`, 7 us a span against the SDK's
-21) and has the exporter send the bytes; even beside the proxy, its CPU slowed the proxy's.
+21) and has the exporter send the bytes: on a small machine its CPU is the proxy's CPU too.
 """
 
 from __future__ import annotations
@@ -238,8 +238,9 @@ def encode_batch(batch: list[FlatSpan], resource: Any) -> tuple[bytes | None, in
 def _byte_sender(exporter: Any) -> Callable[[bytes], Any] | None:
     """The exporter's own sending of an encoded body (its retries, compression, headers and
     TLS from the OTEL_* variables), where this release of the exporter has one to call: its
-    HTTP client's ``export`` (opentelemetry-exporter-otlp-proto-http 1.40 and later). None on
-    other releases: the child then hands the exporter SDK spans, as the SDK would."""
+    HTTP client's ``export`` (not public: opentelemetry-exporter-otlp-proto-http 1.45 has it,
+    a test says when the installed release does not). None on other releases: the child then
+    hands the exporter SDK spans, as the SDK would."""
     send = getattr(getattr(exporter, "_client", None), "export", None)
     return send if callable(send) else None
 
