@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given
@@ -20,6 +21,7 @@ from trio_sandbox.observe import (
     AuditLogError,
     CallKind,
     CallRecord,
+    Failure,
     LifecyclePhase,
     LifecycleRecord,
     Observer,
@@ -27,7 +29,11 @@ from trio_sandbox.observe import (
     Record,
     open_audit_log,
 )
-from trio_sandbox.observe._audit import ARGUMENTS_PREVIEW_CHARS, MAX_RECORD_BYTES
+from trio_sandbox.observe._audit import (
+    ARGUMENTS_PREVIEW_CHARS,
+    MAX_RECORD_BYTES,
+    TEXT_PREVIEW_CHARS,
+)
 from trio_sandbox.observe._records import wall_time
 from trio_sandbox.sandbox import SandboxConfig
 
@@ -131,6 +137,30 @@ def test_huge_arguments_keep_a_preview_and_their_size(tmp_path: Path) -> None:
     assert arguments["truncated"] is True
     assert arguments["size"] > len(content)
     assert len(arguments["preview"]) == ARGUMENTS_PREVIEW_CHARS
+
+
+def test_huge_names_and_messages_are_cut(tmp_path: Path) -> None:
+    """A client names its tool as it likes, an upstream words its errors as it likes, each up to
+    a message's size: a record keeps the start of each, so a few calls cannot rotate the log's
+    history out."""
+    path = tmp_path / "audit.jsonl"
+    name, message = "n" * 4_000_000, "m" * 4_000_000
+    record = attrs.evolve(
+        call(name=name), outcome=Outcome.FAILED, failure=Failure("McpError", message, -32602)
+    )
+    with open_audit_log(str(path)) as audit:
+        audit.record(record)
+        audit.record(call())  # an ordinary record beside it stays whole
+    huge, ordinary = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(json.dumps(huge)) < MAX_RECORD_BYTES
+    assert huge["tool"] == "n" * (TEXT_PREVIEW_CHARS - 1) + "\u2026"
+    assert huge["error"] == {
+        "type": "McpError",
+        "code": -32602,
+        "message": "m" * (TEXT_PREVIEW_CHARS - 1) + "\u2026",
+    }
+    assert ordinary["tool"] == "run_command"
+    assert ordinary["arguments"] == {"command": "ls"}
 
 
 def test_two_processes_appending_never_interleave_within_a_line(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ DEFAULT_BACKUPS: Final = 5
 # written through a tool can be megabytes; the log is for seeing what happened).
 MAX_RECORD_BYTES: Final = 64 * 1024
 ARGUMENTS_PREVIEW_CHARS: Final = 2048
+# In a record still longer than that, a text field longer than this is cut (ending in "…").
+TEXT_PREVIEW_CHARS: Final = 1024
 STDOUT: Final = "-"
 
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,6 +66,10 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_PREVIEW_CHARS else text[: TEXT_PREVIEW_CHARS - 1] + "\u2026"
+
+
 def _encode(record: Record) -> bytes:
     fields = record.to_json()
     line = _dumps(fields)
@@ -74,6 +80,17 @@ def _encode(record: Record) -> bytes:
             "size": len(text.encode()),
             "preview": text[:ARGUMENTS_PREVIEW_CHARS],
         }
+        line = _dumps(fields)
+    if len(line) > MAX_RECORD_BYTES:
+        # A tool's name, a URI or an error's message is the client's or an upstream's to
+        # choose, up to a message's size: whole, a few such records would rotate the log's
+        # history out.
+        fields = {
+            key: _cut(value) if isinstance(value, str) else value for key, value in fields.items()
+        }
+        error = fields.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            fields["error"] = {**error, "message": _cut(error["message"])}
         line = _dumps(fields)
     return line.encode("ascii") + b"\n"
 
