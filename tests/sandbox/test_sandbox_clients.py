@@ -308,6 +308,7 @@ def _parsed(value: object) -> SandboxHandle | SandboxHandleError:
 @example("sbx1." + "A" * 22 + "." + "A" * 22)
 @example("sbx1." + "A" * 21 + "B." + "A" * 22)  # a non-canonical spelling of 16 bytes
 @example("sbx2." + "A" * 22 + "." + "A" * 22)
+@example("\U00010000" * 40)  # ten characters each once escaped
 def test_the_handle_parser_refuses_what_is_not_a_handle(value: object) -> None:
     """Whatever a client puts in the handle's place, the parser gives a handle or a clear
     SandboxHandleError (never another exception); what it accepts formats back the same."""

@@ -123,6 +123,7 @@ def _unb64(text: str) -> bytes | None:
 
 
 def _shown(value: str) -> str:
-    """``value`` for an error message: bounded, and printable."""
-    shown = value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "..."
-    return ascii(shown)
+    """``value`` for an error message: printable, and bounded once escaped (an astral
+    character is ten characters as an escape)."""
+    shown = ascii(value[: _MAX_SHOWN + 1])
+    return shown if len(shown) <= _MAX_SHOWN + 2 else shown[:_MAX_SHOWN] + "..."
