@@ -71,7 +71,7 @@ async def test_sigkill_of_run_leaves_nothing(sandbox_user: SandboxUser, workspac
             names = [info.comm for info in below]
             assert "bwrap" in names, names
             ports = published_ports([info.pid for info in below])
-            assert len(set(ports)) == 1, ports  # the warden, and its forked helper
+            assert len(set(ports)) == 1, ports  # the warden's
             assert listening_on(port)
             assert listening_on(ports[0])
             assert sorted(os.listdir(bundle)) == ["ca.pem", "client.key", "client.pem"]

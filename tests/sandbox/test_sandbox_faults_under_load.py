@@ -35,7 +35,7 @@ RUN_LIMIT = 120
 
 def tool_server_pid(warden_pid: int) -> int | None:
     """The tool server's host pid: the python below the warden that runs trio_sandbox.tools
-    (not bwrap, setpriv or the warden's namespace helper, whose command lines name it too)."""
+    (not bwrap or setpriv, whose command lines name it too)."""
     for info in descendants(warden_pid):
         try:
             argv = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")

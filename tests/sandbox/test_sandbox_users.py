@@ -5,6 +5,7 @@ the host's loopback, and the files it makes in the workspace belong to the works
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,57 @@ async def test_open_sandbox_works_with_defaults_for_both_users(
     for name in ("from-sandbox.txt", "c.txt"):
         info = (workspace / name).stat()
         assert (info.st_uid, info.st_gid) == (sandbox_user.uid, sandbox_user.gid), name
+
+
+# What an instrumented interpreter (``opentelemetry-instrument``: a sitecustomize on PYTHONPATH)
+# does to every Python the program starts, the warden included: its SDK restarts an export
+# thread in every forked child. A child with a second thread cannot enter or make a user
+# namespace, which the warden's helpers must (id maps as root, the sandbox's network namespace
+# as an ordinary user).
+INSTRUMENTED_SITE = """
+import os, sys
+if any("trio_sandbox.warden" in arg for arg in sys.orig_argv):
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    sys.trio_sandbox_test_processor = BatchSpanProcessor(ConsoleSpanExporter())
+    open(os.path.join(os.path.dirname(__file__), "instrumented-warden"), "w").close()
+"""
+
+
+IDMAPPED_MOUNTS = r"""
+import json, sys
+import trio
+from trio_sandbox import SandboxConfig, open_sandbox
+
+async def main():
+    async with open_sandbox(SandboxConfig(volumes=[sys.argv[1] + ":/work"])) as sandbox:
+        result = await sandbox.call_tool(
+            "run_command", {"command": "id -u; grep -c idmapped /proc/self/mountinfo || true"}
+        )
+        print(json.dumps(result.text_content.split()[:2]))
+
+trio.run(main)
+"""
+
+
+async def test_a_warden_in_an_instrumented_python_keeps_its_isolation_for_both_users(
+    sandbox_user: SandboxUser, workspace: Path
+) -> None:
+    site = workspace / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(INSTRUMENTED_SITE)
+    os.chown(site, sandbox_user.uid, sandbox_user.gid)
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            sandbox_user.command(sandbox_user.python, "-c", IDMAPPED_MOUNTS, str(workspace)),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=sandbox_user.env({"HOME": str(workspace), "PYTHONPATH": str(site)}),
+            cwd=workspace,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert (site / "instrumented-warden").exists()  # the warden did run it
+    uid, idmapped_mounts = json.loads(done.stdout.decode().splitlines()[-1])
+    assert uid == str(sandbox_user.uid)  # served over its published port
+    # As root the host's trees are id-mapped; an ordinary user's sandbox has a user namespace.
+    assert (int(idmapped_mounts) > 0) == sandbox_user.is_root

@@ -240,7 +240,7 @@ def test_hosts_are_allowed_as_written_and_proxy_variables_yield_to_the_callers(
     names = [name for name, _ in spec.env]
     assert names.index("HTTPS_PROXY") < len(names) - 1
     assert spec.env[-1] == ("HTTPS_PROXY", "http://mine:1")
-    # The values are read later (after the namespace helper's fork): nothing yet.
+    # The values are read later (once the namespace helper started): nothing yet.
     assert "GITHUB_TOKEN" not in names
 
 

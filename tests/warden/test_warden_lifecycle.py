@@ -29,6 +29,7 @@ from tests.warden.warden_harness import (
     warden_argv,
     wrap,
 )
+from trio_sandbox.warden import _netns
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -110,7 +111,7 @@ async def test_published_port_and_nothing_left_after_warden_stops(
     async with running_warden(options, "host", command, sandbox_user) as warden:
         payload = os.urandom(200_000)
         assert await echo_through(port, payload) == payload
-        sandbox_pids = live_pids_with(marker)
+        sandbox_pids = live_pids_with(marker) + namespace_helpers_of(warden.pid)
         # The warden and its namespace helper, bwrap, its init, the server, the grandchild.
         assert len(sandbox_pids) >= 6
         warden.send_signal(stop_signal)
@@ -294,14 +295,12 @@ async def test_backend_bwrap_without_bubblewrap_names_the_package(tmp_path: Path
     assert b"apt-get install bubblewrap" in result.stderr
 
 
-def namespace_helpers_of(warden_pid: int, marker: str) -> list[int]:
-    """The warden's forked helper: its child with the very same command line."""
-    own = read_host_file(f"/proc/{warden_pid}/cmdline")
+def namespace_helpers_of(warden_pid: int) -> list[int]:
+    """The warden's namespace helper: its child running ``_netns.py`` for it."""
     found = []
-    for pid in live_pids_with(marker):
+    for pid in live_pids_with(f"{_netns.__file__}\0{warden_pid}\0"):
         stat = read_host_file(f"/proc/{pid}/stat").rpartition(b")")[2].split()
-        child = pid != warden_pid and int(stat[1]) == warden_pid
-        if child and read_host_file(f"/proc/{pid}/cmdline") == own:
+        if int(stat[1]) == warden_pid:
             found.append(pid)
     return found
 
@@ -314,7 +313,7 @@ async def test_a_dead_namespace_helper_stops_the_sandbox(sandbox_user: SandboxUs
     options = ["-p", f"127.0.0.1:{port}:8080"]
     command = [sandbox_user.python, "-c", ECHO_SERVER, marker]
     async with running_warden(options, "host", command, sandbox_user) as warden:
-        helpers = namespace_helpers_of(warden.pid, marker)
+        helpers = namespace_helpers_of(warden.pid)
         assert len(helpers) == 1, helpers
         sandbox_pids = [pid for pid in live_pids_with(marker) if pid != warden.pid]
         os.kill(helpers[0], signal.SIGKILL)

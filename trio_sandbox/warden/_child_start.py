@@ -40,7 +40,8 @@ def launch(
 ) -> LaunchedChild:
     """Start `argv` in a new session; stdin/stdout/stderr are inherited unless given, so the
     command's output reaches the warden's caller unchanged. ``preexec`` runs in the child before
-    exec (safe only while the warden is single-threaded, i.e. before Trio: bubblewrap's start)."""
+    exec (safe only before Trio, while no thread of the warden's can hold a lock the child needs:
+    bubblewrap's start; a thread an at-fork handler starts in the child does not matter)."""
     popen = subprocess.Popen(
         list(argv),
         preexec_fn=preexec,

@@ -209,8 +209,7 @@ def _launch_and_run(spec: WrapSpec, lifeline: int | None) -> int:
     record_early_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     if spec.network == "host" and backend.isolates:
         print(_HOST_NETWORK_WARNING, end="", file=sys.stderr, flush=True)
-    # Before importing Trio: bubblewrap boots while the warden's own imports run, and a
-    # namespace helper must be forked while the warden is single-threaded.
+    # Before importing Trio: bubblewrap boots while the warden's own imports run.
     launched = backend.launch(spec)
     import trio
 

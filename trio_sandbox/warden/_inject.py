@@ -3,9 +3,9 @@
 ``--inject-secret NAME=HOST[,HOST...]`` (names and hosts: the policy needs them before the
 launch) is checked as the command line is read: it needs ``--network allow`` and a back end with
 the egress proxy (not kubernetes), and ``--inject-fd N``, which holds the values. That
-descriptor is read (:func:`read_injection`) by the back end right after it forks its namespace
-helper, so that the helper, which lives in the sandbox's namespaces, never holds a copy; it is
-made close-on-exec at once, so that nothing started before then inherits it either.
+descriptor is read (:func:`read_injection`) by the back end right after it starts its
+namespace helper, which lives in the sandbox's namespaces and inherits no descriptor but its
+channel; it is made close-on-exec at once, so that nothing started later inherits it.
 
 The sandbox gets each NAME as its placeholder, never the value; the warden sets it itself, so
 a caller's variable of that name is an error. Standard library only (before Trio).

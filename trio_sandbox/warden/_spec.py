@@ -71,7 +71,7 @@ class WrapSpec:
     report: Reporter = field(default_factory=Reporter)
     # inject_secrets (``--inject-secret NAME=HOST[,HOST...]``): names and hosts only. The values
     # wait in the descriptor ``inject_fd`` (``--inject-fd``), which the back end reads once its
-    # namespace helper is forked (:mod:`._inject`), so that the helper never holds a copy.
+    # namespace helper is started (:mod:`._inject`); the helper never holds a copy.
     inject: tuple[InjectRequest, ...] = ()
     inject_fd: int | None = None
 

@@ -25,10 +25,13 @@ import ctypes
 import errno
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .._errors import IdmapUnavailableError
+from .._netns import HELPER_PYTHON
 from .._runtime import is_within
 
 _CLONE_NEWNS = 0x00020000
@@ -105,60 +108,61 @@ def _user_namespace(uid: int, gid: int) -> int:
     return _user_namespace_once(uid, gid)
 
 
+# The helper is a fresh interpreter rather than a fork of the warden: os.fork runs the at-fork
+# handlers of whatever the process has imported (OpenTelemetry's SDK starts its export thread
+# in the child), and a process with a second thread cannot unshare a user namespace (EINVAL).
+# It writes b"x" once the namespace exists, else unshare's errno, then waits for EOF on stdin.
+_HELPER_SOURCE = """\
+import os
+try:
+    os.unshare(0x10000000)
+except AttributeError:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    report = b"x" if libc.unshare(0x10000000) == 0 else str(ctypes.get_errno()).encode()
+except OSError as exc:
+    report = str(exc.errno).encode()
+else:
+    report = b"x"
+os.write(1, report)
+if report == b"x":
+    os.read(0, 1)
+"""
+
+
 def _user_namespace_once(uid: int, gid: int) -> int:
-    opened: list[int] = []
     try:
-        ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
-        opened += (ready_read, ready_write)
-        done_read, done_write = os.pipe2(os.O_CLOEXEC)
-        opened += (done_read, done_write)
-        pid = os.fork()
-    except BaseException:
-        for fd in opened:
-            os.close(fd)
-        raise
-    if pid == 0:  # pragma: no cover (the child only waits to be looked at)
-        try:
-            os.close(ready_read)
-            os.close(done_write)
-            # b"x" once the namespace exists, else unshare's errno. On anything else, exiting
-            # closes the pipe: the parent reads EOF rather than waiting.
-            if _libc.unshare(_CLONE_NEWUSER) == 0:
-                os.write(ready_write, b"x")
-                os.read(done_read, 1)
-            else:
-                os.write(ready_write, str(ctypes.get_errno()).encode())
-        finally:
-            os._exit(0)
-    os.close(ready_write)
-    os.close(done_read)
-    status: int | None = None
-    try:
-        report = os.read(ready_read, 16)
+        helper = subprocess.Popen(
+            [*HELPER_PYTHON, "-c", _HELPER_SOURCE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,  # out of reach of a terminal's Ctrl-C to the warden's group
+        )
+    except OSError as exc:
+        # Its errno kept (EAGAIN is transient), its message naming what could not start.
+        what = f"cannot start the id map's helper {sys.executable}: {exc.strerror}"
+        raise OSError(exc.errno, what) from exc
+    with helper:  # closes its stdin (it reads EOF and exits) and waits for it
+        assert helper.stdout is not None
+        report = os.read(helper.stdout.fileno(), 16)
         if report != b"x":
-            _, status = os.waitpid(pid, 0)  # it has exited, or is about to
-            raise _unshare_failure(report, status)
+            raise _unshare_failure(report, helper.wait())
         for name, own in (("uid_map", uid), ("gid_map", gid)):
-            with open(f"/proc/{pid}/{name}", "w") as map_file:
+            with open(f"/proc/{helper.pid}/{name}", "w") as map_file:
                 map_file.write(id_map_without(own))
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(ready_read)
-        os.close(done_write)
-        if status is None:
-            os.waitpid(pid, 0)
+        return os.open(f"/proc/{helper.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def _unshare_failure(report: bytes, status: int) -> OSError:
+def _unshare_failure(report: bytes, returncode: int) -> OSError:
     """The error the helper's report (unshare's errno) or, without one, its end stands for."""
     what = "cannot create a user namespace for the id map"
     if report.isdigit():
         code = int(report)
         return OSError(code, f"{what}: unshare(CLONE_NEWUSER): {os.strerror(code)}")
-    if os.WIFSIGNALED(status):
-        ended = f"killed by signal {os.WTERMSIG(status)}"
+    if returncode < 0:
+        ended = f"killed by signal {-returncode}"
     else:
-        ended = f"exited with status {os.waitstatus_to_exitcode(status)}"
+        ended = f"exited with status {returncode}"
     return _HelperEnded(f"{what}: its helper process {ended} before reporting")
 
 
@@ -211,7 +215,7 @@ class IdmappedTrees:
         return {path: f"{self.staging}/{index}" for index, path in enumerate(self.trees)}
 
     def attach(self) -> None:
-        """In bubblewrap's process before exec (single-threaded): a mount namespace of its own,
+        """In bubblewrap's process before exec: a mount namespace of its own,
         a tmpfs over the staging directory, each tree attached below it."""
         _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "making / private")

@@ -1,5 +1,5 @@
 """Starting bubblewrap before Trio is imported (standard library only): the sandbox boots while
-the warden's own imports run. Volumes are opened, ports bound, the namespace helper forked and
+the warden's own imports run. Volumes are opened, ports bound, the namespace helper started and
 bwrap started from the main thread (see :mod:`.._child_start`)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .._child_start import LaunchedChild, become_subreaper, launch
 from .._errors import IdmapUnavailableError, WrapRequestError
 from .._inject import InjectionMaterial, injected_environment, read_injection
 from .._limits import LimitPlan, announce_limits, plan_limits, preexec, sweep_stale_cgroups
-from .._netns import NetnsHelper, fork_netns_helper
+from .._netns import NetnsHelper, start_netns_helper
 from .._ports import bind_published_port
 from .._runtime import RuntimeLayout, runtime_layout
 from .._seccomp import deny_list_fd
@@ -109,12 +109,10 @@ def launch_bwrap(spec: WrapSpec) -> LaunchedBwrap:
     sweep_stale_cgroups()
     limits = plan_limits(spec.limits, as_root=as_root, prlimit=find_tool(root, "prlimit"))
     announce_limits(limits, spec.report)
-    # Forked first, while single-threaded, and before any descriptor below exists.
-    helper = fork_netns_helper() if spec.reaches_into_netns else None
+    helper = start_netns_helper() if spec.reaches_into_netns else None
     sockets: list[socket.socket] = []
     data_fds: list[int] = []
     try:
-        # Right after the helper's fork: it never holds a copy of the values.
         injection = read_injection(spec)
     except BaseException:
         if helper is not None:

@@ -347,8 +347,8 @@ async def run_container(
     helper: NetnsHelper | None = None,
     injection: InjectionMaterial | None = None,
 ) -> int:
-    """``helper`` (forked before Trio) makes the sockets that reach into the container;
-    ``injection``: inject_secrets' values and CA, read from the descriptor after its fork."""
+    """``helper`` (started before Trio) makes the sockets that reach into the container;
+    ``injection``: inject_secrets' values and CA, read from the descriptor once it started."""
     announce_limits(engine_limit_plan(engine, spec.limits), spec.report)
     into_container = SandboxSockets(helper) if helper is not None else None
     container = _Container(engine, f"trio-sandbox-{secrets.token_hex(6)}", grace, into_container)

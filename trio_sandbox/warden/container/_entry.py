@@ -29,13 +29,10 @@ async def _run(
 
 def _launcher(engine: str) -> Callable[[WrapSpec], Launched]:
     def launch(spec: WrapSpec) -> Launched:
-        from .._netns import fork_netns_helper
+        from .._netns import start_netns_helper
 
-        # Forked while the warden is single-threaded (before Trio): it enters the container's
-        # user namespace, which only a single-threaded process may do.
-        helper = fork_netns_helper() if spec.reaches_into_netns else None
+        helper = start_netns_helper() if spec.reaches_into_netns else None
         try:
-            # Right after the helper's fork: it never holds a copy of the values.
             from .._inject import read_injection
 
             injection = read_injection(spec)
