@@ -4,13 +4,11 @@ the host's loopback, and the files it makes in the workspace belong to the works
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-import trio
 
 from tests.support.sandbox_users import SandboxUser
 
@@ -42,17 +40,7 @@ trio.run(main)
 async def test_open_sandbox_works_with_defaults_for_both_users(
     sandbox_user: SandboxUser, workspace: Path
 ) -> None:
-    with trio.fail_after(60):
-        done = await trio.run_process(
-            sandbox_user.command(sandbox_user.python, "-c", EMBEDDED, str(workspace)),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=sandbox_user.env({"HOME": str(workspace)}),
-            cwd=workspace,
-        )
-    assert done.returncode == 0, done.stderr.decode()
-    report = json.loads(done.stdout.decode().splitlines()[-1])
+    report = await sandbox_user.run_json("-c", EMBEDDED, str(workspace), home=workspace, limit=60)
     assert report["text"].splitlines()[0] == str(sandbox_user.uid)
     assert report["created"]
     # Our tool server is reached over WebSocket on its mutual-TLS endpoint.
@@ -99,18 +87,11 @@ async def test_a_warden_in_an_instrumented_python_keeps_its_isolation_for_both_u
     site.mkdir()
     (site / "sitecustomize.py").write_text(INSTRUMENTED_SITE)
     os.chown(site, sandbox_user.uid, sandbox_user.gid)
-    with trio.fail_after(60):
-        done = await trio.run_process(
-            sandbox_user.command(sandbox_user.python, "-c", IDMAPPED_MOUNTS, str(workspace)),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=sandbox_user.env({"HOME": str(workspace), "PYTHONPATH": str(site)}),
-            cwd=workspace,
-        )
-    assert done.returncode == 0, done.stderr.decode()
+    instrumented = {"PYTHONPATH": str(site)}
+    uid, idmapped_mounts = await sandbox_user.run_json(
+        "-c", IDMAPPED_MOUNTS, str(workspace), home=workspace, limit=60, env=instrumented
+    )
     assert (site / "instrumented-warden").exists()  # the warden did run it
-    uid, idmapped_mounts = json.loads(done.stdout.decode().splitlines()[-1])
     assert uid == str(sandbox_user.uid)  # served over its published port
     # As root the host's trees are id-mapped; an ordinary user's sandbox has a user namespace.
     assert (int(idmapped_mounts) > 0) == sandbox_user.is_root

@@ -66,9 +66,17 @@ class SandboxUser:
     def python_module(self, module: str, *args: str) -> list[str]:
         return self.command(self.python, "-m", module, *args)
 
-    async def run_json(self, *args: str, home: Path, stdin: bytes = b"", limit: float) -> Any:
-        """``python ARGS`` as this user in ``home`` (also its HOME): the JSON of the last line
-        it prints. Fails the test with the end of its stderr if it exits non-zero."""
+    async def run_json(
+        self,
+        *args: str,
+        home: Path,
+        stdin: bytes = b"",
+        limit: float,
+        env: Mapping[str, str] | None = None,
+    ) -> Any:
+        """``python ARGS`` as this user in ``home`` (also its HOME), ``env`` added to its
+        environment: the JSON of the last line it prints. Fails the test with the end of its
+        stderr if it exits non-zero."""
         with trio.fail_after(limit):
             done = await trio.run_process(
                 self.command(self.python, *args),
@@ -76,7 +84,7 @@ class SandboxUser:
                 capture_stdout=True,
                 capture_stderr=True,
                 check=False,
-                env=self.env({"HOME": str(home)}),
+                env=self.env({"HOME": str(home), **(env or {})}),
                 cwd=home,
             )
         assert done.returncode == 0, done.stderr.decode()[-4000:]
