@@ -21,6 +21,9 @@ def test_the_helper_holds_its_channel_and_nothing_else_of_the_warden() -> None:
         assert message == b"S"
         with socket.socket(fileno=fds[0]) as made:
             assert made.family == socket.AF_INET6
+        # One request at a time: once this is answered, its copy of that socket is closed.
+        helper.channel.send(b"?")
+        assert helper.channel.recv(16) == b"EINVAL"
         held = os.listdir(f"/proc/{helper.pid}/fd")
         assert len(held) == 4, held  # stdin, stdout, stderr and the channel
         targets = {os.readlink(f"/proc/{helper.pid}/fd/{fd}") for fd in held}
@@ -38,8 +41,8 @@ def test_a_warden_that_hangs_up_mid_request_leaves_the_helper_quiet(
 ) -> None:
     helper = start_netns_helper()
     helper.channel.send(b"4")
-    helper.close()  # the reply, if it comes after this, meets a closed channel
-    assert helper.process.returncode == 0
+    helper.channel.close()  # the reply, if it comes after this, meets a closed channel
+    assert helper.process.wait(timeout=30) == 0
     assert capfd.readouterr().err == ""
 
 

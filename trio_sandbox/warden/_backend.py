@@ -2,7 +2,7 @@
 the unisolated process, a Kubernetes Pod) gives the warden's core.
 
 A back end is a :class:`Backend` value of callables, named in one table (:mod:`._choice`). The
-core calls ``launch`` before it imports Trio, while the warden is single-threaded: a back end
+core calls ``launch`` before it imports Trio (no thread of the warden's runs yet): a back end
 starts there what must start early (bubblewrap itself, a namespace helper) with the standard
 library only, and defers everything else to the :class:`Launched` value's ``run``, which the
 core awaits under Trio. A back end may add its own ``wrap`` options and subcommands; the core

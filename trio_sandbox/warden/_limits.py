@@ -359,7 +359,7 @@ def plan_limits(
 
 
 def preexec(plan: LimitPlan) -> Callable[[], None] | None:
-    """What the bwrap child runs before exec: join the cgroups (single-threaded warden only)."""
+    """What the bwrap child runs before exec: join the cgroups (before Trio)."""
     if not plan.cgroups or plan.outer_prefix:
         return None
     return plan.join

@@ -26,7 +26,6 @@ import errno
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,7 +139,7 @@ def _user_namespace_once(uid: int, gid: int) -> int:
         )
     except OSError as exc:
         # Its errno kept (EAGAIN is transient), its message naming what could not start.
-        what = f"cannot start the id map's helper {sys.executable}: {exc.strerror}"
+        what = f"cannot start the id map's helper {HELPER_PYTHON[0]}: {exc.strerror}"
         raise OSError(exc.errno, what) from exc
     with helper:  # closes its stdin (it reads EOF and exits) and waits for it
         assert helper.stdout is not None
