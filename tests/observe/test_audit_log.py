@@ -33,6 +33,7 @@ from trio_sandbox.observe._audit import (
     ARGUMENTS_PREVIEW_CHARS,
     MAX_RECORD_BYTES,
     TEXT_PREVIEW_CHARS,
+    _dumps,
 )
 from trio_sandbox.observe._records import wall_time
 from trio_sandbox.sandbox import SandboxConfig
@@ -258,3 +259,23 @@ def test_a_records_time_is_rfc3339_utc_within_a_microsecond(seconds: float) -> N
     parsed = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
     back = parsed.replace(tzinfo=datetime.UTC).timestamp()
     assert abs(back - seconds) <= 1.5e-6
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.datetimes(),  # not JSON: written as its str(), as json.dumps(default=str) would
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_a_line_is_what_json_dumps_writes_in_ascii(value: object) -> None:
+    line = _dumps(value)
+    assert line == json.dumps(value, separators=(",", ":"), default=str)
+    assert line.isascii()
+    assert "\n" not in line

@@ -40,6 +40,7 @@ from trio_sandbox.observe import (
     session_digest,
 )
 from trio_sandbox.observe._otel_child import FlatSpan, readable_spans
+from trio_sandbox.observe._otel_export import MAX_BATCH, MAX_DELAY, child_export_processor
 from trio_sandbox.observe._otel_spans import ChildExportTracerProvider
 from trio_sandbox.observe._tracing import MAX_NAME_CHARS
 from trio_sandbox.program import VERSION
@@ -1001,3 +1002,43 @@ time.sleep(60)
     finally:
         os.close(exporter)
         parent.stdout.close()
+
+
+# --- the exporter child's batches: the OTEL_BSP_* variables it reads ----------------------------
+
+
+def _a_flat_span(number: int) -> FlatSpan:
+    return (f"span {number}", 1, number + 1, 1, None, False, 1, 1, 2, {}, 0, None, "tests", None)
+
+
+def test_the_batch_size_and_delay_variables_are_read(otel_environment: pytest.MonkeyPatch) -> None:
+    otel_environment.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "3")
+    otel_environment.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # no tick during the test
+    processor = child_export_processor({"service.name": "tests"})
+    try:
+        for number in range(2):
+            processor.take(_a_flat_span(number))
+        assert len(processor._pending) == 2  # waiting for a third, or for ten minutes
+        processor.take(_a_flat_span(2))
+        assert processor._pending == []  # handed to the child at the third
+    finally:
+        processor.shutdown()
+
+
+@pytest.mark.parametrize("value", ["", "many", "0", "-4", "1.5"])
+def test_a_batch_variable_that_is_no_positive_number_leaves_the_default(
+    otel_environment: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    otel_environment.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", value)
+    otel_environment.setenv("OTEL_BSP_SCHEDULE_DELAY", value)
+    processor = child_export_processor({"service.name": "tests"})
+    processor.shutdown()
+    assert (processor._max_batch, processor._max_delay) == (MAX_BATCH, MAX_DELAY)
+    warned = [record.getMessage() for record in caplog.records]
+    if value:
+        assert any("OTEL_BSP_MAX_EXPORT_BATCH_SIZE is not a positive" in line for line in warned)
+        assert any("OTEL_BSP_SCHEDULE_DELAY is not a positive" in line for line in warned)
+        if value != "0":  # (a zero is in the defaults' digits)
+            assert not any(value in line for line in warned)  # nor says the value
+    else:
+        assert warned == []

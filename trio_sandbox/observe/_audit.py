@@ -61,9 +61,25 @@ def _open_private(path: str) -> tuple[int, int]:
         raise
 
 
+# json.dumps makes its encoder, and the C encoder inside it, on every call; a record is written
+# for every call the proxy serves, so the C encoder is made once, where the interpreter has one.
+# No check for a value that contains itself (records are trees; one that recursed would raise
+# RecursionError, a lost record). ASCII only: a raw U+2028 or U+0085 is a line break to some
+# readers (Python's splitlines).
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_LINE: Final = (
+    _make_c_encoder(
+        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    if _make_c_encoder is not None
+    else None
+)
+
+
 def _dumps(value: object) -> str:
-    # ASCII only: a raw U+2028 or U+0085 is a line break to some readers (Python's splitlines).
-    return json.dumps(value, separators=(",", ":"), default=str)
+    if _C_LINE is None:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return "".join(_C_LINE(value, 0))
 
 
 def _cut(text: str) -> str:

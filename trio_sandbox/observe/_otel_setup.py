@@ -3,10 +3,12 @@ variables, exporting OTLP over HTTP.
 
 Everything the SDK and its exporter read is theirs to read: the endpoint
 (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), headers, timeout,
-compression, certificates, the sampler (``OTEL_TRACES_SAMPLER``), the batch processor's
-``OTEL_BSP_*``, the limits, ``OTEL_SDK_DISABLED``; the resource is ``OTEL_RESOURCE_ATTRIBUTES``
-and ``OTEL_SERVICE_NAME``, with ``trio-sandbox`` for a service the variables do not name. This
-module never reads the headers itself and never prints a variable: the headers may hold a token.
+compression, certificates, the sampler (``OTEL_TRACES_SAMPLER``), the limits,
+``OTEL_SDK_DISABLED``; the resource is ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``,
+with ``trio-sandbox`` for a service the variables do not name. The batches
+(``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``) are our processor's
+(:mod:`._otel_export`). This module never reads the headers itself and never prints a
+variable: the headers may hold a token.
 
 This module imports only the standard library at first: the SDK (~40 ms) is imported when traces
 are turned on, so the CLI can import this always.

@@ -218,6 +218,8 @@ class SecretRedactor:
         else None (the caller takes :meth:`redact_json_async`): a record's small arguments
         should not cost a trip through the scheduler, nor hold the loop up when they are made
         to be slow to scan."""
+        if not value and type(value) is dict:
+            return {}  # nothing to scan: a tool called without arguments
         if _string_size(value) > limit:
             return None
         finished = _advance(
