@@ -638,7 +638,10 @@ def test_the_child_provider_takes_no_other_processor() -> None:
     ("variables", "recorded_spans"),
     [
         ({"OTEL_TRACES_SAMPLER": "always_off"}, 0),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, 0),
         ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, 0),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, 0),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, 3),
         ({"OTEL_SDK_DISABLED": "true"}, 0),
         ({}, 3),
     ],
