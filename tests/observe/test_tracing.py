@@ -1045,3 +1045,27 @@ def test_a_batch_variable_that_is_no_positive_number_leaves_the_default(
             assert not any(value in line for line in warned)  # nor says the value
     else:
         assert warned == []
+
+
+@pytest.mark.parametrize(
+    ("batch", "delay_ms", "kept"),
+    [
+        ("1000000000", "1", (MAX_BATCH, 0.1)),  # one request a span, ten thousand a second: no
+        ("1", "9" * 400, (1, 3600.0)),  # past what a thread's wait can take
+    ],
+)
+def test_a_batch_variable_out_of_range_is_kept_within_it(
+    otel_environment: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    batch: str,
+    delay_ms: str,
+    kept: tuple[int, float],
+) -> None:
+    otel_environment.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch)
+    otel_environment.setenv("OTEL_BSP_SCHEDULE_DELAY", delay_ms)
+    processor = child_export_processor({"service.name": "tests"})
+    processor.shutdown()
+    assert (processor._max_batch, processor._max_delay) == kept
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "OTEL_BSP_SCHEDULE_DELAY is kept within 100..3600000" in warned
+    assert ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE is kept within" in warned) == (batch != "1")

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -66,14 +67,20 @@ def _open_private(path: str) -> tuple[int, int]:
 # No check for a value that contains itself (records are trees; one that recursed would raise
 # RecursionError, a lost record). ASCII only: a raw U+2028 or U+0085 is a line break to some
 # readers (Python's splitlines).
-_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_C_LINE: Final = (
-    _make_c_encoder(
-        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-    if _make_c_encoder is not None
-    else None
-)
+def _c_encoder() -> Callable[[object, int], Sequence[str]] | None:
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:  # its arguments are CPython's own, not a public interface
+        encoder: Callable[[object, int], Sequence[str]] = make(
+            None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+        )
+    except Exception:
+        return None
+    return encoder
+
+
+_C_LINE: Final = _c_encoder()
 
 
 def _dumps(value: object) -> str:

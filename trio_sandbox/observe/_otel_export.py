@@ -6,10 +6,12 @@ the event loop needs.
 Batches go when ``max_batch`` spans are pending, or every ``max_delay`` seconds (a thread of the
 processor's, joined at shutdown): ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and
 ``OTEL_BSP_SCHEDULE_DELAY`` (milliseconds) when set, else 2,048 spans and one second (a quarter
-of the requests 512 made: the child's CPU per call fell from ~43 to ~32 us here). The queue is
-bounded in bytes, not by ``OTEL_BSP_MAX_QUEUE_SIZE``. Writes never block the event loop: what
-the pipe cannot take waits in a buffer, bounded; past the bound, new spans are dropped and
-counted (as the SDK's batch processor drops spans when its queue is full), and said once.
+of the requests 512 made: the child's CPU per call fell from ~43 to ~32 us here). A batch is at
+most 2,048 spans (the SDK's queue size, which its own processor's batch may not pass) and the
+delay 0.1 s to an hour. The queue is bounded in bytes, not by ``OTEL_BSP_MAX_QUEUE_SIZE``.
+Writes never block the event loop: what the pipe cannot take waits in a buffer, bounded; past
+the bound, new spans are dropped and counted (as the SDK's batch processor drops spans when its
+queue is full), and said once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ logger = logging.getLogger("trio_sandbox.observe")
 
 MAX_BATCH: Final = 2048
 MAX_DELAY: Final = 1.0
+# OTEL_BSP_SCHEDULE_DELAY's range: a batch (an HTTP request of the child's) at most ten times a
+# second, and at least once an hour.
+DELAY_MS_BOUNDS: Final = (100, 3_600_000)
 MAX_BUFFERED: Final = 16 * 1024 * 1024
 PIPE_BYTES: Final = 1024 * 1024
 SHUTDOWN_SECONDS: Final = 30.0
@@ -140,23 +145,20 @@ class ChildExportProcessor(SpanProcessor):
 
 def child_export_processor(resource: dict[str, Any]) -> ChildExportProcessor:
     """The processor, its child started (it inherits the OTEL_* variables and our stderr)."""
+    max_batch = _whole_variable(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, MAX_BATCH, 1, MAX_BATCH)
+    delay_ms = _whole_variable(OTEL_BSP_SCHEDULE_DELAY, round(MAX_DELAY * 1000), *DELAY_MS_BOUNDS)
     child = subprocess.Popen(
         [sys.executable, "-m", "trio_sandbox.observe._otel_child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         close_fds=True,
     )
-    return ChildExportProcessor(
-        child,
-        resource,
-        max_batch=_positive_variable(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, MAX_BATCH),
-        max_delay=_positive_variable(OTEL_BSP_SCHEDULE_DELAY, int(MAX_DELAY * 1000)) / 1000,
-    )
+    return ChildExportProcessor(child, resource, max_batch=max_batch, max_delay=delay_ms / 1000)
 
 
-def _positive_variable(name: str, default: int) -> int:
-    """The whole number ``name`` holds, or ``default`` when it is unset, or (with a warning, as
-    the SDK's processor gives) when it is not a positive whole number."""
+def _whole_variable(name: str, default: int, lowest: int, highest: int) -> int:
+    """The whole number ``name`` holds, kept within ``lowest``..``highest``; ``default`` when it
+    is unset or (with a warning, as the SDK's processor gives) not a positive whole number."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -167,4 +169,8 @@ def _positive_variable(name: str, default: int) -> int:
     if value <= 0:
         logger.warning("traces: %s is not a positive whole number: %d is used", name, default)
         return default
+    if not lowest <= value <= highest:
+        kept = min(max(value, lowest), highest)
+        logger.warning("traces: %s is kept within %d..%d: %d is used", name, lowest, highest, kept)
+        return kept
     return value
