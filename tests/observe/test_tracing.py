@@ -4,6 +4,7 @@ variables end to end against a real OTLP/HTTP receiver, and what importing costs
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import secrets
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -40,7 +42,12 @@ from trio_sandbox.observe import (
     session_digest,
 )
 from trio_sandbox.observe._otel_child import FlatSpan, readable_spans
-from trio_sandbox.observe._otel_export import MAX_BATCH, MAX_DELAY, child_export_processor
+from trio_sandbox.observe._otel_export import (
+    MAX_BATCH,
+    MAX_DELAY,
+    ChildExportProcessor,
+    child_export_processor,
+)
 from trio_sandbox.observe._otel_spans import ChildExportTracerProvider
 from trio_sandbox.observe._tracing import MAX_NAME_CHARS
 from trio_sandbox.program import VERSION
@@ -1069,3 +1076,25 @@ def test_a_batch_variable_out_of_range_is_kept_within_it(
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "OTEL_BSP_SCHEDULE_DELAY is kept within 100..3600000" in warned
     assert ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE is kept within" in warned) == (batch != "1")
+
+
+def test_what_the_pipe_could_not_take_is_handed_over_as_it_drains() -> None:
+    """A pipe smaller than a batch (the kernel may refuse to grow it) is fed as the child reads,
+    not once per delay: here the delay is an hour."""
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"], stdin=subprocess.PIPE
+    )
+    processor = ChildExportProcessor(reader, {"service.name": "t"}, max_batch=64, max_delay=3600)
+    assert reader.stdin is not None
+    fcntl.fcntl(reader.stdin.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    padded = {"padding": "x" * 200}
+    try:
+        for number in range(640):  # ten batches of some 16 KiB each
+            processor.take((*_a_flat_span(number)[:9], padded, 0, None, "tests", None))
+        deadline = time.monotonic() + 30
+        while processor._out and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not processor._out
+    finally:
+        processor.shutdown()
+    assert reader.returncode == 0

@@ -9,9 +9,9 @@ processor's, joined at shutdown): ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and
 of the requests 512 made: the child's CPU per call fell from ~43 to ~32 us here). A batch is at
 most 2,048 spans (the SDK's queue size, which its own processor's batch may not pass) and the
 delay 0.1 s to an hour. The queue is bounded in bytes, not by ``OTEL_BSP_MAX_QUEUE_SIZE``.
-Writes never block the event loop: what the pipe cannot take waits in a buffer, bounded; past
-the bound, new spans are dropped and counted (as the SDK's batch processor drops spans when its
-queue is full), and said once.
+Writes never block the event loop: what the pipe cannot take waits in a buffer, bounded, and
+the processor's thread hands it over as the pipe drains; past the bound, new spans are dropped
+and counted (as the SDK's batch processor drops spans when its queue is full), and said once.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ MAX_DELAY: Final = 1.0
 # OTEL_BSP_SCHEDULE_DELAY's range: a batch (an HTTP request of the child's) at most ten times a
 # second, and at least once an hour.
 DELAY_MS_BOUNDS: Final = (100, 3_600_000)
+# While bytes wait for the pipe, how often the ticker looks at the stop flag between writes.
+BACKLOG_POLL: Final = 0.05
 MAX_BUFFERED: Final = 16 * 1024 * 1024
 PIPE_BYTES: Final = 1024 * 1024
 SHUTDOWN_SECONDS: Final = 30.0
@@ -73,6 +75,8 @@ class ChildExportProcessor(SpanProcessor):
         self._dropped = 0
         self._broken = False
         self._stopping = threading.Event()
+        # Set by the stop and by a write the pipe could not take whole: the ticker wakes for both.
+        self._wake = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="trio-sandbox spans", daemon=True)
         self._ticker.start()
 
@@ -98,10 +102,14 @@ class ChildExportProcessor(SpanProcessor):
             else:
                 self._out += frame(self._pending)
             self._pending = []
+        self._write_locked()
+
+    def _write_locked(self) -> None:
         while self._out and not self._broken:
             try:
                 written = os.write(self._fd, self._out)
             except BlockingIOError:
+                self._wake.set()
                 return
             except OSError as error:
                 self._broken = True
@@ -111,9 +119,24 @@ class ChildExportProcessor(SpanProcessor):
             del self._out[:written]
 
     def _tick(self) -> None:
-        while not self._stopping.wait(self._max_delay):
+        # Every max_delay the pending spans go; between, what the pipe could not take (a pipe
+        # smaller than a batch, a child slow to read) is handed over as the pipe drains.
+        due = time.monotonic() + self._max_delay
+        while not self._stopping.is_set():
             with self._lock:
-                self._flush_locked()
+                backlog = bool(self._out) and not self._broken
+            wait = due - time.monotonic()
+            if backlog:
+                select.select([], [self._fd], [], min(max(wait, 0.0), BACKLOG_POLL))
+                with self._lock:
+                    self._write_locked()
+            elif wait > 0:
+                self._wake.wait(wait)
+                self._wake.clear()  # a wake lost here is seen as a backlog on the next turn
+            if time.monotonic() >= due:
+                with self._lock:
+                    self._flush_locked()
+                due = time.monotonic() + self._max_delay
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Hand every pending span to the child within the timeout (not: wait for its export)."""
@@ -131,6 +154,7 @@ class ChildExportProcessor(SpanProcessor):
     def shutdown(self) -> None:
         """Hand over what is left, end the child's input, and wait for it to send it all."""
         self._stopping.set()
+        self._wake.set()
         self._ticker.join()
         self.force_flush(int(SHUTDOWN_SECONDS * 1000))
         self._stdin.close()
