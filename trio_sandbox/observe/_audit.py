@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import AuditLogError
-from ._records import Record
+from ._records import Record, ellipsized
 
 logger = logging.getLogger("trio_sandbox.observe")
 
@@ -89,10 +89,6 @@ def _dumps(value: object) -> str:
     return "".join(_C_LINE(value, 0))
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= TEXT_PREVIEW_CHARS else text[: TEXT_PREVIEW_CHARS - 1] + "\u2026"
-
-
 def _encode(record: Record) -> bytes:
     fields = record.to_json()
     line = _dumps(fields)
@@ -109,11 +105,12 @@ def _encode(record: Record) -> bytes:
         # choose, up to a message's size: whole, a few such records would rotate the log's
         # history out.
         fields = {
-            key: _cut(value) if isinstance(value, str) else value for key, value in fields.items()
+            key: ellipsized(value, TEXT_PREVIEW_CHARS) if isinstance(value, str) else value
+            for key, value in fields.items()
         }
         error = fields.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            fields["error"] = {**error, "message": _cut(error["message"])}
+            fields["error"] = {**error, "message": ellipsized(error["message"], TEXT_PREVIEW_CHARS)}
         line = _dumps(fields)
     return line.encode("ascii") + b"\n"
 

@@ -66,6 +66,12 @@ class LifecyclePhase(enum.StrEnum):
 
 
 @functools.lru_cache(maxsize=4)
+def ellipsized(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and "…" when it is longer than ``limit``
+    (a client's name or an upstream's message, cut where a record or a span holds it)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _whole_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 

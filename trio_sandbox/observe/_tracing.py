@@ -32,7 +32,14 @@ import attrs
 
 from ..program import VERSION
 from ._errors import otel_extra_missing
-from ._records import CallKind, Failure, LifecyclePhase, LifecycleRecord, Outcome
+from ._records import (
+    CallKind,
+    Failure,
+    LifecyclePhase,
+    LifecycleRecord,
+    Outcome,
+    ellipsized,
+)
 
 try:
     from opentelemetry import trace
@@ -250,8 +257,7 @@ class OtelTracing:
         is a valid one, else the root of a new trace (never a child of whatever span happens to
         be current in the calling task)."""
         method = METHODS[kind]
-        if len(name) > MAX_NAME_CHARS:
-            name = name[: MAX_NAME_CHARS - 1] + "\u2026"
+        name = ellipsized(name, MAX_NAME_CHARS)
         attributes: dict[str, AttributeValue] = {MCP_METHOD_NAME: method}
         if kind is CallKind.TOOL_CALL:
             span_name = f"{method} {name}"

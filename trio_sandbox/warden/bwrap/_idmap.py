@@ -30,11 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .._errors import IdmapUnavailableError
-from .._netns import HELPER_PYTHON
+from .._netns import CLONE_NEWUSER, HELPER_PYTHON
 from .._runtime import is_within
 
 _CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_REC = 0x4000
@@ -111,14 +110,14 @@ def _user_namespace(uid: int, gid: int) -> int:
 # handlers of whatever the process has imported (OpenTelemetry's SDK starts its export thread
 # in the child), and a process with a second thread cannot unshare a user namespace (EINVAL).
 # It writes b"x" once the namespace exists, else unshare's errno, then waits for EOF on stdin.
-_HELPER_SOURCE = """\
+_HELPER_SOURCE = f"""\
 import os
 try:
-    os.unshare(0x10000000)
+    os.unshare({CLONE_NEWUSER})
 except AttributeError:
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    report = b"x" if libc.unshare(0x10000000) == 0 else str(ctypes.get_errno()).encode()
+    report = b"x" if libc.unshare({CLONE_NEWUSER}) == 0 else str(ctypes.get_errno()).encode()
 except OSError as exc:
     report = str(exc.errno).encode()
 else:
